@@ -1,0 +1,75 @@
+# quantd — top-level build.
+#   make            build build/quantd and the test binaries
+#   make test       run every test (unit, conformance, end-to-end); prints "N passed, N failed"
+#   make asan       same build with AddressSanitizer + UBSan into build-asan/
+#   make test-asan  run the unit tests under the sanitizers
+#   make fuzz       libFuzzer targets (clang) into build-fuzz/
+#   make bench      run the benchmarks under bench/
+# Source files are picked up by wildcard: add a .c file to a module folder and it is built.
+
+B        ?= build
+CC       ?= cc
+PROTOC_C ?= protoc-c
+ONNX_PROTO ?= /usr/include/onnx/onnx.proto
+OPT      ?= -O2
+SAN      ?=
+CFLAGS   ?= $(OPT) -g
+CFLAGS   += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
+            -pthread -fno-strict-aliasing $(SAN) \
+            -I. -Icommon -I$(B)/gen $(shell pkg-config --cflags openblas 2>/dev/null)
+LDLIBS   += $(SAN) -pthread -lmicrohttpd -ljansson -lprotobuf-c -lsqlite3 -lopenblas -lcrypto -lz -lm
+
+MODULES  := common onnx engine passes search store api daemon
+LIB_SRCS := $(filter-out daemon/main.c,$(foreach m,$(MODULES),$(wildcard $(m)/*.c)))
+GEN_SRCS := $(B)/gen/onnx.pb-c.c
+LIB_OBJS := $(patsubst %.c,$(B)/obj/%.o,$(LIB_SRCS)) $(B)/obj/gen/onnx.pb-c.o
+TEST_SRCS := $(wildcard tests/unit/test_*.c)
+TEST_BINS := $(patsubst tests/unit/%.c,$(B)/tests/%,$(TEST_SRCS))
+HDRS     := $(wildcard */*.h) $(wildcard */*.def) $(B)/gen/onnx.pb-c.h
+
+.PHONY: all test asan test-asan fuzz bench clean
+all: $(B)/quantd $(TEST_BINS)
+
+$(B)/gen/onnx.pb-c.c $(B)/gen/onnx.pb-c.h: $(ONNX_PROTO)
+	@mkdir -p $(B)/gen
+	$(PROTOC_C) --c_out=$(B)/gen -I$(dir $(ONNX_PROTO)) $(ONNX_PROTO)
+
+$(B)/obj/gen/onnx.pb-c.o: $(B)/gen/onnx.pb-c.c $(B)/gen/onnx.pb-c.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -w -c $< -o $@
+
+$(B)/obj/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(B)/libquantd.a: $(LIB_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+$(B)/quantd: $(B)/obj/daemon/main.o $(B)/libquantd.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/tests/%: tests/unit/%.c tests/unit/qd_test.h $(B)/libquantd.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(B)/libquantd.a $(LDLIBS)
+
+test: all
+	B=$(B) tests/run.sh
+
+asan:
+	$(MAKE) B=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer"
+
+test-asan: asan
+	B=build-asan QD_TEST_UNIT_ONLY=1 tests/run.sh
+
+fuzz:
+	$(MAKE) B=build-fuzz CC=clang OPT=-O1 SAN="-fsanitize=fuzzer-no-link,address,undefined" build-fuzz/libquantd.a
+	@mkdir -p build-fuzz/fuzz
+	for f in fuzz/fuzz_*.c; do n=$$(basename $$f .c); \
+	  clang -O1 -g -fsanitize=fuzzer,address,undefined -I. -Icommon -Ibuild-fuzz/gen -o build-fuzz/fuzz/$$n $$f build-fuzz/libquantd.a $(filter-out $(SAN),$(LDLIBS)) || exit 1; done
+
+bench: all
+	bench/run.sh
+
+clean:
+	rm -rf build build-asan build-fuzz

@@ -1,0 +1,66 @@
+/* engine/ — the CPU executor used for calibration and evaluation (public API).
+ * Internals (op table engine/ops.def, kernels, memory plan) live in engine/*.c and
+ * engine/engine_internal.h. */
+#ifndef QD_ENGINE_H
+#define QD_ENGINE_H
+
+#include "qd.h"
+#include "onnx/onnx.h"
+
+#define QD_MAX_DIMS 8
+
+/* A dense tensor. data is owned by whoever created the tensor unless said otherwise. */
+struct qd_tensor {
+	char *name;                 /* may be NULL */
+	int dtype;                  /* enum qd_dtype */
+	int ndim;
+	int64_t dims[QD_MAX_DIMS];
+	void *data;                 /* numel * qd_dtype_size(dtype) bytes (bool = 1 byte) */
+	size_t nbytes;
+};
+int64_t qd_tensor_count(const struct qd_tensor *t);      /* product of dims */
+/* Allocate data for dtype/dims (zeroed); name copied. Returns 0 or -QD_ENOMEM. */
+int qd_tensor_alloc(struct qd_tensor *t, const char *name, int dtype, int ndim, const int64_t *dims);
+void qd_tensor_release(struct qd_tensor *t);             /* frees name and data */
+void qd_tensors_release(struct qd_tensor *t, size_t n);  /* each, then free(t) */
+/* From an ONNX TensorProto (raw_data or typed fields). */
+int qd_tensor_from_proto(const Onnx__TensorProto *p, struct qd_tensor *out, struct qd_err *err);
+
+/* .npz files (stored or deflated) of .npy arrays: name = file name without ".npy". */
+int qd_npz_read(const char *path, struct qd_tensor **out, size_t *n, struct qd_err *err);
+int qd_npz_write(const char *path, const struct qd_tensor *t, size_t n, struct qd_err *err);
+
+struct qd_engine;
+
+struct qd_engine_opts {
+	int threads;                /* BLAS / kernel threads; 0 = 1 */
+	bool profile;               /* collect per-op-type time */
+};
+
+/* Called for every tensor a node produces, right after the node ran. The tensor is
+ * borrowed (valid during the call). */
+typedef void (*qd_engine_hook)(void *ud, const Onnx__NodeProto *node, const struct qd_tensor *t);
+
+/* Prepare a model for running: checks every node against the op table (op, domain, opset,
+ * dtypes); an unsupported one fails here naming the node. The engine borrows m. */
+int qd_engine_load(const struct qd_model *m, const struct qd_engine_opts *opts,
+		   struct qd_engine **out, struct qd_err *err);
+void qd_engine_free(struct qd_engine *e);
+/* Model input / output names and declared types; borrow. */
+size_t qd_engine_n_inputs(const struct qd_engine *e);
+const Onnx__ValueInfoProto *qd_engine_input(const struct qd_engine *e, size_t i);
+size_t qd_engine_n_outputs(const struct qd_engine *e);
+const Onnx__ValueInfoProto *qd_engine_output(const struct qd_engine *e, size_t i);
+void qd_engine_set_hook(struct qd_engine *e, qd_engine_hook hook, void *ud);
+/* Run with inputs matched by name. *outputs new (qd_tensors_release), one per model output
+ * in order. cancel (may be NULL) is polled between nodes. */
+int qd_engine_run(struct qd_engine *e, const struct qd_tensor *inputs, size_t n_in,
+		  struct qd_tensor **outputs, size_t *n_out, const volatile int *cancel,
+		  struct qd_err *err);
+/* Peak bytes of live tensors during the last run. */
+size_t qd_engine_peak_bytes(const struct qd_engine *e);
+
+/* `quantd infer ...` */
+int qd_cmd_infer(int argc, char **argv);
+
+#endif

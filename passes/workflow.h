@@ -1,0 +1,41 @@
+/* Running an Olive-style workflow (pass chain, later search) on one model: shared by the
+ * daemon's workers and `quantd run`. */
+#ifndef QD_WORKFLOW_H
+#define QD_WORKFLOW_H
+
+#include "qd.h"
+#include <jansson.h>
+
+struct qd_workflow_hooks {
+	void *ud;
+	/* progress in [0,1] with a short message; may be NULL */
+	void (*progress)(void *ud, double frac, const char *msg);
+	/* one log line for the job (also goes to qd_log); may be NULL */
+	void (*log)(void *ud, enum qd_log_level lvl, const char *line);
+	/* polled between passes / trials / nodes: non-zero means stop with QD_ECANCELED */
+	const volatile int *cancel;
+};
+
+struct qd_workflow_req {
+	const char *job_id;          /* for logs; may be NULL */
+	const char *model_path;      /* input model file */
+	const json_t *workflow;      /* {"passes": {...}, "evaluator": ..., ...} */
+	const char *out_dir;         /* existing directory; receives the files below */
+	int threads;                 /* engine threads (0 = 1) */
+};
+
+/* Validate a workflow at submit time: unknown pass types, unknown parameters, wrong
+ * types, and pass types that are not implemented give an error whose field is the JSON
+ * path ("passes.q.per_channel"). */
+int qd_workflow_validate(const json_t *workflow, struct qd_err *err);
+
+/* Run it. Writes into out_dir: "model.onnx" (the output model; plus "model.onnx.data" if
+ * it has external data), "metrics.json", "footprint.json". *result (new, may be NULL on
+ * error) is the metrics JSON object that was written. */
+int qd_workflow_run(const struct qd_workflow_req *req, const struct qd_workflow_hooks *hooks,
+		    json_t **result, struct qd_err *err);
+
+/* `quantd run --model M --config W --output DIR` */
+int qd_cmd_run(int argc, char **argv);
+
+#endif
