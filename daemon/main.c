@@ -1,0 +1,44 @@
+/* quantd entry point: dispatches the sub-commands serve, run and infer. */
+#include "qd.h"
+#include "daemon/daemon.h"
+#include "engine/engine.h"
+#include "passes/workflow.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: quantd <command> [options]\n\n"
+		   "commands:\n"
+		   "  serve   run the quantization service (REST API, job queue, workers)\n"
+		   "  run     run a workflow on one model without a server (like `olive run`)\n"
+		   "  infer   run a model on inputs with the built-in CPU engine\n\n"
+		   "`quantd <command> --help` describes each command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	const char *cmd = argv[1];
+	if (!strcmp(cmd, "serve"))
+		return qd_cmd_serve(argc - 1, argv + 1);
+	if (!strcmp(cmd, "run"))
+		return qd_cmd_run(argc - 1, argv + 1);
+	if (!strcmp(cmd, "infer"))
+		return qd_cmd_infer(argc - 1, argv + 1);
+	if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+		printf("quantd %s\n", QD_VERSION);
+		return 0;
+	}
+	fprintf(stderr, "quantd: unknown command '%s'\n", cmd);
+	usage(stderr);
+	return 2;
+}
