@@ -357,8 +357,10 @@ void qd_time_iso8601(double t, char out[32])
 		ms = 0;
 	if (ms > 999)
 		ms = 999;
-	snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+	char tmp[96];
+	snprintf(tmp, sizeof tmp, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+	snprintf(out, 32, "%.31s", tmp);
 }
 
 void qd_make_id(const char *prefix, char out[64])
