@@ -61,7 +61,9 @@ int qd_err_wrap(struct qd_err *err, const char *fmt, ...)
 	vsnprintf(pre, sizeof pre, fmt, ap);
 	va_end(ap);
 	memcpy(old, err->msg, sizeof old);
-	snprintf(err->msg, sizeof err->msg, "%s: %s", pre, old);
+	size_t n = strlen(pre);
+	memcpy(err->msg, pre, n);
+	snprintf(err->msg + n, sizeof err->msg - n, ": %.*s", (int)(sizeof err->msg - n - 3), old);
 	if (!err->code)
 		err->code = QD_EINTERNAL;
 	return -err->code;
