@@ -1,0 +1,249 @@
+/* engine/qgemm.c — 8-bit integer GEMM with zero points, int32 accumulation.
+ * DESIGN: zero points are subtracted while packing, so both operands become int16 in
+ * [-383, 383] and every product pair fits int32 exactly. B is packed per (KC x NC) panel
+ * as [16-column strip][k pair][16 columns][2]; A per 4-row block as [k pair][4 rows] of
+ * int16 pairs. The 4x16 micro-kernel multiplies k pairs with one madd (AVX2 vpmaddwd)
+ * or the portable C loop; edges are zero-padded and only the valid part is written. */
+#include <stdlib.h>
+#include <string.h>
+#include "qd.h"
+#include "engine/qgemm.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define QD_QGEMM_X86 1
+#endif
+
+#define KC 256      /* K values per panel (even) */
+#define NC 256      /* columns per panel (multiple of 16) */
+#define MR 4
+#define NR 16
+
+static inline int32_t ld8(const void *p, int64_t i, bool is_signed)
+{
+	return is_signed ? (int32_t)((const int8_t *)p)[i] : (int32_t)((const uint8_t *)p)[i];
+}
+
+static inline int32_t zp_at(const int32_t *zp, bool per, int64_t i)
+{
+	return zp ? zp[per ? i : 0] : 0;
+}
+
+static int check_args(const struct qd_qgemm_args *g)
+{
+	if (g->M < 0 || g->N < 0 || g->K < 0)
+		return -QD_EINVAL;
+	if ((g->M && g->N && g->K && (!g->A || !g->B)) || (g->M && g->N && !g->C))
+		return -QD_EINVAL;
+	return 0;
+}
+
+int qd_qgemm_ref(const struct qd_qgemm_args *g)
+{
+	int rc = check_args(g);
+	if (rc)
+		return rc;
+	for (int64_t m = 0; m < g->M; m++) {
+		int32_t az = zp_at(g->a_zp, g->a_zp_per_row, m);
+		for (int64_t n = 0; n < g->N; n++) {
+			int32_t bz = zp_at(g->b_zp, g->b_zp_per_col, n);
+			uint32_t acc = 0;   /* unsigned: int32 wrap-around without UB */
+			for (int64_t k = 0; k < g->K; k++) {
+				int32_t a = ld8(g->A, m * g->lda + k, g->a_signed) - az;
+				int32_t b = ld8(g->B, k * g->ldb + n, g->b_signed) - bz;
+				acc += (uint32_t)(a * b);
+			}
+			g->C[m * g->ldc + n] = (int32_t)acc;
+		}
+	}
+	return 0;
+}
+
+/* ---- packing ---------------------------------------------------------------------- */
+
+/* B rows [k0, k0+kc) x columns [n0, n0+nc) into dst; kp = ceil(kc/2) pairs, strips of NR. */
+static void pack_b(const struct qd_qgemm_args *g, int64_t k0, int64_t kc, int64_t n0, int64_t nc,
+		   int16_t *dst)
+{
+	int64_t kp = (kc + 1) / 2;
+	for (int64_t s = 0; s < nc; s += NR) {
+		int16_t *strip = dst + (s / NR) * kp * NR * 2;
+		for (int64_t p = 0; p < kp; p++) {
+			int16_t *row = strip + p * NR * 2;
+			for (int64_t j = 0; j < NR; j++) {
+				int64_t n = n0 + s + j;
+				int16_t v0 = 0, v1 = 0;
+				if (s + j < nc) {
+					int32_t bz = zp_at(g->b_zp, g->b_zp_per_col, n);
+					int64_t k = k0 + 2 * p;
+					v0 = (int16_t)(ld8(g->B, k * g->ldb + n, g->b_signed) - bz);
+					if (2 * p + 1 < kc)
+						v1 = (int16_t)(ld8(g->B, (k + 1) * g->ldb + n, g->b_signed) - bz);
+				}
+				row[2 * j] = v0;
+				row[2 * j + 1] = v1;
+			}
+		}
+	}
+}
+
+/* A rows [m0, m0+MR) x k [k0, k0+kc) into dst as [pair][MR] int32 (two int16 each). */
+static void pack_a(const struct qd_qgemm_args *g, int64_t m0, int64_t k0, int64_t kc, int32_t *dst)
+{
+	int64_t kp = (kc + 1) / 2;
+	for (int64_t r = 0; r < MR; r++) {
+		int64_t m = m0 + r;
+		if (m >= g->M) {
+			for (int64_t p = 0; p < kp; p++)
+				dst[p * MR + r] = 0;
+			continue;
+		}
+		int32_t az = zp_at(g->a_zp, g->a_zp_per_row, m);
+		const int64_t base = m * g->lda + k0;
+		for (int64_t p = 0; p < kp; p++) {
+			int16_t v0 = (int16_t)(ld8(g->A, base + 2 * p, g->a_signed) - az);
+			int16_t v1 = 0;
+			if (2 * p + 1 < kc)
+				v1 = (int16_t)(ld8(g->A, base + 2 * p + 1, g->a_signed) - az);
+			dst[p * MR + r] = (int32_t)(((uint32_t)(uint16_t)v1 << 16) | (uint16_t)v0);
+		}
+	}
+}
+
+/* ---- micro-kernels: tile[MR][NR] = sum over kp pairs ------------------------------- */
+
+static void kernel_generic(int64_t kp, const int32_t *a, const int16_t *b, int32_t tile[MR][NR])
+{
+	uint32_t acc[MR][NR];
+	memset(acc, 0, sizeof(acc));
+	for (int64_t p = 0; p < kp; p++) {
+		const int16_t *bp = b + p * NR * 2;
+		for (int r = 0; r < MR; r++) {
+			uint32_t w = (uint32_t)a[p * MR + r];
+			int32_t a0 = (int16_t)(w & 0xffff), a1 = (int16_t)(w >> 16);
+			for (int j = 0; j < NR; j++)
+				acc[r][j] += (uint32_t)(a0 * bp[2 * j] + a1 * bp[2 * j + 1]);
+		}
+	}
+	for (int r = 0; r < MR; r++)
+		for (int j = 0; j < NR; j++)
+			tile[r][j] = (int32_t)acc[r][j];
+}
+
+#ifdef QD_QGEMM_X86
+__attribute__((target("avx2")))
+static void kernel_avx2(int64_t kp, const int32_t *a, const int16_t *b, int32_t tile[MR][NR])
+{
+	__m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00;
+	__m256i c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+	for (int64_t p = 0; p < kp; p++) {
+		const __m256i b0 = _mm256_loadu_si256((const __m256i *)(b + p * NR * 2));
+		const __m256i b1 = _mm256_loadu_si256((const __m256i *)(b + p * NR * 2 + 16));
+		const int32_t *ap = a + p * MR;
+		__m256i a0 = _mm256_set1_epi32(ap[0]);
+		c00 = _mm256_add_epi32(c00, _mm256_madd_epi16(b0, a0));
+		c01 = _mm256_add_epi32(c01, _mm256_madd_epi16(b1, a0));
+		__m256i a1 = _mm256_set1_epi32(ap[1]);
+		c10 = _mm256_add_epi32(c10, _mm256_madd_epi16(b0, a1));
+		c11 = _mm256_add_epi32(c11, _mm256_madd_epi16(b1, a1));
+		__m256i a2 = _mm256_set1_epi32(ap[2]);
+		c20 = _mm256_add_epi32(c20, _mm256_madd_epi16(b0, a2));
+		c21 = _mm256_add_epi32(c21, _mm256_madd_epi16(b1, a2));
+		__m256i a3 = _mm256_set1_epi32(ap[3]);
+		c30 = _mm256_add_epi32(c30, _mm256_madd_epi16(b0, a3));
+		c31 = _mm256_add_epi32(c31, _mm256_madd_epi16(b1, a3));
+	}
+	/* The packed B interleaves (k, k+1) per column, so madd yields columns 0..7 / 8..15. */
+	_mm256_storeu_si256((__m256i *)&tile[0][0], c00);
+	_mm256_storeu_si256((__m256i *)&tile[0][8], c01);
+	_mm256_storeu_si256((__m256i *)&tile[1][0], c10);
+	_mm256_storeu_si256((__m256i *)&tile[1][8], c11);
+	_mm256_storeu_si256((__m256i *)&tile[2][0], c20);
+	_mm256_storeu_si256((__m256i *)&tile[2][8], c21);
+	_mm256_storeu_si256((__m256i *)&tile[3][0], c30);
+	_mm256_storeu_si256((__m256i *)&tile[3][8], c31);
+}
+
+static bool have_avx2(void)
+{
+	return __builtin_cpu_supports("avx2");
+}
+#else
+static bool have_avx2(void)
+{
+	return false;
+}
+#endif
+
+typedef void (*qgemm_kernel)(int64_t kp, const int32_t *a, const int16_t *b, int32_t tile[MR][NR]);
+
+static int qgemm_blocked(const struct qd_qgemm_args *g, qgemm_kernel kern)
+{
+	int rc = check_args(g);
+	if (rc)
+		return rc;
+	if (!g->M || !g->N)
+		return 0;
+	if (!g->K) {
+		for (int64_t m = 0; m < g->M; m++)
+			memset(g->C + m * g->ldc, 0, (size_t)g->N * sizeof(int32_t));
+		return 0;
+	}
+	int64_t kcap = QD_MIN(g->K, (int64_t)KC), ncap = QD_MIN(g->N, (int64_t)NC);
+	int64_t kpmax = (kcap + 1) / 2;
+	int64_t nstrips = (ncap + NR - 1) / NR;
+	int16_t *bp = malloc((size_t)(nstrips * kpmax * NR * 2) * sizeof(int16_t) + 64);
+	int32_t *ap = malloc((size_t)(kpmax * MR) * sizeof(int32_t) + 64);
+	if (!bp || !ap) {
+		free(bp);
+		free(ap);
+		return -QD_ENOMEM;
+	}
+	int32_t tile[MR][NR];
+	for (int64_t n0 = 0; n0 < g->N; n0 += NC) {
+		int64_t nc = QD_MIN((int64_t)NC, g->N - n0);
+		for (int64_t k0 = 0; k0 < g->K; k0 += KC) {
+			int64_t kc = QD_MIN((int64_t)KC, g->K - k0), kp = (kc + 1) / 2;
+			bool first = k0 == 0;
+			pack_b(g, k0, kc, n0, nc, bp);
+			for (int64_t m0 = 0; m0 < g->M; m0 += MR) {
+				pack_a(g, m0, k0, kc, ap);
+				int64_t mr = QD_MIN((int64_t)MR, g->M - m0);
+				for (int64_t s = 0; s < nc; s += NR) {
+					kern(kp, ap, bp + (s / NR) * kp * NR * 2, tile);
+					int64_t nr = QD_MIN((int64_t)NR, nc - s);
+					for (int64_t r = 0; r < mr; r++) {
+						int32_t *c = g->C + (m0 + r) * g->ldc + n0 + s;
+						if (first)
+							memcpy(c, tile[r], (size_t)nr * sizeof(int32_t));
+						else
+							for (int64_t j = 0; j < nr; j++)
+								c[j] = (int32_t)((uint32_t)c[j] + (uint32_t)tile[r][j]);
+					}
+				}
+			}
+		}
+	}
+	free(bp);
+	free(ap);
+	return 0;
+}
+
+int qd_qgemm_generic(const struct qd_qgemm_args *g)
+{
+	return qgemm_blocked(g, kernel_generic);
+}
+
+int qd_qgemm(const struct qd_qgemm_args *g)
+{
+#ifdef QD_QGEMM_X86
+	if (have_avx2())
+		return qgemm_blocked(g, kernel_avx2);
+#endif
+	return qgemm_blocked(g, kernel_generic);
+}
+
+const char *qd_qgemm_kernel_name(void)
+{
+	return have_avx2() ? "avx2" : "generic";
+}

@@ -1,0 +1,35 @@
+/* engine/qgemm.h — integer GEMM for the quantized kernels: 8-bit A [M,K] times 8-bit B
+ * [K,N] (each uint8 or int8) with zero points, accumulated exactly in int32 (wrapping on
+ * overflow like ONNX MatMulInteger). qd_qgemm_ref is the plain scalar twin of qd_qgemm. */
+#ifndef QD_QGEMM_H
+#define QD_QGEMM_H
+
+#include <stdint.h>
+#include <stdbool.h>
+
+/* C[m][n] = sum_k (A[m][k] - a_zp[m]) * (B[k][n] - b_zp[n]).
+ * Zero points: NULL means 0; one value unless a_zp_per_row / b_zp_per_col, then M / N
+ * values. Zero points are int32 so uint8 and int8 ones fit; the caller passes them in the
+ * same domain as the data (0..255 for unsigned, -128..127 for signed).
+ * Strides are in elements. C is overwritten (not accumulated). All pointers borrowed. */
+struct qd_qgemm_args {
+	int64_t M, N, K;
+	const void *A; int64_t lda; bool a_signed;
+	const void *B; int64_t ldb; bool b_signed;
+	const int32_t *a_zp; bool a_zp_per_row;
+	const int32_t *b_zp; bool b_zp_per_col;
+	int32_t *C; int64_t ldc;
+};
+
+/* Each returns 0 or -QD_ENOMEM (packing buffers) / -QD_EINVAL (negative sizes, NULL data).
+ * qd_qgemm: blocked, packed, best inner kernel for this CPU (AVX2 when present).
+ * qd_qgemm_generic: the same blocking with the portable C inner kernel.
+ * qd_qgemm_ref: three plain loops. */
+int qd_qgemm(const struct qd_qgemm_args *g);
+int qd_qgemm_generic(const struct qd_qgemm_args *g);
+int qd_qgemm_ref(const struct qd_qgemm_args *g);
+
+/* Which inner kernel qd_qgemm picks on this CPU: "avx2" or "generic" (for bench output). */
+const char *qd_qgemm_kernel_name(void);
+
+#endif

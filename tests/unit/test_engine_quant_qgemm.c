@@ -1,0 +1,115 @@
+/* Unit test for engine/qgemm.c: a hand-checked case, then qd_qgemm and qd_qgemm_generic
+ * against qd_qgemm_ref on random shapes, signedness, zero-point layouts and strides. */
+#include <stdlib.h>
+#include "qd_test.h"
+#include "qd.h"
+#include "engine/qgemm.h"
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static uint32_t rnd(void)
+{
+	rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+	return (uint32_t)(rng >> 11);
+}
+
+static void hand_checked(void)
+{
+	/* A u8 2x3, zp 1; B s8 3x2, zp per column {0, -1}. */
+	const uint8_t A[6] = { 1, 2, 3, 4, 5, 6 };
+	const int8_t B[6] = { 1, -1, 2, 0, -3, 4 };
+	int32_t azp = 1, bzp[2] = { 0, -1 };
+	/* A-1 = [[0,1,2],[3,4,5]]; B-zp = [[1,0],[2,1],[-3,5]]
+	 * row0: [0*1+1*2+2*-3, 0*0+1*1+2*5] = [-4, 11]; row1: [3+8-15, 0+4+25] = [-4, 29] */
+	const int32_t want[4] = { -4, 11, -4, 29 };
+	int32_t C[4];
+	struct qd_qgemm_args g = { .M = 2, .N = 2, .K = 3, .A = A, .lda = 3, .a_signed = false,
+		.B = B, .ldb = 2, .b_signed = true, .a_zp = &azp, .b_zp = bzp, .b_zp_per_col = true,
+		.C = C, .ldc = 2 };
+	int (*fns[3])(const struct qd_qgemm_args *) = { qd_qgemm_ref, qd_qgemm_generic, qd_qgemm };
+	for (int f = 0; f < 3; f++) {
+		memset(C, 0x55, sizeof(C));
+		CHECK_EQ_INT(fns[f](&g), 0);
+		for (int i = 0; i < 4; i++)
+			CHECK_EQ_INT(C[i], want[i]);
+	}
+	/* Bad arguments are refused. */
+	g.M = -1;
+	CHECK_EQ_INT(qd_qgemm(&g), -QD_EINVAL);
+	CHECK_EQ_INT(qd_qgemm_ref(&g), -QD_EINVAL);
+}
+
+static int random_case(int it)
+{
+	int64_t M = 1 + rnd() % 37, N = 1 + rnd() % 70, K = 1 + rnd() % 600;
+	if (it % 7 == 0) { M = 1; N = 1 + rnd() % 300; }          /* GEMV-like */
+	if (it % 11 == 0) K = 1 + rnd() % 3;                       /* tiny K, odd */
+	int64_t lda = K + rnd() % 3, ldb = N + rnd() % 3, ldc = N + rnd() % 3;
+	bool as = rnd() & 1, bs = rnd() & 1, apr = rnd() & 1, bpc = rnd() & 1;
+	bool azn = rnd() % 4 == 0, bzn = rnd() % 4 == 0;
+	uint8_t *A = malloc((size_t)(M * lda)), *B = malloc((size_t)(K * ldb));
+	int32_t *az = malloc((size_t)M * 4), *bz = malloc((size_t)N * 4);
+	int32_t *C0 = malloc((size_t)(M * ldc) * 4), *C1 = malloc((size_t)(M * ldc) * 4);
+	int32_t *C2 = malloc((size_t)(M * ldc) * 4);
+	int bad = 0;
+	for (int64_t i = 0; i < M * lda; i++) A[i] = (uint8_t)rnd();
+	for (int64_t i = 0; i < K * ldb; i++) B[i] = (uint8_t)rnd();
+	for (int64_t i = 0; i < M; i++) az[i] = as ? (int8_t)rnd() : (uint8_t)rnd();
+	for (int64_t i = 0; i < N; i++) bz[i] = bs ? (int8_t)rnd() : (uint8_t)rnd();
+	struct qd_qgemm_args g = { .M = M, .N = N, .K = K, .A = A, .lda = lda, .a_signed = as,
+		.B = B, .ldb = ldb, .b_signed = bs, .a_zp = azn ? NULL : az, .a_zp_per_row = apr,
+		.b_zp = bzn ? NULL : bz, .b_zp_per_col = bpc, .C = C0, .ldc = ldc };
+	memset(C0, 0, (size_t)(M * ldc) * 4);
+	memset(C1, 0, (size_t)(M * ldc) * 4);
+	memset(C2, 0, (size_t)(M * ldc) * 4);
+	CHECK_EQ_INT(qd_qgemm_ref(&g), 0);
+	g.C = C1;
+	CHECK_EQ_INT(qd_qgemm_generic(&g), 0);
+	g.C = C2;
+	CHECK_EQ_INT(qd_qgemm(&g), 0);
+	for (int64_t m = 0; m < M; m++)
+		for (int64_t n = 0; n < ldc; n++) {
+			int64_t i = m * ldc + n;
+			if (n >= N) {   /* padding between rows is never written */
+				if (C1[i] || C2[i]) bad++;
+				continue;
+			}
+			if (C0[i] != C1[i] || C0[i] != C2[i]) bad++;
+		}
+	CHECKF(bad == 0, "case %d M=%lld N=%lld K=%lld signed %d/%d: %d mismatches", it,
+	       (long long)M, (long long)N, (long long)K, as, bs, bad);
+	free(A); free(B); free(az); free(bz); free(C0); free(C1); free(C2);
+	return bad;
+}
+
+/* Large K with extreme values: 255*255*K wraps past INT32_MAX; all paths must wrap alike. */
+static void wraparound(void)
+{
+	int64_t M = 2, N = 3, K = 40000;
+	uint8_t *A = malloc((size_t)(M * K)), *B = malloc((size_t)(K * N));
+	int32_t C0[6], C1[6];
+	memset(A, 255, (size_t)(M * K));
+	memset(B, 255, (size_t)(K * N));
+	struct qd_qgemm_args g = { .M = M, .N = N, .K = K, .A = A, .lda = K, .B = B, .ldb = N,
+		.C = C0, .ldc = N };
+	CHECK_EQ_INT(qd_qgemm_ref(&g), 0);
+	g.C = C1;
+	CHECK_EQ_INT(qd_qgemm(&g), 0);
+	int32_t want = (int32_t)(uint32_t)(65025ull * 40000ull);
+	for (int i = 0; i < 6; i++) {
+		CHECK_EQ_INT(C0[i], want);
+		CHECK_EQ_INT(C1[i], want);
+	}
+	free(A); free(B);
+}
+
+int main(void)
+{
+	hand_checked();
+	wraparound();
+	int bad = 0;
+	for (int it = 0; it < 200; it++)
+		bad += random_case(it) != 0;
+	CHECKF(bad == 0, "%d random cases differ", bad);
+	printf("qgemm kernel: %s\n", qd_qgemm_kernel_name());
+	return qd_test_done("test_engine_quant_qgemm");
+}
