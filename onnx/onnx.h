@@ -53,6 +53,8 @@ struct qd_save_opts {
 	bool external_data;          /* write tensors >= size_threshold to an external file */
 	const char *external_name;   /* file name next to the model; NULL = "<model file>.data" */
 	size_t size_threshold;       /* 0 means the default 1024 bytes */
+	uint64_t auto_external_bytes; /* switch to external data above this serialized size;
+	                                 0 = env QD_ONNX_EXTERNAL_AUTO_BYTES, else 2 GiB - 1 */
 };
 /* Serialize. External data is switched on automatically when the message would exceed
  * protobuf's 2 GiB limit. The file is written atomically (tmp + fsync + rename). */
