@@ -1,0 +1,126 @@
+/* passes/ — the pass registry: one const vtable per Olive pass type (name, parameter
+ * schema, submit-time check, run), the parameter resolver shared by validation, the runner
+ * and the search module, and the JSON rendering of every schema for GET /v1/passes.
+ *
+ * How to add a pass:
+ *  1. Add a row to passes/passes.def (Olive's exact type name, implemented flag).
+ *  2. Add its parameter table qd_params_<x>[] in passes/registry.c (Olive's names and
+ *     defaults from reference/olive.md; searchable values as a JSON array text).
+ *  3. Write passes/<x>.c with `int qd_pass_run_<x>(...)` (qd_pass_run_fn) and, if it has
+ *     rules beyond types and enums, `qd_pass_check_<x>` (qd_pass_check_fn); declare both
+ *     below. The run function edits the model in place and must leave a model ONNX
+ *     Runtime accepts (call qd_pass_validate_output() at its end).
+ *  4. Flip "implemented" to true in passes.def; bump QD_PASS__COUNT's static_assert
+ *     if you added a row (registry.c checks it).
+ *  5. Unit test in tests/unit/test_passes_<x>.c and an ORT comparison in tests/passes/.
+ */
+#ifndef QD_PASSES_H
+#define QD_PASSES_H
+
+#include "qd.h"
+#include "onnx/onnx.h"
+#include "passes/workflow.h"
+#include <jansson.h>
+
+enum qd_pass_type {
+#define QD_PASS(id, name, impl, params, check, run) QD_PASS_##id,
+#include "passes/passes.def"
+#undef QD_PASS
+	QD_PASS__COUNT
+};
+
+enum qd_param_type {
+	QD_PT_BOOL, QD_PT_INT, QD_PT_FLOAT, QD_PT_STRING, QD_PT_ENUM, QD_PT_STRLIST, QD_PT_DICT,
+	QD_PT_ANY,   /* any JSON (data_config: name or object; int-or-list sizes) */
+};
+const char *qd_param_type_name(enum qd_param_type t);  /* "bool", "int", ... */
+
+/* One parameter. Texts are JSON: dflt "null" means unset (Olive's None). */
+struct qd_param {
+	const char *name;
+	enum qd_param_type type;
+	const char *dflt;       /* JSON text of the default value */
+	const char *search;     /* JSON array text of Olive's search defaults, or NULL */
+	const char *choices;    /* QD_PT_ENUM: allowed values separated by '|'; else NULL */
+	const char *desc;
+};
+
+/* Handed to a running pass. */
+struct qd_pass_ctx {
+	const char *job_id;                        /* may be NULL */
+	const char *name;                          /* the pass's key in the workflow */
+	const struct qd_workflow_hooks *hooks;     /* may be NULL */
+	json_t *stats;                             /* borrow: object the pass adds figures to */
+};
+/* Log one line for the pass (qd_log + the workflow's log hook). */
+void qd_pass_log(struct qd_pass_ctx *c, enum qd_log_level lvl, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* params: the resolved configuration (every schema parameter present; null = unset). */
+typedef int (*qd_pass_run_fn)(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t *params,
+			      struct qd_err *err);
+/* space: every parameter → non-empty array of candidate values (see qd_pass_resolve). */
+typedef int (*qd_pass_check_fn)(const char *pass_name, const json_t *space, struct qd_err *err);
+
+struct qd_pass_vt {
+	const char *name;              /* Olive type name */
+	bool implemented;
+	const struct qd_param *params;
+	size_t n_params;
+	qd_pass_check_fn check;        /* may be NULL */
+	qd_pass_run_fn run;            /* NULL when not implemented */
+};
+
+extern const struct qd_pass_vt qd_pass_table[QD_PASS__COUNT];
+
+/* Case-insensitive lookup by Olive type name (Olive's registry is case-insensitive);
+ * NULL if unknown. Borrow (static). */
+const struct qd_pass_vt *qd_pass_find(const char *type_name);
+const struct qd_param *qd_pass_param(const struct qd_pass_vt *vt, const char *name);
+
+/* Resolve one pass's user config ({"type": ..., params...} or Olive's older
+ * {"type": ..., "config": {params}}) against the schema, Olive §2.2:
+ *   absent or "DEFAULT_VALUE"  → [default]
+ *   "SEARCHABLE_VALUES"        → the search defaults ([default] if there are none)
+ *   a list for a scalar-typed parameter → those values, each type-checked (a search)
+ *   anything else              → [value], type-checked
+ * *space (new) maps every schema parameter to a non-empty array of candidates.
+ * Errors: unknown parameter (field "passes.<name>.<param>"), wrong type or enum value.
+ * Does not run the pass's check function. */
+int qd_pass_resolve(const struct qd_pass_vt *vt, const char *pass_name, const json_t *user,
+		    json_t **space, struct qd_err *err);
+/* One configuration from a space: the first candidate of each parameter. new. */
+json_t *qd_pass_space_first(const json_t *space);
+
+/* Every pass and its schema: {"passes": [{"type", "implemented", "parameters": [{"name",
+ * "type", "default", "search_values", "allowed_values", "description"}]}]}. new. */
+json_t *qd_passes_json(void);
+
+/* Known ORT extra_options keys (reference/ort_quantization.md §2.3). */
+struct qd_extra_option {
+	const char *key;
+	enum qd_param_type type;
+	bool dynamic;      /* honoured by our OnnxDynamicQuantization */
+	const char *desc;
+};
+const struct qd_extra_option *qd_extra_option_find(const char *key);
+/* Validate an extra_options object: unknown keys and wrong types are errors; with
+ * dynamic_only, known keys our dynamic pass does not implement are errors too. field_prefix
+ * is e.g. "passes.q.extra_options". */
+int qd_extra_options_check(const json_t *opts, bool dynamic_only, const char *field_prefix,
+			   struct qd_err *err);
+
+/* After a pass: qd_model_check, no NaN/Inf in float initializers, and every node's
+ * (domain, op, opset) is one ONNX Runtime's CPU provider implements for the quantized
+ * types we emit (table in passes/ort_support.def). */
+int qd_pass_validate_output(const struct qd_model *m, struct qd_err *err);
+
+/* Pass implementations (passes/<x>.c). */
+int qd_pass_check_onnx_quantization(const char *pass_name, const json_t *space, struct qd_err *err);
+int qd_pass_run_onnx_quantization(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t *params,
+				  struct qd_err *err);
+int qd_pass_check_dynamic(const char *pass_name, const json_t *space, struct qd_err *err);
+int qd_pass_run_dynamic(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t *params,
+			struct qd_err *err);
+
+#endif

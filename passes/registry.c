@@ -1,0 +1,501 @@
+/* The pass registry: parameter schemas (Olive's names, defaults and search values), the
+ * vtable array expanded from passes.def, the parameter resolver (literal / DEFAULT_VALUE /
+ * SEARCHABLE_VALUES / list of candidates) and the GET /v1/passes rendering. */
+#include "passes/passes.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+/* ---- parameter groups ---- */
+
+#define P_EXTERNAL_DATA \
+	{"save_as_external_data", QD_PT_BOOL, "false", NULL, NULL, \
+	 "save tensors in an external data file (forced on when the model exceeds 2 GiB)"}, \
+	{"all_tensors_to_one_file", QD_PT_BOOL, "true", NULL, NULL, \
+	 "all external tensors in one file (quantd supports only true)"}, \
+	{"external_data_name", QD_PT_STRING, "null", NULL, NULL, \
+	 "external data file name; null means '<model file>.data'"}, \
+	{"size_threshold", QD_PT_INT, "1024", NULL, NULL, \
+	 "tensors of at least this many bytes go to the external file (0 = all)"}, \
+	{"convert_attribute", QD_PT_BOOL, "false", NULL, NULL, \
+	 "also move attribute tensors to external data (quantd supports only false)"}
+
+#define P_ORT_COMMON \
+	{"precision", QD_PT_ENUM, "\"int8\"", "[\"int8\", \"uint8\"]", "int4|int8|int16|uint4|uint8|uint16", \
+	 "weight data type (ORT weight_type)"}, \
+	{"weight_type", QD_PT_ENUM, "null", NULL, "QInt8|QUInt8|QInt4|QUInt4|QInt16|QUInt16", \
+	 "legacy Olive (<= 0.7) name for precision; when set it overrides precision"}, \
+	{"op_types_to_quantize", QD_PT_STRLIST, "null", NULL, NULL, \
+	 "quantize only these op types; null means every type the pass can quantize"}, \
+	{"op_types_to_exclude", QD_PT_STRLIST, "null", NULL, NULL, \
+	 "op types never quantized (every node of these types joins nodes_to_exclude); " \
+	 "op_types_to_quantize wins when both are set"}, \
+	{"nodes_to_quantize", QD_PT_STRLIST, "null", NULL, NULL, "node-name allow list"}, \
+	{"nodes_to_exclude", QD_PT_STRLIST, "null", NULL, NULL, "node-name deny list"}, \
+	{"per_channel", QD_PT_BOOL, "false", "[true, false]", NULL, "per-channel weight quantization"}, \
+	{"reduce_range", QD_PT_BOOL, "false", "[true, false]", NULL, "quantize weights with 7 bits"}, \
+	{"quant_preprocess", QD_PT_BOOL, "true", "[true, false]", NULL, \
+	 "pre-process the model first (quantd: Constant nodes to initializers, topological sort; " \
+	 "ORT's graph optimizer is not run)"}, \
+	{"activation_symmetric", QD_PT_BOOL, "false", NULL, NULL, \
+	 "symmetric activation ranges (extra option ActivationSymmetric)"}, \
+	{"weight_symmetric", QD_PT_BOOL, "null", NULL, NULL, \
+	 "symmetric weights (extra option WeightSymmetric); null: symmetric for signed types"}, \
+	{"extra_options", QD_PT_DICT, "null", NULL, NULL, \
+	 "ORT extra_options; unknown keys are rejected"}
+
+#define P_ORT_STATIC_ONLY \
+	{"data_config", QD_PT_ANY, "null", NULL, NULL, \
+	 "calibration data: a data_configs name or an inline data config (required when static)"}, \
+	{"calibrate_method", QD_PT_ENUM, "\"MinMax\"", "[\"MinMax\", \"Entropy\", \"Percentile\"]", \
+	 "MinMax|Entropy|Percentile|Distribution", "calibration method"}, \
+	{"calibration_providers", QD_PT_STRLIST, "null", NULL, NULL, \
+	 "execution providers for calibration; null means CPU"}, \
+	{"activation_type", QD_PT_ENUM, "\"int8\"", NULL, "int8|uint8|int16|uint16", \
+	 "activation data type (searched conditionally on quant_format and precision)"}, \
+	{"min_real_range", QD_PT_FLOAT, "null", NULL, NULL, \
+	 "minimum rmax - rmin when computing scale and zero point (MinimumRealRange)"}, \
+	{"tensor_quant_overrides", QD_PT_DICT, "null", NULL, NULL, \
+	 "per-tensor overrides (TensorQuantOverrides)"}, \
+	{"prepare_qdq_config", QD_PT_BOOL, "true", NULL, NULL, \
+	 "QDQ format: build a full-integer QDQ configuration (ORT get_qdq_config)"}
+
+static const struct qd_param qd_params_onnx_quantization[] = {
+	{"quant_mode", QD_PT_ENUM, "\"static\"", "[\"dynamic\", \"static\"]", "dynamic|static",
+	 "dynamic or static quantization"},
+	P_ORT_COMMON,
+	{"quant_format", QD_PT_ENUM, "null", "[\"QOperator\", \"QDQ\"]", "QOperator|QDQ",
+	 "QOperator (integer ops) or QDQ (Quantize/DequantizeLinear pairs); null: QDQ when "
+	 "static, QOperator when dynamic"},
+	P_ORT_STATIC_ONLY,
+	P_EXTERNAL_DATA,
+};
+
+static const struct qd_param qd_params_onnx_dynamic[] = {
+	{"quant_mode", QD_PT_ENUM, "\"dynamic\"", NULL, "dynamic", "fixed to dynamic"},
+	P_ORT_COMMON,
+	{"quant_format", QD_PT_ENUM, "\"QOperator\"", "[\"QOperator\", \"QDQ\"]", "QOperator|QDQ",
+	 "QOperator: DynamicQuantizeLinear + MatMulInteger/ConvInteger; QDQ: int weights + "
+	 "DequantizeLinear, activations through DynamicQuantizeLinear + DequantizeLinear"},
+	P_EXTERNAL_DATA,
+};
+
+static const struct qd_param qd_params_onnx_static[] = {
+	{"quant_mode", QD_PT_ENUM, "\"static\"", NULL, "static", "fixed to static"},
+	P_ORT_COMMON,
+	{"quant_format", QD_PT_ENUM, "\"QDQ\"", "[\"QOperator\", \"QDQ\"]", "QOperator|QDQ",
+	 "QOperator (QLinear ops) or QDQ (Quantize/DequantizeLinear pairs)"},
+	P_ORT_STATIC_ONLY,
+	P_EXTERNAL_DATA,
+};
+
+#define P_INC_COMMON \
+	{"device", QD_PT_ENUM, "\"cpu\"", NULL, "cpu|gpu", "INC device"}, \
+	{"backend", QD_PT_ENUM, "\"default\"", NULL, "default|onnxrt_trt_ep|onnxrt_cuda_ep", "INC backend"}, \
+	{"domain", QD_PT_ENUM, "\"auto\"", NULL, "auto|cv|object_detection|nlp|recommendation_system", \
+	 "model domain"}, \
+	{"workspace", QD_PT_STRING, "null", NULL, NULL, "INC workspace directory"}, \
+	{"recipes", QD_PT_DICT, "{}", NULL, NULL, "INC recipes (smooth_quant, fast_bias_correction, ...)"}, \
+	{"reduce_range", QD_PT_BOOL, "false", "[true, false]", NULL, "7-bit weights"}, \
+	{"quant_level", QD_PT_ANY, "\"auto\"", NULL, NULL, "0 conservative, 1 basic, \"auto\""}, \
+	{"excluded_precisions", QD_PT_STRLIST, "[]", NULL, NULL, "precisions not to use, e.g. [\"bf16\"]"}, \
+	{"tuning_criterion", QD_PT_DICT, \
+	 "{\"strategy\": \"basic\", \"strategy_kwargs\": null, \"timeout\": 0, \"max_trials\": 5, " \
+	 "\"objective\": \"performance\"}", NULL, NULL, "INC TuningCriterion"}, \
+	{"metric", QD_PT_DICT, "null", NULL, NULL, "metric that drives accuracy-aware tuning"}, \
+	{"weight_only_config", QD_PT_DICT, \
+	 "{\"bits\": 4, \"group_size\": 4, \"scheme\": \"asym\", \"algorithm\": \"RTN\"}", NULL, NULL, \
+	 "weight-only quantization settings"}, \
+	{"op_type_dict", QD_PT_DICT, "{}", NULL, NULL, "per-op-type config (weight_only only)"}
+
+#define P_INC_STATIC \
+	{"data_config", QD_PT_ANY, "null", NULL, NULL, "calibration data (required when static)"}, \
+	{"calibration_sampling_size", QD_PT_ANY, "[100]", NULL, NULL, "calibration sample counts"}
+
+static const struct qd_param qd_params_inc_quantization[] = {
+	{"approach", QD_PT_ENUM, "\"static\"", "[\"dynamic\", \"static\", \"weight_only\"]",
+	 "dynamic|static|weight_only", "INC approach"},
+	P_INC_COMMON,
+	P_INC_STATIC,
+	{"quant_format", QD_PT_ENUM, "\"QOperator\"", "[\"QOperator\", \"QDQ\"]", "QOperator|QDQ|default",
+	 "INC format (static approach)"},
+	P_EXTERNAL_DATA,
+};
+
+static const struct qd_param qd_params_inc_dynamic[] = {
+	{"approach", QD_PT_ENUM, "\"dynamic\"", NULL, "dynamic", "fixed to dynamic"},
+	P_INC_COMMON,
+	P_EXTERNAL_DATA,
+};
+
+static const struct qd_param qd_params_inc_static[] = {
+	{"approach", QD_PT_ENUM, "\"static\"", NULL, "static", "fixed to static"},
+	P_INC_COMMON,
+	P_INC_STATIC,
+	{"quant_format", QD_PT_ENUM, "\"QOperator\"", "[\"QOperator\", \"QDQ\"]", "QOperator|QDQ",
+	 "INC format"},
+	P_EXTERNAL_DATA,
+};
+
+static const struct qd_param qd_params_vitis_ai[] = {
+	{"quant_mode", QD_PT_ENUM, "\"static\"", "[\"static\"]", "static", "static only"},
+	{"data_config", QD_PT_ANY, "null", NULL, NULL, "calibration data (required)"},
+	{"precision", QD_PT_ENUM, "\"int8\"", "[\"int8\"]", "int8", "weight type"},
+	{"input_nodes", QD_PT_STRLIST, "null", NULL, NULL, "quantize only after these nodes"},
+	{"output_nodes", QD_PT_STRLIST, "null", NULL, NULL, "quantize only before these nodes"},
+	{"op_types_to_quantize", QD_PT_STRLIST, "null", NULL, NULL, "op types to quantize"},
+	{"nodes_to_quantize", QD_PT_STRLIST, "null", NULL, NULL, "node-name allow list"},
+	{"nodes_to_exclude", QD_PT_STRLIST, "null", NULL, NULL, "node-name deny list"},
+	{"per_channel", QD_PT_BOOL, "false", "[true, false]", NULL, "per-channel weights"},
+	{"optimize_model", QD_PT_BOOL, "false", "[true, false]", NULL, "deprecated graph optimization"},
+	{"use_external_data_format", QD_PT_BOOL, "true", NULL, NULL, "external data while quantizing"},
+	{"quant_preprocess", QD_PT_BOOL, "true", "[true, false]", NULL, "pre-process first"},
+	{"calibrate_method", QD_PT_ENUM, "\"MinMSE\"", "[\"NonOverflow\", \"MinMSE\"]", "NonOverflow|MinMSE",
+	 "power-of-two calibration method"},
+	{"quant_format", QD_PT_ENUM, "\"QDQ\"", "[\"QDQ\", \"QOperator\"]", "QDQ|QOperator", "format"},
+	{"need_layer_fusing", QD_PT_BOOL, "false", "[true, false]", NULL, "fuse conv+relu style layers"},
+	{"activation_type", QD_PT_ENUM, "\"uint8\"", NULL, "int8|uint8", "activation type"},
+	{"enable_dpu", QD_PT_BOOL, "false", "[true, false]", NULL, "DPU-specific QDQ"},
+	{"ActivationSymmetric", QD_PT_BOOL, "false", NULL, NULL, "symmetric activations"},
+	{"WeightSymmetric", QD_PT_BOOL, "true", NULL, NULL, "symmetric weights"},
+	{"AddQDQPairToWeight", QD_PT_BOOL, "false", NULL, NULL, "keep float weights with Q/DQ"},
+	{"extra_options", QD_PT_DICT, "null", NULL, NULL, "passed through"},
+	P_EXTERNAL_DATA,
+};
+
+static const struct qd_param qd_params_qnn_preprocess[] = {
+	{"fuse_layernorm", QD_PT_BOOL, "false", NULL, NULL, "fuse ReduceMean sequences into LayerNormalization"},
+	{"inputs_to_make_channel_last", QD_PT_STRLIST, "null", NULL, NULL, "inputs to turn channel-last"},
+	{"outputs_to_make_channel_last", QD_PT_STRLIST, "null", NULL, NULL, "outputs to turn channel-last"},
+	P_EXTERNAL_DATA,
+};
+
+static const struct qd_param qd_params_matmul_nbits[] = {
+	{"block_size", QD_PT_INT, "32", NULL, NULL, "block size along K (power of 2, >= 16)"},
+	{"is_symmetric", QD_PT_BOOL, "true", NULL, NULL, "symmetric blocks (no zero points)"},
+	{"bits", QD_PT_INT, "4", NULL, NULL, "bits per weight: 2, 4 or 8"},
+	{"accuracy_level", QD_PT_INT, "null", NULL, NULL, "0 unset, 1 fp32, 2 fp16, 3 bf16, 4 int8"},
+	{"algorithm", QD_PT_ENUM, "\"DEFAULT\"", NULL, "DEFAULT|HQQ|RTN|GPTQ|k_quant", "algorithm"},
+	{"nodes_to_exclude", QD_PT_STRLIST, "null", NULL, NULL, "node-name deny list"},
+	{"nodes_to_include", QD_PT_STRLIST, "null", NULL, NULL, "node-name allow list"},
+	{"op_types_to_quantize", QD_PT_STRLIST, "[\"MatMul\"]", NULL, NULL, "op types"},
+	{"quant_axes", QD_PT_DICT, "null", NULL, NULL, "quantization axis per op type"},
+	{"data_config", QD_PT_ANY, "null", NULL, NULL, "calibration data (GPTQ)"},
+	P_EXTERNAL_DATA,
+};
+
+/* ---- the table ---- */
+
+const struct qd_pass_vt qd_pass_table[QD_PASS__COUNT] = {
+#define QD_PASS(id, nm, impl, params, chk, rn) \
+	[QD_PASS_##id] = {nm, impl, params, QD_ARRAY_LEN(params), chk, rn},
+#include "passes/passes.def"
+#undef QD_PASS
+};
+static_assert(QD_PASS__COUNT == 9, "a row was added to passes.def: update this count and the checklist");
+
+/* ---- extra_options (reference/ort_quantization.md §2.3) ---- */
+
+static const struct qd_extra_option qd_extra_options[] = {
+	{"ActivationSymmetric", QD_PT_BOOL, true, "symmetric activations"},
+	{"WeightSymmetric", QD_PT_BOOL, true, "symmetric weights"},
+	{"EnableSubgraph", QD_PT_BOOL, true, "quantize If/Loop/Scan bodies"},
+	{"ForceQuantizeNoInputCheck", QD_PT_BOOL, true, "quantize latent ops even with float input"},
+	{"MatMulConstBOnly", QD_PT_BOOL, true, "quantize only MatMul with a constant B"},
+	{"UseQDQContribOps", QD_PT_BOOL, true, "Q/DQ ops in the com.microsoft domain"},
+	{"AddQDQPairToWeight", QD_PT_BOOL, false, "keep float weights followed by Q and DQ"},
+	{"OpTypesToExcludeOutputQuantization", QD_PT_STRLIST, false, "no output Q/DQ for these ops"},
+	{"DedicatedQDQPair", QD_PT_BOOL, false, "one Q/DQ pair per consumer"},
+	{"QDQOpTypePerChannelSupportToAxis", QD_PT_DICT, false, "per-channel axis per op type"},
+	{"CalibTensorRangeSymmetric", QD_PT_BOOL, false, "symmetrize calibrated ranges"},
+	{"CalibStridedMinMax", QD_PT_INT, false, "calibrate in chunks"},
+	{"CalibMovingAverage", QD_PT_BOOL, false, "MinMax moving average"},
+	{"CalibMovingAverageConstant", QD_PT_FLOAT, false, "EMA factor"},
+	{"CalibMaxIntermediateOutputs", QD_PT_INT, false, "MinMax memory cap"},
+	{"CalibPercentile", QD_PT_FLOAT, false, "percentile"},
+	{"QuantizeBias", QD_PT_BOOL, false, "int32 bias (QDQ)"},
+	{"SmoothQuant", QD_PT_BOOL, false, "SmoothQuant"},
+	{"SmoothQuantAlpha", QD_PT_FLOAT, false, "SmoothQuant alpha"},
+	{"SmoothQuantFolding", QD_PT_BOOL, false, "SmoothQuant folding"},
+	{"MinimumRealRange", QD_PT_FLOAT, false, "minimum rmax - rmin"},
+	{"TensorQuantOverrides", QD_PT_DICT, false, "per-tensor overrides"},
+	{"QDQKeepRemovableActivations", QD_PT_BOOL, false, "keep Relu/Clip"},
+	{"QDQDisableWeightAdjustForInt32Bias", QD_PT_BOOL, false, "no weight-scale adjustment"},
+	{"extra.Sigmoid.nnapi", QD_PT_BOOL, false, "fixed Sigmoid output scale"},
+	{"DefaultTensorType", QD_PT_INT, false, "fallback element type (QOperator)"},
+};
+
+const struct qd_extra_option *qd_extra_option_find(const char *key)
+{
+	for (size_t i = 0; i < QD_ARRAY_LEN(qd_extra_options); i++)
+		if (!strcmp(qd_extra_options[i].key, key))
+			return &qd_extra_options[i];
+	return NULL;
+}
+
+const char *qd_param_type_name(enum qd_param_type t)
+{
+	static const char *const names[] = {"bool", "int", "float", "string", "enum", "string_list",
+					    "dict", "any"};
+	return (unsigned)t < QD_ARRAY_LEN(names) ? names[t] : "unknown";
+}
+
+/* Does v have the parameter's type? (null is checked by the caller.) */
+static bool value_has_type(enum qd_param_type t, const char *choices, const json_t *v)
+{
+	switch (t) {
+	case QD_PT_BOOL: return json_is_boolean(v);
+	case QD_PT_INT: return json_is_integer(v);
+	case QD_PT_FLOAT: return json_is_number(v);
+	case QD_PT_STRING: return json_is_string(v);
+	case QD_PT_ENUM: {
+		if (!json_is_string(v))
+			return false;
+		const char *s = json_string_value(v);
+		size_t n = strlen(s);
+		for (const char *p = choices; p && *p;) {
+			const char *e = strchr(p, '|');
+			size_t len = e ? (size_t)(e - p) : strlen(p);
+			if (len == n && !strncmp(p, s, n))
+				return true;
+			p = e ? e + 1 : p + len;
+		}
+		return false;
+	}
+	case QD_PT_STRLIST: {
+		if (!json_is_array(v))
+			return false;
+		size_t i; json_t *x;
+		json_array_foreach(v, i, x)
+			if (!json_is_string(x))
+				return false;
+		return true;
+	}
+	case QD_PT_DICT: return json_is_object(v);
+	case QD_PT_ANY: return true;
+	}
+	return false;
+}
+
+int qd_extra_options_check(const json_t *opts, bool dynamic_only, const char *field_prefix,
+			   struct qd_err *err)
+{
+	if (!opts || json_is_null(opts))
+		return 0;
+	if (!json_is_object(opts))
+		return qd_err_set(err, QD_EINVAL, field_prefix, "extra_options must be an object");
+	const char *k; json_t *v;
+	json_object_foreach((json_t *)opts, k, v) {
+		char field[128];
+		snprintf(field, sizeof field, "%s.%s", field_prefix, k);
+		const struct qd_extra_option *o = qd_extra_option_find(k);
+		if (!o)
+			return qd_err_set(err, QD_EINVAL, field, "unknown extra_options key '%s'", k);
+		if (!value_has_type(o->type, NULL, v))
+			return qd_err_set(err, QD_EINVAL, field, "extra_options key '%s' must be of type %s",
+					  k, qd_param_type_name(o->type));
+		if (dynamic_only && !o->dynamic)
+			return qd_err_set(err, QD_EUNSUPPORTED, field,
+					  "extra_options key '%s' does not apply to dynamic quantization", k);
+	}
+	return 0;
+}
+
+/* ---- lookup ---- */
+
+const struct qd_pass_vt *qd_pass_find(const char *type_name)
+{
+	if (!type_name)
+		return NULL;
+	for (size_t i = 0; i < QD_PASS__COUNT; i++)
+		if (!strcasecmp(qd_pass_table[i].name, type_name))
+			return &qd_pass_table[i];
+	return NULL;
+}
+
+const struct qd_param *qd_pass_param(const struct qd_pass_vt *vt, const char *name)
+{
+	for (size_t i = 0; i < vt->n_params; i++)
+		if (!strcmp(vt->params[i].name, name))
+			return &vt->params[i];
+	return NULL;
+}
+
+static json_t *json_text(const char *s)
+{
+	return json_loads(s, JSON_DECODE_ANY, NULL);
+}
+
+/* ---- resolver ---- */
+
+static int check_value(const struct qd_param *p, const json_t *v, const char *field, struct qd_err *err)
+{
+	if (json_is_null(v)) {
+		if (!strcmp(p->dflt, "null"))
+			return 0;
+		return qd_err_set(err, QD_EINVAL, field, "parameter '%s' cannot be null", p->name);
+	}
+	if (value_has_type(p->type, p->choices, v))
+		return 0;
+	if (p->type == QD_PT_ENUM)
+		return qd_err_set(err, QD_EINVAL, field, "parameter '%s' must be one of %s", p->name,
+				  p->choices);
+	return qd_err_set(err, QD_EINVAL, field, "parameter '%s' must be of type %s", p->name,
+			  qd_param_type_name(p->type));
+}
+
+static bool is_scalar_type(enum qd_param_type t)
+{
+	return t == QD_PT_BOOL || t == QD_PT_INT || t == QD_PT_FLOAT || t == QD_PT_STRING ||
+	       t == QD_PT_ENUM;
+}
+
+/* Candidates for one parameter from the user's value (NULL = absent). */
+static int resolve_one(const struct qd_param *p, const json_t *v, const char *field, json_t **out,
+		       struct qd_err *err)
+{
+	*out = NULL;
+	json_t *arr = json_array();
+	if (!arr)
+		return qd_err_set(err, QD_ENOMEM, field, "out of memory");
+	int rc = 0;
+	if (!v || (json_is_string(v) && !strcmp(json_string_value(v), "DEFAULT_VALUE"))) {
+		json_array_append_new(arr, json_text(p->dflt));
+	} else if (json_is_string(v) && !strcmp(json_string_value(v), "SEARCHABLE_VALUES")) {
+		json_t *s = p->search ? json_text(p->search) : NULL;
+		if (s && json_array_size(s) > 0) {
+			json_decref(arr);
+			arr = s;
+		} else {
+			json_decref(s);
+			json_array_append_new(arr, json_text(p->dflt));
+		}
+	} else if (json_is_array(v) && is_scalar_type(p->type)) {
+		if (json_array_size(v) == 0) {
+			rc = qd_err_set(err, QD_EINVAL, field, "parameter '%s' has an empty list of values",
+					p->name);
+			goto out;
+		}
+		size_t i; json_t *x;
+		json_array_foreach(v, i, x) {
+			if ((rc = check_value(p, x, field, err)) < 0)
+				goto out;
+			json_array_append(arr, x);
+		}
+	} else {
+		if ((rc = check_value(p, v, field, err)) < 0)
+			goto out;
+		json_array_append(arr, (json_t *)v);
+	}
+	for (size_t i = 0; i < json_array_size(arr); i++)
+		if (!json_array_get(arr, i)) {
+			rc = qd_err_set(err, QD_EINTERNAL, field, "bad schema default for '%s'", p->name);
+			goto out;
+		}
+	*out = arr;
+	arr = NULL;
+out:
+	json_decref(arr);
+	return rc;
+}
+
+int qd_pass_resolve(const struct qd_pass_vt *vt, const char *pass_name, const json_t *user,
+		    json_t **space, struct qd_err *err)
+{
+	*space = NULL;
+	char field[128];
+	snprintf(field, sizeof field, "passes.%s", pass_name);
+	if (!json_is_object(user))
+		return qd_err_set(err, QD_EINVAL, field, "pass '%s' must be an object", pass_name);
+	const json_t *cfg = json_object_get(user, "config");
+	if (cfg && !json_is_object(cfg)) {
+		snprintf(field, sizeof field, "passes.%s.config", pass_name);
+		return qd_err_set(err, QD_EINVAL, field, "pass '%s' config must be an object", pass_name);
+	}
+	/* Unknown keys first, at the top level and inside "config". */
+	const json_t *layers[2] = {user, cfg};
+	for (int l = 0; l < 2; l++) {
+		if (!layers[l])
+			continue;
+		const char *k; json_t *v;
+		json_object_foreach((json_t *)layers[l], k, v) {
+			if (l == 0 && (!strcmp(k, "type") || !strcmp(k, "config")))
+				continue;
+			if (qd_pass_param(vt, k))
+				continue;
+			snprintf(field, sizeof field, "passes.%s.%s%s", pass_name, l ? "config." : "", k);
+			return qd_err_set(err, QD_EINVAL, field, "unknown parameter '%s' for pass type '%s'",
+					  k, vt->name);
+		}
+	}
+	json_t *sp = json_object();
+	if (!sp)
+		return qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+	for (size_t i = 0; i < vt->n_params; i++) {
+		const struct qd_param *p = &vt->params[i];
+		const json_t *v = json_object_get(user, p->name);
+		if (!v && cfg)
+			v = json_object_get(cfg, p->name);
+		snprintf(field, sizeof field, "passes.%s.%s", pass_name, p->name);
+		json_t *cand;
+		int rc = resolve_one(p, v, field, &cand, err);
+		if (rc < 0) {
+			json_decref(sp);
+			return rc;
+		}
+		json_object_set_new(sp, p->name, cand);
+	}
+	*space = sp;
+	return 0;
+}
+
+json_t *qd_pass_space_first(const json_t *space)
+{
+	json_t *o = json_object();
+	const char *k; json_t *v;
+	if (!o)
+		return NULL;
+	json_object_foreach((json_t *)space, k, v)
+		json_object_set(o, k, json_array_get(v, 0));
+	return o;
+}
+
+/* ---- GET /v1/passes ---- */
+
+json_t *qd_passes_json(void)
+{
+	json_t *list = json_array();
+	for (size_t i = 0; i < QD_PASS__COUNT; i++) {
+		const struct qd_pass_vt *vt = &qd_pass_table[i];
+		json_t *params = json_array();
+		for (size_t j = 0; j < vt->n_params; j++) {
+			const struct qd_param *p = &vt->params[j];
+			json_t *o = json_pack("{s:s, s:s, s:o, s:o, s:s}", "name", p->name, "type",
+					      qd_param_type_name(p->type), "default", json_text(p->dflt),
+					      "search_values", p->search ? json_text(p->search) : json_null(),
+					      "description", p->desc);
+			if (p->choices) {
+				json_t *c = json_array();
+				for (const char *s = p->choices; *s;) {
+					const char *e = strchr(s, '|');
+					size_t len = e ? (size_t)(e - s) : strlen(s);
+					json_array_append_new(c, json_stringn(s, len));
+					s = e ? e + 1 : s + len;
+				}
+				json_object_set_new(o, "allowed_values", c);
+			}
+			json_array_append_new(params, o);
+		}
+		json_array_append_new(list, json_pack("{s:s, s:b, s:o}", "type", vt->name,
+						      "implemented", vt->implemented, "parameters", params));
+	}
+	json_t *eo = json_array();
+	for (size_t i = 0; i < QD_ARRAY_LEN(qd_extra_options); i++)
+		json_array_append_new(eo, json_pack("{s:s, s:s, s:b, s:s}", "key", qd_extra_options[i].key,
+						    "type", qd_param_type_name(qd_extra_options[i].type),
+						    "dynamic", qd_extra_options[i].dynamic,
+						    "description", qd_extra_options[i].desc));
+	return json_pack("{s:o, s:o}", "passes", list, "extra_options", eo);
+}
