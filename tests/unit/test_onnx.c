@@ -35,6 +35,10 @@ static int roundtrip_one(const char *path, int *identical)
 	}
 	if (qd_model_serialize(m2, &s2, &err))
 		goto out;
+	if (qd_model_check(m, &err)) {
+		fprintf(stderr, "check %s: %s (field %s)\n", path, err.msg, err.field);
+		goto out;
+	}
 	ok = s1.len == s2.len && !memcmp(s1.data, s2.data, s1.len);
 	if (!ok)
 		fprintf(stderr, "re-serialisation differs: %s\n", path);
