@@ -301,3 +301,73 @@ struct json_t *qd_model_summary_json(const struct qd_model *m)
 	json_object_set_new(o, "parameters", json_integer(c.params));
 	return o;
 }
+
+/* ---- construction ---- */
+struct qd_model *qd_model_new(int64_t ir_version, int64_t opset)
+{
+	struct qd_model *m = calloc(1, sizeof *m);
+	Onnx__ModelProto *p = malloc(sizeof *p);
+	Onnx__GraphProto *g = malloc(sizeof *g);
+	if (!m || !p || !g) {
+		free(m);
+		free(p);
+		free(g);
+		return NULL;
+	}
+	onnx__model_proto__init(p);
+	onnx__graph_proto__init(g);
+	m->proto = p;
+	p->graph = g;
+	p->has_ir_version = 1;
+	p->ir_version = ir_version;
+	if (!(p->producer_name = strdup("quantd")) || !(g->name = strdup("main")) ||
+	    qd_model_set_opset(m, "", opset)) {
+		qd_model_free(m);
+		return NULL;
+	}
+	return m;
+}
+
+Onnx__ValueInfoProto *qd_value_info_new(const char *name, int dtype, const int64_t *dims, size_t ndims)
+{
+	Onnx__ValueInfoProto *v = malloc(sizeof *v);
+	Onnx__TypeProto *tp = malloc(sizeof *tp);
+	Onnx__TypeProto__Tensor *tt = malloc(sizeof *tt);
+	Onnx__TensorShapeProto *sh = malloc(sizeof *sh);
+	if (!v || !tp || !tt || !sh) {
+		free(v);
+		free(tp);
+		free(tt);
+		free(sh);
+		return NULL;
+	}
+	onnx__value_info_proto__init(v);
+	onnx__type_proto__init(tp);
+	onnx__type_proto__tensor__init(tt);
+	onnx__tensor_shape_proto__init(sh);
+	v->type = tp;
+	tp->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
+	tp->tensor_type = tt;
+	tt->has_elem_type = 1;
+	tt->elem_type = dtype;
+	tt->shape = sh;
+	if (!(v->name = strdup(name ? name : "")))
+		goto fail;
+	if (ndims && !(sh->dim = calloc(ndims, sizeof *sh->dim)))
+		goto fail;
+	for (size_t i = 0; i < ndims; i++) {
+		Onnx__TensorShapeProto__Dimension *d = malloc(sizeof *d);
+		if (!d)
+			goto fail;
+		onnx__tensor_shape_proto__dimension__init(d);
+		sh->dim[sh->n_dim++] = d;
+		if (dims && dims[i] >= 0) {
+			d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+			d->dim_value = dims[i];
+		}
+	}
+	return v;
+fail:
+	protobuf_c_message_free_unpacked(&v->base, NULL);
+	return NULL;
+}

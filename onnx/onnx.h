@@ -48,6 +48,8 @@ int qd_model_load_file(const char *path, const struct qd_load_opts *opts,
 int qd_model_load_buf(const void *buf, size_t len, const char *base_dir,
 		      const struct qd_load_opts *opts, struct qd_model **out, struct qd_err *err);
 void qd_model_free(struct qd_model *m);
+/* Empty model (graph "main", producer "quantd") importing ai.onnx at opset. new. */
+struct qd_model *qd_model_new(int64_t ir_version, int64_t opset);
 
 struct qd_save_opts {
 	bool external_data;          /* write tensors >= size_threshold to an external file */
@@ -94,6 +96,9 @@ int qd_tensor_to_int64(const Onnx__TensorProto *t, int64_t **out, int64_t *n, st
 Onnx__TensorProto *qd_tensor_new(const char *name, int dtype, const int64_t *dims, size_t ndims,
 				 const void *data, size_t nbytes);
 void qd_tensor_free(Onnx__TensorProto *t);
+
+/* New tensor ValueInfo; dims[i] < 0 is an unknown dim, dims NULL with ndims 0 a scalar. */
+Onnx__ValueInfoProto *qd_value_info_new(const char *name, int dtype, const int64_t *dims, size_t ndims);
 
 /* ---- nodes and attributes ---- */
 /* New node; strings are copied; domain may be NULL or "". */
