@@ -1,6 +1,6 @@
 /* engine/ — the CPU executor used for calibration and evaluation (public API).
- * Internals (op table engine/ops.def, kernels, memory plan) live in engine/*.c and
- * engine/engine_internal.h. */
+ * Internals (op table engine/ops.def, kernels, memory plan) live in the engine's .c files
+ * and engine/engine_internal.h. */
 #ifndef QD_ENGINE_H
 #define QD_ENGINE_H
 

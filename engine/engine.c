@@ -1,0 +1,871 @@
+/* engine/engine.c — the executor core: load (compile graphs, check every node against the
+ * op table, propagate dtypes), the run loop with its memory plan, hooks, cancel polling,
+ * profiling, and the helpers kernels use (qd_ctx_*).
+ *
+ * DESIGN
+ * - Values live in slots (one global array); names are resolved through scopes (one per
+ *   graph, chained to the enclosing graph) so subgraph bodies see outer-scope names and
+ *   may shadow nothing by accident.
+ * - Initializers and Constant nodes become constant slots at load; Constant nodes are
+ *   not run.
+ * - Memory plan: each graph knows, per node, which of its own slots have their last use
+ *   there (a node with subgraphs "uses" every outer name the subgraphs read); those are
+ *   freed right after the node. Outputs nobody reads are freed right after the hook saw
+ *   them. Peak = constants + the high-water mark of everything else.
+ * - Shapes are never taken from value_info: kernels compute them from the actual inputs. */
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+#include <stdarg.h>
+#include <cblas.h>
+#include "engine/engine_internal.h"
+
+const struct qd_op qd_ops[QD_OP__COUNT] = {
+#define QD_OP(id, name, dom, since, until, tidx, types, out, check, kernel) \
+	{ name, dom, since, until, tidx, types, out, check, kernel },
+#include "engine/ops.def"
+#undef QD_OP
+};
+_Static_assert(QD_ARRAY_LEN(qd_ops) == QD_OP__COUNT, "op table and enum disagree");
+
+int qd_check_none(struct qd_enode *n, const int *in_dt, int *out_dt, struct qd_err *err)
+{
+	(void)n; (void)in_dt; (void)out_dt; (void)err;
+	return 0;
+}
+
+static bool dom_eq(const char *a, const char *b)
+{
+	if (!a || !strcmp(a, "ai.onnx")) a = "";
+	if (!b || !strcmp(b, "ai.onnx")) b = "";
+	return !strcmp(a, b);
+}
+
+const struct qd_op *qd_op_find(const char *op_type, const char *domain, int64_t opset,
+			       char *why, size_t why_len)
+{
+	int lo = 1 << 30, hi = 0;
+	bool seen = false;
+	for (int i = 0; i < QD_OP__COUNT; i++) {
+		const struct qd_op *o = &qd_ops[i];
+		if (strcmp(o->op_type, op_type) || !dom_eq(o->domain, domain)) continue;
+		seen = true;
+		if (opset >= o->since && opset <= o->until) return o;
+		lo = QD_MIN(lo, o->since);
+		hi = QD_MAX(hi, o->until);
+	}
+	if (why) {
+		if (seen)
+			snprintf(why, why_len, "opset %lld of '%s' not supported (engine covers %d-%d)",
+				 (long long)opset, op_type, lo, hi);
+		else
+			snprintf(why, why_len, "op '%s' (domain '%s') not supported", op_type,
+				 domain && *domain ? domain : "ai.onnx");
+	}
+	return NULL;
+}
+
+/* ---- scopes: name -> slot, chained to the parent graph's scope ---- */
+struct scope {
+	char **keys; int *vals; size_t cap, n;
+	struct scope *parent;
+};
+
+static uint64_t hash_str(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (; *s; s++) h = (h ^ (uint8_t)*s) * 1099511628211ull;
+	return h;
+}
+
+static int scope_get_local(const struct scope *sc, const char *name)
+{
+	if (!sc->cap) return -1;
+	for (size_t i = hash_str(name) & (sc->cap - 1);; i = (i + 1) & (sc->cap - 1)) {
+		if (!sc->keys[i]) return -1;
+		if (!strcmp(sc->keys[i], name)) return sc->vals[i];
+	}
+}
+
+static int scope_get(const struct scope *sc, const char *name, bool *outer)
+{
+	*outer = false;
+	for (; sc; sc = sc->parent, *outer = true) {
+		int v = scope_get_local(sc, name);
+		if (v >= 0) return v;
+	}
+	return -1;
+}
+
+static int scope_put(struct scope *sc, const char *name, int val)
+{
+	if ((sc->n + 1) * 2 > sc->cap) {
+		size_t nc = sc->cap ? sc->cap * 2 : 64;
+		char **nk = calloc(nc, sizeof(*nk));
+		int *nv = calloc(nc, sizeof(*nv));
+		if (!nk || !nv) { free(nk); free(nv); return -QD_ENOMEM; }
+		for (size_t i = 0; i < sc->cap; i++) {
+			if (!sc->keys[i]) continue;
+			size_t j = hash_str(sc->keys[i]) & (nc - 1);
+			while (nk[j]) j = (j + 1) & (nc - 1);
+			nk[j] = sc->keys[i];
+			nv[j] = sc->vals[i];
+		}
+		free(sc->keys);
+		free(sc->vals);
+		sc->keys = nk; sc->vals = nv; sc->cap = nc;
+	}
+	size_t i = hash_str(name) & (sc->cap - 1);
+	while (sc->keys[i]) {
+		if (!strcmp(sc->keys[i], name)) { sc->vals[i] = val; return 0; }
+		i = (i + 1) & (sc->cap - 1);
+	}
+	sc->keys[i] = (char *)name; /* borrowed from the slot */
+	sc->vals[i] = val;
+	sc->n++;
+	return 0;
+}
+
+static void scope_free(struct scope *sc)
+{
+	free(sc->keys);
+	free(sc->vals);
+}
+
+/* ---- slots ---- */
+struct qd_slot *qd_engine_slot(struct qd_engine *e, int id)
+{
+	return &e->slots[id];
+}
+
+static int slot_new(struct qd_engine *e, const char *name, struct qd_egraph *owner)
+{
+	if (e->n_slots == e->cap_slots) {
+		int nc = e->cap_slots ? e->cap_slots * 2 : 256;
+		struct qd_slot *ns = realloc(e->slots, nc * sizeof(*ns));
+		if (!ns) return -QD_ENOMEM;
+		e->slots = ns;
+		e->cap_slots = nc;
+	}
+	struct qd_slot *s = &e->slots[e->n_slots];
+	memset(s, 0, sizeof(*s));
+	s->name = strdup(name);
+	if (!s->name) return -QD_ENOMEM;
+	s->owner = owner;
+	return e->n_slots++;
+}
+
+void qd_engine_slot_clear(struct qd_engine *e, int id)
+{
+	struct qd_slot *s = &e->slots[id];
+	if (!s->has) return;
+	if (!s->is_const) e->live_bytes -= s->t.nbytes;
+	free(s->t.data);
+	free(s->t.name);
+	memset(&s->t, 0, sizeof(s->t));
+	s->has = false;
+}
+
+void qd_engine_slot_set(struct qd_engine *e, int id, struct qd_tensor *t)
+{
+	qd_engine_slot_clear(e, id);
+	struct qd_slot *s = &e->slots[id];
+	s->t = *t;
+	memset(t, 0, sizeof(*t));
+	s->has = true;
+	if (!s->is_const) {
+		e->live_bytes += s->t.nbytes;
+		if (e->live_bytes > e->peak_bytes) e->peak_bytes = e->live_bytes;
+	}
+}
+
+/* ---- kernel context helpers ---- */
+int qd_ctx_fail(struct qd_ctx *c, int code, const char *fmt, ...)
+{
+	char buf[400];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	return qd_err_set(c->err, code, c->n->name, "node '%s' (%s): %s", c->n->name,
+			  c->n->op->op_type, buf);
+}
+
+const struct qd_tensor *qd_ctx_in(struct qd_ctx *c, int i)
+{
+	if (i >= c->n_in || !c->in[i]) {
+		qd_ctx_fail(c, QD_EMODEL, "required input %d is missing", i);
+		return NULL;
+	}
+	return c->in[i];
+}
+
+static struct qd_tensor *ctx_out(struct qd_ctx *c, int i, int dtype, int ndim, const int64_t *dims,
+				 bool zero)
+{
+	if (i >= c->n_out || !c->out[i]) {
+		/* optional output not requested: callers must check qd_ctx_wants() first */
+		qd_ctx_fail(c, QD_EINTERNAL, "output %d is not connected", i);
+		return NULL;
+	}
+	struct qd_tensor *t = c->out[i];
+	qd_tensor_release(t);
+	int rc = zero ? qd_tensor_alloc(t, NULL, dtype, ndim, dims)
+		      : qd_tensor_alloc_raw(t, NULL, dtype, ndim, dims);
+	if (rc) {
+		char b[128];
+		qd_ctx_fail(c, -rc, "cannot allocate output %d (%s %s)", i, qd_dtype_name(dtype),
+			    qd_dims_str(ndim, dims, b, sizeof(b)));
+		return NULL;
+	}
+	return t;
+}
+
+struct qd_tensor *qd_ctx_out(struct qd_ctx *c, int i, int dtype, int ndim, const int64_t *dims)
+{
+	return ctx_out(c, i, dtype, ndim, dims, false);
+}
+
+struct qd_tensor *qd_ctx_out_zero(struct qd_ctx *c, int i, int dtype, int ndim, const int64_t *dims)
+{
+	return ctx_out(c, i, dtype, ndim, dims, true);
+}
+
+int qd_ctx_out_copy(struct qd_ctx *c, int i, const struct qd_tensor *t, int ndim, const int64_t *dims)
+{
+	struct qd_tensor *o = qd_ctx_out(c, i, t->dtype, ndim, dims);
+	if (!o) return -c->err->code;
+	if (o->nbytes != t->nbytes)
+		return qd_ctx_fail(c, QD_ESHAPE, "cannot reshape %zu bytes into %zu", t->nbytes, o->nbytes);
+	if (t->nbytes) memcpy(o->data, t->data, t->nbytes);
+	return 0;
+}
+
+bool qd_ctx_wants(const struct qd_ctx *c, int i)
+{
+	return i < c->n_out && c->out[i] != NULL;
+}
+
+/* ---- load ---- */
+static int tensor_type_dtype(const Onnx__TypeProto *tp)
+{
+	if (tp && tp->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE && tp->tensor_type &&
+	    tp->tensor_type->has_elem_type)
+		return tp->tensor_type->elem_type;
+	return 0;
+}
+
+struct loader {
+	struct qd_engine *e;
+	struct qd_err *err;
+};
+
+static int compile_graph(struct loader *L, const Onnx__GraphProto *gp, struct qd_egraph *parent,
+			 struct scope *psc, struct qd_egraph **out, char ***free_names, int *n_free_names);
+
+static void enode_free(struct qd_enode *n);
+
+static void egraph_free(struct qd_egraph *g)
+{
+	if (!g) return;
+	for (int i = 0; i < g->n_nodes; i++) enode_free(&g->nodes[i]);
+	free(g->nodes);
+	free(g->inputs);
+	free(g->outputs);
+	free(g->owned);
+	free(g);
+}
+
+static void enode_free(struct qd_enode *n)
+{
+	for (int i = 0; i < n->n_sub; i++) egraph_free(n->sub[i]);
+	free(n->sub);
+	free(n->sub_attr);
+	free(n->name);
+	free(n->in);
+	free(n->out);
+	free(n->free_after);
+	if (n->priv && n->priv_free) n->priv_free(n->priv);
+}
+
+/* last_use[i] = v, growing the table (new entries -1). */
+static int lu_set(int **lu, int *cap, int i, int v)
+{
+	if (i >= *cap) {
+		int nc = QD_MAX(i + 1, *cap * 2 + 16);
+		int *n = realloc(*lu, nc * sizeof(int));
+		if (!n) return -QD_ENOMEM;
+		for (int k = *cap; k < nc; k++) n[k] = -1;
+		*lu = n;
+		*cap = nc;
+	}
+	(*lu)[i] = v;
+	return 0;
+}
+
+static int add_name(char ***v, int *n, const char *s)
+{
+	for (int i = 0; i < *n; i++)
+		if (!strcmp((*v)[i], s)) return 0;
+	char **nv = realloc(*v, (*n + 1) * sizeof(char *));
+	if (!nv) return -QD_ENOMEM;
+	*v = nv;
+	nv[(*n)++] = (char *)s;   /* borrowed from the model */
+	return 0;
+}
+
+static int int_push(int **v, int *n, int x)
+{
+	int *nv = realloc(*v, (*n + 1) * sizeof(int));
+	if (!nv) return -QD_ENOMEM;
+	*v = nv;
+	nv[(*n)++] = x;
+	return 0;
+}
+
+static int define_const(struct loader *L, struct scope *sc, struct qd_egraph *g,
+			struct qd_tensor *t, const char *name)
+{
+	int id = slot_new(L->e, name, g);
+	if (id < 0) return qd_err_set(L->err, QD_ENOMEM, name, "out of memory");
+	struct qd_slot *s = &L->e->slots[id];
+	s->is_const = true;
+	s->dt = t->dtype;
+	free(t->name);
+	t->name = strdup(name);
+	qd_engine_slot_set(L->e, id, t);
+	L->e->const_bytes += s->t.nbytes;
+	if (scope_put(sc, s->name, id)) return qd_err_set(L->err, QD_ENOMEM, name, "out of memory");
+	return 0;
+}
+
+/* Compiles one graph. free_names: names read in this graph (or its subgraphs) that it
+ * does not define (outer-scope references), borrowed from the model. */
+static int compile_graph(struct loader *L, const Onnx__GraphProto *gp, struct qd_egraph *parent,
+			 struct scope *psc, struct qd_egraph **out, char ***free_names, int *n_free_names)
+{
+	struct qd_engine *e = L->e;
+	struct qd_err *err = L->err;
+	struct scope sc = { .parent = psc };
+	struct qd_egraph *g = calloc(1, sizeof(*g));
+	int rc = 0;
+	int *last_use = NULL;  /* per slot id - slot_base: node index of last use here */
+	int lu_cap = 0;
+	int slot_base = e->n_slots;
+	char **fn = NULL;
+	int nfn = 0;
+	if (!g) return qd_err_set(err, QD_ENOMEM, "", "out of memory");
+	g->parent = parent;
+	g->proto = gp;
+	g->nodes = calloc(gp->n_node ? gp->n_node : 1, sizeof(*g->nodes));
+	if (!g->nodes) { rc = qd_err_set(err, QD_ENOMEM, "", "out of memory"); goto out; }
+
+	/* initializers */
+	for (size_t i = 0; i < gp->n_initializer; i++) {
+		const Onnx__TensorProto *tp = gp->initializer[i];
+		struct qd_tensor t;
+		if ((rc = qd_tensor_from_proto(tp, &t, err))) goto out;
+		if ((rc = define_const(L, &sc, g, &t, tp->name ? tp->name : ""))) { qd_tensor_release(&t); goto out; }
+	}
+	/* inputs (those not backed by an initializer) */
+	for (size_t i = 0; i < gp->n_input; i++) {
+		const char *nm = gp->input[i]->name ? gp->input[i]->name : "";
+		if (scope_get_local(&sc, nm) >= 0 && !parent) continue;
+		int id = slot_new(e, nm, g);
+		if (id < 0) { rc = qd_err_set(err, QD_ENOMEM, nm, "out of memory"); goto out; }
+		e->slots[id].dt = tensor_type_dtype(gp->input[i]->type);
+		if (scope_put(&sc, e->slots[id].name, id) || int_push(&g->inputs, &g->n_inputs, id)) {
+			rc = qd_err_set(err, QD_ENOMEM, nm, "out of memory");
+			goto out;
+		}
+	}
+
+	for (size_t ni = 0; ni < gp->n_node; ni++) {
+		const Onnx__NodeProto *np = gp->node[ni];
+		struct qd_enode *n = &g->nodes[g->n_nodes];
+		char why[200];
+		memset(n, 0, sizeof(*n));
+		n->proto = np;
+		const char *opt = np->op_type ? np->op_type : "";
+		n->name = (np->name && *np->name) ? strdup(np->name) : qd_asprintf("%s#%zu", opt, ni);
+		if (!n->name) { rc = qd_err_set(err, QD_ENOMEM, "", "out of memory"); goto out; }
+		g->n_nodes++;
+		const char *dom = qd_node_domain(np);
+		n->opset = qd_model_opset(e->m, dom);
+		if (n->opset <= 0 && !*dom) n->opset = 1;
+		n->op = qd_op_find(opt, dom, n->opset, why, sizeof(why));
+		if (!n->op) {
+			rc = qd_err_set(err, QD_EUNSUPPORTED, n->name, "node '%s': %s", n->name, why);
+			goto out;
+		}
+		n->prof_idx = (int)(n->op - qd_ops);
+		if (np->n_input > QD_CTX_MAX_IO || np->n_output > QD_CTX_MAX_IO) {
+			rc = qd_err_set(err, QD_EUNSUPPORTED, n->name, "node '%s': too many inputs/outputs", n->name);
+			goto out;
+		}
+		/* subgraphs */
+		for (size_t a = 0; a < np->n_attribute; a++) {
+			const Onnx__AttributeProto *at = np->attribute[a];
+			if (!at->g) continue;
+			char **sfn = NULL;
+			int nsfn = 0;
+			struct qd_egraph *sg = NULL;
+			struct qd_egraph **ns = realloc(n->sub, (n->n_sub + 1) * sizeof(*ns));
+			const char **na = realloc(n->sub_attr, (n->n_sub + 1) * sizeof(*na));
+			if (ns) n->sub = ns;
+			if (na) n->sub_attr = na;
+			if (!ns || !na) { rc = qd_err_set(err, QD_ENOMEM, "", "out of memory"); goto out; }
+			if ((rc = compile_graph(L, at->g, g, &sc, &sg, &sfn, &nsfn))) {
+				qd_err_wrap(err, "in subgraph '%s' of node '%s'", at->name ? at->name : "", n->name);
+				free(sfn);
+				goto out;
+			}
+			n->sub[n->n_sub] = sg;
+			n->sub_attr[n->n_sub++] = at->name;
+			/* outer names the body reads count as inputs of this node */
+			for (int k = 0; k < nsfn; k++) {
+				bool outer;
+				int id = scope_get(&sc, sfn[k], &outer);
+				if (id < 0) {
+					rc = qd_err_set(err, QD_EMODEL, n->name,
+							"node '%s': subgraph reads '%s', which is not defined",
+							n->name, sfn[k]);
+					free(sfn);
+					goto out;
+				}
+				if (outer) { if ((rc = add_name(&fn, &nfn, sfn[k]))) { free(sfn); goto oom; } }
+				else if (!e->slots[id].is_const) {
+					if (lu_set(&last_use, &lu_cap, id - slot_base, g->n_nodes - 1)) { free(sfn); goto oom; }
+				}
+			}
+			free(sfn);
+		}
+		/* inputs */
+		n->n_in = (int)np->n_input;
+		n->in = malloc((n->n_in + 1) * sizeof(int));
+		if (!n->in) goto oom;
+		int in_dt[QD_CTX_MAX_IO] = {0}, out_dt[QD_CTX_MAX_IO] = {0};
+		for (int i = 0; i < n->n_in; i++) {
+			const char *nm = np->input[i];
+			n->in[i] = -1;
+			if (!nm || !*nm) continue;
+			bool outer;
+			int id = scope_get(&sc, nm, &outer);
+			if (id < 0) {
+				rc = qd_err_set(err, QD_EMODEL, n->name,
+						"node '%s': input '%s' is not produced by an earlier node, "
+						"an initializer or a graph input", n->name, nm);
+				goto out;
+			}
+			n->in[i] = id;
+			in_dt[i] = e->slots[id].dt;
+			if (outer) { if ((rc = add_name(&fn, &nfn, nm))) goto oom; }
+		}
+		/* types */
+		const struct qd_op *op = n->op;
+		int tdt = op->tidx < n->n_in ? in_dt[op->tidx] : 0;
+		if (tdt && op->types != QD_TM_ANY && (tdt >= 32 || !(op->types & QD_TM(tdt)))) {
+			rc = qd_err_set(err, QD_EUNSUPPORTED, n->name,
+					"node '%s' (%s): dtype %s of input %d not supported", n->name,
+					op->op_type, qd_dtype_name(tdt), op->tidx);
+			goto out;
+		}
+		n->n_out = (int)np->n_output;
+		for (int i = 0; i < n->n_out; i++) {
+			switch (op->out) {
+			case QD_OUT_SAME: out_dt[i] = tdt; break;
+			case QD_OUT_BOOL: out_dt[i] = QD_DT_BOOL; break;
+			case QD_OUT_I64: out_dt[i] = QD_DT_INT64; break;
+			case QD_OUT_F32: out_dt[i] = QD_DT_FLOAT; break;
+			case QD_OUT_TO: out_dt[i] = (int)qd_node_attr_int(np, "to", 0); break;
+			case QD_OUT_LIKE1: out_dt[i] = n->n_in > 1 ? in_dt[1] : 0; break;
+			case QD_OUT_CUSTOM: out_dt[i] = 0; break;
+			}
+		}
+		if ((rc = op->check(n, in_dt, out_dt, err))) {
+			if (strstr(err->msg, n->name) == NULL)
+				qd_err_wrap(err, "node '%s' (%s)", n->name, op->op_type);
+			goto out;
+		}
+		/* Constant: folded into a constant slot, never run */
+		if (op == &qd_ops[QD_OP_Constant]) {
+			struct qd_tensor *ct = n->priv;
+			if (n->n_out != 1 || !np->output[0] || !*np->output[0]) {
+				rc = qd_err_set(err, QD_EMODEL, n->name, "node '%s' (Constant) needs one output", n->name);
+				goto out;
+			}
+			if ((rc = define_const(L, &sc, g, ct, np->output[0]))) goto out;
+			enode_free(n);
+			g->n_nodes--;
+			continue;
+		}
+		/* outputs */
+		n->out = malloc((n->n_out + 1) * sizeof(int));
+		if (!n->out) goto oom;
+		for (int i = 0; i < n->n_out; i++) {
+			const char *nm = np->output[i];
+			n->out[i] = -1;
+			if (!nm || !*nm) continue;
+			if (scope_get_local(&sc, nm) >= 0) {
+				rc = qd_err_set(err, QD_EMODEL, n->name, "node '%s': output '%s' is defined twice",
+						n->name, nm);
+				goto out;
+			}
+			int id = slot_new(e, nm, g);
+			if (id < 0 || scope_put(&sc, e->slots[id].name, id)) goto oom;
+			e->slots[id].dt = out_dt[i];
+			n->out[i] = id;
+		}
+		/* last uses: outputs are "used" by their producer (dead outputs freed there) */
+		for (int i = 0; i < n->n_out; i++)
+			if (n->out[i] >= 0 && lu_set(&last_use, &lu_cap, n->out[i] - slot_base, g->n_nodes - 1))
+				goto oom;
+		for (int i = 0; i < n->n_in; i++) {
+			int id = n->in[i];
+			if (id >= slot_base && !e->slots[id].is_const &&
+			    lu_set(&last_use, &lu_cap, id - slot_base, g->n_nodes - 1))
+				goto oom;
+		}
+	}
+	if (lu_set(&last_use, &lu_cap, e->n_slots - slot_base, -1)) goto oom;
+	/* outputs */
+	for (size_t i = 0; i < gp->n_output; i++) {
+		const char *nm = gp->output[i]->name ? gp->output[i]->name : "";
+		bool outer;
+		int id = scope_get(&sc, nm, &outer);
+		if (id < 0) {
+			rc = qd_err_set(err, QD_EMODEL, nm, "graph output '%s' is not produced by any node", nm);
+			goto out;
+		}
+		if (outer && (rc = add_name(&fn, &nfn, nm))) goto oom;
+		if (int_push(&g->outputs, &g->n_outputs, id)) goto oom;
+	}
+	/* memory plan: free owned non-const slots after their last use, unless an output */
+	for (int id = slot_base; id < e->n_slots; id++) {
+		struct qd_slot *s = &e->slots[id];
+		if (s->owner != g || s->is_const) continue;
+		if (int_push(&g->owned, &g->n_owned, id)) goto oom;
+		bool is_out = false;
+		for (int k = 0; k < g->n_outputs; k++) if (g->outputs[k] == id) is_out = true;
+		if (is_out) continue;
+		int lu = id - slot_base < lu_cap ? last_use[id - slot_base] : -1;
+		if (lu < 0) continue; /* graph input nobody reads: freed when the run ends */
+		if (int_push(&g->nodes[lu].free_after, &g->nodes[lu].n_free, id)) goto oom;
+	}
+	*out = g;
+	g = NULL;
+	if (free_names) { *free_names = fn; *n_free_names = nfn; fn = NULL; }
+	goto out;
+oom:
+	rc = qd_err_set(err, QD_ENOMEM, "", "out of memory");
+out:
+	free(fn);
+	free(last_use);
+	scope_free(&sc);
+	egraph_free(g);
+	return rc;
+}
+
+int qd_engine_load(const struct qd_model *m, const struct qd_engine_opts *opts,
+		   struct qd_engine **out, struct qd_err *err)
+{
+	*out = NULL;
+	if (!m || !m->proto || !m->proto->graph)
+		return qd_err_set(err, QD_EMODEL, "graph", "model has no graph");
+	struct qd_engine *e = calloc(1, sizeof(*e));
+	if (!e) return qd_err_set(err, QD_ENOMEM, "", "out of memory");
+	e->m = m;
+	if (opts) e->opts = *opts;
+	if (e->opts.threads <= 0) e->opts.threads = 1;
+	struct loader L = { e, err };
+	int rc = compile_graph(&L, m->proto->graph, NULL, NULL, &e->main, NULL, NULL);
+	if (rc) { qd_engine_free(e); return rc; }
+	e->peak_bytes = e->live_bytes = 0;
+	*out = e;
+	return 0;
+}
+
+void qd_engine_free(struct qd_engine *e)
+{
+	if (!e) return;
+	egraph_free(e->main);
+	for (int i = 0; i < e->n_slots; i++) {
+		free(e->slots[i].t.data);
+		free(e->slots[i].t.name);
+		free(e->slots[i].name);
+	}
+	free(e->slots);
+	free(e);
+}
+
+/* ---- public accessors ---- */
+static bool is_init(const Onnx__GraphProto *g, const char *name)
+{
+	for (size_t i = 0; i < g->n_initializer; i++)
+		if (g->initializer[i]->name && !strcmp(g->initializer[i]->name, name)) return true;
+	return false;
+}
+
+size_t qd_engine_n_inputs(const struct qd_engine *e)
+{
+	return (size_t)e->main->n_inputs;
+}
+
+const Onnx__ValueInfoProto *qd_engine_input(const struct qd_engine *e, size_t i)
+{
+	const Onnx__GraphProto *g = e->m->proto->graph;
+	size_t k = 0;
+	for (size_t j = 0; j < g->n_input; j++) {
+		if (is_init(g, g->input[j]->name ? g->input[j]->name : "")) continue;
+		if (k++ == i) return g->input[j];
+	}
+	return NULL;
+}
+
+size_t qd_engine_n_outputs(const struct qd_engine *e)
+{
+	return e->m->proto->graph->n_output;
+}
+
+const Onnx__ValueInfoProto *qd_engine_output(const struct qd_engine *e, size_t i)
+{
+	const Onnx__GraphProto *g = e->m->proto->graph;
+	return i < g->n_output ? g->output[i] : NULL;
+}
+
+void qd_engine_set_hook(struct qd_engine *e, qd_engine_hook hook, void *ud)
+{
+	e->hook = hook;
+	e->hook_ud = ud;
+}
+
+size_t qd_engine_peak_bytes(const struct qd_engine *e)
+{
+	return e->peak_bytes + e->const_bytes;
+}
+
+size_t qd_engine_const_bytes(const struct qd_engine *e)
+{
+	return e->const_bytes;
+}
+
+/* ---- run ---- */
+static int run_node(struct qd_engine *e, struct qd_enode *n, const volatile int *cancel,
+		    struct qd_err *err)
+{
+	struct qd_ctx c;
+	struct qd_tensor outs[QD_CTX_MAX_IO];
+	memset(&c, 0, sizeof(c));
+	c.e = e; c.n = n; c.n_in = n->n_in; c.n_out = n->n_out; c.cancel = cancel; c.err = err;
+	const struct qd_op *op = n->op;
+	for (int i = 0; i < n->n_in; i++) {
+		c.in[i] = NULL;
+		if (n->in[i] < 0) continue;
+		struct qd_slot *s = &e->slots[n->in[i]];
+		if (!s->has)
+			return qd_err_set(err, QD_EINTERNAL, n->name, "node '%s': input '%s' has no value",
+					  n->name, s->name);
+		c.in[i] = &s->t;
+	}
+	int tdt = op->tidx < n->n_in && c.in[op->tidx] ? c.in[op->tidx]->dtype : 0;
+	if (tdt && op->types != QD_TM_ANY && (tdt >= 32 || !(op->types & QD_TM(tdt))))
+		return qd_err_set(err, QD_EUNSUPPORTED, n->name,
+				  "node '%s' (%s): dtype %s of input %d not supported", n->name,
+				  op->op_type, qd_dtype_name(tdt), op->tidx);
+	for (int i = 0; i < n->n_out; i++) {
+		memset(&outs[i], 0, sizeof(outs[i]));
+		c.out[i] = n->out[i] >= 0 ? &outs[i] : NULL;
+		switch (op->out) {
+		case QD_OUT_SAME: c.out_dt[i] = tdt; break;
+		case QD_OUT_BOOL: c.out_dt[i] = QD_DT_BOOL; break;
+		case QD_OUT_I64: c.out_dt[i] = QD_DT_INT64; break;
+		case QD_OUT_F32: c.out_dt[i] = QD_DT_FLOAT; break;
+		case QD_OUT_TO: c.out_dt[i] = (int)qd_node_attr_int(n->proto, "to", 0); break;
+		case QD_OUT_LIKE1: c.out_dt[i] = n->n_in > 1 && c.in[1] ? c.in[1]->dtype : 0; break;
+		case QD_OUT_CUSTOM: c.out_dt[i] = e->slots[n->out[i] >= 0 ? n->out[i] : 0].dt; break;
+		}
+	}
+	double t0 = e->opts.profile ? qd_now_mono() : 0;
+	int rc = op->kernel(&c);
+	if (e->opts.profile) {
+		e->prof_time[n->prof_idx] += qd_now_mono() - t0;
+		e->prof_count[n->prof_idx]++;
+	}
+	for (int i = 0; i < n->n_out && !rc; i++)
+		if (c.out[i] && !outs[i].data)
+			rc = qd_err_set(err, QD_EINTERNAL, n->name, "node '%s': output %d was not produced",
+					n->name, i);
+	if (rc) {
+		for (int i = 0; i < n->n_out; i++) qd_tensor_release(&outs[i]);
+		if (!err->code) qd_err_set(err, -rc, n->name, "node '%s' failed", n->name);
+		return rc;
+	}
+	for (int i = 0; i < n->n_out; i++) {
+		if (n->out[i] < 0) continue;
+		struct qd_slot *s = &e->slots[n->out[i]];
+		outs[i].name = strdup(s->name);
+		qd_engine_slot_set(e, n->out[i], &outs[i]);
+		if (e->hook) e->hook(e->hook_ud, n->proto, &s->t);
+	}
+	for (int i = 0; i < n->n_free; i++) qd_engine_slot_clear(e, n->free_after[i]);
+	return 0;
+}
+
+int qd_engine_run_graph(struct qd_engine *e, struct qd_egraph *g, const volatile int *cancel,
+			struct qd_err *err)
+{
+	for (int i = 0; i < g->n_nodes; i++) {
+		if (cancel && *cancel)
+			return qd_err_set(err, QD_ECANCELED, "", "run canceled");
+		int rc = run_node(e, &g->nodes[i], cancel, err);
+		if (rc) return rc;
+	}
+	return 0;
+}
+
+static void clear_owned(struct qd_engine *e, struct qd_egraph *g)
+{
+	for (int i = 0; i < g->n_owned; i++) qd_engine_slot_clear(e, g->owned[i]);
+	for (int i = 0; i < g->n_nodes; i++)
+		for (int k = 0; k < g->nodes[i].n_sub; k++) clear_owned(e, g->nodes[i].sub[k]);
+}
+
+void qd_engine_clear_graph(struct qd_engine *e, struct qd_egraph *g)
+{
+	clear_owned(e, g);
+}
+
+/* Checks a user input against the declared type of the graph input. */
+static int check_input(const struct qd_engine *e, const Onnx__ValueInfoProto *vi,
+		       const struct qd_tensor *t, struct qd_err *err)
+{
+	const char *nm = vi->name ? vi->name : "";
+	const Onnx__TypeProto *tp = vi->type;
+	if (!t->data && t->nbytes)
+		return qd_err_set(err, QD_EINVAL, nm, "input '%s' has no data", nm);
+	if (t->ndim < 0 || t->ndim > QD_MAX_DIMS)
+		return qd_err_set(err, QD_EINVAL, nm, "input '%s' has invalid rank %d", nm, t->ndim);
+	size_t es = qd_dtype_size(t->dtype);
+	if (!es) return qd_err_set(err, QD_EINVAL, nm, "input '%s' has unsupported dtype %d", nm, t->dtype);
+	for (int i = 0; i < t->ndim; i++)
+		if (t->dims[i] < 0) return qd_err_set(err, QD_EINVAL, nm, "input '%s' has a negative dim", nm);
+	if ((uint64_t)qd_tensor_count(t) * es != t->nbytes)
+		return qd_err_set(err, QD_EINVAL, nm, "input '%s': %zu bytes do not match its shape", nm,
+				  t->nbytes);
+	(void)e;
+	if (!tp || tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE || !tp->tensor_type) return 0;
+	const Onnx__TypeProto__Tensor *tt = tp->tensor_type;
+	if (tt->has_elem_type && tt->elem_type && tt->elem_type != t->dtype)
+		return qd_err_set(err, QD_EINVAL, nm, "input '%s' has dtype %s, the model expects %s", nm,
+				  qd_dtype_name(t->dtype), qd_dtype_name(tt->elem_type));
+	if (tt->shape) {
+		char b1[160], b2[160];
+		if ((int)tt->shape->n_dim != t->ndim)
+			return qd_err_set(err, QD_EINVAL, nm, "input '%s' has rank %d %s, the model expects rank %zu",
+					  nm, t->ndim, qd_dims_str(t->ndim, t->dims, b1, sizeof(b1)),
+					  tt->shape->n_dim);
+		for (size_t i = 0; i < tt->shape->n_dim; i++) {
+			const Onnx__TensorShapeProto__Dimension *d = tt->shape->dim[i];
+			if (d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE &&
+			    d->dim_value > 0 && d->dim_value != t->dims[i]) {
+				int64_t want[QD_MAX_DIMS];
+				for (size_t k = 0; k < tt->shape->n_dim && k < QD_MAX_DIMS; k++)
+					want[k] = tt->shape->dim[k]->value_case ==
+						ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE ?
+						tt->shape->dim[k]->dim_value : -1;
+				return qd_err_set(err, QD_EINVAL, nm,
+						  "input '%s' has shape %s, the model expects %s (-1 = any)", nm,
+						  qd_dims_str(t->ndim, t->dims, b1, sizeof(b1)),
+						  qd_dims_str(t->ndim, want, b2, sizeof(b2)));
+			}
+		}
+	}
+	return 0;
+}
+
+int qd_engine_run(struct qd_engine *e, const struct qd_tensor *inputs, size_t n_in,
+		  struct qd_tensor **outputs, size_t *n_out, const volatile int *cancel,
+		  struct qd_err *err)
+{
+	struct qd_egraph *g = e->main;
+	int rc = 0;
+	*outputs = NULL;
+	*n_out = 0;
+	e->live_bytes = 0;
+	e->peak_bytes = 0;
+	openblas_set_num_threads(e->opts.threads);
+	/* bind inputs */
+	for (size_t i = 0; i < n_in; i++) {
+		const char *nm = inputs[i].name ? inputs[i].name : "";
+		int k = 0;
+		for (; k < g->n_inputs; k++) if (!strcmp(e->slots[g->inputs[k]].name, nm)) break;
+		if (k == g->n_inputs) {
+			struct qd_buf b = {0};
+			for (int j = 0; j < g->n_inputs; j++)
+				qd_buf_printf(&b, "%s'%s'", j ? ", " : "", e->slots[g->inputs[j]].name);
+			rc = qd_err_set(err, QD_EINVAL, nm, "unknown input '%s' (the model's inputs: %s)", nm,
+					b.data ? (char *)b.data : "none");
+			qd_buf_free(&b);
+			goto out;
+		}
+		if (e->slots[g->inputs[k]].has) {
+			rc = qd_err_set(err, QD_EINVAL, nm, "input '%s' given twice", nm);
+			goto out;
+		}
+		if ((rc = check_input(e, qd_engine_input(e, k), &inputs[i], err))) goto out;
+		struct qd_tensor t;
+		if ((rc = qd_tensor_alloc_raw(&t, nm, inputs[i].dtype, inputs[i].ndim, inputs[i].dims))) {
+			rc = qd_err_set(err, -rc, nm, "cannot allocate input '%s'", nm);
+			goto out;
+		}
+		if (t.nbytes) memcpy(t.data, inputs[i].data, t.nbytes);
+		qd_engine_slot_set(e, g->inputs[k], &t);
+	}
+	for (int k = 0; k < g->n_inputs; k++)
+		if (!e->slots[g->inputs[k]].has) {
+			const char *nm = e->slots[g->inputs[k]].name;
+			rc = qd_err_set(err, QD_EINVAL, nm, "missing input '%s'", nm);
+			goto out;
+		}
+	if ((rc = qd_engine_run_graph(e, g, cancel, err))) goto out;
+	struct qd_tensor *o = calloc(g->n_outputs ? g->n_outputs : 1, sizeof(*o));
+	if (!o) { rc = qd_err_set(err, QD_ENOMEM, "", "out of memory"); goto out; }
+	for (int k = 0; k < g->n_outputs; k++) {
+		struct qd_slot *s = &e->slots[g->outputs[k]];
+		if (!s->has) {
+			qd_tensors_release(o, k);
+			rc = qd_err_set(err, QD_EINTERNAL, s->name, "output '%s' has no value", s->name);
+			goto out;
+		}
+		if ((rc = qd_tensor_alloc_raw(&o[k], s->name, s->t.dtype, s->t.ndim, s->t.dims))) {
+			qd_tensors_release(o, k);
+			rc = qd_err_set(err, -rc, s->name, "cannot allocate output '%s'", s->name);
+			goto out;
+		}
+		if (s->t.nbytes) memcpy(o[k].data, s->t.data, s->t.nbytes);
+	}
+	*outputs = o;
+	*n_out = g->n_outputs;
+out:
+	clear_owned(e, g);
+	return rc;
+}
+
+/* Per-op-type profile of the runs so far: fn(ud, op_type, seconds, count) per op with
+ * count > 0, summed over rows with the same op type. */
+void qd_engine_profile(const struct qd_engine *e, void (*fn)(void *, const char *, double, long),
+		       void *ud)
+{
+	for (int i = 0; i < QD_OP__COUNT; i++) {
+		if (!e->prof_count[i]) continue;
+		bool first = true;
+		for (int j = 0; j < i; j++)
+			if (!strcmp(qd_ops[j].op_type, qd_ops[i].op_type) && e->prof_count[j]) first = false;
+		if (!first) continue;
+		double t = 0;
+		long c = 0;
+		for (int j = i; j < QD_OP__COUNT; j++)
+			if (!strcmp(qd_ops[j].op_type, qd_ops[i].op_type)) { t += e->prof_time[j]; c += e->prof_count[j]; }
+		fn(ud, qd_ops[i].op_type, t, c);
+	}
+}

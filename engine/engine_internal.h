@@ -1,0 +1,236 @@
+/* engine/ internals shared by the executor core (engine.c) and the kernel files
+ * (ops_*.c, ops_quant*.c): the op table, node/graph/slot structures, the kernel context
+ * and helpers (output allocation, broadcasting, GEMM with its _ref twin).
+ *
+ * HOW TO ADD AN OP
+ *  1. Add a row to engine/ops.def (quantized ops: engine/ops_quant.def):
+ *       QD_OP(ID, "OpType", "domain", since, until, tidx, types, out, check, kernel)
+ *     ID is a unique C identifier (OpType_<since> when an op has several rows),
+ *     [since, until] the opset range of that domain whose semantics the kernel
+ *     implements, tidx the input whose dtype must be in the `types` mask (QD_TM_*),
+ *     out the rule giving the output dtypes at load (enum qd_out_rule).
+ *  2. Write the kernel `int kernel(struct qd_ctx *c)` in an ops_*.c file: read
+ *     c->in[i] (NULL = absent optional input), compute output shapes from the actual
+ *     inputs, allocate outputs with qd_ctx_out(), fill them. Errors: qd_ctx_fail()
+ *     (it names the node). Dispatch on dtype inside the kernel.
+ *  3. If the op has attributes/modes you do not implement, write a check function
+ *     `int check(struct qd_enode *n, const int *in_dt, int *out_dt, struct qd_err *err)`
+ *     that rejects them at load (error naming the node and the attribute), and may set
+ *     out_dt[] (QD_OUT_CUSTOM) or cache parsed attributes in n->priv. Otherwise name
+ *     qd_check_none.
+ *  4. Nothing else: the declarations, the table, the enum and the lookup are generated
+ *     from ops.def.
+ *  5. Every optimised kernel keeps a plain `_ref` twin; add a comparison on random
+ *     shapes to tests/unit/test_engine_kernels.c. Run tests/conformance/run_conformance.sh:
+ *     every ONNX node test of the op must pass (or be rejected at load with a reason).
+ */
+#ifndef QD_ENGINE_INTERNAL_H
+#define QD_ENGINE_INTERNAL_H
+
+#include "engine/engine.h"
+
+/* ---- dtype masks ---- */
+#define QD_TM(dt) (1u << (dt))
+#define QD_TM_F32 QD_TM(QD_DT_FLOAT)
+#define QD_TM_F64 QD_TM(QD_DT_DOUBLE)
+#define QD_TM_FLT (QD_TM_F32 | QD_TM_F64)
+#define QD_TM_SINT (QD_TM(QD_DT_INT8) | QD_TM(QD_DT_INT16) | QD_TM(QD_DT_INT32) | QD_TM(QD_DT_INT64))
+#define QD_TM_UINT (QD_TM(QD_DT_UINT8) | QD_TM(QD_DT_UINT16) | QD_TM(QD_DT_UINT32) | QD_TM(QD_DT_UINT64))
+#define QD_TM_INT (QD_TM_SINT | QD_TM_UINT)
+#define QD_TM_IDX (QD_TM(QD_DT_INT32) | QD_TM(QD_DT_INT64))
+#define QD_TM_BOOL QD_TM(QD_DT_BOOL)
+#define QD_TM_NUM (QD_TM_FLT | QD_TM_INT)
+#define QD_TM_ALL (QD_TM_NUM | QD_TM_BOOL)
+#define QD_TM_SNUM (QD_TM_FLT | QD_TM_SINT)
+/* every fixed-size dtype (data-movement ops copy bytes) */
+#define QD_TM_BYTES (QD_TM_ALL | QD_TM(QD_DT_FLOAT16) | QD_TM(QD_DT_BFLOAT16))
+#define QD_TM_ANY 0xffffffffu  /* no check (the kernel checks) */
+
+/* Output dtype rule, applied at load (type propagation) and to allocate outputs. */
+enum qd_out_rule {
+	QD_OUT_SAME,    /* every output has the dtype of input tidx */
+	QD_OUT_BOOL,    /* bool */
+	QD_OUT_I64,     /* int64 */
+	QD_OUT_F32,     /* float32 */
+	QD_OUT_TO,      /* attribute "to" (Cast) */
+	QD_OUT_LIKE1,   /* dtype of input 1 (CastLike) */
+	QD_OUT_CUSTOM,  /* set by the check function (unknown = 0 is allowed) */
+};
+
+struct qd_enode;
+struct qd_ctx;
+typedef int (*qd_op_check_fn)(struct qd_enode *n, const int *in_dt, int *out_dt,
+			      struct qd_err *err);
+typedef int (*qd_op_kernel_fn)(struct qd_ctx *c);
+
+struct qd_op {
+	const char *op_type;
+	const char *domain;     /* "" for ai.onnx */
+	int since, until;       /* opset range */
+	int tidx;               /* input whose dtype is checked against types */
+	uint32_t types;         /* QD_TM_* mask */
+	enum qd_out_rule out;
+	qd_op_check_fn check;   /* qd_check_none when there is nothing to check */
+	qd_op_kernel_fn kernel;
+};
+
+enum qd_op_id {
+#define QD_OP(id, name, dom, since, until, tidx, types, out, check, kernel) QD_OP_##id,
+#include "engine/ops.def"
+#undef QD_OP
+	QD_OP__COUNT
+};
+extern const struct qd_op qd_ops[QD_OP__COUNT];
+
+/* Kernel and check declarations generated from the table (rows without a check name
+ * qd_check_none). */
+#define QD_OP(id, name, dom, since, until, tidx, types, out, check, kernel) \
+	int kernel(struct qd_ctx *c); \
+	int check(struct qd_enode *n, const int *in_dt, int *out_dt, struct qd_err *err);
+#include "engine/ops.def"
+#undef QD_OP
+
+/* Find the row for (op_type, domain, opset). Returns the row or NULL; on NULL, *why is
+ * set to a static reason ("op not supported", "opset N not supported (rows cover a-b)"). */
+const struct qd_op *qd_op_find(const char *op_type, const char *domain, int64_t opset,
+			       char *why, size_t why_len);
+
+/* ---- compiled graphs ---- */
+struct qd_egraph;
+
+struct qd_enode {
+	const Onnx__NodeProto *proto;
+	const struct qd_op *op;
+	char *name;                 /* node name, or "OpType#index" when unnamed */
+	int64_t opset;
+	int n_in, n_out;
+	int *in, *out;              /* slot ids; -1 = absent optional */
+	int n_sub;
+	struct qd_egraph **sub;     /* subgraphs (If: then, else; Loop: body) */
+	const char **sub_attr;      /* attribute name of each subgraph */
+	int *free_after; int n_free;/* slots whose last use in this graph is this node */
+	void *priv;                 /* prepared by check; freed with priv_free */
+	void (*priv_free)(void *);
+	int prof_idx;               /* op id for profiling */
+};
+
+struct qd_egraph {
+	struct qd_enode *nodes; int n_nodes;
+	int *inputs; int n_inputs;   /* graph inputs (slots) */
+	int *outputs; int n_outputs; /* graph outputs (slots) */
+	int *owned; int n_owned;     /* non-constant slots defined in this graph */
+	struct qd_egraph *parent;
+	const Onnx__GraphProto *proto;
+};
+
+struct qd_slot {
+	char *name;
+	struct qd_tensor t;
+	bool has;        /* t holds a value now */
+	bool is_const;   /* initializer / Constant: never freed by the plan */
+	int dt;          /* dtype known at load (0 = unknown) */
+	struct qd_egraph *owner; /* graph that defines it */
+};
+
+struct qd_engine {
+	const struct qd_model *m;
+	struct qd_engine_opts opts;
+	struct qd_slot *slots; int n_slots, cap_slots;
+	void *names;                 /* name -> slot hash (engine.c) */
+	struct qd_egraph *main;
+	qd_engine_hook hook; void *hook_ud;
+	size_t live_bytes, peak_bytes, const_bytes;
+	double prof_time[QD_OP__COUNT];
+	long prof_count[QD_OP__COUNT];
+};
+
+/* Kernel context for one node execution. */
+#define QD_CTX_MAX_IO 64
+struct qd_ctx {
+	struct qd_engine *e;
+	struct qd_enode *n;
+	int n_in, n_out;
+	const struct qd_tensor *in[QD_CTX_MAX_IO];   /* NULL = absent */
+	struct qd_tensor *out[QD_CTX_MAX_IO];        /* slot tensors (empty until qd_ctx_out) */
+	int out_dt[QD_CTX_MAX_IO];                    /* dtype from the out rule (0 unknown) */
+	const volatile int *cancel;
+	struct qd_err *err;
+};
+
+/* Allocate output i (uninitialised data unless zero) with the given dtype/shape.
+ * Returns the tensor or NULL (error set). */
+struct qd_tensor *qd_ctx_out(struct qd_ctx *c, int i, int dtype, int ndim, const int64_t *dims);
+struct qd_tensor *qd_ctx_out_zero(struct qd_ctx *c, int i, int dtype, int ndim, const int64_t *dims);
+/* Output i as a copy of t's shape/dtype and data. */
+int qd_ctx_out_copy(struct qd_ctx *c, int i, const struct qd_tensor *t, int ndim, const int64_t *dims);
+/* Fails with QD_E<code> and a message prefixed by the node's name; returns -code. */
+int qd_ctx_fail(struct qd_ctx *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Required input i (error if absent). */
+const struct qd_tensor *qd_ctx_in(struct qd_ctx *c, int i);
+/* Whether output i is connected (optional outputs may be absent). */
+bool qd_ctx_wants(const struct qd_ctx *c, int i);
+/* Run a subgraph with the given inputs bound to its input slots; outputs left in its
+ * output slots (read them with qd_engine_slot). */
+int qd_engine_run_graph(struct qd_engine *e, struct qd_egraph *g, const volatile int *cancel,
+			struct qd_err *err);
+struct qd_slot *qd_engine_slot(struct qd_engine *e, int id);
+/* Store t (moved: t's name/data taken over) into slot id, freeing the old value. */
+void qd_engine_slot_set(struct qd_engine *e, int id, struct qd_tensor *t);
+void qd_engine_slot_clear(struct qd_engine *e, int id);
+/* Free every non-constant value a graph (and its subgraphs) defines. */
+void qd_engine_clear_graph(struct qd_engine *e, struct qd_egraph *g);
+size_t qd_engine_const_bytes(const struct qd_engine *e);
+/* Per-op-type profile: fn(ud, op_type, seconds, count) for each op type that ran. */
+void qd_engine_profile(const struct qd_engine *e, void (*fn)(void *, const char *, double, long),
+		       void *ud);
+
+/* ---- tensor helpers ---- */
+/* Allocate without zeroing. */
+int qd_tensor_alloc_raw(struct qd_tensor *t, const char *name, int dtype, int ndim, const int64_t *dims);
+/* Read element k of an integer/bool/float tensor as int64 / double. */
+int64_t qd_tensor_get_i64(const struct qd_tensor *t, int64_t k);
+double qd_tensor_get_f64(const struct qd_tensor *t, int64_t k);
+void qd_tensor_set_f64(struct qd_tensor *t, int64_t k, double v);
+void qd_tensor_set_i64(struct qd_tensor *t, int64_t k, int64_t v);
+bool qd_dtype_is_float(int dt);
+bool qd_dtype_is_int(int dt);
+/* Shapes. */
+int64_t qd_dims_count(int ndim, const int64_t *dims);
+void qd_dims_strides(int ndim, const int64_t *dims, int64_t *strides);
+/* Broadcast shapes a and b (numpy rules). Returns 0 or -QD_ESHAPE. */
+int qd_broadcast_shape(int na, const int64_t *a, int nb, const int64_t *b, int *nout, int64_t *out);
+/* Strides of an input of shape (n, dims) broadcast to (nout, out): 0 on broadcast axes. */
+void qd_broadcast_strides(int n, const int64_t *dims, int nout, const int64_t *out, int64_t *strides);
+/* Normalise an axis in [-r, r-1] (r = rank). Returns -1 if out of range. */
+int qd_axis(int64_t axis, int rank);
+/* "a x b x c" into buf. */
+const char *qd_dims_str(int ndim, const int64_t *dims, char *buf, size_t len);
+
+/* Iterate over the output of an n-ary broadcast: fn(ud, out_offset, in_offsets[], count)
+ * is called for each innermost run (in_offsets in elements, inner strides in istr[]). */
+typedef void (*qd_bcast_fn)(void *ud, int64_t oofs, const int64_t *iofs, const int64_t *istr,
+			    int64_t count);
+void qd_broadcast_for(int nin, int ndim, const int64_t *odims, int64_t (*istrides)[QD_MAX_DIMS],
+		      qd_bcast_fn fn, void *ud);
+
+/* ---- GEMM (row-major): C = alpha * op(A) op(B) + beta * C ---- */
+void qd_gemm_f32(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+		 const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+		 float *C, int64_t ldc);
+void qd_gemm_f32_ref(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+		     const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+		     float *C, int64_t ldc);
+
+/* Conv geometry shared by float Conv and quantized convs (ops_conv.c). Fills from the
+ * node attributes and the input/weight shapes; errors name the node. */
+struct qd_conv_geom {
+	int nsp;                    /* spatial dims (1..3) */
+	int64_t N, C, M, group;     /* batch, in channels, out channels */
+	int64_t in[3], k[3], out[3], stride[3], dil[3], pad_b[3], pad_e[3];
+};
+int qd_conv_geom(struct qd_ctx *c, const struct qd_tensor *x, const struct qd_tensor *w,
+		 struct qd_conv_geom *g);
+/* im2col for one image and one group: col is [C/group * prod(k)] x [prod(out)]. */
+void qd_im2col_f32(const struct qd_conv_geom *g, const float *x, float *col);
+
+#endif

@@ -1,0 +1,345 @@
+/* engine/tensor.c — struct qd_tensor helpers: allocation, element access by dtype,
+ * conversion from ONNX TensorProto, shape arithmetic and the generic n-ary broadcast
+ * iterator every elementwise kernel uses. */
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+#include "engine/engine_internal.h"
+
+int64_t qd_dims_count(int ndim, const int64_t *dims)
+{
+	int64_t n = 1;
+	for (int i = 0; i < ndim; i++) n *= dims[i];
+	return n;
+}
+
+int64_t qd_tensor_count(const struct qd_tensor *t)
+{
+	return qd_dims_count(t->ndim, t->dims);
+}
+
+void qd_dims_strides(int ndim, const int64_t *dims, int64_t *strides)
+{
+	int64_t s = 1;
+	for (int i = ndim - 1; i >= 0; i--) { strides[i] = s; s *= dims[i]; }
+}
+
+static int tensor_alloc(struct qd_tensor *t, const char *name, int dtype, int ndim,
+			const int64_t *dims, bool zero)
+{
+	memset(t, 0, sizeof(*t));
+	if (ndim < 0 || ndim > QD_MAX_DIMS) return -QD_EINVAL;
+	size_t es = qd_dtype_size(dtype);
+	if (!es) return -QD_EUNSUPPORTED;
+	int64_t n = 1;
+	for (int i = 0; i < ndim; i++) {
+		if (dims[i] < 0) return -QD_EINVAL;
+		if (dims[i] && n > INT64_MAX / 16 / dims[i]) return -QD_ETOO_LARGE;
+		n *= dims[i];
+		t->dims[i] = dims[i];
+	}
+	if ((uint64_t)n > ((uint64_t)1 << 40) / es) return -QD_ETOO_LARGE;
+	t->dtype = dtype;
+	t->ndim = ndim;
+	t->nbytes = (size_t)n * es;
+	/* at least 1 byte so empty tensors still have a non-NULL pointer */
+	t->data = zero ? calloc(1, t->nbytes ? t->nbytes : 1) : malloc(t->nbytes ? t->nbytes : 1);
+	if (!t->data) return -QD_ENOMEM;
+	if (name) {
+		t->name = strdup(name);
+		if (!t->name) { free(t->data); t->data = NULL; return -QD_ENOMEM; }
+	}
+	return 0;
+}
+
+int qd_tensor_alloc(struct qd_tensor *t, const char *name, int dtype, int ndim, const int64_t *dims)
+{
+	return tensor_alloc(t, name, dtype, ndim, dims, true);
+}
+
+int qd_tensor_alloc_raw(struct qd_tensor *t, const char *name, int dtype, int ndim, const int64_t *dims)
+{
+	return tensor_alloc(t, name, dtype, ndim, dims, false);
+}
+
+void qd_tensor_release(struct qd_tensor *t)
+{
+	if (!t) return;
+	free(t->name);
+	free(t->data);
+	t->name = NULL;
+	t->data = NULL;
+	t->nbytes = 0;
+}
+
+void qd_tensors_release(struct qd_tensor *t, size_t n)
+{
+	if (!t) return;
+	for (size_t i = 0; i < n; i++) qd_tensor_release(&t[i]);
+	free(t);
+}
+
+bool qd_dtype_is_float(int dt)
+{
+	return dt == QD_DT_FLOAT || dt == QD_DT_DOUBLE || dt == QD_DT_FLOAT16 || dt == QD_DT_BFLOAT16;
+}
+
+bool qd_dtype_is_int(int dt)
+{
+	switch (dt) {
+	case QD_DT_INT8: case QD_DT_UINT8: case QD_DT_INT16: case QD_DT_UINT16:
+	case QD_DT_INT32: case QD_DT_UINT32: case QD_DT_INT64: case QD_DT_UINT64:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static float half_to_float(uint16_t h)
+{
+	uint32_t s = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff, u;
+	if (e == 0) {
+		if (m == 0) u = s;
+		else { /* subnormal */
+			e = 127 - 15 + 1;
+			while (!(m & 0x400)) { m <<= 1; e--; }
+			m &= 0x3ff;
+			u = s | (e << 23) | (m << 13);
+		}
+	} else if (e == 31) u = s | 0x7f800000u | (m << 13);
+	else u = s | ((e + 127 - 15) << 23) | (m << 13);
+	float f;
+	memcpy(&f, &u, 4);
+	return f;
+}
+
+double qd_tensor_get_f64(const struct qd_tensor *t, int64_t k)
+{
+	const void *d = t->data;
+	switch (t->dtype) {
+	case QD_DT_FLOAT: return ((const float *)d)[k];
+	case QD_DT_DOUBLE: return ((const double *)d)[k];
+	case QD_DT_INT8: return ((const int8_t *)d)[k];
+	case QD_DT_UINT8: return ((const uint8_t *)d)[k];
+	case QD_DT_INT16: return ((const int16_t *)d)[k];
+	case QD_DT_UINT16: return ((const uint16_t *)d)[k];
+	case QD_DT_INT32: return ((const int32_t *)d)[k];
+	case QD_DT_UINT32: return ((const uint32_t *)d)[k];
+	case QD_DT_INT64: return (double)((const int64_t *)d)[k];
+	case QD_DT_UINT64: return (double)((const uint64_t *)d)[k];
+	case QD_DT_BOOL: return ((const uint8_t *)d)[k] ? 1 : 0;
+	case QD_DT_FLOAT16: return half_to_float(((const uint16_t *)d)[k]);
+	case QD_DT_BFLOAT16: {
+		uint32_t u = (uint32_t)((const uint16_t *)d)[k] << 16;
+		float f;
+		memcpy(&f, &u, 4);
+		return f;
+	}
+	default: return 0;
+	}
+}
+
+int64_t qd_tensor_get_i64(const struct qd_tensor *t, int64_t k)
+{
+	const void *d = t->data;
+	switch (t->dtype) {
+	case QD_DT_INT64: return ((const int64_t *)d)[k];
+	case QD_DT_INT32: return ((const int32_t *)d)[k];
+	case QD_DT_UINT64: return (int64_t)((const uint64_t *)d)[k];
+	case QD_DT_UINT32: return ((const uint32_t *)d)[k];
+	case QD_DT_INT16: return ((const int16_t *)d)[k];
+	case QD_DT_UINT16: return ((const uint16_t *)d)[k];
+	case QD_DT_INT8: return ((const int8_t *)d)[k];
+	case QD_DT_UINT8: return ((const uint8_t *)d)[k];
+	case QD_DT_BOOL: return ((const uint8_t *)d)[k] ? 1 : 0;
+	default: return (int64_t)qd_tensor_get_f64(t, k);
+	}
+}
+
+void qd_tensor_set_f64(struct qd_tensor *t, int64_t k, double v)
+{
+	void *d = t->data;
+	switch (t->dtype) {
+	case QD_DT_FLOAT: ((float *)d)[k] = (float)v; break;
+	case QD_DT_DOUBLE: ((double *)d)[k] = v; break;
+	case QD_DT_BOOL: ((uint8_t *)d)[k] = v != 0; break;
+	default: qd_tensor_set_i64(t, k, (int64_t)v); break;
+	}
+}
+
+void qd_tensor_set_i64(struct qd_tensor *t, int64_t k, int64_t v)
+{
+	void *d = t->data;
+	switch (t->dtype) {
+	case QD_DT_INT64: ((int64_t *)d)[k] = v; break;
+	case QD_DT_INT32: ((int32_t *)d)[k] = (int32_t)v; break;
+	case QD_DT_UINT64: ((uint64_t *)d)[k] = (uint64_t)v; break;
+	case QD_DT_UINT32: ((uint32_t *)d)[k] = (uint32_t)v; break;
+	case QD_DT_INT16: ((int16_t *)d)[k] = (int16_t)v; break;
+	case QD_DT_UINT16: ((uint16_t *)d)[k] = (uint16_t)v; break;
+	case QD_DT_INT8: ((int8_t *)d)[k] = (int8_t)v; break;
+	case QD_DT_UINT8: ((uint8_t *)d)[k] = (uint8_t)v; break;
+	case QD_DT_BOOL: ((uint8_t *)d)[k] = v != 0; break;
+	case QD_DT_FLOAT: ((float *)d)[k] = (float)v; break;
+	case QD_DT_DOUBLE: ((double *)d)[k] = (double)v; break;
+	default: break;
+	}
+}
+
+/* TensorProto → qd_tensor. raw_data is copied as is (little-endian host); the typed
+ * fields are converted per the proto's storage rules (int32_data holds int8..uint16,
+ * bool and float16 bits; int64_data int64; uint64_data uint32/uint64). */
+int qd_tensor_from_proto(const Onnx__TensorProto *p, struct qd_tensor *out, struct qd_err *err)
+{
+	const char *nm = p->name ? p->name : "";
+	memset(out, 0, sizeof(*out));
+	if (p->n_dims > QD_MAX_DIMS)
+		return qd_err_set(err, QD_EUNSUPPORTED, nm, "tensor '%s' has rank %zu (max %d)", nm,
+				  p->n_dims, QD_MAX_DIMS);
+	if (p->has_data_location && p->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)
+		return qd_err_set(err, QD_EUNSUPPORTED, nm, "tensor '%s' has unresolved external data", nm);
+	int dt = p->has_data_type ? p->data_type : 0;
+	size_t es = qd_dtype_size(dt);
+	if (!es)
+		return qd_err_set(err, QD_EUNSUPPORTED, nm, "tensor '%s' has unsupported dtype %s (%d)",
+				  nm, qd_dtype_name(dt), dt);
+	for (size_t i = 0; i < p->n_dims; i++)
+		if (p->dims[i] < 0)
+			return qd_err_set(err, QD_EMODEL, nm, "tensor '%s' has negative dim %lld", nm,
+					  (long long)p->dims[i]);
+	int rc = qd_tensor_alloc_raw(out, p->name, dt, (int)p->n_dims, p->dims);
+	if (rc) return qd_err_set(err, -rc, nm, "cannot allocate tensor '%s'", nm);
+	int64_t n = qd_tensor_count(out);
+	size_t have = 0;
+	if (p->has_raw_data) {
+		have = p->raw_data.len;
+		if (have != out->nbytes) goto size_err;
+		if (have) memcpy(out->data, p->raw_data.data, have);
+		return 0;
+	}
+	switch (dt) {
+	case QD_DT_FLOAT:
+		have = p->n_float_data;
+		if ((int64_t)have != n) goto size_err;
+		memcpy(out->data, p->float_data, n * 4);
+		break;
+	case QD_DT_DOUBLE:
+		have = p->n_double_data;
+		if ((int64_t)have != n) goto size_err;
+		memcpy(out->data, p->double_data, n * 8);
+		break;
+	case QD_DT_INT64:
+		have = p->n_int64_data;
+		if ((int64_t)have != n) goto size_err;
+		memcpy(out->data, p->int64_data, n * 8);
+		break;
+	case QD_DT_UINT32: case QD_DT_UINT64:
+		have = p->n_uint64_data;
+		if ((int64_t)have != n) goto size_err;
+		for (int64_t i = 0; i < n; i++) qd_tensor_set_i64(out, i, (int64_t)p->uint64_data[i]);
+		break;
+	case QD_DT_FLOAT16: case QD_DT_BFLOAT16:
+		have = p->n_int32_data;
+		if ((int64_t)have != n) goto size_err;
+		for (int64_t i = 0; i < n; i++) ((uint16_t *)out->data)[i] = (uint16_t)p->int32_data[i];
+		break;
+	default: /* int32 and narrower, bool */
+		have = p->n_int32_data;
+		if ((int64_t)have != n) goto size_err;
+		for (int64_t i = 0; i < n; i++) qd_tensor_set_i64(out, i, p->int32_data[i]);
+		break;
+	}
+	return 0;
+size_err:
+	qd_tensor_release(out);
+	return qd_err_set(err, QD_EMODEL, nm, "tensor '%s' holds %zu %s for %lld elements of %s", nm,
+			  have, p->has_raw_data ? "bytes" : "values", (long long)n, qd_dtype_name(dt));
+}
+
+/* ---- shapes and broadcasting ---- */
+
+int qd_axis(int64_t axis, int rank)
+{
+	if (axis < -rank || axis >= rank) return -1;
+	return (int)(axis < 0 ? axis + rank : axis);
+}
+
+const char *qd_dims_str(int ndim, const int64_t *dims, char *buf, size_t len)
+{
+	size_t o = 0;
+	buf[0] = 0;
+	o += snprintf(buf, len, "[");
+	for (int i = 0; i < ndim && o < len; i++)
+		o += snprintf(buf + o, len - o, i ? ",%lld" : "%lld", (long long)dims[i]);
+	if (o < len) snprintf(buf + o, len - o, "]");
+	return buf;
+}
+
+int qd_broadcast_shape(int na, const int64_t *a, int nb, const int64_t *b, int *nout, int64_t *out)
+{
+	int n = QD_MAX(na, nb);
+	for (int i = 0; i < n; i++) {
+		int64_t da = i < n - na ? 1 : a[i - (n - na)];
+		int64_t db = i < n - nb ? 1 : b[i - (n - nb)];
+		if (da == db || db == 1) out[i] = da;
+		else if (da == 1) out[i] = db;
+		else return -QD_ESHAPE;
+	}
+	*nout = n;
+	return 0;
+}
+
+void qd_broadcast_strides(int n, const int64_t *dims, int nout, const int64_t *out, int64_t *strides)
+{
+	int64_t s = 1;
+	for (int i = nout - 1; i >= 0; i--) {
+		int j = i - (nout - n);
+		if (j < 0 || (dims[j] == 1 && out[i] != 1)) strides[i] = 0;
+		else { strides[i] = dims[j] == 1 ? 0 : s; s *= dims[j]; }
+	}
+}
+
+/* Collapses adjacent axes where every input keeps contiguity, then walks all but the
+ * innermost axis with a counter and hands innermost runs to fn. */
+void qd_broadcast_for(int nin, int ndim, const int64_t *odims, int64_t (*istrides)[QD_MAX_DIMS],
+		      qd_bcast_fn fn, void *ud)
+{
+	int64_t d[QD_MAX_DIMS], st[QD_CTX_MAX_IO][QD_MAX_DIMS];
+	int nd = 0;
+	for (int i = 0; i < ndim; i++) {
+		if (odims[i] == 0) return;
+		if (odims[i] == 1) continue;
+		bool merge = nd > 0;
+		for (int k = 0; k < nin && merge; k++)
+			if (st[k][nd - 1] != istrides[k][i] * odims[i]) merge = false;
+		if (merge) {
+			d[nd - 1] *= odims[i];
+			for (int k = 0; k < nin; k++) st[k][nd - 1] = istrides[k][i];
+		} else {
+			d[nd] = odims[i];
+			for (int k = 0; k < nin; k++) st[k][nd] = istrides[k][i];
+			nd++;
+		}
+	}
+	int64_t ofs[QD_CTX_MAX_IO] = {0}, inner[QD_CTX_MAX_IO];
+	if (nd == 0) {
+		for (int k = 0; k < nin; k++) inner[k] = 0;
+		fn(ud, 0, ofs, inner, 1);
+		return;
+	}
+	for (int k = 0; k < nin; k++) inner[k] = st[k][nd - 1];
+	int64_t cnt = d[nd - 1], idx[QD_MAX_DIMS] = {0}, o = 0;
+	for (;;) {
+		fn(ud, o, ofs, inner, cnt);
+		o += cnt;
+		int ax = nd - 2;
+		for (; ax >= 0; ax--) {
+			idx[ax]++;
+			for (int k = 0; k < nin; k++) ofs[k] += st[k][ax];
+			if (idx[ax] < d[ax]) break;
+			for (int k = 0; k < nin; k++) ofs[k] -= st[k][ax] * d[ax];
+			idx[ax] = 0;
+		}
+		if (ax < 0) break;
+	}
+}
