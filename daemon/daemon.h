@@ -1,9 +1,119 @@
-/* daemon/ — `quantd serve`: configuration, worker pool, job lifecycle, signals. */
+/* daemon/ — `quantd serve`: configuration, worker pool, job lifecycle, signals, systemd
+ * notification. The HTTP side lives in api/ (api/api.h) and gets a struct qd_daemon *. */
 #ifndef QD_DAEMON_H
 #define QD_DAEMON_H
+
+#include "qd.h"
+#include "store/store.h"
+#include <pthread.h>
+#include <stdio.h>
 
 #define QD_VERSION "0.1.0"
 
 int qd_cmd_serve(int argc, char **argv);
+
+/* ---- configuration (daemon/config.c, rows in daemon/options.def) ---- */
+#define QD_OPT_CTYPE_STR char *
+#define QD_OPT_CTYPE_INT int64_t
+#define QD_OPT_CTYPE_BOOL int
+
+enum qd_opt_id {
+#define QD_OPT(key, kind, dflt, help) QD_OPT_ID_##key,
+#include "daemon/options.def"
+#undef QD_OPT
+	QD_OPT__COUNT
+};
+
+enum qd_opt_source { QD_SRC_DEFAULT, QD_SRC_FILE, QD_SRC_ENV, QD_SRC_FLAG };
+
+struct qd_config {
+#define QD_OPT(key, kind, dflt, help) QD_OPT_CTYPE_##kind key;
+#include "daemon/options.def"
+#undef QD_OPT
+	char *config_file;                     /* --config / QUANTD_CONFIG, or NULL */
+	enum qd_opt_source source[QD_OPT__COUNT];
+};
+
+/* Fill cfg from defaults, the config file, the environment and argv (argv[0] is
+ * "serve"), in that order of increasing precedence. *help is set when --help was given
+ * (nothing else is done then). Strings in cfg are new; free with qd_config_free(). */
+int qd_config_load(struct qd_config *cfg, int argc, char **argv, int *help, struct qd_err *err);
+void qd_config_free(struct qd_config *cfg);
+void qd_config_usage(FILE *f);
+/* One log line per option that is not at its default (token redacted). */
+void qd_config_log(const struct qd_config *cfg);
+/* QD_LOG_* of cfg->log_level. */
+int qd_config_log_level(const struct qd_config *cfg);
+
+/* ---- the running daemon (daemon/serve.c, daemon/worker.c) ----
+ * One struct qd_daemon per process, passed to every HTTP handler and worker (no global
+ * mutable state). Counters are updated with __atomic builtins. */
+struct qd_api;
+struct qd_worker;
+
+#define QD_DURATION_BUCKETS 12
+struct qd_metrics {
+	uint64_t upload_bytes;                       /* total bytes received on uploads */
+	uint64_t uploads[2];                         /* [0] rejected, [1] accepted */
+	pthread_mutex_t mu;                          /* guards the histogram */
+	uint64_t dur_count[QD_JOB__COUNT];           /* finished jobs by final state */
+	uint64_t dur_bucket[QD_JOB__COUNT][QD_DURATION_BUCKETS];
+	double dur_sum[QD_JOB__COUNT];
+	uint64_t *http;                              /* [route][status-100], see api.h */
+};
+extern const double qd_duration_buckets[QD_DURATION_BUCKETS];
+
+struct qd_daemon {
+	struct qd_config cfg;
+	struct qd_store *store;
+	struct qd_api *api;
+	struct qd_metrics metrics;
+	double started_at;                           /* qd_now_wall() */
+
+	/* worker pool */
+	struct qd_worker *workers;
+	int n_workers;
+	pthread_mutex_t mu;
+	pthread_cond_t wake;                         /* a job was queued / shutting down */
+	volatile int stopping;                       /* no new claims */
+	volatile int aborting;                       /* grace over: running jobs requeue */
+
+	/* store connection pool for HTTP threads */
+	pthread_mutex_t pool_mu;
+	struct qd_store_conn **pool;
+	size_t pool_len, pool_cap;
+};
+
+/* Store connection for an HTTP thread: reuse an idle one or connect. Put it back with
+ * qd_daemon_conn_put(). NULL with err on failure. */
+struct qd_store_conn *qd_daemon_conn_get(struct qd_daemon *d, struct qd_err *err);
+void qd_daemon_conn_put(struct qd_daemon *d, struct qd_store_conn *c);
+
+/* Worker pool (daemon/worker.c). */
+int qd_workers_start(struct qd_daemon *d, struct qd_err *err);
+/* Wake idle workers (a job was queued or cancel was requested). */
+void qd_workers_kick(struct qd_daemon *d);
+/* Number of jobs being run right now / workers whose thread is alive. */
+int qd_workers_busy(struct qd_daemon *d);
+int qd_workers_alive(struct qd_daemon *d);
+/* Ask workers whose job has cancel_requested to stop it (polled by the main loop). */
+void qd_workers_poll_cancel(struct qd_daemon *d, struct qd_store_conn *c);
+/* Stop: no new claims; running jobs get grace_seconds, then are stopped and requeued.
+ * Joins the threads; returns the number of workers that did not stop within 15 s more
+ * (their jobs stay "running" and are recovered at the next start). */
+int qd_workers_stop(struct qd_daemon *d);
+/* Record a finished job's run time in the duration histogram. */
+void qd_metrics_job_done(struct qd_metrics *m, enum qd_job_state st, double seconds);
+
+/* ---- listen address ---- */
+/* Split "HOST:PORT" / "[V6]:PORT" into host (new) and port. */
+int qd_listen_parse(const char *spec, char **host, int *port, struct qd_err *err);
+
+/* ---- systemd notification (daemon/sdnotify.c) ---- */
+/* Send a datagram to $NOTIFY_SOCKET ("READY=1", "WATCHDOG=1", "STOPPING=1", ...).
+ * Returns 0 when sent, 1 when NOTIFY_SOCKET is not set, negative on error. */
+int qd_sd_notify(const char *state);
+/* Watchdog interval in seconds from $WATCHDOG_USEC (half of it), 0 if not requested. */
+double qd_sd_watchdog_interval(void);
 
 #endif

@@ -1,0 +1,106 @@
+/* api/ — the REST API on libmicrohttpd: route table (api/routes.def), request context,
+ * JSON/error responses, bearer-token auth, streamed uploads and file downloads.
+ * Handlers run on MHD's connection threads; they parse, validate, talk to the store and
+ * answer. Jobs are run by the workers in daemon/, never here. */
+#ifndef QD_API_H
+#define QD_API_H
+
+#include "qd.h"
+#include "daemon/daemon.h"
+#include "store/store.h"
+#include <jansson.h>
+#include <microhttpd.h>
+
+enum qd_route_flags { QD_RF_PUBLIC = 1, QD_RF_JSON = 2, QD_RF_UPLOAD = 4 };
+
+struct qd_req;
+typedef int (*qd_route_fn)(struct qd_req *r);
+
+#define QD_ROUTE(method, pattern, fn, flags) int fn(struct qd_req *r);
+#include "api/routes.def"
+#undef QD_ROUTE
+
+enum qd_route_id {
+#define QD_ROUTE(method, pattern, fn, flags) QD_ROUTE_ID_##fn,
+#include "api/routes.def"
+#undef QD_ROUTE
+	QD_ROUTE__COUNT
+};
+/* Metrics row for requests that match no route. */
+#define QD_ROUTE_UNMATCHED QD_ROUTE__COUNT
+#define QD_HTTP_STATUS_SLOTS 500     /* statuses 100..599 */
+
+struct qd_route {
+	const char *method, *pattern;
+	qd_route_fn fn;
+	unsigned flags;
+};
+extern const struct qd_route qd_routes[QD_ROUTE__COUNT];
+
+/* One HTTP request, from the first header callback to the completion callback. */
+struct qd_req {
+	struct qd_daemon *d;
+	struct MHD_Connection *conn;
+	const char *method, *url;                /* borrow (MHD) */
+	int route;                               /* QD_ROUTE_ID_*, or QD_ROUTE_UNMATCHED */
+	char id[64];                             /* the {id} path segment, "" if none */
+	double t0;
+
+	/* body */
+	struct qd_buf body;                      /* QD_RF_JSON */
+	struct qd_blob_writer *bw;               /* QD_RF_UPLOAD */
+	struct qd_sha256 sha;                    /* running hash of the upload */
+	uint64_t body_bytes;
+	bool body_too_large, body_failed;
+	struct qd_err body_err;
+
+	struct qd_store_conn *sc;                /* lazily from the pool (qd_req_store) */
+
+	/* response (set by the handler or the error path) */
+	struct MHD_Response *resp;
+	unsigned status;
+	bool answered;
+	struct qd_err err;
+};
+
+/* Start MHD on cfg->listen; *bound_port gets the real port (port 0 = any). */
+int qd_api_start(struct qd_daemon *d, int *bound_port, struct qd_err *err);
+/* Stop accepting new connections (existing ones finish). */
+void qd_api_quiesce(struct qd_daemon *d);
+/* Stop MHD; waits for the connection threads. */
+void qd_api_stop(struct qd_daemon *d);
+
+/* ---- helpers for handlers (api/http.c) ---- */
+/* Store connection for this request (from the daemon's pool); NULL with r->err set. */
+struct qd_store_conn *qd_req_store(struct qd_req *r);
+/* Query argument or NULL (borrow). */
+const char *qd_req_query(struct qd_req *r, const char *key);
+const char *qd_req_header(struct qd_req *r, const char *name);
+/* Answer with a JSON body (body is stolen; NULL → 500 out of memory). Returns 0. */
+int qd_req_json(struct qd_req *r, unsigned status, json_t *body);
+/* Answer with an empty body. */
+int qd_req_empty(struct qd_req *r, unsigned status);
+/* Answer with a text body (copied). */
+int qd_req_text(struct qd_req *r, unsigned status, const char *content_type, const char *text,
+		size_t len);
+/* Add a response header after one of the above. */
+void qd_req_add_header(struct qd_req *r, const char *name, const char *value);
+/* Serve a blob file: Content-Length, ETag "<sha256>", If-None-Match → 304,
+ * Range: bytes=a-b → 206 + Content-Range, bad or unsatisfiable range → 416. */
+int qd_req_send_blob(struct qd_req *r, const char *sha256, const char *content_type,
+		     const char *filename);
+/* Error JSON {"error": {"code", "message", "details": {"field"}}} with qd_err_http. */
+int qd_req_error(struct qd_req *r, const struct qd_err *e);
+/* Paging arguments ?limit=&cursor=; fills pg (cursor borrowed from the request). */
+int qd_req_page(struct qd_req *r, struct qd_page *pg);
+/* {"items": items, "next_cursor": c | null, "next": "<path>?limit=..&cursor=.." | null}
+ * (items stolen). */
+int qd_req_list(struct qd_req *r, json_t *items, const struct qd_page *pg, const char *extra_query);
+
+/* Model JSON for the API: the store row with the summary lifted to the top level. new. */
+json_t *qd_api_model_json(const struct qd_model_row *row);
+
+/* Metrics text (api/health.c). */
+int qd_api_metrics_text(struct qd_daemon *d, struct qd_store_conn *c, struct qd_buf *out);
+
+#endif

@@ -1,0 +1,438 @@
+/* The worker pool: N threads that claim queued jobs and run their workflow.
+ *
+ * DESIGN
+ * - Each worker owns one store connection. It claims the oldest queued job in one
+ *   transaction (qd_job_claim), runs qd_workflow_run in <data-dir>/work/<job>/, imports
+ *   the files the workflow wrote as artifacts (blob store), and finishes the job through
+ *   the store's transition function. Idle workers sleep on a condition variable that
+ *   POST /v1/jobs signals (and re-check the queue every 2 s anyway).
+ * - Hooks: progress goes to the job row (throttled to 4 writes/s) and returns the job's
+ *   cancel_requested flag; log lines go to job_log (the passes also send them to qd_log).
+ *   The main loop polls cancel_requested every second too, for passes that report
+ *   progress rarely. The workflow sees the flag through hooks.cancel.
+ * - Shutdown: stopping=1 means no new claims; after --grace-seconds aborting=1 sets every
+ *   running job's cancel flag and a job stopped that way is requeued (attempt kept), not
+ *   canceled. A kill -9 leaves jobs running in the database: qd_store_recover at the next
+ *   start requeues them (or fails them after --max-attempts).
+ * - Re-runs of a job (after a crash) skip artifacts an earlier attempt already imported
+ *   with the same name and content. */
+#define _GNU_SOURCE
+#include "daemon/daemon.h"
+#include "passes/workflow.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <ftw.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+struct qd_worker {
+	struct qd_daemon *d;
+	int idx;
+	pthread_t th;
+	bool started;
+	volatile int alive;
+	volatile int cancel;        /* hooks.cancel of the running job */
+	char name[32];
+	char job_id[64];            /* "" when idle; guarded by d->mu */
+};
+
+/* What a produced file becomes: file name, artifact kind, content type. */
+static const struct { const char *file, *kind, *ctype; } artifact_kinds[] = {
+	{ "model.onnx",      "model",      "application/octet-stream" },
+	{ "model.onnx.data", "model_data", "application/octet-stream" },
+	{ "metrics.json",    "metrics",    "application/json" },
+	{ "footprint.json",  "footprint",  "application/json" },
+};
+
+struct job_ctx {
+	struct qd_worker *w;
+	struct qd_store_conn *c;
+	const char *job_id;
+	pthread_mutex_t mu;         /* hooks may be called from engine threads */
+	double last_progress;
+};
+
+static void job_log(struct job_ctx *j, enum qd_log_level lvl, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void job_log(struct job_ctx *j, enum qd_log_level lvl, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	qd_log(lvl, j->job_id, "%s", line);
+	pthread_mutex_lock(&j->mu);
+	struct qd_err e = { 0 };
+	if (qd_job_log_append(j->c, j->job_id, lvl, line, NULL, &e))
+		qd_log(QD_LOG_WARN, j->job_id, "cannot append to job log: %s", e.msg);
+	pthread_mutex_unlock(&j->mu);
+}
+
+static void hook_log(void *ud, enum qd_log_level lvl, const char *line)
+{
+	struct job_ctx *j = ud;
+	pthread_mutex_lock(&j->mu);
+	struct qd_err e = { 0 };
+	if (qd_job_log_append(j->c, j->job_id, lvl, line, NULL, &e))
+		qd_log(QD_LOG_WARN, j->job_id, "cannot append to job log: %s", e.msg);
+	pthread_mutex_unlock(&j->mu);
+}
+
+static void hook_progress(void *ud, double frac, const char *msg)
+{
+	struct job_ctx *j = ud;
+	double now = qd_now_mono();
+	pthread_mutex_lock(&j->mu);
+	if (now - j->last_progress >= 0.25 || frac >= 1.0) {
+		j->last_progress = now;
+		bool cancel = false;
+		struct qd_err e = { 0 };
+		if (qd_job_progress(j->c, j->job_id, frac, msg, &cancel, &e))
+			qd_log(QD_LOG_WARN, j->job_id, "cannot record progress: %s", e.msg);
+		else if (cancel)
+			j->w->cancel = 1;
+	}
+	pthread_mutex_unlock(&j->mu);
+}
+
+static int rm_cb(const char *path, const struct stat *sb, int type, struct FTW *ftw)
+{
+	(void)sb; (void)type; (void)ftw;
+	remove(path);
+	return 0;
+}
+
+static void rm_rf(const char *path)
+{
+	nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Import every regular file in out_dir as an artifact. */
+static int import_artifacts(struct job_ctx *j, const char *out_dir, struct qd_err *err)
+{
+	struct qd_store *st = j->w->d->store;
+	struct qd_artifact_row *have = NULL;
+	size_t n_have = 0;
+	int rc;
+	bool got_model = false;
+	if ((rc = qd_artifact_list(j->c, j->job_id, &have, &n_have, err)))
+		return rc;
+	DIR *dir = opendir(out_dir);
+	if (!dir) {
+		rc = qd_err_set(err, QD_EIO, "", "cannot list the job's output directory: %s", strerror(errno));
+		goto out;
+	}
+	/* fixed order: the table first (model first), then anything else alphabetically */
+	struct dirent *de;
+	char **names = NULL;
+	size_t nn = 0;
+	while ((de = readdir(dir))) {
+		if (de->d_name[0] == '.')
+			continue;
+		char **t = realloc(names, (nn + 1) * sizeof *names);
+		if (!t)
+			break;
+		names = t;
+		names[nn++] = strdup(de->d_name);
+	}
+	closedir(dir);
+	for (size_t pass = 0; pass < 2 && !rc; pass++)
+		for (size_t i = 0; i < nn && !rc; i++) {
+			if (!names[i])
+				continue;
+			const char *kind = "file", *ctype = "application/octet-stream";
+			bool in_table = false;
+			for (size_t k = 0; k < QD_ARRAY_LEN(artifact_kinds); k++)
+				if (!strcmp(names[i], artifact_kinds[k].file)) {
+					kind = artifact_kinds[k].kind;
+					ctype = artifact_kinds[k].ctype;
+					in_table = true;
+				}
+			if (in_table != (pass == 0))
+				continue;
+			if (!in_table && strlen(names[i]) > 5 && !strcmp(names[i] + strlen(names[i]) - 5, ".json"))
+				ctype = "application/json";
+			char *path = qd_asprintf("%s/%s", out_dir, names[i]);
+			struct stat sb;
+			if (!path || stat(path, &sb) || !S_ISREG(sb.st_mode)) {
+				free(path);
+				continue;
+			}
+			char sha[65];
+			uint64_t size = 0;
+			rc = qd_blob_put_file(st, path, sha, &size, err);
+			free(path);
+			if (rc)
+				break;
+			bool dup = false;
+			for (size_t h = 0; h < n_have; h++)
+				if (have[h].name && !strcmp(have[h].name, names[i]) && !strcmp(have[h].sha256, sha))
+					dup = true;
+			if (!dup && (rc = qd_artifact_add(j->c, j->job_id, kind, names[i], sha, (int64_t)size,
+							  ctype, NULL, err)))
+				break;
+			if (!strcmp(kind, "model"))
+				got_model = true;
+			job_log(j, QD_LOG_INFO, "artifact %s: %llu bytes, sha256 %s", names[i],
+				(unsigned long long)size, sha);
+		}
+	for (size_t i = 0; i < nn; i++)
+		free(names[i]);
+	free(names);
+	if (!rc && !got_model)
+		rc = qd_err_set(err, QD_EINTERNAL, "model.onnx", "the workflow finished without writing 'model.onnx'");
+out:
+	qd_artifact_rows_free(have, n_have);
+	return rc;
+}
+
+static void run_job(struct qd_worker *w, struct qd_store_conn *c, const struct qd_job_row *job)
+{
+	struct qd_daemon *d = w->d;
+	struct job_ctx j = { .w = w, .c = c, .job_id = job->id };
+	struct qd_model_row model = { 0 };
+	struct qd_err err = { 0 }, e2 = { 0 };
+	json_t *wf = NULL, *result = NULL;
+	char *work = NULL, *out_dir = NULL, *model_path = NULL, *result_txt = NULL;
+	int rc;
+	double t0 = qd_now_mono();
+	pthread_mutex_init(&j.mu, NULL);
+	pthread_mutex_lock(&d->mu);
+	snprintf(w->job_id, sizeof w->job_id, "%s", job->id);
+	w->cancel = 0;
+	pthread_mutex_unlock(&d->mu);
+
+	job_log(&j, QD_LOG_INFO, "job started on %s (attempt %d of %d)", w->name, job->attempts,
+		job->max_attempts);
+	if (!job->model_id[0]) {
+		rc = qd_err_set(&err, QD_ENOT_FOUND, "model", "the job's model was deleted");
+		goto done;
+	}
+	if ((rc = qd_model_get(c, job->model_id, &model, &err)))
+		goto done;
+	size_t pmax = qd_blob_path_max(d->store);
+	if (!(model_path = malloc(pmax))) {
+		rc = qd_err_set(&err, QD_ENOMEM, "", "out of memory");
+		goto done;
+	}
+	if ((rc = qd_blob_path(d->store, model.sha256, model_path, pmax, &err)))
+		goto done;
+	json_error_t je;
+	if (!(wf = json_loads(job->workflow_json, 0, &je))) {
+		rc = qd_err_set(&err, QD_EPARSE, "workflow", "cannot parse the stored workflow: %s", je.text);
+		goto done;
+	}
+	work = qd_asprintf("%s/work/%s", qd_store_data_dir(d->store), job->id);
+	out_dir = qd_asprintf("%s/out", work ? work : "");
+	if (!work || !out_dir) {
+		rc = qd_err_set(&err, QD_ENOMEM, "", "out of memory");
+		goto done;
+	}
+	rm_rf(work);  /* leftovers of an interrupted attempt */
+	if ((rc = qd_mkdir_p(out_dir, &err)))
+		goto done;
+	struct qd_workflow_hooks hooks = { .ud = &j, .progress = hook_progress, .log = hook_log,
+					   .cancel = &w->cancel };
+	struct qd_workflow_req req = { .job_id = job->id, .model_path = model_path, .workflow = wf,
+				       .out_dir = out_dir, .threads = (int)d->cfg.engine_threads };
+	rc = qd_workflow_run(&req, &hooks, &result, &err);
+	if (!rc && w->cancel)
+		rc = qd_err_set(&err, QD_ECANCELED, "", "job canceled");
+	if (!rc)
+		rc = import_artifacts(&j, out_dir, &err);
+	if (!rc && !(result_txt = result ? json_dumps(result, JSON_COMPACT) : strdup("{}")))
+		rc = qd_err_set(&err, QD_ENOMEM, "", "out of memory");
+done:;
+	enum qd_job_state final;
+	double secs = qd_now_mono() - t0;
+	if (!rc) {
+		final = QD_JOB_SUCCEEDED;
+		job_log(&j, QD_LOG_INFO, "job succeeded in %.2f s", secs);
+		rc = qd_job_finish_succeeded(c, job->id, result_txt, &e2);
+	} else if (rc == -QD_ECANCELED && d->aborting) {
+		final = QD_JOB_QUEUED;
+		job_log(&j, QD_LOG_WARN, "job stopped by shutdown after %.2f s; requeued", secs);
+		rc = qd_job_requeue(c, job->id, &e2);
+	} else if (rc == -QD_ECANCELED) {
+		final = QD_JOB_CANCELED;
+		job_log(&j, QD_LOG_INFO, "job canceled after %.2f s", secs);
+		rc = qd_job_finish_canceled(c, job->id, &e2);
+	} else {
+		final = QD_JOB_FAILED;
+		char msg[700];
+		if (err.field[0] && !strstr(err.msg, err.field))
+			snprintf(msg, sizeof msg, "%s (at '%s')", err.msg[0] ? err.msg : qd_err_msg(rc), err.field);
+		else
+			snprintf(msg, sizeof msg, "%s", err.msg[0] ? err.msg : qd_err_msg(rc));
+		job_log(&j, QD_LOG_ERROR, "job failed: %s", msg);
+		rc = qd_job_finish_failed(c, job->id, qd_err_name(rc), msg, &e2);
+	}
+	if (rc)
+		qd_log(QD_LOG_ERROR, job->id, "cannot record the job's end (%s): %s",
+		       qd_job_state_name(final), e2.msg);
+	else if (final != QD_JOB_QUEUED)
+		qd_metrics_job_done(&d->metrics, final, secs);
+	if (work && d->cfg.log_level && strcmp(d->cfg.log_level, "debug"))
+		rm_rf(work);
+	pthread_mutex_lock(&d->mu);
+	w->job_id[0] = 0;
+	pthread_mutex_unlock(&d->mu);
+	pthread_mutex_destroy(&j.mu);
+	json_decref(wf);
+	json_decref(result);
+	free(work);
+	free(out_dir);
+	free(model_path);
+	free(result_txt);
+	qd_model_row_free(&model);
+}
+
+static void *worker_main(void *arg)
+{
+	struct qd_worker *w = arg;
+	struct qd_daemon *d = w->d;
+	struct qd_store_conn *c = NULL;
+	struct qd_err err = { 0 };
+	while (!d->stopping && qd_store_connect(d->store, &c, &err)) {
+		qd_log(QD_LOG_ERROR, NULL, "%s: cannot connect to the store: %s", w->name, err.msg);
+		sleep(1);
+	}
+	w->alive = 1;
+	while (!d->stopping) {
+		struct qd_job_row job = { 0 };
+		bool claimed = false;
+		if (qd_job_claim(c, w->name, &job, &claimed, &err)) {
+			qd_log(QD_LOG_ERROR, NULL, "%s: cannot claim a job: %s", w->name, err.msg);
+			claimed = false;
+		}
+		if (claimed) {
+			run_job(w, c, &job);
+			qd_job_row_free(&job);
+			continue;
+		}
+		pthread_mutex_lock(&d->mu);
+		if (!d->stopping) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += 2;
+			pthread_cond_timedwait(&d->wake, &d->mu, &ts);
+		}
+		pthread_mutex_unlock(&d->mu);
+	}
+	qd_store_disconnect(c);
+	w->alive = 0;
+	return NULL;
+}
+
+int qd_workers_start(struct qd_daemon *d, struct qd_err *err)
+{
+	int n = (int)d->cfg.workers;
+	d->workers = calloc((size_t)n, sizeof *d->workers);
+	if (!d->workers)
+		return qd_err_set(err, QD_ENOMEM, "workers", "out of memory");
+	d->n_workers = n;
+	for (int i = 0; i < n; i++) {
+		struct qd_worker *w = &d->workers[i];
+		w->d = d;
+		w->idx = i;
+		snprintf(w->name, sizeof w->name, "worker-%d", i);
+		int e = pthread_create(&w->th, NULL, worker_main, w);
+		if (e)
+			return qd_err_set(err, QD_EINTERNAL, "workers", "cannot start worker thread: %s", strerror(e));
+		w->started = true;
+	}
+	return 0;
+}
+
+void qd_workers_kick(struct qd_daemon *d)
+{
+	pthread_mutex_lock(&d->mu);
+	pthread_cond_broadcast(&d->wake);
+	pthread_mutex_unlock(&d->mu);
+}
+
+int qd_workers_busy(struct qd_daemon *d)
+{
+	int n = 0;
+	pthread_mutex_lock(&d->mu);
+	for (int i = 0; i < d->n_workers; i++)
+		n += d->workers[i].job_id[0] != 0;
+	pthread_mutex_unlock(&d->mu);
+	return n;
+}
+
+int qd_workers_alive(struct qd_daemon *d)
+{
+	int n = 0;
+	for (int i = 0; i < d->n_workers; i++)
+		n += d->workers[i].alive != 0;
+	return n;
+}
+
+void qd_workers_poll_cancel(struct qd_daemon *d, struct qd_store_conn *c)
+{
+	char ids[d->n_workers > 0 ? d->n_workers : 1][64];
+	pthread_mutex_lock(&d->mu);
+	for (int i = 0; i < d->n_workers; i++)
+		memcpy(ids[i], d->workers[i].job_id, 64);
+	pthread_mutex_unlock(&d->mu);
+	for (int i = 0; i < d->n_workers; i++) {
+		if (!ids[i][0] || d->workers[i].cancel)
+			continue;
+		bool req = false;
+		struct qd_err e = { 0 };
+		if (!qd_job_cancel_requested(c, ids[i], &req, &e) && req) {
+			pthread_mutex_lock(&d->mu);
+			if (!strcmp(d->workers[i].job_id, ids[i]))
+				d->workers[i].cancel = 1;
+			pthread_mutex_unlock(&d->mu);
+		}
+	}
+}
+
+int qd_workers_stop(struct qd_daemon *d)
+{
+	pthread_mutex_lock(&d->mu);
+	d->stopping = 1;
+	pthread_cond_broadcast(&d->wake);
+	pthread_mutex_unlock(&d->mu);
+	double wd = qd_sd_watchdog_interval(), last_wd = qd_now_mono();
+	double deadline = qd_now_mono() + (double)d->cfg.grace_seconds;
+	int busy = qd_workers_busy(d);
+	if (busy)
+		qd_log(QD_LOG_INFO, NULL, "waiting up to %lld s for %d running job(s)", (long long)d->cfg.grace_seconds, busy);
+	while ((busy = qd_workers_busy(d)) && qd_now_mono() < deadline) {
+		usleep(100 * 1000);
+		if (wd > 0 && qd_now_mono() - last_wd >= wd) {
+			qd_sd_notify("WATCHDOG=1");
+			last_wd = qd_now_mono();
+		}
+	}
+	if (busy) {
+		qd_log(QD_LOG_WARN, NULL, "grace period over: stopping %d running job(s); they will be requeued", busy);
+		d->aborting = 1;
+		for (int i = 0; i < d->n_workers; i++)
+			d->workers[i].cancel = 1;
+	}
+	/* a pass that never looks at the cancel flag must not hang the shutdown: give up
+	 * after 15 s; the job stays running in the database and is recovered at start-up */
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 15;
+	int stuck = 0;
+	for (int i = 0; i < d->n_workers; i++)
+		if (d->workers[i].started) {
+			if (pthread_timedjoin_np(d->workers[i].th, NULL, &ts)) {
+				stuck++;
+				continue;
+			}
+			d->workers[i].started = false;
+		}
+	return stuck;
+}
