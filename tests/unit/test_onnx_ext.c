@@ -1,0 +1,225 @@
+/* External data: save with external data on request and automatically above the size
+ * threshold, load it back (values identical), keep_external, and refusal of locations
+ * that escape the model directory (absolute, "..", symlinks) or point past the file. */
+#define _GNU_SOURCE
+#include "qd_test.h"
+#include "onnx/onnx.h"
+
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define OWW "tests/ort/node_modules/openwakeword-js/models/"
+
+static char dir[256];
+
+static char *p(const char *name)
+{
+	static char buf[4][512];
+	static int k;
+	k = (k + 1) % 4;
+	snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
+	return buf[k];
+}
+
+static off_t fsize(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) ? -1 : st.st_size;
+}
+
+static bool same_message(const struct qd_model *a, const struct qd_model *b)
+{
+	struct qd_buf x = { 0 }, y = { 0 };
+	qd_model_serialize(a, &x, NULL);
+	qd_model_serialize(b, &y, NULL);
+	bool same = x.len == y.len && !memcmp(x.data, y.data, x.len);
+	qd_buf_free(&x);
+	qd_buf_free(&y);
+	return same;
+}
+
+static void set_ext(Onnx__TensorProto *t, const char *k, const char *v)
+{
+	for (size_t i = 0; i < t->n_external_data; i++)
+		if (!strcmp(t->external_data[i]->key, k)) {
+			free(t->external_data[i]->value);
+			t->external_data[i]->value = strdup(v);
+		}
+}
+
+static void test_external_roundtrip(void)
+{
+	struct qd_err err = { 0 };
+	struct qd_model *m = NULL, *e = NULL, *k = NULL;
+	CHECK(!qd_model_load_file(OWW "hello_deepa.onnx", NULL, &m, &err));
+	if (!m)
+		return;
+	size_t big = 0;
+	for (size_t i = 0; i < m->proto->graph->n_initializer; i++)
+		big += qd_tensor_numel(m->proto->graph->initializer[i]) * 4 >= 1024;
+	struct qd_save_opts so = { .external_data = true };
+	CHECK(!qd_model_save_file(m, p("ext.onnx"), &so, &err));
+	off_t ms = fsize(p("ext.onnx")), ds = fsize(p("ext.onnx.data"));
+	printf("external save: model %lld bytes + data %lld bytes (inline %lld), %zu tensors external\n",
+	       (long long)ms, (long long)ds, (long long)fsize(OWW "hello_deepa.onnx"), big);
+	CHECK(ms > 0 && ms < 20000 && ds > 250000);
+	/* the in-memory model is unchanged by the external save */
+	struct qd_model *orig = NULL;
+	qd_model_load_file(OWW "hello_deepa.onnx", NULL, &orig, &err);
+	CHECK(same_message(m, orig));
+	/* load resolves the data back inline: the same message as the original */
+	CHECKF(!qd_model_load_file(p("ext.onnx"), NULL, &e, &err), "%s", err.msg);
+	CHECK(e && same_message(e, orig));
+	CHECK(e && !qd_model_check(e, &err));
+	/* keep_external: tensors stay external, paths and sizes validated */
+	struct qd_load_opts ko = { .keep_external = true };
+	CHECKF(!qd_model_load_file(p("ext.onnx"), &ko, &k, &err), "%s", err.msg);
+	size_t n_ext = 0;
+	for (size_t i = 0; k && i < k->proto->graph->n_initializer; i++)
+		n_ext += k->proto->graph->initializer[i]->data_location ==
+			 ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
+	CHECK_EQ_INT(n_ext, big);
+	CHECK(k && !qd_model_check(k, &err));
+	/* re-save of a keep_external model with external data keeps pointing at the same file */
+	qd_model_free(k);
+	qd_model_free(e);
+
+	/* custom name + threshold */
+	so.external_name = "weights.bin";
+	so.size_threshold = 1 << 20; /* nothing that big: everything stays inline */
+	CHECK(!qd_model_save_file(m, p("thr.onnx"), &so, &err));
+	CHECK(fsize(p("weights.bin")) == 0);
+	so.size_threshold = 16;
+	CHECK(!qd_model_save_file(m, p("thr.onnx"), &so, &err));
+	CHECK(fsize(p("weights.bin")) > 250000);
+	so.external_name = "../escape.bin";
+	CHECK(qd_model_save_file(m, p("bad.onnx"), &so, &err) == -QD_EINVAL);
+	CHECK_STR(err.field, "external_name");
+
+	/* automatic switch above the threshold: opts field, then the environment variable */
+	struct qd_save_opts ao = { .auto_external_bytes = 100000 };
+	CHECK(!qd_model_save_file(m, p("auto.onnx"), &ao, &err));
+	CHECK(fsize(p("auto.onnx")) < 100000 && fsize(p("auto.onnx.data")) > 250000);
+	e = NULL;
+	CHECK(!qd_model_load_file(p("auto.onnx"), NULL, &e, &err) && same_message(e, orig));
+	qd_model_free(e);
+	setenv("QD_ONNX_EXTERNAL_AUTO_BYTES", "50000", 1);
+	CHECK(!qd_model_save_file(m, p("env.onnx"), NULL, &err));
+	CHECK(fsize(p("env.onnx.data")) > 250000);
+	unsetenv("QD_ONNX_EXTERNAL_AUTO_BYTES");
+	CHECK(!qd_model_save_file(m, p("inline.onnx"), NULL, &err));
+	CHECK(fsize(p("inline.onnx.data")) < 0);
+	CHECK_EQ_INT(fsize(p("inline.onnx")), fsize(OWW "hello_deepa.onnx"));
+	qd_model_free(orig);
+	qd_model_free(m);
+}
+
+static void test_external_errors(void)
+{
+	struct qd_err err = { 0 };
+	struct qd_model *m = NULL, *x = NULL;
+	struct qd_load_opts ko = { .keep_external = true };
+	CHECK(!qd_model_load_file(p("ext.onnx"), &ko, &m, &err));
+	if (!m)
+		return;
+	Onnx__TensorProto *t = NULL;
+	for (size_t i = 0; i < m->proto->graph->n_initializer && !t; i++)
+		if (m->proto->graph->initializer[i]->n_external_data)
+			t = m->proto->graph->initializer[i];
+	CHECK(t != NULL);
+	if (!t)
+		return;
+	const char *tn = t->name;
+	struct qd_buf b = { 0 };
+	/* serialize the keep_external model with a poisoned location, then load from the dir */
+	struct { const char *loc; const char *off; const char *len; const char *want; } cases[] = {
+		{ "/etc/passwd", NULL, NULL, "is absolute" },
+		{ "../ext.onnx.data", NULL, NULL, "escapes the model directory" },
+		{ "sub/../../x", NULL, NULL, "escapes the model directory" },
+		{ "link.data", NULL, NULL, "escapes the model directory (symlink)" },
+		{ "missing.data", NULL, NULL, "cannot open external data" },
+		{ "ext.onnx.data", "999999999", NULL, "past the end" },
+		{ "ext.onnx.data", "0", "12", "has 12 bytes" },
+		{ "ext.onnx.data", "-4", NULL, "invalid external offset" },
+		{ "", NULL, NULL, "without a location" },
+	};
+	CHECK(!symlink("/etc/hostname", p("link.data")) || fsize(p("link.data")) >= 0);
+	char *loc0 = strdup(t->external_data[0]->value), *off0 = NULL, *len0 = NULL;
+	for (size_t i = 0; i < t->n_external_data; i++) {
+		if (!strcmp(t->external_data[i]->key, "offset")) off0 = strdup(t->external_data[i]->value);
+		if (!strcmp(t->external_data[i]->key, "length")) len0 = strdup(t->external_data[i]->value);
+	}
+	for (size_t c = 0; c < QD_ARRAY_LEN(cases); c++) {
+		set_ext(t, "location", cases[c].loc);
+		set_ext(t, "offset", cases[c].off ? cases[c].off : off0);
+		set_ext(t, "length", cases[c].len ? cases[c].len : len0);
+		qd_model_serialize(m, &b, &err);
+		memset(&err, 0, sizeof err);
+		int rc = qd_model_load_buf(b.data, b.len, dir, NULL, &x, &err);
+		CHECKF(rc < 0 && x == NULL && strstr(err.msg, cases[c].want) && !strcmp(err.field, tn),
+		       "case %zu '%s': rc %d msg '%s' field '%s'", c, cases[c].loc, rc, err.msg, err.field);
+		qd_model_free(x);
+		x = NULL;
+	}
+	/* a buffer without a base directory cannot resolve external data */
+	set_ext(t, "location", loc0);
+	set_ext(t, "offset", off0);
+	set_ext(t, "length", len0);
+	qd_model_serialize(m, &b, &err);
+	CHECK(qd_model_load_buf(b.data, b.len, NULL, NULL, &x, &err) == -QD_EINVAL);
+	CHECK(!qd_model_load_buf(b.data, b.len, dir, NULL, &x, &err));
+	qd_model_free(x);
+	free(loc0);
+	free(off0);
+	free(len0);
+	qd_buf_free(&b);
+	qd_model_free(m);
+}
+
+/* load + save speed on a ~100 MB model (figures only, no timed assertion) */
+static void bench_large(void)
+{
+	struct qd_err err = { 0 };
+	struct qd_model *m = qd_model_new(8, 13);
+	int64_t dims[2] = { 5000, 5000 };
+	size_t n = 25000000;
+	float *w = malloc(n * sizeof *w);
+	for (size_t i = 0; i < n; i++)
+		w[i] = (float)(i % 1000) * 0.001f;
+	qd_graph_add_initializer(m->proto->graph, qd_tensor_new("big", QD_DT_FLOAT, dims, 2, w, n * 4));
+	free(w);
+	double t0 = qd_now_mono();
+	CHECK(!qd_model_save_file(m, p("big.onnx"), NULL, &err));
+	double t1 = qd_now_mono();
+	struct qd_model *l = NULL;
+	CHECK(!qd_model_load_file(p("big.onnx"), NULL, &l, &err));
+	double t2 = qd_now_mono();
+	struct qd_save_opts so = { .external_data = true };
+	CHECK(!qd_model_save_file(l, p("bigx.onnx"), &so, &err));
+	double t3 = qd_now_mono();
+	printf("100 MB model: save %.3f s, load %.3f s, save external %.3f s\n", t1 - t0, t2 - t1, t3 - t2);
+	CHECK(l && l->proto->graph->initializer[0]->raw_data.len == n * 4);
+	CHECK(fsize(p("big.onnx")) > (off_t)n * 4 && fsize(p("big.onnx")) < (off_t)n * 4 + 200);
+	qd_model_free(l);
+	qd_model_free(m);
+	unlink(p("big.onnx"));
+	unlink(p("bigx.onnx"));
+	unlink(p("bigx.onnx.data"));
+}
+
+int main(void)
+{
+	snprintf(dir, sizeof dir, "/tmp/qd_onnx_ext_XXXXXX");
+	if (!mkdtemp(dir)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	test_external_roundtrip();
+	test_external_errors();
+	bench_large();
+	char cmd[300];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	if (system(cmd)) {}
+	return qd_test_done("test_onnx_ext");
+}
