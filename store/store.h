@@ -175,7 +175,7 @@ struct qd_job_row {
 	bool cancel_requested;
 	char *workflow_json;      /* new, never NULL */
 	char *result_json;        /* new, NULL until succeeded */
-	char *worker;             /* new, name of the claiming worker, NULL when not running */
+	char *worker;             /* new, worker that claimed it last, NULL if never claimed */
 	double created_at, started_at, finished_at, updated_at;
 };
 void qd_job_row_free(struct qd_job_row *r);
@@ -208,7 +208,7 @@ struct qd_job_update {
  * its state is in from_mask and that state -> to is legal (else QD_ECONFLICT naming both
  * states), writes the new state and updated_at, and:
  *   -> running:   attempts+1, started_at=now, worker, progress 0, error cleared
- *   -> queued:    worker and progress cleared (attempts kept)
+ *   -> queued:    progress cleared (attempts kept)
  *   -> succeeded: result_json, progress 1, finished_at
  *   -> failed:    error_code/error_message, finished_at
  *   -> canceled:  finished_at (error_message if given)
@@ -301,7 +301,7 @@ int qd_artifact_get(struct qd_store_conn *c, const char *id, struct qd_artifact_
 struct qd_log_line {
 	int64_t seq;          /* 1, 2, 3, ... per job */
 	double ts;
-	char level[8];        /* "DEBUG", "INFO", "WARN", "ERROR" */
+	char level[8];        /* qd_log_level_name(): "debug", "info", "warn", "error" */
 	char *line;           /* new */
 };
 void qd_log_lines_free(struct qd_log_line *lines, size_t n);

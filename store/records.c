@@ -1,0 +1,413 @@
+/* store/ records of a job: trials (one per evaluated search candidate), artifacts (the
+ * job's outputs, each a blob), the job log (lines numbered 1, 2, ... per job) and the
+ * counters /metrics reports. */
+#define _GNU_SOURCE
+#include "store_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Inside a transaction: QD_ENOT_FOUND (field "job") unless the job exists. */
+static int job_must_exist(struct qd_store_conn *c, const char *job_id, struct qd_err *err)
+{
+	sqlite3_stmt *s = st_stmt(c, ST_JOB_STATE, err);
+	if (!s)
+		return -c->last_code;
+	st_bind_text(s, 1, job_id);
+	int src = sqlite3_step(s), rc = 0;
+	if (src == SQLITE_DONE)
+		rc = qd_err_set(err, QD_ENOT_FOUND, "job", "job '%.64s' not found",
+				job_id ? job_id : "");
+	else if (src != SQLITE_ROW)
+		rc = st_db_err(c, src, "read job", err);
+	sqlite3_reset(s);
+	return rc;
+}
+
+/* Growable array of rows of elem bytes. */
+static void *grow(void *v, size_t *cap, size_t n, size_t elem)
+{
+	if (n < *cap)
+		return v;
+	size_t ncap = *cap ? *cap * 2 : 16;
+	void *p = realloc(v, ncap * elem);
+	if (!p)
+		return NULL;
+	memset((char *)p + *cap * elem, 0, (ncap - *cap) * elem);
+	*cap = ncap;
+	return p;
+}
+
+/* ---- trials ---- */
+
+void qd_trial_rows_free(struct qd_trial_row *rows, size_t n)
+{
+	for (size_t i = 0; rows && i < n; i++) {
+		free(rows[i].config_json);
+		free(rows[i].metrics_json);
+	}
+	free(rows);
+}
+
+int qd_trial_add(struct qd_store_conn *c, const char *job_id, int idx, const char *config_json,
+		 const char *metrics_json, const char *state, char id_out[64],
+		 struct qd_err *err)
+{
+	if (!config_json)
+		return qd_err_set(err, QD_EINVAL, "config", "missing trial config");
+	if (!state || !state[0] || strlen(state) >= sizeof ((struct qd_trial_row *)0)->state)
+		return qd_err_set(err, QD_EINVAL, "state", "invalid trial state '%.32s'",
+				  state ? state : "");
+	int rc = st_begin(c, err);
+	if (rc < 0)
+		return rc;
+	if ((rc = job_must_exist(c, job_id, err)) < 0)
+		goto fail;
+	char id[64];
+	qd_make_id("trl_", id);
+	sqlite3_stmt *s = st_stmt(c, ST_TRIAL_INSERT, err);
+	if (!s) {
+		rc = -c->last_code;
+		goto fail;
+	}
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+	st_bind_text(s, 2, job_id);
+	sqlite3_bind_int(s, 3, idx);
+	st_bind_text(s, 4, config_json);
+	st_bind_text(s, 5, metrics_json);
+	st_bind_text(s, 6, state);
+	sqlite3_bind_double(s, 7, qd_now_wall());
+	int src;
+	while ((src = sqlite3_step(s)) == SQLITE_ROW)
+		;
+	if (src == SQLITE_CONSTRAINT_UNIQUE)
+		rc = qd_err_set(err, QD_ECONFLICT, "index", "job '%s' already has trial %d",
+				job_id, idx);
+	else if (src != SQLITE_DONE)
+		rc = st_db_err(c, src, "insert trial", err);
+	sqlite3_reset(s);
+	if (rc < 0)
+		goto fail;
+	if ((rc = st_commit(c, err)) < 0)
+		return rc;
+	if (id_out)
+		memcpy(id_out, id, 64);
+	return 0;
+fail:
+	st_rollback(c);
+	return rc;
+}
+
+int qd_trial_list(struct qd_store_conn *c, const char *job_id, struct qd_trial_row **rows,
+		  size_t *n, struct qd_err *err)
+{
+	*rows = NULL;
+	*n = 0;
+	sqlite3_stmt *s = st_stmt(c, ST_TRIAL_LIST, err);
+	if (!s)
+		return -c->last_code;
+	st_bind_text(s, 1, job_id);
+	struct qd_trial_row *v = NULL;
+	size_t k = 0, cap = 0;
+	int src, rc = 0;
+	while ((src = sqlite3_step(s)) == SQLITE_ROW) {
+		struct qd_trial_row *p = grow(v, &cap, k, sizeof *v);
+		if (!p) {
+			rc = qd_err_set(err, QD_ENOMEM, "", "out of memory");
+			break;
+		}
+		v = p;
+		struct qd_trial_row *r = &v[k++];
+		st_col_copy(s, 0, r->id, sizeof r->id);
+		st_col_copy(s, 1, r->job_id, sizeof r->job_id);
+		r->idx = sqlite3_column_int(s, 2);
+		r->config_json = st_col_dup(s, 3);
+		r->metrics_json = st_col_dup(s, 4);
+		st_col_copy(s, 5, r->state, sizeof r->state);
+		r->created_at = st_col_time(s, 6);
+		if (!r->config_json || (sqlite3_column_type(s, 4) != SQLITE_NULL && !r->metrics_json)) {
+			rc = qd_err_set(err, QD_ENOMEM, "", "out of memory");
+			break;
+		}
+	}
+	if (rc == 0 && src != SQLITE_DONE)
+		rc = st_db_err(c, src, "list trials", err);
+	sqlite3_reset(s);
+	if (rc < 0) {
+		qd_trial_rows_free(v, k);
+		return rc;
+	}
+	*rows = v;
+	*n = k;
+	return 0;
+}
+
+/* ---- artifacts ---- */
+
+void qd_artifact_row_free(struct qd_artifact_row *r)
+{
+	if (!r)
+		return;
+	free(r->name);
+	free(r->content_type);
+	r->name = r->content_type = NULL;
+}
+
+void qd_artifact_rows_free(struct qd_artifact_row *rows, size_t n)
+{
+	for (size_t i = 0; rows && i < n; i++)
+		qd_artifact_row_free(&rows[i]);
+	free(rows);
+}
+
+static int art_read(sqlite3_stmt *s, struct qd_artifact_row *r, struct qd_err *err)
+{
+	memset(r, 0, sizeof *r);
+	st_col_copy(s, 0, r->id, sizeof r->id);
+	st_col_copy(s, 1, r->job_id, sizeof r->job_id);
+	st_col_copy(s, 2, r->kind, sizeof r->kind);
+	r->name = st_col_dup(s, 3);
+	st_col_copy(s, 4, r->sha256, sizeof r->sha256);
+	r->size = sqlite3_column_int64(s, 5);
+	r->content_type = st_col_dup(s, 6);
+	r->created_at = st_col_time(s, 7);
+	if (!r->name || !r->content_type) {
+		qd_artifact_row_free(r);
+		return qd_err_set(err, QD_ENOMEM, "", "out of memory");
+	}
+	return 0;
+}
+
+static int art_fetch(struct qd_store_conn *c, const char *id, struct qd_artifact_row *out,
+		     struct qd_err *err)
+{
+	sqlite3_stmt *s = st_stmt(c, ST_ART_GET, err);
+	if (!s)
+		return -c->last_code;
+	st_bind_text(s, 1, id);
+	int src = sqlite3_step(s), rc;
+	if (src == SQLITE_ROW)
+		rc = art_read(s, out, err);
+	else if (src == SQLITE_DONE)
+		rc = qd_err_set(err, QD_ENOT_FOUND, "id", "artifact '%.64s' not found", id ? id : "");
+	else
+		rc = st_db_err(c, src, "read artifact", err);
+	sqlite3_reset(s);
+	return rc;
+}
+
+int qd_artifact_add(struct qd_store_conn *c, const char *job_id, const char *kind,
+		    const char *name, const char *sha256, int64_t size, const char *content_type,
+		    struct qd_artifact_row *out, struct qd_err *err)
+{
+	if (!kind || !kind[0] || strlen(kind) >= sizeof ((struct qd_artifact_row *)0)->kind)
+		return qd_err_set(err, QD_EINVAL, "kind", "invalid artifact kind '%.40s'",
+				  kind ? kind : "");
+	if (!name || !name[0])
+		return qd_err_set(err, QD_EINVAL, "name", "missing artifact name");
+	if (!st_sha_valid(sha256))
+		return qd_err_set(err, QD_EINVAL, "sha256", "invalid sha256 '%.80s'",
+				  sha256 ? sha256 : "");
+	if (size < 0)
+		return qd_err_set(err, QD_EINVAL, "size", "negative artifact size");
+	int rc = st_begin(c, err);
+	if (rc < 0)
+		return rc;
+	if ((rc = job_must_exist(c, job_id, err)) < 0)
+		goto fail;
+	if (!qd_blob_exists(c->st, sha256)) {
+		rc = qd_err_set(err, QD_ENOT_FOUND, "sha256", "blob '%s' for artifact '%s' is missing",
+				sha256, name);
+		goto fail;
+	}
+	char id[64];
+	qd_make_id("art_", id);
+	sqlite3_stmt *s = st_stmt(c, ST_ART_INSERT, err);
+	if (!s) {
+		rc = -c->last_code;
+		goto fail;
+	}
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+	st_bind_text(s, 2, job_id);
+	st_bind_text(s, 3, kind);
+	st_bind_text(s, 4, name);
+	st_bind_text(s, 5, sha256);
+	sqlite3_bind_int64(s, 6, size);
+	st_bind_text(s, 7, content_type ? content_type : "application/octet-stream");
+	sqlite3_bind_double(s, 8, qd_now_wall());
+	if ((rc = st_exec(c, s, "insert artifact", err)) < 0)
+		goto fail;
+	if (out && (rc = art_fetch(c, id, out, err)) < 0)
+		goto fail;
+	if ((rc = st_commit(c, err)) < 0 && out)
+		qd_artifact_row_free(out);
+	return rc;
+fail:
+	st_rollback(c);
+	return rc;
+}
+
+int qd_artifact_list(struct qd_store_conn *c, const char *job_id,
+		     struct qd_artifact_row **rows, size_t *n, struct qd_err *err)
+{
+	*rows = NULL;
+	*n = 0;
+	sqlite3_stmt *s = st_stmt(c, ST_ART_LIST, err);
+	if (!s)
+		return -c->last_code;
+	st_bind_text(s, 1, job_id);
+	struct qd_artifact_row *v = NULL;
+	size_t k = 0, cap = 0;
+	int src, rc = 0;
+	while ((src = sqlite3_step(s)) == SQLITE_ROW) {
+		struct qd_artifact_row *p = grow(v, &cap, k, sizeof *v);
+		if (!p) {
+			rc = qd_err_set(err, QD_ENOMEM, "", "out of memory");
+			break;
+		}
+		v = p;
+		if ((rc = art_read(s, &v[k], err)) < 0)
+			break;
+		k++;
+	}
+	if (rc == 0 && src != SQLITE_DONE)
+		rc = st_db_err(c, src, "list artifacts", err);
+	sqlite3_reset(s);
+	if (rc < 0) {
+		qd_artifact_rows_free(v, k);
+		return rc;
+	}
+	*rows = v;
+	*n = k;
+	return 0;
+}
+
+int qd_artifact_get(struct qd_store_conn *c, const char *id, struct qd_artifact_row *out,
+		    struct qd_err *err)
+{
+	return art_fetch(c, id, out, err);
+}
+
+/* ---- job log ---- */
+
+void qd_log_lines_free(struct qd_log_line *lines, size_t n)
+{
+	for (size_t i = 0; lines && i < n; i++)
+		free(lines[i].line);
+	free(lines);
+}
+
+int qd_job_log_append(struct qd_store_conn *c, const char *job_id, enum qd_log_level lvl,
+		      const char *line, int64_t *seq_out, struct qd_err *err)
+{
+	int rc = st_begin(c, err);
+	if (rc < 0)
+		return rc;
+	if ((rc = job_must_exist(c, job_id, err)) < 0)
+		goto fail;
+	sqlite3_stmt *s = st_stmt(c, ST_LOG_APPEND, err);
+	if (!s) {
+		rc = -c->last_code;
+		goto fail;
+	}
+	st_bind_text(s, 1, job_id);
+	sqlite3_bind_double(s, 2, qd_now_wall());
+	st_bind_text(s, 3, qd_log_level_name(lvl));
+	st_bind_text(s, 4, line ? line : "");
+	int src = sqlite3_step(s);
+	int64_t seq = src == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+	if (src == SQLITE_ROW)
+		src = sqlite3_step(s);
+	if (src != SQLITE_DONE)
+		rc = st_db_err(c, src, "append job log", err);
+	sqlite3_reset(s);
+	if (rc < 0)
+		goto fail;
+	if ((rc = st_commit(c, err)) < 0)
+		return rc;
+	if (seq_out)
+		*seq_out = seq;
+	return 0;
+fail:
+	st_rollback(c);
+	return rc;
+}
+
+int qd_job_log_list(struct qd_store_conn *c, const char *job_id, int64_t after_seq, int limit,
+		    struct qd_log_line **lines, size_t *n, struct qd_err *err)
+{
+	*lines = NULL;
+	*n = 0;
+	if (limit <= 0)
+		limit = 1000;
+	sqlite3_stmt *s = st_stmt(c, ST_LOG_LIST, err);
+	if (!s)
+		return -c->last_code;
+	st_bind_text(s, 1, job_id);
+	sqlite3_bind_int64(s, 2, after_seq);
+	sqlite3_bind_int(s, 3, limit);
+	struct qd_log_line *v = NULL;
+	size_t k = 0, cap = 0;
+	int src, rc = 0;
+	while ((src = sqlite3_step(s)) == SQLITE_ROW) {
+		struct qd_log_line *p = grow(v, &cap, k, sizeof *v);
+		if (!p) {
+			rc = qd_err_set(err, QD_ENOMEM, "", "out of memory");
+			break;
+		}
+		v = p;
+		struct qd_log_line *l = &v[k++];
+		l->seq = sqlite3_column_int64(s, 0);
+		l->ts = st_col_time(s, 1);
+		st_col_copy(s, 2, l->level, sizeof l->level);
+		if (!(l->line = st_col_dup(s, 3))) {
+			rc = qd_err_set(err, QD_ENOMEM, "", "out of memory");
+			break;
+		}
+	}
+	if (rc == 0 && src != SQLITE_DONE)
+		rc = st_db_err(c, src, "list job log", err);
+	sqlite3_reset(s);
+	if (rc < 0) {
+		qd_log_lines_free(v, k);
+		return rc;
+	}
+	*lines = v;
+	*n = k;
+	return 0;
+}
+
+/* ---- counters ---- */
+
+int qd_store_counts(struct qd_store_conn *c, struct qd_store_counts *out, struct qd_err *err)
+{
+	memset(out, 0, sizeof *out);
+	sqlite3_stmt *s = st_stmt(c, ST_JOB_COUNTS, err);
+	if (!s)
+		return -c->last_code;
+	int src, rc = 0;
+	while ((src = sqlite3_step(s)) == SQLITE_ROW) {
+		enum qd_job_state st;
+		const char *name = (const char *)sqlite3_column_text(s, 0);
+		if (qd_job_state_parse(name, &st, NULL) == 0)
+			out->jobs[st] = sqlite3_column_int64(s, 1);
+	}
+	if (src != SQLITE_DONE)
+		rc = st_db_err(c, src, "count jobs", err);
+	sqlite3_reset(s);
+	if (rc < 0)
+		return rc;
+	if (!(s = st_stmt(c, ST_COUNTS_OTHER, err)))
+		return -c->last_code;
+	src = sqlite3_step(s);
+	if (src == SQLITE_ROW) {
+		out->models = sqlite3_column_int64(s, 0);
+		out->datasets = sqlite3_column_int64(s, 1);
+		out->artifacts = sqlite3_column_int64(s, 2);
+		out->blob_bytes = sqlite3_column_int64(s, 3);
+	} else {
+		rc = st_db_err(c, src, "count rows", err);
+	}
+	sqlite3_reset(s);
+	return rc;
+}
