@@ -1,0 +1,87 @@
+/* engine/ops_quant.h — helpers shared by the quantized kernels (engine/ops_quant*.c):
+ * quantization ranges, round-half-to-even saturation, reading scale / zero-point inputs,
+ * and batched MatMul shape handling. Not a public interface. */
+#ifndef QD_OPS_QUANT_H
+#define QD_OPS_QUANT_H
+
+#include <math.h>
+#include "engine/engine_internal.h"
+
+/* Integer range of a quantized dtype; false if dt is not one we quantize to. */
+static inline bool qd_q_range(int dt, int32_t *lo, int32_t *hi)
+{
+	switch (dt) {
+	case QD_DT_UINT8: *lo = 0; *hi = 255; return true;
+	case QD_DT_INT8: *lo = -128; *hi = 127; return true;
+	case QD_DT_UINT16: *lo = 0; *hi = 65535; return true;
+	case QD_DT_INT16: *lo = -32768; *hi = 32767; return true;
+	case QD_DT_INT32: *lo = INT32_MIN; *hi = INT32_MAX; return true;
+	default: return false;
+	}
+}
+
+/* saturate(round_half_even(v) + zp) into [lo, hi]; v and zp in float (NaN -> zp... -> lo). */
+static inline int32_t qd_q_round_sat(float v, int32_t zp, int32_t lo, int32_t hi)
+{
+	double r = (double)rintf(v) + zp;   /* rintf: current mode = to nearest, ties to even */
+	if (!(r >= lo)) return lo;          /* also NaN */
+	if (r > hi) return hi;
+	return (int32_t)r;
+}
+
+/* Store code q (already saturated) at element i of an 8/16/32-bit integer buffer. */
+static inline void qd_q_store(void *p, int dt, int64_t i, int32_t q)
+{
+	switch (dt) {
+	case QD_DT_UINT8: ((uint8_t *)p)[i] = (uint8_t)q; break;
+	case QD_DT_INT8: ((int8_t *)p)[i] = (int8_t)q; break;
+	case QD_DT_UINT16: ((uint16_t *)p)[i] = (uint16_t)q; break;
+	case QD_DT_INT16: ((int16_t *)p)[i] = (int16_t)q; break;
+	case QD_DT_INT32: ((int32_t *)p)[i] = q; break;
+	default: break;
+	}
+}
+
+static inline int32_t qd_q_load(const void *p, int dt, int64_t i)
+{
+	switch (dt) {
+	case QD_DT_UINT8: return ((const uint8_t *)p)[i];
+	case QD_DT_INT8: return ((const int8_t *)p)[i];
+	case QD_DT_UINT16: return ((const uint16_t *)p)[i];
+	case QD_DT_INT16: return ((const int16_t *)p)[i];
+	case QD_DT_INT32: return ((const int32_t *)p)[i];
+	default: return 0;
+	}
+}
+
+static inline bool qd_is_q8(int dt)
+{
+	return dt == QD_DT_UINT8 || dt == QD_DT_INT8;
+}
+
+/* A float32 scalar input (scale): fails naming `what` unless float32 with one element. */
+int qd_q_scalar_f32(struct qd_ctx *c, int i, const char *what, float *out);
+/* An optional integer scalar (zero point) of dtype dt; absent -> 0. */
+int qd_q_scalar_zp(struct qd_ctx *c, int i, const char *what, int dt, int32_t *out);
+/* A float32 scale vector of 1 or n elements: *v new (free()), *per = (numel == n > 1). */
+int qd_q_vec_f32(struct qd_ctx *c, int i, const char *what, int64_t n, float **v, bool *per);
+/* An optional zero-point vector of dtype dt, 1 or n elements (absent -> one 0). *v new. */
+int qd_q_vec_zp(struct qd_ctx *c, int i, const char *what, int dt, int64_t n, int32_t **v,
+		bool *per);
+
+/* Batched MatMul geometry (numpy matmul rules, batch dims broadcast). */
+struct qd_mm_geom {
+	int64_t M, N, K, batch;
+	int ndim;                       /* output rank */
+	int64_t dims[QD_MAX_DIMS];      /* output shape */
+	int64_t *a_off, *b_off;         /* per batch: matrix index into A and B (new) */
+};
+/* Fills g from the shapes of a and b (b may be given by dims only: b_ndim/b_dims). */
+int qd_mm_geom(struct qd_ctx *c, int a_ndim, const int64_t *a_dims, int b_ndim,
+	       const int64_t *b_dims, struct qd_mm_geom *g);
+void qd_mm_geom_free(struct qd_mm_geom *g);
+
+/* Dynamic uint8 quantization parameters of x (DynamicQuantizeLinear rules). */
+void qd_q_dynamic_params(const float *x, int64_t n, float *scale, int32_t *zp);
+
+#endif

@@ -1,0 +1,124 @@
+#!/usr/bin/python3
+"""Compares the outputs of the quantized test models (see make_quant_models.py).
+
+usage: /usr/bin/python3 tests/qops/check.py MODEL_DIR RESULT_DIR [--no-engine]
+
+For every case NAME in MODEL_DIR/manifest.json, RESULT_DIR holds NAME.ort.npz (ONNX Runtime
+on the quantized model), NAME.f.npz (ONNX Runtime on the float model) and NAME.eng.npz
+(build/quantd infer; NAME.eng.err holds its stderr when it failed). Checks:
+  engine vs ORT per output: "q" within 1 code, "int" exact, "float" within 1e-4
+  relative (to the output's largest magnitude), "qf" within one quantization step;
+  ORT quantized vs ORT float per "float" entry, at the entry's tolerance.
+Prints one line per failed check and "qops: N passed, N failed"; exit 1 on failure.
+"""
+import json
+import os
+import sys
+
+import numpy as np
+
+
+def load(path):
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+def cmp_engine(name, out, eng, ort):
+    k, step = out["kind"], out["step"]
+    e, o = eng.get(out["name"]), ort.get(out["name"])
+    if e is None:
+        return "%s: engine output '%s' missing" % (name, out["name"])
+    if e.shape != o.shape:
+        return "%s: '%s' shape %s vs ORT %s" % (name, out["name"], e.shape, o.shape)
+    if e.dtype != o.dtype:
+        return "%s: '%s' dtype %s vs ORT %s" % (name, out["name"], e.dtype, o.dtype)
+    if e.size == 0:
+        return None
+    if k in ("q", "int"):
+        d = np.abs(e.astype(np.int64) - o.astype(np.int64))
+        tol = 1 if k == "q" else 0
+        if d.max() > tol:
+            i = np.unravel_index(np.argmax(d), d.shape)
+            return "%s: '%s' differs by %d codes at %s (engine %d, ORT %d; %d elements off)" % (
+                name, out["name"], d.max(), i, e[i], o[i], int((d > tol).sum()))
+        return None
+    ef, of = e.astype(np.float64), o.astype(np.float64)
+    if not np.all(np.isfinite(ef) == np.isfinite(of)):
+        return "%s: '%s' non-finite values differ" % (name, out["name"])
+    tol = step * 1.0001 + 1e-6 if k == "qf" else 1e-4 * max(1.0, float(np.max(np.abs(of))))
+    d = np.abs(ef - of)
+    d[~np.isfinite(d)] = 0
+    if d.max() > tol:
+        i = np.unravel_index(np.argmax(d), d.shape)
+        return "%s: '%s' differs by %.6g > %.3g at %s (engine %.7g, ORT %.7g)" % (
+            name, out["name"], d.max(), tol, i, ef[i], of[i])
+    return None
+
+
+def cmp_float(name, fc, ort, flt):
+    q, f = ort.get(fc["q"]), flt.get(fc["f"])
+    if q is None or f is None:
+        return "%s: float check '%s' vs '%s': output missing" % (name, fc["q"], fc["f"])
+    qv, fv = q.astype(np.float64), f.astype(np.float64)
+    if fc["scale"] is not None:   # saturation is part of the contract: clip the float side
+        qv = (qv - fc["zp"]) * fc["scale"]
+        info = np.iinfo(q.dtype)
+        fv = np.clip(fv, (info.min - fc["zp"]) * fc["scale"], (info.max - fc["zp"]) * fc["scale"])
+    d = np.abs(qv - fv)
+    if q.shape != f.shape or d.max() > fc["atol"]:
+        return "%s: ORT quantized '%s' vs float '%s' differ by %.6g > %.6g" % (
+            name, fc["q"], fc["f"], d.max() if q.shape == f.shape else -1, fc["atol"])
+    return None
+
+
+def main():
+    if len(sys.argv) < 3:
+        sys.stderr.write(__doc__)
+        return 2
+    mdir, rdir = sys.argv[1], sys.argv[2]
+    engine = "--no-engine" not in sys.argv
+    only = os.environ.get("QOPS_ONLY")
+    with open(os.path.join(mdir, "manifest.json")) as f:
+        manifest = json.load(f)
+    passed = failed = 0
+    for c in manifest:
+        name = c["name"]
+        if only and only not in name:
+            continue
+        msgs = []
+        try:
+            ort = load(os.path.join(rdir, name + ".ort.npz"))
+            flt = load(os.path.join(rdir, name + ".f.npz"))
+        except (OSError, ValueError) as e:
+            msgs.append("%s: no ONNX Runtime result (%s)" % (name, e))
+            ort = flt = None
+        if ort is not None:
+            for fc in c["float"]:
+                m = cmp_float(name, fc, ort, flt)
+                msgs.append(m) if m else None
+                passed += m is None
+        if engine and ort is not None:
+            ep = os.path.join(rdir, name + ".eng.npz")
+            if not os.path.exists(ep):
+                err = ""
+                try:
+                    with open(os.path.join(rdir, name + ".eng.err")) as f:
+                        err = f.read().strip().splitlines()[-1]
+                except (OSError, IndexError):
+                    pass
+                msgs.append("%s: engine failed: %s" % (name, err))
+            else:
+                eng = load(ep)
+                for out in c["outputs"]:
+                    m = cmp_engine(name, out, eng, ort)
+                    msgs.append(m) if m else None
+                    passed += m is None
+        for m in msgs:
+            print("FAIL " + m)
+        failed += len(msgs)
+    print("qops: %d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
