@@ -295,7 +295,7 @@ int qd_op_quantize_linear(struct qd_ctx *c)
 	const struct qd_tensor *x = qd_ctx_in(c, 0), *scale = qd_ctx_in(c, 1);
 	const struct qd_tensor *zp = c->n_in > 2 ? c->in[2] : NULL;
 	struct qlayout L;
-	int32_t lo, hi;
+	int32_t lo = 0, hi = 0;
 	if (!x || !scale)
 		return -c->err->code;
 	if (x->dtype != QD_DT_FLOAT)
@@ -355,7 +355,7 @@ int qd_op_dequantize_linear(struct qd_ctx *c)
 	const struct qd_tensor *x = qd_ctx_in(c, 0), *scale = qd_ctx_in(c, 1);
 	const struct qd_tensor *zp = c->n_in > 2 ? c->in[2] : NULL;
 	struct qlayout L;
-	int32_t lo, hi;
+	int32_t lo = 0, hi = 0;
 	if (!x || !scale)
 		return -c->err->code;
 	int dt = x->dtype;
