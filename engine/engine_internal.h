@@ -44,6 +44,7 @@
 #define QD_TM_SNUM (QD_TM_FLT | QD_TM_SINT)
 /* every fixed-size dtype (data-movement ops copy bytes) */
 #define QD_TM_BYTES (QD_TM_ALL | QD_TM(QD_DT_FLOAT16) | QD_TM(QD_DT_BFLOAT16))
+#define QD_TM_I64ONLY QD_TM(QD_DT_INT64)
 #define QD_TM_ANY 0xffffffffu  /* no check (the kernel checks) */
 
 /* Output dtype rule, applied at load (type propagation) and to allocate outputs. */
@@ -232,5 +233,11 @@ int qd_conv_geom(struct qd_ctx *c, const struct qd_tensor *x, const struct qd_te
 		 struct qd_conv_geom *g);
 /* im2col for one image and one group: col is [C/group * prod(k)] x [prod(out)]. */
 void qd_im2col_f32(const struct qd_conv_geom *g, const float *x, float *col);
+/* Float conv / transposed conv on a geometry (internally 3-D: unused leading spatial dims
+ * are 1), optimised and plain reference. Return 0 or -QD_ENOMEM. */
+int qd_conv_f32(const struct qd_conv_geom *g, const float *x, const float *w, const float *bias, float *y);
+void qd_conv_f32_ref(const struct qd_conv_geom *g, const float *x, const float *w, const float *bias, float *y);
+int qd_conv_transpose_f32(const struct qd_conv_geom *g, const float *x, const float *w, const float *bias, float *y);
+void qd_conv_transpose_f32_ref(const struct qd_conv_geom *g, const float *x, const float *w, const float *bias, float *y);
 
 #endif

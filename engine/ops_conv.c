@@ -1,0 +1,393 @@
+/* engine/ops_conv.c — Conv (im2col + sgemm, direct depthwise kernel, plain conv_ref twin)
+ * and ConvTranspose (sgemm + col2im), 1-3 spatial dims, groups, dilations, pads, auto_pad.
+ * Shapes are handled as 3-D internally (leading spatial dims of size 1). */
+#include <stdlib.h>
+#include <string.h>
+#include "engine/engine_internal.h"
+
+static int attr_ints(const Onnx__NodeProto *np, const char *name, int64_t *v, int n, int64_t dflt)
+{
+	const int64_t *a;
+	long k = qd_node_attr_ints(np, name, &a);
+	for (int i = 0; i < n; i++) v[i] = dflt;
+	if (k < 0) return 0;
+	if (k != n) return -1;
+	for (int i = 0; i < n; i++) v[i] = a[i];
+	return 0;
+}
+
+int qd_check_conv(struct qd_enode *n, const int *in_dt, int *out_dt, struct qd_err *err)
+{
+	const char *ap = qd_node_attr_string(n->proto, "auto_pad", "NOTSET");
+	if (strcmp(ap, "NOTSET") && strcmp(ap, "SAME_UPPER") && strcmp(ap, "SAME_LOWER") && strcmp(ap, "VALID"))
+		return qd_err_set(err, QD_EUNSUPPORTED, n->name, "node '%s': auto_pad '%s' not supported",
+				  n->name, ap);
+	return 0;
+}
+
+/* Geometry from attributes and shapes; transposed = ConvTranspose (w is [C, M/g, k...]). */
+static int conv_geom(struct qd_ctx *c, const struct qd_tensor *x, const struct qd_tensor *w,
+		     struct qd_conv_geom *g, bool transposed)
+{
+	const Onnx__NodeProto *np = c->n->proto;
+	char b1[128], b2[128];
+	memset(g, 0, sizeof(*g));
+	if (x->ndim < 3 || x->ndim > 5 || w->ndim != x->ndim)
+		return qd_ctx_fail(c, QD_ESHAPE, "input %s and weight %s must both be 3-D to 5-D",
+				   qd_dims_str(x->ndim, x->dims, b1, sizeof(b1)),
+				   qd_dims_str(w->ndim, w->dims, b2, sizeof(b2)));
+	int ns = x->ndim - 2;
+	g->nsp = ns;
+	g->N = x->dims[0];
+	g->C = x->dims[1];
+	g->group = qd_node_attr_int(np, "group", 1);
+	if (g->group <= 0 || g->C % g->group)
+		return qd_ctx_fail(c, QD_ESHAPE, "group %lld does not divide %lld channels",
+				   (long long)g->group, (long long)g->C);
+	if (!transposed) {
+		g->M = w->dims[0];
+		if (w->dims[1] * g->group != g->C || g->M % g->group)
+			return qd_ctx_fail(c, QD_ESHAPE, "weight %s does not match input %s with group %lld",
+					   qd_dims_str(w->ndim, w->dims, b2, sizeof(b2)),
+					   qd_dims_str(x->ndim, x->dims, b1, sizeof(b1)), (long long)g->group);
+	} else {
+		if (w->dims[0] != g->C)
+			return qd_ctx_fail(c, QD_ESHAPE, "weight %s does not match input %s",
+					   qd_dims_str(w->ndim, w->dims, b2, sizeof(b2)),
+					   qd_dims_str(x->ndim, x->dims, b1, sizeof(b1)));
+		g->M = w->dims[1] * g->group;
+	}
+	int64_t ks[3], st[3], dl[3], pd[6], op[3], osh[3];
+	if (attr_ints(np, "kernel_shape", ks, ns, 0) || attr_ints(np, "strides", st, ns, 1) ||
+	    attr_ints(np, "dilations", dl, ns, 1) || attr_ints(np, "pads", pd, 2 * ns, 0) ||
+	    attr_ints(np, "output_padding", op, ns, 0))
+		return qd_ctx_fail(c, QD_EMODEL, "kernel_shape/strides/dilations/pads have the wrong length");
+	const char *ap = qd_node_attr_string(np, "auto_pad", "NOTSET");
+	bool has_osh = qd_node_attr(np, "output_shape") != NULL;
+	if (has_osh && attr_ints(np, "output_shape", osh, ns, 0))
+		return qd_ctx_fail(c, QD_EMODEL, "output_shape has the wrong length");
+	/* internal 3-D: spatial dim i of the model maps to slot 3 - ns + i */
+	for (int i = 0; i < 3; i++) {
+		g->in[i] = g->k[i] = g->out[i] = g->stride[i] = g->dil[i] = 1;
+		g->pad_b[i] = g->pad_e[i] = 0;
+	}
+	for (int i = 0; i < ns; i++) {
+		int s = 3 - ns + i;
+		int64_t in = x->dims[2 + i], k = w->dims[2 + i];
+		if (ks[i] && ks[i] != k) return qd_ctx_fail(c, QD_ESHAPE, "kernel_shape does not match the weight");
+		if (st[i] <= 0 || dl[i] <= 0) return qd_ctx_fail(c, QD_EMODEL, "strides and dilations must be positive");
+		int64_t ek = (k - 1) * dl[i] + 1;
+		int64_t pb = pd[i], pe = pd[ns + i], out;
+		if (pb < 0 || pe < 0) return qd_ctx_fail(c, QD_EMODEL, "negative pads");
+		if (!transposed) {
+			if (!strcmp(ap, "VALID")) { pb = pe = 0; }
+			if (!strcmp(ap, "SAME_UPPER") || !strcmp(ap, "SAME_LOWER")) {
+				out = (in + st[i] - 1) / st[i];
+				int64_t tot = QD_MAX(0, (out - 1) * st[i] + ek - in);
+				pb = !strcmp(ap, "SAME_UPPER") ? tot / 2 : tot - tot / 2;
+				pe = tot - pb;
+			}
+			if (in + pb + pe < ek)
+				return qd_ctx_fail(c, QD_ESHAPE, "kernel %lld larger than padded input %lld",
+						   (long long)ek, (long long)(in + pb + pe));
+			out = (in + pb + pe - ek) / st[i] + 1;
+		} else {
+			if (has_osh || !strcmp(ap, "SAME_UPPER") || !strcmp(ap, "SAME_LOWER")) {
+				out = has_osh ? osh[i] : in * st[i];
+				int64_t tot = st[i] * (in - 1) + op[i] + ek - out;
+				if (tot < 0) tot = 0;
+				if (!strcmp(ap, "SAME_UPPER")) { pb = tot / 2; pe = tot - pb; }
+				else { pe = tot / 2; pb = tot - pe; }
+			} else {
+				if (!strcmp(ap, "VALID")) pb = pe = 0;
+				out = st[i] * (in - 1) + op[i] + ek - pb - pe;
+			}
+			if (out <= 0) return qd_ctx_fail(c, QD_ESHAPE, "output size %lld is not positive", (long long)out);
+		}
+		g->in[s] = in; g->k[s] = k; g->out[s] = out; g->stride[s] = st[i]; g->dil[s] = dl[i];
+		g->pad_b[s] = pb; g->pad_e[s] = pe;
+	}
+	return 0;
+}
+
+int qd_conv_geom(struct qd_ctx *c, const struct qd_tensor *x, const struct qd_tensor *w,
+		 struct qd_conv_geom *g)
+{
+	return conv_geom(c, x, w, g, false);
+}
+
+/* col: rows = (c, kd, kh, kw) for C/group channels, cols = output positions. */
+void qd_im2col_f32(const struct qd_conv_geom *g, const float *x, float *col)
+{
+	int64_t cg = g->C / g->group;
+	int64_t ID = g->in[0], IH = g->in[1], IW = g->in[2];
+	int64_t OD = g->out[0], OH = g->out[1], OW = g->out[2];
+	int64_t osz = OD * OH * OW;
+	for (int64_t ch = 0; ch < cg; ch++)
+		for (int64_t kd = 0; kd < g->k[0]; kd++)
+			for (int64_t kh = 0; kh < g->k[1]; kh++)
+				for (int64_t kw = 0; kw < g->k[2]; kw++) {
+					float *dst = col;
+					col += osz;
+					for (int64_t od = 0; od < OD; od++) {
+						int64_t id = od * g->stride[0] - g->pad_b[0] + kd * g->dil[0];
+						for (int64_t oh = 0; oh < OH; oh++) {
+							int64_t ih = oh * g->stride[1] - g->pad_b[1] + kh * g->dil[1];
+							float *d = dst + (od * OH + oh) * OW;
+							if (id < 0 || id >= ID || ih < 0 || ih >= IH) {
+								memset(d, 0, OW * sizeof(float));
+								continue;
+							}
+							const float *src = x + ((ch * ID + id) * IH + ih) * IW;
+							int64_t iw0 = kw * g->dil[2] - g->pad_b[2], sw = g->stride[2];
+							if (sw == 1 && iw0 >= 0 && iw0 + OW <= IW) {
+								memcpy(d, src + iw0, OW * sizeof(float));
+								continue;
+							}
+							for (int64_t ow = 0; ow < OW; ow++) {
+								int64_t iw = ow * sw + iw0;
+								d[ow] = (iw >= 0 && iw < IW) ? src[iw] : 0.0f;
+							}
+						}
+					}
+				}
+}
+
+/* Depthwise (C/group == 1 and M == C): direct loops per channel. */
+static void conv_depthwise(const struct qd_conv_geom *g, const float *x, const float *w,
+			   const float *bias, float *y)
+{
+	int64_t ID = g->in[0], IH = g->in[1], IW = g->in[2];
+	int64_t OD = g->out[0], OH = g->out[1], OW = g->out[2];
+	int64_t ksz = g->k[0] * g->k[1] * g->k[2];
+	int64_t mpg = g->M / g->group;
+	for (int64_t n = 0; n < g->N; n++)
+		for (int64_t m = 0; m < g->M; m++) {
+			int64_t ch = m / mpg;
+			const float *xc = x + (n * g->C + ch) * ID * IH * IW;
+			const float *wm = w + m * ksz;
+			float *yc = y + (n * g->M + m) * OD * OH * OW;
+			float b = bias ? bias[m] : 0.0f;
+			for (int64_t od = 0; od < OD; od++)
+				for (int64_t oh = 0; oh < OH; oh++) {
+					float *yr = yc + (od * OH + oh) * OW;
+					for (int64_t ow = 0; ow < OW; ow++) yr[ow] = b;
+					for (int64_t kd = 0; kd < g->k[0]; kd++) {
+						int64_t id = od * g->stride[0] - g->pad_b[0] + kd * g->dil[0];
+						if (id < 0 || id >= ID) continue;
+						for (int64_t kh = 0; kh < g->k[1]; kh++) {
+							int64_t ih = oh * g->stride[1] - g->pad_b[1] + kh * g->dil[1];
+							if (ih < 0 || ih >= IH) continue;
+							const float *xr = xc + (id * IH + ih) * IW;
+							for (int64_t kw = 0; kw < g->k[2]; kw++) {
+								float wv = wm[(kd * g->k[1] + kh) * g->k[2] + kw];
+								int64_t off = kw * g->dil[2] - g->pad_b[2], sw = g->stride[2];
+								/* valid ow range: 0 <= ow*sw + off < IW */
+								int64_t lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
+								int64_t hi = IW - off <= 0 ? 0 : (IW - off - 1) / sw + 1;
+								if (hi > OW) hi = OW;
+								if (sw == 1)
+									for (int64_t ow = lo; ow < hi; ow++) yr[ow] += wv * xr[ow + off];
+								else
+									for (int64_t ow = lo; ow < hi; ow++) yr[ow] += wv * xr[ow * sw + off];
+							}
+						}
+					}
+				}
+		}
+}
+
+/* Plain reference: direct 7-deep loop. */
+void qd_conv_f32_ref(const struct qd_conv_geom *g, const float *x, const float *w,
+		     const float *bias, float *y)
+{
+	int64_t cg = g->C / g->group, mg = g->M / g->group;
+	for (int64_t n = 0; n < g->N; n++)
+		for (int64_t m = 0; m < g->M; m++) {
+			int64_t grp = m / mg;
+			for (int64_t od = 0; od < g->out[0]; od++)
+				for (int64_t oh = 0; oh < g->out[1]; oh++)
+					for (int64_t ow = 0; ow < g->out[2]; ow++) {
+						double s = bias ? bias[m] : 0;
+						for (int64_t ch = 0; ch < cg; ch++)
+							for (int64_t kd = 0; kd < g->k[0]; kd++)
+								for (int64_t kh = 0; kh < g->k[1]; kh++)
+									for (int64_t kw = 0; kw < g->k[2]; kw++) {
+										int64_t id = od * g->stride[0] - g->pad_b[0] + kd * g->dil[0];
+										int64_t ih = oh * g->stride[1] - g->pad_b[1] + kh * g->dil[1];
+										int64_t iw = ow * g->stride[2] - g->pad_b[2] + kw * g->dil[2];
+										if (id < 0 || id >= g->in[0] || ih < 0 || ih >= g->in[1] ||
+										    iw < 0 || iw >= g->in[2]) continue;
+										int64_t ci = grp * cg + ch;
+										s += (double)x[(((n * g->C + ci) * g->in[0] + id) * g->in[1] + ih) * g->in[2] + iw] *
+										     w[(((m * cg + ch) * g->k[0] + kd) * g->k[1] + kh) * g->k[2] + kw];
+									}
+						y[(((n * g->M + m) * g->out[0] + od) * g->out[1] + oh) * g->out[2] + ow] = (float)s;
+					}
+		}
+}
+
+/* Optimised: depthwise direct, 1x1/stride-1/no-pad without im2col, im2col + sgemm else.
+ * Returns -QD_ENOMEM when the column buffer cannot be allocated. */
+int qd_conv_f32(const struct qd_conv_geom *g, const float *x, const float *w, const float *bias,
+		float *y)
+{
+	int64_t cg = g->C / g->group, mg = g->M / g->group;
+	int64_t ksz = g->k[0] * g->k[1] * g->k[2];
+	int64_t isz = g->in[0] * g->in[1] * g->in[2], osz = g->out[0] * g->out[1] * g->out[2];
+	if (cg == 1 && g->group == g->C && ksz > 1) {
+		conv_depthwise(g, x, w, bias, y);
+		return 0;
+	}
+	bool direct = ksz == 1;
+	for (int i = 0; i < 3; i++)
+		if (g->stride[i] != 1 || g->pad_b[i] || g->pad_e[i]) direct = false;
+	float *col = NULL;
+	if (!direct) {
+		col = malloc((size_t)(cg * ksz * osz) * sizeof(float));
+		if (!col) return -QD_ENOMEM;
+	}
+	for (int64_t n = 0; n < g->N; n++)
+		for (int64_t gr = 0; gr < g->group; gr++) {
+			const float *xg = x + (n * g->C + gr * cg) * isz;
+			float *yg = y + (n * g->M + gr * mg) * osz;
+			const float *B = xg;
+			if (!direct) { qd_im2col_f32(g, xg, col); B = col; }
+			qd_gemm_f32(false, false, mg, osz, cg * ksz, 1.0f, w + gr * mg * cg * ksz, cg * ksz,
+				    B, osz, 0.0f, yg, osz);
+			if (bias)
+				for (int64_t m = 0; m < mg; m++) {
+					float b = bias[gr * mg + m];
+					float *r = yg + m * osz;
+					for (int64_t i = 0; i < osz; i++) r[i] += b;
+				}
+		}
+	free(col);
+	return 0;
+}
+
+static int conv_inputs(struct qd_ctx *c, const struct qd_tensor **x, const struct qd_tensor **w,
+		       const struct qd_tensor **b)
+{
+	*x = qd_ctx_in(c, 0);
+	*w = qd_ctx_in(c, 1);
+	*b = c->n_in > 2 ? c->in[2] : NULL;
+	if (!*x || !*w) return -c->err->code;
+	if ((*x)->dtype != QD_DT_FLOAT || (*w)->dtype != QD_DT_FLOAT || (*b && (*b)->dtype != QD_DT_FLOAT))
+		return qd_ctx_fail(c, QD_EUNSUPPORTED, "only float32 X, W and B are supported");
+	return 0;
+}
+
+int qd_op_conv(struct qd_ctx *c)
+{
+	const struct qd_tensor *x, *w, *b;
+	struct qd_conv_geom g;
+	int rc = conv_inputs(c, &x, &w, &b);
+	if (rc || (rc = conv_geom(c, x, w, &g, false))) return rc;
+	if (b && qd_tensor_count(b) != g.M)
+		return qd_ctx_fail(c, QD_ESHAPE, "bias has %lld values for %lld output channels",
+				   (long long)qd_tensor_count(b), (long long)g.M);
+	int64_t od[5] = { g.N, g.M };
+	for (int i = 0; i < g.nsp; i++) od[2 + i] = g.out[3 - g.nsp + i];
+	struct qd_tensor *y = qd_ctx_out(c, 0, QD_DT_FLOAT, 2 + g.nsp, od);
+	if (!y) return -c->err->code;
+	if (qd_conv_f32(&g, x->data, w->data, b ? b->data : NULL, y->data))
+		return qd_ctx_fail(c, QD_ENOMEM, "cannot allocate the im2col buffer");
+	return 0;
+}
+
+/* ---- ConvTranspose ---- */
+void qd_conv_transpose_f32_ref(const struct qd_conv_geom *g, const float *x, const float *w,
+			       const float *bias, float *y)
+{
+	int64_t cg = g->C / g->group, mg = g->M / g->group;
+	int64_t osz = g->out[0] * g->out[1] * g->out[2];
+	for (int64_t n = 0; n < g->N; n++)
+		for (int64_t m = 0; m < g->M; m++)
+			for (int64_t i = 0; i < osz; i++) y[(n * g->M + m) * osz + i] = bias ? bias[m] : 0;
+	for (int64_t n = 0; n < g->N; n++)
+		for (int64_t ci = 0; ci < g->C; ci++) {
+			int64_t gr = ci / cg;
+			for (int64_t id = 0; id < g->in[0]; id++)
+				for (int64_t ih = 0; ih < g->in[1]; ih++)
+					for (int64_t iw = 0; iw < g->in[2]; iw++) {
+						float xv = x[(((n * g->C + ci) * g->in[0] + id) * g->in[1] + ih) * g->in[2] + iw];
+						for (int64_t mm = 0; mm < mg; mm++)
+							for (int64_t kd = 0; kd < g->k[0]; kd++)
+								for (int64_t kh = 0; kh < g->k[1]; kh++)
+									for (int64_t kw = 0; kw < g->k[2]; kw++) {
+										int64_t od = id * g->stride[0] - g->pad_b[0] + kd * g->dil[0];
+										int64_t oh = ih * g->stride[1] - g->pad_b[1] + kh * g->dil[1];
+										int64_t ow = iw * g->stride[2] - g->pad_b[2] + kw * g->dil[2];
+										if (od < 0 || od >= g->out[0] || oh < 0 || oh >= g->out[1] ||
+										    ow < 0 || ow >= g->out[2]) continue;
+										int64_t m = gr * mg + mm;
+										y[(((n * g->M + m) * g->out[0] + od) * g->out[1] + oh) * g->out[2] + ow] +=
+											xv * w[(((ci * mg + mm) * g->k[0] + kd) * g->k[1] + kh) * g->k[2] + kw];
+									}
+					}
+		}
+}
+
+/* sgemm into columns then col2im (scatter-add). */
+int qd_conv_transpose_f32(const struct qd_conv_geom *g, const float *x, const float *w,
+			  const float *bias, float *y)
+{
+	int64_t cg = g->C / g->group, mg = g->M / g->group;
+	int64_t ksz = g->k[0] * g->k[1] * g->k[2];
+	int64_t isz = g->in[0] * g->in[1] * g->in[2], osz = g->out[0] * g->out[1] * g->out[2];
+	float *col = malloc((size_t)(mg * ksz * isz) * sizeof(float));
+	if (!col) return -QD_ENOMEM;
+	for (int64_t n = 0; n < g->N; n++)
+		for (int64_t gr = 0; gr < g->group; gr++) {
+			const float *xg = x + (n * g->C + gr * cg) * isz;
+			const float *wg = w + gr * cg * mg * ksz;
+			/* col[mg*ksz, isz] = wg^T [mg*ksz, cg] * xg [cg, isz] */
+			qd_gemm_f32(true, false, mg * ksz, isz, cg, 1.0f, wg, mg * ksz, xg, isz, 0.0f, col, isz);
+			for (int64_t mm = 0; mm < mg; mm++) {
+				int64_t m = gr * mg + mm;
+				float *yc = y + (n * g->M + m) * osz;
+				float b = bias ? bias[m] : 0.0f;
+				for (int64_t i = 0; i < osz; i++) yc[i] = b;
+				for (int64_t kd = 0; kd < g->k[0]; kd++)
+					for (int64_t kh = 0; kh < g->k[1]; kh++)
+						for (int64_t kw = 0; kw < g->k[2]; kw++) {
+							const float *cr = col + ((mm * g->k[0] + kd) * g->k[1] + kh) * g->k[2] * isz + kw * isz;
+							for (int64_t id = 0; id < g->in[0]; id++) {
+								int64_t od = id * g->stride[0] - g->pad_b[0] + kd * g->dil[0];
+								if (od < 0 || od >= g->out[0]) continue;
+								for (int64_t ih = 0; ih < g->in[1]; ih++) {
+									int64_t oh = ih * g->stride[1] - g->pad_b[1] + kh * g->dil[1];
+									if (oh < 0 || oh >= g->out[1]) continue;
+									const float *src = cr + (id * g->in[1] + ih) * g->in[2];
+									float *dst = yc + (od * g->out[1] + oh) * g->out[2];
+									for (int64_t iw = 0; iw < g->in[2]; iw++) {
+										int64_t ow = iw * g->stride[2] - g->pad_b[2] + kw * g->dil[2];
+										if (ow >= 0 && ow < g->out[2]) dst[ow] += src[iw];
+									}
+								}
+							}
+						}
+			}
+		}
+	free(col);
+	return 0;
+}
+
+int qd_op_conv_transpose(struct qd_ctx *c)
+{
+	const struct qd_tensor *x, *w, *b;
+	struct qd_conv_geom g;
+	int rc = conv_inputs(c, &x, &w, &b);
+	if (rc || (rc = conv_geom(c, x, w, &g, true))) return rc;
+	if (b && qd_tensor_count(b) != g.M)
+		return qd_ctx_fail(c, QD_ESHAPE, "bias has %lld values for %lld output channels",
+				   (long long)qd_tensor_count(b), (long long)g.M);
+	int64_t od[5] = { g.N, g.M };
+	for (int i = 0; i < g.nsp; i++) od[2 + i] = g.out[3 - g.nsp + i];
+	struct qd_tensor *y = qd_ctx_out(c, 0, QD_DT_FLOAT, 2 + g.nsp, od);
+	if (!y) return -c->err->code;
+	if (qd_conv_transpose_f32(&g, x->data, w->data, b ? b->data : NULL, y->data))
+		return qd_ctx_fail(c, QD_ENOMEM, "cannot allocate the column buffer");
+	return 0;
+}

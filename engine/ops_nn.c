@@ -1,0 +1,382 @@
+/* engine/ops_nn.c — pooling (Max/Average/Global, LpPool not included), normalisations
+ * (BatchNormalization inference, LayerNormalization, InstanceNormalization), Softmax /
+ * LogSoftmax / Hardmax with pre- and post-opset-13 axis semantics. */
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include <float.h>
+#include "engine/engine_internal.h"
+
+/* ---- pooling ---- */
+struct pool_geom {
+	int nsp;
+	int64_t N, C, in[3], k[3], out[3], stride[3], dil[3], pb[3], pe[3];
+};
+
+static int pool_attr_ints(const Onnx__NodeProto *np, const char *name, int64_t *v, int n, int64_t dflt)
+{
+	const int64_t *a;
+	long k = qd_node_attr_ints(np, name, &a);
+	for (int i = 0; i < n; i++) v[i] = dflt;
+	if (k < 0) return 0;
+	if (k != n) return -1;
+	for (int i = 0; i < n; i++) v[i] = a[i];
+	return 0;
+}
+
+int qd_check_pool(struct qd_enode *n, const int *in_dt, int *out_dt, struct qd_err *err)
+{
+	const char *ap = qd_node_attr_string(n->proto, "auto_pad", "NOTSET");
+	if (strcmp(ap, "NOTSET") && strcmp(ap, "SAME_UPPER") && strcmp(ap, "SAME_LOWER") && strcmp(ap, "VALID"))
+		return qd_err_set(err, QD_EUNSUPPORTED, n->name, "node '%s': auto_pad '%s' not supported", n->name, ap);
+	if (qd_node_attr_int(n->proto, "storage_order", 0) != 0)
+		return qd_err_set(err, QD_EUNSUPPORTED, n->name, "node '%s': storage_order=1 not supported", n->name);
+	if (!qd_node_attr(n->proto, "kernel_shape"))
+		return qd_err_set(err, QD_EMODEL, n->name, "node '%s': kernel_shape is required", n->name);
+	if (n->n_out > 1) out_dt[1] = QD_DT_INT64;
+	return 0;
+}
+
+static int pool_geom(struct qd_ctx *c, const struct qd_tensor *x, struct pool_geom *g)
+{
+	const Onnx__NodeProto *np = c->n->proto;
+	if (x->ndim < 3 || x->ndim > 5) return qd_ctx_fail(c, QD_ESHAPE, "input must be 3-D to 5-D");
+	int ns = x->ndim - 2;
+	int64_t ks[3], st[3], dl[3], pd[6];
+	if (pool_attr_ints(np, "kernel_shape", ks, ns, 1) || pool_attr_ints(np, "strides", st, ns, 1) ||
+	    pool_attr_ints(np, "dilations", dl, ns, 1) || pool_attr_ints(np, "pads", pd, 2 * ns, 0))
+		return qd_ctx_fail(c, QD_EMODEL, "kernel_shape/strides/dilations/pads have the wrong length");
+	bool ceil_mode = qd_node_attr_int(np, "ceil_mode", 0) != 0;
+	const char *ap = qd_node_attr_string(np, "auto_pad", "NOTSET");
+	g->nsp = ns; g->N = x->dims[0]; g->C = x->dims[1];
+	for (int i = 0; i < 3; i++) { g->in[i] = g->k[i] = g->out[i] = g->stride[i] = g->dil[i] = 1; g->pb[i] = g->pe[i] = 0; }
+	for (int i = 0; i < ns; i++) {
+		int s = 3 - ns + i;
+		int64_t in = x->dims[2 + i], pb = pd[i], pe = pd[ns + i], out;
+		if (ks[i] <= 0 || st[i] <= 0 || dl[i] <= 0) return qd_ctx_fail(c, QD_EMODEL, "kernel, strides and dilations must be positive");
+		int64_t ek = (ks[i] - 1) * dl[i] + 1;
+		if (!strcmp(ap, "VALID")) {
+			pb = pe = 0;
+			out = (in - ek) / st[i] + 1;
+			if (ceil_mode) out = (in - ek + st[i] - 1) / st[i] + 1;
+		} else if (!strcmp(ap, "SAME_UPPER") || !strcmp(ap, "SAME_LOWER")) {
+			out = (in + st[i] - 1) / st[i];
+			int64_t tot = QD_MAX(0, (out - 1) * st[i] + ek - in);
+			pb = !strcmp(ap, "SAME_UPPER") ? tot / 2 : tot - tot / 2;
+			pe = tot - pb;
+		} else {
+			int64_t span = in + pb + pe - ek;
+			if (span < 0) return qd_ctx_fail(c, QD_ESHAPE, "kernel larger than the padded input");
+			out = ceil_mode ? (span + st[i] - 1) / st[i] + 1 : span / st[i] + 1;
+			if (ceil_mode && (out - 1) * st[i] >= in + pb) out--;
+		}
+		if (out <= 0) return qd_ctx_fail(c, QD_ESHAPE, "output size is not positive");
+		g->in[s] = in; g->k[s] = ks[i]; g->out[s] = out; g->stride[s] = st[i]; g->dil[s] = dl[i];
+		g->pb[s] = pb; g->pe[s] = pe;
+	}
+	return 0;
+}
+
+static int pool(struct qd_ctx *c, bool is_max)
+{
+	const struct qd_tensor *x = qd_ctx_in(c, 0);
+	if (!x) return -c->err->code;
+	if (x->dtype != QD_DT_FLOAT) return qd_ctx_fail(c, QD_EUNSUPPORTED, "only float32 is supported");
+	struct pool_geom g = {0};
+	int rc = pool_geom(c, x, &g);
+	if (rc) return rc;
+	int64_t od[5] = { g.N, g.C };
+	for (int i = 0; i < g.nsp; i++) od[2 + i] = g.out[3 - g.nsp + i];
+	struct qd_tensor *y = qd_ctx_out(c, 0, QD_DT_FLOAT, 2 + g.nsp, od);
+	if (!y) return -c->err->code;
+	int64_t *ind = NULL;
+	if (is_max && qd_ctx_wants(c, 1)) {
+		struct qd_tensor *it = qd_ctx_out(c, 1, QD_DT_INT64, 2 + g.nsp, od);
+		if (!it) return -c->err->code;
+		ind = it->data;
+	}
+	bool cip = qd_node_attr_int(c->n->proto, "count_include_pad", 0) != 0;
+	int64_t isz = g.in[0] * g.in[1] * g.in[2], osz = g.out[0] * g.out[1] * g.out[2];
+	const float *X = x->data;
+	float *Y = y->data;
+	for (int64_t nc = 0; nc < g.N * g.C; nc++) {
+		const float *xc = X + nc * isz;
+		for (int64_t od0 = 0; od0 < g.out[0]; od0++)
+			for (int64_t oh = 0; oh < g.out[1]; oh++)
+				for (int64_t ow = 0; ow < g.out[2]; ow++) {
+					int64_t d0 = od0 * g.stride[0] - g.pb[0], h0 = oh * g.stride[1] - g.pb[1], w0 = ow * g.stride[2] - g.pb[2];
+					float best = -INFINITY;
+					int64_t bi = -1, cnt = 0;
+					double sum = 0;
+					for (int64_t kd = 0; kd < g.k[0]; kd++) {
+						int64_t id = d0 + kd * g.dil[0];
+						if (id < 0 || id >= g.in[0]) continue;
+						for (int64_t kh = 0; kh < g.k[1]; kh++) {
+							int64_t ih = h0 + kh * g.dil[1];
+							if (ih < 0 || ih >= g.in[1]) continue;
+							for (int64_t kw = 0; kw < g.k[2]; kw++) {
+								int64_t iw = w0 + kw * g.dil[2];
+								if (iw < 0 || iw >= g.in[2]) continue;
+								int64_t k = (id * g.in[1] + ih) * g.in[2] + iw;
+								float v = xc[k];
+								if (is_max) { if (v > best || bi < 0) { best = v; bi = k; } }
+								else { sum += v; cnt++; }
+							}
+						}
+					}
+					int64_t o = nc * osz + (od0 * g.out[1] + oh) * g.out[2] + ow;
+					if (is_max) {
+						Y[o] = best;
+						if (ind) ind[o] = nc * isz + bi;
+					} else {
+						if (cip) {
+							/* window clipped to the padded extent */
+							cnt = 1;
+							for (int i = 0; i < 3; i++) {
+								int64_t s = (i == 0 ? d0 : i == 1 ? h0 : w0);
+								int64_t e = s + (g.k[i] - 1) * g.dil[i] + 1;
+								int64_t hi = g.in[i] + g.pe[i];
+								if (e > hi) e = hi;
+								cnt *= (e - s + g.dil[i] - 1) / g.dil[i];
+							}
+						}
+						Y[o] = cnt ? (float)(sum / cnt) : 0.0f;
+					}
+				}
+	}
+	return 0;
+}
+
+int qd_op_max_pool(struct qd_ctx *c) { return pool(c, true); }
+int qd_op_average_pool(struct qd_ctx *c) { return pool(c, false); }
+
+static int global_pool(struct qd_ctx *c, bool is_max)
+{
+	const struct qd_tensor *x = qd_ctx_in(c, 0);
+	if (!x) return -c->err->code;
+	if (x->ndim < 2) return qd_ctx_fail(c, QD_ESHAPE, "input must have rank >= 2");
+	int64_t od[QD_MAX_DIMS];
+	for (int i = 0; i < x->ndim; i++) od[i] = i < 2 ? x->dims[i] : 1;
+	struct qd_tensor *y = qd_ctx_out(c, 0, x->dtype, x->ndim, od);
+	if (!y) return -c->err->code;
+	int64_t nc = x->dims[0] * x->dims[1], sp = qd_tensor_count(x) / (nc ? nc : 1);
+	for (int64_t i = 0; i < nc; i++) {
+		if (x->dtype == QD_DT_FLOAT) {
+			const float *p = (const float *)x->data + i * sp;
+			float r;
+			if (is_max) { r = -INFINITY; for (int64_t k = 0; k < sp; k++) r = p[k] > r ? p[k] : r; }
+			else { float s = 0; for (int64_t k = 0; k < sp; k++) s += p[k]; r = s / (float)sp; }
+			((float *)y->data)[i] = r;
+		} else {
+			double r = is_max ? -INFINITY : 0;
+			for (int64_t k = 0; k < sp; k++) {
+				double v = qd_tensor_get_f64(x, i * sp + k);
+				r = is_max ? (v > r ? v : r) : r + v;
+			}
+			qd_tensor_set_f64(y, i, is_max ? r : r / sp);
+		}
+	}
+	return 0;
+}
+
+int qd_op_global_average_pool(struct qd_ctx *c) { return global_pool(c, false); }
+int qd_op_global_max_pool(struct qd_ctx *c) { return global_pool(c, true); }
+
+/* ---- normalisation ---- */
+int qd_check_batch_norm(struct qd_enode *n, const int *in_dt, int *out_dt, struct qd_err *err)
+{
+	if (qd_node_attr_int(n->proto, "training_mode", 0))
+		return qd_err_set(err, QD_EUNSUPPORTED, n->name, "node '%s': training_mode=1 not supported", n->name);
+	if (n->opset < 7 && qd_node_attr_int(n->proto, "is_test", 0) == 0 && n->n_out > 1)
+		return qd_err_set(err, QD_EUNSUPPORTED, n->name, "node '%s': training outputs not supported", n->name);
+	for (int i = 1; i < n->n_out; i++)
+		if (n->proto->output[i] && *n->proto->output[i])
+			return qd_err_set(err, QD_EUNSUPPORTED, n->name,
+					  "node '%s': training outputs (running mean/var) not supported", n->name);
+	return 0;
+}
+
+int qd_op_batch_norm(struct qd_ctx *c)
+{
+	const struct qd_tensor *x = qd_ctx_in(c, 0), *s = qd_ctx_in(c, 1), *b = qd_ctx_in(c, 2),
+		*m = qd_ctx_in(c, 3), *v = qd_ctx_in(c, 4);
+	if (!x || !s || !b || !m || !v) return -c->err->code;
+	float eps = qd_node_attr_float(c->n->proto, "epsilon", 1e-5f);
+	if (x->ndim < 2) return qd_ctx_fail(c, QD_ESHAPE, "input must have rank >= 2");
+	int64_t C = x->dims[1];
+	if (qd_tensor_count(s) != C || qd_tensor_count(b) != C || qd_tensor_count(m) != C || qd_tensor_count(v) != C)
+		return qd_ctx_fail(c, QD_ESHAPE, "scale/bias/mean/var must have %lld values", (long long)C);
+	struct qd_tensor *y = qd_ctx_out(c, 0, x->dtype, x->ndim, x->dims);
+	if (!y) return -c->err->code;
+	int64_t N = x->dims[0], sp = qd_dims_count(x->ndim - 2, x->dims + 2);
+	for (int64_t ch = 0; ch < C; ch++) {
+		double sc = qd_tensor_get_f64(s, ch) / sqrt(qd_tensor_get_f64(v, ch) + (double)eps);
+		double sh = qd_tensor_get_f64(b, ch) - qd_tensor_get_f64(m, ch) * sc;
+		for (int64_t n = 0; n < N; n++) {
+			int64_t o = (n * C + ch) * sp;
+			if (x->dtype == QD_DT_FLOAT) {
+				const float *X = (const float *)x->data + o;
+				float *Y = (float *)y->data + o;
+				float fs = (float)sc, fh = (float)sh;
+				for (int64_t i = 0; i < sp; i++) Y[i] = X[i] * fs + fh;
+			} else
+				for (int64_t i = 0; i < sp; i++)
+					qd_tensor_set_f64(y, o + i, qd_tensor_get_f64(x, o + i) * sc + sh);
+		}
+	}
+	return 0;
+}
+
+int qd_op_instance_norm(struct qd_ctx *c)
+{
+	const struct qd_tensor *x = qd_ctx_in(c, 0), *s = qd_ctx_in(c, 1), *b = qd_ctx_in(c, 2);
+	if (!x || !s || !b) return -c->err->code;
+	double eps = qd_node_attr_float(c->n->proto, "epsilon", 1e-5f);
+	if (x->ndim < 3) return qd_ctx_fail(c, QD_ESHAPE, "input must have rank >= 3");
+	int64_t N = x->dims[0], C = x->dims[1], sp = qd_dims_count(x->ndim - 2, x->dims + 2);
+	if (qd_tensor_count(s) != C || qd_tensor_count(b) != C)
+		return qd_ctx_fail(c, QD_ESHAPE, "scale/bias must have %lld values", (long long)C);
+	struct qd_tensor *y = qd_ctx_out(c, 0, x->dtype, x->ndim, x->dims);
+	if (!y) return -c->err->code;
+	for (int64_t n = 0; n < N; n++)
+		for (int64_t ch = 0; ch < C; ch++) {
+			int64_t o = (n * C + ch) * sp;
+			double mu = 0, var = 0;
+			for (int64_t i = 0; i < sp; i++) mu += qd_tensor_get_f64(x, o + i);
+			mu /= sp;
+			for (int64_t i = 0; i < sp; i++) { double d = qd_tensor_get_f64(x, o + i) - mu; var += d * d; }
+			var /= sp;
+			double sc = qd_tensor_get_f64(s, ch) / sqrt(var + eps), sh = qd_tensor_get_f64(b, ch);
+			for (int64_t i = 0; i < sp; i++)
+				qd_tensor_set_f64(y, o + i, (qd_tensor_get_f64(x, o + i) - mu) * sc + sh);
+		}
+	return 0;
+}
+
+int qd_check_layer_norm(struct qd_enode *n, const int *in_dt, int *out_dt, struct qd_err *err)
+{
+	int64_t st = qd_node_attr_int(n->proto, "stash_type", 1);
+	if (st != 1)
+		return qd_err_set(err, QD_EUNSUPPORTED, n->name, "node '%s': stash_type %lld not supported",
+				  n->name, (long long)st);
+	out_dt[0] = in_dt[0];
+	if (n->n_out > 1) out_dt[1] = QD_DT_FLOAT;
+	if (n->n_out > 2) out_dt[2] = QD_DT_FLOAT;
+	return 0;
+}
+
+/* LayerNormalization (opset 17): normalise over axes [axis, rank). Mean / InvStdDev
+ * outputs keep the leading dims and have 1s for the normalised ones. */
+int qd_op_layer_norm(struct qd_ctx *c)
+{
+	const struct qd_tensor *x = qd_ctx_in(c, 0), *s = qd_ctx_in(c, 1);
+	const struct qd_tensor *b = c->n_in > 2 ? c->in[2] : NULL;
+	if (!x || !s) return -c->err->code;
+	int ax = qd_axis(qd_node_attr_int(c->n->proto, "axis", -1), x->ndim);
+	if (ax < 0) return qd_ctx_fail(c, QD_EINVAL, "axis out of range");
+	double eps = qd_node_attr_float(c->n->proto, "epsilon", 1e-5f);
+	int64_t outer = qd_dims_count(ax, x->dims), inner = qd_dims_count(x->ndim - ax, x->dims + ax);
+	int64_t ns = qd_tensor_count(s), nb = b ? qd_tensor_count(b) : 0;
+	if ((ns != inner && ns != 1) || (b && nb != inner && nb != 1))
+		return qd_ctx_fail(c, QD_ESHAPE, "scale/bias must cover the %lld normalised values", (long long)inner);
+	struct qd_tensor *y = qd_ctx_out(c, 0, x->dtype, x->ndim, x->dims);
+	if (!y) return -c->err->code;
+	int64_t md[QD_MAX_DIMS];
+	for (int i = 0; i < x->ndim; i++) md[i] = i < ax ? x->dims[i] : 1;
+	struct qd_tensor *mt = NULL, *it = NULL;
+	if (qd_ctx_wants(c, 1) && !(mt = qd_ctx_out(c, 1, QD_DT_FLOAT, x->ndim, md))) return -c->err->code;
+	if (qd_ctx_wants(c, 2) && !(it = qd_ctx_out(c, 2, QD_DT_FLOAT, x->ndim, md))) return -c->err->code;
+	bool f32 = x->dtype == QD_DT_FLOAT && s->dtype == QD_DT_FLOAT && (!b || b->dtype == QD_DT_FLOAT);
+	for (int64_t r = 0; r < outer; r++) {
+		int64_t o = r * inner;
+		double mu = 0, var = 0;
+		if (f32) {
+			const float *X = (const float *)x->data + o;
+			for (int64_t i = 0; i < inner; i++) mu += X[i];
+			mu /= inner;
+			for (int64_t i = 0; i < inner; i++) { double d = X[i] - mu; var += d * d; }
+			var /= inner;
+			float inv = (float)(1.0 / sqrt(var + eps)), fm = (float)mu;
+			float *Y = (float *)y->data + o;
+			const float *S = s->data, *B = b ? b->data : NULL;
+			for (int64_t i = 0; i < inner; i++)
+				Y[i] = (X[i] - fm) * inv * S[ns == 1 ? 0 : i] + (B ? B[nb == 1 ? 0 : i] : 0.0f);
+		} else {
+			for (int64_t i = 0; i < inner; i++) mu += qd_tensor_get_f64(x, o + i);
+			mu /= inner;
+			for (int64_t i = 0; i < inner; i++) { double d = qd_tensor_get_f64(x, o + i) - mu; var += d * d; }
+			var /= inner;
+			double inv = 1.0 / sqrt(var + eps);
+			for (int64_t i = 0; i < inner; i++)
+				qd_tensor_set_f64(y, o + i, (qd_tensor_get_f64(x, o + i) - mu) * inv *
+					qd_tensor_get_f64(s, ns == 1 ? 0 : i) + (b ? qd_tensor_get_f64(b, nb == 1 ? 0 : i) : 0));
+		}
+		if (mt) ((float *)mt->data)[r] = (float)mu;
+		if (it) ((float *)it->data)[r] = (float)(1.0 / sqrt(var + eps));
+	}
+	return 0;
+}
+
+/* ---- softmax family ---- */
+enum sm_kind { SM_SOFT, SM_LOG, SM_HARD };
+
+/* Before opset 13: input coerced to 2-D [prod(dims[:axis]), prod(dims[axis:])] (default
+ * axis 1). From 13: along one axis (default -1). */
+static int softmax(struct qd_ctx *c, enum sm_kind kind)
+{
+	const struct qd_tensor *x = qd_ctx_in(c, 0);
+	if (!x) return -c->err->code;
+	bool v13 = c->n->opset >= 13;
+	int64_t a = qd_node_attr_int(c->n->proto, "axis", v13 ? -1 : 1);
+	int ax = x->ndim == 0 ? 0 : qd_axis(a, x->ndim);
+	if (ax < 0) return qd_ctx_fail(c, QD_EINVAL, "axis %lld out of range for rank %d", (long long)a, x->ndim);
+	struct qd_tensor *y = qd_ctx_out(c, 0, x->dtype, x->ndim, x->dims);
+	if (!y) return -c->err->code;
+	int64_t outer, len, inner;
+	if (v13) {
+		outer = qd_dims_count(ax, x->dims);
+		len = x->ndim ? x->dims[ax] : 1;
+		inner = qd_dims_count(x->ndim - ax - 1, x->dims + ax + 1);
+	} else {
+		outer = qd_dims_count(ax, x->dims);
+		len = qd_dims_count(x->ndim - ax, x->dims + ax);
+		inner = 1;
+	}
+	if (len == 0 || outer == 0 || inner == 0) return 0;
+	for (int64_t o = 0; o < outer; o++)
+		for (int64_t in = 0; in < inner; in++) {
+			int64_t base = o * len * inner + in;
+			if (x->dtype == QD_DT_FLOAT && inner == 1) {
+				const float *X = (const float *)x->data + base;
+				float *Y = (float *)y->data + base;
+				float mx = -INFINITY;
+				int64_t am = 0;
+				for (int64_t i = 0; i < len; i++) if (X[i] > mx) { mx = X[i]; am = i; }
+				if (kind == SM_HARD) { for (int64_t i = 0; i < len; i++) Y[i] = i == am; continue; }
+				double s = 0;
+				for (int64_t i = 0; i < len; i++) { float e = expf(X[i] - mx); Y[i] = e; s += e; }
+				if (kind == SM_SOFT) { float inv = (float)(1.0 / s); for (int64_t i = 0; i < len; i++) Y[i] *= inv; }
+				else { float ls = (float)log(s); for (int64_t i = 0; i < len; i++) Y[i] = X[i] - mx - ls; }
+				continue;
+			}
+			double mx = -INFINITY, s = 0;
+			int64_t am = 0;
+			for (int64_t i = 0; i < len; i++) {
+				double v = qd_tensor_get_f64(x, base + i * inner);
+				if (v > mx) { mx = v; am = i; }
+			}
+			for (int64_t i = 0; i < len; i++) s += exp(qd_tensor_get_f64(x, base + i * inner) - mx);
+			for (int64_t i = 0; i < len; i++) {
+				double v = qd_tensor_get_f64(x, base + i * inner), r;
+				if (kind == SM_HARD) r = i == am;
+				else if (kind == SM_SOFT) r = exp(v - mx) / s;
+				else r = v - mx - log(s);
+				qd_tensor_set_f64(y, base + i * inner, r);
+			}
+		}
+	return 0;
+}
+
+int qd_op_softmax(struct qd_ctx *c) { return softmax(c, SM_SOFT); }
+int qd_op_log_softmax(struct qd_ctx *c) { return softmax(c, SM_LOG); }
+int qd_op_hardmax(struct qd_ctx *c) { return softmax(c, SM_HARD); }
