@@ -151,7 +151,7 @@ int qd_index_build(Onnx__GraphProto *g, const struct qd_graph_index *parent,
 		if (rc == -QD_ENOMEM)
 			goto nomem;
 		if (rc) {
-			rc = qd_err_set(err, rc, n->name, "cannot index node '%s': too many subgraphs",
+			rc = qd_err_set(err, rc, n->name, "cannot index node '%s': subgraphs nested too deeply",
 					n->name ? n->name : "");
 			goto fail;
 		}

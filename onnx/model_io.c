@@ -739,6 +739,13 @@ int qd_model_save_file(struct qd_model *m, const char *path, const struct qd_sav
 		err = &tmp;
 	if (!m || !m->proto)
 		return qd_err_set(err, QD_EINVAL, "model", "cannot save: no model");
+	/* tensors left external by keep_external are read in first: the new file may live
+	 * elsewhere or replace the very data file they point into */
+	struct ext_ctx rc_ctx = { m->base_dir, NULL, false, err };
+	int rc0 = qd_graph_walk(m->proto->graph, ext_load_graph, &rc_ctx);
+	free(rc_ctx.base_real);
+	if (rc0)
+		return qd_err_wrap(err, "cannot save model '%s'", path);
 	bool external = opts && opts->external_data;
 	uint64_t size = onnx__model_proto__get_packed_size(m->proto);
 	if (!external && size > auto_external_bytes(opts)) {

@@ -400,12 +400,15 @@ static int collect_reads(Onnx__GraphProto *g, int depth, void *ud)
  * Adds them to *out (keys borrowed from the model). */
 int qd_node_outer_reads(const Onnx__NodeProto *n, struct qd_strmap *out)
 {
-	Onnx__GraphProto *sg[16];
-	size_t ns = qd_node_subgraphs(n, sg, 16);
+	Onnx__GraphProto *few[8], **sg = few;
+	size_t ns = qd_node_subgraphs(n, few, 8);
 	if (!ns)
 		return 0;
-	if (ns > 16)
-		return -QD_EUNSUPPORTED;
+	if (ns > 8) {
+		if (!(sg = malloc(ns * sizeof *sg)))
+			return -QD_ENOMEM;
+		qd_node_subgraphs(n, sg, ns);
+	}
 	struct qd_strmap defs = { 0 };
 	int rc = 0;
 	for (size_t i = 0; i < ns && !rc; i++)
@@ -414,7 +417,9 @@ int qd_node_outer_reads(const Onnx__NodeProto *n, struct qd_strmap *out)
 	for (size_t i = 0; i < ns && !rc; i++)
 		rc = qd_graph_walk(sg[i], collect_reads, &c);
 	qd_strmap_free(&defs);
-	return rc;
+	if (sg != few)
+		free(sg);
+	return rc == -QD_EMODEL ? -QD_EUNSUPPORTED : rc;
 }
 
 /* ---- graph editing ---- */
@@ -558,7 +563,7 @@ int qd_graph_topo_order(Onnx__GraphProto *g, size_t *order, struct qd_err *err)
 			free(pairs);
 			if (rc == -QD_ENOMEM)
 				goto nomem;
-			rc = qd_err_set(err, QD_EUNSUPPORTED, nd->name, "node '%s' has too many subgraphs",
+			rc = qd_err_set(err, QD_EUNSUPPORTED, nd->name, "node '%s' has subgraphs nested too deeply",
 					nd->name ? nd->name : "");
 			goto out;
 		}

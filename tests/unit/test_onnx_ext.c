@@ -81,7 +81,16 @@ static void test_external_roundtrip(void)
 			 ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
 	CHECK_EQ_INT(n_ext, big);
 	CHECK(k && !qd_model_check(k, &err));
-	/* re-save of a keep_external model with external data keeps pointing at the same file */
+	/* saving a keep_external model reads its data first: inline elsewhere, and with
+	 * external data over the very file the tensors point into */
+	struct qd_save_opts xo = { .external_data = true };
+	CHECKF(k && !qd_model_save_file(k, p("k_inline.onnx"), NULL, &err), "%s", err.msg);
+	CHECKF(k && !qd_model_save_file(k, p("ext.onnx"), &xo, &err), "%s", err.msg);
+	struct qd_model *r1 = NULL, *r2 = NULL;
+	CHECK(!qd_model_load_file(p("k_inline.onnx"), NULL, &r1, &err) && same_message(r1, orig));
+	CHECK(!qd_model_load_file(p("ext.onnx"), NULL, &r2, &err) && same_message(r2, orig));
+	qd_model_free(r1);
+	qd_model_free(r2);
 	qd_model_free(k);
 	qd_model_free(e);
 
