@@ -115,6 +115,10 @@ int qd_extra_options_check(const json_t *opts, bool dynamic_only, const char *fi
  * types we emit (table in passes/ort_support.def). */
 int qd_pass_validate_output(const struct qd_model *m, struct qd_err *err);
 
+/* The input model path named inside a workflow (input_model.model_path,
+ * input_model.config.model_path or "model"), or NULL. Borrow (from workflow). */
+const char *qd_workflow_model_path(const json_t *workflow);
+
 /* Pass implementations (passes/<x>.c). */
 int qd_pass_check_onnx_quantization(const char *pass_name, const json_t *space, struct qd_err *err);
 int qd_pass_run_onnx_quantization(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t *params,

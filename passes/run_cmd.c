@@ -1,9 +1,165 @@
-/* Placeholder until the module's owner lands the real command; replaced, never shipped. */
+/* `quantd run`: one-shot workflow run from the command line, like `olive run`: reads a
+ * workflow JSON, runs its pass chain on a model and writes model.onnx, metrics.json and
+ * footprint.json into the output directory. Progress on stderr (\r-updated on a tty). */
+#include "passes/passes.h"
+
+#include <errno.h>
 #include <stdio.h>
-#include "passes/workflow.h"
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char run_usage[] =
+	"usage: quantd run --config WORKFLOW.json [--model MODEL.onnx] --output DIR [options]\n"
+	"\n"
+	"Runs an Olive-style workflow (the \"passes\" section, in order) on one ONNX model and\n"
+	"writes into DIR: model.onnx (+ model.onnx.data with external data), metrics.json\n"
+	"(size ratio, quantized nodes per op type, cosine similarity / max abs error of every\n"
+	"output against the float model on seeded random inputs) and footprint.json.\n"
+	"\n"
+	"options:\n"
+	"  -c, --config FILE   workflow JSON: {\"passes\": {\"name\": {\"type\": \"OnnxDynamicQuantization\", ...}}}\n"
+	"  -m, --model FILE    input model; may be omitted when the workflow has\n"
+	"                      input_model.model_path (or \"model\")\n"
+	"  -o, --output DIR    output directory (created if missing)\n"
+	"  -t, --threads N     engine threads for the evaluation (default 1)\n"
+	"  -q, --quiet         no progress line, warnings and errors only\n"
+	"  -h, --help          this text\n"
+	"\n"
+	"Pass types and their parameters: GET /v1/passes on a running daemon, or the schemas in\n"
+	"passes/registry.c. Exit status: 0 on success, 1 on any error, 2 on bad usage.\n";
+
+struct run_ui {
+	bool tty, quiet, line_open;
+};
+
+
+static void ui_clear(struct run_ui *ui)
+{
+	if (ui->tty && ui->line_open) {
+		fputs("\r\033[K", stderr);
+		ui->line_open = false;
+	}
+}
+
+static void run_log_sink(void *ud, enum qd_log_level lvl, const char *job, const char *line)
+{
+	struct run_ui *ui = ud;
+	if (ui->quiet && lvl < QD_LOG_WARN)
+		return;
+	ui_clear(ui);
+	fprintf(stderr, "%s %s\n", qd_log_level_name(lvl), line);
+}
+
+static void run_progress(void *ud, double frac, const char *msg)
+{
+	struct run_ui *ui = ud;
+	if (ui->quiet)
+		return;
+	if (ui->tty) {
+		fprintf(stderr, "\r\033[K[%3d%%] %s", (int)(frac * 100.0 + 0.5), msg);
+		ui->line_open = true;
+		if (frac >= 1.0) {
+			fputc('\n', stderr);
+			ui->line_open = false;
+		}
+	} else {
+		fprintf(stderr, "[%3d%%] %s\n", (int)(frac * 100.0 + 0.5), msg);
+	}
+	fflush(stderr);
+}
+
 int qd_cmd_run(int argc, char **argv)
 {
-	(void)argc; (void)argv;
-	fprintf(stderr, "quantd: this command is not built yet\n");
-	return 2;
+	const char *config = NULL, *model = NULL, *output = NULL;
+	int threads = 1;
+	struct run_ui ui = { .tty = isatty(2) };
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char **dst = NULL;
+		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			fputs(run_usage, stdout);
+			return 0;
+		} else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
+			ui.quiet = true;
+			continue;
+		} else if (!strcmp(a, "-c") || !strcmp(a, "--config")) {
+			dst = &config;
+		} else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+			dst = &model;
+		} else if (!strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--output_path")) {
+			dst = &output;
+		} else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+			if (i + 1 >= argc) {
+				fprintf(stderr, "quantd run: option '%s' needs a value\n%s", a, run_usage);
+				return 2;
+			}
+			char *end;
+			long v = strtol(argv[++i], &end, 10);
+			if (*end || v < 1 || v > 256) {
+				fprintf(stderr, "quantd run: bad thread count '%s'\n", argv[i]);
+				return 2;
+			}
+			threads = (int)v;
+			continue;
+		} else {
+			fprintf(stderr, "quantd run: unknown option '%s'\n%s", a, run_usage);
+			return 2;
+		}
+		if (i + 1 >= argc) {
+			fprintf(stderr, "quantd run: option '%s' needs a value\n%s", a, run_usage);
+			return 2;
+		}
+		*dst = argv[++i];
+	}
+	if (!config || !output) {
+		fprintf(stderr, "quantd run: --config and --output are required\n%s", run_usage);
+		return 2;
+	}
+	qd_log_set_sink(run_log_sink, &ui);
+	if (ui.quiet)
+		qd_log_set_level(QD_LOG_WARN);
+
+	json_error_t je;
+	json_t *wf = json_load_file(config, JSON_REJECT_DUPLICATES, &je);
+	if (!wf) {
+		fprintf(stderr, "quantd run: error: cannot parse workflow '%s': %s (line %d, column %d)\n", config,
+			je.text, je.line, je.column);
+		return 1;
+	}
+	struct qd_err err = { 0 };
+	int rc = qd_workflow_validate(wf, &err);
+	if (rc == 0 && !model && !(model = qd_workflow_model_path(wf)))
+		rc = qd_err_set(&err, QD_EINVAL, "model", "no input model: give --model or input_model.model_path");
+	if (rc == 0)
+		rc = qd_mkdir_p(output, &err);
+	json_t *metrics = NULL;
+	if (rc == 0) {
+		struct qd_workflow_req req = { .model_path = model, .workflow = wf, .out_dir = output,
+					       .threads = threads };
+		struct qd_workflow_hooks hooks = { .ud = &ui, .progress = run_progress };
+		rc = qd_workflow_run(&req, &hooks, &metrics, &err);
+	}
+	ui_clear(&ui);
+	if (rc < 0) {
+		fprintf(stderr, "quantd run: error: %s%s%s%s\n", err.msg[0] ? err.msg : qd_err_msg(rc),
+			err.field[0] ? " (" : "", err.field, err.field[0] ? ")" : "");
+		json_decref(wf);
+		return 1;
+	}
+	const json_t *size = json_object_get(metrics, "size");
+	const json_t *acc = json_object_get(metrics, "accuracy");
+	fprintf(stderr, "quantd run: wrote %s/model.onnx: %lld -> %lld bytes (ratio %.3f), %lld nodes quantized",
+		output, (long long)json_integer_value(json_object_get(size, "float_bytes")),
+		(long long)json_integer_value(json_object_get(size, "quantized_bytes")),
+		json_real_value(json_object_get(size, "ratio")),
+		(long long)json_integer_value(json_object_get(metrics, "quantized_nodes_total")));
+	if (!strcmp(json_string_value(json_object_get(acc, "status")) ?: "", "ok"))
+		fprintf(stderr, ", min cosine vs float %.6f\n", json_real_value(json_object_get(acc, "min_cosine")));
+	else
+		fprintf(stderr, "; accuracy %s: %s\n", json_string_value(json_object_get(acc, "status")) ?: "?",
+			json_string_value(json_object_get(acc, "reason")) ?: "");
+	json_decref(metrics);
+	json_decref(wf);
+	return 0;
 }

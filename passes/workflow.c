@@ -2,9 +2,13 @@
  * registry, and the runner (load, pass chain with progress/log/cancel hooks, save,
  * metrics.json and footprint.json). */
 #include "passes/passes.h"
+#include "engine/engine.h"
 
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* Top-level keys of an Olive run config that quantd accepts. Other modules validate the
  * contents of the ones they own (search_strategy, evaluator, data_configs). */
@@ -76,11 +80,537 @@ int qd_workflow_validate(const json_t *workflow, struct qd_err *err)
 	return 0;
 }
 
+/* ---- runner ---- */
+
+#define QD_WF_SEED 0x5eed1234u
+#define QD_WF_SYM_BATCH 1     /* symbolic first dimension (batch) */
+#define QD_WF_SYM_DIM 32      /* any other symbolic dimension (sequence, H, W) */
+#define QD_EXTERNAL_AUTO ((uint64_t)2 << 30)
+
+struct wf {
+	const struct qd_workflow_req *req;
+	const struct qd_workflow_hooks *hooks;
+	struct qd_err *err;
+};
+
+static void wf_log(struct wf *w, enum qd_log_level lvl, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void wf_log(struct wf *w, enum qd_log_level lvl, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	qd_log(lvl, w->req->job_id, "%s", line);
+	if (w->hooks && w->hooks->log)
+		w->hooks->log(w->hooks->ud, lvl, line);
+}
+
+static void wf_progress(struct wf *w, double frac, const char *msg)
+{
+	if (w->hooks && w->hooks->progress)
+		w->hooks->progress(w->hooks->ud, frac, msg);
+}
+
+static bool wf_canceled(struct wf *w)
+{
+	return w->hooks && w->hooks->cancel && *w->hooks->cancel;
+}
+
+static long long file_size(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+/* Bytes of a model on disk: the file plus external data files next to it. */
+static long long model_bytes(const struct qd_model *m, const char *path)
+{
+	long long total = file_size(path);
+	if (total < 0)
+		return -1;
+	Onnx__GraphProto *g = m->proto->graph;
+	char *seen[64];
+	size_t ns = 0;
+	for (size_t i = 0; g && i < g->n_initializer; i++) {
+		const Onnx__TensorProto *t = g->initializer[i];
+		if (!t->has_data_location || t->data_location != ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)
+			continue;
+		for (size_t k = 0; k < t->n_external_data; k++) {
+			const Onnx__StringStringEntryProto *e = t->external_data[k];
+			if (!e->key || strcmp(e->key, "location") || !e->value)
+				continue;
+			bool dup = false;
+			for (size_t j = 0; j < ns; j++)
+				dup = dup || !strcmp(seen[j], e->value);
+			if (dup || ns == QD_ARRAY_LEN(seen))
+				continue;
+			seen[ns++] = e->value;
+			char *p = qd_asprintf("%s/%s", m->base_dir ? m->base_dir : ".", e->value);
+			long long s = p ? file_size(p) : -1;
+			free(p);
+			if (s > 0)
+				total += s;
+		}
+	}
+	return total;
+}
+
+static const char *model_path_of(const json_t *workflow)
+{
+	const json_t *im = json_object_get(workflow, "input_model");
+	const char *p = json_string_value(json_object_get(im, "model_path"));
+	if (!p)
+		p = json_string_value(json_object_get(json_object_get(im, "config"), "model_path"));
+	if (!p)
+		p = json_string_value(json_object_get(workflow, "model"));
+	return p;
+}
+
+const char *qd_workflow_model_path(const json_t *workflow)
+{
+	return model_path_of(workflow);
+}
+
+/* ---- accuracy against the float model with the built-in engine ---- */
+
+static uint64_t rng_next(uint64_t *s)
+{
+	*s ^= *s << 13; *s ^= *s >> 7; *s ^= *s << 17;
+	return *s;
+}
+
+/* Largest valid index for an integer input that feeds a Gather's indices directly. */
+static int64_t index_bound(const struct qd_model *m, const char *name)
+{
+	Onnx__GraphProto *g = m->proto->graph;
+	int64_t bound = 0;
+	for (size_t i = 0; i < g->n_node; i++) {
+		Onnx__NodeProto *n = g->node[i];
+		if (strcmp(n->op_type, "Gather") || n->n_input < 2 || strcmp(n->input[1], name))
+			continue;
+		int64_t axis = qd_node_attr_int(n, "axis", 0);
+		for (size_t k = 0; k < g->n_initializer; k++) {
+			Onnx__TensorProto *t = g->initializer[k];
+			if (strcmp(t->name, n->input[0]))
+				continue;
+			if (axis < 0)
+				axis += (int64_t)t->n_dims;
+			if (axis >= 0 && axis < (int64_t)t->n_dims && (bound == 0 || t->dims[axis] < bound))
+				bound = t->dims[axis];
+		}
+	}
+	return bound > 0 ? bound : 10;
+}
+
+/* Seeded inputs for every model input: float uniform in [-1, 1), integers in
+ * [0, bound), bools random; symbolic dims → QD_WF_SYM_BATCH (first) / QD_WF_SYM_DIM. */
+static int make_inputs(const struct qd_model *m, struct qd_engine *e, struct qd_tensor **out, size_t *n_out,
+		       json_t *desc, struct qd_err *err)
+{
+	size_t n = qd_engine_n_inputs(e);
+	struct qd_tensor *t = calloc(n + 1, sizeof *t);
+	uint64_t s = QD_WF_SEED;
+	if (!t)
+		return qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		const Onnx__ValueInfoProto *vi = qd_engine_input(e, i);
+		const Onnx__TypeProto__Tensor *tt = vi->type ? vi->type->tensor_type : NULL;
+		if (!tt || !tt->has_elem_type) {
+			qd_tensors_release(t, i);
+			return qd_err_set(err, QD_EUNSUPPORTED, vi->name, "input '%s' is not a typed tensor", vi->name);
+		}
+		int64_t dims[QD_MAX_DIMS];
+		int nd = tt->shape ? (int)tt->shape->n_dim : 0;
+		if (nd > QD_MAX_DIMS) {
+			qd_tensors_release(t, i);
+			return qd_err_set(err, QD_EUNSUPPORTED, vi->name, "input '%s' has too many dims", vi->name);
+		}
+		json_t *shape = json_array();
+		for (int k = 0; k < nd; k++) {
+			const Onnx__TensorShapeProto__Dimension *dm = tt->shape->dim[k];
+			bool fixed = dm->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE &&
+				     dm->dim_value > 0;
+			dims[k] = fixed ? dm->dim_value : k == 0 ? QD_WF_SYM_BATCH : QD_WF_SYM_DIM;
+			json_array_append_new(shape, json_integer(dims[k]));
+		}
+		json_object_set_new(desc, vi->name, shape);
+		int rc = qd_tensor_alloc(&t[i], vi->name, tt->elem_type, nd, dims);
+		if (rc < 0) {
+			qd_tensors_release(t, i + 1);
+			return qd_err_set(err, -rc, vi->name, "cannot allocate input '%s' (%s)", vi->name,
+					  qd_dtype_name(tt->elem_type));
+		}
+		int64_t cnt = qd_tensor_count(&t[i]);
+		int64_t bound = 10;
+		if (tt->elem_type == QD_DT_INT64 || tt->elem_type == QD_DT_INT32)
+			bound = index_bound(m, vi->name);
+		for (int64_t k = 0; k < cnt; k++) {
+			uint64_t r = rng_next(&s);
+			switch (tt->elem_type) {
+			case QD_DT_FLOAT: ((float *)t[i].data)[k] = (float)((r >> 11) * (2.0 / 9007199254740992.0) - 1.0); break;
+			case QD_DT_INT64: ((int64_t *)t[i].data)[k] = (int64_t)(r % (uint64_t)bound); break;
+			case QD_DT_INT32: ((int32_t *)t[i].data)[k] = (int32_t)(r % (uint64_t)bound); break;
+			case QD_DT_BOOL: ((uint8_t *)t[i].data)[k] = (uint8_t)(r & 1); break;
+			default:
+				qd_tensors_release(t, i + 1);
+				return qd_err_set(err, QD_EUNSUPPORTED, vi->name, "input '%s' has type %s: no "
+						  "random data generator", vi->name, qd_dtype_name(tt->elem_type));
+			}
+		}
+	}
+	*out = t;
+	*n_out = n;
+	return 0;
+}
+
+static int run_model(const char *path, const struct qd_tensor *in, size_t n_in, bool gen_inputs,
+		     struct qd_tensor **gen, size_t *n_gen, json_t *desc, int threads,
+		     const volatile int *cancel, struct qd_tensor **out, size_t *n_out, struct qd_err *err)
+{
+	struct qd_model *m = NULL;
+	struct qd_engine *e = NULL;
+	struct qd_engine_opts eo = { .threads = threads };
+	int rc = qd_model_load_file(path, NULL, &m, err);
+	if (rc == 0)
+		rc = qd_engine_load(m, &eo, &e, err);
+	if (rc == 0 && gen_inputs) {
+		rc = make_inputs(m, e, gen, n_gen, desc, err);
+		in = *gen;
+		n_in = *n_gen;
+	}
+	if (rc == 0)
+		rc = qd_engine_run(e, in, n_in, out, n_out, cancel, err);
+	qd_engine_free(e);
+	qd_model_free(m);
+	return rc;
+}
+
+static json_t *compare_outputs(const struct qd_tensor *a, const struct qd_tensor *b, size_t n,
+			       double *min_cos)
+{
+	json_t *list = json_array();
+	*min_cos = 1.0;
+	for (size_t i = 0; i < n; i++) {
+		json_t *o = json_pack("{s:s}", "name", a[i].name ? a[i].name : "");
+		int64_t cnt = qd_tensor_count(&a[i]);
+		if (a[i].dtype != QD_DT_FLOAT || b[i].dtype != QD_DT_FLOAT || cnt != qd_tensor_count(&b[i])) {
+			json_object_set_new(o, "comparable", json_false());
+			json_object_set_new(o, "reason", json_string(a[i].dtype != QD_DT_FLOAT ?
+				"output is not float32" : "outputs differ in type or size"));
+			json_array_append_new(list, o);
+			continue;
+		}
+		const float *x = a[i].data, *y = b[i].data;
+		double dot = 0, nx = 0, ny = 0, maxe = 0, sume = 0;
+		bool finite = true;
+		for (int64_t k = 0; k < cnt; k++) {
+			double u = x[k], v = y[k];
+			finite = finite && isfinite(u) && isfinite(v);
+			dot += u * v; nx += u * u; ny += v * v;
+			double e = fabs(u - v);
+			maxe = e > maxe ? e : maxe;
+			sume += e;
+		}
+		double cos = nx > 0 && ny > 0 ? dot / (sqrt(nx) * sqrt(ny)) : (nx == 0 && ny == 0 ? 1.0 : 0.0);
+		if (!finite) {
+			json_object_set_new(o, "comparable", json_false());
+			json_object_set_new(o, "reason", json_string("NaN or Inf in an output"));
+			*min_cos = -1;
+		} else {
+			json_object_set_new(o, "cosine", json_real(cos));
+			json_object_set_new(o, "max_abs_error", json_real(maxe));
+			json_object_set_new(o, "mean_abs_error", json_real(cnt ? sume / (double)cnt : 0));
+			json_object_set_new(o, "elements", json_integer(cnt));
+			*min_cos = cos < *min_cos ? cos : *min_cos;
+		}
+		json_array_append_new(list, o);
+	}
+	return list;
+}
+
+static json_t *measure_accuracy(struct wf *w, const char *float_path, const char *quant_path)
+{
+	struct qd_err e = { 0 };
+	struct qd_tensor *in = NULL, *fo = NULL, *qo = NULL;
+	size_t n_in = 0, n_fo = 0, n_qo = 0;
+	json_t *desc = json_object();
+	const volatile int *cancel = w->hooks ? w->hooks->cancel : NULL;
+	int threads = w->req->threads > 0 ? w->req->threads : 1;
+	json_t *res = NULL;
+	int rc = run_model(float_path, NULL, 0, true, &in, &n_in, desc, threads, cancel, &fo, &n_fo, &e);
+	const char *which = "float";
+	if (rc == 0) {
+		which = "quantized";
+		rc = run_model(quant_path, in, n_in, false, NULL, NULL, NULL, threads, cancel, &qo, &n_qo, &e);
+	}
+	if (rc < 0) {
+		if (rc == -QD_ECANCELED) {
+			res = json_pack("{s:s, s:s}", "status", "canceled", "reason", "canceled during evaluation");
+		} else {
+			char *why = qd_asprintf("the built-in engine cannot run the %s model: %s", which, e.msg);
+			res = json_pack("{s:s, s:s}", "status", "unavailable", "reason", why ? why : "out of memory");
+			free(why);
+			wf_log(w, QD_LOG_WARN, "accuracy unavailable: engine cannot run the %s model: %s", which, e.msg);
+		}
+		json_decref(desc);
+		goto out;
+	}
+	if (n_fo != n_qo) {
+		res = json_pack("{s:s, s:s}", "status", "unavailable", "reason", "output counts differ");
+		json_decref(desc);
+		goto out;
+	}
+	double min_cos;
+	json_t *outs = compare_outputs(fo, qo, n_fo, &min_cos);
+	res = json_pack("{s:s, s:s, s:{s:I, s:o, s:s}, s:o, s:f}", "status", "ok", "engine", "quantd",
+			"inputs", "seed", (json_int_t)QD_WF_SEED, "shapes", desc,
+			"generator", "float uniform [-1,1); int [0, Gather table size) or [0,10); "
+				     "symbolic dims: first 1, others 32",
+			"outputs", outs, "min_cosine", min_cos);
+out:
+	qd_tensors_release(in, n_in);
+	qd_tensors_release(fo, n_fo);
+	qd_tensors_release(qo, n_qo);
+	return res;
+}
+
+/* ---- footprint ---- */
+
+static char *model_id(const char *parent, const char *pass_type, const json_t *cfg)
+{
+	char *c = json_dumps(cfg, JSON_SORT_KEYS | JSON_COMPACT);
+	char *s = qd_asprintf("%s|%s|%s", parent ? parent : "", pass_type ? pass_type : "", c ? c : "");
+	free(c);
+	if (!s)
+		return NULL;
+	char hex[65];
+	qd_sha256_hex(s, strlen(s), hex);
+	free(s);
+	hex[8] = 0;
+	return strdup(hex);
+}
+
+static int write_json(const char *dir, const char *name, const json_t *j, struct qd_err *err)
+{
+	char *path = qd_asprintf("%s/%s", dir, name);
+	char *text = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	int rc;
+	if (!path || !text) {
+		rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+	} else {
+		size_t n = strlen(text);
+		text[n] = '\n';   /* replace the terminator: write n+1 bytes */
+		rc = qd_file_write_atomic(path, text, n + 1, err);
+		text[n] = 0;
+	}
+	free(path);
+	free(text);
+	return rc;
+}
+
+/* ---- the run ---- */
+
 int qd_workflow_run(const struct qd_workflow_req *req, const struct qd_workflow_hooks *hooks,
 		    json_t **result, struct qd_err *err)
 {
-	(void)req; (void)hooks;
+	struct wf w = { .req = req, .hooks = hooks, .err = err };
+	struct qd_model *m = NULL;
+	json_t *passes_out = json_array(), *counts = json_object(), *metrics = NULL, *fp_nodes = json_object();
+	char *out_path = NULL, *parent_id = NULL;
+	const json_t *save_params = NULL;
+	json_t *last_cfg = NULL;
+	int rc;
 	if (result)
 		*result = NULL;
-	return qd_err_set(err, QD_ENOT_IMPL, NULL, "workflow runner is not built yet");
+	if (!passes_out || !counts || !fp_nodes) {
+		rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+		goto out;
+	}
+	if ((rc = qd_workflow_validate(req->workflow, err)) < 0)
+		goto out;
+	const char *model_path = req->model_path ? req->model_path : model_path_of(req->workflow);
+	if (!model_path) {
+		rc = qd_err_set(err, QD_EINVAL, "model", "no input model (give --model or input_model.model_path)");
+		goto out;
+	}
+	double t0 = qd_now_mono();
+	wf_progress(&w, 0.0, "loading model");
+	if ((rc = qd_model_load_file(model_path, NULL, &m, err)) < 0) {
+		qd_err_wrap(err, "cannot load model '%s'", model_path);
+		goto out;
+	}
+	long long float_bytes = model_bytes(m, model_path);
+	parent_id = model_id(NULL, NULL, NULL);
+	{
+		char *h = NULL;
+		struct qd_buf fb = { 0 };
+		if (qd_model_serialize(m, &fb, NULL) == 0) {
+			char hex[65];
+			qd_sha256_hex(fb.data, fb.len, hex);
+			hex[8] = 0;
+			h = strdup(hex);
+		}
+		qd_buf_free(&fb);
+		if (h) {
+			free(parent_id);
+			parent_id = h;
+		}
+	}
+	json_object_set_new(fp_nodes, parent_id ? parent_id : "input",
+			    json_pack("{s:s, s:n, s:n, s:n, s:{s:s, s:{s:s}}, s:I}", "model_id", parent_id ? parent_id : "input",
+				      "parent_model_id", "from_pass", "pass_run_config", "model_config", "type", "ONNXModel",
+				      "config", "model_path", model_path, "size_bytes", (json_int_t)float_bytes));
+
+	const json_t *passes = json_object_get(req->workflow, "passes");
+	size_t npass = json_object_size(passes), ip = 0;
+	const char *pname; json_t *pv;
+	json_object_foreach((json_t *)passes, pname, pv) {
+		if (wf_canceled(&w)) {
+			rc = qd_err_set(err, QD_ECANCELED, NULL, "canceled before pass '%s'", pname);
+			goto out;
+		}
+		const json_t *pc = pv;
+		if (json_is_array(pv)) {
+			pc = json_array_get(pv, 0);
+			wf_log(&w, QD_LOG_WARN, "pass '%s' lists %zu alternative configurations; running the first "
+			       "(searching alternatives lands with the search module)", pname, json_array_size(pv));
+		}
+		const struct qd_pass_vt *vt = qd_pass_find(json_string_value(json_object_get(pc, "type")));
+		json_t *space = NULL;
+		if ((rc = qd_pass_resolve(vt, pname, pc, &space, err)) < 0)
+			goto out;
+		const char *k; json_t *cand;
+		json_object_foreach(space, k, cand)
+			if (json_array_size(cand) > 1) {
+				char *v0 = json_dumps(json_array_get(cand, 0), JSON_ENCODE_ANY | JSON_COMPACT);
+				wf_log(&w, QD_LOG_WARN, "pass '%s': parameter '%s' has %zu candidate values; running "
+				       "with the first (%s): searching lands with the search module", pname, k,
+				       json_array_size(cand), v0 ? v0 : "?");
+				free(v0);
+			}
+		json_t *cfg = qd_pass_space_first(space);
+		json_decref(space);
+		json_t *stats = json_object();
+		char msg[256];
+		snprintf(msg, sizeof msg, "pass %zu/%zu '%s' (%s)", ip + 1, npass, pname, vt->name);
+		wf_progress(&w, 0.05 + 0.75 * (double)ip / (double)(npass ? npass : 1), msg);
+		wf_log(&w, QD_LOG_INFO, "running %s", msg);
+		struct qd_pass_ctx ctx = { .job_id = req->job_id, .name = pname, .hooks = hooks, .stats = stats };
+		double ts = qd_now_mono();
+		rc = vt->run(&ctx, m, cfg, err);
+		double dt = qd_now_mono() - ts;
+		if (rc < 0) {
+			qd_err_wrap(err, "pass '%s' (%s) failed", pname, vt->name);
+			json_decref(cfg);
+			json_decref(stats);
+			goto out;
+		}
+		json_t *qn = json_object_get(stats, "quantized_nodes");
+		json_object_foreach(qn, k, cand) {
+			json_t *c = json_object_get(counts, k);
+			json_object_set_new(counts, k, json_integer((c ? json_integer_value(c) : 0) +
+								    json_integer_value(cand)));
+		}
+		json_array_append_new(passes_out, json_pack("{s:s, s:s, s:O, s:o, s:f}", "name", pname, "type",
+							      vt->name, "config", cfg, "stats", stats, "seconds", dt));
+		json_decref(last_cfg);
+		last_cfg = cfg;
+		save_params = last_cfg;
+		char *id = model_id(parent_id, vt->name, cfg);
+		json_object_set_new(fp_nodes, id ? id : pname,
+				    json_pack("{s:s, s:s?, s:s, s:O, s:f}", "model_id", id ? id : pname,
+					      "parent_model_id", parent_id, "from_pass", vt->name, "pass_run_config", cfg,
+					      "duration_seconds", dt));
+		free(parent_id);
+		parent_id = id;
+		ip++;
+	}
+
+	/* save */
+	wf_progress(&w, 0.8, "saving model");
+	out_path = qd_asprintf("%s/model.onnx", req->out_dir);
+	if (!out_path) {
+		rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+		goto out;
+	}
+	struct qd_save_opts so = { 0 };
+	if (save_params) {
+		so.external_data = json_is_true(json_object_get(save_params, "save_as_external_data"));
+		so.external_name = json_string_value(json_object_get(save_params, "external_data_name"));
+		json_int_t th = json_integer_value(json_object_get(save_params, "size_threshold"));
+		so.size_threshold = th > 0 ? (size_t)th : 0;
+		if (json_is_integer(json_object_get(save_params, "size_threshold")) && th == 0)
+			so.size_threshold = 1;   /* 0 = every tensor (1 byte threshold) */
+	}
+	if (so.external_data && !so.external_name)
+		so.external_name = "model.onnx.data";
+	if ((rc = qd_model_save_file(m, out_path, &so, err)) < 0) {
+		qd_err_wrap(err, "cannot save the output model");
+		goto out;
+	}
+	long long q_bytes = model_bytes(m, out_path);
+	{
+		/* the saved model's external data lives next to out_path */
+		char *d2 = qd_strdup(req->out_dir);
+		free(m->base_dir);
+		m->base_dir = d2;
+		q_bytes = model_bytes(m, out_path);
+	}
+	wf_log(&w, QD_LOG_INFO, "saved '%s' (%lld bytes, float model %lld bytes)", out_path, q_bytes, float_bytes);
+
+	/* metrics */
+	wf_progress(&w, 0.85, "evaluating against the float model");
+	json_t *acc = measure_accuracy(&w, model_path, out_path);
+	if (wf_canceled(&w)) {
+		json_decref(acc);
+		rc = qd_err_set(err, QD_ECANCELED, NULL, "canceled during evaluation");
+		goto out;
+	}
+	json_int_t total = 0;
+	{
+		const char *k; json_t *v;
+		json_object_foreach(counts, k, v)
+			total += json_integer_value(v);
+	}
+	metrics = json_pack("{s:{s:I, s:I, s:f}, s:O, s:I, s:o, s:O, s:f}",
+			    "size", "float_bytes", (json_int_t)float_bytes, "quantized_bytes", (json_int_t)q_bytes,
+			    "ratio", float_bytes > 0 ? (double)q_bytes / (double)float_bytes : 0.0,
+			    "quantized_nodes", counts, "quantized_nodes_total", total,
+			    "accuracy", acc, "passes", passes_out, "seconds", qd_now_mono() - t0);
+	if (!metrics) {
+		rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+		goto out;
+	}
+	json_t *last = json_object_get(fp_nodes, parent_id ? parent_id : "");
+	if (last) {
+		json_object_set_new(last, "model_config", json_pack("{s:s, s:{s:s}}", "type", "ONNXModel", "config",
+								    "model_path", out_path));
+		json_object_set_new(last, "size_bytes", json_integer(q_bytes));
+		json_object_set(last, "metrics", acc);
+	}
+	json_t *fp = json_pack("{s:O, s:{}, s:b}", "nodes", fp_nodes, "objective_dict", "is_marked_pareto_frontier", 0);
+	rc = fp ? write_json(req->out_dir, "footprint.json", fp, err) : qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+	json_decref(fp);
+	if (rc == 0)
+		rc = write_json(req->out_dir, "metrics.json", metrics, err);
+	if (rc < 0)
+		goto out;
+	wf_progress(&w, 1.0, "done");
+	if (result) {
+		*result = metrics;
+		metrics = NULL;
+	}
+	rc = 0;
+out:
+	json_decref(metrics);
+	json_decref(passes_out);
+	json_decref(counts);
+	json_decref(fp_nodes);
+	json_decref(last_cfg);
+	free(out_path);
+	free(parent_id);
+	qd_model_free(m);
+	return rc;
 }
