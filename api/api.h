@@ -63,6 +63,17 @@ struct qd_req {
 	struct qd_err err;
 };
 
+/* Route table lookup: index into qd_routes (id gets the {id} segment), -QD_ENOT_FOUND
+ * for an unknown path, -QD_EMETHOD when the path exists with other methods (listed in
+ * allow, comma-separated). HEAD is looked up as GET. */
+int qd_api_route_lookup(const char *method, const char *path, char id[64], char *allow,
+			size_t allow_sz);
+/* If-None-Match value matches the ETag of sha ("*", lists, W/ prefixes)? */
+bool qd_api_etag_match(const char *if_none_match, const char *sha);
+/* One byte range "bytes=a-b" | "bytes=a-" | "bytes=-n" of a size-byte blob → inclusive
+ * [*start, *end]; -1 when malformed, multi-range or unsatisfiable. */
+int qd_api_parse_range(const char *h, uint64_t size, uint64_t *start, uint64_t *end);
+
 /* Start MHD on cfg->listen; *bound_port gets the real port (port 0 = any). */
 int qd_api_start(struct qd_daemon *d, int *bound_port, struct qd_err *err);
 /* Stop accepting new connections (existing ones finish). */

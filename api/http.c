@@ -80,38 +80,48 @@ static bool route_match_path(const char *pattern, const char *path, char id[64])
 	return !*p && !*u;
 }
 
-static int route_find(struct qd_req *r)
+int qd_api_route_lookup(const char *method, const char *path, char id[64], char *allow,
+			size_t allow_sz)
 {
 	bool path_hit = false;
-	char allow[64] = "";
-	const char *m = !strcmp(r->method, "HEAD") ? "GET" : r->method;
+	const char *m = !strcmp(method, "HEAD") ? "GET" : method;
+	if (allow_sz)
+		allow[0] = 0;
 	for (int i = 0; i < QD_ROUTE__COUNT; i++) {
-		char id[64] = "";
-		if (!route_match_path(qd_routes[i].pattern, r->url, id))
+		char seg[64] = "";
+		if (!route_match_path(qd_routes[i].pattern, path, seg))
 			continue;
 		if (!strcmp(qd_routes[i].method, m)) {
-			r->route = i;
-			memcpy(r->id, id, sizeof id);
-			return 0;
+			memcpy(id, seg, sizeof seg);
+			return i;
 		}
 		path_hit = true;
-		if (strlen(allow) + strlen(qd_routes[i].method) + 3 < sizeof allow) {
-			if (*allow)
-				strcat(allow, ", ");
-			strcat(allow, qd_routes[i].method);
-		}
+		size_t used = strlen(allow);
+		if (allow_sz && used + strlen(qd_routes[i].method) + 3 < allow_sz)
+			snprintf(allow + used, allow_sz - used, "%s%s", used ? ", " : "", qd_routes[i].method);
+	}
+	return path_hit ? -QD_EMETHOD : -QD_ENOT_FOUND;
+}
+
+static int route_find(struct qd_req *r)
+{
+	char allow[64];
+	int rc = qd_api_route_lookup(r->method, r->url, r->id, allow, sizeof allow);
+	if (rc >= 0) {
+		r->route = rc;
+		return 0;
 	}
 	r->route = QD_ROUTE_UNMATCHED;
-	if (path_hit) {
+	if (rc == -QD_EMETHOD) {
 		qd_err_set(&r->err, QD_EMETHOD, "method", "method '%s' not allowed on '%s' (allowed: %s)",
 			   r->method, r->url, allow);
 		qd_req_error(r, &r->err);
 		qd_req_add_header(r, MHD_HTTP_HEADER_ALLOW, allow);
-		return -QD_EMETHOD;
+		return rc;
 	}
 	qd_err_set(&r->err, QD_ENOT_FOUND, "path", "no route for '%s %s'", r->method, r->url);
 	qd_req_error(r, &r->err);
-	return -QD_ENOT_FOUND;
+	return rc;
 }
 
 /* ---- auth ---- */
@@ -302,7 +312,7 @@ int qd_req_list(struct qd_req *r, json_t *items, const struct qd_page *pg, const
 }
 
 /* If-None-Match holds our ETag (or "*")? */
-static bool etag_match(const char *inm, const char *sha)
+bool qd_api_etag_match(const char *inm, const char *sha)
 {
 	if (!inm)
 		return false;
@@ -331,7 +341,7 @@ static bool etag_match(const char *inm, const char *sha)
 }
 
 /* "bytes=a-b" / "bytes=a-" / "bytes=-n" → [*start, *end] inclusive. 0 ok, -1 bad/unsatisfiable. */
-static int parse_range(const char *h, uint64_t size, uint64_t *start, uint64_t *end)
+int qd_api_parse_range(const char *h, uint64_t size, uint64_t *start, uint64_t *end)
 {
 	while (*h == ' ')
 		h++;
@@ -381,7 +391,7 @@ int qd_req_send_blob(struct qd_req *r, const char *sha256, const char *content_t
 	if ((rc = qd_blob_path(st, sha256, path, pmax, &r->err)))
 		goto out;
 	snprintf(etag, sizeof etag, "\"%s\"", sha256);
-	if (etag_match(qd_req_header(r, MHD_HTTP_HEADER_IF_NONE_MATCH), sha256)) {
+	if (qd_api_etag_match(qd_req_header(r, MHD_HTTP_HEADER_IF_NONE_MATCH), sha256)) {
 		qd_req_empty(r, MHD_HTTP_NOT_MODIFIED);
 		qd_req_add_header(r, MHD_HTTP_HEADER_ETAG, etag);
 		goto out;
@@ -396,8 +406,8 @@ int qd_req_send_blob(struct qd_req *r, const char *sha256, const char *content_t
 	unsigned status = 200;
 	const char *range = qd_req_header(r, MHD_HTTP_HEADER_RANGE);
 	const char *if_range = qd_req_header(r, MHD_HTTP_HEADER_IF_RANGE);
-	if (range && (!if_range || etag_match(if_range, sha256))) {
-		if (parse_range(range, size, &start, &end)) {
+	if (range && (!if_range || qd_api_etag_match(if_range, sha256))) {
+		if (qd_api_parse_range(range, size, &start, &end)) {
 			rc = qd_err_set(&r->err, QD_ERANGE, "Range", "range '%s' not satisfiable for %llu bytes",
 					range, (unsigned long long)size);
 			qd_req_error(r, &r->err);
