@@ -600,9 +600,48 @@ static void test_normalize(void)
 	qd_model_free(m);
 }
 
+/* Unknown fields (as a newer ONNX would write) survive load + save, top level and nested. */
+static void test_unknown_fields(void)
+{
+	struct qd_err err = { 0 };
+	struct qd_buf b = { 0 }, s1 = { 0 }, s2 = { 0 };
+	struct qd_model *m = qd_model_new(8, 13);
+	const char *in[] = { "x" }, *out[] = { "y" };
+	Onnx__NodeProto *n = qd_node_new("Relu", NULL, "r", in, 1, out, 1);
+	/* node bytes + field 9 (string "meta", unknown to the 1.12 proto) + field 77 varint */
+	size_t nl = onnx__node_proto__get_packed_size(n);
+	uint8_t nb[256];
+	onnx__node_proto__pack(n, nb);
+	const uint8_t extra[] = { 0x4a, 0x04, 'm', 'e', 't', 'a', 0xe8, 0x04, 0x2a };
+	memcpy(nb + nl, extra, sizeof extra);
+	Onnx__NodeProto *nu = onnx__node_proto__unpack(NULL, nl + sizeof extra, nb);
+	qd_node_free(n);
+	CHECK(nu && nu->base.n_unknown_fields == 2);
+	qd_graph_add_node(m->proto->graph, nu);
+	CHECK(!qd_model_serialize(m, &b, &err));
+	/* top-level unknown fields: 100 varint 42, 101 bytes "abc" */
+	const uint8_t top[] = { 0xa0, 0x06, 0x2a, 0xaa, 0x06, 0x03, 'a', 'b', 'c' };
+	qd_buf_append(&b, top, sizeof top);
+	struct qd_model *l = NULL, *l2 = NULL;
+	CHECK(!qd_model_load_buf(b.data, b.len, NULL, NULL, &l, &err));
+	CHECK(l && l->proto->base.n_unknown_fields == 2);
+	CHECK(l && l->proto->graph->node[0]->base.n_unknown_fields == 2);
+	CHECK(l && !qd_model_serialize(l, &s1, &err));
+	CHECK(s1.len == b.len && !memcmp(s1.data, b.data, b.len)); /* byte-identical */
+	CHECK(!qd_model_load_buf(s1.data, s1.len, NULL, NULL, &l2, &err) && !qd_model_serialize(l2, &s2, &err));
+	CHECK(s2.len == s1.len && !memcmp(s1.data, s2.data, s1.len));
+	qd_model_free(l);
+	qd_model_free(l2);
+	qd_model_free(m);
+	qd_buf_free(&b);
+	qd_buf_free(&s1);
+	qd_buf_free(&s2);
+}
+
 int main(void)
 {
 	test_roundtrip_real();
+	test_unknown_fields();
 	test_tensors();
 	test_nodes();
 	test_index();
