@@ -315,7 +315,7 @@ int st_blob_sweep(struct qd_store_conn *c, int *tmp_removed, int *blobs_removed,
 			if (f->d_name[0] == '.')
 				continue;
 			char sha[65];
-			snprintf(sha, sizeof sha, "%s%.62s", p, f->d_name);
+			snprintf(sha, sizeof sha, "%.2s%.62s", p, f->d_name);
 			if (strlen(f->d_name) != 62 || !st_sha_valid(sha))
 				continue;
 			int64_t n = st_blob_refs(c, sha, err);

@@ -110,8 +110,8 @@ static int cat_insert(struct qd_store_conn *c, const struct cat_desc *d, const c
 		rc = -c->last_code;
 		goto out;
 	}
-	sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 2, sha, -1, SQLITE_TRANSIENT);
+	st_bind_text(s, 1, id);
+	st_bind_text(s, 2, sha);
 	sqlite3_bind_int64(s, 3, size);
 	st_bind_text(s, 4, name);
 	st_bind_text(s, 5, extra);

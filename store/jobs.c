@@ -229,7 +229,7 @@ int qd_job_create(struct qd_store_conn *c, const char *model_id, const char *wor
 		rc = -c->last_code;
 		goto out;
 	}
-	sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+	st_bind_text(s, 1, id);
 	st_bind_text(s, 2, model_id);
 	st_bind_text(s, 3, workflow_json);
 	sqlite3_bind_int(s, 4, max_attempts);
@@ -408,7 +408,12 @@ static int transition_locked(struct qd_store_conn *c, const char *id, unsigned f
 	default:
 		break;
 	}
-	return st_exec(c, s, "update job state", err);
+	if ((rc = st_exec(c, s, "update job state", err)) < 0)
+		return rc;
+	if (sqlite3_changes(c->db) != 1)
+		return qd_err_set(err, QD_EDB, "", "job '%s' was not updated to %s", id,
+				  state_names[to]);
+	return 0;
 }
 
 int qd_job_transition(struct qd_store_conn *c, const char *id, unsigned from_mask,
@@ -436,16 +441,26 @@ int qd_job_claim(struct qd_store_conn *c, const char *worker, struct qd_job_row 
 		 bool *claimed, struct qd_err *err)
 {
 	*claimed = false;
+	/* Idle workers poll: look without taking the write lock first. */
+	sqlite3_stmt *s = st_stmt(c, ST_JOB_OLDEST_QUEUED, err);
+	if (!s)
+		return -c->last_code;
+	int src = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (src == SQLITE_DONE)
+		return 0;
+	if (src != SQLITE_ROW)
+		return st_db_err(c, src, "find queued job", err);
 	int rc = st_begin(c, err);
 	if (rc < 0)
 		return rc;
-	sqlite3_stmt *s = st_stmt(c, ST_JOB_OLDEST_QUEUED, err);
+	s = st_stmt(c, ST_JOB_OLDEST_QUEUED, err);
 	if (!s) {
 		rc = -c->last_code;
 		goto fail;
 	}
 	char id[64] = "";
-	int src = sqlite3_step(s);
+	src = sqlite3_step(s);
 	if (src == SQLITE_ROW)
 		st_col_copy(s, 0, id, sizeof id);
 	else if (src != SQLITE_DONE)

@@ -70,7 +70,7 @@ int qd_trial_add(struct qd_store_conn *c, const char *job_id, int idx, const cha
 		rc = -c->last_code;
 		goto fail;
 	}
-	sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+	st_bind_text(s, 1, id);
 	st_bind_text(s, 2, job_id);
 	sqlite3_bind_int(s, 3, idx);
 	st_bind_text(s, 4, config_json);
@@ -227,7 +227,7 @@ int qd_artifact_add(struct qd_store_conn *c, const char *job_id, const char *kin
 		rc = -c->last_code;
 		goto fail;
 	}
-	sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+	st_bind_text(s, 1, id);
 	st_bind_text(s, 2, job_id);
 	st_bind_text(s, 3, kind);
 	st_bind_text(s, 4, name);

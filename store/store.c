@@ -142,6 +142,12 @@ static int st_simple(struct qd_store_conn *c, enum st_stmt_id id, const char *wh
 
 int st_begin(struct qd_store_conn *c, struct qd_err *err)
 {
+	/* Store functions never nest transactions; one left open means an earlier ROLLBACK
+	 * failed (e.g. out of memory). Finish it rather than wedge the connection. */
+	if (!sqlite3_get_autocommit(c->db)) {
+		qd_log(QD_LOG_WARN, NULL, "store: rolling back a transaction left open");
+		st_rollback(c);
+	}
 	return st_simple(c, ST_BEGIN_IMMEDIATE, "begin transaction", err);
 }
 
@@ -157,13 +163,18 @@ void st_rollback(struct qd_store_conn *c)
 {
 	if (sqlite3_get_autocommit(c->db))
 		return;
-	/* Not through the cache: must work even when preparing fails (e.g. out of memory). */
-	sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+	/* Not through the cache: must work even when preparing fails (e.g. out of memory);
+	 * retried because a failed ROLLBACK leaves the transaction open. */
+	for (int i = 0; i < 3 && !sqlite3_get_autocommit(c->db); i++)
+		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
 int st_bind_text(sqlite3_stmt *s, int i, const char *v)
 {
-	return v ? sqlite3_bind_text(s, i, v, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(s, i);
+	/* SQLITE_STATIC: no copy, so binding cannot fail for lack of memory (a failed bind
+	 * would silently leave NULL and match no row). Every bound string outlives the
+	 * step, and st_stmt() clears bindings before the statement is used again. */
+	return v ? sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC) : sqlite3_bind_null(s, i);
 }
 
 char *st_col_dup(sqlite3_stmt *s, int i)

@@ -39,7 +39,8 @@ int st_begin(struct qd_store_conn *c, struct qd_err *err);
 int st_commit(struct qd_store_conn *c, struct qd_err *err);
 void st_rollback(struct qd_store_conn *c);
 
-/* Binding / column helpers. NULL text binds SQL NULL. */
+/* Binding / column helpers. NULL text binds SQL NULL. Text is bound without a copy:
+ * it must stay valid until the statement has been stepped and reset. */
 int st_bind_text(sqlite3_stmt *s, int i, const char *v);
 char *st_col_dup(sqlite3_stmt *s, int i);                         /* new or NULL */
 void st_col_copy(sqlite3_stmt *s, int i, char *out, size_t outsz); /* "" for NULL */

@@ -553,6 +553,8 @@ static void test_lifecycle(struct qd_store *st, struct qd_store_conn *c)
 	qd_model_row_free(&m);
 }
 
+static pthread_barrier_t claim_barrier;
+
 struct claimer {
 	struct qd_store *st;
 	int idx;
@@ -566,12 +568,15 @@ static void *claim_thread(void *arg)
 	struct claimer *cl = arg;
 	struct qd_store_conn *c = NULL;
 	struct qd_err err = { 0 };
-	if (qd_store_connect(cl->st, &c, &err) < 0) {
+	if (qd_store_connect(cl->st, &c, &err) < 0)
 		cl->errors++;
+	if (!c) {
+		pthread_barrier_wait(&claim_barrier);
 		return NULL;
 	}
 	char name[32];
 	snprintf(name, sizeof name, "w%d", cl->idx);
+	pthread_barrier_wait(&claim_barrier);
 	for (;;) {
 		struct qd_job_row j;
 		bool got = false;
@@ -608,6 +613,8 @@ static void test_concurrent_claim(struct qd_store *st, struct qd_store_conn *c)
 		CHECK_EQ_INT(qd_job_create(c, m.id, "{}", 0, 0, NULL, &err), 0);
 	struct claimer cl[NTHR];
 	pthread_t th[NTHR];
+	pthread_barrier_init(&claim_barrier, NULL, NTHR);
+	double t0 = qd_now_mono();
 	for (int i = 0; i < NTHR; i++) {
 		cl[i] = (struct claimer){ .st = st, .idx = i, .ids = calloc(NJOBS, 64) };
 		pthread_create(&th[i], NULL, claim_thread, &cl[i]);
@@ -622,6 +629,8 @@ static void test_concurrent_claim(struct qd_store *st, struct qd_store_conn *c)
 		busy_threads += cl[i].n > 0;
 		free(cl[i].ids);
 	}
+	double dt = qd_now_mono() - t0;
+	pthread_barrier_destroy(&claim_barrier);
 	CHECK_EQ_INT(errors, 0);
 	CHECK_EQ_INT(total, NJOBS);
 	qsort(all, (size_t)total, 64, cmp_id);
@@ -629,8 +638,8 @@ static void test_concurrent_claim(struct qd_store *st, struct qd_store_conn *c)
 	for (int i = 1; i < total; i++)
 		dups += !strcmp(all[i], all[i - 1]);
 	CHECK_EQ_INT(dups, 0);
-	printf("concurrent claim: %d jobs, %d threads (%d got work), %d duplicates\n", total,
-	       NTHR, busy_threads, dups);
+	printf("concurrent claim: %d jobs claimed+finished by %d threads (%d got work) in %.3f s, "
+	       "%d duplicates\n", total, NTHR, busy_threads, dt, dups);
 	free(all);
 	struct qd_store_counts cnt;
 	CHECK_EQ_INT(qd_store_counts(c, &cnt, &err), 0);

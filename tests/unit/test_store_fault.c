@@ -1,0 +1,228 @@
+/* Fault tests for store/: SQLite's allocator fails at the Nth allocation (one-shot and
+ * persistent, SQLite's own fault-injection style) during a full job lifecycle. Every call
+ * must return QD_ENOMEM/QD_EDB with a message, never crash or leak, and afterwards the
+ * data directory must reopen cleanly with no row pointing at a missing blob. */
+#define _GNU_SOURCE
+#include "qd_test.h"
+#include "store/store.h"
+
+#include <ftw.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static sqlite3_mem_methods orig;
+static long countdown = -1;   /* fail when it reaches 0; <0 = disarmed */
+static bool persistent, fired;
+
+static bool should_fail(void)
+{
+	if (countdown < 0)
+		return false;
+	if (fired && persistent)
+		return true;
+	if (countdown == 0) {
+		fired = true;
+		countdown = persistent ? 0 : -1;
+		return true;
+	}
+	countdown--;
+	return false;
+}
+static void *fx_malloc(int n) { return should_fail() ? NULL : orig.xMalloc(n); }
+static void *fx_realloc(void *p, int n) { return should_fail() ? NULL : orig.xRealloc(p, n); }
+
+static void arm(long n, bool pers)
+{
+	countdown = n;
+	persistent = pers;
+	fired = false;
+}
+static void disarm(void) { countdown = -1; }
+
+static int bad_codes, calls_failed;
+
+/* Records a failed call: the code must be one a fault can explain and come with a message. */
+static bool ok(int rc, const struct qd_err *err, int line)
+{
+	if (rc == 0)
+		return true;
+	calls_failed++;
+	if ((rc != -QD_ENOMEM && rc != -QD_EDB) || !err->msg[0]) {
+		bad_codes++;
+		fprintf(stderr, "line %d: unexpected %s: '%s'\n", line, qd_err_name(rc), err->msg);
+	}
+	return false;
+}
+#define OK(call) ok((call), &err, __LINE__)
+
+/* A whole job lifecycle; stops at the first failure (later steps depend on earlier ones). */
+static void scenario(const char *dir)
+{
+	struct qd_err err = { 0 };
+	struct qd_store *st = NULL;
+	struct qd_store_conn *c = NULL;
+	struct qd_model_row m = { 0 };
+	struct qd_job_row j = { 0 }, j2 = { 0 };
+	bool have_m = false, have_j = false, have_j2 = false;
+	char sha[65];
+	uint64_t size;
+	if (!OK(qd_store_open(dir, &st, &err)) || !OK(qd_store_connect(st, &c, &err)))
+		goto out;
+	if (!OK(qd_blob_put_mem(st, "model bytes", 11, sha, &size, &err)) ||
+	    !OK(qd_model_insert(c, sha, 11, "m.onnx", "{\"opset\":13}", &m, NULL, &err)))
+		goto out;
+	have_m = true;
+	if (!OK(qd_job_create(c, m.id, "{\"passes\":{}}", 0, 10, NULL, &err)))
+		goto out;
+	bool got = false, cancel = false;
+	if (!OK(qd_job_claim(c, "w", &j, &got, &err)) || !got)
+		goto out;
+	have_j = true;
+	if (!OK(qd_job_progress(c, j.id, 0.5, "half", &cancel, &err)) ||
+	    !OK(qd_job_log_append(c, j.id, QD_LOG_INFO, "hello", NULL, &err)) ||
+	    !OK(qd_trial_add(c, j.id, 0, "{}", "{\"acc\":1}", "succeeded", NULL, &err)) ||
+	    !OK(qd_blob_put_mem(st, "artifact", 8, sha, &size, &err)) ||
+	    !OK(qd_artifact_add(c, j.id, "model", "model.onnx", sha, 8, NULL, NULL, &err)) ||
+	    !OK(qd_job_finish_succeeded(c, j.id, "{\"ok\":true}", &err)))
+		goto out;
+	struct qd_job_row *rows;
+	size_t n;
+	struct qd_page pg = { .limit = 10 };
+	if (!OK(qd_job_list(c, 0, &pg, &rows, &n, &err)))
+		goto out;
+	qd_job_rows_free(rows, n);
+	struct qd_artifact_row *arts;
+	if (!OK(qd_artifact_list(c, j.id, &arts, &n, &err)))
+		goto out;
+	json_t *js = qd_job_to_json(&j, arts, n);
+	json_decref(js);
+	qd_artifact_rows_free(arts, n);
+	struct qd_log_line *ll;
+	if (!OK(qd_job_log_list(c, j.id, 0, 0, &ll, &n, &err)))
+		goto out;
+	qd_log_lines_free(ll, n);
+	struct qd_store_counts cnt;
+	if (!OK(qd_store_counts(c, &cnt, &err)) ||
+	    !OK(qd_job_create(c, m.id, "{}", 0, 10, &j2, &err)))
+		goto out;
+	have_j2 = true;
+	if (!OK(qd_job_cancel(c, j2.id, NULL, &err)) || !OK(qd_job_delete(c, j.id, &err)) ||
+	    !OK(qd_model_delete(c, m.id, &err)) || !OK(qd_store_recover(c, 3, NULL, &err)))
+		goto out;
+out:
+	if (have_m)
+		qd_model_row_free(&m);
+	if (have_j)
+		qd_job_row_free(&j);
+	if (have_j2)
+		qd_job_row_free(&j2);
+	qd_store_disconnect(c);
+	qd_store_close(st);
+}
+
+/* After a fault: reopen, integrity check, no row without its blob, queue recoverable. */
+static int verify(const char *dir)
+{
+	struct qd_err err = { 0 };
+	struct qd_store *st = NULL;
+	struct qd_store_conn *c = NULL;
+	int bad = 0;
+	if (qd_store_open(dir, &st, &err) < 0 || qd_store_connect(st, &c, &err) < 0) {
+		fprintf(stderr, "reopen after fault: %s\n", err.msg);
+		qd_store_close(st);
+		return 1;
+	}
+	char path[512];
+	snprintf(path, sizeof path, "%s/quantd.db", dir);
+	sqlite3 *db = NULL;
+	sqlite3_stmt *s = NULL;
+	if (sqlite3_open(path, &db) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &s, NULL) != SQLITE_OK ||
+	    sqlite3_step(s) != SQLITE_ROW || strcmp((const char *)sqlite3_column_text(s, 0), "ok"))
+		bad++;
+	sqlite3_finalize(s);
+	s = NULL;
+	if (sqlite3_prepare_v2(db, "SELECT sha256 FROM models UNION SELECT sha256 FROM artifacts",
+			       -1, &s, NULL) == SQLITE_OK)
+		while (sqlite3_step(s) == SQLITE_ROW)
+			if (!qd_blob_exists(st, (const char *)sqlite3_column_text(s, 0))) {
+				fprintf(stderr, "row points at missing blob\n");
+				bad++;
+			}
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	if (qd_store_recover(c, 3, NULL, &err) < 0)
+		bad++;
+	qd_store_disconnect(c);
+	qd_store_close(st);
+	return bad;
+}
+
+static void run_dir(char *buf, size_t sz)
+{
+	snprintf(buf, sz, "/tmp/qd_test_store_fault.XXXXXX");
+	if (!mkdtemp(buf))
+		buf[0] = 0;
+}
+
+static int rm_one(const char *path, const struct stat *sb, int type, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+static void rm_dir(const char *d)
+{
+	if (nftw(d, rm_one, 16, FTW_DEPTH | FTW_PHYS) != 0)
+		fprintf(stderr, "cannot remove %s\n", d);
+}
+
+int main(void)
+{
+	sqlite3_config(SQLITE_CONFIG_GETMALLOC, &orig);
+	sqlite3_mem_methods fx = orig;
+	fx.xMalloc = fx_malloc;
+	fx.xRealloc = fx_realloc;
+	CHECK_EQ_INT(sqlite3_config(SQLITE_CONFIG_MALLOC, &fx), SQLITE_OK);
+	qd_log_set_level(QD_LOG_ERROR);
+
+	/* Count the allocations of a clean run. */
+	char d[256];
+	run_dir(d, sizeof d);
+	arm(1L << 40, false);
+	scenario(d);
+	long total = (1L << 40) - countdown;
+	disarm();
+	CHECK_EQ_INT(calls_failed, 0);
+	CHECK_EQ_INT(verify(d), 0);
+	rm_dir(d);
+	CHECK(total > 100);
+
+	/* One-shot: the first 40 allocation points, then ~100 spread over the whole run;
+	 * persistent (everything fails from then on): ~60 spread points. Each run costs a
+	 * few fsyncs, so the points are sampled rather than exhaustive. */
+	int runs = 0, faulted = 0, verify_bad = 0;
+	for (int pers = 0; pers < 2; pers++) {
+		long stride = total / (pers ? 60 : 100) + 1;
+		for (long n = pers ? stride / 2 : 0; n < total; n += (!pers && n < 40) ? 1 : stride) {
+			run_dir(d, sizeof d);
+			arm(n, pers);
+			calls_failed = 0;
+			scenario(d);
+			bool f = fired;
+			disarm();
+			runs++;
+			faulted += f && calls_failed;
+			verify_bad += verify(d) != 0;
+			rm_dir(d);
+		}
+	}
+	printf("store fault injection: %ld sqlite allocations per lifecycle, %d runs, %d with a "
+	       "failed call, %d unexpected codes, %d bad states after reopen\n", total, runs,
+	       faulted, bad_codes, verify_bad);
+	CHECK_EQ_INT(bad_codes, 0);
+	CHECK_EQ_INT(verify_bad, 0);
+	CHECK(faulted > runs / 4);
+	return qd_test_done("test_store_fault");
+}
