@@ -35,6 +35,7 @@ def cmp_engine(name, out, eng, ort):
     if e.size == 0:
         return None
     if k in ("q", "int"):
+        e, o = np.atleast_1d(e), np.atleast_1d(o)
         d = np.abs(e.astype(np.int64) - o.astype(np.int64))
         tol = 1 if k == "q" else 0
         if d.max() > tol:
@@ -42,7 +43,7 @@ def cmp_engine(name, out, eng, ort):
             return "%s: '%s' differs by %d codes at %s (engine %d, ORT %d; %d elements off)" % (
                 name, out["name"], d.max(), i, e[i], o[i], int((d > tol).sum()))
         return None
-    ef, of = e.astype(np.float64), o.astype(np.float64)
+    ef, of = np.atleast_1d(e.astype(np.float64)), np.atleast_1d(o.astype(np.float64))
     if not np.all(np.isfinite(ef) == np.isfinite(of)):
         return "%s: '%s' non-finite values differ" % (name, out["name"])
     tol = step * 1.0001 + 1e-6 if k == "qf" else 1e-4 * max(1.0, float(np.max(np.abs(of))))
