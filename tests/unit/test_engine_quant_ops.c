@@ -1,0 +1,327 @@
+/* Unit test for the quantized kernels (engine/ops_quant*.c): one-node models built in
+ * memory, run through the engine, checked against hand-computed values (round half to
+ * even, saturation, zero points, per-axis parameters, 4-bit unpacking), plus load-time
+ * rejection of unsupported attributes / dtypes with the node named in the error. */
+#include <stdlib.h>
+#include <string.h>
+#include "qd_test.h"
+#include "qd.h"
+#include "onnx/onnx.h"
+#include "engine/engine.h"
+
+struct tin {
+	const char *name;
+	int dtype;
+	int ndim;
+	int64_t dims[4];
+	const void *data;
+};
+
+/* Model with one node; every input is an initializer; outputs named out0..outN-1. */
+static struct qd_model *one_node(const char *op, const char *domain, int64_t opset,
+				 const struct tin *ins, int n_in, int n_out, Onnx__NodeProto **node)
+{
+	Onnx__ModelProto *m = calloc(1, sizeof(*m));
+	Onnx__GraphProto *g = calloc(1, sizeof(*g));
+	onnx__model_proto__init(m);
+	onnx__graph_proto__init(g);
+	m->has_ir_version = 1;
+	m->ir_version = 8;
+	m->graph = g;
+	g->name = strdup("t");
+	bool ms = domain && *domain;
+	m->n_opset_import = ms ? 2 : 1;
+	m->opset_import = calloc(2, sizeof(*m->opset_import));
+	for (size_t i = 0; i < m->n_opset_import; i++) {
+		Onnx__OperatorSetIdProto *o = calloc(1, sizeof(*o));
+		onnx__operator_set_id_proto__init(o);
+		o->domain = strdup(i ? "com.microsoft" : "");
+		o->has_version = 1;
+		o->version = i ? 1 : (ms ? 13 : opset);
+		m->opset_import[i] = o;
+	}
+	const char *in_names[16], *out_names[4] = { "out0", "out1", "out2", "out3" };
+	for (int i = 0; i < n_in; i++) {
+		in_names[i] = ins[i].name;
+		if (!ins[i].data)
+			continue;   /* "" = absent optional input */
+		size_t nb = qd_dtype_size(ins[i].dtype);
+		for (int d = 0; d < ins[i].ndim; d++) nb *= (size_t)ins[i].dims[d];
+		qd_graph_add_initializer(g, qd_tensor_new(ins[i].name, ins[i].dtype, ins[i].dims,
+							  (size_t)ins[i].ndim, ins[i].data, nb));
+	}
+	*node = qd_node_new(op, domain, "n0", in_names, (size_t)n_in, out_names, (size_t)n_out);
+	qd_graph_add_node(g, *node);
+	g->n_output = (size_t)n_out;
+	g->output = calloc((size_t)n_out, sizeof(*g->output));
+	for (int i = 0; i < n_out; i++) {
+		Onnx__ValueInfoProto *v = calloc(1, sizeof(*v));
+		onnx__value_info_proto__init(v);
+		v->name = strdup(out_names[i]);
+		g->output[i] = v;
+	}
+	struct qd_model *qm = calloc(1, sizeof(*qm));
+	qm->proto = m;
+	return qm;
+}
+
+/* Runs the model; *out new (qd_tensors_release). Returns the engine error code. */
+static int run(struct qd_model *m, struct qd_tensor **out, size_t *n_out, struct qd_err *err)
+{
+	struct qd_engine *e = NULL;
+	int rc = qd_engine_load(m, NULL, &e, err);
+	if (!rc)
+		rc = qd_engine_run(e, NULL, 0, out, n_out, NULL, err);
+	qd_engine_free(e);
+	return rc;
+}
+
+#define RUN_OK(m, out, n) do { struct qd_err _e = {0}; int _rc = run(m, &out, &n, &_e); \
+	CHECKF(_rc == 0, "%s", _e.msg); if (_rc) { out = NULL; n = 0; } } while (0)
+
+static void check_u8(const struct qd_tensor *t, int dtype, const int32_t *want, int n)
+{
+	CHECK(t && t->dtype == dtype);
+	if (!t || t->dtype != dtype)
+		return;
+	CHECK_EQ_INT(qd_tensor_count(t), n);
+	for (int i = 0; i < n && i < qd_tensor_count(t); i++) {
+		int32_t v = dtype == QD_DT_UINT8 ? ((uint8_t *)t->data)[i] : dtype == QD_DT_INT8 ?
+			((int8_t *)t->data)[i] : ((int32_t *)t->data)[i];
+		CHECKF(v == want[i], "element %d: %d != %d", i, v, want[i]);
+	}
+}
+
+static void check_f32(const struct qd_tensor *t, const float *want, int n, float tol)
+{
+	CHECK(t && t->dtype == QD_DT_FLOAT);
+	if (!t || t->dtype != QD_DT_FLOAT)
+		return;
+	CHECK_EQ_INT(qd_tensor_count(t), n);
+	for (int i = 0; i < n && i < qd_tensor_count(t); i++)
+		CHECK_NEAR(((float *)t->data)[i], want[i], tol);
+}
+
+static void test_quantize(void)
+{
+	Onnx__NodeProto *nd;
+	struct qd_tensor *o;
+	size_t n;
+	/* half to even, saturation, zero point */
+	float x[6] = { 0.5f, 1.5f, 2.5f, -0.5f, 1000.0f, -1000.0f };
+	float s = 1.0f;
+	uint8_t z = 10;
+	struct tin in[3] = { { "x", QD_DT_FLOAT, 1, {6}, x }, { "s", QD_DT_FLOAT, 0, {0}, &s },
+			     { "z", QD_DT_UINT8, 0, {0}, &z } };
+	struct qd_model *m = one_node("QuantizeLinear", "", 13, in, 3, 1, &nd);
+	RUN_OK(m, o, n);
+	int32_t w1[6] = { 10, 12, 12, 10, 255, 0 };
+	if (o) check_u8(&o[0], QD_DT_UINT8, w1, 6);
+	qd_tensors_release(o, n);
+	qd_model_free(m);
+
+	/* per-axis int8, axis 1 */
+	float x2[4] = { 1.5f, 1.0f, -2.5f, 100.0f }, s2[2] = { 1.0f, 0.5f };
+	int8_t z2[2] = { 0, -1 };
+	struct tin in2[3] = { { "x", QD_DT_FLOAT, 2, {2, 2}, x2 }, { "s", QD_DT_FLOAT, 1, {2}, s2 },
+			      { "z", QD_DT_INT8, 1, {2}, z2 } };
+	m = one_node("QuantizeLinear", "", 13, in2, 3, 1, &nd);
+	RUN_OK(m, o, n);
+	int32_t w2[4] = { 2, 1, -2, 127 };
+	if (o) check_u8(&o[0], QD_DT_INT8, w2, 4);
+	qd_tensors_release(o, n);
+	qd_model_free(m);
+
+	/* unsupported output dtype (float8 via output_dtype) is rejected at load, naming the node */
+	float one = 1.0f;
+	struct tin in3[2] = { { "x", QD_DT_FLOAT, 1, {6}, x }, { "s", QD_DT_FLOAT, 0, {0}, &one } };
+	m = one_node("QuantizeLinear", "", 21, in3, 2, 1, &nd);
+	qd_node_set_attr_int(nd, "output_dtype", QD_DT_FLOAT8E4M3FN);
+	struct qd_engine *e = NULL;
+	struct qd_err err = {0};
+	CHECK_EQ_INT(qd_engine_load(m, NULL, &e, &err), -QD_EUNSUPPORTED);
+	CHECKF(strstr(err.msg, "n0") != NULL, "message '%s' does not name the node", err.msg);
+	qd_engine_free(e);
+	qd_model_free(m);
+}
+
+static void test_dequantize(void)
+{
+	Onnx__NodeProto *nd;
+	struct qd_tensor *o;
+	size_t n;
+	int32_t x[2] = { -3, 5 };
+	float s = 0.5f;
+	struct tin in[2] = { { "x", QD_DT_INT32, 1, {2}, x }, { "s", QD_DT_FLOAT, 0, {0}, &s } };
+	struct qd_model *m = one_node("DequantizeLinear", "", 13, in, 2, 1, &nd);
+	RUN_OK(m, o, n);
+	float w[2] = { -1.5f, 2.5f };
+	if (o) check_f32(&o[0], w, 2, 0);
+	qd_tensors_release(o, n);
+	qd_model_free(m);
+
+	/* block-wise (opset 21): x [1, 4], blocks of 2 on axis 1 */
+	uint8_t xb[4] = { 10, 12, 100, 90 }, zb[2] = { 10, 100 };
+	float sb[2] = { 0.5f, 2.0f };
+	struct tin inb[3] = { { "x", QD_DT_UINT8, 2, {1, 4}, xb }, { "s", QD_DT_FLOAT, 2, {1, 2}, sb },
+			      { "z", QD_DT_UINT8, 2, {1, 2}, zb } };
+	m = one_node("DequantizeLinear", "", 21, inb, 3, 1, &nd);
+	qd_node_set_attr_int(nd, "axis", 1);
+	qd_node_set_attr_int(nd, "block_size", 2);
+	RUN_OK(m, o, n);
+	float wb[4] = { 0.0f, 1.0f, 0.0f, -20.0f };
+	if (o) check_f32(&o[0], wb, 4, 0);
+	qd_tensors_release(o, n);
+	qd_model_free(m);
+}
+
+static void test_dynamic_quantize(void)
+{
+	Onnx__NodeProto *nd;
+	struct qd_tensor *o;
+	size_t n;
+	/* ONNX operator doc example */
+	float x[6] = { 0.0f, 2.0f, -3.0f, -2.5f, 1.34f, 0.5f };
+	struct tin in[1] = { { "x", QD_DT_FLOAT, 1, {6}, x } };
+	struct qd_model *m = one_node("DynamicQuantizeLinear", "", 11, in, 1, 3, &nd);
+	RUN_OK(m, o, n);
+	int32_t w[6] = { 153, 255, 0, 26, 221, 179 }, wz[1] = { 153 };
+	float ws[1] = { 0.019607844f };
+	if (o && n == 3) {
+		check_u8(&o[0], QD_DT_UINT8, w, 6);
+		check_f32(&o[1], ws, 1, 1e-9f);
+		check_u8(&o[2], QD_DT_UINT8, wz, 1);
+	}
+	qd_tensors_release(o, n);
+	qd_model_free(m);
+}
+
+static void test_matmul(void)
+{
+	Onnx__NodeProto *nd;
+	struct qd_tensor *o;
+	size_t n;
+	/* MatMulInteger: ONNX operator doc example */
+	uint8_t a[12] = { 11, 7, 3, 10, 6, 2, 9, 5, 1, 8, 4, 0 }, b[6] = { 1, 4, 2, 5, 3, 6 };
+	uint8_t az = 12, bz = 0;
+	struct tin in[4] = { { "a", QD_DT_UINT8, 2, {4, 3}, a }, { "b", QD_DT_UINT8, 2, {3, 2}, b },
+			     { "az", QD_DT_UINT8, 0, {0}, &az }, { "bz", QD_DT_UINT8, 0, {0}, &bz } };
+	struct qd_model *m = one_node("MatMulInteger", "", 10, in, 4, 1, &nd);
+	RUN_OK(m, o, n);
+	int32_t w[8] = { -38, -83, -44, -98, -50, -113, -56, -128 };
+	if (o) check_u8(&o[0], QD_DT_INT32, w, 8);
+	qd_tensors_release(o, n);
+	qd_model_free(m);
+
+	/* QLinearMatMul: a = [1, 2], b = [0, 1]^T -> 2.0 -> 2 / 0.1 + 10 = 30 */
+	uint8_t qa[2] = { 2, 4 }, qb[2] = { 2, 6 }, qaz = 0, qbz = 2, qyz = 10;
+	float as = 0.5f, bs = 0.25f, ys = 0.1f;
+	struct tin qin[8] = { { "a", QD_DT_UINT8, 2, {1, 2}, qa }, { "as", QD_DT_FLOAT, 0, {0}, &as },
+			      { "az", QD_DT_UINT8, 0, {0}, &qaz }, { "b", QD_DT_UINT8, 2, {2, 1}, qb },
+			      { "bs", QD_DT_FLOAT, 0, {0}, &bs }, { "bz", QD_DT_UINT8, 0, {0}, &qbz },
+			      { "ys", QD_DT_FLOAT, 0, {0}, &ys }, { "yz", QD_DT_UINT8, 0, {0}, &qyz } };
+	m = one_node("QLinearMatMul", "", 10, qin, 8, 1, &nd);
+	RUN_OK(m, o, n);
+	int32_t qw[1] = { 30 };
+	if (o) check_u8(&o[0], QD_DT_UINT8, qw, 1);
+	qd_tensors_release(o, n);
+	qd_model_free(m);
+}
+
+static void test_matmul_nbits(void)
+{
+	Onnx__NodeProto *nd;
+	struct qd_tensor *o;
+	size_t n;
+	/* K = 20 (two blocks of 16, the second padded), N = 2, 4-bit codes all 9 */
+	float a[20], s[4] = { 0.5f, 0.5f, 1.0f, 2.0f };
+	uint8_t B[2 * 2 * 8], zp[2] = { 0xa0 | 0x0a, 0x08 | 0x70 };   /* row0: 10,10; row1: 8,7 */
+	for (int i = 0; i < 20; i++) a[i] = 1.0f;
+	memset(B, 0x99, sizeof(B));
+	struct tin in[4] = { { "a", QD_DT_FLOAT, 2, {1, 20}, a }, { "B", QD_DT_UINT8, 3, {2, 2, 8}, B },
+			     { "s", QD_DT_FLOAT, 2, {2, 2}, s }, { "z", QD_DT_UINT8, 2, {2, 1}, zp } };
+	struct qd_model *m = one_node("MatMulNBits", "com.microsoft", 1, in, 4, 1, &nd);
+	qd_node_set_attr_int(nd, "K", 20);
+	qd_node_set_attr_int(nd, "N", 2);
+	qd_node_set_attr_int(nd, "bits", 4);
+	qd_node_set_attr_int(nd, "block_size", 16);
+	RUN_OK(m, o, n);
+	/* row0: 16 * (9-10)*0.5 + 4 * (9-10)*0.5 = -10; row1: 16 * (9-8)*1 + 4 * (9-7)*2 = 32 */
+	float w[2] = { -10.0f, 32.0f };
+	if (o) check_f32(&o[0], w, 2, 1e-5f);
+	qd_tensors_release(o, n);
+	qd_model_free(m);
+
+	/* without zero points: implicit 8 */
+	m = one_node("MatMulNBits", "com.microsoft", 1, in, 3, 1, &nd);
+	qd_node_set_attr_int(nd, "K", 20);
+	qd_node_set_attr_int(nd, "N", 2);
+	qd_node_set_attr_int(nd, "block_size", 16);
+	RUN_OK(m, o, n);
+	float w2[2] = { 16 * 0.5f + 4 * 0.5f, 16 * 1.0f + 4 * 2.0f };
+	if (o) check_f32(&o[0], w2, 2, 1e-5f);
+	qd_tensors_release(o, n);
+	qd_model_free(m);
+
+	/* bits = 3 is rejected at load */
+	m = one_node("MatMulNBits", "com.microsoft", 1, in, 3, 1, &nd);
+	qd_node_set_attr_int(nd, "K", 20);
+	qd_node_set_attr_int(nd, "N", 2);
+	qd_node_set_attr_int(nd, "bits", 3);
+	qd_node_set_attr_int(nd, "block_size", 16);
+	struct qd_engine *e = NULL;
+	struct qd_err err = {0};
+	CHECK_EQ_INT(qd_engine_load(m, NULL, &e, &err), -QD_EUNSUPPORTED);
+	CHECKF(strstr(err.msg, "bits") != NULL, "message '%s' does not name the attribute", err.msg);
+	qd_engine_free(e);
+	qd_model_free(m);
+}
+
+static void test_qlinear(void)
+{
+	Onnx__NodeProto *nd;
+	struct qd_tensor *o;
+	size_t n;
+	/* QLinearAdd: 1.0 + 1.0 = 2.0 -> 2 / 0.5 + 1 = 5 */
+	uint8_t a = 10, b = 20, z0 = 0, yz = 1;
+	float as = 0.1f, bs = 0.05f, ys = 0.5f;
+	struct tin in[8] = { { "a", QD_DT_UINT8, 1, {1}, &a }, { "as", QD_DT_FLOAT, 0, {0}, &as },
+			     { "az", QD_DT_UINT8, 0, {0}, &z0 }, { "b", QD_DT_UINT8, 1, {1}, &b },
+			     { "bs", QD_DT_FLOAT, 0, {0}, &bs }, { "bz", QD_DT_UINT8, 0, {0}, &z0 },
+			     { "ys", QD_DT_FLOAT, 0, {0}, &ys }, { "yz", QD_DT_UINT8, 0, {0}, &yz } };
+	struct qd_model *m = one_node("QLinearAdd", "com.microsoft", 1, in, 8, 1, &nd);
+	RUN_OK(m, o, n);
+	int32_t w[1] = { 5 };
+	if (o) check_u8(&o[0], QD_DT_UINT8, w, 1);
+	qd_tensors_release(o, n);
+	qd_model_free(m);
+
+	/* QLinearConv: 3x3 ones * 2x2 ones = 4, + bias 2 -> 6 / 0.5 = 12 */
+	uint8_t x[9], wt[4], xz = 0, wz = 0, cz = 0;
+	float xs = 1.0f, wsc = 1.0f, cs = 0.5f;
+	int32_t bias = 2;
+	memset(x, 1, sizeof(x));
+	memset(wt, 1, sizeof(wt));
+	struct tin cin[9] = { { "x", QD_DT_UINT8, 4, {1, 1, 3, 3}, x }, { "xs", QD_DT_FLOAT, 0, {0}, &xs },
+			      { "xz", QD_DT_UINT8, 0, {0}, &xz }, { "w", QD_DT_UINT8, 4, {1, 1, 2, 2}, wt },
+			      { "ws", QD_DT_FLOAT, 0, {0}, &wsc }, { "wz", QD_DT_UINT8, 0, {0}, &wz },
+			      { "ys", QD_DT_FLOAT, 0, {0}, &cs }, { "yz", QD_DT_UINT8, 0, {0}, &cz },
+			      { "bias", QD_DT_INT32, 1, {1}, &bias } };
+	m = one_node("QLinearConv", "", 10, cin, 9, 1, &nd);
+	RUN_OK(m, o, n);
+	int32_t cw[4] = { 12, 12, 12, 12 };
+	if (o) check_u8(&o[0], QD_DT_UINT8, cw, 4);
+	qd_tensors_release(o, n);
+	qd_model_free(m);
+}
+
+int main(void)
+{
+	test_quantize();
+	test_dequantize();
+	test_dynamic_quantize();
+	test_matmul();
+	test_matmul_nbits();
+	test_qlinear();
+	return qd_test_done("test_engine_quant_ops");
+}
