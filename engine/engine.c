@@ -371,9 +371,16 @@ static int compile_graph(struct loader *L, const Onnx__GraphProto *gp, struct qd
 	for (size_t i = 0; i < gp->n_input; i++) {
 		const char *nm = gp->input[i]->name ? gp->input[i]->name : "";
 		if (scope_get_local(&sc, nm) >= 0 && !parent) continue;
+		const Onnx__TypeProto *tp = gp->input[i]->type;
+		if (tp && tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE &&
+		    tp->value_case != ONNX__TYPE_PROTO__VALUE__NOT_SET) {
+			rc = qd_err_set(err, QD_EUNSUPPORTED, nm,
+					"input '%s' is not a tensor (sequence/map/optional types are not supported)", nm);
+			goto out;
+		}
 		int id = slot_new(e, nm, g);
 		if (id < 0) { rc = qd_err_set(err, QD_ENOMEM, nm, "out of memory"); goto out; }
-		e->slots[id].dt = tensor_type_dtype(gp->input[i]->type);
+		e->slots[id].dt = tensor_type_dtype(tp);
 		if (scope_put(&sc, e->slots[id].name, id) || int_push(&g->inputs, &g->n_inputs, id)) {
 			rc = qd_err_set(err, QD_ENOMEM, nm, "out of memory");
 			goto out;

@@ -1,9 +1,134 @@
-/* Placeholder until the module's owner lands the real command; replaced, never shipped. */
+/* engine/infer_cmd.c — `quantd infer`: run a model on inputs from .npz files or ONNX
+ * TensorProto .pb files (name=file.pb) and write the outputs as .npz; --profile prints
+ * per-op-type time and peak memory. */
 #include <stdio.h>
-#include "engine/engine.h"
+#include <stdlib.h>
+#include <string.h>
+#include "engine/engine_internal.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: quantd infer --model M.onnx --input in.npz|name=t.pb [--input ...]\n"
+		   "                    --output out.npz [--threads N] [--profile]\n");
+}
+
+static int add_tensor(struct qd_tensor **v, size_t *n, struct qd_tensor *t)
+{
+	struct qd_tensor *nv = realloc(*v, (*n + 1) * sizeof(*nv));
+	if (!nv) return -QD_ENOMEM;
+	*v = nv;
+	nv[(*n)++] = *t;
+	return 0;
+}
+
+/* name=file.pb → tensor named name (the proto's own name is ignored). */
+static int read_pb(const char *spec, struct qd_tensor *t, struct qd_err *err)
+{
+	const char *eq = strchr(spec, '=');
+	const char *path = eq ? eq + 1 : spec;
+	struct qd_buf b = {0};
+	int rc = qd_file_read(path, &b, err);
+	if (rc) return rc;
+	Onnx__TensorProto *p = onnx__tensor_proto__unpack(NULL, b.len, b.data);
+	qd_buf_free(&b);
+	if (!p) return qd_err_set(err, QD_EPARSE, path, "'%s' is not an ONNX TensorProto", path);
+	rc = qd_tensor_from_proto(p, t, err);
+	onnx__tensor_proto__free_unpacked(p, NULL);
+	if (rc) return rc;
+	if (eq) {
+		free(t->name);
+		t->name = strndup(spec, eq - spec);
+	} else if (!t->name || !*t->name) {
+		qd_tensor_release(t);
+		return qd_err_set(err, QD_EINVAL, path, "'%s' has no tensor name: use --input name=%s", path, path);
+	}
+	return 0;
+}
+
+struct prof_row { const char *op; double t; long n; };
+struct prof_acc { struct prof_row rows[256]; int n; };
+static void prof_cb(void *ud, const char *op, double t, long n)
+{
+	struct prof_acc *a = ud;
+	if (a->n < 256) a->rows[a->n++] = (struct prof_row){ op, t, n };
+}
+static int prof_cmp(const void *x, const void *y)
+{
+	const struct prof_row *a = x, *b = y;
+	return a->t < b->t ? 1 : a->t > b->t ? -1 : 0;
+}
+
 int qd_cmd_infer(int argc, char **argv)
 {
-	(void)argc; (void)argv;
-	fprintf(stderr, "quantd: this command is not built yet\n");
-	return 2;
+	const char *model = NULL, *output = NULL;
+	const char *inputs[64];
+	int n_inputs = 0, threads = 1;
+	bool profile = false;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (!strcmp(a, "--model") && v) { model = v; i++; }
+		else if (!strcmp(a, "--input") && v) {
+			if (n_inputs == 64) { fprintf(stderr, "quantd infer: too many --input\n"); return 2; }
+			inputs[n_inputs++] = v; i++;
+		}
+		else if (!strcmp(a, "--output") && v) { output = v; i++; }
+		else if (!strcmp(a, "--threads") && v) {
+			char *e;
+			long t = strtol(v, &e, 10);
+			if (*e || t < 1 || t > 256) { fprintf(stderr, "quantd infer: invalid --threads '%s'\n", v); return 2; }
+			threads = (int)t; i++;
+		}
+		else if (!strcmp(a, "--profile")) profile = true;
+		else if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
+		else { fprintf(stderr, "quantd infer: unknown or incomplete option '%s'\n", a); usage(stderr); return 2; }
+	}
+	if (!model || !output || !n_inputs) { usage(stderr); return 2; }
+	struct qd_err err = {0};
+	struct qd_model *m = NULL;
+	struct qd_engine *e = NULL;
+	struct qd_tensor *in = NULL, *out = NULL;
+	size_t nin = 0, nout = 0;
+	int rc = 0;
+	for (int i = 0; i < n_inputs; i++) {
+		const char *s = inputs[i];
+		size_t l = strlen(s);
+		if (l > 4 && !strcmp(s + l - 4, ".npz") && !strchr(s, '=')) {
+			struct qd_tensor *t;
+			size_t n;
+			if ((rc = qd_npz_read(s, &t, &n, &err))) goto out;
+			for (size_t k = 0; k < n && !rc; k++) rc = add_tensor(&in, &nin, &t[k]);
+			free(t);
+			if (rc) { qd_err_set(&err, QD_ENOMEM, "", "out of memory"); goto out; }
+		} else {
+			struct qd_tensor t;
+			if ((rc = read_pb(s, &t, &err))) goto out;
+			if ((rc = add_tensor(&in, &nin, &t))) { qd_tensor_release(&t); qd_err_set(&err, QD_ENOMEM, "", "out of memory"); goto out; }
+		}
+	}
+	if ((rc = qd_model_load_file(model, NULL, &m, &err))) goto out;
+	struct qd_engine_opts o = { .threads = threads, .profile = profile };
+	if ((rc = qd_engine_load(m, &o, &e, &err))) goto out;
+	double t0 = qd_now_mono();
+	if ((rc = qd_engine_run(e, in, nin, &out, &nout, NULL, &err))) goto out;
+	double dt = qd_now_mono() - t0;
+	if ((rc = qd_npz_write(output, out, nout, &err))) goto out;
+	if (profile) {
+		struct prof_acc a = { .n = 0 };
+		qd_engine_profile(e, prof_cb, &a);
+		qsort(a.rows, a.n, sizeof(a.rows[0]), prof_cmp);
+		printf("%-24s %10s %8s %6s\n", "op", "ms", "calls", "%");
+		for (int i = 0; i < a.n; i++)
+			printf("%-24s %10.3f %8ld %6.1f\n", a.rows[i].op, a.rows[i].t * 1e3, a.rows[i].n,
+			       dt > 0 ? 100.0 * a.rows[i].t / dt : 0);
+		printf("total %.3f ms, peak memory %.2f MiB (weights %.2f MiB)\n", dt * 1e3,
+		       qd_engine_peak_bytes(e) / 1048576.0, qd_engine_const_bytes(e) / 1048576.0);
+	}
+out:
+	if (rc) fprintf(stderr, "quantd infer: %s\n", err.msg[0] ? err.msg : qd_err_msg(rc));
+	qd_tensors_release(out, nout);
+	qd_tensors_release(in, nin);
+	qd_engine_free(e);
+	qd_model_free(m);
+	return rc ? 1 : 0;
 }

@@ -54,12 +54,13 @@ int qd_check_resize(struct qd_enode *n, const int *in_dt, int *out_dt, struct qd
 	return 0;
 }
 
-static double to_orig(enum coord cm, int64_t x, double scale, int64_t in, int64_t out)
+/* rlen: the resized length before flooring (in * scale, or the size given) */
+static double to_orig(enum coord cm, int64_t x, double scale, int64_t in, int64_t out, double rlen)
 {
 	switch (cm) {
 	case C_HALF: return (x + 0.5) / scale - 0.5;
 	case C_PYTORCH: return out > 1 ? (x + 0.5) / scale - 0.5 : 0.0;
-	case C_ALIGN: return out == 1 ? 0.0 : (double)x * (in - 1) / (double)(out - 1);
+	case C_ALIGN: return rlen == 1 ? 0.0 : (double)x * (in - 1) / (rlen - 1);
 	default: return x / scale;
 	}
 }
@@ -127,7 +128,8 @@ int qd_op_resize(struct qd_ctx *c)
 		if (!i0[a] || !i1[a] || !wt[a]) { rc = qd_ctx_fail(c, QD_ENOMEM, "out of memory"); goto out; }
 		for (int64_t k = 0; k < od[a]; k++) {
 			double s = sc[a];
-			double xo = (x->dims[a] == od[a] && !sizes && s == 1.0) ? (double)k : to_orig(p.cm, k, s, x->dims[a], od[a]);
+			double xo = (x->dims[a] == od[a] && !sizes && s == 1.0) ? (double)k : to_orig(p.cm, k, s, x->dims[a], od[a],
+										 sizes ? (double)od[a] : (double)x->dims[a] * (float)s);
 			if (!p.linear) {
 				i0[a][k] = i1[a][k] = nearest_idx(p.nm, xo, s, x->dims[a]);
 				wt[a][k] = 0;

@@ -1,0 +1,185 @@
+/* ONNX backend node tests (libonnx-testdata) through the engine: every test whose nodes
+ * the engine claims at load (op, opset, dtypes, attributes) must reproduce the reference
+ * outputs (float: |a-b| <= 1e-5 + 1e-3*|b| like ONNX's backend tests; ints/bools exact).
+ * Unclaimed tests are skipped with the load error as the reason.
+ * QD_CONFORMANCE_DIR overrides the data dir; QD_CONFORMANCE_FILTER runs names containing it.
+ * The suite runs from tests/conformance/run_conformance.sh (which sets QD_CONFORMANCE=1);
+ * run as a plain unit binary it only says so, so `make test` counts it once. */
+#include <dirent.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include <sys/stat.h>
+#include "qd_test.h"
+#include "engine/engine.h"
+
+static int read_pb(const char *path, struct qd_tensor *t, struct qd_err *err)
+{
+	struct qd_buf b = {0};
+	int rc = qd_file_read(path, &b, err);
+	if (rc) return rc;
+	Onnx__TensorProto *p = onnx__tensor_proto__unpack(NULL, b.len, b.data);
+	qd_buf_free(&b);
+	if (!p) return qd_err_set(err, QD_EPARSE, path, "'%s' is not a TensorProto", path);
+	rc = qd_tensor_from_proto(p, t, err);
+	onnx__tensor_proto__free_unpacked(p, NULL);
+	return rc;
+}
+
+static bool is_float(int dt)
+{
+	return dt == QD_DT_FLOAT || dt == QD_DT_DOUBLE || dt == QD_DT_FLOAT16 || dt == QD_DT_BFLOAT16;
+}
+
+static double get_f(const struct qd_tensor *t, int64_t k)
+{
+	switch (t->dtype) {
+	case QD_DT_FLOAT: return ((const float *)t->data)[k];
+	case QD_DT_DOUBLE: return ((const double *)t->data)[k];
+	default: return NAN;
+	}
+}
+
+/* Compares; on mismatch writes a reason. */
+static bool compare(const struct qd_tensor *got, const struct qd_tensor *want, char *why, size_t wl)
+{
+	if (got->dtype != want->dtype) {
+		snprintf(why, wl, "dtype %s, expected %s", qd_dtype_name(got->dtype), qd_dtype_name(want->dtype));
+		return false;
+	}
+	if (got->ndim != want->ndim || memcmp(got->dims, want->dims, got->ndim * sizeof(int64_t))) {
+		snprintf(why, wl, "shape rank %d [%lld...], expected rank %d [%lld...]", got->ndim,
+			 got->ndim ? (long long)got->dims[0] : 0LL, want->ndim, want->ndim ? (long long)want->dims[0] : 0LL);
+		return false;
+	}
+	int64_t n = qd_tensor_count(want);
+	if (is_float(want->dtype)) {
+		for (int64_t k = 0; k < n; k++) {
+			double a = get_f(got, k), b = get_f(want, k);
+			if (isnan(a) && isnan(b)) continue;
+			if (isinf(b) && a == b) continue;
+			if (!(fabs(a - b) <= 1e-5 + 1e-3 * fabs(b))) {
+				snprintf(why, wl, "element %lld: %.9g, expected %.9g", (long long)k, a, b);
+				return false;
+			}
+		}
+		return true;
+	}
+	if (memcmp(got->data, want->data, want->nbytes)) {
+		snprintf(why, wl, "integer/bool values differ");
+		return false;
+	}
+	return true;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Runs one test dir: 1 pass, 0 skip, -1 fail. */
+static int run_test(const char *dir, const char *name)
+{
+	char path[1200], why[1200] = "";
+	struct qd_err err = {0};
+	struct qd_model *m = NULL;
+	struct qd_engine *e = NULL;
+	int result = 1;
+	snprintf(path, sizeof(path), "%s/model.onnx", dir);
+	if (qd_model_load_file(path, NULL, &m, &err)) {
+		printf("skip %s: cannot load model: %s\n", name, err.msg);
+		return 0;
+	}
+	struct qd_engine_opts o = { .threads = 1 };
+	if (qd_engine_load(m, &o, &e, &err)) {
+		if (err.code == QD_EUNSUPPORTED) {
+			printf("skip %s: %s\n", name, err.msg);
+			qd_model_free(m);
+			return 0;
+		}
+		printf("FAIL %s: load: %s\n", name, err.msg);
+		qd_model_free(m);
+		return -1;
+	}
+	for (int ds = 0; ds < 100 && result == 1; ds++) {
+		char dsd[1300];
+		struct stat st;
+		snprintf(dsd, sizeof(dsd), "%s/test_data_set_%d", dir, ds);
+		if (stat(dsd, &st)) break;
+		size_t nin = qd_engine_n_inputs(e), nout = 0;
+		struct qd_tensor *in = calloc(nin + 1, sizeof(*in)), *out = NULL;
+		size_t got_in = 0;
+		for (size_t i = 0; i < nin; i++) {
+			char p[1400];
+			snprintf(p, sizeof(p), "%s/input_%zu.pb", dsd, i);
+			if (stat(p, &st)) break;
+			if (read_pb(p, &in[i], &err)) { snprintf(why, sizeof(why), "input %zu: %s", i, err.msg); result = -1; break; }
+			/* bind by position: the graph's i-th non-initializer input */
+			free(in[i].name);
+			in[i].name = strdup(qd_engine_input(e, i)->name);
+			got_in++;
+		}
+		if (result == 1 && qd_engine_run(e, in, got_in, &out, &nout, NULL, &err)) {
+			snprintf(why, sizeof(why), "run: %s", err.msg);
+			result = -1;
+		}
+		for (size_t k = 0; result == 1 && k < nout; k++) {
+			char p[1400];
+			struct qd_tensor want;
+			snprintf(p, sizeof(p), "%s/output_%zu.pb", dsd, k);
+			if (stat(p, &st)) continue;
+			if (read_pb(p, &want, &err)) { snprintf(why, sizeof(why), "output %zu: %s", k, err.msg); result = -1; break; }
+			char w2[300];
+			if (!compare(&out[k], &want, w2, sizeof(w2))) {
+				snprintf(why, sizeof(why), "data set %d output %zu ('%s'): %s", ds, k, out[k].name, w2);
+				result = -1;
+			}
+			qd_tensor_release(&want);
+		}
+		qd_tensors_release(out, nout);
+		qd_tensors_release(in, got_in);
+	}
+	if (result < 0) printf("FAIL %s: %s\n", name, why);
+	qd_engine_free(e);
+	qd_model_free(m);
+	return result;
+}
+
+int main(void)
+{
+	if (!getenv("QD_CONFORMANCE")) {
+		printf("conformance: run by tests/conformance/run_conformance.sh: 0 passed, 0 failed\n");
+		return 0;
+	}
+	const char *root = getenv("QD_CONFORMANCE_DIR");
+	const char *filter = getenv("QD_CONFORMANCE_FILTER");
+	if (!root) root = "/usr/share/libonnx-testdata/data/node";
+	DIR *d = opendir(root);
+	int pass = 0, fail = 0, skip = 0;
+	if (!d) {
+		printf("conformance: cannot open '%s'\n", root);
+		printf("conformance: 0 passed, 1 failed, 0 skipped\n");
+		return 1;
+	}
+	char **names = NULL;
+	size_t n = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.') continue;
+		if (filter && !strstr(de->d_name, filter)) continue;
+		names = realloc(names, (n + 1) * sizeof(char *));
+		names[n++] = strdup(de->d_name);
+	}
+	closedir(d);
+	qsort(names, n, sizeof(char *), cmp_str);
+	for (size_t i = 0; i < n; i++) {
+		char dir[1100];
+		snprintf(dir, sizeof(dir), "%s/%s", root, names[i]);
+		int r = run_test(dir, names[i]);
+		if (r > 0) pass++; else if (r < 0) fail++; else skip++;
+		free(names[i]);
+	}
+	free(names);
+	printf("conformance: %d passed, %d failed, %d skipped\n", pass, fail, skip);
+	return fail ? 1 : 0;
+}
