@@ -23,6 +23,10 @@ static const char run_usage[] =
 	"                      input_model.model_path (or \"model\")\n"
 	"  -o, --output DIR    output directory (created if missing)\n"
 	"  -t, --threads N     engine threads for the evaluation (default 1)\n"
+	"  -s, --input-shape NAME=D,D,...\n"
+	"                      concrete shape of an input for the evaluation (repeatable; sets\n"
+	"                      input_model.io_config like Olive). Symbolic dims default to 1 for\n"
+	"                      the first dimension and 32 for the others\n"
 	"  -q, --quiet         no progress line, warnings and errors only\n"
 	"  -h, --help          this text\n"
 	"\n"
@@ -69,9 +73,51 @@ static void run_progress(void *ud, double frac, const char *msg)
 	fflush(stderr);
 }
 
+/* --input-shape NAME=D,D → input_model.io_config.{input_names, input_shapes}. */
+static int add_shapes(json_t *wf, const char *const *shapes, int n, struct qd_err *err)
+{
+	if (!n)
+		return 0;
+	if (!json_is_object(wf))
+		return 0;   /* validation reports it */
+	json_t *im = json_object_get(wf, "input_model");
+	if (!im) {
+		im = json_object();
+		json_object_set_new(wf, "input_model", im);
+	}
+	json_t *io = json_object_get(im, "io_config");
+	if (!io) {
+		io = json_object();
+		json_object_set_new(im, "io_config", io);
+	}
+	json_t *names = json_array(), *dims = json_array();
+	json_object_set_new(io, "input_names", names);
+	json_object_set_new(io, "input_shapes", dims);
+	for (int i = 0; i < n; i++) {
+		const char *eq = strchr(shapes[i], '=');
+		if (!eq || eq == shapes[i])
+			return qd_err_set(err, QD_EINVAL, "--input-shape", "bad --input-shape '%s' (NAME=D,D,...)",
+					  shapes[i]);
+		json_array_append_new(names, json_stringn(shapes[i], (size_t)(eq - shapes[i])));
+		json_t *d = json_array();
+		json_array_append_new(dims, d);
+		for (const char *p = eq + 1; *p;) {
+			char *end;
+			long v = strtol(p, &end, 10);
+			if (end == p || v <= 0 || (*end && *end != ','))
+				return qd_err_set(err, QD_EINVAL, "--input-shape", "bad --input-shape '%s'", shapes[i]);
+			json_array_append_new(d, json_integer(v));
+			p = *end ? end + 1 : end;
+		}
+	}
+	return 0;
+}
+
 int qd_cmd_run(int argc, char **argv)
 {
 	const char *config = NULL, *model = NULL, *output = NULL;
+	const char *shapes[32];
+	int n_shapes = 0;
 	int threads = 1;
 	struct run_ui ui = { .tty = isatty(2) };
 	for (int i = 1; i < argc; i++) {
@@ -89,6 +135,13 @@ int qd_cmd_run(int argc, char **argv)
 			dst = &model;
 		} else if (!strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--output_path")) {
 			dst = &output;
+		} else if (!strcmp(a, "-s") || !strcmp(a, "--input-shape")) {
+			if (i + 1 >= argc || n_shapes == (int)QD_ARRAY_LEN(shapes)) {
+				fprintf(stderr, "quantd run: option '%s' needs a value\n%s", a, run_usage);
+				return 2;
+			}
+			shapes[n_shapes++] = argv[++i];
+			continue;
 		} else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
 			if (i + 1 >= argc) {
 				fprintf(stderr, "quantd run: option '%s' needs a value\n%s", a, run_usage);
@@ -128,7 +181,9 @@ int qd_cmd_run(int argc, char **argv)
 		return 1;
 	}
 	struct qd_err err = { 0 };
-	int rc = qd_workflow_validate(wf, &err);
+	int rc = add_shapes(wf, shapes, n_shapes, &err);
+	if (rc == 0)
+		rc = qd_workflow_validate(wf, &err);
 	if (rc == 0 && !model && !(model = qd_workflow_model_path(wf)))
 		rc = qd_err_set(&err, QD_EINVAL, "model", "no input model: give --model or input_model.model_path");
 	if (rc == 0)

@@ -206,8 +206,21 @@ static int64_t index_bound(const struct qd_model *m, const char *name)
 
 /* Seeded inputs for every model input: float uniform in [-1, 1), integers in
  * [0, bound), bools random; symbolic dims → QD_WF_SYM_BATCH (first) / QD_WF_SYM_DIM. */
-static int make_inputs(const struct qd_model *m, struct qd_engine *e, struct qd_tensor **out, size_t *n_out,
-		       json_t *desc, struct qd_err *err)
+/* Olive's input_model.io_config: {"input_names": [...], "input_shapes": [[...], ...]}. */
+static const json_t *io_shape(const json_t *io, const char *name)
+{
+	const json_t *names = json_object_get(io, "input_names"), *shapes = json_object_get(io, "input_shapes");
+	size_t i; json_t *n;
+	json_array_foreach(names, i, n)
+		if (json_is_string(n) && !strcmp(json_string_value(n), name)) {
+			const json_t *s = json_array_get(shapes, i);
+			return json_is_array(s) ? s : NULL;
+		}
+	return NULL;
+}
+
+static int make_inputs(const struct qd_model *m, struct qd_engine *e, const json_t *io, struct qd_tensor **out,
+		       size_t *n_out, json_t *desc, struct qd_err *err)
 {
 	size_t n = qd_engine_n_inputs(e);
 	struct qd_tensor *t = calloc(n + 1, sizeof *t);
@@ -223,6 +236,12 @@ static int make_inputs(const struct qd_model *m, struct qd_engine *e, struct qd_
 		}
 		int64_t dims[QD_MAX_DIMS];
 		int nd = tt->shape ? (int)tt->shape->n_dim : 0;
+		const json_t *given = io_shape(io, vi->name);
+		if (given && (int)json_array_size(given) != nd) {
+			qd_tensors_release(t, i);
+			return qd_err_set(err, QD_EINVAL, "input_model.io_config.input_shapes", "input_shapes for "
+					  "'%s' has %zu dims, the model input has %d", vi->name, json_array_size(given), nd);
+		}
 		if (nd > QD_MAX_DIMS) {
 			qd_tensors_release(t, i);
 			return qd_err_set(err, QD_EUNSUPPORTED, vi->name, "input '%s' has too many dims", vi->name);
@@ -233,6 +252,16 @@ static int make_inputs(const struct qd_model *m, struct qd_engine *e, struct qd_
 			bool fixed = dm->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE &&
 				     dm->dim_value > 0;
 			dims[k] = fixed ? dm->dim_value : k == 0 ? QD_WF_SYM_BATCH : QD_WF_SYM_DIM;
+			if (given) {
+				json_int_t gv = json_integer_value(json_array_get(given, k));
+				if (gv <= 0 || (fixed && gv != dm->dim_value)) {
+					qd_tensors_release(t, i);
+					return qd_err_set(err, QD_EINVAL, "input_model.io_config.input_shapes",
+							  "input_shapes for '%s' does not fit the model's shape at dim %d",
+							  vi->name, k);
+				}
+				dims[k] = gv;
+			}
 			json_array_append_new(shape, json_integer(dims[k]));
 		}
 		json_object_set_new(desc, vi->name, shape);
@@ -265,7 +294,7 @@ static int make_inputs(const struct qd_model *m, struct qd_engine *e, struct qd_
 	return 0;
 }
 
-static int run_model(const char *path, const struct qd_tensor *in, size_t n_in, bool gen_inputs,
+static int run_model(const char *path, const json_t *io, const struct qd_tensor *in, size_t n_in, bool gen_inputs,
 		     struct qd_tensor **gen, size_t *n_gen, json_t *desc, int threads,
 		     const volatile int *cancel, struct qd_tensor **out, size_t *n_out, struct qd_err *err)
 {
@@ -276,7 +305,7 @@ static int run_model(const char *path, const struct qd_tensor *in, size_t n_in, 
 	if (rc == 0)
 		rc = qd_engine_load(m, &eo, &e, err);
 	if (rc == 0 && gen_inputs) {
-		rc = make_inputs(m, e, gen, n_gen, desc, err);
+		rc = make_inputs(m, e, io, gen, n_gen, desc, err);
 		in = *gen;
 		n_in = *n_gen;
 	}
@@ -339,11 +368,12 @@ static json_t *measure_accuracy(struct wf *w, const char *float_path, const char
 	const volatile int *cancel = w->hooks ? w->hooks->cancel : NULL;
 	int threads = w->req->threads > 0 ? w->req->threads : 1;
 	json_t *res = NULL;
-	int rc = run_model(float_path, NULL, 0, true, &in, &n_in, desc, threads, cancel, &fo, &n_fo, &e);
+	const json_t *io = json_object_get(json_object_get(w->req->workflow, "input_model"), "io_config");
+	int rc = run_model(float_path, io, NULL, 0, true, &in, &n_in, desc, threads, cancel, &fo, &n_fo, &e);
 	const char *which = "float";
 	if (rc == 0) {
 		which = "quantized";
-		rc = run_model(quant_path, in, n_in, false, NULL, NULL, NULL, threads, cancel, &qo, &n_qo, &e);
+		rc = run_model(quant_path, NULL, in, n_in, false, NULL, NULL, NULL, threads, cancel, &qo, &n_qo, &e);
 	}
 	if (rc < 0) {
 		if (rc == -QD_ECANCELED) {
@@ -367,7 +397,7 @@ static json_t *measure_accuracy(struct wf *w, const char *float_path, const char
 	res = json_pack("{s:s, s:s, s:{s:I, s:o, s:s}, s:o, s:f}", "status", "ok", "engine", "quantd",
 			"inputs", "seed", (json_int_t)QD_WF_SEED, "shapes", desc,
 			"generator", "float uniform [-1,1); int [0, Gather table size) or [0,10); "
-				     "symbolic dims: first 1, others 32",
+				     "symbolic dims: input_model.io_config.input_shapes, else first 1, others 32",
 			"outputs", outs, "min_cosine", min_cos);
 out:
 	qd_tensors_release(in, n_in);
