@@ -6,10 +6,15 @@
 #include "qd_test.h"
 #include "store/store.h"
 
+#include <fcntl.h>
 #include <ftw.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <dirent.h>
 #include <unistd.h>
 
 static sqlite3_mem_methods orig;
@@ -178,6 +183,98 @@ static void rm_dir(const char *d)
 		fprintf(stderr, "cannot remove %s\n", d);
 }
 
+/* "Disk full": in a child with RLIMIT_FSIZE (writes past 512 KiB fail with EFBIG), stream a
+ * 1 MiB upload and then add models until SQLite cannot grow the WAL. The child reports
+ * over a pipe; the parent reopens the directory without the limit and checks every
+ * reported success is there and nothing else. */
+static void test_disk_full(void)
+{
+	char d[256];
+	run_dir(d, sizeof d);
+	struct qd_err err = { 0 };
+	struct qd_store *st = NULL;
+	CHECK_EQ_INT(qd_store_open(d, &st, &err), 0);
+	qd_store_close(st);
+	int fds[2];
+	CHECK_EQ_INT(pipe(fds), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(fds[0]);
+		signal(SIGXFSZ, SIG_IGN);
+		struct { int upload_rc, db_rc, ok_models, msg_ok, tmp_left; } rep = { 0 };
+		struct qd_store_conn *c = NULL;
+		if (qd_store_open(d, &st, &err) < 0 || qd_store_connect(st, &c, &err) < 0)
+			_exit(2);
+		struct rlimit rl = { 512 << 10, 512 << 10 };
+		setrlimit(RLIMIT_FSIZE, &rl);
+		struct qd_blob_writer *w = NULL;
+		static char chunk[64 * 1024];
+		if (qd_blob_writer_open(st, &w, &err) == 0) {
+			for (int i = 0; i < 16 && rep.upload_rc == 0; i++)
+				rep.upload_rc = qd_blob_writer_write(w, chunk, sizeof chunk, &err);
+			if (rep.upload_rc < 0 && strstr(err.msg, "cannot write blob"))
+				rep.msg_ok++;
+			qd_blob_writer_abort(w);
+		}
+		char tmp[300];
+		snprintf(tmp, sizeof tmp, "%s/tmp", d);
+		rep.tmp_left = -1;
+		DIR *dd = opendir(tmp);
+		if (dd) {
+			struct dirent *e;
+			rep.tmp_left = 0;
+			while ((e = readdir(dd)))
+				rep.tmp_left += e->d_name[0] != '.';
+			closedir(dd);
+		}
+		for (int i = 0; i < 5000 && rep.db_rc == 0; i++) {
+			char text[64], sha[65], name[200];
+			snprintf(text, sizeof text, "full disk model %d", i);
+			memset(name, 'n', sizeof name - 1);
+			name[sizeof name - 1] = 0;
+			rep.db_rc = qd_blob_put_mem(st, text, strlen(text), sha, NULL, &err);
+			if (rep.db_rc == 0)
+				rep.db_rc = qd_model_insert(c, sha, (int64_t)strlen(text), name, NULL, NULL,
+							    NULL, &err);
+			if (rep.db_rc == 0)
+				rep.ok_models++;
+		}
+		if (rep.db_rc < 0 && err.msg[0])
+			rep.msg_ok++;
+		if (write(fds[1], &rep, sizeof rep) != (ssize_t)sizeof rep)
+			_exit(3);
+		qd_store_disconnect(c);
+		qd_store_close(st);
+		_exit(0);
+	}
+	close(fds[1]);
+	struct { int upload_rc, db_rc, ok_models, msg_ok, tmp_left; } rep = { 0 };
+	ssize_t got = read(fds[0], &rep, sizeof rep);
+	close(fds[0]);
+	int status = 0;
+	waitpid(pid, &status, 0);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK_EQ_INT(got, sizeof rep);
+	CHECK_EQ_INT(rep.upload_rc, -QD_EIO);
+	CHECK_EQ_INT(rep.tmp_left, 0);
+	CHECKF(rep.db_rc == -QD_EDB || rep.db_rc == -QD_EIO, "db_rc %d", rep.db_rc);
+	CHECK_EQ_INT(rep.msg_ok, 2);
+	CHECK(rep.ok_models > 10);
+	printf("disk full: upload failed with %s, %d models stored before %s\n",
+	       qd_err_name(rep.upload_rc), rep.ok_models, qd_err_name(rep.db_rc));
+	/* Without the limit: everything reported stored is there, the rest is not. */
+	CHECK_EQ_INT(verify(d), 0);
+	struct qd_store_conn *c = NULL;
+	CHECK_EQ_INT(qd_store_open(d, &st, &err), 0);
+	CHECK_EQ_INT(qd_store_connect(st, &c, &err), 0);
+	struct qd_store_counts cnt = { 0 };
+	CHECK_EQ_INT(qd_store_counts(c, &cnt, &err), 0);
+	CHECK_EQ_INT(cnt.models, rep.ok_models);
+	qd_store_disconnect(c);
+	qd_store_close(st);
+	rm_dir(d);
+}
+
 int main(void)
 {
 	sqlite3_config(SQLITE_CONFIG_GETMALLOC, &orig);
@@ -224,5 +321,6 @@ int main(void)
 	CHECK_EQ_INT(bad_codes, 0);
 	CHECK_EQ_INT(verify_bad, 0);
 	CHECK(faulted > runs / 4);
+	test_disk_full();
 	return qd_test_done("test_store_fault");
 }
