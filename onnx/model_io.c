@@ -576,13 +576,14 @@ static int af_open(struct afile *f, const char *path, struct qd_err *err)
 	f->base.append = af_append;
 	f->cap = 1 << 20;
 	f->path = strdup(path);
-	f->tmp = qd_asprintf("%s.tmp.%d", path, (int)getpid());
+	f->tmp = qd_asprintf("%s.tmp.XXXXXX", path);
 	f->buf = malloc(f->cap);
 	if (!f->path || !f->tmp || !f->buf)
 		return qd_err_set(err, QD_ENOMEM, path, "cannot write '%s': out of memory", path);
-	f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	f->fd = mkostemp(f->tmp, O_CLOEXEC); /* unique: concurrent saves never share a tmp */
 	if (f->fd < 0)
 		return qd_err_set(err, QD_EIO, path, "cannot create '%s': %s", f->tmp, strerror(errno));
+	fchmod(f->fd, 0644); /* mkostemp creates 0600; models are not secrets of this process */
 	return 0;
 }
 
