@@ -378,9 +378,9 @@ void qd_config_usage(FILE *f)
 		fprintf(f, "  --%-18s %s\n  %-20s env %s, default '%s'\n", flag, opt_rows[i].help, "",
 			env, opt_rows[i].dflt);
 	}
-	fprintf(f, "  --%-18s %s\n  %-20s env QUANTD_CONFIG\n", "config FILE",
-		"config file: 'key = value' lines ('#' comments) or one JSON object; keys are the", "");
-	fprintf(f, "  %-20s option names above (with '_' or '-')\n\n", "");
+	fprintf(f, "  --%-18s %s\n  %-20s %s\n  %-20s env QUANTD_CONFIG, default none\n\n", "config FILE",
+		"config file: 'key = value' lines ('#' comments) or one JSON object;", "",
+		"keys are the option names above, with '_' or '-'", "");
 	fprintf(f, "Precedence: flags > environment > config file > defaults. Integer options accept\n"
 		   "k/M/G suffixes (powers of 1024). Listening on a non-loopback address requires a token.\n"
 		   "Signals: SIGTERM/SIGINT stop accepting requests, let running jobs finish for\n"

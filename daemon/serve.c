@@ -8,11 +8,55 @@
 #include "api/api.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+/* Signals: libraries start threads before main (OpenBLAS's pool), so blocking signals in
+ * our threads cannot guarantee which thread a process-directed SIGTERM lands on. A real
+ * handler runs on whichever thread gets it and writes the number into a self-pipe that
+ * the main loop polls. The only process-global state here, by necessity. */
+static int sig_pipe[2] = { -1, -1 };
+
+static void on_signal(int sig)
+{
+	int e = errno;
+	unsigned char b = (unsigned char)sig;
+	if (write(sig_pipe[1], &b, 1) < 0) {
+		/* pipe full: a signal is already pending */
+	}
+	errno = e;
+}
+
+static int signals_install(void)
+{
+	if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK))
+		return -1;
+	struct sigaction sa = { .sa_handler = on_signal };
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	return 0;
+}
+
+/* Wait up to ms for a signal; returns its number or 0. */
+static int signals_wait(int ms)
+{
+	struct pollfd p = { .fd = sig_pipe[0], .events = POLLIN };
+	if (poll(&p, 1, ms) <= 0)
+		return 0;
+	unsigned char b = 0;
+	if (read(sig_pipe[0], &b, 1) != 1)
+		return 0;
+	return b;
+}
 
 struct qd_store_conn *qd_daemon_conn_get(struct qd_daemon *d, struct qd_err *err)
 {
@@ -105,14 +149,10 @@ int qd_cmd_serve(int argc, char **argv)
 	qd_log_set_level((enum qd_log_level)qd_config_log_level(&d->cfg));
 	qd_config_log(&d->cfg);
 
-	/* signals: handled synchronously by the main thread; every thread inherits the mask */
-	sigset_t sigs;
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	if (signals_install()) {
+		fprintf(stderr, "quantd serve: cannot install signal handlers: %s\n", strerror(errno));
+		goto out;
+	}
 
 	if (qd_store_open(d->cfg.data_dir, &d->store, &err)) {
 		fprintf(stderr, "quantd serve: cannot open data directory '%s': %s\n", d->cfg.data_dir, err.msg);
@@ -156,8 +196,7 @@ int qd_cmd_serve(int argc, char **argv)
 	double last_wd = 0;
 	int sig = 0;
 	for (;;) {
-		struct timespec ts = { .tv_sec = 0, .tv_nsec = 500 * 1000 * 1000 };
-		sig = sigtimedwait(&sigs, NULL, &ts);
+		sig = signals_wait(500);
 		if (sig == SIGHUP) {
 			qd_log(QD_LOG_INFO, NULL, "SIGHUP ignored (restart the service to change its configuration)");
 			continue;

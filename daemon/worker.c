@@ -128,12 +128,22 @@ static int import_artifacts(struct job_ctx *j, const char *out_dir, struct qd_er
 		rc = qd_err_set(err, QD_EIO, "", "cannot list the job's output directory: %s", strerror(errno));
 		goto out;
 	}
-	/* fixed order: the table first (model first), then anything else alphabetically */
+	/* order: the table's files first (model first), then anything else */
 	struct dirent *de;
 	char **names = NULL;
 	size_t nn = 0;
+	for (size_t k = 0; k < QD_ARRAY_LEN(artifact_kinds); k++) {
+		char **t = realloc(names, (nn + 1) * sizeof *names);
+		if (!t)
+			break;
+		names = t;
+		names[nn++] = strdup(artifact_kinds[k].file);
+	}
 	while ((de = readdir(dir))) {
-		if (de->d_name[0] == '.')
+		bool known = de->d_name[0] == '.';
+		for (size_t k = 0; k < QD_ARRAY_LEN(artifact_kinds) && !known; k++)
+			known = !strcmp(de->d_name, artifact_kinds[k].file);
+		if (known)
 			continue;
 		char **t = realloc(names, (nn + 1) * sizeof *names);
 		if (!t)
@@ -142,46 +152,42 @@ static int import_artifacts(struct job_ctx *j, const char *out_dir, struct qd_er
 		names[nn++] = strdup(de->d_name);
 	}
 	closedir(dir);
-	for (size_t pass = 0; pass < 2 && !rc; pass++)
-		for (size_t i = 0; i < nn && !rc; i++) {
-			if (!names[i])
-				continue;
-			const char *kind = "file", *ctype = "application/octet-stream";
-			bool in_table = false;
-			for (size_t k = 0; k < QD_ARRAY_LEN(artifact_kinds); k++)
-				if (!strcmp(names[i], artifact_kinds[k].file)) {
-					kind = artifact_kinds[k].kind;
-					ctype = artifact_kinds[k].ctype;
-					in_table = true;
-				}
-			if (in_table != (pass == 0))
-				continue;
-			if (!in_table && strlen(names[i]) > 5 && !strcmp(names[i] + strlen(names[i]) - 5, ".json"))
-				ctype = "application/json";
-			char *path = qd_asprintf("%s/%s", out_dir, names[i]);
-			struct stat sb;
-			if (!path || stat(path, &sb) || !S_ISREG(sb.st_mode)) {
-				free(path);
-				continue;
+	for (size_t i = 0; i < nn && !rc; i++) {
+		if (!names[i])
+			continue;
+		const char *kind = "file", *ctype = "application/octet-stream";
+		for (size_t k = 0; k < QD_ARRAY_LEN(artifact_kinds); k++)
+			if (!strcmp(names[i], artifact_kinds[k].file)) {
+				kind = artifact_kinds[k].kind;
+				ctype = artifact_kinds[k].ctype;
 			}
-			char sha[65];
-			uint64_t size = 0;
-			rc = qd_blob_put_file(st, path, sha, &size, err);
+		size_t ln = strlen(names[i]);
+		if (!strcmp(kind, "file") && ln > 5 && !strcmp(names[i] + ln - 5, ".json"))
+			ctype = "application/json";
+		char *path = qd_asprintf("%s/%s", out_dir, names[i]);
+		struct stat sb;
+		if (!path || stat(path, &sb) || !S_ISREG(sb.st_mode)) {
 			free(path);
-			if (rc)
-				break;
-			bool dup = false;
-			for (size_t h = 0; h < n_have; h++)
-				if (have[h].name && !strcmp(have[h].name, names[i]) && !strcmp(have[h].sha256, sha))
-					dup = true;
-			if (!dup && (rc = qd_artifact_add(j->c, j->job_id, kind, names[i], sha, (int64_t)size,
-							  ctype, NULL, err)))
-				break;
-			if (!strcmp(kind, "model"))
-				got_model = true;
-			job_log(j, QD_LOG_INFO, "artifact %s: %llu bytes, sha256 %s", names[i],
-				(unsigned long long)size, sha);
+			continue;  /* optional files (model.onnx.data, ...) may be absent */
 		}
+		char sha[65];
+		uint64_t size = 0;
+		rc = qd_blob_put_file(st, path, sha, &size, err);
+		free(path);
+		if (rc)
+			break;
+		bool dup = false;
+		for (size_t h = 0; h < n_have; h++)
+			if (have[h].name && !strcmp(have[h].name, names[i]) && !strcmp(have[h].sha256, sha))
+				dup = true;
+		if (!dup && (rc = qd_artifact_add(j->c, j->job_id, kind, names[i], sha, (int64_t)size,
+						  ctype, NULL, err)))
+			break;
+		if (!strcmp(kind, "model"))
+			got_model = true;
+		job_log(j, QD_LOG_INFO, "artifact %s: %llu bytes, sha256 %s", names[i],
+			(unsigned long long)size, sha);
+	}
 	for (size_t i = 0; i < nn; i++)
 		free(names[i]);
 	free(names);

@@ -437,31 +437,48 @@ def t_cancel_delete(d, model_id):
     check(r.status == 404, "deleted job -> 404")
 
 
-def t_crash_recovery(tmp, models, ids_unused):
-    """kill -9 while jobs run; restart; every job finishes; every blob has its sha256."""
+def running_in_db(data_dir):
+    """Ids of jobs the (dead) daemon left in state running, read from the SQLite file."""
+    import sqlite3
+    db = sqlite3.connect(os.path.join(data_dir, "quantd.db"), timeout=10)
+    try:
+        return [r[0] for r in db.execute("SELECT id FROM jobs WHERE state = 'running'")]
+    finally:
+        db.close()
+
+
+def t_crash_recovery(tmp, models):
+    """kill -9 while a job runs; restart; every job finishes; every blob has its sha256."""
     data = os.path.join(tmp, "crash", "data")
     os.makedirs(os.path.dirname(data))
     d = Daemon(data, ["--workers", "1"], name="crash")
     d.start()
-    big = [m for m in models if m[0] in ("bert", "ocr_det")] or models[-1:]
+    big = [m for m in models if m[0] == "bert"] or [max(models, key=lambda m: os.path.getsize(m[1]))]
     key, path = big[0][0], big[0][1]
     r = upload(d, path)
     mid = (r.json() or {}).get("id")
     jobs = []
-    for fmt, pc, prec in GRID[:4]:
+    for fmt, pc, prec in GRID:
         r = submit(d, mid, {"q": {"type": "OnnxDynamicQuantization", "quant_format": fmt, "per_channel": pc, "precision": prec}})
         if r.status == 202:
             jobs.append(r.json()["id"])
-    check(len(jobs) == 4, "crash test: 4 jobs queued on %s" % key)
-    # wait until a job is running, then kill -9
-    deadline = time.time() + 60
-    running = False
-    while time.time() < deadline and not running:
-        running = any(j["state"] == "running" for j in d.get_json("/v1/jobs?state=running")["items"])
-        if not running:
-            time.sleep(0.05)
-    check(running, "crash test: a job is running before the kill")
-    d.kill9()
+    check(len(jobs) == len(GRID), "crash test: %d jobs queued on %s" % (len(GRID), key))
+    # wait until a job is running, kill -9, and read from the database which job was cut
+    # off (retry if the job happened to finish between the poll and the kill)
+    interrupted = []
+    for cycle in range(4):
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if d.get_json("/v1/jobs?state=running")["items"]:
+                break
+            time.sleep(0.02)
+        d.kill9()
+        interrupted = running_in_db(data)
+        if interrupted:
+            break
+        d = Daemon(data, ["--workers", "1"], name="crash-retry%d" % cycle)
+        d.start()
+    check(interrupted, "crash test: kill -9 left a job running in the database", interrupted)
     d2 = Daemon(data, ["--workers", "2"], name="crash2")
     d2.start()
     check(d2.healthy(), "restarted daemon on the same data dir serves")
@@ -470,22 +487,89 @@ def t_crash_recovery(tmp, models, ids_unused):
         j = wait_job(d2, jid)
         states[jid] = j and j["state"]
     check(all(s == "succeeded" for s in states.values()), "every job finishes after the crash", states)
-    attempts = [d2.get_json("/v1/jobs/" + j)["attempts"] for j in jobs]
-    check(max(attempts) >= 2, "the interrupted job ran again (attempts >= 2)", attempts)
+    att = {jid: d2.get_json("/v1/jobs/" + jid)["attempts"] for jid in interrupted}
+    check(interrupted and all(a >= 2 for a in att.values()), "the interrupted job ran again (attempts >= 2)", att)
+    with open(d2.log_path, "rb") as f:
+        check(b"recovered interrupted jobs: 1 requeued" in f.read(), "start-up log reports the requeued job")
     bad = []
     for m in d2.get_json("/v1/models?limit=1000")["items"]:
         r = d2.request("GET", m["content_url"])
         if r.status != 200 or hashlib.sha256(r.body).hexdigest() != m["sha256"]:
             bad.append(m["id"])
+    n_arts = 0
     for jid in jobs:
         j = d2.get_json("/v1/jobs/" + jid)
+        names = [a["name"] for a in j.get("artifacts", [])]
+        if len(names) != len(set(names)):
+            bad.append("duplicate artifacts in " + jid)
         for a in j.get("artifacts", []):
+            n_arts += 1
             r = d2.request("GET", a["url"])
             if r.status != 200 or hashlib.sha256(r.body).hexdigest() != a["sha256"]:
                 bad.append(a["id"])
-    check(not bad, "every model and artifact downloads with its sha256 after the crash", bad)
+    check(not bad and n_arts >= 3 * len(jobs), "every model and artifact (%d) downloads with its sha256 after the crash" % n_arts, bad)
+
+    # SIGTERM with --grace-seconds 0 while a job runs: exit 0, the job is requeued (or
+    # left running and recovered), and finishes after the next start
     rc = d2.stop()
     check(rc == 0, "SIGTERM -> exit 0", rc)
+    d3 = Daemon(data, ["--workers", "1", "--grace-seconds", "0"], name="grace")
+    d3.start()
+    more = []
+    for fmt, pc, prec in GRID[:4]:
+        r = submit(d3, mid, {"q": {"type": "OnnxDynamicQuantization", "quant_format": fmt, "per_channel": pc, "precision": prec}})
+        if r.status == 202:
+            more.append(r.json()["id"])
+    deadline = time.time() + 60
+    while time.time() < deadline and not d3.get_json("/v1/jobs?state=running")["items"]:
+        time.sleep(0.02)
+    t0 = time.time()
+    rc = d3.stop()
+    check(rc == 0 and time.time() - t0 < 20, "SIGTERM with running jobs and --grace-seconds 0 -> exit 0 promptly", (rc, time.time() - t0))
+    left = running_in_db(data)
+    d4 = Daemon(data, ["--workers", "2"], name="grace2")
+    d4.start()
+    states = {jid: (wait_job(d4, jid) or {}).get("state") for jid in more}
+    check(all(s == "succeeded" for s in states.values()), "jobs stopped by SIGTERM finish after the restart", (states, left))
+    check(d4.stop() == 0, "SIGTERM on an idle daemon -> exit 0")
+
+
+def t_sd_notify(tmp):
+    """READY=1, WATCHDOG=1 and STOPPING=1 arrive on $NOTIFY_SOCKET."""
+    import socket
+    sock_path = os.path.join(tmp, "notify.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(sock_path)
+    s.settimeout(5)
+    data = os.path.join(tmp, "notify", "data")
+    os.makedirs(os.path.dirname(data))
+    old = os.environ.copy()
+    os.environ.update(NOTIFY_SOCKET=sock_path, WATCHDOG_USEC="400000")
+    os.environ.pop("WATCHDOG_PID", None)
+    try:
+        d = Daemon(data, [], name="notify")
+        d.start()
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    got = []
+    try:
+        deadline = time.time() + 5
+        while time.time() < deadline and sum(1 for g in got if g.startswith("WATCHDOG=1")) < 2:
+            got.append(s.recv(4096).decode())
+    except OSError:
+        pass
+    check(got and got[0].startswith("READY=1"), "sd_notify READY=1 first", got[:3])
+    check(sum(1 for g in got if g == "WATCHDOG=1") >= 2, "sd_notify WATCHDOG=1 pings every WATCHDOG_USEC/2", got[:5])
+    rc = d.stop()
+    stopping = False
+    try:
+        while not stopping:
+            stopping = s.recv(4096).decode().startswith("STOPPING=1")
+    except OSError:
+        pass
+    check(rc == 0 and stopping, "SIGTERM sends STOPPING=1 and exits 0", rc)
+    s.close()
 
 
 def t_limits(tmp, models):
@@ -602,7 +686,8 @@ def main():
         d = None
         t_limits(tmp, models)
         t_auth(tmp, models)
-        t_crash_recovery(tmp, models, ids)
+        t_sd_notify(tmp)
+        t_crash_recovery(tmp, models)
     except Exception as e:  # a crash of the suite is a failure, not a silent pass
         import traceback
         traceback.print_exc()
