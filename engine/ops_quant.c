@@ -156,7 +156,8 @@ void qd_q_dynamic_params(const float *x, int64_t n, float *scale, int32_t *zp)
 		if (x[i] < mn) mn = x[i];
 		if (x[i] > mx) mx = x[i];
 	}
-	float s = (mx == mn ? 1.0f : mx - mn) / 255.0f;
+	/* an all-zero input gets scale 1 (ONNX Runtime; the ONNX reference has 1/255) */
+	float s = mx == mn ? 1.0f : (mx - mn) / 255.0f;
 	float z = 0.0f - mn / s;
 	if (!(z >= 0.0f)) z = 0.0f;
 	if (z > 255.0f) z = 255.0f;

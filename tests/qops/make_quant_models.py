@@ -321,6 +321,54 @@ def dyn_quant():
     return c
 
 
+def dyn_case(name, x):
+    c = Case(name, opset=11)
+    c.inp("x", x)
+    c.node("DynamicQuantizeLinear", ["x"], ["y", "y_scale", "y_zp"])
+    c.out("y", TensorProto.UINT8, "q")
+    c.out("y_scale", TensorProto.FLOAT, "float")
+    c.out("y_zp", TensorProto.UINT8, "q")
+    c.fnode("Identity", ["x"], ["x_ref"])
+    c.fout("x_ref")
+    c.node("DequantizeLinear", ["y", "y_scale", "y_zp"], ["y_dq"])
+    step = max((max(0, x.max()) - min(0, x.min())) / 255, 1e-6)
+    c.out("y_dq", TensorProto.FLOAT, "qf", step)
+    c.cmp("y_dq", "x_ref", step * 0.5 + 1e-5)
+    return c
+
+
+@case
+def dyn_quant_zeros():
+    return dyn_case("dyn_quant_zeros", np.zeros((2, 3), np.float32))
+
+
+@case
+def dyn_quant_pos():
+    return dyn_case("dyn_quant_pos", np.linspace(0.5, 3.0, 12).astype(np.float32).reshape(3, 4))
+
+
+@case
+def q_s8_axis_neg():
+    c = Case("q_s8_axis_neg", opset=13)
+    x = halves(c.rng, (3, 2, 5), 0.02)
+    s = (0.01 + 0.02 * c.rng.rand(5)).astype(np.float32)
+    z = c.rng.randint(-10, 10, size=5).astype(np.int8)
+    c.inp("x", x)
+    c.init("s", s)
+    c.init("z", z)
+    c.node("QuantizeLinear", ["x", "s", "z"], ["y"], axis=-1)
+    c.out("y", TensorProto.INT8, "q")
+    c.node("DequantizeLinear", ["y", "s", "z"], ["y_dq"], axis=-1)
+    c.out("y_dq", TensorProto.FLOAT, "qf", float(s.max()))
+    c.finit("lo", ((-128 - z.astype(np.float64)) * s).astype(np.float32))
+    c.finit("hi", ((127 - z.astype(np.float64)) * s).astype(np.float32))
+    c.fnode("Max", ["x", "lo"], ["x_lo"])
+    c.fnode("Min", ["x_lo", "hi"], ["x_ref"])
+    c.fout("x_ref")
+    c.cmp("y_dq", "x_ref", float(s.max()) * 0.5 + 1e-5)
+    return c
+
+
 # ---- integer matmul / conv --------------------------------------------------------------
 
 def rand_q(rng, shape, dt):
@@ -362,6 +410,41 @@ def mmi_u8s8():
 @case
 def mmi_s8s8():
     return mmi_case("mmi_s8s8", np.int8, np.int8, True)
+
+
+@case
+def conv_integer_1d():
+    c = Case("conv_integer_1d", opset=13)
+    x = rand_q(c.rng, (2, 3, 11), np.uint8)
+    w = rand_q(c.rng, (5, 3, 4), np.uint8)
+    c.inp("x", x)
+    c.init("w", w)
+    c.init("xz", np.array(100, np.uint8))
+    c.init("wz", np.array(128, np.uint8))
+    attrs = {"pads": [2, 1], "strides": [2], "dilations": [2]}
+    c.node("ConvInteger", ["x", "w", "xz", "wz"], ["y"], **attrs)
+    c.out("y", TensorProto.INT32, "int")
+    c.finit("one", np.array(1, np.float32))
+    conv_float_ref(c, "x", "w", None, attrs, "one", "xz", "one", "wz", None)
+    c.cmp("y", "y_ref", 1e-2)
+    return c
+
+
+@case
+def conv_integer_3d():
+    c = Case("conv_integer_3d", opset=13)
+    x = rand_q(c.rng, (1, 2, 4, 5, 5), np.uint8)
+    w = rand_q(c.rng, (3, 2, 2, 3, 3), np.uint8)
+    c.inp("x", x)
+    c.init("w", w)
+    c.init("xz", np.array(127, np.uint8))
+    attrs = {"pads": [0, 1, 1, 1, 1, 0], "strides": [1, 2, 1]}
+    c.node("ConvInteger", ["x", "w", "xz"], ["y"], **attrs)
+    c.out("y", TensorProto.INT32, "int")
+    c.finit("one", np.array(1, np.float32))
+    conv_float_ref(c, "x", "w", None, attrs, "one", "xz", "one", None, None)
+    c.cmp("y", "y_ref", 1e-2)
+    return c
 
 
 def conv_float_ref(c, x, w, bias, attrs, xs, xz, ws, wz, w_axis):
@@ -647,10 +730,12 @@ def mm_int_to_float():
 
 def pack_nbits(q, bits):
     """q [N, k_blocks, block] codes -> uint8 [N, k_blocks, block*bits/8], low bits first."""
-    if bits == 8:
-        return q.astype(np.uint8)
-    lo, hi = q[..., 0::2], q[..., 1::2]
-    return (lo | (hi << 4)).astype(np.uint8)
+    per = 8 // bits
+    q = q.reshape(q.shape[:-1] + (q.shape[-1] // per, per)).astype(np.uint32)
+    out = np.zeros(q.shape[:-1], np.uint32)
+    for i in range(per):
+        out |= q[..., i] << (bits * i)
+    return out.astype(np.uint8)
 
 
 def mnb_case(name, K, N, block, zp_mode, with_bias, bits=4):
@@ -678,12 +763,10 @@ def mnb_case(name, K, N, block, zp_mode, with_bias, bits=4):
     c.init("scales", scale, float_too=False)
     ins = ["a", "B", "scales"]
     if zp_mode == "packed":
-        if bits == 4:
-            zpp = np.zeros((N, (kb + 1) // 2), np.uint8)
-            for j in range(kb):
-                zpp[:, j // 2] |= (zp[:, j] << (4 * (j % 2))).astype(np.uint8)
-        else:
-            zpp = zp.astype(np.uint8)
+        per = 8 // bits
+        zpp = np.zeros((N, (kb + per - 1) // per), np.uint8)
+        for j in range(kb):
+            zpp[:, j // per] |= (zp[:, j] << (bits * (j % per))).astype(np.uint8)
         c.init("zp", zpp, float_too=False)
         ins.append("zp")
     elif zp_mode == "float":
@@ -719,6 +802,11 @@ def mnb4_nozp_bias():
 @case
 def mnb4_floatzp():
     return mnb_case("mnb4_floatzp", 48, 4, 16, "float", False)
+
+
+@case
+def mnb2_zp():
+    return mnb_case("mnb2_zp", 64, 3, 32, "packed", False, bits=2)
 
 
 @case
@@ -898,6 +986,12 @@ def qlavgpool_u8():
 def qlavgpool_s8_incpad():
     return qlpool_case("qlavgpool_s8_incpad", np.int8, False, False, kernel_shape=[2, 3], strides=[1, 2],
                        pads=[1, 0, 0, 1], count_include_pad=1)
+
+
+@case
+def qlavgpool_u8_ceil():
+    return qlpool_case("qlavgpool_u8_ceil", np.uint8, False, False, kernel_shape=[3, 3], strides=[2, 2],
+                       pads=[0, 0, 1, 0], ceil_mode=1)
 
 
 @case
