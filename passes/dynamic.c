@@ -1204,6 +1204,14 @@ static int raise_opset(struct dyn *d, int64_t to)
 	return 0;
 }
 
+static bool model_has_op(const Onnx__GraphProto *g, const char *op)
+{
+	for (size_t i = 0; i < g->n_node; i++)
+		if (!strcmp(g->node[i]->op_type, op))
+			return true;
+	return false;
+}
+
 /* ---- entry points ---- */
 
 int qd_pass_check_dynamic(const char *pass_name, const json_t *space, struct qd_err *err)
@@ -1336,6 +1344,14 @@ int qd_pass_run_dynamic(struct qd_pass_ctx *ctx, struct qd_model *m, const json_
 	}
 	if (d.cfg.qdq && d.opset < 11 && (rc = raise_opset(&d, 11)) < 0)
 		goto out;
+	if (!d.cfg.qdq && d.opset < 11 && d.cfg.op_types && in_list(d.cfg.op_types, "Conv") &&
+	    model_has_op(m->proto->graph, "Conv")) {
+		/* ConvInteger needs DynamicQuantizeLinear (opset 11): raise when it is safe */
+		if ((rc = raise_opset(&d, 11)) < 0) {
+			qd_pass_log(ctx, QD_LOG_WARN, "Conv stays float: %s", err->msg);
+			qd_err_clear(err);
+		}
+	}
 	if (!d.cfg.qdq && d.opset < 11)
 		qd_pass_log(ctx, QD_LOG_INFO, "opset %lld < 11: MatMul becomes com.microsoft."
 			    "DynamicQuantizeMatMul; the opset import is left unchanged", (long long)d.opset);
