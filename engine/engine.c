@@ -155,12 +155,50 @@ static int slot_new(struct qd_engine *e, const char *name, struct qd_egraph *own
 	return e->n_slots++;
 }
 
+/* ---- buffer pool: activations are recycled instead of going back to malloc (big
+ * mallocs are fresh mmaps whose first touch page-faults). Best fit within 2x. ---- */
+#define POOL_MAX 128
+
+static void *pool_get(struct qd_engine *e, size_t n)
+{
+	int best = -1;
+	for (int i = 0; i < e->n_pool; i++) {
+		size_t c = e->pool[i].cap;
+		if (c >= n && c <= 2 * n + 4096 && (best < 0 || c < e->pool[best].cap)) best = i;
+	}
+	if (best < 0) return malloc(n ? n : 1);
+	void *p = e->pool[best].p;
+	e->pool[best] = e->pool[--e->n_pool];
+	return p;
+}
+
+static void pool_put(struct qd_engine *e, void *p, size_t cap)
+{
+	if (!p) return;
+	if (cap < 4096 || !e->pool) { free(p); return; }
+	if (e->n_pool == POOL_MAX) { /* evict the smallest */
+		int s = 0;
+		for (int i = 1; i < e->n_pool; i++) if (e->pool[i].cap < e->pool[s].cap) s = i;
+		if (e->pool[s].cap >= cap) { free(p); return; }
+		free(e->pool[s].p);
+		e->pool[s] = e->pool[--e->n_pool];
+	}
+	e->pool[e->n_pool++] = (struct qd_pool_buf){ p, cap };
+}
+
+static void pool_free(struct qd_engine *e)
+{
+	for (int i = 0; i < e->n_pool; i++) free(e->pool[i].p);
+	e->n_pool = 0;
+}
+
 void qd_engine_slot_clear(struct qd_engine *e, int id)
 {
 	struct qd_slot *s = &e->slots[id];
 	if (!s->has) return;
 	if (!s->is_const) e->live_bytes -= s->t.nbytes;
-	free(s->t.data);
+	if (s->is_const) free(s->t.data);
+	else pool_put(e, s->t.data, s->t.nbytes);
 	free(s->t.name);
 	memset(&s->t, 0, sizeof(s->t));
 	s->has = false;
@@ -210,8 +248,26 @@ static struct qd_tensor *ctx_out(struct qd_ctx *c, int i, int dtype, int ndim, c
 	}
 	struct qd_tensor *t = c->out[i];
 	qd_tensor_release(t);
-	int rc = zero ? qd_tensor_alloc(t, NULL, dtype, ndim, dims)
-		      : qd_tensor_alloc_raw(t, NULL, dtype, ndim, dims);
+	/* shape/size checks via a zero-dim probe, data from the pool */
+	int rc = 0;
+	size_t es = qd_dtype_size(dtype);
+	int64_t cnt = 1;
+	if (!es || ndim < 0 || ndim > QD_MAX_DIMS) rc = -QD_EINVAL;
+	for (int k = 0; !rc && k < ndim; k++) {
+		if (dims[k] < 0) rc = -QD_EINVAL;
+		else if (dims[k] && cnt > ((int64_t)1 << 40) / (int64_t)es / dims[k]) rc = -QD_ETOO_LARGE;
+		else cnt *= dims[k];
+	}
+	if (!rc) {
+		memset(t, 0, sizeof(*t));
+		t->dtype = dtype;
+		t->ndim = ndim;
+		if (ndim) memcpy(t->dims, dims, ndim * sizeof(int64_t));
+		t->nbytes = (size_t)cnt * es;
+		t->data = pool_get(c->e, t->nbytes);
+		if (!t->data) rc = -QD_ENOMEM;
+		else if (zero) memset(t->data, 0, t->nbytes);
+	}
 	if (rc) {
 		char b[128];
 		qd_ctx_fail(c, -rc, "cannot allocate output %d (%s %s)", i, qd_dtype_name(dtype),
@@ -239,6 +295,21 @@ int qd_ctx_out_copy(struct qd_ctx *c, int i, const struct qd_tensor *t, int ndim
 		return qd_ctx_fail(c, QD_ESHAPE, "cannot reshape %zu bytes into %zu", t->nbytes, o->nbytes);
 	if (t->nbytes) memcpy(o->data, t->data, t->nbytes);
 	return 0;
+}
+
+void *qd_ctx_scratch(struct qd_ctx *c, size_t n)
+{
+	struct qd_engine *e = c->e;
+	if (n > e->scratch_cap) {
+		free(e->scratch);
+		e->scratch_cap = 0;
+		if (!(e->scratch = malloc(n ? n : 1))) {
+			qd_ctx_fail(c, QD_ENOMEM, "cannot allocate %zu bytes of scratch", n);
+			return NULL;
+		}
+		e->scratch_cap = n;
+	}
+	return e->scratch;
 }
 
 bool qd_ctx_wants(const struct qd_ctx *c, int i)
@@ -582,6 +653,7 @@ int qd_engine_load(const struct qd_model *m, const struct qd_engine_opts *opts,
 	struct qd_engine *e = calloc(1, sizeof(*e));
 	if (!e) return qd_err_set(err, QD_ENOMEM, "", "out of memory");
 	e->m = m;
+	e->pool = calloc(POOL_MAX, sizeof(*e->pool));
 	if (opts) e->opts = *opts;
 	if (e->opts.threads <= 0) e->opts.threads = 1;
 	struct loader L = { e, err };
@@ -596,6 +668,9 @@ void qd_engine_free(struct qd_engine *e)
 {
 	if (!e) return;
 	egraph_free(e->main);
+	pool_free(e);
+	free(e->pool);
+	free(e->scratch);
 	for (int i = 0; i < e->n_slots; i++) {
 		free(e->slots[i].t.data);
 		free(e->slots[i].t.name);

@@ -141,6 +141,9 @@ struct qd_engine {
 	struct qd_egraph *main;
 	qd_engine_hook hook; void *hook_ud;
 	size_t live_bytes, peak_bytes, const_bytes;
+	struct qd_pool_buf { void *p; size_t cap; } *pool; /* freed buffers kept for reuse */
+	int n_pool;
+	void *scratch; size_t scratch_cap;
 	double prof_time[QD_OP__COUNT];
 	long prof_count[QD_OP__COUNT];
 };
@@ -168,6 +171,9 @@ int qd_ctx_out_copy(struct qd_ctx *c, int i, const struct qd_tensor *t, int ndim
 int qd_ctx_fail(struct qd_ctx *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Required input i (error if absent). */
 const struct qd_tensor *qd_ctx_in(struct qd_ctx *c, int i);
+/* Engine-owned scratch of at least n bytes, valid until the next call (one per engine;
+ * kernels use it for im2col/column buffers). NULL with error set on OOM. */
+void *qd_ctx_scratch(struct qd_ctx *c, size_t n);
 /* Whether output i is connected (optional outputs may be absent). */
 bool qd_ctx_wants(const struct qd_ctx *c, int i);
 /* Run a subgraph with the given inputs bound to its input slots; outputs left in its
@@ -231,13 +237,18 @@ struct qd_conv_geom {
 };
 int qd_conv_geom(struct qd_ctx *c, const struct qd_tensor *x, const struct qd_tensor *w,
 		 struct qd_conv_geom *g);
-/* im2col for one image and one group: col is [C/group * prod(k)] x [prod(out)]. */
-void qd_im2col_f32(const struct qd_conv_geom *g, const float *x, float *col);
+/* im2col for one image and one group: col is [C/group * prod(k)] x [(r1-r0) * out_w] for
+ * the flattened output rows (od, oh) in [r0, r1). */
+void qd_im2col_f32(const struct qd_conv_geom *g, const float *x, float *col, int64_t r0, int64_t r1);
+/* Scratch bytes qd_conv_f32 needs for its column buffer (0 if none). */
+size_t qd_conv_work_bytes(const struct qd_conv_geom *g);
 /* Float conv / transposed conv on a geometry (internally 3-D: unused leading spatial dims
  * are 1), optimised and plain reference. Return 0 or -QD_ENOMEM. */
-int qd_conv_f32(const struct qd_conv_geom *g, const float *x, const float *w, const float *bias, float *y);
+int qd_conv_f32(const struct qd_conv_geom *g, const float *x, const float *w, const float *bias, float *y,
+		float *work /* qd_conv_work_bytes() or NULL */);
 void qd_conv_f32_ref(const struct qd_conv_geom *g, const float *x, const float *w, const float *bias, float *y);
-int qd_conv_transpose_f32(const struct qd_conv_geom *g, const float *x, const float *w, const float *bias, float *y);
+int qd_conv_transpose_f32(const struct qd_conv_geom *g, const float *x, const float *w, const float *bias, float *y,
+			  float *work /* (M/group)*prod(k)*prod(in) floats or NULL */);
 void qd_conv_transpose_f32_ref(const struct qd_conv_geom *g, const float *x, const float *w, const float *bias, float *y);
 
 #endif

@@ -1,6 +1,11 @@
 /* engine/ops_conv.c — Conv (im2col + sgemm, direct depthwise kernel, plain conv_ref twin)
  * and ConvTranspose (sgemm + col2im), 1-3 spatial dims, groups, dilations, pads, auto_pad.
  * Shapes are handled as 3-D internally (leading spatial dims of size 1). */
+/* hot loops: let GCC vectorise with runtime alias checks (-O2 uses the "very cheap"
+ * cost model that refuses them) */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("O3")
+#endif
 #include <stdlib.h>
 #include <string.h>
 #include "engine/engine_internal.h"
@@ -116,39 +121,41 @@ int qd_conv_geom(struct qd_ctx *c, const struct qd_tensor *x, const struct qd_te
 	return conv_geom(c, x, w, g, false);
 }
 
-/* col: rows = (c, kd, kh, kw) for C/group channels, cols = output positions. */
-void qd_im2col_f32(const struct qd_conv_geom *g, const float *x, float *col)
+/* col: rows = (c, kd, kh, kw) for C/group channels; columns = output positions of the
+ * flattened output rows (od, oh) in [r0, r1), OW each. */
+void qd_im2col_f32(const struct qd_conv_geom *g, const float *x, float *col, int64_t r0, int64_t r1)
 {
 	int64_t cg = g->C / g->group;
 	int64_t ID = g->in[0], IH = g->in[1], IW = g->in[2];
-	int64_t OD = g->out[0], OH = g->out[1], OW = g->out[2];
-	int64_t osz = OD * OH * OW;
+	int64_t OH = g->out[1], OW = g->out[2];
+	int64_t ncol = (r1 - r0) * OW;
 	for (int64_t ch = 0; ch < cg; ch++)
 		for (int64_t kd = 0; kd < g->k[0]; kd++)
 			for (int64_t kh = 0; kh < g->k[1]; kh++)
 				for (int64_t kw = 0; kw < g->k[2]; kw++) {
 					float *dst = col;
-					col += osz;
-					for (int64_t od = 0; od < OD; od++) {
+					col += ncol;
+					int64_t iw0 = kw * g->dil[2] - g->pad_b[2], sw = g->stride[2];
+					/* valid ow range: 0 <= ow*sw + iw0 < IW */
+					int64_t lo = iw0 >= 0 ? 0 : (-iw0 + sw - 1) / sw;
+					int64_t hi = IW - iw0 <= 0 ? 0 : (IW - iw0 - 1) / sw + 1;
+					if (hi > OW) hi = OW;
+					if (lo > hi) lo = hi;
+					for (int64_t r = r0; r < r1; r++) {
+						int64_t od = r / OH, oh = r % OH;
 						int64_t id = od * g->stride[0] - g->pad_b[0] + kd * g->dil[0];
-						for (int64_t oh = 0; oh < OH; oh++) {
-							int64_t ih = oh * g->stride[1] - g->pad_b[1] + kh * g->dil[1];
-							float *d = dst + (od * OH + oh) * OW;
-							if (id < 0 || id >= ID || ih < 0 || ih >= IH) {
-								memset(d, 0, OW * sizeof(float));
-								continue;
-							}
-							const float *src = x + ((ch * ID + id) * IH + ih) * IW;
-							int64_t iw0 = kw * g->dil[2] - g->pad_b[2], sw = g->stride[2];
-							if (sw == 1 && iw0 >= 0 && iw0 + OW <= IW) {
-								memcpy(d, src + iw0, OW * sizeof(float));
-								continue;
-							}
-							for (int64_t ow = 0; ow < OW; ow++) {
-								int64_t iw = ow * sw + iw0;
-								d[ow] = (iw >= 0 && iw < IW) ? src[iw] : 0.0f;
-							}
+						int64_t ih = oh * g->stride[1] - g->pad_b[1] + kh * g->dil[1];
+						float *d = dst + (r - r0) * OW;
+						if (id < 0 || id >= ID || ih < 0 || ih >= IH) {
+							memset(d, 0, OW * sizeof(float));
+							continue;
 						}
+						const float *src = x + ((ch * ID + id) * IH + ih) * IW;
+						for (int64_t ow = 0; ow < lo; ow++) d[ow] = 0.0f;
+						if (sw == 1) memcpy(d + lo, src + lo + iw0, (hi - lo) * sizeof(float));
+						else if (sw == 2) for (int64_t ow = lo; ow < hi; ow++) d[ow] = src[ow * 2 + iw0];
+						else for (int64_t ow = lo; ow < hi; ow++) d[ow] = src[ow * sw + iw0];
+						for (int64_t ow = hi; ow < OW; ow++) d[ow] = 0.0f;
 					}
 				}
 }
@@ -227,34 +234,72 @@ void qd_conv_f32_ref(const struct qd_conv_geom *g, const float *x, const float *
 		}
 }
 
-/* Optimised: depthwise direct, 1x1/stride-1/no-pad without im2col, im2col + sgemm else.
+/* Column buffer bytes qd_conv_f32 needs (0 when it needs none). im2col runs over blocks of
+ * output rows so the buffer stays near QD_CONV_COL_BYTES. */
+#define QD_CONV_COL_BYTES ((size_t)4 << 20)
+static int64_t conv_block_rows(const struct qd_conv_geom *g)
+{
+	int64_t kk = g->C / g->group * g->k[0] * g->k[1] * g->k[2];
+	int64_t rows = (int64_t)(QD_CONV_COL_BYTES / sizeof(float)) / QD_MAX(1, kk * g->out[2]);
+	int64_t nrows = g->out[0] * g->out[1];
+	return rows < 1 ? 1 : rows > nrows ? nrows : rows;
+}
+
+static bool conv_is_depthwise(const struct qd_conv_geom *g)
+{
+	return g->C / g->group == 1 && g->group == g->C && g->k[0] * g->k[1] * g->k[2] > 1;
+}
+
+static bool conv_is_direct(const struct qd_conv_geom *g)
+{
+	bool direct = g->k[0] * g->k[1] * g->k[2] == 1;
+	for (int i = 0; i < 3; i++)
+		if (g->stride[i] != 1 || g->pad_b[i] || g->pad_e[i]) direct = false;
+	return direct;
+}
+
+size_t qd_conv_work_bytes(const struct qd_conv_geom *g)
+{
+	if (conv_is_depthwise(g) || conv_is_direct(g)) return 0;
+	int64_t kk = g->C / g->group * g->k[0] * g->k[1] * g->k[2];
+	return (size_t)(kk * conv_block_rows(g) * g->out[2]) * sizeof(float);
+}
+
+/* Optimised: depthwise direct, 1x1/stride-1/no-pad straight into sgemm, im2col (in row
+ * blocks) + sgemm otherwise. work: qd_conv_work_bytes(g) bytes, or NULL to allocate.
  * Returns -QD_ENOMEM when the column buffer cannot be allocated. */
 int qd_conv_f32(const struct qd_conv_geom *g, const float *x, const float *w, const float *bias,
-		float *y)
+		float *y, float *work)
 {
 	int64_t cg = g->C / g->group, mg = g->M / g->group;
 	int64_t ksz = g->k[0] * g->k[1] * g->k[2];
 	int64_t isz = g->in[0] * g->in[1] * g->in[2], osz = g->out[0] * g->out[1] * g->out[2];
-	if (cg == 1 && g->group == g->C && ksz > 1) {
+	if (conv_is_depthwise(g)) {
 		conv_depthwise(g, x, w, bias, y);
 		return 0;
 	}
-	bool direct = ksz == 1;
-	for (int i = 0; i < 3; i++)
-		if (g->stride[i] != 1 || g->pad_b[i] || g->pad_e[i]) direct = false;
-	float *col = NULL;
-	if (!direct) {
-		col = malloc((size_t)(cg * ksz * osz) * sizeof(float));
+	bool direct = conv_is_direct(g);
+	float *col = work, *own = NULL;
+	if (!direct && !col) {
+		col = own = malloc(qd_conv_work_bytes(g));
 		if (!col) return -QD_ENOMEM;
 	}
+	int64_t nrows = g->out[0] * g->out[1], brows = direct ? nrows : conv_block_rows(g), OW = g->out[2];
 	for (int64_t n = 0; n < g->N; n++)
 		for (int64_t gr = 0; gr < g->group; gr++) {
 			const float *xg = x + (n * g->C + gr * cg) * isz;
 			float *yg = y + (n * g->M + gr * mg) * osz;
-			const float *B = xg;
-			if (!direct) { qd_im2col_f32(g, xg, col); B = col; }
-			qd_gemm_f32(false, false, mg, osz, cg * ksz, 1.0f, w + gr * mg * cg * ksz, cg * ksz,
-				    B, osz, 0.0f, yg, osz);
+			const float *wg = w + gr * mg * cg * ksz;
+			if (direct) {
+				qd_gemm_f32(false, false, mg, osz, cg, 1.0f, wg, cg, xg, osz, 0.0f, yg, osz);
+			} else {
+				for (int64_t r0 = 0; r0 < nrows; r0 += brows) {
+					int64_t r1 = QD_MIN(nrows, r0 + brows), nc = (r1 - r0) * OW;
+					qd_im2col_f32(g, xg, col, r0, r1);
+					qd_gemm_f32(false, false, mg, nc, cg * ksz, 1.0f, wg, cg * ksz, col, nc, 0.0f,
+						    yg + r0 * OW, osz);
+				}
+			}
 			if (bias)
 				for (int64_t m = 0; m < mg; m++) {
 					float b = bias[gr * mg + m];
@@ -262,7 +307,7 @@ int qd_conv_f32(const struct qd_conv_geom *g, const float *x, const float *w, co
 					for (int64_t i = 0; i < osz; i++) r[i] += b;
 				}
 		}
-	free(col);
+	free(own);
 	return 0;
 }
 
@@ -291,7 +336,10 @@ int qd_op_conv(struct qd_ctx *c)
 	for (int i = 0; i < g.nsp; i++) od[2 + i] = g.out[3 - g.nsp + i];
 	struct qd_tensor *y = qd_ctx_out(c, 0, QD_DT_FLOAT, 2 + g.nsp, od);
 	if (!y) return -c->err->code;
-	if (qd_conv_f32(&g, x->data, w->data, b ? b->data : NULL, y->data))
+	size_t wb = qd_conv_work_bytes(&g);
+	float *work = wb ? qd_ctx_scratch(c, wb) : NULL;
+	if (wb && !work) return -c->err->code;
+	if (qd_conv_f32(&g, x->data, w->data, b ? b->data : NULL, y->data, work))
 		return qd_ctx_fail(c, QD_ENOMEM, "cannot allocate the im2col buffer");
 	return 0;
 }
@@ -331,13 +379,13 @@ void qd_conv_transpose_f32_ref(const struct qd_conv_geom *g, const float *x, con
 
 /* sgemm into columns then col2im (scatter-add). */
 int qd_conv_transpose_f32(const struct qd_conv_geom *g, const float *x, const float *w,
-			  const float *bias, float *y)
+			  const float *bias, float *y, float *work)
 {
 	int64_t cg = g->C / g->group, mg = g->M / g->group;
 	int64_t ksz = g->k[0] * g->k[1] * g->k[2];
 	int64_t isz = g->in[0] * g->in[1] * g->in[2], osz = g->out[0] * g->out[1] * g->out[2];
-	float *col = malloc((size_t)(mg * ksz * isz) * sizeof(float));
-	if (!col) return -QD_ENOMEM;
+	float *col = work, *own = NULL;
+	if (!col && !(col = own = malloc((size_t)(mg * ksz * isz) * sizeof(float)))) return -QD_ENOMEM;
 	for (int64_t n = 0; n < g->N; n++)
 		for (int64_t gr = 0; gr < g->group; gr++) {
 			const float *xg = x + (n * g->C + gr * cg) * isz;
@@ -370,7 +418,7 @@ int qd_conv_transpose_f32(const struct qd_conv_geom *g, const float *x, const fl
 						}
 			}
 		}
-	free(col);
+	free(own);
 	return 0;
 }
 
@@ -387,7 +435,10 @@ int qd_op_conv_transpose(struct qd_ctx *c)
 	for (int i = 0; i < g.nsp; i++) od[2 + i] = g.out[3 - g.nsp + i];
 	struct qd_tensor *y = qd_ctx_out(c, 0, QD_DT_FLOAT, 2 + g.nsp, od);
 	if (!y) return -c->err->code;
-	if (qd_conv_transpose_f32(&g, x->data, w->data, b ? b->data : NULL, y->data))
+	size_t wb = (size_t)(g.M / g.group * g.k[0] * g.k[1] * g.k[2] * g.in[0] * g.in[1] * g.in[2]) * sizeof(float);
+	float *work = qd_ctx_scratch(c, wb);
+	if (!work) return -c->err->code;
+	if (qd_conv_transpose_f32(&g, x->data, w->data, b ? b->data : NULL, y->data, work))
 		return qd_ctx_fail(c, QD_ENOMEM, "cannot allocate the column buffer");
 	return 0;
 }

@@ -1,6 +1,11 @@
 /* engine/ops_nn.c — pooling (Max/Average/Global, LpPool not included), normalisations
  * (BatchNormalization inference, LayerNormalization, InstanceNormalization), Softmax /
  * LogSoftmax / Hardmax with pre- and post-opset-13 axis semantics. */
+/* hot loops: let GCC vectorise with runtime alias checks (-O2 uses the "very cheap"
+ * cost model that refuses them) */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("O3")
+#endif
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>

@@ -1,6 +1,11 @@
 /* engine/ops_reduce.c — Reduce* (axes as attribute or input by opset, keepdims,
  * noop_with_empty_axes), ArgMax/ArgMin, TopK and CumSum. Accumulation in double. */
 #define _GNU_SOURCE
+/* hot loops: let GCC vectorise with runtime alias checks (-O2 uses the "very cheap"
+ * cost model that refuses them) */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("O3")
+#endif
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>

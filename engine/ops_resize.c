@@ -2,6 +2,11 @@
  * nearest modes, and the pre-11 "simple" rule) and N-linear interpolation with the
  * half_pixel, pytorch_half_pixel, align_corners and asymmetric coordinate modes.
  * Cubic, tf_crop_and_resize and antialias fail at load. */
+/* hot loops: let GCC vectorise with runtime alias checks (-O2 uses the "very cheap"
+ * cost model that refuses them) */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("O3")
+#endif
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>

@@ -2,6 +2,11 @@
  * Unsqueeze Concat Split Slice Gather GatherElements GatherND Expand Tile Pad Shape Size
  * ConstantOfShape Range Cast CastLike DepthToSpace SpaceToDepth. Byte-wise copies, so
  * every fixed-size dtype works. */
+/* hot loops: let GCC vectorise with runtime alias checks (-O2 uses the "very cheap"
+ * cost model that refuses them) */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("O3")
+#endif
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
