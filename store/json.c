@@ -31,16 +31,18 @@ static json_t *embed(const char *text)
 	return j ? j : json_string(text);
 }
 
-/* Builds an object from (key, new value) pairs; NULL if any value is NULL. */
+/* Builds an object from (key, new value) pairs, taking every value's reference; NULL if
+ * the object or any value is NULL (out of memory). */
 static json_t *obj_build(json_t *o, const char *const *keys, json_t **vals, size_t n)
 {
 	bool ok = o != NULL;
 	for (size_t i = 0; i < n; i++) {
-		if (!vals[i] || !ok || json_object_set_new(o, keys[i], vals[i]) < 0) {
+		if (!vals[i])
 			ok = false;
-			if (vals[i] && o && !json_object_get(o, keys[i]))
-				json_decref(vals[i]);
-		}
+		else if (!ok)
+			json_decref(vals[i]);
+		else if (json_object_set_new(o, keys[i], vals[i]) < 0)  /* steals even on error */
+			ok = false;
 	}
 	if (!ok) {
 		json_decref(o);

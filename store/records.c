@@ -300,6 +300,17 @@ void qd_log_lines_free(struct qd_log_line *lines, size_t n)
 int qd_job_log_append(struct qd_store_conn *c, const char *job_id, enum qd_log_level lvl,
 		      const char *line, int64_t *seq_out, struct qd_err *err)
 {
+	if (!line)
+		line = "";
+	char cut[QD_JOB_LOG_LINE_MAX + 32];
+	size_t len = strlen(line);
+	if (len > QD_JOB_LOG_LINE_MAX) {
+		size_t k = QD_JOB_LOG_LINE_MAX;
+		while (k > 0 && ((unsigned char)line[k] & 0xc0) == 0x80)  /* UTF-8 boundary */
+			k--;
+		snprintf(cut, sizeof cut, "%.*s... [%zu bytes cut]", (int)k, line, len - k);
+		line = cut;
+	}
 	int rc = st_begin(c, err);
 	if (rc < 0)
 		return rc;
@@ -313,7 +324,7 @@ int qd_job_log_append(struct qd_store_conn *c, const char *job_id, enum qd_log_l
 	st_bind_text(s, 1, job_id);
 	sqlite3_bind_double(s, 2, qd_now_wall());
 	st_bind_text(s, 3, qd_log_level_name(lvl));
-	st_bind_text(s, 4, line ? line : "");
+	st_bind_text(s, 4, line);
 	int src = sqlite3_step(s);
 	int64_t seq = src == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
 	if (src == SQLITE_ROW)

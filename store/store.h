@@ -306,7 +306,9 @@ struct qd_log_line {
 };
 void qd_log_lines_free(struct qd_log_line *lines, size_t n);
 /* Appends with the next seq of this job (QD_ENOT_FOUND if the job does not exist).
+ * Lines longer than QD_JOB_LOG_LINE_MAX bytes are cut (marked "... [N bytes cut]").
  * seq_out may be NULL. */
+#define QD_JOB_LOG_LINE_MAX 8192
 int qd_job_log_append(struct qd_store_conn *c, const char *job_id, enum qd_log_level lvl,
 		      const char *line, int64_t *seq_out, struct qd_err *err);
 /* Lines with seq > after_seq in seq order, at most limit (0 = 1000). *lines is new. */

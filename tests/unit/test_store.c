@@ -829,7 +829,20 @@ static void test_paging_log_delete(struct qd_store *st)
 	CHECK_EQ_INT(qd_job_log_append(c, q1, QD_LOG_INFO, "other job", &seq, &err), 0);
 	CHECK_EQ_INT(seq, 1);
 	CHECK_EQ_INT(qd_job_log_append(c, "job_missing", QD_LOG_INFO, "x", NULL, &err), -QD_ENOT_FOUND);
+	/* An overlong line is cut, not refused. */
+	char *big = malloc(QD_JOB_LOG_LINE_MAX * 3);
+	memset(big, 'x', QD_JOB_LOG_LINE_MAX * 3 - 1);
+	big[QD_JOB_LOG_LINE_MAX * 3 - 1] = 0;
+	CHECK_EQ_INT(qd_job_log_append(c, q2, QD_LOG_WARN, big, &seq, &err), 0);
+	free(big);
 	struct qd_log_line *ll;
+	CHECK_EQ_INT(qd_job_log_list(c, q2, 0, 0, &ll, &n, &err), 0);
+	CHECK_EQ_INT(n, 1);
+	if (n) {
+		CHECK(strlen(ll[0].line) < QD_JOB_LOG_LINE_MAX + 32);
+		CHECK(strstr(ll[0].line, "bytes cut]") != NULL);
+	}
+	qd_log_lines_free(ll, n);
 	CHECK_EQ_INT(qd_job_log_list(c, r1, 0, 0, &ll, &n, &err), 0);
 	CHECK_EQ_INT(n, 5);
 	bool seq_ok = n == 5;

@@ -275,6 +275,55 @@ static void test_disk_full(void)
 	rm_dir(d);
 }
 
+/* jansson allocation failures in the renderers: NULL or a complete object, no leak. */
+static long json_countdown = -1;
+static void *json_fx_malloc(size_t n)
+{
+	if (json_countdown == 0)
+		return NULL;
+	if (json_countdown > 0)
+		json_countdown--;
+	return malloc(n);
+}
+
+static void test_json_oom(void)
+{
+	struct qd_artifact_row arts[2] = {
+		{ .id = "art_1", .job_id = "job_1", .kind = "model", .name = "m.onnx",
+		  .sha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+		  .size = 1, .content_type = "application/octet-stream", .created_at = 1.5e9 },
+		{ .id = "art_2", .job_id = "job_1", .kind = "metrics", .name = "metrics.json",
+		  .sha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+		  .size = 2, .content_type = "application/json", .created_at = 1.5e9 },
+	};
+	struct qd_job_row j = { .id = "job_1", .model_id = "mdl_1", .state = QD_JOB_FAILED,
+				.error_code = "MODEL", .error_message = "bad",
+				.workflow_json = "{\"passes\":{\"q\":{\"type\":\"OnnxQuantization\"}}}",
+				.result_json = "[1,2,3]", .created_at = 1.5e9 };
+	json_set_alloc_funcs(json_fx_malloc, free);
+	int nulls = 0, full = 0;
+	size_t want_keys = 0;
+	json_countdown = -1;
+	json_t *ref = qd_job_to_json(&j, arts, 2);
+	want_keys = json_object_size(ref);
+	json_decref(ref);
+	for (long n = 0; n < 400; n++) {
+		json_countdown = n;
+		json_t *o = qd_job_to_json(&j, arts, 2);
+		json_countdown = -1;
+		if (!o)
+			nulls++;
+		else if (json_object_size(o) == want_keys &&
+			 json_array_size(json_object_get(o, "artifacts")) == 2)
+			full++;
+		json_decref(o);
+	}
+	json_set_alloc_funcs(malloc, free);
+	CHECK(want_keys >= 15);
+	CHECK(nulls > 10);
+	CHECK_EQ_INT(nulls + full, 400);
+}
+
 int main(void)
 {
 	sqlite3_config(SQLITE_CONFIG_GETMALLOC, &orig);
@@ -322,5 +371,6 @@ int main(void)
 	CHECK_EQ_INT(verify_bad, 0);
 	CHECK(faulted > runs / 4);
 	test_disk_full();
+	test_json_oom();
 	return qd_test_done("test_store_fault");
 }
