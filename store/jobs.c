@@ -557,7 +557,8 @@ int qd_job_finish_failed(struct qd_store_conn *c, const char *id, const char *co
 
 int qd_job_finish_canceled(struct qd_store_conn *c, const char *id, struct qd_err *err)
 {
-	return qd_job_transition(c, id, QD_JOB_MASK(QD_JOB_RUNNING), QD_JOB_CANCELED, NULL, NULL,
+	struct qd_job_update u = { .error_message = "canceled by request while running" };
+	return qd_job_transition(c, id, QD_JOB_MASK(QD_JOB_RUNNING), QD_JOB_CANCELED, &u, NULL,
 				 err);
 }
 

@@ -170,8 +170,9 @@ struct qd_job_row {
 	double progress;          /* 0..1 */
 	char *progress_msg;       /* new, may be NULL */
 	int attempts, max_attempts;
-	char *error_code;         /* new, NULL unless failed (e.g. "INTERRUPTED", "MODEL") */
-	char *error_message;      /* new, NULL unless failed */
+	char *error_code;         /* new, NULL unless failed/canceled ("INTERRUPTED", "MODEL",
+				   * "CANCELED", ...) */
+	char *error_message;      /* new, NULL unless failed/canceled */
 	bool cancel_requested;
 	char *workflow_json;      /* new, never NULL */
 	char *result_json;        /* new, NULL until succeeded */
@@ -211,7 +212,8 @@ struct qd_job_update {
  *   -> queued:    progress cleared (attempts kept)
  *   -> succeeded: result_json, progress 1, finished_at
  *   -> failed:    error_code/error_message, finished_at
- *   -> canceled:  finished_at (error_message if given)
+ *   -> canceled:  finished_at, error_code "CANCELED", error_message (default
+ *                 "job canceled")
  * out (may be NULL) receives the row after the change. */
 int qd_job_transition(struct qd_store_conn *c, const char *id, unsigned from_mask,
 		      enum qd_job_state to, const struct qd_job_update *upd,

@@ -729,6 +729,12 @@ static void test_recover_cancel(struct qd_store *st, struct qd_store_conn *c)
 	CHECK_EQ_INT(qd_job_finish_canceled(c, r, &err), 0);
 	CHECK_EQ_INT(qd_job_get(c, r, &j, &err), 0);
 	CHECK_EQ_INT(j.state, QD_JOB_CANCELED);
+	CHECK_STR(j.error_code, "CANCELED");
+	CHECK_STR(j.error_message, "canceled by request while running");
+	json_t *jj = qd_job_to_json(&j, NULL, 0);
+	CHECK_STR(json_string_value(json_object_get(json_object_get(jj, "error"), "code")),
+		  "CANCELED");
+	json_decref(jj);
 	qd_job_row_free(&j);
 	qd_store_disconnect(c);
 	qd_model_row_free(&m);
