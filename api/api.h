@@ -74,6 +74,9 @@ bool qd_api_etag_match(const char *if_none_match, const char *sha);
  * [*start, *end]; -1 when malformed, multi-range or unsatisfiable. */
 int qd_api_parse_range(const char *h, uint64_t size, uint64_t *start, uint64_t *end);
 
+/* Resolve --listen and refuse a non-loopback address without a token (called before
+ * anything is opened, so a refused start leaves no trace). */
+int qd_api_check_listen(const struct qd_config *cfg, struct qd_err *err);
 /* Start MHD on cfg->listen; *bound_port gets the real port (port 0 = any). */
 int qd_api_start(struct qd_daemon *d, int *bound_port, struct qd_err *err);
 /* Stop accepting new connections (existing ones finish). */

@@ -671,40 +671,60 @@ static bool addr_is_loopback(const struct sockaddr *sa)
 	return false;
 }
 
-int qd_api_start(struct qd_daemon *d, int *bound_port, struct qd_err *err)
+/* Resolve cfg->listen into ss and refuse a non-loopback address without a token. */
+static int listen_resolve(const struct qd_config *cfg, struct sockaddr_storage *ss, bool *ipv6,
+			  struct qd_err *err)
 {
 	char *host = NULL;
 	int port, rc;
 	struct addrinfo *ai = NULL;
-	struct qd_api *a = calloc(1, sizeof *a);
-	if (!a)
-		return qd_err_set(err, QD_ENOMEM, "", "out of memory");
-	if ((rc = qd_listen_parse(d->cfg.listen, &host, &port, err)))
-		goto fail;
+	if ((rc = qd_listen_parse(cfg->listen, &host, &port, err)))
+		return rc;
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
 				  .ai_flags = AI_PASSIVE };
 	int gai = getaddrinfo(host, NULL, &hints, &ai);
 	if (gai || !ai) {
 		rc = qd_err_set(err, QD_EINVAL, "listen", "cannot resolve listen host '%s': %s", host,
 				gai_strerror(gai));
-		goto fail;
+		goto out;
 	}
-	struct sockaddr_storage ss;
-	memset(&ss, 0, sizeof ss);
-	memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
-	if (ss.ss_family == AF_INET)
-		((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
-	else if (ss.ss_family == AF_INET6) {
-		((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
-		a->ipv6 = true;
+	memset(ss, 0, sizeof *ss);
+	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+	*ipv6 = false;
+	if (ss->ss_family == AF_INET)
+		((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+	else if (ss->ss_family == AF_INET6) {
+		((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
+		*ipv6 = true;
 	}
-	a->has_token = d->cfg.token && *d->cfg.token;
-	if (!a->has_token && !addr_is_loopback((struct sockaddr *)&ss)) {
+	if (!(cfg->token && *cfg->token) && !addr_is_loopback((struct sockaddr *)ss))
 		rc = qd_err_set(err, QD_EINVAL, "token",
 				"refusing to listen on non-loopback address '%s' without a token: set --token, "
-				"--token-file or QUANTD_TOKEN (or listen on 127.0.0.1)", d->cfg.listen);
+				"--token-file or QUANTD_TOKEN (or listen on 127.0.0.1)", cfg->listen);
+out:
+	if (ai)
+		freeaddrinfo(ai);
+	free(host);
+	return rc;
+}
+
+int qd_api_check_listen(const struct qd_config *cfg, struct qd_err *err)
+{
+	struct sockaddr_storage ss;
+	bool v6;
+	return listen_resolve(cfg, &ss, &v6, err);
+}
+
+int qd_api_start(struct qd_daemon *d, int *bound_port, struct qd_err *err)
+{
+	int rc;
+	struct sockaddr_storage ss;
+	struct qd_api *a = calloc(1, sizeof *a);
+	if (!a)
+		return qd_err_set(err, QD_ENOMEM, "", "out of memory");
+	if ((rc = listen_resolve(&d->cfg, &ss, &a->ipv6, err)))
 		goto fail;
-	}
+	a->has_token = d->cfg.token && *d->cfg.token;
 	if (a->has_token) {
 		char hex[65];
 		qd_sha256_hex(d->cfg.token, strlen(d->cfg.token), hex);
@@ -723,13 +743,13 @@ int qd_api_start(struct qd_daemon *d, int *bound_port, struct qd_err *err)
 	d->api = a;
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
 			 MHD_USE_ERROR_LOG | MHD_USE_ITC | (a->ipv6 ? MHD_USE_IPv6 : 0);
+	errno = 0;
 	a->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, d,
 				  MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, d,
 				  MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 				  MHD_OPTION_CONNECTION_LIMIT, (unsigned)d->cfg.max_connections,
 				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)d->cfg.conn_timeout,
 				  MHD_OPTION_NOTIFY_COMPLETED, on_completed, d,
-				  MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
 				  MHD_OPTION_END);
 	if (!a->mhd) {
 		rc = qd_err_set(err, QD_EIO, "listen", "cannot listen on '%s': %s", d->cfg.listen,
@@ -738,14 +758,9 @@ int qd_api_start(struct qd_daemon *d, int *bound_port, struct qd_err *err)
 		goto fail;
 	}
 	const union MHD_DaemonInfo *info = MHD_get_daemon_info(a->mhd, MHD_DAEMON_INFO_BIND_PORT);
-	*bound_port = info ? info->port : port;
-	freeaddrinfo(ai);
-	free(host);
+	*bound_port = info ? info->port : 0;
 	return 0;
 fail:
-	if (ai)
-		freeaddrinfo(ai);
-	free(host);
 	free(a);
 	return rc;
 }

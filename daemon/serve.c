@@ -149,6 +149,11 @@ int qd_cmd_serve(int argc, char **argv)
 	qd_log_set_level((enum qd_log_level)qd_config_log_level(&d->cfg));
 	qd_config_log(&d->cfg);
 
+	if (qd_api_check_listen(&d->cfg, &err)) {
+		fprintf(stderr, "quantd serve: %s\n", err.msg);
+		rc = 2;
+		goto out_cfg;
+	}
 	if (signals_install()) {
 		fprintf(stderr, "quantd serve: cannot install signal handlers: %s\n", strerror(errno));
 		goto out;
