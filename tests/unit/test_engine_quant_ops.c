@@ -315,6 +315,72 @@ static void test_qlinear(void)
 	qd_model_free(m);
 }
 
+/* Malformed nodes fail with an error (never a crash); the message names the node. */
+static void expect_fail(struct qd_model *m, const char *what)
+{
+	struct qd_tensor *o = NULL;
+	size_t n = 0;
+	struct qd_err err = {0};
+	int rc = run(m, &o, &n, &err);
+	CHECKF(rc < 0, "%s: expected an error", what);
+	CHECKF(rc >= 0 || strstr(err.msg, "n0") != NULL, "%s: message '%s' does not name the node", what, err.msg);
+	if (rc == 0) qd_tensors_release(o, n);
+	qd_model_free(m);
+}
+
+static void test_errors(void)
+{
+	Onnx__NodeProto *nd;
+	float x[6] = {0}, s2[3] = { 1, 1, 1 }, one = 1.0f;
+	uint8_t u[16] = {0}, z = 0;
+	/* per-axis scale of the wrong length */
+	struct tin q1[2] = { { "x", QD_DT_FLOAT, 2, {2, 3}, x }, { "s", QD_DT_FLOAT, 1, {3}, s2 } };
+	struct qd_model *m = one_node("QuantizeLinear", "", 13, q1, 2, 1, &nd);
+	qd_node_set_attr_int(nd, "axis", 0);
+	expect_fail(m, "per-axis scale length");
+	/* block-wise scale of the wrong shape */
+	m = one_node("DequantizeLinear", "", 21, (struct tin[]){ { "x", QD_DT_UINT8, 2, {2, 3}, u },
+		     { "s", QD_DT_FLOAT, 2, {2, 3}, x } }, 2, 1, &nd);
+	qd_node_set_attr_int(nd, "block_size", 2);
+	expect_fail(m, "block-wise scale shape");
+	/* MatMulInteger with mismatched inner dims */
+	m = one_node("MatMulInteger", "", 10, (struct tin[]){ { "a", QD_DT_UINT8, 2, {2, 3}, u },
+		     { "b", QD_DT_UINT8, 2, {2, 3}, u } }, 2, 1, &nd);
+	expect_fail(m, "matmul inner dims");
+	/* ConvInteger: kernel larger than the input, and a bad group */
+	m = one_node("ConvInteger", "", 10, (struct tin[]){ { "x", QD_DT_UINT8, 4, {1, 1, 2, 2}, u },
+		     { "w", QD_DT_UINT8, 4, {1, 1, 3, 3}, u } }, 2, 1, &nd);
+	expect_fail(m, "conv kernel too large");
+	m = one_node("ConvInteger", "", 10, (struct tin[]){ { "x", QD_DT_UINT8, 4, {1, 2, 2, 2}, u },
+		     { "w", QD_DT_UINT8, 4, {1, 2, 1, 1}, u } }, 2, 1, &nd);
+	qd_node_set_attr_int(nd, "group", 0);
+	expect_fail(m, "conv group 0");
+	/* MatMulNBits with a B of the wrong size */
+	m = one_node("MatMulNBits", "com.microsoft", 1, (struct tin[]){ { "a", QD_DT_FLOAT, 2, {1, 16}, u },
+		     { "B", QD_DT_UINT8, 1, {3}, u }, { "s", QD_DT_FLOAT, 1, {1}, &one } }, 3, 1, &nd);
+	qd_node_set_attr_int(nd, "K", 16);
+	qd_node_set_attr_int(nd, "N", 1);
+	qd_node_set_attr_int(nd, "block_size", 16);
+	expect_fail(m, "MatMulNBits B size");
+	/* QLinearConcat with an incomplete triple, QLinearSoftmax without 'opset' */
+	m = one_node("QLinearConcat", "com.microsoft", 1, (struct tin[]){ { "ys", QD_DT_FLOAT, 0, {0}, &one },
+		     { "yz", QD_DT_UINT8, 0, {0}, &z }, { "a", QD_DT_UINT8, 1, {4}, u },
+		     { "as", QD_DT_FLOAT, 0, {0}, &one } }, 4, 1, &nd);
+	qd_node_set_attr_int(nd, "axis", 0);
+	expect_fail(m, "QLinearConcat triples");
+	m = one_node("QLinearSoftmax", "com.microsoft", 1, (struct tin[]){ { "x", QD_DT_UINT8, 1, {4}, u },
+		     { "xs", QD_DT_FLOAT, 0, {0}, &one }, { "xz", QD_DT_UINT8, 0, {0}, &z },
+		     { "ys", QD_DT_FLOAT, 0, {0}, &one }, { "yz", QD_DT_UINT8, 0, {0}, &z } }, 5, 1, &nd);
+	expect_fail(m, "QLinearSoftmax opset");
+	/* QLinearMatMul with a vector y_scale */
+	m = one_node("QLinearMatMul", "", 10, (struct tin[]){ { "a", QD_DT_UINT8, 2, {1, 2}, u },
+		     { "as", QD_DT_FLOAT, 0, {0}, &one }, { "az", QD_DT_UINT8, 0, {0}, &z },
+		     { "b", QD_DT_UINT8, 2, {2, 1}, u }, { "bs", QD_DT_FLOAT, 0, {0}, &one },
+		     { "bz", QD_DT_UINT8, 0, {0}, &z }, { "ys", QD_DT_FLOAT, 1, {3}, s2 },
+		     { "yz", QD_DT_UINT8, 0, {0}, &z } }, 8, 1, &nd);
+	expect_fail(m, "QLinearMatMul vector y_scale");
+}
+
 int main(void)
 {
 	test_quantize();
@@ -323,5 +389,6 @@ int main(void)
 	test_matmul();
 	test_matmul_nbits();
 	test_qlinear();
+	test_errors();
 	return qd_test_done("test_engine_quant_ops");
 }
