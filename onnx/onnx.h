@@ -59,7 +59,9 @@ struct qd_save_opts {
 	                                 0 = env QD_ONNX_EXTERNAL_AUTO_BYTES, else 2 GiB - 1 */
 };
 /* Serialize. External data is switched on automatically when the message would exceed
- * protobuf's 2 GiB limit. The file is written atomically (tmp + fsync + rename). */
+ * protobuf's 2 GiB limit. The file is written atomically (tmp + fsync + rename), streamed
+ * (no second copy of the model in memory). The in-memory model keeps its data inline;
+ * tensors left external by keep_external are read in first. */
 int qd_model_save_file(struct qd_model *m, const char *path, const struct qd_save_opts *opts,
 		       struct qd_err *err);
 /* Serialize into memory (no external data). out->data is new (qd_buf_free). */
@@ -118,6 +120,9 @@ int qd_node_copy_attr(Onnx__NodeProto *dst, const Onnx__AttributeProto *a);
 const Onnx__AttributeProto *qd_node_attr(const Onnx__NodeProto *n, const char *name);
 int64_t qd_node_attr_int(const Onnx__NodeProto *n, const char *name, int64_t dflt);
 float qd_node_attr_float(const Onnx__NodeProto *n, const char *name, float dflt);
+/* The bytes of string attributes are NUL-terminated one past len for models from
+ * qd_model_load_* and attributes from qd_node_set_attr_string / qd_node_copy_attr; an
+ * AttributeProto built by hand must do the same before this getter is used on it. */
 const char *qd_node_attr_string(const Onnx__NodeProto *n, const char *name, const char *dflt);
 /* ints attribute; returns count, *v borrowed; -1 if absent. */
 long qd_node_attr_ints(const Onnx__NodeProto *n, const char *name, const int64_t **v);

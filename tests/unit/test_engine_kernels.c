@@ -1,0 +1,166 @@
+/* Optimised kernels against their plain _ref twins on random shapes (ggml
+ * test-backend-ops style): sgemm, Conv (im2col+sgemm, 1x1 direct, depthwise, groups,
+ * strides, dilations, pads, 1-3 spatial dims), ConvTranspose, and the generic broadcast
+ * walk against naive index arithmetic. */
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include "qd_test.h"
+#include "engine/engine_internal.h"
+
+static uint64_t rng = 88172645463325252ull;
+static uint64_t rnd(void) { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return rng; }
+static int64_t ri(int64_t lo, int64_t hi) { return lo + (int64_t)(rnd() % (uint64_t)(hi - lo + 1)); }
+static float rf(void) { return (float)((rnd() >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f; }
+static float *rand_buf(int64_t n) { float *p = malloc((n ? n : 1) * sizeof(float)); for (int64_t i = 0; i < n; i++) p[i] = rf(); return p; }
+
+/* max |a-b| / max(1, max|b|) */
+static double rel_err(const float *a, const float *b, int64_t n)
+{
+	double m = 0, s = 1;
+	for (int64_t i = 0; i < n; i++) { m = fmax(m, fabs((double)a[i] - b[i])); s = fmax(s, fabs(b[i])); }
+	return m / s;
+}
+
+static void test_gemm(void)
+{
+	for (int it = 0; it < 60; it++) {
+		bool ta = rnd() & 1, tb = rnd() & 1;
+		int64_t M = ri(1, 70), N = ri(1, 90), K = ri(0, 80);
+		float alpha = rf() * 2, beta = (it % 3 == 0) ? 0.0f : rf();
+		float *A = rand_buf(M * K), *B = rand_buf(K * N), *C1 = rand_buf(M * N), *C2 = malloc(M * N * sizeof(float));
+		memcpy(C2, C1, M * N * sizeof(float));
+		qd_gemm_f32(ta, tb, M, N, K, alpha, A, ta ? M : K, B, tb ? K : N, beta, C1, N);
+		qd_gemm_f32_ref(ta, tb, M, N, K, alpha, A, ta ? M : K, B, tb ? K : N, beta, C2, N);
+		CHECKF(rel_err(C1, C2, M * N) < 1e-5, "gemm ta=%d tb=%d M=%lld N=%lld K=%lld err %g", ta, tb,
+		       (long long)M, (long long)N, (long long)K, rel_err(C1, C2, M * N));
+		free(A); free(B); free(C1); free(C2);
+	}
+}
+
+/* Random valid conv geometry: mode 0 general, 1 depthwise, 2 pointwise. */
+static void rand_geom(struct qd_conv_geom *g, int mode, bool transposed)
+{
+	memset(g, 0, sizeof(*g));
+	g->nsp = (int)ri(1, 3);
+	if (g->nsp == 3 && (rnd() & 1)) g->nsp = 2;
+	g->N = ri(1, 2);
+	g->group = mode == 1 ? ri(1, 8) : (rnd() % 3 == 0 ? ri(2, 3) : 1);
+	g->C = g->group * (mode == 1 ? 1 : ri(1, 5));
+	g->M = mode == 1 && !transposed ? g->C : g->group * ri(1, 5);
+	for (int i = 0; i < 3; i++) {
+		g->in[i] = g->k[i] = g->out[i] = g->stride[i] = g->dil[i] = 1;
+		g->pad_b[i] = g->pad_e[i] = 0;
+	}
+	for (int i = 3 - g->nsp; i < 3; i++) {
+		g->in[i] = ri(1, g->nsp == 3 ? 6 : 13);
+		g->k[i] = mode == 2 ? 1 : ri(1, 4);
+		g->stride[i] = mode == 2 ? 1 : ri(1, 3);
+		g->dil[i] = mode == 2 ? 1 : ri(1, 2);
+		int64_t ek = (g->k[i] - 1) * g->dil[i] + 1;
+		g->pad_b[i] = mode == 2 ? 0 : ri(0, ek - 1);
+		g->pad_e[i] = mode == 2 ? 0 : ri(0, ek - 1);
+		if (!transposed) {
+			if (g->in[i] + g->pad_b[i] + g->pad_e[i] < ek) g->in[i] = ek;
+			g->out[i] = (g->in[i] + g->pad_b[i] + g->pad_e[i] - ek) / g->stride[i] + 1;
+		} else {
+			g->out[i] = g->stride[i] * (g->in[i] - 1) + ek - g->pad_b[i] - g->pad_e[i];
+			if (g->out[i] < 1) { g->pad_b[i] = g->pad_e[i] = 0; g->out[i] = g->stride[i] * (g->in[i] - 1) + ek; }
+		}
+	}
+}
+
+static void test_conv(void)
+{
+	for (int it = 0; it < 150; it++) {
+		struct qd_conv_geom g;
+		int mode = it % 3;
+		rand_geom(&g, mode, false);
+		int64_t cg = g.C / g.group;
+		int64_t isz = g.in[0] * g.in[1] * g.in[2], osz = g.out[0] * g.out[1] * g.out[2], ksz = g.k[0] * g.k[1] * g.k[2];
+		float *x = rand_buf(g.N * g.C * isz), *w = rand_buf(g.M * cg * ksz), *b = (rnd() & 1) ? rand_buf(g.M) : NULL;
+		float *y1 = malloc(g.N * g.M * osz * sizeof(float)), *y2 = malloc(g.N * g.M * osz * sizeof(float));
+		size_t wb = qd_conv_work_bytes(&g);
+		float *work = (it & 4) && wb ? malloc(wb) : NULL;
+		CHECK_EQ_INT(qd_conv_f32(&g, x, w, b, y1, work), 0);
+		qd_conv_f32_ref(&g, x, w, b, y2);
+		double e = rel_err(y1, y2, g.N * g.M * osz);
+		CHECKF(e < 1e-5, "conv mode %d nsp %d N%lld C%lld M%lld g%lld in %lldx%lldx%lld k %lldx%lldx%lld s %lld d %lld: err %g",
+		       mode, g.nsp, (long long)g.N, (long long)g.C, (long long)g.M, (long long)g.group,
+		       (long long)g.in[0], (long long)g.in[1], (long long)g.in[2], (long long)g.k[0],
+		       (long long)g.k[1], (long long)g.k[2], (long long)g.stride[2], (long long)g.dil[2], e);
+		free(x); free(w); free(b); free(y1); free(y2); free(work);
+	}
+}
+
+static void test_conv_transpose(void)
+{
+	for (int it = 0; it < 80; it++) {
+		struct qd_conv_geom g;
+		rand_geom(&g, it % 3 == 2 ? 2 : 0, true);
+		int64_t mg = g.M / g.group;
+		int64_t isz = g.in[0] * g.in[1] * g.in[2], osz = g.out[0] * g.out[1] * g.out[2], ksz = g.k[0] * g.k[1] * g.k[2];
+		float *x = rand_buf(g.N * g.C * isz), *w = rand_buf(g.C * mg * ksz), *b = (rnd() & 1) ? rand_buf(g.M) : NULL;
+		float *y1 = malloc(g.N * g.M * osz * sizeof(float)), *y2 = malloc(g.N * g.M * osz * sizeof(float));
+		CHECK_EQ_INT(qd_conv_transpose_f32(&g, x, w, b, y1, NULL), 0);
+		qd_conv_transpose_f32_ref(&g, x, w, b, y2);
+		double e = rel_err(y1, y2, g.N * g.M * osz);
+		CHECKF(e < 1e-5, "convT nsp %d C%lld M%lld g%lld err %g", g.nsp, (long long)g.C, (long long)g.M, (long long)g.group, e);
+		free(x); free(w); free(b); free(y1); free(y2);
+	}
+}
+
+/* broadcast walk: out[i] = a[ia] + 10*b[ib] with naive index mapping as the reference */
+struct bc { const float *a, *b; float *o; };
+static void bc_fn(void *ud, int64_t oofs, const int64_t *iofs, const int64_t *istr, int64_t n)
+{
+	struct bc *c = ud;
+	for (int64_t j = 0; j < n; j++) c->o[oofs + j] = c->a[iofs[0] + j * istr[0]] + 10 * c->b[iofs[1] + j * istr[1]];
+}
+
+static void test_broadcast(void)
+{
+	for (int it = 0; it < 200; it++) {
+		int na = (int)ri(0, 5), nb = (int)ri(0, 5), nd;
+		int64_t da[8], db[8], od[8], st[2][QD_MAX_DIMS];
+		int n = QD_MAX(na, nb);
+		for (int i = 0; i < n; i++) {
+			int64_t d = ri(1, 4);
+			if (i < na) da[na - 1 - i] = (rnd() % 3 == 0) ? 1 : d;
+			if (i < nb) db[nb - 1 - i] = (rnd() % 3 == 0) ? 1 : d;
+		}
+		CHECK_EQ_INT(qd_broadcast_shape(na, da, nb, db, &nd, od), 0);
+		int64_t ca = qd_dims_count(na, da), cb = qd_dims_count(nb, db), co = qd_dims_count(nd, od);
+		float *a = rand_buf(ca), *b = rand_buf(cb), *o1 = calloc(co, sizeof(float)), *o2 = calloc(co, sizeof(float));
+		qd_broadcast_strides(na, da, nd, od, st[0]);
+		qd_broadcast_strides(nb, db, nd, od, st[1]);
+		struct bc c = { a, b, o1 };
+		qd_broadcast_for(2, nd, od, st, bc_fn, &c);
+		for (int64_t k = 0; k < co; k++) {
+			int64_t r = k, ia = 0, ib = 0, ma = 1, mb = 1;
+			for (int i = nd - 1; i >= 0; i--) {
+				int64_t idx = r % od[i];
+				r /= od[i];
+				int ja = i - (nd - na), jb = i - (nd - nb);
+				if (ja >= 0) { ia += (da[ja] == 1 ? 0 : idx) * ma; ma *= da[ja]; }
+				if (jb >= 0) { ib += (db[jb] == 1 ? 0 : idx) * mb; mb *= db[jb]; }
+			}
+			o2[k] = a[ia] + 10 * b[ib];
+		}
+		CHECK(!memcmp(o1, o2, co * sizeof(float)));
+		free(a); free(b); free(o1); free(o2);
+	}
+	/* incompatible shapes */
+	int64_t a[2] = { 2, 3 }, b[1] = { 4 }, o[8];
+	int nd;
+	CHECK(qd_broadcast_shape(2, a, 1, b, &nd, o) == -QD_ESHAPE);
+}
+
+int main(void)
+{
+	test_gemm();
+	test_conv();
+	test_conv_transpose();
+	test_broadcast();
+	return qd_test_done("test_engine_kernels");
+}
