@@ -332,7 +332,7 @@ static void test_errors(void)
 {
 	Onnx__NodeProto *nd;
 	float x[6] = {0}, s2[3] = { 1, 1, 1 }, one = 1.0f;
-	uint8_t u[16] = {0}, z = 0;
+	uint8_t u[64] = {0}, z = 0;
 	/* per-axis scale of the wrong length */
 	struct tin q1[2] = { { "x", QD_DT_FLOAT, 2, {2, 3}, x }, { "s", QD_DT_FLOAT, 1, {3}, s2 } };
 	struct qd_model *m = one_node("QuantizeLinear", "", 13, q1, 2, 1, &nd);
