@@ -424,6 +424,58 @@ def t_jobs(d, models, ids, tmp):
     return done
 
 
+def vm_hwm_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return -1
+
+
+def t_streaming(d):
+    """Uploads stream to disk: a 256 MiB body does not grow the daemon's peak RSS by
+    256 MiB, and /healthz answers while a slow upload is in flight."""
+    import threading
+    size = 256 << 20
+    block = b"\0" * (1 << 20)
+    before = vm_hwm_kib(d.proc.pid)
+
+    def gen():
+        for _ in range(size // len(block)):
+            yield block
+    r = d.request("POST", "/v1/models", body=gen(), headers={"Content-Type": "application/octet-stream",
+                                                              "Content-Length": str(size)})
+    after = vm_hwm_kib(d.proc.pid)
+    check(r.status == 400 and r.err_field(), "256 MiB of zeros -> 400 (not a model)", r.body[:300])
+    check(after - before < 96 * 1024, "256 MiB upload streamed: peak RSS grew by %d KiB (< 96 MiB)" % (after - before))
+    m = d.request("GET", "/metrics").body.decode()
+    total = [l for l in m.splitlines() if l.startswith("quantd_upload_bytes_total ")]
+    check(total and int(total[0].split()[1]) >= size, "quantd_upload_bytes_total counts streamed bytes", total)
+
+    done = threading.Event()
+
+    def slow():
+        def g():
+            for _ in range(30):
+                if done.is_set():
+                    return
+                yield b"\x08\x07" * 100
+                time.sleep(0.1)
+        try:
+            d.request("POST", "/v1/models", body=g(), chunked=True, headers={"Content-Type": "application/octet-stream"})
+        except OSError:
+            pass
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.3)
+    t0 = time.time()
+    ok = d.healthy()
+    dt = time.time() - t0
+    check(ok and dt < 1.0, "/healthz answers in %.3f s while a slow upload is in flight" % dt)
+    done.set()
+    t.join()
+
+
 def t_cancel_delete(d, model_id):
     r = submit(d, model_id, {"q": {"type": "OnnxDynamicQuantization"}})
     jid = (r.json() or {}).get("id")
@@ -634,7 +686,8 @@ def t_auth(tmp, models):
     # non-loopback without token is refused at start-up
     p = subprocess.run([QUANTD, "serve", "--listen", "0.0.0.0:0", "--data-dir", data + "2"],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
-    check(p.returncode != 0 and b"token" in p.stderr, "non-loopback listen without a token is refused", p.stderr)
+    check(p.returncode != 0 and b"token" in p.stderr and not os.path.exists(data + "2"),
+          "non-loopback listen without a token is refused before the data dir is touched", p.stderr)
     # env and config-file precedence: flag > env > file
     cfg = os.path.join(tmp, "auth", "quantd.conf")
     with open(cfg, "w") as f:
@@ -680,6 +733,7 @@ def main():
         t_bad_input(d, models, first_id)
         t_jobs(d, models, ids, tmp)
         t_cancel_delete(d, first_id)
+        t_streaming(d)
         r = d.request("DELETE", "/v1/models/" + first_id)
         check(r.status in (204, 409), "DELETE model -> 204 (or 409 while a job uses it)", r.body)
         check(d.stop() == 0, "main daemon: SIGTERM -> exit 0")
