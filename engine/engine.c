@@ -258,6 +258,12 @@ static struct qd_tensor *ctx_out(struct qd_ctx *c, int i, int dtype, int ndim, c
 		else if (dims[k] && cnt > ((int64_t)1 << 40) / (int64_t)es / dims[k]) rc = -QD_ETOO_LARGE;
 		else cnt *= dims[k];
 	}
+	if (!rc && c->e->opts.max_tensor_bytes && (size_t)cnt * es > c->e->opts.max_tensor_bytes) {
+		char b[128];
+		return qd_ctx_fail(c, QD_ETOO_LARGE, "output %d (%s %s) exceeds the %zu-byte tensor limit", i,
+				   qd_dtype_name(dtype), qd_dims_str(ndim, dims, b, sizeof(b)),
+				   c->e->opts.max_tensor_bytes), NULL;
+	}
 	if (!rc) {
 		memset(t, 0, sizeof(*t));
 		t->dtype = dtype;

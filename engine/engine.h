@@ -35,6 +35,8 @@ struct qd_engine;
 struct qd_engine_opts {
 	int threads;                /* BLAS / kernel threads; 0 = 1 */
 	bool profile;               /* collect per-op-type time */
+	size_t max_tensor_bytes;    /* refuse to create a tensor larger than this (0 = no
+	                               limit): a hostile model cannot exhaust memory */
 };
 
 /* Called for every tensor a node produces, right after the node ran. The tensor is
