@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -275,6 +276,97 @@ static void test_disk_full(void)
 	rm_dir(d);
 }
 
+/* kill -9 at a random moment of a busy worker (claims, progress, log, artifacts, finish),
+ * three times over the same directory: each reopen passes the integrity check, recovery
+ * leaves nothing running, and succeeded jobs have their result and artifact blobs. */
+static void test_kill9(void)
+{
+	char d[256];
+	run_dir(d, sizeof d);
+	struct qd_err err = { 0 };
+	int killed = 0, bad = 0;
+	long total_jobs = 0;
+	for (int round = 0; round < 3; round++) {
+		pid_t pid = fork();
+		if (pid == 0) {
+			struct qd_store *st = NULL;
+			struct qd_store_conn *c = NULL;
+			if (qd_store_open(d, &st, &err) < 0 || qd_store_connect(st, &c, &err) < 0)
+				_exit(2);
+			qd_store_recover(c, 3, NULL, &err);
+			char sha[65];
+			struct qd_model_row m;
+			if (qd_blob_put_mem(st, "kill model", 10, sha, NULL, &err) < 0 ||
+			    qd_model_insert(c, sha, 10, "k", NULL, &m, NULL, &err) < 0)
+				_exit(3);
+			for (long i = 0;; i++) {
+				struct qd_job_row j;
+				bool got = false;
+				char text[64];
+				snprintf(text, sizeof text, "artifact %d %ld", round, i);
+				if (qd_job_create(c, m.id, "{}", 3, 0, NULL, &err) < 0 ||
+				    qd_job_claim(c, "k", &j, &got, &err) < 0 || !got)
+					_exit(4);
+				qd_job_progress(c, j.id, 0.5, "half", NULL, &err);
+				qd_job_log_append(c, j.id, QD_LOG_INFO, text, NULL, &err);
+				if (qd_blob_put_mem(st, text, strlen(text), sha, NULL, &err) < 0 ||
+				    qd_artifact_add(c, j.id, "model", "m.onnx", sha, (int64_t)strlen(text),
+						    NULL, NULL, &err) < 0 ||
+				    qd_job_finish_succeeded(c, j.id, "{\"ok\":1}", &err) < 0)
+					_exit(5);
+				qd_job_row_free(&j);
+			}
+		}
+		struct timespec ts = { 0, (80 + round * 60) * 1000000L };
+		nanosleep(&ts, NULL);
+		kill(pid, SIGKILL);
+		int status = 0;
+		waitpid(pid, &status, 0);
+		killed += WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+		if (WIFEXITED(status))
+			fprintf(stderr, "kill9 child exited %d: %s\n", WEXITSTATUS(status), err.msg);
+		bad += verify(d);
+		struct qd_store *st = NULL;
+		struct qd_store_conn *c = NULL;
+		if (qd_store_open(d, &st, &err) < 0 || qd_store_connect(st, &c, &err) < 0) {
+			bad++;
+			qd_store_close(st);
+			continue;
+		}
+		struct qd_store_counts cnt;
+		if (qd_store_counts(c, &cnt, &err) < 0 || cnt.jobs[QD_JOB_RUNNING] != 0)
+			bad++;
+		total_jobs = 0;
+		for (int k = 0; k < QD_JOB__COUNT; k++)
+			total_jobs += cnt.jobs[k];
+		struct qd_job_row *rows;
+		size_t n;
+		struct qd_page pg = { .limit = 1000 };
+		if (qd_job_list(c, QD_JOB_MASK(QD_JOB_SUCCEEDED), &pg, &rows, &n, &err) == 0) {
+			for (size_t i = 0; i < n; i++) {
+				struct qd_artifact_row *a;
+				size_t na = 0;
+				if (!rows[i].result_json ||
+				    qd_artifact_list(c, rows[i].id, &a, &na, &err) < 0 || na != 1)
+					bad++;
+				else if (!qd_blob_exists(st, a[0].sha256))
+					bad++;
+				if (na)
+					qd_artifact_rows_free(a, na);
+			}
+			qd_job_rows_free(rows, n);
+		}
+		qd_store_disconnect(c);
+		qd_store_close(st);
+	}
+	printf("kill -9: %d kills, %ld jobs afterwards, %d inconsistencies\n", killed, total_jobs,
+	       bad);
+	CHECK_EQ_INT(killed, 3);
+	CHECK_EQ_INT(bad, 0);
+	CHECK(total_jobs > 3);
+	rm_dir(d);
+}
+
 /* jansson allocation failures in the renderers: NULL or a complete object, no leak. */
 static long json_countdown = -1;
 static void *json_fx_malloc(size_t n)
@@ -345,13 +437,13 @@ int main(void)
 	rm_dir(d);
 	CHECK(total > 100);
 
-	/* One-shot: the first 40 allocation points, then ~100 spread over the whole run;
-	 * persistent (everything fails from then on): ~60 spread points. Each run costs a
+	/* One-shot: the first 30 allocation points, then ~70 spread over the whole run;
+	 * persistent (everything fails from then on): ~30 spread points. Each run costs a
 	 * few fsyncs, so the points are sampled rather than exhaustive. */
 	int runs = 0, faulted = 0, verify_bad = 0;
 	for (int pers = 0; pers < 2; pers++) {
-		long stride = total / (pers ? 60 : 100) + 1;
-		for (long n = pers ? stride / 2 : 0; n < total; n += (!pers && n < 40) ? 1 : stride) {
+		long stride = total / (pers ? 30 : 70) + 1;
+		for (long n = pers ? stride / 2 : 0; n < total; n += (!pers && n < 30) ? 1 : stride) {
 			run_dir(d, sizeof d);
 			arm(n, pers);
 			calls_failed = 0;
@@ -372,5 +464,6 @@ int main(void)
 	CHECK(faulted > runs / 4);
 	test_disk_full();
 	test_json_oom();
+	test_kill9();
 	return qd_test_done("test_store_fault");
 }
