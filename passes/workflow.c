@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* Top-level keys of an Olive run config that quantd accepts. Other modules validate the
  * contents of the ones they own (search_strategy, evaluator, data_configs). */
@@ -122,39 +123,6 @@ static long long file_size(const char *path)
 {
 	struct stat st;
 	return stat(path, &st) == 0 ? (long long)st.st_size : -1;
-}
-
-/* Bytes of a model on disk: the file plus external data files next to it. */
-static long long model_bytes(const struct qd_model *m, const char *path)
-{
-	long long total = file_size(path);
-	if (total < 0)
-		return -1;
-	Onnx__GraphProto *g = m->proto->graph;
-	char *seen[64];
-	size_t ns = 0;
-	for (size_t i = 0; g && i < g->n_initializer; i++) {
-		const Onnx__TensorProto *t = g->initializer[i];
-		if (!t->has_data_location || t->data_location != ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)
-			continue;
-		for (size_t k = 0; k < t->n_external_data; k++) {
-			const Onnx__StringStringEntryProto *e = t->external_data[k];
-			if (!e->key || strcmp(e->key, "location") || !e->value)
-				continue;
-			bool dup = false;
-			for (size_t j = 0; j < ns; j++)
-				dup = dup || !strcmp(seen[j], e->value);
-			if (dup || ns == QD_ARRAY_LEN(seen))
-				continue;
-			seen[ns++] = e->value;
-			char *p = qd_asprintf("%s/%s", m->base_dir ? m->base_dir : ".", e->value);
-			long long s = p ? file_size(p) : -1;
-			free(p);
-			if (s > 0)
-				total += s;
-		}
-	}
-	return total;
 }
 
 static const char *model_path_of(const json_t *workflow)
@@ -379,10 +347,10 @@ static json_t *measure_accuracy(struct wf *w, const char *float_path, const char
 		if (rc == -QD_ECANCELED) {
 			res = json_pack("{s:s, s:s}", "status", "canceled", "reason", "canceled during evaluation");
 		} else {
-			char *why = qd_asprintf("the built-in engine cannot run the %s model: %s", which, e.msg);
+			char *why = qd_asprintf("cannot evaluate the %s model with the built-in engine: %s", which, e.msg);
 			res = json_pack("{s:s, s:s}", "status", "unavailable", "reason", why ? why : "out of memory");
 			free(why);
-			wf_log(w, QD_LOG_WARN, "accuracy unavailable: engine cannot run the %s model: %s", which, e.msg);
+			wf_log(w, QD_LOG_WARN, "accuracy unavailable: cannot evaluate the %s model: %s", which, e.msg);
 		}
 		json_decref(desc);
 		goto out;
@@ -471,7 +439,7 @@ int qd_workflow_run(const struct qd_workflow_req *req, const struct qd_workflow_
 		qd_err_wrap(err, "cannot load model '%s'", model_path);
 		goto out;
 	}
-	long long float_bytes = model_bytes(m, model_path);
+	long long float_bytes = file_size(model_path);
 	parent_id = model_id(NULL, NULL, NULL);
 	{
 		char *h = NULL;
@@ -482,6 +450,9 @@ int qd_workflow_run(const struct qd_workflow_req *req, const struct qd_workflow_
 			hex[8] = 0;
 			h = strdup(hex);
 		}
+		/* external data of the input is resolved at load: the serialized size counts it */
+		if ((long long)fb.len > float_bytes)
+			float_bytes = (long long)fb.len;
 		qd_buf_free(&fb);
 		if (h) {
 			free(parent_id);
@@ -576,18 +547,21 @@ int qd_workflow_run(const struct qd_workflow_req *req, const struct qd_workflow_
 	}
 	if (so.external_data && !so.external_name)
 		so.external_name = "model.onnx.data";
+	char *data_path = qd_asprintf("%s/%s", req->out_dir, so.external_name ? so.external_name : "model.onnx.data");
+	if (!data_path) {
+		rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+		goto out;
+	}
+	unlink(data_path);   /* a stale data file from an earlier run must not be counted */
 	if ((rc = qd_model_save_file(m, out_path, &so, err)) < 0) {
+		free(data_path);
 		qd_err_wrap(err, "cannot save the output model");
 		goto out;
 	}
-	long long q_bytes = model_bytes(m, out_path);
-	{
-		/* the saved model's external data lives next to out_path */
-		char *d2 = qd_strdup(req->out_dir);
-		free(m->base_dir);
-		m->base_dir = d2;
-		q_bytes = model_bytes(m, out_path);
-	}
+	long long q_bytes = file_size(out_path), data_bytes = file_size(data_path);
+	free(data_path);
+	if (data_bytes > 0)
+		q_bytes += data_bytes;
 	wf_log(&w, QD_LOG_INFO, "saved '%s' (%lld bytes, float model %lld bytes)", out_path, q_bytes, float_bytes);
 
 	/* metrics */

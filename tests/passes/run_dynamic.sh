@@ -38,6 +38,7 @@ declare -A CFG=(
 	[qop_conv]='{"op_types_to_quantize": ["MatMul", "Gemm", "Gather", "Conv"]}'
 	[qdq_conv_pc]='{"quant_format": "QDQ", "per_channel": true, "op_types_to_quantize": ["MatMul", "Gemm", "Gather", "Conv"]}'
 	[qop_sub]='{"extra_options": {"EnableSubgraph": true}}'
+	[qdq_ext]='{"quant_format": "QDQ", "save_as_external_data": true, "size_threshold": 0}'
 	[qdq_sub]='{"quant_format": "QDQ", "extra_options": {"EnableSubgraph": true}}'
 )
 MAIN="qop_s8 qop_u8 qop_s8_pc qop_u8_pc qdq_s8 qdq_u8 qdq_s8_pc qdq_u8_pc"
@@ -84,7 +85,8 @@ PYEOF
 M=$T/models
 for c in $MAIN qop_rr; do run "$M/bert.onnx" bert "$c" "" "--int-max 1000 --min-cos 0.99"; done
 for c in $MAIN; do run "$M/bert_small.onnx" bert_small "$c" "" "--int-max 200 --min-cos 0.99"; done
-for c in $MAIN; do run "$M/mlp.onnx" mlp "$c" "" "--min-cos 0.99"; done
+for c in $MAIN qdq_ext; do run "$M/mlp.onnx" mlp "$c" "" "--min-cos 0.99"; done
+if [ -s "$T/out/mlp/qdq_ext/model.onnx.data" ]; then ok; else bad "mlp/qdq_ext: no model.onnx.data written"; fi
 for c in qop_s8 qop_sub qdq_sub; do run "$M/if_model.onnx" if_model "$c" "" "--min-cos 0.99"; done
 for c in qop_s8 qop_u8_pc qdq_s8 qdq_s8_pc; do
 	run "$W/hello_deepa.onnx" wakeword "$c" "" "--max-abs 0.05"
