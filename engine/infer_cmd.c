@@ -9,7 +9,8 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: quantd infer --model M.onnx --input in.npz|name=t.pb [--input ...]\n"
-		   "                    --output out.npz [--threads N] [--profile]\n");
+		   "                    --output out.npz [--threads N] [--profile] [--repeat N]\n"
+		   "  --repeat N: run N more times after the first and print the median latency\n");
 }
 
 static int add_tensor(struct qd_tensor **v, size_t *n, struct qd_tensor *t)
@@ -62,7 +63,7 @@ int qd_cmd_infer(int argc, char **argv)
 {
 	const char *model = NULL, *output = NULL;
 	const char *inputs[64];
-	int n_inputs = 0, threads = 1;
+	int n_inputs = 0, threads = 1, repeat = 0;
 	bool profile = false;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -78,6 +79,12 @@ int qd_cmd_infer(int argc, char **argv)
 			long t = strtol(v, &e, 10);
 			if (*e || t < 1 || t > 256) { fprintf(stderr, "quantd infer: invalid --threads '%s'\n", v); return 2; }
 			threads = (int)t; i++;
+		}
+		else if (!strcmp(a, "--repeat") && v) {
+			char *e;
+			long r = strtol(v, &e, 10);
+			if (*e || r < 0 || r > 10000) { fprintf(stderr, "quantd infer: invalid --repeat '%s'\n", v); return 2; }
+			repeat = (int)r; i++;
 		}
 		else if (!strcmp(a, "--profile")) profile = true;
 		else if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
@@ -113,6 +120,24 @@ int qd_cmd_infer(int argc, char **argv)
 	if ((rc = qd_engine_run(e, in, nin, &out, &nout, NULL, &err))) goto out;
 	double dt = qd_now_mono() - t0;
 	if ((rc = qd_npz_write(output, out, nout, &err))) goto out;
+	if (repeat > 0) {
+		double *ts = calloc(repeat, sizeof(double));
+		if (!ts) { rc = qd_err_set(&err, QD_ENOMEM, "", "out of memory"); goto out; }
+		for (int r = 0; r < repeat && !rc; r++) {
+			struct qd_tensor *o2 = NULL;
+			size_t n2 = 0;
+			double t1 = qd_now_mono();
+			rc = qd_engine_run(e, in, nin, &o2, &n2, NULL, &err);
+			ts[r] = qd_now_mono() - t1;
+			qd_tensors_release(o2, n2);
+		}
+		for (int a = 1; a < repeat; a++) /* insertion sort: tiny n */
+			for (int b = a; b > 0 && ts[b - 1] > ts[b]; b--) { double x = ts[b]; ts[b] = ts[b - 1]; ts[b - 1] = x; }
+		if (!rc) printf("latency_ms median %.3f min %.3f (%d runs, %d thread%s)\n", ts[repeat / 2] * 1e3,
+				ts[0] * 1e3, repeat, threads, threads > 1 ? "s" : "");
+		free(ts);
+		if (rc) goto out;
+	}
 	if (profile) {
 		struct prof_acc a = { .n = 0 };
 		qd_engine_profile(e, prof_cb, &a);
