@@ -10,6 +10,10 @@ Writes into OUT_DIR:
   mlp.onnx         3-layer MLP with Gemm (transB=1, bias), Relu, opset 13; input [batch, 64]
   if_model.onnx    MatMul + If whose branches each hold a MatMul on an outer-scope
                    weight, opset 13; inputs x [batch, 32] float and cond [] bool
+  lstm.onnx        bidirectional LSTM (hidden 32, input 16, with bias) + MatMul head,
+                   opset 14; input x [seq, batch, 16]
+  attention.onnx   com.microsoft Attention (4 heads, hidden 64) + MatMul + Add, opset 13;
+                   input x [batch, seq, 64]
 BERT inputs: input_ids int64 [batch, seq] (ids < vocab); outputs: last_hidden_state
 [batch, seq, hidden] and pooled [batch, hidden] (Gather first token → Gemm → Tanh).
 Ops used: Gather, Shape, Range, Add, LayerNormalization, MatMul, Reshape, Transpose,
@@ -169,11 +173,56 @@ def make_if(path, seed):
     save(graph, path, 13)
 
 
-def save(graph, path, opset):
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
-                              producer_name="quantd-tests")
+def make_lstm(path, seed):
+    rng = np.random.default_rng(seed + 3)
+    d, h, i = 2, 32, 16
+    w = numpy_helper.from_array((rng.standard_normal((d, 4 * h, i)) * 0.2).astype(np.float32), "lstm.W")
+    r = numpy_helper.from_array((rng.standard_normal((d, 4 * h, h)) * 0.2).astype(np.float32), "lstm.R")
+    b = numpy_helper.from_array((rng.standard_normal((d, 8 * h)) * 0.1).astype(np.float32), "lstm.B")
+    head = numpy_helper.from_array((rng.standard_normal((2 * h, 8)) * 0.2).astype(np.float32), "head.W")
+    shape = numpy_helper.from_array(np.array([0, 0, 2 * h], np.int64), "head.shape")
+    nodes = [
+        helper.make_node("LSTM", ["x", "lstm.W", "lstm.R", "lstm.B"], ["y", "y_h", "y_c"], name="lstm",
+                         hidden_size=h, direction="bidirectional"),
+        helper.make_node("Transpose", ["y"], ["y_t"], name="lstm/Transpose", perm=[0, 2, 1, 3]),
+        helper.make_node("Reshape", ["y_t", "head.shape"], ["y_r"], name="lstm/Reshape"),
+        helper.make_node("MatMul", ["y_r", "head.W"], ["out"], name="head/MatMul"),
+    ]
+    graph = helper.make_graph(
+        nodes, "lstm_model",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["seq", "batch", i])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["seq", "batch", 8]),
+         helper.make_tensor_value_info("y_h", TensorProto.FLOAT, [d, "batch", h])],
+        [w, r, b, head, shape])
+    save(graph, path, 14)
+
+
+def make_attention(path, seed):
+    rng = np.random.default_rng(seed + 4)
+    hid = 64
+    w = numpy_helper.from_array((rng.standard_normal((hid, 3 * hid)) * 0.1).astype(np.float32), "attn.W")
+    b = numpy_helper.from_array((rng.standard_normal(3 * hid) * 0.05).astype(np.float32), "attn.B")
+    o = numpy_helper.from_array((rng.standard_normal((hid, hid)) * 0.1).astype(np.float32), "out.W")
+    ob = numpy_helper.from_array((rng.standard_normal(hid) * 0.05).astype(np.float32), "out.B")
+    nodes = [
+        helper.make_node("Attention", ["x", "attn.W", "attn.B"], ["a"], name="attention", domain="com.microsoft",
+                         num_heads=4),
+        helper.make_node("MatMul", ["a", "out.W"], ["m"], name="out/MatMul"),
+        helper.make_node("Add", ["m", "out.B"], ["y"], name="out/Add"),
+    ]
+    graph = helper.make_graph(
+        nodes, "attention_model",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq", hid])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "seq", hid])], [w, b, o, ob])
+    save(graph, path, 13, ms=True)
+
+
+def save(graph, path, opset, ms=False):
+    ops = [helper.make_opsetid("", opset)] + ([helper.make_opsetid("com.microsoft", 1)] if ms else [])
+    model = helper.make_model(graph, opset_imports=ops, producer_name="quantd-tests")
     model.ir_version = 8
-    onnx.checker.check_model(model)
+    if not ms:
+        onnx.checker.check_model(model)
     onnx.save(model, path)
 
 
@@ -190,6 +239,8 @@ def main(argv):
     make_bert(os.path.join(out, "bert_small.onnx"), seed, layers=2, hidden=64, heads=2, ffn=128, vocab=200)
     make_mlp(os.path.join(out, "mlp.onnx"), seed)
     make_if(os.path.join(out, "if_model.onnx"), seed)
+    make_lstm(os.path.join(out, "lstm.onnx"), seed)
+    make_attention(os.path.join(out, "attention.onnx"), seed)
     return 0
 
 
