@@ -119,6 +119,22 @@ static void test_open_migrate(void)
 	CHECK_EQ_INT(raw_exec(sql), SQLITE_OK);
 	CHECK_EQ_INT(qd_store_open(dir, &st, &err), 0);
 	qd_store_close(st);
+	/* A failing migration rolls back completely and leaves the version alone. */
+	char saved[256];
+	memcpy(saved, dir, sizeof saved);
+	snprintf(dir, sizeof dir, "%.200s/conflict", saved);
+	CHECK_EQ_INT(mkdir(dir, 0755), 0);
+	CHECK_EQ_INT(raw_exec("CREATE TABLE jobs (x)"), SQLITE_OK);
+	qd_err_clear(&err);
+	CHECK_EQ_INT(qd_store_open(dir, &st, &err), -QD_EDB);
+	CHECKF(strstr(err.msg, "migration 1") && strstr(err.msg, "jobs"), "%s", err.msg);
+	CHECK_EQ_INT(raw_user_version(), 0);
+	CHECK_EQ_INT(raw_exec("SELECT count(*) FROM models"), SQLITE_ERROR);  /* not created */
+	CHECK_EQ_INT(raw_exec("DROP TABLE jobs"), SQLITE_OK);
+	CHECK_EQ_INT(qd_store_open(dir, &st, &err), 0);
+	CHECK_EQ_INT(raw_user_version(), qd_store_schema_version());
+	qd_store_close(st);
+	memcpy(dir, saved, sizeof dir);
 	/* Bad arguments. */
 	CHECK_EQ_INT(qd_store_open("", &st, &err), -QD_EINVAL);
 	CHECK_EQ_INT(qd_store_open("/proc/quantd-cannot-create", &st, &err), -QD_EIO);
