@@ -111,6 +111,10 @@ int qd_req_page(struct qd_req *r, struct qd_page *pg);
  * (items stolen). */
 int qd_req_list(struct qd_req *r, json_t *items, const struct qd_page *pg, const char *extra_query);
 
+/* Validate a stored model file without loading its weights (api/model_check.c):
+ * *summary (new) is qd_model_summary_json. Errors name the problem (PARSE / MODEL). */
+int qd_api_check_model_file(const char *path, json_t **summary, struct qd_err *err);
+
 /* Model JSON for the API: the store row with the summary lifted to the top level. new. */
 json_t *qd_api_model_json(const struct qd_model_row *row);
 

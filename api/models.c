@@ -4,11 +4,7 @@
 #include "api/api.h"
 #include "onnx/onnx.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 json_t *qd_api_model_json(const struct qd_model_row *row)
@@ -32,32 +28,15 @@ json_t *qd_api_model_json(const struct qd_model_row *row)
 
 /* Parse and check the stored blob; *summary (new) describes it. Messages never mention
  * the blob's path. */
-static int validate_blob(struct qd_req *r, const char *sha, uint64_t size, json_t **summary)
+static int validate_blob(struct qd_req *r, const char *sha, json_t **summary)
 {
 	struct qd_store *st = r->d->store;
 	size_t pmax = qd_blob_path_max(st);
 	char path[pmax];
-	struct qd_model *m = NULL;
-	void *map = MAP_FAILED;
-	int rc, fd = -1;
+	int rc;
 	if ((rc = qd_blob_path(st, sha, path, pmax, &r->err)))
 		return rc;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return qd_err_set(&r->err, QD_EIO, "", "cannot open uploaded blob: %s", strerror(errno));
-	map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-	close(fd);
-	if (map == MAP_FAILED)
-		return qd_err_set(&r->err, QD_EIO, "", "cannot map uploaded blob: %s", strerror(errno));
-	madvise(map, size, MADV_SEQUENTIAL);
-	struct qd_load_opts lo = { .keep_external = false };
-	if ((rc = qd_model_load_buf(map, size, NULL, &lo, &m, &r->err)) ||
-	    (rc = qd_model_check(m, &r->err)))
-		goto out;
-	*summary = qd_model_summary_json(m);
-	if (!*summary)
-		rc = qd_err_set(&r->err, QD_ENOMEM, "", "out of memory describing the model");
-out:
+	rc = qd_api_check_model_file(path, summary, &r->err);
 	if (rc && r->err.code != QD_ENOMEM && r->err.code != QD_EIO) {
 		if (r->err.code != QD_EPARSE && r->err.code != QD_EMODEL && r->err.code != QD_EUNSUPPORTED)
 			r->err.code = QD_EMODEL;
@@ -65,8 +44,6 @@ out:
 			snprintf(r->err.field, sizeof r->err.field, "body");
 		qd_err_wrap(&r->err, "invalid model upload");
 	}
-	qd_model_free(m);
-	munmap(map, size);
 	return rc;
 }
 
@@ -105,7 +82,7 @@ int qd_api_models_create(struct qd_req *r)
 	r->bw = NULL;
 	if (rc)
 		goto out;
-	if ((rc = validate_blob(r, sha, size, &summary))) {
+	if ((rc = validate_blob(r, sha, &summary))) {
 		if (!existed_blob) {
 			size_t pmax = qd_blob_path_max(d->store);
 			char path[pmax];
