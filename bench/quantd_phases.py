@@ -111,7 +111,7 @@ def main(argv):
             t1, c1, h1 = marks[i + 1][1], marks[i + 1][2], marks[i + 1][3]
         else:
             t1, c1, h1 = tot["wall"], tot["cpu"], tot["rss_kb"]
-        ph[key] = (t1 - t, c1 - cpu, h1)
+        ph[key] = (t1 - t, max(0.0, c1 - cpu), h1)   # /proc ticks vs rusage: clamp rounding
     start_cpu = marks[0][2] if marks else float("nan")
 
     def cpu(key):
@@ -122,10 +122,12 @@ def main(argv):
 
     if not ok:
         note = "FAILED (exit %s, see %s)" % (tot["exit"], log_path)
-    elif cos is not None:
-        note = "pass wall %.3fs, min cosine %.5f" % (pass_s, cos)
     else:
-        note = "pass wall %.3fs, accuracy %s" % (pass_s, acc.get("status", "?"))
+        qn = metrics.get("quantized_nodes", {})
+        note = "%d nodes quantized%s, pass wall %.3fs, " % (
+            metrics.get("quantized_nodes_total", 0),
+            " (%s)" % ", ".join("%s %d" % kv for kv in sorted(qn.items())) if qn else "", pass_s)
+        note += ("min cosine %.5f" % cos) if cos is not None else "accuracy %s" % acc.get("status", "?")
     print("%-34s %7.1f %6.2f %6.2f %7.0f %6.3f | %5.2f %s %s %s %s %s | %s %s %s %s | %s" % (
         label, size / 1e6, tot["wall"], tot["cpu"], tot["rss_kb"] / 1024.0, ratio,
         start_cpu, cpu("load"), cpu("pass"), cpu("save"), cpu("eval"), cpu("exit"),

@@ -53,7 +53,10 @@ echo "  seeded random inputs; there is no switch to skip that); ratio = output b
 echo "  CPU by phase (from progress lines, /proc/<pid>/stat, 10 ms ticks): start = before the first line;"
 echo "  load = parse model (+ serialize and sha256 for the footprint id); pass = the quantization pass;"
 echo "  save = write model.onnx; eval = evaluation vs float; exit = metrics/footprint JSON, teardown."
-echo "  RSS MiB = high-water mark at the end of load / pass / save / eval."
+echo "  RSS MiB = high-water mark at the end of load / pass / save / eval. '-' = the process had exited when"
+echo "  the line was read (its exit is then counted in the previous phase)."
+echo "  Conv is not in the pass's default op types (passes/dynamic.c): PaddleOCR det has no quantized node, cls"
+echo "  one MatMul and rec 9 MatMuls, hence ratios near 1 there."
 echo "ONNX Runtime's Python quantization tool (onnxruntime.quantization.quantize_dynamic) cannot be installed"
 echo "  here (no PyPI), so there is no direct time ratio against it."
 echo
