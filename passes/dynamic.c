@@ -498,7 +498,8 @@ static bool in_list(const json_t *list, const char *s)
 	return false;
 }
 
-static const char *const default_ops[] = {"MatMul", "Gemm", "Gather"};
+/* ORT's IntegerOps defaults minus Conv (see DESIGN), Transpose and EmbedLayerNormalization. */
+static const char *const default_ops[] = {"MatMul", "Gemm", "Gather", "Attention", "LSTM"};
 
 static bool type_selected(struct dyn *d, const char *op)
 {
@@ -958,6 +959,160 @@ static int rewrite_gather(struct dyn *d, struct gstate *gs, Onnx__NodeProto *n)
 	return 2;   /* node already emitted */
 }
 
+/* LSTM weight W [D, 4H, X] → int8 symmetric codes transposed to [D, X, 4H]; scales and zero
+ * points [D, 4H] (per_channel) or [D] (one range per direction). Adds three initializers. */
+static int quant_lstm_weight(struct dyn *d, struct gstate *gs, const Onnx__TensorProto *w, char **qn,
+			     char **sn, char **zn)
+{
+	int64_t D = w->dims[0], G = w->dims[1], X = w->dims[2];
+	float *data = NULL;
+	int64_t n = 0;
+	int rc = qd_tensor_to_float(w, &data, &n, d->err);
+	if (rc < 0)
+		return rc;
+	if (n != D * G * X) {
+		free(data);
+		return qd_err_set(d->err, QD_EMODEL, w->name, "LSTM weight '%s' has a bad size", w->name);
+	}
+	const bool pc = d->cfg.per_channel;
+	size_t nch = (size_t)(pc ? D * G : D);
+	int64_t dims2[2] = {pc ? D * G : D, pc ? X : G * X};
+	int8_t *codes = malloc((size_t)n + 1), *tr = malloc((size_t)n + 1);
+	float *scales = malloc(nch * sizeof *scales);
+	int32_t *zps = malloc(nch * sizeof *zps);
+	int8_t *zp8 = calloc(nch, 1);
+	rc = -1;
+	if (!codes || !tr || !scales || !zps || !zp8) {
+		qd_err_set(d->err, QD_ENOMEM, NULL, "out of memory");
+		goto out;
+	}
+	if (qd_quant_weight_channel(data, dims2, 2, 0, QD_QT_INT8, true, d->cfg.reduce_range, scales, zps,
+				    codes) < 0) {
+		qd_err_set(d->err, QD_EINTERNAL, w->name, "cannot quantize LSTM weight '%s'", w->name);
+		goto out;
+	}
+	for (int64_t k = 0; k < D; k++)
+		for (int64_t g = 0; g < G; g++)
+			for (int64_t x = 0; x < X; x++)
+				tr[(k * X + x) * G + g] = codes[(k * G + g) * X + x];
+	*qn = freshf(d, "%s_quantized", w->name);
+	*sn = freshf(d, "%s_scale", w->name);
+	*zn = freshf(d, "%s_zero_point", w->name);
+	int64_t qd3[3] = {D, X, G}, sd[2] = {D, G};
+	if (!*qn || !*sn || !*zn) {
+		qd_err_set(d->err, QD_ENOMEM, NULL, "out of memory");
+		goto out;
+	}
+	if (add_init(d, gs, qd_tensor_new(*qn, QD_DT_INT8, qd3, 3, tr, (size_t)n)) < 0 ||
+	    add_init(d, gs, qd_tensor_new(*sn, QD_DT_FLOAT, sd, pc ? 2 : 1, scales, nch * sizeof(float))) < 0 ||
+	    add_init(d, gs, qd_tensor_new(*zn, QD_DT_INT8, sd, pc ? 2 : 1, zp8, nch)) < 0)
+		goto out;
+	rc = 0;
+out:
+	free(data); free(codes); free(tr); free(scales); free(zps); free(zp8);
+	return rc;
+}
+
+/* LSTM → com.microsoft DynamicQuantizeLSTM (QOperator only: the contrib op has no QDQ form). */
+static int rewrite_lstm(struct dyn *d, struct gstate *gs, Onnx__NodeProto *n)
+{
+	if (d->cfg.qdq)
+		return skip(d, n, "LSTM has no QDQ form (DynamicQuantizeLSTM is a QOperator op)");
+	if (n->n_input < 3)
+		return 0;
+	Onnx__TensorProto *w = qd_index_initializer(gs->ix, n->input[1]);
+	Onnx__TensorProto *r = qd_index_initializer(gs->ix, n->input[2]);
+	if (!w || !r || w->data_type != QD_DT_FLOAT || r->data_type != QD_DT_FLOAT || w->n_dims != 3 ||
+	    r->n_dims != 3 || w->dims[0] != r->dims[0] || w->dims[1] != r->dims[1])
+		return skip(d, n, "W and R are not 3-D float initializers");
+	if (qd_node_attr_int(n, "layout", 0) != 0)
+		return skip(d, n, "layout=1 is not supported by DynamicQuantizeLSTM");
+	char *wq = NULL, *ws = NULL, *wz = NULL, *rq = NULL, *rs = NULL, *rz = NULL;
+	char *name = NULL;
+	int rc = -1;
+	if (quant_lstm_weight(d, gs, w, &wq, &ws, &wz) < 0 || quant_lstm_weight(d, gs, r, &rq, &rs, &rz) < 0)
+		goto out;
+	const char *in[12];
+	for (int k = 0; k < 8; k++)
+		in[k] = (size_t)k < n->n_input ? n->input[k] : "";
+	in[1] = wq; in[2] = rq;
+	in[8] = ws; in[9] = wz; in[10] = rs; in[11] = rz;
+	name = freshf(d, "%s_quant", node_base(n));
+	Onnx__NodeProto *q = name ? qd_node_new("DynamicQuantizeLSTM", MS_DOMAIN, name, in, 12,
+						(const char *const *)n->output, n->n_output) : NULL;
+	for (size_t k = 0; q && k < n->n_attribute; k++)
+		if (strcmp(n->attribute[k]->name, "layout") && qd_node_copy_attr(q, n->attribute[k]) < 0) {
+			qd_node_free(q);
+			q = NULL;
+		}
+	if (emit(d, gs, q) < 0)
+		goto out;
+	d->ms_used = true;
+	count(d, "LSTM");
+	rc = 1;
+out:
+	free(wq); free(ws); free(wz); free(rq); free(rs); free(rz); free(name);
+	return rc;
+}
+
+/* com.microsoft Attention → QAttention (QOperator); QDQ: weights through DequantizeLinear. */
+static int rewrite_attention(struct dyn *d, struct gstate *gs, Onnx__NodeProto *n)
+{
+	static const char *const qattn_attrs[] = {"num_heads", "unidirectional", "do_rotary",
+		"past_present_share_buffer", "mask_filter_value", "scale"};
+	if (n->n_input < 3 || !*n->input[2])
+		return skip(d, n, "Attention without bias");
+	for (size_t k = 5; k < n->n_input; k++)
+		if (*n->input[k])
+			return skip(d, n, "input %zu (relative position bias / past sequence length) has no "
+				    "QAttention equivalent", k);
+	if (qd_node_attr(n, "qkv_hidden_sizes"))
+		return skip(d, n, "qkv_hidden_sizes is not supported by QAttention");
+	for (size_t k = 0; k < n->n_attribute; k++) {
+		bool ok = false;
+		for (size_t j = 0; j < QD_ARRAY_LEN(qattn_attrs); j++)
+			ok = ok || !strcmp(n->attribute[k]->name, qattn_attrs[j]);
+		if (!ok)
+			return skip(d, n, "attribute '%s' has no QAttention equivalent", n->attribute[k]->name);
+	}
+	Onnx__TensorProto *w = qd_index_initializer(gs->ix, n->input[1]);
+	if (!w || w->data_type != QD_DT_FLOAT || w->n_dims != 2)
+		return skip(d, n, "weights are not a 2-D float initializer");
+	int axis = d->cfg.per_channel ? 1 : -1;
+	struct qval *wq = quant_weight(d, gs, w, d->cfg.wtype, axis, d->cfg.weight_sym, d->cfg.reduce_range);
+	if (!wq)
+		return -1;
+	if (d->cfg.qdq) {
+		const char *wdq = dq_weight(d, gs, wq, w->name, axis);
+		char *nw = wdq ? strdup(wdq) : NULL;
+		if (!nw)
+			return -1;
+		bury(d, n->input[1], 0);
+		n->input[1] = nw;
+		count(d, "Attention");
+		return 0;
+	}
+	struct qval *aq = quant_activation(d, gs, n->input[0]);
+	if (!aq)
+		return -1;
+	char *name = freshf(d, "%s_quant", node_base(n));
+	const char *in[9] = {aq->q, wq->q, n->input[2], aq->scale, wq->scale,
+			     n->n_input > 3 ? n->input[3] : "", aq->zp, wq->zp, n->n_input > 4 ? n->input[4] : ""};
+	Onnx__NodeProto *q = name ? qd_node_new("QAttention", MS_DOMAIN, name, in, 9,
+						(const char *const *)n->output, n->n_output) : NULL;
+	free(name);
+	for (size_t k = 0; q && k < n->n_attribute; k++)
+		if (qd_node_copy_attr(q, n->attribute[k]) < 0) {
+			qd_node_free(q);
+			q = NULL;
+		}
+	if (emit(d, gs, q) < 0)
+		return -1;
+	d->ms_used = true;
+	count(d, "Attention");
+	return 1;
+}
+
 /* ---- graphs ---- */
 
 static int quantize_graph(struct dyn *d, Onnx__GraphProto *g, const struct qd_graph_index *parent, int depth);
@@ -999,11 +1154,14 @@ static int process_graph(struct dyn *d, struct gstate *gs, int depth)
 				r = rewrite_conv(d, gs, n);
 			else
 				r = rewrite_gather(d, gs, n);
-		} else if (((!*dom && !strcmp(n->op_type, "LSTM")) ||
-			    (!strcmp(dom, MS_DOMAIN) && (!strcmp(n->op_type, "Attention") ||
-							  !strcmp(n->op_type, "EmbedLayerNormalization")))) &&
+		} else if (!*dom && !strcmp(n->op_type, "LSTM")) {
+			r = node_selected(d, n, NULL, NULL) ? rewrite_lstm(d, gs, n) : 0;
+		} else if (!strcmp(dom, MS_DOMAIN) && !strcmp(n->op_type, "Attention")) {
+			r = node_selected(d, n, NULL, NULL) ? rewrite_attention(d, gs, n) : 0;
+		} else if (((!strcmp(dom, MS_DOMAIN) && !strcmp(n->op_type, "EmbedLayerNormalization")) ||
+			    (!*dom && !strcmp(n->op_type, "Transpose"))) && d->cfg.op_types &&
 			   node_selected(d, n, NULL, NULL)) {
-			r = skip(d, n, "quantd's dynamic pass does not quantize %s yet", n->op_type);
+			r = skip(d, n, "quantd's dynamic pass does not quantize %s", n->op_type);
 		}
 		if (r < 0) {
 			rc = r;

@@ -88,6 +88,10 @@ for c in $MAIN; do run "$M/bert_small.onnx" bert_small "$c" "" "--int-max 200 --
 for c in $MAIN qdq_ext; do run "$M/mlp.onnx" mlp "$c" "" "--min-cos 0.99"; done
 if [ -s "$T/out/mlp/qdq_ext/model.onnx.data" ]; then ok; else bad "mlp/qdq_ext: no model.onnx.data written"; fi
 for c in qop_s8 qop_sub qdq_sub; do run "$M/if_model.onnx" if_model "$c" "" "--min-cos 0.99"; done
+for c in qop_s8 qop_s8_pc qop_u8 qdq_s8; do run "$M/lstm.onnx" lstm "$c" "" "--shape x=6,2,16 --min-cos 0.99"; done
+for c in qop_s8 qop_s8_pc qop_u8_pc qdq_s8_pc; do
+	run "$M/attention.onnx" attention "$c" "" "--shape x=2,12,64 --min-cos 0.99"
+done
 for c in qop_s8 qop_u8_pc qdq_s8 qdq_s8_pc; do
 	run "$W/hello_deepa.onnx" wakeword "$c" "" "--max-abs 0.05"
 done

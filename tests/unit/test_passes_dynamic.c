@@ -468,6 +468,70 @@ static void test_subgraph(void)
 	qd_model_free(m);
 }
 
+/* LSTM (D=2, H=4, I=3) and com.microsoft Attention (hidden 8, 2 heads) */
+static struct qd_model *make_lstm_attn(void)
+{
+	struct qd_model *m = qd_model_new(8, 14);
+	qd_model_set_opset(m, "com.microsoft", 1);
+	Onnx__GraphProto *g = m->proto->graph;
+	int64_t xd[3] = {5, 1, 3}, ad[3] = {1, 5, 8};
+	add_vi(&g->input, &g->n_input, qd_value_info_new("x", QD_DT_FLOAT, xd, 3));
+	add_vi(&g->input, &g->n_input, qd_value_info_new("a", QD_DT_FLOAT, ad, 3));
+	add_vi(&g->output, &g->n_output, qd_value_info_new("y", QD_DT_FLOAT, NULL, 0));
+	add_vi(&g->output, &g->n_output, qd_value_info_new("b", QD_DT_FLOAT, NULL, 0));
+	int64_t wd[3] = {2, 16, 3}, rd[3] = {2, 16, 4}, awd[2] = {8, 24}, abd[1] = {24};
+	add_init_f(g, "W", wd, 3, 0.3f);
+	add_init_f(g, "R", rd, 3, 0.3f);
+	add_init_f(g, "AW", awd, 2, 0.3f);
+	add_init_f(g, "AB", abd, 1, 0.1f);
+	const char *li[3] = {"x", "W", "R"}, *ai[3] = {"a", "AW", "AB"};
+	Onnx__NodeProto *l = node(g, "LSTM", "lstm", li, 3, "y");
+	qd_node_set_attr_int(l, "hidden_size", 4);
+	qd_node_set_attr_string(l, "direction", "bidirectional");
+	const char *ao[1] = {"b"};
+	Onnx__NodeProto *at = qd_node_new("Attention", "com.microsoft", "attn", ai, 3, ao, 1);
+	qd_node_set_attr_int(at, "num_heads", 2);
+	qd_graph_add_node(g, at);
+	return m;
+}
+
+static void test_lstm_attention(void)
+{
+	struct qd_err err;
+	struct qd_model *m = make_lstm_attn();
+	CHECK_EQ_INT(quantize(m, "{\"per_channel\": true}", NULL, &err), 0);
+	const Onnx__GraphProto *g = m->proto->graph;
+	Onnx__NodeProto *n = find_node(g, "lstm_quant");
+	CHECK(n && !strcmp(n->op_type, "DynamicQuantizeLSTM") && n->n_input == 12 &&
+	      !strcmp(qd_node_domain(n), "com.microsoft"));
+	if (n && n->n_input == 12) {
+		CHECK_STR(n->input[1], "W_quantized");
+		CHECK_STR(n->input[8], "W_scale");
+		CHECK_STR(n->input[11], "R_zero_point");
+		CHECK_STR(n->input[3], "");
+	}
+	Onnx__TensorProto *t = find_init(g, "W_quantized");   /* [D, I, 4H] */
+	CHECK(t && t->data_type == QD_DT_INT8 && t->dims[0] == 2 && t->dims[1] == 3 && t->dims[2] == 16);
+	t = find_init(g, "W_scale");
+	CHECK(t && t->n_dims == 2 && t->dims[0] == 2 && t->dims[1] == 16);
+	n = find_node(g, "attn_quant");
+	CHECK(n && !strcmp(n->op_type, "QAttention") && n->n_input == 9 && qd_node_attr_int(n, "num_heads", 0) == 2);
+	if (n && n->n_input == 9) {
+		CHECK_STR(n->input[0], "a_quantized");
+		CHECK_STR(n->input[2], "AB");
+		CHECK_STR(n->input[6], "a_zero_point");
+	}
+	t = find_init(g, "AW_scale");
+	CHECK(t && t->n_dims == 1 && t->dims[0] == 24);
+	CHECK_EQ_INT(qd_pass_validate_output(m, &err), 0);
+	qd_model_free(m);
+	m = make_lstm_attn();
+	CHECK_EQ_INT(quantize(m, "{}", NULL, &err), 0);
+	t = find_init(m->proto->graph, "R_scale");
+	CHECK(t && t->n_dims == 1 && t->dims[0] == 2);         /* one range per direction */
+	qd_model_free(m);
+}
+
 int main(void)
 {
 	qd_log_set_level(QD_LOG_WARN);
@@ -477,5 +541,6 @@ int main(void)
 	test_conv();
 	test_selection();
 	test_subgraph();
+	test_lstm_attention();
 	return qd_test_done("test_passes_dynamic");
 }
