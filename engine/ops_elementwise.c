@@ -13,6 +13,7 @@
 
 enum bin_op {
 	B_ADD, B_SUB, B_MUL, B_DIV, B_POW, B_MIN, B_MAX, B_MOD, B_FMOD,
+	B_PRELU, B_SHL, B_SHR,
 	B_EQ, B_LT, B_GT, B_LE, B_GE, B_AND, B_OR, B_XOR,
 };
 
@@ -53,6 +54,9 @@ struct bin_run {
 	case B_MAX: RUN_LOOP(T, T, x > y ? x : y); break; \
 	case B_MOD: RUN_LOOP(T, T, MODX(T, x, y)); break; \
 	case B_FMOD: RUN_LOOP(T, T, FMODX(T, x, y)); break; \
+	case B_PRELU: RUN_LOOP(T, T, x < (T)1 && x != 0 ? (T)(x * y) : x); break; \
+	case B_SHL: RUN_LOOP(T, T, (uint64_t)y >= 8 * sizeof(T) ? (T)0 : (T)(x << y)); break; \
+	case B_SHR: RUN_LOOP(T, T, (uint64_t)y >= 8 * sizeof(T) ? (T)0 : (T)(x >> y)); break; \
 	case B_EQ: RUN_LOOP(T, uint8_t, x == y); break; \
 	case B_LT: RUN_LOOP(T, uint8_t, x < y); break; \
 	case B_GT: RUN_LOOP(T, uint8_t, x > y); break; \
@@ -70,6 +74,7 @@ struct bin_run {
 	case B_MIN: RUN_LOOP(T, T, (isnan(x) || isnan(y)) ? (T)NAN : FMIN(x, y)); break; \
 	case B_MAX: RUN_LOOP(T, T, (isnan(x) || isnan(y)) ? (T)NAN : FMAX(x, y)); break; \
 	case B_FMOD: RUN_LOOP(T, T, FMODF(x, y)); break; \
+	case B_PRELU: RUN_LOOP(T, T, x < 0 ? x * y : x); break; \
 	case B_EQ: RUN_LOOP(T, uint8_t, x == y); break; \
 	case B_LT: RUN_LOOP(T, uint8_t, x < y); break; \
 	case B_GT: RUN_LOOP(T, uint8_t, x > y); break; \
@@ -180,6 +185,20 @@ int qd_op_mul(struct qd_ctx *c) { return binary(c, B_MUL); }
 int qd_op_div(struct qd_ctx *c) { return binary(c, B_DIV); }
 int qd_op_pow(struct qd_ctx *c) { return binary(c, B_POW); }
 int qd_op_equal(struct qd_ctx *c) { return binary(c, B_EQ); }
+int qd_op_prelu(struct qd_ctx *c) { return binary(c, B_PRELU); }
+
+int qd_check_bitshift(struct qd_enode *n, const int *in_dt, int *out_dt, struct qd_err *err)
+{
+	const char *d = qd_node_attr_string(n->proto, "direction", "");
+	if (strcmp(d, "LEFT") && strcmp(d, "RIGHT"))
+		return qd_err_set(err, QD_EMODEL, n->name, "node '%s' (BitShift): direction must be LEFT or RIGHT", n->name);
+	return 0;
+}
+
+int qd_op_bitshift(struct qd_ctx *c)
+{
+	return binary(c, strcmp(qd_node_attr_string(c->n->proto, "direction", ""), "LEFT") ? B_SHR : B_SHL);
+}
 int qd_op_less(struct qd_ctx *c) { return binary(c, B_LT); }
 int qd_op_greater(struct qd_ctx *c) { return binary(c, B_GT); }
 int qd_op_less_equal(struct qd_ctx *c) { return binary(c, B_LE); }
@@ -276,9 +295,18 @@ enum un_op {
 	U_RELU, U_SQRT, U_EXP, U_LOG, U_ERF, U_TANH, U_SIGMOID, U_NEG, U_ABS, U_RECIP,
 	U_FLOOR, U_CEIL, U_ROUND, U_LEAKY, U_HSIG, U_HSWISH, U_CLIP, U_ELU, U_SELU, U_SOFTPLUS,
 	U_SOFTSIGN, U_SIN, U_COS, U_NOT, U_SIGN, U_THRELU, U_CELU, U_GELU,
+	U_TAN, U_ASIN, U_ACOS, U_ATAN, U_SINH, U_COSH, U_ASINH, U_ACOSH, U_ATANH, U_SHRINK,
 };
 
 struct un_par { float alpha, beta, gamma, lo, hi; };
+#define TRIG_CASES(F, SUF) \
+	case U_TAN: return F(tan, SUF)(x); case U_ASIN: return F(asin, SUF)(x); \
+	case U_ACOS: return F(acos, SUF)(x); case U_ATAN: return F(atan, SUF)(x); \
+	case U_SINH: return F(sinh, SUF)(x); case U_COSH: return F(cosh, SUF)(x); \
+	case U_ASINH: return F(asinh, SUF)(x); case U_ACOSH: return F(acosh, SUF)(x); \
+	case U_ATANH: return F(atanh, SUF)(x);
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
 
 static inline float un_f(enum un_op op, float x, const struct un_par *p)
 {
@@ -310,6 +338,8 @@ static inline float un_f(enum un_op op, float x, const struct un_par *p)
 	case U_THRELU: return x > p->alpha ? x : 0;
 	case U_CELU: return fmaxf(0.0f, x) + fminf(0.0f, p->alpha * (expf(x / p->alpha) - 1.0f));
 	case U_GELU: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+	case U_SHRINK: return x < -p->alpha ? x + p->beta : x > p->alpha ? x - p->beta : 0.0f;
+	TRIG_CASES(CAT, f)
 	default: return x;
 	}
 }
@@ -344,6 +374,8 @@ static inline double un_d(enum un_op op, double x, const struct un_par *p)
 	case U_THRELU: return x > p->alpha ? x : 0;
 	case U_CELU: return fmax(0.0, x) + fmin(0.0, p->alpha * (exp(x / p->alpha) - 1.0));
 	case U_GELU: return 0.5 * x * (1.0 + erf(x * 0.70710678118654752));
+	case U_SHRINK: return x < -p->alpha ? x + p->beta : x > p->alpha ? x - p->beta : 0.0;
+	TRIG_CASES(CAT, )
 	default: return x;
 	}
 }
@@ -425,6 +457,19 @@ int qd_op_not(struct qd_ctx *c) { return unary(c, U_NOT, NOPAR); }
 int qd_op_sign(struct qd_ctx *c) { return unary(c, U_SIGN, NOPAR); }
 int qd_op_sin(struct qd_ctx *c) { return unary(c, U_SIN, NOPAR); }
 int qd_op_cos(struct qd_ctx *c) { return unary(c, U_COS, NOPAR); }
+int qd_op_tan(struct qd_ctx *c) { return unary(c, U_TAN, NOPAR); }
+int qd_op_asin(struct qd_ctx *c) { return unary(c, U_ASIN, NOPAR); }
+int qd_op_acos(struct qd_ctx *c) { return unary(c, U_ACOS, NOPAR); }
+int qd_op_atan(struct qd_ctx *c) { return unary(c, U_ATAN, NOPAR); }
+int qd_op_sinh(struct qd_ctx *c) { return unary(c, U_SINH, NOPAR); }
+int qd_op_cosh(struct qd_ctx *c) { return unary(c, U_COSH, NOPAR); }
+int qd_op_asinh(struct qd_ctx *c) { return unary(c, U_ASINH, NOPAR); }
+int qd_op_acosh(struct qd_ctx *c) { return unary(c, U_ACOSH, NOPAR); }
+int qd_op_atanh(struct qd_ctx *c) { return unary(c, U_ATANH, NOPAR); }
+int qd_op_shrink(struct qd_ctx *c)
+{
+	return unary(c, U_SHRINK, (struct un_par){ .alpha = attr_f(c, "lambd", 0.5f), .beta = attr_f(c, "bias", 0.0f) });
+}
 int qd_op_softplus(struct qd_ctx *c) { return unary(c, U_SOFTPLUS, NOPAR); }
 int qd_op_softsign(struct qd_ctx *c) { return unary(c, U_SOFTSIGN, NOPAR); }
 int qd_op_hard_swish(struct qd_ctx *c) { return unary(c, U_HSWISH, NOPAR); }
