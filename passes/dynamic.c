@@ -1,18 +1,30 @@
 /* OnnxDynamicQuantization: weights quantized offline, activations at run time
  * (reference/ort_quantization.md §1), in ORT's QOperator pattern or as QDQ.
  *
- * DESIGN. Deliberate differences from ORT's quantize_dynamic, each logged when it applies:
+ * DESIGN. What is quantized: MatMul (DynamicQuantizeLinear + MatMulInteger + Cast + Mul +
+ * Mul, ORT's names), Gemm (converted to MatMul [+ Add] when alpha = beta = 1, transA = 0),
+ * Gather on float initializer data (uint8 data + DequantizeLinear), LSTM
+ * (com.microsoft DynamicQuantizeLSTM), com.microsoft Attention (QAttention), and Conv only
+ * on request. QDQ format: weights stored quantized + DequantizeLinear, activations through
+ * DynamicQuantizeLinear + DequantizeLinear in front of the float op.
+ * Deliberate differences from ORT's quantize_dynamic, each logged when it applies:
  *  - Constant nodes become initializers first, so Paddle2ONNX weights are quantized.
  *  - Conv is not in the default op types: ORT's CPU ConvInteger exists only for uint8 x
- *    uint8 and is slow (ORT issues #12558, #12854). Listing Conv explicitly quantizes it,
- *    QOperator with uint8 weights (the only kernel ORT has), QDQ with the chosen type.
+ *    uint8, is slow (ORT issues #12558, #12854) and per-tensor only, which wrecks models
+ *    like PP-OCRv4 det (measured cosine 0.03 vs 0.91 with QDQ per-channel). Listing Conv
+ *    quantizes it: QOperator with uint8 weights (the only kernel ORT has), QDQ with the
+ *    chosen type and per-channel axis 0.
  *  - Opset < 11 is never rewritten blindly: QOperator MatMul uses com.microsoft
- *    DynamicQuantizeMatMul (no ai.onnx opset needed); QDQ needs DynamicQuantizeLinear
- *    (opset 11) and upgrades only when every op in the model keeps its meaning, adjusting
- *    Clip and Slice whose attributes became inputs, refusing otherwise.
+ *    DynamicQuantizeMatMul (no ai.onnx opset needed); QDQ (and QOperator Conv) need
+ *    DynamicQuantizeLinear (opset 11) and raise the opset only when every op keeps its
+ *    meaning, moving Clip-6 and Slice-1 attributes to inputs, refusing otherwise (Pad,
+ *    Resize, Upsample, ...). ORT rewrites the import to 11, which silently turns Clip-6
+ *    into a no-op clip.
  *  - Per-axis DequantizeLinear below opset 13 uses com.microsoft DequantizeLinear.
  *  - A Gemm's B shared with other nodes is transposed into a new initializer, not in place.
  *  - Per-channel MatMul weights only for 2-D B (MatMulInteger's per-column zero points).
+ *  - activation_symmetric is refused at submit time: DynamicQuantizeLinear is asymmetric
+ *    uint8 by definition (ORT ignores the flag in dynamic mode).
  * Every output is checked with qd_pass_validate_output() before the pass returns. */
 #include "passes/passes.h"
 #include "passes/quant_math.h"
