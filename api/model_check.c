@@ -3,7 +3,9 @@
  * (location = the blob file, offset and length of the bytes in it), then parsed with
  * keep_external so the loader checks each reference (length = dims x dtype) without
  * reading it. Memory is the size of the graph structure, not of the weights: a 1.9 GB
- * single-file model validates in a few MB. Tensors that already use external data are
+ * single-file model validates in a few MB. raw_data under 128 bytes stays inline, so the
+ * copy is never larger than the input; malformed input falls back to the loader's wire
+ * scan, which names the problem without allocating. Tensors that already use external data are
  * rejected: a single-file upload cannot carry them. */
 #define _GNU_SOURCE
 #include "api/api.h"
@@ -91,6 +93,8 @@ static int strip_msg(struct strip_ctx *c, const ProtobufCMessageDescriptor *d, s
 		if (rd_varint(p, end, &pos, &key))
 			return -1;
 		uint32_t num = (uint32_t)(key >> 3);
+		if (num == 0 || (key >> 3) > 0x1fffffff)
+			return -1;
 		switch (key & 7) {
 		case 0:
 			if (rd_varint(p, end, &pos, &v))
@@ -115,7 +119,9 @@ static int strip_msg(struct strip_ctx *c, const ProtobufCMessageDescriptor *d, s
 			pos = pe;
 			if (tensor && num == F_EXTERNAL_DATA)
 				c->ext_found = 1;
-			if (tensor && num == F_RAW_DATA) {
+			/* small raw_data stays inline (the loader checks it): the copy never gets
+			 * bigger than the input */
+			if (tensor && num == F_RAW_DATA && pe - ps >= 128) {
 				char off[32], len[32];
 				snprintf(off, sizeof off, "%zu", ps);
 				snprintf(len, sizeof len, "%zu", pe - ps);

@@ -15,13 +15,16 @@ static void add_vi(Onnx__ValueInfoProto ***arr, size_t *n, Onnx__ValueInfoProto 
 	(*arr)[(*n)++] = v;
 }
 
-/* x[1,4] · W[4,2] + Constant C[2] -> z; bad_len shortens W's raw_data, ext marks W external. */
+/* x[1,64] · W[64,2] + Constant C[2] -> z; bad_len shortens W's raw_data, ext marks W
+ * external. W (512 bytes) is large enough to be replaced by a reference, C stays inline. */
 static struct qd_model *make_model(int bad_len, int ext)
 {
 	struct qd_model *m = qd_model_new(8, 13);
 	Onnx__GraphProto *g = m->proto->graph;
-	int64_t xd[] = { 1, 4 }, wd[] = { 4, 2 }, cd[] = { 2 }, zd[] = { 1, 2 };
-	float w[8] = { 1, 2, 3, 4, 5, 6, 7, 8 }, cv[2] = { 0.5f, -0.5f };
+	int64_t xd[] = { 1, 64 }, wd[] = { 64, 2 }, cd[] = { 2 }, zd[] = { 1, 2 };
+	float w[128], cv[2] = { 0.5f, -0.5f };
+	for (int i = 0; i < 128; i++)
+		w[i] = (float)i * 0.01f;
 	add_vi(&g->input, &g->n_input, qd_value_info_new("x", QD_DT_FLOAT, xd, 2));
 	add_vi(&g->output, &g->n_output, qd_value_info_new("z", QD_DT_FLOAT, zd, 2));
 	Onnx__TensorProto *W = qd_tensor_new("W", QD_DT_FLOAT, wd, 2, w, sizeof w - (bad_len ? 4 : 0));
