@@ -44,7 +44,7 @@ static double time_s(int64_t M, int64_t N, int64_t K, const float *A, const floa
 int main(void)
 {
 	static const int64_t shapes[][3] = {
-		{ 1, 768, 768 }, { 16, 768, 768 }, { 128, 768, 768 }, { 128, 3072, 768 }, { 512, 512, 512 },
+		{ 1, 768, 768 }, { 16, 768, 768 }, { 128, 768, 768 }, { 64, 3072, 768 }, { 64, 768, 3072 }, { 512, 512, 512 },
 	};
 	openblas_set_num_threads(1);
 	printf("qgemm kernel: %s (single thread; GOPS = 2*M*N*K / best time)\n", qd_qgemm_kernel_name());

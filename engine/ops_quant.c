@@ -351,6 +351,77 @@ int qd_check_dequantize(struct qd_enode *n, const int *in_dt, int *out_dt, struc
 	return 0;
 }
 
+#define DQ_LOOP(T, W)                                                                            \
+	do {                                                                                     \
+		const T *xv = x->data;                                                           \
+		if (L.mode == QL_AXIS && L.post == 1) {                                          \
+			for (int64_t p = 0; p < L.pre; p++)                                      \
+				for (int64_t d = 0; d < L.D; d++)                                \
+					o[p * L.D + d] = (float)((W)xv[p * L.D + d] - zv[d]) * sc[d]; \
+			break;                                                                   \
+		}                                                                                \
+		for (int64_t p = 0; p < L.pre; p++)                                              \
+			for (int64_t d = 0; d < L.D; d++) {                                      \
+				int64_t base = (p * L.D + d) * L.post, si = q_sidx(&L, p, d);    \
+				if (L.mode == QL_BLOCK) {                                        \
+					for (int64_t q = 0; q < L.post; q++)                     \
+						o[base + q] = (float)((W)xv[base + q] - zv[si + q]) * sc[si + q]; \
+				} else {                                                         \
+					W z = zv[si];                                            \
+					float sv = sc[si];                                       \
+					for (int64_t q = 0; q < L.post; q++)                     \
+						o[base + q] = (float)((W)xv[base + q] - z) * sv; \
+				}                                                                \
+			}                                                                        \
+	} while (0)
+
+/* o = (x - zp) * scale for every element of x. */
+static int dequantize_into(struct qd_ctx *c, const struct qd_tensor *x, const struct qd_tensor *scale,
+			   const struct qd_tensor *zp, const struct qlayout *Lp, float *o)
+{
+	const struct qlayout L = *Lp;
+	int64_t ns = qd_tensor_count(scale);
+	const float *sc = scale->data;
+	int64_t *zv = calloc((size_t)(ns ? ns : 1), sizeof(int64_t));
+	if (!zv)
+		return qd_ctx_fail(c, QD_ENOMEM, "out of memory");
+	for (int64_t i = 0; zp && i < ns; i++)
+		zv[i] = qd_q_load(zp->data, zp->dtype, i);
+	switch (x->dtype) {
+	case QD_DT_UINT8: DQ_LOOP(uint8_t, int64_t); break;
+	case QD_DT_INT8: DQ_LOOP(int8_t, int64_t); break;
+	case QD_DT_UINT16: DQ_LOOP(uint16_t, int64_t); break;
+	case QD_DT_INT16: DQ_LOOP(int16_t, int64_t); break;
+	case QD_DT_INT32: DQ_LOOP(int32_t, int64_t); break;
+	default: break;
+	}
+	free(zv);
+	return 0;
+}
+
+/* Constant inputs (weights) are dequantized once and kept with the node. */
+struct dq_cache {
+	float *v;
+	size_t nbytes;
+};
+
+static void dq_cache_free(void *p)
+{
+	struct dq_cache *dc = p;
+	if (dc) {
+		free(dc->v);
+		free(dc);
+	}
+}
+
+static bool all_inputs_const(struct qd_ctx *c)
+{
+	for (int i = 0; i < c->n_in; i++)
+		if (c->n->in[i] >= 0 && !qd_engine_slot(c->e, c->n->in[i])->is_const)
+			return false;
+	return true;
+}
+
 int qd_op_dequantize_linear(struct qd_ctx *c)
 {
 	const struct qd_tensor *x = qd_ctx_in(c, 0), *scale = qd_ctx_in(c, 1);
@@ -374,17 +445,24 @@ int qd_op_dequantize_linear(struct qd_ctx *c)
 	struct qd_tensor *y = qd_ctx_out(c, 0, QD_DT_FLOAT, x->ndim, x->dims);
 	if (!y)
 		return -c->err->code;
-	float *o = y->data;
-	const float *sc = scale->data;
-	for (int64_t p = 0; p < L.pre; p++)
-		for (int64_t d = 0; d < L.D; d++) {
-			int64_t base = (p * L.D + d) * L.post, si = q_sidx(&L, p, d);
-			for (int64_t q = 0; q < L.post; q++) {
-				int64_t s = L.mode == QL_BLOCK ? si + q : si;
-				int64_t z = zp ? qd_q_load(zp->data, dt, s) : 0;
-				o[base + q] = (float)(qd_q_load(x->data, dt, base + q) - z) * sc[s];
-			}
+	struct dq_cache *dc = c->n->priv_free == dq_cache_free ? c->n->priv : NULL;
+	if (dc && dc->nbytes == y->nbytes) {
+		memcpy(y->data, dc->v, y->nbytes);
+		return 0;
+	}
+	if ((rc = dequantize_into(c, x, scale, zp, &L, y->data)))
+		return rc;
+	if (!c->n->priv && all_inputs_const(c) && (dc = calloc(1, sizeof(*dc)))) {
+		dc->v = malloc(y->nbytes ? y->nbytes : 1);
+		if (!dc->v) {
+			free(dc);
+			return 0;
 		}
+		memcpy(dc->v, y->data, y->nbytes);
+		dc->nbytes = y->nbytes;
+		c->n->priv = dc;
+		c->n->priv_free = dq_cache_free;
+	}
 	return 0;
 }
 

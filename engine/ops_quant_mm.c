@@ -32,9 +32,53 @@ static int zp_values(struct qd_ctx *c, const struct qd_tensor *t, int dt, const 
 	return 0;
 }
 
-/* acc[batch][M][N] = (A - a_zp)(B - b_zp). a_mats / b_mats: matrices in A / B. */
+static bool input_is_const(struct qd_ctx *c, int i)
+{
+	return i >= c->n_in || c->n->in[i] < 0 || qd_engine_slot(c->e, c->n->in[i])->is_const;
+}
+
+/* A constant B (weights) is packed once, on first use, and kept with the node. */
+struct mm_cache {
+	struct qd_qgemm_packed *pb;
+};
+
+static void mm_cache_free(void *p)
+{
+	struct mm_cache *mc = p;
+	if (mc) {
+		qd_qgemm_packed_free(mc->pb);
+		free(mc);
+	}
+}
+
+/* Packed B for inputs bi (B) / bzi (its zero point) when both are constant and B is one
+ * matrix; NULL otherwise (or when packing fails: the caller then packs per call). */
+static const struct qd_qgemm_packed *cached_b(struct qd_ctx *c, int bi, int bzi,
+					      const struct qd_mm_geom *g, const void *bdata,
+					      bool b_signed, const int32_t *bzp, int64_t nbz,
+					      int64_t b_mats)
+{
+	if (b_mats != 1 || !input_is_const(c, bi) || !input_is_const(c, bzi))
+		return NULL;
+	if (c->n->priv)
+		return c->n->priv_free == mm_cache_free ? ((struct mm_cache *)c->n->priv)->pb : NULL;
+	struct qd_qgemm_args q = { .N = g->N, .K = g->K, .B = bdata, .ldb = g->N, .b_signed = b_signed,
+				   .b_zp = bzp, .b_zp_per_col = nbz > 1 };
+	struct mm_cache *mc = calloc(1, sizeof(*mc));
+	if (!mc || qd_qgemm_pack_b(&q, &mc->pb)) {
+		free(mc);
+		return NULL;
+	}
+	c->n->priv = mc;
+	c->n->priv_free = mm_cache_free;
+	return mc->pb;
+}
+
+/* acc[batch][M][N] = (A - a_zp)(B - b_zp). a_mats / b_mats: matrices in A / B.
+ * pb: B packed ahead (only when b_mats == 1), or NULL. */
 static int imm_run(struct qd_ctx *c, const struct qd_mm_geom *g, const struct imm_operand *A,
-		   int64_t a_mats, const struct imm_operand *B, int64_t b_mats, int32_t *acc)
+		   int64_t a_mats, const struct imm_operand *B, int64_t b_mats, int32_t *acc,
+		   const struct qd_qgemm_packed *pb)
 {
 	bool a_row = A->nzp == g->M && A->nzp > 1, a_all = A->nzp == a_mats * g->M && A->nzp > 1;
 	bool b_col = B->nzp == g->N && B->nzp > 1, b_all = B->nzp == b_mats * g->N && B->nzp > 1;
@@ -54,7 +98,7 @@ static int imm_run(struct qd_ctx *c, const struct qd_mm_geom *g, const struct im
 			.b_zp = B->zp + (b_all && !b_col ? bo * g->N : 0), .b_zp_per_col = B->nzp > 1,
 			.C = acc + b * g->M * g->N, .ldc = g->N,
 		};
-		int rc = qd_qgemm(&q);
+		int rc = pb && b_mats == 1 ? qd_qgemm_prepacked(&q, pb) : qd_qgemm(&q);
 		if (rc)
 			return qd_ctx_fail(c, -rc, "integer matmul failed");
 		if (c->cancel && *c->cancel)
@@ -95,7 +139,8 @@ int qd_op_matmul_integer(struct qd_ctx *c)
 	}
 	struct imm_operand A = { a->data, a->dtype == QD_DT_INT8, azv, naz };
 	struct imm_operand B = { b->data, b->dtype == QD_DT_INT8, bzv, nbz };
-	rc = imm_run(c, &g, &A, mats_of(a), &B, mats_of(b), y->data);
+	rc = imm_run(c, &g, &A, mats_of(a), &B, mats_of(b), y->data,
+		     cached_b(c, 1, 3, &g, b->data, B.is_signed, bzv, nbz, mats_of(b)));
 out:
 	free(azv);
 	free(bzv);
@@ -138,15 +183,29 @@ int qd_op_qlinear_matmul(struct qd_ctx *c)
 	}
 	struct imm_operand A = { a->data, a->dtype == QD_DT_INT8, azv, naz };
 	struct imm_operand B = { b->data, b->dtype == QD_DT_INT8, bzv, nbz };
-	if ((rc = imm_run(c, &g, &A, mats_of(a), &B, mats_of(b), acc)))
+	if ((rc = imm_run(c, &g, &A, mats_of(a), &B, mats_of(b), acc,
+			  cached_b(c, 3, 5, &g, b->data, B.is_signed, bzv, nbz, mats_of(b)))))
 		goto out;
+	/* per-column multipliers (a_scale * b_scale[n] / y_scale), per row when a_scale is */
+	float *mul = malloc((size_t)(g.N ? g.N : 1) * sizeof(float));
+	if (!mul) {
+		rc = qd_ctx_fail(c, QD_ENOMEM, "out of memory");
+		goto out;
+	}
 	for (int64_t bt = 0; bt < g.batch; bt++)
-		for (int64_t m = 0; m < g.M; m++)
-			for (int64_t n = 0; n < g.N; n++) {
-				int64_t i = (bt * g.M + m) * g.N + n;
-				float mul = as[aper ? m : 0] * bs[bper ? n : 0] / ys;
-				qd_q_store(y->data, a->dtype, i, qd_q_round_sat((float)acc[i] * mul, yz, lo, hi));
-			}
+		for (int64_t m = 0; m < g.M; m++) {
+			if (m == 0 || aper)
+				for (int64_t n = 0; n < g.N; n++)
+					mul[n] = as[aper ? m : 0] * bs[bper ? n : 0] / ys;
+			int64_t r = (bt * g.M + m) * g.N;
+			if (a->dtype == QD_DT_UINT8)
+				for (int64_t n = 0; n < g.N; n++)
+					((uint8_t *)y->data)[r + n] = (uint8_t)qd_q_round_sat((float)acc[r + n] * mul[n], yz, lo, hi);
+			else
+				for (int64_t n = 0; n < g.N; n++)
+					((int8_t *)y->data)[r + n] = (int8_t)qd_q_round_sat((float)acc[r + n] * mul[n], yz, lo, hi);
+		}
+	free(mul);
 out:
 	free(acc); free(as); free(bs); free(azv); free(bzv);
 	qd_mm_geom_free(&g);
@@ -213,7 +272,8 @@ int qd_op_matmul_integer_to_float(struct qd_ctx *c)
 	}
 	struct imm_operand A = { a->data, a->dtype == QD_DT_INT8, azv, naz };
 	struct imm_operand B = { b->data, b->dtype == QD_DT_INT8, bzv, nbz };
-	if ((rc = imm_run(c, &g, &A, mats_of(a), &B, mats_of(b), acc)))
+	if ((rc = imm_run(c, &g, &A, mats_of(a), &B, mats_of(b), acc,
+			  cached_b(c, 1, 5, &g, b->data, B.is_signed, bzv, nbz, mats_of(b)))))
 		goto out;
 	scale_to_float(&g, acc, as, bs, bper, bias, y->data);
 out:
@@ -258,7 +318,8 @@ int qd_op_dynamic_quantize_matmul(struct qd_ctx *c)
 		aq[i] = (uint8_t)qd_q_round_sat(af[i] / as, az, 0, 255);
 	struct imm_operand A = { aq, false, &az, 1 };
 	struct imm_operand B = { b->data, b->dtype == QD_DT_INT8, bzv, nbz };
-	if ((rc = imm_run(c, &g, &A, mats_of(a), &B, mats_of(b), acc)))
+	if ((rc = imm_run(c, &g, &A, mats_of(a), &B, mats_of(b), acc,
+			  cached_b(c, 1, 3, &g, b->data, B.is_signed, bzv, nbz, mats_of(b)))))
 		goto out;
 	scale_to_float(&g, acc, as, bs, bper, bias, y->data);
 out:
@@ -366,7 +427,7 @@ int qd_op_qgemm(struct qd_ctx *c)
 	}
 	struct imm_operand A = { ad, a->dtype == QD_DT_INT8, &az, 1 };
 	struct imm_operand B = { bd, b->dtype == QD_DT_INT8, bzv, nbz };
-	if ((rc = imm_run(c, &g, &A, 1, &B, 1, acc)))
+	if ((rc = imm_run(c, &g, &A, 1, &B, 1, acc, cached_b(c, 3, 5, &g, bd, B.is_signed, bzv, nbz, 1))))
 		goto out;
 	for (int64_t m = 0; m < M; m++)
 		for (int64_t n = 0; n < N; n++) {
@@ -476,11 +537,6 @@ static int nbits_dequant(struct qd_ctx *c, int64_t K, int64_t N, int64_t bits, i
 		}
 	}
 	return 0;
-}
-
-static bool input_is_const(struct qd_ctx *c, int i)
-{
-	return i >= c->n_in || c->n->in[i] < 0 || qd_engine_slot(c->e, c->n->in[i])->is_const;
 }
 
 int qd_op_matmul_nbits(struct qd_ctx *c)

@@ -29,18 +29,18 @@ static inline int32_t zp_at(const int32_t *zp, bool per, int64_t i)
 	return zp ? zp[per ? i : 0] : 0;
 }
 
-static int check_args(const struct qd_qgemm_args *g)
+static int check_args(const struct qd_qgemm_args *g, bool need_b)
 {
 	if (g->M < 0 || g->N < 0 || g->K < 0)
 		return -QD_EINVAL;
-	if ((g->M && g->N && g->K && (!g->A || !g->B)) || (g->M && g->N && !g->C))
+	if ((g->M && g->N && g->K && (!g->A || (need_b && !g->B))) || (g->M && g->N && !g->C))
 		return -QD_EINVAL;
 	return 0;
 }
 
 int qd_qgemm_ref(const struct qd_qgemm_args *g)
 {
-	int rc = check_args(g);
+	int rc = check_args(g, true);
 	if (rc)
 		return rc;
 	for (int64_t m = 0; m < g->M; m++) {
@@ -61,29 +61,36 @@ int qd_qgemm_ref(const struct qd_qgemm_args *g)
 
 /* ---- packing ---------------------------------------------------------------------- */
 
-/* B rows [k0, k0+kc) x columns [n0, n0+nc) into dst; kp = ceil(kc/2) pairs, strips of NR. */
+/* B rows [k0, k0+kc) x columns [n0, n0+nc) into dst; kp = ceil(kc/2) pairs, strips of NR.
+ * zp16: the panel's per-column zero points (nc values). Written so the inner loops vectorize. */
+#define PACK_B_BODY(T)                                                                          \
+	for (int64_t s = 0; s < nc; s += NR) {                                                  \
+		int16_t *strip = dst + (s / NR) * kp * NR * 2;                                  \
+		int64_t w = QD_MIN((int64_t)NR, nc - s);                                        \
+		for (int64_t p = 0; p < kp; p++) {                                              \
+			int16_t *row = strip + p * NR * 2;                                      \
+			const T *r0 = (const T *)g->B + (k0 + 2 * p) * g->ldb + n0 + s;         \
+			const T *r1 = r0 + g->ldb;                                              \
+			bool has1 = 2 * p + 1 < kc;                                             \
+			for (int64_t j = 0; j < w; j++) {                                       \
+				row[2 * j] = (int16_t)(r0[j] - zp16[s + j]);                    \
+				row[2 * j + 1] = has1 ? (int16_t)(r1[j] - zp16[s + j]) : 0;     \
+			}                                                                       \
+			for (int64_t j = w; j < NR; j++)                                        \
+				row[2 * j] = row[2 * j + 1] = 0;                                \
+		}                                                                               \
+	}
+
 static void pack_b(const struct qd_qgemm_args *g, int64_t k0, int64_t kc, int64_t n0, int64_t nc,
-		   int16_t *dst)
+		   int16_t *dst, int16_t *zp16)
 {
 	int64_t kp = (kc + 1) / 2;
-	for (int64_t s = 0; s < nc; s += NR) {
-		int16_t *strip = dst + (s / NR) * kp * NR * 2;
-		for (int64_t p = 0; p < kp; p++) {
-			int16_t *row = strip + p * NR * 2;
-			for (int64_t j = 0; j < NR; j++) {
-				int64_t n = n0 + s + j;
-				int16_t v0 = 0, v1 = 0;
-				if (s + j < nc) {
-					int32_t bz = zp_at(g->b_zp, g->b_zp_per_col, n);
-					int64_t k = k0 + 2 * p;
-					v0 = (int16_t)(ld8(g->B, k * g->ldb + n, g->b_signed) - bz);
-					if (2 * p + 1 < kc)
-						v1 = (int16_t)(ld8(g->B, (k + 1) * g->ldb + n, g->b_signed) - bz);
-				}
-				row[2 * j] = v0;
-				row[2 * j + 1] = v1;
-			}
-		}
+	for (int64_t j = 0; j < nc; j++)
+		zp16[j] = (int16_t)zp_at(g->b_zp, g->b_zp_per_col, n0 + j);
+	if (g->b_signed) {
+		PACK_B_BODY(int8_t)
+	} else {
+		PACK_B_BODY(uint8_t)
 	}
 }
 
@@ -177,11 +184,71 @@ static bool have_avx2(void)
 
 typedef void (*qgemm_kernel)(int64_t kp, const int32_t *a, const int16_t *b, int32_t tile[MR][NR]);
 
-static int qgemm_blocked(const struct qd_qgemm_args *g, qgemm_kernel kern)
+/* B packed once for every (NC, KC) panel, n panels outer, k panels inner. */
+struct qd_qgemm_packed {
+	int64_t K, N;
+	int16_t *data;
+	int64_t *ofs;      /* panel index -> offset into data */
+};
+
+static int64_t panel_size(int64_t kc, int64_t nc)
 {
-	int rc = check_args(g);
+	return ((nc + NR - 1) / NR) * ((kc + 1) / 2) * NR * 2;
+}
+
+void qd_qgemm_packed_free(struct qd_qgemm_packed *p)
+{
+	if (p) {
+		free(p->data);
+		free(p->ofs);
+		free(p);
+	}
+}
+
+int qd_qgemm_pack_b(const struct qd_qgemm_args *g, struct qd_qgemm_packed **out)
+{
+	*out = NULL;
+	if (g->K < 0 || g->N < 0 || ((g->K && g->N) && !g->B))
+		return -QD_EINVAL;
+	int64_t npan = ((g->N + NC - 1) / NC) * ((g->K + KC - 1) / KC), total = 0, i = 0;
+	struct qd_qgemm_packed *p = calloc(1, sizeof(*p));
+	int16_t *zp16 = malloc(NC * sizeof(int16_t));
+	if (p)
+		p->ofs = malloc((size_t)(npan + 1) * sizeof(int64_t));
+	if (!p || !p->ofs || !zp16)
+		goto oom;
+	for (int64_t n0 = 0; n0 < g->N; n0 += NC)
+		for (int64_t k0 = 0; k0 < g->K; k0 += KC) {
+			p->ofs[i++] = total;
+			total += panel_size(QD_MIN((int64_t)KC, g->K - k0), QD_MIN((int64_t)NC, g->N - n0));
+		}
+	p->data = malloc((size_t)(total + 1) * sizeof(int16_t));
+	if (!p->data)
+		goto oom;
+	i = 0;
+	for (int64_t n0 = 0; n0 < g->N; n0 += NC)
+		for (int64_t k0 = 0; k0 < g->K; k0 += KC)
+			pack_b(g, k0, QD_MIN((int64_t)KC, g->K - k0), n0, QD_MIN((int64_t)NC, g->N - n0),
+			       p->data + p->ofs[i++], zp16);
+	p->K = g->K;
+	p->N = g->N;
+	free(zp16);
+	*out = p;
+	return 0;
+oom:
+	free(zp16);
+	qd_qgemm_packed_free(p);
+	return -QD_ENOMEM;
+}
+
+static int qgemm_blocked(const struct qd_qgemm_args *g, const struct qd_qgemm_packed *pre,
+			 qgemm_kernel kern)
+{
+	int rc = check_args(g, !pre);
 	if (rc)
 		return rc;
+	if (pre && (pre->K != g->K || pre->N != g->N))
+		return -QD_EINVAL;
 	if (!g->M || !g->N)
 		return 0;
 	if (!g->K) {
@@ -191,26 +258,33 @@ static int qgemm_blocked(const struct qd_qgemm_args *g, qgemm_kernel kern)
 	}
 	int64_t kcap = QD_MIN(g->K, (int64_t)KC), ncap = QD_MIN(g->N, (int64_t)NC);
 	int64_t kpmax = (kcap + 1) / 2;
-	int64_t nstrips = (ncap + NR - 1) / NR;
-	int16_t *bp = malloc((size_t)(nstrips * kpmax * NR * 2) * sizeof(int16_t) + 64);
+	int16_t *bp = NULL, *zp16 = NULL;
 	int32_t *ap = malloc((size_t)(kpmax * MR) * sizeof(int32_t) + 64);
-	if (!bp || !ap) {
+	if (!pre) {
+		bp = malloc((size_t)panel_size(kcap, ncap) * sizeof(int16_t) + 64);
+		zp16 = malloc(NC * sizeof(int16_t));
+	}
+	if (!ap || (!pre && (!bp || !zp16))) {
 		free(bp);
 		free(ap);
+		free(zp16);
 		return -QD_ENOMEM;
 	}
 	int32_t tile[MR][NR];
+	int64_t panel = 0;
 	for (int64_t n0 = 0; n0 < g->N; n0 += NC) {
 		int64_t nc = QD_MIN((int64_t)NC, g->N - n0);
-		for (int64_t k0 = 0; k0 < g->K; k0 += KC) {
+		for (int64_t k0 = 0; k0 < g->K; k0 += KC, panel++) {
 			int64_t kc = QD_MIN((int64_t)KC, g->K - k0), kp = (kc + 1) / 2;
 			bool first = k0 == 0;
-			pack_b(g, k0, kc, n0, nc, bp);
+			const int16_t *bpan = pre ? pre->data + pre->ofs[panel] : bp;
+			if (!pre)
+				pack_b(g, k0, kc, n0, nc, bp, zp16);
 			for (int64_t m0 = 0; m0 < g->M; m0 += MR) {
 				pack_a(g, m0, k0, kc, ap);
 				int64_t mr = QD_MIN((int64_t)MR, g->M - m0);
 				for (int64_t s = 0; s < nc; s += NR) {
-					kern(kp, ap, bp + (s / NR) * kp * NR * 2, tile);
+					kern(kp, ap, bpan + (s / NR) * kp * NR * 2, tile);
 					int64_t nr = QD_MIN((int64_t)NR, nc - s);
 					for (int64_t r = 0; r < mr; r++) {
 						int32_t *c = g->C + (m0 + r) * g->ldc + n0 + s;
@@ -226,21 +300,34 @@ static int qgemm_blocked(const struct qd_qgemm_args *g, qgemm_kernel kern)
 	}
 	free(bp);
 	free(ap);
+	free(zp16);
 	return 0;
+}
+
+static qgemm_kernel best_kernel(void)
+{
+#ifdef QD_QGEMM_X86
+	if (have_avx2())
+		return kernel_avx2;
+#endif
+	return kernel_generic;
 }
 
 int qd_qgemm_generic(const struct qd_qgemm_args *g)
 {
-	return qgemm_blocked(g, kernel_generic);
+	return qgemm_blocked(g, NULL, kernel_generic);
 }
 
 int qd_qgemm(const struct qd_qgemm_args *g)
 {
-#ifdef QD_QGEMM_X86
-	if (have_avx2())
-		return qgemm_blocked(g, kernel_avx2);
-#endif
-	return qgemm_blocked(g, kernel_generic);
+	return qgemm_blocked(g, NULL, best_kernel());
+}
+
+int qd_qgemm_prepacked(const struct qd_qgemm_args *g, const struct qd_qgemm_packed *pb)
+{
+	if (!pb)
+		return -QD_EINVAL;
+	return qgemm_blocked(g, pb, best_kernel());
 }
 
 const char *qd_qgemm_kernel_name(void)

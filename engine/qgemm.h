@@ -29,6 +29,14 @@ int qd_qgemm(const struct qd_qgemm_args *g);
 int qd_qgemm_generic(const struct qd_qgemm_args *g);
 int qd_qgemm_ref(const struct qd_qgemm_args *g);
 
+/* B packed ahead of time (constant weights): qd_qgemm_pack_b reads K, N, B, ldb, b_signed,
+ * b_zp / b_zp_per_col of g; qd_qgemm_prepacked then ignores those fields of its g and uses
+ * the packed copy (K and N must match). *out new (qd_qgemm_packed_free). */
+struct qd_qgemm_packed;
+int qd_qgemm_pack_b(const struct qd_qgemm_args *g, struct qd_qgemm_packed **out);
+int qd_qgemm_prepacked(const struct qd_qgemm_args *g, const struct qd_qgemm_packed *pb);
+void qd_qgemm_packed_free(struct qd_qgemm_packed *p);
+
 /* Which inner kernel qd_qgemm picks on this CPU: "avx2" or "generic" (for bench output). */
 const char *qd_qgemm_kernel_name(void);
 

@@ -66,6 +66,19 @@ static int random_case(int it)
 	CHECK_EQ_INT(qd_qgemm_generic(&g), 0);
 	g.C = C2;
 	CHECK_EQ_INT(qd_qgemm(&g), 0);
+	/* prepacked B gives the same result (B and its zero points taken from the packed copy) */
+	struct qd_qgemm_packed *pb = NULL;
+	int32_t *C3 = calloc((size_t)(M * ldc), 4);
+	CHECK_EQ_INT(qd_qgemm_pack_b(&g, &pb), 0);
+	struct qd_qgemm_args g3 = g;
+	g3.B = NULL;
+	g3.b_zp = NULL;
+	g3.C = C3;
+	CHECK_EQ_INT(qd_qgemm_prepacked(&g3, pb), 0);
+	for (int64_t i = 0; i < M * ldc; i++)
+		if (C3[i] != C2[i]) bad++;
+	qd_qgemm_packed_free(pb);
+	free(C3);
 	for (int64_t m = 0; m < M; m++)
 		for (int64_t n = 0; n < ldc; n++) {
 			int64_t i = m * ldc + n;
