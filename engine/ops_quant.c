@@ -230,6 +230,59 @@ static inline int64_t q_sidx(const struct qlayout *L, int64_t p, int64_t d)
 	}
 }
 
+/* ---- results of nodes whose inputs are all constant (weights) -------------------- */
+
+/* Computed once, kept with the node, copied into the output on later runs. */
+struct const_cache {
+	void *v;
+	size_t nbytes;
+	int dtype;
+};
+
+static void const_cache_free(void *p)
+{
+	struct const_cache *cc = p;
+	if (cc) {
+		free(cc->v);
+		free(cc);
+	}
+}
+
+static bool all_inputs_const(struct qd_ctx *c)
+{
+	for (int i = 0; i < c->n_in; i++)
+		if (c->n->in[i] >= 0 && !qd_engine_slot(c->e, c->n->in[i])->is_const)
+			return false;
+	return true;
+}
+
+/* true when y was filled from the cache */
+static bool const_cache_get(struct qd_ctx *c, struct qd_tensor *y)
+{
+	struct const_cache *cc = c->n->priv_free == const_cache_free ? c->n->priv : NULL;
+	if (!cc || cc->nbytes != y->nbytes || cc->dtype != y->dtype)
+		return false;
+	memcpy(y->data, cc->v, y->nbytes);
+	return true;
+}
+
+/* Keeps a copy of y when every input is constant (best effort: no memory, no cache). */
+static void const_cache_put(struct qd_ctx *c, const struct qd_tensor *y)
+{
+	struct const_cache *cc;
+	if (c->n->priv || !all_inputs_const(c) || !(cc = calloc(1, sizeof(*cc))))
+		return;
+	if (!(cc->v = malloc(y->nbytes ? y->nbytes : 1))) {
+		free(cc);
+		return;
+	}
+	memcpy(cc->v, y->data, y->nbytes);
+	cc->nbytes = y->nbytes;
+	cc->dtype = y->dtype;
+	c->n->priv = cc;
+	c->n->priv_free = const_cache_free;
+}
+
 /* ---- QuantizeLinear ---------------------------------------------------------------- */
 
 static int q_out_dtype(const struct qd_enode *n, int zp_dt)
@@ -314,7 +367,18 @@ int qd_op_quantize_linear(struct qd_ctx *c)
 	struct qd_tensor *y = qd_ctx_out(c, 0, dt, x->ndim, x->dims);
 	if (!y)
 		return -c->err->code;
+	if (const_cache_get(c, y))
+		return 0;
 	const float *xs = x->data, *sc = scale->data;
+	if (L.mode == QL_AXIS && L.post == 1) {   /* last axis: one scale per element */
+		for (int64_t p = 0; p < L.pre; p++)
+			for (int64_t d = 0; d < L.D; d++) {
+				int32_t z = zp ? qd_q_load(zp->data, dt, d) : 0;
+				qd_q_store(y->data, dt, p * L.D + d, qd_q_round_sat(xs[p * L.D + d] / sc[d], z, lo, hi));
+			}
+		const_cache_put(c, y);
+		return 0;
+	}
 	for (int64_t p = 0; p < L.pre; p++)
 		for (int64_t d = 0; d < L.D; d++) {
 			int64_t base = (p * L.D + d) * L.post, si = q_sidx(&L, p, d);
@@ -328,6 +392,7 @@ int qd_op_quantize_linear(struct qd_ctx *c)
 				qd_q_store(y->data, dt, base + q, qd_q_round_sat(xs[base + q] / sc[si + q], z, lo, hi));
 			}
 		}
+	const_cache_put(c, y);
 	return 0;
 }
 
@@ -399,29 +464,6 @@ static int dequantize_into(struct qd_ctx *c, const struct qd_tensor *x, const st
 	return 0;
 }
 
-/* Constant inputs (weights) are dequantized once and kept with the node. */
-struct dq_cache {
-	float *v;
-	size_t nbytes;
-};
-
-static void dq_cache_free(void *p)
-{
-	struct dq_cache *dc = p;
-	if (dc) {
-		free(dc->v);
-		free(dc);
-	}
-}
-
-static bool all_inputs_const(struct qd_ctx *c)
-{
-	for (int i = 0; i < c->n_in; i++)
-		if (c->n->in[i] >= 0 && !qd_engine_slot(c->e, c->n->in[i])->is_const)
-			return false;
-	return true;
-}
-
 int qd_op_dequantize_linear(struct qd_ctx *c)
 {
 	const struct qd_tensor *x = qd_ctx_in(c, 0), *scale = qd_ctx_in(c, 1);
@@ -445,24 +487,11 @@ int qd_op_dequantize_linear(struct qd_ctx *c)
 	struct qd_tensor *y = qd_ctx_out(c, 0, QD_DT_FLOAT, x->ndim, x->dims);
 	if (!y)
 		return -c->err->code;
-	struct dq_cache *dc = c->n->priv_free == dq_cache_free ? c->n->priv : NULL;
-	if (dc && dc->nbytes == y->nbytes) {
-		memcpy(y->data, dc->v, y->nbytes);
+	if (const_cache_get(c, y))
 		return 0;
-	}
 	if ((rc = dequantize_into(c, x, scale, zp, &L, y->data)))
 		return rc;
-	if (!c->n->priv && all_inputs_const(c) && (dc = calloc(1, sizeof(*dc)))) {
-		dc->v = malloc(y->nbytes ? y->nbytes : 1);
-		if (!dc->v) {
-			free(dc);
-			return 0;
-		}
-		memcpy(dc->v, y->data, y->nbytes);
-		dc->nbytes = y->nbytes;
-		c->n->priv = dc;
-		c->n->priv_free = dq_cache_free;
-	}
+	const_cache_put(c, y);
 	return 0;
 }
 
