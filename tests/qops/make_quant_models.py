@@ -814,12 +814,12 @@ def mnb8_zp():
     return mnb_case("mnb8_zp", 40, 3, 16, "packed", True, bits=8)
 
 
-def qgemm_case(name, quant_out, transB, with_c):
+def qgemm_case(name, quant_out, transB, with_c, adt=np.uint8, transA=False):
     c = Case(name, opset=13, ms=True)
     M, K, N = 3, 20, 6
-    a = rand_q(c.rng, (M, K), np.uint8)
+    a = rand_q(c.rng, (K, M) if transA else (M, K), adt)
     b = rand_q(c.rng, (N, K) if transB else (K, N), np.int8)
-    as_, az = np.array(0.02, np.float32), np.array(125, np.uint8)
+    as_, az = np.array(0.02, np.float32), np.array(QRANGE[adt][0] + 125, adt)
     bs = (0.002 + 0.01 * c.rng.rand(N)).astype(np.float32)
     bz = np.zeros(N, np.int8)
     alpha = 0.75
@@ -833,13 +833,13 @@ def qgemm_case(name, quant_out, transB, with_c):
         ins.append("c")
     else:
         ins.append("")
-    ys, yz = np.array(0.3, np.float32), np.array(128, np.uint8)
+    ys, yz = np.array(0.3, np.float32), np.array(QRANGE[adt][0] + 128, adt)
     if quant_out:
         c.init("ys", ys)
         c.init("yz", yz)
         ins += ["ys", "yz"]
-    c.node("QGemm", ins, ["y"], domain=MS, transB=int(transB), alpha=alpha)
-    c.out("y", TensorProto.UINT8 if quant_out else TensorProto.FLOAT, "q" if quant_out else "float")
+    c.node("QGemm", ins, ["y"], domain=MS, transA=int(transA), transB=int(transB), alpha=alpha)
+    c.out("y", etype(yz) if quant_out else TensorProto.FLOAT, "q" if quant_out else "float")
     fa = c.fdq("a", "as", "az")
     fb = c.fdq("b", "bs", "bz", axis=0 if transB else 1)
     fins = [fa, fb]
@@ -847,10 +847,10 @@ def qgemm_case(name, quant_out, transB, with_c):
         c.finit("cs", (as_ * bs).astype(np.float32))
         c.fnode("DequantizeLinear", ["c", "cs"], ["c_f"], axis=0)
         fins.append("c_f")
-    c.fnode("Gemm", fins, ["y_ref"], alpha=alpha, beta=alpha, transB=int(transB))
+    c.fnode("Gemm", fins, ["y_ref"], alpha=alpha, beta=alpha, transA=int(transA), transB=int(transB))
     c.fout("y_ref")
     if quant_out:
-        c.cmp("y", "y_ref", float(ys) * 1.01, scale=ys, zp=128)
+        c.cmp("y", "y_ref", float(ys) * 1.01, scale=ys, zp=int(yz))
     else:
         c.cmp("y", "y_ref", 1e-4)
     return c
@@ -864,6 +864,11 @@ def qgemm_float_out():
 @case
 def qgemm_quant_out():
     return qgemm_case("qgemm_quant_out", True, False, True)
+
+
+@case
+def qgemm_s8_transa():
+    return qgemm_case("qgemm_s8_transa", True, False, True, adt=np.int8, transA=True)
 
 
 @case
