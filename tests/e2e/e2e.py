@@ -502,7 +502,22 @@ def t_big_upload(tmp):
     check(r.status == 201 and (r.json() or {}).get("op_histogram", {}).get("MatMul") == 32,
           "%d MiB model upload -> 201 with its summary" % size_mib, r.body[:300])
     check(after - before < 48 * 1024, "%d MiB model: daemon peak RSS grew by %d KiB (< 48 MiB)" % (size_mib, after - before))
-    r = d.request("GET", "/v1/models/%s/content" % (r.json() or {}).get("id"), headers={"Range": "bytes=-4096"})
+    big_id = (r.json() or {}).get("id")
+    # cancel while running: the worker sees the flag (between passes / during evaluation)
+    r = submit(d, big_id, {"q": {"type": "OnnxDynamicQuantization", "per_channel": True}})
+    jid = (r.json() or {}).get("id")
+    deadline = time.time() + 60
+    while time.time() < deadline and d.get_json("/v1/jobs/" + jid)["state"] == "queued":
+        time.sleep(0.01)
+    r = d.request("POST", "/v1/jobs/%s/cancel" % jid)
+    check(r.status == 202 and r.json()["cancel_requested"] is True, "cancel a running job -> 202, cancel_requested", r.body[:300])
+    j = wait_job(d, jid)
+    lg = d.get_json("/v1/jobs/%s/log" % jid)
+    check(j["state"] == "canceled" and j["finished_at"] and any("canceled" in l["line"] for l in lg["lines"]),
+          "running job ends canceled", (j["state"], [l["line"] for l in lg["lines"]][-3:]))
+    r = d.request("POST", "/v1/jobs/%s/cancel" % jid)
+    check(r.status == 200 and r.json()["state"] == "canceled", "canceling a canceled job is a no-op (200)")
+    r = d.request("GET", "/v1/models/%s/content" % big_id, headers={"Range": "bytes=-4096"})
     with open(path, "rb") as f:
         f.seek(-4096, 2)
         tail = f.read()
