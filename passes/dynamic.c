@@ -1382,6 +1382,27 @@ static bool model_has_op(const Onnx__GraphProto *g, const char *op)
 	return false;
 }
 
+/* Any node the pass would try to quantize (selected op type), subgraphs included when
+ * EnableSubgraph is on. */
+static bool has_candidates(struct dyn *d, const Onnx__GraphProto *g, int depth)
+{
+	static const char *const ops[] = {"MatMul", "Gemm", "Gather", "Conv", "LSTM", "Attention"};
+	for (size_t i = 0; i < g->n_node && depth < 32; i++) {
+		const Onnx__NodeProto *n = g->node[i];
+		for (size_t k = 0; k < QD_ARRAY_LEN(ops); k++)
+			if (!strcmp(n->op_type, ops[k]) && type_selected(d, ops[k]))
+				return true;
+		if (d->cfg.subgraphs) {
+			Onnx__GraphProto *subs[16];
+			size_t ns = qd_node_subgraphs(n, subs, 16);
+			for (size_t k = 0; k < ns && k < 16; k++)
+				if (has_candidates(d, subs[k], depth + 1))
+					return true;
+		}
+	}
+	return false;
+}
+
 /* ---- entry points ---- */
 
 int qd_pass_check_dynamic(const char *pass_name, const json_t *space, struct qd_err *err)
@@ -1499,6 +1520,12 @@ int qd_pass_run_dynamic(struct qd_pass_ctx *ctx, struct qd_model *m, const json_
 		qd_pass_log(ctx, QD_LOG_INFO, "quant_preprocess: Constant normalisation and topological "
 			    "sort only (ORT's graph optimizer and symbolic shape inference are not run)");
 	d.opset = qd_model_opset(m, "");
+	if (d.opset < 7 && !has_candidates(&d, m->proto->graph, 0)) {
+		qd_pass_log(ctx, QD_LOG_WARN, "no node was quantized: the model has no node of the selected "
+			    "op types");
+		rc = 0;
+		goto out;
+	}
 	if (d.opset <= 0) {
 		rc = qd_err_set(err, QD_EMODEL, NULL, "model has no ai.onnx opset import");
 		goto out;

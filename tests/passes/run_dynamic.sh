@@ -108,6 +108,36 @@ run "$A/ch_PP-OCRv4_det_infer.onnx" ocr_det qdq_conv_pc "$DET" "--shape x=1,3,32
 # in the table, asserted only to load and run in ORT; see passes/dynamic.c DESIGN).
 run "$A/ch_PP-OCRv4_det_infer.onnx" ocr_det qop_conv "$DET" "--shape x=1,3,320,320"
 
+# every ONNX backend node-test model: the pass either succeeds or fails with a message,
+# never crashes; the ones where something got quantized must load and match in ORT
+NODE=/usr/share/libonnx-testdata/data/node
+if [ -d "$NODE" ]; then
+	CFG[node_qop]='{"op_types_to_quantize": ["MatMul", "Gemm", "Gather", "Conv", "LSTM"], "extra_options": {"MatMulConstBOnly": false}}'
+	CFG[node_qdq]='{"quant_format": "QDQ", "per_channel": true, "op_types_to_quantize": ["MatMul", "Gemm", "Gather", "Conv", "LSTM"], "extra_options": {"MatMulConstBOnly": false}}'
+	crashes=0; n_models=0
+	for c in node_qop node_qdq; do
+		echo "{\"passes\": {\"q\": $(echo "${CFG[$c]}" | sed 's/^{/{"type": "OnnxDynamicQuantization", /')}}" >"$T/$c.json"
+		for d in "$NODE"/*/; do
+			n=$(basename "$d")
+			timeout 30 "$Q" run -q --model "$d/model.onnx" --config "$T/$c.json" --output "$T/node/$c/$n" \
+				>/dev/null 2>"$T/node.log"
+			rc=$?
+			n_models=$((n_models + 1))
+			if [ $rc -gt 1 ]; then crashes=$((crashes + 1)); echo "CRASH ($rc): $c $n"; continue; fi
+			[ $rc -eq 0 ] || continue
+			if ! grep -q '"quantized_nodes_total": 0' "$T/node/$c/$n/metrics.json"; then
+				if node "$CMP" "$d/model.onnx" "$T/node/$c/$n/model.onnx" --samples 1 --min-cos 0.999 >/dev/null; then
+					ok
+				else
+					bad "node test $n ($c): ORT comparison failed"
+				fi
+			fi
+		done
+	done
+	if [ "$crashes" -eq 0 ]; then ok; else bad "$crashes of $n_models node-test runs crashed"; fi
+	echo "node tests: $n_models runs, $crashes crashes"
+fi
+
 # refusals that must stay refusals
 echo '{"passes": {"q": {"type": "OnnxStaticQuantization"}}}' >"$T/static.json"
 if "$Q" run -q --model "$M/mlp.onnx" --config "$T/static.json" --output "$T/out/static" 2>"$T/static.log"; then
