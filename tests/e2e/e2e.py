@@ -364,7 +364,7 @@ def t_jobs(d, models, ids, tmp):
         if key not in ids:
             continue
         grid = GRID
-        if QUICK or key in ("ocr_det", "ocr_rec", "bert"):
+        if QUICK:
             grid = [GRID[0], GRID[7]]  # (QOperator, per-tensor, int8), (QDQ, per-channel, uint8)
         for fmt, pc, prec in grid:
             passes = {"quantize": {"type": "OnnxDynamicQuantization", "quant_format": fmt,
