@@ -140,6 +140,7 @@ static int qconv_acc(struct qd_ctx *c, const struct qconv_geom *g, const struct 
 				.a_zp = wz + (wz_per ? gr * Mg : 0), .a_zp_per_row = wz_per,
 				.b_zp = &xz,
 				.C = acc + (img * g->M + gr * Mg) * g->osize, .ldc = g->osize,
+				.threads = c->e->opts.threads,
 			};
 			int rc = qd_qgemm(&q);
 			if (rc) {

@@ -97,6 +97,7 @@ static int imm_run(struct qd_ctx *c, const struct qd_mm_geom *g, const struct im
 			.a_zp = A->zp + (a_all && !a_row ? ao * g->M : 0), .a_zp_per_row = A->nzp > 1,
 			.b_zp = B->zp + (b_all && !b_col ? bo * g->N : 0), .b_zp_per_col = B->nzp > 1,
 			.C = acc + b * g->M * g->N, .ldc = g->N,
+			.threads = c->e->opts.threads,
 		};
 		int rc = pb && b_mats == 1 ? qd_qgemm_prepacked(&q, pb) : qd_qgemm(&q);
 		if (rc)

@@ -3,7 +3,10 @@
  * [-383, 383] and every product pair fits int32 exactly. B is packed per (KC x NC) panel
  * as [16-column strip][k pair][16 columns][2]; A per 4-row block as [k pair][4 rows] of
  * int16 pairs. The 4x16 micro-kernel multiplies k pairs with one madd (AVX2 vpmaddwd)
- * or the portable C loop; edges are zero-padded and only the valid part is written. */
+ * or the portable C loop; edges are zero-padded and only the valid part is written.
+ * Large products with g->threads > 1 split the column panels over threads (each with its
+ * own packing buffers, writing disjoint columns of C). */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include "qd.h"
@@ -17,6 +20,7 @@
 #define KC 256      /* K values per panel (even) */
 #define NC 256      /* columns per panel (multiple of 16) */
 #define MR 4
+#define QD_QGEMM_MAX_THREADS 64
 #define NR 16
 
 static inline int32_t ld8(const void *p, int64_t i, bool is_signed)
@@ -241,23 +245,12 @@ oom:
 	return -QD_ENOMEM;
 }
 
-static int qgemm_blocked(const struct qd_qgemm_args *g, const struct qd_qgemm_packed *pre,
-			 qgemm_kernel kern)
+/* Column panels [p0, p1) (units of NC) of C = A B. */
+static int qgemm_range(const struct qd_qgemm_args *g, const struct qd_qgemm_packed *pre,
+		       qgemm_kernel kern, int64_t p0, int64_t p1)
 {
-	int rc = check_args(g, !pre);
-	if (rc)
-		return rc;
-	if (pre && (pre->K != g->K || pre->N != g->N))
-		return -QD_EINVAL;
-	if (!g->M || !g->N)
-		return 0;
-	if (!g->K) {
-		for (int64_t m = 0; m < g->M; m++)
-			memset(g->C + m * g->ldc, 0, (size_t)g->N * sizeof(int32_t));
-		return 0;
-	}
 	int64_t kcap = QD_MIN(g->K, (int64_t)KC), ncap = QD_MIN(g->N, (int64_t)NC);
-	int64_t kpmax = (kcap + 1) / 2;
+	int64_t kpmax = (kcap + 1) / 2, kpan = (g->K + KC - 1) / KC;
 	int16_t *bp = NULL, *zp16 = NULL;
 	int32_t *ap = malloc((size_t)(kpmax * MR) * sizeof(int32_t) + 64);
 	if (!pre) {
@@ -271,9 +264,8 @@ static int qgemm_blocked(const struct qd_qgemm_args *g, const struct qd_qgemm_pa
 		return -QD_ENOMEM;
 	}
 	int32_t tile[MR][NR];
-	int64_t panel = 0;
-	for (int64_t n0 = 0; n0 < g->N; n0 += NC) {
-		int64_t nc = QD_MIN((int64_t)NC, g->N - n0);
+	for (int64_t pn = p0; pn < p1; pn++) {
+		int64_t n0 = pn * NC, nc = QD_MIN((int64_t)NC, g->N - n0), panel = pn * kpan;
 		for (int64_t k0 = 0; k0 < g->K; k0 += KC, panel++) {
 			int64_t kc = QD_MIN((int64_t)KC, g->K - k0), kp = (kc + 1) / 2;
 			bool first = k0 == 0;
@@ -301,6 +293,64 @@ static int qgemm_blocked(const struct qd_qgemm_args *g, const struct qd_qgemm_pa
 	free(bp);
 	free(ap);
 	free(zp16);
+	return 0;
+}
+
+struct qgemm_job {
+	const struct qd_qgemm_args *g;
+	const struct qd_qgemm_packed *pre;
+	qgemm_kernel kern;
+	int64_t p0, p1;
+	int rc;
+};
+
+static void *qgemm_thread(void *arg)
+{
+	struct qgemm_job *j = arg;
+	j->rc = qgemm_range(j->g, j->pre, j->kern, j->p0, j->p1);
+	return NULL;
+}
+
+static int qgemm_blocked(const struct qd_qgemm_args *g, const struct qd_qgemm_packed *pre,
+			 qgemm_kernel kern)
+{
+	int rc = check_args(g, !pre);
+	if (rc)
+		return rc;
+	if (pre && (pre->K != g->K || pre->N != g->N))
+		return -QD_EINVAL;
+	if (!g->M || !g->N)
+		return 0;
+	if (!g->K) {
+		for (int64_t m = 0; m < g->M; m++)
+			memset(g->C + m * g->ldc, 0, (size_t)g->N * sizeof(int32_t));
+		return 0;
+	}
+	int64_t npan = (g->N + NC - 1) / NC;
+	double ops = (double)g->M * (double)g->N * (double)g->K;
+	int nt = g->threads > 1 && ops >= (double)(1 << 22) ? (int)QD_MIN((int64_t)g->threads, npan) : 1;
+	if (nt > QD_QGEMM_MAX_THREADS)
+		nt = QD_QGEMM_MAX_THREADS;
+	if (nt <= 1)
+		return qgemm_range(g, pre, kern, 0, npan);
+	/* column panels split evenly; the calling thread takes the first share */
+	struct qgemm_job jobs[QD_QGEMM_MAX_THREADS];
+	pthread_t tid[QD_QGEMM_MAX_THREADS];
+	bool started[QD_QGEMM_MAX_THREADS] = { false };
+	for (int t = 0; t < nt; t++)
+		jobs[t] = (struct qgemm_job){ g, pre, kern, npan * t / nt, npan * (t + 1) / nt, 0 };
+	for (int t = 1; t < nt; t++)
+		started[t] = pthread_create(&tid[t], NULL, qgemm_thread, &jobs[t]) == 0;
+	for (int t = 1; t < nt; t++)     /* a thread that did not start: run its share here */
+		if (!started[t])
+			qgemm_thread(&jobs[t]);
+	qgemm_thread(&jobs[0]);
+	for (int t = 1; t < nt; t++)
+		if (started[t])
+			pthread_join(tid[t], NULL);
+	for (int t = 0; t < nt; t++)
+		if (jobs[t].rc)
+			return jobs[t].rc;
 	return 0;
 }
 

@@ -19,6 +19,8 @@ struct qd_qgemm_args {
 	const int32_t *a_zp; bool a_zp_per_row;
 	const int32_t *b_zp; bool b_zp_per_col;
 	int32_t *C; int64_t ldc;
+	int threads;    /* qd_qgemm / qd_qgemm_prepacked: split column panels over this many
+	                   threads for large products (0 or 1: the calling thread only) */
 };
 
 /* Each returns 0 or -QD_ENOMEM (packing buffers) / -QD_EINVAL (negative sizes, NULL data).

@@ -115,8 +115,38 @@ static void wraparound(void)
 	free(A); free(B);
 }
 
+/* Threaded split over column panels: same result as the single-threaded ref. */
+static void threaded(void)
+{
+	int64_t M = 37, N = 1100, K = 300;
+	uint8_t *A = malloc((size_t)(M * K));
+	int8_t *B = malloc((size_t)(K * N));
+	int32_t *C0 = malloc((size_t)(M * N) * 4), *C1 = malloc((size_t)(M * N) * 4), azp = 3, *bzp = malloc((size_t)N * 4);
+	for (int64_t i = 0; i < M * K; i++) A[i] = (uint8_t)rnd();
+	for (int64_t i = 0; i < K * N; i++) B[i] = (int8_t)rnd();
+	for (int64_t i = 0; i < N; i++) bzp[i] = (int8_t)rnd();
+	struct qd_qgemm_args g = { .M = M, .N = N, .K = K, .A = A, .lda = K, .B = B, .ldb = N, .b_signed = true,
+		.a_zp = &azp, .b_zp = bzp, .b_zp_per_col = true, .C = C0, .ldc = N };
+	CHECK_EQ_INT(qd_qgemm_ref(&g), 0);
+	for (int t = 2; t <= 5; t += 3) {
+		g.C = C1;
+		g.threads = t;
+		memset(C1, 0, (size_t)(M * N) * 4);
+		CHECK_EQ_INT(qd_qgemm(&g), 0);
+		CHECKF(!memcmp(C0, C1, (size_t)(M * N) * 4), "%d threads differ from ref", t);
+		struct qd_qgemm_packed *pb = NULL;
+		CHECK_EQ_INT(qd_qgemm_pack_b(&g, &pb), 0);
+		memset(C1, 0, (size_t)(M * N) * 4);
+		CHECK_EQ_INT(qd_qgemm_prepacked(&g, pb), 0);
+		CHECKF(!memcmp(C0, C1, (size_t)(M * N) * 4), "%d threads prepacked differ from ref", t);
+		qd_qgemm_packed_free(pb);
+	}
+	free(A); free(B); free(C0); free(C1); free(bzp);
+}
+
 int main(void)
 {
+	threaded();
 	hand_checked();
 	wraparound();
 	int bad = 0;
