@@ -102,6 +102,8 @@ void qd_workers_poll_cancel(struct qd_daemon *d, struct qd_store_conn *c);
  * Joins the threads; returns the number of workers that did not stop within 15 s more
  * (their jobs stay "running" and are recovered at the next start). */
 int qd_workers_stop(struct qd_daemon *d);
+/* Remove a file or directory tree (no symlinks followed); errors are ignored. */
+void qd_rm_rf(const char *path);
 /* Record a finished job's run time in the duration histogram. */
 void qd_metrics_job_done(struct qd_metrics *m, enum qd_job_state st, double seconds);
 

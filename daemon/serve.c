@@ -163,7 +163,10 @@ int qd_cmd_serve(int argc, char **argv)
 		fprintf(stderr, "quantd serve: cannot open data directory '%s': %s\n", d->cfg.data_dir, err.msg);
 		goto out;
 	}
+	/* no job runs before the workers start: whatever is in work/ is left over from a crash */
 	char *work = qd_asprintf("%s/work", d->cfg.data_dir);
+	if (work)
+		qd_rm_rf(work);
 	if (!work || qd_mkdir_p(work, &err)) {
 		fprintf(stderr, "quantd serve: cannot create '%s/work': %s\n", d->cfg.data_dir, err.msg);
 		free(work);

@@ -108,7 +108,7 @@ static int rm_cb(const char *path, const struct stat *sb, int type, struct FTW *
 	return 0;
 }
 
-static void rm_rf(const char *path)
+void qd_rm_rf(const char *path)
 {
 	nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 }
@@ -240,7 +240,7 @@ static void run_job(struct qd_worker *w, struct qd_store_conn *c, const struct q
 		rc = qd_err_set(&err, QD_ENOMEM, "", "out of memory");
 		goto done;
 	}
-	rm_rf(work);  /* leftovers of an interrupted attempt */
+	qd_rm_rf(work);  /* leftovers of an interrupted attempt */
 	if ((rc = qd_mkdir_p(out_dir, &err)))
 		goto done;
 	struct qd_workflow_hooks hooks = { .ud = &j, .progress = hook_progress, .log = hook_log,
@@ -285,7 +285,7 @@ done:;
 	else if (final != QD_JOB_QUEUED)
 		qd_metrics_job_done(&d->metrics, final, secs);
 	if (work && d->cfg.log_level && strcmp(d->cfg.log_level, "debug"))
-		rm_rf(work);
+		qd_rm_rf(work);
 	pthread_mutex_lock(&d->mu);
 	w->job_id[0] = 0;
 	pthread_mutex_unlock(&d->mu);

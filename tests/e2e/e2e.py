@@ -584,6 +584,11 @@ def t_crash_recovery(tmp, models):
     d2 = Daemon(data, ["--workers", "2"], name="crash2")
     d2.start()
     check(d2.healthy(), "restarted daemon on the same data dir serves")
+    p = subprocess.run([QUANTD, "serve", "--listen", "127.0.0.1:0", "--data-dir", data],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    check(p.returncode != 0 and b"quantd listening" not in p.stdout, "a second daemon on the same data dir is refused",
+          p.stderr[-300:])
+    check(d2.healthy(), "the first daemon keeps serving")
     states = {}
     for jid in jobs:
         j = wait_job(d2, jid)
