@@ -526,6 +526,40 @@ def t_big_upload(tmp):
     shutil.rmtree(mdir, ignore_errors=True)
 
 
+def t_concurrency(d):
+    """Identical uploads racing each other end up as one model (one 201, the rest 200);
+    concurrent reads keep working."""
+    import threading
+    path = os.path.join(OWW, "namaste_deepa.onnx")
+    if not os.path.exists(path):
+        return
+    results = []
+    lock = threading.Lock()
+
+    def up():
+        r = upload(d, path)
+        with lock:
+            results.append((r.status, (r.json() or {}).get("id")))
+
+    def rd():
+        r = d.request("GET", "/v1/models?limit=5")
+        with lock:
+            results.append((r.status, "list"))
+    threads = [threading.Thread(target=up) for _ in range(6)] + [threading.Thread(target=rd) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ups = [r for r in results if r[1] != "list"]
+    ids = set(r[1] for r in ups)
+    check(len(ids) == 1 and sorted(r[0] for r in ups) == [200] * 5 + [201],
+          "6 racing identical uploads -> one model, one 201 and five 200", ups)
+    check(all(r[0] == 200 for r in results if r[1] == "list"), "concurrent list requests -> 200")
+    if ids:
+        r = d.request("DELETE", "/v1/models/" + ids.pop())
+        check(r.status == 204, "DELETE unused model -> 204", r.body)
+
+
 def t_cancel_delete(d, model_id):
     r = submit(d, model_id, {"q": {"type": "OnnxDynamicQuantization"}})
     jid = (r.json() or {}).get("id")
@@ -789,6 +823,7 @@ def main():
         t_jobs(d, models, ids, tmp)
         t_cancel_delete(d, first_id)
         t_streaming(d)
+        t_concurrency(d)
         r = d.request("DELETE", "/v1/models/" + first_id)
         check(r.status in (204, 409), "DELETE model -> 204 (or 409 while a job uses it)", r.body)
         check(d.stop() == 0, "main daemon: SIGTERM -> exit 0")
