@@ -526,6 +526,25 @@ def t_big_upload(tmp):
     shutil.rmtree(mdir, ignore_errors=True)
 
 
+def t_metrics(d, n_succeeded):
+    text = d.request("GET", "/metrics").body.decode()
+    vals = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            k, v = line.rsplit(" ", 1)
+            vals[k] = float(v)
+    check(vals.get('quantd_jobs{state="succeeded"}', 0) >= n_succeeded, "metrics: quantd_jobs{state=succeeded} >= %d" % n_succeeded)
+    check(vals.get('quantd_job_duration_seconds_count{state="succeeded"}', 0) >= n_succeeded
+          and vals.get('quantd_job_duration_seconds_bucket{state="succeeded",le="+Inf"}', 0) >= n_succeeded,
+          "metrics: job duration histogram counts the succeeded jobs")
+    check(vals.get('quantd_http_requests_total{route="/v1/models",method="POST",status="201"}', 0) >= 1
+          and vals.get('quantd_http_requests_total{route="/v1/jobs",method="POST",status="202"}', 0) >= n_succeeded
+          and vals.get('quantd_http_requests_total{route="unmatched",method="any",status="404"}', 0) >= 1
+          and vals.get('quantd_http_requests_total{route="/v1/jobs/{id}",method="GET",status="404"}', 0) >= 1,
+          "metrics: http requests by route, method and status")
+    check(vals.get("quantd_queue_depth", -1) >= 0 and vals.get('quantd_workers{state="alive"}') == 2, "metrics: queue depth and workers")
+
+
 def t_concurrency(d):
     """Identical uploads racing each other end up as one model (one 201, the rest 200);
     concurrent reads keep working."""
@@ -820,7 +839,8 @@ def main():
         ids = t_upload(d, models)
         first_id = ids.get(models[0][0])
         t_bad_input(d, models, first_id)
-        t_jobs(d, models, ids, tmp)
+        done = t_jobs(d, models, ids, tmp)
+        t_metrics(d, len(done))
         t_cancel_delete(d, first_id)
         t_streaming(d)
         t_concurrency(d)
