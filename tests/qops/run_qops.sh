@@ -2,8 +2,11 @@
 # tests/qops/run_qops.sh — quantized-op suite: builds every model of make_quant_models.py,
 # runs it in ONNX Runtime (quantized and float reference) and in `quantd infer`, and
 # checks engine vs ORT (within one quantization step; floats within 1e-4 relative) and
-# ORT quantized vs float. Prints "qops: N passed, N failed". QOPS_ONLY=substr filters
-# cases; QOPS_KEEP=1 keeps the work directory.
+# ORT quantized vs float. Then, as an integration check, models quantized by `quantd run`
+# (OnnxDynamicQuantization on the tests/models transformer models; skipped when that pass
+# fails, which its own suite reports) run in the engine and in ORT: outputs within 1e-4
+# relative. Prints "qops: N passed, N failed". QOPS_ONLY=substr filters cases;
+# QOPS_KEEP=1 keeps the work directory.
 set -u
 cd "$(dirname "$0")/../.."
 B=${B:-build}
@@ -32,4 +35,43 @@ for f in "$work"/m/*.in.npz; do
 done
 # ORT failures show up below as "no ONNX Runtime result"; print its messages too
 node tests/qops/ort_infer.js --batch "$work/list" 2>&1 | head -20
-$PY tests/qops/check.py "$work/m" "$work/r"
+$PY tests/qops/check.py "$work/m" "$work/r" | tee "$work/check.log" | grep -v '^qops:'
+read -r pass fail < <(sed -nE 's/^qops: ([0-9]+) passed, ([0-9]+) failed.*/\1 \2/p' "$work/check.log")
+pass=${pass:-0}; fail=${fail:-1}
+
+# integration: the quantization passes' output models
+if [ -z "${QOPS_ONLY:-}" ] && $PY tests/models/make_transformer.py "$work/tm" >/dev/null 2>&1; then
+	$PY -c "import numpy as np; r = np.random.RandomState(0)
+np.savez('$work/bert_in.npz', input_ids=r.randint(0, 200, (2, 16)).astype(np.int64))
+np.savez('$work/mlp_in.npz', x=r.standard_normal((4, 64)).astype(np.float32))"
+	for model in bert_small mlp; do
+		for cfg in '' ', "per_channel": true, "precision": "uint8"' ', "quant_format": "QDQ", "per_channel": true'; do
+			o="$work/int_${model}_${#cfg}"
+			echo "{\"passes\": {\"q\": {\"type\": \"OnnxDynamicQuantization\"$cfg}}}" >"$work/cfg.json"
+			if ! "$B/quantd" run -q --model "$work/tm/$model.onnx" --config "$work/cfg.json" --output "$o" >/dev/null 2>&1; then
+				echo "skip integration $model {$cfg}: quantd run failed"
+				continue
+			fi
+			in="$work/${model%_small}_in.npz"
+			if ! "$B/quantd" infer --model "$o/model.onnx" --input "$in" --output "$o/eng.npz" >/dev/null 2>"$o/eng.err"; then
+				echo "FAIL integration $model {$cfg}: engine: $(tail -n 1 "$o/eng.err")"
+				fail=$((fail + 1))
+				continue
+			fi
+			node tests/qops/ort_infer.js "$o/model.onnx" "$in" "$o/ort.npz" 2>&1 | head -3
+			if $PY -c "
+import sys, numpy as np
+e, o = np.load('$o/eng.npz'), np.load('$o/ort.npz')
+bad = [k for k in o.files if e[k].shape != o[k].shape or
+       np.abs(e[k].astype(np.float64) - o[k]).max() > 1e-4 * max(1.0, np.abs(o[k]).max())]
+sys.exit(1 if bad else 0)" 2>/dev/null; then
+				pass=$((pass + 1))
+			else
+				echo "FAIL integration $model {$cfg}: engine and ORT outputs differ beyond 1e-4"
+				fail=$((fail + 1))
+			fi
+		done
+	done
+fi
+echo "qops: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
