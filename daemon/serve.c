@@ -202,9 +202,11 @@ int qd_cmd_serve(int argc, char **argv)
 	if (d->cfg.watchdog_seconds > 0)
 		wd = (double)d->cfg.watchdog_seconds;
 	double last_wd = 0;
-	int sig = 0;
+	int sig = 0, tick_ms = 500;
+	if (wd > 0 && wd * 1000 / 2 < tick_ms)
+		tick_ms = QD_MAX(10, (int)(wd * 1000 / 2));
 	for (;;) {
-		sig = signals_wait(500);
+		sig = signals_wait(tick_ms);
 		if (sig == SIGHUP) {
 			qd_log(QD_LOG_INFO, NULL, "SIGHUP ignored (restart the service to change its configuration)");
 			continue;
