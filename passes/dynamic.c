@@ -23,12 +23,14 @@
  *  - Per-axis DequantizeLinear below opset 13 uses com.microsoft DequantizeLinear.
  *  - A Gemm's B shared with other nodes is transposed into a new initializer, not in place.
  *  - Per-channel MatMul weights only for 2-D B (MatMulInteger's per-column zero points).
- *  - activation_symmetric is refused at submit time: DynamicQuantizeLinear is asymmetric
- *    uint8 by definition (ORT ignores the flag in dynamic mode).
+ *  - activation_symmetric is honoured (ORT ignores it in dynamic mode): an explicit
+ *    Abs/ReduceMax/Div/Max + QuantizeLinear subgraph with uint8 zero point 127 replaces
+ *    DynamicQuantizeLinear.
  * Every output is checked with qd_pass_validate_output() before the pass returns. */
 #include "passes/passes.h"
 #include "passes/quant_math.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,6 +128,7 @@ struct dyn_cfg {
 	enum qd_qtype wtype;
 	bool per_channel, reduce_range, qdq, weight_sym, const_b_only, subgraphs;
 	bool contrib_qdq;                      /* UseQDQContribOps */
+	bool act_sym;                          /* activation_symmetric */
 	const json_t *op_types;                /* array or NULL (defaults) */
 	const json_t *nodes_in, *nodes_ex, *op_types_ex;
 };
@@ -339,7 +342,55 @@ static const char *dq_domain(struct dyn *d, bool per_axis)
 
 /* ---- activations ---- */
 
-/* DynamicQuantizeLinear(A) → A_quantized, A_scale, A_zero_point (once per graph). */
+static int add_scalar_init(struct dyn *d, struct gstate *gs, const char *name, int dtype, const void *v, size_t sz)
+{
+	return add_init(d, gs, qd_tensor_new(name, dtype, NULL, 0, v, sz));
+}
+
+/* activation_symmetric: uint8 with the symmetric range 0..254 and zero point 127 (§3):
+ * scale = max(ReduceMax(Abs(A)) / 127, FLT_MIN); QuantizeLinear(A, scale, 127). */
+static int emit_symmetric_quant(struct dyn *d, struct gstate *gs, const char *a, const char *qnode,
+				struct qval *v)
+{
+	char *an = freshf(d, "%s_Abs", a), *ao = freshf(d, "%s_Abs:0", a);
+	char *rn = freshf(d, "%s_ReduceMax", a), *ro = freshf(d, "%s_ReduceMax:0", a);
+	char *dn = freshf(d, "%s_scale_Div", a), *dout = freshf(d, "%s_scale_Div:0", a);
+	char *mn = freshf(d, "%s_scale_Max", a);
+	char *cr = freshf(d, "%s_fixed_quantization_range_uint8", a), *ct = freshf(d, "%s_fixed_min_scale", a);
+	int rc = -1;
+	if (!an || !ao || !rn || !ro || !dn || !dout || !mn || !cr || !ct) {
+		qd_err_set(d->err, QD_ENOMEM, NULL, "out of memory");
+		goto out;
+	}
+	const float range = 127.0f, tiny = FLT_MIN;
+	const uint8_t zp = 127;
+	if (add_scalar_init(d, gs, cr, QD_DT_FLOAT, &range, sizeof range) < 0 ||
+	    add_scalar_init(d, gs, ct, QD_DT_FLOAT, &tiny, sizeof tiny) < 0 ||
+	    add_scalar_init(d, gs, v->zp, QD_DT_UINT8, &zp, 1) < 0)
+		goto out;
+	const char *i1[1] = {a}, *o1[1] = {ao};
+	const char *i2[1] = {ao}, *o2[1] = {ro};
+	const char *i3[2] = {ro, cr}, *o3[1] = {dout};
+	const char *i4[2] = {dout, ct}, *o4[1] = {v->scale};
+	const char *i5[3] = {a, v->scale, v->zp}, *o5[1] = {v->q};
+	Onnx__NodeProto *red = qd_node_new("ReduceMax", NULL, rn, i2, 1, o2, 1);
+	if (red && qd_node_set_attr_int(red, "keepdims", 0) < 0) {
+		qd_node_free(red);
+		red = NULL;
+	}
+	if (emit(d, gs, qd_node_new("Abs", NULL, an, i1, 1, o1, 1)) < 0 || emit(d, gs, red) < 0 ||
+	    emit(d, gs, qd_node_new("Div", NULL, dn, i3, 2, o3, 1)) < 0 ||
+	    emit(d, gs, qd_node_new("Max", NULL, mn, i4, 2, o4, 1)) < 0 ||
+	    emit(d, gs, qd_node_new("QuantizeLinear", NULL, qnode, i5, 3, o5, 1)) < 0)
+		goto out;
+	rc = 0;
+out:
+	free(an); free(ao); free(rn); free(ro); free(dn); free(dout); free(mn); free(cr); free(ct);
+	return rc;
+}
+
+/* DynamicQuantizeLinear(A) → A_quantized, A_scale, A_zero_point (once per graph); with
+ * activation_symmetric the explicit symmetric subgraph instead. */
 static struct qval *quant_activation(struct dyn *d, struct gstate *gs, const char *a)
 {
 	struct qval *v = find_val(gs, a, NULL);
@@ -356,9 +407,14 @@ static struct qval *quant_activation(struct dyn *d, struct gstate *gs, const cha
 		qd_err_set(d->err, QD_ENOMEM, NULL, "out of memory");
 		return NULL;
 	}
-	const char *in[1] = {a};
-	const char *out[3] = {v->q, v->scale, v->zp};
-	int rc = emit(d, gs, qd_node_new("DynamicQuantizeLinear", NULL, node, in, 1, out, 3));
+	int rc;
+	if (d->cfg.act_sym)
+		rc = emit_symmetric_quant(d, gs, a, node, v);
+	else {
+		const char *in[1] = {a};
+		const char *out[3] = {v->q, v->scale, v->zp};
+		rc = emit(d, gs, qd_node_new("DynamicQuantizeLinear", NULL, node, in, 1, out, 3));
+	}
 	free(node);
 	return rc < 0 ? NULL : v;
 }
@@ -1425,22 +1481,11 @@ int qd_pass_check_dynamic(const char *pass_name, const json_t *space, struct qd_
 					  "weight_type '%s' is not supported by dynamic quantization "
 					  "(QInt8 or QUInt8)", s);
 	}
-	snprintf(field, sizeof field, "passes.%s.activation_symmetric", pass_name);
-	json_array_foreach(json_object_get(space, "activation_symmetric"), i, v)
-		if (json_is_true(v))
-			return qd_err_set(err, QD_EUNSUPPORTED, field,
-					  "activation_symmetric is not supported by dynamic quantization: "
-					  "DynamicQuantizeLinear computes an asymmetric uint8 range at run time");
 	snprintf(field, sizeof field, "passes.%s.extra_options", pass_name);
 	json_array_foreach(json_object_get(space, "extra_options"), i, v) {
 		int rc = qd_extra_options_check(v, true, field, err);
 		if (rc < 0)
 			return rc;
-		if (json_is_true(json_object_get(v, "ActivationSymmetric"))) {
-			snprintf(field, sizeof field, "passes.%s.extra_options.ActivationSymmetric", pass_name);
-			return qd_err_set(err, QD_EUNSUPPORTED, field,
-					  "ActivationSymmetric is not supported by dynamic quantization");
-		}
 	}
 	snprintf(field, sizeof field, "passes.%s.all_tensors_to_one_file", pass_name);
 	json_array_foreach(json_object_get(space, "all_tensors_to_one_file"), i, v)
@@ -1492,6 +1537,12 @@ int qd_pass_run_dynamic(struct qd_pass_ctx *ctx, struct qd_model *m, const json_
 	d.cfg.weight_sym = json_is_boolean(ws) ? json_is_true(ws) : opt_bool(extra, "WeightSymmetric", wsym_dflt);
 	d.cfg.const_b_only = opt_bool(extra, "MatMulConstBOnly", true);
 	d.cfg.subgraphs = opt_bool(extra, "EnableSubgraph", false);
+	/* Olive: the exposed parameter (never null) overwrites extra_options' key */
+	d.cfg.act_sym = json_is_true(json_object_get(params, "activation_symmetric"));
+	if (json_is_boolean(json_object_get(extra, "ActivationSymmetric")) &&
+	    opt_bool(extra, "ActivationSymmetric", false) != d.cfg.act_sym)
+		qd_pass_log(ctx, QD_LOG_WARN, "extra_options.ActivationSymmetric is overwritten by "
+			    "activation_symmetric=%s (Olive's rule)", d.cfg.act_sym ? "true" : "false");
 	d.cfg.contrib_qdq = opt_bool(extra, "UseQDQContribOps", false);
 	d.cfg.op_types = opt_list(params, "op_types_to_quantize");
 	d.cfg.op_types_ex = opt_list(params, "op_types_to_exclude");
@@ -1539,7 +1590,7 @@ int qd_pass_run_dynamic(struct qd_pass_ctx *ctx, struct qd_model *m, const json_
 		qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
 		goto out;
 	}
-	if (d.cfg.qdq && d.opset < 11 && (rc = raise_opset(&d, 11)) < 0)
+	if ((d.cfg.qdq || d.cfg.act_sym) && d.opset < 11 && (rc = raise_opset(&d, 11)) < 0)
 		goto out;
 	if (!d.cfg.qdq && d.opset < 11 && d.cfg.op_types && in_list(d.cfg.op_types, "Conv") &&
 	    model_has_op(m->proto->graph, "Conv")) {

@@ -34,6 +34,7 @@ declare -A CFG=(
 	[qdq_u8]='{"quant_format": "QDQ", "precision": "uint8"}'
 	[qdq_s8_pc]='{"quant_format": "QDQ", "per_channel": true}'
 	[qdq_u8_pc]='{"quant_format": "QDQ", "precision": "uint8", "per_channel": true}'
+	[qop_asym]='{"activation_symmetric": true, "per_channel": true}'
 	[qop_rr]='{"reduce_range": true, "per_channel": true}'
 	[qop_conv]='{"op_types_to_quantize": ["MatMul", "Gemm", "Gather", "Conv"]}'
 	[qdq_conv_pc]='{"quant_format": "QDQ", "per_channel": true, "op_types_to_quantize": ["MatMul", "Gemm", "Gather", "Conv"]}'
@@ -83,7 +84,7 @@ PYEOF
 }
 
 M=$T/models
-for c in $MAIN qop_rr; do run "$M/bert.onnx" bert "$c" "" "--int-max 1000 --min-cos 0.99"; done
+for c in $MAIN qop_rr qop_asym; do run "$M/bert.onnx" bert "$c" "" "--int-max 1000 --min-cos 0.99"; done
 for c in $MAIN; do run "$M/bert_small.onnx" bert_small "$c" "" "--int-max 200 --min-cos 0.99"; done
 for c in $MAIN qdq_ext; do run "$M/mlp.onnx" mlp "$c" "" "--min-cos 0.99"; done
 if [ -s "$T/out/mlp/qdq_ext/model.onnx.data" ]; then ok; else bad "mlp/qdq_ext: no model.onnx.data written"; fi

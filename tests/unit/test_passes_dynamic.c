@@ -211,6 +211,31 @@ static void test_qoperator(void)
 	qd_model_free(f);
 }
 
+static void test_activation_symmetric(void)
+{
+	struct qd_err err;
+	struct qd_model *m = make_m1(13), *f = make_m1(13);
+	CHECK_EQ_INT(quantize(m, "{\"activation_symmetric\": true}", NULL, &err), 0);
+	const Onnx__GraphProto *g = m->proto->graph;
+	Onnx__NodeProto *n = find_node(g, "x_QuantizeLinear");
+	CHECK(n && !strcmp(n->op_type, "QuantizeLinear"));
+	CHECK_EQ_INT(count_op(g, "DynamicQuantizeLinear"), 0);
+	Onnx__TensorProto *t = find_init(g, "x_zero_point");
+	CHECK(t && t->data_type == QD_DT_UINT8 && t->raw_data.len == 1 && t->raw_data.data[0] == 127);
+	n = find_node(g, "x_ReduceMax");
+	CHECK(n && qd_node_attr_int(n, "keepdims", 1) == 0);
+	double cos = engine_cosine(f, m);
+	CHECKF(cos == -2 || cos > 0.999, "cosine %f", cos);
+	qd_model_free(m);
+	qd_model_free(f);
+	/* opset 9: needs QuantizeLinear, so the opset is raised instead of DynamicQuantizeMatMul */
+	m = make_m1(9);
+	CHECK_EQ_INT(quantize(m, "{\"activation_symmetric\": true}", NULL, &err), 0);
+	CHECK_EQ_INT(qd_model_opset(m, ""), 11);
+	CHECK_EQ_INT(count_op(m->proto->graph, "MatMulInteger"), 2);
+	qd_model_free(m);
+}
+
 static void test_qdq(void)
 {
 	struct qd_err err;
@@ -537,6 +562,7 @@ int main(void)
 	qd_log_set_level(QD_LOG_WARN);
 	test_qoperator();
 	test_qdq();
+	test_activation_symmetric();
 	test_old_opsets();
 	test_conv();
 	test_selection();
