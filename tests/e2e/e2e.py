@@ -249,6 +249,8 @@ def t_basics(d):
     check(r.status == 405 and r.header("Allow"), "wrong method -> 405 with Allow", r.body)
     check(not openapi_check.routes_covered(SPEC), "every route of api/routes.def is in openapi.yaml",
           openapi_check.routes_covered(SPEC))
+    check(not openapi_check.refs_resolve(SPEC), "openapi.yaml: every $ref resolves, every operation has responses",
+          openapi_check.refs_resolve(SPEC))
 
 
 def t_upload(d, models):

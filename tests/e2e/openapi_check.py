@@ -155,6 +155,35 @@ class Spec:
         return ["%s: %s" % (where, e) for e in self.validate(schema, value)]
 
 
+def refs_resolve(spec):
+    """Every $ref in the document points at something. Returns problems."""
+    probs = []
+
+    def walk(node, where):
+        if isinstance(node, dict):
+            if "$ref" in node:
+                try:
+                    if spec.resolve({"$ref": node["$ref"]}) is None:
+                        probs.append("%s: $ref %s is empty" % (where, node["$ref"]))
+                except (KeyError, AssertionError, ValueError):
+                    probs.append("%s: $ref %s does not resolve" % (where, node["$ref"]))
+            for k, v in node.items():
+                walk(v, where + "/" + str(k))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, "%s[%d]" % (where, i))
+    walk(spec.doc, "#")
+    if not str(spec.doc.get("openapi", "")).startswith("3.0"):
+        probs.append("openapi version is not 3.0.x")
+    for tmpl, item in spec.doc["paths"].items():
+        for m, op in item.items():
+            if m == "parameters":
+                continue
+            if not op.get("responses"):
+                probs.append("%s %s has no responses" % (m.upper(), tmpl))
+    return probs
+
+
 def routes_covered(spec):
     """Every QD_ROUTE row of api/routes.def must be in the spec. Returns problems."""
     probs = []
@@ -172,7 +201,7 @@ def routes_covered(spec):
 
 if __name__ == "__main__":
     s = Spec()
-    p = routes_covered(s)
+    p = routes_covered(s) + refs_resolve(s)
     for x in p:
         print(x)
     print("openapi routes: %d passed, %d failed" % (0 if p else 1, len(p)))
