@@ -173,6 +173,12 @@ def refs_resolve(spec):
             for i, v in enumerate(node):
                 walk(v, "%s[%d]" % (where, i))
     walk(spec.doc, "#")
+    with open(os.path.join(ROOT, "common", "errors.def")) as f:
+        names = set(re.findall(r"^QD_ERR\((\w+)", f.read(), re.M)) - {"OK"}
+    enum = set(spec.doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"])
+    if names != enum:
+        probs.append("Error.code enum differs from common/errors.def: missing %s, extra %s"
+                     % (sorted(names - enum), sorted(enum - names)))
     if not str(spec.doc.get("openapi", "")).startswith("3.0"):
         probs.append("openapi version is not 3.0.x")
     for tmpl, item in spec.doc["paths"].items():
