@@ -1076,6 +1076,111 @@ def qlsoftmax_u8_v12():
     return qlsoftmax_case("qlsoftmax_u8_v12", np.uint8, 12, 1)
 
 
+# ---- attention -------------------------------------------------------------------------
+
+def attention_float_ref(c, x, w, b, B, S, H, NH, mask, causal):
+    """float graph: QKV projection and multi-head attention with ORT's additive masks."""
+    hd = H // NH
+    c.fnode("MatMul", [x, w], ["qkv0"])
+    c.fnode("Add", ["qkv0", b], ["qkv"])
+    c.finit("split", np.array([H, H, H], np.int64))
+    c.fnode("Split", ["qkv", "split"], ["q", "k", "v"], axis=2)
+    c.finit("hshape", np.array([B, S, NH, hd], np.int64))
+    for n in "qkv":
+        c.fnode("Reshape", [n, "hshape"], [n + "4"])
+    c.fnode("Transpose", ["q4"], ["qt"], perm=[0, 2, 1, 3])
+    c.fnode("Transpose", ["k4"], ["kt"], perm=[0, 2, 3, 1])
+    c.fnode("Transpose", ["v4"], ["vt"], perm=[0, 2, 1, 3])
+    c.fnode("MatMul", ["qt", "kt"], ["sc0"])
+    c.finit("scale", np.array(1 / np.sqrt(hd), np.float32))
+    c.fnode("Mul", ["sc0", "scale"], ["sc1"])
+    add = np.zeros((B, 1, S, S), np.float32)
+    if mask is not None:
+        if mask.ndim == 1:
+            for bb in range(B):
+                add[bb, 0, :, mask[bb]:] += -10000.0
+                if mask.size == 2 * B:
+                    add[bb, 0, :, :mask[B + bb]] += -10000.0
+        else:
+            add += np.where(mask > 0, 0, -10000.0).astype(np.float32)[:, None, None, :]
+    if causal:
+        add += np.triu(np.full((S, S), -10000.0, np.float32), 1)[None, None]
+    c.finit("amask", add)
+    c.fnode("Add", ["sc1", "amask"], ["sc2"])
+    c.fnode("Softmax", ["sc2"], ["pr"], axis=-1)
+    c.fnode("MatMul", ["pr", "vt"], ["o4"])
+    c.fnode("Transpose", ["o4"], ["o3"], perm=[0, 2, 1, 3])
+    c.finit("oshape", np.array([B, S, H], np.int64))
+    c.fnode("Reshape", ["o3", "oshape"], ["y_ref"])
+    c.fout("y_ref")
+
+
+def attention_case(name, quant, mask_kind, causal=False):
+    c = Case(name, opset=13, ms=True)
+    B, S, Hin, H, NH = 2, 5, 16, 12, 3
+    x = c.rng.standard_normal((B, S, Hin)).astype(np.float32)
+    w = (c.rng.standard_normal((Hin, 3 * H)) * 0.3).astype(np.float32)
+    b = (c.rng.standard_normal(3 * H) * 0.1).astype(np.float32)
+    mask = None
+    if mask_kind == "end":
+        mask = np.array([5, 3], np.int32)
+    elif mask_kind == "endstart":
+        mask = np.array([5, 4, 0, 1], np.int32)
+    elif mask_kind == "raw":
+        mask = np.array([[1, 1, 0, 1, 1], [1, 1, 1, 1, 0]], np.int32)
+    attrs = {"num_heads": NH, "unidirectional": int(causal)}
+    c.init("b", b)
+    if mask is not None:
+        c.init("mask", mask)
+    if quant:
+        xs, xz = np.array(np.abs(x).max() * 2 / 255, np.float32), np.array(128, np.uint8)
+        xq = quantize(x, xs, xz, np.uint8)
+        ws = (np.abs(w).max(axis=0) / 127).astype(np.float32)
+        wq = quantize(w, ws, 0, np.int8)
+        c.inp("x", xq)
+        for n, v in (("xs", xs), ("xz", xz), ("wq", wq), ("ws", ws), ("wz", np.zeros(3 * H, np.int8))):
+            c.init(n, v)
+        c.node("QAttention", ["x", "wq", "b", "xs", "ws", "mask" if mask is not None else "", "xz", "wz"],
+               ["y"], domain=MS, **attrs)
+        fx = c.fdq("x", "xs", "xz")
+        c.fnode("DequantizeLinear", ["wq", "ws", "wz"], ["w_f"], axis=1)
+        attention_float_ref(c, fx, "w_f", "b", B, S, H, NH, mask, causal)
+        c.cmp("y", "y_ref", 1e-4)
+    else:
+        c.inp("x", x)
+        c.init("w", w)
+        c.node("Attention", ["x", "w", "b"] + (["mask"] if mask is not None else []), ["y"], domain=MS, **attrs)
+        attention_float_ref(c, "x", "w", "b", B, S, H, NH, mask, causal)
+        c.cmp("y", "y_ref", 1e-4)
+    c.out("y", TensorProto.FLOAT, "float")
+    return c
+
+
+@case
+def attention_end():
+    return attention_case("attention_end", False, "end")
+
+
+@case
+def attention_raw_causal():
+    return attention_case("attention_raw_causal", False, "raw", causal=True)
+
+
+@case
+def qattention_nomask():
+    return attention_case("qattention_nomask", True, None)
+
+
+@case
+def qattention_endstart():
+    return attention_case("qattention_endstart", True, "endstart")
+
+
+@case
+def qattention_raw_causal():
+    return attention_case("qattention_raw_causal", True, "raw", causal=True)
+
+
 # ---- float contrib ops that show up next to quantized ones ---------------------------------
 
 def erf_gelu(c, x, out, pre=""):

@@ -43,8 +43,9 @@ pass=${pass:-0}; fail=${fail:-1}
 if [ -z "${QOPS_ONLY:-}" ] && $PY tests/models/make_transformer.py "$work/tm" >/dev/null 2>&1; then
 	$PY -c "import numpy as np; r = np.random.RandomState(0)
 np.savez('$work/bert_in.npz', input_ids=r.randint(0, 200, (2, 16)).astype(np.int64))
-np.savez('$work/mlp_in.npz', x=r.standard_normal((4, 64)).astype(np.float32))"
-	for model in bert_small mlp; do
+np.savez('$work/mlp_in.npz', x=r.standard_normal((4, 64)).astype(np.float32))
+np.savez('$work/attention_in.npz', x=r.standard_normal((2, 5, 64)).astype(np.float32))"
+	for model in bert_small mlp attention; do
 		for cfg in '' ', "per_channel": true, "precision": "uint8"' ', "quant_format": "QDQ", "per_channel": true'; do
 			o="$work/int_${model}_${#cfg}"
 			echo "{\"passes\": {\"q\": {\"type\": \"OnnxDynamicQuantization\"$cfg}}}" >"$work/cfg.json"

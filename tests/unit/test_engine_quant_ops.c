@@ -391,6 +391,18 @@ static void test_errors(void)
 		     { "bz", QD_DT_UINT8, 0, {0}, &z }, { "ys", QD_DT_FLOAT, 1, {3}, s2 },
 		     { "yz", QD_DT_UINT8, 0, {0}, &z } }, 8, 1, &nd);
 	expect_fail(m, "QLinearMatMul vector y_scale");
+	/* Attention with a 'past' input is rejected at load */
+	float w[12] = {0}, b[3] = {0};
+	m = one_node("Attention", "com.microsoft", 1, (struct tin[]){ { "x", QD_DT_FLOAT, 3, {1, 1, 4}, x },
+		     { "w", QD_DT_FLOAT, 2, {4, 3}, w }, { "b", QD_DT_FLOAT, 1, {3}, b }, { "", 0, 0, {0}, NULL },
+		     { "past", QD_DT_FLOAT, 1, {1}, b } }, 5, 1, &nd);
+	qd_node_set_attr_int(nd, "num_heads", 1);
+	struct qd_engine *e = NULL;
+	struct qd_err err = {0};
+	CHECK_EQ_INT(qd_engine_load(m, NULL, &e, &err), -QD_EUNSUPPORTED);
+	CHECKF(strstr(err.msg, "past") != NULL, "message '%s' does not name the input", err.msg);
+	qd_engine_free(e);
+	qd_model_free(m);
 }
 
 int main(void)
