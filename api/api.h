@@ -51,7 +51,7 @@ struct qd_req {
 	struct qd_blob_writer *bw;               /* QD_RF_UPLOAD */
 	struct qd_sha256 sha;                    /* running hash of the upload */
 	uint64_t body_bytes;
-	bool body_too_large, body_failed;
+	bool body_too_large, body_failed, early_tried;
 	struct qd_err body_err;
 
 	struct qd_store_conn *sc;                /* lazily from the pool (qd_req_store) */

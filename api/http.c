@@ -565,6 +565,33 @@ static void on_body(struct qd_daemon *d, struct qd_req *r, const char *data, siz
 	/* other routes take no body: ignore it */
 }
 
+static void too_large_error(struct qd_req *r)
+{
+	const struct qd_route *rt = &qd_routes[r->route];
+	bool up = rt->flags & QD_RF_UPLOAD;
+	uint64_t max = (uint64_t)(up ? r->d->cfg.max_upload_bytes : r->d->cfg.max_json_bytes);
+	qd_err_set(&r->err, QD_ETOO_LARGE, "body", "request body exceeds the limit of %llu bytes (%s)",
+		   (unsigned long long)max, up ? "--max-upload-bytes" : "--max-json-bytes");
+	qd_req_error(r, &r->err);
+}
+
+/* A body without Content-Length went over the limit: answer 413 now if MHD lets us (the
+ * connection is then closed instead of reading the rest); else the answer waits for the
+ * end of the body, which is discarded. */
+static void answer_too_large_early(struct qd_req *r)
+{
+	r->early_tried = true;
+	if (qd_routes[r->route].flags & QD_RF_UPLOAD)
+		__atomic_fetch_add(&r->d->metrics.uploads[0], 1, __ATOMIC_RELAXED);
+	too_large_error(r);
+	if (r->resp && MHD_queue_response(r->conn, r->status, r->resp) == MHD_YES) {
+		r->answered = true;
+		count_status(r->d, r->route, r->status);
+		MHD_destroy_response(r->resp);
+		r->resp = NULL;
+	}
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
 				  const char *method, const char *version, const char *upload_data,
 				  size_t *upload_data_size, void **con_cls)
@@ -585,8 +612,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return on_first(d, r);
 	}
 	if (*upload_data_size) {
-		if (!r->answered)
+		if (!r->answered) {
 			on_body(d, r, upload_data, *upload_data_size);
+			if (r->body_too_large && !r->early_tried)
+				answer_too_large_early(r);
+		}
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
@@ -594,12 +624,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return MHD_YES;
 	const struct qd_route *rt = &qd_routes[r->route];
 	if (r->body_too_large) {
-		uint64_t max = (uint64_t)((rt->flags & QD_RF_UPLOAD) ? d->cfg.max_upload_bytes : d->cfg.max_json_bytes);
-		if (rt->flags & QD_RF_UPLOAD)
+		if (!r->early_tried && (rt->flags & QD_RF_UPLOAD))
 			__atomic_fetch_add(&d->metrics.uploads[0], 1, __ATOMIC_RELAXED);
-		qd_err_set(&r->err, QD_ETOO_LARGE, "body", "request body exceeds the limit of %llu bytes (%s)",
-			   (unsigned long long)max, (rt->flags & QD_RF_UPLOAD) ? "--max-upload-bytes" : "--max-json-bytes");
-		qd_req_error(r, &r->err);
+		too_large_error(r);
 		return answer(r);
 	}
 	if (r->body_failed) {

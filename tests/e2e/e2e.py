@@ -752,8 +752,13 @@ def t_limits(tmp, models):
     def gen():
         for i in range(0, len(data_big), 65536):
             yield data_big[i:i + 65536]
+    def uploaded():
+        m = d.request("GET", "/metrics").body.decode()
+        return int([l for l in m.splitlines() if l.startswith("quantd_upload_bytes_total ")][0].split()[1])
+    u0 = uploaded()
     r = d.request("POST", "/v1/models", body=gen(), headers={"Content-Type": "application/octet-stream"}, chunked=True)
     check(r.status == 413, "chunked upload over the limit (counted while streaming) -> 413", r.body)
+    check(uploaded() - u0 < len(data_big), "chunked 413 is answered early: %d of %d bytes read" % (uploaded() - u0, len(data_big)))
     check(d.healthy(), "daemon serves after chunked 413")
     r = upload(d, small[1])
     check(r.status == 201, "upload under the limit -> 201", r.body[:200])
