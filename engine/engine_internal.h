@@ -201,7 +201,15 @@ void qd_tensor_set_f64(struct qd_tensor *t, int64_t k, double v);
 void qd_tensor_set_i64(struct qd_tensor *t, int64_t k, int64_t v);
 bool qd_dtype_is_float(int dt);
 bool qd_dtype_is_int(int dt);
-/* Shapes. */
+/* double -> int64 without UB: NaN -> 0, out of range saturates. */
+static inline int64_t qd_f2i(double v)
+{
+	if (v != v) return 0;
+	if (v >= 9.2233720368547748e18) return INT64_MAX;
+	if (v <= -9.2233720368547758e18) return INT64_MIN;
+	return (int64_t)v;
+}
+/* Shapes. Products saturate at INT64_MAX (hostile shapes fail later, no UB). */
 int64_t qd_dims_count(int ndim, const int64_t *dims);
 void qd_dims_strides(int ndim, const int64_t *dims, int64_t *strides);
 /* Broadcast shapes a and b (numpy rules). Returns 0 or -QD_ESHAPE. */

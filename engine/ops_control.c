@@ -256,8 +256,11 @@ int qd_op_einsum(struct qd_ctx *c)
 	if (arrow) {
 		if (parse_term(arrow + 2, arrow + 2 + strlen(arrow + 2), -1, nell, &out, NULL))
 			return qd_ctx_fail(c, QD_EINVAL, "bad output in '%s'", eq);
-		for (int k = 0; k < out.n; k++)
+		for (int k = 0; k < out.n; k++) {
 			if (size[out.lab[k]] < 0) return qd_ctx_fail(c, QD_EINVAL, "output label not in inputs");
+			for (int j = 0; j < k; j++)
+				if (out.lab[j] == out.lab[k]) return qd_ctx_fail(c, QD_EINVAL, "output label repeated in '%s'", eq);
+		}
 	} else {
 		out.n = 0;
 		for (int l = 52; l < 52 + nell; l++) out.lab[out.n++] = l;

@@ -46,15 +46,15 @@ struct bin_run {
 
 #define INT_ARITH(T, DIVX, MODX, FMODX) \
 	switch (r->op) { \
-	case B_ADD: RUN_LOOP(T, T, x + y); break; \
-	case B_SUB: RUN_LOOP(T, T, x - y); break; \
-	case B_MUL: RUN_LOOP(T, T, x * y); break; \
+	case B_ADD: RUN_LOOP(T, T, (uint64_t)x + (uint64_t)y); break; /* wraps, no UB */ \
+	case B_SUB: RUN_LOOP(T, T, (uint64_t)x - (uint64_t)y); break; \
+	case B_MUL: RUN_LOOP(T, T, (uint64_t)x * (uint64_t)y); break; \
 	case B_DIV: RUN_LOOP(T, T, DIVX(T, x, y)); break; \
 	case B_MIN: RUN_LOOP(T, T, x < y ? x : y); break; \
 	case B_MAX: RUN_LOOP(T, T, x > y ? x : y); break; \
 	case B_MOD: RUN_LOOP(T, T, MODX(T, x, y)); break; \
 	case B_FMOD: RUN_LOOP(T, T, FMODX(T, x, y)); break; \
-	case B_PRELU: RUN_LOOP(T, T, x < (T)1 && x != 0 ? (T)(x * y) : x); break; \
+	case B_PRELU: RUN_LOOP(T, T, x < (T)1 && x != 0 ? (T)((uint64_t)x * (uint64_t)y) : x); break; \
 	case B_SHL: RUN_LOOP(T, T, (uint64_t)y >= 8 * sizeof(T) ? (T)0 : (T)(x << y)); break; \
 	case B_SHR: RUN_LOOP(T, T, (uint64_t)y >= 8 * sizeof(T) ? (T)0 : (T)(x >> y)); break; \
 	case B_EQ: RUN_LOOP(T, uint8_t, x == y); break; \
@@ -125,7 +125,7 @@ static void pow_mixed_fn(void *ud, int64_t oofs, const int64_t *iofs, const int6
 		double x = qd_tensor_get_f64(r->a, iofs[0] + j * istr[0]);
 		double y = qd_tensor_get_f64(r->b, iofs[1] + j * istr[1]);
 		double v = pow(x, y);
-		if (qd_dtype_is_int(r->o->dtype)) qd_tensor_set_i64(r->o, oofs + j, (int64_t)v);
+		if (qd_dtype_is_int(r->o->dtype)) qd_tensor_set_i64(r->o, oofs + j, qd_f2i(v));
 		else qd_tensor_set_f64(r->o, oofs + j, v);
 	}
 }

@@ -70,7 +70,7 @@ int qd_op_onehot(struct qd_ctx *c)
 	if (!ix || !dp || !vals) return -c->err->code;
 	if (qd_tensor_count(dp) != 1 || qd_tensor_count(vals) != 2)
 		return qd_ctx_fail(c, QD_EINVAL, "depth must be a scalar and values have 2 elements");
-	int64_t depth = (int64_t)qd_tensor_get_f64(dp, 0);
+	int64_t depth = qd_f2i(qd_tensor_get_f64(dp, 0));
 	if (depth <= 0 || depth > (1 << 24)) return qd_ctx_fail(c, QD_EINVAL, "depth %lld out of range", (long long)depth);
 	int on = ix->ndim + 1;
 	if (on > QD_MAX_DIMS) return qd_ctx_fail(c, QD_EUNSUPPORTED, "rank too large");
@@ -86,7 +86,7 @@ int qd_op_onehot(struct qd_ctx *c)
 	int64_t outer = qd_dims_count(ax, od), inner = qd_dims_count(on - ax - 1, od + ax + 1);
 	for (int64_t o = 0; o < outer; o++)
 		for (int64_t in = 0; in < inner; in++) {
-			int64_t v = (int64_t)qd_tensor_get_f64(ix, o * inner + in);
+			int64_t v = qd_f2i(qd_tensor_get_f64(ix, o * inner + in));
 			if (v < 0) v += depth;
 			if (v < 0 || v >= depth) continue;
 			memcpy((char *)y->data + ((o * depth + v) * inner + in) * es, (const char *)vals->data + es, es);
@@ -206,7 +206,7 @@ static void scat_apply(struct qd_tensor *y, int64_t dst, const struct qd_tensor 
 	}
 	double a = qd_tensor_get_f64(y, dst), b = qd_tensor_get_f64(u, src);
 	double v = r == SR_ADD ? a + b : r == SR_MUL ? a * b : r == SR_MAX ? fmax(a, b) : fmin(a, b);
-	if (qd_dtype_is_int(y->dtype)) qd_tensor_set_i64(y, dst, (int64_t)v); else qd_tensor_set_f64(y, dst, v);
+	if (qd_dtype_is_int(y->dtype)) qd_tensor_set_i64(y, dst, qd_f2i(v)); else qd_tensor_set_f64(y, dst, v);
 }
 
 int qd_op_scatter_elements(struct qd_ctx *c)

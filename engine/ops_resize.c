@@ -111,12 +111,20 @@ int qd_op_resize(struct qd_ctx *c)
 		if (qd_tensor_count(t) != nd) return qd_ctx_fail(c, QD_EINVAL, "%s must have %d values", scales ? "scales" : "sizes", nd);
 		for (int i = 0; i < nd; i++) {
 			if (scales) sc[i] = (float)qd_tensor_get_f64(t, i);
-			else { od[i] = qd_tensor_get_i64(t, i); sc[i] = x->dims[i] ? (double)od[i] / x->dims[i] : 1.0; }
+			else {
+				od[i] = qd_tensor_get_i64(t, i);
+				if (od[i] < 0 || od[i] > ((int64_t)1 << 40)) return qd_ctx_fail(c, QD_EINVAL, "bad size %lld", (long long)od[i]);
+				sc[i] = x->dims[i] ? (double)od[i] / x->dims[i] : 1.0;
+			}
 		}
 	}
 	for (int i = 0; i < nd; i++) {
 		if (!(sc[i] > 0)) return qd_ctx_fail(c, QD_EINVAL, "scale %g must be positive", sc[i]);
-		if (!sizes) od[i] = (int64_t)floor((double)x->dims[i] * (float)sc[i]);
+		if (!sizes) {
+			double o = floor((double)x->dims[i] * (float)sc[i]);
+			if (!(o < 1e12)) return qd_ctx_fail(c, QD_ETOO_LARGE, "output size %g too large", o);
+			od[i] = (int64_t)o;
+		}
 		if (od[i] < 0 || (od[i] > 0 && x->dims[i] == 0)) return qd_ctx_fail(c, QD_ESHAPE, "bad output size");
 	}
 	struct qd_tensor *y = qd_ctx_out(c, 0, x->dtype, nd, od);

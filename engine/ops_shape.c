@@ -71,7 +71,8 @@ int qd_op_reshape(struct qd_ctx *c)
 			if (neg >= 0) return qd_ctx_fail(c, QD_ESHAPE, "shape has more than one -1");
 			neg = i;
 		} else if (sh[i] < 0) return qd_ctx_fail(c, QD_ESHAPE, "shape has negative value %lld", (long long)sh[i]);
-		else known *= sh[i];
+		else if (__builtin_mul_overflow(known, sh[i], &known))
+			return qd_ctx_fail(c, QD_ESHAPE, "shape product overflows");
 	}
 	int64_t cnt = qd_tensor_count(x);
 	if (neg >= 0) {
@@ -250,7 +251,10 @@ int qd_op_split(struct qd_ctx *c)
 	}
 	if (n != c->n_out) return qd_ctx_fail(c, QD_EINVAL, "split has %lld parts for %d outputs", (long long)n, c->n_out);
 	int64_t tot = 0;
-	for (int64_t i = 0; i < n; i++) { if (sp[i] < 0) return qd_ctx_fail(c, QD_EINVAL, "negative split"); tot += sp[i]; }
+	for (int64_t i = 0; i < n; i++) {
+		if (sp[i] < 0 || sp[i] > len) return qd_ctx_fail(c, QD_EINVAL, "split %lld out of range", (long long)sp[i]);
+		tot += sp[i];
+	}
 	if (tot != len) return qd_ctx_fail(c, QD_ESHAPE, "split sums to %lld, axis size is %lld", (long long)tot, (long long)len);
 	size_t es = qd_dtype_size(x->dtype);
 	int64_t outer = qd_dims_count(ax, x->dims), inner = qd_dims_count(x->ndim - ax - 1, x->dims + ax + 1);
@@ -303,6 +307,7 @@ int qd_op_slice(struct qd_ctx *c)
 		seen[a] = true;
 		int64_t d = x->dims[a], step = sp[i], lo = st[i], hi = en[i];
 		if (step == 0) return qd_ctx_fail(c, QD_EINVAL, "step 0");
+		if (step < -((int64_t)1 << 62)) step = -((int64_t)1 << 62);
 		if (lo < 0) lo += d;
 		if (hi < 0 && hi > INT64_MIN / 2) hi += d;
 		if (step > 0) {
@@ -451,7 +456,8 @@ int qd_op_tile(struct qd_ctx *c)
 	int64_t od[QD_MAX_DIMS], xs[QD_MAX_DIMS];
 	for (int i = 0; i < x->ndim; i++) {
 		if (rep[i] < 0) return qd_ctx_fail(c, QD_EINVAL, "negative repeat");
-		od[i] = x->dims[i] * rep[i];
+		if (__builtin_mul_overflow(x->dims[i], rep[i], &od[i]) || od[i] > ((int64_t)1 << 40))
+			return qd_ctx_fail(c, QD_ETOO_LARGE, "tiled size too large");
 	}
 	struct qd_tensor *y = qd_ctx_out(c, 0, x->dtype, x->ndim, od);
 	if (!y) return -c->err->code;
@@ -509,6 +515,9 @@ int qd_op_pad(struct qd_ctx *c)
 	}
 	int64_t od[QD_MAX_DIMS];
 	for (int i = 0; i < x->ndim; i++) {
+		if (p[i] < -((int64_t)1 << 40) || p[i] > ((int64_t)1 << 40) || p[x->ndim + i] < -((int64_t)1 << 40) ||
+		    p[x->ndim + i] > ((int64_t)1 << 40))
+			return qd_ctx_fail(c, QD_EINVAL, "pads out of range");
 		od[i] = x->dims[i] + p[i] + p[x->ndim + i];
 		if (od[i] < 0) return qd_ctx_fail(c, QD_ESHAPE, "pads remove more than axis %d has", i);
 		if (strcmp(mode, "constant") && (od[i] > 0) && x->dims[i] == 0)
@@ -615,8 +624,8 @@ int qd_op_range(struct qd_ctx *c)
 	double st = qd_tensor_get_f64(s, 0), li = qd_tensor_get_f64(l, 0), de = qd_tensor_get_f64(d, 0);
 	if (de == 0) return qd_ctx_fail(c, QD_EINVAL, "delta is 0");
 	double nf = ceil((li - st) / de);
+	if (nf > (double)((int64_t)1 << 32)) return qd_ctx_fail(c, QD_ETOO_LARGE, "range of %g values", nf);
 	int64_t n = nf > 0 ? (int64_t)nf : 0;
-	if (n > ((int64_t)1 << 32)) return qd_ctx_fail(c, QD_ETOO_LARGE, "range of %lld values", (long long)n);
 	struct qd_tensor *y = qd_ctx_out(c, 0, s->dtype, 1, &n);
 	if (!y) return -c->err->code;
 	if (qd_dtype_is_int(s->dtype)) {
@@ -660,7 +669,7 @@ static int cast_to(struct qd_ctx *c, int to)
 	int64_t n = qd_tensor_count(x);
 	if (x->dtype == to) { memcpy(y->data, x->data, x->nbytes); return 0; }
 	if (x->dtype == QD_DT_FLOAT && to == QD_DT_INT64) {
-		for (int64_t i = 0; i < n; i++) ((int64_t *)y->data)[i] = (int64_t)((const float *)x->data)[i];
+		for (int64_t i = 0; i < n; i++) ((int64_t *)y->data)[i] = qd_f2i(((const float *)x->data)[i]);
 		return 0;
 	}
 	if (x->dtype == QD_DT_INT64 && to == QD_DT_FLOAT) {

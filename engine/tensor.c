@@ -9,7 +9,8 @@
 int64_t qd_dims_count(int ndim, const int64_t *dims)
 {
 	int64_t n = 1;
-	for (int i = 0; i < ndim; i++) n *= dims[i];
+	for (int i = 0; i < ndim; i++)
+		if (__builtin_mul_overflow(n, dims[i], &n)) return INT64_MAX;
 	return n;
 }
 
@@ -152,7 +153,7 @@ int64_t qd_tensor_get_i64(const struct qd_tensor *t, int64_t k)
 	case QD_DT_INT8: return ((const int8_t *)d)[k];
 	case QD_DT_UINT8: return ((const uint8_t *)d)[k];
 	case QD_DT_BOOL: return ((const uint8_t *)d)[k] ? 1 : 0;
-	default: return (int64_t)qd_tensor_get_f64(t, k);
+	default: return qd_f2i(qd_tensor_get_f64(t, k));
 	}
 }
 
@@ -163,7 +164,7 @@ void qd_tensor_set_f64(struct qd_tensor *t, int64_t k, double v)
 	case QD_DT_FLOAT: ((float *)d)[k] = (float)v; break;
 	case QD_DT_DOUBLE: ((double *)d)[k] = v; break;
 	case QD_DT_BOOL: ((uint8_t *)d)[k] = v != 0; break;
-	default: qd_tensor_set_i64(t, k, (int64_t)v); break;
+	default: qd_tensor_set_i64(t, k, qd_f2i(v)); break;
 	}
 }
 
@@ -221,17 +222,17 @@ int qd_tensor_from_proto(const Onnx__TensorProto *p, struct qd_tensor *out, stru
 	case QD_DT_FLOAT:
 		have = p->n_float_data;
 		if ((int64_t)have != n) goto size_err;
-		memcpy(out->data, p->float_data, n * 4);
+		if (n) memcpy(out->data, p->float_data, n * 4);
 		break;
 	case QD_DT_DOUBLE:
 		have = p->n_double_data;
 		if ((int64_t)have != n) goto size_err;
-		memcpy(out->data, p->double_data, n * 8);
+		if (n) memcpy(out->data, p->double_data, n * 8);
 		break;
 	case QD_DT_INT64:
 		have = p->n_int64_data;
 		if ((int64_t)have != n) goto size_err;
-		memcpy(out->data, p->int64_data, n * 8);
+		if (n) memcpy(out->data, p->int64_data, n * 8);
 		break;
 	case QD_DT_UINT32: case QD_DT_UINT64:
 		have = p->n_uint64_data;

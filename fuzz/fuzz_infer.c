@@ -5,7 +5,13 @@
  * Build: make fuzz; run: build-fuzz/fuzz/fuzz_infer CORPUS_DIR (seed with tests' models). */
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/time.h>
 #include "engine/engine.h"
+
+/* A hostile Loop may iterate forever: a 2 s timer raises the engine's cancel flag. */
+static volatile int cancel_flag;
+static void on_alarm(int sig) { (void)sig; cancel_flag = 1; }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -46,7 +52,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	struct qd_tensor *out = NULL;
 	size_t nout = 0;
-	if (!qd_engine_run(e, in, made, &out, &nout, NULL, &err)) qd_tensors_release(out, nout);
+	struct itimerval tv = { .it_value = { .tv_sec = 2 } }, off = {0};
+	cancel_flag = 0;
+	signal(SIGALRM, on_alarm);
+	setitimer(ITIMER_REAL, &tv, NULL);
+	if (!qd_engine_run(e, in, made, &out, &nout, &cancel_flag, &err)) qd_tensors_release(out, nout);
+	setitimer(ITIMER_REAL, &off, NULL);
 	if (in) qd_tensors_release(in, made);
 	qd_engine_free(e);
 	qd_model_free(m);
