@@ -125,6 +125,47 @@ static long long file_size(const char *path)
 	return stat(path, &st) == 0 ? (long long)st.st_size : -1;
 }
 
+static long long initializer_bytes(const Onnx__GraphProto *g)
+{
+	long long total = 0;
+	for (size_t i = 0; g && i < g->n_initializer; i++) {
+		const Onnx__TensorProto *t = g->initializer[i];
+		total += (long long)t->raw_data.len + (long long)t->n_float_data * 4 +
+			 (long long)t->n_int32_data * 4 + (long long)t->n_int64_data * 8 +
+			 (long long)t->n_double_data * 8 + (long long)t->n_uint64_data * 8;
+	}
+	return total;
+}
+
+/* Sizes of the distinct external data files a model (loaded with keep_external) uses. */
+static long long external_bytes(const struct qd_model *m)
+{
+	long long total = 0;
+	const char *seen[64];
+	size_t ns = 0;
+	const Onnx__GraphProto *g = m->proto->graph;
+	for (size_t i = 0; g && i < g->n_initializer; i++) {
+		const Onnx__TensorProto *t = g->initializer[i];
+		for (size_t k = 0; k < t->n_external_data; k++) {
+			const Onnx__StringStringEntryProto *e = t->external_data[k];
+			if (!e->key || strcmp(e->key, "location") || !e->value)
+				continue;
+			bool dup = false;
+			for (size_t j = 0; j < ns; j++)
+				dup = dup || !strcmp(seen[j], e->value);
+			if (dup || ns == QD_ARRAY_LEN(seen))
+				continue;
+			seen[ns++] = e->value;
+			char *p = qd_asprintf("%s/%s", m->base_dir ? m->base_dir : ".", e->value);
+			long long sz = p ? file_size(p) : -1;
+			free(p);
+			if (sz > 0)
+				total += sz;
+		}
+	}
+	return total;
+}
+
 static const char *model_path_of(const json_t *workflow)
 {
 	const json_t *im = json_object_get(workflow, "input_model");
@@ -440,23 +481,22 @@ int qd_workflow_run(const struct qd_workflow_req *req, const struct qd_workflow_
 		goto out;
 	}
 	long long float_bytes = file_size(model_path);
-	parent_id = model_id(NULL, NULL, NULL);
 	{
-		char *h = NULL;
-		struct qd_buf fb = { 0 };
-		if (qd_model_serialize(m, &fb, NULL) == 0) {
-			char hex[65];
-			qd_sha256_hex(fb.data, fb.len, hex);
-			hex[8] = 0;
-			h = strdup(hex);
-		}
-		/* external data of the input is resolved at load: the serialized size counts it */
-		if ((long long)fb.len > float_bytes)
-			float_bytes = (long long)fb.len;
-		qd_buf_free(&fb);
-		if (h) {
-			free(parent_id);
-			parent_id = h;
+		/* Olive hashes the input model's config (its path); we add size and mtime */
+		struct stat st;
+		json_t *idc = json_pack("{s:s, s:I, s:I}", "model_path", model_path, "size",
+					(json_int_t)float_bytes, "mtime",
+					(json_int_t)(stat(model_path, &st) == 0 ? st.st_mtime : 0));
+		parent_id = model_id(NULL, "input", idc);
+		json_decref(idc);
+		/* external data of the input is resolved at load: when there was some, read the
+		 * references again (keep_external) and add the data files' sizes */
+		if (initializer_bytes(m->proto->graph) > float_bytes) {
+			struct qd_model *ext = NULL;
+			struct qd_load_opts lo = { .keep_external = true };
+			if (qd_model_load_file(model_path, &lo, &ext, NULL) == 0)
+				float_bytes += external_bytes(ext);
+			qd_model_free(ext);
 		}
 	}
 	json_object_set_new(fp_nodes, parent_id ? parent_id : "input",
