@@ -103,6 +103,15 @@ async function main() {
   }
   const rand = rng(opt.seed);
   const acc = {};
+  // one untimed warm-up run each, so the times below are steady-state
+  try {
+    const warm = makeFeeds(fs.inputMetadata, opt, rng(opt.seed + 1));
+    await fs.run(warm);
+    await qs.run(warm);
+  } catch (e) {
+    console.log(JSON.stringify({ ...result, ok: false, error: 'ORT cannot run a model: ' + e.message }));
+    process.exit(1);
+  }
   let tf = 0, tq = 0;
   for (let s = 0; s < opt.samples; s++) {
     const feeds = makeFeeds(fs.inputMetadata, opt, rand);
