@@ -1,9 +1,9 @@
 /* engine/qgemm.c — 8-bit integer GEMM with zero points, int32 accumulation.
  * DESIGN: zero points are subtracted while packing, so both operands become int16 in
  * [-383, 383] and every product pair fits int32 exactly. B is packed per (KC x NC) panel
- * as [16-column strip][k pair][16 columns][2]; A per 4-row block as [k pair][4 rows] of
- * int16 pairs. The 4x16 micro-kernel multiplies k pairs with one madd (AVX2 vpmaddwd)
- * or the portable C loop; edges are zero-padded and only the valid part is written.
+ * as [16-column strip][k pair][16 columns][2]; A per 8-row block as [k pair][8 rows] of
+ * int16 pairs. The 8x16 micro-kernel multiplies k pairs with one vpdpwssd (AVX-512
+ * VNNI), one madd + add (AVX2 vpmaddwd) or the portable C loop; edges are zero-padded and only the valid part is written.
  * Large products with g->threads > 1 split the column panels over threads (each with its
  * own packing buffers, writing disjoint columns of C). */
 #include <pthread.h>
@@ -19,7 +19,7 @@
 
 #define KC 256      /* K values per panel (even) */
 #define NC 256      /* columns per panel (multiple of 16) */
-#define MR 4
+#define MR 8
 #define QD_QGEMM_MAX_THREADS 64
 #define NR 16
 
@@ -142,15 +142,16 @@ static void kernel_generic(int64_t kp, const int32_t *a, const int16_t *b, int32
 }
 
 #ifdef QD_QGEMM_X86
+/* Rows r0 .. r0+3 of the tile. */
 __attribute__((target("avx2")))
-static void kernel_avx2(int64_t kp, const int32_t *a, const int16_t *b, int32_t tile[MR][NR])
+static void avx2_rows4(int64_t kp, const int32_t *a, int r0, const int16_t *b, int32_t tile[MR][NR])
 {
 	__m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00;
 	__m256i c20 = c00, c21 = c00, c30 = c00, c31 = c00;
 	for (int64_t p = 0; p < kp; p++) {
 		const __m256i b0 = _mm256_loadu_si256((const __m256i *)(b + p * NR * 2));
 		const __m256i b1 = _mm256_loadu_si256((const __m256i *)(b + p * NR * 2 + 16));
-		const int32_t *ap = a + p * MR;
+		const int32_t *ap = a + p * MR + r0;
 		__m256i a0 = _mm256_set1_epi32(ap[0]);
 		c00 = _mm256_add_epi32(c00, _mm256_madd_epi16(b0, a0));
 		c01 = _mm256_add_epi32(c01, _mm256_madd_epi16(b1, a0));
@@ -165,22 +166,69 @@ static void kernel_avx2(int64_t kp, const int32_t *a, const int16_t *b, int32_t 
 		c31 = _mm256_add_epi32(c31, _mm256_madd_epi16(b1, a3));
 	}
 	/* The packed B interleaves (k, k+1) per column, so madd yields columns 0..7 / 8..15. */
-	_mm256_storeu_si256((__m256i *)&tile[0][0], c00);
-	_mm256_storeu_si256((__m256i *)&tile[0][8], c01);
-	_mm256_storeu_si256((__m256i *)&tile[1][0], c10);
-	_mm256_storeu_si256((__m256i *)&tile[1][8], c11);
-	_mm256_storeu_si256((__m256i *)&tile[2][0], c20);
-	_mm256_storeu_si256((__m256i *)&tile[2][8], c21);
-	_mm256_storeu_si256((__m256i *)&tile[3][0], c30);
-	_mm256_storeu_si256((__m256i *)&tile[3][8], c31);
+	_mm256_storeu_si256((__m256i *)&tile[r0][0], c00);
+	_mm256_storeu_si256((__m256i *)&tile[r0][8], c01);
+	_mm256_storeu_si256((__m256i *)&tile[r0 + 1][0], c10);
+	_mm256_storeu_si256((__m256i *)&tile[r0 + 1][8], c11);
+	_mm256_storeu_si256((__m256i *)&tile[r0 + 2][0], c20);
+	_mm256_storeu_si256((__m256i *)&tile[r0 + 2][8], c21);
+	_mm256_storeu_si256((__m256i *)&tile[r0 + 3][0], c30);
+	_mm256_storeu_si256((__m256i *)&tile[r0 + 3][8], c31);
+}
+
+/* AVX2 has 16 vector registers: the 8-row tile runs as two 4-row halves. */
+__attribute__((target("avx2")))
+static void kernel_avx2(int64_t kp, const int32_t *a, const int16_t *b, int32_t tile[MR][NR])
+{
+	avx2_rows4(kp, a, 0, b, tile);
+	avx2_rows4(kp, a, 4, b, tile);
+}
+
+/* AVX-512 VNNI: vpdpwssd multiplies the int16 pairs and accumulates in one instruction
+ * (wrapping, like madd + add); 8 rows x 16 columns, one accumulator per row. */
+__attribute__((target("avx512f,avx512vnni")))
+static void kernel_vnni(int64_t kp, const int32_t *a, const int16_t *b, int32_t tile[MR][NR])
+{
+	__m512i c0 = _mm512_setzero_si512(), c1 = c0, c2 = c0, c3 = c0;
+	__m512i c4 = c0, c5 = c0, c6 = c0, c7 = c0;
+	for (int64_t p = 0; p < kp; p++) {
+		const __m512i bv = _mm512_loadu_si512((const void *)(b + p * NR * 2));
+		const int32_t *ap = a + p * MR;
+		c0 = _mm512_dpwssd_epi32(c0, bv, _mm512_set1_epi32(ap[0]));
+		c1 = _mm512_dpwssd_epi32(c1, bv, _mm512_set1_epi32(ap[1]));
+		c2 = _mm512_dpwssd_epi32(c2, bv, _mm512_set1_epi32(ap[2]));
+		c3 = _mm512_dpwssd_epi32(c3, bv, _mm512_set1_epi32(ap[3]));
+		c4 = _mm512_dpwssd_epi32(c4, bv, _mm512_set1_epi32(ap[4]));
+		c5 = _mm512_dpwssd_epi32(c5, bv, _mm512_set1_epi32(ap[5]));
+		c6 = _mm512_dpwssd_epi32(c6, bv, _mm512_set1_epi32(ap[6]));
+		c7 = _mm512_dpwssd_epi32(c7, bv, _mm512_set1_epi32(ap[7]));
+	}
+	_mm512_storeu_si512((void *)tile[0], c0);
+	_mm512_storeu_si512((void *)tile[1], c1);
+	_mm512_storeu_si512((void *)tile[2], c2);
+	_mm512_storeu_si512((void *)tile[3], c3);
+	_mm512_storeu_si512((void *)tile[4], c4);
+	_mm512_storeu_si512((void *)tile[5], c5);
+	_mm512_storeu_si512((void *)tile[6], c6);
+	_mm512_storeu_si512((void *)tile[7], c7);
 }
 
 static bool have_avx2(void)
 {
 	return __builtin_cpu_supports("avx2");
 }
+
+static bool have_vnni(void)
+{
+	return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vnni");
+}
 #else
 static bool have_avx2(void)
+{
+	return false;
+}
+
+static bool have_vnni(void)
 {
 	return false;
 }
@@ -357,6 +405,8 @@ static int qgemm_blocked(const struct qd_qgemm_args *g, const struct qd_qgemm_pa
 static qgemm_kernel best_kernel(void)
 {
 #ifdef QD_QGEMM_X86
+	if (have_vnni())
+		return kernel_vnni;
 	if (have_avx2())
 		return kernel_avx2;
 #endif
@@ -382,5 +432,14 @@ int qd_qgemm_prepacked(const struct qd_qgemm_args *g, const struct qd_qgemm_pack
 
 const char *qd_qgemm_kernel_name(void)
 {
-	return have_avx2() ? "avx2" : "generic";
+	return have_vnni() ? "avx512-vnni" : have_avx2() ? "avx2" : "generic";
+}
+
+int qd_qgemm_avx2(const struct qd_qgemm_args *g)
+{
+#ifdef QD_QGEMM_X86
+	if (have_avx2())
+		return qgemm_blocked(g, NULL, kernel_avx2);
+#endif
+	return -QD_EUNSUPPORTED;
 }

@@ -24,11 +24,13 @@ struct qd_qgemm_args {
 };
 
 /* Each returns 0 or -QD_ENOMEM (packing buffers) / -QD_EINVAL (negative sizes, NULL data).
- * qd_qgemm: blocked, packed, best inner kernel for this CPU (AVX2 when present).
+ * qd_qgemm: blocked, packed, best inner kernel for this CPU (AVX-512 VNNI, else AVX2).
  * qd_qgemm_generic: the same blocking with the portable C inner kernel.
  * qd_qgemm_ref: three plain loops. */
 int qd_qgemm(const struct qd_qgemm_args *g);
 int qd_qgemm_generic(const struct qd_qgemm_args *g);
+/* The AVX2 kernel whatever the CPU has beyond it; -QD_EUNSUPPORTED without AVX2. */
+int qd_qgemm_avx2(const struct qd_qgemm_args *g);
 int qd_qgemm_ref(const struct qd_qgemm_args *g);
 
 /* B packed ahead of time (constant weights): qd_qgemm_pack_b reads K, N, B, ldb, b_signed,
@@ -39,7 +41,7 @@ int qd_qgemm_pack_b(const struct qd_qgemm_args *g, struct qd_qgemm_packed **out)
 int qd_qgemm_prepacked(const struct qd_qgemm_args *g, const struct qd_qgemm_packed *pb);
 void qd_qgemm_packed_free(struct qd_qgemm_packed *p);
 
-/* Which inner kernel qd_qgemm picks on this CPU: "avx2" or "generic" (for bench output). */
+/* Which inner kernel qd_qgemm picks on this CPU: "avx512-vnni", "avx2" or "generic". */
 const char *qd_qgemm_kernel_name(void);
 
 #endif
