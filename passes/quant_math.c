@@ -6,6 +6,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 struct qtype_info {
@@ -207,6 +208,33 @@ static int split_axis(const int64_t *dims, int ndim, int axis, size_t *outer, si
 	return 0;
 }
 
+/* Quantize one row of ch channels x inner values with per-channel scale / zero point,
+ * with exactly the arithmetic of qd_quantize(). */
+static void quantize_channels(const float *row, size_t ch, size_t inner, const float *scales,
+			      const int32_t *zps, enum qd_qtype t, void *row_out)
+{
+	int32_t lo, hi;
+	qd_quant_full_range(t, &lo, &hi);
+	const float flo = (float)lo, fhi = (float)hi;
+	size_t cs = qd_qtype_code_size(t);
+	for (size_t c = 0; c < ch; c++) {
+		const float *x = row + c * inner;
+		void *out = (uint8_t *)row_out + c * inner * cs;
+		const float scale = scales[c], fzp = (float)zps[c];
+		const size_t n = inner;
+		switch (t) {
+		case QD_QT_UINT8: case QD_QT_UINT4: QUANT_LOOP(uint8_t); break;
+		case QD_QT_INT8: case QD_QT_INT4: QUANT_LOOP(int8_t); break;
+		case QD_QT_UINT16: QUANT_LOOP(uint16_t); break;
+		case QD_QT_INT16: QUANT_LOOP(int16_t); break;
+		default: break;
+		}
+	}
+}
+
+/* Walks the weight in memory order (two passes: per-channel min/max, then quantize), so a
+ * channel axis with a small inner extent (MatMul B quantized per output column) does not
+ * stride down columns. */
 int qd_quant_weight_channel(const float *w, const int64_t *dims, int ndim, int axis, enum qd_qtype t,
 			    bool symmetric, bool reduce_range, float *scales, int32_t *zps, void *out)
 {
@@ -217,24 +245,33 @@ int qd_quant_weight_channel(const float *w, const int64_t *dims, int ndim, int a
 	int32_t qmin, qmax;
 	qd_quant_qrange(t, reduce_range, symmetric, &qmin, &qmax);
 	size_t cs = qd_qtype_code_size(t);
-	for (size_t c = 0; c < ch; c++) {
-		double mn = 0, mx = 0;
-		bool first = true;
-		for (size_t o = 0; o < outer; o++) {
-			double a, b;
-			minmax(w + (o * ch + c) * inner, inner, 1, &a, &b);
-			if (inner == 0)
-				continue;
-			if (first || a < mn) mn = a;
-			if (first || b > mx) mx = b;
-			first = false;
+	float *mn = malloc(2 * (ch ? ch : 1) * sizeof *mn);
+	if (!mn)
+		return -QD_ENOMEM;
+	float *mx = mn + ch;
+	for (size_t c = 0; c < ch; c++)
+		mn[c] = mx[c] = 0.0f;
+	bool seen = false;
+	for (size_t o = 0; o < outer && inner; o++) {
+		const float *row = w + o * ch * inner;
+		for (size_t c = 0; c < ch; c++) {
+			const float *x = row + c * inner;
+			float a = seen ? mn[c] : x[0], b = seen ? mx[c] : x[0];
+			for (size_t i = 0; i < inner; i++) {
+				a = x[i] < a ? x[i] : a;
+				b = x[i] > b ? x[i] : b;
+			}
+			mn[c] = a;
+			mx[c] = b;
 		}
-		qd_quant_scale_zp(mn, mx, qmin, qmax, symmetric, 0.0, &scales[c], &zps[c]);
-		for (size_t o = 0; o < outer; o++) {
-			size_t off = (o * ch + c) * inner;
-			qd_quantize(w + off, inner, scales[c], zps[c], t, (uint8_t *)out + off * cs);
-		}
+		seen = true;
 	}
+	for (size_t c = 0; c < ch; c++)
+		qd_quant_scale_zp(mn[c], mx[c], qmin, qmax, symmetric, 0.0, &scales[c], &zps[c]);
+	free(mn);
+	for (size_t o = 0; o < outer; o++)
+		quantize_channels(w + o * ch * inner, ch, inner, scales, zps, t,
+				  (uint8_t *)out + o * ch * inner * cs);
 	return 0;
 }
 
