@@ -168,6 +168,7 @@ static void *pool_get(struct qd_engine *e, size_t n)
 	}
 	if (best < 0) return malloc(n ? n : 1);
 	void *p = e->pool[best].p;
+	e->pool_bytes -= e->pool[best].cap;
 	e->pool[best] = e->pool[--e->n_pool];
 	return p;
 }
@@ -175,21 +176,26 @@ static void *pool_get(struct qd_engine *e, size_t n)
 static void pool_put(struct qd_engine *e, void *p, size_t cap)
 {
 	if (!p) return;
-	if (cap < 4096 || !e->pool) { free(p); return; }
-	if (e->n_pool == POOL_MAX) { /* evict the smallest */
+	/* keep at most about the activation peak seen so far: live + pooled <= 2 x peak */
+	size_t limit = QD_MAX(e->peak_bytes, (size_t)16 << 20);
+	if (cap < 4096 || !e->pool || cap > limit) { free(p); return; }
+	while (e->n_pool && (e->n_pool == POOL_MAX || e->pool_bytes + cap > limit)) { /* evict the smallest */
 		int s = 0;
 		for (int i = 1; i < e->n_pool; i++) if (e->pool[i].cap < e->pool[s].cap) s = i;
 		if (e->pool[s].cap >= cap) { free(p); return; }
+		e->pool_bytes -= e->pool[s].cap;
 		free(e->pool[s].p);
 		e->pool[s] = e->pool[--e->n_pool];
 	}
 	e->pool[e->n_pool++] = (struct qd_pool_buf){ p, cap };
+	e->pool_bytes += cap;
 }
 
 static void pool_free(struct qd_engine *e)
 {
 	for (int i = 0; i < e->n_pool; i++) free(e->pool[i].p);
 	e->n_pool = 0;
+	e->pool_bytes = 0;
 }
 
 void qd_engine_slot_clear(struct qd_engine *e, int id)

@@ -143,6 +143,7 @@ struct qd_engine {
 	size_t live_bytes, peak_bytes, const_bytes;
 	struct qd_pool_buf { void *p; size_t cap; } *pool; /* freed buffers kept for reuse */
 	int n_pool;
+	size_t pool_bytes;           /* bytes held by the pool (capped near the peak) */
 	void *scratch; size_t scratch_cap;
 	double prof_time[QD_OP__COUNT];
 	long prof_count[QD_OP__COUNT];

@@ -308,6 +308,44 @@ struct un_par { float alpha, beta, gamma, lo, hi; };
 #define CAT_(a, b) a##b
 #define CAT(a, b) CAT_(a, b)
 
+/* exp for float32 without libm calls so loops vectorise: range reduction by ln2 and a
+ * degree-6 polynomial on [-ln2/2, ln2/2] (rel. error ~2e-7); overflow -> inf, underflow
+ * -> 0, NaN propagates. */
+static inline float qd_expf(float x)
+{
+	float xc = x > 88.8f ? 88.8f : x < -104.0f ? -104.0f : x;
+	float n = __builtin_roundf(xc * 1.44269504088896341f);
+	float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
+	float p = 1.9875691500e-4f;
+	p = p * r + 1.3981999507e-3f;
+	p = p * r + 8.3334519073e-3f;
+	p = p * r + 4.1665795894e-2f;
+	p = p * r + 1.6666665459e-1f;
+	p = p * r + 5.0000001201e-1f;
+	p = p * r * r + r + 1.0f;
+	/* 2^n as two factors so n in [-150, 128] stays representable (denormals, FLT_MAX) */
+	int32_t n1 = (int32_t)n / 2, n2 = (int32_t)n - n1;
+	union { uint32_t u; float f; } b1 = { .u = (uint32_t)(n1 + 127) << 23 }, b2 = { .u = (uint32_t)(n2 + 127) << 23 };
+	float v = p * b1.f * b2.f;
+	v = x > 88.7228391f ? __builtin_inff() : v;
+	v = x < -103.972084f ? 0.0f : v;
+	return x != x ? x : v;
+}
+
+/* erf: Abramowitz-Stegun 7.1.28-style rational with qd_expf (abs. error < 2e-7). */
+static inline float qd_erff(float x)
+{
+	float a = x < 0 ? -x : x, x2 = x * x;
+	/* near 0: Taylor series (relative accuracy where the rational form has only absolute) */
+	float s = x * (1.1283791671f + x2 * (-0.3761263890f + x2 * (0.1128379167f + x2 * (-0.0268661706f + x2 * 0.0052239776f))));
+	float t = 1.0f / (1.0f + 0.3275911f * a);
+	float y = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
+	float r = 1.0f - y * qd_expf(-a * a);
+	r = a > 9.0f ? 1.0f : r;
+	r = x < 0 ? -r : r;
+	return a < 0.5f ? s : r;
+}
+
 static inline float un_f(enum un_op op, float x, const struct un_par *p)
 {
 	switch (op) {
@@ -407,6 +445,14 @@ static int unary(struct qd_ctx *c, enum un_op op, struct un_par p)
 		case U_RELU: for (int64_t i = 0; i < n; i++) O[i] = X[i] > 0 ? X[i] : 0; break;
 		case U_CLIP: for (int64_t i = 0; i < n; i++) { float v = X[i]; O[i] = v < p.lo ? p.lo : v > p.hi ? p.hi : v; } break;
 		case U_HSIG: for (int64_t i = 0; i < n; i++) O[i] = fmaxf(0.0f, fminf(1.0f, p.alpha * X[i] + p.beta)); break;
+		case U_ERF: for (int64_t i = 0; i < n; i++) O[i] = qd_erff(X[i]); break;
+		case U_EXP: for (int64_t i = 0; i < n; i++) O[i] = qd_expf(X[i]); break;
+		case U_SIGMOID:
+			for (int64_t i = 0; i < n; i++) {
+				float e = qd_expf(-fabsf(X[i]));   /* in (0, 1]: no overflow */
+				O[i] = X[i] >= 0 ? 1.0f / (1.0f + e) : e / (1.0f + e);
+			}
+			break;
 		default: for (int64_t i = 0; i < n; i++) O[i] = un_f(op, X[i], &p); break;
 		}
 		break;

@@ -156,8 +156,55 @@ static void test_broadcast(void)
 	CHECK(qd_broadcast_shape(2, a, 1, b, &nd, o) == -QD_ESHAPE);
 }
 
+/* The vectorisable exp/erf/sigmoid kernels against libm (their plain twins), through a
+ * one-node model each. */
+static void test_unary_fast(void)
+{
+	const char *ops[] = { "Exp", "Erf", "Sigmoid" };
+	int64_t n = 40001;
+	struct qd_tensor x;
+	qd_tensor_alloc(&x, "x", QD_DT_FLOAT, 1, &n);
+	float *X = x.data;
+	for (int64_t i = 0; i < n; i++) X[i] = -100.0f + 190.0f * (float)i / (float)(n - 1);
+	X[0] = NAN; X[1] = INFINITY; X[2] = -INFINITY; X[3] = 0.0f; X[4] = 1e-20f; X[5] = -3e-4f;
+	for (int k = 0; k < 3; k++) {
+		struct qd_model *m = qd_model_new(8, 13);
+		Onnx__GraphProto *g = m->proto->graph;
+		g->input = calloc(1, sizeof(*g->input));
+		g->input[g->n_input++] = qd_value_info_new("x", QD_DT_FLOAT, &n, 1);
+		g->output = calloc(1, sizeof(*g->output));
+		g->output[g->n_output++] = qd_value_info_new("y", QD_DT_FLOAT, &n, 1);
+		const char *in[] = { "x" }, *out[] = { "y" };
+		qd_graph_add_node(g, qd_node_new(ops[k], NULL, "u", in, 1, out, 1));
+		struct qd_engine *e = NULL;
+		struct qd_err err = {0};
+		struct qd_tensor *o = NULL;
+		size_t no = 0;
+		CHECK_EQ_INT(qd_engine_load(m, NULL, &e, &err), 0);
+		CHECK_EQ_INT(qd_engine_run(e, &x, 1, &o, &no, NULL, &err), 0);
+		double worst = 0;
+		int bad_special = 0;
+		for (int64_t i = 0; no == 1 && i < n; i++) {
+			double v = X[i], ref = k == 0 ? expf((float)v) : k == 1 ? erff((float)v) : 1.0 / (1.0 + exp(-v));
+			float r32 = (float)ref, got = ((float *)o[0].data)[i];
+			if (isnan(r32) || isinf(r32) || fabsf(r32) < 1.2e-38f) {
+				if (!(isnan(r32) ? isnan(got) : isinf(r32) ? got == r32 : fabsf(got - r32) < 1e-44f)) bad_special++;
+				continue;
+			}
+			worst = fmax(worst, fabs(got - (double)r32) / fabs((double)r32));
+		}
+		CHECKF(worst < 2e-6, "%s: max rel err %g", ops[k], worst);
+		CHECKF(bad_special == 0, "%s: %d special values differ", ops[k], bad_special);
+		qd_tensors_release(o, no);
+		qd_engine_free(e);
+		qd_model_free(m);
+	}
+	qd_tensor_release(&x);
+}
+
 int main(void)
 {
+	test_unary_fast();
 	test_gemm();
 	test_conv();
 	test_conv_transpose();
