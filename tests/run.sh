@@ -15,11 +15,11 @@ run_one() {
 	timeout "$TIMEOUT" "$@" >"$log" 2>&1
 	local rc=$?
 	tail -n 40 "$log" | grep -v '^$' | grep -E 'FAIL|fail|error|passed' | tail -n 25
-	local line; line=$(grep -E '[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
+	local line; line=$(grep -oE '[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
 	if [ -n "$line" ]; then
 		local p f
-		p=$(echo "$line" | sed -E 's/.*[^0-9]?([0-9]+) passed, ([0-9]+) failed.*/\1/')
-		f=$(echo "$line" | sed -E 's/.*[^0-9]?([0-9]+) passed, ([0-9]+) failed.*/\2/')
+		p=${line%% passed*}
+		f=${line#*passed, }; f=${f%% failed*}
 		pass=$((pass + p)); fail=$((fail + f))
 		if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then fail=$((fail + 1)); broken+=("$name (exit $rc)"); fi
 	else
