@@ -36,6 +36,7 @@ OWW = os.path.join(ROOT, "tests/ort/node_modules/openwakeword-js/models")
 QUICK = "--quick" in sys.argv
 
 SPEC = openapi_check.Spec()
+STARTED = []  # every daemon process, killed at the end whatever happens
 passed = 0
 failed = 0
 responses_checked = 0
@@ -106,6 +107,7 @@ class Daemon:
         cmd = [QUANTD, "serve", "--listen", "127.0.0.1:0", "--data-dir", self.data_dir] + self.args
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log)
+        STARTED.append(self.proc)
         deadline = time.time() + timeout
         line = b""
         while time.time() < deadline:
@@ -865,8 +867,10 @@ def main():
         traceback.print_exc()
         check(False, "suite ran to the end", repr(e))
     finally:
-        if d and d.proc and d.proc.poll() is None:
-            d.proc.kill()
+        for p in STARTED:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
         check(responses_checked > 0, "openapi conformance: %d responses checked" % responses_checked)
         if os.environ.get("QD_E2E_KEEP"):
             print("kept " + tmp)
