@@ -7,7 +7,8 @@ For every case NAME in MODEL_DIR/manifest.json, RESULT_DIR holds NAME.ort.npz (O
 on the quantized model), NAME.f.npz (ONNX Runtime on the float model) and NAME.eng.npz
 (build/quantd infer; NAME.eng.err holds its stderr when it failed). Checks:
   engine vs ORT per output: "q" within 1 code, "int" exact, "float" within 1e-4
-  relative (to the output's largest magnitude), "qf" within one quantization step;
+  relative (to the output's largest magnitude), "qf" within one quantization step,
+  "fa" within the case's absolute tolerance;
   ORT quantized vs ORT float per "float" entry, at the entry's tolerance.
 Prints one line per failed check and "qops: N passed, N failed"; exit 1 on failure.
 """
@@ -46,7 +47,12 @@ def cmp_engine(name, out, eng, ort):
     ef, of = np.atleast_1d(e.astype(np.float64)), np.atleast_1d(o.astype(np.float64))
     if not np.all(np.isfinite(ef) == np.isfinite(of)):
         return "%s: '%s' non-finite values differ" % (name, out["name"])
-    tol = step * 1.0001 + 1e-6 if k == "qf" else 1e-4 * max(1.0, float(np.max(np.abs(of))))
+    if k == "qf":
+        tol = step * 1.0001 + 1e-6
+    elif k == "fa":
+        tol = step
+    else:
+        tol = 1e-4 * max(1.0, float(np.max(np.abs(of))))
     d = np.abs(ef - of)
     d[~np.isfinite(d)] = 0
     if d.max() > tol:

@@ -12,7 +12,9 @@ Writes into OUT_DIR, for every case NAME:
 and manifest.json: [{"name", "outputs": [{"name", "kind", "step"}],
                      "float": [{"q", "f", "scale", "zp", "atol"}]}]
 Output kinds: "q" quantized codes (engine vs ORT within 1 code), "int" exact integers,
-"float" within 1e-4 relative, "qf" float within one quantization step ("step").
+"float" within 1e-4 relative, "qf" float within one quantization step ("step"), "fa" float
+within "step" absolute (ops where ORT quantizes activations internally and the engine
+does not, e.g. DynamicQuantizeLSTM).
 "float" entries compare the quantized model's output (dequantized with scale/zp when
 given) with the float model's output f at absolute tolerance atol.
 """
@@ -1179,6 +1181,72 @@ def qattention_endstart():
 @case
 def qattention_raw_causal():
     return attention_case("qattention_raw_causal", True, "raw", causal=True)
+
+
+# ---- DynamicQuantizeLSTM ------------------------------------------------------------------
+
+def dqlstm_case(name, direction, per_channel, with_lens, peep, clip=None):
+    c = Case(name, opset=14, ms=True)
+    S, Bt, I, H = 6, 3, 5, 4
+    D = 2 if direction == "bidirectional" else 1
+    x = c.rng.standard_normal((S, Bt, I)).astype(np.float32)
+    w = (c.rng.standard_normal((D, I, 4 * H)) * 0.4).astype(np.float32)
+    r = (c.rng.standard_normal((D, H, 4 * H)) * 0.4).astype(np.float32)
+
+    def q(a):
+        s = (np.abs(a).max(axis=1) / 127).astype(np.float32) if per_channel else \
+            (np.abs(a).reshape(D, -1).max(axis=1) / 127).astype(np.float32)
+        sb = s[:, None, :] if per_channel else s[:, None, None]
+        return quantize(a, sb, 0, np.int8), s, np.zeros(s.shape, np.int8)
+
+    wq, ws, wz = q(w)
+    rq, rs, rz = q(r)
+    b = (c.rng.standard_normal((D, 8 * H)) * 0.1).astype(np.float32)
+    lens = np.array([6, 4, 1], np.int32)
+    h0 = (c.rng.standard_normal((D, Bt, H)) * 0.5).astype(np.float32)
+    c0 = (c.rng.standard_normal((D, Bt, H)) * 0.5).astype(np.float32)
+    p = (c.rng.standard_normal((D, 3 * H)) * 0.2).astype(np.float32)
+    c.inp("x", x)
+    for n, v in (("b", b), ("h0", h0), ("c0", c0), ("p", p), ("lens", lens)):
+        c.init(n, v)
+    for n, v in (("wq", wq), ("ws", ws), ("wz", wz), ("rq", rq), ("rs", rs), ("rz", rz)):
+        c.init(n, v, float_too=False)
+    attrs = {"hidden_size": H, "direction": direction}
+    if clip is not None:
+        attrs["clip"] = clip
+    ins = ["x", "wq", "rq", "b", "lens" if with_lens else "", "h0", "c0", "p" if peep else "",
+           "ws", "wz", "rs", "rz"]
+    c.node("DynamicQuantizeLSTM", ins, ["y", "y_h", "y_c"], domain=MS, **attrs)
+    for o in ("y", "y_h", "y_c"):
+        c.out(o, TensorProto.FLOAT, "fa", 0.03)
+    # float reference: ONNX LSTM with the dequantized weights, W [D, 4H, I], R [D, 4H, H]
+    sw = ws[:, None, :] if per_channel else ws[:, None, None]
+    sr = rs[:, None, :] if per_channel else rs[:, None, None]
+    c.finit("wf", np.ascontiguousarray((wq.astype(np.float32) * sw).transpose(0, 2, 1)))
+    c.finit("rf", np.ascontiguousarray((rq.astype(np.float32) * sr).transpose(0, 2, 1)))
+    c.fnode("LSTM", ["x", "wf", "rf", "b", "lens" if with_lens else "", "h0", "c0", "p" if peep else ""],
+            ["y_ref", "yh_ref", "yc_ref"], **attrs)
+    for o in ("y_ref", "yh_ref", "yc_ref"):
+        c.fout(o)
+    c.cmp("y", "y_ref", 0.05)
+    c.cmp("y_h", "yh_ref", 0.05)
+    c.cmp("y_c", "yc_ref", 0.05)
+    return c
+
+
+@case
+def dqlstm_fwd():
+    return dqlstm_case("dqlstm_fwd", "forward", False, False, False)
+
+
+@case
+def dqlstm_bidi_pc_lens():
+    return dqlstm_case("dqlstm_bidi_pc_lens", "bidirectional", True, True, True)
+
+
+@case
+def dqlstm_rev_clip():
+    return dqlstm_case("dqlstm_rev_clip", "reverse", True, True, False, clip=0.5)
 
 
 # ---- float contrib ops that show up next to quantized ones ---------------------------------
