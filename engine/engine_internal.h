@@ -210,6 +210,31 @@ static inline int64_t qd_f2i(double v)
 	if (v <= -9.2233720368547758e18) return INT64_MIN;
 	return (int64_t)v;
 }
+/* exp for float32 without libm calls so loops vectorise: range reduction by ln2 and a
+ * degree-6 polynomial on [-ln2/2, ln2/2] (rel. error ~2e-7); overflow -> inf, underflow
+ * -> 0, NaN propagates. */
+static inline float qd_expf(float x)
+{
+	float xc = x > 88.8f ? 88.8f : x < -104.0f ? -104.0f : x;
+	/* round to nearest via the 1.5*2^23 trick (roundf is a libm call without SSE4.1) */
+	float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+	float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
+	float p = 1.9875691500e-4f;
+	p = p * r + 1.3981999507e-3f;
+	p = p * r + 8.3334519073e-3f;
+	p = p * r + 4.1665795894e-2f;
+	p = p * r + 1.6666665459e-1f;
+	p = p * r + 5.0000001201e-1f;
+	p = p * r * r + r + 1.0f;
+	/* 2^n as two factors so n in [-150, 128] stays representable (denormals, FLT_MAX) */
+	int32_t n1 = (int32_t)n / 2, n2 = (int32_t)n - n1;
+	union { uint32_t u; float f; } b1 = { .u = (uint32_t)(n1 + 127) << 23 }, b2 = { .u = (uint32_t)(n2 + 127) << 23 };
+	float v = p * b1.f * b2.f;
+	v = x > 88.7228391f ? __builtin_inff() : v;
+	v = x < -103.972084f ? 0.0f : v;
+	return x != x ? x : v;
+}
+
 /* Shapes. Products saturate at INT64_MAX (hostile shapes fail later, no UB). */
 int64_t qd_dims_count(int ndim, const int64_t *dims);
 void qd_dims_strides(int ndim, const int64_t *dims, int64_t *strides);

@@ -142,10 +142,12 @@ int qd_cmd_infer(int argc, char **argv)
 		struct prof_acc a = { .n = 0 };
 		qd_engine_profile(e, prof_cb, &a);
 		qsort(a.rows, a.n, sizeof(a.rows[0]), prof_cmp);
-		printf("%-24s %10s %8s %6s\n", "op", "ms", "calls", "%");
+		/* the profile sums every run: report per run */
+		int runs = repeat + 1;
+		printf("%-24s %10s %8s %6s   (per run, %d run%s)\n", "op", "ms", "calls", "%", runs, runs > 1 ? "s" : "");
 		for (int i = 0; i < a.n; i++)
-			printf("%-24s %10.3f %8ld %6.1f\n", a.rows[i].op, a.rows[i].t * 1e3, a.rows[i].n,
-			       dt > 0 ? 100.0 * a.rows[i].t / dt : 0);
+			printf("%-24s %10.3f %8ld %6.1f\n", a.rows[i].op, a.rows[i].t * 1e3 / runs, a.rows[i].n / runs,
+			       dt > 0 ? 100.0 * a.rows[i].t / runs / dt : 0);
 		printf("total %.3f ms, peak memory %.2f MiB (weights %.2f MiB)\n", dt * 1e3,
 		       qd_engine_peak_bytes(e) / 1048576.0, qd_engine_const_bytes(e) / 1048576.0);
 	}

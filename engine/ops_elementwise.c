@@ -4,7 +4,7 @@
 /* hot loops: let GCC vectorise with runtime alias checks (-O2 uses the "very cheap"
  * cost model that refuses them) */
 #if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("O3")
+#pragma GCC optimize("O3", "no-trapping-math", "no-math-errno")
 #endif
 #include <stdlib.h>
 #include <string.h>
@@ -307,30 +307,6 @@ struct un_par { float alpha, beta, gamma, lo, hi; };
 	case U_ATANH: return F(atanh, SUF)(x);
 #define CAT_(a, b) a##b
 #define CAT(a, b) CAT_(a, b)
-
-/* exp for float32 without libm calls so loops vectorise: range reduction by ln2 and a
- * degree-6 polynomial on [-ln2/2, ln2/2] (rel. error ~2e-7); overflow -> inf, underflow
- * -> 0, NaN propagates. */
-static inline float qd_expf(float x)
-{
-	float xc = x > 88.8f ? 88.8f : x < -104.0f ? -104.0f : x;
-	float n = __builtin_roundf(xc * 1.44269504088896341f);
-	float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
-	float p = 1.9875691500e-4f;
-	p = p * r + 1.3981999507e-3f;
-	p = p * r + 8.3334519073e-3f;
-	p = p * r + 4.1665795894e-2f;
-	p = p * r + 1.6666665459e-1f;
-	p = p * r + 5.0000001201e-1f;
-	p = p * r * r + r + 1.0f;
-	/* 2^n as two factors so n in [-150, 128] stays representable (denormals, FLT_MAX) */
-	int32_t n1 = (int32_t)n / 2, n2 = (int32_t)n - n1;
-	union { uint32_t u; float f; } b1 = { .u = (uint32_t)(n1 + 127) << 23 }, b2 = { .u = (uint32_t)(n2 + 127) << 23 };
-	float v = p * b1.f * b2.f;
-	v = x > 88.7228391f ? __builtin_inff() : v;
-	v = x < -103.972084f ? 0.0f : v;
-	return x != x ? x : v;
-}
 
 /* erf: Abramowitz-Stegun 7.1.28-style rational with qd_expf (abs. error < 2e-7). */
 static inline float qd_erff(float x)

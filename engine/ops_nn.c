@@ -4,7 +4,7 @@
 /* hot loops: let GCC vectorise with runtime alias checks (-O2 uses the "very cheap"
  * cost model that refuses them) */
 #if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("O3")
+#pragma GCC optimize("O3", "no-trapping-math", "no-math-errno")
 #endif
 #include <stdlib.h>
 #include <string.h>
@@ -359,7 +359,8 @@ static int softmax(struct qd_ctx *c, enum sm_kind kind)
 				for (int64_t i = 0; i < len; i++) if (X[i] > mx) { mx = X[i]; am = i; }
 				if (kind == SM_HARD) { for (int64_t i = 0; i < len; i++) Y[i] = i == am; continue; }
 				double s = 0;
-				for (int64_t i = 0; i < len; i++) { float e = expf(X[i] - mx); Y[i] = e; s += e; }
+				for (int64_t i = 0; i < len; i++) Y[i] = qd_expf(X[i] - mx);
+				for (int64_t i = 0; i < len; i++) s += Y[i];
 				if (kind == SM_SOFT) { float inv = (float)(1.0 / s); for (int64_t i = 0; i < len; i++) Y[i] *= inv; }
 				else { float ls = (float)log(s); for (int64_t i = 0; i < len; i++) Y[i] = X[i] - mx - ls; }
 				continue;
