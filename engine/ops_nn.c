@@ -190,6 +190,8 @@ int qd_op_global_max_pool(struct qd_ctx *c) { return global_pool(c, true); }
 /* ---- normalisation ---- */
 int qd_check_batch_norm(struct qd_enode *n, const int *in_dt, int *out_dt, struct qd_err *err)
 {
+	if (qd_node_attr_int(n->proto, "spatial", 1) == 0)
+		return qd_err_set(err, QD_EUNSUPPORTED, n->name, "node '%s': spatial=0 not supported", n->name);
 	if (qd_node_attr_int(n->proto, "training_mode", 0))
 		return qd_err_set(err, QD_EUNSUPPORTED, n->name, "node '%s': training_mode=1 not supported", n->name);
 	if (n->opset < 7 && qd_node_attr_int(n->proto, "is_test", 0) == 0 && n->n_out > 1)

@@ -202,8 +202,79 @@ static void test_unary_fast(void)
 	qd_tensor_release(&x);
 }
 
+/* MatMul (batched, broadcast batch dims, 1-D promotion; the shared-B single-GEMM path)
+ * against naive loops. */
+static void test_matmul(void)
+{
+	for (int it = 0; it < 40; it++) {
+		int na = (int)ri(1, 4), nb = (int)ri(1, 4);
+		int64_t M = ri(1, 9), K = ri(1, 9), N = ri(1, 9), bat[2] = { ri(1, 3), ri(1, 3) };
+		int64_t da[4], db[4];
+		int k = 0;
+		for (int i = 0; i < na - 2; i++) da[k++] = (rnd() & 1) ? bat[i + 4 - na] : 1;
+		if (na >= 2) { da[k++] = M; da[k++] = K; } else da[k++] = K;
+		k = 0;
+		for (int i = 0; i < nb - 2; i++) db[k++] = (rnd() & 1) ? bat[i + 4 - nb] : 1;
+		if (nb >= 2) { db[k++] = K; db[k++] = N; } else db[k++] = K;
+		struct qd_model *m = qd_model_new(8, 13);
+		Onnx__GraphProto *g = m->proto->graph;
+		g->input = calloc(2, sizeof(*g->input));
+		g->input[g->n_input++] = qd_value_info_new("a", QD_DT_FLOAT, da, na);
+		g->input[g->n_input++] = qd_value_info_new("b", QD_DT_FLOAT, db, nb);
+		g->output = calloc(1, sizeof(*g->output));
+		g->output[g->n_output++] = qd_value_info_new("y", QD_DT_FLOAT, NULL, 0);
+		onnx__tensor_shape_proto__free_unpacked(g->output[0]->type->tensor_type->shape, NULL);
+		g->output[0]->type->tensor_type->shape = NULL;
+		const char *in[] = { "a", "b" }, *out[] = { "y" };
+		qd_graph_add_node(g, qd_node_new("MatMul", NULL, "mm", in, 2, out, 1));
+		struct qd_tensor x[2];
+		qd_tensor_alloc(&x[0], "a", QD_DT_FLOAT, na, da);
+		qd_tensor_alloc(&x[1], "b", QD_DT_FLOAT, nb, db);
+		for (int t = 0; t < 2; t++)
+			for (int64_t i = 0; i < qd_tensor_count(&x[t]); i++) ((float *)x[t].data)[i] = rf();
+		struct qd_engine *e = NULL;
+		struct qd_err err = {0};
+		struct qd_tensor *o = NULL;
+		size_t no = 0;
+		CHECK_EQ_INT(qd_engine_load(m, NULL, &e, &err), 0);
+		CHECK_EQ_INT(qd_engine_run(e, x, 2, &o, &no, NULL, &err), 0);
+		if (no == 1) {
+			/* naive: broadcast batch over the padded [2] batch dims */
+			int64_t A4[4], B4[4];
+			for (int i = 0; i < 4; i++) { A4[i] = 1; B4[i] = 1; }
+			if (na >= 2) { for (int i = 0; i < na; i++) A4[4 - na + i] = da[i]; } else { A4[2] = 1; A4[3] = K; }
+			if (nb >= 2) { for (int i = 0; i < nb; i++) B4[4 - nb + i] = db[i]; } else { B4[2] = K; B4[3] = 1; }
+			int64_t b0 = QD_MAX(A4[0], B4[0]), b1 = QD_MAX(A4[1], B4[1]);
+			int64_t MM = A4[2], NN = B4[3];
+			int64_t cnt = b0 * b1 * MM * NN;
+			CHECK_EQ_INT(qd_tensor_count(&o[0]), cnt);
+			double worst = 0;
+			for (int64_t p = 0; p < b0 && qd_tensor_count(&o[0]) == cnt; p++)
+				for (int64_t q = 0; q < b1; q++)
+					for (int64_t i = 0; i < MM; i++)
+						for (int64_t j = 0; j < NN; j++) {
+							double s = 0;
+							for (int64_t kk = 0; kk < K; kk++) {
+								int64_t ai = (((A4[0] > 1 ? p : 0) * A4[1] + (A4[1] > 1 ? q : 0)) * MM + i) * K + kk;
+								int64_t bi = (((B4[0] > 1 ? p : 0) * B4[1] + (B4[1] > 1 ? q : 0)) * K + kk) * NN + j;
+								s += (double)((float *)x[0].data)[ai] * ((float *)x[1].data)[bi];
+							}
+							float got = ((float *)o[0].data)[((p * b1 + q) * MM + i) * NN + j];
+							worst = fmax(worst, fabs(got - s));
+						}
+			CHECKF(worst < 1e-5, "matmul ranks %d,%d err %g", na, nb, worst);
+		}
+		qd_tensors_release(o, no);
+		qd_tensor_release(&x[0]);
+		qd_tensor_release(&x[1]);
+		qd_engine_free(e);
+		qd_model_free(m);
+	}
+}
+
 int main(void)
 {
+	test_matmul();
 	test_unary_fast();
 	test_gemm();
 	test_conv();
