@@ -403,6 +403,30 @@ static void test_errors(void)
 	CHECKF(strstr(err.msg, "past") != NULL, "message '%s' does not name the input", err.msg);
 	qd_engine_free(e);
 	qd_model_free(m);
+	/* DynamicQuantizeLSTM with non-default activations is rejected at load */
+	m = one_node("DynamicQuantizeLSTM", "com.microsoft", 1, (struct tin[]){ { "x", QD_DT_FLOAT, 3, {1, 1, 1}, x } },
+		     1, 1, &nd);
+	qd_node_set_attr_int(nd, "hidden_size", 1);
+	Onnx__AttributeProto *acts = calloc(1, sizeof(*acts));
+	onnx__attribute_proto__init(acts);
+	acts->name = strdup("activations");
+	acts->has_type = 1;
+	acts->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRINGS;
+	acts->n_strings = 3;
+	acts->strings = calloc(3, sizeof(ProtobufCBinaryData));
+	const char *names[3] = { "Relu", "Tanh", "Tanh" };
+	for (int i = 0; i < 3; i++) {
+		acts->strings[i].data = (uint8_t *)strdup(names[i]);
+		acts->strings[i].len = strlen(names[i]);
+	}
+	qd_node_copy_attr(nd, acts);
+	onnx__attribute_proto__free_unpacked(acts, NULL);
+	e = NULL;
+	memset(&err, 0, sizeof(err));
+	CHECK_EQ_INT(qd_engine_load(m, NULL, &e, &err), -QD_EUNSUPPORTED);
+	CHECKF(strstr(err.msg, "activations") != NULL, "message '%s' does not name the attribute", err.msg);
+	qd_engine_free(e);
+	qd_model_free(m);
 }
 
 int main(void)
