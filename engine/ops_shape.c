@@ -643,7 +643,7 @@ int qd_op_range(struct qd_ctx *c)
 int qd_check_cast(struct qd_enode *n, const int *in_dt, int *out_dt, struct qd_err *err)
 {
 	int to = (int)qd_node_attr_int(n->proto, "to", 0);
-	if (to >= 32 || !(QD_TM_ALL & QD_TM(to)))
+	if (to >= 32 || !(QD_TM_CAST & QD_TM(to)))
 		return qd_err_set(err, QD_EUNSUPPORTED, n->name, "node '%s' (Cast): target dtype %s not supported",
 				  n->name, qd_dtype_name(to));
 	out_dt[0] = to;
@@ -652,7 +652,7 @@ int qd_check_cast(struct qd_enode *n, const int *in_dt, int *out_dt, struct qd_e
 
 int qd_check_cast_like(struct qd_enode *n, const int *in_dt, int *out_dt, struct qd_err *err)
 {
-	if (in_dt[1] && (in_dt[1] >= 32 || !(QD_TM_ALL & QD_TM(in_dt[1]))))
+	if (in_dt[1] && (in_dt[1] >= 32 || !(QD_TM_CAST & QD_TM(in_dt[1]))))
 		return qd_err_set(err, QD_EUNSUPPORTED, n->name, "node '%s' (CastLike): target dtype %s not supported",
 				  n->name, qd_dtype_name(in_dt[1]));
 	return 0;
@@ -662,7 +662,7 @@ static int cast_to(struct qd_ctx *c, int to)
 {
 	const struct qd_tensor *x = qd_ctx_in(c, 0);
 	if (!x) return -c->err->code;
-	if (to >= 32 || !(QD_TM_ALL & QD_TM(to)))
+	if (to >= 32 || !(QD_TM_CAST & QD_TM(to)))
 		return qd_ctx_fail(c, QD_EUNSUPPORTED, "target dtype %s not supported", qd_dtype_name(to));
 	struct qd_tensor *y = qd_ctx_out(c, 0, to, x->ndim, x->dims);
 	if (!y) return -c->err->code;

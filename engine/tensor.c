@@ -114,6 +114,38 @@ static float half_to_float(uint16_t h)
 	return f;
 }
 
+/* float32 -> IEEE half, round to nearest even; overflow -> inf, NaN kept quiet. */
+static uint16_t float_to_half(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	uint32_t s = (u >> 16) & 0x8000, e = (u >> 23) & 0xff, m = u & 0x7fffff;
+	if (e == 0xff) return (uint16_t)(s | 0x7c00 | (m ? 0x200 | (m >> 13) : 0));
+	int32_t he = (int32_t)e - 127 + 15;
+	if (he >= 31) return (uint16_t)(s | 0x7c00);
+	if (he <= 0) { /* subnormal or zero */
+		if (he < -10) return (uint16_t)s;
+		m |= 0x800000;
+		uint32_t shift = (uint32_t)(14 - he);
+		uint32_t hm = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+		if (rem > half || (rem == half && (hm & 1))) hm++;
+		return (uint16_t)(s | hm);
+	}
+	uint32_t hm = m >> 13, rem = m & 0x1fff;
+	uint32_t r = s | ((uint32_t)he << 10) | hm;
+	if (rem > 0x1000 || (rem == 0x1000 && (hm & 1))) r++;  /* may carry into the exponent: correct */
+	return (uint16_t)r;
+}
+
+static uint16_t float_to_bf16(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	if ((u & 0x7fffffff) > 0x7f800000) return (uint16_t)((u >> 16) | 0x40);
+	u += 0x7fff + ((u >> 16) & 1);
+	return (uint16_t)(u >> 16);
+}
+
 double qd_tensor_get_f64(const struct qd_tensor *t, int64_t k)
 {
 	const void *d = t->data;
@@ -164,6 +196,8 @@ void qd_tensor_set_f64(struct qd_tensor *t, int64_t k, double v)
 	case QD_DT_FLOAT: ((float *)d)[k] = (float)v; break;
 	case QD_DT_DOUBLE: ((double *)d)[k] = v; break;
 	case QD_DT_BOOL: ((uint8_t *)d)[k] = v != 0; break;
+	case QD_DT_FLOAT16: ((uint16_t *)d)[k] = float_to_half((float)v); break;
+	case QD_DT_BFLOAT16: ((uint16_t *)d)[k] = float_to_bf16((float)v); break;
 	default: qd_tensor_set_i64(t, k, qd_f2i(v)); break;
 	}
 }

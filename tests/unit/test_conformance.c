@@ -11,7 +11,7 @@
 #include <math.h>
 #include <sys/stat.h>
 #include "qd_test.h"
-#include "engine/engine.h"
+#include "engine/engine_internal.h"
 
 static int read_pb(const char *path, struct qd_tensor *t, struct qd_err *err)
 {
@@ -33,11 +33,7 @@ static bool is_float(int dt)
 
 static double get_f(const struct qd_tensor *t, int64_t k)
 {
-	switch (t->dtype) {
-	case QD_DT_FLOAT: return ((const float *)t->data)[k];
-	case QD_DT_DOUBLE: return ((const double *)t->data)[k];
-	default: return NAN;
-	}
+	return qd_tensor_get_f64(t, k);   /* float, double, float16, bfloat16 */
 }
 
 /* Compares; on mismatch writes a reason. */
