@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <zlib.h>
+#include <pthread.h>
 #include "qd_test.h"
 #include "engine/engine.h"
 
@@ -411,8 +412,50 @@ static void test_from_proto(void)
 	qd_tensor_free(p);
 }
 
+/* Engines share nothing mutable: two threads, each with its own engine on the same model,
+ * many runs, identical results. */
+struct thr { struct qd_model *m; float sum; int rc; };
+static void *thr_run(void *p)
+{
+	struct thr *t = p;
+	struct qd_engine *e = NULL;
+	struct qd_err err = {0};
+	struct qd_engine_opts o = { .threads = 1 };
+	if ((t->rc = qd_engine_load(t->m, &o, &e, &err))) return NULL;
+	struct qd_tensor in[2];
+	int64_t da[2] = { 2, 3 }, db[1] = { 3 };
+	tensor_f32(&in[0], "a", 2, da, -3);
+	tensor_f32(&in[1], "b", 1, db, 0);
+	t->sum = 0;
+	for (int r = 0; r < 200 && !t->rc; r++) {
+		struct qd_tensor *out = NULL;
+		size_t n = 0;
+		if ((t->rc = qd_engine_run(e, in, 2, &out, &n, NULL, &err))) break;
+		for (int k = 0; k < 6; k++) t->sum += ((float *)out[0].data)[k];
+		qd_tensors_release(out, n);
+	}
+	qd_tensor_release(&in[0]);
+	qd_tensor_release(&in[1]);
+	qd_engine_free(e);
+	return NULL;
+}
+
+static void test_threads(void)
+{
+	struct qd_model *m = model_add_relu();
+	struct thr t[2] = { { m, 0, 0 }, { m, 0, 0 } };
+	pthread_t th[2];
+	for (int i = 0; i < 2; i++) pthread_create(&th[i], NULL, thr_run, &t[i]);
+	for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+	CHECK(t[0].rc == 0 && t[1].rc == 0);
+	CHECK_NEAR(t[0].sum, 200 * 7.0, 0);
+	CHECK_NEAR(t[1].sum, 200 * 7.0, 0);
+	qd_model_free(m);
+}
+
 int main(void)
 {
+	test_threads();
 	test_run_basic();
 	test_bad_broadcast();
 	test_load_errors();
