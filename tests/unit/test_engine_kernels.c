@@ -47,7 +47,7 @@ static void rand_geom(struct qd_conv_geom *g, int mode, bool transposed)
 	g->N = ri(1, 2);
 	g->group = mode == 1 ? ri(1, 8) : (rnd() % 3 == 0 ? ri(2, 3) : 1);
 	g->C = g->group * (mode == 1 ? 1 : ri(1, 5));
-	g->M = mode == 1 && !transposed ? g->C : g->group * ri(1, 5);
+	g->M = mode == 1 && !transposed ? g->C * ri(1, 2) : g->group * ri(1, 5);  /* depthwise: channel multiplier 1-2 */
 	for (int i = 0; i < 3; i++) {
 		g->in[i] = g->k[i] = g->out[i] = g->stride[i] = g->dil[i] = 1;
 		g->pad_b[i] = g->pad_e[i] = 0;
