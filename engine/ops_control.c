@@ -211,6 +211,64 @@ static int parse_term(const char *s, const char *e, int rank, int nell, struct e
 	return 0;
 }
 
+/* Gathers t (strides st per label) into a dense buffer ordered by labels lab[0..n). */
+static void ein_pack(const float *src, const int64_t *lst, const int *lab, int n, const int64_t *size, float *dst)
+{
+	int64_t idx[EL_MAX] = {0}, cnt = 1, off = 0;
+	for (int i = 0; i < n; i++) cnt *= size[lab[i]];
+	for (int64_t k = 0; k < cnt; k++) {
+		dst[k] = src[off];
+		for (int i = n - 1; i >= 0; i--) {
+			off += lst[lab[i]];
+			if (++idx[i] < size[lab[i]]) break;
+			off -= lst[lab[i]] * size[lab[i]];
+			idx[i] = 0;
+		}
+	}
+}
+
+/* Two float32 operands whose labels split into batch (A, B, out), m (A, out), n (B, out)
+ * and k (A, B): pack to [batch, m, k] x [batch, k, n], one sgemm per batch, unpack. No
+ * repeated labels within a term and no broadcast dims. Returns 1 when not applicable. */
+static int einsum_gemm(struct qd_ctx *c, const struct ein_term *in, const struct ein_term *out,
+		       const int64_t *size, int64_t lst[8][EL_MAX], struct qd_tensor *y)
+{
+	if (c->n_in != 2 || c->in[0]->dtype != QD_DT_FLOAT) return 1;
+	int inA[EL_MAX] = {0}, inB[EL_MAX] = {0}, inO[EL_MAX] = {0};
+	for (int k = 0; k < in[0].n; k++) if (inA[in[0].lab[k]]++ || c->in[0]->dims[k] != size[in[0].lab[k]]) return 1;
+	for (int k = 0; k < in[1].n; k++) if (inB[in[1].lab[k]]++ || c->in[1]->dims[k] != size[in[1].lab[k]]) return 1;
+	for (int k = 0; k < out->n; k++) inO[out->lab[k]]++;
+	int bl[EL_MAX], ml[EL_MAX], nl[EL_MAX], kl[EL_MAX], nb = 0, nm = 0, nn = 0, nk = 0;
+	int64_t B = 1, M = 1, N = 1, K = 1;
+	for (int l = 0; l < EL_MAX; l++) {
+		if (!inA[l] && !inB[l]) continue;
+		if (inA[l] && inB[l] && inO[l]) { bl[nb++] = l; B *= size[l]; }
+		else if (inA[l] && inB[l]) { kl[nk++] = l; K *= size[l]; }
+		else if (inA[l] && inO[l]) { ml[nm++] = l; M *= size[l]; }
+		else if (inB[l] && inO[l]) { nl[nn++] = l; N *= size[l]; }
+		else return 1;   /* summed out of one operand only */
+	}
+	int la[EL_MAX], lb[EL_MAX], lo[EL_MAX], na = 0, nbb = 0, no = 0;
+	for (int i = 0; i < nb; i++) { la[na++] = bl[i]; lb[nbb++] = bl[i]; lo[no++] = bl[i]; }
+	for (int i = 0; i < nm; i++) { la[na++] = ml[i]; lo[no++] = ml[i]; }
+	for (int i = 0; i < nk; i++) la[na++] = kl[i];
+	for (int i = 0; i < nk; i++) lb[nbb++] = kl[i];
+	for (int i = 0; i < nn; i++) { lb[nbb++] = nl[i]; lo[no++] = nl[i]; }
+	float *pa = malloc((B * M * K + 1) * sizeof(float)), *pb = malloc((B * K * N + 1) * sizeof(float));
+	float *pc = malloc((B * M * N + 1) * sizeof(float));
+	if (!pa || !pb || !pc) { free(pa); free(pb); free(pc); return qd_ctx_fail(c, QD_ENOMEM, "out of memory"); }
+	ein_pack(c->in[0]->data, lst[0], la, na, size, pa);
+	ein_pack(c->in[1]->data, lst[1], lb, nbb, size, pb);
+	for (int64_t b = 0; b < B; b++)
+		qd_gemm_f32(false, false, M, N, K, 1.0f, pa + b * M * K, K, pb + b * K * N, N, 0.0f, pc + b * M * N, N);
+	/* unpack: strides of the packed [batch, m, n] layout per label, walked in output order */
+	int64_t pst[EL_MAX] = {0}, s = 1;
+	for (int i = no - 1; i >= 0; i--) { pst[lo[i]] = s; s *= size[lo[i]]; }
+	ein_pack(pc, pst, out->lab, out->n, size, y->data);
+	free(pa); free(pb); free(pc);
+	return 0;
+}
+
 int qd_op_einsum(struct qd_ctx *c)
 {
 	const char *eq = qd_node_attr_string(c->n->proto, "equation", NULL);
@@ -285,6 +343,8 @@ int qd_op_einsum(struct qd_ctx *c)
 		for (int k = 0; k < in[i].n; k++)
 			if (c->in[i]->dims[k] != 1 || size[in[i].lab[k]] == 1) lst[i][in[i].lab[k]] += st[k];
 	}
+	int g = einsum_gemm(c, in, &out, size, lst, y);
+	if (g <= 0) return g;
 	int64_t nout = qd_tensor_count(y), nr = 1;
 	for (int r = 0; r < nred; r++) nr *= size[red[r]];
 	int64_t oidx[QD_MAX_DIMS] = {0};

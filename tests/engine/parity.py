@@ -55,7 +55,35 @@ def cases(work):
     lp = os.path.join(work, "loop.onnx")
     make_loop_model(lp)
     c.append(("loop_scan", lp, {"x": rng.standard_normal((2, 8)).astype(np.float32), "n": np.array(5, dtype=np.int64)}, 1e-4))
+    ep = os.path.join(work, "einsum.onnx")
+    make_einsum_model(ep)
+    c.append(("einsum_forms", ep, {"q": rng.standard_normal((2, 3, 4, 5)).astype(np.float32),
+                                   "k": rng.standard_normal((2, 3, 6, 5)).astype(np.float32),
+                                   "w": rng.standard_normal((5, 7)).astype(np.float32)}, 1e-4))
     return c
+
+
+def make_einsum_model(path):
+    """Einsum forms from attention and projections (the sgemm path) plus ones that take
+    the general path (diagonal, sum-out of one operand, three operands)."""
+    import onnx
+    from onnx import TensorProto, helper
+    eqs = [("bhqd,bhkd->bhqk", ["q", "k"]), ("bhqk,bhkd->bhqd", ["s0", "k"]),
+           ("bhqd,de->bhqe", ["q", "w"]), ("bhqd,de->ebqh", ["q", "w"]), ("bhqd,bhkd->qk", ["q", "k"]),
+           ("ij,ij->i", ["w5", "w5"]), ("bhqd,bhqd->", ["q", "q"]), ("bhqd->bhd", ["q"]),
+           ("bhqd,bhkd,de->bhqke", ["q", "k", "w"])]
+    nodes = [helper.make_node("Einsum", ["w", "w"], ["w5"], equation="ij,ij->ij")]
+    outs = []
+    for i, (eq, ins) in enumerate(eqs):
+        nodes.append(helper.make_node("Einsum", ins, [f"s{i}"], equation=eq))
+        outs.append(helper.make_tensor_value_info(f"s{i}", TensorProto.FLOAT, None))
+    g = helper.make_graph(nodes, "einsum",
+                          [helper.make_tensor_value_info("q", TensorProto.FLOAT, [2, 3, 4, 5]),
+                           helper.make_tensor_value_info("k", TensorProto.FLOAT, [2, 3, 6, 5]),
+                           helper.make_tensor_value_info("w", TensorProto.FLOAT, [5, 7])], outs)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    onnx.save(m, path)
 
 
 def make_loop_model(path):
