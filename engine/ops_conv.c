@@ -168,6 +168,17 @@ static void conv_depthwise(const struct qd_conv_geom *g, const float *x, const f
 	int64_t OD = g->out[0], OH = g->out[1], OW = g->out[2];
 	int64_t ksz = g->k[0] * g->k[1] * g->k[2];
 	int64_t mpg = g->M / g->group;
+	/* valid output-column range per kernel column: 0 <= ow*sw + off < IW (no divisions in
+	 * the inner loops) */
+	int64_t kofs[64], klo[64], khi[64], sw = g->stride[2];
+	bool tab = g->k[2] <= 64;
+	for (int64_t kw = 0; tab && kw < g->k[2]; kw++) {
+		int64_t off = kw * g->dil[2] - g->pad_b[2];
+		int64_t lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
+		int64_t hi = IW - off <= 0 ? 0 : (IW - off - 1) / sw + 1;
+		if (hi > OW) hi = OW;
+		kofs[kw] = off; klo[kw] = lo; khi[kw] = hi < lo ? lo : hi;
+	}
 	for (int64_t n = 0; n < g->N; n++)
 		for (int64_t m = 0; m < g->M; m++) {
 			int64_t ch = m / mpg;
@@ -188,11 +199,14 @@ static void conv_depthwise(const struct qd_conv_geom *g, const float *x, const f
 							const float *xr = xc + (id * IH + ih) * IW;
 							for (int64_t kw = 0; kw < g->k[2]; kw++) {
 								float wv = wm[(kd * g->k[1] + kh) * g->k[2] + kw];
-								int64_t off = kw * g->dil[2] - g->pad_b[2], sw = g->stride[2];
-								/* valid ow range: 0 <= ow*sw + off < IW */
-								int64_t lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
-								int64_t hi = IW - off <= 0 ? 0 : (IW - off - 1) / sw + 1;
-								if (hi > OW) hi = OW;
+								int64_t off, lo, hi;
+								if (tab) { off = kofs[kw]; lo = klo[kw]; hi = khi[kw]; }
+								else {
+									off = kw * g->dil[2] - g->pad_b[2];
+									lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
+									hi = IW - off <= 0 ? 0 : (IW - off - 1) / sw + 1;
+									if (hi > OW) hi = OW;
+								}
 								if (sw == 1)
 									for (int64_t ow = lo; ow < hi; ow++) yr[ow] += wv * xr[ow + off];
 								else
