@@ -203,7 +203,7 @@ void qd_engine_slot_clear(struct qd_engine *e, int id)
 	struct qd_slot *s = &e->slots[id];
 	if (!s->has) return;
 	if (!s->is_const) e->live_bytes -= s->t.nbytes;
-	if (s->is_const) free(s->t.data);
+	if (s->is_const) { if (!s->borrowed) free(s->t.data); }
 	else pool_put(e, s->t.data, s->t.nbytes);
 	free(s->t.name);
 	memset(&s->t, 0, sizeof(s->t));
@@ -369,6 +369,12 @@ static void enode_free(struct qd_enode *n)
 	free(n->out);
 	free(n->free_after);
 	if (n->priv && n->priv_free) n->priv_free(n->priv);
+	if (n->fused) { enode_free(n->fused); free(n->fused); }
+}
+
+void qd_enode_release(struct qd_enode *n)
+{
+	enode_free(n);
 }
 
 /* last_use[i] = v, growing the table (new entries -1). */
@@ -406,13 +412,15 @@ static int int_push(int **v, int *n, int x)
 	return 0;
 }
 
+/* t is moved into a new constant slot; borrowed: its data points into the model. */
 static int define_const(struct loader *L, struct scope *sc, struct qd_egraph *g,
-			struct qd_tensor *t, const char *name)
+			struct qd_tensor *t, const char *name, bool borrowed)
 {
 	int id = slot_new(L->e, name, g);
 	if (id < 0) return qd_err_set(L->err, QD_ENOMEM, name, "out of memory");
 	struct qd_slot *s = &L->e->slots[id];
 	s->is_const = true;
+	s->borrowed = borrowed;
 	s->dt = t->dtype;
 	free(t->name);
 	t->name = strdup(name);
@@ -447,8 +455,12 @@ static int compile_graph(struct loader *L, const Onnx__GraphProto *gp, struct qd
 	for (size_t i = 0; i < gp->n_initializer; i++) {
 		const Onnx__TensorProto *tp = gp->initializer[i];
 		struct qd_tensor t;
-		if ((rc = qd_tensor_from_proto(tp, &t, err))) goto out;
-		if ((rc = define_const(L, &sc, g, &t, tp->name ? tp->name : ""))) { qd_tensor_release(&t); goto out; }
+		bool view = qd_tensor_view_proto(tp, &t);   /* weights are not copied when possible */
+		if (!view && (rc = qd_tensor_from_proto(tp, &t, err))) goto out;
+		if ((rc = define_const(L, &sc, g, &t, tp->name ? tp->name : "", view))) {
+			if (!view) qd_tensor_release(&t);
+			goto out;
+		}
 	}
 	/* inputs (those not backed by an initializer) */
 	for (size_t i = 0; i < gp->n_input; i++) {
@@ -584,7 +596,12 @@ static int compile_graph(struct loader *L, const Onnx__GraphProto *gp, struct qd
 				rc = qd_err_set(err, QD_EMODEL, n->name, "node '%s' (Constant) needs one output", n->name);
 				goto out;
 			}
-			if ((rc = define_const(L, &sc, g, ct, np->output[0]))) goto out;
+			const Onnx__AttributeProto *va = qd_node_attr(np, "value");
+			struct qd_tensor v;
+			if (va && va->t && qd_tensor_view_proto(va->t, &v) && v.dtype == ct->dtype &&
+			    v.nbytes == ct->nbytes) {
+				if ((rc = define_const(L, &sc, g, &v, np->output[0], true))) goto out;
+			} else if ((rc = define_const(L, &sc, g, ct, np->output[0], false))) goto out;
 			enode_free(n);
 			g->n_nodes--;
 			continue;
@@ -670,6 +687,7 @@ int qd_engine_load(const struct qd_model *m, const struct qd_engine_opts *opts,
 	if (e->opts.threads <= 0) e->opts.threads = 1;
 	struct loader L = { e, err };
 	int rc = compile_graph(&L, m->proto->graph, NULL, NULL, &e->main, NULL, NULL);
+	if (!rc) rc = qd_fuse_graph(e, e->main, err);
 	if (rc) { qd_engine_free(e); return rc; }
 	e->peak_bytes = e->live_bytes = 0;
 	*out = e;
@@ -684,7 +702,7 @@ void qd_engine_free(struct qd_engine *e)
 	free(e->pool);
 	free(e->scratch);
 	for (int i = 0; i < e->n_slots; i++) {
-		free(e->slots[i].t.data);
+		if (!e->slots[i].borrowed) free(e->slots[i].t.data);
 		free(e->slots[i].t.name);
 		free(e->slots[i].name);
 	}
@@ -811,7 +829,9 @@ int qd_engine_run_graph(struct qd_engine *e, struct qd_egraph *g, const volatile
 	for (int i = 0; i < g->n_nodes; i++) {
 		if (cancel && *cancel)
 			return qd_err_set(err, QD_ECANCELED, "", "run canceled");
-		int rc = run_node(e, &g->nodes[i], cancel, err);
+		struct qd_enode *n = &g->nodes[i];
+		if (!e->hook && n->fuse_skip) continue;   /* covered by a fused node */
+		int rc = run_node(e, !e->hook && n->fused ? n->fused : n, cancel, err);
 		if (rc) return rc;
 	}
 	return 0;

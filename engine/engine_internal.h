@@ -116,6 +116,11 @@ struct qd_enode {
 	void *priv;                 /* prepared by check; freed with priv_free */
 	void (*priv_free)(void *);
 	int prof_idx;               /* op id for profiling */
+	/* load-time fusion (engine/fuse.c): when no hook is set, a node with fused runs
+	 * *fused instead (owned here), and a node with fuse_skip is covered by a later fused
+	 * node and not run. With a hook every original node runs. */
+	struct qd_enode *fused;
+	bool fuse_skip;
 };
 
 struct qd_egraph {
@@ -132,6 +137,7 @@ struct qd_slot {
 	struct qd_tensor t;
 	bool has;        /* t holds a value now */
 	bool is_const;   /* initializer / Constant: never freed by the plan */
+	bool borrowed;   /* constant whose data points into the model (not freed) */
 	int dt;          /* dtype known at load (0 = unknown) */
 	struct qd_egraph *owner; /* graph that defines it */
 };
@@ -196,6 +202,10 @@ void qd_engine_profile(const struct qd_engine *e, void (*fn)(void *, const char 
 		       void *ud);
 
 /* ---- tensor helpers ---- */
+/* View of a TensorProto's data without copying (raw_data of the exact size and aligned for
+ * the dtype, or float_data / double_data / int64_data for those dtypes): fills out with
+ * borrowed data (name NULL) and returns true; false when a copy is needed. */
+bool qd_tensor_view_proto(const Onnx__TensorProto *p, struct qd_tensor *out);
 /* Allocate without zeroing. */
 int qd_tensor_alloc_raw(struct qd_tensor *t, const char *name, int dtype, int ndim, const int64_t *dims);
 /* Read element k of an integer/bool/float tensor as int64 / double. */
@@ -287,5 +297,11 @@ void qd_conv_f32_ref(const struct qd_conv_geom *g, const float *x, const float *
 int qd_conv_transpose_f32(const struct qd_conv_geom *g, const float *x, const float *w, const float *bias, float *y,
 			  float *work /* (M/group)*prod(k)*prod(in) floats or NULL */);
 void qd_conv_transpose_f32_ref(const struct qd_conv_geom *g, const float *x, const float *w, const float *bias, float *y);
+
+/* ---- load-time fusions (engine/fuse.c) ---- */
+/* Finds fusable chains in g (e.g. DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul)
+ * and attaches fused nodes to them (qd_enode.fused / fuse_skip). 0 or -QD_ENOMEM. */
+int qd_fuse_graph(struct qd_engine *e, struct qd_egraph *g, struct qd_err *err);
+void qd_enode_release(struct qd_enode *n);
 
 #endif

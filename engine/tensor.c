@@ -291,6 +291,34 @@ size_err:
 			  have, p->has_raw_data ? "bytes" : "values", (long long)n, qd_dtype_name(dt));
 }
 
+bool qd_tensor_view_proto(const Onnx__TensorProto *p, struct qd_tensor *out)
+{
+	memset(out, 0, sizeof(*out));
+	int dt = p->has_data_type ? p->data_type : 0;
+	size_t es = qd_dtype_size(dt);
+	if (!es || p->n_dims > QD_MAX_DIMS) return false;
+	if (p->has_data_location && p->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) return false;
+	int64_t n = 1;
+	for (size_t i = 0; i < p->n_dims; i++) {
+		if (p->dims[i] < 0 || __builtin_mul_overflow(n, p->dims[i], &n)) return false;
+		out->dims[i] = p->dims[i];
+	}
+	if ((uint64_t)n > ((uint64_t)1 << 40) / es || n == 0) return false;
+	const void *src = NULL;
+	if (p->has_raw_data) {
+		if (p->raw_data.len != (size_t)n * es || ((uintptr_t)p->raw_data.data % es)) return false;
+		src = p->raw_data.data;
+	} else if (dt == QD_DT_FLOAT && (int64_t)p->n_float_data == n) src = p->float_data;
+	else if (dt == QD_DT_DOUBLE && (int64_t)p->n_double_data == n) src = p->double_data;
+	else if (dt == QD_DT_INT64 && (int64_t)p->n_int64_data == n) src = p->int64_data;
+	if (!src) return false;
+	out->dtype = dt;
+	out->ndim = (int)p->n_dims;
+	out->nbytes = (size_t)n * es;
+	out->data = (void *)src;
+	return true;
+}
+
 /* ---- shapes and broadcasting ---- */
 
 int qd_axis(int64_t axis, int rank)
