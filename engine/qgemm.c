@@ -236,11 +236,15 @@ static bool have_vnni(void)
 
 typedef void (*qgemm_kernel)(int64_t kp, const int32_t *a, const int16_t *b, int32_t tile[MR][NR]);
 
-/* B packed once for every (NC, KC) panel, n panels outer, k panels inner. */
+/* B packed once: either for every (NC, KC) panel of the int16 kernels (n panels outer,
+ * k panels inner), or (b8 != NULL) in the u8 x s8 layout of the VNNI byte kernel. */
 struct qd_qgemm_packed {
 	int64_t K, N;
 	int16_t *data;
 	int64_t *ofs;      /* panel index -> offset into data */
+	int8_t *b8;        /* [16-column strip][k quad][16][4] s8, whole K per strip */
+	int32_t *colsum;   /* per column: sum over k of the s8 values */
+	int32_t *bzp;      /* per column: zero point in the s8 domain */
 };
 
 static int64_t panel_size(int64_t kc, int64_t nc)
@@ -253,15 +257,23 @@ void qd_qgemm_packed_free(struct qd_qgemm_packed *p)
 	if (p) {
 		free(p->data);
 		free(p->ofs);
+		free(p->b8);
+		free(p->colsum);
+		free(p->bzp);
 		free(p);
 	}
 }
+
+static int pack_b8(const struct qd_qgemm_args *g, struct qd_qgemm_packed **out);
+static bool use_b8(void);
 
 int qd_qgemm_pack_b(const struct qd_qgemm_args *g, struct qd_qgemm_packed **out)
 {
 	*out = NULL;
 	if (g->K < 0 || g->N < 0 || ((g->K && g->N) && !g->B))
 		return -QD_EINVAL;
+	if (use_b8())
+		return pack_b8(g, out);
 	int64_t npan = ((g->N + NC - 1) / NC) * ((g->K + KC - 1) / KC), total = 0, i = 0;
 	struct qd_qgemm_packed *p = calloc(1, sizeof(*p));
 	int16_t *zp16 = malloc(NC * sizeof(int16_t));
@@ -418,8 +430,20 @@ int qd_qgemm_generic(const struct qd_qgemm_args *g)
 	return qgemm_blocked(g, NULL, kernel_generic);
 }
 
+static int qgemm_b8(const struct qd_qgemm_args *g, const struct qd_qgemm_packed *pb);
+
 int qd_qgemm(const struct qd_qgemm_args *g)
 {
+	if (use_b8()) {
+		struct qd_qgemm_packed *pb = NULL;
+		int rc = check_args(g, true);
+		if (!rc && g->M && g->N && g->K)
+			rc = pack_b8(g, &pb);
+		if (!rc)
+			rc = pb ? qgemm_b8(g, pb) : qgemm_blocked(g, NULL, kernel_generic);
+		qd_qgemm_packed_free(pb);
+		return rc;
+	}
 	return qgemm_blocked(g, NULL, best_kernel());
 }
 
@@ -427,12 +451,14 @@ int qd_qgemm_prepacked(const struct qd_qgemm_args *g, const struct qd_qgemm_pack
 {
 	if (!pb)
 		return -QD_EINVAL;
+	if (pb->b8)
+		return qgemm_b8(g, pb);
 	return qgemm_blocked(g, pb, best_kernel());
 }
 
 const char *qd_qgemm_kernel_name(void)
 {
-	return have_vnni() ? "avx512-vnni" : have_avx2() ? "avx2" : "generic";
+	return have_vnni() ? "avx512-vnni (u8 x s8)" : have_avx2() ? "avx2" : "generic";
 }
 
 int qd_qgemm_avx2(const struct qd_qgemm_args *g)
@@ -442,4 +468,236 @@ int qd_qgemm_avx2(const struct qd_qgemm_args *g)
 		return qgemm_blocked(g, NULL, kernel_avx2);
 #endif
 	return -QD_EUNSUPPORTED;
+}
+
+/* ---- u8 x s8 byte kernel (AVX-512 VNNI vpdpbusd) ---------------------------------
+ * A is made unsigned (signed A: +128, flip the top bit) and B signed (unsigned B: -128);
+ * the zero points move with them. With A', B', az', bz' in those domains,
+ *   sum_k (A'-az')(B'-bz') = sum A'B' - az' colsum(B') - bz' rowsum(A') + K az' bz'
+ * which is exact modulo 2^32 like the reference. vpdpbusd adds four u8*s8 products into
+ * an int32 lane without saturation (each group is at most 4*255*128). B is packed per
+ * 16-column strip over the whole K; A per 8-row block as [k quad][8 rows] of 4 bytes.
+ * Zero-padding (K to a multiple of 4, M to 8, N to 16) contributes nothing. */
+#define B8_MR 8
+#define B8_NR 16
+
+static bool use_b8(void)
+{
+	return have_vnni();
+}
+
+static int pack_b8(const struct qd_qgemm_args *g, struct qd_qgemm_packed **out)
+{
+	int64_t K = g->K, N = g->N, kq = (K + 3) / 4, ns = (N + B8_NR - 1) / B8_NR;
+	struct qd_qgemm_packed *p = calloc(1, sizeof(*p));
+	*out = NULL;
+	if (!p)
+		return -QD_ENOMEM;
+	p->K = K;
+	p->N = N;
+	p->b8 = calloc((size_t)(ns * kq * B8_NR * 4 + 64), 1);
+	p->colsum = calloc((size_t)(ns * B8_NR + 1), sizeof(int32_t));
+	p->bzp = calloc((size_t)(ns * B8_NR + 1), sizeof(int32_t));
+	if (!p->b8 || !p->colsum || !p->bzp) {
+		qd_qgemm_packed_free(p);
+		return -QD_ENOMEM;
+	}
+	int32_t shift = g->b_signed ? 0 : 128;
+	for (int64_t k = 0; k < K; k++) {
+		int64_t q = k / 4, t = k % 4;
+		for (int64_t n = 0; n < N; n++) {
+			int32_t v = ld8(g->B, k * g->ldb + n, g->b_signed) - shift;
+			p->b8[(((n / B8_NR) * kq + q) * B8_NR + n % B8_NR) * 4 + t] = (int8_t)v;
+			p->colsum[n] = (int32_t)((uint32_t)p->colsum[n] + (uint32_t)v);
+		}
+	}
+	for (int64_t n = 0; n < N; n++)
+		p->bzp[n] = zp_at(g->b_zp, g->b_zp_per_col, n) - shift;
+	*out = p;
+	return 0;
+}
+
+/* A rows [m0, m0+8) into dst ([kq][8] 4-byte groups, made unsigned) and their sums. */
+static void pack_a8(const struct qd_qgemm_args *g, int64_t m0, int64_t kq, uint8_t *dst, int32_t *rsum)
+{
+	uint8_t flip = g->a_signed ? 0x80 : 0;
+	for (int r = 0; r < B8_MR; r++) {
+		int64_t m = m0 + r;
+		rsum[r] = 0;
+		if (m >= g->M) {
+			for (int64_t q = 0; q < kq; q++)
+				memset(dst + (q * B8_MR + r) * 4, 0, 4);
+			continue;
+		}
+		const uint8_t *src = (const uint8_t *)g->A + m * g->lda;
+		uint32_t sum = 0;
+		for (int64_t k = 0; k < g->K; k++)
+			sum += (uint8_t)(src[k] ^ flip);
+		rsum[r] = (int32_t)sum;
+		int64_t full = g->K / 4;
+		for (int64_t q = 0; q < full; q++) {
+			uint32_t w;
+			memcpy(&w, src + 4 * q, 4);
+			w ^= flip * 0x01010101u;
+			memcpy(dst + (q * B8_MR + r) * 4, &w, 4);
+		}
+		if (full < kq) {
+			uint8_t tail[4] = { 0, 0, 0, 0 };
+			for (int64_t k = 4 * full; k < g->K; k++)
+				tail[k - 4 * full] = (uint8_t)(src[k] ^ flip);
+			memcpy(dst + (full * B8_MR + r) * 4, tail, 4);
+		}
+	}
+}
+
+typedef void (*b8_kernel)(int64_t kq, const uint8_t *a, const int8_t *b, int32_t tile[B8_MR][B8_NR]);
+
+/* Portable twin of kernel_b8_vnni (same packed layouts). */
+static void kernel_b8_generic(int64_t kq, const uint8_t *a, const int8_t *b, int32_t tile[B8_MR][B8_NR])
+{
+	uint32_t acc[B8_MR][B8_NR];
+	memset(acc, 0, sizeof(acc));
+	for (int64_t q = 0; q < kq; q++)
+		for (int r = 0; r < B8_MR; r++)
+			for (int j = 0; j < B8_NR; j++)
+				for (int t = 0; t < 4; t++)
+					acc[r][j] += (uint32_t)((int32_t)a[(q * B8_MR + r) * 4 + t] *
+								(int32_t)b[(q * B8_NR + j) * 4 + t]);
+	for (int r = 0; r < B8_MR; r++)
+		for (int j = 0; j < B8_NR; j++)
+			tile[r][j] = (int32_t)acc[r][j];
+}
+
+#ifdef QD_QGEMM_X86
+__attribute__((target("avx512f,avx512vnni")))
+static void kernel_b8_vnni(int64_t kq, const uint8_t *a, const int8_t *b, int32_t tile[B8_MR][B8_NR])
+{
+	__m512i c0 = _mm512_setzero_si512(), c1 = c0, c2 = c0, c3 = c0;
+	__m512i c4 = c0, c5 = c0, c6 = c0, c7 = c0;
+	const int32_t *ap = (const int32_t *)(const void *)a;
+	for (int64_t q = 0; q < kq; q++, ap += B8_MR) {
+		const __m512i bv = _mm512_loadu_si512((const void *)(b + q * B8_NR * 4));
+		c0 = _mm512_dpbusd_epi32(c0, _mm512_set1_epi32(ap[0]), bv);
+		c1 = _mm512_dpbusd_epi32(c1, _mm512_set1_epi32(ap[1]), bv);
+		c2 = _mm512_dpbusd_epi32(c2, _mm512_set1_epi32(ap[2]), bv);
+		c3 = _mm512_dpbusd_epi32(c3, _mm512_set1_epi32(ap[3]), bv);
+		c4 = _mm512_dpbusd_epi32(c4, _mm512_set1_epi32(ap[4]), bv);
+		c5 = _mm512_dpbusd_epi32(c5, _mm512_set1_epi32(ap[5]), bv);
+		c6 = _mm512_dpbusd_epi32(c6, _mm512_set1_epi32(ap[6]), bv);
+		c7 = _mm512_dpbusd_epi32(c7, _mm512_set1_epi32(ap[7]), bv);
+	}
+	_mm512_storeu_si512((void *)tile[0], c0);
+	_mm512_storeu_si512((void *)tile[1], c1);
+	_mm512_storeu_si512((void *)tile[2], c2);
+	_mm512_storeu_si512((void *)tile[3], c3);
+	_mm512_storeu_si512((void *)tile[4], c4);
+	_mm512_storeu_si512((void *)tile[5], c5);
+	_mm512_storeu_si512((void *)tile[6], c6);
+	_mm512_storeu_si512((void *)tile[7], c7);
+}
+#endif
+
+struct b8_job {
+	const struct qd_qgemm_args *g;
+	const struct qd_qgemm_packed *pb;
+	const uint8_t *ap;       /* packed A, all row blocks */
+	const int32_t *rsum;     /* per padded row */
+	b8_kernel kern;
+	int64_t s0, s1;          /* strips */
+};
+
+static void *b8_run(void *arg)
+{
+	struct b8_job *j = arg;
+	const struct qd_qgemm_args *g = j->g;
+	const struct qd_qgemm_packed *pb = j->pb;
+	int64_t kq = (g->K + 3) / 4;
+	uint32_t K = (uint32_t)g->K, flip = g->a_signed ? 128 : 0;
+	int32_t tile[B8_MR][B8_NR];
+	for (int64_t s = j->s0; s < j->s1; s++) {
+		const int8_t *bs = pb->b8 + s * kq * B8_NR * 4;
+		int64_t n0 = s * B8_NR, nr = QD_MIN((int64_t)B8_NR, g->N - n0);
+		const uint32_t *cs = (const uint32_t *)pb->colsum + n0, *bz = (const uint32_t *)pb->bzp + n0;
+		for (int64_t m0 = 0; m0 < g->M; m0 += B8_MR) {
+			j->kern(kq, j->ap + m0 * kq * 4, bs, tile);
+			int64_t mr = QD_MIN((int64_t)B8_MR, g->M - m0);
+			for (int64_t r = 0; r < mr; r++) {
+				int64_t m = m0 + r;
+				uint32_t az = (uint32_t)zp_at(g->a_zp, g->a_zp_per_row, m) + flip;
+				uint32_t rs = (uint32_t)j->rsum[m];
+				int32_t *c = g->C + m * g->ldc + n0;
+				for (int64_t q = 0; q < nr; q++)
+					c[q] = (int32_t)((uint32_t)tile[r][q] - az * cs[q] - bz[q] * rs + K * az * bz[q]);
+			}
+		}
+	}
+	return NULL;
+}
+
+static int qgemm_b8_with(const struct qd_qgemm_args *g, const struct qd_qgemm_packed *pb, b8_kernel kern)
+{
+	int rc = check_args(g, false);
+	if (rc)
+		return rc;
+	if (pb->K != g->K || pb->N != g->N)
+		return -QD_EINVAL;
+	if (!g->M || !g->N)
+		return 0;
+	if (!g->K) {
+		for (int64_t m = 0; m < g->M; m++)
+			memset(g->C + m * g->ldc, 0, (size_t)g->N * sizeof(int32_t));
+		return 0;
+	}
+	int64_t kq = (g->K + 3) / 4, mb = (g->M + B8_MR - 1) / B8_MR, ns = (g->N + B8_NR - 1) / B8_NR;
+	uint8_t *ap = malloc((size_t)(mb * kq * B8_MR * 4) + 64);
+	int32_t *rsum = malloc((size_t)(mb * B8_MR) * sizeof(int32_t));
+	if (!ap || !rsum) {
+		free(ap);
+		free(rsum);
+		return -QD_ENOMEM;
+	}
+	for (int64_t b = 0; b < mb; b++)
+		pack_a8(g, b * B8_MR, kq, ap + b * kq * B8_MR * 4, rsum + b * B8_MR);
+	double ops = (double)g->M * (double)g->N * (double)g->K;
+	int nt = g->threads > 1 && ops >= (double)(1 << 22) ? (int)QD_MIN((int64_t)g->threads, ns) : 1;
+	if (nt > QD_QGEMM_MAX_THREADS)
+		nt = QD_QGEMM_MAX_THREADS;
+	struct b8_job jobs[QD_QGEMM_MAX_THREADS];
+	pthread_t tid[QD_QGEMM_MAX_THREADS];
+	bool started[QD_QGEMM_MAX_THREADS] = { false };
+	for (int t = 0; t < nt; t++)
+		jobs[t] = (struct b8_job){ g, pb, ap, rsum, kern, ns * t / nt, ns * (t + 1) / nt };
+	for (int t = 1; t < nt; t++)
+		started[t] = pthread_create(&tid[t], NULL, b8_run, &jobs[t]) == 0;
+	for (int t = 1; t < nt; t++)
+		if (!started[t])
+			b8_run(&jobs[t]);
+	b8_run(&jobs[0]);
+	for (int t = 1; t < nt; t++)
+		if (started[t])
+			pthread_join(tid[t], NULL);
+	free(ap);
+	free(rsum);
+	return 0;
+}
+
+static int qgemm_b8(const struct qd_qgemm_args *g, const struct qd_qgemm_packed *pb)
+{
+#ifdef QD_QGEMM_X86
+	if (have_vnni())
+		return qgemm_b8_with(g, pb, kernel_b8_vnni);
+#endif
+	return qgemm_b8_with(g, pb, kernel_b8_generic);
+}
+
+int qd_qgemm_bytes_generic(const struct qd_qgemm_args *g)
+{
+	struct qd_qgemm_packed *pb = NULL;
+	int rc = check_args(g, true);
+	if (!rc)
+		rc = pack_b8(g, &pb);
+	if (!rc)
+		rc = qgemm_b8_with(g, pb, kernel_b8_generic);
+	qd_qgemm_packed_free(pb);
+	return rc;
 }

@@ -29,6 +29,9 @@ struct qd_qgemm_args {
  * qd_qgemm_ref: three plain loops. */
 int qd_qgemm(const struct qd_qgemm_args *g);
 int qd_qgemm_generic(const struct qd_qgemm_args *g);
+/* The u8 x s8 byte path (what qd_qgemm runs with AVX-512 VNNI) with its portable inner
+ * kernel, on any CPU: testable against qd_qgemm_ref. */
+int qd_qgemm_bytes_generic(const struct qd_qgemm_args *g);
 /* The AVX2 kernel whatever the CPU has beyond it; -QD_EUNSUPPORTED without AVX2. */
 int qd_qgemm_avx2(const struct qd_qgemm_args *g);
 int qd_qgemm_ref(const struct qd_qgemm_args *g);

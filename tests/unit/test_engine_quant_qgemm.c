@@ -70,6 +70,10 @@ static int random_case(int it)
 	for (int64_t i = 0; rca == 0 && i < M * ldc; i++)
 		if (C2[i] != C0[i] && i % ldc < N) bad++;
 	memset(C2, 0, (size_t)(M * ldc) * 4);
+	CHECK_EQ_INT(qd_qgemm_bytes_generic(&g), 0);   /* u8 x s8 path, portable kernel */
+	for (int64_t i = 0; i < M * ldc; i++)
+		if (i % ldc < N ? C2[i] != C0[i] : C2[i] != 0) bad++;
+	memset(C2, 0, (size_t)(M * ldc) * 4);
 	CHECK_EQ_INT(qd_qgemm(&g), 0);
 	/* prepacked B gives the same result (B and its zero points taken from the packed copy) */
 	struct qd_qgemm_packed *pb = NULL;
