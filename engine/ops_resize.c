@@ -1,7 +1,9 @@
 /* engine/ops_resize.c — Resize (opset 10, 11-18) and Upsample (7-9): nearest (all four
- * nearest modes, and the pre-11 "simple" rule) and N-linear interpolation with the
- * half_pixel, pytorch_half_pixel, align_corners and asymmetric coordinate modes.
- * Cubic, tf_crop_and_resize and antialias fail at load. */
+ * nearest modes, and the pre-11 "simple" rule), N-linear and cubic (cubic_coeff_a,
+ * exclude_outside) interpolation with the half_pixel, pytorch_half_pixel, align_corners,
+ * asymmetric and tf_half_pixel_for_nn coordinate modes. Interpolation is separable: each
+ * axis gets a table of up to 4 (index, weight) taps. tf_crop_and_resize and antialias
+ * fail at load. */
 /* hot loops: let GCC vectorise with runtime alias checks (-O2 uses the "very cheap"
  * cost model that refuses them) */
 #if defined(__GNUC__) && !defined(__clang__)
@@ -13,17 +15,21 @@
 #include <math.h>
 #include "engine/engine_internal.h"
 
-enum coord { C_HALF, C_PYTORCH, C_ALIGN, C_ASYM };
+enum coord { C_HALF, C_PYTORCH, C_ALIGN, C_ASYM, C_TFHALF };
 enum nearest { N_RPF, N_RPC, N_FLOOR, N_CEIL, N_SIMPLE };
 
-struct rs_par { bool linear; enum coord cm; enum nearest nm; };
+struct rs_par { bool linear, cubic, exclude; float cubic_a; enum coord cm; enum nearest nm; };
 
 static int parse_par(const Onnx__NodeProto *np, int64_t opset, bool upsample, struct rs_par *p,
 		     char *why, size_t wl)
 {
 	const char *mode = qd_node_attr_string(np, "mode", "nearest");
+	p->linear = p->cubic = false;
+	p->cubic_a = qd_node_attr_float(np, "cubic_coeff_a", -0.75f);
+	p->exclude = qd_node_attr_int(np, "exclude_outside", 0) != 0;
 	if (!strcmp(mode, "nearest")) p->linear = false;
 	else if (!strcmp(mode, "linear") || (upsample && !strcmp(mode, "bilinear"))) p->linear = true;
+	else if (!strcmp(mode, "cubic") && !upsample && opset >= 11) p->cubic = true;
 	else { snprintf(why, wl, "mode '%s' not supported", mode); return -1; }
 	if (upsample || opset < 11) {
 		p->cm = C_ASYM;
@@ -35,6 +41,7 @@ static int parse_par(const Onnx__NodeProto *np, int64_t opset, bool upsample, st
 	else if (!strcmp(cm, "pytorch_half_pixel")) p->cm = C_PYTORCH;
 	else if (!strcmp(cm, "align_corners")) p->cm = C_ALIGN;
 	else if (!strcmp(cm, "asymmetric")) p->cm = C_ASYM;
+	else if (!strcmp(cm, "tf_half_pixel_for_nn") && opset < 13) p->cm = C_TFHALF;
 	else { snprintf(why, wl, "coordinate_transformation_mode '%s' not supported", cm); return -1; }
 	const char *nm = qd_node_attr_string(np, "nearest_mode", "round_prefer_floor");
 	if (!strcmp(nm, "round_prefer_floor")) p->nm = N_RPF;
@@ -59,14 +66,17 @@ int qd_check_resize(struct qd_enode *n, const int *in_dt, int *out_dt, struct qd
 	return 0;
 }
 
-/* rlen: the resized length before flooring (in * scale, or the size given) */
-static double to_orig(enum coord cm, int64_t x, double scale, int64_t in, int64_t out, double rlen)
+/* rlen: the resized length before flooring (in * scale, or the size given). In float32
+ * like ONNX Runtime, so coordinates that land exactly on .5 round the same way. */
+static double to_orig(enum coord cm, int64_t x, double scale_d, int64_t in, int64_t out, double rlen)
 {
+	float scale = (float)scale_d, xf = (float)x;
 	switch (cm) {
-	case C_HALF: return (x + 0.5) / scale - 0.5;
-	case C_PYTORCH: return out > 1 ? (x + 0.5) / scale - 0.5 : 0.0;
-	case C_ALIGN: return rlen == 1 ? 0.0 : (double)x * (in - 1) / (rlen - 1);
-	default: return x / scale;
+	case C_HALF: return (xf + 0.5f) / scale - 0.5f;
+	case C_PYTORCH: return out > 1 ? (xf + 0.5f) / scale - 0.5f : 0.0f;
+	case C_ALIGN: return rlen == 1 ? 0.0f : xf * (float)(in - 1) / (float)(rlen - 1);
+	case C_TFHALF: return (xf + 0.5f) / scale;
+	default: return xf / scale;
 	}
 }
 
@@ -130,90 +140,112 @@ int qd_op_resize(struct qd_ctx *c)
 	struct qd_tensor *y = qd_ctx_out(c, 0, x->dtype, nd, od);
 	if (!y) return -c->err->code;
 	if (!qd_tensor_count(y)) return 0;
-	/* per-axis source index tables */
-	int64_t *i0[QD_MAX_DIMS] = {0}, *i1[QD_MAX_DIMS] = {0};
-	float *wt[QD_MAX_DIMS] = {0};
+	/* per-axis tap tables: up to 4 (index, weight) per output coordinate */
+	int64_t *tix[QD_MAX_DIMS] = {0};
+	float *tw[QD_MAX_DIMS] = {0};
+	int ntap[QD_MAX_DIMS];
 	int rc = 0;
 	for (int a = 0; a < nd; a++) {
-		i0[a] = malloc(od[a] * sizeof(int64_t));
-		i1[a] = malloc(od[a] * sizeof(int64_t));
-		wt[a] = malloc(od[a] * sizeof(float));
-		if (!i0[a] || !i1[a] || !wt[a]) { rc = qd_ctx_fail(c, QD_ENOMEM, "out of memory"); goto out; }
+		int64_t in = x->dims[a];
+		tix[a] = malloc(od[a] * 4 * sizeof(int64_t));
+		tw[a] = malloc(od[a] * 4 * sizeof(float));
+		if (!tix[a] || !tw[a]) { rc = qd_ctx_fail(c, QD_ENOMEM, "out of memory"); goto out; }
+		bool frac = false;
 		for (int64_t k = 0; k < od[a]; k++) {
 			double s = sc[a];
-			double xo = (x->dims[a] == od[a] && !sizes && s == 1.0) ? (double)k : to_orig(p.cm, k, s, x->dims[a], od[a],
-										 sizes ? (double)od[a] : (double)x->dims[a] * (float)s);
-			if (!p.linear) {
-				i0[a][k] = i1[a][k] = nearest_idx(p.nm, xo, s, x->dims[a]);
-				wt[a][k] = 0;
-			} else {
+			double xo = (in == od[a] && !sizes && s == 1.0) ? (double)k : to_orig(p.cm, k, s, in, od[a],
+										 sizes ? (double)od[a] : (double)in * (float)s);
+			int64_t *ti = tix[a] + k * 4;
+			float *w = tw[a] + k * 4;
+			if (!p.linear && !p.cubic) {
+				ti[0] = ti[1] = ti[2] = ti[3] = nearest_idx(p.nm, xo, s, in);
+				w[0] = 1; w[1] = w[2] = w[3] = 0;
+			} else if (p.linear) {
 				if (xo < 0) xo = 0;
-				if (xo > x->dims[a] - 1) xo = (double)(x->dims[a] - 1);
+				if (xo > in - 1) xo = (double)(in - 1);
 				int64_t f = (int64_t)floor(xo);
-				i0[a][k] = f;
-				i1[a][k] = f + 1 < x->dims[a] ? f + 1 : f;
-				wt[a][k] = (float)(xo - f);
+				float t = (float)(xo - f);
+				ti[0] = f; ti[1] = f + 1 < in ? f + 1 : f; ti[2] = ti[3] = f;
+				w[0] = 1 - t; w[1] = t; w[2] = w[3] = 0;
+				if (t != 0) frac = true;
+			} else {
+				double f = floor(xo), t = xo - f, A = p.cubic_a, sum = 0;
+				double d[4] = { t + 1, t, 1 - t, 2 - t }, cw[4];
+				cw[0] = ((A * d[0] - 5 * A) * d[0] + 8 * A) * d[0] - 4 * A;
+				cw[1] = ((A + 2) * d[1] - (A + 3)) * d[1] * d[1] + 1;
+				cw[2] = ((A + 2) * d[2] - (A + 3)) * d[2] * d[2] + 1;
+				cw[3] = ((A * d[3] - 5 * A) * d[3] + 8 * A) * d[3] - 4 * A;
+				for (int q = 0; q < 4; q++) {
+					int64_t ix = (int64_t)f - 1 + q;
+					if (p.exclude && (ix < 0 || ix >= in)) cw[q] = 0;
+					ti[q] = ix < 0 ? 0 : ix >= in ? in - 1 : ix;
+					sum += cw[q];
+				}
+				for (int q = 0; q < 4; q++) w[q] = (float)(p.exclude && sum != 0 ? cw[q] / sum : cw[q]);
+				if (t != 0) frac = true;
 			}
 		}
+		ntap[a] = !frac ? 1 : p.cubic ? 4 : 2;
+		if (ntap[a] == 1) /* no fractional coordinate: the tap with weight 1 */
+			for (int64_t k = 0; k < od[a]; k++) {
+				int64_t *ti = tix[a] + k * 4;
+				float *w = tw[a] + k * 4;
+				int best = 0;
+				for (int q = 1; q < 4; q++) if (w[q] > w[best]) best = q;
+				ti[0] = ti[best];
+			}
 	}
 	int64_t xs[QD_MAX_DIMS], n = qd_tensor_count(y), idx[QD_MAX_DIMS] = {0};
 	qd_dims_strides(nd, x->dims, xs);
 	/* axes that actually interpolate */
-	int lax[QD_MAX_DIMS], nl = 0;
-	if (p.linear)
-		for (int a = 0; a < nd; a++) {
-			bool any = false;
-			for (int64_t k = 0; k < od[a] && !any; k++) any = wt[a][k] != 0;
-			if (any) lax[nl++] = a;
-		}
+	int lax[QD_MAX_DIMS], nl = 0, combos = 1;
+	for (int a = 0; a < nd; a++)
+		if (ntap[a] > 1) { lax[nl++] = a; combos *= ntap[a]; }
 	bool f32 = x->dtype == QD_DT_FLOAT;
 	size_t es = qd_dtype_size(x->dtype);
 	if (nl == 0 && nd >= 1) {
 		/* nearest: gather along the last axis row by row; an output row whose source row
 		 * equals the previous one's is a copy of it */
 		int64_t OW = od[nd - 1], rows = n / (OW ? OW : 1), prev = -1;
-		const int64_t *cx = i0[nd - 1];
+		const int64_t *cx = tix[nd - 1];
 		for (int64_t r = 0; r < rows; r++) {
 			int64_t base = 0, rr = r;
-			for (int a = nd - 2; a >= 0; a--) { base += i0[a][rr % od[a]] * xs[a]; rr /= od[a]; }
+			for (int a = nd - 2; a >= 0; a--) { base += tix[a][(rr % od[a]) * 4] * xs[a]; rr /= od[a]; }
 			char *dst = (char *)y->data + r * OW * es;
 			if (base == prev) { memcpy(dst, dst - OW * es, OW * es); continue; }
 			prev = base;
 			if (es == 4) {
 				const uint32_t *src = (const uint32_t *)x->data + base;
-				for (int64_t j = 0; j < OW; j++) ((uint32_t *)dst)[j] = src[cx[j]];
+				for (int64_t j = 0; j < OW; j++) ((uint32_t *)dst)[j] = src[cx[j * 4]];
 			} else
 				for (int64_t j = 0; j < OW; j++)
-					memcpy(dst + j * es, (const char *)x->data + (base + cx[j]) * es, es);
+					memcpy(dst + j * es, (const char *)x->data + (base + cx[j * 4]) * es, es);
 		}
 		goto out;
 	}
 	for (int64_t k = 0; k < n; k++) {
 		int64_t base = 0;
-		for (int a = 0; a < nd; a++) base += i0[a][idx[a]] * xs[a];
-		if (nl == 0) {
-			memcpy((char *)y->data + k * es, (const char *)x->data + base * es, es);
-		} else {
-			double acc = 0;
-			for (int m = 0; m < (1 << nl); m++) {
-				double w = 1;
-				int64_t off = base;
-				for (int j = 0; j < nl; j++) {
-					int a = lax[j];
-					float t = wt[a][idx[a]];
-					if (m >> j & 1) { w *= t; off += (i1[a][idx[a]] - i0[a][idx[a]]) * xs[a]; }
-					else w *= 1 - t;
-				}
-				if (w == 0) continue;
-				acc += w * (f32 ? ((const float *)x->data)[off] : qd_tensor_get_f64(x, off));
+		for (int a = 0; a < nd; a++) if (ntap[a] == 1) base += tix[a][idx[a] * 4] * xs[a];
+		double acc = 0;
+		for (int m = 0; m < combos; m++) {
+			double w = 1;
+			int64_t off = base;
+			int mm = m;
+			for (int j = 0; j < nl; j++) {
+				int a = lax[j], q = mm % ntap[a];
+				mm /= ntap[a];
+				w *= tw[a][idx[a] * 4 + q];
+				off += tix[a][idx[a] * 4 + q] * xs[a];
 			}
-			if (f32) ((float *)y->data)[k] = (float)acc;
-			else if (qd_dtype_is_int(x->dtype)) qd_tensor_set_i64(y, k, (int64_t)nearbyint(acc));
-			else qd_tensor_set_f64(y, k, acc);
+			if (w == 0) continue;
+			acc += w * (f32 ? ((const float *)x->data)[off] : qd_tensor_get_f64(x, off));
 		}
+		if (f32) ((float *)y->data)[k] = (float)acc;
+		else if (qd_dtype_is_int(x->dtype)) qd_tensor_set_i64(y, k, qd_f2i(nearbyint(acc)));
+		else qd_tensor_set_f64(y, k, acc);
 		for (int a = nd - 1; a >= 0; a--) { if (++idx[a] < od[a]) break; idx[a] = 0; }
 	}
 out:
-	for (int a = 0; a < nd; a++) { free(i0[a]); free(i1[a]); free(wt[a]); }
+	for (int a = 0; a < nd; a++) { free(tix[a]); free(tw[a]); }
 	return rc;
 }

@@ -60,7 +60,34 @@ def cases(work):
     c.append(("einsum_forms", ep, {"q": rng.standard_normal((2, 3, 4, 5)).astype(np.float32),
                                    "k": rng.standard_normal((2, 3, 6, 5)).astype(np.float32),
                                    "w": rng.standard_normal((5, 7)).astype(np.float32)}, 1e-4))
+    rp = os.path.join(work, "resize.onnx")
+    make_resize_model(rp)
+    c.append(("resize_modes", rp, {"x": rng.standard_normal((1, 2, 7, 9)).astype(np.float32)}, 1e-4))
     return c
+
+
+def make_resize_model(path):
+    """Resize modes beyond the OCR models' nearest: cubic (half_pixel, align_corners with
+    sizes, exclude_outside), linear pytorch_half_pixel down-scaling, nearest round_prefer_ceil."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    inits = [numpy_helper.from_array(np.array([1, 1, 1.7, 2.3], np.float32), "sc_up"),
+             numpy_helper.from_array(np.array([1, 1, 0.6, 0.5], np.float32), "sc_down"),
+             numpy_helper.from_array(np.array([1, 2, 11, 5], np.int64), "sizes"),
+             numpy_helper.from_array(np.array([], np.float32), "empty")]
+    specs = [dict(mode="cubic"), dict(mode="cubic", coordinate_transformation_mode="align_corners"),
+             dict(mode="cubic", exclude_outside=1, cubic_coeff_a=-0.5),
+             dict(mode="linear", coordinate_transformation_mode="pytorch_half_pixel"),
+             dict(mode="nearest", coordinate_transformation_mode="half_pixel", nearest_mode="round_prefer_ceil")]
+    ins = [["x", "", "sc_up"], ["x", "", "", "sizes"], ["x", "", "sc_up"], ["x", "", "sc_down"], ["x", "", "sc_up"]]
+    nodes, outs = [], []
+    for i, (sp, inp) in enumerate(zip(specs, ins)):
+        nodes.append(helper.make_node("Resize", inp, [f"r{i}"], **sp))
+        outs.append(helper.make_tensor_value_info(f"r{i}", TensorProto.FLOAT, None))
+    g = helper.make_graph(nodes, "resize", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 7, 9])], outs, inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    onnx.save(m, path)
 
 
 def make_einsum_model(path):
