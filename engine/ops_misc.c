@@ -332,3 +332,100 @@ int qd_op_lrn(struct qd_ctx *c)
 			}
 	return 0;
 }
+
+/* ---- losses (inference of training graphs; ONNX reference semantics) ---- */
+static bool has_attr(const Onnx__NodeProto *np, const char *name)
+{
+	return qd_node_attr(np, name) != NULL;
+}
+
+int qd_check_loss(struct qd_enode *n, const int *in_dt, int *out_dt, struct qd_err *err)
+{
+	const char *r = qd_node_attr_string(n->proto, "reduction", "mean");
+	if (strcmp(r, "none") && strcmp(r, "sum") && strcmp(r, "mean"))
+		return qd_err_set(err, QD_EUNSUPPORTED, n->name, "node '%s': reduction '%s' not supported", n->name, r);
+	return 0;
+}
+
+/* loss from log-probabilities lp [N, C, d...] (any float dtype via get/set) */
+static int nll(struct qd_ctx *c, const struct qd_tensor *lp, const struct qd_tensor *tg, const struct qd_tensor *w,
+	       int oi)
+{
+	const Onnx__NodeProto *np = c->n->proto;
+	const char *red = qd_node_attr_string(np, "reduction", "mean");
+	bool has_ign = has_attr(np, "ignore_index");
+	int64_t ign = qd_node_attr_int(np, "ignore_index", 0);
+	if (lp->ndim < 2 || tg->ndim != lp->ndim - 1 || tg->dims[0] != lp->dims[0])
+		return qd_ctx_fail(c, QD_ESHAPE, "input must be [N, C, ...] and target [N, ...]");
+	for (int i = 2; i < lp->ndim; i++)
+		if (tg->dims[i - 1] != lp->dims[i]) return qd_ctx_fail(c, QD_ESHAPE, "target shape does not match the input");
+	if (!qd_dtype_is_int(tg->dtype)) return qd_ctx_fail(c, QD_EINVAL, "target must be an integer tensor");
+	int64_t N = lp->dims[0], C = lp->dims[1], D = qd_dims_count(lp->ndim - 2, lp->dims + 2);
+	if (w && qd_tensor_count(w) != C) return qd_ctx_fail(c, QD_ESHAPE, "weight must have C values");
+	double *loss = malloc((N * D + 1) * sizeof(double)), wsum = 0, lsum = 0;
+	if (!loss) return qd_ctx_fail(c, QD_ENOMEM, "out of memory");
+	for (int64_t nn = 0; nn < N; nn++)
+		for (int64_t d = 0; d < D; d++) {
+			int64_t t = qd_tensor_get_i64(tg, nn * D + d);
+			double l = 0, wt = 0;
+			if (!(has_ign && t == ign)) {
+				if (t < 0 || t >= C) { free(loss); return qd_ctx_fail(c, QD_EINVAL, "target %lld out of range", (long long)t); }
+				wt = w ? qd_tensor_get_f64(w, t) : 1.0;
+				l = -qd_tensor_get_f64(lp, (nn * C + t) * D + d) * wt;
+			}
+			loss[nn * D + d] = l;
+			wsum += wt;
+			lsum += l;
+		}
+	struct qd_tensor *y;
+	if (!strcmp(red, "none")) {
+		if (!(y = qd_ctx_out(c, oi, lp->dtype, tg->ndim, tg->dims))) { free(loss); return -c->err->code; }
+		for (int64_t i = 0; i < N * D; i++) qd_tensor_set_f64(y, i, loss[i]);
+	} else {
+		if (!(y = qd_ctx_out(c, oi, lp->dtype, 0, NULL))) { free(loss); return -c->err->code; }
+		qd_tensor_set_f64(y, 0, !strcmp(red, "sum") ? lsum : lsum / wsum);
+	}
+	free(loss);
+	return 0;
+}
+
+int qd_op_nll_loss(struct qd_ctx *c)
+{
+	const struct qd_tensor *x = qd_ctx_in(c, 0), *t = qd_ctx_in(c, 1);
+	if (!x || !t) return -c->err->code;
+	return nll(c, x, t, c->n_in > 2 ? c->in[2] : NULL, 0);
+}
+
+int qd_check_sce_loss(struct qd_enode *n, const int *in_dt, int *out_dt, struct qd_err *err)
+{
+	int rc = qd_check_loss(n, in_dt, out_dt, err);
+	out_dt[0] = in_dt[0];
+	if (n->n_out > 1) out_dt[1] = in_dt[0];
+	return rc;
+}
+
+int qd_op_sce_loss(struct qd_ctx *c)
+{
+	const struct qd_tensor *x = qd_ctx_in(c, 0), *t = qd_ctx_in(c, 1);
+	if (!x || !t) return -c->err->code;
+	if (x->ndim < 2) return qd_ctx_fail(c, QD_ESHAPE, "scores must be [N, C, ...]");
+	struct qd_tensor lp;
+	if (qd_tensor_alloc_raw(&lp, NULL, x->dtype, x->ndim, x->dims)) return qd_ctx_fail(c, QD_ENOMEM, "out of memory");
+	int64_t N = x->dims[0], C = x->dims[1], D = qd_dims_count(x->ndim - 2, x->dims + 2);
+	for (int64_t nn = 0; nn < N; nn++)
+		for (int64_t d = 0; d < D; d++) {
+			double mx = -INFINITY, s = 0;
+			for (int64_t k = 0; k < C; k++) mx = fmax(mx, qd_tensor_get_f64(x, (nn * C + k) * D + d));
+			for (int64_t k = 0; k < C; k++) s += exp(qd_tensor_get_f64(x, (nn * C + k) * D + d) - mx);
+			for (int64_t k = 0; k < C; k++)
+				qd_tensor_set_f64(&lp, (nn * C + k) * D + d, qd_tensor_get_f64(x, (nn * C + k) * D + d) - mx - log(s));
+		}
+	int rc = nll(c, &lp, t, c->n_in > 2 ? c->in[2] : NULL, 0);
+	if (!rc && qd_ctx_wants(c, 1)) {
+		struct qd_tensor *o = qd_ctx_out(c, 1, x->dtype, x->ndim, x->dims);
+		if (!o) rc = -c->err->code;
+		else memcpy(o->data, lp.data, lp.nbytes);
+	}
+	qd_tensor_release(&lp);
+	return rc;
+}
