@@ -151,11 +151,8 @@ void qd_mm_geom_free(struct qd_mm_geom *g)
 
 void qd_q_dynamic_params(const float *x, int64_t n, float *scale, int32_t *zp)
 {
-	float mn = 0.0f, mx = 0.0f;
-	for (int64_t i = 0; i < n; i++) {
-		if (x[i] < mn) mn = x[i];
-		if (x[i] > mx) mx = x[i];
-	}
+	float mn, mx;
+	qd_q_minmax0(x, n, &mn, &mx);
 	/* an all-zero input gets scale 1 (ONNX Runtime; the ONNX reference has 1/255) */
 	float s = mx == mn ? 1.0f : (mx - mn) / 255.0f;
 	float z = 0.0f - mn / s;
@@ -324,21 +321,17 @@ int qd_check_quantize(struct qd_enode *n, const int *in_dt, int *out_dt, struct 
 	return 0;
 }
 
-/* Plain scalar quantization of n floats with one scale / zero point. */
+/* Quantization of n floats with one scale / zero point (8-bit: vectorised loops). */
 static void quantize_run(const float *x, int64_t n, float s, int32_t zp, int dt, void *y,
 			 int64_t yofs, int32_t lo, int32_t hi)
 {
 	switch (dt) {
-	case QD_DT_UINT8: {
-		uint8_t *o = (uint8_t *)y + yofs;
-		for (int64_t i = 0; i < n; i++) o[i] = (uint8_t)qd_q_round_sat(x[i] / s, zp, lo, hi);
+	case QD_DT_UINT8:
+		qd_q_quantize_u8(x, n, s, zp, lo, hi, (uint8_t *)y + yofs);
 		break;
-	}
-	case QD_DT_INT8: {
-		int8_t *o = (int8_t *)y + yofs;
-		for (int64_t i = 0; i < n; i++) o[i] = (int8_t)qd_q_round_sat(x[i] / s, zp, lo, hi);
+	case QD_DT_INT8:
+		qd_q_quantize_s8(x, n, s, zp, lo, hi, (int8_t *)y + yofs);
 		break;
-	}
 	default:
 		for (int64_t i = 0; i < n; i++) qd_q_store(y, dt, yofs + i, qd_q_round_sat(x[i] / s, zp, lo, hi));
 	}

@@ -84,4 +84,24 @@ void qd_mm_geom_free(struct qd_mm_geom *g);
 /* Dynamic uint8 quantization parameters of x (DynamicQuantizeLinear rules). */
 void qd_q_dynamic_params(const float *x, int64_t n, float *scale, int32_t *zp);
 
+/* Vectorised element loops (engine/ops_quant_vec.c) and their plain _ref twins.
+ * Quantize n floats: saturate(round_half_even(x / s) + zp) into [lo, hi] (8-bit). */
+void qd_q_quantize_u8(const float *x, int64_t n, float s, int32_t zp, int32_t lo, int32_t hi, uint8_t *y);
+void qd_q_quantize_s8(const float *x, int64_t n, float s, int32_t zp, int32_t lo, int32_t hi, int8_t *y);
+void qd_q_quantize_8_ref(const float *x, int64_t n, float s, int32_t zp, int32_t lo, int32_t hi,
+			 bool is_signed, void *y);
+/* min(0, x...) and max(0, x...), NaNs ignored. */
+void qd_q_minmax0(const float *x, int64_t n, float *mn, float *mx);
+void qd_q_minmax0_ref(const float *x, int64_t n, float *mn, float *mx);
+/* y[r][n] = acc[r][n] * mul[n] (+ bias[n]); rows x N, contiguous. */
+void qd_q_dequant_rows(const int32_t *acc, int64_t rows, int64_t N, const float *mul,
+		       const float *bias, float *y);
+void qd_q_dequant_rows_ref(const int32_t *acc, int64_t rows, int64_t N, const float *mul,
+			   const float *bias, float *y);
+/* y[n] = saturate(round_half_even(acc[n] * mul[n]) + zp) into [lo, hi], 8-bit. */
+void qd_q_requant_row(const int32_t *acc, int64_t N, const float *mul, int32_t zp, int32_t lo,
+		      int32_t hi, bool is_signed, void *y);
+void qd_q_requant_row_ref(const int32_t *acc, int64_t N, const float *mul, int32_t zp, int32_t lo,
+			  int32_t hi, bool is_signed, void *y);
+
 #endif

@@ -149,6 +149,23 @@ out:
 	return rc;
 }
 
+/* Engine scratch for nacc int32 accumulators, nmul floats (*mul) and naq bytes (*aq),
+ * each 64-byte aligned; NULL with the error set. Valid until the next scratch use. */
+static int32_t *mm_scratch(struct qd_ctx *c, int64_t nacc, int64_t nmul, int64_t naq, float **mul,
+			   uint8_t **aq)
+{
+	size_t a = ((size_t)nacc * sizeof(int32_t) + 63) & ~(size_t)63;
+	size_t m = ((size_t)nmul * sizeof(float) + 63) & ~(size_t)63;
+	uint8_t *p = qd_ctx_scratch(c, a + m + (size_t)naq + 128);
+	if (!p)
+		return NULL;
+	p = (uint8_t *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
+	*mul = (float *)(void *)(p + a);
+	if (aq)
+		*aq = p + a + m;
+	return (int32_t *)(void *)p;
+}
+
 /* ---- QLinearMatMul ----------------------------------------------------------------- */
 
 int qd_op_qlinear_matmul(struct qd_ctx *c)
@@ -176,10 +193,12 @@ int qd_op_qlinear_matmul(struct qd_ctx *c)
 	    (rc = qd_q_scalar_zp(c, 7, "y_zero_point", a->dtype, &yz)))
 		goto out;
 	qd_q_range(a->dtype, &lo, &hi);
-	acc = malloc((size_t)(g.batch * g.M * g.N + 1) * sizeof(int32_t));
+	/* accumulators and per-column multipliers in the engine's scratch (no per-run malloc) */
+	float *mul = NULL;
+	acc = mm_scratch(c, g.batch * g.M * g.N, g.N, 0, &mul, NULL);
 	struct qd_tensor *y = acc ? qd_ctx_out(c, 0, a->dtype, g.ndim, g.dims) : NULL;
 	if (!acc || !y) {
-		rc = acc ? -c->err->code : qd_ctx_fail(c, QD_ENOMEM, "out of memory");
+		rc = -c->err->code;
 		goto out;
 	}
 	struct imm_operand A = { a->data, a->dtype == QD_DT_INT8, azv, naz };
@@ -188,27 +207,17 @@ int qd_op_qlinear_matmul(struct qd_ctx *c)
 			  cached_b(c, 3, 5, &g, b->data, B.is_signed, bzv, nbz, mats_of(b)))))
 		goto out;
 	/* per-column multipliers (a_scale * b_scale[n] / y_scale), per row when a_scale is */
-	float *mul = malloc((size_t)(g.N ? g.N : 1) * sizeof(float));
-	if (!mul) {
-		rc = qd_ctx_fail(c, QD_ENOMEM, "out of memory");
-		goto out;
-	}
 	for (int64_t bt = 0; bt < g.batch; bt++)
 		for (int64_t m = 0; m < g.M; m++) {
-			if (m == 0 || aper)
+			if ((bt == 0 && m == 0) || aper)
 				for (int64_t n = 0; n < g.N; n++)
 					mul[n] = as[aper ? m : 0] * bs[bper ? n : 0] / ys;
 			int64_t r = (bt * g.M + m) * g.N;
-			if (a->dtype == QD_DT_UINT8)
-				for (int64_t n = 0; n < g.N; n++)
-					((uint8_t *)y->data)[r + n] = (uint8_t)qd_q_round_sat((float)acc[r + n] * mul[n], yz, lo, hi);
-			else
-				for (int64_t n = 0; n < g.N; n++)
-					((int8_t *)y->data)[r + n] = (int8_t)qd_q_round_sat((float)acc[r + n] * mul[n], yz, lo, hi);
+			qd_q_requant_row(acc + r, g.N, mul, yz, lo, hi, a->dtype == QD_DT_INT8,
+					 (uint8_t *)y->data + r);
 		}
-	free(mul);
 out:
-	free(acc); free(as); free(bs); free(azv); free(bzv);
+	free(as); free(bs); free(azv); free(bzv);
 	qd_mm_geom_free(&g);
 	return rc;
 }
@@ -227,15 +236,13 @@ static int bias_vec(struct qd_ctx *c, int i, int64_t N, const float **out)
 	return 0;
 }
 
-/* y = acc * a_scale * b_scale[n] (+ bias[n]) */
+/* y = acc * (a_scale * b_scale[n]) (+ bias[n]); mul: N floats of scratch */
 static void scale_to_float(const struct qd_mm_geom *g, const int32_t *acc, float as,
-			   const float *bs, bool bper, const float *bias, float *y)
+			   const float *bs, bool bper, const float *bias, float *mul, float *y)
 {
-	for (int64_t r = 0; r < g->batch * g->M; r++)
-		for (int64_t n = 0; n < g->N; n++) {
-			float v = (float)acc[r * g->N + n] * (as * bs[bper ? n : 0]);
-			y[r * g->N + n] = bias ? v + bias[n] : v;
-		}
+	for (int64_t n = 0; n < g->N; n++)
+		mul[n] = as * bs[bper ? n : 0];
+	qd_q_dequant_rows(acc, g->batch * g->M, g->N, mul, bias, y);
 }
 
 int qd_op_matmul_integer_to_float(struct qd_ctx *c)
@@ -265,10 +272,11 @@ int qd_op_matmul_integer_to_float(struct qd_ctx *c)
 		rc = qd_ctx_fail(c, QD_EUNSUPPORTED, "a_zero_point must be a scalar");
 		goto out;
 	}
-	acc = malloc((size_t)(g.batch * g.M * g.N + 1) * sizeof(int32_t));
+	float *mul = NULL;
+	acc = mm_scratch(c, g.batch * g.M * g.N, g.N, 0, &mul, NULL);
 	struct qd_tensor *y = acc ? qd_ctx_out(c, 0, QD_DT_FLOAT, g.ndim, g.dims) : NULL;
 	if (!acc || !y) {
-		rc = acc ? -c->err->code : qd_ctx_fail(c, QD_ENOMEM, "out of memory");
+		rc = -c->err->code;
 		goto out;
 	}
 	struct imm_operand A = { a->data, a->dtype == QD_DT_INT8, azv, naz };
@@ -276,9 +284,9 @@ int qd_op_matmul_integer_to_float(struct qd_ctx *c)
 	if ((rc = imm_run(c, &g, &A, mats_of(a), &B, mats_of(b), acc,
 			  cached_b(c, 1, 5, &g, b->data, B.is_signed, bzv, nbz, mats_of(b)))))
 		goto out;
-	scale_to_float(&g, acc, as, bs, bper, bias, y->data);
+	scale_to_float(&g, acc, as, bs, bper, bias, mul, y->data);
 out:
-	free(acc); free(bs); free(azv); free(bzv);
+	free(bs); free(azv); free(bzv);
 	qd_mm_geom_free(&g);
 	return rc;
 }
@@ -307,24 +315,22 @@ int qd_op_dynamic_quantize_matmul(struct qd_ctx *c)
 		goto out;
 	/* A: DynamicQuantizeLinear over the whole tensor (uint8, asymmetric) */
 	qd_q_dynamic_params(a->data, na, &as, &az);
-	aq = malloc((size_t)na + 1);
-	acc = malloc((size_t)(g.batch * g.M * g.N + 1) * sizeof(int32_t));
-	struct qd_tensor *y = aq && acc ? qd_ctx_out(c, 0, QD_DT_FLOAT, g.ndim, g.dims) : NULL;
-	if (!aq || !acc || !y) {
-		rc = aq && acc ? -c->err->code : qd_ctx_fail(c, QD_ENOMEM, "out of memory");
+	float *mul = NULL;
+	acc = mm_scratch(c, g.batch * g.M * g.N, g.N, na, &mul, &aq);
+	struct qd_tensor *y = acc ? qd_ctx_out(c, 0, QD_DT_FLOAT, g.ndim, g.dims) : NULL;
+	if (!acc || !y) {
+		rc = -c->err->code;
 		goto out;
 	}
-	const float *af = a->data;
-	for (int64_t i = 0; i < na; i++)
-		aq[i] = (uint8_t)qd_q_round_sat(af[i] / as, az, 0, 255);
+	qd_q_quantize_u8(a->data, na, as, az, 0, 255, aq);
 	struct imm_operand A = { aq, false, &az, 1 };
 	struct imm_operand B = { b->data, b->dtype == QD_DT_INT8, bzv, nbz };
 	if ((rc = imm_run(c, &g, &A, mats_of(a), &B, mats_of(b), acc,
 			  cached_b(c, 1, 3, &g, b->data, B.is_signed, bzv, nbz, mats_of(b)))))
 		goto out;
-	scale_to_float(&g, acc, as, bs, bper, bias, y->data);
+	scale_to_float(&g, acc, as, bs, bper, bias, mul, y->data);
 out:
-	free(aq); free(acc); free(bs); free(bzv);
+	free(bs); free(bzv);
 	qd_mm_geom_free(&g);
 	return rc;
 }

@@ -635,7 +635,7 @@ def qdq_conv():
     c.fnode("Conv", ["x", "w", "b"], ["y_c"], pads=[1, 1, 1, 1])
     c.fnode("Relu", ["y_c"], ["y_ref"])
     c.fout("y_ref")
-    c.cmp("y", "y_ref", 0.15)
+    c.cmp("y", "y_ref", 0.3)
     return c
 
 
@@ -1326,6 +1326,142 @@ def skip_layernorm():
     c.cmp("y", "y_ref", 1e-4)
     c.cmp("sum", "sum_ref", 1e-5)
     return c
+
+
+# ---- chains the engine fuses at load (engine/fuse.c) ------------------------------------
+# Each runs unchanged in ORT; in the engine it becomes one DynamicQuantizeMatMul /
+# MatMulIntegerToFloat node (K and N not multiples of the kernel's 4 / 16).
+
+def fuse_weights(c, K, N, wdt, per_col, sym=False):
+    w = (c.rng.standard_normal((K, N)) * 0.2).astype(np.float32)
+    lo, hi = QRANGE[wdt]
+    if sym:     # int8 symmetric (zero points 0)
+        ws = (np.abs(w).max(axis=0 if per_col else None) / 127).astype(np.float32)
+        wz = np.zeros(N, np.int8) if per_col else np.array(0, np.int8)
+        return w, quantize(w, ws, wz, wdt), ws, wz
+    if per_col:
+        ws = ((w.max(axis=0) - w.min(axis=0)) / (hi - lo) + 1e-6).astype(np.float32)
+    else:
+        ws = np.array((w.max() - w.min()) / (hi - lo) + 1e-6, np.float32)
+    wz = np.round(lo - w.min(axis=0) / ws) if per_col else np.round(lo - w.min() / ws)
+    wz = np.clip(wz, lo, hi).astype(wdt)
+    if wdt == np.int8 and per_col:
+        wz[::2] = 0     # symmetric columns too
+    wq = quantize(w, ws, wz, wdt)
+    return w, wq, ws, wz
+
+
+def fuse_dyn_case(name, wdt, per_col, bias, shared=False):
+    """DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul(., Mul(s, S)) [-> Add]
+    (OnnxDynamicQuantization's graph). shared: the DQL also feeds a second chain."""
+    c = Case(name, opset=13)
+    K, N = 41, 19
+    x = c.rng.standard_normal((2, 5, K)).astype(np.float32)
+    w, wq, ws, wz = fuse_weights(c, K, N, wdt, per_col)
+    c.inp("x", x)
+    c.init("wq", wq, float_too=False)
+    c.init("ws", ws, float_too=False)
+    c.init("wz", wz, float_too=False)
+    c.node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"])
+    outs = ["y"] + (["y2"] if shared else [])
+    for o in outs:
+        c.node("MatMulInteger", ["xq", "wq", "xz", "wz"], [o + "_i"])
+        c.node("Cast", [o + "_i"], [o + "_c"], to=TensorProto.FLOAT)
+        c.node("Mul", ["xs", "ws"], [o + "_s"])
+        c.node("Mul", [o + "_c", o + "_s"], [o + "_m" if bias else o])
+        if bias:
+            c.init(o + "_b", (c.rng.standard_normal(N) * 0.3).astype(np.float32))
+            c.node("Add", [o + "_m", o + "_b"], [o])
+        c.out(o, TensorProto.FLOAT, "float")
+        c.fnode("MatMul", ["x", c.finit(o + "_w", dequantize(wq, ws, wz))],
+                [o + "_fm" if bias else o + "_ref"])
+        if bias:
+            c.fnode("Add", [o + "_fm", o + "_b"], [o + "_ref"])
+        c.fout(o + "_ref")
+        c.cmp(o, o + "_ref", 0.1)
+    return c
+
+
+@case
+def fuse_dyn_s8_col_bias():
+    return fuse_dyn_case("fuse_dyn_s8_col_bias", np.int8, True, True)
+
+
+@case
+def fuse_dyn_u8_tensor():
+    return fuse_dyn_case("fuse_dyn_u8_tensor", np.uint8, False, False)
+
+
+@case
+def fuse_dyn_shared_u8_col():
+    return fuse_dyn_case("fuse_dyn_shared_u8_col", np.uint8, True, True, shared=True)
+
+
+def fuse_qdq_case(name, wdt, per_col, bias, act="q", extra_out=False, sym=False):
+    """MatMul(DequantizeLinear(act), DequantizeLinear(W)) [-> Add]; act "q": QuantizeLinear
+    (u8, constant scale), "s8": QuantizeLinear to int8, "dyn": DynamicQuantizeLinear.
+    extra_out: the activation's DequantizeLinear output is also a graph output (no fusion)."""
+    c = Case(name, opset=13)
+    K, N = 37, 21
+    x = c.rng.standard_normal((3, 4, K)).astype(np.float32)
+    w, wq, ws, wz = fuse_weights(c, K, N, wdt, per_col, sym)
+    c.inp("x", x)
+    c.init("wq", wq, float_too=False)
+    c.init("ws", ws, float_too=False)
+    c.init("wz", wz, float_too=False)
+    if act == "dyn":
+        c.node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"])
+    else:
+        adt = np.uint8 if act == "q" else np.int8
+        c.init("xs", np.array(6.0 / 255, np.float32), float_too=False)
+        c.init("xz", np.array(128 if adt == np.uint8 else 3, adt), float_too=False)
+        c.node("QuantizeLinear", ["x", "xs", "xz"], ["xq"])
+    c.node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"])
+    c.node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"], **({"axis": 1} if per_col else {}))
+    c.node("MatMul", ["xd", "wd"], ["y_m" if bias else "y"])
+    if bias:
+        c.init("b", (c.rng.standard_normal(N) * 0.3).astype(np.float32))
+        c.node("Add", ["y_m", "b"], ["y"])
+    if act == "dyn":
+        # ORT rewrites DynamicQuantizeLinear -> DequantizeLinear -> MatMul itself and lands
+        # up to ~0.03 away from the ONNX semantics here; the engine (fused or not) matches a
+        # numpy evaluation of the graph to 1e-6, so ORT is only held to an absolute 0.05.
+        c.out("y", TensorProto.FLOAT, "fa", 0.05)
+    else:
+        c.out("y", TensorProto.FLOAT, "float")
+    if extra_out:
+        c.out("xd", TensorProto.FLOAT, "float")
+    c.fnode("MatMul", ["x", c.finit("w_f", dequantize(wq, ws, wz))], ["y_fm" if bias else "y_ref"])
+    if bias:
+        c.fnode("Add", ["y_fm", "b"], ["y_ref"])
+    c.fout("y_ref")
+    c.cmp("y", "y_ref", 0.3)
+    return c
+
+
+@case
+def fuse_qdq_s8_col_bias():
+    return fuse_qdq_case("fuse_qdq_s8_col_bias", np.int8, True, True)
+
+
+@case
+def fuse_qdq_u8_tensor():
+    return fuse_qdq_case("fuse_qdq_u8_tensor", np.uint8, False, False)
+
+
+@case
+def fuse_qdq_s8act_s8_col():
+    return fuse_qdq_case("fuse_qdq_s8act_s8_col", np.int8, True, False, act="s8")
+
+
+@case
+def fuse_qdq_dyn_s8_col_bias():
+    return fuse_qdq_case("fuse_qdq_dyn_s8_col_bias", np.int8, True, True, act="dyn", sym=True)
+
+
+@case
+def fuse_qdq_output_kept():
+    return fuse_qdq_case("fuse_qdq_output_kept", np.int8, True, True, extra_out=True)
 
 
 def main():
