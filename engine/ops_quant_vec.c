@@ -54,13 +54,26 @@ void qd_q_quantize_8_ref(const float *x, int64_t n, float s, int32_t zp, int32_t
 QV_CLONES
 void qd_q_minmax0(const float *x, int64_t n, float *mn, float *mx)
 {
-	float a = 0.0f, b = 0.0f;
-	for (int64_t i = 0; i < n; i++) {
-		a = x[i] < a ? x[i] : a;
-		b = x[i] > b ? x[i] : b;
+	/* 16 independent lanes (a float min/max reduction does not vectorise as such);
+	 * comparisons with NaN are false, so NaNs are skipped in any order */
+	float a[16] = {0}, b[16] = {0};
+	int64_t i = 0;
+	for (; i + 16 <= n; i += 16)
+		for (int j = 0; j < 16; j++) {
+			a[j] = x[i + j] < a[j] ? x[i + j] : a[j];
+			b[j] = x[i + j] > b[j] ? x[i + j] : b[j];
+		}
+	for (; i < n; i++) {
+		a[0] = x[i] < a[0] ? x[i] : a[0];
+		b[0] = x[i] > b[0] ? x[i] : b[0];
 	}
-	*mn = a;
-	*mx = b;
+	float ra = 0.0f, rb = 0.0f;
+	for (int j = 0; j < 16; j++) {
+		ra = a[j] < ra ? a[j] : ra;
+		rb = b[j] > rb ? b[j] : rb;
+	}
+	*mn = ra;
+	*mx = rb;
 }
 
 void qd_q_minmax0_ref(const float *x, int64_t n, float *mn, float *mx)

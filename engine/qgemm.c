@@ -243,7 +243,7 @@ struct qd_qgemm_packed {
 	int16_t *data;
 	int64_t *ofs;      /* panel index -> offset into data */
 	int8_t *b8;        /* [16-column strip][k quad][16][4] s8, whole K per strip */
-	int32_t *colsum;   /* per column: sum over k of the s8 values */
+	int32_t *colsum;   /* per column: sum over k of the s8 values - K * zero point */
 	int32_t *bzp;      /* per column: zero point in the s8 domain */
 };
 
@@ -474,7 +474,8 @@ int qd_qgemm_avx2(const struct qd_qgemm_args *g)
  * A is made unsigned (signed A: +128, flip the top bit) and B signed (unsigned B: -128);
  * the zero points move with them. With A', B', az', bz' in those domains,
  *   sum_k (A'-az')(B'-bz') = sum A'B' - az' colsum(B') - bz' rowsum(A') + K az' bz'
- * which is exact modulo 2^32 like the reference. vpdpbusd adds four u8*s8 products into
+ *                             = sum A'B' - az' (colsum(B') - K bz') - bz' rowsum(A')
+ * which is exact modulo 2^32 like the reference (colsum - K bz' is kept per column). vpdpbusd adds four u8*s8 products into
  * an int32 lane without saturation (each group is at most 4*255*128). B is packed per
  * 16-column strip over the whole K; A per 8-row block as [k quad][8 rows] of 4 bytes.
  * Zero-padding (K to a multiple of 4, M to 8, N to 16) contributes nothing. */
@@ -511,13 +512,16 @@ static int pack_b8(const struct qd_qgemm_args *g, struct qd_qgemm_packed **out)
 			p->colsum[n] = (int32_t)((uint32_t)p->colsum[n] + (uint32_t)v);
 		}
 	}
-	for (int64_t n = 0; n < N; n++)
+	for (int64_t n = 0; n < N; n++) {
 		p->bzp[n] = zp_at(g->b_zp, g->b_zp_per_col, n) - shift;
+		p->colsum[n] = (int32_t)((uint32_t)p->colsum[n] - (uint32_t)K * (uint32_t)p->bzp[n]);
+	}
 	*out = p;
 	return 0;
 }
 
 /* A rows [m0, m0+8) into dst ([kq][8] 4-byte groups, made unsigned) and their sums. */
+__attribute__((optimize("O3")))
 static void pack_a8(const struct qd_qgemm_args *g, int64_t m0, int64_t kq, uint8_t *dst, int32_t *rsum)
 {
 	uint8_t flip = g->a_signed ? 0x80 : 0;
@@ -597,12 +601,44 @@ static void kernel_b8_vnni(int64_t kq, const uint8_t *a, const int8_t *b, int32_
 }
 #endif
 
+/* C rows [0, mr) x columns [0, nr) = tile - az[r] * colk[n] - bz[n] * rs[r] (mod 2^32). */
+typedef void (*b8_epi)(int32_t tile[B8_MR][B8_NR], const uint32_t *az, const uint32_t *rs,
+		       const uint32_t *colk, const uint32_t *bz, int32_t *C, int64_t ldc, int64_t mr,
+		       int64_t nr);
+
+static void epi_b8_generic(int32_t tile[B8_MR][B8_NR], const uint32_t *az, const uint32_t *rs,
+			   const uint32_t *colk, const uint32_t *bz, int32_t *C, int64_t ldc, int64_t mr,
+			   int64_t nr)
+{
+	for (int64_t r = 0; r < mr; r++)
+		for (int64_t q = 0; q < nr; q++)
+			C[r * ldc + q] = (int32_t)((uint32_t)tile[r][q] - az[r] * colk[q] - bz[q] * rs[r]);
+}
+
+#ifdef QD_QGEMM_X86
+__attribute__((target("avx512f")))
+static void epi_b8_avx512(int32_t tile[B8_MR][B8_NR], const uint32_t *az, const uint32_t *rs,
+			  const uint32_t *colk, const uint32_t *bz, int32_t *C, int64_t ldc, int64_t mr,
+			  int64_t nr)
+{
+	__mmask16 k = (__mmask16)((1u << nr) - 1);
+	__m512i ck = _mm512_maskz_loadu_epi32(k, colk), bzv = _mm512_maskz_loadu_epi32(k, bz);
+	for (int64_t r = 0; r < mr; r++) {
+		__m512i t = _mm512_loadu_si512((const void *)tile[r]);
+		t = _mm512_sub_epi32(t, _mm512_mullo_epi32(_mm512_set1_epi32((int)az[r]), ck));
+		t = _mm512_sub_epi32(t, _mm512_mullo_epi32(_mm512_set1_epi32((int)rs[r]), bzv));
+		_mm512_mask_storeu_epi32(C + r * ldc, k, t);
+	}
+}
+#endif
+
 struct b8_job {
 	const struct qd_qgemm_args *g;
 	const struct qd_qgemm_packed *pb;
 	const uint8_t *ap;       /* packed A, all row blocks */
 	const int32_t *rsum;     /* per padded row */
 	b8_kernel kern;
+	b8_epi epi;
 	int64_t s0, s1;          /* strips */
 };
 
@@ -612,7 +648,7 @@ static void *b8_run(void *arg)
 	const struct qd_qgemm_args *g = j->g;
 	const struct qd_qgemm_packed *pb = j->pb;
 	int64_t kq = (g->K + 3) / 4;
-	uint32_t K = (uint32_t)g->K, flip = g->a_signed ? 128 : 0;
+	uint32_t flip = g->a_signed ? 128 : 0;
 	int32_t tile[B8_MR][B8_NR];
 	for (int64_t s = j->s0; s < j->s1; s++) {
 		const int8_t *bs = pb->b8 + s * kq * B8_NR * 4;
@@ -621,20 +657,18 @@ static void *b8_run(void *arg)
 		for (int64_t m0 = 0; m0 < g->M; m0 += B8_MR) {
 			j->kern(kq, j->ap + m0 * kq * 4, bs, tile);
 			int64_t mr = QD_MIN((int64_t)B8_MR, g->M - m0);
-			for (int64_t r = 0; r < mr; r++) {
-				int64_t m = m0 + r;
-				uint32_t az = (uint32_t)zp_at(g->a_zp, g->a_zp_per_row, m) + flip;
-				uint32_t rs = (uint32_t)j->rsum[m];
-				int32_t *c = g->C + m * g->ldc + n0;
-				for (int64_t q = 0; q < nr; q++)
-					c[q] = (int32_t)((uint32_t)tile[r][q] - az * cs[q] - bz[q] * rs + K * az * bz[q]);
-			}
+			uint32_t az[B8_MR];
+			for (int64_t r = 0; r < B8_MR; r++)
+				az[r] = r < mr ? (uint32_t)zp_at(g->a_zp, g->a_zp_per_row, m0 + r) + flip : 0;
+			j->epi(tile, az, (const uint32_t *)j->rsum + m0, cs, bz, g->C + m0 * g->ldc + n0,
+			       g->ldc, mr, nr);
 		}
 	}
 	return NULL;
 }
 
-static int qgemm_b8_with(const struct qd_qgemm_args *g, const struct qd_qgemm_packed *pb, b8_kernel kern)
+static int qgemm_b8_with(const struct qd_qgemm_args *g, const struct qd_qgemm_packed *pb, b8_kernel kern,
+			 b8_epi epi)
 {
 	int rc = check_args(g, false);
 	if (rc)
@@ -666,7 +700,7 @@ static int qgemm_b8_with(const struct qd_qgemm_args *g, const struct qd_qgemm_pa
 	pthread_t tid[QD_QGEMM_MAX_THREADS];
 	bool started[QD_QGEMM_MAX_THREADS] = { false };
 	for (int t = 0; t < nt; t++)
-		jobs[t] = (struct b8_job){ g, pb, ap, rsum, kern, ns * t / nt, ns * (t + 1) / nt };
+		jobs[t] = (struct b8_job){ g, pb, ap, rsum, kern, epi, ns * t / nt, ns * (t + 1) / nt };
 	for (int t = 1; t < nt; t++)
 		started[t] = pthread_create(&tid[t], NULL, b8_run, &jobs[t]) == 0;
 	for (int t = 1; t < nt; t++)
@@ -685,9 +719,9 @@ static int qgemm_b8(const struct qd_qgemm_args *g, const struct qd_qgemm_packed 
 {
 #ifdef QD_QGEMM_X86
 	if (have_vnni())
-		return qgemm_b8_with(g, pb, kernel_b8_vnni);
+		return qgemm_b8_with(g, pb, kernel_b8_vnni, epi_b8_avx512);
 #endif
-	return qgemm_b8_with(g, pb, kernel_b8_generic);
+	return qgemm_b8_with(g, pb, kernel_b8_generic, epi_b8_generic);
 }
 
 int qd_qgemm_bytes_generic(const struct qd_qgemm_args *g)
@@ -697,7 +731,7 @@ int qd_qgemm_bytes_generic(const struct qd_qgemm_args *g)
 	if (!rc)
 		rc = pack_b8(g, &pb);
 	if (!rc)
-		rc = qgemm_b8_with(g, pb, kernel_b8_generic);
+		rc = qgemm_b8_with(g, pb, kernel_b8_generic, epi_b8_generic);
 	qd_qgemm_packed_free(pb);
 	return rc;
 }
