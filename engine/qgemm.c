@@ -1,5 +1,7 @@
 /* engine/qgemm.c — 8-bit integer GEMM with zero points, int32 accumulation.
- * DESIGN: zero points are subtracted while packing, so both operands become int16 in
+ * DESIGN: with AVX-512 VNNI, qd_qgemm / qd_qgemm_pack_b use the u8 x s8 byte path at the
+ * end of this file (vpdpbusd, 64 products per instruction, zero points folded in through
+ * row / column sums). Otherwise (AVX2, portable): zero points are subtracted while packing, so both operands become int16 in
  * [-383, 383] and every product pair fits int32 exactly. B is packed per (KC x NC) panel
  * as [16-column strip][k pair][16 columns][2]; A per 8-row block as [k pair][8 rows] of
  * int16 pairs. The 8x16 micro-kernel multiplies k pairs with one vpdpwssd (AVX-512
@@ -503,13 +505,24 @@ static int pack_b8(const struct qd_qgemm_args *g, struct qd_qgemm_packed **out)
 		qd_qgemm_packed_free(p);
 		return -QD_ENOMEM;
 	}
+	/* one k quad at a time: each 16-column strip gets one full 64-byte group per quad
+	 * (signed <-> unsigned is a flip of the top bit: v - 128 == (int8_t)(v ^ 0x80)) */
 	int32_t shift = g->b_signed ? 0 : 128;
-	for (int64_t k = 0; k < K; k++) {
-		int64_t q = k / 4, t = k % 4;
+	uint8_t flip = g->b_signed ? 0 : 0x80;
+	const uint8_t *B = g->B;
+	for (int64_t q = 0; q < kq; q++) {
+		const uint8_t *r[4];
+		for (int t = 0; t < 4; t++)
+			r[t] = 4 * q + t < K ? B + (4 * q + t) * g->ldb : NULL;
 		for (int64_t n = 0; n < N; n++) {
-			int32_t v = ld8(g->B, k * g->ldb + n, g->b_signed) - shift;
-			p->b8[(((n / B8_NR) * kq + q) * B8_NR + n % B8_NR) * 4 + t] = (int8_t)v;
-			p->colsum[n] = (int32_t)((uint32_t)p->colsum[n] + (uint32_t)v);
+			int8_t *d = p->b8 + (((n / B8_NR) * kq + q) * B8_NR + n % B8_NR) * 4;
+			uint32_t cs = (uint32_t)p->colsum[n];
+			for (int t = 0; t < 4; t++) {
+				int8_t v = r[t] ? (int8_t)(r[t][n] ^ flip) : 0;
+				d[t] = v;
+				cs += (uint32_t)(int32_t)v;
+			}
+			p->colsum[n] = (int32_t)cs;
 		}
 	}
 	for (int64_t n = 0; n < N; n++) {

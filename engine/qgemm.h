@@ -24,7 +24,8 @@ struct qd_qgemm_args {
 };
 
 /* Each returns 0 or -QD_ENOMEM (packing buffers) / -QD_EINVAL (negative sizes, NULL data).
- * qd_qgemm: blocked, packed, best inner kernel for this CPU (AVX-512 VNNI, else AVX2).
+ * qd_qgemm: blocked, packed, best inner kernel for this CPU (AVX-512 VNNI u8 x s8 byte
+ * path, else the AVX2 int16 kernel).
  * qd_qgemm_generic: the same blocking with the portable C inner kernel.
  * qd_qgemm_ref: three plain loops. */
 int qd_qgemm(const struct qd_qgemm_args *g);
