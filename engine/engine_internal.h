@@ -229,6 +229,7 @@ static inline int64_t qd_f2i(double v)
 static inline float qd_expf(float x)
 {
 	float xc = x > 88.8f ? 88.8f : x < -104.0f ? -104.0f : x;
+	xc = x != x ? 0.0f : xc;   /* NaN: no float->int conversion of NaN below */
 	/* round to nearest via the 1.5*2^23 trick (roundf is a libm call without SSE4.1) */
 	float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
 	float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
