@@ -688,6 +688,7 @@ int qd_engine_load(const struct qd_model *m, const struct qd_engine_opts *opts,
 	struct loader L = { e, err };
 	int rc = compile_graph(&L, m->proto->graph, NULL, NULL, &e->main, NULL, NULL);
 	if (!rc) rc = qd_fuse_graph(e, e->main, err);
+	if (!rc) rc = qd_fuse_float_graph(e, e->main, err);
 	if (rc) { qd_engine_free(e); return rc; }
 	e->peak_bytes = e->live_bytes = 0;
 	*out = e;

@@ -102,6 +102,20 @@ const struct qd_op *qd_op_find(const char *op_type, const char *domain, int64_t 
 /* ---- compiled graphs ---- */
 struct qd_egraph;
 
+/* Float epilogue fused into a Conv at load (engine/fuse_float.c): steps applied in order
+ * to every output value after bias. n == 0: none. */
+enum qd_epi_kind {
+	QD_EPI_MUL, QD_EPI_ADD, QD_EPI_DIV, QD_EPI_RELU, QD_EPI_CLIP, QD_EPI_HSIG, QD_EPI_SIGMOID,
+	QD_EPI_HSWISH, QD_EPI_XCLIP, /* x * clip(x + a, lo, hi) */ QD_EPI_XHSIG, /* x * hsig(x) */
+};
+#define QD_EPI_MAX 8
+struct qd_epi_step { int kind; float a, b, c; }; /* MUL/ADD/DIV a; CLIP [b, c]; HSIG/XHSIG a*x+b;
+							   * XCLIP a, [b, c] */
+struct qd_epilogue { int n; struct qd_epi_step s[QD_EPI_MAX]; };
+/* Apply the epilogue to n floats in place (engine/ops_conv.c), and its plain twin. */
+void qd_epi_apply(const struct qd_epilogue *ep, float *y, int64_t n);
+void qd_epi_apply_ref(const struct qd_epilogue *ep, float *y, int64_t n);
+
 struct qd_enode {
 	const Onnx__NodeProto *proto;
 	const struct qd_op *op;
@@ -121,6 +135,7 @@ struct qd_enode {
 	 * node and not run. With a hook every original node runs. */
 	struct qd_enode *fused;
 	bool fuse_skip;
+	struct qd_epilogue epi;     /* Conv: fused float epilogue (engine/fuse_float.c) */
 };
 
 struct qd_egraph {
@@ -304,5 +319,9 @@ void qd_conv_transpose_f32_ref(const struct qd_conv_geom *g, const float *x, con
  * and attaches fused nodes to them (qd_enode.fused / fuse_skip). 0 or -QD_ENOMEM. */
 int qd_fuse_graph(struct qd_engine *e, struct qd_egraph *g, struct qd_err *err);
 void qd_enode_release(struct qd_enode *n);
+/* Float fusions (engine/fuse_float.c): Conv followed by scalar Mul/Add/Div, Relu, Clip,
+ * HardSigmoid, Sigmoid, HardSwish (also x * Clip(x + 3, 0, 6) / 6) gets a Conv with an
+ * epilogue. Same conventions as qd_fuse_graph. 0 or -QD_ENOMEM. */
+int qd_fuse_float_graph(struct qd_engine *e, struct qd_egraph *g, struct qd_err *err);
 
 #endif

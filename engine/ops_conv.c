@@ -8,6 +8,7 @@
 #endif
 #include <stdlib.h>
 #include <string.h>
+#include <math.h>
 #include "engine/engine_internal.h"
 
 static int attr_ints(const Onnx__NodeProto *np, const char *name, int64_t *v, int n, int64_t dflt)
@@ -355,6 +356,8 @@ int qd_op_conv(struct qd_ctx *c)
 	if (wb && !work) return -c->err->code;
 	if (qd_conv_f32(&g, x->data, w->data, b ? b->data : NULL, y->data, work))
 		return qd_ctx_fail(c, QD_ENOMEM, "cannot allocate the im2col buffer");
+	if (c->n->epi.n)
+		qd_epi_apply(&c->n->epi, y->data, qd_tensor_count(y));
 	return 0;
 }
 
@@ -455,4 +458,71 @@ int qd_op_conv_transpose(struct qd_ctx *c)
 	if (qd_conv_transpose_f32(&g, x->data, w->data, b ? b->data : NULL, y->data, work))
 		return qd_ctx_fail(c, QD_ENOMEM, "cannot allocate the column buffer");
 	return 0;
+}
+
+/* ---- fused float epilogue (engine/fuse_float.c builds it) ---- */
+static inline float epi_sigmoid(float x)
+{
+	float e = qd_expf(-fabsf(x));   /* as the Sigmoid kernel: same values */
+	return x >= 0 ? 1.0f / (1.0f + e) : e / (1.0f + e);
+}
+
+static inline float epi_one(const struct qd_epi_step *s, float x)
+{
+	switch (s->kind) {
+	case QD_EPI_MUL: return x * s->a;
+	case QD_EPI_ADD: return x + s->a;
+	case QD_EPI_DIV: return x / s->a;
+	case QD_EPI_RELU: return x > 0 ? x : 0;
+	case QD_EPI_CLIP: return x < s->b ? s->b : x > s->c ? s->c : x;
+	case QD_EPI_HSIG: return fmaxf(0.0f, fminf(1.0f, s->a * x + s->b));
+	case QD_EPI_SIGMOID: return epi_sigmoid(x);
+	case QD_EPI_HSWISH: return x * fmaxf(0.0f, fminf(1.0f, x / 6.0f + 0.5f));
+	case QD_EPI_XCLIP: { float t = x + s->a; t = t < s->b ? s->b : t > s->c ? s->c : t; return x * t; }
+	case QD_EPI_XHSIG: return x * fmaxf(0.0f, fminf(1.0f, s->a * x + s->b));
+	default: return x;
+	}
+}
+
+void qd_epi_apply_ref(const struct qd_epilogue *ep, float *y, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++)
+		for (int k = 0; k < ep->n; k++)
+			y[i] = epi_one(&ep->s[k], y[i]);
+}
+
+/* Optimised: every step as its own vectorisable loop over cache-sized chunks. */
+void qd_epi_apply(const struct qd_epilogue *ep, float *y, int64_t n)
+{
+	for (int64_t i0 = 0; i0 < n; i0 += 4096) {
+		float *Y = y + i0;
+		int64_t m = QD_MIN(4096, n - i0);
+		for (int k = 0; k < ep->n; k++) {
+			const struct qd_epi_step *s = &ep->s[k];
+			float a = s->a, b = s->b, c = s->c;
+			switch (s->kind) {
+			case QD_EPI_MUL: for (int64_t i = 0; i < m; i++) Y[i] *= a; break;
+			case QD_EPI_ADD: for (int64_t i = 0; i < m; i++) Y[i] += a; break;
+			case QD_EPI_DIV: for (int64_t i = 0; i < m; i++) Y[i] /= a; break;
+			case QD_EPI_RELU: for (int64_t i = 0; i < m; i++) Y[i] = Y[i] > 0 ? Y[i] : 0; break;
+			case QD_EPI_CLIP:
+				for (int64_t i = 0; i < m; i++) { float x = Y[i]; Y[i] = x < b ? b : x > c ? c : x; }
+				break;
+			case QD_EPI_HSIG: for (int64_t i = 0; i < m; i++) Y[i] = fmaxf(0.0f, fminf(1.0f, a * Y[i] + b)); break;
+			case QD_EPI_SIGMOID: for (int64_t i = 0; i < m; i++) Y[i] = epi_sigmoid(Y[i]); break;
+			case QD_EPI_HSWISH:
+				for (int64_t i = 0; i < m; i++) Y[i] = Y[i] * fmaxf(0.0f, fminf(1.0f, Y[i] / 6.0f + 0.5f));
+				break;
+			case QD_EPI_XCLIP:
+				for (int64_t i = 0; i < m; i++) {
+					float x = Y[i], t = x + a;
+					t = t < b ? b : t > c ? c : t;
+					Y[i] = x * t;
+				}
+				break;
+			case QD_EPI_XHSIG: for (int64_t i = 0; i < m; i++) Y[i] = Y[i] * fmaxf(0.0f, fminf(1.0f, a * Y[i] + b)); break;
+			default: break;
+			}
+		}
+	}
 }

@@ -1,7 +1,7 @@
 /* Optimised kernels against their plain _ref twins on random shapes (ggml
  * test-backend-ops style): sgemm, Conv (im2col+sgemm, 1x1 direct, depthwise, groups,
  * strides, dilations, pads, 1-3 spatial dims), ConvTranspose, and the generic broadcast
- * walk against naive index arithmetic. */
+ * walk against naive index arithmetic; the fused Conv epilogue and its load-time fusion. */
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
@@ -272,8 +272,129 @@ static void test_matmul(void)
 	}
 }
 
+/* Fused Conv epilogue (engine/fuse_float.c, qd_epi_apply): the vectorised epilogue equals
+ * its _ref twin on random step lists; a Conv -> Mul -> Add -> x*Clip(x+3,0,6)/6 -> Relu
+ * chain and a Conv -> HardSigmoid -> Sigmoid chain are fused at load and give exactly the
+ * unfused result (a hook turns fusion off and sees all 11 tensors); an intermediate that is
+ * a graph output stops the chain there. */
+static void epi_hook(void *ud, const Onnx__NodeProto *node, const struct qd_tensor *t)
+{
+	(void)node; (void)t;
+	(*(int *)ud)++;
+}
+
+static void add_f32(Onnx__GraphProto *g, const char *name, int nd, const int64_t *dims, const float *v, size_t n)
+{
+	qd_graph_add_initializer(g, qd_tensor_new(name, QD_DT_FLOAT, dims, (size_t)nd, v, n * sizeof(float)));
+}
+
+static struct qd_model *epi_model(bool a_out)
+{
+	struct qd_model *m = qd_model_new(8, 13);
+	Onnx__GraphProto *g = m->proto->graph;
+	int64_t xd[4] = { 2, 3, 9, 11 }, yd[4] = { 2, 5, 9, 11 }, w1d[4] = { 4, 3, 3, 3 }, w2d[4] = { 5, 4, 1, 1 };
+	int64_t b1d[1] = { 4 }, b2d[1] = { 5 }, one[1] = { 1 };
+	g->input = calloc(1, sizeof(*g->input));
+	g->input[g->n_input++] = qd_value_info_new("x", QD_DT_FLOAT, xd, 4);
+	g->output = calloc(2, sizeof(*g->output));
+	g->output[g->n_output++] = qd_value_info_new("y", QD_DT_FLOAT, yd, 4);
+	if (a_out)
+		g->output[g->n_output++] = qd_value_info_new("a", QD_DT_FLOAT, NULL, 0);
+	float w1[4 * 27], w2[20], b1[4], b2[5];
+	for (int i = 0; i < 108; i++) w1[i] = rf();
+	for (int i = 0; i < 20; i++) w2[i] = rf();
+	for (int i = 0; i < 4; i++) b1[i] = rf();
+	for (int i = 0; i < 5; i++) b2[i] = rf();
+	float s = 1.7f, t = 0.25f, three = 3.0f, zero = 0.0f, six = 6.0f;
+	add_f32(g, "w1", 4, w1d, w1, 108);
+	add_f32(g, "b1", 1, b1d, b1, 4);
+	add_f32(g, "w2", 4, w2d, w2, 20);
+	add_f32(g, "b2", 1, b2d, b2, 5);
+	add_f32(g, "s", 1, one, &s, 1);
+	add_f32(g, "t", 1, one, &t, 1);
+	add_f32(g, "three", 0, NULL, &three, 1);
+	add_f32(g, "zero", 0, NULL, &zero, 1);
+	add_f32(g, "six", 0, NULL, &six, 1);
+	static const char *nodes[][5] = {   /* op, out, in0, in1, in2 */
+		{ "Conv", "c", "x", "w1", "b1" }, { "Mul", "m", "s", "c", NULL }, { "Add", "a", "m", "t", NULL },
+		{ "Add", "a3", "a", "three", NULL }, { "Clip", "cl", "a3", "zero", "six" },
+		{ "Mul", "h", "a", "cl", NULL }, { "Div", "d", "h", "six", NULL }, { "Relu", "r", "d", NULL, NULL },
+		{ "Conv", "c2", "r", "w2", "b2" }, { "HardSigmoid", "hs", "c2", NULL, NULL },
+		{ "Sigmoid", "y", "hs", NULL, NULL },
+	};
+	for (size_t i = 0; i < sizeof(nodes) / sizeof(nodes[0]); i++) {
+		const char *in[3] = { nodes[i][2], nodes[i][3], nodes[i][4] }, *out[1] = { nodes[i][1] };
+		int nin = nodes[i][4] ? 3 : nodes[i][3] ? 2 : 1;
+		Onnx__NodeProto *n = qd_node_new(nodes[i][0], NULL, nodes[i][1], in, (size_t)nin, out, 1);
+		if (i == 0) {
+			int64_t pads[4] = { 1, 1, 1, 1 };
+			qd_node_set_attr_ints(n, "pads", pads, 4);
+		}
+		if (!strcmp(nodes[i][0], "HardSigmoid"))
+			qd_node_set_attr_float(n, "alpha", 0.3f);
+		qd_graph_add_node(g, n);
+	}
+	return m;
+}
+
+static void test_conv_epilogue(void)
+{
+	for (int it = 0; it < 50; it++) {
+		struct qd_epilogue ep = { 0 };
+		ep.n = (int)ri(1, QD_EPI_MAX);
+		for (int k = 0; k < ep.n; k++)
+			ep.s[k] = (struct qd_epi_step){ (int)ri(QD_EPI_MUL, QD_EPI_XHSIG), 0.5f + rf(), -1.0f + rf(), 1.5f + rf() };
+		int64_t n = ri(1, 10000);
+		float *a = rand_buf(n), *b = malloc((size_t)n * sizeof(float));
+		for (int64_t i = 0; i < n; i++) a[i] *= 8.0f;
+		memcpy(b, a, (size_t)n * sizeof(float));
+		qd_epi_apply(&ep, a, n);
+		qd_epi_apply_ref(&ep, b, n);
+		CHECKF(rel_err(a, b, n) < 1e-6, "epilogue of %d steps on %lld values: rel err %g", ep.n,
+		       (long long)n, rel_err(a, b, n));
+		free(a);
+		free(b);
+	}
+	for (int a_out = 0; a_out < 2; a_out++) {
+		struct qd_model *m = epi_model(a_out);
+		int64_t xd[4] = { 2, 3, 9, 11 };
+		struct qd_tensor x;
+		qd_tensor_alloc(&x, "x", QD_DT_FLOAT, 4, xd);
+		for (int64_t i = 0; i < 2 * 3 * 9 * 11; i++) ((float *)x.data)[i] = 3.0f * rf();
+		struct qd_engine *e = NULL;
+		struct qd_err err = {0};
+		struct qd_tensor *o1 = NULL, *o2 = NULL;
+		size_t n1 = 0, n2 = 0;
+		CHECK_EQ_INT(qd_engine_load(m, NULL, &e, &err), 0);
+		if (!e) { qd_model_free(m); qd_tensor_release(&x); continue; }
+		/* chain 1 fused into the first Conv, chain 2 into the second */
+		struct qd_enode *c1 = &e->main->nodes[0], *c2 = &e->main->nodes[8];
+		CHECK(c1->fused != NULL && c2->fused != NULL);
+		CHECK_EQ_INT(c1->fused ? c1->fused->epi.n : -1, a_out ? 2 : 5);
+		CHECK_EQ_INT(c2->fused ? c2->fused->epi.n : -1, 2);
+		CHECK_EQ_INT(qd_engine_run(e, &x, 1, &o1, &n1, NULL, &err), 0);
+		int seen = 0;
+		qd_engine_set_hook(e, epi_hook, &seen);
+		CHECK_EQ_INT(qd_engine_run(e, &x, 1, &o2, &n2, NULL, &err), 0);
+		CHECK_EQ_INT(seen, 11);
+		CHECK_EQ_INT((int)n1, 1 + a_out);
+		for (size_t k = 0; n1 == n2 && k < n1; k++) {
+			int64_t cnt = qd_tensor_count(&o1[k]);
+			CHECK_EQ_INT((int)cnt, (int)qd_tensor_count(&o2[k]));
+			CHECKF(cnt == qd_tensor_count(&o2[k]) && !memcmp(o1[k].data, o2[k].data, (size_t)cnt * 4),
+			       "fused output %zu differs from the unfused one", k);
+		}
+		qd_tensors_release(o1, n1);
+		qd_tensors_release(o2, n2);
+		qd_engine_free(e);
+		qd_model_free(m);
+		qd_tensor_release(&x);
+	}
+}
+
 int main(void)
 {
+	test_conv_epilogue();
 	test_matmul();
 	test_unary_fast();
 	test_gemm();

@@ -1,0 +1,272 @@
+/* engine/fuse_float.c — load-time float fusion: a Conv followed by elementwise activation
+ * steps (scalar Mul/Add/Sub/Div, Relu, Clip, HardSigmoid, Sigmoid, HardSwish, and the
+ * decomposed HardSwish x * Clip(x + 3, 0, 6) / 6 that Paddle2ONNX emits) runs as one Conv
+ * with an epilogue (qd_enode.epi, applied by ops_conv.c), saving a full pass per step.
+ *
+ * Conventions as engine/fuse.c: main graph only; every intermediate has exactly its chain
+ * readers (counting subgraph reads) and is not a graph output; the originals stay, the
+ * Conv gets .fused (a copy of it with the epilogue and the chain's last output) and the
+ * other chain nodes .fuse_skip; with a hook set the engine runs the originals. The fused
+ * node runs where the Conv ran: its other inputs are all constants, so that is safe. */
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include "engine/engine_internal.h"
+
+struct ffuse {
+	struct qd_engine *e;
+	struct qd_egraph *g;
+	int *uses;      /* per slot: readers (nodes of g and of its subgraphs) */
+	bool *is_out;   /* per slot: graph output */
+};
+
+static void count_uses(struct ffuse *f, struct qd_egraph *g)
+{
+	for (int i = 0; i < g->n_nodes; i++) {
+		struct qd_enode *n = &g->nodes[i];
+		for (int k = 0; k < n->n_in; k++)
+			if (n->in[k] >= 0)
+				f->uses[n->in[k]]++;
+		for (int k = 0; k < n->n_sub; k++)
+			count_uses(f, n->sub[k]);
+	}
+	for (int k = 0; k < g->n_outputs; k++)
+		f->uses[g->outputs[k]]++;
+}
+
+static bool is_op(const struct qd_enode *n, enum qd_op_id id)
+{
+	return n->op == &qd_ops[id] && !n->fused && !n->fuse_skip;
+}
+
+/* Top-level readers of slot id (at most max): count, or -1 if the slot is an output, a
+ * constant, or read elsewhere (subgraphs) too. */
+static int readers(struct ffuse *f, int id, int *r, int max)
+{
+	if (id < 0 || f->is_out[id] || f->e->slots[id].is_const)
+		return -1;
+	int nr = 0;
+	for (int i = 0; i < f->g->n_nodes; i++) {
+		const struct qd_enode *n = &f->g->nodes[i];
+		bool reads = false;
+		for (int k = 0; k < n->n_in; k++)
+			reads |= n->in[k] == id;
+		if (reads) {
+			if (nr == max)
+				return -1;
+			r[nr++] = i;
+		}
+	}
+	int direct = 0;   /* a node may read the slot twice: compare against use counts */
+	for (int j = 0; j < nr; j++) {
+		const struct qd_enode *n = &f->g->nodes[r[j]];
+		for (int k = 0; k < n->n_in; k++)
+			direct += n->in[k] == id;
+	}
+	return direct == f->uses[id] ? nr : -1;
+}
+
+/* Constant float32 scalar (one value, rank <= 1) in slot id: true and *v. */
+static bool const_scalar(struct ffuse *f, int id, float *v)
+{
+	if (id < 0 || !f->e->slots[id].is_const || !f->e->slots[id].has)
+		return false;
+	const struct qd_tensor *t = &f->e->slots[id].t;
+	if (t->dtype != QD_DT_FLOAT || t->ndim > 1 || qd_tensor_count(t) != 1)
+		return false;
+	*v = ((const float *)t->data)[0];
+	return true;
+}
+
+static struct qd_enode *nd(struct ffuse *f, int i)
+{
+	return &f->g->nodes[i];
+}
+
+/* Binary node n reading x and a constant scalar: the scalar's input index or -1. */
+static int scalar_operand(struct ffuse *f, const struct qd_enode *n, int x, float *v)
+{
+	if (n->n_in != 2 || n->n_out != 1 || n->in[0] == n->in[1])
+		return -1;
+	int o = n->in[0] == x ? 1 : 0;
+	return const_scalar(f, n->in[o], v) ? o : -1;
+}
+
+/* Clip node: its bounds (attributes before opset 11, optional inputs after). */
+static bool clip_bounds(struct ffuse *f, const struct qd_enode *n, float *lo, float *hi)
+{
+	*lo = -INFINITY;
+	*hi = INFINITY;
+	if (n->opset < 11) {
+		*lo = qd_node_attr_float(n->proto, "min", -INFINITY);
+		*hi = qd_node_attr_float(n->proto, "max", INFINITY);
+		return n->n_in == 1;
+	}
+	if (n->n_in > 1 && n->in[1] >= 0 && !const_scalar(f, n->in[1], lo))
+		return false;
+	if (n->n_in > 2 && n->in[2] >= 0 && !const_scalar(f, n->in[2], hi))
+		return false;
+	return n->n_in <= 3;
+}
+
+/* One step after slot x read only by node i: fills *s, *last (node producing the step's
+ * output), cover[] (nodes of the step). 0 = no step. */
+static int one_step(struct ffuse *f, int x, struct qd_epi_step *s, int *cover, int *last)
+{
+	int r[2];
+	int nr = readers(f, x, r, 2);
+	float v;
+	if (nr == 1) {
+		struct qd_enode *n = nd(f, r[0]);
+		if (n->n_out != 1 || n->out[0] < 0 || n->in[0] < 0)
+			return 0;
+		if ((is_op(n, QD_OP_Mul) || is_op(n, QD_OP_Add)) && scalar_operand(f, n, x, &v) >= 0) {
+			*s = (struct qd_epi_step){ is_op(n, QD_OP_Mul) ? QD_EPI_MUL : QD_EPI_ADD, v, 0, 0 };
+		} else if ((is_op(n, QD_OP_Sub) || is_op(n, QD_OP_Div)) && scalar_operand(f, n, x, &v) == 1) {
+			/* x - c == x + (-c) exactly */
+			*s = (struct qd_epi_step){ is_op(n, QD_OP_Sub) ? QD_EPI_ADD : QD_EPI_DIV,
+						   is_op(n, QD_OP_Sub) ? -v : v, 0, 0 };
+		} else if (n->in[0] != x || n->n_in < 1) {
+			return 0;
+		} else if (is_op(n, QD_OP_Relu) && n->n_in == 1) {
+			*s = (struct qd_epi_step){ QD_EPI_RELU, 0, 0, 0 };
+		} else if (is_op(n, QD_OP_Sigmoid) && n->n_in == 1) {
+			*s = (struct qd_epi_step){ QD_EPI_SIGMOID, 0, 0, 0 };
+		} else if (is_op(n, QD_OP_HardSwish) && n->n_in == 1) {
+			*s = (struct qd_epi_step){ QD_EPI_HSWISH, 0, 0, 0 };
+		} else if (is_op(n, QD_OP_HardSigmoid) && n->n_in == 1) {
+			*s = (struct qd_epi_step){ QD_EPI_HSIG, qd_node_attr_float(n->proto, "alpha", 0.2f),
+						   qd_node_attr_float(n->proto, "beta", 0.5f), 0 };
+		} else if ((is_op(n, QD_OP_Clip_6) || is_op(n, QD_OP_Clip_11))) {
+			float lo, hi;
+			if (!clip_bounds(f, n, &lo, &hi))
+				return 0;
+			*s = (struct qd_epi_step){ QD_EPI_CLIP, 0, lo, hi };
+		} else {
+			return 0;
+		}
+		cover[0] = r[0];
+		*last = r[0];
+		return 1;
+	}
+	if (nr != 2)
+		return 0;
+	/* x * t where t = Clip(x + a, lo, hi) or t = HardSigmoid(x): find the Mul reader */
+	for (int j = 0; j < 2; j++) {
+		struct qd_enode *m = nd(f, r[j]), *h = nd(f, r[1 - j]);
+		if (!is_op(m, QD_OP_Mul) || m->n_in != 2 || m->n_out != 1 || m->out[0] < 0 ||
+		    h->n_out != 1 || h->out[0] < 0)
+			continue;
+		int t = m->in[0] == x ? m->in[1] : m->in[0];
+		int rr[1];
+		if (is_op(h, QD_OP_HardSigmoid) && h->n_in == 1 && h->out[0] == t &&
+		    readers(f, t, rr, 1) == 1) {
+			*s = (struct qd_epi_step){ QD_EPI_XHSIG, qd_node_attr_float(h->proto, "alpha", 0.2f),
+						   qd_node_attr_float(h->proto, "beta", 0.5f), 0 };
+			cover[0] = r[1 - j];
+			cover[1] = r[j];
+			*last = r[j];
+			return 2;
+		}
+		if (is_op(h, QD_OP_Add) && scalar_operand(f, h, x, &v) >= 0 &&
+		    readers(f, h->out[0], rr, 1) == 1) {
+			struct qd_enode *cl = nd(f, rr[0]);
+			float lo, hi;
+			int cr[1];
+			if (!(is_op(cl, QD_OP_Clip_6) || is_op(cl, QD_OP_Clip_11)) || cl->n_out != 1 || cl->out[0] != t || cl->in[0] != h->out[0] ||
+			    !clip_bounds(f, cl, &lo, &hi) || readers(f, t, cr, 1) != 1)
+				continue;
+			*s = (struct qd_epi_step){ QD_EPI_XCLIP, v, lo, hi };
+			cover[0] = r[1 - j];
+			cover[1] = rr[0];
+			cover[2] = r[j];
+			*last = r[j];
+			return 3;
+		}
+	}
+	return 0;
+}
+
+static int fuse_conv(struct ffuse *f, int ci, struct qd_err *err)
+{
+	struct qd_enode *conv = nd(f, ci);
+	if (conv->n_out != 1 || conv->out[0] < 0 || conv->n_in < 2)
+		return 0;
+	struct qd_epilogue ep = { 0 };
+	int cover[QD_EPI_MAX * 3], nc = 0, last = ci;
+	while (ep.n < QD_EPI_MAX) {
+		int c[3], l;
+		int k = one_step(f, nd(f, last)->out[0], &ep.s[ep.n], c, &l);
+		if (!k)
+			break;
+		for (int j = 0; j < k; j++)
+			cover[nc++] = c[j];
+		ep.n++;
+		last = l;
+	}
+	if (!ep.n)
+		return 0;
+	struct qd_enode *fn = calloc(1, sizeof(*fn));
+	if (!fn)
+		goto oom;
+	fn->proto = conv->proto;
+	fn->op = conv->op;
+	fn->opset = conv->opset;
+	fn->prof_idx = conv->prof_idx;
+	fn->name = qd_asprintf("%s (fused epilogue)", conv->name);
+	fn->n_in = conv->n_in;
+	fn->n_out = 1;
+	fn->in = malloc((size_t)conv->n_in * sizeof(int));
+	fn->out = malloc(sizeof(int));
+	int nf = conv->n_free;
+	for (int k = 0; k < nc; k++)
+		nf += nd(f, cover[k])->n_free;
+	fn->free_after = malloc((size_t)(nf + 1) * sizeof(int));
+	if (!fn->name || !fn->in || !fn->out || !fn->free_after)
+		goto oom;
+	memcpy(fn->in, conv->in, (size_t)conv->n_in * sizeof(int));
+	fn->out[0] = nd(f, last)->out[0];
+	fn->epi = ep;
+	for (int j = 0; j < conv->n_free; j++)
+		fn->free_after[fn->n_free++] = conv->free_after[j];
+	for (int k = 0; k < nc; k++) {
+		struct qd_enode *c = nd(f, cover[k]);
+		for (int j = 0; j < c->n_free; j++)
+			fn->free_after[fn->n_free++] = c->free_after[j];
+		c->fuse_skip = true;
+	}
+	conv->fused = fn;
+	return 0;
+oom:
+	if (fn) {
+		qd_enode_release(fn);
+		free(fn);
+	}
+	return qd_err_set(err, QD_ENOMEM, "", "out of memory");
+}
+
+int qd_fuse_float_graph(struct qd_engine *e, struct qd_egraph *g, struct qd_err *err)
+{
+	struct ffuse f = { e, g, NULL, NULL };
+	int rc = 0, ns = e->n_slots;
+	if (!g || !g->n_nodes || getenv("QUANTD_NO_FUSE"))
+		return 0;
+	f.uses = calloc((size_t)ns + 1, sizeof(int));
+	f.is_out = calloc((size_t)ns + 1, sizeof(bool));
+	if (!f.uses || !f.is_out) {
+		rc = qd_err_set(err, QD_ENOMEM, "", "out of memory");
+		goto out;
+	}
+	count_uses(&f, g);
+	for (int k = 0; k < g->n_outputs; k++) {
+		f.is_out[g->outputs[k]] = true;
+		f.uses[g->outputs[k]]--;
+	}
+	for (int i = 0; i < g->n_nodes && !rc; i++)
+		if (is_op(&g->nodes[i], QD_OP_Conv))
+			rc = fuse_conv(&f, i, err);
+out:
+	free(f.uses);
+	free(f.is_out);
+	return rc;
+}
