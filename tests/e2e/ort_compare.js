@@ -9,7 +9,7 @@
 // 1 otherwise, with "ort_compare: ..." on stderr.
 'use strict';
 const path = require('path');
-const ort = require(path.join(__dirname, '..', 'ort', 'node_modules', 'onnxruntime-node'));
+const lib = require(path.join(__dirname, '..', 'ort', 'ort_lib.js'));
 
 function parseArgs(argv) {
 	const a = { files: [], minCos: 0.99, maxAbs: Infinity, seed: 1, shapes: {}, dim: 1, intMax: 100, runs: 2 };
@@ -32,65 +32,21 @@ function parseArgs(argv) {
 	return a;
 }
 
-// mulberry32: small seeded PRNG so runs are reproducible
-function rng(seed) {
-	let s = seed >>> 0;
-	return () => {
-		s = (s + 0x6D2B79F5) >>> 0;
-		let t = s;
-		t = Math.imul(t ^ (t >>> 15), t | 1);
-		t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-		return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-	};
-}
-
-function makeInput(meta, args, rand) {
-	const shape = args.shapes[meta.name] ||
-		meta.shape.map(d => (typeof d === 'number' && d >= 0) ? d : args.dim);
-	const n = shape.reduce((x, y) => x * y, 1);
-	switch (meta.type) {
-	case 'float32': return new ort.Tensor('float32', Float32Array.from({ length: n }, () => rand() * 2 - 1), shape);
-	case 'float64': return new ort.Tensor('float64', Float64Array.from({ length: n }, () => rand() * 2 - 1), shape);
-	case 'int64': return new ort.Tensor('int64', BigInt64Array.from({ length: n }, () => BigInt(Math.floor(rand() * args.intMax))), shape);
-	case 'int32': return new ort.Tensor('int32', Int32Array.from({ length: n }, () => Math.floor(rand() * args.intMax)), shape);
-	case 'uint8': return new ort.Tensor('uint8', Uint8Array.from({ length: n }, () => Math.floor(rand() * 256)), shape);
-	case 'bool': return new ort.Tensor('bool', Array.from({ length: n }, () => rand() < 0.5), shape);
-	default: throw new Error(`input '${meta.name}': dtype '${meta.type}' not supported`);
-	}
-}
-
-function compare(a, b) {
-	let dot = 0, na = 0, nb = 0, maxAbs = 0, nonFinite = 0;
-	const n = Math.min(a.length, b.length);
-	for (let i = 0; i < n; i++) {
-		const x = Number(a[i]), y = Number(b[i]);
-		if (!Number.isFinite(y)) { nonFinite++; continue; }
-		dot += x * y; na += x * x; nb += y * y;
-		maxAbs = Math.max(maxAbs, Math.abs(x - y));
-	}
-	let cos;
-	if (na === 0 && nb === 0) cos = 1;
-	else if (na === 0 || nb === 0) cos = 0;
-	else cos = dot / Math.sqrt(na * nb);
-	return { cos, maxAbs, nonFinite, sizeMismatch: a.length !== b.length };
-}
-
 async function main() {
 	const args = parseArgs(process.argv.slice(2));
-	const opts = { executionProviders: ['cpu'], graphOptimizationLevel: 'all' };
-	const fs = await ort.InferenceSession.create(args.files[0], opts);
-	const qs = await ort.InferenceSession.create(args.files[1], opts);
-	const rand = rng(args.seed);
+	const fs = await lib.session(args.files[0]);
+	const qs = await lib.session(args.files[1]);
+	const rand = lib.rng('mulberry32', args.seed);
+	const feedOpt = { shapes: args.shapes, symDim: () => args.dim, intMax: args.intMax };
 	let ok = true;
 	const worst = {};
 	for (let run = 0; run < args.runs; run++) {
-		const feeds = {};
-		for (const m of fs.inputMetadata) feeds[m.name] = makeInput(m, args, rand);
+		const feeds = lib.makeFeeds(fs.inputMetadata, feedOpt, rand);
 		const fo = await fs.run(feeds);
 		const qo = await qs.run(feeds);
 		for (const name of fs.outputNames) {
 			if (!(name in qo)) throw new Error(`quantized model lacks output '${name}'`);
-			const r = compare(fo[name].data, qo[name].data);
+			const r = lib.compare(fo[name].data, qo[name].data);
 			if (r.sizeMismatch) throw new Error(`output '${name}': ${fo[name].data.length} vs ${qo[name].data.length} elements`);
 			const w = worst[name];
 			if (!w || r.cos < w.cos) worst[name] = { ...r, maxAbs: Math.max(r.maxAbs, w ? w.maxAbs : 0) };

@@ -16,7 +16,7 @@
 //   --label TEXT       copied into the JSON line
 'use strict';
 const path = require('path');
-const ort = require(path.join(__dirname, '..', 'ort', 'node_modules', 'onnxruntime-node'));
+const lib = require(path.join(__dirname, '..', 'ort', 'ort_lib.js'));
 
 function usage(msg) {
   process.stderr.write((msg ? msg + '\n' : '') +
@@ -48,41 +48,9 @@ function parseArgs(argv) {
   return o;
 }
 
-// xorshift32, deterministic across runs and platforms
-function rng(seed) {
-  let s = (seed >>> 0) || 1;
-  return () => { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; return s / 4294967296; };
-}
-
 function makeFeeds(meta, opt, rand) {
-  const feeds = {};
-  for (const m of meta) {
-    const shape = opt.shapes[m.name] ||
-      m.shape.map((d, k) => (typeof d === 'number' && d > 0 ? d : (k === 0 ? 1 : 32)));
-    const n = shape.reduce((a, b) => a * b, 1);
-    let t;
-    if (m.type === 'float32') {
-      const a = new Float32Array(n);
-      for (let i = 0; i < n; i++) a[i] = rand() * 2 - 1;
-      t = new ort.Tensor('float32', a, shape);
-    } else if (m.type === 'int64') {
-      const a = new BigInt64Array(n);
-      for (let i = 0; i < n; i++) a[i] = BigInt(Math.floor(rand() * opt.intMax));
-      t = new ort.Tensor('int64', a, shape);
-    } else if (m.type === 'int32') {
-      const a = new Int32Array(n);
-      for (let i = 0; i < n; i++) a[i] = Math.floor(rand() * opt.intMax);
-      t = new ort.Tensor('int32', a, shape);
-    } else if (m.type === 'bool') {
-      const a = new Uint8Array(n);
-      for (let i = 0; i < n; i++) a[i] = rand() < 0.5 ? 1 : 0;
-      t = new ort.Tensor('bool', a, shape);
-    } else {
-      throw new Error(`input '${m.name}' has type ${m.type}: no generator`);
-    }
-    feeds[m.name] = t;
-  }
-  return feeds;
+  return lib.makeFeeds(meta, { shapes: opt.shapes, minDim: 1, symDim: (k) => (k === 0 ? 1 : 32), intMax: opt.intMax,
+    types: ['float32', 'int64', 'int32', 'bool'] }, rand);
 }
 
 async function main() {
@@ -90,22 +58,22 @@ async function main() {
   const result = { label: opt.label, float: opt.files[0], quant: opt.files[1], ok: true, outputs: {} };
   let fs, qs;
   try {
-    fs = await ort.InferenceSession.create(opt.files[0]);
+    fs = await lib.session(opt.files[0]);
   } catch (e) {
     console.log(JSON.stringify({ ...result, ok: false, error: 'float model: ' + e.message }));
     process.exit(1);
   }
   try {
-    qs = await ort.InferenceSession.create(opt.files[1]);
+    qs = await lib.session(opt.files[1]);
   } catch (e) {
     console.log(JSON.stringify({ ...result, ok: false, error: 'ORT refuses the quantized model: ' + e.message }));
     process.exit(1);
   }
-  const rand = rng(opt.seed);
+  const rand = lib.rng('xorshift32', opt.seed);
   const acc = {};
   // one untimed warm-up run each, so the times below are steady-state
   try {
-    const warm = makeFeeds(fs.inputMetadata, opt, rng(opt.seed + 1));
+    const warm = makeFeeds(fs.inputMetadata, opt, lib.rng('xorshift32', opt.seed + 1));
     await fs.run(warm);
     await qs.run(warm);
   } catch (e) {
@@ -133,14 +101,10 @@ async function main() {
       const r = acc[name] || (acc[name] = { dot: 0, na: 0, nb: 0, maxAbs: 0, sumAbs: 0, n: 0, top1: 0, rows: 0, finite: true });
       if (!b || a.data.length !== b.data.length) { r.finite = false; continue; }
       if (a.type !== 'float32') continue;
-      for (let i = 0; i < a.data.length; i++) {
-        const x = a.data[i], y = b.data[i];
-        if (!Number.isFinite(y)) r.finite = false;
-        r.dot += x * y; r.na += x * x; r.nb += y * y;
-        const e = Math.abs(x - y);
-        if (e > r.maxAbs) r.maxAbs = e;
-        r.sumAbs += e;
-      }
+      const c = lib.compare(a.data, b.data);
+      if (c.nonFinite) r.finite = false;
+      r.dot += c.dot; r.na += c.na; r.nb += c.nb; r.sumAbs += c.sumAbs;
+      if (c.maxAbs > r.maxAbs) r.maxAbs = c.maxAbs;
       r.n += a.data.length;
       const last = a.dims[a.dims.length - 1] || 1;
       if (last > 1) {
@@ -158,7 +122,7 @@ async function main() {
   }
   let minCos = 1;
   for (const [name, r] of Object.entries(acc)) {
-    const cos = r.na > 0 && r.nb > 0 ? r.dot / Math.sqrt(r.na * r.nb) : (r.na === r.nb ? 1 : 0);
+    const cos = lib.cosine(r.dot, r.na, r.nb);
     const o = {
       cosine: r.finite ? cos : null, max_abs_error: r.maxAbs, mean_abs_error: r.n ? r.sumAbs / r.n : 0,
       top1_agreement: r.rows ? r.top1 / r.rows : null,
