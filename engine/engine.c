@@ -908,7 +908,7 @@ int qd_engine_run(struct qd_engine *e, const struct qd_tensor *inputs, size_t n_
 	*n_out = 0;
 	e->live_bytes = 0;
 	e->peak_bytes = 0;
-	openblas_set_num_threads(e->opts.threads);
+	qd_blas_threads_begin(e->opts.threads);
 	/* bind inputs */
 	for (size_t i = 0; i < n_in; i++) {
 		const char *nm = inputs[i].name ? inputs[i].name : "";
@@ -963,6 +963,7 @@ int qd_engine_run(struct qd_engine *e, const struct qd_tensor *inputs, size_t n_
 	*n_out = g->n_outputs;
 out:
 	clear_owned(e, g);
+	qd_blas_threads_end(e->opts.threads);
 	return rc;
 }
 

@@ -309,6 +309,10 @@ size_t qd_conv_work_bytes(const struct qd_conv_geom *g);
  * are 1), optimised and plain reference. Return 0 or -QD_ENOMEM. */
 int qd_conv_f32(const struct qd_conv_geom *g, const float *x, const float *w, const float *bias, float *y,
 		float *work /* qd_conv_work_bytes() or NULL */);
+/* OpenBLAS threads for one engine run (ops_linalg.c): exactly `threads`; with 1 the idle
+ * worker threads are stopped so they do not spin. Every begin is paired with an end. */
+void qd_blas_threads_begin(int threads);
+void qd_blas_threads_end(int threads);
 void qd_conv_f32_ref(const struct qd_conv_geom *g, const float *x, const float *w, const float *bias, float *y);
 int qd_conv_transpose_f32(const struct qd_conv_geom *g, const float *x, const float *w, const float *bias, float *y,
 			  float *work /* (M/group)*prod(k)*prod(in) floats or NULL */);

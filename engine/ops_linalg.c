@@ -2,8 +2,37 @@
  * batch broadcasting and 1-D promotion, Gemm. */
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <cblas.h>
 #include "engine/engine_internal.h"
+
+/* OpenBLAS (pthread build) stops its worker threads with this (its fork handler); they are
+ * created again when more than one thread is asked for. Weak: absent in other builds. */
+extern int blas_thread_shutdown_(void) __attribute__((weak));
+
+/* Runs with threads > 1 hold it shared; a single-thread run stops the idle workers (which
+ * otherwise spin in sched_yield after start-up) only when no such run is in progress. */
+static pthread_rwlock_t blas_rw = PTHREAD_RWLOCK_INITIALIZER;
+
+void qd_blas_threads_begin(int threads)
+{
+	if (threads > 1) {
+		pthread_rwlock_rdlock(&blas_rw);
+		openblas_set_num_threads(threads);
+		return;
+	}
+	openblas_set_num_threads(1);
+	if (blas_thread_shutdown_ && !pthread_rwlock_trywrlock(&blas_rw)) {
+		blas_thread_shutdown_();
+		pthread_rwlock_unlock(&blas_rw);
+	}
+}
+
+void qd_blas_threads_end(int threads)
+{
+	if (threads > 1)
+		pthread_rwlock_unlock(&blas_rw);
+}
 
 void qd_gemm_f32(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
 		 const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
