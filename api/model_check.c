@@ -10,6 +10,7 @@
 #define _GNU_SOURCE
 #include "api/api.h"
 #include "onnx/onnx.h"
+#include "onnx/wire.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,22 +31,6 @@ struct strip_ctx {
 	const char *location;
 	int ext_found;      /* an input tensor already uses external data */
 };
-
-static int rd_varint(const uint8_t *p, size_t end, size_t *pos, uint64_t *v)
-{
-	uint64_t r = 0;
-	for (int shift = 0; shift < 64; shift += 7) {
-		if (*pos >= end)
-			return -1;
-		uint8_t b = p[(*pos)++];
-		r |= (uint64_t)(b & 0x7f) << shift;
-		if (!(b & 0x80)) {
-			*v = r;
-			return 0;
-		}
-	}
-	return -1;
-}
 
 static int put_varint(struct qd_buf *o, uint64_t v)
 {
@@ -90,14 +75,14 @@ static int strip_msg(struct strip_ctx *c, const ProtobufCMessageDescriptor *d, s
 	while (pos < end) {
 		size_t at = pos;
 		uint64_t key, v;
-		if (rd_varint(p, end, &pos, &key))
+		if (qd_pb_read_varint(p, end, &pos, &key))
 			return -1;
 		uint32_t num = (uint32_t)(key >> 3);
 		if (num == 0 || (key >> 3) > 0x1fffffff)
 			return -1;
 		switch (key & 7) {
 		case 0:
-			if (rd_varint(p, end, &pos, &v))
+			if (qd_pb_read_varint(p, end, &pos, &v))
 				return -1;
 			if (tensor && num == F_DATA_LOCATION && v != 0)
 				c->ext_found = 1;
@@ -113,7 +98,7 @@ static int strip_msg(struct strip_ctx *c, const ProtobufCMessageDescriptor *d, s
 			pos += 4;
 			break;
 		case 2: {
-			if (rd_varint(p, end, &pos, &v) || v > end - pos)
+			if (qd_pb_read_varint(p, end, &pos, &v) || v > end - pos)
 				return -1;
 			size_t ps = pos, pe = pos + (size_t)v;
 			pos = pe;

@@ -57,6 +57,17 @@ struct job_ctx {
 	double last_progress;
 };
 
+/* the workflow's log hook (it has already sent the line to qd_log): append to the job log */
+static void hook_log(void *ud, enum qd_log_level lvl, const char *line)
+{
+	struct job_ctx *j = ud;
+	pthread_mutex_lock(&j->mu);
+	struct qd_err e = { 0 };
+	if (qd_job_log_append(j->c, j->job_id, lvl, line, NULL, &e))
+		qd_log(QD_LOG_WARN, j->job_id, "cannot append to job log: %s", e.msg);
+	pthread_mutex_unlock(&j->mu);
+}
+
 static void job_log(struct job_ctx *j, enum qd_log_level lvl, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 static void job_log(struct job_ctx *j, enum qd_log_level lvl, const char *fmt, ...)
@@ -67,21 +78,7 @@ static void job_log(struct job_ctx *j, enum qd_log_level lvl, const char *fmt, .
 	vsnprintf(line, sizeof line, fmt, ap);
 	va_end(ap);
 	qd_log(lvl, j->job_id, "%s", line);
-	pthread_mutex_lock(&j->mu);
-	struct qd_err e = { 0 };
-	if (qd_job_log_append(j->c, j->job_id, lvl, line, NULL, &e))
-		qd_log(QD_LOG_WARN, j->job_id, "cannot append to job log: %s", e.msg);
-	pthread_mutex_unlock(&j->mu);
-}
-
-static void hook_log(void *ud, enum qd_log_level lvl, const char *line)
-{
-	struct job_ctx *j = ud;
-	pthread_mutex_lock(&j->mu);
-	struct qd_err e = { 0 };
-	if (qd_job_log_append(j->c, j->job_id, lvl, line, NULL, &e))
-		qd_log(QD_LOG_WARN, j->job_id, "cannot append to job log: %s", e.msg);
-	pthread_mutex_unlock(&j->mu);
+	hook_log(j, lvl, line);
 }
 
 static void hook_progress(void *ud, double frac, const char *msg)

@@ -4,6 +4,7 @@
  * the message would pass protobuf's 2 GiB limit). Unknown fields survive load/save. */
 #define _GNU_SOURCE
 #include "onnx/onnx_internal.h"
+#include "onnx/wire.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -39,7 +40,7 @@ int qd_ptr_append(size_t *n, void ***arr, void *p)
 }
 
 /* ---- wire-format pre-scan ---- */
-static int read_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *v)
+int qd_pb_read_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *v)
 {
 	uint64_t r = 0;
 	for (int shift = 0; shift < 64; shift += 7) {
@@ -88,7 +89,7 @@ static int wire_scan(const uint8_t *p, size_t len, struct qd_err *err)
 		const ProtobufCMessageDescriptor *d = st[depth].d;
 		size_t at = pos;
 		uint64_t key, v;
-		if (read_varint(p, st[depth].end, &pos, &key))
+		if (qd_pb_read_varint(p, st[depth].end, &pos, &key))
 			return qd_err_set(err, QD_EPARSE, d->short_name,
 					  "cannot parse model: truncated field key in %s at byte %zu",
 					  d->name, at);
@@ -109,7 +110,7 @@ static int wire_scan(const uint8_t *p, size_t len, struct qd_err *err)
 		}
 		switch (wt) {
 		case 0:
-			if (read_varint(p, st[depth].end, &pos, &v))
+			if (qd_pb_read_varint(p, st[depth].end, &pos, &v))
 				goto truncated;
 			break;
 		case 1:
@@ -123,7 +124,7 @@ static int wire_scan(const uint8_t *p, size_t len, struct qd_err *err)
 			pos += 4;
 			break;
 		case 2:
-			if (read_varint(p, st[depth].end, &pos, &v))
+			if (qd_pb_read_varint(p, st[depth].end, &pos, &v))
 				goto truncated;
 			if (v > st[depth].end - pos)
 				return qd_err_set(err, QD_EPARSE, f ? f->name : d->short_name,

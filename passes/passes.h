@@ -34,6 +34,8 @@ enum qd_param_type {
 	QD_PT_ANY,   /* any JSON (data_config: name or object; int-or-list sizes) */
 };
 const char *qd_param_type_name(enum qd_param_type t);  /* "bool", "int", ... */
+/* true when s is one of the '|'-separated words of list ("a|b|c"; NULL list: none) */
+bool qd_pass_choice_has(const char *list, const char *s);
 
 /* One parameter. Texts are JSON: dflt "null" means unset (Olive's None). */
 struct qd_param {

@@ -243,6 +243,19 @@ const char *qd_param_type_name(enum qd_param_type t)
 }
 
 /* Does v have the parameter's type? (null is checked by the caller.) */
+bool qd_pass_choice_has(const char *list, const char *s)
+{
+	size_t n = strlen(s);
+	for (const char *p = list; p && *p;) {
+		const char *e = strchr(p, '|');
+		size_t len = e ? (size_t)(e - p) : strlen(p);
+		if (len == n && !strncmp(p, s, n))
+			return true;
+		p = e ? e + 1 : p + len;
+	}
+	return false;
+}
+
 static bool value_has_type(enum qd_param_type t, const char *choices, const json_t *v)
 {
 	switch (t) {
@@ -253,16 +266,7 @@ static bool value_has_type(enum qd_param_type t, const char *choices, const json
 	case QD_PT_ENUM: {
 		if (!json_is_string(v))
 			return false;
-		const char *s = json_string_value(v);
-		size_t n = strlen(s);
-		for (const char *p = choices; p && *p;) {
-			const char *e = strchr(p, '|');
-			size_t len = e ? (size_t)(e - p) : strlen(p);
-			if (len == n && !strncmp(p, s, n))
-				return true;
-			p = e ? e + 1 : p + len;
-		}
-		return false;
+		return qd_pass_choice_has(choices, json_string_value(v));
 	}
 	case QD_PT_STRLIST: {
 		if (!json_is_array(v))

@@ -31,16 +31,7 @@ static bool type_ok(const char *allowed, int dt)
 {
 	if (!strcmp(allowed, "*") || dt == QD_DT_UNDEFINED)
 		return true;             /* unknown type (activation): other rows decide */
-	const char *s = short_type(dt);
-	size_t n = strlen(s);
-	for (const char *p = allowed; *p;) {
-		const char *e = strchr(p, '|');
-		size_t len = e ? (size_t)(e - p) : strlen(p);
-		if (len == n && !strncmp(p, s, n))
-			return true;
-		p = e ? e + 1 : p + len;
-	}
-	return false;
+	return qd_pass_choice_has(allowed, short_type(dt));
 }
 
 /* Element type of a value when we can tell: initializer dtype, or the output of a
