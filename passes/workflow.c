@@ -87,6 +87,9 @@ int qd_workflow_validate(const json_t *workflow, struct qd_err *err)
 #define QD_WF_SYM_BATCH 1     /* symbolic first dimension (batch) */
 #define QD_WF_SYM_DIM 32      /* any other symbolic dimension (sequence, H, W) */
 #define QD_EXTERNAL_AUTO ((uint64_t)2 << 30)
+/* largest tensor the evaluation engine may create: an uploaded model (shapes from its
+ * inputs, Expand/ConstantOfShape/Tile...) cannot make the daemon allocate more than this */
+#define QD_WF_MAX_TENSOR_BYTES ((size_t)4 << 30)
 
 struct wf {
 	const struct qd_workflow_req *req;
@@ -309,7 +312,7 @@ static int run_model(const char *path, const json_t *io, const struct qd_tensor 
 {
 	struct qd_model *m = NULL;
 	struct qd_engine *e = NULL;
-	struct qd_engine_opts eo = { .threads = threads };
+	struct qd_engine_opts eo = { .threads = threads, .max_tensor_bytes = QD_WF_MAX_TENSOR_BYTES };
 	int rc = qd_model_load_file(path, NULL, &m, err);
 	if (rc == 0)
 		rc = qd_engine_load(m, &eo, &e, err);
