@@ -103,18 +103,24 @@ const struct qd_op *qd_op_find(const char *op_type, const char *domain, int64_t 
 struct qd_egraph;
 
 /* Float epilogue fused into a Conv at load (engine/fuse_float.c): steps applied in order
- * to every output value after bias. n == 0: none. */
+ * to every output value after bias. n == 0: none. QD_EPI_BN (at most one) is inference
+ * BatchNormalization: per channel y*sc + sh with sc, sh computed from the constant slots
+ * bn[0..3] (scale, B, mean, var) and bn_eps as the BatchNormalization kernel does. */
 enum qd_epi_kind {
 	QD_EPI_MUL, QD_EPI_ADD, QD_EPI_DIV, QD_EPI_RELU, QD_EPI_CLIP, QD_EPI_HSIG, QD_EPI_SIGMOID,
 	QD_EPI_HSWISH, QD_EPI_XCLIP, /* x * clip(x + a, lo, hi) */ QD_EPI_XHSIG, /* x * hsig(x) */
+	QD_EPI_BN,
 };
 #define QD_EPI_MAX 8
 struct qd_epi_step { int kind; float a, b, c; }; /* MUL/ADD/DIV a; CLIP [b, c]; HSIG/XHSIG a*x+b;
-							   * XCLIP a, [b, c] */
-struct qd_epilogue { int n; struct qd_epi_step s[QD_EPI_MAX]; };
-/* Apply the epilogue to n floats in place (engine/ops_conv.c), and its plain twin. */
-void qd_epi_apply(const struct qd_epilogue *ep, float *y, int64_t n);
-void qd_epi_apply_ref(const struct qd_epilogue *ep, float *y, int64_t n);
+						   * XCLIP a, [b, c] */
+struct qd_epilogue { int n; struct qd_epi_step s[QD_EPI_MAX]; int bn[4]; float bn_eps; };
+/* Apply the epilogue in place to y laid out [N, C, sp]; bn_s / bn_h: C per-channel BN
+ * scale and shift (NULL without a BN step). ops_conv.c; the _ref twin is plain loops. */
+void qd_epi_apply(const struct qd_epilogue *ep, float *y, int64_t N, int64_t C, int64_t sp,
+		  const float *bn_s, const float *bn_h);
+void qd_epi_apply_ref(const struct qd_epilogue *ep, float *y, int64_t N, int64_t C, int64_t sp,
+		      const float *bn_s, const float *bn_h);
 
 struct qd_enode {
 	const Onnx__NodeProto *proto;

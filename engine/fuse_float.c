@@ -1,7 +1,8 @@
 /* engine/fuse_float.c — load-time float fusion: a Conv followed by elementwise activation
- * steps (scalar Mul/Add/Sub/Div, Relu, Clip, HardSigmoid, Sigmoid, HardSwish, and the
- * decomposed HardSwish x * Clip(x + 3, 0, 6) / 6 that Paddle2ONNX emits) runs as one Conv
- * with an epilogue (qd_enode.epi, applied by ops_conv.c), saving a full pass per step.
+ * steps (scalar Mul/Add/Sub/Div, inference BatchNormalization, Relu, Clip, HardSigmoid,
+ * Sigmoid, HardSwish, and the decomposed HardSwish x * Clip(x + 3, 0, 6) / 6 that
+ * Paddle2ONNX emits) runs as one Conv with an epilogue (qd_enode.epi, applied by
+ * ops_conv.c), saving a full pass over the activation per step.
  *
  * Conventions as engine/fuse.c: main graph only; every intermediate has exactly its chain
  * readers (counting subgraph reads) and is not a graph output; the originals stay, the
@@ -18,6 +19,8 @@ struct ffuse {
 	struct qd_egraph *g;
 	int *uses;      /* per slot: readers (nodes of g and of its subgraphs) */
 	bool *is_out;   /* per slot: graph output */
+	int64_t M;      /* output channels of the Conv being fused (-1: weight not constant) */
+	struct qd_epilogue ep;  /* epilogue being built */
 };
 
 static void count_uses(struct ffuse *f, struct qd_egraph *g)
@@ -109,6 +112,28 @@ static bool clip_bounds(struct ffuse *f, const struct qd_enode *n, float *lo, fl
 	return n->n_in <= 3;
 }
 
+/* Inference BatchNormalization n on x with constant float inputs of M values each and no
+ * training outputs: records its inputs in f->ep (one BN per epilogue). */
+static bool bn_step(struct ffuse *f, const struct qd_enode *n, int x)
+{
+	if (!is_op(n, QD_OP_BatchNormalization) || n->n_in != 5 || n->in[0] != x || f->M < 1 ||
+	    f->ep.bn[0] >= 0)
+		return false;
+	for (int k = 1; k < n->n_out; k++)
+		if (n->out[k] >= 0)
+			return false;
+	for (int k = 1; k < 5; k++) {
+		int id = n->in[k];
+		if (id < 0 || !f->e->slots[id].is_const || !f->e->slots[id].has ||
+		    f->e->slots[id].t.dtype != QD_DT_FLOAT || qd_tensor_count(&f->e->slots[id].t) != f->M)
+			return false;
+	}
+	for (int k = 0; k < 4; k++)
+		f->ep.bn[k] = n->in[k + 1];
+	f->ep.bn_eps = qd_node_attr_float(n->proto, "epsilon", 1e-5f);
+	return true;
+}
+
 /* One step after slot x read only by node i: fills *s, *last (node producing the step's
  * output), cover[] (nodes of the step). 0 = no step. */
 static int one_step(struct ffuse *f, int x, struct qd_epi_step *s, int *cover, int *last)
@@ -118,7 +143,9 @@ static int one_step(struct ffuse *f, int x, struct qd_epi_step *s, int *cover, i
 	float v;
 	if (nr == 1) {
 		struct qd_enode *n = nd(f, r[0]);
-		if (n->n_out != 1 || n->out[0] < 0 || n->in[0] < 0)
+		if (n->n_out < 1 || n->out[0] < 0 || n->n_in < 1 || n->in[0] < 0)
+			return 0;
+		if (n->n_out != 1 && !is_op(n, QD_OP_BatchNormalization))
 			return 0;
 		if ((is_op(n, QD_OP_Mul) || is_op(n, QD_OP_Add)) && scalar_operand(f, n, x, &v) >= 0) {
 			*s = (struct qd_epi_step){ is_op(n, QD_OP_Mul) ? QD_EPI_MUL : QD_EPI_ADD, v, 0, 0 };
@@ -128,6 +155,8 @@ static int one_step(struct ffuse *f, int x, struct qd_epi_step *s, int *cover, i
 						   is_op(n, QD_OP_Sub) ? -v : v, 0, 0 };
 		} else if (n->in[0] != x || n->n_in < 1) {
 			return 0;
+		} else if (bn_step(f, n, x)) {
+			*s = (struct qd_epi_step){ QD_EPI_BN, 0, 0, 0 };
 		} else if (is_op(n, QD_OP_Relu) && n->n_in == 1) {
 			*s = (struct qd_epi_step){ QD_EPI_RELU, 0, 0, 0 };
 		} else if (is_op(n, QD_OP_Sigmoid) && n->n_in == 1) {
@@ -192,19 +221,23 @@ static int fuse_conv(struct ffuse *f, int ci, struct qd_err *err)
 	struct qd_enode *conv = nd(f, ci);
 	if (conv->n_out != 1 || conv->out[0] < 0 || conv->n_in < 2)
 		return 0;
-	struct qd_epilogue ep = { 0 };
+	struct qd_epilogue *ep = &f->ep;
+	*ep = (struct qd_epilogue){ .bn = { -1, -1, -1, -1 } };
+	const struct qd_tensor *w = conv->in[1] >= 0 && f->e->slots[conv->in[1]].is_const &&
+		f->e->slots[conv->in[1]].has ? &f->e->slots[conv->in[1]].t : NULL;
+	f->M = w && w->ndim >= 3 ? w->dims[0] : -1;
 	int cover[QD_EPI_MAX * 3], nc = 0, last = ci;
-	while (ep.n < QD_EPI_MAX) {
+	while (ep->n < QD_EPI_MAX) {
 		int c[3], l;
-		int k = one_step(f, nd(f, last)->out[0], &ep.s[ep.n], c, &l);
+		int k = one_step(f, nd(f, last)->out[0], &ep->s[ep->n], c, &l);
 		if (!k)
 			break;
 		for (int j = 0; j < k; j++)
 			cover[nc++] = c[j];
-		ep.n++;
+		ep->n++;
 		last = l;
 	}
-	if (!ep.n)
+	if (!ep->n)
 		return 0;
 	struct qd_enode *fn = calloc(1, sizeof(*fn));
 	if (!fn)
@@ -226,7 +259,7 @@ static int fuse_conv(struct ffuse *f, int ci, struct qd_err *err)
 		goto oom;
 	memcpy(fn->in, conv->in, (size_t)conv->n_in * sizeof(int));
 	fn->out[0] = nd(f, last)->out[0];
-	fn->epi = ep;
+	fn->epi = *ep;
 	for (int j = 0; j < conv->n_free; j++)
 		fn->free_after[fn->n_free++] = conv->free_after[j];
 	for (int k = 0; k < nc; k++) {
@@ -247,7 +280,7 @@ oom:
 
 int qd_fuse_float_graph(struct qd_engine *e, struct qd_egraph *g, struct qd_err *err)
 {
-	struct ffuse f = { e, g, NULL, NULL };
+	struct ffuse f = { .e = e, .g = g };
 	int rc = 0, ns = e->n_slots;
 	if (!g || !g->n_nodes || getenv("QUANTD_NO_FUSE"))
 		return 0;

@@ -11,6 +11,8 @@
 #include <math.h>
 #include "engine/engine_internal.h"
 
+static int epi_bn_params(struct qd_ctx *c, const struct qd_epilogue *ep, int64_t C, float *sc, float *sh);
+
 static int attr_ints(const Onnx__NodeProto *np, const char *name, int64_t *v, int n, int64_t dflt)
 {
 	const int64_t *a;
@@ -356,8 +358,23 @@ int qd_op_conv(struct qd_ctx *c)
 	if (wb && !work) return -c->err->code;
 	if (qd_conv_f32(&g, x->data, w->data, b ? b->data : NULL, y->data, work))
 		return qd_ctx_fail(c, QD_ENOMEM, "cannot allocate the im2col buffer");
-	if (c->n->epi.n)
-		qd_epi_apply(&c->n->epi, y->data, qd_tensor_count(y));
+	if (c->n->epi.n) {
+		const struct qd_epilogue *ep = &c->n->epi;
+		bool bn = false;
+		for (int k = 0; k < ep->n; k++)
+			bn |= ep->s[k].kind == QD_EPI_BN;
+		float *sc = NULL;
+		if (bn) {
+			if (!(sc = malloc((size_t)g.M * 2 * sizeof(float))))
+				return qd_ctx_fail(c, QD_ENOMEM, "out of memory");
+			if ((rc = epi_bn_params(c, ep, g.M, sc, sc + g.M))) {
+				free(sc);
+				return rc;
+			}
+		}
+		qd_epi_apply(ep, y->data, g.N, g.M, qd_tensor_count(y) / QD_MAX(1, g.N * g.M), sc, sc ? sc + g.M : NULL);
+		free(sc);
+	}
 	return 0;
 }
 
@@ -467,7 +484,7 @@ static inline float epi_sigmoid(float x)
 	return x >= 0 ? 1.0f / (1.0f + e) : e / (1.0f + e);
 }
 
-static inline float epi_one(const struct qd_epi_step *s, float x)
+static inline float epi_one(const struct qd_epi_step *s, float x, float bs, float bh)
 {
 	switch (s->kind) {
 	case QD_EPI_MUL: return x * s->a;
@@ -480,49 +497,84 @@ static inline float epi_one(const struct qd_epi_step *s, float x)
 	case QD_EPI_HSWISH: return x * fmaxf(0.0f, fminf(1.0f, x / 6.0f + 0.5f));
 	case QD_EPI_XCLIP: { float t = x + s->a; t = t < s->b ? s->b : t > s->c ? s->c : t; return x * t; }
 	case QD_EPI_XHSIG: return x * fmaxf(0.0f, fminf(1.0f, s->a * x + s->b));
+	case QD_EPI_BN: return x * bs + bh;
 	default: return x;
 	}
 }
 
-void qd_epi_apply_ref(const struct qd_epilogue *ep, float *y, int64_t n)
+void qd_epi_apply_ref(const struct qd_epilogue *ep, float *y, int64_t N, int64_t C, int64_t sp,
+		      const float *bn_s, const float *bn_h)
 {
-	for (int64_t i = 0; i < n; i++)
-		for (int k = 0; k < ep->n; k++)
-			y[i] = epi_one(&ep->s[k], y[i]);
+	for (int64_t n = 0; n < N; n++)
+		for (int64_t ch = 0; ch < C; ch++)
+			for (int64_t i = 0; i < sp; i++) {
+				float *v = &y[(n * C + ch) * sp + i];
+				for (int k = 0; k < ep->n; k++)
+					*v = epi_one(&ep->s[k], *v, bn_s ? bn_s[ch] : 0, bn_h ? bn_h[ch] : 0);
+			}
 }
 
-/* Optimised: every step as its own vectorisable loop over cache-sized chunks. */
-void qd_epi_apply(const struct qd_epilogue *ep, float *y, int64_t n)
+/* Steps on m values (one chunk of one channel), each its own vectorisable loop. */
+static void epi_chunk(const struct qd_epilogue *ep, float *Y, int64_t m, float bs, float bh)
 {
-	for (int64_t i0 = 0; i0 < n; i0 += 4096) {
-		float *Y = y + i0;
-		int64_t m = QD_MIN(4096, n - i0);
-		for (int k = 0; k < ep->n; k++) {
-			const struct qd_epi_step *s = &ep->s[k];
-			float a = s->a, b = s->b, c = s->c;
-			switch (s->kind) {
-			case QD_EPI_MUL: for (int64_t i = 0; i < m; i++) Y[i] *= a; break;
-			case QD_EPI_ADD: for (int64_t i = 0; i < m; i++) Y[i] += a; break;
-			case QD_EPI_DIV: for (int64_t i = 0; i < m; i++) Y[i] /= a; break;
-			case QD_EPI_RELU: for (int64_t i = 0; i < m; i++) Y[i] = Y[i] > 0 ? Y[i] : 0; break;
-			case QD_EPI_CLIP:
-				for (int64_t i = 0; i < m; i++) { float x = Y[i]; Y[i] = x < b ? b : x > c ? c : x; }
-				break;
-			case QD_EPI_HSIG: for (int64_t i = 0; i < m; i++) Y[i] = fmaxf(0.0f, fminf(1.0f, a * Y[i] + b)); break;
-			case QD_EPI_SIGMOID: for (int64_t i = 0; i < m; i++) Y[i] = epi_sigmoid(Y[i]); break;
-			case QD_EPI_HSWISH:
-				for (int64_t i = 0; i < m; i++) Y[i] = Y[i] * fmaxf(0.0f, fminf(1.0f, Y[i] / 6.0f + 0.5f));
-				break;
-			case QD_EPI_XCLIP:
-				for (int64_t i = 0; i < m; i++) {
-					float x = Y[i], t = x + a;
-					t = t < b ? b : t > c ? c : t;
-					Y[i] = x * t;
-				}
-				break;
-			case QD_EPI_XHSIG: for (int64_t i = 0; i < m; i++) Y[i] = Y[i] * fmaxf(0.0f, fminf(1.0f, a * Y[i] + b)); break;
-			default: break;
+	for (int k = 0; k < ep->n; k++) {
+		const struct qd_epi_step *s = &ep->s[k];
+		float a = s->a, b = s->b, c = s->c;
+		switch (s->kind) {
+		case QD_EPI_MUL: for (int64_t i = 0; i < m; i++) Y[i] *= a; break;
+		case QD_EPI_ADD: for (int64_t i = 0; i < m; i++) Y[i] += a; break;
+		case QD_EPI_DIV: for (int64_t i = 0; i < m; i++) Y[i] /= a; break;
+		case QD_EPI_RELU: for (int64_t i = 0; i < m; i++) Y[i] = Y[i] > 0 ? Y[i] : 0; break;
+		case QD_EPI_CLIP:
+			for (int64_t i = 0; i < m; i++) { float x = Y[i]; Y[i] = x < b ? b : x > c ? c : x; }
+			break;
+		case QD_EPI_HSIG: for (int64_t i = 0; i < m; i++) Y[i] = fmaxf(0.0f, fminf(1.0f, a * Y[i] + b)); break;
+		case QD_EPI_SIGMOID: for (int64_t i = 0; i < m; i++) Y[i] = epi_sigmoid(Y[i]); break;
+		case QD_EPI_HSWISH:
+			for (int64_t i = 0; i < m; i++) Y[i] = Y[i] * fmaxf(0.0f, fminf(1.0f, Y[i] / 6.0f + 0.5f));
+			break;
+		case QD_EPI_XCLIP:
+			for (int64_t i = 0; i < m; i++) {
+				float x = Y[i], t = x + a;
+				t = t < b ? b : t > c ? c : t;
+				Y[i] = x * t;
 			}
+			break;
+		case QD_EPI_XHSIG: for (int64_t i = 0; i < m; i++) Y[i] = Y[i] * fmaxf(0.0f, fminf(1.0f, a * Y[i] + b)); break;
+		case QD_EPI_BN: for (int64_t i = 0; i < m; i++) Y[i] = Y[i] * bs + bh; break;
+		default: break;
 		}
 	}
+}
+
+/* Optimised: every step as its own loop over cache-sized chunks of each channel plane. */
+void qd_epi_apply(const struct qd_epilogue *ep, float *y, int64_t N, int64_t C, int64_t sp,
+		  const float *bn_s, const float *bn_h)
+{
+	for (int64_t p = 0; p < N * C; p++) {
+		int64_t ch = p % C;
+		float bs = bn_s ? bn_s[ch] : 0, bh = bn_h ? bn_h[ch] : 0;
+		for (int64_t i0 = 0; i0 < sp; i0 += 4096)
+			epi_chunk(ep, y + p * sp + i0, QD_MIN(4096, sp - i0), bs, bh);
+	}
+}
+
+/* Per-channel BN scale/shift of a fused epilogue into sc/sh (C each), as the
+ * BatchNormalization kernel computes them. */
+static int epi_bn_params(struct qd_ctx *c, const struct qd_epilogue *ep, int64_t C, float *sc, float *sh)
+{
+	const struct qd_tensor *t[4];
+	for (int k = 0; k < 4; k++) {
+		struct qd_slot *s = qd_engine_slot(c->e, ep->bn[k]);
+		if (!s || !s->has || s->t.dtype != QD_DT_FLOAT || qd_tensor_count(&s->t) != C)
+			return qd_ctx_fail(c, QD_ESHAPE, "fused BatchNormalization needs %lld float values per input",
+					   (long long)C);
+		t[k] = &s->t;
+	}
+	for (int64_t ch = 0; ch < C; ch++) {
+		double s = qd_tensor_get_f64(t[0], ch) / sqrt(qd_tensor_get_f64(t[3], ch) + (double)ep->bn_eps);
+		sc[ch] = (float)s;
+		sh[ch] = (float)(qd_tensor_get_f64(t[1], ch) - qd_tensor_get_f64(t[2], ch) * s);
+	}
+	return 0;
 }

@@ -274,14 +274,16 @@ static void test_matmul(void)
 
 /* Fused Conv epilogue (engine/fuse_float.c, qd_epi_apply): the vectorised epilogue equals
  * its _ref twin on random step lists; a Conv -> Mul -> Add -> x*Clip(x+3,0,6)/6 -> Relu
- * chain and a Conv -> HardSigmoid -> Sigmoid chain are fused at load and give exactly the
- * unfused result (a hook turns fusion off and sees all 11 tensors); an intermediate that is
- * a graph output stops the chain there. */
+ * chain and a Conv -> BatchNormalization -> HardSigmoid -> Sigmoid chain are fused at load
+ * and give exactly the unfused result (a hook turns fusion off and sees all 12 tensors);
+ * an intermediate that is a graph output stops the chain there. */
 static void epi_hook(void *ud, const Onnx__NodeProto *node, const struct qd_tensor *t)
 {
 	(void)node; (void)t;
 	(*(int *)ud)++;
 }
+
+static const char *bn_extra[2] = { "bm", "bv" };
 
 static void add_f32(Onnx__GraphProto *g, const char *name, int nd, const int64_t *dims, const float *v, size_t n)
 {
@@ -310,6 +312,17 @@ static struct qd_model *epi_model(bool a_out)
 	add_f32(g, "b1", 1, b1d, b1, 4);
 	add_f32(g, "w2", 4, w2d, w2, 20);
 	add_f32(g, "b2", 1, b2d, b2, 5);
+	float bnv[4][5];
+	for (int i = 0; i < 5; i++) {
+		bnv[0][i] = 1.0f + rf();
+		bnv[1][i] = rf();
+		bnv[2][i] = rf();
+		bnv[3][i] = 0.5f + rf() * 0.4f;
+	}
+	add_f32(g, "bs", 1, b2d, bnv[0], 5);
+	add_f32(g, "bb", 1, b2d, bnv[1], 5);
+	add_f32(g, "bm", 1, b2d, bnv[2], 5);
+	add_f32(g, "bv", 1, b2d, bnv[3], 5);
 	add_f32(g, "s", 1, one, &s, 1);
 	add_f32(g, "t", 1, one, &t, 1);
 	add_f32(g, "three", 0, NULL, &three, 1);
@@ -319,13 +332,16 @@ static struct qd_model *epi_model(bool a_out)
 		{ "Conv", "c", "x", "w1", "b1" }, { "Mul", "m", "s", "c", NULL }, { "Add", "a", "m", "t", NULL },
 		{ "Add", "a3", "a", "three", NULL }, { "Clip", "cl", "a3", "zero", "six" },
 		{ "Mul", "h", "a", "cl", NULL }, { "Div", "d", "h", "six", NULL }, { "Relu", "r", "d", NULL, NULL },
-		{ "Conv", "c2", "r", "w2", "b2" }, { "HardSigmoid", "hs", "c2", NULL, NULL },
+		{ "Conv", "c2", "r", "w2", "b2" }, { "BatchNormalization", "bn", "c2", "bs", "bb" },
+		{ "HardSigmoid", "hs", "bn", NULL, NULL },
 		{ "Sigmoid", "y", "hs", NULL, NULL },
 	};
 	for (size_t i = 0; i < sizeof(nodes) / sizeof(nodes[0]); i++) {
 		const char *in[3] = { nodes[i][2], nodes[i][3], nodes[i][4] }, *out[1] = { nodes[i][1] };
+		const char *in5[5] = { in[0], in[1], in[2], bn_extra[0], bn_extra[1] };
 		int nin = nodes[i][4] ? 3 : nodes[i][3] ? 2 : 1;
-		Onnx__NodeProto *n = qd_node_new(nodes[i][0], NULL, nodes[i][1], in, (size_t)nin, out, 1);
+		bool bn = !strcmp(nodes[i][0], "BatchNormalization");
+		Onnx__NodeProto *n = qd_node_new(nodes[i][0], NULL, nodes[i][1], bn ? in5 : in, bn ? 5 : (size_t)nin, out, 1);
 		if (i == 0) {
 			int64_t pads[4] = { 1, 1, 1, 1 };
 			qd_node_set_attr_ints(n, "pads", pads, 4);
@@ -344,16 +360,19 @@ static void test_conv_epilogue(void)
 		ep.n = (int)ri(1, QD_EPI_MAX);
 		for (int k = 0; k < ep.n; k++)
 			ep.s[k] = (struct qd_epi_step){ (int)ri(QD_EPI_MUL, QD_EPI_XHSIG), 0.5f + rf(), -1.0f + rf(), 1.5f + rf() };
-		int64_t n = ri(1, 10000);
-		float *a = rand_buf(n), *b = malloc((size_t)n * sizeof(float));
+		ep.s[ri(0, ep.n - 1)].kind = QD_EPI_BN;
+		int64_t N = ri(1, 3), C = ri(1, 9), sp = ri(1, 5000), n = N * C * sp;
+		float *a = rand_buf(n), *b = malloc((size_t)n * sizeof(float)), *bs = rand_buf(C), *bh = rand_buf(C);
 		for (int64_t i = 0; i < n; i++) a[i] *= 8.0f;
 		memcpy(b, a, (size_t)n * sizeof(float));
-		qd_epi_apply(&ep, a, n);
-		qd_epi_apply_ref(&ep, b, n);
+		qd_epi_apply(&ep, a, N, C, sp, bs, bh);
+		qd_epi_apply_ref(&ep, b, N, C, sp, bs, bh);
 		CHECKF(rel_err(a, b, n) < 1e-6, "epilogue of %d steps on %lld values: rel err %g", ep.n,
 		       (long long)n, rel_err(a, b, n));
 		free(a);
 		free(b);
+		free(bs);
+		free(bh);
 	}
 	for (int a_out = 0; a_out < 2; a_out++) {
 		struct qd_model *m = epi_model(a_out);
@@ -371,12 +390,12 @@ static void test_conv_epilogue(void)
 		struct qd_enode *c1 = &e->main->nodes[0], *c2 = &e->main->nodes[8];
 		CHECK(c1->fused != NULL && c2->fused != NULL);
 		CHECK_EQ_INT(c1->fused ? c1->fused->epi.n : -1, a_out ? 2 : 5);
-		CHECK_EQ_INT(c2->fused ? c2->fused->epi.n : -1, 2);
+		CHECK_EQ_INT(c2->fused ? c2->fused->epi.n : -1, 3);
 		CHECK_EQ_INT(qd_engine_run(e, &x, 1, &o1, &n1, NULL, &err), 0);
 		int seen = 0;
 		qd_engine_set_hook(e, epi_hook, &seen);
 		CHECK_EQ_INT(qd_engine_run(e, &x, 1, &o2, &n2, NULL, &err), 0);
-		CHECK_EQ_INT(seen, 11);
+		CHECK_EQ_INT(seen, 12);
 		CHECK_EQ_INT((int)n1, 1 + a_out);
 		for (size_t k = 0; n1 == n2 && k < n1; k++) {
 			int64_t cnt = qd_tensor_count(&o1[k]);
