@@ -163,25 +163,50 @@ void qd_im2col_f32(const struct qd_conv_geom *g, const float *x, float *col, int
 				}
 }
 
-/* Depthwise (C/group == 1 and M == C): direct loops per channel. */
+/* Depthwise inner row: yr[ow] += sum over kw of w[kw] * xr[ow * SW + off0 + kw * dil] for
+ * ow in [lo, hi) where every tap is inside the input row; taps added in kw order (the
+ * same sums as one pass per tap). KW, SW constant in the specialised copies. */
+#define DW_ROWD(KW, SW, DIL) do { \
+	for (int64_t ow = lo; ow < hi; ow++) { \
+		float acc = yr[ow]; \
+		const float *xp = xr + ow * (SW) + off0; \
+		for (int64_t kw = 0; kw < (KW); kw++) acc += wk[kw] * xp[kw * (DIL)]; \
+		yr[ow] = acc; \
+	} \
+} while (0)
+
+static void dw_row(float *yr, const float *xr, const float *wk, int64_t KW, int64_t sw, int64_t dil,
+		   int64_t off0, int64_t lo, int64_t hi)
+{
+	if (dil == 1 && KW == 3 && sw == 1) { const int64_t d1 = 1; DW_ROWD(3, 1, d1); }
+	else if (dil == 1 && KW == 3 && sw == 2) { const int64_t d1 = 1; DW_ROWD(3, 2, d1); }
+	else if (dil == 1 && KW == 5 && sw == 1) { const int64_t d1 = 1; DW_ROWD(5, 1, d1); }
+	else if (dil == 1 && KW == 5 && sw == 2) { const int64_t d1 = 1; DW_ROWD(5, 2, d1); }
+	else DW_ROWD(KW, sw, dil);
+}
+
+/* Depthwise (C/group == 1 and M == C): direct loops per channel; per input row, all kernel
+ * columns in one pass over the output row (interior), border columns tap by tap. */
 static void conv_depthwise(const struct qd_conv_geom *g, const float *x, const float *w,
 			   const float *bias, float *y)
 {
 	int64_t ID = g->in[0], IH = g->in[1], IW = g->in[2];
 	int64_t OD = g->out[0], OH = g->out[1], OW = g->out[2];
-	int64_t ksz = g->k[0] * g->k[1] * g->k[2];
-	int64_t mpg = g->M / g->group;
-	/* valid output-column range per kernel column: 0 <= ow*sw + off < IW (no divisions in
-	 * the inner loops) */
-	int64_t kofs[64], klo[64], khi[64], sw = g->stride[2];
-	bool tab = g->k[2] <= 64;
-	for (int64_t kw = 0; tab && kw < g->k[2]; kw++) {
-		int64_t off = kw * g->dil[2] - g->pad_b[2];
+	int64_t KW = g->k[2], ksz = g->k[0] * g->k[1] * KW;
+	int64_t mpg = g->M / g->group, sw = g->stride[2], dil = g->dil[2];
+	/* valid output-column range per kernel column: 0 <= ow*sw + off < IW; interior
+	 * [ilo, ihi) valid for every column */
+	int64_t ilo = 0, ihi = OW;
+	for (int64_t kw = 0; kw < KW; kw++) {
+		int64_t off = kw * dil - g->pad_b[2];
 		int64_t lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
 		int64_t hi = IW - off <= 0 ? 0 : (IW - off - 1) / sw + 1;
 		if (hi > OW) hi = OW;
-		kofs[kw] = off; klo[kw] = lo; khi[kw] = hi < lo ? lo : hi;
+		if (lo > ilo) ilo = lo;
+		if (hi < ihi) ihi = hi;
 	}
+	if (ihi < ilo) ihi = ilo;
+	int64_t off0 = -g->pad_b[2];
 	for (int64_t n = 0; n < g->N; n++)
 		for (int64_t m = 0; m < g->M; m++) {
 			int64_t ch = m / mpg;
@@ -200,21 +225,18 @@ static void conv_depthwise(const struct qd_conv_geom *g, const float *x, const f
 							int64_t ih = oh * g->stride[1] - g->pad_b[1] + kh * g->dil[1];
 							if (ih < 0 || ih >= IH) continue;
 							const float *xr = xc + (id * IH + ih) * IW;
-							for (int64_t kw = 0; kw < g->k[2]; kw++) {
-								float wv = wm[(kd * g->k[1] + kh) * g->k[2] + kw];
-								int64_t off, lo, hi;
-								if (tab) { off = kofs[kw]; lo = klo[kw]; hi = khi[kw]; }
-								else {
-									off = kw * g->dil[2] - g->pad_b[2];
-									lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
-									hi = IW - off <= 0 ? 0 : (IW - off - 1) / sw + 1;
-									if (hi > OW) hi = OW;
+							const float *wk = wm + (kd * g->k[1] + kh) * KW;
+							/* borders: taps in kw order, skipping those outside the row */
+							for (int64_t ow = 0; ow < OW; ow++) {
+								if (ow == ilo && ihi > ilo) { ow = ihi - 1; continue; }
+								float acc = yr[ow];
+								for (int64_t kw = 0; kw < KW; kw++) {
+									int64_t iw = ow * sw + off0 + kw * dil;
+									if (iw >= 0 && iw < IW) acc += wk[kw] * xr[iw];
 								}
-								if (sw == 1)
-									for (int64_t ow = lo; ow < hi; ow++) yr[ow] += wv * xr[ow + off];
-								else
-									for (int64_t ow = lo; ow < hi; ow++) yr[ow] += wv * xr[ow * sw + off];
+								yr[ow] = acc;
 							}
+							dw_row(yr, xr, wk, KW, sw, dil, off0, ilo, ihi);
 						}
 					}
 				}

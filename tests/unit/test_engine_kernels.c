@@ -411,8 +411,45 @@ static void test_conv_epilogue(void)
 	}
 }
 
+/* Depthwise conv with the specialised rows (kernel width 3 / 5, stride 1 / 2, dilation 1)
+ * and the general ones, 2-D, against the reference, including rows narrower than the
+ * kernel (no interior). */
+static void test_depthwise(void)
+{
+	for (int it = 0; it < 120; it++) {
+		struct qd_conv_geom g;
+		memset(&g, 0, sizeof(g));
+		g.nsp = 2;
+		g.N = ri(1, 2);
+		g.C = g.group = ri(1, 6);
+		g.M = g.C * ri(1, 2);
+		g.in[0] = g.k[0] = g.out[0] = g.stride[0] = g.dil[0] = 1;
+		for (int i = 1; i < 3; i++) {
+			g.k[i] = it % 4 < 2 ? 3 : it % 4 == 2 ? 5 : ri(1, 7);
+			g.stride[i] = ri(1, 2);
+			g.dil[i] = it % 5 == 4 ? 2 : 1;
+			int64_t ek = (g.k[i] - 1) * g.dil[i] + 1;
+			g.pad_b[i] = ri(0, ek - 1);
+			g.pad_e[i] = ri(0, ek - 1);
+			g.in[i] = ri(QD_MAX(1, ek - g.pad_b[i] - g.pad_e[i]), 40);
+			g.out[i] = (g.in[i] + g.pad_b[i] + g.pad_e[i] - ek) / g.stride[i] + 1;
+		}
+		int64_t isz = g.in[1] * g.in[2], osz = g.out[1] * g.out[2], ksz = g.k[1] * g.k[2];
+		float *x = rand_buf(g.N * g.C * isz), *w = rand_buf(g.M * ksz), *b = rand_buf(g.M);
+		float *y1 = malloc((size_t)(g.N * g.M * osz) * sizeof(float)), *y2 = malloc((size_t)(g.N * g.M * osz) * sizeof(float));
+		CHECK_EQ_INT(qd_conv_f32(&g, x, w, it % 3 ? b : NULL, y1, NULL), 0);
+		qd_conv_f32_ref(&g, x, w, it % 3 ? b : NULL, y2);
+		double e = rel_err(y1, y2, g.N * g.M * osz);
+		CHECKF(e < 1e-5, "depthwise k %lldx%lld s %lld d %lld in %lldx%lld pads %lld/%lld: err %g",
+		       (long long)g.k[1], (long long)g.k[2], (long long)g.stride[2], (long long)g.dil[2],
+		       (long long)g.in[1], (long long)g.in[2], (long long)g.pad_b[2], (long long)g.pad_e[2], e);
+		free(x); free(w); free(b); free(y1); free(y2);
+	}
+}
+
 int main(void)
 {
+	test_depthwise();
 	test_conv_epilogue();
 	test_matmul();
 	test_unary_fast();
