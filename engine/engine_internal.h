@@ -102,6 +102,14 @@ const struct qd_op *qd_op_find(const char *op_type, const char *domain, int64_t 
 /* ---- compiled graphs ---- */
 struct qd_egraph;
 
+/* Hot float loops get an AVX2 clone chosen at load where the CPU has it (GCC on x86-64).
+ * AVX2 brings no FMA, so both clones compute the same values. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define QD_VEC_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define QD_VEC_CLONES
+#endif
+
 /* Float epilogue fused into a Conv at load (engine/fuse_float.c): steps applied in order
  * to every output value after bias. n == 0: none. QD_EPI_BN (at most one) is inference
  * BatchNormalization: per channel y*sc + sh with sc, sh computed from the constant slots
@@ -315,6 +323,14 @@ size_t qd_conv_work_bytes(const struct qd_conv_geom *g);
  * are 1), optimised and plain reference. Return 0 or -QD_ENOMEM. */
 int qd_conv_f32(const struct qd_conv_geom *g, const float *x, const float *w, const float *bias, float *y,
 		float *work /* qd_conv_work_bytes() or NULL */);
+/* One float Softmax / LogSoftmax row and one LayerNormalization row (ops_nn.c), optimised
+ * and plain _ref twins; see there. */
+void qd_softmax_row_f32(const float *X, float *Y, int64_t n, bool log_sm);
+void qd_softmax_row_f32_ref(const float *X, float *Y, int64_t n, bool log_sm);
+void qd_layer_norm_row_f32(const float *X, float *Y, int64_t n, const float *S, int64_t ns,
+			   const float *B, int64_t nb, double eps, double *mu, double *var);
+void qd_layer_norm_row_f32_ref(const float *X, float *Y, int64_t n, const float *S, int64_t ns,
+			       const float *B, int64_t nb, double eps, double *mu, double *var);
 /* OpenBLAS threads for one engine run (ops_linalg.c): exactly `threads`; with 1 the idle
  * worker threads are stopped so they do not spin. Every begin is paired with an end. */
 void qd_blas_threads_begin(int threads);

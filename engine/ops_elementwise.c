@@ -406,6 +406,26 @@ static inline double un_d(enum un_op op, double x, const struct un_par *p)
 		case U_CLIP: O[i] = (double)v < p.lo ? (T)p.lo : (double)v > p.hi ? (T)p.hi : v; break; \
 		default: O[i] = v; break; } } } while (0)
 
+/* Float unary loops; the hot ones vectorise (an AVX2 clone where the CPU has it: same
+ * operations, no FMA contraction, so the same values as the baseline clone). */
+static QD_VEC_CLONES void unary_f32(enum un_op op, const float *X, float *O, int64_t n, struct un_par p)
+{
+	switch (op) { /* hot ones get their own loops */
+	case U_RELU: for (int64_t i = 0; i < n; i++) O[i] = X[i] > 0 ? X[i] : 0; break;
+	case U_CLIP: for (int64_t i = 0; i < n; i++) { float v = X[i]; O[i] = v < p.lo ? p.lo : v > p.hi ? p.hi : v; } break;
+	case U_HSIG: for (int64_t i = 0; i < n; i++) O[i] = fmaxf(0.0f, fminf(1.0f, p.alpha * X[i] + p.beta)); break;
+	case U_ERF: for (int64_t i = 0; i < n; i++) O[i] = qd_erff(X[i]); break;
+	case U_EXP: for (int64_t i = 0; i < n; i++) O[i] = qd_expf(X[i]); break;
+	case U_SIGMOID:
+		for (int64_t i = 0; i < n; i++) {
+			float e = qd_expf(-fabsf(X[i]));   /* in (0, 1]: no overflow */
+			O[i] = X[i] >= 0 ? 1.0f / (1.0f + e) : e / (1.0f + e);
+		}
+		break;
+	default: for (int64_t i = 0; i < n; i++) O[i] = un_f(op, X[i], &p); break;
+	}
+}
+
 static int unary(struct qd_ctx *c, enum un_op op, struct un_par p)
 {
 	const struct qd_tensor *x = qd_ctx_in(c, 0);
@@ -414,25 +434,9 @@ static int unary(struct qd_ctx *c, enum un_op op, struct un_par p)
 	if (!o) return -c->err->code;
 	int64_t n = qd_tensor_count(x);
 	switch (x->dtype) {
-	case QD_DT_FLOAT: {
-		const float *X = x->data;
-		float *O = o->data;
-		switch (op) { /* hot ones get their own loops */
-		case U_RELU: for (int64_t i = 0; i < n; i++) O[i] = X[i] > 0 ? X[i] : 0; break;
-		case U_CLIP: for (int64_t i = 0; i < n; i++) { float v = X[i]; O[i] = v < p.lo ? p.lo : v > p.hi ? p.hi : v; } break;
-		case U_HSIG: for (int64_t i = 0; i < n; i++) O[i] = fmaxf(0.0f, fminf(1.0f, p.alpha * X[i] + p.beta)); break;
-		case U_ERF: for (int64_t i = 0; i < n; i++) O[i] = qd_erff(X[i]); break;
-		case U_EXP: for (int64_t i = 0; i < n; i++) O[i] = qd_expf(X[i]); break;
-		case U_SIGMOID:
-			for (int64_t i = 0; i < n; i++) {
-				float e = qd_expf(-fabsf(X[i]));   /* in (0, 1]: no overflow */
-				O[i] = X[i] >= 0 ? 1.0f / (1.0f + e) : e / (1.0f + e);
-			}
-			break;
-		default: for (int64_t i = 0; i < n; i++) O[i] = un_f(op, X[i], &p); break;
-		}
+	case QD_DT_FLOAT:
+		unary_f32(op, x->data, o->data, n, p);
 		break;
-	}
 	case QD_DT_DOUBLE: {
 		const double *X = x->data;
 		double *O = o->data;

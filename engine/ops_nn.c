@@ -274,6 +274,48 @@ int qd_check_layer_norm(struct qd_enode *n, const int *in_dt, int *out_dt, struc
 
 /* LayerNormalization (opset 17): normalise over axes [axis, rank). Mean / InvStdDev
  * outputs keep the leading dims and have 1s for the normalised ones. */
+/* One LayerNormalization row of n floats: mean and variance in double (*mu, *var), then
+ * (x - mu) * inv * S + B with S / B of ns / nb values (1 = broadcast). The optimised one
+ * sums in 8 double lanes so the loops vectorise; the _ref twin sums in order. */
+QD_VEC_CLONES void qd_layer_norm_row_f32(const float *X, float *Y, int64_t n, const float *S, int64_t ns,
+					 const float *B, int64_t nb, double eps, double *mu, double *var)
+{
+	double l[8] = { 0 }, m = 0, v = 0;
+	int64_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		for (int k = 0; k < 8; k++) l[k] += X[i + k];
+	for (; i < n; i++) l[0] += X[i];
+	for (int k = 0; k < 8; k++) m += l[k];
+	m /= n;
+	for (int k = 0; k < 8; k++) l[k] = 0;
+	for (i = 0; i + 8 <= n; i += 8)
+		for (int k = 0; k < 8; k++) { double d = X[i + k] - m; l[k] += d * d; }
+	for (; i < n; i++) { double d = X[i] - m; l[0] += d * d; }
+	for (int k = 0; k < 8; k++) v += l[k];
+	v /= n;
+	float inv = (float)(1.0 / sqrt(v + eps)), fm = (float)m;
+	if (ns == n && B && nb == n)
+		for (i = 0; i < n; i++) Y[i] = (X[i] - fm) * inv * S[i] + B[i];
+	else
+		for (i = 0; i < n; i++) Y[i] = (X[i] - fm) * inv * S[ns == 1 ? 0 : i] + (B ? B[nb == 1 ? 0 : i] : 0.0f);
+	*mu = m;
+	*var = v;
+}
+
+void qd_layer_norm_row_f32_ref(const float *X, float *Y, int64_t n, const float *S, int64_t ns,
+			       const float *B, int64_t nb, double eps, double *mu, double *var)
+{
+	double m = 0, v = 0;
+	for (int64_t i = 0; i < n; i++) m += X[i];
+	m /= n;
+	for (int64_t i = 0; i < n; i++) { double d = X[i] - m; v += d * d; }
+	v /= n;
+	float inv = (float)(1.0 / sqrt(v + eps)), fm = (float)m;
+	for (int64_t i = 0; i < n; i++) Y[i] = (X[i] - fm) * inv * S[ns == 1 ? 0 : i] + (B ? B[nb == 1 ? 0 : i] : 0.0f);
+	*mu = m;
+	*var = v;
+}
+
 int qd_op_layer_norm(struct qd_ctx *c)
 {
 	const struct qd_tensor *x = qd_ctx_in(c, 0), *s = qd_ctx_in(c, 1);
@@ -298,16 +340,8 @@ int qd_op_layer_norm(struct qd_ctx *c)
 		int64_t o = r * inner;
 		double mu = 0, var = 0;
 		if (f32) {
-			const float *X = (const float *)x->data + o;
-			for (int64_t i = 0; i < inner; i++) mu += X[i];
-			mu /= inner;
-			for (int64_t i = 0; i < inner; i++) { double d = X[i] - mu; var += d * d; }
-			var /= inner;
-			float inv = (float)(1.0 / sqrt(var + eps)), fm = (float)mu;
-			float *Y = (float *)y->data + o;
-			const float *S = s->data, *B = b ? b->data : NULL;
-			for (int64_t i = 0; i < inner; i++)
-				Y[i] = (X[i] - fm) * inv * S[ns == 1 ? 0 : i] + (B ? B[nb == 1 ? 0 : i] : 0.0f);
+			qd_layer_norm_row_f32((const float *)x->data + o, (float *)y->data + o, inner, s->data, ns,
+					      b ? b->data : NULL, nb, eps, &mu, &var);
 		} else {
 			for (int64_t i = 0; i < inner; i++) mu += qd_tensor_get_f64(x, o + i);
 			mu /= inner;
@@ -326,6 +360,40 @@ int qd_op_layer_norm(struct qd_ctx *c)
 
 /* ---- softmax family ---- */
 enum sm_kind { SM_SOFT, SM_LOG, SM_HARD };
+
+/* One Softmax (log_sm: LogSoftmax) row of n floats. The optimised one takes the max and
+ * the double sum in 8 lanes so the loops vectorise; the _ref twin goes in order. NaN in the
+ * row: a lane max ignores it as the in-order max does, and exp spreads it. */
+QD_VEC_CLONES void qd_softmax_row_f32(const float *X, float *Y, int64_t n, bool log_sm)
+{
+	float lm[8];
+	double ls[8] = { 0 }, s = 0;
+	for (int k = 0; k < 8; k++) lm[k] = -INFINITY;
+	int64_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		for (int k = 0; k < 8; k++) lm[k] = X[i + k] > lm[k] ? X[i + k] : lm[k];
+	for (; i < n; i++) lm[0] = X[i] > lm[0] ? X[i] : lm[0];
+	float mx = lm[0];
+	for (int k = 1; k < 8; k++) mx = lm[k] > mx ? lm[k] : mx;
+	for (i = 0; i < n; i++) Y[i] = qd_expf(X[i] - mx);
+	for (i = 0; i + 8 <= n; i += 8)
+		for (int k = 0; k < 8; k++) ls[k] += Y[i + k];
+	for (; i < n; i++) ls[0] += Y[i];
+	for (int k = 0; k < 8; k++) s += ls[k];
+	if (!log_sm) { float inv = (float)(1.0 / s); for (i = 0; i < n; i++) Y[i] *= inv; }
+	else { float l = (float)log(s); for (i = 0; i < n; i++) Y[i] = X[i] - mx - l; }
+}
+
+void qd_softmax_row_f32_ref(const float *X, float *Y, int64_t n, bool log_sm)
+{
+	float mx = -INFINITY;
+	double s = 0;
+	for (int64_t i = 0; i < n; i++) if (X[i] > mx) mx = X[i];
+	for (int64_t i = 0; i < n; i++) Y[i] = qd_expf(X[i] - mx);
+	for (int64_t i = 0; i < n; i++) s += Y[i];
+	if (!log_sm) { float inv = (float)(1.0 / s); for (int64_t i = 0; i < n; i++) Y[i] *= inv; }
+	else { float l = (float)log(s); for (int64_t i = 0; i < n; i++) Y[i] = X[i] - mx - l; }
+}
 
 /* Before opset 13: input coerced to 2-D [prod(dims[:axis]), prod(dims[axis:])] (default
  * axis 1). From 13: along one axis (default -1). */
@@ -356,15 +424,14 @@ static int softmax(struct qd_ctx *c, enum sm_kind kind)
 			if (x->dtype == QD_DT_FLOAT && inner == 1) {
 				const float *X = (const float *)x->data + base;
 				float *Y = (float *)y->data + base;
-				float mx = -INFINITY;
-				int64_t am = 0;
-				for (int64_t i = 0; i < len; i++) if (X[i] > mx) { mx = X[i]; am = i; }
-				if (kind == SM_HARD) { for (int64_t i = 0; i < len; i++) Y[i] = i == am; continue; }
-				double s = 0;
-				for (int64_t i = 0; i < len; i++) Y[i] = qd_expf(X[i] - mx);
-				for (int64_t i = 0; i < len; i++) s += Y[i];
-				if (kind == SM_SOFT) { float inv = (float)(1.0 / s); for (int64_t i = 0; i < len; i++) Y[i] *= inv; }
-				else { float ls = (float)log(s); for (int64_t i = 0; i < len; i++) Y[i] = X[i] - mx - ls; }
+				if (kind == SM_HARD) {
+					float mx = -INFINITY;
+					int64_t am = 0;
+					for (int64_t i = 0; i < len; i++) if (X[i] > mx) { mx = X[i]; am = i; }
+					for (int64_t i = 0; i < len; i++) Y[i] = i == am;
+					continue;
+				}
+				qd_softmax_row_f32(X, Y, len, kind == SM_LOG);
 				continue;
 			}
 			double mx = -INFINITY, s = 0;

@@ -447,8 +447,37 @@ static void test_depthwise(void)
 	}
 }
 
+/* Softmax / LogSoftmax / LayerNormalization rows (lane sums) against their in-order _ref
+ * twins on random lengths, including -inf entries and per-value / broadcast scale+bias. */
+static void test_softmax_layernorm_rows(void)
+{
+	for (int it = 0; it < 200; it++) {
+		int64_t n = it < 20 ? it + 1 : ri(1, 3000);
+		float *x = rand_buf(n), *y1 = malloc((size_t)n * sizeof(float)), *y2 = malloc((size_t)n * sizeof(float));
+		float *S = rand_buf(n), *B = rand_buf(n);
+		for (int64_t i = 0; i < n; i++) x[i] = x[i] * 20.0f + (float)(it % 7);
+		if (it % 9 == 1 && n > 2) x[ri(0, n - 1)] = -INFINITY;
+		bool lg = it % 2;
+		qd_softmax_row_f32(x, y1, n, lg);
+		qd_softmax_row_f32_ref(x, y2, n, lg);
+		double e = rel_err(y1, y2, n);
+		CHECKF(e < 1e-6, "%s row of %lld: rel err %g", lg ? "logsoftmax" : "softmax", (long long)n, e);
+		if (it % 9 != 1) {
+			double m1, v1, m2, v2;
+			int64_t ns = it % 3 ? n : 1, nb = it % 4 ? n : 1;
+			qd_layer_norm_row_f32(x, y1, n, S, ns, it % 5 ? B : NULL, nb, 1e-5, &m1, &v1);
+			qd_layer_norm_row_f32_ref(x, y2, n, S, ns, it % 5 ? B : NULL, nb, 1e-5, &m2, &v2);
+			e = rel_err(y1, y2, n);
+			CHECKF(e < 1e-5 && fabs(m1 - m2) <= 1e-9 * (1 + fabs(m2)) && fabs(v1 - v2) <= 1e-9 * (1 + v2),
+			       "layernorm row of %lld: rel err %g, mean %g vs %g, var %g vs %g", (long long)n, e, m1, m2, v1, v2);
+		}
+		free(x); free(y1); free(y2); free(S); free(B);
+	}
+}
+
 int main(void)
 {
+	test_softmax_layernorm_rows();
 	test_depthwise();
 	test_conv_epilogue();
 	test_matmul();
