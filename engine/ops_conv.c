@@ -175,7 +175,7 @@ void qd_im2col_f32(const struct qd_conv_geom *g, const float *x, float *col, int
 	} \
 } while (0)
 
-static void dw_row(float *yr, const float *xr, const float *wk, int64_t KW, int64_t sw, int64_t dil,
+static QD_VEC_CLONES void dw_row(float *yr, const float *xr, const float *wk, int64_t KW, int64_t sw, int64_t dil,
 		   int64_t off0, int64_t lo, int64_t hi)
 {
 	if (dil == 1 && KW == 3 && sw == 1) { const int64_t d1 = 1; DW_ROWD(3, 1, d1); }
@@ -537,7 +537,7 @@ void qd_epi_apply_ref(const struct qd_epilogue *ep, float *y, int64_t N, int64_t
 }
 
 /* Steps on m values (one chunk of one channel), each its own vectorisable loop. */
-static void epi_chunk(const struct qd_epilogue *ep, float *Y, int64_t m, float bs, float bh)
+static QD_VEC_CLONES void epi_chunk(const struct qd_epilogue *ep, float *Y, int64_t m, float bs, float bh)
 {
 	for (int k = 0; k < ep->n; k++) {
 		const struct qd_epi_step *s = &ep->s[k];
