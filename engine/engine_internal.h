@@ -123,12 +123,13 @@ enum qd_epi_kind {
 struct qd_epi_step { int kind; float a, b, c; }; /* MUL/ADD/DIV a; CLIP [b, c]; HSIG/XHSIG a*x+b;
 						   * XCLIP a, [b, c] */
 struct qd_epilogue { int n; struct qd_epi_step s[QD_EPI_MAX]; int bn[4]; float bn_eps; };
-/* Apply the epilogue in place to y laid out [N, C, sp]; bn_s / bn_h: C per-channel BN
- * scale and shift (NULL without a BN step). ops_conv.c; the _ref twin is plain loops. */
+/* Apply the epilogue in place to y laid out [N, C, sp]: bias (C values, or NULL) added
+ * first, then the steps; bn_s / bn_h: C per-channel BN scale and shift (NULL without a BN
+ * step). ops_conv.c; the _ref twin is plain loops. */
 void qd_epi_apply(const struct qd_epilogue *ep, float *y, int64_t N, int64_t C, int64_t sp,
-		  const float *bn_s, const float *bn_h);
+		  const float *bias, const float *bn_s, const float *bn_h);
 void qd_epi_apply_ref(const struct qd_epilogue *ep, float *y, int64_t N, int64_t C, int64_t sp,
-		      const float *bn_s, const float *bn_h);
+		      const float *bias, const float *bn_s, const float *bn_h);
 
 struct qd_enode {
 	const Onnx__NodeProto *proto;

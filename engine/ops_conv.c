@@ -378,7 +378,9 @@ int qd_op_conv(struct qd_ctx *c)
 	size_t wb = qd_conv_work_bytes(&g);
 	float *work = wb ? qd_ctx_scratch(c, wb) : NULL;
 	if (wb && !work) return -c->err->code;
-	if (qd_conv_f32(&g, x->data, w->data, b ? b->data : NULL, y->data, work))
+	/* with an epilogue the GEMM paths leave the bias to it (one pass less; same sums) */
+	const float *eb = c->n->epi.n && b && !conv_is_depthwise(&g) ? b->data : NULL;
+	if (qd_conv_f32(&g, x->data, w->data, b && !eb ? b->data : NULL, y->data, work))
 		return qd_ctx_fail(c, QD_ENOMEM, "cannot allocate the im2col buffer");
 	if (c->n->epi.n) {
 		const struct qd_epilogue *ep = &c->n->epi;
@@ -394,7 +396,7 @@ int qd_op_conv(struct qd_ctx *c)
 				return rc;
 			}
 		}
-		qd_epi_apply(ep, y->data, g.N, g.M, qd_tensor_count(y) / QD_MAX(1, g.N * g.M), sc, sc ? sc + g.M : NULL);
+		qd_epi_apply(ep, y->data, g.N, g.M, qd_tensor_count(y) / QD_MAX(1, g.N * g.M), eb, sc, sc ? sc + g.M : NULL);
 		free(sc);
 	}
 	return 0;
@@ -525,20 +527,27 @@ static inline float epi_one(const struct qd_epi_step *s, float x, float bs, floa
 }
 
 void qd_epi_apply_ref(const struct qd_epilogue *ep, float *y, int64_t N, int64_t C, int64_t sp,
-		      const float *bn_s, const float *bn_h)
+		      const float *bias, const float *bn_s, const float *bn_h)
 {
 	for (int64_t n = 0; n < N; n++)
 		for (int64_t ch = 0; ch < C; ch++)
 			for (int64_t i = 0; i < sp; i++) {
 				float *v = &y[(n * C + ch) * sp + i];
+				if (bias)
+					*v += bias[ch];
 				for (int k = 0; k < ep->n; k++)
 					*v = epi_one(&ep->s[k], *v, bn_s ? bn_s[ch] : 0, bn_h ? bn_h[ch] : 0);
 			}
 }
 
 /* Steps on m values (one chunk of one channel), each its own vectorisable loop. */
-static QD_VEC_CLONES void epi_chunk(const struct qd_epilogue *ep, float *Y, int64_t m, float bs, float bh)
+static QD_VEC_CLONES void epi_chunk(const struct qd_epilogue *ep, float *Y, int64_t m, const float *bias,
+				     float bs, float bh)
 {
+	if (bias) {
+		float bv = *bias;
+		for (int64_t i = 0; i < m; i++) Y[i] += bv;
+	}
 	for (int k = 0; k < ep->n; k++) {
 		const struct qd_epi_step *s = &ep->s[k];
 		float a = s->a, b = s->b, c = s->c;
@@ -571,13 +580,13 @@ static QD_VEC_CLONES void epi_chunk(const struct qd_epilogue *ep, float *Y, int6
 
 /* Optimised: every step as its own loop over cache-sized chunks of each channel plane. */
 void qd_epi_apply(const struct qd_epilogue *ep, float *y, int64_t N, int64_t C, int64_t sp,
-		  const float *bn_s, const float *bn_h)
+		  const float *bias, const float *bn_s, const float *bn_h)
 {
 	for (int64_t p = 0; p < N * C; p++) {
 		int64_t ch = p % C;
 		float bs = bn_s ? bn_s[ch] : 0, bh = bn_h ? bn_h[ch] : 0;
 		for (int64_t i0 = 0; i0 < sp; i0 += 4096)
-			epi_chunk(ep, y + p * sp + i0, QD_MIN(4096, sp - i0), bs, bh);
+			epi_chunk(ep, y + p * sp + i0, QD_MIN(4096, sp - i0), bias ? bias + ch : NULL, bs, bh);
 	}
 }
 
