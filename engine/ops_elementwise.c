@@ -83,7 +83,7 @@ struct bin_run {
 	default: break; \
 	}
 
-static void bin_run_fn(void *ud, int64_t oofs, const int64_t *iofs, const int64_t *istr, int64_t n)
+static QD_VEC_CLONES void bin_run_fn(void *ud, int64_t oofs, const int64_t *iofs, const int64_t *istr, int64_t n)
 {
 	struct bin_run *r = ud;
 	switch (r->a->dtype) {
