@@ -118,6 +118,8 @@ enum qd_epi_kind {
 	QD_EPI_MUL, QD_EPI_ADD, QD_EPI_DIV, QD_EPI_RELU, QD_EPI_CLIP, QD_EPI_HSIG, QD_EPI_SIGMOID,
 	QD_EPI_HSWISH, QD_EPI_XCLIP, /* x * clip(x + a, lo, hi) */ QD_EPI_XHSIG, /* x * hsig(x) */
 	QD_EPI_BN,
+	/* on an Erf node (GELU): y = (x * (erf(x / a) + b)) * c, or erf(x * a) for _MUL */
+	QD_EPI_GELU_DIV, QD_EPI_GELU_MUL,
 };
 #define QD_EPI_MAX 8
 struct qd_epi_step { int kind; float a, b, c; }; /* MUL/ADD/DIV a; CLIP [b, c]; HSIG/XHSIG a*x+b;
@@ -150,7 +152,7 @@ struct qd_enode {
 	 * node and not run. With a hook every original node runs. */
 	struct qd_enode *fused;
 	bool fuse_skip;
-	struct qd_epilogue epi;     /* Conv: fused float epilogue (engine/fuse_float.c) */
+	struct qd_epilogue epi;     /* Conv: fused float epilogue; Erf: GELU form (fuse_float.c) */
 };
 
 struct qd_egraph {
@@ -324,6 +326,9 @@ size_t qd_conv_work_bytes(const struct qd_conv_geom *g);
  * are 1), optimised and plain reference. Return 0 or -QD_ENOMEM. */
 int qd_conv_f32(const struct qd_conv_geom *g, const float *x, const float *w, const float *bias, float *y,
 		float *work /* qd_conv_work_bytes() or NULL */);
+/* Fused GELU of an Erf node (ops_elementwise.c; s: its QD_EPI_GELU_* step) and _ref twin. */
+void qd_gelu_f32(const struct qd_epi_step *s, const float *X, float *O, int64_t n);
+void qd_gelu_f32_ref(const struct qd_epi_step *s, const float *X, float *O, int64_t n);
 /* One float Softmax / LogSoftmax row and one LayerNormalization row (ops_nn.c), optimised
  * and plain _ref twins; see there. */
 void qd_softmax_row_f32(const float *X, float *Y, int64_t n, bool log_sm);

@@ -2,7 +2,8 @@
  * steps (scalar Mul/Add/Sub/Div, inference BatchNormalization, Relu, Clip, HardSigmoid,
  * Sigmoid, HardSwish, and the decomposed HardSwish x * Clip(x + 3, 0, 6) / 6 that
  * Paddle2ONNX emits) runs as one Conv with an epilogue (qd_enode.epi, applied by
- * ops_conv.c), saving a full pass over the activation per step.
+ * ops_conv.c), saving a full pass over the activation per step. Likewise the erf form of
+ * GELU (Div -> Erf -> Add -> Mul -> Mul) runs as one Erf with a GELU step.
  *
  * Conventions as engine/fuse.c: main graph only; every intermediate has exactly its chain
  * readers (counting subgraph reads) and is not a graph output; the originals stay, the
@@ -278,6 +279,85 @@ oom:
 	return qd_err_set(err, QD_ENOMEM, "", "out of memory");
 }
 
+/* GELU as Paddle/HF exports it: t = Div(x, a) or Mul(x, a); Erf(t); Add(., b);
+ * Mul(x, .); Mul(., c), with a, b, c constant scalars and every intermediate private. Runs
+ * as the Erf op with a QD_EPI_GELU_* step, where the Div / Mul ran (x is ready there). */
+static int fuse_gelu(struct ffuse *f, int ei, struct qd_err *err)
+{
+	struct qd_enode *erf = nd(f, ei);
+	if (erf->n_in != 1 || erf->n_out != 1 || erf->in[0] < 0 || erf->out[0] < 0)
+		return 0;
+	int t = erf->in[0], pi = -1;
+	for (int i = 0; i < f->g->n_nodes && pi < 0; i++)
+		for (int k = 0; k < nd(f, i)->n_out; k++)
+			if (nd(f, i)->out[k] == t)
+				pi = i;
+	int r[1], ra[1], rm[1], rc[1];
+	float a, b, c;
+	if (pi < 0 || readers(f, t, r, 1) != 1)
+		return 0;
+	struct qd_enode *p = nd(f, pi);
+	bool div = is_op(p, QD_OP_Div);
+	if (!(div || is_op(p, QD_OP_Mul)) || p->n_in != 2 || p->n_out != 1)
+		return 0;
+	int ai = div ? 1 : const_scalar(f, p->in[1], &a) ? 1 : 0;
+	if (!const_scalar(f, p->in[ai], &a) || p->in[1 - ai] == p->in[ai])
+		return 0;
+	int x = p->in[1 - ai];
+	if (readers(f, erf->out[0], ra, 1) != 1)
+		return 0;
+	struct qd_enode *ad = nd(f, ra[0]);
+	if (!is_op(ad, QD_OP_Add) || ad->n_out != 1 || ad->out[0] < 0 || scalar_operand(f, ad, erf->out[0], &b) < 0 ||
+	    readers(f, ad->out[0], rm, 1) != 1)
+		return 0;
+	struct qd_enode *m1 = nd(f, rm[0]);
+	if (!is_op(m1, QD_OP_Mul) || m1->n_in != 2 || m1->n_out != 1 || m1->out[0] < 0 ||
+	    m1->in[0] != x || m1->in[1] != ad->out[0] || readers(f, m1->out[0], rc, 1) != 1)
+		return 0;
+	struct qd_enode *m2 = nd(f, rc[0]);
+	if (!is_op(m2, QD_OP_Mul) || m2->n_out != 1 || m2->out[0] < 0 || scalar_operand(f, m2, m1->out[0], &c) != 1)
+		return 0;
+	int cover[4] = { ei, ra[0], rm[0], rc[0] };
+	struct qd_enode *fn = calloc(1, sizeof(*fn));
+	if (!fn)
+		goto oom;
+	fn->proto = erf->proto;
+	fn->op = erf->op;
+	fn->opset = erf->opset;
+	fn->prof_idx = erf->prof_idx;
+	fn->name = qd_asprintf("%s (fused GELU)", erf->name);
+	fn->n_in = 1;
+	fn->n_out = 1;
+	fn->in = malloc(sizeof(int));
+	fn->out = malloc(sizeof(int));
+	int nf = p->n_free;
+	for (int k = 0; k < 4; k++)
+		nf += nd(f, cover[k])->n_free;
+	fn->free_after = malloc((size_t)(nf + 1) * sizeof(int));
+	if (!fn->name || !fn->in || !fn->out || !fn->free_after)
+		goto oom;
+	fn->in[0] = x;
+	fn->out[0] = m2->out[0];
+	fn->epi.n = 1;
+	fn->epi.s[0] = (struct qd_epi_step){ div ? QD_EPI_GELU_DIV : QD_EPI_GELU_MUL, a, b, c };
+	for (int j = 0; j < p->n_free; j++)
+		fn->free_after[fn->n_free++] = p->free_after[j];
+	for (int k = 0; k < 4; k++) {
+		struct qd_enode *cn = nd(f, cover[k]);
+		for (int j = 0; j < cn->n_free; j++)
+			fn->free_after[fn->n_free++] = cn->free_after[j];
+		cn->fuse_skip = true;
+	}
+	p->fused = fn;
+	return 0;
+oom:
+	if (fn) {
+		qd_enode_release(fn);
+		free(fn);
+	}
+	return qd_err_set(err, QD_ENOMEM, "", "out of memory");
+}
+
 int qd_fuse_float_graph(struct qd_engine *e, struct qd_egraph *g, struct qd_err *err)
 {
 	struct ffuse f = { .e = e, .g = g };
@@ -298,6 +378,8 @@ int qd_fuse_float_graph(struct qd_engine *e, struct qd_egraph *g, struct qd_err 
 	for (int i = 0; i < g->n_nodes && !rc; i++)
 		if (is_op(&g->nodes[i], QD_OP_Conv))
 			rc = fuse_conv(&f, i, err);
+		else if (is_op(&g->nodes[i], QD_OP_Erf))
+			rc = fuse_gelu(&f, i, err);
 out:
 	free(f.uses);
 	free(f.is_out);

@@ -426,6 +426,26 @@ static QD_VEC_CLONES void unary_f32(enum un_op op, const float *X, float *O, int
 	}
 }
 
+/* GELU fused on an Erf node (engine/fuse_float.c): the chain's operations in its order,
+ * so the values equal the unfused ones. */
+QD_VEC_CLONES void qd_gelu_f32(const struct qd_epi_step *s, const float *X, float *O, int64_t n)
+{
+	float a = s->a, b = s->b, c = s->c;
+	if (s->kind == QD_EPI_GELU_DIV)
+		for (int64_t i = 0; i < n; i++) O[i] = (X[i] * (qd_erff(X[i] / a) + b)) * c;
+	else
+		for (int64_t i = 0; i < n; i++) O[i] = (X[i] * (qd_erff(X[i] * a) + b)) * c;
+}
+
+void qd_gelu_f32_ref(const struct qd_epi_step *s, const float *X, float *O, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++) {
+		float t = s->kind == QD_EPI_GELU_DIV ? X[i] / s->a : X[i] * s->a;
+		float e = qd_erff(t) + s->b;
+		O[i] = (X[i] * e) * s->c;
+	}
+}
+
 static int unary(struct qd_ctx *c, enum un_op op, struct un_par p)
 {
 	const struct qd_tensor *x = qd_ctx_in(c, 0);
@@ -435,11 +455,21 @@ static int unary(struct qd_ctx *c, enum un_op op, struct un_par p)
 	int64_t n = qd_tensor_count(x);
 	switch (x->dtype) {
 	case QD_DT_FLOAT:
-		unary_f32(op, x->data, o->data, n, p);
+		if (op == U_ERF && c->n->epi.n)
+			qd_gelu_f32(&c->n->epi.s[0], x->data, o->data, n);
+		else
+			unary_f32(op, x->data, o->data, n, p);
 		break;
 	case QD_DT_DOUBLE: {
 		const double *X = x->data;
 		double *O = o->data;
+		if (op == U_ERF && c->n->epi.n) {   /* fused GELU, as the unfused double ops */
+			const struct qd_epi_step *s = &c->n->epi.s[0];
+			double a = s->a, b = s->b, cc = s->c;
+			for (int64_t i = 0; i < n; i++)
+				O[i] = (X[i] * (erf(s->kind == QD_EPI_GELU_DIV ? X[i] / a : X[i] * a) + b)) * cc;
+			break;
+		}
 		for (int64_t i = 0; i < n; i++) O[i] = un_d(op, X[i], &p);
 		break;
 	}

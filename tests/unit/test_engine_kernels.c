@@ -475,8 +475,70 @@ static void test_softmax_layernorm_rows(void)
 	}
 }
 
+/* GELU (Div -> Erf -> Add -> Mul -> Mul) fused into one Erf at load: the kernel equals its
+ * _ref twin, the fused model gives exactly the unfused result (a hook sees all 5 tensors),
+ * and with the Mul form of the scaling as well. */
+static void test_gelu_fusion(void)
+{
+	for (int it = 0; it < 20; it++) {
+		int64_t n = ri(1, 5000);
+		float *x = rand_buf(n), *y1 = malloc((size_t)n * sizeof(float)), *y2 = malloc((size_t)n * sizeof(float));
+		for (int64_t i = 0; i < n; i++) x[i] *= 6.0f;
+		struct qd_epi_step st = { it % 2 ? QD_EPI_GELU_MUL : QD_EPI_GELU_DIV, it % 2 ? 0.70710678f : 1.4142135f, 1.0f, 0.5f };
+		qd_gelu_f32(&st, x, y1, n);
+		qd_gelu_f32_ref(&st, x, y2, n);
+		CHECKF(!memcmp(y1, y2, (size_t)n * sizeof(float)), "gelu kernel differs from its _ref twin (n %lld)", (long long)n);
+		free(x); free(y1); free(y2);
+	}
+	for (int form = 0; form < 2; form++) {
+		struct qd_model *m = qd_model_new(8, 13);
+		Onnx__GraphProto *g = m->proto->graph;
+		int64_t xd[2] = { 7, 301 };
+		g->input = calloc(1, sizeof(*g->input));
+		g->input[g->n_input++] = qd_value_info_new("x", QD_DT_FLOAT, xd, 2);
+		g->output = calloc(1, sizeof(*g->output));
+		g->output[g->n_output++] = qd_value_info_new("y", QD_DT_FLOAT, xd, 2);
+		float sc = form ? 0.70710678f : 1.4142135f, one = 1.0f, half = 0.5f;
+		add_f32(g, "sc", 0, NULL, &sc, 1);
+		add_f32(g, "one", 0, NULL, &one, 1);
+		add_f32(g, "half", 0, NULL, &half, 1);
+		static const char *nodes[][4] = {
+			{ "Div", "t", "x", "sc" }, { "Erf", "e", "t", NULL }, { "Add", "a", "e", "one" },
+			{ "Mul", "m", "x", "a" }, { "Mul", "y", "m", "half" },
+		};
+		for (int i = 0; i < 5; i++) {
+			const char *in[2] = { nodes[i][2], nodes[i][3] }, *out[1] = { nodes[i][1] };
+			const char *op = i == 0 && form ? "Mul" : nodes[i][0];
+			qd_graph_add_node(g, qd_node_new(op, NULL, nodes[i][1], in, nodes[i][3] ? 2 : 1, out, 1));
+		}
+		struct qd_tensor x;
+		qd_tensor_alloc(&x, "x", QD_DT_FLOAT, 2, xd);
+		for (int64_t i = 0; i < 7 * 301; i++) ((float *)x.data)[i] = 5.0f * rf();
+		struct qd_engine *e = NULL;
+		struct qd_err err = {0};
+		struct qd_tensor *o1 = NULL, *o2 = NULL;
+		size_t n1 = 0, n2 = 0;
+		CHECK_EQ_INT(qd_engine_load(m, NULL, &e, &err), 0);
+		if (e) {
+			CHECK(e->main->nodes[0].fused != NULL && e->main->nodes[4].fuse_skip);
+			CHECK_EQ_INT(qd_engine_run(e, &x, 1, &o1, &n1, NULL, &err), 0);
+			int seen = 0;
+			qd_engine_set_hook(e, epi_hook, &seen);
+			CHECK_EQ_INT(qd_engine_run(e, &x, 1, &o2, &n2, NULL, &err), 0);
+			CHECK_EQ_INT(seen, 5);
+			CHECK(n1 == 1 && n2 == 1 && !memcmp(o1[0].data, o2[0].data, 7 * 301 * sizeof(float)));
+			qd_tensors_release(o1, n1);
+			qd_tensors_release(o2, n2);
+			qd_engine_free(e);
+		}
+		qd_model_free(m);
+		qd_tensor_release(&x);
+	}
+}
+
 int main(void)
 {
+	test_gelu_fusion();
 	test_softmax_layernorm_rows();
 	test_depthwise();
 	test_conv_epilogue();
