@@ -82,6 +82,69 @@ static int pool_geom(struct qd_ctx *c, const struct qd_tensor *x, struct pool_ge
 	return 0;
 }
 
+/* MaxPool row of output: y[ow] = max over kernel columns of xr[ow * SW + kw - pb] for ow
+ * in [lo, hi) where every column is inside the row (first column assigns when first). */
+static QD_VEC_CLONES void max_pool_row(float *yr, const float *xr, int64_t KW, int64_t sw, int64_t pb,
+				       int64_t lo, int64_t hi, bool first)
+{
+	for (int64_t kw = 0; kw < KW; kw++) {
+		const float *xp = xr + kw - pb;
+		if (first && kw == 0) {
+			if (sw == 1) for (int64_t ow = lo; ow < hi; ow++) yr[ow] = xp[ow];
+			else for (int64_t ow = lo; ow < hi; ow++) yr[ow] = xp[ow * sw];
+		} else if (sw == 1) {
+			for (int64_t ow = lo; ow < hi; ow++) yr[ow] = xp[ow] > yr[ow] ? xp[ow] : yr[ow];
+		} else {
+			for (int64_t ow = lo; ow < hi; ow++) yr[ow] = xp[ow * sw] > yr[ow] ? xp[ow * sw] : yr[ow];
+		}
+	}
+}
+
+/* 2-D MaxPool without dilation or indices: the general loop's result (taps in the same
+ * order, the first valid tap taken as is, then v > best), interior columns vectorised. */
+static void max_pool_2d(const struct pool_geom *g, const float *X, float *Y)
+{
+	int64_t IH = g->in[1], IW = g->in[2], OH = g->out[1], OW = g->out[2];
+	int64_t KH = g->k[1], KW = g->k[2], sh = g->stride[1], sw = g->stride[2], pb = g->pb[2];
+	/* interior: every column valid, 0 <= ow*sw - pb and ow*sw - pb + KW - 1 < IW */
+	int64_t lo = (pb + sw - 1) / sw, hi = IW - KW + pb < 0 ? 0 : (IW - KW + pb) / sw + 1;
+	if (hi > OW) hi = OW;
+	if (lo > OW) lo = OW;
+	if (hi < lo) hi = lo;
+	for (int64_t nc = 0; nc < g->N * g->C; nc++)
+		for (int64_t oh = 0; oh < OH; oh++) {
+			const float *xc = X + nc * IH * IW;
+			float *yr = Y + (nc * OH + oh) * OW;
+			int64_t h0 = oh * sh - g->pb[1];
+			bool first = true;
+			for (int64_t kh = 0; kh < KH; kh++) {
+				int64_t ih = h0 + kh;
+				if (ih < 0 || ih >= IH) continue;
+				max_pool_row(yr, xc + ih * IW, KW, sw, pb, lo, hi, first);
+				first = false;
+			}
+			for (int64_t ow = 0; ow < OW; ow++) {   /* border columns, in tap order */
+				if (ow == lo && hi > lo) { ow = hi - 1; continue; }
+				float best = -INFINITY;
+				bool any = false;
+				for (int64_t kh = 0; kh < KH; kh++) {
+					int64_t ih = h0 + kh;
+					if (ih < 0 || ih >= IH) continue;
+					for (int64_t kw = 0; kw < KW; kw++) {
+						int64_t iw = ow * sw - pb + kw;
+						if (iw < 0 || iw >= IW) continue;
+						float v = xc[ih * IW + iw];
+						if (v > best || !any) best = v;
+						any = true;
+					}
+				}
+				yr[ow] = best;
+			}
+			if (first)   /* no valid row: -inf as the general loop */
+				for (int64_t ow = lo; ow < hi; ow++) yr[ow] = -INFINITY;
+		}
+}
+
 static int pool(struct qd_ctx *c, bool is_max)
 {
 	const struct qd_tensor *x = qd_ctx_in(c, 0);
@@ -104,6 +167,10 @@ static int pool(struct qd_ctx *c, bool is_max)
 	int64_t isz = g.in[0] * g.in[1] * g.in[2], osz = g.out[0] * g.out[1] * g.out[2];
 	const float *X = x->data;
 	float *Y = y->data;
+	if (is_max && !ind && g.k[0] == 1 && g.in[0] == 1 && g.out[0] == 1 && g.dil[1] == 1 && g.dil[2] == 1) {
+		max_pool_2d(&g, X, Y);
+		return 0;
+	}
 	for (int64_t nc = 0; nc < g.N * g.C; nc++) {
 		const float *xc = X + nc * isz;
 		for (int64_t od0 = 0; od0 < g.out[0]; od0++)

@@ -536,8 +536,64 @@ static void test_gelu_fusion(void)
 	}
 }
 
+/* 2-D MaxPool fast path (no indices) against the general loop (taken when Indices is
+ * wanted) on random geometry: same values, also with NaN and -inf in the input. */
+static void test_max_pool_fast(void)
+{
+	for (int it = 0; it < 60; it++) {
+		int64_t k[2] = { ri(1, 4), ri(1, 4) }, st[2] = { ri(1, 3), ri(1, 3) }, pads[4];
+		int64_t xd[4] = { ri(1, 2), ri(1, 3), ri(1, 19), ri(1, 23) };
+		for (int i = 0; i < 2; i++) {
+			pads[i] = ri(0, k[i] - 1);
+			pads[i + 2] = ri(0, k[i] - 1);
+			if (xd[2 + i] + pads[i] + pads[i + 2] < k[i]) xd[2 + i] = k[i];
+		}
+		struct qd_model *m = qd_model_new(8, 13);
+		Onnx__GraphProto *g = m->proto->graph;
+		g->input = calloc(1, sizeof(*g->input));
+		g->input[g->n_input++] = qd_value_info_new("x", QD_DT_FLOAT, xd, 4);
+		g->output = calloc(3, sizeof(*g->output));
+		g->output[g->n_output++] = qd_value_info_new("y1", QD_DT_FLOAT, NULL, 0);
+		g->output[g->n_output++] = qd_value_info_new("y2", QD_DT_FLOAT, NULL, 0);
+		g->output[g->n_output++] = qd_value_info_new("ind", QD_DT_INT64, NULL, 0);
+		const char *in[1] = { "x" }, *o1[1] = { "y1" }, *o2[2] = { "y2", "ind" };
+		Onnx__NodeProto *n1 = qd_node_new("MaxPool", NULL, "p1", in, 1, o1, 1);
+		Onnx__NodeProto *n2 = qd_node_new("MaxPool", NULL, "p2", in, 1, o2, 2);
+		Onnx__NodeProto *nn[2] = { n1, n2 };
+		for (int j = 0; j < 2; j++) {
+			qd_node_set_attr_ints(nn[j], "kernel_shape", k, 2);
+			qd_node_set_attr_ints(nn[j], "strides", st, 2);
+			qd_node_set_attr_ints(nn[j], "pads", pads, 4);
+			qd_graph_add_node(g, nn[j]);
+		}
+		struct qd_tensor x;
+		qd_tensor_alloc(&x, "x", QD_DT_FLOAT, 4, xd);
+		int64_t nx = qd_tensor_count(&x);
+		for (int64_t i = 0; i < nx; i++) ((float *)x.data)[i] = rf();
+		if (it % 4 == 3) { ((float *)x.data)[ri(0, nx - 1)] = NAN; ((float *)x.data)[ri(0, nx - 1)] = -INFINITY; }
+		struct qd_engine *e = NULL;
+		struct qd_err err = {0};
+		struct qd_tensor *o = NULL;
+		size_t no = 0;
+		CHECK_EQ_INT(qd_engine_load(m, NULL, &e, &err), 0);
+		if (e && !qd_engine_run(e, &x, 1, &o, &no, NULL, &err) && no == 3) {
+			int64_t c1 = qd_tensor_count(&o[0]);
+			CHECKF(c1 == qd_tensor_count(&o[1]) && !memcmp(o[0].data, o[1].data, (size_t)c1 * sizeof(float)),
+			       "maxpool fast path differs: k %lldx%lld s %lldx%lld in %lldx%lld", (long long)k[0], (long long)k[1],
+			       (long long)st[0], (long long)st[1], (long long)xd[2], (long long)xd[3]);
+		} else {
+			CHECKF(0, "maxpool model failed: %s", err.msg);
+		}
+		qd_tensors_release(o, no);
+		qd_engine_free(e);
+		qd_model_free(m);
+		qd_tensor_release(&x);
+	}
+}
+
 int main(void)
 {
+	test_max_pool_fast();
 	test_gelu_fusion();
 	test_softmax_layernorm_rows();
 	test_depthwise();
