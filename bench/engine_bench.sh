@@ -22,11 +22,26 @@ np.savez(f"{w}/cls.npz", x=r.uniform(-1, 1, (1, 3, 48, 192)).astype(np.float32))
 np.savez(f"{w}/bert.npz", input_ids=r.integers(0, 1000, (4, 128)).astype(np.int64))
 PY
 /usr/bin/python3 tests/models/make_transformer.py "$work/m" >/dev/null || exit 1
+# Quantized variants made by quantd's own dynamic pass: BERT with the defaults (QOperator
+# MatMul), the OCR models with Conv too in QDQ per-channel (the Conv form that keeps accuracy).
+quantize() { # in out workflow-json
+	"$B/quantd" run -q --model "$1" --config <(echo "$3") --output "$work/q.$$" >/dev/null 2>&1 &&
+		mv "$work/q.$$/model.onnx" "$2" && rm -rf "$work/q.$$"
+}
+QCONV='{"passes":{"q":{"type":"OnnxDynamicQuantization","quant_format":"QDQ","per_channel":true,"op_types_to_quantize":["Conv","MatMul","Gemm"]}}}'
+quantize "$OCR/ch_PP-OCRv4_det_infer.onnx" "$work/det_q.onnx" "$QCONV"
+quantize "$OCR/ch_PP-OCRv4_rec_infer.onnx" "$work/rec_q.onnx" "$QCONV"
+quantize "$OCR/ch_ppocr_mobile_v2.0_cls_infer.onnx" "$work/cls_q.onnx" "$QCONV"
+quantize "$work/m/bert.onnx" "$work/bert_q.onnx" '{"passes":{"q":{"type":"OnnxDynamicQuantization"}}}'
 printf "%-22s %12s %12s %7s %12s %12s %7s\n" case quantd_ms ort_ms ratio quantd_MiB ort_MiB ratio
 for c in "det_1x3x640x640 $OCR/ch_PP-OCRv4_det_infer.onnx det" \
          "rec_8x3x48x320 $OCR/ch_PP-OCRv4_rec_infer.onnx rec" \
          "cls_1x3x48x192 $OCR/ch_ppocr_mobile_v2.0_cls_infer.onnx cls" \
-         "bert_b4_s128 $work/m/bert.onnx bert"; do
+         "bert_b4_s128 $work/m/bert.onnx bert" \
+         "det_q_qdq_conv $work/det_q.onnx det" \
+         "rec_q_qdq_conv $work/rec_q.onnx rec" \
+         "cls_q_qdq_conv $work/cls_q.onnx cls" \
+         "bert_q_dynamic $work/bert_q.onnx bert"; do
 	set -- $c
 	q=$( { /usr/bin/time -f "rss_kb %M" "$B/quantd" infer --model "$2" --input "$work/$3.npz" \
 		--output "$work/o.npz" --threads 1 --repeat "$N"; } 2>&1 )
