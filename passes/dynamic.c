@@ -253,24 +253,6 @@ static char *freshf(struct dyn *d, const char *fmt, ...)
 	return fresh(d, base);
 }
 
-static int emit(struct dyn *d, struct gstate *gs, Onnx__NodeProto *n)
-{
-	if (!n)
-		return qd_err_set(d->err, QD_ENOMEM, NULL, "out of memory");
-	if (gs->n_out == gs->cap_out) {
-		size_t nc = gs->cap_out ? gs->cap_out * 2 : 64;
-		Onnx__NodeProto **no = realloc(gs->out, nc * sizeof *no);
-		if (!no) {
-			qd_node_free(n);
-			return qd_err_set(d->err, QD_ENOMEM, NULL, "out of memory");
-		}
-		gs->out = no;
-		gs->cap_out = nc;
-	}
-	gs->out[gs->n_out++] = n;
-	return 0;
-}
-
 /* Emit a node of the input graph: on failure it stays owned by the graph. */
 static int emit_orig(struct dyn *d, struct gstate *gs, Onnx__NodeProto *n)
 {
@@ -284,6 +266,17 @@ static int emit_orig(struct dyn *d, struct gstate *gs, Onnx__NodeProto *n)
 	}
 	gs->out[gs->n_out++] = n;
 	return 0;
+}
+
+/* Emit a new node (NULL means its allocation failed): on failure it is freed. */
+static int emit(struct dyn *d, struct gstate *gs, Onnx__NodeProto *n)
+{
+	if (!n)
+		return qd_err_set(d->err, QD_ENOMEM, NULL, "out of memory");
+	int rc = emit_orig(d, gs, n);
+	if (rc < 0)
+		qd_node_free(n);
+	return rc;
 }
 
 static int add_init(struct dyn *d, struct gstate *gs, Onnx__TensorProto *t)
