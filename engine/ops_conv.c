@@ -362,19 +362,29 @@ static int conv_inputs(struct qd_ctx *c, const struct qd_tensor **x, const struc
 	return 0;
 }
 
+/* Inputs, geometry, bias check and output tensor shared by Conv and ConvTranspose. */
+static int conv_setup(struct qd_ctx *c, bool transpose, const struct qd_tensor **x,
+		      const struct qd_tensor **w, const struct qd_tensor **b,
+		      struct qd_conv_geom *g, struct qd_tensor **y)
+{
+	int rc = conv_inputs(c, x, w, b);
+	if (rc || (rc = conv_geom(c, *x, *w, g, transpose))) return rc;
+	if (*b && qd_tensor_count(*b) != g->M)
+		return qd_ctx_fail(c, QD_ESHAPE, "bias has %lld values for %lld output channels",
+				   (long long)qd_tensor_count(*b), (long long)g->M);
+	int64_t od[5] = { g->N, g->M };
+	for (int i = 0; i < g->nsp; i++) od[2 + i] = g->out[3 - g->nsp + i];
+	*y = qd_ctx_out(c, 0, QD_DT_FLOAT, 2 + g->nsp, od);
+	return *y ? 0 : -c->err->code;
+}
+
 int qd_op_conv(struct qd_ctx *c)
 {
 	const struct qd_tensor *x, *w, *b;
 	struct qd_conv_geom g;
-	int rc = conv_inputs(c, &x, &w, &b);
-	if (rc || (rc = conv_geom(c, x, w, &g, false))) return rc;
-	if (b && qd_tensor_count(b) != g.M)
-		return qd_ctx_fail(c, QD_ESHAPE, "bias has %lld values for %lld output channels",
-				   (long long)qd_tensor_count(b), (long long)g.M);
-	int64_t od[5] = { g.N, g.M };
-	for (int i = 0; i < g.nsp; i++) od[2 + i] = g.out[3 - g.nsp + i];
-	struct qd_tensor *y = qd_ctx_out(c, 0, QD_DT_FLOAT, 2 + g.nsp, od);
-	if (!y) return -c->err->code;
+	struct qd_tensor *y;
+	int rc = conv_setup(c, false, &x, &w, &b, &g, &y);
+	if (rc) return rc;
 	size_t wb = qd_conv_work_bytes(&g);
 	float *work = wb ? qd_ctx_scratch(c, wb) : NULL;
 	if (wb && !work) return -c->err->code;
@@ -484,15 +494,9 @@ int qd_op_conv_transpose(struct qd_ctx *c)
 {
 	const struct qd_tensor *x, *w, *b;
 	struct qd_conv_geom g;
-	int rc = conv_inputs(c, &x, &w, &b);
-	if (rc || (rc = conv_geom(c, x, w, &g, true))) return rc;
-	if (b && qd_tensor_count(b) != g.M)
-		return qd_ctx_fail(c, QD_ESHAPE, "bias has %lld values for %lld output channels",
-				   (long long)qd_tensor_count(b), (long long)g.M);
-	int64_t od[5] = { g.N, g.M };
-	for (int i = 0; i < g.nsp; i++) od[2 + i] = g.out[3 - g.nsp + i];
-	struct qd_tensor *y = qd_ctx_out(c, 0, QD_DT_FLOAT, 2 + g.nsp, od);
-	if (!y) return -c->err->code;
+	struct qd_tensor *y;
+	int rc = conv_setup(c, true, &x, &w, &b, &g, &y);
+	if (rc) return rc;
 	size_t wb = (size_t)(g.M / g.group * g.k[0] * g.k[1] * g.k[2] * g.in[0] * g.in[1] * g.in[2]) * sizeof(float);
 	float *work = qd_ctx_scratch(c, wb);
 	if (!work) return -c->err->code;
