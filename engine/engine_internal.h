@@ -351,6 +351,14 @@ void qd_conv_transpose_f32_ref(const struct qd_conv_geom *g, const float *x, con
  * and attaches fused nodes to them (qd_enode.fused / fuse_skip). 0 or -QD_ENOMEM. */
 int qd_fuse_graph(struct qd_engine *e, struct qd_egraph *g, struct qd_err *err);
 void qd_enode_release(struct qd_enode *n);
+/* Load-time fusion helpers shared by fuse.c and fuse_float.c. cover[0..n) are the nodes
+ * of g a fused node replaces, including the node `at` it is attached to.
+ * qd_fuse_node_new: new node taking `name` (new; freed on failure) with n_in input slots,
+ * one output slot and room for the cover nodes' merged free lists; NULL on OOM.
+ * qd_fuse_attach: g->nodes[at].fused = fn, fn frees what the cover nodes freed, every
+ * cover node but `at` is skipped. */
+struct qd_enode *qd_fuse_node_new(struct qd_egraph *g, const int *cover, int n, int n_in, char *name);
+void qd_fuse_attach(struct qd_egraph *g, struct qd_enode *fn, int at, const int *cover, int n);
 /* Float fusions (engine/fuse_float.c): Conv followed by scalar Mul/Add/Div, Relu, Clip,
  * HardSigmoid, Sigmoid, HardSwish (also x * Clip(x + 3, 0, 6) / 6) gets a Conv with an
  * epilogue. Same conventions as qd_fuse_graph. 0 or -QD_ENOMEM. */

@@ -131,47 +131,60 @@ static int take_bias(struct fuse_ctx *f, int *last, int64_t N)
 	return other;
 }
 
+struct qd_enode *qd_fuse_node_new(struct qd_egraph *g, const int *cover, int n, int n_in, char *name)
+{
+	struct qd_enode *fn = calloc(1, sizeof(*fn));
+	if (!fn) {
+		free(name);
+		return NULL;
+	}
+	fn->name = name;
+	fn->n_in = n_in;
+	fn->n_out = 1;
+	fn->in = malloc((size_t)(n_in ? n_in : 1) * sizeof(int));
+	fn->out = malloc(sizeof(int));
+	int nf = 0;
+	for (int k = 0; k < n; k++)
+		nf += g->nodes[cover[k]].n_free;
+	fn->free_after = malloc((size_t)(nf + 1) * sizeof(int));
+	if (!fn->name || !fn->in || !fn->out || !fn->free_after) {
+		qd_enode_release(fn);
+		free(fn);
+		return NULL;
+	}
+	return fn;
+}
+
+void qd_fuse_attach(struct qd_egraph *g, struct qd_enode *fn, int at, const int *cover, int n)
+{
+	for (int k = 0; k < n; k++) {
+		struct qd_enode *c = &g->nodes[cover[k]];
+		for (int j = 0; j < c->n_free; j++)
+			fn->free_after[fn->n_free++] = c->free_after[j];
+		if (cover[k] != at)
+			c->fuse_skip = true;
+	}
+	g->nodes[at].fused = fn;
+}
+
 /* Attach a fused node running op `id` on inputs in[] to node `last`; cover[] nodes (incl.
  * last) are replaced by it. */
 static int attach(struct fuse_ctx *f, int last, enum qd_op_id id, const int *in, int n_in,
 		  const int *cover, int n_cover, struct qd_err *err)
 {
 	struct qd_enode *l = node(f, last);
-	struct qd_enode *fn = calloc(1, sizeof(*fn));
+	struct qd_enode *fn = qd_fuse_node_new(f->g, cover, n_cover, n_in,
+					       qd_asprintf("%s (fused %s)", l->name, qd_ops[id].op_type));
 	if (!fn)
-		goto oom;
+		return qd_err_set(err, QD_ENOMEM, "", "out of memory");
 	fn->proto = l->proto;
 	fn->op = &qd_ops[id];
 	fn->opset = 1;
 	fn->prof_idx = (int)id;
-	fn->name = qd_asprintf("%s (fused %s)", l->name, qd_ops[id].op_type);
-	fn->n_in = n_in;
-	fn->n_out = 1;
-	fn->in = malloc((size_t)n_in * sizeof(int));
-	fn->out = malloc(sizeof(int));
-	int nf = 0;
-	for (int k = 0; k < n_cover; k++)
-		nf += node(f, cover[k])->n_free;
-	fn->free_after = malloc((size_t)(nf + 1) * sizeof(int));
-	if (!fn->name || !fn->in || !fn->out || !fn->free_after)
-		goto oom;
 	memcpy(fn->in, in, (size_t)n_in * sizeof(int));
 	fn->out[0] = l->out[0];
-	for (int k = 0; k < n_cover; k++) {
-		struct qd_enode *c = node(f, cover[k]);
-		for (int j = 0; j < c->n_free; j++)
-			fn->free_after[fn->n_free++] = c->free_after[j];
-		if (cover[k] != last)
-			c->fuse_skip = true;
-	}
-	l->fused = fn;
+	qd_fuse_attach(f->g, fn, last, cover, n_cover);
 	return 0;
-oom:
-	if (fn) {
-		qd_enode_release(fn);
-		free(fn);
-	}
-	return qd_err_set(err, QD_ENOMEM, "", "out of memory");
 }
 
 /* DynamicQuantizeLinear producing slot id (its output index `which`), or -1. */

@@ -227,7 +227,8 @@ static int fuse_conv(struct ffuse *f, int ci, struct qd_err *err)
 	const struct qd_tensor *w = conv->in[1] >= 0 && f->e->slots[conv->in[1]].is_const &&
 		f->e->slots[conv->in[1]].has ? &f->e->slots[conv->in[1]].t : NULL;
 	f->M = w && w->ndim >= 3 ? w->dims[0] : -1;
-	int cover[QD_EPI_MAX * 3], nc = 0, last = ci;
+	int cover[QD_EPI_MAX * 3 + 1], nc = 0, last = ci;
+	cover[nc++] = ci;      /* the Conv itself, where the fused node runs */
 	while (ep->n < QD_EPI_MAX) {
 		int c[3], l;
 		int k = one_step(f, nd(f, last)->out[0], &ep->s[ep->n], c, &l);
@@ -240,43 +241,19 @@ static int fuse_conv(struct ffuse *f, int ci, struct qd_err *err)
 	}
 	if (!ep->n)
 		return 0;
-	struct qd_enode *fn = calloc(1, sizeof(*fn));
+	struct qd_enode *fn = qd_fuse_node_new(f->g, cover, nc, conv->n_in,
+					       qd_asprintf("%s (fused epilogue)", conv->name));
 	if (!fn)
-		goto oom;
+		return qd_err_set(err, QD_ENOMEM, "", "out of memory");
 	fn->proto = conv->proto;
 	fn->op = conv->op;
 	fn->opset = conv->opset;
 	fn->prof_idx = conv->prof_idx;
-	fn->name = qd_asprintf("%s (fused epilogue)", conv->name);
-	fn->n_in = conv->n_in;
-	fn->n_out = 1;
-	fn->in = malloc((size_t)conv->n_in * sizeof(int));
-	fn->out = malloc(sizeof(int));
-	int nf = conv->n_free;
-	for (int k = 0; k < nc; k++)
-		nf += nd(f, cover[k])->n_free;
-	fn->free_after = malloc((size_t)(nf + 1) * sizeof(int));
-	if (!fn->name || !fn->in || !fn->out || !fn->free_after)
-		goto oom;
 	memcpy(fn->in, conv->in, (size_t)conv->n_in * sizeof(int));
 	fn->out[0] = nd(f, last)->out[0];
 	fn->epi = *ep;
-	for (int j = 0; j < conv->n_free; j++)
-		fn->free_after[fn->n_free++] = conv->free_after[j];
-	for (int k = 0; k < nc; k++) {
-		struct qd_enode *c = nd(f, cover[k]);
-		for (int j = 0; j < c->n_free; j++)
-			fn->free_after[fn->n_free++] = c->free_after[j];
-		c->fuse_skip = true;
-	}
-	conv->fused = fn;
+	qd_fuse_attach(f->g, fn, ci, cover, nc);
 	return 0;
-oom:
-	if (fn) {
-		qd_enode_release(fn);
-		free(fn);
-	}
-	return qd_err_set(err, QD_ENOMEM, "", "out of memory");
 }
 
 /* GELU as Paddle/HF exports it: t = Div(x, a) or Mul(x, a); Erf(t); Add(., b);
@@ -317,45 +294,21 @@ static int fuse_gelu(struct ffuse *f, int ei, struct qd_err *err)
 	struct qd_enode *m2 = nd(f, rc[0]);
 	if (!is_op(m2, QD_OP_Mul) || m2->n_out != 1 || m2->out[0] < 0 || scalar_operand(f, m2, m1->out[0], &c) != 1)
 		return 0;
-	int cover[4] = { ei, ra[0], rm[0], rc[0] };
-	struct qd_enode *fn = calloc(1, sizeof(*fn));
+	int cover[5] = { pi, ei, ra[0], rm[0], rc[0] };   /* runs where the Div / Mul ran */
+	struct qd_enode *fn = qd_fuse_node_new(f->g, cover, 5, 1,
+					       qd_asprintf("%s (fused GELU)", erf->name));
 	if (!fn)
-		goto oom;
+		return qd_err_set(err, QD_ENOMEM, "", "out of memory");
 	fn->proto = erf->proto;
 	fn->op = erf->op;
 	fn->opset = erf->opset;
 	fn->prof_idx = erf->prof_idx;
-	fn->name = qd_asprintf("%s (fused GELU)", erf->name);
-	fn->n_in = 1;
-	fn->n_out = 1;
-	fn->in = malloc(sizeof(int));
-	fn->out = malloc(sizeof(int));
-	int nf = p->n_free;
-	for (int k = 0; k < 4; k++)
-		nf += nd(f, cover[k])->n_free;
-	fn->free_after = malloc((size_t)(nf + 1) * sizeof(int));
-	if (!fn->name || !fn->in || !fn->out || !fn->free_after)
-		goto oom;
 	fn->in[0] = x;
 	fn->out[0] = m2->out[0];
 	fn->epi.n = 1;
 	fn->epi.s[0] = (struct qd_epi_step){ div ? QD_EPI_GELU_DIV : QD_EPI_GELU_MUL, a, b, c };
-	for (int j = 0; j < p->n_free; j++)
-		fn->free_after[fn->n_free++] = p->free_after[j];
-	for (int k = 0; k < 4; k++) {
-		struct qd_enode *cn = nd(f, cover[k]);
-		for (int j = 0; j < cn->n_free; j++)
-			fn->free_after[fn->n_free++] = cn->free_after[j];
-		cn->fuse_skip = true;
-	}
-	p->fused = fn;
+	qd_fuse_attach(f->g, fn, pi, cover, 5);
 	return 0;
-oom:
-	if (fn) {
-		qd_enode_release(fn);
-		free(fn);
-	}
-	return qd_err_set(err, QD_ENOMEM, "", "out of memory");
 }
 
 int qd_fuse_float_graph(struct qd_engine *e, struct qd_egraph *g, struct qd_err *err)
