@@ -12,6 +12,6 @@ $SUDO apt-get install -y -qq --no-install-recommends \
 	build-essential pkg-config clang libclang-rt-14-dev \
 	libmicrohttpd-dev libjansson-dev libprotobuf-c-dev protobuf-c-compiler \
 	libsqlite3-dev sqlite3 libonnx-dev libonnx-testdata libopenblas-dev libssl-dev zlib1g-dev \
-	python3 python3-onnx python3-numpy python3-yaml curl ca-certificates time wrk
+	python3 python3-onnx python3-numpy python3-yaml python3-pil fonts-dejavu-core curl ca-certificates time wrk
 command -v node >/dev/null && command -v npm >/dev/null || $SUDO apt-get install -y -qq nodejs npm
 (cd tests/ort && npm install --ignore-scripts --no-audit --no-fund --loglevel=error)
