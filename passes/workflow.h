@@ -22,6 +22,9 @@ struct qd_workflow_req {
 	const json_t *workflow;      /* {"passes": {...}, "evaluator": ..., ...} */
 	const char *out_dir;         /* existing directory; receives the files below */
 	int threads;                 /* engine threads (0 = 1) */
+	const json_t *data_paths;    /* data config "dataset" reference (dst_ id) → local file
+	                                path of the dataset; NULL: references are file paths
+	                                themselves (quantd run --data) */
 };
 
 /* Validate a workflow at submit time: unknown pass types, unknown parameters, wrong
