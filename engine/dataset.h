@@ -24,6 +24,15 @@ struct qd_dataset_limits {
 	uint64_t max_array_bytes;   /* decoded bytes of one array (default 2 GiB) */
 	size_t max_arrays;          /* default 1024 */
 };
+#define QD_DATASET_MAX_TOTAL ((uint64_t)4 << 30)
+#define QD_DATASET_MAX_ARRAY ((uint64_t)2 << 30)
+#define QD_DATASET_MAX_ARRAYS 1024
+
+/* qd_npz_read with limits (NULL = defaults): every zip entry's declared size and every
+ * .npy header's shape x dtype are checked against them before anything is inflated or
+ * allocated; entries are CRC-checked. Errors: field = array name. */
+int qd_npz_read_lim(const char *path, const struct qd_dataset_limits *lim, struct qd_tensor **out,
+		    size_t *n, struct qd_err *err);
 
 /* Load a dataset file (format detected from its bytes: zip = npz, ustar = tar) or a
  * directory holding test_data_set_* folders. Arrays of a test-data tar are named after

@@ -5,8 +5,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 #include "engine/engine_internal.h"
+#include "engine/dataset.h"
+
+#define NPY_MAX_HEADER (1 << 20)   /* numpy writes a few hundred bytes */
 
 static const struct { const char *descr; int dtype; } npy_types[] = {
 	{ "f4", QD_DT_FLOAT }, { "f8", QD_DT_DOUBLE }, { "f2", QD_DT_FLOAT16 },
@@ -19,28 +27,40 @@ static uint32_t rd16(const uint8_t *p) { return p[0] | (uint32_t)p[1] << 8; }
 static uint32_t rd32(const uint8_t *p) { return rd16(p) | rd16(p + 2) << 16; }
 static uint64_t rd64(const uint8_t *p) { return rd32(p) | (uint64_t)rd32(p + 4) << 32; }
 
-/* Parses one .npy buffer into t (name set by the caller). */
-static int npy_parse(const uint8_t *b, size_t n, const char *name, struct qd_tensor *t, struct qd_err *err)
+/* Parsed .npy header: dtype, shape, order and where the data starts. */
+struct npy_hdr {
+	int dtype;
+	bool fortran;
+	int nd;
+	int64_t dims[QD_MAX_DIMS];
+	size_t data_off;            /* bytes before the data */
+	uint64_t nbytes;            /* product of dims x element size (overflow-checked) */
+};
+
+/* Header of a .npy buffer b (n bytes available). Returns 0, 1 when more bytes are needed
+ * (*need says how many in total), or a negative error naming the array. */
+static int npy_header(const uint8_t *b, size_t n, const char *name, struct npy_hdr *o, size_t *need,
+		      struct qd_err *err)
 {
-	if (n < 10 || memcmp(b, "\x93NUMPY", 6))
+	memset(o, 0, sizeof(*o));
+	if (n < 10) { *need = 12; return 1; }
+	if (memcmp(b, "\x93NUMPY", 6))
 		return qd_err_set(err, QD_EPARSE, name, "array '%s' is not a .npy file", name);
 	int major = b[6];
 	size_t hl, ho;
 	if (major == 1) { hl = rd16(b + 8); ho = 10; }
 	else if (major == 2 || major == 3) {
-		if (n < 12) return qd_err_set(err, QD_EPARSE, name, "array '%s' is truncated", name);
+		if (n < 12) { *need = 12; return 1; }
 		hl = rd32(b + 8); ho = 12;
 	} else return qd_err_set(err, QD_EPARSE, name, "array '%s' has unsupported .npy version %d", name, major);
-	if (hl > n - ho) return qd_err_set(err, QD_EPARSE, name, "array '%s' header is truncated", name);
+	if (hl > NPY_MAX_HEADER)
+		return qd_err_set(err, QD_EPARSE, name, "array '%s' has a %zu-byte .npy header (max %d)", name, hl, NPY_MAX_HEADER);
+	if (hl > n - ho) { *need = ho + hl; return 1; }
 	char *h = malloc(hl + 1);
 	if (!h) return qd_err_set(err, QD_ENOMEM, name, "out of memory");
 	memcpy(h, b + ho, hl);
 	h[hl] = 0;
 	int rc = 0;
-	int dtype = 0;
-	bool fortran = false;
-	int64_t dims[QD_MAX_DIMS];
-	int nd = 0;
 	char *d = strstr(h, "'descr'");
 	char *f = strstr(h, "'fortran_order'");
 	char *s = strstr(h, "'shape'");
@@ -61,99 +81,269 @@ static int npy_parse(const uint8_t *b, size_t n, const char *name, struct qd_ten
 			goto out;
 		}
 		for (size_t i = 0; i < QD_ARRAY_LEN(npy_types); i++)
-			if (!strcmp(d + 1, npy_types[i].descr)) dtype = npy_types[i].dtype;
-		if (!dtype) { rc = qd_err_set(err, QD_EUNSUPPORTED, name, "array '%s' has unsupported dtype '%s'", name, d); goto out; }
+			if (!strcmp(d + 1, npy_types[i].descr)) o->dtype = npy_types[i].dtype;
+		if (!o->dtype) { rc = qd_err_set(err, QD_EUNSUPPORTED, name, "array '%s' has unsupported dtype '%s'", name, d); goto out; }
 		*e = '\'';
 	}
 	f = strchr(f + 15, ':');
 	if (!f) { rc = qd_err_set(err, QD_EPARSE, name, "array '%s' has an invalid fortran_order", name); goto out; }
 	while (*++f == ' ') {}
-	fortran = !strncmp(f, "True", 4);
+	o->fortran = !strncmp(f, "True", 4);
 	s = strchr(s + 7, '(');
 	if (!s) { rc = qd_err_set(err, QD_EPARSE, name, "array '%s' has an invalid shape", name); goto out; }
 	s++;
+	uint64_t cnt = 1;
+	bool overflow = false;
 	for (;;) {
 		while (*s == ' ' || *s == ',') s++;
 		if (*s == ')') break;
 		char *e;
 		long long v = strtoll(s, &e, 10);
 		if (e == s || v < 0) { rc = qd_err_set(err, QD_EPARSE, name, "array '%s' has an invalid shape", name); goto out; }
-		if (nd >= QD_MAX_DIMS) { rc = qd_err_set(err, QD_EUNSUPPORTED, name, "array '%s' has rank > %d", name, QD_MAX_DIMS); goto out; }
-		dims[nd++] = v;
+		if (o->nd >= QD_MAX_DIMS) { rc = qd_err_set(err, QD_EUNSUPPORTED, name, "array '%s' has rank > %d", name, QD_MAX_DIMS); goto out; }
+		o->dims[o->nd++] = v;
+		if (__builtin_mul_overflow(cnt, (uint64_t)v, &cnt)) overflow = true;
 		s = e;
 		while (*s == 'L') s++;
 	}
-	if ((rc = qd_tensor_alloc_raw(t, name, dtype, nd, dims))) {
-		rc = qd_err_set(err, -rc, name, "array '%s' is too large", name);
-		goto out;
-	}
-	if (n - ho - hl < t->nbytes) {
-		qd_tensor_release(t);
-		rc = qd_err_set(err, QD_EPARSE, name, "array '%s' has %zu data bytes, its shape needs %zu", name,
-				n - ho - hl, t->nbytes);
-		goto out;
-	}
-	const uint8_t *src = b + ho + hl;
-	if (!fortran || nd < 2) {
-		if (t->nbytes) memcpy(t->data, src, t->nbytes);
-	} else {
-		/* Fortran order: element (i0..ik) at sum(i_j * prod(dims[:j])) */
-		size_t es = qd_dtype_size(dtype);
-		int64_t cnt = qd_tensor_count(t), idx[QD_MAX_DIMS] = {0};
-		for (int64_t k = 0; k < cnt; k++) {
-			int64_t off = 0, m = 1;
-			for (int j = 0; j < nd; j++) { off += idx[j] * m; m *= dims[j]; }
-			memcpy((char *)t->data + k * es, src + off * es, es);
-			for (int j = nd - 1; j >= 0; j--) { if (++idx[j] < dims[j]) break; idx[j] = 0; }
-		}
-	}
+	if (overflow || __builtin_mul_overflow(cnt, (uint64_t)qd_dtype_size(o->dtype), &o->nbytes))
+		o->nbytes = UINT64_MAX;
+	o->data_off = ho + hl;
 out:
 	free(h);
 	return rc;
 }
 
-int qd_npz_read(const char *path, struct qd_tensor **out, size_t *n, struct qd_err *err)
+/* "(2, 3)" for messages. */
+static void shape_str(const struct npy_hdr *h, char *out, size_t sz)
 {
-	struct qd_buf f = {0};
+	size_t k = (size_t)snprintf(out, sz, "(");
+	for (int i = 0; i < h->nd && k < sz; i++)
+		k += (size_t)snprintf(out + k, sz - k, "%s%lld", i ? ", " : "", (long long)h->dims[i]);
+	if (k < sz) snprintf(out + k, sz - k, ")");
+}
+
+/* The header's byte count against the entry's size and the limits: an absurd shape fails
+ * here, before anything is allocated. */
+static int npy_check(const struct npy_hdr *h, uint64_t entry_bytes, const char *name,
+		     const struct qd_dataset_limits *lim, uint64_t total, struct qd_err *err)
+{
+	char sh[160];
+	shape_str(h, sh, sizeof(sh));
+	if (h->nbytes == UINT64_MAX || h->nbytes > lim->max_array_bytes)
+		return qd_err_set(err, QD_ETOO_LARGE, name, "array '%s' has an absurd shape %s of %s: "
+				  "more than the %llu-byte limit per array", name, sh, qd_dtype_name(h->dtype),
+				  (unsigned long long)lim->max_array_bytes);
+	if (entry_bytes - h->data_off < h->nbytes)
+		return qd_err_set(err, QD_EPARSE, name, "array '%s' has %llu data bytes, its shape %s of %s needs %llu",
+				  name, (unsigned long long)(entry_bytes - h->data_off), sh,
+				  qd_dtype_name(h->dtype), (unsigned long long)h->nbytes);
+	if (total + h->nbytes > lim->max_total_bytes)
+		return qd_err_set(err, QD_ETOO_LARGE, name, "array '%s' takes the dataset past the %llu-byte limit",
+				  name, (unsigned long long)lim->max_total_bytes);
+	return 0;
+}
+
+/* Copy C- or Fortran-order data src into t. */
+static void npy_store(const struct npy_hdr *h, const uint8_t *src, struct qd_tensor *t)
+{
+	if (!h->fortran || h->nd < 2) {
+		if (t->nbytes) memcpy(t->data, src, t->nbytes);
+		return;
+	}
+	/* Fortran order: element (i0..ik) at sum(i_j * prod(dims[:j])) */
+	size_t es = qd_dtype_size(h->dtype);
+	int64_t cnt = qd_tensor_count(t), idx[QD_MAX_DIMS] = {0};
+	for (int64_t k = 0; k < cnt; k++) {
+		int64_t off = 0, m = 1;
+		for (int j = 0; j < h->nd; j++) { off += idx[j] * m; m *= h->dims[j]; }
+		memcpy((char *)t->data + k * es, src + off * es, es);
+		for (int j = h->nd - 1; j >= 0; j--) { if (++idx[j] < h->dims[j]) break; idx[j] = 0; }
+	}
+}
+
+/* A stored entry: parse in place. */
+static int npy_from_stored(const uint8_t *b, uint64_t n, const char *name, const struct qd_dataset_limits *lim,
+			   uint64_t total, struct qd_tensor *t, struct qd_err *err)
+{
+	struct npy_hdr h;
+	size_t need = 0;
+	int rc = npy_header(b, n, name, &h, &need, err);
+	if (rc == 1) return qd_err_set(err, QD_EPARSE, name, "array '%s' is truncated (.npy header)", name);
+	if (rc) return rc;
+	if ((rc = npy_check(&h, n, name, lim, total, err))) return rc;
+	if ((rc = qd_tensor_alloc_raw(t, name, h.dtype, h.nd, h.dims)))
+		return qd_err_set(err, -rc, name, "cannot allocate array '%s'", name);
+	npy_store(&h, b + h.data_off, t);
+	return 0;
+}
+
+/* Inflate up to want bytes more into out (*done bytes there already). Returns the zlib
+ * status. */
+static int inflate_some(z_stream *zs, uint64_t *in_left, uint8_t *out, uint64_t *done, uint64_t want)
+{
+	int zr = Z_OK;
+	uint64_t target = *done + want;
+	while (*done < target && zr == Z_OK) {
+		uInt ci = *in_left > (1u << 30) ? (1u << 30) : (uInt)*in_left;
+		uInt co = target - *done > (1u << 30) ? (1u << 30) : (uInt)(target - *done);
+		zs->avail_in = ci;
+		zs->next_out = out + *done;
+		zs->avail_out = co;
+		zr = inflate(zs, Z_NO_FLUSH);
+		*in_left -= ci - zs->avail_in;
+		*done += co - zs->avail_out;
+		if (zr == Z_OK && ci == zs->avail_in && co == zs->avail_out) break;  /* no progress */
+	}
+	return zr;
+}
+
+/* A deflated entry (usz bytes declared): inflate the .npy header first, check its shape
+ * against usz and the limits, then inflate the data straight into the tensor. The output
+ * never exceeds usz, so a lying size cannot make it write more. *crc gets the CRC-32 of
+ * the inflated bytes. */
+static int npy_from_deflated(const uint8_t *src, uint64_t csz, uint64_t usz, const char *name,
+			     const struct qd_dataset_limits *lim, uint64_t total, struct qd_tensor *t,
+			     uint32_t *crc, struct qd_err *err)
+{
+	if (usz < 12) return qd_err_set(err, QD_EPARSE, name, "array '%s' is truncated (.npy header)", name);
+	z_stream zs;
+	memset(&zs, 0, sizeof(zs));
+	if (inflateInit2(&zs, -MAX_WBITS) != Z_OK) return qd_err_set(err, QD_EINTERNAL, name, "zlib init failed");
+	zs.next_in = (Bytef *)src;
+	uint64_t in_left = csz, done = 0;
+	uint8_t *hb = NULL, *tmp = NULL;
+	int rc = 0, zr = Z_OK;
+	struct npy_hdr h;
+	size_t need = usz < 4096 ? (size_t)usz : 4096;
+	for (;;) {
+		uint8_t *nb = realloc(hb, need);
+		if (!nb) { rc = qd_err_set(err, QD_ENOMEM, name, "out of memory"); goto out; }
+		hb = nb;
+		zr = inflate_some(&zs, &in_left, hb, &done, need - done);
+		if (zr != Z_OK && zr != Z_STREAM_END) {
+			rc = qd_err_set(err, QD_EPARSE, name, "array '%s' does not inflate (corrupt deflate data)", name);
+			goto out;
+		}
+		size_t want = 0;
+		rc = npy_header(hb, done, name, &h, &want, err);
+		if (rc <= 0) break;
+		if (want > usz || zr == Z_STREAM_END || want <= done) {
+			rc = qd_err_set(err, QD_EPARSE, name, "array '%s' is truncated (.npy header)", name);
+			goto out;
+		}
+		need = want;
+	}
+	if (rc < 0) goto out;
+	if ((rc = npy_check(&h, usz, name, lim, total, err))) goto out;
+	if (usz != h.data_off + h.nbytes) {
+		rc = qd_err_set(err, QD_EPARSE, name, "array '%s' declares %llu bytes, its header and shape make %llu",
+				name, (unsigned long long)usz, (unsigned long long)(h.data_off + h.nbytes));
+		goto out;
+	}
+	if ((rc = qd_tensor_alloc_raw(t, name, h.dtype, h.nd, h.dims))) {
+		rc = qd_err_set(err, -rc, name, "cannot allocate array '%s'", name);
+		goto out;
+	}
+	bool direct = !h.fortran || h.nd < 2;
+	uint8_t *dst = (uint8_t *)t->data;
+	if (!direct) {
+		if (!(tmp = malloc(h.nbytes ? h.nbytes : 1))) { rc = qd_err_set(err, QD_ENOMEM, name, "out of memory"); goto out; }
+		dst = tmp;
+	}
+	/* bytes inflated past the header so far go first (done <= usz) */
+	uint64_t have = done - h.data_off;
+	memcpy(dst, hb + h.data_off, have);
+	*crc = (uint32_t)crc32(0L, Z_NULL, 0);
+	*crc = (uint32_t)crc32(*crc, hb, (uInt)done);
+	if (have < h.nbytes && zr == Z_OK)
+		zr = inflate_some(&zs, &in_left, dst, &have, h.nbytes - have);
+	for (uint64_t off = done - h.data_off; off < have; off += 1u << 30) {
+		uint64_t chunk = have - off > (1u << 30) ? (1u << 30) : have - off;
+		*crc = (uint32_t)crc32(*crc, dst + off, (uInt)chunk);
+	}
+	if (zr == Z_OK && have == h.nbytes) {
+		/* the stream must end here: more output means the declared size lies */
+		uint8_t extra[64];
+		uint64_t e = 0;
+		zr = inflate_some(&zs, &in_left, extra, &e, sizeof(extra));
+		if (e) zr = Z_DATA_ERROR;
+	}
+	if (zr != Z_STREAM_END || have != h.nbytes) {
+		qd_tensor_release(t);
+		rc = qd_err_set(err, QD_EPARSE, name, "array '%s' does not inflate to its declared %llu bytes (corrupt or lying zip entry)",
+				name, (unsigned long long)usz);
+		goto out;
+	}
+	if (!direct) npy_store(&h, tmp, t);
+out:
+	inflateEnd(&zs);
+	free(hb);
+	free(tmp);
+	return rc;
+}
+
+int qd_npz_read_lim(const char *path, const struct qd_dataset_limits *limits, struct qd_tensor **out,
+		    size_t *n, struct qd_err *err)
+{
+	struct qd_dataset_limits lim = limits ? *limits : (struct qd_dataset_limits){0};
+	if (!lim.max_total_bytes) lim.max_total_bytes = QD_DATASET_MAX_TOTAL;
+	if (!lim.max_array_bytes) lim.max_array_bytes = QD_DATASET_MAX_ARRAY;
+	if (!lim.max_arrays) lim.max_arrays = QD_DATASET_MAX_ARRAYS;
 	*out = NULL;
 	*n = 0;
-	int rc = qd_file_read(path, &f, err);
-	if (rc) return rc;
-	const uint8_t *b = f.data;
-	size_t len = f.len;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		int e = errno;
+		if (fd >= 0) close(fd);
+		return qd_err_set(err, QD_EIO, path, "cannot open '%s': %s", path, strerror(e));
+	}
+	size_t len = (size_t)st.st_size;
+	const uint8_t *b = len ? mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
+	close(fd);
+	if (b == MAP_FAILED)
+		return qd_err_set(err, QD_EIO, path, "cannot map '%s': %s", path, strerror(errno));
 	struct qd_tensor *arr = NULL;
 	size_t na = 0;
+	uint64_t total = 0;
+	int rc = 0;
 	/* end of central directory: last 22..65557 bytes */
 	ssize_t eocd = -1;
 	for (ssize_t i = (ssize_t)len - 22; i >= 0 && i >= (ssize_t)len - 65557; i--)
 		if (rd32(b + i) == 0x06054b50) { eocd = i; break; }
-	if (eocd < 0) { rc = qd_err_set(err, QD_EPARSE, path, "'%s' is not a zip (.npz) file", path); goto out; }
+	if (eocd < 0) { rc = qd_err_set(err, QD_EPARSE, path, "'%s' is not a zip (.npz) file (no end of central directory)", path); goto out; }
 	uint64_t cnt = rd16(b + eocd + 10), cdo = rd32(b + eocd + 16);
 	if (cdo == 0xffffffffu || cnt == 0xffff) {
 		/* zip64 end of central directory locator just before */
 		if (eocd < 20 || rd32(b + eocd - 20) != 0x07064b50) { rc = qd_err_set(err, QD_EPARSE, path, "'%s': bad zip64 record", path); goto out; }
 		uint64_t z = rd64(b + eocd - 12);
-		if (z + 56 > len || rd32(b + z) != 0x06064b50) { rc = qd_err_set(err, QD_EPARSE, path, "'%s': bad zip64 record", path); goto out; }
+		if (z > len || len - z < 56 || rd32(b + z) != 0x06064b50) { rc = qd_err_set(err, QD_EPARSE, path, "'%s': bad zip64 record", path); goto out; }
 		cnt = rd64(b + z + 32);
 		cdo = rd64(b + z + 48);
 	}
-	if (cnt > 100000) { rc = qd_err_set(err, QD_EPARSE, path, "'%s' has too many entries", path); goto out; }
+	if (cnt > lim.max_arrays) {
+		rc = qd_err_set(err, QD_ETOO_LARGE, path, "'%s' has %llu entries (max %zu arrays)", path,
+				(unsigned long long)cnt, lim.max_arrays);
+		goto out;
+	}
 	arr = calloc(cnt ? cnt : 1, sizeof(*arr));
 	if (!arr) { rc = qd_err_set(err, QD_ENOMEM, path, "out of memory"); goto out; }
 	uint64_t p = cdo;
 	for (uint64_t e = 0; e < cnt; e++) {
-		if (p + 46 > len || rd32(b + p) != 0x02014b50) { rc = qd_err_set(err, QD_EPARSE, path, "'%s': bad central directory", path); goto out; }
+		if (p > len || len - p < 46 || rd32(b + p) != 0x02014b50) { rc = qd_err_set(err, QD_EPARSE, path, "'%s': bad zip central directory", path); goto out; }
 		uint32_t method = rd16(b + p + 10), nl = rd16(b + p + 28), xl = rd16(b + p + 30), cl = rd16(b + p + 32);
+		uint32_t crc_want = rd32(b + p + 16), flags = rd16(b + p + 8);
 		uint64_t csz = rd32(b + p + 20), usz = rd32(b + p + 24), lho = rd32(b + p + 42);
-		if (p + 46 + nl + xl + cl > len) { rc = qd_err_set(err, QD_EPARSE, path, "'%s': bad central directory", path); goto out; }
+		if (len - p - 46 < (uint64_t)nl + xl + cl) { rc = qd_err_set(err, QD_EPARSE, path, "'%s': bad zip central directory", path); goto out; }
 		const uint8_t *x = b + p + 46 + nl, *xe = x + xl;
 		while (x + 4 <= xe) {
 			uint32_t id = rd16(x), sz = rd16(x + 2);
-			const uint8_t *q = x + 4;
+			const uint8_t *q = x + 4, *qe = x + 4 + sz > xe ? xe : x + 4 + sz;
 			if (id == 1) {
-				if (usz == 0xffffffffu && q + 8 <= x + 4 + sz) { usz = rd64(q); q += 8; }
-				if (csz == 0xffffffffu && q + 8 <= x + 4 + sz) { csz = rd64(q); q += 8; }
-				if (lho == 0xffffffffu && q + 8 <= x + 4 + sz) { lho = rd64(q); q += 8; }
+				if (usz == 0xffffffffu && q + 8 <= qe) { usz = rd64(q); q += 8; }
+				if (csz == 0xffffffffu && q + 8 <= qe) { csz = rd64(q); q += 8; }
+				if (lho == 0xffffffffu && q + 8 <= qe) { lho = rd64(q); q += 8; }
 			}
 			x += 4 + sz;
 		}
@@ -163,58 +353,52 @@ int qd_npz_read(const char *path, struct qd_tensor **out, size_t *n, struct qd_e
 		name[cn] = 0;
 		if (cn > 4 && !strcmp(name + cn - 4, ".npy")) name[cn - 4] = 0;
 		p += 46 + nl + xl + cl;
-		if (lho + 30 > len || rd32(b + lho) != 0x04034b50) { rc = qd_err_set(err, QD_EPARSE, name, "'%s': bad local header for '%s'", path, name); goto out; }
+		if (flags & 1) { rc = qd_err_set(err, QD_EUNSUPPORTED, name, "'%s': entry '%s' is encrypted", path, name); goto out; }
+		for (size_t k = 0; k < na; k++)
+			if (!strcmp(arr[k].name, name)) { rc = qd_err_set(err, QD_EPARSE, name, "'%s': array '%s' appears twice", path, name); goto out; }
+		if (lho > len || len - lho < 30 || rd32(b + lho) != 0x04034b50) { rc = qd_err_set(err, QD_EPARSE, name, "'%s': bad local header for '%s'", path, name); goto out; }
 		uint64_t data = lho + 30 + rd16(b + lho + 26) + rd16(b + lho + 28);
-		if (data + csz > len || data + csz < data) { rc = qd_err_set(err, QD_EPARSE, name, "'%s': entry '%s' is truncated", path, name); goto out; }
-		if (usz > ((uint64_t)1 << 36)) { rc = qd_err_set(err, QD_ETOO_LARGE, name, "'%s': entry '%s' is too large", path, name); goto out; }
-		uint8_t *ub = NULL;
-		const uint8_t *src;
-		if (method == 0) {
-			if (csz != usz) { rc = qd_err_set(err, QD_EPARSE, name, "'%s': entry '%s' sizes differ", path, name); goto out; }
-			src = b + data;
-		} else if (method == 8) {
-			ub = malloc(usz ? usz : 1);
-			if (!ub) { rc = qd_err_set(err, QD_ENOMEM, name, "out of memory"); goto out; }
-			z_stream zs;
-			memset(&zs, 0, sizeof(zs));
-			if (inflateInit2(&zs, -MAX_WBITS) != Z_OK) { free(ub); rc = qd_err_set(err, QD_EINTERNAL, name, "zlib init failed"); goto out; }
-			zs.next_in = (Bytef *)(b + data);
-			uint64_t in_left = csz, out_done = 0;
-			int zr = Z_OK;
-			while (zr == Z_OK) {
-				uInt ci = in_left > (1u << 30) ? (1u << 30) : (uInt)in_left;
-				uInt co = usz - out_done > (1u << 30) ? (1u << 30) : (uInt)(usz - out_done);
-				zs.avail_in = ci;
-				zs.next_out = ub + out_done;
-				zs.avail_out = co;
-				zr = inflate(&zs, Z_NO_FLUSH);
-				in_left -= ci - zs.avail_in;
-				out_done += co - zs.avail_out;
-				if (zr == Z_OK && ci == zs.avail_in && co == zs.avail_out) break;
-			}
-			inflateEnd(&zs);
-			if (zr != Z_STREAM_END || out_done != usz) {
-				free(ub);
-				rc = qd_err_set(err, QD_EPARSE, name, "'%s': entry '%s' does not inflate", path, name);
-				goto out;
-			}
-			src = ub;
-		} else {
-			rc = qd_err_set(err, QD_EUNSUPPORTED, name, "'%s': entry '%s' uses zip method %u", path, name, method);
+		if (data > len || len - data < csz) { rc = qd_err_set(err, QD_EPARSE, name, "'%s': entry '%s' is truncated", path, name); goto out; }
+		/* the declared size is checked before anything is inflated or allocated */
+		if (usz > lim.max_array_bytes + NPY_MAX_HEADER + 16) {
+			rc = qd_err_set(err, QD_ETOO_LARGE, name, "'%s': entry '%s' declares %llu bytes, more than the %llu-byte limit per array",
+					path, name, (unsigned long long)usz, (unsigned long long)lim.max_array_bytes);
 			goto out;
 		}
-		rc = npy_parse(src, usz, name, &arr[na], err);
-		free(ub);
-		if (rc) goto out;
+		uint32_t crc = 0;
+		if (method == 0) {
+			if (csz != usz) { rc = qd_err_set(err, QD_EPARSE, name, "'%s': entry '%s' sizes differ", path, name); goto out; }
+			if ((rc = npy_from_stored(b + data, usz, name, &lim, total, &arr[na], err))) goto out;
+			crc = (uint32_t)crc32(0L, Z_NULL, 0);
+			for (uint64_t off = 0; off < usz; off += 1u << 30) {
+				uint64_t chunk = usz - off > (1u << 30) ? (1u << 30) : usz - off;
+				crc = (uint32_t)crc32(crc, b + data + off, (uInt)chunk);
+			}
+		} else if (method == 8) {
+			if ((rc = npy_from_deflated(b + data, csz, usz, name, &lim, total, &arr[na], &crc, err))) goto out;
+		} else {
+			rc = qd_err_set(err, QD_EUNSUPPORTED, name, "'%s': entry '%s' uses zip method %u (want stored or deflated)", path, name, method);
+			goto out;
+		}
+		total += arr[na].nbytes;
 		na++;
+		if (crc != crc_want) {
+			rc = qd_err_set(err, QD_EPARSE, name, "'%s': entry '%s' fails its CRC-32 check (corrupt zip)", path, name);
+			goto out;
+		}
 	}
 	*out = arr;
 	*n = na;
 	arr = NULL;
 out:
 	if (arr) qd_tensors_release(arr, na);
-	qd_buf_free(&f);
+	if (b) munmap((void *)b, len);
 	return rc;
+}
+
+int qd_npz_read(const char *path, struct qd_tensor **out, size_t *n, struct qd_err *err)
+{
+	return qd_npz_read_lim(path, NULL, out, n, err);
 }
 
 static void wr16(struct qd_buf *b, uint32_t v) { uint8_t x[2] = { v, v >> 8 }; qd_buf_append(b, x, 2); }

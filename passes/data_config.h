@@ -25,6 +25,10 @@ int qd_data_config_resolve(const json_t *workflow, const json_t *value, const ch
  * configs. new array of strings. */
 json_t *qd_workflow_dataset_refs(const json_t *workflow);
 
+/* Every data config (named and inline) that binds a dataset, for submit-time checks:
+ * [{"dataset": ref, "field": "data_configs.calib.dataset", "config": "calib"}]. new. */
+json_t *qd_workflow_dataset_bindings(const json_t *workflow);
+
 /* Lines to log at run time for keys accepted but not applied (e.g. Olive's user_script
  * that quantd cannot run): new array of strings, possibly empty. */
 json_t *qd_data_configs_notes(const json_t *workflow);
