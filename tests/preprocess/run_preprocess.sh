@@ -99,6 +99,10 @@ else
 	bad "cannot write the sample .npz"
 fi
 case_ mlp "$T/models/mlp.onnx" 1e-5 "" "-"
+# a main graph with an If (subgraph tensors are not typed, outer reads keep their producers)
+# and com.microsoft Attention
+case_ if_model "$T/models/if_model.onnx" 1e-6 "" "-"
+case_ attention "$T/models/attention.onnx" 1e-5 "" "-"
 
 echo "preprocess: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
