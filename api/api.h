@@ -115,6 +115,13 @@ int qd_req_list(struct qd_req *r, json_t *items, const struct qd_page *pg, const
  * *summary (new) is qd_model_summary_json. Errors name the problem (PARSE / MODEL). */
 int qd_api_check_model_file(const char *path, json_t **summary, struct qd_err *err);
 
+/* Submit-time check of a job's datasets (api/datasets.c): every data config's "dataset"
+ * is an uploaded dataset id (INVAL / NOT_FOUND, field "data_configs.<name>.dataset") whose
+ * stored summary binds to the model's graph inputs (qd_dataset_bind; the error names the
+ * array and the mismatch). */
+int qd_api_check_job_datasets(struct qd_store_conn *c, const json_t *wf,
+			      const struct qd_model_row *model, struct qd_err *err);
+
 /* Model JSON for the API: the store row with the summary lifted to the top level. new. */
 json_t *qd_api_model_json(const struct qd_model_row *row);
 

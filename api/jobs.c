@@ -3,6 +3,7 @@
  * and list artifacts; /v1/artifacts/{id} downloads one artifact. */
 #include "api/api.h"
 #include "passes/workflow.h"
+#include "passes/data_config.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -62,7 +63,7 @@ int qd_api_jobs_create(struct qd_req *r)
 		goto out;
 	}
 	json_object_del(wf, "model");
-	if ((rc = qd_workflow_validate(wf, &r->err)))
+	if ((rc = qd_workflow_validate(wf, &r->err)) || (rc = qd_data_configs_validate(wf, &r->err)))
 		goto out;
 	struct qd_store_conn *c = qd_req_store(r);
 	if (!c) {
@@ -74,6 +75,10 @@ int qd_api_jobs_create(struct qd_req *r)
 			rc = qd_err_set(&r->err, QD_ENOT_FOUND, "model", "unknown model '%s'", json_string_value(mid));
 		goto out;
 	}
+	/* the datasets must exist and fit the model; the job row's workflow_json then names
+	 * them, which is what makes DELETE /v1/datasets/{id} answer 409 while it is queued */
+	if ((rc = qd_api_check_job_datasets(c, wf, &model, &r->err)))
+		goto out;
 	if (!(wf_txt = json_dumps(wf, JSON_COMPACT | JSON_SORT_KEYS))) {
 		rc = qd_err_set(&r->err, QD_ENOMEM, "", "out of memory");
 		goto out;

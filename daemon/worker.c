@@ -19,6 +19,7 @@
 #define _GNU_SOURCE
 #include "daemon/daemon.h"
 #include "passes/workflow.h"
+#include "passes/data_config.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -195,13 +196,51 @@ out:
 	return rc;
 }
 
+/* Each dataset reference (dst_ id) of the workflow → its blob file. *out new. */
+static int data_paths_build(struct qd_store_conn *c, const json_t *wf, json_t **out, struct qd_err *err)
+{
+	json_t *refs = qd_workflow_dataset_refs(wf), *paths = json_object();
+	struct qd_store *st = qd_store_conn_store(c);
+	size_t pmax = qd_blob_path_max(st), i;
+	char *path = malloc(pmax);
+	json_t *x;
+	int rc = 0;
+	if (!refs || !paths || !path) {
+		rc = qd_err_set(err, QD_ENOMEM, "", "out of memory");
+		goto out;
+	}
+	json_array_foreach(refs, i, x) {
+		struct qd_dataset_row row = { 0 };
+		const char *ref = json_string_value(x);
+		if ((rc = qd_dataset_get(c, ref, &row, err))) {
+			if (rc == -QD_ENOT_FOUND)
+				rc = qd_err_set(err, QD_ENOT_FOUND, "dataset", "the job's dataset '%s' was deleted", ref);
+			goto out;
+		}
+		rc = qd_blob_path(st, row.sha256, path, pmax, err);
+		qd_dataset_row_free(&row);
+		if (rc)
+			goto out;
+		json_object_set_new(paths, ref, json_string(path));
+	}
+out:
+	free(path);
+	json_decref(refs);
+	if (rc) {
+		json_decref(paths);
+		paths = NULL;
+	}
+	*out = paths;
+	return rc;
+}
+
 static void run_job(struct qd_worker *w, struct qd_store_conn *c, const struct qd_job_row *job)
 {
 	struct qd_daemon *d = w->d;
 	struct job_ctx j = { .w = w, .c = c, .job_id = job->id };
 	struct qd_model_row model = { 0 };
 	struct qd_err err = { 0 }, e2 = { 0 };
-	json_t *wf = NULL, *result = NULL;
+	json_t *wf = NULL, *result = NULL, *data_paths = NULL;
 	char *work = NULL, *out_dir = NULL, *model_path = NULL, *result_txt = NULL;
 	int rc;
 	double t0 = qd_now_mono();
@@ -242,8 +281,11 @@ static void run_job(struct qd_worker *w, struct qd_store_conn *c, const struct q
 		goto done;
 	struct qd_workflow_hooks hooks = { .ud = &j, .progress = hook_progress, .log = hook_log,
 					   .cancel = &w->cancel };
+	if ((rc = data_paths_build(c, wf, &data_paths, &err)))
+		goto done;
 	struct qd_workflow_req req = { .job_id = job->id, .model_path = model_path, .workflow = wf,
-				       .out_dir = out_dir, .threads = (int)d->cfg.engine_threads };
+				       .out_dir = out_dir, .threads = (int)d->cfg.engine_threads,
+				       .data_paths = data_paths };
 	rc = qd_workflow_run(&req, &hooks, &result, &err);
 	if (!rc && w->cancel)
 		rc = qd_err_set(&err, QD_ECANCELED, "", "job canceled");
@@ -289,6 +331,7 @@ done:;
 	pthread_mutex_destroy(&j.mu);
 	json_decref(wf);
 	json_decref(result);
+	json_decref(data_paths);
 	free(work);
 	free(out_dir);
 	free(model_path);

@@ -14,7 +14,7 @@ struct cat_row {
 	char id[64];
 	char sha256[65];
 	int64_t size;
-	char *name, *extra;
+	char *name, *extra, *extra2;
 	double created_at;
 };
 
@@ -22,6 +22,7 @@ struct cat_desc {
 	const char *what;      /* "model" */
 	const char *prefix;    /* "mdl_" */
 	enum st_stmt_id by_sha, get, insert, list, active, del;
+	bool has_extra2;       /* insert binds ?7 (datasets: summary_json) */
 };
 
 static const struct cat_desc model_desc = {
@@ -30,14 +31,15 @@ static const struct cat_desc model_desc = {
 };
 static const struct cat_desc dataset_desc = {
 	"dataset", "dst_", ST_DATASET_BY_SHA, ST_DATASET_GET, ST_DATASET_INSERT, ST_DATASET_LIST,
-	ST_DATASET_ACTIVE_JOBS, ST_DATASET_DELETE,
+	ST_DATASET_ACTIVE_JOBS, ST_DATASET_DELETE, true,
 };
 
 static void cat_row_free(struct cat_row *r)
 {
 	free(r->name);
 	free(r->extra);
-	r->name = r->extra = NULL;
+	free(r->extra2);
+	r->name = r->extra = r->extra2 = NULL;
 }
 
 static int cat_read(sqlite3_stmt *s, struct cat_row *r)
@@ -50,8 +52,10 @@ static int cat_read(sqlite3_stmt *s, struct cat_row *r)
 	r->name = st_col_dup(s, 4);
 	r->extra = st_col_dup(s, 5);
 	r->created_at = st_col_time(s, 6);
+	r->extra2 = st_col_dup(s, 7);
 	if ((sqlite3_column_type(s, 4) != SQLITE_NULL && !r->name) ||
-	    (sqlite3_column_type(s, 5) != SQLITE_NULL && !r->extra)) {
+	    (sqlite3_column_type(s, 5) != SQLITE_NULL && !r->extra) ||
+	    (sqlite3_column_type(s, 7) != SQLITE_NULL && !r->extra2)) {
 		cat_row_free(r);
 		return -QD_ENOMEM;
 	}
@@ -78,8 +82,8 @@ static int cat_lookup(struct qd_store_conn *c, enum st_stmt_id id, const char *k
 }
 
 static int cat_insert(struct qd_store_conn *c, const struct cat_desc *d, const char *sha,
-		      int64_t size, const char *name, const char *extra, struct cat_row *out,
-		      bool *existed, struct qd_err *err)
+		      int64_t size, const char *name, const char *extra, const char *extra2,
+		      struct cat_row *out, bool *existed, struct qd_err *err)
 {
 	if (!st_sha_valid(sha))
 		return qd_err_set(err, QD_EINVAL, "sha256", "invalid sha256 '%.80s'", sha ? sha : "");
@@ -116,6 +120,8 @@ static int cat_insert(struct qd_store_conn *c, const struct cat_desc *d, const c
 	st_bind_text(s, 4, name);
 	st_bind_text(s, 5, extra);
 	sqlite3_bind_double(s, 6, qd_now_wall());
+	if (d->has_extra2)
+		st_bind_text(s, 7, extra2);
 	if ((rc = st_exec(c, s, "insert", err)) < 0)
 		goto out;
 	rc = cat_lookup(c, d->get, id, out, err);
@@ -242,6 +248,7 @@ static void model_from(struct qd_model_row *m, struct cat_row *r)
 	m->size = r->size;
 	m->name = r->name;
 	m->summary_json = r->extra;
+	free(r->extra2);
 	m->created_at = r->created_at;
 }
 
@@ -267,7 +274,7 @@ int qd_model_insert(struct qd_store_conn *c, const char *sha256, int64_t size,
 {
 	struct cat_row r;
 	bool ex = false;
-	int rc = cat_insert(c, &model_desc, sha256, size, name, summary_json, &r, &ex, err);
+	int rc = cat_insert(c, &model_desc, sha256, size, name, summary_json, NULL, &r, &ex, err);
 	if (rc < 0)
 		return rc;
 	if (existed)
@@ -326,6 +333,7 @@ static void dataset_from(struct qd_dataset_row *m, struct cat_row *r)
 	m->size = r->size;
 	m->name = r->name;
 	m->format = r->extra;
+	m->summary_json = r->extra2;
 	m->created_at = r->created_at;
 }
 
@@ -335,7 +343,8 @@ void qd_dataset_row_free(struct qd_dataset_row *r)
 		return;
 	free(r->name);
 	free(r->format);
-	r->name = r->format = NULL;
+	free(r->summary_json);
+	r->name = r->format = r->summary_json = NULL;
 }
 
 void qd_dataset_rows_free(struct qd_dataset_row *rows, size_t n)
@@ -349,11 +358,18 @@ int qd_dataset_insert(struct qd_store_conn *c, const char *sha256, int64_t size,
 		      const char *name, const char *format, struct qd_dataset_row *out,
 		      bool *existed, struct qd_err *err)
 {
+	return qd_dataset_insert_summary(c, sha256, size, name, format, NULL, out, existed, err);
+}
+
+int qd_dataset_insert_summary(struct qd_store_conn *c, const char *sha256, int64_t size,
+			      const char *name, const char *format, const char *summary_json,
+			      struct qd_dataset_row *out, bool *existed, struct qd_err *err)
+{
 	if (!format || !format[0])
 		return qd_err_set(err, QD_EINVAL, "format", "missing dataset format");
 	struct cat_row r;
 	bool ex = false;
-	int rc = cat_insert(c, &dataset_desc, sha256, size, name, format, &r, &ex, err);
+	int rc = cat_insert(c, &dataset_desc, sha256, size, name, format, summary_json, &r, &ex, err);
 	if (rc < 0)
 		return rc;
 	if (existed)

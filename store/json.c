@@ -63,9 +63,11 @@ json_t *qd_model_to_json(const struct qd_model_row *r)
 
 json_t *qd_dataset_to_json(const struct qd_dataset_row *r)
 {
-	static const char *const k[] = { "id", "sha256", "size", "name", "format", "created_at" };
+	static const char *const k[] = { "id", "sha256", "size", "name", "format", "created_at",
+					 "summary" };
 	json_t *v[] = { json_string(r->id), json_string(r->sha256), json_integer(r->size),
-			str_or_null(r->name), str_or_null(r->format), time_json(r->created_at) };
+			str_or_null(r->name), str_or_null(r->format), time_json(r->created_at),
+			embed(r->summary_json) };
 	return BUILD(k, v);
 }
 

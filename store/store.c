@@ -88,6 +88,8 @@ static const char *const migrations[] = {
 	" level TEXT NOT NULL,"
 	" line TEXT NOT NULL,"
 	" PRIMARY KEY (job_id, seq)) WITHOUT ROWID;",
+	/* 2: dataset summary (arrays, dtypes, shapes, samples) computed at upload */
+	"ALTER TABLE datasets ADD COLUMN summary_json TEXT;",
 };
 
 int qd_store_schema_version(void) { return (int)QD_ARRAY_LEN(migrations); }

@@ -128,14 +128,19 @@ struct qd_dataset_row {
 	char sha256[65];
 	int64_t size;
 	char *name;           /* new, may be NULL */
-	char *format;         /* new: "npz", "tensorproto", ... */
+	char *format;         /* new: "npz", "onnx_test_data", ... */
 	double created_at;
+	char *summary_json;   /* new, may be NULL (JSON text: qd_dataset_summary_json) */
 };
 void qd_dataset_row_free(struct qd_dataset_row *r);
 void qd_dataset_rows_free(struct qd_dataset_row *rows, size_t n);
 int qd_dataset_insert(struct qd_store_conn *c, const char *sha256, int64_t size,
 		      const char *name, const char *format, struct qd_dataset_row *out,
 		      bool *existed, struct qd_err *err);
+/* Same, with the summary JSON text (may be NULL) stored beside the row. */
+int qd_dataset_insert_summary(struct qd_store_conn *c, const char *sha256, int64_t size,
+			      const char *name, const char *format, const char *summary_json,
+			      struct qd_dataset_row *out, bool *existed, struct qd_err *err);
 int qd_dataset_get(struct qd_store_conn *c, const char *id, struct qd_dataset_row *out,
 		   struct qd_err *err);
 int qd_dataset_list(struct qd_store_conn *c, struct qd_page *pg,
@@ -329,7 +334,7 @@ int qd_store_counts(struct qd_store_conn *c, struct qd_store_counts *out, struct
  * on out-of-memory. JSON text columns are embedded as parsed values. ---- */
 /* {id, sha256, size, name, summary, created_at} */
 json_t *qd_model_to_json(const struct qd_model_row *r);
-/* {id, sha256, size, name, format, created_at} */
+/* {id, sha256, size, name, format, created_at, summary} */
 json_t *qd_dataset_to_json(const struct qd_dataset_row *r);
 /* {id, job, kind, name, size, sha256, content_type, created_at, url: "/v1/artifacts/<id>"} */
 json_t *qd_artifact_to_json(const struct qd_artifact_row *r);

@@ -736,6 +736,171 @@ def t_sd_notify(tmp):
     s.close()
 
 
+# ------------------------------------------------------------------ datasets
+def upload_ds(d, data, name=None, **kw):
+    q = "/v1/datasets" + ("?name=" + name if name else "")
+    return d.request("POST", q, body=data, headers={"Content-Type": "application/octet-stream"}, **kw)
+
+
+def make_datasets(ddir):
+    """npz / tar fixtures for the mlp model (input x: float32 [batch, 64])."""
+    os.makedirs(ddir, exist_ok=True)
+    code = r"""
+import io, os, sys, tarfile, zipfile
+import numpy as np
+from onnx import numpy_helper
+d = sys.argv[1]
+rng = np.random.default_rng(1)
+np.savez_compressed(os.path.join(d, 'good.npz'), x=rng.standard_normal((8, 64)).astype(np.float32),
+                    label=np.arange(8, dtype=np.int64))
+np.savez(os.path.join(d, 'int.npz'), x=np.zeros((8, 64), np.int64))
+np.savez(os.path.join(d, 'narrow.npz'), x=np.zeros((8, 32), np.float32))
+np.savez(os.path.join(d, 'empty.npz'))
+np.savez(os.path.join(d, 'big.npz'), x=np.zeros((4096, 64), np.float32))
+h = b"{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000, 1000000000), }"
+h = h + b' ' * (117 - len(h)) + b'\n'
+with zipfile.ZipFile(os.path.join(d, 'absurd.npz'), 'w', zipfile.ZIP_DEFLATED) as z:
+    z.writestr('huge.npy', b'\x93NUMPY\x01\x00' + len(h).to_bytes(2, 'little') + h + b'\0' * 64)
+with tarfile.open(os.path.join(d, 'td.tar'), 'w', format=tarfile.USTAR_FORMAT) as t:
+    for k in range(3):
+        b = numpy_helper.from_array(rng.standard_normal((2, 64)).astype(np.float32)).SerializeToString()
+        ti = tarfile.TarInfo('mlp/test_data_set_%d/input_0.pb' % k)
+        ti.size = len(b)
+        t.addfile(ti, io.BytesIO(b))
+"""
+    subprocess.run(["/usr/bin/python3", "-c", code, ddir], check=True)
+    return {n: open(os.path.join(ddir, n), "rb").read()
+            for n in ("good.npz", "int.npz", "narrow.npz", "empty.npz", "big.npz", "absurd.npz", "td.tar")}
+
+
+def t_datasets(tmp, models):
+    mlp = [m for m in models if m[0] == "mlp"]
+    blocker = [m for m in models if m[0] == "bert"] or [max(models, key=lambda m: os.path.getsize(m[1]))]
+    if not check(mlp, "datasets: the mlp model exists"):
+        return
+    data = os.path.join(tmp, "datasets", "data")
+    os.makedirs(os.path.dirname(data))
+    ds = make_datasets(os.path.join(tmp, "datasets", "files"))
+    d = Daemon(data, ["--workers", "1"], name="datasets")
+    d.start()
+    r = upload(d, mlp[0][1])
+    mid = (r.json() or {}).get("id")
+    r = upload_ds(d, ds["good.npz"], name="good.npz")
+    j = r.json() or {}
+    good = j.get("id")
+    arrays = {a["name"]: a for a in j.get("arrays", [])}
+    check(r.status == 201 and j.get("format") == "npz" and j.get("samples") == 8
+          and arrays.get("x", {}).get("shape") == [8, 64] and arrays.get("x", {}).get("dtype") == "float32"
+          and arrays.get("label", {}).get("samples") == 8 and j.get("sha256") == hashlib.sha256(ds["good.npz"]).hexdigest()
+          and r.header("Location") == "/v1/datasets/%s" % good,
+          "upload deflated .npz -> 201 with format, samples, arrays (name/dtype/shape/samples)", r.body[:400])
+    r = upload_ds(d, ds["good.npz"])
+    check(r.status == 200 and (r.json() or {}).get("id") == good, "identical dataset upload -> 200 same id", r.body[:200])
+    r = upload_ds(d, ds["td.tar"], name="td.tar")
+    j = r.json() or {}
+    tar_id = j.get("id")
+    check(r.status == 201 and j.get("format") == "onnx_test_data" and j.get("samples") == 6
+          and [a["name"] for a in j.get("arrays", [])] == ["input_0"],
+          "upload tar of test_data_set_* folders -> 201, 3 folders x 2 rows = 6 samples of input_0", r.body[:400])
+    ids = {}
+    for n in ("int.npz", "narrow.npz"):
+        r = upload_ds(d, ds[n], name=n)
+        ids[n] = (r.json() or {}).get("id")
+        check(r.status == 201, "upload %s -> 201" % n, r.body[:200])
+    r = d.request("GET", "/v1/datasets/" + good)
+    check(r.status == 200 and r.json().get("id") == good and r.json().get("content_url"), "GET /v1/datasets/{id}")
+    r = d.request("GET", "/v1/datasets?limit=2")
+    j = r.json() or {}
+    seen = set(i["id"] for i in j.get("items", []))
+    check(r.status == 200 and len(j.get("items", [])) == 2 and j.get("next"), "GET /v1/datasets?limit=2 pages", r.body[:200])
+    nxt = j.get("next")
+    while nxt:
+        j = d.get_json(nxt)
+        seen |= set(i["id"] for i in j.get("items", []))
+        nxt = j.get("next")
+    check(seen == {good, tar_id} | set(ids.values()), "following next links lists every dataset once", seen)
+    raw = ds["good.npz"]
+    sha = hashlib.sha256(raw).hexdigest()
+    r = d.request("GET", "/v1/datasets/%s/content" % good)
+    check(r.status == 200 and r.body == raw and r.header("ETag") == '"%s"' % sha, "dataset content download: bytes, ETag")
+    r = d.request("GET", "/v1/datasets/%s/content" % good, headers={"If-None-Match": '"%s"' % sha})
+    check(r.status == 304, "dataset content If-None-Match -> 304")
+    r = d.request("GET", "/v1/datasets/%s/content" % good, headers={"Range": "bytes=4-99"})
+    check(r.status == 206 and r.body == raw[4:100] and r.header("Content-Range") == "bytes 4-99/%d" % len(raw),
+          "dataset content Range -> 206")
+    r = d.request("GET", "/v1/datasets/%s/content" % good, headers={"Range": "bytes=%d-" % (len(raw) + 1)})
+    check(r.status == 416, "dataset content bad range -> 416")
+    # bad uploads: 400 naming the problem, nothing kept
+    n_before = len(d.get_json("/v1/datasets?limit=1000")["items"])
+    bad = [("garbage", b"this is not a dataset at all\n" * 50, "body", "neither"),
+           ("truncated npz", raw[: len(raw) // 2], None, ""),
+           ("absurd shape", ds["absurd.npz"], "dataset.arrays.huge", "absurd shape"),
+           ("empty npz", ds["empty.npz"], "body", "no arrays"),
+           ("empty body", b"", "body", "empty")]
+    for name, body, field, msg in bad:
+        r = upload_ds(d, body)
+        check(r.status == 400 and r.err_msg().startswith("invalid dataset upload") and r.err_field()
+              and (field is None or r.err_field() == field) and msg in r.err_msg(),
+              "%s dataset upload -> 400 naming the problem" % name, r.body)
+        if body:
+            h = hashlib.sha256(body).hexdigest()
+            check(not os.path.exists(os.path.join(data, "blobs", h[:2], h[2:])), "%s dataset upload leaves no blob" % name)
+    check(len(d.get_json("/v1/datasets?limit=1000")["items"]) == n_before, "rejected dataset uploads created no dataset")
+    check(d.healthy(), "daemon serves after the bad dataset uploads")
+    # submit-time checks
+    q = {"q": {"type": "OnnxQuantization", "quant_mode": "dynamic", "data_config": "calib"}}
+    r = submit(d, mid, q, {"data_configs": {"calib": {"dataset": ids["int.npz"]}}})
+    check(r.status == 400 and r.err_field() == "data_configs.calib.dataset" and "'x'" in r.err_msg()
+          and "dtype int64" in r.err_msg(), "job with a dataset of the wrong dtype -> 400 naming array 'x'", r.body)
+    r = submit(d, mid, q, {"data_configs": [{"name": "calib", "dataset": ids["narrow.npz"]}]})
+    check(r.status == 400 and r.err_field() == "data_configs.calib.dataset" and "'x'" in r.err_msg() and "64" in r.err_msg(),
+          "job with a dataset of the wrong shape (list form) -> 400 naming array 'x'", r.body)
+    r = submit(d, mid, q, {"data_configs": {"calib": {"dataset": "dst_0123456789abcdef"}}})
+    check(r.status == 404 and r.err_field() == "data_configs.calib.dataset", "job with an unknown dataset -> 404", r.body)
+    r = submit(d, mid, {"q": dict(q["q"], data_config="calbi")}, {"data_configs": {"calib": {"dataset": good}}})
+    check(r.status == 400 and r.err_field() == "passes.q.data_config" and "calbi" in r.err_msg(),
+          "unknown data_config name -> 400 naming passes.q.data_config", r.body)
+    r = submit(d, mid, q, {"data_configs": {"calib": {"dataset": good, "user_script": "user.py"}}})
+    check(r.status == 400 and r.err_field() == "data_configs.calib.user_script" and "uploading a dataset" in r.err_msg(),
+          "Olive user_script -> 400 saying quantd binds data by uploading a dataset", r.body)
+    r = submit(d, mid, q, {"data_configs": {"calib": {"dataset": "/tmp/calib.npz"}}})
+    check(r.status == 400 and r.err_field() == "data_configs.calib.dataset", "a file path as dataset -> 400 in the service", r.body)
+    # a queued job keeps its dataset: DELETE -> 409 until it is gone
+    r = upload(d, blocker[0][1])
+    bid = (r.json() or {}).get("id")
+    blockers = []
+    for fmt, pc, prec in GRID[:3]:
+        r = submit(d, bid, {"q": {"type": "OnnxDynamicQuantization", "quant_format": fmt, "per_channel": pc, "precision": prec}})
+        blockers.append((r.json() or {}).get("id"))
+    r = submit(d, mid, q, {"data_configs": [{"name": "calib", "dataset": good, "type": "HuggingfaceContainer",
+                                             "dataloader_config": {"batch_size": 2}}]})
+    jid = (r.json() or {}).get("id")
+    check(r.status == 202, "job binding the uploaded dataset -> 202", r.body[:300])
+    r2 = submit(d, mid, {"q": dict(q["q"], data_config="t")}, {"data_configs": {"t": {"dataset": tar_id}}})
+    check(r2.status == 202, "job binding the test-data tar (input_0 -> x) -> 202", r2.body[:300])
+    st = d.get_json("/v1/jobs/" + jid).get("state")
+    r = d.request("DELETE", "/v1/datasets/" + good)
+    check(r.status == 409 and st in ("queued", "running"), "DELETE a dataset a queued job uses -> 409", (st, r.body))
+    for b in blockers:
+        d.request("POST", "/v1/jobs/%s/cancel" % b)
+    j = wait_job(d, jid, timeout=300)
+    check(j and j["state"] == "succeeded", "the job with the dataset succeeds", j and (j["state"], j.get("error")))
+    lg = d.get_json("/v1/jobs/%s/log" % jid) if jid else {}
+    j2 = wait_job(d, (r2.json() or {}).get("id", "x"), timeout=300)
+    check(j2 and j2["state"] == "succeeded", "the job with the test-data tar succeeds", j2 and (j2["state"], j2.get("error")))
+    r = d.request("DELETE", "/v1/datasets/" + good)
+    check(r.status == 204, "DELETE the dataset once no job needs it -> 204", r.body)
+    r = d.request("GET", "/v1/datasets/" + good)
+    check(r.status == 404, "deleted dataset -> 404")
+    check(not os.path.exists(os.path.join(data, "blobs", sha[:2], sha[2:])), "deleting the dataset removes its blob")
+    r = d.request("DELETE", "/v1/datasets/dst_nope")
+    check(r.status == 404, "DELETE unknown dataset -> 404")
+    r = d.request("GET", "/v1/datasets/dst_nope/content")
+    check(r.status == 404, "GET unknown dataset content -> 404")
+    check(d.stop() == 0, "datasets daemon: SIGTERM -> exit 0")
+    return ds
+
+
 def t_limits(tmp, models):
     """Small --max-upload-bytes, --max-queued 1, --workers 1."""
     data = os.path.join(tmp, "limits", "data")
@@ -762,6 +927,10 @@ def t_limits(tmp, models):
     check(r.status == 413, "chunked upload over the limit (counted while streaming) -> 413", r.body)
     check(uploaded() - u0 < len(data_big), "chunked 413 is answered early: %d of %d bytes read" % (uploaded() - u0, len(data_big)))
     check(d.healthy(), "daemon serves after chunked 413")
+    big_ds = make_datasets(os.path.join(tmp, "limits", "files"))["big.npz"]
+    if len(big_ds) > limit:
+        r = upload_ds(d, big_ds)
+        check(r.status == 413 and r.err_code() == "TOO_LARGE", "dataset upload over --max-upload-bytes -> 413", r.body)
     r = upload(d, small[1])
     check(r.status == 201, "upload under the limit -> 201", r.body[:200])
     mid = (r.json() or {}).get("id")
@@ -858,6 +1027,7 @@ def main():
         check(d.stop() == 0, "main daemon: SIGTERM -> exit 0")
         d = None
         t_big_upload(tmp)
+        t_datasets(tmp, models)
         t_limits(tmp, models)
         t_auth(tmp, models)
         t_sd_notify(tmp)

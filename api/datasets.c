@@ -1,0 +1,335 @@
+/* /v1/datasets: upload (raw .npz or tar bytes streamed into the blob store like models,
+ * then loaded with engine/dataset under its limits), list, get (arrays, dtypes, shapes,
+ * samples), delete (409 while a queued or running job names it) and download. An
+ * identical upload returns the existing dataset (200). Also the submit-time check that a
+ * job's datasets fit its model, done on the stored summaries (no weights, no arrays are
+ * read). */
+#include "api/api.h"
+#include "engine/dataset.h"
+#include "passes/data_config.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static json_t *dataset_json(const struct qd_dataset_row *row)
+{
+	json_t *j = qd_dataset_to_json(row);
+	if (!j)
+		return NULL;
+	json_t *sum = json_object_get(j, "summary");
+	if (json_is_object(sum)) {
+		json_object_set(j, "samples", json_object_get(sum, "samples"));
+		json_object_set(j, "arrays", json_object_get(sum, "arrays"));
+	} else {
+		json_object_set_new(j, "samples", json_null());
+		json_object_set_new(j, "arrays", json_array());
+	}
+	json_object_del(j, "summary");
+	char url[128];
+	snprintf(url, sizeof url, "/v1/datasets/%s/content", row->id);
+	json_object_set_new(j, "content_url", json_string(url));
+	return j;
+}
+
+static int check_name(struct qd_req *r, const char *name)
+{
+	size_t n = strlen(name);
+	if (!n || n > 255)
+		return qd_err_set(&r->err, QD_EINVAL, "name", "invalid dataset name: must be 1..255 bytes");
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
+			return qd_err_set(&r->err, QD_EINVAL, "name", "invalid dataset name: control characters are not allowed");
+	return 0;
+}
+
+/* Load the stored blob as a dataset: *summary (new) and *format (static). */
+static int validate_blob(struct qd_req *r, const char *path, json_t **summary, const char **format)
+{
+	struct qd_dataset *ds = NULL;
+	int rc = qd_dataset_load(path, NULL, &ds, &r->err);
+	if (rc) {
+		int code = r->err.code;
+		if (code != QD_ENOMEM && code != QD_EIO) {
+			/* bombs and absurd shapes are bad input (400), not an oversized request */
+			if (code != QD_EPARSE && code != QD_EINVAL && code != QD_EUNSUPPORTED && code != QD_ESHAPE)
+				r->err.code = QD_EINVAL;
+			if (!r->err.field[0] || !strcmp(r->err.field, "dataset"))
+				snprintf(r->err.field, sizeof r->err.field, "body");
+			rc = qd_err_wrap(&r->err, "invalid dataset upload");
+		}
+		return rc;
+	}
+	*format = ds->format;
+	*summary = qd_dataset_summary_json(ds);
+	qd_dataset_free(ds);
+	return *summary ? 0 : qd_err_set(&r->err, QD_ENOMEM, "", "out of memory");
+}
+
+int qd_api_datasets_create(struct qd_req *r)
+{
+	struct qd_daemon *d = r->d;
+	char own_sha[65], sha[65];
+	uint64_t size = 0;
+	json_t *summary = NULL;
+	char *summary_txt = NULL, *path = NULL;
+	const char *format = NULL;
+	struct qd_dataset_row row = { 0 };
+	bool existed_blob, existed_row = false;
+	int rc;
+	const char *name = qd_req_query(r, "name");
+	qd_sha256_final(&r->sha, own_sha);
+	if (name && (rc = check_name(r, name)))
+		goto reject;
+	if (r->body_bytes == 0) {
+		rc = qd_err_set(&r->err, QD_EPARSE, "body", "invalid dataset upload: the request body is empty "
+				"(send the .npz or tar file's bytes)");
+		goto reject;
+	}
+	existed_blob = qd_blob_exists(d->store, own_sha);
+	rc = qd_blob_writer_commit(r->bw, sha, &size, &r->err);
+	r->bw = NULL;
+	if (rc)
+		goto out;
+	size_t pmax = qd_blob_path_max(d->store);
+	if (!(path = malloc(pmax))) {
+		rc = qd_err_set(&r->err, QD_ENOMEM, "", "out of memory");
+		goto out;
+	}
+	if ((rc = qd_blob_path(d->store, sha, path, pmax, &r->err)))
+		goto out;
+	if ((rc = validate_blob(r, path, &summary, &format))) {
+		if (!existed_blob)
+			unlink(path);
+		goto reject;
+	}
+	if (!(summary_txt = json_dumps(summary, JSON_COMPACT))) {
+		rc = qd_err_set(&r->err, QD_ENOMEM, "", "out of memory");
+		goto out;
+	}
+	struct qd_store_conn *c = qd_req_store(r);
+	if (!c) {
+		rc = -r->err.code;
+		goto out;
+	}
+	if ((rc = qd_dataset_insert_summary(c, sha, (int64_t)size, name, format, summary_txt, &row,
+					    &existed_row, &r->err)))
+		goto out;
+	__atomic_fetch_add(&d->metrics.uploads[1], 1, __ATOMIC_RELAXED);
+	qd_log(QD_LOG_INFO, NULL, "dataset %s %s (%llu bytes, %s, sha256 %.12s)", row.id,
+	       existed_row ? "uploaded again" : "stored", (unsigned long long)size, format, sha);
+	rc = qd_req_json(r, existed_row ? 200 : 201, dataset_json(&row));
+	char loc[128];
+	snprintf(loc, sizeof loc, "/v1/datasets/%s", row.id);
+	qd_req_add_header(r, MHD_HTTP_HEADER_LOCATION, loc);
+	goto out;
+reject:
+	__atomic_fetch_add(&d->metrics.uploads[0], 1, __ATOMIC_RELAXED);
+out:
+	json_decref(summary);
+	free(summary_txt);
+	free(path);
+	qd_dataset_row_free(&row);
+	return rc;
+}
+
+int qd_api_datasets_list(struct qd_req *r)
+{
+	struct qd_page pg;
+	struct qd_dataset_row *rows = NULL;
+	size_t n = 0;
+	int rc;
+	struct qd_store_conn *c;
+	if ((rc = qd_req_page(r, &pg)))
+		return rc;
+	if (!(c = qd_req_store(r)))
+		return -r->err.code;
+	if ((rc = qd_dataset_list(c, &pg, &rows, &n, &r->err)))
+		return rc;
+	json_t *items = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(items, dataset_json(&rows[i]));
+	qd_dataset_rows_free(rows, n);
+	return qd_req_list(r, items, &pg, NULL);
+}
+
+int qd_api_datasets_get(struct qd_req *r)
+{
+	struct qd_dataset_row row = { 0 };
+	struct qd_store_conn *c = qd_req_store(r);
+	int rc;
+	if (!c)
+		return -r->err.code;
+	if ((rc = qd_dataset_get(c, r->id, &row, &r->err)))
+		return rc;
+	rc = qd_req_json(r, 200, dataset_json(&row));
+	qd_dataset_row_free(&row);
+	return rc;
+}
+
+int qd_api_datasets_delete(struct qd_req *r)
+{
+	struct qd_store_conn *c = qd_req_store(r);
+	int rc;
+	if (!c)
+		return -r->err.code;
+	if ((rc = qd_dataset_delete(c, r->id, &r->err)))
+		return rc;
+	qd_log(QD_LOG_INFO, NULL, "dataset %s deleted", r->id);
+	return qd_req_empty(r, 204);
+}
+
+int qd_api_datasets_content(struct qd_req *r)
+{
+	struct qd_dataset_row row = { 0 };
+	struct qd_store_conn *c = qd_req_store(r);
+	int rc;
+	if (!c)
+		return -r->err.code;
+	if ((rc = qd_dataset_get(c, r->id, &row, &r->err)))
+		return rc;
+	char fname[300];
+	snprintf(fname, sizeof fname, "%s", row.name && *row.name ? row.name
+			 : !strcmp(row.format ? row.format : "", "npz") ? "dataset.npz" : "dataset.tar");
+	rc = qd_req_send_blob(r, row.sha256, "application/octet-stream", fname);
+	qd_dataset_row_free(&row);
+	return rc;
+}
+
+/* ---- submit-time check ---- */
+
+/* Shapes-only dataset from a stored summary (arrays without data). new. */
+static struct qd_dataset *dataset_from_summary(const json_t *sum)
+{
+	const json_t *arrs = json_object_get(sum, "arrays");
+	struct qd_dataset *ds = qd_calloc(1, sizeof *ds);
+	size_t n = json_array_size(arrs);
+	if (!ds || !json_is_array(arrs) || !(ds->arrays = qd_calloc(n ? n : 1, sizeof *ds->arrays))) {
+		free(ds);
+		return NULL;
+	}
+	size_t i;
+	json_t *a;
+	json_array_foreach(arrs, i, a) {
+		struct qd_tensor *t = &ds->arrays[ds->n_arrays++];
+		t->name = qd_strdup(json_string_value(json_object_get(a, "name")));
+		t->dtype = qd_dtype_from_name(json_string_value(json_object_get(a, "dtype")) ?: "");
+		const json_t *sh = json_object_get(a, "shape");
+		for (size_t k = 0; k < json_array_size(sh) && k < QD_MAX_DIMS; k++)
+			t->dims[t->ndim++] = json_integer_value(json_array_get(sh, k));
+		if (!t->name) {
+			qd_dataset_free(ds);
+			return NULL;
+		}
+	}
+	ds->format = "npz";
+	ds->n_samples = json_integer_value(json_object_get(sum, "samples"));
+	return ds;
+}
+
+/* Graph inputs only, from a model's stored summary. new. */
+static struct qd_model *model_from_summary(const json_t *sum)
+{
+	const json_t *ins = json_object_get(sum, "inputs");
+	struct qd_model *m = qd_model_new(8, 13);
+	if (!m)
+		return NULL;
+	Onnx__GraphProto *g = m->proto->graph;
+	size_t n = json_array_size(ins);
+	if (!(g->input = calloc(n ? n : 1, sizeof *g->input))) {
+		qd_model_free(m);
+		return NULL;
+	}
+	size_t i;
+	json_t *in;
+	json_array_foreach(ins, i, in) {
+		const json_t *sh = json_object_get(in, "shape");
+		int64_t dims[64];
+		size_t nd = 0;
+		for (size_t k = 0; k < json_array_size(sh) && k < 64; k++) {
+			const json_t *d = json_array_get(sh, k);
+			dims[nd++] = json_is_integer(d) ? json_integer_value(d) : -1;
+		}
+		const char *dt = json_string_value(json_object_get(in, "dtype"));
+		Onnx__ValueInfoProto *vi = qd_value_info_new(json_string_value(json_object_get(in, "name")) ?: "",
+							     qd_dtype_from_name(dt ? dt : ""), dims, nd);
+		if (!vi) {
+			qd_model_free(m);
+			return NULL;
+		}
+		if (json_is_null(sh) && vi->type && vi->type->tensor_type && vi->type->tensor_type->shape) {
+			onnx__tensor_shape_proto__free_unpacked(vi->type->tensor_type->shape, NULL);
+			vi->type->tensor_type->shape = NULL; /* rank unknown */
+		}
+		g->input[g->n_input++] = vi;
+	}
+	return m;
+}
+
+int qd_api_check_job_datasets(struct qd_store_conn *c, const json_t *wf,
+			      const struct qd_model_row *model, struct qd_err *err)
+{
+	json_t *b = qd_workflow_dataset_bindings(wf), *msum = NULL, *dsum = NULL;
+	struct qd_model *m = NULL;
+	struct qd_dataset *ds = NULL;
+	struct qd_dataset_row row = { 0 };
+	int rc = 0;
+	size_t i;
+	json_t *x;
+	if (!b)
+		return qd_err_set(err, QD_ENOMEM, "", "out of memory");
+	json_array_foreach(b, i, x) {
+		const char *ref = json_string_value(json_object_get(x, "dataset"));
+		const char *field = json_string_value(json_object_get(x, "field"));
+		const char *cfg = json_string_value(json_object_get(x, "config"));
+		if (strncmp(ref, "dst_", 4)) {
+			rc = qd_err_set(err, QD_EINVAL, field, "data config '%s': \"dataset\" must be the id of an "
+					"uploaded dataset (POST /v1/datasets), not '%.200s'", cfg, ref);
+			goto out;
+		}
+		qd_dataset_row_free(&row);
+		if ((rc = qd_dataset_get(c, ref, &row, err))) {
+			if (rc == -QD_ENOT_FOUND)
+				rc = qd_err_set(err, QD_ENOT_FOUND, field, "unknown dataset '%.64s' (data config '%s')",
+						ref, cfg);
+			goto out;
+		}
+		json_decref(dsum);
+		dsum = row.summary_json ? json_loads(row.summary_json, 0, NULL) : NULL;
+		qd_dataset_free(ds);
+		ds = dsum ? dataset_from_summary(dsum) : NULL;
+		if (!ds) { /* no stored summary: read the dataset itself */
+			size_t pmax = qd_blob_path_max(qd_store_conn_store(c));
+			char path[pmax];
+			if ((rc = qd_blob_path(qd_store_conn_store(c), row.sha256, path, pmax, err)) ||
+			    (rc = qd_dataset_load(path, NULL, &ds, err))) {
+				qd_err_wrap(err, "dataset '%s' (data config '%s')", ref, cfg);
+				snprintf(err->field, sizeof err->field, "%s", field);
+				goto out;
+			}
+		}
+		if (!m) {
+			msum = model->summary_json ? json_loads(model->summary_json, 0, NULL) : NULL;
+			if (!msum || !(m = model_from_summary(msum))) {
+				rc = qd_err_set(err, QD_EINTERNAL, "model", "model '%s' has no stored summary", model->id);
+				goto out;
+			}
+		}
+		if ((rc = qd_dataset_bind(ds, m, err))) {
+			if (err->code != QD_ENOMEM) {
+				qd_err_wrap(err, "dataset '%s' (data config '%s') does not fit model '%s'", ref, cfg,
+					    model->id);
+				snprintf(err->field, sizeof err->field, "%s", field);
+			}
+			goto out;
+		}
+	}
+out:
+	qd_dataset_row_free(&row);
+	qd_dataset_free(ds);
+	qd_model_free(m);
+	json_decref(dsum);
+	json_decref(msum);
+	json_decref(b);
+	return rc;
+}
