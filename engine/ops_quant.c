@@ -397,7 +397,7 @@ int qd_check_dequantize(struct qd_enode *n, const int *in_dt, int *out_dt, struc
 	bool ms = !strcmp(n->op->domain, "com.microsoft");
 	if (dt && dt != QD_DT_UINT8 && dt != QD_DT_INT8 &&
 	    !((dt == QD_DT_UINT16 || dt == QD_DT_INT16) && (ms || n->opset >= 21)) &&
-	    !(dt == QD_DT_INT32 && !ms && n->opset >= 10))
+	    !(dt == QD_DT_INT32 && (ms || n->opset >= 10)))
 		return qd_err_set(err, QD_EUNSUPPORTED, n->name,
 				  "node '%s' (DequantizeLinear): input dtype %s not supported", n->name,
 				  qd_dtype_name(dt));

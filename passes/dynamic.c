@@ -1480,20 +1480,7 @@ int qd_pass_check_dynamic(const char *pass_name, const json_t *space, struct qd_
 		if (rc < 0)
 			return rc;
 	}
-	snprintf(field, sizeof field, "passes.%s.all_tensors_to_one_file", pass_name);
-	json_array_foreach(json_object_get(space, "all_tensors_to_one_file"), i, v)
-		if (!json_is_true(v))
-			return qd_err_set(err, QD_EUNSUPPORTED, field,
-					  "all_tensors_to_one_file false is not supported (one external file)");
-	snprintf(field, sizeof field, "passes.%s.convert_attribute", pass_name);
-	json_array_foreach(json_object_get(space, "convert_attribute"), i, v)
-		if (json_is_true(v))
-			return qd_err_set(err, QD_EUNSUPPORTED, field, "convert_attribute true is not supported");
-	snprintf(field, sizeof field, "passes.%s.size_threshold", pass_name);
-	json_array_foreach(json_object_get(space, "size_threshold"), i, v)
-		if (json_integer_value(v) < 0)
-			return qd_err_set(err, QD_EINVAL, field, "size_threshold must be >= 0");
-	return 0;
+	return qd_pass_check_external(pass_name, space, err);
 }
 
 static bool opt_bool(const json_t *extra, const char *key, bool dflt)

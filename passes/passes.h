@@ -53,10 +53,41 @@ struct qd_pass_ctx {
 	const char *name;                          /* the pass's key in the workflow */
 	const struct qd_workflow_hooks *hooks;     /* may be NULL */
 	json_t *stats;                             /* borrow: object the pass adds figures to */
+	const json_t *workflow;                    /* borrow: the whole workflow (data_configs) */
+	const json_t *data_paths;                  /* borrow: dataset reference → file, or NULL
+	                                              (references are paths: quantd run) */
+	int threads;                               /* engine threads (0 = 1) */
 };
 /* Log one line for the pass (qd_log + the workflow's log hook). */
 void qd_pass_log(struct qd_pass_ctx *c, enum qd_log_level lvl, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+struct qd_dataset;
+/* Open the dataset a pass's data_config value (a data_configs name or an inline config)
+ * refers to and bind it to m's inputs (engine/dataset.h). *ds new (qd_dataset_free);
+ * *batch_size from the config (1 when unset). field names the parameter in errors. */
+int qd_pass_open_data(struct qd_pass_ctx *c, const struct qd_model *m, const json_t *data_config,
+		      const char *field, struct qd_dataset **ds, int64_t *batch_size, struct qd_err *err);
+/* Batches of a bound dataset for a model's graph inputs: batch_size samples at a time
+ * (the model's fixed first dimension wins), at most limit samples (0 = all). An array of
+ * rank input rank + 1 holds one whole input per sample (fed one sample at a time). */
+struct qd_batches {
+	const struct qd_dataset *ds;
+	const Onnx__GraphProto *g;
+	const char **names;
+	const struct qd_tensor **arr;
+	int *in_rank;
+	size_t n;
+	int64_t pos, end, bs;
+};
+int qd_batches_init(struct qd_batches *b, const struct qd_dataset *ds, const Onnx__GraphProto *g,
+		    int64_t batch_size, int64_t limit, struct qd_err *err);
+/* qd_calib_next_fn: 1 with a batch in *in (new), 0 at the end, negative error. */
+int qd_batches_next(void *ud, struct qd_tensor **in, size_t *n_in, struct qd_err *err);
+void qd_batches_free(struct qd_batches *b);
+
+/* Submit-time checks of the external-data parameters (save_as_external_data & co). */
+int qd_pass_check_external(const char *pass_name, const json_t *space, struct qd_err *err);
 
 /* params: the resolved configuration (every schema parameter present; null = unset). */
 typedef int (*qd_pass_run_fn)(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t *params,
@@ -125,6 +156,9 @@ const char *qd_workflow_model_path(const json_t *workflow);
 int qd_pass_check_onnx_quantization(const char *pass_name, const json_t *space, struct qd_err *err);
 int qd_pass_run_onnx_quantization(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t *params,
 				  struct qd_err *err);
+int qd_pass_check_static(const char *pass_name, const json_t *space, struct qd_err *err);
+int qd_pass_run_static(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t *params,
+		       struct qd_err *err);
 int qd_pass_check_dynamic(const char *pass_name, const json_t *space, struct qd_err *err);
 int qd_pass_run_dynamic(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t *params,
 			struct qd_err *err);

@@ -37,8 +37,9 @@
 	{"per_channel", QD_PT_BOOL, "false", "[true, false]", NULL, "per-channel weight quantization"}, \
 	{"reduce_range", QD_PT_BOOL, "false", "[true, false]", NULL, "quantize weights with 7 bits"}, \
 	{"quant_preprocess", QD_PT_BOOL, "true", "[true, false]", NULL, \
-	 "pre-process the model first (quantd: Constant nodes to initializers, topological sort; " \
-	 "ORT's graph optimizer is not run)"}, \
+	 "pre-process the model first, in quantd's own C: Constant nodes to initializers and a " \
+	 "topological sort; static passes also fold constants and BatchNormalization into Conv/Gemm " \
+	 "and infer every activation's type and shape (ORT's Python preprocessing is not run)"}, \
 	{"activation_symmetric", QD_PT_BOOL, "false", NULL, NULL, \
 	 "symmetric activation ranges (extra option ActivationSymmetric)"}, \
 	{"weight_symmetric", QD_PT_BOOL, "null", NULL, NULL, \
@@ -53,8 +54,13 @@
 	 "MinMax|Entropy|Percentile|Distribution", "calibration method"}, \
 	{"calibration_providers", QD_PT_STRLIST, "null", NULL, NULL, \
 	 "execution providers for calibration; null means CPU"}, \
-	{"activation_type", QD_PT_ENUM, "\"int8\"", NULL, "int8|uint8|int16|uint16", \
-	 "activation data type (searched conditionally on quant_format and precision)"}, \
+	{"activation_type", QD_PT_ENUM, "\"int8\"", NULL, \
+	 "int8|uint8|int16|uint16|QInt8|QUInt8|QInt16|QUInt16", \
+	 "activation data type (Olive's QInt8/QUInt8/QInt16/QUInt16 spellings accepted; 16-bit " \
+	 "needs QDQ; searched conditionally on quant_format and precision)"}, \
+	{"calibration_sampling_size", QD_PT_ANY, "null", NULL, NULL, \
+	 "use at most this many calibration samples (an integer, or a list of one as INC " \
+	 "writes it); null: every sample of the dataset"}, \
 	{"min_real_range", QD_PT_FLOAT, "null", NULL, NULL, \
 	 "minimum rmax - rmin when computing scale and zero point (MinimumRealRange)"}, \
 	{"tensor_quant_overrides", QD_PT_DICT, "null", NULL, NULL, \
@@ -225,6 +231,9 @@ static const struct qd_extra_option qd_extra_options[] = {
 	{"QDQDisableWeightAdjustForInt32Bias", QD_PT_BOOL, false, "no weight-scale adjustment"},
 	{"extra.Sigmoid.nnapi", QD_PT_BOOL, false, "fixed Sigmoid output scale"},
 	{"DefaultTensorType", QD_PT_INT, false, "fallback element type (QOperator)"},
+	{"CalibNumBins", QD_PT_INT, false, "histogram bins (Entropy 128, Percentile / Distribution 2048)"},
+	{"CalibNumQuantizedBins", QD_PT_INT, false, "Entropy: quantized bins (128)"},
+	{"CalibDistributionScenario", QD_PT_STRING, false, "Distribution: \"same\" or \"p3\""},
 };
 
 const struct qd_extra_option *qd_extra_option_find(const char *key)

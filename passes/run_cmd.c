@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 static const char run_usage[] =
-	"usage: quantd run --config WORKFLOW.json [--model MODEL.onnx] --output DIR [options]\n"
+	"usage: quantd run --config WORKFLOW.json [--model MODEL.onnx] [--data NAME=PATH]... --output DIR [options]\n"
 	"\n"
 	"Runs an Olive-style workflow (the \"passes\" section, in order) on one ONNX model and\n"
 	"writes into DIR: model.onnx (+ model.onnx.data with external data), metrics.json\n"
@@ -27,6 +27,12 @@ static const char run_usage[] =
 	"                      concrete shape of an input for the evaluation (repeatable; sets\n"
 	"                      input_model.io_config like Olive). Symbolic dims default to 1 for\n"
 	"                      the first dimension and 32 for the others\n"
+	"  -d, --data NAME=PATH\n"
+	"                      bind data config NAME to a dataset file (.npz, a tar of ONNX\n"
+	"                      test_data_set_* folders, or such a directory); repeatable. A NAME\n"
+	"                      the workflow's data_configs lacks is added as {\"dataset\": PATH}.\n"
+	"                      A data config no pass calibrates with is the held-out data the\n"
+	"                      accuracy metrics are measured on\n"
 	"  -q, --quiet         no progress line, warnings and errors only\n"
 	"  -h, --help          this text\n"
 	"\n"
@@ -113,8 +119,53 @@ static int add_shapes(json_t *wf, const char *const *shapes, int n, struct qd_er
 	return 0;
 }
 
+/* --data NAME=PATH → data_configs[NAME].dataset = PATH (dict form; list form: the entry
+ * with that name). */
+static int add_data(json_t *wf, const char *const *data, int n, struct qd_err *err)
+{
+	if (!n || !json_is_object(wf))
+		return 0;
+	json_t *dcs = json_object_get(wf, "data_configs");
+	if (!dcs) {
+		dcs = json_object();
+		json_object_set_new(wf, "data_configs", dcs);
+	}
+	for (int i = 0; i < n; i++) {
+		const char *eq = strchr(data[i], '=');
+		if (!eq || eq == data[i] || !eq[1])
+			return qd_err_set(err, QD_EINVAL, "--data", "bad --data '%s' (NAME=PATH)", data[i]);
+		char *name = strndup(data[i], (size_t)(eq - data[i]));
+		if (!name)
+			return qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+		json_t *cfg = NULL;
+		if (json_is_array(dcs)) {
+			size_t k; json_t *c;
+			json_array_foreach(dcs, k, c)
+				if (!strcmp(json_string_value(json_object_get(c, "name")) ?: "", name))
+					cfg = c;
+			if (!cfg) {
+				cfg = json_pack("{s:s}", "name", name);
+				json_array_append_new(dcs, cfg);
+			}
+		} else if (json_is_object(dcs)) {
+			cfg = json_object_get(dcs, name);
+			if (!cfg) {
+				cfg = json_object();
+				json_object_set_new(dcs, name, cfg);
+			}
+		}
+		free(name);
+		if (!json_is_object(cfg))
+			return 0;   /* validation reports the malformed data_configs */
+		json_object_set_new(cfg, "dataset", json_string(eq + 1));
+	}
+	return 0;
+}
+
 int qd_cmd_run(int argc, char **argv)
 {
+	const char *data[32];
+	int n_data = 0;
 	const char *config = NULL, *model = NULL, *output = NULL;
 	const char *shapes[32];
 	int n_shapes = 0;
@@ -141,6 +192,13 @@ int qd_cmd_run(int argc, char **argv)
 				return 2;
 			}
 			shapes[n_shapes++] = argv[++i];
+			continue;
+		} else if (!strcmp(a, "-d") || !strcmp(a, "--data")) {
+			if (i + 1 >= argc || n_data == (int)QD_ARRAY_LEN(data)) {
+				fprintf(stderr, "quantd run: option '%s' needs a value\n%s", a, run_usage);
+				return 2;
+			}
+			data[n_data++] = argv[++i];
 			continue;
 		} else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
 			if (i + 1 >= argc) {
@@ -182,6 +240,8 @@ int qd_cmd_run(int argc, char **argv)
 	}
 	struct qd_err err = { 0 };
 	int rc = add_shapes(wf, shapes, n_shapes, &err);
+	if (rc == 0)
+		rc = add_data(wf, data, n_data, &err);
 	if (rc == 0)
 		rc = qd_workflow_validate(wf, &err);
 	if (rc == 0 && !model && !(model = qd_workflow_model_path(wf)))

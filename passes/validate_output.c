@@ -22,6 +22,9 @@ static const char *short_type(int dt)
 	switch (dt) {
 	case QD_DT_UINT8: return "u8";
 	case QD_DT_INT8: return "s8";
+	case QD_DT_UINT16: return "u16";
+	case QD_DT_INT16: return "s16";
+	case QD_DT_INT32: return "i32";
 	case QD_DT_FLOAT: return "f";
 	default: return "?";
 	}

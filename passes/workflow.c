@@ -3,6 +3,9 @@
  * metrics.json and footprint.json). */
 #include "passes/passes.h"
 #include "engine/engine.h"
+#include "engine/dataset.h"
+#include "passes/data_config.h"
+#include "onnx/onnx_internal.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -78,7 +81,7 @@ int qd_workflow_validate(const json_t *workflow, struct qd_err *err)
 		if (rc < 0)
 			return rc;
 	}
-	return 0;
+	return qd_data_configs_validate(workflow, err);
 }
 
 /* ---- runner ---- */
@@ -418,6 +421,361 @@ out:
 	return res;
 }
 
+/* ---- accuracy on held-out data ---- */
+
+#define QD_WF_SNR_BATCHES 16      /* batches whose activations are compared (SNR) */
+#define QD_WF_SNR_BYTES ((size_t)1 << 30)   /* float activations kept per batch at most */
+
+/* The held-out data config: the first data config that no pass calibrates with (passes'
+ * "data_config" names). NULL when there is none. Borrow. */
+static const char *heldout_config(const json_t *workflow)
+{
+	const json_t *dcs = json_object_get(workflow, "data_configs");
+	const json_t *passes = json_object_get(workflow, "passes");
+	const char *names[256];
+	size_t nn = 0;
+	if (json_is_array(dcs)) {
+		size_t i; json_t *c;
+		json_array_foreach(dcs, i, c)
+			if (nn < 256 && json_is_string(json_object_get(c, "name")))
+				names[nn++] = json_string_value(json_object_get(c, "name"));
+	} else if (json_is_object(dcs)) {
+		const char *k; json_t *c;
+		json_object_foreach((json_t *)dcs, k, c)
+			if (nn < 256)
+				names[nn++] = k;
+	}
+	for (size_t i = 0; i < nn; i++) {
+		bool used = false;
+		const char *pk; json_t *pv;
+		json_object_foreach((json_t *)passes, pk, pv) {
+			size_t na = json_is_array(pv) ? json_array_size(pv) : 1;
+			for (size_t a = 0; a < na; a++) {
+				const json_t *p = json_is_array(pv) ? json_array_get(pv, a) : pv;
+				const json_t *dc = json_object_get(p, "data_config");
+				if (!dc)
+					dc = json_object_get(json_object_get(p, "config"), "data_config");
+				used = used || (json_is_string(dc) && !strcmp(json_string_value(dc), names[i]));
+			}
+		}
+		if (!used)
+			return names[i];
+	}
+	return NULL;
+}
+
+struct snr_cap {                  /* float run: copies of every float tensor of one batch */
+	struct qd_strmap map;         /* name → struct qd_tensor * (owned) */
+	size_t bytes;
+	bool on;
+};
+
+struct snr_acc {
+	char *name, *node;
+	double sig, noise;
+	int64_t n;
+	bool dq;          /* measured on the value's DequantizeLinear output (QDQ) */
+};
+
+struct snr_state {
+	struct snr_cap cap;
+	struct qd_strmap accs;        /* name → struct snr_acc * */
+	struct snr_acc **list; size_t n_list, cap_list;
+	bool on;
+};
+
+static void snr_float_hook(void *ud, const Onnx__NodeProto *node, const struct qd_tensor *t)
+{
+	struct snr_state *st = ud;
+	if (!st->cap.on || t->dtype != QD_DT_FLOAT || !t->name || st->cap.bytes + t->nbytes > QD_WF_SNR_BYTES ||
+	    qd_strmap_get(&st->cap.map, t->name))
+		return;
+	struct qd_tensor *c = calloc(1, sizeof *c);
+	if (!c || qd_tensor_alloc(c, t->name, t->dtype, t->ndim, t->dims) < 0) {
+		free(c);
+		return;
+	}
+	memcpy(c->data, t->data, t->nbytes);
+	if (qd_strmap_put(&st->cap.map, c->name, c)) {
+		qd_tensor_release(c);
+		free(c);
+		return;
+	}
+	st->cap.bytes += t->nbytes;
+	(void)node;
+}
+
+static void snr_quant_hook(void *ud, const Onnx__NodeProto *node, const struct qd_tensor *t)
+{
+	struct snr_state *st = ud;
+	if (!st->on || t->dtype != QD_DT_FLOAT || !t->name)
+		return;
+	/* QDQ: T_DequantizeLinear_Output is what consumers of T see; compare that with the
+	 * float T (the raw T of a quantized model can be a producer's output before the Q
+	 * that replaces a removed Relu clamps it) */
+	static const char dq_sfx[] = "_DequantizeLinear_Output";
+	size_t ln = strlen(t->name), ls = sizeof dq_sfx - 1;
+	bool is_dq = ln > ls && !strcmp(t->name + ln - ls, dq_sfx);
+	char base[512];
+	const char *key = t->name;
+	if (is_dq) {
+		if (ln - ls >= sizeof base)
+			return;
+		memcpy(base, t->name, ln - ls);
+		base[ln - ls] = 0;
+		key = base;
+	}
+	void **v = qd_strmap_get(&st->cap.map, key);
+	if (!v || qd_tensor_count(*v) != qd_tensor_count(t))
+		return;
+	const struct qd_tensor *f = *v;
+	void **av = qd_strmap_get(&st->accs, key);
+	struct snr_acc *a = av ? *av : NULL;
+	if (!a) {
+		if (st->n_list == st->cap_list) {
+			size_t nc = st->cap_list ? st->cap_list * 2 : 256;
+			struct snr_acc **nl = realloc(st->list, nc * sizeof *nl);
+			if (!nl)
+				return;
+			st->list = nl;
+			st->cap_list = nc;
+		}
+		if (!(a = calloc(1, sizeof *a)) || !(a->name = strdup(key)) ||
+		    !(a->node = strdup(node && node->name ? node->name : "")) || qd_strmap_put(&st->accs, a->name, a)) {
+			if (a) { free(a->name); free(a->node); }
+			free(a);
+			return;
+		}
+		st->list[st->n_list++] = a;
+	}
+	if (a->dq && !is_dq)
+		return;
+	if (is_dq && !a->dq) {
+		a->dq = true;          /* from now on only the dequantized value counts */
+		a->sig = a->noise = 0;
+		a->n = 0;
+	}
+	const float *x = f->data, *y = t->data;
+	int64_t n = qd_tensor_count(t);
+	double sg = 0, ns = 0;
+	for (int64_t i = 0; i < n; i++) {
+		double d = (double)x[i] - (double)y[i];
+		sg += (double)x[i] * x[i];
+		ns += d * d;
+	}
+	a->sig += sg;
+	a->noise += ns;
+	a->n += n;
+}
+
+static void snr_cap_clear(struct snr_cap *c)
+{
+	for (size_t i = 0; i < c->map.cap; i++)
+		if (c->map.keys && c->map.keys[i]) {
+			qd_tensor_release(c->map.vals[i]);
+			free(c->map.vals[i]);
+		}
+	qd_strmap_free(&c->map);
+	memset(&c->map, 0, sizeof c->map);
+	c->bytes = 0;
+}
+
+static double snr_db(const struct snr_acc *a)
+{
+	if (a->noise <= 0)
+		return 200.0;
+	if (a->sig <= 0)
+		return -200.0;
+	return 10.0 * log10(a->sig / a->noise);
+}
+
+static int cmp_snr(const void *x, const void *y)
+{
+	double a = snr_db(*(struct snr_acc *const *)x), b = snr_db(*(struct snr_acc *const *)y);
+	return a < b ? -1 : a > b;
+}
+
+struct out_acc {
+	double dot, nx, ny, maxe, sume, min_cos;
+	int64_t n, top1_same, top1_total;
+	bool comparable, finite;
+	const char *why;
+};
+
+static void out_accumulate(struct out_acc *o, const struct qd_tensor *a, const struct qd_tensor *b)
+{
+	int64_t cnt = qd_tensor_count(a);
+	if (a->dtype != QD_DT_FLOAT || b->dtype != QD_DT_FLOAT || cnt != qd_tensor_count(b)) {
+		o->comparable = false;
+		o->why = a->dtype != QD_DT_FLOAT ? "output is not float32" : "outputs differ in type or size";
+		return;
+	}
+	const float *x = a->data, *y = b->data;
+	double dot = 0, nx = 0, ny = 0;
+	for (int64_t k = 0; k < cnt; k++) {
+		double u = x[k], v = y[k];
+		o->finite = o->finite && isfinite(u) && isfinite(v);
+		dot += u * v; nx += u * u; ny += v * v;
+		double e = fabs(u - v);
+		o->maxe = e > o->maxe ? e : o->maxe;
+		o->sume += e;
+	}
+	double cos = nx > 0 && ny > 0 ? dot / (sqrt(nx) * sqrt(ny)) : (nx == 0 && ny == 0 ? 1.0 : 0.0);
+	o->min_cos = cos < o->min_cos ? cos : o->min_cos;
+	o->dot += dot; o->nx += nx; o->ny += ny;
+	o->n += cnt;
+	int64_t last = a->ndim >= 1 ? a->dims[a->ndim - 1] : 1;
+	if (a->ndim >= 2 && last > 1) {
+		for (int64_t r = 0; r + last <= cnt; r += last) {
+			int64_t ia = 0, ib = 0;
+			for (int64_t k = 1; k < last; k++) {
+				if (x[r + k] > x[r + ia]) ia = k;
+				if (y[r + k] > y[r + ib]) ib = k;
+			}
+			o->top1_same += ia == ib;
+			o->top1_total++;
+		}
+	}
+}
+
+/* Float and quantized model on every held-out sample (engine, batch by batch): per output
+ * cosine (pooled and worst batch), max / mean abs error, top-1 agreement over the last
+ * axis; and the activations with the lowest SNR against the float model (tensors present
+ * under the same name in both models, the first QD_WF_SNR_BATCHES batches). */
+static json_t *measure_on_data(struct wf *w, const char *cfg_name, const char *float_path, const char *quant_path,
+			       json_t **lowest)
+{
+	struct qd_err e = { 0 };
+	struct qd_model *fm = NULL, *qm = NULL;
+	struct qd_engine *fe = NULL, *qe = NULL;
+	struct qd_dataset *ds = NULL;
+	struct qd_batches b = { 0 };
+	struct out_acc *acc = NULL;
+	struct snr_state st = { 0 };
+	size_t n_out = 0;
+	int64_t bs = 1, batches = 0;
+	json_t *res = NULL;
+	const volatile int *cancel = w->hooks ? w->hooks->cancel : NULL;
+	struct qd_engine_opts eo = { .threads = w->req->threads > 0 ? w->req->threads : 1,
+				     .max_tensor_bytes = QD_WF_MAX_TENSOR_BYTES };
+	struct qd_pass_ctx pc = { .job_id = w->req->job_id, .name = "evaluation", .hooks = w->hooks,
+				  .workflow = w->req->workflow, .data_paths = w->req->data_paths };
+	json_t *ref = json_string(cfg_name);
+	int rc = qd_model_load_file(float_path, NULL, &fm, &e);
+	if (rc == 0) rc = qd_model_load_file(quant_path, NULL, &qm, &e);
+	if (rc == 0) rc = qd_pass_open_data(&pc, fm, ref, "data_configs", &ds, &bs, &e);
+	if (rc == 0) rc = qd_engine_load(fm, &eo, &fe, &e);
+	if (rc == 0) rc = qd_engine_load(qm, &eo, &qe, &e);
+	if (rc == 0) rc = qd_batches_init(&b, ds, fm->proto->graph, bs, 0, &e);
+	json_decref(ref);
+	if (rc == 0) {
+		qd_engine_set_hook(fe, snr_float_hook, &st);
+		qd_engine_set_hook(qe, snr_quant_hook, &st);
+	}
+	while (rc == 0) {
+		struct qd_tensor *in = NULL, *fo = NULL, *qo = NULL;
+		size_t n_in = 0, n_fo = 0, n_qo = 0;
+		int got = qd_batches_next(&b, &in, &n_in, &e);
+		if (got <= 0) {
+			rc = got;
+			break;
+		}
+		bool snr = batches < QD_WF_SNR_BATCHES;
+		st.cap.on = st.on = snr;
+		if (!snr && batches == QD_WF_SNR_BATCHES) {
+			qd_engine_set_hook(fe, NULL, NULL);   /* fused kernels again: same values */
+			qd_engine_set_hook(qe, NULL, NULL);
+		}
+		rc = qd_engine_run(fe, in, n_in, &fo, &n_fo, cancel, &e);
+		if (rc == 0)
+			rc = qd_engine_run(qe, in, n_in, &qo, &n_qo, cancel, &e);
+		if (rc == 0 && !acc) {
+			n_out = n_fo;
+			acc = calloc(n_out + 1, sizeof *acc);
+			for (size_t i = 0; acc && i < n_out; i++) {
+				acc[i].comparable = acc[i].finite = true;
+				acc[i].min_cos = 1.0;
+			}
+			if (!acc)
+				rc = qd_err_set(&e, QD_ENOMEM, NULL, "out of memory");
+		}
+		if (rc == 0 && (n_fo != n_out || n_qo != n_out))
+			rc = qd_err_set(&e, QD_EINTERNAL, NULL, "output counts differ");
+		for (size_t i = 0; rc == 0 && i < n_out; i++)
+			if (acc[i].comparable)
+				out_accumulate(&acc[i], &fo[i], &qo[i]);
+		snr_cap_clear(&st.cap);
+		qd_tensors_release(in, n_in);
+		qd_tensors_release(fo, n_fo);
+		qd_tensors_release(qo, n_qo);
+		batches++;
+	}
+	if (rc < 0) {
+		if (rc == -QD_ECANCELED)
+			res = json_pack("{s:s, s:s}", "status", "canceled", "reason", "canceled during evaluation");
+		else {
+			res = json_pack("{s:s, s:s}", "status", "unavailable", "reason", e.msg);
+			wf_log(w, QD_LOG_WARN, "accuracy on data config '%s' unavailable: %s", cfg_name, e.msg);
+		}
+		goto out;
+	}
+	json_t *outs = json_array();
+	double min_cos = 1.0, min_top1 = 2.0;
+	for (size_t i = 0; i < n_out; i++) {
+		const struct out_acc *o = &acc[i];
+		const Onnx__ValueInfoProto *vi = qd_engine_output(fe, i);
+		json_t *j = json_pack("{s:s}", "name", vi && vi->name ? vi->name : "");
+		if (!o->comparable || !o->finite) {
+			json_object_set_new(j, "comparable", json_false());
+			json_object_set_new(j, "reason", json_string(o->finite ? o->why : "NaN or Inf in an output"));
+			if (!o->finite)
+				min_cos = -1;
+		} else {
+			double cos = o->nx > 0 && o->ny > 0 ? o->dot / (sqrt(o->nx) * sqrt(o->ny)) : 1.0;
+			json_object_set_new(j, "cosine", json_real(cos));
+			json_object_set_new(j, "min_batch_cosine", json_real(o->min_cos));
+			json_object_set_new(j, "max_abs_error", json_real(o->maxe));
+			json_object_set_new(j, "mean_abs_error", json_real(o->n ? o->sume / (double)o->n : 0));
+			if (o->top1_total) {
+				double t1 = (double)o->top1_same / (double)o->top1_total;
+				json_object_set_new(j, "top1_agreement", json_real(t1));
+				min_top1 = t1 < min_top1 ? t1 : min_top1;
+			}
+			min_cos = o->min_cos < min_cos ? o->min_cos : min_cos;
+		}
+		json_array_append_new(outs, j);
+	}
+	res = json_pack("{s:s, s:s, s:{s:s, s:I, s:I}, s:o, s:f}", "status", "ok", "engine", "quantd",
+			"inputs", "data_config", cfg_name, "samples", (json_int_t)b.end, "batches", (json_int_t)batches,
+			"outputs", outs, "min_cosine", min_cos);
+	if (min_top1 <= 1.0)
+		json_object_set_new(res, "min_top1_agreement", json_real(min_top1));
+	if (lowest && st.n_list) {
+		qsort(st.list, st.n_list, sizeof *st.list, cmp_snr);
+		*lowest = json_array();
+		for (size_t i = 0; i < st.n_list && i < 10; i++)
+			json_array_append_new(*lowest, json_pack("{s:s, s:s, s:f}", "tensor", st.list[i]->name, "node",
+								 st.list[i]->node, "snr_db", snr_db(st.list[i])));
+	}
+out:
+	snr_cap_clear(&st.cap);
+	for (size_t i = 0; i < st.n_list; i++) {
+		free(st.list[i]->name);
+		free(st.list[i]->node);
+		free(st.list[i]);
+	}
+	free(st.list);
+	qd_strmap_free(&st.accs);
+	free(acc);
+	qd_batches_free(&b);
+	qd_engine_free(fe);
+	qd_engine_free(qe);
+	qd_dataset_free(ds);
+	qd_model_free(fm);
+	qd_model_free(qm);
+	return res;
+}
+
 /* ---- footprint ---- */
 
 static char *model_id(const char *parent, const char *pass_type, const json_t *cfg)
@@ -541,7 +899,9 @@ int qd_workflow_run(const struct qd_workflow_req *req, const struct qd_workflow_
 		snprintf(msg, sizeof msg, "pass %zu/%zu '%s' (%s)", ip + 1, npass, pname, vt->name);
 		wf_progress(&w, 0.05 + 0.75 * (double)ip / (double)(npass ? npass : 1), msg);
 		wf_log(&w, QD_LOG_INFO, "running %s", msg);
-		struct qd_pass_ctx ctx = { .job_id = req->job_id, .name = pname, .hooks = hooks, .stats = stats };
+		struct qd_pass_ctx ctx = { .job_id = req->job_id, .name = pname, .hooks = hooks, .stats = stats,
+					   .workflow = req->workflow, .data_paths = req->data_paths,
+					   .threads = req->threads };
 		double ts = qd_now_mono();
 		rc = vt->run(&ctx, m, cfg, err);
 		double dt = qd_now_mono() - ts;
@@ -609,7 +969,13 @@ int qd_workflow_run(const struct qd_workflow_req *req, const struct qd_workflow_
 
 	/* metrics */
 	wf_progress(&w, 0.85, "evaluating against the float model");
-	json_t *acc = measure_accuracy(&w, model_path, out_path);
+	const char *held = heldout_config(req->workflow);
+	json_t *lowest = NULL;
+	json_t *acc = held ? measure_on_data(&w, held, model_path, out_path, &lowest)
+			   : measure_accuracy(&w, model_path, out_path);
+	if (!held)
+		wf_log(&w, QD_LOG_INFO, "accuracy measured on seeded random inputs: add a data config that no "
+		       "pass calibrates with to measure it on held-out data");
 	if (wf_canceled(&w)) {
 		json_decref(acc);
 		rc = qd_err_set(err, QD_ECANCELED, NULL, "canceled during evaluation");
@@ -627,9 +993,12 @@ int qd_workflow_run(const struct qd_workflow_req *req, const struct qd_workflow_
 			    "quantized_nodes", counts, "quantized_nodes_total", total,
 			    "accuracy", acc, "passes", passes_out, "seconds", qd_now_mono() - t0);
 	if (!metrics) {
+		json_decref(lowest);
 		rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
 		goto out;
 	}
+	if (lowest)
+		json_object_set_new(metrics, "lowest_snr_activations", lowest);
 	json_t *last = json_object_get(fp_nodes, parent_id ? parent_id : "");
 	if (last) {
 		json_object_set_new(last, "model_config", json_pack("{s:s, s:{s:s}}", "type", "ONNXModel", "config",

@@ -26,9 +26,22 @@ static void test_validate(void)
 	CHECK_EQ_INT(validate("{\"passes\": {\"q\": {\"type\": \"Foo\"}}}", &err), -QD_EINVAL);
 	CHECK_STR(err.field, "passes.q.type");
 	CHECK_STR(err.msg, "unknown pass type 'Foo'");
-	CHECK_EQ_INT(validate("{\"passes\": {\"q\": {\"type\": \"OnnxStaticQuantization\"}}}", &err), -QD_ENOT_IMPL);
-	CHECK_STR(err.msg, "pass type 'OnnxStaticQuantization' is not implemented");
-	CHECK_STR(err.field, "passes.q.type");
+	/* static without calibration data: refused naming data_config */
+	CHECK_EQ_INT(validate("{\"passes\": {\"q\": {\"type\": \"OnnxStaticQuantization\"}}}", &err), -QD_EINVAL);
+	CHECK_STR(err.field, "passes.q.data_config");
+	CHECK_EQ_INT(validate("{\"data_configs\": {\"calib\": {\"dataset\": \"x.npz\"}}, \"passes\": {\"q\": "
+			      "{\"type\": \"OnnxStaticQuantization\", \"data_config\": \"calib\"}}}", &err), 0);
+	CHECK_EQ_INT(validate("{\"data_configs\": {\"calib\": {\"dataset\": \"x.npz\"}}, \"passes\": {\"q\": "
+			      "{\"type\": \"OnnxStaticQuantization\", \"data_config\": \"nope\"}}}", &err), -QD_EINVAL);
+	CHECK_STR(err.field, "passes.q.data_config");
+	CHECK_EQ_INT(validate("{\"data_configs\": {\"calib\": {\"dataset\": \"x.npz\"}}, \"passes\": {\"q\": "
+			      "{\"type\": \"OnnxStaticQuantization\", \"data_config\": \"calib\", "
+			      "\"activation_type\": \"uint16\", \"quant_format\": \"QOperator\"}}}", &err), -QD_EUNSUPPORTED);
+	CHECK_STR(err.field, "passes.q.activation_type");
+	CHECK_EQ_INT(validate("{\"data_configs\": {\"calib\": {\"dataset\": \"x.npz\"}}, \"passes\": {\"q\": "
+			      "{\"type\": \"OnnxStaticQuantization\", \"data_config\": \"calib\", "
+			      "\"extra_options\": {\"SmoothQuant\": true}}}}", &err), -QD_EUNSUPPORTED);
+	CHECK_STR(err.field, "passes.q.extra_options.SmoothQuant");
 	CHECK_EQ_INT(validate("{\"passes\": {\"q\": {\"type\": \"IncQuantization\"}}}", &err), -QD_ENOT_IMPL);
 	CHECK_EQ_INT(validate("{\"passes\": {\"q\": {\"type\": \"OnnxDynamicQuantization\", \"bogus\": 1}}}", &err),
 		     -QD_EINVAL);
@@ -54,13 +67,13 @@ static void test_validate(void)
 			      "\"extra_options\": {\"CalibPercentile\": 99.9}}}}", &err), -QD_EUNSUPPORTED);
 	CHECK_EQ_INT(validate("{\"passes\": {\"q\": {\"type\": \"OnnxDynamicQuantization\", "
 			      "\"extra_options\": {\"MatMulConstBOnly\": false, \"EnableSubgraph\": true}}}}", &err), 0);
-	/* OnnxQuantization defaults to static: not implemented; dynamic routes. */
-	CHECK_EQ_INT(validate("{\"passes\": {\"q\": {\"type\": \"OnnxQuantization\"}}}", &err), -QD_ENOT_IMPL);
-	CHECK_STR(err.field, "passes.q.quant_mode");
+	/* OnnxQuantization defaults to static (needs data); dynamic routes. */
+	CHECK_EQ_INT(validate("{\"passes\": {\"q\": {\"type\": \"OnnxQuantization\"}}}", &err), -QD_EINVAL);
+	CHECK_STR(err.field, "passes.q.data_config");
 	CHECK_EQ_INT(validate("{\"passes\": {\"q\": {\"type\": \"OnnxQuantization\", \"quant_mode\": \"dynamic\"}}}",
 			      &err), 0);
 	CHECK_EQ_INT(validate("{\"passes\": {\"q\": {\"type\": \"OnnxQuantization\", "
-			      "\"quant_mode\": \"SEARCHABLE_VALUES\"}}}", &err), -QD_ENOT_IMPL);
+			      "\"quant_mode\": \"SEARCHABLE_VALUES\"}}}", &err), -QD_EINVAL);
 	CHECK_EQ_INT(validate("{\"passes\": {\"q\": {\"type\": \"OnnxDynamicQuantization\", "
 			      "\"per_channel\": \"SEARCHABLE_VALUES\", \"reduce_range\": [true, false]}}}", &err), 0);
 	CHECK_EQ_INT(validate("{\"passes\": {\"q\": {\"type\": \"OnnxDynamicQuantization\", "
@@ -140,7 +153,7 @@ static void test_json(void)
 			CHECK(sv && (json_is_null(sv) || json_is_array(sv)));
 		}
 	}
-	CHECK_EQ_INT(implemented, 2);
+	CHECK_EQ_INT(implemented, 3);
 	CHECK_STR(json_string_value(json_object_get(json_array_get(list, 1), "type")), "OnnxDynamicQuantization");
 	json_decref(j);
 }

@@ -1,0 +1,1870 @@
+/* OnnxStaticQuantization: weights and activations quantized from a calibration dataset
+ * (reference/ort_quantization.md §2-§4), in QDQ or QOperator format.
+ *
+ * DESIGN. The pass runs in five steps on the main graph:
+ *  1. prepare   Constant nodes → initializers; with quant_preprocess our own
+ *               qd_preprocess (constant folding, BatchNormalization folding, types).
+ *  2. select    every node whose op type has a row in the op-quantizer table
+ *               (passes/op_rules.def) and passes op_types_to_quantize / _exclude and the
+ *               node-name lists; every float input and output of a selected node that is
+ *               not an initializer is a calibration tensor (ORT's select_tensors_to_calibrate).
+ *  3. calibrate the float model runs batch by batch through the engine with the
+ *               calibrator's hook (passes/calibrate.c): memory is the histograms, not the
+ *               samples. Ranges then get ORT's adjustments (Softmax output [0, 1]; the input
+ *               of a single-consumer Relu / Clip takes the output's range).
+ *  4. rewrite   QDQ: mark tensors (activation, weight with axis, int32 bias, shared with an
+ *               input) by the table's kind, then emit Q/DQ pairs, quantized weights + DQ and
+ *               int32 biases (scale = input scale x weight scale, with the int32-bias weight
+ *               scale adjustment); Relu / Clip removed when the producer's Q clamps.
+ *               QOperator: nodes in order, replaced by their QLinear* form where the table
+ *               has one, QuantizeLinear in front of the first quantized consumer,
+ *               DequantizeLinear behind the last, data-movement ops on 8-bit data.
+ *  5. validate  qd_pass_validate_output: a model ONNX Runtime would refuse fails the pass.
+ * Opsets: Q/DQ with an axis need opset 13, 16-bit Q/DQ opset 21, and Q/DQ at all opset 10;
+ * below those the com.microsoft QuantizeLinear / DequantizeLinear are used (never a
+ * blind opset rewrite, which changes Softmax, Clip, Slice, Squeeze ... semantics).
+ * Deliberate differences from ORT's quantize_static, each logged when it applies:
+ *  - Constant-node weights are quantized (ORT leaves them float).
+ *  - The default op types are the ones ORT's CPU provider runs on integers (flag
+ *    QD_OPF_DEFAULT in the table), not every op of ORT's registry.
+ *  - Graph outputs stay float: a Q/DQ pair on a model output only adds rounding error.
+ *  - Per-channel weights are symmetric (as ORT's newest code forces for QLinear kernels). */
+#include "passes/passes.h"
+#include "passes/quant_math.h"
+#include "passes/op_rules.h"
+#include "passes/calibrate.h"
+#include "passes/preprocess.h"
+#include "engine/engine.h"
+#include "engine/dataset.h"
+#include "onnx/onnx_internal.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MS_DOMAIN "com.microsoft"
+
+struct st_cfg {
+	bool qdq;
+	enum qd_qtype wtype, atype;
+	bool per_channel, reduce_range, act_sym, weight_sym;
+	double min_real_range;
+	const json_t *op_types, *op_types_ex, *nodes_in, *nodes_ex;
+	bool add_qdq_pair_to_weight, dedicated_pair, force_no_input_check, const_b_only, contrib;
+	bool keep_removable, no_bias_adjust, quantize_bias, sigmoid_nnapi;
+	const json_t *axis_override;     /* QDQOpTypePerChannelSupportToAxis */
+	const json_t *excl_output_ops;   /* OpTypesToExcludeOutputQuantization */
+	const json_t *overrides;         /* TensorQuantOverrides */
+	struct qd_calib_opts calib;
+	const char *calib_name;
+};
+
+/* One activation (non-initializer float tensor) of the main graph. */
+struct act {
+	char *name;
+	char *src;                 /* shared: the tensor whose parameters it reuses */
+	bool marked;               /* QDQ: gets a Q/DQ pair */
+	bool has_range;
+	float rmin, rmax;
+	bool params;               /* scale / zp computed */
+	float scale;
+	int32_t zp;
+	char *scale_name, *zp_name; /* initializers once emitted */
+	char *q;                   /* QOperator: the quantized value's name */
+	char *dq;                  /* QDQ: the DequantizeLinear output */
+};
+
+struct st {
+	struct qd_pass_ctx *pc;
+	struct qd_model *m;
+	struct qd_err *err;
+	struct st_cfg cfg;
+	Onnx__GraphProto *g;
+	struct qd_graph_index *ix;
+	int64_t opset;
+	bool ms_used, axis_needs_ms, wide_needs_ms;
+	struct qd_strmap amap;           /* name → struct act * */
+	struct act **acts; size_t n_acts, cap_acts;
+	bool *selected;                  /* per node of g (index at selection time) */
+	char **dead; size_t n_dead, cap_dead;   /* strings replaced while the index lives */
+	json_t *counts, *skipped;
+	struct qd_calib *cal;
+};
+
+/* ---- small helpers ---- */
+
+static int oom(struct st *s) { return qd_err_set(s->err, QD_ENOMEM, NULL, "out of memory"); }
+
+static int bury(struct st *s, char *p)
+{
+	if (s->n_dead == s->cap_dead) {
+		size_t nc = s->cap_dead ? s->cap_dead * 2 : 64;
+		char **nd = realloc(s->dead, nc * sizeof *nd);
+		if (!nd)
+			return oom(s);
+		s->dead = nd;
+		s->cap_dead = nc;
+	}
+	s->dead[s->n_dead++] = p;
+	return 0;
+}
+
+/* Replace a node's input string (old one kept alive for the index). */
+static int set_input(struct st *s, Onnx__NodeProto *n, size_t k, const char *name)
+{
+	char *c = strdup(name);
+	if (!c)
+		return oom(s);
+	if (bury(s, n->input[k]) < 0) {
+		free(c);
+		return -QD_ENOMEM;
+	}
+	n->input[k] = c;
+	return 0;
+}
+
+static char *fresh(struct st *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static char *fresh(struct st *s, const char *fmt, ...)
+{
+	char base[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(base, sizeof base, fmt, ap);
+	va_end(ap);
+	char *n = qd_index_unique_name(s->ix, base);
+	if (!n)
+		oom(s);
+	return n;
+}
+
+static bool in_list(const json_t *list, const char *v)
+{
+	size_t i; json_t *x;
+	if (!v)
+		return false;
+	json_array_foreach(list, i, x)
+		if (json_is_string(x) && !strcmp(json_string_value(x), v))
+			return true;
+	return false;
+}
+
+static void count(struct st *s, const char *op)
+{
+	json_t *c = json_object_get(s->counts, op);
+	json_object_set_new(s->counts, op, json_integer((c ? json_integer_value(c) : 0) + 1));
+}
+
+static void skip(struct st *s, const Onnx__NodeProto *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void skip(struct st *s, const Onnx__NodeProto *n, const char *fmt, ...)
+{
+	char reason[300];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof reason, fmt, ap);
+	va_end(ap);
+	if (json_array_size(s->skipped) < 200)
+		json_array_append_new(s->skipped, json_pack("{s:s, s:s, s:s}", "node", n->name ? n->name : "",
+							    "op", n->op_type, "reason", reason));
+	qd_pass_log(s->pc, QD_LOG_DEBUG, "node '%s' (%s) left in float: %s", n->name ? n->name : "",
+		    n->op_type, reason);
+}
+
+static const char *node_base(const Onnx__NodeProto *n)
+{
+	return n->name && *n->name ? n->name : (n->n_output ? n->output[0] : n->op_type);
+}
+
+static int add_node(struct st *s, Onnx__NodeProto *n)
+{
+	if (!n || qd_graph_add_node(s->g, n) < 0) {
+		qd_node_free(n);
+		return oom(s);
+	}
+	return 0;
+}
+
+static int add_init(struct st *s, Onnx__TensorProto *t)
+{
+	if (!t || qd_graph_add_initializer(s->g, t) < 0) {
+		qd_tensor_free(t);
+		return oom(s);
+	}
+	return 0;
+}
+
+static struct act *act_get(struct st *s, const char *name)
+{
+	void **v = name ? qd_strmap_get(&s->amap, name) : NULL;
+	return v ? *v : NULL;
+}
+
+static struct act *act_add(struct st *s, const char *name)
+{
+	struct act *a = act_get(s, name);
+	if (a)
+		return a;
+	if (s->n_acts == s->cap_acts) {
+		size_t nc = s->cap_acts ? s->cap_acts * 2 : 256;
+		struct act **na = realloc(s->acts, nc * sizeof *na);
+		if (!na) {
+			oom(s);
+			return NULL;
+		}
+		s->acts = na;
+		s->cap_acts = nc;
+	}
+	if (!(a = calloc(1, sizeof *a)) || !(a->name = strdup(name)) || qd_strmap_put(&s->amap, a->name, a)) {
+		if (a)
+			free(a->name);
+		free(a);
+		oom(s);
+		return NULL;
+	}
+	s->acts[s->n_acts++] = a;
+	return a;
+}
+
+static void act_free(struct act *a)
+{
+	free(a->name); free(a->src); free(a->scale_name); free(a->zp_name); free(a->q); free(a->dq);
+	free(a);
+}
+
+/* Domain for Q/DQ nodes: ai.onnx when the opset has what we need, else com.microsoft. */
+static const char *qdq_domain(struct st *s, bool axis, bool wide)
+{
+	if (s->cfg.contrib || s->opset < 10 || (axis && s->opset < 13) || (wide && s->opset < 21)) {
+		s->ms_used = true;
+		if (axis && s->opset < 13)
+			s->axis_needs_ms = true;
+		if (wide && s->opset < 21)
+			s->wide_needs_ms = true;
+		return MS_DOMAIN;
+	}
+	return "";
+}
+
+static bool is_wide(enum qd_qtype t) { return t == QD_QT_UINT16 || t == QD_QT_INT16; }
+
+/* ---- selection ---- */
+
+static bool type_selected(struct st *s, const Onnx__NodeProto *n, const struct qd_op_rule *r)
+{
+	if (s->cfg.op_types)
+		return in_list(s->cfg.op_types, n->op_type);
+	if (s->cfg.op_types_ex && in_list(s->cfg.op_types_ex, n->op_type))
+		return false;
+	return r->flags & QD_OPF_DEFAULT;
+}
+
+static bool node_selected(struct st *s, const Onnx__NodeProto *n)
+{
+	const char *dom = qd_node_domain(n);
+	const struct qd_op_rule *r = qd_op_rule_find(n->op_type);
+	if (!r || (*dom && strcmp(dom, MS_DOMAIN)))
+		return false;
+	if (!type_selected(s, n, r))
+		return false;
+	if (s->cfg.nodes_in && !in_list(s->cfg.nodes_in, n->name))
+		return false;
+	if (s->cfg.nodes_ex && in_list(s->cfg.nodes_ex, n->name))
+		return false;
+	if (!strcmp(n->op_type, "MaxPool") && s->opset < 12)
+		return false;   /* ORT: 8-bit MaxPool needs opset 12 */
+	return true;
+}
+
+static bool is_init(struct st *s, const char *name)
+{
+	return name && *name && qd_index_initializer(s->ix, name) != NULL;
+}
+
+/* ---- QDQ: parameters ---- */
+
+static int act_params(struct st *s, struct act *a)
+{
+	if (a->params)
+		return 0;
+	if (a->src) {
+		struct act *r = act_get(s, a->src);
+		for (int depth = 0; r && r->src && depth < 1000; depth++)
+			r = act_get(s, r->src);
+		if (r && act_params(s, r) == 0 && r->params) {
+			a->scale = r->scale;
+			a->zp = r->zp;
+			a->params = true;
+			return 0;
+		}
+		/* the source has no parameters: fall back to the tensor's own range */
+		free(a->src);
+		a->src = NULL;
+	}
+	if (!a->has_range)
+		return -1;
+	int32_t qmin, qmax;
+	bool sym = s->cfg.act_sym;
+	const json_t *ov = json_object_get(s->cfg.overrides, a->name);
+	ov = json_is_array(ov) ? json_array_get(ov, 0) : ov;
+	if (json_is_boolean(json_object_get(ov, "symmetric")))
+		sym = json_is_true(json_object_get(ov, "symmetric"));
+	qd_quant_qrange(s->cfg.atype, false, sym, &qmin, &qmax);
+	if (json_is_number(json_object_get(ov, "scale")) && json_is_integer(json_object_get(ov, "zero_point"))) {
+		a->scale = (float)json_number_value(json_object_get(ov, "scale"));
+		a->zp = (int32_t)json_integer_value(json_object_get(ov, "zero_point"));
+		a->params = true;
+		return 0;
+	}
+	double lo = a->rmin, hi = a->rmax;
+	if (json_is_number(json_object_get(ov, "rmin")))
+		lo = json_number_value(json_object_get(ov, "rmin"));
+	if (json_is_number(json_object_get(ov, "rmax")))
+		hi = json_number_value(json_object_get(ov, "rmax"));
+	qd_quant_scale_zp(lo, hi, qmin, qmax, sym, s->cfg.min_real_range, &a->scale, &a->zp);
+	a->params = true;
+	return 0;
+}
+
+/* Scale / zero-point initializers of an activation (its source's for shared ones). */
+static int act_param_names(struct st *s, struct act *a)
+{
+	if (a->scale_name)
+		return 0;
+	if (a->src) {
+		struct act *r = act_get(s, a->src);
+		if (r && r->params && act_param_names(s, r) == 0) {
+			a->scale_name = strdup(r->scale_name);
+			a->zp_name = strdup(r->zp_name);
+			return a->scale_name && a->zp_name ? 0 : oom(s);
+		}
+	}
+	a->scale_name = fresh(s, "%s_scale", a->name);
+	a->zp_name = fresh(s, "%s_zero_point", a->name);
+	if (!a->scale_name || !a->zp_name)
+		return -QD_ENOMEM;
+	uint8_t zb[2];
+	size_t zs = qd_qtype_code_size(s->cfg.atype);
+	if (zs == 1)
+		zb[0] = (uint8_t)a->zp;
+	else
+		memcpy(zb, &(uint16_t){(uint16_t)a->zp}, 2);
+	if (add_init(s, qd_tensor_new(a->scale_name, QD_DT_FLOAT, NULL, 0, &a->scale, sizeof a->scale)) < 0 ||
+	    add_init(s, qd_tensor_new(a->zp_name, qd_qtype_dtype(s->cfg.atype), NULL, 0, zb, zs)) < 0)
+		return -QD_ENOMEM;
+	return 0;
+}
+
+/* ---- weights ---- */
+
+struct wq {
+	enum qd_qtype qt;
+	int axis;                   /* -1 per tensor */
+	size_t nch;
+	float *scales;              /* nch */
+	int32_t *zps;               /* nch */
+	void *codes;                /* numel codes */
+	int64_t n;
+};
+
+static void wq_free(struct wq *w) { free(w->scales); free(w->zps); free(w->codes); }
+
+/* Quantize codes of channel c with scales[c] (after a bias adjustment). */
+static void requant_channel(const float *x, const int64_t *dims, int ndim, int axis, size_t c, float scale,
+			    int32_t zp, enum qd_qtype qt, void *codes)
+{
+	int64_t outer = 1, inner = 1;
+	for (int i = 0; i < axis; i++) outer *= dims[i];
+	for (int i = axis + 1; i < ndim; i++) inner *= dims[i];
+	int64_t ch = dims[axis];
+	size_t cs = qd_qtype_code_size(qt);
+	for (int64_t o = 0; o < outer; o++) {
+		size_t off = (size_t)((o * ch + (int64_t)c) * inner);
+		qd_quantize(x + off, (size_t)inner, scale, zp, qt, (uint8_t *)codes + off * cs);
+	}
+}
+
+/* Quantize initializer t: per channel along axis (>= 0) or per tensor. bias_abs (may be
+ * NULL): |bias| per channel (or one value) for the int32-bias weight adjustment with the
+ * input scale in_scale. */
+static int quant_weight(struct st *s, const Onnx__TensorProto *t, enum qd_qtype qt, int axis, bool sym,
+			bool rr, const double *bias_abs, double in_scale, struct wq *w)
+{
+	memset(w, 0, sizeof *w);
+	float *x = NULL;
+	int rc = qd_tensor_to_float(t, &x, &w->n, s->err);
+	if (rc < 0)
+		return rc;
+	for (int64_t i = 0; i < w->n; i++)
+		if (!isfinite(x[i])) {
+			free(x);
+			return qd_err_set(s->err, QD_EMODEL, t->name, "weight '%s' holds NaN or Inf", t->name);
+		}
+	if (axis >= (int)t->n_dims)
+		axis = -1;
+	w->qt = qt;
+	w->axis = axis;
+	w->nch = axis >= 0 ? (size_t)t->dims[axis] : 1;
+	size_t cs = qd_qtype_code_size(qt);
+	w->scales = malloc(w->nch * sizeof *w->scales);
+	w->zps = malloc(w->nch * sizeof *w->zps);
+	w->codes = malloc((size_t)w->n * cs + 1);
+	if (!w->scales || !w->zps || !w->codes) {
+		free(x);
+		wq_free(w);
+		return oom(s);
+	}
+	if (axis >= 0) {
+		if (qd_quant_weight_channel(x, t->dims, (int)t->n_dims, axis, qt, sym, rr, w->scales, w->zps,
+					    w->codes) < 0) {
+			free(x);
+			wq_free(w);
+			return qd_err_set(s->err, QD_EINTERNAL, t->name, "cannot quantize weight '%s'", t->name);
+		}
+	} else {
+		qd_quant_weight_tensor(x, (size_t)w->n, qt, sym, rr, w->scales, w->zps, w->codes);
+	}
+	/* int32-bias weight adjustment (§2.1): a bias whose scale in_scale * w_scale is too
+	 * small to hold |bias| in int32 gets a larger weight scale */
+	if (bias_abs && !s->cfg.no_bias_adjust && (qt == QD_QT_INT8 || qt == QD_QT_INT16)) {
+		bool zero_zp = true;
+		for (size_t c = 0; c < w->nch; c++)
+			zero_zp = zero_zp && w->zps[c] == 0;
+		for (size_t c = 0; zero_zp && c < w->nch; c++) {
+			double smallest = 1.0001 * 2.0 * bias_abs[c] / (2147483647.0 - (-2147483647.0));
+			double cand = in_scale * (double)w->scales[c];
+			if (cand > 0 && cand < smallest) {
+				w->scales[c] = (float)((double)w->scales[c] * (smallest / cand));
+				if (axis >= 0)
+					requant_channel(x, t->dims, (int)t->n_dims, axis, c, w->scales[c], 0, qt, w->codes);
+				else
+					qd_quantize(x, (size_t)w->n, w->scales[0], 0, qt, w->codes);
+			}
+		}
+	}
+	free(x);
+	for (size_t c = 0; c < w->nch; c++)
+		if (!isfinite(w->scales[c]) || w->scales[c] <= 0) {
+			wq_free(w);
+			return qd_err_set(s->err, QD_EINTERNAL, t->name, "weight '%s' got a bad scale", t->name);
+		}
+	return 0;
+}
+
+/* Add W_quantized, W_scale, W_zero_point for w; names returned (new). */
+static int emit_weight_inits(struct st *s, const Onnx__TensorProto *t, const struct wq *w, const char *suffix,
+			     char **qn, char **sn, char **zn)
+{
+	size_t cs = qd_qtype_code_size(w->qt);
+	*qn = fresh(s, "%s%s_quantized", t->name, suffix);
+	*sn = fresh(s, "%s%s_scale", t->name, suffix);
+	*zn = fresh(s, "%s%s_zero_point", t->name, suffix);
+	if (!*qn || !*sn || !*zn)
+		return -QD_ENOMEM;
+	uint8_t *zc = malloc(w->nch * cs);
+	if (!zc)
+		return oom(s);
+	for (size_t c = 0; c < w->nch; c++) {
+		if (cs == 1)
+			zc[c] = (uint8_t)w->zps[c];
+		else
+			memcpy(zc + 2 * c, &(uint16_t){(uint16_t)w->zps[c]}, 2);
+	}
+	int64_t cd[1] = {(int64_t)w->nch};
+	int rc = 0;
+	if (add_init(s, qd_tensor_new(*qn, qd_qtype_dtype(w->qt), t->dims, t->n_dims, w->codes, (size_t)w->n * cs)) < 0 ||
+	    add_init(s, qd_tensor_new(*sn, QD_DT_FLOAT, cd, w->axis >= 0, w->scales, w->nch * sizeof(float))) < 0 ||
+	    add_init(s, qd_tensor_new(*zn, qd_qtype_dtype(w->qt), cd, w->axis >= 0, zc, w->nch * cs)) < 0)
+		rc = -QD_ENOMEM;
+	free(zc);
+	return rc;
+}
+
+/* int32 bias: q = clip(rhe(B / (in_scale * w_scale[c]))) (times beta for Gemm). Names new. */
+static int emit_bias_inits(struct st *s, const Onnx__TensorProto *b, double in_scale, const struct wq *w,
+			   double beta, char **qn, char **sn, char **zn, bool *per_ch)
+{
+	float *x = NULL;
+	int64_t n = 0;
+	int rc = qd_tensor_to_float(b, &x, &n, s->err);
+	if (rc < 0)
+		return rc;
+	*per_ch = w->nch > 1 || w->axis >= 0;
+	size_t nsc = *per_ch ? (size_t)n : 1;
+	int32_t *q = malloc((size_t)n * sizeof *q + 1), *z = calloc(nsc, sizeof *z);
+	float *sc = malloc(nsc * sizeof *sc);
+	if (!q || !z || !sc) {
+		free(x); free(q); free(z); free(sc);
+		return oom(s);
+	}
+	bool clipped = false;
+	for (int64_t i = 0; i < n; i++) {
+		double ws = w->nch == (size_t)n ? w->scales[i] : w->scales[0];
+		double bs = in_scale * ws;
+		if ((size_t)i < nsc)
+			sc[i] = (float)bs;
+		double v = bs > 0 ? qd_round_half_even((double)x[i] * beta / bs) : 0;
+		if (v > 2147483647.0) { v = 2147483647.0; clipped = true; }
+		if (v < -2147483648.0) { v = -2147483648.0; clipped = true; }
+		q[i] = (int32_t)v;
+	}
+	if (clipped)
+		qd_pass_log(s->pc, QD_LOG_WARN, "bias '%s' clipped to int32", b->name);
+	*qn = fresh(s, "%s_quantized", b->name);
+	*sn = fresh(s, "%s_quantized_scale", b->name);
+	*zn = fresh(s, "%s_quantized_zero_point", b->name);
+	int64_t d1[1] = {(int64_t)nsc};
+	if (!*qn || !*sn || !*zn ||
+	    add_init(s, qd_tensor_new(*qn, QD_DT_INT32, b->dims, b->n_dims, q, (size_t)n * 4)) < 0 ||
+	    add_init(s, qd_tensor_new(*sn, QD_DT_FLOAT, d1, *per_ch, sc, nsc * sizeof *sc)) < 0 ||
+	    add_init(s, qd_tensor_new(*zn, QD_DT_INT32, d1, *per_ch, z, nsc * 4)) < 0)
+		rc = -QD_ENOMEM;
+	free(x); free(q); free(z); free(sc);
+	return rc;
+}
+
+static int emit_dq(struct st *s, const char *node, const char *const in[3], const char *out, int axis,
+		   bool wide)
+{
+	const char *o[1] = {out};
+	Onnx__NodeProto *n = qd_node_new("DequantizeLinear", qdq_domain(s, axis >= 0, wide), node, in, 3, o, 1);
+	if (n && axis >= 0 && qd_node_set_attr_int(n, "axis", axis) < 0) {
+		qd_node_free(n);
+		n = NULL;
+	}
+	return add_node(s, n);
+}
+
+static int emit_q(struct st *s, const char *node, const char *const in[3], const char *out, int axis, bool wide)
+{
+	const char *o[1] = {out};
+	Onnx__NodeProto *n = qd_node_new("QuantizeLinear", qdq_domain(s, axis >= 0, wide), node, in, 3, o, 1);
+	if (n && axis >= 0 && qd_node_set_attr_int(n, "axis", axis) < 0) {
+		qd_node_free(n);
+		n = NULL;
+	}
+	return add_node(s, n);
+}
+
+/* Per-channel axis of the weight input of node n under its rule, -1 when per tensor. */
+static int weight_axis(struct st *s, const Onnx__NodeProto *n, const struct qd_op_rule *r,
+		       const Onnx__TensorProto *w)
+{
+	if (!s->cfg.per_channel || !w || w->n_dims < 1)
+		return -1;
+	const json_t *ov = json_object_get(s->cfg.axis_override, n->op_type);
+	int axis;
+	if (json_is_integer(ov))
+		axis = (int)json_integer_value(ov);
+	else if (r->kind == QD_OK_GEMM)
+		axis = qd_node_attr_int(n, "transB", 0) ? 0 : 1;
+	else if (r->kind == QD_OK_MATMUL)
+		axis = (int)w->n_dims - 1;
+	else
+		axis = r->weight_axis;
+	if (axis < 0)
+		axis += (int)w->n_dims;
+	if (axis < 0 || axis >= (int)w->n_dims)
+		return -1;
+	if (r->kind == QD_OK_MATMUL && w->n_dims < 2)
+		return -1;
+	return axis;
+}
+
+/* Replace node input k (a float initializer) with its quantized + DQ form (QDQ). */
+static int qdq_weight(struct st *s, Onnx__NodeProto *n, size_t k, enum qd_qtype qt, int axis, bool sym,
+		      bool rr, const double *bias_abs, double in_scale, struct wq *keep)
+{
+	const Onnx__TensorProto *t = qd_index_initializer(s->ix, n->input[k]);
+	struct wq w;
+	if (axis >= 0)
+		sym = true;    /* per-channel weights are symmetric (QLinear kernels: one zp) */
+	int rc = quant_weight(s, t, qt, axis, sym, rr, bias_abs, in_scale, &w);
+	if (rc < 0)
+		return rc;
+	char *qn = NULL, *sn = NULL, *zn = NULL, *node = NULL, *out = NULL;
+	if ((rc = emit_weight_inits(s, t, &w, "", &qn, &sn, &zn)) < 0)
+		goto out;
+	node = fresh(s, "%s_DequantizeLinear", t->name);
+	out = fresh(s, "%s_DequantizeLinear_Output", t->name);
+	if (!node || !out) {
+		rc = -QD_ENOMEM;
+		goto out;
+	}
+	const char *dqin[3] = {qn, sn, zn};
+	if (s->cfg.add_qdq_pair_to_weight) {
+		char *qnode = fresh(s, "%s_QuantizeLinear", t->name), *qout = fresh(s, "%s_QuantizeLinear_Output", t->name);
+		const char *qin[3] = {t->name, sn, zn};
+		rc = qnode && qout ? emit_q(s, qnode, qin, qout, axis, is_wide(qt)) : -QD_ENOMEM;
+		dqin[0] = qout;
+		if (rc == 0)
+			rc = emit_dq(s, node, dqin, out, axis, is_wide(qt));
+		free(qnode); free(qout);
+	} else {
+		rc = emit_dq(s, node, dqin, out, axis, is_wide(qt));
+	}
+	if (rc == 0)
+		rc = set_input(s, n, k, out);
+out:
+	free(qn); free(sn); free(zn); free(node); free(out);
+	if (keep && rc == 0)
+		*keep = w;
+	else
+		wq_free(&w);
+	return rc;
+}
+
+/* |bias| per output channel (n values) for the weight adjustment. new. */
+static double *bias_absmax(struct st *s, const Onnx__TensorProto *b, size_t nch, double beta)
+{
+	float *x = NULL;
+	int64_t n = 0;
+	if (qd_tensor_to_float(b, &x, &n, s->err) < 0)
+		return NULL;
+	double *a = calloc(nch ? nch : 1, sizeof *a);
+	if (a)
+		for (int64_t i = 0; i < n; i++) {
+			double v = fabs((double)x[i] * beta);
+			size_t c = nch == (size_t)n ? (size_t)i : 0;
+			if (v > a[c])
+				a[c] = v;
+		}
+	free(x);
+	return a;
+}
+
+/* ---- QDQ: marking ---- */
+
+static bool mark_act(struct st *s, const char *name)
+{
+	if (!name || !*name || is_init(s, name) || qd_index_is_graph_output(s->ix, name))
+		return false;
+	struct act *a = act_get(s, name);
+	if (!a || !a->has_range)
+		return false;
+	a->marked = true;
+	return true;
+}
+
+static bool output_excluded(struct st *s, const Onnx__NodeProto *n)
+{
+	return s->cfg.excl_output_ops && in_list(s->cfg.excl_output_ops, n->op_type);
+}
+
+static void mark_outputs(struct st *s, const Onnx__NodeProto *n)
+{
+	if (output_excluded(s, n))
+		return;
+	for (size_t k = 0; k < n->n_output; k++)
+		mark_act(s, n->output[k]);
+}
+
+/* Weight / bias decisions of one node, carried to the emission step. */
+struct wjob {
+	Onnx__NodeProto *n;
+	const struct qd_op_rule *r;
+	int w_in, b_in;      /* input indices, -1 none */
+	int axis;
+	enum qd_qtype qt;
+	bool sym;
+	double beta;
+};
+
+/* ---- QDQ: the rewrite ---- */
+
+static int qdq_acts(struct st *s)
+{
+	/* one Q/DQ pair per marked activation, every consumer rewired to the DQ output */
+	size_t n_orig = s->g->n_node;
+	for (size_t i = 0; i < s->n_acts; i++) {
+		struct act *a = s->acts[i];
+		if (!a->marked)
+			continue;
+		if (act_params(s, a) < 0) {
+			a->marked = false;
+			continue;
+		}
+		int rc = act_param_names(s, a);
+		if (rc < 0)
+			return rc;
+		Onnx__NodeProto *const *cons;
+		size_t nc = qd_index_consumers(s->ix, a->name, &cons);
+		size_t pairs = s->cfg.dedicated_pair && nc > 1 ? nc : 1;
+		for (size_t p = 0; p < pairs; p++) {
+			char sfx[24] = "";
+			if (pairs > 1)
+				snprintf(sfx, sizeof sfx, "_%zu", p + 1);
+			char *qn = fresh(s, "%s_QuantizeLinear%s", a->name, sfx);
+			char *qo = fresh(s, "%s_QuantizeLinear_Output%s", a->name, sfx);
+			char *dn = fresh(s, "%s_DequantizeLinear%s", a->name, sfx);
+			char *dout = fresh(s, "%s_DequantizeLinear_Output%s", a->name, sfx);
+			const char *qin[3] = {a->name, a->scale_name, a->zp_name};
+			const char *din[3] = {qo, a->scale_name, a->zp_name};
+			rc = qn && qo && dn && dout ? emit_q(s, qn, qin, qo, -1, is_wide(s->cfg.atype)) : -QD_ENOMEM;
+			if (rc == 0)
+				rc = emit_dq(s, dn, din, dout, -1, is_wide(s->cfg.atype));
+			for (size_t c = 0; rc == 0 && c < nc; c++) {
+				if (pairs > 1 && c != p)
+					continue;
+				Onnx__NodeProto *cn = cons[c];
+				for (size_t k = 0; k < cn->n_input && rc == 0; k++)
+					if (!strcmp(cn->input[k], a->name))
+						rc = set_input(s, cn, k, dout);
+			}
+			free(qn); free(qo); free(dn);
+			if (rc < 0) {
+				free(dout);
+				return rc;
+			}
+			if (!a->dq)
+				a->dq = dout;
+			else
+				free(dout);
+		}
+	}
+	(void)n_orig;
+	return 0;
+}
+
+static int qdq_rewrite(struct st *s)
+{
+	Onnx__GraphProto *g = s->g;
+	size_t nn = g->n_node;
+	struct wjob *jobs = calloc(nn + 1, sizeof *jobs);
+	size_t nj = 0;
+	if (!jobs)
+		return oom(s);
+	int rc = 0;
+	/* mark, in topological order so shared ops see their input's mark */
+	const size_t *order;
+	size_t no = qd_index_topo(s->ix, &order);
+	for (size_t oi = 0; oi < no; oi++) {
+		size_t i = order[oi];
+		Onnx__NodeProto *n = g->node[i];
+		if (!s->selected[i])
+			continue;
+		const struct qd_op_rule *r = qd_op_rule_find(n->op_type);
+		bool did = false;
+		switch (r->kind) {
+		case QD_OK_CONV: {
+			if (n->n_input < 2 || !is_init(s, n->input[1])) {
+				skip(s, n, "weight is not an initializer");
+				break;
+			}
+			if (!mark_act(s, n->input[0])) {
+				skip(s, n, "input has no calibration range");
+				break;
+			}
+			struct wjob *j = &jobs[nj++];
+			j->n = n; j->r = r; j->w_in = 1; j->b_in = n->n_input > 2 && is_init(s, n->input[2]) ? 2 : -1;
+			j->qt = s->cfg.wtype; j->sym = s->cfg.weight_sym; j->beta = 1.0;
+			j->axis = weight_axis(s, n, r, qd_index_initializer(s->ix, n->input[1]));
+			mark_outputs(s, n);
+			did = true;
+			break;
+		}
+		case QD_OK_GEMM: {
+			if (n->n_input < 2 || qd_node_attr_int(n, "transA", 0)) {
+				skip(s, n, "transA is set");
+				break;
+			}
+			if (!mark_act(s, n->input[0])) {
+				skip(s, n, "input has no calibration range");
+				break;
+			}
+			if (!is_init(s, n->input[1])) {
+				mark_act(s, n->input[1]);
+				mark_outputs(s, n);
+				did = true;
+				break;
+			}
+			struct wjob *j = &jobs[nj++];
+			j->n = n; j->r = r; j->w_in = 1; j->b_in = -1;
+			j->qt = s->cfg.wtype; j->sym = s->cfg.weight_sym;
+			j->beta = qd_node_attr_float(n, "beta", 1.0f);
+			j->axis = weight_axis(s, n, r, qd_index_initializer(s->ix, n->input[1]));
+			if (n->n_input > 2 && *n->input[2]) {
+				const Onnx__TensorProto *c = qd_index_initializer(s->ix, n->input[2]);
+				if (c && c->n_dims == 1 && qd_node_attr_float(n, "alpha", 1.0f) == 1.0f)
+					j->b_in = 2;
+				else
+					qd_pass_log(s->pc, QD_LOG_DEBUG, "Gemm '%s': C stays float", node_base(n));
+			}
+			mark_outputs(s, n);
+			did = true;
+			break;
+		}
+		case QD_OK_MATMUL: {
+			bool b_const = n->n_input > 1 && is_init(s, n->input[1]);
+			if (s->cfg.const_b_only && !b_const) {
+				skip(s, n, "B is not constant (MatMulConstBOnly)");
+				break;
+			}
+			bool ok = true;
+			for (size_t k = 0; k < 2 && k < n->n_input && ok; k++)
+				if (!is_init(s, n->input[k]) && !act_get(s, n->input[k]))
+					ok = false;
+			if (!ok || (!is_init(s, n->input[0]) && !act_get(s, n->input[0])->has_range)) {
+				skip(s, n, "input has no calibration range");
+				break;
+			}
+			for (size_t k = 0; k < 2 && k < n->n_input; k++) {
+				if (is_init(s, n->input[k])) {
+					struct wjob *j = &jobs[nj++];
+					j->n = n; j->r = r; j->w_in = (int)k; j->b_in = -1;
+					j->qt = s->cfg.wtype; j->sym = s->cfg.weight_sym; j->beta = 1.0;
+					j->axis = k == 1 ? weight_axis(s, n, r, qd_index_initializer(s->ix, n->input[1])) : -1;
+				} else {
+					mark_act(s, n->input[k]);
+				}
+			}
+			mark_outputs(s, n);
+			did = true;
+			break;
+		}
+		case QD_OK_REMOVE:
+			/* kept (not removed before marking): quantize input and output */
+			if (mark_act(s, n->input[0])) {
+				mark_outputs(s, n);
+				did = true;
+			}
+			break;
+		case QD_OK_SHARED: {
+			struct act *in = act_get(s, n->input[0]);
+			bool in_q = in && in->marked;
+			if (!in_q && s->cfg.force_no_input_check)
+				in_q = mark_act(s, n->input[0]);
+			if (!in_q)
+				break;
+			for (size_t k = 0; k < n->n_output; k++) {
+				struct act *o = act_get(s, n->output[k]);
+				if (!o || output_excluded(s, n) || !mark_act(s, n->output[k]))
+					continue;
+				free(o->src);
+				o->src = strdup(n->input[0]);
+			}
+			did = true;
+			break;
+		}
+		case QD_OK_NORM:
+		case QD_OK_GENERIC: {
+			bool any = false;
+			for (size_t k = 0; k < n->n_input; k++) {
+				if (!*n->input[k])
+					continue;
+				if (is_init(s, n->input[k])) {
+					const Onnx__TensorProto *t = qd_index_initializer(s->ix, n->input[k]);
+					if (t->data_type != QD_DT_FLOAT)
+						continue;
+					if (r->kind == QD_OK_NORM && k == 2)
+						continue;   /* bias stays float (quantd: no int32 norm bias) */
+					struct wjob *j = &jobs[nj++];
+					j->n = n; j->r = r; j->w_in = (int)k; j->b_in = -1; j->beta = 1.0;
+					/* ORT: constant inputs of generic ops use the activation type */
+					j->qt = r->kind == QD_OK_NORM ? s->cfg.wtype : s->cfg.atype;
+					j->sym = r->kind == QD_OK_NORM ? s->cfg.weight_sym : s->cfg.act_sym;
+					j->axis = r->kind == QD_OK_NORM ? weight_axis(s, n, r, t) : -1;
+				} else {
+					any = mark_act(s, n->input[k]) || any;
+				}
+			}
+			mark_outputs(s, n);
+			did = any;
+			break;
+		}
+		}
+		if (did)
+			count(s, n->op_type);
+		if (nj > nn) {
+			rc = qd_err_set(s->err, QD_EINTERNAL, NULL, "too many weight jobs");
+			goto out;
+		}
+	}
+	/* activation parameters (weights and biases need input scales) */
+	for (size_t i = 0; i < s->n_acts; i++)
+		if (s->acts[i]->marked && act_params(s, s->acts[i]) < 0)
+			s->acts[i]->marked = false;
+	/* weights and biases */
+	for (size_t i = 0; i < nj && rc == 0; i++) {
+		struct wjob *j = &jobs[i];
+		Onnx__NodeProto *n = j->n;
+		struct act *in = act_get(s, n->input[0]);
+		bool bias = j->b_in >= 0 && s->cfg.quantize_bias && in && in->marked && in->params;
+		const Onnx__TensorProto *w = qd_index_initializer(s->ix, n->input[j->w_in]);
+		const Onnx__TensorProto *b = bias ? qd_index_initializer(s->ix, n->input[j->b_in]) : NULL;
+		size_t nch = j->axis >= 0 && w ? (size_t)w->dims[j->axis] : 1;
+		double *babs = b ? bias_absmax(s, b, nch, j->beta) : NULL;
+		if (b && !babs) {
+			rc = -QD_ENOMEM;
+			break;
+		}
+		struct wq wk = {0};
+		rc = qdq_weight(s, n, (size_t)j->w_in, j->qt, j->axis, j->sym, s->cfg.reduce_range, babs,
+				in && in->params ? in->scale : 0.0, b ? &wk : NULL);
+		free(babs);
+		if (rc < 0 || !b)
+			continue;
+		if ((size_t)qd_tensor_numel(b) != wk.nch && wk.nch != 1) {
+			wq_free(&wk);
+			continue;   /* bias length differs from the channel count: stays float */
+		}
+		char *qn = NULL, *sn = NULL, *zn = NULL, *node = NULL, *out = NULL;
+		bool per_ch = false;
+		rc = emit_bias_inits(s, b, in->scale, &wk, j->beta, &qn, &sn, &zn, &per_ch);
+		wq_free(&wk);
+		if (rc == 0) {
+			node = fresh(s, "%s_DequantizeLinear", b->name);
+			out = fresh(s, "%s_DequantizeLinear_Output", b->name);
+			const char *din[3] = {qn, sn, zn};
+			rc = node && out ? emit_dq(s, node, din, out, per_ch ? 0 : -1, false) : -QD_ENOMEM;
+		}
+		if (rc == 0)
+			rc = set_input(s, n, (size_t)j->b_in, out);
+		if (rc == 0 && j->r->kind == QD_OK_GEMM && j->beta != 1.0)
+			rc = qd_node_set_attr_float(n, "beta", 1.0f) < 0 ? oom(s) : 0;
+		free(qn); free(sn); free(zn); free(node); free(out);
+	}
+	if (rc == 0)
+		rc = qdq_acts(s);
+out:
+	free(jobs);
+	return rc;
+}
+
+/* ---- Relu / Clip removal (both formats) ---- */
+
+/* Constant clip bounds (attributes before opset 11, inputs after). */
+static bool clip_const(struct st *s, const Onnx__NodeProto *n)
+{
+	for (size_t k = 1; k < n->n_input; k++)
+		if (*n->input[k] && !is_init(s, n->input[k]))
+			return false;
+	return true;
+}
+
+/* Remove selected Relu / Clip nodes whose input comes from a quantized node with a single
+ * consumer: the producer writes the Relu's output, whose calibrated range the Q clamps to.
+ * Returns the number removed. */
+static int remove_activations(struct st *s)
+{
+	if (s->cfg.act_sym || s->cfg.keep_removable)
+		return 0;
+	Onnx__GraphProto *g = s->g;
+	bool *drop = calloc(g->n_node + 1, sizeof *drop);
+	if (!drop)
+		return oom(s);
+	int removed = 0;
+	for (size_t i = 0; i < g->n_node; i++) {
+		Onnx__NodeProto *n = g->node[i];
+		const struct qd_op_rule *r = qd_op_rule_find(n->op_type);
+		if (!s->selected[i] || !r || r->kind != QD_OK_REMOVE || n->n_input < 1 || n->n_output != 1)
+			continue;
+		if (!strcmp(n->op_type, "Clip") && !clip_const(s, n))
+			continue;
+		const char *t = n->input[0];
+		Onnx__NodeProto *p = qd_index_producer(s->ix, t);
+		Onnx__NodeProto *const *cons;
+		if (!p || qd_index_consumers(s->ix, t, &cons) != 1 || qd_index_is_graph_output(s->ix, t) ||
+		    qd_index_is_graph_output(s->ix, n->output[0]))
+			continue;
+		/* the producer must be a node we quantize with an output Q */
+		size_t pi = 0;
+		while (pi < g->n_node && g->node[pi] != p)
+			pi++;
+		const struct qd_op_rule *pr = qd_op_rule_find(p->op_type);
+		if (pi == g->n_node || !s->selected[pi] || !pr || output_excluded(s, p) ||
+		    pr->kind == QD_OK_REMOVE || pr->kind == QD_OK_SHARED)
+			continue;
+		if (!s->cfg.qdq && !*pr->qop)
+			continue;   /* QOperator: only a QLinear producer clamps */
+		struct act *ao = act_get(s, n->output[0]);
+		if (!ao || !ao->has_range)
+			continue;
+		for (size_t k = 0; k < p->n_output; k++)
+			if (!strcmp(p->output[k], t)) {
+				char *c = strdup(n->output[0]);
+				if (!c || bury(s, p->output[k]) < 0) {
+					free(c);
+					free(drop);
+					return oom(s);
+				}
+				p->output[k] = c;
+			}
+		drop[i] = true;
+		count(s, n->op_type);
+		removed++;
+	}
+	if (removed) {
+		/* keep the selection array aligned with the remaining nodes */
+		size_t w = 0;
+		for (size_t i = 0; i < g->n_node; i++)
+			if (!drop[i])
+				s->selected[w++] = s->selected[i];
+		qd_index_free(s->ix);
+		s->ix = NULL;
+		qd_graph_remove_nodes(g, drop);
+	}
+	free(drop);
+	if (removed && qd_index_build(g, NULL, &s->ix, s->err) < 0)
+		return -1;
+	return removed;
+}
+
+/* ---- QOperator ---- */
+
+/* The quantized form of a float value: existing, or QuantizeLinear(T) → T_quantized. */
+static struct act *qop_input(struct st *s, const char *name)
+{
+	struct act *a = act_get(s, name);
+	if (!a)
+		return NULL;
+	if (a->q)
+		return a;
+	if (act_params(s, a) < 0)
+		return NULL;
+	if (act_param_names(s, a) < 0)
+		return NULL;
+	char *node = fresh(s, "%s_QuantizeLinear", name);
+	a->q = fresh(s, "%s_quantized", name);
+	const char *in[3] = {name, a->scale_name, a->zp_name};
+	if (!node || !a->q || emit_q(s, node, in, a->q, -1, false) < 0) {
+		free(node);
+		return NULL;
+	}
+	free(node);
+	return a;
+}
+
+/* Output of a QLinear node: Y_quantized with Y's own parameters (or the given ones). */
+static struct act *qop_output(struct st *s, const char *name)
+{
+	struct act *a = act_get(s, name);
+	if (!a || act_params(s, a) < 0 || act_param_names(s, a) < 0)
+		return NULL;
+	free(a->q);
+	a->q = fresh(s, "%s_quantized", name);
+	return a->q ? a : NULL;
+}
+
+/* A constant float input of a QLinear op (Add/Mul operand, MatMul A/B): quantized
+ * initializer. For per_channel B of MatMul the axis is the last dim. */
+static int qop_const(struct st *s, const char *name, enum qd_qtype qt, int axis, bool sym, char **qn, char **sn,
+		     char **zn, struct wq *keep)
+{
+	const Onnx__TensorProto *t = qd_index_initializer(s->ix, name);
+	struct wq w;
+	int rc = quant_weight(s, t, qt, axis, axis >= 0 ? true : sym, s->cfg.reduce_range && qt == s->cfg.wtype,
+			      NULL, 0, &w);
+	if (rc < 0)
+		return rc;
+	rc = emit_weight_inits(s, t, &w, "", qn, sn, zn);
+	if (keep && rc == 0)
+		*keep = w;
+	else
+		wq_free(&w);
+	return rc;
+}
+
+static Onnx__NodeProto *new_node(struct st *s, const char *op, const char *dom, const Onnx__NodeProto *orig,
+				 const char *const *in, size_t n_in, const char *const *out, size_t n_out,
+				 bool copy_attrs)
+{
+	char *name = fresh(s, "%s_quant", node_base(orig));
+	Onnx__NodeProto *n = name ? qd_node_new(op, dom, name, in, n_in, out, n_out) : NULL;
+	free(name);
+	if (n && copy_attrs)
+		for (size_t i = 0; i < orig->n_attribute; i++)
+			if (qd_node_copy_attr(n, orig->attribute[i]) < 0) {
+				qd_node_free(n);
+				return NULL;
+			}
+	if (n && *dom)
+		s->ms_used = true;
+	return n;
+}
+
+/* Rewrite one selected node in QOperator form. *replaced tells whether the original node
+ * goes away. */
+static int qop_node(struct st *s, Onnx__NodeProto *n, const struct qd_op_rule *r, bool *replaced)
+{
+	*replaced = false;
+	const char *op = n->op_type;
+	if (r->kind == QD_OK_SHARED) {
+		if (!(r->flags & QD_OPF_QOP8))
+			return 0;
+		struct act *in = act_get(s, n->input[0]);
+		if (!in || !in->q)
+			return 0;
+		/* same op on the 8-bit data; outputs share the input's parameters */
+		char **outs = calloc(n->n_output, sizeof *outs);
+		if (!outs)
+			return oom(s);
+		int rc = 0;
+		for (size_t k = 0; k < n->n_output && rc == 0; k++) {
+			struct act *o = act_add(s, n->output[k]);
+			if (!o) { rc = -QD_ENOMEM; break; }
+			o->scale = in->scale; o->zp = in->zp; o->params = true;
+			free(o->scale_name); free(o->zp_name);
+			o->scale_name = strdup(in->scale_name);
+			o->zp_name = strdup(in->zp_name);
+			free(o->q);
+			o->q = fresh(s, "%s_quantized", n->output[k]);
+			outs[k] = o->q;
+			if (!o->q || !o->scale_name || !o->zp_name)
+				rc = -QD_ENOMEM;
+		}
+		const char **ins = calloc(n->n_input + 1, sizeof *ins);
+		if (rc == 0 && !ins)
+			rc = oom(s);
+		for (size_t k = 0; rc == 0 && k < n->n_input; k++)
+			ins[k] = k == 0 ? in->q : n->input[k];
+		Onnx__NodeProto *nn = rc == 0 ? new_node(s, op, qd_node_domain(n), n, ins, n->n_input,
+							 (const char *const *)outs, n->n_output, true) : NULL;
+		free(ins);
+		free(outs);
+		if (rc == 0 && (rc = add_node(s, nn)) == 0) {
+			*replaced = true;
+			count(s, op);
+		}
+		return rc;
+	}
+	if (r->kind == QD_OK_REMOVE)
+		return 0;   /* not removed before: stays float */
+	if (!*r->qop)
+		return 0;
+	/* every float input must be quantizable and the output needs a range */
+	struct act *y = act_get(s, n->output[0]);
+	bool out_fixed = !strcmp(op, "Softmax") || (!strcmp(op, "Sigmoid") && s->cfg.sigmoid_nnapi);
+	if (!y || (!y->has_range && !out_fixed) || qd_index_is_graph_output(s->ix, n->output[0]) ||
+	    output_excluded(s, n)) {
+		skip(s, n, "output has no calibration range or is a graph output");
+		return 0;
+	}
+	if (out_fixed) {
+		/* fixed output scale 1/256 (ORT): zp 0 for uint8, -128 for int8 */
+		y->scale = 1.0f / 256.0f;
+		y->zp = s->cfg.atype == QD_QT_INT8 ? -128 : 0;
+		y->params = true;
+	}
+	int rc = 0;
+	char *wq_n = NULL, *ws_n = NULL, *wz_n = NULL, *bq = NULL, *bs = NULL, *bz = NULL;
+	struct wq wk = {0};
+	Onnx__NodeProto *nn = NULL;
+	if (!strcmp(op, "Conv") || !strcmp(op, "Gemm") || !strcmp(op, "MatMul")) {
+		bool gemm = !strcmp(op, "Gemm");
+		if (n->n_input < 2 || (gemm && (qd_node_attr_int(n, "transA", 0) ||
+						qd_node_attr_float(n, "alpha", 1.0f) != 1.0f))) {
+			skip(s, n, "attributes not supported by the QOperator form");
+			return 0;
+		}
+		bool a_const = is_init(s, n->input[0]), b_const = is_init(s, n->input[1]);
+		if (!strcmp(op, "Conv") && !b_const) {
+			skip(s, n, "weight is not an initializer");
+			return 0;
+		}
+		if (gemm && !b_const) {
+			skip(s, n, "B is not an initializer");
+			return 0;
+		}
+		if (!strcmp(op, "MatMul") && s->cfg.const_b_only && !b_const) {
+			skip(s, n, "B is not constant (MatMulConstBOnly)");
+			return 0;
+		}
+		if (a_const) {
+			skip(s, n, "A is constant");
+			return 0;
+		}
+		struct act *x = act_get(s, n->input[0]);
+		if (!x || (!x->q && !x->has_range)) {
+			skip(s, n, "input has no calibration range");
+			return 0;
+		}
+		struct act *bact = NULL;
+		if (!b_const && (!(bact = act_get(s, n->input[1])) || (!bact->q && !bact->has_range))) {
+			skip(s, n, "B has no calibration range");
+			return 0;
+		}
+		if (!(x = qop_input(s, n->input[0])) || (bact && !(bact = qop_input(s, n->input[1]))))
+			return -QD_ENOMEM;
+		if (b_const) {
+			const Onnx__TensorProto *w = qd_index_initializer(s->ix, n->input[1]);
+			int axis = weight_axis(s, n, r, w);
+			enum qd_qtype qt = axis >= 0 && !strcmp(op, "Conv") ? QD_QT_INT8 : s->cfg.wtype;
+			if (axis >= 0 && !strcmp(op, "MatMul") && w->n_dims != 2)
+				axis = -1;
+			if ((rc = qop_const(s, n->input[1], qt, axis, s->cfg.weight_sym, &wq_n, &ws_n, &wz_n, &wk)) < 0)
+				goto out;
+		}
+		int b_in = gemm || !strcmp(op, "Conv") ? 2 : -1;
+		if (b_in >= 0 && (size_t)b_in < n->n_input && *n->input[b_in]) {
+			const Onnx__TensorProto *b = qd_index_initializer(s->ix, n->input[b_in]);
+			if (!b) {
+				skip(s, n, "bias is not an initializer");
+				rc = 0;
+				goto out;
+			}
+			bool pc;
+			double beta = gemm ? qd_node_attr_float(n, "beta", 1.0f) : 1.0;
+			if ((rc = emit_bias_inits(s, b, x->scale, &wk, beta, &bq, &bs, &bz, &pc)) < 0)
+				goto out;
+		}
+		if (!(y = qop_output(s, n->output[0]))) {
+			rc = -QD_ENOMEM;
+			goto out;
+		}
+		const char *bn = b_const ? wq_n : bact->q, *bsn = b_const ? ws_n : bact->scale_name;
+		const char *bzn = b_const ? wz_n : bact->zp_name;
+		const char *outs[1] = {y->q};
+		if (!strcmp(op, "Conv")) {
+			const char *in[9] = {x->q, x->scale_name, x->zp_name, bn, bsn, bzn, y->scale_name, y->zp_name, bq};
+			nn = new_node(s, "QLinearConv", "", n, in, bq ? 9 : 8, outs, 1, true);
+		} else if (gemm) {
+			const char *in[9] = {x->q, x->scale_name, x->zp_name, bn, bsn, bzn, bq ? bq : "", y->scale_name,
+					     y->zp_name};
+			nn = new_node(s, "QGemm", MS_DOMAIN, n, in, 9, outs, 1, true);
+			if (nn && qd_node_set_attr_float(nn, "beta", 1.0f) < 0) {
+				qd_node_free(nn);
+				nn = NULL;
+			}
+		} else {
+			const char *in[8] = {x->q, x->scale_name, x->zp_name, bn, bsn, bzn, y->scale_name, y->zp_name};
+			nn = new_node(s, "QLinearMatMul", "", n, in, 8, outs, 1, false);
+		}
+	} else {
+		/* elementwise / pooling / concat / softmax: every input quantized */
+		size_t nin = n->n_input;
+		const char **in = calloc(3 * nin + 4, sizeof *in);
+		char **own = calloc(3 * nin + 1, sizeof *own);
+		if (!in || !own) {
+			free(in); free(own);
+			return oom(s);
+		}
+		size_t ni = 0, no = 0;
+		bool concat = !strcmp(op, "Concat");
+		if (concat) {
+			if (!(y = qop_output(s, n->output[0]))) { rc = -QD_ENOMEM; goto elw_out; }
+			in[ni++] = y->scale_name;
+			in[ni++] = y->zp_name;
+		}
+		for (size_t k = 0; k < nin && rc == 0; k++) {
+			const char *nm = n->input[k];
+			if (is_init(s, nm)) {
+				const Onnx__TensorProto *t = qd_index_initializer(s->ix, nm);
+				if (t->data_type != QD_DT_FLOAT) {
+					skip(s, n, "non-float constant input");
+					goto elw_out;
+				}
+				char *a = NULL, *b = NULL, *c = NULL;
+				if ((rc = qop_const(s, nm, s->cfg.atype, -1, s->cfg.act_sym, &a, &b, &c, NULL)) < 0) {
+					free(a); free(b); free(c);
+					goto elw_out;
+				}
+				own[no++] = a; own[no++] = b; own[no++] = c;
+				in[ni++] = a; in[ni++] = b; in[ni++] = c;
+				continue;
+			}
+			struct act *a = act_get(s, nm);
+			if (!a || (!a->q && !a->has_range)) {
+				skip(s, n, "input '%s' has no calibration range", nm);
+				goto elw_out;
+			}
+			if (!(a = qop_input(s, nm))) { rc = -QD_ENOMEM; goto elw_out; }
+			in[ni++] = a->q; in[ni++] = a->scale_name; in[ni++] = a->zp_name;
+		}
+		if (!concat) {
+			if (!(y = qop_output(s, n->output[0]))) { rc = -QD_ENOMEM; goto elw_out; }
+			in[ni++] = y->scale_name;
+			in[ni++] = y->zp_name;
+		}
+		{
+			const char *outs[1] = {y->q};
+			/* QLinearAdd/Mul: [a, a_s, a_zp, b, b_s, b_zp, c_s, c_zp]; unary: [x, x_s, x_zp, y_s, y_zp];
+			 * QLinearConcat: [y_s, y_zp, (x, s, zp)...] */
+			nn = new_node(s, r->qop, r->qop_domain, n, in, ni, outs, 1, true);
+			if (nn && !strcmp(op, "GlobalAveragePool") && qd_node_set_attr_int(nn, "channels_last", 0) < 0) {
+				qd_node_free(nn);
+				nn = NULL;
+			}
+			if (nn && !strcmp(op, "Softmax") && qd_node_set_attr_int(nn, "opset", s->opset) < 0) {
+				qd_node_free(nn);
+				nn = NULL;
+			}
+		}
+elw_out:
+		for (size_t k = 0; k < no; k++)
+			free(own[k]);
+		free(own);
+		free(in);
+		if (rc < 0 || !y || !y->q || (!nn && rc == 0 && ni == 0))
+			goto out;
+		if (!nn && rc == 0) {
+			/* skipped (reason logged): the output keeps no quantized form */
+			if (y) {
+				free(y->q);
+				y->q = NULL;
+			}
+			goto out;
+		}
+	}
+	if (!nn) {
+		rc = rc < 0 ? rc : oom(s);
+		goto out;
+	}
+	if ((rc = add_node(s, nn)) == 0) {
+		*replaced = true;
+		count(s, op);
+	}
+out:
+	wq_free(&wk);
+	free(wq_n); free(ws_n); free(wz_n); free(bq); free(bs); free(bz);
+	return rc;
+}
+
+static int qop_rewrite(struct st *s)
+{
+	Onnx__GraphProto *g = s->g;
+	size_t nn = g->n_node;
+	bool *drop = calloc(nn + 1, sizeof *drop);
+	if (!drop)
+		return oom(s);
+	const size_t *order;
+	size_t no = qd_index_topo(s->ix, &order);
+	int rc = 0;
+	for (size_t oi = 0; oi < no && rc == 0; oi++) {
+		size_t i = order[oi];
+		if (!s->selected[i])
+			continue;
+		Onnx__NodeProto *n = g->node[i];
+		rc = qop_node(s, n, qd_op_rule_find(n->op_type), &drop[i]);
+	}
+	if (rc < 0) {
+		free(drop);
+		return rc;
+	}
+	/* DequantizeLinear for every quantized value a float node or a graph output reads */
+	for (size_t i = 0; i < s->n_acts && rc == 0; i++) {
+		struct act *a = s->acts[i];
+		if (!a->q)
+			continue;
+		Onnx__NodeProto *p = qd_index_producer(s->ix, a->name);
+		size_t pi = nn;
+		for (size_t k = 0; p && k < nn; k++)
+			if (g->node[k] == p)
+				pi = k;
+		bool produced_quantized = pi < nn && drop[pi];
+		if (!produced_quantized)
+			continue;   /* the float value still exists (a Q was added after it) */
+		bool need = qd_index_is_graph_output(s->ix, a->name);
+		Onnx__NodeProto *const *cons;
+		size_t nc = qd_index_consumers(s->ix, a->name, &cons);
+		for (size_t c = 0; c < nc && !need; c++) {
+			size_t ci = nn;
+			for (size_t k = 0; k < nn; k++)
+				if (g->node[k] == cons[c])
+					ci = k;
+			need = ci == nn || !drop[ci];
+		}
+		if (!need)
+			continue;
+		char *node = fresh(s, "%s_DequantizeLinear", a->name);
+		const char *in[3] = {a->q, a->scale_name, a->zp_name};
+		rc = node ? emit_dq(s, node, in, a->name, -1, false) : -QD_ENOMEM;
+		free(node);
+	}
+	if (rc == 0) {
+		/* the new nodes were appended after the nn original ones: keep them */
+		bool *d2 = calloc(g->n_node + 1, sizeof *d2);
+		if (!d2) {
+			free(drop);
+			return oom(s);
+		}
+		memcpy(d2, drop, nn * sizeof *d2);
+		qd_index_free(s->ix);
+		s->ix = NULL;
+		qd_graph_remove_nodes(g, d2);
+		free(d2);
+	}
+	free(drop);
+	return rc;
+}
+
+/* ---- configuration ---- */
+
+static int qtype_of(const char *s)
+{
+	static const struct { const char *name; enum qd_qtype t; } names[] = {
+		{"int8", QD_QT_INT8}, {"uint8", QD_QT_UINT8}, {"int16", QD_QT_INT16}, {"uint16", QD_QT_UINT16},
+		{"int4", QD_QT_INT4}, {"uint4", QD_QT_UINT4},
+		{"QInt8", QD_QT_INT8}, {"QUInt8", QD_QT_UINT8}, {"QInt16", QD_QT_INT16}, {"QUInt16", QD_QT_UINT16},
+		{"QInt4", QD_QT_INT4}, {"QUInt4", QD_QT_UINT4},
+	};
+	for (size_t i = 0; s && i < QD_ARRAY_LEN(names); i++)
+		if (!strcmp(names[i].name, s))
+			return names[i].t;
+	return -1;
+}
+
+static bool opt_bool(const json_t *extra, const char *key, bool dflt)
+{
+	const json_t *v = json_object_get(extra, key);
+	return json_is_boolean(v) ? json_is_true(v) : dflt;
+}
+
+static const json_t *opt_list(const json_t *params, const char *key)
+{
+	const json_t *v = json_object_get(params, key);
+	return json_is_array(v) ? v : NULL;
+}
+
+/* extra_options keys the static pass rejects, with the reason. */
+static const struct { const char *key, *why; } static_rejected[] = {
+	{"EnableSubgraph", "subgraph quantization is dynamic-only (ORT applies it to quantize_dynamic)"},
+	{"CalibStridedMinMax", "quantd always calibrates batch by batch with bounded memory; set the data "
+	 "config's batch_size instead"},
+	{"CalibMaxIntermediateOutputs", "quantd's calibrators never keep intermediate outputs (memory is "
+	 "bounded by the histograms)"},
+	{"SmoothQuant", "SmoothQuant is not implemented"},
+	{"SmoothQuantAlpha", "SmoothQuant is not implemented"},
+	{"SmoothQuantFolding", "SmoothQuant is not implemented"},
+	{"DefaultTensorType", "quantd knows every tensor's type from the calibration run"},
+};
+
+static int check_static_space(const char *pass_name, const json_t *space, struct qd_err *err)
+{
+	char field[160];
+	size_t i; json_t *v;
+	/* weight / activation types */
+	json_t *fmts = json_object_get(space, "quant_format");
+	json_array_foreach(json_object_get(space, "activation_type"), i, v) {
+		int t = qtype_of(json_string_value(v));
+		snprintf(field, sizeof field, "passes.%s.activation_type", pass_name);
+		if (t == QD_QT_INT4 || t == QD_QT_UINT4 || t < 0)
+			return qd_err_set(err, QD_EUNSUPPORTED, field, "activation_type '%s' is not supported "
+					  "(int8, uint8, int16, uint16)", json_string_value(v));
+		size_t k; json_t *f;
+		json_array_foreach(fmts, k, f)
+			if (is_wide(t) && json_is_string(f) && !strcmp(json_string_value(f), "QOperator"))
+				return qd_err_set(err, QD_EUNSUPPORTED, field, "activation_type '%s' needs "
+						  "quant_format QDQ (QLinear kernels are 8-bit)", json_string_value(v));
+	}
+	json_array_foreach(json_object_get(space, "precision"), i, v) {
+		int t = qtype_of(json_string_value(v));
+		snprintf(field, sizeof field, "passes.%s.precision", pass_name);
+		if (t == QD_QT_INT4 || t == QD_QT_UINT4)
+			return qd_err_set(err, QD_EUNSUPPORTED, field, "precision '%s' is not supported by static "
+					  "quantization here (4-bit weights: use weight-only quantization)",
+					  json_string_value(v));
+		size_t k; json_t *f;
+		json_array_foreach(fmts, k, f)
+			if (is_wide(t) && json_is_string(f) && !strcmp(json_string_value(f), "QOperator"))
+				return qd_err_set(err, QD_EUNSUPPORTED, field, "precision '%s' needs quant_format QDQ",
+						  json_string_value(v));
+	}
+	json_array_foreach(json_object_get(space, "weight_type"), i, v) {
+		int t = qtype_of(json_string_value(v));
+		snprintf(field, sizeof field, "passes.%s.weight_type", pass_name);
+		if (json_is_string(v) && (t == QD_QT_INT4 || t == QD_QT_UINT4))
+			return qd_err_set(err, QD_EUNSUPPORTED, field, "weight_type '%s' is not supported by static "
+					  "quantization here", json_string_value(v));
+	}
+	json_array_foreach(json_object_get(space, "calibration_providers"), i, v) {
+		size_t k; json_t *p;
+		snprintf(field, sizeof field, "passes.%s.calibration_providers", pass_name);
+		json_array_foreach(v, k, p)
+			if (!json_is_string(p) || strcmp(json_string_value(p), "CPUExecutionProvider"))
+				return qd_err_set(err, QD_EUNSUPPORTED, field, "calibration provider '%s' is not "
+						  "available: quantd calibrates on its own CPU engine "
+						  "(CPUExecutionProvider)", json_is_string(p) ? json_string_value(p) : "?");
+	}
+	json_array_foreach(json_object_get(space, "calibration_sampling_size"), i, v) {
+		snprintf(field, sizeof field, "passes.%s.calibration_sampling_size", pass_name);
+		const json_t *x = json_is_array(v) ? json_array_get(v, 0) : v;
+		if (!json_is_null(v) && (!json_is_integer(x) || json_integer_value(x) <= 0 ||
+					 (json_is_array(v) && json_array_size(v) != 1)))
+			return qd_err_set(err, QD_EINVAL, field, "calibration_sampling_size must be a positive "
+					  "integer or a list of one");
+	}
+	snprintf(field, sizeof field, "passes.%s.extra_options", pass_name);
+	json_array_foreach(json_object_get(space, "extra_options"), i, v) {
+		int rc = qd_extra_options_check(v, false, field, err);
+		if (rc < 0)
+			return rc;
+		for (size_t k = 0; k < QD_ARRAY_LEN(static_rejected); k++)
+			if (json_object_get(v, static_rejected[k].key)) {
+				char f2[200];
+				snprintf(f2, sizeof f2, "%s.%s", field, static_rejected[k].key);
+				return qd_err_set(err, QD_EUNSUPPORTED, f2, "extra option '%s' is not supported: %s",
+						  static_rejected[k].key, static_rejected[k].why);
+			}
+		const json_t *ov = json_object_get(v, "TensorQuantOverrides");
+		const char *tk; json_t *tv;
+		json_object_foreach((json_t *)ov, tk, tv) {
+			const json_t *o = json_is_array(tv) ? json_array_get(tv, 0) : tv;
+			const char *ok; json_t *ovv;
+			json_object_foreach((json_t *)o, ok, ovv)
+				if (strcmp(ok, "scale") && strcmp(ok, "zero_point") && strcmp(ok, "rmin") &&
+				    strcmp(ok, "rmax") && strcmp(ok, "symmetric"))
+					return qd_err_set(err, QD_EUNSUPPORTED, field, "TensorQuantOverrides key '%s' "
+							  "(tensor '%s') is not supported (scale, zero_point, rmin, "
+							  "rmax, symmetric)", ok, tk);
+		}
+	}
+	json_array_foreach(json_object_get(space, "tensor_quant_overrides"), i, v) {
+		const char *tk; json_t *tv;
+		snprintf(field, sizeof field, "passes.%s.tensor_quant_overrides", pass_name);
+		json_object_foreach(v, tk, tv) {
+			const json_t *o = json_is_array(tv) ? json_array_get(tv, 0) : tv;
+			const char *ok; json_t *ovv;
+			json_object_foreach((json_t *)o, ok, ovv)
+				if (strcmp(ok, "scale") && strcmp(ok, "zero_point") && strcmp(ok, "rmin") &&
+				    strcmp(ok, "rmax") && strcmp(ok, "symmetric"))
+					return qd_err_set(err, QD_EUNSUPPORTED, field, "tensor_quant_overrides key '%s' "
+							  "(tensor '%s') is not supported (scale, zero_point, rmin, "
+							  "rmax, symmetric)", ok, tk);
+		}
+	}
+	return 0;
+}
+
+int qd_pass_check_static(const char *pass_name, const json_t *space, struct qd_err *err)
+{
+	char field[160];
+	size_t i; json_t *v;
+	snprintf(field, sizeof field, "passes.%s.data_config", pass_name);
+	json_array_foreach(json_object_get(space, "data_config"), i, v)
+		if (json_is_null(v))
+			return qd_err_set(err, QD_EINVAL, field, "static quantization needs calibration data: "
+					  "set \"data_config\" to a data_configs name");
+	int rc = check_static_space(pass_name, space, err);
+	if (rc < 0)
+		return rc;
+	return qd_pass_check_external(pass_name, space, err);
+}
+
+static int parse_cfg(struct st *s, const json_t *params)
+{
+	struct st_cfg *c = &s->cfg;
+	const json_t *extra = json_object_get(params, "extra_options");
+	const char *prec = json_string_value(json_object_get(params, "precision"));
+	const char *wt = json_string_value(json_object_get(params, "weight_type"));
+	int w = qtype_of(wt ? wt : prec), a = qtype_of(json_string_value(json_object_get(params, "activation_type")));
+	if (w < 0 || a < 0)
+		return qd_err_set(s->err, QD_EINVAL, "precision", "unknown weight or activation type");
+	c->wtype = (enum qd_qtype)w;
+	c->atype = (enum qd_qtype)a;
+	const char *fmt = json_string_value(json_object_get(params, "quant_format"));
+	c->qdq = !fmt || !strcmp(fmt, "QDQ");
+	if (c->atype == QD_QT_INT8 && c->wtype == QD_QT_UINT8)
+		return qd_err_set(s->err, QD_EUNSUPPORTED, "activation_type", "activation type int8 with weight "
+				  "type uint8 is not supported (ONNX Runtime has no kernel for it)");
+	if (!c->qdq && (is_wide(c->atype) || is_wide(c->wtype)))
+		return qd_err_set(s->err, QD_EUNSUPPORTED, "activation_type", "16-bit types need quant_format QDQ");
+	c->per_channel = json_is_true(json_object_get(params, "per_channel"));
+	c->reduce_range = json_is_true(json_object_get(params, "reduce_range"));
+	c->act_sym = json_is_true(json_object_get(params, "activation_symmetric")) ||
+		     opt_bool(extra, "ActivationSymmetric", false);
+	const json_t *ws = json_object_get(params, "weight_symmetric");
+	c->weight_sym = json_is_boolean(ws) ? json_is_true(ws) : opt_bool(extra, "WeightSymmetric", qd_qtype_signed(c->wtype));
+	const json_t *mrr = json_object_get(params, "min_real_range");
+	c->min_real_range = json_is_number(mrr) ? json_number_value(mrr) :
+			    json_is_number(json_object_get(extra, "MinimumRealRange")) ?
+			    json_number_value(json_object_get(extra, "MinimumRealRange")) : 0.0;
+	c->op_types = opt_list(params, "op_types_to_quantize");
+	c->op_types_ex = opt_list(params, "op_types_to_exclude");
+	c->nodes_in = opt_list(params, "nodes_to_quantize");
+	c->nodes_ex = opt_list(params, "nodes_to_exclude");
+	c->add_qdq_pair_to_weight = opt_bool(extra, "AddQDQPairToWeight", false);
+	c->dedicated_pair = opt_bool(extra, "DedicatedQDQPair", false);
+	c->force_no_input_check = opt_bool(extra, "ForceQuantizeNoInputCheck", false);
+	c->const_b_only = opt_bool(extra, "MatMulConstBOnly", false);
+	c->contrib = opt_bool(extra, "UseQDQContribOps", false);
+	c->keep_removable = opt_bool(extra, "QDQKeepRemovableActivations", false);
+	c->no_bias_adjust = opt_bool(extra, "QDQDisableWeightAdjustForInt32Bias", false);
+	c->quantize_bias = opt_bool(extra, "QuantizeBias", true);
+	c->sigmoid_nnapi = opt_bool(extra, "extra.Sigmoid.nnapi", false);
+	c->axis_override = json_object_get(extra, "QDQOpTypePerChannelSupportToAxis");
+	c->excl_output_ops = opt_list(extra, "OpTypesToExcludeOutputQuantization");
+	c->overrides = json_object_get(params, "tensor_quant_overrides");
+	if (!json_is_object(c->overrides))
+		c->overrides = json_object_get(extra, "TensorQuantOverrides");
+	c->calib_name = json_string_value(json_object_get(params, "calibrate_method"));
+	int meth = qd_calib_method_from_name(c->calib_name ? c->calib_name : "MinMax");
+	if (meth < 0)
+		return qd_err_set(s->err, QD_EINVAL, "calibrate_method", "unknown calibrate_method '%s'", c->calib_name);
+	c->calib.method = (enum qd_calib_method)meth;
+	const json_t *sy = json_object_get(extra, "CalibTensorRangeSymmetric");
+	c->calib.symmetric = json_is_boolean(sy) ? json_is_true(sy) : -1;
+	c->calib.moving_average = opt_bool(extra, "CalibMovingAverage", false);
+	const json_t *mac = json_object_get(extra, "CalibMovingAverageConstant");
+	c->calib.averaging_constant = json_is_number(mac) ? json_number_value(mac) : 0.01;
+	const json_t *pct = json_object_get(extra, "CalibPercentile");
+	c->calib.percentile = json_is_number(pct) ? json_number_value(pct) : 0.0;
+	const json_t *nb = json_object_get(extra, "CalibNumBins"), *nq = json_object_get(extra, "CalibNumQuantizedBins");
+	c->calib.num_bins = json_is_integer(nb) ? (int)json_integer_value(nb) : 0;
+	c->calib.num_quantized_bins = json_is_integer(nq) ? (int)json_integer_value(nq) : 0;
+	c->calib.scenario = json_string_value(json_object_get(extra, "CalibDistributionScenario"));
+	return 0;
+}
+
+/* ---- entry point ---- */
+
+/* Batch source plus the pass, for the progress callback (qd_calib_run hands both
+ * callbacks the same user data). */
+struct calib_src {
+	struct qd_batches b;
+	struct st *s;
+	double t0, last;
+};
+
+static int calib_next(void *ud, struct qd_tensor **in, size_t *n_in, struct qd_err *err)
+{
+	return qd_batches_next(&((struct calib_src *)ud)->b, in, n_in, err);
+}
+
+static void calib_progress(void *ud, int64_t batches)
+{
+	struct calib_src *c = ud;
+	double now = qd_now_mono();
+	if (now - c->last < 5.0)
+		return;
+	c->last = now;
+	int64_t total = (c->b.end + c->b.bs - 1) / (c->b.bs ? c->b.bs : 1);
+	qd_pass_log(c->s->pc, QD_LOG_INFO, "calibration: %lld of %lld batches (%.0f s)", (long long)batches,
+		    (long long)total, now - c->t0);
+	if (c->s->pc->hooks && c->s->pc->hooks->progress) {
+		char msg[128];
+		snprintf(msg, sizeof msg, "calibrating: batch %lld of %lld", (long long)batches, (long long)total);
+		c->s->pc->hooks->progress(c->s->pc->hooks->ud, 0.05 + 0.5 * (double)batches / (double)(total ? total : 1), msg);
+	}
+}
+
+static int calibrate(struct st *s, const json_t *params)
+{
+	struct qd_dataset *ds = NULL;
+	int64_t bs = 1, limit = 0;
+	const json_t *css = json_object_get(params, "calibration_sampling_size");
+	if (json_is_array(css))
+		css = json_array_get(css, 0);
+	if (json_is_integer(css))
+		limit = json_integer_value(css);
+	int rc = qd_pass_open_data(s->pc, s->m, json_object_get(params, "data_config"), "data_config", &ds, &bs, s->err);
+	if (rc < 0)
+		return rc;
+	struct qd_engine *e = NULL;
+	struct calib_src src = { .s = s };
+	struct qd_batches *bp = &src.b;
+	struct qd_engine_opts eo = { .threads = s->pc->threads, .max_tensor_bytes = (size_t)4 << 30 };
+	if ((rc = qd_calib_new(&s->cfg.calib, &s->cal, s->err)) < 0)
+		goto out;
+	for (size_t i = 0; i < s->n_acts; i++)
+		if ((rc = qd_calib_add_tensor(s->cal, s->acts[i]->name)) < 0)
+			goto out;
+	if ((rc = qd_batches_init(bp, ds, s->g, bs, limit, s->err)) < 0)
+		goto out;
+	if ((rc = qd_engine_load(s->m, &eo, &e, s->err)) < 0) {
+		qd_err_wrap(s->err, "cannot run the model for calibration");
+		goto out;
+	}
+	double t0 = qd_now_mono();
+	src.t0 = src.last = t0;
+	qd_pass_log(s->pc, QD_LOG_INFO, "calibrating %zu tensors with %s on %lld samples (batch %lld)",
+		    s->n_acts, s->cfg.calib_name ? s->cfg.calib_name : "MinMax", (long long)(bp->end),
+		    (long long)bp->bs);
+	rc = qd_calib_run(s->cal, e, calib_next, &src, s->pc->hooks ? s->pc->hooks->cancel : NULL,
+			  calib_progress, s->err);
+	if (rc < 0) {
+		qd_err_wrap(s->err, "calibration failed");
+		goto out;
+	}
+	if ((rc = qd_calib_compute(s->cal, s->err)) < 0)
+		goto out;
+	double dt = qd_now_mono() - t0;
+	size_t with = 0;
+	for (size_t i = 0; i < s->n_acts; i++) {
+		struct act *a = s->acts[i];
+		a->has_range = qd_calib_range(s->cal, a->name, &a->rmin, &a->rmax);
+		if (a->has_range && (!isfinite(a->rmin) || !isfinite(a->rmax))) {
+			rc = qd_err_set(s->err, QD_EMODEL, a->name, "calibration of tensor '%s' produced a "
+					"non-finite range [%g, %g]", a->name, a->rmin, a->rmax);
+			goto out;
+		}
+		with += a->has_range;
+	}
+	if (with == 0) {
+		rc = qd_err_set(s->err, QD_EMODEL, NULL, "calibration found no float activation to quantize");
+		goto out;
+	}
+	json_object_set_new(s->pc->stats, "calibration", qd_calib_summary_json(s->cal, 20));
+	json_object_set_new(json_object_get(s->pc->stats, "calibration"), "seconds", json_real(dt));
+	json_object_set_new(json_object_get(s->pc->stats, "calibration"), "samples", json_integer(bp->end));
+	json_object_set_new(json_object_get(s->pc->stats, "calibration"), "engine_peak_bytes",
+			    json_integer((json_int_t)qd_engine_peak_bytes(e)));
+	qd_pass_log(s->pc, QD_LOG_INFO, "calibration: %zu of %zu tensors have a range (%.2f s, collectors "
+		    "peak %zu bytes)", with, s->n_acts, dt, qd_calib_peak_bytes(s->cal));
+out:
+	qd_engine_free(e);
+	qd_batches_free(bp);
+	qd_dataset_free(ds);
+	return rc;
+}
+
+/* Ranges adjusted as ORT's adjust_tensor_ranges: a Relu / Clip input with one consumer
+ * takes the output's range; Softmax output is [0, 1]. */
+static void adjust_ranges(struct st *s)
+{
+	Onnx__GraphProto *g = s->g;
+	for (size_t i = 0; i < g->n_node; i++) {
+		Onnx__NodeProto *n = g->node[i];
+		if (!s->selected[i] || n->n_output < 1)
+			continue;
+		if (!strcmp(n->op_type, "Softmax")) {
+			struct act *o = act_get(s, n->output[0]);
+			if (o && o->has_range) {
+				o->rmin = 0.0f;
+				o->rmax = 1.0f;
+			}
+		}
+		if ((!strcmp(n->op_type, "Relu") || !strcmp(n->op_type, "Clip")) && n->n_input > 0) {
+			Onnx__NodeProto *const *cons;
+			struct act *in = act_get(s, n->input[0]), *o = act_get(s, n->output[0]);
+			if (in && o && o->has_range && qd_index_consumers(s->ix, n->input[0], &cons) == 1) {
+				in->rmin = o->rmin;
+				in->rmax = o->rmax;
+				in->has_range = true;
+			}
+		}
+	}
+}
+
+int qd_pass_run_static(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t *params, struct qd_err *err)
+{
+	struct st s = { .pc = ctx, .m = m, .err = err };
+	int rc;
+	if ((rc = parse_cfg(&s, params)) < 0)
+		return rc;
+	s.counts = json_object();
+	s.skipped = json_array();
+	if (!s.counts || !s.skipped) {
+		json_decref(s.counts); json_decref(s.skipped);
+		return oom(&s);
+	}
+	s.opset = qd_model_opset(m, "");
+	if (s.opset <= 0) {
+		rc = qd_err_set(err, QD_EMODEL, NULL, "model has no ai.onnx opset import");
+		goto out;
+	}
+	/* 1. prepare */
+	if ((rc = qd_model_normalize_constants(m, err)) < 0)
+		goto out;
+	if (rc > 0)
+		qd_pass_log(ctx, QD_LOG_INFO, "%d Constant nodes turned into initializers", rc);
+	if (json_is_true(json_object_get(params, "quant_preprocess"))) {
+		json_t *pst = json_object();
+		struct qd_preprocess_opts po = { .fold_constants = true, .fold_batchnorm = true, .infer_types = true,
+						 .threads = ctx->threads,
+						 .log = ctx->hooks ? ctx->hooks->log : NULL,
+						 .ud = ctx->hooks ? ctx->hooks->ud : NULL };
+		rc = qd_preprocess(m, &po, pst, err);
+		json_object_set_new(ctx->stats, "preprocess", pst);
+		if (rc < 0) {
+			qd_err_wrap(err, "quant_preprocess failed");
+			goto out;
+		}
+	}
+	s.g = m->proto->graph;
+	if ((rc = qd_graph_toposort(s.g, err)) < 0)
+		goto out;
+	if ((rc = qd_index_build(s.g, NULL, &s.ix, err)) < 0)
+		goto out;
+	/* 2. select */
+	s.selected = calloc(s.g->n_node + 1, sizeof *s.selected);
+	if (!s.selected) {
+		rc = oom(&s);
+		goto out;
+	}
+	size_t nsel = 0;
+	for (size_t i = 0; i < s.g->n_node; i++) {
+		Onnx__NodeProto *n = s.g->node[i];
+		if (!(s.selected[i] = node_selected(&s, n)))
+			continue;
+		nsel++;
+		for (size_t k = 0; k < n->n_input; k++)
+			if (*n->input[k] && !is_init(&s, n->input[k]) && !act_add(&s, n->input[k])) {
+				rc = -QD_ENOMEM;
+				goto out;
+			}
+		for (size_t k = 0; k < n->n_output; k++)
+			if (*n->output[k] && !act_add(&s, n->output[k])) {
+				rc = -QD_ENOMEM;
+				goto out;
+			}
+	}
+	if (nsel == 0) {
+		qd_pass_log(ctx, QD_LOG_WARN, "no node was quantized: the model has no node of the selected op types");
+		rc = 0;
+		goto out;
+	}
+	/* 3. calibrate */
+	if ((rc = calibrate(&s, params)) < 0)
+		goto out;
+	adjust_ranges(&s);
+	/* 4. rewrite */
+	int removed = remove_activations(&s);
+	if (removed < 0) {
+		rc = removed;
+		goto out;
+	}
+	if (removed)
+		qd_pass_log(ctx, QD_LOG_INFO, "%d Relu/Clip nodes folded into the preceding quantization", removed);
+	rc = s.cfg.qdq ? qdq_rewrite(&s) : qop_rewrite(&s);
+	if (rc < 0)
+		goto out;
+	qd_index_free(s.ix);
+	s.ix = NULL;
+	if ((rc = qd_graph_remove_unused_initializers(s.g)) < 0) {
+		rc = qd_err_set(err, QD_ENOMEM, NULL, "cannot remove unused initializers");
+		goto out;
+	}
+	if ((rc = qd_graph_toposort(s.g, err)) < 0)
+		goto out;
+	if (s.ms_used && qd_model_opset(m, MS_DOMAIN) < 1 && (rc = qd_model_set_opset(m, MS_DOMAIN, 1)) < 0) {
+		rc = qd_err_set(err, -rc, NULL, "cannot add the com.microsoft opset import");
+		goto out;
+	}
+	if (s.axis_needs_ms)
+		qd_pass_log(ctx, QD_LOG_INFO, "opset %lld < 13: per-channel Q/DQ use the com.microsoft "
+			    "QuantizeLinear/DequantizeLinear (the opset import is left unchanged)", (long long)s.opset);
+	if (s.wide_needs_ms)
+		qd_pass_log(ctx, QD_LOG_INFO, "opset %lld < 21: 16-bit Q/DQ use the com.microsoft ops",
+			    (long long)s.opset);
+	if (s.opset < 10 && !s.axis_needs_ms)
+		qd_pass_log(ctx, QD_LOG_INFO, "opset %lld < 10: Q/DQ use the com.microsoft ops", (long long)s.opset);
+	int total = 0;
+	const char *k; json_t *v;
+	json_object_foreach(s.counts, k, v)
+		total += (int)json_integer_value(v);
+	qd_pass_log(ctx, QD_LOG_INFO, "%d nodes quantized (%s, weights %s, activations %s%s%s, %s)", total,
+		    s.cfg.qdq ? "QDQ" : "QOperator", qd_qtype_name(s.cfg.wtype), qd_qtype_name(s.cfg.atype),
+		    s.cfg.per_channel ? ", per-channel" : "", s.cfg.reduce_range ? ", reduce_range" : "",
+		    s.cfg.calib_name ? s.cfg.calib_name : "MinMax");
+	if ((rc = qd_pass_validate_output(m, err)) < 0)
+		goto out;
+	rc = 0;
+out:
+	json_object_set_new(ctx->stats, "quantized_nodes", s.counts);
+	json_object_set_new(ctx->stats, "skipped_nodes", s.skipped);
+	json_object_set_new(ctx->stats, "quant_format", json_string(s.cfg.qdq ? "QDQ" : "QOperator"));
+	json_object_set_new(ctx->stats, "weight_type", json_string(qd_qtype_name(s.cfg.wtype)));
+	json_object_set_new(ctx->stats, "activation_type", json_string(qd_qtype_name(s.cfg.atype)));
+	qd_index_free(s.ix);
+	for (size_t i = 0; i < s.n_dead; i++)
+		free(s.dead[i]);
+	free(s.dead);
+	qd_strmap_free(&s.amap);
+	for (size_t i = 0; i < s.n_acts; i++)
+		act_free(s.acts[i]);
+	free(s.acts);
+	free(s.selected);
+	qd_calib_free(s.cal);
+	return rc;
+}
