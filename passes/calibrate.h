@@ -46,6 +46,12 @@ void qd_calib_hook(void *ud, const Onnx__NodeProto *node, const struct qd_tensor
 int qd_calib_observe(struct qd_calib *c, const char *name, const float *x, size_t n);
 /* End of one batch (moving average uses the per-batch min/max). */
 void qd_calib_end_batch(struct qd_calib *c);
+/* End of one CalibStridedMinMax stride (one ORT collect_data call). MinMax merges the
+ * stride's range into the running one with ORT's merge_range: min/max, or with
+ * moving_average old + c*(new - old). Without strides the whole run is one stride, so
+ * moving_average is the nanmean of the per-batch min/max (ORT's compute_data). Histogram
+ * methods always stream batch by batch (ORT with a stride of one batch); no-op for them. */
+void qd_calib_end_stride(struct qd_calib *c);
 
 /* Batch source for qd_calib_run: fill *in (new, qd_tensors_release) with one batch of
  * model inputs; return 1 for a batch, 0 at the end, negative error. */
@@ -60,6 +66,33 @@ int qd_calib_run(struct qd_calib *c, struct qd_engine *e, qd_calib_next_fn next,
 int qd_calib_compute(struct qd_calib *c, struct qd_err *err);
 /* Range of a tensor after compute; false when the tensor was not calibrated / not seen. */
 bool qd_calib_range(const struct qd_calib *c, const char *name, float *rmin, float *rmax);
+/* Distribution: histogram mean / std of a tensor after compute (ORT's _avg_std, "same"
+ * or "p3"); false when not available. */
+bool qd_calib_avg_std(const struct qd_calib *c, const char *name, float *avg, float *std);
+/* Histogram of a tensor (histogram methods): nbins counts and nbins + 1 edges (float32,
+ * as ORT stores them); borrow, valid until the next observe / free. False if none. */
+bool qd_calib_histogram(const struct qd_calib *c, const char *name, const int64_t **hist,
+			const float **edges, size_t *nbins);
+/* Counts of skipped values of a tensor (NaN, +-Inf); false when never added. */
+bool qd_calib_skipped(const struct qd_calib *c, const char *name, int64_t *n_nan, int64_t *n_inf);
+/* "MinMax", "Entropy", "Percentile", "Distribution" (static). */
+const char *qd_calib_method_name(int method);
+
+/* Kernels (exposed for tests; each has a plain _ref twin with the same results).
+ * minmax: min/max over the finite values (+inf/-inf when none), NaN and +-Inf counted. */
+void qd_calib_minmax(const float *x, size_t n, float *mn, float *mx, size_t *n_nan, size_t *n_inf);
+void qd_calib_minmax_ref(const float *x, size_t n, float *mn, float *mx, size_t *n_nan, size_t *n_inf);
+/* numpy.histogram binning into increasing edges[0..nb]: bin i holds edges[i] <= v <
+ * edges[i+1], the last bin also v == edges[nb]; values outside (and NaN) are dropped.
+ * v = |x| when absval. Counts are added to hist. */
+void qd_calib_bin(const float *x, size_t n, bool absval, const float *edges, size_t nb, int64_t *hist);
+void qd_calib_bin_ref(const float *x, size_t n, bool absval, const float *edges, size_t nb, int64_t *hist);
+/* Entropy: KL divergence of every candidate (nb/2 - nq/2 + 1 of them, into kl) of ORT's
+ * get_entropy_threshold, in double; +inf where ORT's smoothing fails. Returns the number
+ * of candidates or -QD_EINVAL. The fast one is O(nq) per candidate. */
+long qd_calib_entropy_kl(const int64_t *hist, size_t nb, int nq, double *kl);
+long qd_calib_entropy_kl_ref(const int64_t *hist, size_t nb, int nq, double *kl);
+
 /* Bytes held by the collectors (histograms and tables) at their peak. */
 size_t qd_calib_peak_bytes(const struct qd_calib *c);
 /* {"method", "tensors", "batches", "peak_bytes", "ranges": {name: [rmin, rmax]}} (ranges
