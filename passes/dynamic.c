@@ -16,10 +16,11 @@
  *    chosen type and per-channel axis 0.
  *  - Opset < 11 is never rewritten blindly: QOperator MatMul uses com.microsoft
  *    DynamicQuantizeMatMul (no ai.onnx opset needed); QDQ (and QOperator Conv) need
- *    DynamicQuantizeLinear (opset 11) and raise the opset only when every op keeps its
- *    meaning, moving Clip-6 and Slice-1 attributes to inputs, refusing otherwise (Pad,
- *    Resize, Upsample, ...). ORT rewrites the import to 11, which silently turns Clip-6
- *    into a no-op clip.
+ *    DynamicQuantizeLinear (opset 11) and raise the opset through the shared upgrader
+ *    (passes/opset.h) only when every op keeps its meaning: Clip-6, Slice-1, Pad-2, TopK-1
+ *    attributes move to inputs, Upsample / Resize-10 become Resize-11 when exactly
+ *    equivalent, ops that change meaning (OneHot, Scatter, ...) refuse the raise. ORT
+ *    rewrites the import to 11, which silently turns Clip-6 into a no-op clip.
  *  - Per-axis DequantizeLinear below opset 13 uses com.microsoft DequantizeLinear.
  *  - A Gemm's B shared with other nodes is transposed into a new initializer, not in place.
  *  - Per-channel MatMul weights only for 2-D B (MatMulInteger's per-column zero points).
@@ -29,6 +30,7 @@
  * Every output is checked with qd_pass_validate_output() before the pass returns. */
 #include "passes/passes.h"
 #include "passes/quant_math.h"
+#include "passes/opset.h"
 
 #include <float.h>
 #include <math.h>
@@ -1281,144 +1283,22 @@ static int quantize_graph(struct dyn *d, Onnx__GraphProto *g, const struct qd_gr
 
 /* ---- opset ---- */
 
-/* Ops whose definition changed between opset 9/10 and 11 in a way that matters when the
- * opset import is raised. adjust: we rewrite the node (attributes became inputs); else the
- * upgrade is refused. */
-struct opset_change { const char *op; int64_t changed_in; bool adjust; };
-static const struct opset_change opset_changes[] = {
-	{"Clip", 11, true}, {"Slice", 10, true}, {"Pad", 11, false}, {"Resize", 11, false},
-	{"Upsample", 10, false}, {"TopK", 10, false}, {"Scatter", 11, false},
-	{"Dropout", 10, false}, {"MaxUnpool", 11, false}, {"Compress", 11, false},
-	{"OneHot", 11, false}, {"Split", 11, false},
-};
-
-static int add_node_input_init(struct dyn *d, Onnx__GraphProto *g, Onnx__NodeProto *n, const char *base,
-			       int dtype, const void *data, size_t count, size_t esize, bool scalar)
+static void opset_log(void *ud, enum qd_log_level lvl, const char *line)
 {
-	char *name = freshf(d, "%s_%s", node_base(n), base);
-	int64_t dims[1] = {(int64_t)count};
-	Onnx__TensorProto *t = name ? qd_tensor_new(name, dtype, dims, scalar ? 0 : 1, data, count * esize) : NULL;
-	if (!t || qd_graph_add_initializer(g, t) < 0) {
-		qd_tensor_free(t);
-		free(name);
-		return qd_err_set(d->err, QD_ENOMEM, NULL, "out of memory");
-	}
-	char **ni = realloc(n->input, (n->n_input + 1) * sizeof *ni);
-	if (!ni) {
-		free(name);
-		return qd_err_set(d->err, QD_ENOMEM, NULL, "out of memory");
-	}
-	n->input = ni;
-	n->input[n->n_input++] = name;
-	return 0;
+	qd_pass_log(ud, lvl, "%s", line);
 }
 
-static void drop_attr(Onnx__NodeProto *n, const char *name)
-{
-	size_t w = 0;
-	for (size_t i = 0; i < n->n_attribute; i++) {
-		if (n->attribute[i]->name && !strcmp(n->attribute[i]->name, name))
-			protobuf_c_message_free_unpacked(&n->attribute[i]->base, NULL);
-		else
-			n->attribute[w++] = n->attribute[i];
-	}
-	n->n_attribute = w;
-}
-
-/* Clip-6 (min/max attributes) → Clip-11 (inputs); Slice-1 (starts/ends/axes attributes)
- * → Slice-10 (inputs). */
-static int adjust_node(struct dyn *d, Onnx__GraphProto *g, Onnx__NodeProto *n)
-{
-	if (!strcmp(n->op_type, "Clip")) {
-		if (n->n_input > 1)
-			return 0;   /* already the input form */
-		float mn = qd_node_attr_float(n, "min", -INFINITY), mx = qd_node_attr_float(n, "max", INFINITY);
-		int rc = add_node_input_init(d, g, n, "min", QD_DT_FLOAT, &mn, 1, sizeof mn, true);
-		if (rc == 0)
-			rc = add_node_input_init(d, g, n, "max", QD_DT_FLOAT, &mx, 1, sizeof mx, true);
-		drop_attr(n, "min");
-		drop_attr(n, "max");
-		return rc;
-	}
-	if (!strcmp(n->op_type, "Slice")) {
-		if (n->n_input > 1)
-			return 0;
-		const int64_t *st, *en, *ax;
-		long ns = qd_node_attr_ints(n, "starts", &st), ne = qd_node_attr_ints(n, "ends", &en);
-		long na = qd_node_attr_ints(n, "axes", &ax);
-		if (ns < 0 || ne != ns || (na >= 0 && na != ns))
-			return qd_err_set(d->err, QD_EMODEL, n->name, "Slice node '%s' has bad starts/ends",
-					  node_base(n));
-		int64_t *buf = malloc(3 * (size_t)(ns + 1) * sizeof *buf);
-		if (!buf)
-			return qd_err_set(d->err, QD_ENOMEM, NULL, "out of memory");
-		memcpy(buf, st, (size_t)ns * sizeof *buf);
-		memcpy(buf + ns, en, (size_t)ns * sizeof *buf);
-		for (long i = 0; i < ns; i++)
-			buf[2 * ns + i] = na >= 0 ? ax[i] : i;
-		int rc = add_node_input_init(d, g, n, "starts", QD_DT_INT64, buf, (size_t)ns, 8, false);
-		if (rc == 0)
-			rc = add_node_input_init(d, g, n, "ends", QD_DT_INT64, buf + ns, (size_t)ns, 8, false);
-		if (rc == 0)
-			rc = add_node_input_init(d, g, n, "axes", QD_DT_INT64, buf + 2 * ns, (size_t)ns, 8, false);
-		free(buf);
-		drop_attr(n, "starts");
-		drop_attr(n, "ends");
-		drop_attr(n, "axes");
-		return rc;
-	}
-	return 0;
-}
-
-static int upgrade_walk(struct dyn *d, Onnx__GraphProto *g, int64_t from, int64_t to, bool apply)
-{
-	for (size_t i = 0; i < g->n_node; i++) {
-		Onnx__NodeProto *n = g->node[i];
-		if (*qd_node_domain(n) == 0) {
-			for (size_t k = 0; k < QD_ARRAY_LEN(opset_changes); k++) {
-				const struct opset_change *c = &opset_changes[k];
-				if (strcmp(c->op, n->op_type) || c->changed_in <= from || c->changed_in > to)
-					continue;
-				if (!c->adjust)
-					return qd_err_set(d->err, QD_EUNSUPPORTED, n->name,
-							  "cannot raise opset %lld to %lld: node '%s' (%s) changes "
-							  "meaning at opset %lld; use quant_format QOperator",
-							  (long long)from, (long long)to, node_base(n), n->op_type,
-							  (long long)c->changed_in);
-				if (apply) {
-					int rc = adjust_node(d, g, n);
-					if (rc < 0)
-						return rc;
-				}
-			}
-		}
-		Onnx__GraphProto *subs[16];
-		size_t ns = qd_node_subgraphs(n, subs, 16);
-		for (size_t k = 0; k < ns && k < 16; k++) {
-			int rc = upgrade_walk(d, subs[k], from, to, apply);
-			if (rc < 0)
-				return rc;
-		}
-	}
-	return 0;
-}
-
+/* Raise the ai.onnx opset with the shared upgrader (passes/opset.h): nodes are rewritten
+ * so they keep their meaning, or the upgrade is refused naming the node. */
 static int raise_opset(struct dyn *d, int64_t to)
 {
-	int64_t from = d->opset;
-	int rc = upgrade_walk(d, d->m->proto->graph, from, to, false);
-	if (rc == 0)
-		rc = upgrade_walk(d, d->m->proto->graph, from, to, true);
+	int rc = qd_model_upgrade_opset(d->m, to, opset_log, d->pc, d->pc->stats, d->err);
+	if (rc == -QD_EUNSUPPORTED) {
+		size_t l = strlen(d->err->msg);
+		snprintf(d->err->msg + l, sizeof d->err->msg - l, "; use quant_format QOperator");
+	}
 	if (rc < 0)
 		return rc;
-	if ((rc = qd_model_set_opset(d->m, "", to)) < 0)
-		return qd_err_set(d->err, -rc, NULL, "cannot set the opset import");
-	if (d->m->proto->ir_version < 6)
-		d->m->proto->ir_version = 6;
-	qd_pass_log(d->pc, QD_LOG_INFO, "opset raised from %lld to %lld (Clip/Slice attributes moved "
-		    "to inputs where present)", (long long)from, (long long)to);
-	json_object_set_new(d->pc->stats, "opset_raised", json_pack("{s:I, s:I}", "from", (json_int_t)from,
-								   "to", (json_int_t)to));
 	d->opset = to;
 	return 0;
 }
@@ -1566,10 +1446,6 @@ int qd_pass_run_dynamic(struct qd_pass_ctx *ctx, struct qd_model *m, const json_
 				(long long)d.opset);
 		goto out;
 	}
-	if ((rc = collect_names(m->proto->graph, &d.names)) < 0) {
-		qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
-		goto out;
-	}
 	if ((d.cfg.qdq || d.cfg.act_sym) && d.opset < 11 && (rc = raise_opset(&d, 11)) < 0)
 		goto out;
 	if (!d.cfg.qdq && d.opset < 11 && d.cfg.op_types && in_list(d.cfg.op_types, "Conv") &&
@@ -1579,6 +1455,11 @@ int qd_pass_run_dynamic(struct qd_pass_ctx *ctx, struct qd_model *m, const json_
 			qd_pass_log(ctx, QD_LOG_WARN, "Conv stays float: %s", err->msg);
 			qd_err_clear(err);
 		}
+	}
+	/* after the opset raise: it may add initializers */
+	if ((rc = collect_names(m->proto->graph, &d.names)) < 0) {
+		qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+		goto out;
 	}
 	if (!d.cfg.qdq && d.opset < 11)
 		qd_pass_log(ctx, QD_LOG_INFO, "opset %lld < 11: MatMul becomes com.microsoft."

@@ -1,6 +1,6 @@
 /* OnnxDynamicQuantization graph rewrites on small models built here: emitted ops, ORT's
  * names, initializer types/shapes, opset and domain decisions (contrib ops below opset
- * 11/13, safe opset raise with Clip/Slice adjusted, refusal on Pad), Conv uint8 weights,
+ * 11/13, safe opset raise with Clip/Slice/Pad adjusted, refusal on OneHot), Conv uint8 weights,
  * subgraphs, exclusions, the ORT kernel-table check, and numerics through the engine. */
 #include "qd_test.h"
 #include "passes/passes.h"
@@ -318,14 +318,31 @@ static void test_old_opsets(void)
 	CHECK(sl && sl->n_input == 4 && qd_node_attr(sl, "starts") == NULL);
 	qd_model_free(m);
 
-	/* opset 9 QDQ with Pad-2: refused, naming the node */
+	/* opset 9 QDQ with Pad-2: raised, pads become an input (passes/opset.c) */
 	m = make_m1(9);
 	gg = m->proto->graph;
 	Onnx__NodeProto *pad = node(gg, "Pad", "pad", ci, 1, "y4");
 	int64_t pads[4] = {0, 1, 0, 1};
 	qd_node_set_attr_ints(pad, "pads", pads, 4);
+	CHECK_EQ_INT(quantize(m, "{\"quant_format\": \"QDQ\"}", NULL, &err), 0);
+	CHECK_EQ_INT(qd_model_opset(m, ""), 11);
+	pad = find_node(m->proto->graph, "pad");
+	CHECK(pad && pad->n_input == 2 && qd_node_attr(pad, "pads") == NULL);
+	qd_model_free(m);
+
+	/* opset 9 QDQ with OneHot-9 (negative indices change meaning at 11): refused, naming
+	 * the node, model untouched */
+	m = make_m1(9);
+	gg = m->proto->graph;
+	int64_t depth = 4;
+	float onoff[2] = {0.0f, 1.0f};
+	int64_t d1[1] = {2};
+	qd_graph_add_initializer(gg, qd_tensor_new("depth", QD_DT_INT64, NULL, 0, &depth, sizeof depth));
+	qd_graph_add_initializer(gg, qd_tensor_new("onoff", QD_DT_FLOAT, d1, 1, onoff, sizeof onoff));
+	const char *oi[3] = {"ids", "depth", "onoff"};
+	node(gg, "OneHot", "onehot", oi, 3, "oh");
 	CHECK_EQ_INT(quantize(m, "{\"quant_format\": \"QDQ\"}", NULL, &err), -QD_EUNSUPPORTED);
-	CHECK(strstr(err.msg, "'pad'") != NULL);
+	CHECK(strstr(err.msg, "'onehot'") != NULL);
 	CHECK_EQ_INT(qd_model_opset(m, ""), 9);
 	qd_model_free(m);
 }
