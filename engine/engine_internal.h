@@ -359,6 +359,12 @@ void qd_enode_release(struct qd_enode *n);
  * cover node but `at` is skipped. */
 struct qd_enode *qd_fuse_node_new(struct qd_egraph *g, const int *cover, int n, int n_in, char *name);
 void qd_fuse_attach(struct qd_egraph *g, struct qd_enode *fn, int at, const int *cover, int n);
+/* QDQ groups (engine/fuse_qdq.c): DequantizeLinear -> Conv / MatMul / Gemm / Add / Mul /
+ * pooling / Sigmoid / LeakyRelu / Softmax / Concat -> QuantizeLinear become the QLinear
+ * kernels and DQ -> data-movement op -> Q runs the op on the 8-bit data, under ONNX
+ * Runtime's QDQ selector rules, so QDQ models give ORT's values. Called first by
+ * qd_fuse_graph; same conventions. 0 or -QD_ENOMEM. */
+int qd_fuse_qdq_graph(struct qd_engine *e, struct qd_egraph *g, struct qd_err *err);
 /* Float fusions (engine/fuse_float.c): Conv followed by scalar Mul/Add/Div, Relu, Clip,
  * HardSigmoid, Sigmoid, HardSwish (also x * Clip(x + 3, 0, 6) / 6) gets a Conv with an
  * epilogue. Same conventions as qd_fuse_graph. 0 or -QD_ENOMEM. */

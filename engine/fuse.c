@@ -262,6 +262,14 @@ static int fuse_qdq(struct fuse_ctx *f, int i, struct qd_err *err)
 	if (mm->n_in != 2 || mm->n_out != 1 || only_reader(f, mm->in[0]) != i ||
 	    only_reader(f, mm->in[1]) != i)
 		return 0;
+	/* a MatMul feeding a QuantizeLinear is ORT's QLinearMatMul group (engine/fuse_qdq.c):
+	 * fused there or, when ORT's conditions fail, not at all */
+	for (int k = 0; k < f->g->n_nodes; k++) {
+		struct qd_enode *q = &f->g->nodes[k];
+		if ((q->op == &qd_ops[QD_OP_QuantizeLinear] || q->op == &qd_ops[QD_OP_MsQuantizeLinear]) &&
+		    q->n_in > 0 && q->in[0] == mm->out[0])
+			return 0;
+	}
 	int dxi = f->prod[mm->in[0]], dwi = f->prod[mm->in[1]];
 	struct qd_enode *dx = node(f, dxi), *dw = node(f, dwi);
 	if (!dx || !dw || !is_op(dx, QD_OP_DequantizeLinear) || !is_op(dw, QD_OP_DequantizeLinear) ||
@@ -316,6 +324,8 @@ int qd_fuse_graph(struct qd_engine *e, struct qd_egraph *g, struct qd_err *err)
 	}
 	for (int k = 0; k < ns; k++)
 		f.cons[k] = f.prod[k] = -1;
+	if ((rc = qd_fuse_qdq_graph(e, g, err)))
+		goto out;
 	count_uses(&f, g, true);
 	for (int k = 0; k < g->n_outputs; k++) {
 		f.is_out[g->outputs[k]] = true;

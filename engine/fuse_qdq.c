@@ -1,0 +1,717 @@
+/* engine/fuse_qdq.c — load-time fusion of QDQ node groups into the integer kernels, as ONNX
+ * Runtime's QDQ selector/action transformer does on the CPU provider, so a static QDQ model
+ * gives the values ORT gives (integer accumulation + one requantization, instead of a float
+ * op between DequantizeLinear and QuantizeLinear whose rounding differs).
+ *
+ * DESIGN
+ * - Groups (main graph only; "DQ"/"Q" are DequantizeLinear / QuantizeLinear of ai.onnx or
+ *   com.microsoft, without block_size; the target's output has exactly one reader, the Q
+ *   (optionally through a Relu / Clip that the Q makes redundant: zp = the type's minimum /
+ *   a clip range covering the whole quantized range), and is not a graph output):
+ *     DQ(x) DQ(w) [DQ(int32 b)] -> Conv -> Q                => QLinearConv
+ *     DQ(a) DQ(b) -> MatMul -> Q                            => QLinearMatMul
+ *     DQ(a) DQ(b) [DQ(int32 c)] -> Gemm [-> Q]              => QGemm (float output without Q)
+ *     DQ(a) DQ(b) -> Add | Mul -> Q                         => QLinearAdd | QLinearMul
+ *     DQ(x) -> AveragePool | GlobalAveragePool | Sigmoid | LeakyRelu | Softmax -> Q
+ *                                                           => their QLinear forms
+ *     DQ(x1..xn) -> Concat -> Q                             => QLinearConcat
+ *     DQ(x) -> Reshape | Transpose | Squeeze | Unsqueeze | Flatten | Slice | Gather |
+ *              GatherElements | Expand | Tile | Resize (nearest) | ReduceMax | ReduceMin -> Q
+ *       with the same constant scalar scale and zero point (positive scale for ReduceMax /
+ *       ReduceMin)                                          => the op on the 8-bit data
+ *   DQ(a) DQ(b) -> MatMul without a Q stays with engine/fuse.c (MatMulIntegerToFloat), which
+ *   skips a MatMul that feeds a Q (ORT then fuses it to QLinearMatMul or not at all).
+ * - ORT's conditions: 8-bit types only; activation / output types equal; the activation
+ *   scales and zero points of QLinear* ops scalars (weights of Conv / MatMul / Gemm may be
+ *   per channel); bias int32. On x86 ORT does not allow int8 activations into Conv /
+ *   MatMul but first rewrites int8 Q -> DQ pairs to uint8 (QDQS8ToU8Transformer: the Q has
+ *   exactly one reader, a DQ, both with equal constant scalar int8 zero points), which is
+ *   exact; so an int8 activation counts as converted when its Q -> DQ pair qualifies (the
+ *   DQ with one reader, as ORT's EnsureUniqueDQForNodeUnit gives every consumer its own DQ
+ *   first and a Q with several DQs is not converted). Every reader gets its own DQ in ORT:
+ *   here a DQ read elsewhere too keeps running for those readers and is skipped once all of
+ *   its readers are fused.
+ * - Conventions as engine/fuse.c: the originals stay, the group's last node (the Q, or the
+ *   Gemm without a Q) gets .fused, the others .fuse_skip; with a hook set the originals run.
+ *   The fused node reads the DQs' inputs directly, so at the end free lists are moved
+ *   forward to the last node that now reads each slot. Off with QUANTD_NO_FUSE=1. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "engine/engine_internal.h"
+
+#define QF_MAX_COVER (3 * 64 + 4)
+
+struct qf {
+	struct qd_engine *e;
+	struct qd_egraph *g;
+	int *uses;      /* per slot: readers (nodes of g and of its subgraphs) */
+	int *cons;      /* per slot: index in g of the last node of g reading it */
+	int *prod;      /* per slot: index in g of its producer, -1 */
+	bool *is_out;   /* per slot: graph output */
+	int n_fused;
+};
+
+/* A DequantizeLinear feeding a group: its node and input slots, the dtype of x. */
+struct dqi { int node, x, s, z, dt; };
+
+static void count_uses(struct qf *f, struct qd_egraph *g, bool top)
+{
+	for (int i = 0; i < g->n_nodes; i++) {
+		struct qd_enode *n = &g->nodes[i];
+		for (int k = 0; k < n->n_in; k++)
+			if (n->in[k] >= 0) {
+				f->uses[n->in[k]]++;
+				if (top)
+					f->cons[n->in[k]] = i;
+			}
+		for (int k = 0; k < n->n_sub; k++)
+			count_uses(f, n->sub[k], false);
+		if (top)
+			for (int k = 0; k < n->n_out; k++)
+				if (n->out[k] >= 0)
+					f->prod[n->out[k]] = i;
+	}
+	if (!top)
+		for (int k = 0; k < g->n_outputs; k++)
+			f->uses[g->outputs[k]]++;
+}
+
+static bool is_op(const struct qd_enode *n, enum qd_op_id id)
+{
+	return n && n->op == &qd_ops[id] && !n->fused && !n->fuse_skip;
+}
+
+static struct qd_enode *node(struct qf *f, int i)
+{
+	return i >= 0 ? &f->g->nodes[i] : NULL;
+}
+
+static int in_at(const struct qd_enode *n, int i)
+{
+	return n && i < n->n_in ? n->in[i] : -1;
+}
+
+static int slot_dt(struct qf *f, int id)
+{
+	return id >= 0 ? f->e->slots[id].dt : 0;
+}
+
+static bool is_q8(int dt)
+{
+	return dt == QD_DT_UINT8 || dt == QD_DT_INT8;
+}
+
+static bool is_dq_node(const struct qd_enode *n)
+{
+	return (is_op(n, QD_OP_DequantizeLinear) || is_op(n, QD_OP_MsDequantizeLinear)) &&
+	       n->n_in >= 2 && n->n_out == 1 && !qd_node_attr_int(n->proto, "block_size", 0);
+}
+
+static bool is_q_node(const struct qd_enode *n)
+{
+	return (is_op(n, QD_OP_QuantizeLinear) || is_op(n, QD_OP_MsQuantizeLinear)) &&
+	       n->n_in >= 2 && n->n_out == 1 && !qd_node_attr_int(n->proto, "block_size", 0);
+}
+
+/* Slot read only once (by a node of g), not an output, not a constant: its reader or -1. */
+static int only_reader(struct qf *f, int id)
+{
+	if (id < 0 || f->is_out[id] || f->uses[id] != 1 || f->e->slots[id].is_const)
+		return -1;
+	return f->cons[id];
+}
+
+static const struct qd_tensor *const_t(struct qf *f, int id)
+{
+	if (id < 0 || !f->e->slots[id].is_const || !f->e->slots[id].has)
+		return NULL;
+	return &f->e->slots[id].t;
+}
+
+/* Constant with one element (absent counts when allow_absent). */
+static bool const_scalar(struct qf *f, int id, bool allow_absent)
+{
+	if (id < 0)
+		return allow_absent;
+	const struct qd_tensor *t = const_t(f, id);
+	return t && qd_tensor_count(t) == 1;
+}
+
+/* The DequantizeLinear producing slot id, or false. */
+static bool dq_of(struct qf *f, int id, struct dqi *d)
+{
+	int p = id >= 0 ? f->prod[id] : -1;
+	struct qd_enode *n = node(f, p);
+	if (!is_dq_node(n) || n->out[0] != id)
+		return false;
+	d->node = p;
+	d->x = n->in[0];
+	d->s = n->in[1];
+	d->z = in_at(n, 2);
+	d->dt = slot_dt(f, d->x);
+	return d->x >= 0 && d->s >= 0;
+}
+
+/* Per-tensor 8-bit activation DQ: scalar constant scale and zero point. */
+static bool dq_act(struct qf *f, const struct dqi *d)
+{
+	return is_q8(d->dt) && const_scalar(f, d->s, false) && const_scalar(f, d->z, true);
+}
+
+/* Float value of a constant scalar (Clip bounds). */
+static bool const_f(struct qf *f, int id, float *v)
+{
+	const struct qd_tensor *t = const_t(f, id);
+	if (!t || qd_tensor_count(t) != 1 || !qd_dtype_is_float(t->dtype))
+		return false;
+	*v = (float)qd_tensor_get_f64(t, 0);
+	return true;
+}
+
+/* Integer value of a zero point slot (absent: 0). */
+static int32_t zp_val(struct qf *f, int id)
+{
+	const struct qd_tensor *t = const_t(f, id);
+	return t ? (int32_t)qd_tensor_get_i64(t, 0) : 0;
+}
+
+/* Whether Relu / Clip node r, followed by Q node q (scalar constant scale / zp), changes
+ * nothing the Q does not (ORT's IsClipMadeRedundantByQ). */
+static bool clip_redundant(struct qf *f, struct qd_enode *r, struct qd_enode *q)
+{
+	int s = q->in[1], z = in_at(q, 2);
+	float scale;
+	if (!const_f(f, s, &scale) || !const_scalar(f, z, true))
+		return false;
+	int dt = slot_dt(f, q->out[0]);
+	int32_t lo = dt == QD_DT_INT8 ? -128 : 0, hi = dt == QD_DT_INT8 ? 127 : 255, zp = zp_val(f, z);
+	if (!is_q8(dt) || (z >= 0 && const_t(f, z)->dtype != dt))
+		return false;
+	if (is_op(r, QD_OP_Relu))
+		return zp == lo;
+	float mn = -INFINITY, mx = INFINITY;
+	if (is_op(r, QD_OP_Clip_6)) {
+		mn = qd_node_attr_float(r->proto, "min", -3.4028234663852886e38f);
+		mx = qd_node_attr_float(r->proto, "max", 3.4028234663852886e38f);
+	} else if (is_op(r, QD_OP_Clip_11)) {
+		if ((in_at(r, 1) >= 0 && !const_f(f, r->in[1], &mn)) ||
+		    (in_at(r, 2) >= 0 && !const_f(f, r->in[2], &mx)))
+			return false;
+	} else {
+		return false;
+	}
+	double qmn = (double)rintf(mn / scale) + zp, qmx = (double)rintf(mx / scale) + zp;
+	return qmn <= lo && qmx >= hi;
+}
+
+/* The Q reading the target's output y (directly or through a redundant Relu / Clip): its
+ * index, *clip the Relu / Clip or -1. -1 when y has other readers or is a graph output. */
+static int q_after(struct qf *f, int y, int *clip)
+{
+	*clip = -1;
+	int r = only_reader(f, y);
+	struct qd_enode *n = node(f, r);
+	if (!n)
+		return -1;
+	if (is_q_node(n) && n->in[0] == y)
+		return r;
+	if ((is_op(n, QD_OP_Relu) || is_op(n, QD_OP_Clip_6) || is_op(n, QD_OP_Clip_11)) && n->n_out == 1 &&
+	    n->in[0] == y) {
+		int qi = only_reader(f, n->out[0]);
+		struct qd_enode *q = node(f, qi);
+		if (is_q_node(q) && q->in[0] == n->out[0] && clip_redundant(f, n, q)) {
+			*clip = r;
+			return qi;
+		}
+	}
+	return -1;
+}
+
+/* Whether ORT's QDQS8ToU8Transformer turns the int8 pair Q (node qn) -> DQ (node dn) into
+ * uint8: Q read by that DQ only, DQ read once (a DQ with several readers is duplicated
+ * first, leaving the Q with several), equal constant scalar int8 zero points. */
+static bool s8_pair_converts(struct qf *f, int qn, int dn)
+{
+	struct qd_enode *q = node(f, qn), *d = node(f, dn);
+	if (!q || !d || only_reader(f, q->out[0]) != dn || f->is_out[d->out[0]] || f->uses[d->out[0]] != 1)
+		return false;
+	int qz = in_at(q, 2), dz = in_at(d, 2);
+	const struct qd_tensor *a = const_t(f, qz), *b = const_t(f, dz);
+	return a && b && a->dtype == QD_DT_INT8 && b->dtype == QD_DT_INT8 && qd_tensor_count(a) == 1 &&
+	       qd_tensor_count(b) == 1 && zp_val(f, qz) == zp_val(f, dz);
+}
+
+/* Effective dtype ORT's kernels see for the input of DQ d: int8 becomes uint8 when the
+ * producing Q -> DQ pair is converted, or when x is a constant int8 tensor with a value
+ * outside [-64, 64] (ORT converts such "weights" of any lone DQ). */
+static int act_dt_in(struct qf *f, const struct dqi *d)
+{
+	if (d->dt != QD_DT_INT8)
+		return d->dt;
+	const struct qd_tensor *t = const_t(f, d->x);
+	if (t) {
+		const struct qd_tensor *z = const_t(f, d->z);
+		if (d->z >= 0 && (!z || z->dtype != QD_DT_INT8))
+			return QD_DT_INT8;
+		const int8_t *v = t->data;
+		for (int64_t k = 0, n = qd_tensor_count(t); k < n; k++)
+			if (v[k] < -64 || v[k] > 64)
+				return QD_DT_UINT8;
+		return QD_DT_INT8;
+	}
+	int p = f->prod[d->x];
+	return is_q_node(node(f, p)) && s8_pair_converts(f, p, d->node) ? QD_DT_UINT8 : QD_DT_INT8;
+}
+
+/* Effective dtype of Q node qn's output. */
+static int act_dt_out(struct qf *f, int qn)
+{
+	struct qd_enode *q = node(f, qn);
+	int dt = slot_dt(f, q->out[0]);
+	if (dt != QD_DT_INT8)
+		return dt;
+	int r = only_reader(f, q->out[0]);
+	return is_dq_node(node(f, r)) && s8_pair_converts(f, qn, r) ? QD_DT_UINT8 : QD_DT_INT8;
+}
+
+/* Q output parameters: scalar constant scale and zero point of an 8-bit type. */
+static bool q_params_ok(struct qf *f, struct qd_enode *q)
+{
+	return is_q8(slot_dt(f, q->out[0])) && const_scalar(f, q->in[1], false) &&
+	       const_scalar(f, in_at(q, 2), true);
+}
+
+/* ---- building the fused node ---- */
+
+struct grp {
+	int cover[QF_MAX_COVER];
+	int nc;
+};
+
+/* Cover DQ node d when the target is its only reader (else it keeps running). */
+static void cover_dq(struct qf *f, struct grp *gr, const struct dqi *d)
+{
+	int y = node(f, d->node)->out[0];
+	if (f->is_out[y])
+		return;
+	for (int k = 0; k < gr->nc; k++)
+		if (gr->cover[k] == d->node)
+			return;
+	int readers = f->uses[y], mine = 0;
+	/* readers of y that are already in the cover (the target, maybe twice) */
+	for (int k = 0; k < gr->nc; k++) {
+		struct qd_enode *n = node(f, gr->cover[k]);
+		for (int j = 0; j < n->n_in; j++)
+			mine += n->in[j] == y;
+	}
+	if (mine == readers && gr->nc < QF_MAX_COVER)
+		gr->cover[gr->nc++] = d->node;
+}
+
+static int attach(struct qf *f, int last, enum qd_op_id id, const int *in, int n_in, struct grp *gr,
+		  const Onnx__NodeProto *proto, struct qd_err *err)
+{
+	struct qd_enode *l = node(f, last);
+	struct qd_enode *fn = qd_fuse_node_new(f->g, gr->cover, gr->nc, n_in,
+					       qd_asprintf("%s (fused %s)", l->name, qd_ops[id].op_type));
+	if (!fn)
+		return qd_err_set(err, QD_ENOMEM, "", "out of memory");
+	fn->proto = proto;
+	fn->op = &qd_ops[id];
+	fn->opset = 1;
+	fn->prof_idx = (int)id;
+	memcpy(fn->in, in, (size_t)n_in * sizeof(int));
+	fn->out[0] = l->out[0];
+	qd_fuse_attach(f->g, fn, last, gr->cover, gr->nc);
+	f->n_fused++;
+	return 0;
+}
+
+/* Common head of a DQ... -> target -> Q group: the Q (and clip) after target i, checked;
+ * fills the cover with target, clip, Q. Returns the Q index or -1. */
+static int group_tail(struct qf *f, int i, struct grp *gr)
+{
+	struct qd_enode *t = node(f, i);
+	int clip;
+	if (t->n_out != 1)
+		return -1;
+	int qi = q_after(f, t->out[0], &clip);
+	if (qi < 0 || !q_params_ok(f, node(f, qi)))
+		return -1;
+	gr->nc = 0;
+	gr->cover[gr->nc++] = i;
+	if (clip >= 0)
+		gr->cover[gr->nc++] = clip;
+	gr->cover[gr->nc++] = qi;
+	return qi;
+}
+
+/* DQ(x) DQ(w) [DQ(b)] -> Conv -> Q. */
+static int fuse_conv(struct qf *f, int i, struct qd_err *err)
+{
+	struct qd_enode *t = node(f, i);
+	struct grp gr;
+	struct dqi x, w, b;
+	int nb = in_at(t, 2);
+	if (t->n_in < 2 || !dq_of(f, t->in[0], &x) || !dq_of(f, t->in[1], &w) || (nb >= 0 && !dq_of(f, nb, &b)))
+		return 0;
+	int qi = group_tail(f, i, &gr);
+	if (qi < 0 || !dq_act(f, &x) || !is_q8(w.dt))
+		return 0;
+	int dti = act_dt_in(f, &x);
+	if (dti != act_dt_out(f, qi) || dti == QD_DT_INT8 || (nb >= 0 && b.dt != QD_DT_INT32))
+		return 0;
+	struct qd_enode *q = node(f, qi);
+	cover_dq(f, &gr, &x);
+	cover_dq(f, &gr, &w);
+	if (nb >= 0)
+		cover_dq(f, &gr, &b);
+	int in[9] = { x.x, x.s, x.z, w.x, w.s, w.z, q->in[1], in_at(q, 2), nb >= 0 ? b.x : -1 };
+	return attach(f, qi, QD_OP_QLinearConv, in, nb >= 0 ? 9 : 8, &gr, t->proto, err);
+}
+
+/* DQ(a) DQ(b) -> MatMul -> Q. */
+static int fuse_matmul(struct qf *f, int i, struct qd_err *err)
+{
+	struct qd_enode *t = node(f, i);
+	struct grp gr;
+	struct dqi a, b;
+	if (t->n_in != 2 || !dq_of(f, t->in[0], &a) || !dq_of(f, t->in[1], &b))
+		return 0;
+	int qi = group_tail(f, i, &gr);
+	if (qi < 0 || !dq_act(f, &a) || !is_q8(b.dt))
+		return 0;
+	int dti = act_dt_in(f, &a);
+	if (dti == QD_DT_INT8 || dti != act_dt_out(f, qi))
+		return 0;
+	struct qd_enode *q = node(f, qi);
+	cover_dq(f, &gr, &a);
+	cover_dq(f, &gr, &b);
+	int in[8] = { a.x, a.s, a.z, b.x, b.s, b.z, q->in[1], in_at(q, 2) };
+	return attach(f, qi, QD_OP_QLinearMatMul, in, 8, &gr, t->proto, err);
+}
+
+/* DQ(a) DQ(b) [DQ(c)] -> Gemm [-> Q]. */
+static int fuse_gemm(struct qf *f, int i, struct qd_err *err)
+{
+	struct qd_enode *t = node(f, i);
+	struct grp gr;
+	struct dqi a, b, c;
+	int nc = in_at(t, 2);
+	if (t->n_in < 2 || t->n_out != 1 || !dq_of(f, t->in[0], &a) || !dq_of(f, t->in[1], &b) ||
+	    (nc >= 0 && !dq_of(f, nc, &c)))
+		return 0;
+	int da = act_dt_in(f, &a);
+	if (!dq_act(f, &a) || !is_q8(b.dt) || (da == QD_DT_INT8 && act_dt_in(f, &b) != QD_DT_INT8))
+		return 0;
+	if (nc >= 0 && (c.dt != QD_DT_INT32 || qd_node_attr_float(t->proto, "beta", 1.0f) != 1.0f))
+		return 0;
+	int qi = group_tail(f, i, &gr);
+	int ys = -1, yz = -1, last = i;
+	if (qi >= 0) {
+		if (da != act_dt_out(f, qi))
+			return 0;
+		ys = node(f, qi)->in[1];
+		yz = in_at(node(f, qi), 2);
+		last = qi;
+	} else {
+		/* no Q: fused only when no reader of the output is a Q (ORT then gives up) */
+		int y = t->out[0];
+		for (int k = 0; k < f->g->n_nodes; k++)
+			if (is_q_node(node(f, k)) && node(f, k)->in[0] == y)
+				return 0;
+		gr.nc = 0;
+		gr.cover[gr.nc++] = i;
+	}
+	cover_dq(f, &gr, &a);
+	cover_dq(f, &gr, &b);
+	if (nc >= 0)
+		cover_dq(f, &gr, &c);
+	int in[9] = { a.x, a.s, a.z, b.x, b.s, b.z, nc >= 0 ? c.x : -1, ys, yz };
+	int n_in = qi >= 0 ? (yz >= 0 ? 9 : 8) : (nc >= 0 ? 7 : 6);
+	return attach(f, last, QD_OP_QGemm, in, n_in, &gr, t->proto, err);
+}
+
+/* DQ(a) DQ(b) -> Add | Mul -> Q. */
+static int fuse_binary(struct qf *f, int i, enum qd_op_id id, struct qd_err *err)
+{
+	struct qd_enode *t = node(f, i);
+	struct grp gr;
+	struct dqi a, b;
+	if (t->n_in != 2 || !dq_of(f, t->in[0], &a) || !dq_of(f, t->in[1], &b))
+		return 0;
+	int qi = group_tail(f, i, &gr);
+	if (qi < 0 || !dq_act(f, &a) || !dq_act(f, &b) || act_dt_in(f, &a) != act_dt_in(f, &b) ||
+	    act_dt_in(f, &a) != act_dt_out(f, qi))
+		return 0;
+	struct qd_enode *q = node(f, qi);
+	cover_dq(f, &gr, &a);
+	cover_dq(f, &gr, &b);
+	int in[8] = { a.x, a.s, a.z, b.x, b.s, b.z, q->in[1], in_at(q, 2) };
+	return attach(f, qi, id, in, 8, &gr, t->proto, err);
+}
+
+/* Priv holder for a fused node's own NodeProto (QLinearSoftmax needs an "opset"). */
+static void proto_free(void *p)
+{
+	qd_node_free(p);
+}
+
+/* DQ(x) -> unary op -> Q. */
+static int fuse_unary(struct qf *f, int i, enum qd_op_id id, struct qd_err *err)
+{
+	struct qd_enode *t = node(f, i);
+	struct grp gr;
+	struct dqi x;
+	if (t->n_in != 1 || !dq_of(f, t->in[0], &x))
+		return 0;
+	int qi = group_tail(f, i, &gr);
+	if (qi < 0 || !dq_act(f, &x) || act_dt_in(f, &x) != act_dt_out(f, qi))
+		return 0;
+	struct qd_enode *q = node(f, qi);
+	cover_dq(f, &gr, &x);
+	int in[5] = { x.x, x.s, x.z, q->in[1], in_at(q, 2) };
+	if (id != QD_OP_QLinearSoftmax)
+		return attach(f, qi, id, in, 5, &gr, t->proto, err);
+	Onnx__NodeProto *np = qd_node_new("QLinearSoftmax", "com.microsoft", t->name, NULL, 0, NULL, 0);
+	if (!np || qd_node_set_attr_int(np, "opset", t->opset < 13 ? 11 : 13) ||
+	    qd_node_set_attr_int(np, "axis", qd_node_attr_int(t->proto, "axis", t->opset < 13 ? 1 : -1))) {
+		if (np)
+			qd_node_free(np);
+		return qd_err_set(err, QD_ENOMEM, "", "out of memory");
+	}
+	int rc = attach(f, qi, id, in, 5, &gr, np, err);
+	if (rc) {
+		qd_node_free(np);
+		return rc;
+	}
+	node(f, qi)->fused->priv = np;
+	node(f, qi)->fused->priv_free = proto_free;
+	return 0;
+}
+
+/* DQ(x1..xn) -> Concat -> Q. */
+static int fuse_concat(struct qf *f, int i, struct qd_err *err)
+{
+	struct qd_enode *t = node(f, i);
+	struct grp gr;
+	struct dqi x[64];
+	if (t->n_in < 1 || t->n_in > 20)
+		return 0;
+	for (int k = 0; k < t->n_in; k++)
+		if (!dq_of(f, t->in[k], &x[k]) || !dq_act(f, &x[k]) || act_dt_in(f, &x[k]) != act_dt_in(f, &x[0]))
+			return 0;
+	int qi = group_tail(f, i, &gr);
+	if (qi < 0 || act_dt_in(f, &x[0]) != act_dt_out(f, qi))
+		return 0;
+	struct qd_enode *q = node(f, qi);
+	int in[2 + 3 * 20];
+	in[0] = q->in[1];
+	in[1] = in_at(q, 2);
+	for (int k = 0; k < t->n_in; k++) {
+		cover_dq(f, &gr, &x[k]);
+		in[2 + 3 * k] = x[k].x;
+		in[3 + 3 * k] = x[k].s;
+		in[4 + 3 * k] = x[k].z;
+	}
+	return attach(f, qi, QD_OP_QLinearConcat, in, 2 + 3 * t->n_in, &gr, t->proto, err);
+}
+
+/* Same constant scalar scale and zero point on Q and DQ (ORT's IsQDQPairSupported: both
+ * with explicit zero points). */
+static bool same_qparams(struct qf *f, struct qd_enode *q, const struct dqi *d, bool positive)
+{
+	int qz = in_at(q, 2);
+	const struct qd_tensor *qs = const_t(f, q->in[1]), *ds = const_t(f, d->s);
+	const struct qd_tensor *qzt = const_t(f, qz), *dzt = const_t(f, d->z);
+	if (!qs || !ds || !qzt || !dzt || qd_tensor_count(qs) != 1 || qd_tensor_count(ds) != 1 ||
+	    qd_tensor_count(qzt) != 1 || qd_tensor_count(dzt) != 1 || qs->dtype != QD_DT_FLOAT ||
+	    ds->dtype != QD_DT_FLOAT || qzt->dtype != dzt->dtype)
+		return false;
+	float a = *(const float *)qs->data, b = *(const float *)ds->data;
+	return a == b && zp_val(f, qz) == zp_val(f, d->z) && (!positive || a > 0);
+}
+
+/* DQ(x) -> data-movement op -> Q with equal parameters: the op on the 8-bit data. */
+static int fuse_drop(struct qf *f, int i, bool positive, struct qd_err *err)
+{
+	struct qd_enode *t = node(f, i);
+	struct dqi x;
+	int clip;
+	if (t->n_in < 1 || t->n_out != 1 || !dq_of(f, t->in[0], &x) || !is_q8(x.dt))
+		return 0;
+	for (int k = 1; k < t->n_in; k++)   /* other inputs (shapes, indices) not from the DQ */
+		if (t->in[k] == t->in[0])
+			return 0;
+	int qi = q_after(f, t->out[0], &clip);
+	if (qi < 0 || clip >= 0 || act_dt_out(f, qi) != act_dt_in(f, &x) ||
+	    !same_qparams(f, node(f, qi), &x, positive) || !(t->op->types & QD_TM(x.dt)))
+		return 0;
+	struct grp gr = { .nc = 0 };
+	gr.cover[gr.nc++] = i;
+	gr.cover[gr.nc++] = qi;
+	cover_dq(f, &gr, &x);
+	struct qd_enode *fn = qd_fuse_node_new(f->g, gr.cover, gr.nc, t->n_in,
+					       qd_asprintf("%s (fused 8-bit)", t->name));
+	if (!fn)
+		return qd_err_set(err, QD_ENOMEM, "", "out of memory");
+	fn->proto = t->proto;
+	fn->op = t->op;
+	fn->opset = t->opset;
+	fn->prof_idx = t->prof_idx;
+	memcpy(fn->in, t->in, (size_t)t->n_in * sizeof(int));
+	fn->in[0] = x.x;
+	fn->out[0] = node(f, qi)->out[0];
+	qd_fuse_attach(f->g, fn, qi, gr.cover, gr.nc);
+	f->n_fused++;
+	return 0;
+}
+
+/* ---- after the groups: orphaned DQs, free lists ---- */
+
+static struct qd_enode *exec_node(struct qd_egraph *g, int i)
+{
+	struct qd_enode *n = &g->nodes[i];
+	return n->fuse_skip ? NULL : n->fused ? n->fused : n;
+}
+
+static int push_free(struct qd_enode *n, int id)
+{
+	int *v = realloc(n->free_after, (size_t)(n->n_free + 1) * sizeof(int));
+	if (!v)
+		return -QD_ENOMEM;
+	n->free_after = v;
+	v[n->n_free++] = id;
+	return 0;
+}
+
+/* Whether slot id is still read: a graph output, a subgraph read, or an input of a node
+ * that runs (the fused form where there is one). */
+static bool has_live_reader(struct qf *f, int id)
+{
+	struct qd_egraph *g = f->g;
+	if (f->is_out[id])
+		return true;
+	int top = 0;
+	for (int i = 0; i < g->n_nodes; i++) {
+		struct qd_enode *n = &g->nodes[i], *x = exec_node(g, i);
+		for (int k = 0; k < n->n_in; k++)
+			top += n->in[k] == id;
+		for (int k = 0; x && k < x->n_in; k++)
+			if (x->in[k] == id)
+				return true;
+	}
+	return f->uses[id] != top;
+}
+
+/* DQs kept for readers that are all fused now: skipped, their frees moved to the next node
+ * that runs. Then every free moves to the last running node reading the slot, if later. */
+static int fix_plan(struct qf *f, struct qd_err *err)
+{
+	struct qd_egraph *g = f->g;
+	for (int i = 0; i < g->n_nodes; i++) {
+		struct qd_enode *n = &g->nodes[i];
+		if (!is_dq_node(n) || has_live_reader(f, n->out[0]))
+			continue;
+		int j = i + 1;
+		while (j < g->n_nodes && !exec_node(g, j))
+			j++;
+		if (j == g->n_nodes)
+			continue;
+		for (int k = 0; k < n->n_free; k++)
+			if (push_free(exec_node(g, j), n->free_after[k]))
+				return qd_err_set(err, QD_ENOMEM, "", "out of memory");
+		n->fuse_skip = true;
+	}
+	int ns = f->e->n_slots;
+	int *last = malloc(((size_t)ns + 1) * sizeof(int));
+	if (!last)
+		return qd_err_set(err, QD_ENOMEM, "", "out of memory");
+	for (int k = 0; k < ns; k++)
+		last[k] = -1;
+	for (int i = 0; i < g->n_nodes; i++) {
+		struct qd_enode *x = exec_node(g, i);
+		for (int k = 0; x && k < x->n_in; k++)
+			if (x->in[k] >= 0)
+				last[x->in[k]] = i;
+	}
+	int rc = 0;
+	for (int i = 0; i < g->n_nodes && !rc; i++) {
+		struct qd_enode *x = exec_node(g, i);
+		for (int k = 0; x && k < x->n_free; k++) {
+			int id = x->free_after[k];
+			if (last[id] > i) {
+				if ((rc = push_free(exec_node(g, last[id]), id)))
+					break;
+				x->free_after[k--] = x->free_after[--x->n_free];
+			}
+		}
+	}
+	free(last);
+	return rc ? qd_err_set(err, QD_ENOMEM, "", "out of memory") : 0;
+}
+
+int qd_fuse_qdq_graph(struct qd_engine *e, struct qd_egraph *g, struct qd_err *err)
+{
+	struct qf f = { e, g, NULL, NULL, NULL, NULL, 0 };
+	int rc = 0, ns = e->n_slots;
+	if (!g || !g->n_nodes || getenv("QUANTD_NO_FUSE"))
+		return 0;
+	f.uses = calloc((size_t)ns + 1, sizeof(int));
+	f.cons = malloc(((size_t)ns + 1) * sizeof(int));
+	f.prod = malloc(((size_t)ns + 1) * sizeof(int));
+	f.is_out = calloc((size_t)ns + 1, sizeof(bool));
+	if (!f.uses || !f.cons || !f.prod || !f.is_out) {
+		rc = qd_err_set(err, QD_ENOMEM, "", "out of memory");
+		goto out;
+	}
+	for (int k = 0; k < ns; k++)
+		f.cons[k] = f.prod[k] = -1;
+	count_uses(&f, g, true);
+	for (int k = 0; k < g->n_outputs; k++)
+		f.is_out[g->outputs[k]] = true;
+	for (int i = 0; i < g->n_nodes && !rc; i++) {
+		struct qd_enode *n = &g->nodes[i];
+		if (n->fused || n->fuse_skip)
+			continue;
+		if (is_op(n, QD_OP_Conv))
+			rc = fuse_conv(&f, i, err);
+		else if (is_op(n, QD_OP_MatMul))
+			rc = fuse_matmul(&f, i, err);
+		else if (is_op(n, QD_OP_Gemm))
+			rc = fuse_gemm(&f, i, err);
+		else if (is_op(n, QD_OP_Add))
+			rc = fuse_binary(&f, i, QD_OP_QLinearAdd, err);
+		else if (is_op(n, QD_OP_Mul))
+			rc = fuse_binary(&f, i, QD_OP_QLinearMul, err);
+		else if (is_op(n, QD_OP_Sigmoid))
+			rc = fuse_unary(&f, i, QD_OP_QLinearSigmoid, err);
+		else if (is_op(n, QD_OP_LeakyRelu))
+			rc = fuse_unary(&f, i, QD_OP_QLinearLeakyRelu, err);
+		else if (is_op(n, QD_OP_AveragePool))
+			rc = fuse_unary(&f, i, QD_OP_QLinearAveragePool, err);
+		else if (is_op(n, QD_OP_GlobalAveragePool))
+			rc = fuse_unary(&f, i, QD_OP_QLinearGlobalAveragePool, err);
+		else if (is_op(n, QD_OP_Softmax))
+			rc = fuse_unary(&f, i, QD_OP_QLinearSoftmax, err);
+		else if (is_op(n, QD_OP_Concat))
+			rc = fuse_concat(&f, i, err);
+		else if (is_op(n, QD_OP_Reshape) || is_op(n, QD_OP_Transpose) || is_op(n, QD_OP_Squeeze) ||
+			 is_op(n, QD_OP_Unsqueeze) || is_op(n, QD_OP_Flatten) || is_op(n, QD_OP_Slice) ||
+			 is_op(n, QD_OP_Gather) || is_op(n, QD_OP_GatherElements) || is_op(n, QD_OP_Expand) ||
+			 is_op(n, QD_OP_Tile) ||
+			 (is_op(n, QD_OP_Resize_10) && !strcmp(qd_node_attr_string(n->proto, "mode", "nearest"), "nearest")))
+			rc = fuse_drop(&f, i, false, err);
+		else if (is_op(n, QD_OP_ReduceMax) || is_op(n, QD_OP_ReduceMin))
+			rc = fuse_drop(&f, i, true, err);
+	}
+	if (!rc && f.n_fused)
+		rc = fix_plan(&f, err);
+out:
+	free(f.uses);
+	free(f.cons);
+	free(f.prod);
+	free(f.is_out);
+	return rc;
+}
