@@ -104,4 +104,8 @@ void qd_q_requant_row(const int32_t *acc, int64_t N, const float *mul, int32_t z
 void qd_q_requant_row_ref(const int32_t *acc, int64_t N, const float *mul, int32_t zp, int32_t lo,
 			  int32_t hi, bool is_signed, void *y);
 
+/* engine/ops_quant_conv.c: non-zero runs depthwise QLinearConv/ConvInteger through the
+ * im2col + GEMM path (tests compare the two). */
+extern int qd_qconv_force_gemm;
+
 #endif

@@ -121,11 +121,109 @@ static void im2col_u8(const struct qconv_geom *g, const uint8_t *x, int64_t Cg, 
 	}
 }
 
+/* Depthwise (one input channel per group): direct taps, no im2col + GEMM per channel
+ * (per-group GEMM calls of M = 1 cost far more than the arithmetic). Same integer sums as
+ * the GEMM path: padded taps hold x_zp, so they add 0; exact in int32. */
+__attribute__((optimize("O3"))) static int qconv_depthwise(struct qd_ctx *c, const struct qconv_geom *g0,
+			   const struct qd_tensor *x, int32_t xz, const struct qd_tensor *w, const int32_t *wz,
+			   bool wz_per, int32_t *acc)
+{
+	/* the geometry keeps 1-D / 2-D convolutions as [d, 1, 1] / [H, W, 1]: move the trailing
+	 * unit dims to the front so the innermost loop runs along the real last axis */
+	struct qconv_geom gl = *g0, *g = &gl;
+	for (int t = 0; t < 2 && g->in[2] == 1 && g->k[2] == 1 && g->out[2] == 1; t++) {
+		int64_t *arr[6] = { g->in, g->k, g->out, g->stride, g->dil, g->pad_b };
+		for (int a = 0; a < 6; a++) {
+			arr[a][2] = arr[a][1];
+			arr[a][1] = arr[a][0];
+			arr[a][0] = a < 3 || a == 3 || a == 4 ? 1 : 0;
+		}
+	}
+	int64_t Mg = g->M / g->group;
+	int32_t *wk = malloc((size_t)g->ksize * sizeof *wk + 1);
+	int32_t *xp = malloc((size_t)g->isize * sizeof *xp + 1);
+	int64_t *lo = malloc((size_t)g->k[2] * sizeof *lo + 1), *hi = malloc((size_t)g->k[2] * sizeof *hi + 1);
+	if (!wk || !xp || !lo || !hi) {
+		free(wk); free(xp); free(lo); free(hi);
+		return qd_ctx_fail(c, QD_ENOMEM, "out of memory");
+	}
+	/* o2 range of each k2 tap with 0 <= o2 * stride + off < in[2] */
+	for (int64_t k2 = 0; k2 < g->k[2]; k2++) {
+		int64_t off = k2 * g->dil[2] - g->pad_b[2];
+		lo[k2] = off < 0 ? (-off + g->stride[2] - 1) / g->stride[2] : 0;
+		hi[k2] = g->in[2] - off <= 0 ? 0 : (g->in[2] - off - 1) / g->stride[2] + 1;
+		if (hi[k2] > g->out[2])
+			hi[k2] = g->out[2];
+		if (lo[k2] > hi[k2])
+			lo[k2] = hi[k2];
+	}
+	bool xs = x->dtype == QD_DT_INT8, ws = w->dtype == QD_DT_INT8;
+	int64_t last_ch = -1;
+	for (int64_t img = 0; img < g->N; img++, last_ch = -1)
+		for (int64_t m = 0; m < g->M; m++) {
+			int64_t ch = m / Mg;
+			int32_t z = wz[wz_per ? m : 0];
+			for (int64_t k = 0; k < g->ksize; k++)
+				wk[k] = (ws ? ((const int8_t *)w->data)[m * g->ksize + k]
+					    : ((const uint8_t *)w->data)[m * g->ksize + k]) - z;
+			if (ch != last_ch) {
+				/* the channel plane once as int32 minus the zero point */
+				const uint8_t *xc = (const uint8_t *)x->data + (img * g->C + ch) * g->isize;
+				if (xs)
+					for (int64_t i = 0; i < g->isize; i++)
+						xp[i] = (int32_t)(int8_t)xc[i] - xz;
+				else
+					for (int64_t i = 0; i < g->isize; i++)
+						xp[i] = (int32_t)xc[i] - xz;
+				last_ch = ch;
+			}
+			int32_t *out = acc + (img * g->M + m) * g->osize;
+			memset(out, 0, (size_t)g->osize * sizeof *out);
+			for (int64_t k0 = 0; k0 < g->k[0]; k0++)
+			for (int64_t o0 = 0; o0 < g->out[0]; o0++) {
+				int64_t i0 = o0 * g->stride[0] - g->pad_b[0] + k0 * g->dil[0];
+				if (i0 < 0 || i0 >= g->in[0])
+					continue;
+				for (int64_t k1 = 0; k1 < g->k[1]; k1++)
+				for (int64_t o1 = 0; o1 < g->out[1]; o1++) {
+					int64_t i1 = o1 * g->stride[1] - g->pad_b[1] + k1 * g->dil[1];
+					if (i1 < 0 || i1 >= g->in[1])
+						continue;
+					const int32_t *xr = xp + (i0 * g->in[1] + i1) * g->in[2];
+					int32_t *orow = out + (o0 * g->out[1] + o1) * g->out[2];
+					const int32_t *wr = wk + (k0 * g->k[1] + k1) * g->k[2];
+					for (int64_t k2 = 0; k2 < g->k[2]; k2++) {
+						int32_t wv = wr[k2];
+						int64_t off = k2 * g->dil[2] - g->pad_b[2];
+						if (g->stride[2] == 1) {
+							int32_t *restrict op = orow + lo[k2];
+							const int32_t *restrict xo = xr + off + lo[k2];
+							int64_t cnt = hi[k2] - lo[k2];
+#pragma GCC ivdep
+							for (int64_t o2 = 0; o2 < cnt; o2++)
+								op[o2] += wv * xo[o2];
+						} else {
+							for (int64_t o2 = lo[k2]; o2 < hi[k2]; o2++)
+								orow[o2] += wv * xr[o2 * g->stride[2] + off];
+						}
+					}
+				}
+			}
+		}
+	free(wk); free(xp); free(lo); free(hi);
+	return 0;
+}
+
+/* Tests set this to run depthwise convolutions through the im2col + GEMM path. */
+int qd_qconv_force_gemm;
+
 /* acc[N][M][osize] = conv of (x - x_zp) with (w - w_zp[m]). */
 static int qconv_acc(struct qd_ctx *c, const struct qconv_geom *g, const struct qd_tensor *x,
 		     int32_t xz, const struct qd_tensor *w, const int32_t *wz, bool wz_per, int32_t *acc)
 {
 	int64_t Cg = g->C / g->group, Mg = g->M / g->group, Kc = Cg * g->ksize;
+	if (Cg == 1 && g->group > 1 && !qd_qconv_force_gemm)
+		return qconv_depthwise(c, g, x, xz, w, wz, wz_per, acc);
 	uint8_t *col = malloc((size_t)(Kc * g->osize) + 1);
 	if (!col)
 		return qd_ctx_fail(c, QD_ENOMEM, "out of memory");

@@ -34,6 +34,7 @@
 #include "passes/op_rules.h"
 #include "passes/calibrate.h"
 #include "passes/preprocess.h"
+#include "passes/opset.h"
 #include "engine/engine.h"
 #include "engine/dataset.h"
 #include "onnx/onnx_internal.h"
@@ -1065,6 +1066,8 @@ static int qop_const(struct st *s, const char *name, enum qd_qtype qt, int axis,
 	return rc;
 }
 
+/* copy_attrs: copy the original node's attributes except `beta` (QGemm has none: beta is
+ * folded into the int32 bias). */
 static Onnx__NodeProto *new_node(struct st *s, const char *op, const char *dom, const Onnx__NodeProto *orig,
 				 const char *const *in, size_t n_in, const char *const *out, size_t n_out,
 				 bool copy_attrs)
@@ -1074,7 +1077,8 @@ static Onnx__NodeProto *new_node(struct st *s, const char *op, const char *dom, 
 	free(name);
 	if (n && copy_attrs)
 		for (size_t i = 0; i < orig->n_attribute; i++)
-			if (qd_node_copy_attr(n, orig->attribute[i]) < 0) {
+			if (!(orig->attribute[i]->name && !strcmp(orig->attribute[i]->name, "beta") &&
+			      !strcmp(op, "QGemm")) && qd_node_copy_attr(n, orig->attribute[i]) < 0) {
 				qd_node_free(n);
 				return NULL;
 			}
@@ -1222,10 +1226,6 @@ static int qop_node(struct st *s, Onnx__NodeProto *n, const struct qd_op_rule *r
 			const char *in[9] = {x->q, x->scale_name, x->zp_name, bn, bsn, bzn, bq ? bq : "", y->scale_name,
 					     y->zp_name};
 			nn = new_node(s, "QGemm", MS_DOMAIN, n, in, 9, outs, 1, true);
-			if (nn && qd_node_set_attr_float(nn, "beta", 1.0f) < 0) {
-				qd_node_free(nn);
-				nn = NULL;
-			}
 		} else {
 			const char *in[8] = {x->q, x->scale_name, x->zp_name, bn, bsn, bzn, y->scale_name, y->zp_name};
 			nn = new_node(s, "QLinearMatMul", "", n, in, 8, outs, 1, false);
@@ -1694,6 +1694,29 @@ static int calibrate(struct st *s, const json_t *params)
 		rc = qd_err_set(s->err, QD_EMODEL, NULL, "calibration found no float activation to quantize");
 		goto out;
 	}
+	size_t constant = 0;
+	const char *first_const = NULL;
+	for (size_t i = 0; i < s->n_acts; i++)
+		if (s->acts[i]->has_range && s->acts[i]->rmin == s->acts[i]->rmax) {
+			constant++;
+			first_const = first_const ? first_const : s->acts[i]->name;
+		}
+	if (constant == with) {
+		rc = qd_err_set(s->err, QD_EMODEL, first_const, "every calibrated activation is constant over the "
+				"calibration data (e.g. '%s' is always %g): the data does not exercise the model, or "
+				"the model ignores its inputs", first_const, s->acts[0]->rmin);
+		for (size_t i = 0; i < s->n_acts; i++)
+			if (s->acts[i]->name == first_const || !strcmp(s->acts[i]->name, first_const)) {
+				qd_err_set(s->err, QD_EMODEL, first_const, "every calibrated activation is constant over "
+					   "the calibration data (e.g. '%s' is always %g): the data does not exercise the "
+					   "model, or the model ignores its inputs", first_const, s->acts[i]->rmin);
+				break;
+			}
+		goto out;
+	}
+	if (constant)
+		qd_pass_log(s->pc, QD_LOG_WARN, "%zu calibrated tensors are constant over the calibration data "
+			    "(e.g. '%s'); their quantization is exact only for that value", constant, first_const);
 	json_object_set_new(s->pc->stats, "calibration", qd_calib_summary_json(s->cal, 20));
 	json_object_set_new(json_object_get(s->pc->stats, "calibration"), "seconds", json_real(dt));
 	json_object_set_new(json_object_get(s->pc->stats, "calibration"), "samples", json_integer(bp->end));
@@ -1769,6 +1792,25 @@ int qd_pass_run_static(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t
 		if (rc < 0) {
 			qd_err_wrap(err, "quant_preprocess failed");
 			goto out;
+		}
+	}
+	/* Q/DQ need opset 10 (ORT fuses QDQ groups into ai.onnx QLinearConv, which does not
+	 * exist below 10), an axis 13: raise the opset when every op keeps its meaning */
+	bool need13 = s.cfg.per_channel || s.cfg.qdq;
+	if (s.opset < (need13 ? 13 : 10)) {
+		int64_t from = s.opset;
+		struct qd_err ue = { 0 };
+		if (qd_model_upgrade_opset(m, 13, ctx->hooks ? ctx->hooks->log : NULL, ctx->hooks ? ctx->hooks->ud : NULL,
+					   ctx->stats, &ue) == 0) {
+			s.opset = qd_model_opset(m, "");
+			qd_pass_log(ctx, QD_LOG_INFO, "opset raised from %lld to %lld (every op converted with its "
+				    "meaning kept)", (long long)from, (long long)s.opset);
+		} else if (s.opset < 10) {
+			rc = qd_err_set(err, QD_EUNSUPPORTED, ue.field, "opset %lld is below 10 (no QuantizeLinear / "
+					"QLinearConv) and cannot be raised: %s", (long long)s.opset, ue.msg);
+			goto out;
+		} else {
+			qd_pass_log(ctx, QD_LOG_INFO, "opset %lld kept (%s)", (long long)s.opset, ue.msg);
 		}
 	}
 	s.g = m->proto->graph;

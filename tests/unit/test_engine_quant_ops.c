@@ -8,6 +8,7 @@
 #include "qd.h"
 #include "onnx/onnx.h"
 #include "engine/engine.h"
+#include "engine/ops_quant.h"
 
 struct tin {
 	const char *name;
@@ -429,6 +430,57 @@ static void test_errors(void)
 	qd_model_free(m);
 }
 
+/* Depthwise QLinearConv: the direct-tap path equals the im2col + GEMM path exactly, over
+ * signed / unsigned types, per-channel weight zero points, strides, pads, dilations and a
+ * channel multiplier of 2. */
+static void test_qconv_depthwise(void)
+{
+	static const struct { int64_t C, mult, H, W, k, stride, pad, dil; bool s8; } cs[] = {
+		{ 4, 1, 7, 9, 3, 1, 1, 1, false }, { 3, 1, 8, 11, 3, 2, 1, 1, true },
+		{ 5, 1, 6, 6, 5, 2, 2, 1, false }, { 2, 2, 9, 7, 3, 1, 2, 2, true },
+		{ 6, 1, 5, 13, 3, 1, 0, 1, false },
+	};
+	uint64_t seed = 12345;
+	for (size_t ci = 0; ci < QD_ARRAY_LEN(cs); ci++) {
+		int64_t C = cs[ci].C, M = C * cs[ci].mult, H = cs[ci].H, W = cs[ci].W, k = cs[ci].k;
+		int dt = cs[ci].s8 ? QD_DT_INT8 : QD_DT_UINT8;
+		uint8_t x[4096], w[512], yz = cs[ci].s8 ? 0 : 128, xz = cs[ci].s8 ? (uint8_t)-3 : 121;
+		uint8_t wz[16];
+		float xs = 0.02f, ws[16], ys = 0.05f;
+		int32_t bias[16];
+		for (int64_t i = 0; i < C * H * W; i++) { seed = seed * 6364136223846793005ull + 1442695040888963407ull; x[i] = (uint8_t)(seed >> 33); }
+		for (int64_t i = 0; i < M * k * k; i++) { seed = seed * 6364136223846793005ull + 1442695040888963407ull; w[i] = (uint8_t)(seed >> 35); }
+		for (int64_t m = 0; m < M; m++) { ws[m] = 0.01f + 0.003f * (float)m; wz[m] = cs[ci].s8 ? 0 : (uint8_t)(120 + m); bias[m] = (int32_t)(m * 37) - 50; }
+		struct tin in[9] = { { "x", dt, 4, {1, C, H, W}, x }, { "xs", QD_DT_FLOAT, 0, {0}, &xs },
+				     { "xz", dt, 0, {0}, &xz }, { "w", dt, 4, {M, 1, k, k}, w },
+				     { "ws", QD_DT_FLOAT, 1, {M}, ws }, { "wz", dt, 1, {M}, wz },
+				     { "ys", QD_DT_FLOAT, 0, {0}, &ys }, { "yz", dt, 0, {0}, &yz },
+				     { "bias", QD_DT_INT32, 1, {M}, bias } };
+		Onnx__NodeProto *nd;
+		struct qd_tensor *o1 = NULL, *o2 = NULL;
+		size_t n1 = 0, n2 = 0;
+		struct qd_err err = {0};
+		for (int pass = 0; pass < 2; pass++) {
+			struct qd_model *m = one_node("QLinearConv", "", 10, in, 9, 1, &nd);
+			int64_t pads[4] = { cs[ci].pad, cs[ci].pad, cs[ci].pad, cs[ci].pad };
+			int64_t st[2] = { cs[ci].stride, cs[ci].stride }, dl[2] = { cs[ci].dil, cs[ci].dil };
+			qd_node_set_attr_int(nd, "group", C);
+			qd_node_set_attr_ints(nd, "pads", pads, 4);
+			qd_node_set_attr_ints(nd, "strides", st, 2);
+			qd_node_set_attr_ints(nd, "dilations", dl, 2);
+			qd_qconv_force_gemm = pass;
+			int rc = run(m, pass ? &o2 : &o1, pass ? &n2 : &n1, &err);
+			CHECKF(rc == 0, "depthwise case %zu pass %d: %s", ci, pass, err.msg);
+			qd_model_free(m);
+		}
+		qd_qconv_force_gemm = 0;
+		CHECKF(o1 && o2 && o1[0].nbytes == o2[0].nbytes && o1[0].nbytes > 0 &&
+		       !memcmp(o1[0].data, o2[0].data, o1[0].nbytes), "depthwise case %zu: direct != gemm", ci);
+		qd_tensors_release(o1, n1);
+		qd_tensors_release(o2, n2);
+	}
+}
+
 int main(void)
 {
 	test_quantize();
@@ -437,6 +489,7 @@ int main(void)
 	test_matmul();
 	test_matmul_nbits();
 	test_qlinear();
+	test_qconv_depthwise();
 	test_errors();
 	return qd_test_done("test_engine_quant_ops");
 }
