@@ -229,12 +229,14 @@ static int q_after(struct qf *f, int y, int *clip)
 }
 
 /* Whether ORT's QDQS8ToU8Transformer turns the int8 pair Q (node qn) -> DQ (node dn) into
- * uint8: Q read by that DQ only, DQ read once (a DQ with several readers is duplicated
- * first, leaving the Q with several), equal constant scalar int8 zero points. */
+ * uint8: Q read by that DQ only, the DQ read by at most one node and then not also a graph
+ * output (EnsureUniqueDQForNodeUnit duplicates such DQs first, leaving the Q with several
+ * readers), equal constant scalar int8 zero points. */
 static bool s8_pair_converts(struct qf *f, int qn, int dn)
 {
 	struct qd_enode *q = node(f, qn), *d = node(f, dn);
-	if (!q || !d || only_reader(f, q->out[0]) != dn || f->is_out[d->out[0]] || f->uses[d->out[0]] != 1)
+	int u = d ? f->uses[d->out[0]] : 0;
+	if (!q || !d || only_reader(f, q->out[0]) != dn || !(u == 0 || (u == 1 && !f->is_out[d->out[0]])))
 		return false;
 	int qz = in_at(q, 2), dz = in_at(d, 2);
 	const struct qd_tensor *a = const_t(f, qz), *b = const_t(f, dz);
