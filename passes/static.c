@@ -660,6 +660,37 @@ static void mark_outputs(struct st *s, const Onnx__NodeProto *n)
 		mark_act(s, n->output[k]);
 }
 
+static bool node_is_selected(struct st *s, const Onnx__NodeProto *n)
+{
+	for (size_t i = 0; i < s->g->n_node; i++)
+		if (s->g->node[i] == n)
+			return s->selected[i];
+	return false;
+}
+
+/* MatMul / Gemm outputs get a Q/DQ only when a consumer quantizes them: ORT runs DQ ->
+ * MatMul without an output Q as MatMulIntegerToFloat (integer GEMM, float result), so a
+ * Q/DQ pair in front of a float consumer (bias Add, GELU, LayerNorm) would only add
+ * rounding error. Conv keeps its output Q (QLinearConv needs it; Relu folding uses it). */
+static void mark_mm_outputs(struct st *s, const Onnx__NodeProto *n)
+{
+	if (output_excluded(s, n))
+		return;
+	for (size_t k = 0; k < n->n_output; k++) {
+		Onnx__NodeProto *const *cons;
+		size_t nc = qd_index_consumers(s->ix, n->output[k], &cons);
+		bool quantized_use = false;
+		for (size_t c = 0; c < nc && !quantized_use; c++) {
+			const struct qd_op_rule *r = qd_op_rule_find(cons[c]->op_type);
+			if (!r || !node_is_selected(s, cons[c]))
+				continue;
+			quantized_use = r->kind != QD_OK_SHARED || (cons[c]->n_input && !strcmp(cons[c]->input[0], n->output[k]));
+		}
+		if (quantized_use)
+			mark_act(s, n->output[k]);
+	}
+}
+
 /* Weight / bias decisions of one node, carried to the emission step. */
 struct wjob {
 	Onnx__NodeProto *n;
@@ -775,7 +806,7 @@ static int qdq_rewrite(struct st *s)
 			}
 			if (!is_init(s, n->input[1])) {
 				mark_act(s, n->input[1]);
-				mark_outputs(s, n);
+				mark_mm_outputs(s, n);
 				did = true;
 				break;
 			}
@@ -791,7 +822,7 @@ static int qdq_rewrite(struct st *s)
 				else
 					qd_pass_log(s->pc, QD_LOG_DEBUG, "Gemm '%s': C stays float", node_base(n));
 			}
-			mark_outputs(s, n);
+			mark_mm_outputs(s, n);
 			did = true;
 			break;
 		}
@@ -819,7 +850,7 @@ static int qdq_rewrite(struct st *s)
 					mark_act(s, n->input[k]);
 				}
 			}
-			mark_outputs(s, n);
+			mark_mm_outputs(s, n);
 			did = true;
 			break;
 		}
@@ -980,6 +1011,10 @@ static int remove_activations(struct st *s)
 			continue;   /* QOperator: only a QLinear producer clamps */
 		struct act *ao = act_get(s, n->output[0]);
 		if (!ao || !ao->has_range)
+			continue;
+		/* the Q clamps only below at 0 when the range starts at 0: a symmetric calibrated
+		 * range (Distribution, CalibTensorRangeSymmetric, overrides) keeps the Relu / Clip */
+		if (ao->rmin < 0.0f || json_object_get(s->cfg.overrides, n->output[0]))
 			continue;
 		for (size_t k = 0; k < p->n_output; k++)
 			if (!strcmp(p->output[k], t)) {
