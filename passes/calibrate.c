@@ -127,26 +127,29 @@ CAL_CLONES
 void qd_calib_minmax(const float *x, size_t n, float *mn, float *mx, size_t *n_nan, size_t *n_inf)
 {
 	float a[16], b[16];
-	uint32_t nn[16];
+	int32_t nn[16];
 	for (int j = 0; j < 16; j++) { a[j] = INFINITY; b[j] = -INFINITY; nn[j] = 0; }
-	size_t i = 0, nan_tail = 0;
-	while (i + 16 <= n) {
-		/* chunks keep the 32-bit NaN lanes from overflowing */
-		size_t stop = n - i > ((size_t)1 << 30) ? i + ((size_t)1 << 30) : n;
-		for (; i + 16 <= stop; i += 16)
+	size_t nan_all = 0;
+	const size_t nblk = n / 16;
+	for (size_t k0 = 0; k0 < nblk; k0 += (size_t)1 << 26) {
+		/* chunks of 2^26 blocks keep the 32-bit NaN lanes from overflowing */
+		size_t k1 = nblk - k0 > ((size_t)1 << 26) ? k0 + ((size_t)1 << 26) : nblk;
+		for (size_t k = k0; k < k1; k++) {
+			const float *p = x + k * 16;
 			for (int j = 0; j < 16; j++) {
-				float v = x[i + j];
+				float v = p[j];
 				a[j] = v < a[j] ? v : a[j];
 				b[j] = v > b[j] ? v : b[j];
-				nn[j] += v != v;
+				nn[j] -= v != v ? -1 : 0;
 			}
-		for (int j = 0; j < 16; j++) { nan_tail += nn[j]; nn[j] = 0; }
+		}
+		for (int j = 0; j < 16; j++) { nan_all += (size_t)nn[j]; nn[j] = 0; }
 	}
-	for (; i < n; i++) {
+	for (size_t i = nblk * 16; i < n; i++) {
 		float v = x[i];
 		a[0] = v < a[0] ? v : a[0];
 		b[0] = v > b[0] ? v : b[0];
-		nan_tail += v != v;
+		nan_all += v != v;
 	}
 	float ra = a[0], rb = b[0];
 	for (int j = 1; j < 16; j++) {
@@ -157,7 +160,7 @@ void qd_calib_minmax(const float *x, size_t n, float *mn, float *mx, size_t *n_n
 		qd_calib_minmax_ref(x, n, mn, mx, n_nan, n_inf);
 		return;
 	}
-	*mn = ra; *mx = rb; *n_nan = nan_tail; *n_inf = 0;
+	*mn = ra; *mx = rb; *n_nan = nan_all; *n_inf = 0;
 }
 
 /* searchsorted semantics, the definition numpy's histogram follows */
@@ -187,12 +190,64 @@ void qd_calib_bin_ref(const float *x, size_t n, bool absval, const float *e, siz
 		hist[k]++;                                                                      \
 	} while (0)
 
+/* Fast binning: t = (v - lo) * inv (float) is monotone in v, so with G[k] = t(edges[k])
+ * and D = max |G[k] - k| over the edges, any v whose t has floor k and a fractional part
+ * inside (D, 1 - D) satisfies G[k] < t < G[k+1], hence edges[k] < v < edges[k+1]: bin k
+ * with no edge lookup. A vectorised pass computes those bins (or -1: near an edge,
+ * -2: outside / NaN), a scalar pass counts them and resolves the few -1 exactly. */
+#define CAL_BLK 256
+
+CAL_CLONES
+static void bin_codes(const float *x, size_t n, bool absval, float lo, float hi, float inv,
+		      float dlo, float dhi, int32_t kzero, int32_t *code)
+{
+	for (size_t j = 0; j < n; j++) {
+		float v = absval ? fabsf(x[j]) : x[j];
+		bool in = v >= lo && v <= hi;
+		float t = in ? (v - lo) * inv : 0.0f;
+		int32_t k = (int32_t)t;
+		float fr = t - (float)k;
+		code[j] = !in ? -2 : v == 0.0f ? kzero : fr > dlo && fr < dhi ? k : -1;
+	}
+}
+
 void qd_calib_bin(const float *x, size_t n, bool absval, const float *e, size_t nb, int64_t *hist)
 {
 	const float lo = e[0], hi = e[nb];
 	const int64_t last = (int64_t)nb - 1;
 	const float inv = (float)((double)nb / ((double)hi - (double)lo));
-	if (!(inv < INFINITY)) { qd_calib_bin_ref(x, n, absval, e, nb, hist); return; }
+	if (!(inv < INFINITY) || nb >= ((size_t)1 << 22)) { qd_calib_bin_ref(x, n, absval, e, nb, hist); return; }
+	double D = 0.5;
+	if (n >= nb) {
+		D = 0;
+		for (size_t k = 0; k <= nb; k++) {
+			double d = fabs((double)((e[k] - lo) * inv) - (double)k);
+			if (d > D) D = d;
+		}
+	}
+	if (D < 0.25) {
+		float dlo = (float)(D * 1.001 + 1e-6), dhi = 1.0f - dlo;
+		/* exact zeros (ReLU, padding) often sit on an edge: their bin, found once */
+		int32_t kzero = -2;
+		if (0.0f >= lo && 0.0f <= hi) {
+			size_t a = 0, b = nb;
+			while (b - a > 1) { size_t mid = a + (b - a) / 2; if (e[mid] <= 0.0f) a = mid; else b = mid; }
+			kzero = (int32_t)a;
+		}
+		int32_t code[CAL_BLK];
+		for (size_t i0 = 0; i0 < n; i0 += CAL_BLK) {
+			size_t m = n - i0 < CAL_BLK ? n - i0 : CAL_BLK;
+			bin_codes(x + i0, m, absval, lo, hi, inv, dlo, dhi, kzero, code);
+			for (size_t j = 0; j < m; j++) {
+				int32_t k = code[j];
+				if (k >= 0) { hist[k]++; continue; }
+				if (k == -2) continue;
+				float v = absval ? fabsf(x[i0 + j]) : x[i0 + j];
+				CAL_BIN_BODY(float, v);
+			}
+		}
+		return;
+	}
 	if (absval)
 		for (size_t i = 0; i < n; i++) { float v = fabsf(x[i]); CAL_BIN_BODY(float, v); }
 	else
@@ -429,7 +484,10 @@ static int collect_value(struct qd_calib *c, struct cal_tensor *t, const float *
 }
 
 /* collect_absolute_value: histogram of |x| over the first batch's own |x| range; later
- * batches append edges of the same width (np.arange) when they go beyond the last one. */
+ * batches append edges of the same width (np.arange) when they go beyond the last one.
+ * As in ORT, later |x| below the first edge are dropped, and so are values beyond the
+ * last appended edge: np.arange steps by float32(start + width) - start, which can fall
+ * short of the maximum over thousands of edges. */
 static int collect_abs(struct qd_calib *c, struct cal_tensor *t, const float *x, size_t n,
 		       float fmin, float fmax)
 {
