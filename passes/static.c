@@ -1713,6 +1713,17 @@ static int calibrate(struct st *s, const json_t *params)
 	}
 	if ((rc = qd_calib_compute(s->cal, s->err)) < 0)
 		goto out;
+	/* NaN / Inf in a calibrated activation: the float model itself misbehaves on this data;
+	 * a range from the finite values alone would hide it */
+	for (size_t i = 0; i < s->n_acts; i++) {
+		int64_t nn = 0, ni = 0;
+		if (qd_calib_skipped(s->cal, s->acts[i]->name, &nn, &ni) && nn + ni > 0) {
+			rc = qd_err_set(s->err, QD_EMODEL, s->acts[i]->name, "calibration produced %lld NaN and %lld "
+					"Inf values in tensor '%s': the float model does not compute finite values on "
+					"the calibration data", (long long)nn, (long long)ni, s->acts[i]->name);
+			goto out;
+		}
+	}
 	double dt = qd_now_mono() - t0;
 	size_t with = 0;
 	for (size_t i = 0; i < s->n_acts; i++) {
@@ -1800,6 +1811,10 @@ int qd_pass_run_static(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t
 	int rc;
 	if ((rc = parse_cfg(&s, params)) < 0)
 		return rc;
+	if (json_is_false(json_object_get(params, "prepare_qdq_config")))
+		qd_pass_log(ctx, QD_LOG_INFO, "prepare_qdq_config false changes nothing: quantd builds one QDQ "
+			    "configuration (Olive's true path adds ForceQuantizeNoInputCheck and every op type; set "
+			    "those explicitly to get them)");
 	s.counts = json_object();
 	s.skipped = json_array();
 	if (!s.counts || !s.skipped) {
