@@ -21,7 +21,8 @@ struct qd_calib_opts {
 	int symmetric;              /* CalibTensorRangeSymmetric: -1 = method default
 	                               (Percentile true, others false), 0, 1 */
 	bool moving_average;        /* CalibMovingAverage (MinMax) */
-	double averaging_constant;  /* CalibMovingAverageConstant, default 0.01 */
+	double averaging_constant;  /* CalibMovingAverageConstant, 0 = 0.01; used only
+	                               between strides (qd_calib_end_stride) */
 	int num_bins;               /* 0 = method default (Entropy 128, Percentile 2048,
 	                               Distribution 2048) */
 	int num_quantized_bins;     /* Entropy, 0 = 128 */
@@ -56,8 +57,11 @@ void qd_calib_end_stride(struct qd_calib *c);
 /* Batch source for qd_calib_run: fill *in (new, qd_tensors_release) with one batch of
  * model inputs; return 1 for a batch, 0 at the end, negative error. */
 typedef int (*qd_calib_next_fn)(void *ud, struct qd_tensor **in, size_t *n_in, struct qd_err *err);
-/* Run every batch through e (hook set to this calibrator, restored after), calling
- * end_batch after each. cancel may be NULL. progress (may be NULL) gets batches done. */
+/* Run every batch through e (hook set to this calibrator, cleared to NULL after: the
+ * engine has no getter to restore a previous hook), observing the batch's float graph
+ * inputs that were added (the hook only sees node outputs), calling end_batch after
+ * each. cancel (may be NULL) is polled between batches and by the engine between nodes
+ * (-QD_ECANCELED). progress (may be NULL) gets the batches done. */
 int qd_calib_run(struct qd_calib *c, struct qd_engine *e, qd_calib_next_fn next, void *ud,
 		 const volatile int *cancel, void (*progress)(void *ud, int64_t batches),
 		 struct qd_err *err);
