@@ -854,13 +854,18 @@ static int qdq_rewrite(struct st *s)
 			did = true;
 			break;
 		}
-		case QD_OK_REMOVE:
-			/* kept (not removed before marking): quantize input and output */
-			if (mark_act(s, n->input[0])) {
+		case QD_OK_REMOVE: {
+			/* kept (not folded into a producer's Q): like ORT, a Relu / Clip is quantized
+			 * only behind a quantized value; its output gets a pair when a quantized
+			 * consumer asks for it. A float producer (Add of a HardSwish, ...) leaves it
+			 * float: Q/DQ pairs there would only add rounding and conversions. */
+			struct act *in = act_get(s, n->input[0]);
+			if (in && in->marked) {
 				mark_outputs(s, n);
 				did = true;
 			}
 			break;
+		}
 		case QD_OK_SHARED: {
 			struct act *in = act_get(s, n->input[0]);
 			bool in_q = in && in->marked;
