@@ -99,8 +99,17 @@ if "$Q" run -q --model "$T/plain.onnx" --config "$T/wf.json" --data calib="$T/go
 	>"$T/good.log" 2>&1 && [ -f "$T/out_good/model.onnx" ]; then ok
 else bad "good data on the plain model: $(tail -n 2 "$T/good.log")"; fi
 
+# OnnxQuantization's Olive default quant_mode is static: QDQ output with Q/DQ nodes
+echo '{"passes": {"q": {"type": "OnnxQuantization", "data_config": "calib"}}}' >"$T/wf_oq.json"
+if "$Q" run -q --model "$T/plain.onnx" --config "$T/wf_oq.json" --data calib="$T/good.npz" --output "$T/out_oq" \
+	>"$T/oq.log" 2>&1 && $PY -c "
+import onnx, sys
+ops = [n.op_type for n in onnx.load(sys.argv[1]).graph.node]
+sys.exit(0 if 'QuantizeLinear' in ops and 'DequantizeLinear' in ops and 'Conv' in ops else 1)" "$T/out_oq/model.onnx"; then ok
+else bad "OnnxQuantization (static default): $(tail -n 2 "$T/oq.log")"; fi
+
 # every model written above loads and runs in ONNX Runtime and stays close to the float model
-for c in good:plain:good half:halfzero:good counts:plain:good; do
+for c in good:plain:good half:halfzero:good counts:plain:good oq:plain:good; do
 	IFS=: read -r dir model data <<<"$c"
 	if node tests/passes/static_eval.js --float "$T/$model.onnx" --quant "$T/out_$dir/model.onnx" \
 		--data "$T/$data.npz" --min-mean-cos 0.999 >"$T/ort_$dir.json" 2>&1; then ok
