@@ -4,7 +4,9 @@ temporary data directories and speaks HTTP to them.
 
 Covers: upload of real models (PaddleOCR det/rec/cls, openwakeword, transformer-style
 models from tests/models/make_transformer.py), dynamic quantization jobs over
-QOperator/QDQ x per_channel x int8/uint8, polling, logs, artifact download (sha256,
+QOperator/QDQ x per_channel x int8/uint8, datasets (upload, submit-time checks), static
+quantization jobs (calibration and held-out datasets, accuracy on the held-out data,
+calibration stats, artifacts in ORT), polling, logs, artifact download (sha256,
 ETag/304, Range/206/416), ONNX Runtime comparison of every quantized model with the float
 model (tests/e2e/ort_compare.js), crash recovery (kill -9 while jobs run, restart on the
 same data dir), bad input (400 naming the problem, 404, 405, 413, 429, 401), the
@@ -901,6 +903,135 @@ def t_datasets(tmp, models):
     return ds
 
 
+# ------------------------------------------------------------------ static quantization
+def t_static(tmp, models):
+    """OnnxStaticQuantization through the daemon: calibration and held-out datasets uploaded
+    with POST /v1/datasets, jobs over the mlp (QDQ per-channel) and bert_small (QOperator,
+    int64 input) models, metrics (accuracy on the held-out data config, calibration stats),
+    artifacts in ORT against the float model; submit-time 400s and 409 on deleting a dataset
+    a queued job uses."""
+    by_key = {m[0]: m for m in models}
+    if not check("mlp" in by_key, "static: the mlp model exists"):
+        return
+    base = os.path.join(tmp, "static")
+    files = os.path.join(base, "files")
+    os.makedirs(files)
+    mdir = os.path.dirname(by_key["mlp"][1])
+    subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "tests/models/make_calib_data.py"), files,
+                    "--models", mdir, "--only", "mlp,bert_small", "--scale", "0.5"],
+                   check=True, stdout=subprocess.DEVNULL)
+    code = r"""
+import os, sys
+import numpy as np
+d = sys.argv[1]
+rng = np.random.default_rng(7)
+np.savez(os.path.join(d, 'misnamed.npz'), inp=rng.standard_normal((8, 64)).astype(np.float32))
+"""
+    subprocess.run(["/usr/bin/python3", "-c", code, files], check=True)
+    d = Daemon(os.path.join(base, "data"), ["--workers", "1"], name="static")
+    d.start()
+    cases = [("mlp", {"per_channel": True}, 0.99)]   # QDQ, MinMax (the defaults)
+    if "bert_small" in by_key:
+        cases.append(("bert_small", {"quant_format": "QOperator", "calibrate_method": "Entropy"}, 0.98))
+    label = lambda key, params: "%s %s" % (key, " ".join("%s=%s" % kv for kv in sorted(params.items())))
+    mids, dsids, jobs = {}, {}, []
+    for key, params, min_cos in cases:
+        r = upload(d, by_key[key][1], name=key + ".onnx")
+        mids[key] = (r.json() or {}).get("id")
+        check(r.status == 201 and mids[key], "static: upload %s -> 201" % key, r.body[:200])
+        for part in ("calib", "held"):
+            with open(os.path.join(files, "%s_%s.npz" % (key, part)), "rb") as f:
+                r = upload_ds(d, f.read(), name="%s_%s.npz" % (key, part))
+            j = r.json() or {}
+            dsids[key, part] = j.get("id")
+            check(r.status == 201 and j.get("format") == "npz" and j.get("samples") == (32 if part == "calib" else 16),
+                  "static: upload %s %s dataset -> 201 (npz, samples)" % (key, part), r.body[:300])
+    with open(os.path.join(files, "misnamed.npz"), "rb") as f:
+        r = upload_ds(d, f.read(), name="misnamed.npz")
+    misnamed = (r.json() or {}).get("id")
+    check(r.status == 201, "static: upload a dataset whose array is 'inp' -> 201", r.body[:200])
+    mid = mids["mlp"]
+    dcs = {"calib": {"dataset": dsids["mlp", "calib"]}, "held": {"dataset": dsids["mlp", "held"]}}
+    # submit-time errors
+    r = submit(d, mid, {"q": {"type": "OnnxStaticQuantization", "per_channel": True}}, {"data_configs": dcs})
+    check(r.status == 400 and r.err_field() == "passes.q.data_config",
+          "static without data_config -> 400 field passes.q.data_config", r.body)
+    r = submit(d, mid, {"q": {"type": "OnnxStaticQuantization", "data_config": "calbi"}}, {"data_configs": dcs})
+    check(r.status == 400 and r.err_field() == "passes.q.data_config" and "calbi" in r.err_msg(),
+          "static with an unknown data_config name -> 400 naming it", r.body)
+    r = submit(d, mid, {"q": {"type": "OnnxStaticQuantization", "data_config": "calib"}})
+    check(r.status == 400 and r.err_field() == "passes.q.data_config",
+          "static naming a data_config the job lacks (no data_configs) -> 400", r.body)
+    r = submit(d, mid, {"q": {"type": "OnnxStaticQuantization", "data_config": "calib"}},
+               {"data_configs": {"calib": {"dataset": misnamed}}})
+    check(r.status == 400 and r.err_field() == "data_configs.calib.dataset" and "'inp'" in r.err_msg()
+          and "'x'" in r.err_msg(),
+          "static with a dataset whose array 'inp' doesn't match input 'x' -> 400 naming both", r.body)
+    r = submit(d, mid, {"q": {"type": "OnnxStaticQuantization", "data_config": "calib", "calibrate_method": "Bogus"}},
+               {"data_configs": dcs})
+    check(r.status == 400 and r.err_field() == "passes.q.calibrate_method", "static with calibrate_method 'Bogus' -> 400", r.body)
+    # a job queued behind a blocker keeps both datasets: DELETE -> 409
+    blocker = by_key.get("bert") or max(models, key=lambda m: os.path.getsize(m[1]))
+    r = upload(d, blocker[1])
+    bj = submit(d, (r.json() or {}).get("id"), {"q": {"type": "OnnxDynamicQuantization"}}).json() or {}
+    for key, params, min_cos in cases:
+        q = {"q": dict({"type": "OnnxStaticQuantization", "data_config": "calib"}, **params)}
+        r = submit(d, mids[key], q, {"data_configs": {"calib": {"dataset": dsids[key, "calib"]},
+                                                       "held": {"dataset": dsids[key, "held"]}}})
+        j = r.json() or {}
+        if check(r.status == 202 and j.get("state") == "queued", "submit static %s -> 202" % label(key, params), r.body[:300]):
+            jobs.append((j["id"], key, params, min_cos))
+    if jobs:
+        st = (d.get_json("/v1/jobs/" + jobs[0][0]) or {}).get("state")
+        for part in ("calib", "held"):
+            r = d.request("DELETE", "/v1/datasets/" + dsids["mlp", part])
+            check(r.status == 409 and st in ("queued", "running"),
+                  "DELETE the %s dataset of a queued static job -> 409" % part, (st, r.status, r.body))
+    wait_job(d, bj.get("id", "x"), timeout=300)
+    adir = os.path.join(base, "artifacts")
+    os.makedirs(adir)
+    for job_id, key, params, min_cos in jobs:
+        name = "static " + label(key, params)
+        j = wait_job(d, job_id, timeout=300)
+        if not check(j and j["state"] == "succeeded", "job %s succeeded" % name, j and (j.get("state"), j.get("error"))):
+            continue
+        res = j.get("result") or {}
+        acc = res.get("accuracy") or {}
+        inp = acc.get("inputs") or {}
+        check(acc.get("status") == "ok" and inp.get("data_config") == "held" and inp.get("samples") == 16
+              and isinstance(acc.get("min_cosine"), (int, float)) and acc["min_cosine"] >= min_cos,
+              "%s: result.accuracy on data_config 'held' (16 samples), min cosine >= %s" % (name, min_cos), acc)
+        if key == "mlp":
+            outs = acc.get("outputs") or [{}]
+            check(outs[0].get("top1_agreement") is not None, "%s: accuracy has top-1 agreement" % name, outs)
+        ps = res.get("passes") or [{}]
+        cal = (ps[0].get("stats") or {}).get("calibration") or {}
+        check(ps[0].get("type") == "OnnxStaticQuantization" and cal.get("samples") == 32 and cal.get("seconds") is not None
+              and cal.get("peak_bytes", 0) > 0 and cal.get("method") == params.get("calibrate_method", "MinMax"),
+              "%s: passes[0].stats.calibration (method, 32 samples, seconds, peak_bytes)" % name,
+              {k: v for k, v in cal.items() if k != "ranges"})
+        check(res.get("quantized_nodes_total", 0) > 0, "%s: nodes were quantized" % name, res.get("quantized_nodes"))
+        lg = d.get_json("/v1/jobs/%s/log?limit=1000" % job_id) or {}
+        check(any("calibrat" in x.get("line", "") for x in lg.get("lines", [])), "%s: the job log reports the calibration" % name)
+        arts = {a["kind"]: a for a in j.get("artifacts", [])}
+        if not check("model" in arts and "metrics" in arts, "%s has model and metrics artifacts" % name, list(arts)):
+            continue
+        qpath = os.path.join(adir, "%s.onnx" % job_id)
+        r = download(d, arts["model"]["url"], qpath)
+        check(r.status == 200 and sha256_file(qpath) == arts["model"]["sha256"], "artifact model of %s downloads with its sha256" % name)
+        r = d.request("GET", arts["metrics"]["url"])
+        m = r.json() or {}
+        check(r.status == 200 and (m.get("accuracy") or {}).get("inputs", {}).get("data_config") == "held",
+              "metrics.json artifact of %s matches the result" % name, r.body[:200])
+        fkey, fpath, cmp_args, _ = by_key[key]
+        rc, out = ort_compare(fpath, qpath, cmp_args, min_cos)
+        check(rc == 0, "ORT runs %s, cosine >= %s vs float" % (name, min_cos), out)
+        print("     " + out.replace("\n", "\n     "))
+    r = d.request("DELETE", "/v1/datasets/" + dsids["mlp", "calib"])
+    check(r.status == 204, "DELETE the calibration dataset once its jobs finished -> 204", r.body)
+    check(d.stop() == 0, "static daemon: SIGTERM -> exit 0")
+
+
 def t_limits(tmp, models):
     """Small --max-upload-bytes, --max-queued 1, --workers 1."""
     data = os.path.join(tmp, "limits", "data")
@@ -1028,6 +1159,7 @@ def main():
         d = None
         t_big_upload(tmp)
         t_datasets(tmp, models)
+        t_static(tmp, models)
         t_limits(tmp, models)
         t_auth(tmp, models)
         t_sd_notify(tmp)
