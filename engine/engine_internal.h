@@ -120,6 +120,9 @@ enum qd_epi_kind {
 	QD_EPI_BN,
 	/* on an Erf node (GELU): y = (x * (erf(x / a) + b)) * c, or erf(x * a) for _MUL */
 	QD_EPI_GELU_DIV, QD_EPI_GELU_MUL,
+	/* on a LayerNormalization fused from ReduceMean .. Add (fuse_float.c): a = epsilon,
+	 * normalised over the last axis (the fused node's proto is not a LayerNormalization) */
+	QD_EPI_LAYERNORM,
 };
 #define QD_EPI_MAX 8
 struct qd_epi_step { int kind; float a, b, c; }; /* MUL/ADD/DIV a; CLIP [b, c]; HSIG/XHSIG a*x+b;
@@ -333,10 +336,12 @@ void qd_gelu_f32_ref(const struct qd_epi_step *s, const float *X, float *O, int6
  * and plain _ref twins; see there. */
 void qd_softmax_row_f32(const float *X, float *Y, int64_t n, bool log_sm);
 void qd_softmax_row_f32_ref(const float *X, float *Y, int64_t n, bool log_sm);
+/* LayerNormalization row: ORT 1.30's AVX2 (MLAS) arithmetic bit for bit for n >= 8, the
+ * _ref computation below; *mean and *inv get the row's mean and 1 / stddev. */
 void qd_layer_norm_row_f32(const float *X, float *Y, int64_t n, const float *S, int64_t ns,
-			   const float *B, int64_t nb, double eps, double *mu, double *var);
+			   const float *B, int64_t nb, float eps, float *mean, float *inv);
 void qd_layer_norm_row_f32_ref(const float *X, float *Y, int64_t n, const float *S, int64_t ns,
-			       const float *B, int64_t nb, double eps, double *mu, double *var);
+			       const float *B, int64_t nb, float eps, float *mean, float *inv);
 /* OpenBLAS threads for one engine run (ops_linalg.c): exactly `threads`; with 1 the idle
  * worker threads are stopped so they do not spin. Every begin is paired with an end. */
 void qd_blas_threads_begin(int threads);

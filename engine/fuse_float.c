@@ -311,6 +311,237 @@ static int fuse_gelu(struct ffuse *f, int ei, struct qd_err *err)
 	return 0;
 }
 
+/* ---- decomposed LayerNormalization ----
+ * ONNX Runtime's LayerNormFusion (onnxruntime/core/optimizer/layer_norm_fusion.cc; level
+ * "basic" from opset 17, "extended" below, so always under "all") rewrites
+ *   m = ReduceMean(x); d = Sub(x, m) [or two Subs]; v = ReduceMean(Pow(d, e));
+ *   y = Add(Mul(Div(d, Sqrt(Add(v, eps))), gamma), beta)
+ * into LayerNormalization(x, gamma, beta, axis, epsilon). We fuse under its conditions, so
+ * the engine runs ORT's LayerNormalization arithmetic (qd_layer_norm_row_f32) where ORT
+ * does: the first ReduceMean read only by one or two Subs, each Sub's other input x; one
+ * Sub read by exactly the Pow and the Div, or two Subs read once each; Div, Sqrt, the eps
+ * Add, the second ReduceMean, Pow and Mul each read once and not graph outputs; the Pow's
+ * exponent float-typed (its value is not checked, as in ORT); the ReduceMean axes (attribute,
+ * or a constant input from opset 18) one and the same axis, the last (a positive axis needs
+ * the rank from the model's value_info, as ORT needs it from shape inference); gamma and
+ * beta 1-D with the same length. epsilon: element 0 of the eps Add's second input when that
+ * is a float constant, else ORT's default 1e-5 (so Add(eps, v) gets 1e-5, as in ORT).
+ * ORT quirks kept: Sub(m, x) is accepted (ORT checks only which inputs, not their order).
+ * Where ORT would remove a Cast (before the first ReduceMean, after a Sub, on the Pow, after
+ * the Div) we fuse only float -> float Casts after the Div (a no-op) and otherwise leave
+ * the nodes alone; we also require what ORT does not check but its rewrite assumes:
+ * keepdims 1, Div(d, sqrt) in that order, constant eps / gamma / beta (ORT also takes graph
+ * inputs of rank 1) and x float32 (ORT also fuses double; fp16 not on CPU).
+ * SimplifiedLayerNormFusion (Pow(x) -> ReduceMean -> Add -> Sqrt -> Div(x, .) -> Mul, into
+ * the contrib SimplifiedLayerNormalization) is not done: the engine has no such kernel. */
+
+/* Producer node of slot id in g, or -1. */
+static int producer(struct ffuse *f, int id)
+{
+	for (int i = 0; id >= 0 && i < f->g->n_nodes; i++)
+		for (int k = 0; k < nd(f, i)->n_out; k++)
+			if (nd(f, i)->out[k] == id)
+				return i;
+	return -1;
+}
+
+/* Rank of slot id declared in the graph's inputs / value_info / outputs, or -1. */
+static int declared_rank(struct ffuse *f, int id)
+{
+	const Onnx__GraphProto *gp = f->g->proto;
+	const char *name = f->e->slots[id].name;
+	const Onnx__ValueInfoProto *const *lists[3] = { (const Onnx__ValueInfoProto *const *)gp->input,
+		(const Onnx__ValueInfoProto *const *)gp->value_info, (const Onnx__ValueInfoProto *const *)gp->output };
+	size_t counts[3] = { gp->n_input, gp->n_value_info, gp->n_output };
+	for (int l = 0; l < 3; l++)
+		for (size_t i = 0; i < counts[l]; i++) {
+			const Onnx__ValueInfoProto *v = lists[l][i];
+			if (!v->name || strcmp(v->name, name) || !v->type || !v->type->tensor_type ||
+			    !v->type->tensor_type->shape)
+				continue;
+			return (int)v->type->tensor_type->shape->n_dim;
+		}
+	return -1;
+}
+
+/* The single axis of ReduceMean n as a negative index (-1 = last), or 0 when it is not one
+ * axis or cannot be normalised (ORT's CheckAxesOnReduceMean plus "scale as 1D"). */
+static int64_t rm_axis(struct ffuse *f, const struct qd_enode *n)
+{
+	const int64_t *a;
+	long k = qd_node_attr_ints(n->proto, "axes", &a);
+	int64_t ax;
+	if (qd_node_attr_int(n->proto, "keepdims", 1) != 1)
+		return 0;
+	if (k >= 0) {
+		if (k != 1)
+			return 0;
+		ax = a[0];
+	} else if (n->n_in == 2 && n->in[1] >= 0 && f->e->slots[n->in[1]].is_const && f->e->slots[n->in[1]].has) {
+		const struct qd_tensor *t = &f->e->slots[n->in[1]].t;
+		if (t->dtype != QD_DT_INT64 || qd_tensor_count(t) != 1)
+			return 0;
+		ax = ((const int64_t *)t->data)[0];
+	} else {
+		return 0;
+	}
+	if (ax >= 0) {
+		int r = declared_rank(f, n->in[0]);
+		if (r < 0)
+			return 0;
+		ax -= r;
+	}
+	return ax == -1 ? -1 : 0;
+}
+
+/* Constant float32 tensor of rank 1 in slot id: its length, else -1. */
+static int64_t const_vec1(struct ffuse *f, int id)
+{
+	if (id < 0 || !f->e->slots[id].is_const || !f->e->slots[id].has)
+		return -1;
+	const struct qd_tensor *t = &f->e->slots[id].t;
+	return t->dtype == QD_DT_FLOAT && t->ndim == 1 ? t->dims[0] : -1;
+}
+
+static bool float_typed(struct ffuse *f, int id)
+{
+	int dt = id >= 0 ? (f->e->slots[id].is_const && f->e->slots[id].has ? f->e->slots[id].t.dtype :
+			    f->e->slots[id].dt) : 0;
+	return dt == QD_DT_FLOAT || dt == QD_DT_DOUBLE || dt == QD_DT_FLOAT16 || dt == QD_DT_BFLOAT16;
+}
+
+/* The only reader of slot id if it is op `op` with n_in inputs and one output, else -1. */
+static int only_reader_op(struct ffuse *f, int id, enum qd_op_id op, int n_in)
+{
+	int r[1];
+	if (readers(f, id, r, 1) != 1)
+		return -1;
+	const struct qd_enode *n = nd(f, r[0]);
+	return is_op(n, op) && n->n_in == n_in && n->n_out == 1 && n->out[0] >= 0 ? r[0] : -1;
+}
+
+static int fuse_layernorm(struct ffuse *f, int ri, struct qd_err *err)
+{
+	struct qd_enode *rm = nd(f, ri);
+	if (rm->n_in < 1 || rm->n_out != 1 || rm->out[0] < 0 || rm->in[0] < 0)
+		return 0;
+	int x = rm->in[0], m = rm->out[0];
+	if (f->e->slots[x].is_const || f->e->slots[x].dt != QD_DT_FLOAT)
+		return 0;
+	int64_t ax = rm_axis(f, rm);
+	if (!ax)
+		return 0;
+	/* m read only by one or two Subs of x and m */
+	int subs[2], ns = readers(f, m, subs, 2);
+	if (ns < 1)
+		return 0;
+	for (int j = 0; j < ns; j++) {
+		const struct qd_enode *s = nd(f, subs[j]);
+		if (!is_op(s, QD_OP_Sub) || s->n_in != 2 || s->n_out != 1 || s->out[0] < 0 ||
+		    !((s->in[0] == x && s->in[1] == m) || (s->in[0] == m && s->in[1] == x)))
+			return 0;
+	}
+	/* the Pow and the Div reading d (one Sub read by both, or one each) */
+	int pw = -1, dv = -1, r2[2];
+	for (int j = 0; j < ns; j++) {
+		int d = nd(f, subs[j])->out[0];
+		int nr = readers(f, d, r2, 2);
+		if (nr != (ns == 1 ? 2 : 1))
+			return 0;
+		for (int k = 0; k < nr; k++) {
+			const struct qd_enode *n = nd(f, r2[k]);
+			if (is_op(n, QD_OP_Pow) && n->n_in == 2 && n->in[0] == d && pw < 0)
+				pw = r2[k];
+			else if (is_op(n, QD_OP_Div) && n->n_in == 2 && n->in[0] == d && n->in[1] != d && dv < 0)
+				dv = r2[k];
+			else
+				return 0;
+		}
+	}
+	if (pw < 0 || dv < 0)
+		return 0;
+	/* ORT drops a Cast producing x that only the pattern reads and normalises the Cast's
+	 * input: the same values only when that input is float32 already */
+	int ci = producer(f, x), rx[4];
+	if (ci >= 0 && is_op(nd(f, ci), QD_OP_Cast) && nd(f, ci)->opset >= 9 && readers(f, x, rx, 4) == ns + 1 &&
+	    (nd(f, ci)->in[0] < 0 || f->e->slots[nd(f, ci)->in[0]].dt != QD_DT_FLOAT))
+		return 0;
+	struct qd_enode *pow = nd(f, pw), *div = nd(f, dv);
+	if (pow->n_out != 1 || pow->out[0] < 0 || div->n_out != 1 || div->out[0] < 0 ||
+	    !float_typed(f, pow->in[1]) || producer(f, pow->in[1]) >= 0)
+		return 0;
+	int rm2i = only_reader_op(f, pow->out[0], QD_OP_ReduceMean, nd(f, ri)->n_in);
+	if (rm2i < 0 || nd(f, rm2i)->in[0] != pow->out[0] || rm_axis(f, nd(f, rm2i)) != ax)
+		return 0;
+	int v = nd(f, rm2i)->out[0];
+	int ai = only_reader_op(f, v, QD_OP_Add, 2);
+	if (ai < 0)
+		return 0;
+	struct qd_enode *add2 = nd(f, ai);
+	int epsid = add2->in[0] == v ? add2->in[1] : add2->in[0];
+	if (epsid < 0 || epsid == v || !f->e->slots[epsid].is_const || !f->e->slots[epsid].has ||
+	    f->e->slots[epsid].t.dtype != QD_DT_FLOAT || !qd_tensor_count(&f->e->slots[epsid].t))
+		return 0;
+	float eps = add2->in[1] == epsid ? ((const float *)f->e->slots[epsid].t.data)[0] : 1e-5f;
+	int si = only_reader_op(f, add2->out[0], QD_OP_Sqrt, 1);
+	if (si < 0 || nd(f, si)->out[0] != div->in[1] || readers(f, nd(f, si)->out[0], r2, 1) != 1)
+		return 0;
+	/* Div -> [Cast to float] -> Mul(gamma) -> Add(beta) */
+	int cover[12], nc = 0, cur = div->out[0], r1[1];
+	if (readers(f, cur, r1, 1) != 1)
+		return 0;
+	struct qd_enode *n = nd(f, r1[0]);
+	if (is_op(n, QD_OP_Cast) && n->n_in == 1 && n->n_out == 1 && n->out[0] >= 0 && n->opset >= 9 &&
+	    qd_node_attr_int(n->proto, "to", 0) == QD_DT_FLOAT) {
+		cover[nc++] = r1[0];
+		cur = n->out[0];
+		if (readers(f, cur, r1, 1) != 1)
+			return 0;
+		n = nd(f, r1[0]);
+	}
+	if (!is_op(n, QD_OP_Mul) || n->n_in != 2 || n->n_out != 1 || n->out[0] < 0 || n->in[0] == n->in[1])
+		return 0;
+	int mi = r1[0], gamma = n->in[0] == cur ? n->in[1] : n->in[0];
+	if (readers(f, n->out[0], r1, 1) != 1)
+		return 0;
+	struct qd_enode *ad = nd(f, r1[0]);
+	if (!is_op(ad, QD_OP_Add) || ad->n_in != 2 || ad->n_out != 1 || ad->out[0] < 0 || ad->in[0] == ad->in[1])
+		return 0;
+	int beta = ad->in[0] == n->out[0] ? ad->in[1] : ad->in[0];
+	int64_t gl = const_vec1(f, gamma), bl = const_vec1(f, beta);
+	if (gl < 0 || gl != bl)
+		return 0;
+	cover[nc++] = mi;
+	cover[nc++] = r1[0];
+	/* runs where the first ReduceMean ran: x is ready there, gamma / beta are constants */
+	int all[16], na = 0;
+	all[na++] = ri;
+	for (int j = 0; j < ns; j++)
+		all[na++] = subs[j];
+	all[na++] = pw;
+	all[na++] = rm2i;
+	all[na++] = ai;
+	all[na++] = si;
+	all[na++] = dv;
+	for (int j = 0; j < nc; j++)
+		all[na++] = cover[j];
+	struct qd_enode *fn = qd_fuse_node_new(f->g, all, na, 3, qd_asprintf("%s (fused LayerNormalization)", rm->name));
+	if (!fn)
+		return qd_err_set(err, QD_ENOMEM, "", "out of memory");
+	fn->proto = ad->proto;
+	fn->op = &qd_ops[QD_OP_LayerNormalization];
+	fn->opset = 17;
+	fn->prof_idx = QD_OP_LayerNormalization;
+	fn->in[0] = x;
+	fn->in[1] = gamma;
+	fn->in[2] = beta;
+	fn->out[0] = ad->out[0];
+	fn->epi.n = 1;
+	fn->epi.s[0] = (struct qd_epi_step){ QD_EPI_LAYERNORM, eps, 0, 0 };
+	qd_fuse_attach(f->g, fn, ri, all, na);
+	return 0;
+}
+
 int qd_fuse_float_graph(struct qd_engine *e, struct qd_egraph *g, struct qd_err *err)
 {
 	struct ffuse f = { .e = e, .g = g };
@@ -333,6 +564,8 @@ int qd_fuse_float_graph(struct qd_engine *e, struct qd_egraph *g, struct qd_err 
 			rc = fuse_conv(&f, i, err);
 		else if (is_op(&g->nodes[i], QD_OP_Erf))
 			rc = fuse_gelu(&f, i, err);
+		else if (is_op(&g->nodes[i], QD_OP_ReduceMean))
+			rc = fuse_layernorm(&f, i, err);
 out:
 	free(f.uses);
 	free(f.is_out);
