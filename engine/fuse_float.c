@@ -365,8 +365,9 @@ static int declared_rank(struct ffuse *f, int id)
 }
 
 /* The single axis of ReduceMean n as a negative index (-1 = last), or 0 when it is not one
- * axis or cannot be normalised (ORT's CheckAxesOnReduceMean plus "scale as 1D"). */
-static int64_t rm_axis(struct ffuse *f, const struct qd_enode *n)
+ * axis or cannot be normalised against the declared rank of x (ORT's CheckAxesOnReduceMean
+ * plus "scale as 1D"). */
+static int64_t rm_axis(struct ffuse *f, const struct qd_enode *n, int x)
 {
 	const int64_t *a;
 	long k = qd_node_attr_ints(n->proto, "axes", &a);
@@ -386,7 +387,7 @@ static int64_t rm_axis(struct ffuse *f, const struct qd_enode *n)
 		return 0;
 	}
 	if (ax >= 0) {
-		int r = declared_rank(f, n->in[0]);
+		int r = declared_rank(f, x);   /* ORT: the rank of the first ReduceMean's input, for both */
 		if (r < 0)
 			return 0;
 		ax -= r;
@@ -428,7 +429,7 @@ static int fuse_layernorm(struct ffuse *f, int ri, struct qd_err *err)
 	int x = rm->in[0], m = rm->out[0];
 	if (f->e->slots[x].is_const || f->e->slots[x].dt != QD_DT_FLOAT)
 		return 0;
-	int64_t ax = rm_axis(f, rm);
+	int64_t ax = rm_axis(f, rm, x);
 	if (!ax)
 		return 0;
 	/* m read only by one or two Subs of x and m */
@@ -471,7 +472,7 @@ static int fuse_layernorm(struct ffuse *f, int ri, struct qd_err *err)
 	    !float_typed(f, pow->in[1]) || producer(f, pow->in[1]) >= 0)
 		return 0;
 	int rm2i = only_reader_op(f, pow->out[0], QD_OP_ReduceMean, nd(f, ri)->n_in);
-	if (rm2i < 0 || nd(f, rm2i)->in[0] != pow->out[0] || rm_axis(f, nd(f, rm2i)) != ax)
+	if (rm2i < 0 || nd(f, rm2i)->in[0] != pow->out[0] || rm_axis(f, nd(f, rm2i), x) != ax)
 		return 0;
 	int v = nd(f, rm2i)->out[0];
 	int ai = only_reader_op(f, v, QD_OP_Add, 2);
