@@ -67,6 +67,7 @@ struct act {
 	char *name;
 	char *src;                 /* shared: the tensor whose parameters it reuses */
 	bool marked;               /* QDQ: gets a Q/DQ pair */
+	bool needed;               /* its own range is calibrated (see need_ranges) */
 	bool has_range;
 	float rmin, rmax;
 	bool params;               /* scale / zp computed */
@@ -875,8 +876,10 @@ static int qdq_rewrite(struct st *s)
 				break;
 			for (size_t k = 0; k < n->n_output; k++) {
 				struct act *o = act_get(s, n->output[k]);
-				if (!o || output_excluded(s, n) || !mark_act(s, n->output[k]))
+				if (!o || output_excluded(s, n) || qd_index_is_graph_output(s->ix, n->output[k]))
 					continue;
+				/* shares the input's parameters: no range of its own is needed */
+				o->marked = true;
 				free(o->src);
 				o->src = strdup(n->input[0]);
 			}
@@ -1648,6 +1651,81 @@ static int parse_cfg(struct st *s, const json_t *params)
 
 /* ---- entry point ---- */
 
+/* Which activations need a calibrated range of their own (the others are never quantized
+ * with their own parameters), decided from the selection alone so that calibration
+ * observes only those (histograms cost time per element):
+ *  - outputs of selected Conv / generic / norm nodes; of MatMul / Gemm only when a
+ *    selected node reads them; of Relu / Clip when the producer is selected (the range
+ *    a folded Relu's Q clamps to, or the kept Relu's output);
+ *  - inputs that the node's rule quantizes; a Relu / Clip input only when it has other
+ *    readers (with one reader it takes the Relu's output range); data-movement inputs
+ *    only with ForceQuantizeNoInputCheck (otherwise their producer's rule decides);
+ *  - never the outputs of data-movement ops: they share their input's parameters. */
+static void need_ranges(struct st *s)
+{
+	Onnx__GraphProto *g = s->g;
+	for (size_t i = 0; i < g->n_node; i++) {
+		Onnx__NodeProto *n = g->node[i];
+		if (!s->selected[i])
+			continue;
+		const struct qd_op_rule *r = qd_op_rule_find(n->op_type);
+		for (size_t k = 0; k < n->n_output; k++) {
+			struct act *a = act_get(s, n->output[k]);
+			if (!a)
+				continue;
+			bool need = false;
+			switch (r->kind) {
+			case QD_OK_CONV: case QD_OK_GENERIC: case QD_OK_NORM:
+				need = true;
+				break;
+			case QD_OK_GEMM: case QD_OK_MATMUL: {
+				/* QOperator's QLinearMatMul / QGemm always quantize their output */
+				Onnx__NodeProto *const *cons;
+				size_t nc = qd_index_consumers(s->ix, n->output[k], &cons);
+				need = !s->cfg.qdq;
+				for (size_t c = 0; c < nc && !need; c++)
+					need = qd_op_rule_find(cons[c]->op_type) && node_is_selected(s, cons[c]);
+				break;
+			}
+			case QD_OK_REMOVE: {
+				Onnx__NodeProto *p = n->n_input ? qd_index_producer(s->ix, n->input[0]) : NULL;
+				need = !p || node_is_selected(s, p);
+				break;
+			}
+			case QD_OK_SHARED:
+				break;
+			}
+			a->needed = a->needed || need;
+		}
+		for (size_t k = 0; k < n->n_input; k++) {
+			struct act *a = act_get(s, n->input[k]);
+			if (!a)
+				continue;
+			bool need = false;
+			switch (r->kind) {
+			case QD_OK_CONV: case QD_OK_NORM:
+				need = k == 0;
+				break;
+			case QD_OK_GEMM:
+				need = k < 2;
+				break;
+			case QD_OK_MATMUL: case QD_OK_GENERIC:
+				need = true;
+				break;
+			case QD_OK_REMOVE: {
+				Onnx__NodeProto *const *cons;
+				need = k == 0 && qd_index_consumers(s->ix, n->input[0], &cons) != 1;
+				break;
+			}
+			case QD_OK_SHARED:
+				need = k == 0 && s->cfg.force_no_input_check;
+				break;
+			}
+			a->needed = a->needed || need;
+		}
+	}
+}
+
 /* Batch source plus the pass, for the progress callback (qd_calib_run hands both
  * callbacks the same user data). */
 struct calib_src {
@@ -1697,7 +1775,7 @@ static int calibrate(struct st *s, const json_t *params)
 	if ((rc = qd_calib_new(&s->cfg.calib, &s->cal, s->err)) < 0)
 		goto out;
 	for (size_t i = 0; i < s->n_acts; i++)
-		if ((rc = qd_calib_add_tensor(s->cal, s->acts[i]->name)) < 0)
+		if (s->acts[i]->needed && (rc = qd_calib_add_tensor(s->cal, s->acts[i]->name)) < 0)
 			goto out;
 	if ((rc = qd_batches_init(bp, ds, s->g, bs, limit, s->err)) < 0)
 		goto out;
@@ -1707,8 +1785,11 @@ static int calibrate(struct st *s, const json_t *params)
 	}
 	double t0 = qd_now_mono();
 	src.t0 = src.last = t0;
+	size_t n_need = 0;
+	for (size_t i = 0; i < s->n_acts; i++)
+		n_need += s->acts[i]->needed;
 	qd_pass_log(s->pc, QD_LOG_INFO, "calibrating %zu tensors with %s on %lld samples (batch %lld)",
-		    s->n_acts, s->cfg.calib_name ? s->cfg.calib_name : "MinMax", (long long)(bp->end),
+		    n_need, s->cfg.calib_name ? s->cfg.calib_name : "MinMax", (long long)(bp->end),
 		    (long long)bp->bs);
 	rc = qd_calib_run(s->cal, e, calib_next, &src, s->pc->hooks ? s->pc->hooks->cancel : NULL,
 			  calib_progress, s->err);
@@ -1774,7 +1855,7 @@ static int calibrate(struct st *s, const json_t *params)
 	json_object_set_new(json_object_get(s->pc->stats, "calibration"), "engine_peak_bytes",
 			    json_integer((json_int_t)qd_engine_peak_bytes(e)));
 	qd_pass_log(s->pc, QD_LOG_INFO, "calibration: %zu of %zu tensors have a range (%.2f s, collectors "
-		    "peak %zu bytes)", with, s->n_acts, dt, qd_calib_peak_bytes(s->cal));
+		    "peak %zu bytes)", with, n_need, dt, qd_calib_peak_bytes(s->cal));
 out:
 	qd_engine_free(e);
 	qd_batches_free(bp);
@@ -1902,6 +1983,7 @@ int qd_pass_run_static(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t
 		goto out;
 	}
 	/* 3. calibrate */
+	need_ranges(&s);
 	if ((rc = calibrate(&s, params)) < 0)
 		goto out;
 	adjust_ranges(&s);

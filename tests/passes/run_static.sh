@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# OnnxStaticQuantization end to end (NOT YET ENABLED: rename to tests/passes/run_static.sh once
-# the static pass lands and the TODO thresholds below are set from measured figures).
+# OnnxStaticQuantization end to end on real models, every artifact checked in ONNX Runtime.
 #
 # Generates seeded calibration and held-out data (tests/models/make_calib_data.py), then for a
 # matrix of workflows (quant_format QDQ/QOperator x per_channel x calibrate_method
@@ -42,30 +41,43 @@ cd "$(dirname "$0")/../.."
 #   QDQ per-channel 0.928; BERT hidden-state cosine dynamic 0.99994, static QDQ per-channel
 #   0.9992. quantd's dynamic pass on this data (static_eval.js): rec top-1 0.991 (MatMul
 #   only; 0.720 with ConvInteger), cls 1.000, BERT mean cosine 0.99945.
-# Every value marked TODO is a placeholder derived from those figures: set it from the
-# static pass's measured results (a little below the worst measured value) before enabling.
 THRESHOLDS=$(cat <<'EOF'
 # parity (engine vs ORT on the artifact): one quantization step of the output's DQ
 *           *          *     *    *             --max-steps 1
-# outputs not produced by a DequantizeLinear: max abs diff (TODO: set from measurements)
-rec         *          *     *    *             --max-quantd-abs 0.02
-cls         *          *     *    *             --max-quantd-abs 0.01
-det         *          *     *    *             --max-quantd-abs 0.02
-bert        *          *     *    *             --max-quantd-abs 0.05
-bert_small  *          *     *    *             --max-quantd-abs 0.05
-wakeword*   *          *     *    *             --max-quantd-abs 0.01
-# quality
-rec         *          *     *    *             --min-top1 0.55      # TODO ORT QDQ per-tensor 0.592
-rec         QOperator  true  *    *             --min-top1 0.85      # TODO ORT QOperator per-channel u8/s8 0.887
-rec         *          *     u16  *             --min-top1 0.85      # TODO 16-bit activations: expect better than 8-bit
-cls         *          *     *    *             --min-top1 0.95      # TODO ORT QDQ per-tensor 1.000
-det         *          *     *    *             --min-iou 0.80       # TODO
-det         *          true  *    *             --min-iou 0.90       # TODO ORT QDQ per-channel 0.928
-bert        *          *     *    *             --min-mean-cos 0.995 # TODO ORT QDQ per-channel 0.9992
-bert        *          true  *    *             --min-mean-cos 0.999 # TODO ORT QDQ per-channel 0.9992
-bert_small  *          *     *    *             --min-mean-cos 0.99  # TODO
-bert_small  *          *     u16  *             --min-mean-cos 0.999 # TODO
-wakeword*   *          *     *    *             --max-abs 0.05       # TODO (dynamic suite uses 0.05)
+# outputs not produced by a DequantizeLinear (graph outputs stay float): max abs diff of
+# quantd's engine vs ORT on the artifact; measured 1e-7..1e-5 where no float op between
+# quantized ones rounds differently in ORT (see the note at bert / rec QOperator)
+rec         *          *     *    *             --max-quantd-abs 0.002
+cls         *          *     *    *             --max-quantd-abs 0.0001
+det         *          *     *    *             --max-quantd-abs 0.0001
+bert        *          *     *    *             --max-quantd-abs 0.002
+bert_small  *          *     *    *             --max-quantd-abs 0.002
+wakeword*   *          *     *    *             --max-quantd-abs 0.0001
+# Where ORT fuses float ops between quantized ones into kernels with other rounding
+# (SkipLayerNormalization and LayerNormFusion of a decomposed LayerNorm), a float value near
+# a rounding boundary gives a different 8-bit code in ORT than in quantd's engine, and the
+# flip compounds through later layers: BERT's LayerNorm groups, PP-OCRv4 rec's SVTR neck.
+# Engine and ORT still agree in cosine; the max abs diff is bounded at what is measured.
+bert        *          *     u8   *             --max-quantd-abs 0.25 --min-quantd-cos 0.999   # measured up to 0.204 (cosine >= 0.9994)
+bert        *          *     s8   *             --max-quantd-abs 0.25 --min-quantd-cos 0.999
+bert_small  *          *     u8   *             --max-quantd-abs 0.06 --min-quantd-cos 0.9999  # measured up to 0.041
+bert_small  *          *     s8   *             --max-quantd-abs 0.06 --min-quantd-cos 0.9999
+rec         QOperator  *     *    *             --max-quantd-abs 0.14 --min-quantd-cos 0.999  # measured 0.123-0.129
+# quality, a little below what is measured (value column); ORT 1.30's own tool in brackets
+rec         QDQ        false *    *             --min-top1 0.59      # measured 0.597-0.599 [ORT 0.592]
+rec         *          true  *    *             --min-top1 0.91      # measured 0.923-0.937 [ORT QOperator 0.887, QDQ invalid]
+rec         *          *     u16  *             --min-top1 0.96      # measured 0.970
+cls         *          *     *    *             --min-top1 0.96      # measured 0.969-1.000 (32 samples: one = 0.031) [ORT 1.000 / 0.969]
+det         *          *     *    *             --min-iou 0.93       # measured 0.946-0.947 [ORT QDQ per-channel 0.928]
+det         *          false *    *             --min-iou 0.90       # per-tensor: measured 0.912
+bert        *          *     *    *             --min-pooled-cos 0.9988 --min-mean-cos 0.9987  # measured 0.99890-0.99923 (worst output) [ORT 0.9992]
+bert        *          *     u16  *             --min-pooled-cos 0.9998 --min-mean-cos 0.9998  # measured 0.99984
+bert_small  *          *     *    *             --min-mean-cos 0.9995 # measured 0.99964-0.99994
+bert_small  *          *     u16  *             --min-mean-cos 0.9999 # measured 0.99995-0.99998
+wakeword*   *          *     *    MinMax        --max-abs 0.05       # sigmoid output, 32 held-out samples: measured 0.034-0.046
+wakeword*   *          *     *    Percentile    --max-abs 0.05
+wakeword*   *          *     *    Distribution  --max-abs 0.06       # measured up to 0.056
+wakeword*   *          *     *    Entropy       --max-abs 0.19       # measured up to 0.183: Entropy clips these Gemm activations hard
 EOF
 )
 # ---------------------------------------------------------------------------------------
@@ -222,13 +234,16 @@ else
 		# shellcheck disable=SC2086
 		run cls $c
 	done
-	for c in "QDQ false u8 MinMax" "QOperator true u8 MinMax" "QDQ true s8 Entropy" "QDQ true u16 Percentile"; do
+	for c in "QDQ false u8 MinMax" "QDQ true u8 MinMax" "QOperator true u8 MinMax" "QOperator true u8 Entropy" \
+		"QDQ true s8 Entropy" "QDQ true u16 Percentile"; do
 		# shellcheck disable=SC2086
 		run rec $c
 	done
+	run det QDQ false u8 MinMax
 	run det QDQ true u8 MinMax
 	run det QOperator true u8 Percentile
-	for c in "QDQ true u8 MinMax" "QOperator false u8 MinMax" "QDQ true u16 Entropy"; do
+	for c in "QDQ false u8 MinMax" "QDQ true u8 MinMax" "QDQ true u8 Entropy" "QOperator false u8 MinMax" \
+		"QOperator true u8 MinMax" "QDQ true u16 Entropy"; do
 		# shellcheck disable=SC2086
 		run bert $c
 	done

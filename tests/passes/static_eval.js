@@ -42,6 +42,7 @@ const USAGE = `usage: node static_eval.js --float F.onnx --quant Q.onnx --data h
   --min-top1 X  --min-cos X (min per-run cosine)  --min-mean-cos X  --min-pooled-cos X
   --min-iou X  --max-abs X (ORT float vs quant)  --max-steps X (quantd vs ORT, default none)
   --max-quantd-abs X (quantd vs ORT when the output has no DequantizeLinear scale)
+  --min-quantd-cos X (cosine of quantd's engine outputs vs ORT's on the artifact, every output)
   --label TEXT               copied into the JSON line`;
 
 function usage(msg) {
@@ -53,7 +54,7 @@ function parseArgs(argv) {
   const o = { metric: 'cosine', latency: 0, samples: 0, iouThresh: 0.3, quantdSamples: 4, label: '', th: {} };
   const num = { '--min-top1': 'minTop1', '--min-cos': 'minCos', '--min-mean-cos': 'minMeanCos',
     '--min-pooled-cos': 'minPooledCos', '--min-iou': 'minIou', '--max-abs': 'maxAbs', '--max-steps': 'maxSteps',
-    '--max-quantd-abs': 'maxQuantdAbs' };
+    '--max-quantd-abs': 'maxQuantdAbs', '--min-quantd-cos': 'minQuantdCos' };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => { if (i + 1 >= argv.length) usage('missing value for ' + a); return argv[++i]; };
@@ -406,6 +407,11 @@ async function main() {
           if (o.steps !== undefined && !(o.steps <= th.maxSteps + 1e-4)) fail(`quantd vs ORT on '${name}': ${o.steps} steps > ${th.maxSteps}`);
           if (o.steps === undefined && th.maxQuantdAbs === undefined)
             fail(`quantd vs ORT on '${name}': the output has no DequantizeLinear scale (producer ${o.producer}); give --max-quantd-abs`);
+        }
+      }
+      if (th.minQuantdCos !== undefined) {
+        for (const [name, o] of Object.entries(qd.outputs)) {
+          if (!(o.cosine >= th.minQuantdCos)) fail(`quantd vs ORT on '${name}': cosine ${o.cosine} < ${th.minQuantdCos}`);
         }
       }
       if (th.maxQuantdAbs !== undefined) {
