@@ -27,6 +27,7 @@
 #include "passes/calibrate.h"
 
 #include <float.h>
+#include <pthread.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +83,8 @@ struct qd_calib {
 	bool batch_dirty, stride_dirty;
 	size_t bytes, peak;
 	struct qd_err err;            /* first error seen by observe (hook has no return) */
+	bool background;
+	struct cal_bg *bg;            /* the binning thread during qd_calib_run, or NULL */
 };
 
 static const char *const method_names[] = { "MinMax", "Entropy", "Percentile", "Distribution" };
@@ -362,6 +365,7 @@ int qd_calib_new(const struct qd_calib_opts *o, struct qd_calib **out, struct qd
 		return qd_err_set(err, QD_EINVAL, field, "invalid calibration option '%s': %s", field, bad);
 	}
 	c->p3 = o->scenario && !strcmp(o->scenario, "p3");
+	c->background = o->background && o->method != QD_CALIB_MINMAX;
 	bytes_add(c, sizeof(*c));
 	*out = c;
 	return 0;
@@ -544,6 +548,135 @@ static int collect_abs(struct qd_calib *c, struct cal_tensor *t, const float *x,
 
 /* ---- observe ---------------------------------------------------------------------- */
 
+/* ---- background binning (opts.background) -------------------------------------------
+ * DESIGN. The engine thread's hook copies each observed tensor into a FIFO; one worker
+ * thread pops and observes them in order, so every tensor's observations keep the
+ * engine's order and the per-tensor state is touched by the worker alone. end_batch waits
+ * until the FIFO is empty (batch boundaries are the only synchronisation points the
+ * algorithms have), then runs on the engine thread. Pending copies are capped at
+ * QD_CALIB_BG_BYTES: the hook waits when the cap is reached. */
+struct cal_job {
+	struct cal_tensor *t;
+	float *x;
+	size_t n;
+};
+
+struct cal_bg {
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t work, idle;
+	struct cal_job *q;
+	size_t cap, head, len, bytes;
+	bool busy, stop;
+};
+
+static int observe(struct qd_calib *c, struct cal_tensor *t, const float *x, size_t n);
+
+static void *bg_main(void *arg)
+{
+	struct qd_calib *c = arg;
+	struct cal_bg *b = c->bg;
+	pthread_mutex_lock(&b->mu);
+	for (;;) {
+		while (!b->len && !b->stop)
+			pthread_cond_wait(&b->work, &b->mu);
+		if (!b->len && b->stop)
+			break;
+		struct cal_job j = b->q[b->head];
+		b->head = (b->head + 1) % b->cap;
+		b->len--;
+		b->busy = true;
+		pthread_mutex_unlock(&b->mu);
+		observe(c, j.t, j.x, j.n);
+		free(j.x);
+		pthread_mutex_lock(&b->mu);
+		b->busy = false;
+		b->bytes -= j.n * sizeof(float);
+		pthread_cond_broadcast(&b->idle);
+	}
+	pthread_mutex_unlock(&b->mu);
+	return NULL;
+}
+
+static int bg_start(struct qd_calib *c)
+{
+	struct cal_bg *b = calloc(1, sizeof(*b));
+	if (!b) return -QD_ENOMEM;
+	b->cap = c->n + 16;
+	b->q = calloc(b->cap, sizeof(*b->q));
+	if (!b->q) {
+		free(b);
+		return -QD_ENOMEM;
+	}
+	pthread_mutex_init(&b->mu, NULL);
+	pthread_cond_init(&b->work, NULL);
+	pthread_cond_init(&b->idle, NULL);
+	c->bg = b;
+	if (pthread_create(&b->th, NULL, bg_main, c)) {
+		c->bg = NULL;
+		pthread_mutex_destroy(&b->mu);
+		pthread_cond_destroy(&b->work);
+		pthread_cond_destroy(&b->idle);
+		free(b->q);
+		free(b);
+		return -QD_EINTERNAL;
+	}
+	return 0;
+}
+
+/* Wait until every queued observation is done. */
+static void bg_drain(struct qd_calib *c)
+{
+	struct cal_bg *b = c->bg;
+	if (!b) return;
+	pthread_mutex_lock(&b->mu);
+	while (b->len || b->busy)
+		pthread_cond_wait(&b->idle, &b->mu);
+	pthread_mutex_unlock(&b->mu);
+}
+
+static void bg_stop(struct qd_calib *c)
+{
+	struct cal_bg *b = c->bg;
+	if (!b) return;
+	pthread_mutex_lock(&b->mu);
+	b->stop = true;
+	pthread_cond_broadcast(&b->work);
+	pthread_mutex_unlock(&b->mu);
+	pthread_join(b->th, NULL);
+	for (size_t i = 0; i < b->len; i++)
+		free(b->q[(b->head + i) % b->cap].x);
+	pthread_mutex_destroy(&b->mu);
+	pthread_cond_destroy(&b->work);
+	pthread_cond_destroy(&b->idle);
+	free(b->q);
+	free(b);
+	c->bg = NULL;
+}
+
+/* Queue a copy of x for the worker; observes directly when the copy cannot be made. */
+static void bg_push(struct qd_calib *c, struct cal_tensor *t, const float *x, size_t n)
+{
+	struct cal_bg *b = c->bg;
+	float *copy = malloc(n * sizeof(float) + 1);
+	if (!copy) {
+		bg_drain(c);
+		observe(c, t, x, n);
+		return;
+	}
+	memcpy(copy, x, n * sizeof(float));
+	pthread_mutex_lock(&b->mu);
+	while ((b->len == b->cap || (b->bytes && b->bytes + n * sizeof(float) > QD_CALIB_BG_BYTES)))
+		pthread_cond_wait(&b->idle, &b->mu);
+	b->q[(b->head + b->len) % b->cap] = (struct cal_job){ t, copy, n };
+	b->len++;
+	b->bytes += n * sizeof(float);
+	pthread_cond_signal(&b->work);
+	pthread_mutex_unlock(&b->mu);
+}
+
+
+
 static int observe(struct qd_calib *c, struct cal_tensor *t, const float *x, size_t n)
 {
 	if (c->err.code) return -c->err.code;
@@ -577,6 +710,10 @@ static int observe(struct qd_calib *c, struct cal_tensor *t, const float *x, siz
 int qd_calib_observe(struct qd_calib *c, const char *name, const float *x, size_t n)
 {
 	struct cal_tensor *t = lookup(c, name);
+	if (t && c->bg) {
+		bg_push(c, t, x, n);
+		return 0;
+	}
 	return t ? observe(c, t, x, n) : 0;
 }
 
@@ -586,11 +723,15 @@ void qd_calib_hook(void *ud, const Onnx__NodeProto *node, const struct qd_tensor
 	(void)node;
 	if (!t || t->dtype != QD_DT_FLOAT || !t->name || !t->data) return;
 	struct cal_tensor *ct = lookup(c, t->name);
-	if (ct) observe(c, ct, t->data, (size_t)qd_tensor_count(t));
+	if (ct && c->bg)
+		bg_push(c, ct, t->data, (size_t)qd_tensor_count(t));
+	else if (ct)
+		observe(c, ct, t->data, (size_t)qd_tensor_count(t));
 }
 
 void qd_calib_end_batch(struct qd_calib *c)
 {
+	bg_drain(c);
 	if (c->method == QD_CALIB_MINMAX)
 		for (size_t i = 0; i < c->n; i++) {
 			struct cal_tensor *t = &c->t[i];
@@ -1031,6 +1172,8 @@ int qd_calib_run(struct qd_calib *c, struct qd_engine *e, qd_calib_next_fn next,
 {
 	int rc = 0;
 	int64_t done = 0;
+	if (c->background && !c->bg && bg_start(c) < 0)
+		c->background = false;   /* no thread: bin on the engine thread */
 	qd_engine_set_hook(e, qd_calib_hook, c);
 	for (;;) {
 		if (cancel && *cancel) {
@@ -1070,6 +1213,7 @@ int qd_calib_run(struct qd_calib *c, struct qd_engine *e, qd_calib_next_fn next,
 	}
 out:
 	qd_engine_set_hook(e, NULL, NULL);
+	bg_stop(c);
 	return rc;
 }
 

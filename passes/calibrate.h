@@ -28,7 +28,13 @@ struct qd_calib_opts {
 	int num_quantized_bins;     /* Entropy, 0 = 128 */
 	double percentile;          /* Percentile, 0 = 99.999 */
 	const char *scenario;       /* Distribution: "same" (default) or "p3" */
+	bool background;            /* histogram methods under qd_calib_run: bin on a second
+	                               thread while the engine runs the next nodes (the
+	                               hook copies each tensor; pending copies are capped at
+	                               QD_CALIB_BG_BYTES). Same results: each tensor's
+	                               observations stay in order, batches end in order. */
 };
+#define QD_CALIB_BG_BYTES ((size_t)256 << 20)
 
 struct qd_calib;
 

@@ -1772,6 +1772,8 @@ static int calibrate(struct st *s, const json_t *params)
 	struct calib_src src = { .s = s };
 	struct qd_batches *bp = &src.b;
 	struct qd_engine_opts eo = { .threads = s->pc->threads, .max_tensor_bytes = (size_t)4 << 30 };
+	/* with one engine thread the second core bins histograms meanwhile */
+	s->cfg.calib.background = s->pc->threads <= 1;
 	if ((rc = qd_calib_new(&s->cfg.calib, &s->cal, s->err)) < 0)
 		goto out;
 	for (size_t i = 0; i < s->n_acts; i++)

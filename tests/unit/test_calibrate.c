@@ -455,6 +455,51 @@ static void test_engine_run(void)
 	qd_model_free(m);
 }
 
+/* Background binning (opts.background) gives exactly the foreground results: same
+ * histograms and ranges for every histogram method, over many batches and tensors. */
+static void test_background(void)
+{
+	struct qd_model *m = model();
+	struct qd_engine *e = NULL;
+	struct qd_err err = { 0 };
+	CHECK_EQ_INT(qd_engine_load(m, NULL, &e, &err), 0);
+	const char *names[] = { "a", "s", "r", "y" };
+	for (int meth = QD_CALIB_ENTROPY; meth <= QD_CALIB_DISTRIBUTION; meth++) {
+		struct qd_calib *c[2];
+		for (int bg = 0; bg < 2; bg++) {
+			struct qd_calib_opts o = { .method = (enum qd_calib_method)meth, .symmetric = -1, .background = bg };
+			c[bg] = NULL;
+			CHECK_EQ_INT(qd_calib_new(&o, &c[bg], &err), 0);
+			for (int i = 0; i < 4; i++) qd_calib_add_tensor(c[bg], names[i]);
+			rng_s = 0x1234567ull + (uint64_t)meth;   /* same batches for both runs */
+			struct feed f = { .n = 12, .amin = INFINITY, .amax = -INFINITY, .smin = INFINITY,
+					  .smax = -INFINITY, .rmin = INFINITY, .rmax = -INFINITY,
+					  .ymin = INFINITY, .ymax = -INFINITY };
+			int rc = qd_calib_run(c[bg], e, next, &f, NULL, NULL, &err);
+			CHECKF(rc == 0, "%s", err.msg);
+			CHECK_EQ_INT(qd_calib_compute(c[bg], &err), 0);
+		}
+		for (int i = 0; i < 4; i++) {
+			float l0, h0, l1, h1;
+			const int64_t *hh0, *hh1;
+			const float *e0, *e1;
+			size_t n0 = 0, n1 = 0;
+			CHECK(qd_calib_range(c[0], names[i], &l0, &h0) && qd_calib_range(c[1], names[i], &l1, &h1));
+			CHECKF(l0 == l1 && h0 == h1, "%s %s: background %g %g vs %g %g", qd_calib_method_name(meth),
+			       names[i], l1, h1, l0, h0);
+			CHECK(qd_calib_histogram(c[0], names[i], &hh0, &e0, &n0) &&
+			      qd_calib_histogram(c[1], names[i], &hh1, &e1, &n1));
+			CHECKF(n0 == n1 && n0 > 0 && !memcmp(hh0, hh1, n0 * sizeof(*hh0)) &&
+			       !memcmp(e0, e1, (n0 + 1) * sizeof(*e0)), "%s %s: histograms differ",
+			       qd_calib_method_name(meth), names[i]);
+		}
+		qd_calib_free(c[0]);
+		qd_calib_free(c[1]);
+	}
+	qd_engine_free(e);
+	qd_model_free(m);
+}
+
 int main(void)
 {
 	test_minmax_kernel();
@@ -465,5 +510,6 @@ int main(void)
 	test_many_tensors_and_summary();
 	test_histogram_basics();
 	test_engine_run();
+	test_background();
 	return qd_test_done("test_calibrate");
 }
