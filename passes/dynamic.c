@@ -27,8 +27,14 @@
  *  - activation_symmetric is honoured (ORT ignores it in dynamic mode): an explicit
  *    Abs/ReduceMax/Div/Max + QuantizeLinear subgraph with uint8 zero point 127 replaces
  *    DynamicQuantizeLinear.
+ * The per-op facts (which op types are quantized and which by default, the per-channel
+ * axis of each weight, which emitter rewrites a node) are the dynamic columns of the shared
+ * op-quantizer table, passes/op_rules.def; this file holds the emitters (rewrite_*, the
+ * QOperator and QDQ graph patterns) and one switch from the table's form to them
+ * (form_emitter).
  * Every output is checked with qd_pass_validate_output() before the pass returns. */
 #include "passes/passes.h"
+#include "passes/op_rules.h"
 #include "passes/quant_math.h"
 #include "passes/opset.h"
 
@@ -561,26 +567,24 @@ static bool in_list(const json_t *list, const char *s)
 	return false;
 }
 
-/* ORT's IntegerOps defaults minus Conv (see DESIGN), Transpose and EmbedLayerNormalization. */
-static const char *const default_ops[] = {"MatMul", "Gemm", "Gather", "Attention", "LSTM"};
-
-static bool type_selected(struct dyn *d, const char *op)
+/* Op type of row r selected: by op_types_to_quantize / _exclude when given, else by the
+ * row's QD_OPF_DYN_DEFAULT (ORT's IntegerOps defaults minus Conv, see DESIGN, Transpose
+ * and EmbedLayerNormalization). */
+static bool type_selected(struct dyn *d, const struct qd_op_rule *r)
 {
 	if (d->cfg.op_types)
-		return in_list(d->cfg.op_types, op);
-	if (d->cfg.op_types_ex && in_list(d->cfg.op_types_ex, op))
+		return in_list(d->cfg.op_types, r->op);
+	if (d->cfg.op_types_ex && in_list(d->cfg.op_types_ex, r->op))
 		return false;
-	for (size_t i = 0; i < QD_ARRAY_LEN(default_ops); i++)
-		if (!strcmp(default_ops[i], op))
-			return true;
-	return false;
+	return r->flags & QD_OPF_DYN_DEFAULT;
 }
 
-/* Node allowed by op type and name lists. For MatMul converted from Gemm both the
- * original Gemm name/type and the new ones count. */
-static bool node_selected(struct dyn *d, const Onnx__NodeProto *n, const char *alt_name, const char *alt_op)
+/* Node n (of row r) allowed by op type and name lists. For MatMul converted from Gemm both
+ * the original Gemm name/row (alt_name, alt) and the new ones count. */
+static bool node_selected(struct dyn *d, const Onnx__NodeProto *n, const struct qd_op_rule *r,
+			  const char *alt_name, const struct qd_op_rule *alt)
 {
-	bool typ = type_selected(d, n->op_type) || (alt_op && type_selected(d, alt_op));
+	bool typ = type_selected(d, r) || (alt && type_selected(d, alt));
 	if (!typ)
 		return false;
 	if (d->cfg.nodes_in && !in_list(d->cfg.nodes_in, n->name) && !in_list(d->cfg.nodes_in, alt_name))
@@ -619,14 +623,16 @@ static int convert_gemms(struct dyn *d, Onnx__GraphProto *g, const struct qd_gra
 		rc = qd_err_set(d->err, QD_ENOMEM, NULL, "out of memory");
 		goto out;
 	}
+	const struct qd_op_rule *mm_rule = qd_op_rule_find_domain("", "MatMul");
 	for (size_t i = 0; i < n0; i++) {
 		Onnx__NodeProto *n = g->node[i];
 		out[no++] = n;
-		if (strcmp(n->op_type, "Gemm") || *qd_node_domain(n) || n->n_input < 2 || n->n_output != 1)
+		const struct qd_op_rule *r = qd_op_rule_find_domain(qd_node_domain(n), n->op_type);
+		if (!r || r->dyn != QD_DYN_GEMM || n->n_input < 2 || n->n_output != 1)
 			continue;
 		char mm_name[512];
 		snprintf(mm_name, sizeof mm_name, "%s_MatMul", n->name ? n->name : n->output[0]);
-		if (!node_selected(d, n, mm_name, "MatMul"))
+		if (!node_selected(d, n, r, mm_name, mm_rule))
 			continue;
 		if (qd_node_attr_float(n, "alpha", 1.0f) != 1.0f ||
 		    (n->n_input > 2 && *n->input[2] && qd_node_attr_float(n, "beta", 1.0f) != 1.0f) ||
@@ -764,17 +770,20 @@ out:
 	return rc;
 }
 
-/* ---- per-op rewrites; each returns 1 if it replaced/emitted the node, 0 to keep it ---- */
+/* ---- per-op rewrites (the emitters of the table's dynamic forms); each takes the node
+ * and the row it answers to, and returns 1 if it replaced the node, 2 if it emitted it
+ * itself, 0 to keep it, < 0 on error ---- */
 
 static const char *node_base(const Onnx__NodeProto *n)
 {
 	return n->name && *n->name ? n->name : n->output[0];
 }
 
-static int rewrite_matmul(struct dyn *d, struct gstate *gs, Onnx__NodeProto *n)
+/* r: the MatMul row, or the Gemm row for a MatMul converted from a Gemm (counted as Gemm,
+ * its axis from the Gemm row). */
+static int rewrite_matmul(struct dyn *d, struct gstate *gs, Onnx__NodeProto *n, const struct qd_op_rule *r)
 {
-	const bool from_gemm = ns_has(&d->gemm_from, n->name ? n->name : "");
-	const char *op = from_gemm ? "Gemm" : "MatMul";
+	const char *op = r->op;
 	if (n->n_input != 2 || n->n_output != 1)
 		return 0;
 	const char *a = n->input[0], *b = n->input[1], *y = n->output[0];
@@ -786,9 +795,9 @@ static int rewrite_matmul(struct dyn *d, struct gstate *gs, Onnx__NodeProto *n)
 	if (bw && bw->n_dims < 1)
 		return skip(d, n, "B is a scalar");
 	int axis = -1;
-	if (bw && d->cfg.per_channel) {
+	if (bw && d->cfg.per_channel && r->dyn_axis >= 0) {
 		if (bw->n_dims == 2)
-			axis = 1;
+			axis = r->dyn_axis;
 		else
 			qd_pass_log(d->pc, QD_LOG_INFO, "node '%s': B has rank %zu, per-tensor weights "
 				    "(per-channel needs a 2-D B)", node_base(n), bw->n_dims);
@@ -873,7 +882,7 @@ static int rewrite_matmul(struct dyn *d, struct gstate *gs, Onnx__NodeProto *n)
 	return rc;
 }
 
-static int rewrite_conv(struct dyn *d, struct gstate *gs, Onnx__NodeProto *n)
+static int rewrite_conv(struct dyn *d, struct gstate *gs, Onnx__NodeProto *n, const struct qd_op_rule *r)
 {
 	if (n->n_input < 2 || n->n_output != 1)
 		return 0;
@@ -885,7 +894,7 @@ static int rewrite_conv(struct dyn *d, struct gstate *gs, Onnx__NodeProto *n)
 	if (d->opset < 11)
 		return skip(d, n, "opset %lld < 11: no DynamicQuantizeLinear for the input", (long long)d->opset);
 	if (d->cfg.qdq) {
-		int axis = d->cfg.per_channel ? 0 : -1;
+		int axis = d->cfg.per_channel ? r->dyn_axis : -1;
 		struct qval *wq = quant_weight(d, gs, w, d->cfg.wtype, axis, d->cfg.weight_sym, d->cfg.reduce_range);
 		if (!wq)
 			return -1;
@@ -902,7 +911,7 @@ static int rewrite_conv(struct dyn *d, struct gstate *gs, Onnx__NodeProto *n)
 		bury(d, n->input[1], 0);
 		n->input[0] = nx;
 		n->input[1] = nw;
-		count(d, "Conv");
+		count(d, r->op);
 		return 0;
 	}
 	/* ORT's CPU ConvInteger only exists for uint8 x uint8: uint8 weights, per-tensor. */
@@ -973,7 +982,7 @@ static int rewrite_conv(struct dyn *d, struct gstate *gs, Onnx__NodeProto *n)
 		    emit(d, gs, qd_node_new("Add", NULL, an, i6, 2, o6, 1)) < 0)
 			goto out;
 	}
-	count(d, "Conv");
+	count(d, r->op);
 	rc = 1;
 out:
 	free(ci); free(co); free(cn); free(cco); free(sn); free(so); free(on); free(mo);
@@ -981,14 +990,15 @@ out:
 	return rc;
 }
 
-static int rewrite_gather(struct dyn *d, struct gstate *gs, Onnx__NodeProto *n)
+static int rewrite_gather(struct dyn *d, struct gstate *gs, Onnx__NodeProto *n, const struct qd_op_rule *r)
 {
 	if (n->n_input != 2 || n->n_output != 1)
 		return 0;
 	Onnx__TensorProto *data = qd_index_initializer(gs->ix, n->input[0]);
 	if (!data || data->data_type != QD_DT_FLOAT)
 		return skip(d, n, "data is not a float initializer");
-	/* quantized like an activation: uint8, asymmetric, per tensor (ORT) */
+	/* quantized like an activation: uint8, asymmetric, per tensor (ORT; the row's dyn_axis
+	 * is -1: the DequantizeLinear after the Gather takes one scale) */
 	struct qval *wq = quant_weight(d, gs, data, QD_QT_UINT8, -1, false, false);
 	if (!wq)
 		return -1;
@@ -1018,14 +1028,15 @@ static int rewrite_gather(struct dyn *d, struct gstate *gs, Onnx__NodeProto *n)
 	}
 	if (emit(d, gs, dq) < 0)
 		return -1;
-	count(d, "Gather");
+	count(d, r->op);
 	return 2;   /* node already emitted */
 }
 
 /* LSTM weight W [D, 4H, X] → int8 symmetric codes transposed to [D, X, 4H]; scales and zero
- * points [D, 4H] (per_channel) or [D] (one range per direction). Adds three initializers. */
-static int quant_lstm_weight(struct dyn *d, struct gstate *gs, const Onnx__TensorProto *w, char **qn,
-			     char **sn, char **zn)
+ * points [D, 4H] (pc: one range per gate row, axis 1 of each direction) or [D] (one range
+ * per direction). Adds three initializers. */
+static int quant_lstm_weight(struct dyn *d, struct gstate *gs, const Onnx__TensorProto *w, bool pc,
+			     char **qn, char **sn, char **zn)
 {
 	int64_t D = w->dims[0], G = w->dims[1], X = w->dims[2];
 	float *data = NULL;
@@ -1037,7 +1048,6 @@ static int quant_lstm_weight(struct dyn *d, struct gstate *gs, const Onnx__Tenso
 		free(data);
 		return qd_err_set(d->err, QD_EMODEL, w->name, "LSTM weight '%s' has a bad size", w->name);
 	}
-	const bool pc = d->cfg.per_channel;
 	size_t nch = (size_t)(pc ? D * G : D);
 	int64_t dims2[2] = {pc ? D * G : D, pc ? X : G * X};
 	int8_t *codes = malloc((size_t)n + 1), *tr = malloc((size_t)n + 1);
@@ -1077,23 +1087,27 @@ out:
 }
 
 /* LSTM → com.microsoft DynamicQuantizeLSTM (QOperator only: the contrib op has no QDQ form). */
-static int rewrite_lstm(struct dyn *d, struct gstate *gs, Onnx__NodeProto *n)
+static int rewrite_lstm(struct dyn *d, struct gstate *gs, Onnx__NodeProto *n, const struct qd_op_rule *r)
 {
 	if (d->cfg.qdq)
 		return skip(d, n, "LSTM has no QDQ form (DynamicQuantizeLSTM is a QOperator op)");
 	if (n->n_input < 3)
 		return 0;
 	Onnx__TensorProto *w = qd_index_initializer(gs->ix, n->input[1]);
-	Onnx__TensorProto *r = qd_index_initializer(gs->ix, n->input[2]);
-	if (!w || !r || w->data_type != QD_DT_FLOAT || r->data_type != QD_DT_FLOAT || w->n_dims != 3 ||
-	    r->n_dims != 3 || w->dims[0] != r->dims[0] || w->dims[1] != r->dims[1])
+	Onnx__TensorProto *rw = qd_index_initializer(gs->ix, n->input[2]);
+	if (!w || !rw || w->data_type != QD_DT_FLOAT || rw->data_type != QD_DT_FLOAT || w->n_dims != 3 ||
+	    rw->n_dims != 3 || w->dims[0] != rw->dims[0] || w->dims[1] != rw->dims[1])
 		return skip(d, n, "W and R are not 3-D float initializers");
 	if (qd_node_attr_int(n, "layout", 0) != 0)
 		return skip(d, n, "layout=1 is not supported by DynamicQuantizeLSTM");
 	char *wq = NULL, *ws = NULL, *wz = NULL, *rq = NULL, *rs = NULL, *rz = NULL;
 	char *name = NULL;
 	int rc = -1;
-	if (quant_lstm_weight(d, gs, w, &wq, &ws, &wz) < 0 || quant_lstm_weight(d, gs, r, &rq, &rs, &rz) < 0)
+	/* DynamicQuantizeLSTM's per-channel layout is fixed: one range per gate row (the row's
+	 * dyn_axis 1); -1 in the row would mean one range per direction */
+	const bool pc = d->cfg.per_channel && r->dyn_axis >= 0;
+	if (quant_lstm_weight(d, gs, w, pc, &wq, &ws, &wz) < 0 ||
+	    quant_lstm_weight(d, gs, rw, pc, &rq, &rs, &rz) < 0)
 		goto out;
 	const char *in[12];
 	for (int k = 0; k < 8; k++)
@@ -1111,7 +1125,7 @@ static int rewrite_lstm(struct dyn *d, struct gstate *gs, Onnx__NodeProto *n)
 	if (emit(d, gs, q) < 0)
 		goto out;
 	d->ms_used = true;
-	count(d, "LSTM");
+	count(d, r->op);
 	rc = 1;
 out:
 	free(wq); free(ws); free(wz); free(rq); free(rs); free(rz); free(name);
@@ -1119,7 +1133,7 @@ out:
 }
 
 /* com.microsoft Attention → QAttention (QOperator); QDQ: weights through DequantizeLinear. */
-static int rewrite_attention(struct dyn *d, struct gstate *gs, Onnx__NodeProto *n)
+static int rewrite_attention(struct dyn *d, struct gstate *gs, Onnx__NodeProto *n, const struct qd_op_rule *r)
 {
 	static const char *const qattn_attrs[] = {"num_heads", "unidirectional", "do_rotary",
 		"past_present_share_buffer", "mask_filter_value", "scale"};
@@ -1141,7 +1155,7 @@ static int rewrite_attention(struct dyn *d, struct gstate *gs, Onnx__NodeProto *
 	Onnx__TensorProto *w = qd_index_initializer(gs->ix, n->input[1]);
 	if (!w || w->data_type != QD_DT_FLOAT || w->n_dims != 2)
 		return skip(d, n, "weights are not a 2-D float initializer");
-	int axis = d->cfg.per_channel ? 1 : -1;
+	int axis = d->cfg.per_channel ? r->dyn_axis : -1;
 	struct qval *wq = quant_weight(d, gs, w, d->cfg.wtype, axis, d->cfg.weight_sym, d->cfg.reduce_range);
 	if (!wq)
 		return -1;
@@ -1152,7 +1166,7 @@ static int rewrite_attention(struct dyn *d, struct gstate *gs, Onnx__NodeProto *
 			return -1;
 		bury(d, n->input[1], 0);
 		n->input[1] = nw;
-		count(d, "Attention");
+		count(d, r->op);
 		return 0;
 	}
 	struct qval *aq = quant_activation(d, gs, n->input[0]);
@@ -1172,8 +1186,59 @@ static int rewrite_attention(struct dyn *d, struct gstate *gs, Onnx__NodeProto *
 	if (emit(d, gs, q) < 0)
 		return -1;
 	d->ms_used = true;
-	count(d, "Attention");
+	count(d, r->op);
 	return 1;
+}
+
+/* The Gemm form's work happens before the walk: convert_gemms turns each selected Gemm
+ * into MatMul [+ Add] and rewrite_matmul quantizes it with the Gemm row. A Gemm the walk
+ * still meets was not selected or was refused there (alpha, beta, transA, B; reported). */
+static int keep_gemm(struct dyn *d, struct gstate *gs, Onnx__NodeProto *n, const struct qd_op_rule *r)
+{
+	return 0;
+}
+
+/* ---- dispatch: the table's dynamic form → its emitter ---- */
+
+typedef int dyn_emit_fn(struct dyn *d, struct gstate *gs, Onnx__NodeProto *n, const struct qd_op_rule *r);
+
+static dyn_emit_fn *form_emitter(enum qd_dyn_form f)
+{
+	switch (f) {
+	case QD_DYN_NONE:      return NULL;
+	case QD_DYN_MATMUL:    return rewrite_matmul;
+	case QD_DYN_GEMM:      return keep_gemm;
+	case QD_DYN_CONV:      return rewrite_conv;
+	case QD_DYN_GATHER:    return rewrite_gather;
+	case QD_DYN_LSTM:      return rewrite_lstm;
+	case QD_DYN_ATTENTION: return rewrite_attention;
+	case QD_DYN__COUNT:    break;
+	}
+	return NULL;
+}
+
+bool qd_pass_dynamic_has_emitter(enum qd_dyn_form f)
+{
+	return form_emitter(f) != NULL;
+}
+
+/* Node n of row r (r->dyn != QD_DYN_NONE), if selected, through its form's emitter; the
+ * emitter's result. A MatMul made from a Gemm answers to the Gemm's name and row too. */
+static int quantize_node(struct dyn *d, struct gstate *gs, Onnx__NodeProto *n, const struct qd_op_rule *r)
+{
+	const struct qd_op_rule *gemm = NULL;
+	char gemm_name[512] = "";
+	if (r->dyn == QD_DYN_MATMUL && ns_has(&d->gemm_from, n->name ? n->name : "")) {
+		gemm = qd_op_rule_find_domain("", "Gemm");
+		snprintf(gemm_name, sizeof gemm_name, "%s", n->name);
+		size_t L = strlen(gemm_name);
+		if (L > 7 && !strcmp(gemm_name + L - 7, "_MatMul"))
+			gemm_name[L - 7] = 0;
+	}
+	if (!node_selected(d, n, r, gemm ? gemm_name : NULL, gemm))
+		return 0;
+	dyn_emit_fn *fn = form_emitter(r->dyn);
+	return fn ? fn(d, gs, n, gemm ? gemm : r) : 0;
 }
 
 /* ---- graphs ---- */
@@ -1190,7 +1255,7 @@ static int process_graph(struct dyn *d, struct gstate *gs, int depth)
 	int rc = 0;
 	for (size_t oi = 0; oi < nord && rc >= 0; oi++) {
 		Onnx__NodeProto *n = g->node[order[oi]];
-		const char *dom = qd_node_domain(n);
+		const struct qd_op_rule *rule = qd_op_rule_find_domain(qd_node_domain(n), n->op_type);
 		int r = 0;
 		Onnx__GraphProto *subs[16];
 		size_t ns = qd_node_subgraphs(n, subs, 16);
@@ -1198,32 +1263,10 @@ static int process_graph(struct dyn *d, struct gstate *gs, int depth)
 			for (size_t k = 0; k < ns && k < 16 && r >= 0; k++)
 				r = quantize_graph(d, subs[k], gs->ix, depth + 1);
 			r = r < 0 ? r : 0;
-		} else if (!*dom && (!strcmp(n->op_type, "MatMul") || !strcmp(n->op_type, "Conv") ||
-				     !strcmp(n->op_type, "Gather"))) {
-			const bool from_gemm = !strcmp(n->op_type, "MatMul") &&
-					       ns_has(&d->gemm_from, n->name ? n->name : "");
-			char gemm_name[512] = "";
-			if (from_gemm) {
-				snprintf(gemm_name, sizeof gemm_name, "%s", n->name);
-				size_t L = strlen(gemm_name);
-				if (L > 7 && !strcmp(gemm_name + L - 7, "_MatMul"))
-					gemm_name[L - 7] = 0;
-			}
-			if (!node_selected(d, n, from_gemm ? gemm_name : NULL, from_gemm ? "Gemm" : NULL))
-				r = 0;
-			else if (!strcmp(n->op_type, "MatMul"))
-				r = rewrite_matmul(d, gs, n);
-			else if (!strcmp(n->op_type, "Conv"))
-				r = rewrite_conv(d, gs, n);
-			else
-				r = rewrite_gather(d, gs, n);
-		} else if (!*dom && !strcmp(n->op_type, "LSTM")) {
-			r = node_selected(d, n, NULL, NULL) ? rewrite_lstm(d, gs, n) : 0;
-		} else if (!strcmp(dom, MS_DOMAIN) && !strcmp(n->op_type, "Attention")) {
-			r = node_selected(d, n, NULL, NULL) ? rewrite_attention(d, gs, n) : 0;
-		} else if (((!strcmp(dom, MS_DOMAIN) && !strcmp(n->op_type, "EmbedLayerNormalization")) ||
-			    (!*dom && !strcmp(n->op_type, "Transpose"))) && d->cfg.op_types &&
-			   node_selected(d, n, NULL, NULL)) {
+		} else if (rule && rule->dyn != QD_DYN_NONE) {
+			r = quantize_node(d, gs, n, rule);
+		} else if (rule && (rule->flags & QD_OPF_DYN_REFUSED) && d->cfg.op_types &&
+			   node_selected(d, n, rule, NULL, NULL)) {
 			r = skip(d, n, "quantd's dynamic pass does not quantize %s", n->op_type);
 		}
 		if (r < 0) {
@@ -1311,16 +1354,15 @@ static bool model_has_op(const Onnx__GraphProto *g, const char *op)
 	return false;
 }
 
-/* Any node the pass would try to quantize (selected op type), subgraphs included when
- * EnableSubgraph is on. */
+/* Any node the pass would try to quantize (a row with a dynamic form, selected op type),
+ * subgraphs included when EnableSubgraph is on. */
 static bool has_candidates(struct dyn *d, const Onnx__GraphProto *g, int depth)
 {
-	static const char *const ops[] = {"MatMul", "Gemm", "Gather", "Conv", "LSTM", "Attention"};
 	for (size_t i = 0; i < g->n_node && depth < 32; i++) {
 		const Onnx__NodeProto *n = g->node[i];
-		for (size_t k = 0; k < QD_ARRAY_LEN(ops); k++)
-			if (!strcmp(n->op_type, ops[k]) && type_selected(d, ops[k]))
-				return true;
+		const struct qd_op_rule *r = qd_op_rule_find_domain(qd_node_domain(n), n->op_type);
+		if (r && r->dyn != QD_DYN_NONE && type_selected(d, r))
+			return true;
 		if (d->cfg.subgraphs) {
 			Onnx__GraphProto *subs[16];
 			size_t ns = qd_node_subgraphs(n, subs, 16);
@@ -1448,8 +1490,10 @@ int qd_pass_run_dynamic(struct qd_pass_ctx *ctx, struct qd_model *m, const json_
 	}
 	if ((d.cfg.qdq || d.cfg.act_sym) && d.opset < 11 && (rc = raise_opset(&d, 11)) < 0)
 		goto out;
-	if (!d.cfg.qdq && d.opset < 11 && d.cfg.op_types && in_list(d.cfg.op_types, "Conv") &&
-	    model_has_op(m->proto->graph, "Conv")) {
+	/* Conv is out of the default op types (its row has no QD_OPF_DYN_DEFAULT, see DESIGN) */
+	const struct qd_op_rule *conv = qd_op_rule_find_domain("", "Conv");
+	const bool conv_selected = conv && type_selected(&d, conv);
+	if (!d.cfg.qdq && d.opset < 11 && conv_selected && model_has_op(m->proto->graph, "Conv")) {
 		/* ConvInteger needs DynamicQuantizeLinear (opset 11): raise when it is safe */
 		if ((rc = raise_opset(&d, 11)) < 0) {
 			qd_pass_log(ctx, QD_LOG_WARN, "Conv stays float: %s", err->msg);
@@ -1464,7 +1508,7 @@ int qd_pass_run_dynamic(struct qd_pass_ctx *ctx, struct qd_model *m, const json_
 	if (!d.cfg.qdq && d.opset < 11)
 		qd_pass_log(ctx, QD_LOG_INFO, "opset %lld < 11: MatMul becomes com.microsoft."
 			    "DynamicQuantizeMatMul; the opset import is left unchanged", (long long)d.opset);
-	if (!d.cfg.op_types || in_list(d.cfg.op_types, "Conv") == false) {
+	if (!conv_selected) {
 		/* say once why Conv stays float when the model has some */
 		Onnx__GraphProto *g = m->proto->graph;
 		for (size_t i = 0; i < g->n_node; i++)

@@ -9,7 +9,10 @@
  *  3. Write passes/<x>.c with `int qd_pass_run_<x>(...)` (qd_pass_run_fn) and, if it has
  *     rules beyond types and enums, `qd_pass_check_<x>` (qd_pass_check_fn); declare both
  *     below. The run function edits the model in place and must leave a model ONNX
- *     Runtime accepts (call qd_pass_validate_output() at its end).
+ *     Runtime accepts (call qd_pass_validate_output() at its end). A quantizing pass
+ *     takes its per-op facts (op types, default selection, per-channel axes, which
+ *     rewrite) from the op-quantizer table passes/op_rules.def, adding its columns there,
+ *     rather than from op-name lists of its own.
  *  4. Flip "implemented" to true in passes.def; bump QD_PASS__COUNT's static_assert
  *     if you added a row (registry.c checks it).
  *  5. Unit test in tests/unit/test_passes_<x>.c and an ORT comparison in tests/passes/.

@@ -574,6 +574,52 @@ static void test_lstm_attention(void)
 	qd_model_free(m);
 }
 
+/* Per-op facts from passes/op_rules.def: selection by the table's dynamic default flag, a
+ * refused op type (Transpose) reported when listed, the domain of Attention. */
+static void test_table_rows(void)
+{
+	struct qd_err err;
+	json_t *stats = NULL;
+	struct qd_model *m = make_lstm_attn();
+	CHECK_EQ_INT(quantize(m, "{\"op_types_to_exclude\": [\"LSTM\"]}", &stats, &err), 0);
+	CHECK(find_node(m->proto->graph, "lstm") != NULL);
+	CHECK(find_node(m->proto->graph, "attn_quant") != NULL);
+	json_t *q = json_object_get(stats, "quantized_nodes");
+	CHECK_EQ_INT(json_integer_value(json_object_get(q, "Attention")), 1);
+	CHECK(json_object_get(q, "LSTM") == NULL);
+	json_decref(stats);
+	qd_model_free(m);
+
+	/* com.microsoft Attention only: the same node in another domain is not QAttention'd */
+	m = make_lstm_attn();
+	Onnx__NodeProto *at = find_node(m->proto->graph, "attn");
+	free(at->domain);
+	at->domain = strdup("org.example");
+	CHECK_EQ_INT(quantize(m, "{\"op_types_to_quantize\": [\"Attention\"]}", NULL, &err), 0);
+	CHECK(find_node(m->proto->graph, "attn") != NULL);
+	CHECK_EQ_INT(count_op(m->proto->graph, "QAttention"), 0);
+	qd_model_free(m);
+
+	/* x -Transpose-> t -MatMul(W)-> y: Transpose listed is reported, MatMul quantized */
+	m = qd_model_new(8, 13);
+	Onnx__GraphProto *g = m->proto->graph;
+	int64_t xd[2] = {8, 2}, yd[2] = {2, 4}, wd[2] = {8, 4};
+	add_vi(&g->input, &g->n_input, qd_value_info_new("x", QD_DT_FLOAT, xd, 2));
+	add_vi(&g->output, &g->n_output, qd_value_info_new("y", QD_DT_FLOAT, yd, 2));
+	add_init_f(g, "W", wd, 2, 0.5f);
+	const char *ti[1] = {"x"}, *mi[2] = {"t", "W"};
+	node(g, "Transpose", "tr", ti, 1, "t");
+	node(g, "MatMul", "mm", mi, 2, "y");
+	CHECK_EQ_INT(quantize(m, "{\"op_types_to_quantize\": [\"MatMul\", \"Transpose\"]}", &stats, &err), 0);
+	CHECK(find_node(m->proto->graph, "tr") != NULL);
+	CHECK(find_node(m->proto->graph, "mm_quant") != NULL);
+	json_t *sk = json_object_get(stats, "skipped_nodes");
+	CHECK_EQ_INT(json_array_size(sk), 1);
+	CHECK_STR(json_string_value(json_object_get(json_array_get(sk, 0), "node")), "tr");
+	json_decref(stats);
+	qd_model_free(m);
+}
+
 int main(void)
 {
 	qd_log_set_level(QD_LOG_WARN);
@@ -585,5 +631,6 @@ int main(void)
 	test_selection();
 	test_subgraph();
 	test_lstm_attention();
+	test_table_rows();
 	return qd_test_done("test_passes_dynamic");
 }
