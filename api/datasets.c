@@ -1,16 +1,15 @@
 /* /v1/datasets: upload (raw .npz or tar bytes streamed into the blob store like models,
  * then loaded with engine/dataset under its limits), list, get (arrays, dtypes, shapes,
- * samples), delete (409 while a queued or running job names it) and download. An
- * identical upload returns the existing dataset (200). Also the submit-time check that a
- * job's datasets fit its model, done on the stored summaries (no weights, no arrays are
- * read). */
-#include "api/api.h"
+ * samples), delete (409 while a queued or running job names it) and download, served by
+ * api/catalog.c from the descriptor below. An identical upload returns the existing
+ * dataset (200). Also the submit-time check that a job's datasets fit its model, done on
+ * the stored summaries (no weights, no arrays are read). */
+#include "api/catalog.h"
 #include "engine/dataset.h"
 #include "passes/data_config.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 static json_t *dataset_json(const struct qd_dataset_row *row)
 {
@@ -30,17 +29,6 @@ static json_t *dataset_json(const struct qd_dataset_row *row)
 	snprintf(url, sizeof url, "/v1/datasets/%s/content", row->id);
 	json_object_set_new(j, "content_url", json_string(url));
 	return j;
-}
-
-static int check_name(struct qd_req *r, const char *name)
-{
-	size_t n = strlen(name);
-	if (!n || n > 255)
-		return qd_err_set(&r->err, QD_EINVAL, "name", "invalid dataset name: must be 1..255 bytes");
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
-			return qd_err_set(&r->err, QD_EINVAL, "name", "invalid dataset name: control characters are not allowed");
-	return 0;
 }
 
 /* Load the stored blob as a dataset: *summary (new) and *format (static). */
@@ -66,135 +54,42 @@ static int validate_blob(struct qd_req *r, const char *path, json_t **summary, c
 	return *summary ? 0 : qd_err_set(&r->err, QD_ENOMEM, "", "out of memory");
 }
 
-int qd_api_datasets_create(struct qd_req *r)
+/* ---- the catalog descriptor ---- */
+
+QD_CATALOG_ROW_FNS(dataset)
+
+static int dataset_row_insert(struct qd_store_conn *c, const char *sha256, int64_t size,
+			      const char *name, const char *format, const char *summary_json,
+			      void *out, bool *existed, struct qd_err *err)
 {
-	struct qd_daemon *d = r->d;
-	char own_sha[65], sha[65];
-	uint64_t size = 0;
-	json_t *summary = NULL;
-	char *summary_txt = NULL, *path = NULL;
-	const char *format = NULL;
-	struct qd_dataset_row row = { 0 };
-	bool existed_blob, existed_row = false;
-	int rc;
-	const char *name = qd_req_query(r, "name");
-	qd_sha256_final(&r->sha, own_sha);
-	if (name && (rc = check_name(r, name)))
-		goto reject;
-	if (r->body_bytes == 0) {
-		rc = qd_err_set(&r->err, QD_EPARSE, "body", "invalid dataset upload: the request body is empty "
-				"(send the .npz or tar file's bytes)");
-		goto reject;
-	}
-	existed_blob = qd_blob_exists(d->store, own_sha);
-	rc = qd_blob_writer_commit(r->bw, sha, &size, &r->err);
-	r->bw = NULL;
-	if (rc)
-		goto out;
-	size_t pmax = qd_blob_path_max(d->store);
-	if (!(path = malloc(pmax))) {
-		rc = qd_err_set(&r->err, QD_ENOMEM, "", "out of memory");
-		goto out;
-	}
-	if ((rc = qd_blob_path(d->store, sha, path, pmax, &r->err)))
-		goto out;
-	if ((rc = validate_blob(r, path, &summary, &format))) {
-		if (!existed_blob)
-			unlink(path);
-		goto reject;
-	}
-	if (!(summary_txt = json_dumps(summary, JSON_COMPACT))) {
-		rc = qd_err_set(&r->err, QD_ENOMEM, "", "out of memory");
-		goto out;
-	}
-	struct qd_store_conn *c = qd_req_store(r);
-	if (!c) {
-		rc = -r->err.code;
-		goto out;
-	}
-	if ((rc = qd_dataset_insert_summary(c, sha, (int64_t)size, name, format, summary_txt, &row,
-					    &existed_row, &r->err)))
-		goto out;
-	__atomic_fetch_add(&d->metrics.uploads[1], 1, __ATOMIC_RELAXED);
-	qd_log(QD_LOG_INFO, NULL, "dataset %s %s (%llu bytes, %s, sha256 %.12s)", row.id,
-	       existed_row ? "uploaded again" : "stored", (unsigned long long)size, format, sha);
-	rc = qd_req_json(r, existed_row ? 200 : 201, dataset_json(&row));
-	char loc[128];
-	snprintf(loc, sizeof loc, "/v1/datasets/%s", row.id);
-	qd_req_add_header(r, MHD_HTTP_HEADER_LOCATION, loc);
-	goto out;
-reject:
-	__atomic_fetch_add(&d->metrics.uploads[0], 1, __ATOMIC_RELAXED);
-out:
-	json_decref(summary);
-	free(summary_txt);
-	free(path);
-	qd_dataset_row_free(&row);
-	return rc;
+	return qd_dataset_insert_summary(c, sha256, size, name, format, summary_json, out, existed, err);
 }
 
-int qd_api_datasets_list(struct qd_req *r)
+static json_t *dataset_row_json(const void *row) { return dataset_json(row); }
+
+static const char *dataset_row_filename(const void *row)
 {
-	struct qd_page pg;
-	struct qd_dataset_row *rows = NULL;
-	size_t n = 0;
-	int rc;
-	struct qd_store_conn *c;
-	if ((rc = qd_req_page(r, &pg)))
-		return rc;
-	if (!(c = qd_req_store(r)))
-		return -r->err.code;
-	if ((rc = qd_dataset_list(c, &pg, &rows, &n, &r->err)))
-		return rc;
-	json_t *items = json_array();
-	for (size_t i = 0; i < n; i++)
-		json_array_append_new(items, dataset_json(&rows[i]));
-	qd_dataset_rows_free(rows, n);
-	return qd_req_list(r, items, &pg, NULL);
+	const struct qd_dataset_row *ds = row;
+	return ds->name && *ds->name ? ds->name
+	       : !strcmp(ds->format ? ds->format : "", "npz") ? "dataset.npz" : "dataset.tar";
 }
 
-int qd_api_datasets_get(struct qd_req *r)
-{
-	struct qd_dataset_row row = { 0 };
-	struct qd_store_conn *c = qd_req_store(r);
-	int rc;
-	if (!c)
-		return -r->err.code;
-	if ((rc = qd_dataset_get(c, r->id, &row, &r->err)))
-		return rc;
-	rc = qd_req_json(r, 200, dataset_json(&row));
-	qd_dataset_row_free(&row);
-	return rc;
-}
+static const struct qd_catalog datasets = {
+	.kind = "dataset",
+	.collection = "/v1/datasets",
+	.upload_what = "the .npz or tar file's",
+	QD_CATALOG_ROW_MEMBERS(dataset),
+	.validate = validate_blob,
+	.insert = dataset_row_insert,
+	.json = dataset_row_json,
+	.filename = dataset_row_filename,
+};
 
-int qd_api_datasets_delete(struct qd_req *r)
-{
-	struct qd_store_conn *c = qd_req_store(r);
-	int rc;
-	if (!c)
-		return -r->err.code;
-	if ((rc = qd_dataset_delete(c, r->id, &r->err)))
-		return rc;
-	qd_log(QD_LOG_INFO, NULL, "dataset %s deleted", r->id);
-	return qd_req_empty(r, 204);
-}
-
-int qd_api_datasets_content(struct qd_req *r)
-{
-	struct qd_dataset_row row = { 0 };
-	struct qd_store_conn *c = qd_req_store(r);
-	int rc;
-	if (!c)
-		return -r->err.code;
-	if ((rc = qd_dataset_get(c, r->id, &row, &r->err)))
-		return rc;
-	char fname[300];
-	snprintf(fname, sizeof fname, "%s", row.name && *row.name ? row.name
-			 : !strcmp(row.format ? row.format : "", "npz") ? "dataset.npz" : "dataset.tar");
-	rc = qd_req_send_blob(r, row.sha256, "application/octet-stream", fname);
-	qd_dataset_row_free(&row);
-	return rc;
-}
+int qd_api_datasets_create(struct qd_req *r) { return qd_catalog_create(r, &datasets); }
+int qd_api_datasets_list(struct qd_req *r) { return qd_catalog_list(r, &datasets); }
+int qd_api_datasets_get(struct qd_req *r) { return qd_catalog_get(r, &datasets); }
+int qd_api_datasets_delete(struct qd_req *r) { return qd_catalog_delete(r, &datasets); }
+int qd_api_datasets_content(struct qd_req *r) { return qd_catalog_content(r, &datasets); }
 
 /* ---- submit-time check ---- */
 
