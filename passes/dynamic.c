@@ -212,28 +212,8 @@ static void qval_free(struct qval *v)
 	free(v->src); free(v->key); free(v->q); free(v->scale); free(v->zp); free(v->dq);
 }
 
-static int skip(struct dyn *d, const Onnx__NodeProto *n, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int skip(struct dyn *d, const Onnx__NodeProto *n, const char *fmt, ...)
-{
-	char reason[300];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(reason, sizeof reason, fmt, ap);
-	va_end(ap);
-	if (json_array_size(d->skipped) < 200)
-		json_array_append_new(d->skipped, json_pack("{s:s, s:s, s:s}", "node", n->name ? n->name : "",
-							    "op", n->op_type, "reason", reason));
-	qd_pass_log(d->pc, QD_LOG_INFO, "node '%s' (%s) left in float: %s", n->name ? n->name : "",
-		    n->op_type, reason);
-	return 0;
-}
+#define skip(d, n, ...) ({ qd_pass_skip((d)->pc, (d)->skipped, (n), QD_LOG_INFO, __VA_ARGS__); 0; })
 
-static void count(struct dyn *d, const char *op)
-{
-	json_t *c = json_object_get(d->counts, op);
-	json_object_set_new(d->counts, op, json_integer((c ? json_integer_value(c) : 0) + 1));
-}
 
 /* A fresh model-wide name from base (base itself when free). new. */
 static char *fresh(struct dyn *d, const char *base)
@@ -556,16 +536,6 @@ static const char *dq_weight(struct dyn *d, struct gstate *gs, struct qval *v, c
 
 /* ---- selection ---- */
 
-static bool in_list(const json_t *list, const char *s)
-{
-	size_t i; json_t *x;
-	if (!s)
-		return false;
-	json_array_foreach(list, i, x)
-		if (!strcmp(json_string_value(x), s))
-			return true;
-	return false;
-}
 
 /* Op type of row r selected: by op_types_to_quantize / _exclude when given, else by the
  * row's QD_OPF_DYN_DEFAULT (ORT's IntegerOps defaults minus Conv, see DESIGN, Transpose
@@ -573,8 +543,8 @@ static bool in_list(const json_t *list, const char *s)
 static bool type_selected(struct dyn *d, const struct qd_op_rule *r)
 {
 	if (d->cfg.op_types)
-		return in_list(d->cfg.op_types, r->op);
-	if (d->cfg.op_types_ex && in_list(d->cfg.op_types_ex, r->op))
+		return qd_json_list_has(d->cfg.op_types, r->op);
+	if (d->cfg.op_types_ex && qd_json_list_has(d->cfg.op_types_ex, r->op))
 		return false;
 	return r->flags & QD_OPF_DYN_DEFAULT;
 }
@@ -587,9 +557,9 @@ static bool node_selected(struct dyn *d, const Onnx__NodeProto *n, const struct 
 	bool typ = type_selected(d, r) || (alt && type_selected(d, alt));
 	if (!typ)
 		return false;
-	if (d->cfg.nodes_in && !in_list(d->cfg.nodes_in, n->name) && !in_list(d->cfg.nodes_in, alt_name))
+	if (d->cfg.nodes_in && !qd_json_list_has(d->cfg.nodes_in, n->name) && !qd_json_list_has(d->cfg.nodes_in, alt_name))
 		return false;
-	if (d->cfg.nodes_ex && (in_list(d->cfg.nodes_ex, n->name) || in_list(d->cfg.nodes_ex, alt_name)))
+	if (d->cfg.nodes_ex && (qd_json_list_has(d->cfg.nodes_ex, n->name) || qd_json_list_has(d->cfg.nodes_ex, alt_name)))
 		return false;
 	return true;
 }
@@ -774,10 +744,6 @@ out:
  * and the row it answers to, and returns 1 if it replaced the node, 2 if it emitted it
  * itself, 0 to keep it, < 0 on error ---- */
 
-static const char *node_base(const Onnx__NodeProto *n)
-{
-	return n->name && *n->name ? n->name : n->output[0];
-}
 
 /* r: the MatMul row, or the Gemm row for a MatMul converted from a Gemm (counted as Gemm,
  * its axis from the Gemm row). */
@@ -800,7 +766,7 @@ static int rewrite_matmul(struct dyn *d, struct gstate *gs, Onnx__NodeProto *n, 
 			axis = r->dyn_axis;
 		else
 			qd_pass_log(d->pc, QD_LOG_INFO, "node '%s': B has rank %zu, per-tensor weights "
-				    "(per-channel needs a 2-D B)", node_base(n), bw->n_dims);
+				    "(per-channel needs a 2-D B)", qd_node_label(n), bw->n_dims);
 	}
 	const bool contrib_mm = !d->cfg.qdq && d->opset < 11;
 	if (contrib_mm && !bw)
@@ -823,10 +789,10 @@ static int rewrite_matmul(struct dyn *d, struct gstate *gs, Onnx__NodeProto *n, 
 		bury(d, n->input[1], 0);
 		n->input[0] = na;
 		n->input[1] = nb;
-		count(d, op);
+		qd_pass_count(d->counts, op);
 		return 0;   /* keep the (rewired) node */
 	}
-	const char *base = node_base(n);
+	const char *base = qd_node_label(n);
 	if (contrib_mm) {
 		/* opset < 11: one com.microsoft node, no opset rewrite needed */
 		char *nn = freshf(d, "%s_quant", base);
@@ -837,7 +803,7 @@ static int rewrite_matmul(struct dyn *d, struct gstate *gs, Onnx__NodeProto *n, 
 		if (emit(d, gs, q) < 0)
 			return -1;
 		d->ms_used = true;
-		count(d, op);
+		qd_pass_count(d->counts, op);
 		return 1;
 	}
 	struct qval *aq = quant_activation(d, gs, a);
@@ -878,7 +844,7 @@ static int rewrite_matmul(struct dyn *d, struct gstate *gs, Onnx__NodeProto *n, 
 	}
 	free(mi); free(mo); free(cn); free(co); free(sn); free(so); free(on);
 	if (rc == 1)
-		count(d, op);
+		qd_pass_count(d->counts, op);
 	return rc;
 }
 
@@ -911,21 +877,21 @@ static int rewrite_conv(struct dyn *d, struct gstate *gs, Onnx__NodeProto *n, co
 		bury(d, n->input[1], 0);
 		n->input[0] = nx;
 		n->input[1] = nw;
-		count(d, r->op);
+		qd_pass_count(d->counts, r->op);
 		return 0;
 	}
 	/* ORT's CPU ConvInteger only exists for uint8 x uint8: uint8 weights, per-tensor. */
 	if (d->cfg.wtype != QD_QT_UINT8)
 		qd_pass_log(d->pc, QD_LOG_INFO, "node '%s': Conv weights quantized as uint8 "
-			    "(ONNX Runtime's CPU ConvInteger has no int8-weight kernel)", node_base(n));
+			    "(ONNX Runtime's CPU ConvInteger has no int8-weight kernel)", qd_node_label(n));
 	if (d->cfg.per_channel)
 		qd_pass_log(d->pc, QD_LOG_INFO, "node '%s': ConvInteger takes per-tensor weights only",
-			    node_base(n));
+			    qd_node_label(n));
 	struct qval *wq = quant_weight(d, gs, w, QD_QT_UINT8, -1, false, d->cfg.reduce_range);
 	struct qval *xq = wq ? quant_activation(d, gs, x) : NULL;
 	if (!xq)
 		return -1;
-	const char *base = node_base(n);
+	const char *base = qd_node_label(n);
 	char *ci = freshf(d, "%s_quant", base);
 	char *co = freshf(d, "%s_output_quantized", y);
 	char *cn = freshf(d, "%s_output_quantized_cast", y);
@@ -982,7 +948,7 @@ static int rewrite_conv(struct dyn *d, struct gstate *gs, Onnx__NodeProto *n, co
 		    emit(d, gs, qd_node_new("Add", NULL, an, i6, 2, o6, 1)) < 0)
 			goto out;
 	}
-	count(d, r->op);
+	qd_pass_count(d->counts, r->op);
 	rc = 1;
 out:
 	free(ci); free(co); free(cn); free(cco); free(sn); free(so); free(on); free(mo);
@@ -1028,7 +994,7 @@ static int rewrite_gather(struct dyn *d, struct gstate *gs, Onnx__NodeProto *n, 
 	}
 	if (emit(d, gs, dq) < 0)
 		return -1;
-	count(d, r->op);
+	qd_pass_count(d->counts, r->op);
 	return 2;   /* node already emitted */
 }
 
@@ -1114,7 +1080,7 @@ static int rewrite_lstm(struct dyn *d, struct gstate *gs, Onnx__NodeProto *n, co
 		in[k] = (size_t)k < n->n_input ? n->input[k] : "";
 	in[1] = wq; in[2] = rq;
 	in[8] = ws; in[9] = wz; in[10] = rs; in[11] = rz;
-	name = freshf(d, "%s_quant", node_base(n));
+	name = freshf(d, "%s_quant", qd_node_label(n));
 	Onnx__NodeProto *q = name ? qd_node_new("DynamicQuantizeLSTM", MS_DOMAIN, name, in, 12,
 						(const char *const *)n->output, n->n_output) : NULL;
 	for (size_t k = 0; q && k < n->n_attribute; k++)
@@ -1125,7 +1091,7 @@ static int rewrite_lstm(struct dyn *d, struct gstate *gs, Onnx__NodeProto *n, co
 	if (emit(d, gs, q) < 0)
 		goto out;
 	d->ms_used = true;
-	count(d, r->op);
+	qd_pass_count(d->counts, r->op);
 	rc = 1;
 out:
 	free(wq); free(ws); free(wz); free(rq); free(rs); free(rz); free(name);
@@ -1166,13 +1132,13 @@ static int rewrite_attention(struct dyn *d, struct gstate *gs, Onnx__NodeProto *
 			return -1;
 		bury(d, n->input[1], 0);
 		n->input[1] = nw;
-		count(d, r->op);
+		qd_pass_count(d->counts, r->op);
 		return 0;
 	}
 	struct qval *aq = quant_activation(d, gs, n->input[0]);
 	if (!aq)
 		return -1;
-	char *name = freshf(d, "%s_quant", node_base(n));
+	char *name = freshf(d, "%s_quant", qd_node_label(n));
 	const char *in[9] = {aq->q, wq->q, n->input[2], aq->scale, wq->scale,
 			     n->n_input > 3 ? n->input[3] : "", aq->zp, wq->zp, n->n_input > 4 ? n->input[4] : ""};
 	Onnx__NodeProto *q = name ? qd_node_new("QAttention", MS_DOMAIN, name, in, 9,
@@ -1186,7 +1152,7 @@ static int rewrite_attention(struct dyn *d, struct gstate *gs, Onnx__NodeProto *
 	if (emit(d, gs, q) < 0)
 		return -1;
 	d->ms_used = true;
-	count(d, r->op);
+	qd_pass_count(d->counts, r->op);
 	return 1;
 }
 
@@ -1405,17 +1371,7 @@ int qd_pass_check_dynamic(const char *pass_name, const json_t *space, struct qd_
 	return qd_pass_check_external(pass_name, space, err);
 }
 
-static bool opt_bool(const json_t *extra, const char *key, bool dflt)
-{
-	const json_t *v = json_object_get(extra, key);
-	return json_is_boolean(v) ? json_is_true(v) : dflt;
-}
 
-static const json_t *opt_list(const json_t *params, const char *key)
-{
-	const json_t *v = json_object_get(params, key);
-	return json_is_array(v) ? v : NULL;
-}
 
 int qd_pass_run_dynamic(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t *params,
 			struct qd_err *err)
@@ -1436,20 +1392,20 @@ int qd_pass_run_dynamic(struct qd_pass_ctx *ctx, struct qd_model *m, const json_
 	d.cfg.qdq = fmt && !strcmp(fmt, "QDQ");
 	const json_t *ws = json_object_get(params, "weight_symmetric");
 	bool wsym_dflt = qd_qtype_signed(d.cfg.wtype);
-	d.cfg.weight_sym = json_is_boolean(ws) ? json_is_true(ws) : opt_bool(extra, "WeightSymmetric", wsym_dflt);
-	d.cfg.const_b_only = opt_bool(extra, "MatMulConstBOnly", true);
-	d.cfg.subgraphs = opt_bool(extra, "EnableSubgraph", false);
+	d.cfg.weight_sym = json_is_boolean(ws) ? json_is_true(ws) : qd_pass_opt_bool(extra, "WeightSymmetric", wsym_dflt);
+	d.cfg.const_b_only = qd_pass_opt_bool(extra, "MatMulConstBOnly", true);
+	d.cfg.subgraphs = qd_pass_opt_bool(extra, "EnableSubgraph", false);
 	/* Olive: the exposed parameter (never null) overwrites extra_options' key */
 	d.cfg.act_sym = json_is_true(json_object_get(params, "activation_symmetric"));
 	if (json_is_boolean(json_object_get(extra, "ActivationSymmetric")) &&
-	    opt_bool(extra, "ActivationSymmetric", false) != d.cfg.act_sym)
+	    qd_pass_opt_bool(extra, "ActivationSymmetric", false) != d.cfg.act_sym)
 		qd_pass_log(ctx, QD_LOG_WARN, "extra_options.ActivationSymmetric is overwritten by "
 			    "activation_symmetric=%s (Olive's rule)", d.cfg.act_sym ? "true" : "false");
-	d.cfg.contrib_qdq = opt_bool(extra, "UseQDQContribOps", false);
-	d.cfg.op_types = opt_list(params, "op_types_to_quantize");
-	d.cfg.op_types_ex = opt_list(params, "op_types_to_exclude");
-	d.cfg.nodes_in = opt_list(params, "nodes_to_quantize");
-	d.cfg.nodes_ex = opt_list(params, "nodes_to_exclude");
+	d.cfg.contrib_qdq = qd_pass_opt_bool(extra, "UseQDQContribOps", false);
+	d.cfg.op_types = qd_pass_opt_list(params, "op_types_to_quantize");
+	d.cfg.op_types_ex = qd_pass_opt_list(params, "op_types_to_exclude");
+	d.cfg.nodes_in = qd_pass_opt_list(params, "nodes_to_quantize");
+	d.cfg.nodes_ex = qd_pass_opt_list(params, "nodes_to_exclude");
 	if (d.cfg.op_types && d.cfg.op_types_ex)
 		qd_pass_log(ctx, QD_LOG_WARN, "op_types_to_exclude is ignored because op_types_to_quantize "
 			    "is set (Olive's rule)");

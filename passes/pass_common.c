@@ -24,6 +24,56 @@ void qd_pass_log(struct qd_pass_ctx *c, enum qd_log_level lvl, const char *fmt, 
 	}
 }
 
+/* ---- helpers shared by the quantizing passes ---- */
+
+bool qd_json_list_has(const json_t *list, const char *s)
+{
+	size_t i; json_t *x;
+	if (!s)
+		return false;
+	json_array_foreach(list, i, x)
+		if (json_is_string(x) && !strcmp(json_string_value(x), s))
+			return true;
+	return false;
+}
+
+bool qd_pass_opt_bool(const json_t *obj, const char *key, bool dflt)
+{
+	const json_t *v = json_object_get(obj, key);
+	return json_is_boolean(v) ? json_is_true(v) : dflt;
+}
+
+const json_t *qd_pass_opt_list(const json_t *obj, const char *key)
+{
+	const json_t *v = json_object_get(obj, key);
+	return json_is_array(v) ? v : NULL;
+}
+
+const char *qd_node_label(const Onnx__NodeProto *n)
+{
+	return n->name && *n->name ? n->name : (n->n_output ? n->output[0] : n->op_type);
+}
+
+void qd_pass_count(json_t *counts, const char *op)
+{
+	json_t *c = json_object_get(counts, op);
+	json_object_set_new(counts, op, json_integer((c ? json_integer_value(c) : 0) + 1));
+}
+
+void qd_pass_skip(struct qd_pass_ctx *c, json_t *skipped, const Onnx__NodeProto *n, enum qd_log_level lvl,
+		  const char *fmt, ...)
+{
+	char reason[300];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof reason, fmt, ap);
+	va_end(ap);
+	if (json_array_size(skipped) < 200)
+		json_array_append_new(skipped, json_pack("{s:s, s:s, s:s}", "node", n->name ? n->name : "",
+							 "op", n->op_type, "reason", reason));
+	qd_pass_log(c, lvl, "node '%s' (%s) left in float: %s", n->name ? n->name : "", n->op_type, reason);
+}
+
 /* ---- OnnxQuantization: quant_mode picks the implementation ---- */
 
 static bool mode_is_static(const json_t *space_or_params)

@@ -89,6 +89,17 @@ int qd_batches_init(struct qd_batches *b, const struct qd_dataset *ds, const Onn
 int qd_batches_next(void *ud, struct qd_tensor **in, size_t *n_in, struct qd_err *err);
 void qd_batches_free(struct qd_batches *b);
 
+/* Small helpers every quantizing pass uses. */
+bool qd_json_list_has(const json_t *list, const char *s);       /* list of strings holds s */
+bool qd_pass_opt_bool(const json_t *obj, const char *key, bool dflt);  /* obj[key] if bool */
+const json_t *qd_pass_opt_list(const json_t *obj, const char *key);    /* obj[key] if array */
+const char *qd_node_label(const Onnx__NodeProto *n);             /* name, else first output */
+void qd_pass_count(json_t *counts, const char *op);              /* counts[op] += 1 */
+/* A node left in float: appended to skipped ({node, op, reason}, at most 200) and logged
+ * at lvl as "node 'N' (Op) left in float: reason". */
+void qd_pass_skip(struct qd_pass_ctx *c, json_t *skipped, const Onnx__NodeProto *n, enum qd_log_level lvl,
+		  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
 /* Submit-time checks of the external-data parameters (save_as_external_data & co). */
 int qd_pass_check_external(const char *pass_name, const json_t *space, struct qd_err *err);
 

@@ -141,42 +141,12 @@ static char *fresh(struct st *s, const char *fmt, ...)
 	return n;
 }
 
-static bool in_list(const json_t *list, const char *v)
-{
-	size_t i; json_t *x;
-	if (!v)
-		return false;
-	json_array_foreach(list, i, x)
-		if (json_is_string(x) && !strcmp(json_string_value(x), v))
-			return true;
-	return false;
-}
 
-static void count(struct st *s, const char *op)
-{
-	json_t *c = json_object_get(s->counts, op);
-	json_object_set_new(s->counts, op, json_integer((c ? json_integer_value(c) : 0) + 1));
-}
 
-static void skip(struct st *s, const Onnx__NodeProto *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void skip(struct st *s, const Onnx__NodeProto *n, const char *fmt, ...)
-{
-	char reason[300];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(reason, sizeof reason, fmt, ap);
-	va_end(ap);
-	if (json_array_size(s->skipped) < 200)
-		json_array_append_new(s->skipped, json_pack("{s:s, s:s, s:s}", "node", n->name ? n->name : "",
-							    "op", n->op_type, "reason", reason));
-	qd_pass_log(s->pc, QD_LOG_DEBUG, "node '%s' (%s) left in float: %s", n->name ? n->name : "",
-		    n->op_type, reason);
-}
+#define skip(s, n, ...) qd_pass_skip((s)->pc, (s)->skipped, (n), QD_LOG_DEBUG, __VA_ARGS__)
+#define count(s, op) qd_pass_count((s)->counts, (op))
+#define in_list qd_json_list_has
 
-static const char *node_base(const Onnx__NodeProto *n)
-{
-	return n->name && *n->name ? n->name : (n->n_output ? n->output[0] : n->op_type);
-}
 
 static int add_node(struct st *s, Onnx__NodeProto *n)
 {
@@ -821,7 +791,7 @@ static int qdq_rewrite(struct st *s)
 				if (c && c->n_dims == 1 && qd_node_attr_float(n, "alpha", 1.0f) == 1.0f)
 					j->b_in = 2;
 				else
-					qd_pass_log(s->pc, QD_LOG_DEBUG, "Gemm '%s': C stays float", node_base(n));
+					qd_pass_log(s->pc, QD_LOG_DEBUG, "Gemm '%s': C stays float", qd_node_label(n));
 			}
 			mark_mm_outputs(s, n);
 			did = true;
@@ -1115,7 +1085,7 @@ static Onnx__NodeProto *new_node(struct st *s, const char *op, const char *dom, 
 				 const char *const *in, size_t n_in, const char *const *out, size_t n_out,
 				 bool copy_attrs)
 {
-	char *name = fresh(s, "%s_quant", node_base(orig));
+	char *name = fresh(s, "%s_quant", qd_node_label(orig));
 	Onnx__NodeProto *n = name ? qd_node_new(op, dom, name, in, n_in, out, n_out) : NULL;
 	free(name);
 	if (n && copy_attrs)
@@ -1447,17 +1417,7 @@ static int qtype_of(const char *s)
 	return -1;
 }
 
-static bool opt_bool(const json_t *extra, const char *key, bool dflt)
-{
-	const json_t *v = json_object_get(extra, key);
-	return json_is_boolean(v) ? json_is_true(v) : dflt;
-}
 
-static const json_t *opt_list(const json_t *params, const char *key)
-{
-	const json_t *v = json_object_get(params, key);
-	return json_is_array(v) ? v : NULL;
-}
 
 /* extra_options keys the static pass rejects, with the reason. */
 static const struct { const char *key, *why; } static_rejected[] = {
@@ -1605,28 +1565,28 @@ static int parse_cfg(struct st *s, const json_t *params)
 	c->per_channel = json_is_true(json_object_get(params, "per_channel"));
 	c->reduce_range = json_is_true(json_object_get(params, "reduce_range"));
 	c->act_sym = json_is_true(json_object_get(params, "activation_symmetric")) ||
-		     opt_bool(extra, "ActivationSymmetric", false);
+		     qd_pass_opt_bool(extra, "ActivationSymmetric", false);
 	const json_t *ws = json_object_get(params, "weight_symmetric");
-	c->weight_sym = json_is_boolean(ws) ? json_is_true(ws) : opt_bool(extra, "WeightSymmetric", qd_qtype_signed(c->wtype));
+	c->weight_sym = json_is_boolean(ws) ? json_is_true(ws) : qd_pass_opt_bool(extra, "WeightSymmetric", qd_qtype_signed(c->wtype));
 	const json_t *mrr = json_object_get(params, "min_real_range");
 	c->min_real_range = json_is_number(mrr) ? json_number_value(mrr) :
 			    json_is_number(json_object_get(extra, "MinimumRealRange")) ?
 			    json_number_value(json_object_get(extra, "MinimumRealRange")) : 0.0;
-	c->op_types = opt_list(params, "op_types_to_quantize");
-	c->op_types_ex = opt_list(params, "op_types_to_exclude");
-	c->nodes_in = opt_list(params, "nodes_to_quantize");
-	c->nodes_ex = opt_list(params, "nodes_to_exclude");
-	c->add_qdq_pair_to_weight = opt_bool(extra, "AddQDQPairToWeight", false);
-	c->dedicated_pair = opt_bool(extra, "DedicatedQDQPair", false);
-	c->force_no_input_check = opt_bool(extra, "ForceQuantizeNoInputCheck", false);
-	c->const_b_only = opt_bool(extra, "MatMulConstBOnly", false);
-	c->contrib = opt_bool(extra, "UseQDQContribOps", false);
-	c->keep_removable = opt_bool(extra, "QDQKeepRemovableActivations", false);
-	c->no_bias_adjust = opt_bool(extra, "QDQDisableWeightAdjustForInt32Bias", false);
-	c->quantize_bias = opt_bool(extra, "QuantizeBias", true);
-	c->sigmoid_nnapi = opt_bool(extra, "extra.Sigmoid.nnapi", false);
+	c->op_types = qd_pass_opt_list(params, "op_types_to_quantize");
+	c->op_types_ex = qd_pass_opt_list(params, "op_types_to_exclude");
+	c->nodes_in = qd_pass_opt_list(params, "nodes_to_quantize");
+	c->nodes_ex = qd_pass_opt_list(params, "nodes_to_exclude");
+	c->add_qdq_pair_to_weight = qd_pass_opt_bool(extra, "AddQDQPairToWeight", false);
+	c->dedicated_pair = qd_pass_opt_bool(extra, "DedicatedQDQPair", false);
+	c->force_no_input_check = qd_pass_opt_bool(extra, "ForceQuantizeNoInputCheck", false);
+	c->const_b_only = qd_pass_opt_bool(extra, "MatMulConstBOnly", false);
+	c->contrib = qd_pass_opt_bool(extra, "UseQDQContribOps", false);
+	c->keep_removable = qd_pass_opt_bool(extra, "QDQKeepRemovableActivations", false);
+	c->no_bias_adjust = qd_pass_opt_bool(extra, "QDQDisableWeightAdjustForInt32Bias", false);
+	c->quantize_bias = qd_pass_opt_bool(extra, "QuantizeBias", true);
+	c->sigmoid_nnapi = qd_pass_opt_bool(extra, "extra.Sigmoid.nnapi", false);
 	c->axis_override = json_object_get(extra, "QDQOpTypePerChannelSupportToAxis");
-	c->excl_output_ops = opt_list(extra, "OpTypesToExcludeOutputQuantization");
+	c->excl_output_ops = qd_pass_opt_list(extra, "OpTypesToExcludeOutputQuantization");
 	c->overrides = json_object_get(params, "tensor_quant_overrides");
 	if (!json_is_object(c->overrides))
 		c->overrides = json_object_get(extra, "TensorQuantOverrides");
@@ -1637,7 +1597,7 @@ static int parse_cfg(struct st *s, const json_t *params)
 	c->calib.method = (enum qd_calib_method)meth;
 	const json_t *sy = json_object_get(extra, "CalibTensorRangeSymmetric");
 	c->calib.symmetric = json_is_boolean(sy) ? json_is_true(sy) : -1;
-	c->calib.moving_average = opt_bool(extra, "CalibMovingAverage", false);
+	c->calib.moving_average = qd_pass_opt_bool(extra, "CalibMovingAverage", false);
 	const json_t *mac = json_object_get(extra, "CalibMovingAverageConstant");
 	c->calib.averaging_constant = json_is_number(mac) ? json_number_value(mac) : 0.01;
 	const json_t *pct = json_object_get(extra, "CalibPercentile");
