@@ -356,14 +356,48 @@ void qd_conv_transpose_f32_ref(const struct qd_conv_geom *g, const float *x, con
  * and attaches fused nodes to them (qd_enode.fused / fuse_skip). 0 or -QD_ENOMEM. */
 int qd_fuse_graph(struct qd_engine *e, struct qd_egraph *g, struct qd_err *err);
 void qd_enode_release(struct qd_enode *n);
-/* Load-time fusion helpers shared by fuse.c and fuse_float.c. cover[0..n) are the nodes
- * of g a fused node replaces, including the node `at` it is attached to.
+/* Load-time fusion helpers shared by fuse.c, fuse_qdq.c and fuse_float.c.
+ * The slot index of the graph a fusion pass looks at (main graph only): */
+struct qd_fuse_index {
+	struct qd_engine *e;
+	struct qd_egraph *g;
+	int *uses;      /* per slot: readers (nodes of g and of its subgraphs, subgraph outputs) */
+	int *cons;      /* per slot: index in g of the last node of g reading it, -1 */
+	int *prod;      /* per slot: index in g of its producer, -1 */
+	bool *is_out;   /* per slot: graph output of g (not counted in uses) */
+	int n_fused;    /* fused nodes attached with qd_fuse_attach_op */
+};
+/* Fills x for g (arrays new: qd_fuse_index_free, also after a failure). 0 or -QD_ENOMEM. */
+int qd_fuse_index_init(struct qd_fuse_index *x, struct qd_engine *e, struct qd_egraph *g,
+		       struct qd_err *err);
+void qd_fuse_index_free(struct qd_fuse_index *x);
+/* n (may be NULL) runs op id and is not already fused or skipped. */
+bool qd_fuse_is_op(const struct qd_enode *n, enum qd_op_id id);
+/* Node i of the graph (borrow), NULL for -1. */
+struct qd_enode *qd_fuse_node(const struct qd_fuse_index *x, int i);
+/* Input slot i of n (may be NULL), -1 when absent. */
+int qd_fuse_in(const struct qd_enode *n, int i);
+/* Slot read once (by a node of g), not an output, not a constant: that reader, else -1. */
+int qd_fuse_only_reader(const struct qd_fuse_index *x, int id);
+/* The constant tensor in slot id (borrow), NULL when it is not a constant with a value. */
+const struct qd_tensor *qd_fuse_const(const struct qd_fuse_index *x, int id);
+/* cover[0..n) are the nodes of g a fused node replaces, including the node `at` it is
+ * attached to.
  * qd_fuse_node_new: new node taking `name` (new; freed on failure) with n_in input slots,
  * one output slot and room for the cover nodes' merged free lists; NULL on OOM.
+ * qd_fuse_node_like: the same, running like `like` (its proto, op, opset and profile row)
+ * on its first n_in inputs (copied; n_in <= like->n_in).
  * qd_fuse_attach: g->nodes[at].fused = fn, fn frees what the cover nodes freed, every
- * cover node but `at` is skipped. */
+ * cover node but `at` is skipped.
+ * qd_fuse_attach_op: a new node "<name of last> (fused <op>)" running op id (opset 1) with
+ * proto on in[0..n_in), writing last's output, attached to last; x->n_fused counts it.
+ * 0 or -QD_ENOMEM. */
 struct qd_enode *qd_fuse_node_new(struct qd_egraph *g, const int *cover, int n, int n_in, char *name);
+struct qd_enode *qd_fuse_node_like(struct qd_egraph *g, const struct qd_enode *like, const int *cover,
+				   int n, int n_in, char *name);
 void qd_fuse_attach(struct qd_egraph *g, struct qd_enode *fn, int at, const int *cover, int n);
+int qd_fuse_attach_op(struct qd_fuse_index *x, int last, enum qd_op_id id, const Onnx__NodeProto *proto,
+		      const int *in, int n_in, const int *cover, int n_cover, struct qd_err *err);
 /* QDQ groups (engine/fuse_qdq.c): DequantizeLinear -> Conv / MatMul / Gemm / Add / Mul /
  * pooling / Sigmoid / LeakyRelu / Softmax / Concat -> QuantizeLinear become the QLinear
  * kernels and DQ -> data-movement op -> Q runs the op on the 8-bit data, under ONNX

@@ -18,30 +18,12 @@
 struct ffuse {
 	struct qd_engine *e;
 	struct qd_egraph *g;
-	int *uses;      /* per slot: readers (nodes of g and of its subgraphs) */
-	bool *is_out;   /* per slot: graph output */
+	int *uses;      /* per slot: readers (nodes of g and of its subgraphs); borrow (ix) */
+	bool *is_out;   /* per slot: graph output; borrow (ix) */
 	int64_t M;      /* output channels of the Conv being fused (-1: weight not constant) */
 	struct qd_epilogue ep;  /* epilogue being built */
+	struct qd_fuse_index ix;
 };
-
-static void count_uses(struct ffuse *f, struct qd_egraph *g)
-{
-	for (int i = 0; i < g->n_nodes; i++) {
-		struct qd_enode *n = &g->nodes[i];
-		for (int k = 0; k < n->n_in; k++)
-			if (n->in[k] >= 0)
-				f->uses[n->in[k]]++;
-		for (int k = 0; k < n->n_sub; k++)
-			count_uses(f, n->sub[k]);
-	}
-	for (int k = 0; k < g->n_outputs; k++)
-		f->uses[g->outputs[k]]++;
-}
-
-static bool is_op(const struct qd_enode *n, enum qd_op_id id)
-{
-	return n->op == &qd_ops[id] && !n->fused && !n->fuse_skip;
-}
 
 /* Top-level readers of slot id (at most max): count, or -1 if the slot is an output, a
  * constant, or read elsewhere (subgraphs) too. */
@@ -117,7 +99,7 @@ static bool clip_bounds(struct ffuse *f, const struct qd_enode *n, float *lo, fl
  * training outputs: records its inputs in f->ep (one BN per epilogue). */
 static bool bn_step(struct ffuse *f, const struct qd_enode *n, int x)
 {
-	if (!is_op(n, QD_OP_BatchNormalization) || n->n_in != 5 || n->in[0] != x || f->M < 1 ||
+	if (!qd_fuse_is_op(n, QD_OP_BatchNormalization) || n->n_in != 5 || n->in[0] != x || f->M < 1 ||
 	    f->ep.bn[0] >= 0)
 		return false;
 	for (int k = 1; k < n->n_out; k++)
@@ -146,28 +128,28 @@ static int one_step(struct ffuse *f, int x, struct qd_epi_step *s, int *cover, i
 		struct qd_enode *n = nd(f, r[0]);
 		if (n->n_out < 1 || n->out[0] < 0 || n->n_in < 1 || n->in[0] < 0)
 			return 0;
-		if (n->n_out != 1 && !is_op(n, QD_OP_BatchNormalization))
+		if (n->n_out != 1 && !qd_fuse_is_op(n, QD_OP_BatchNormalization))
 			return 0;
-		if ((is_op(n, QD_OP_Mul) || is_op(n, QD_OP_Add)) && scalar_operand(f, n, x, &v) >= 0) {
-			*s = (struct qd_epi_step){ is_op(n, QD_OP_Mul) ? QD_EPI_MUL : QD_EPI_ADD, v, 0, 0 };
-		} else if ((is_op(n, QD_OP_Sub) || is_op(n, QD_OP_Div)) && scalar_operand(f, n, x, &v) == 1) {
+		if ((qd_fuse_is_op(n, QD_OP_Mul) || qd_fuse_is_op(n, QD_OP_Add)) && scalar_operand(f, n, x, &v) >= 0) {
+			*s = (struct qd_epi_step){ qd_fuse_is_op(n, QD_OP_Mul) ? QD_EPI_MUL : QD_EPI_ADD, v, 0, 0 };
+		} else if ((qd_fuse_is_op(n, QD_OP_Sub) || qd_fuse_is_op(n, QD_OP_Div)) && scalar_operand(f, n, x, &v) == 1) {
 			/* x - c == x + (-c) exactly */
-			*s = (struct qd_epi_step){ is_op(n, QD_OP_Sub) ? QD_EPI_ADD : QD_EPI_DIV,
-						   is_op(n, QD_OP_Sub) ? -v : v, 0, 0 };
+			*s = (struct qd_epi_step){ qd_fuse_is_op(n, QD_OP_Sub) ? QD_EPI_ADD : QD_EPI_DIV,
+						   qd_fuse_is_op(n, QD_OP_Sub) ? -v : v, 0, 0 };
 		} else if (n->in[0] != x || n->n_in < 1) {
 			return 0;
 		} else if (bn_step(f, n, x)) {
 			*s = (struct qd_epi_step){ QD_EPI_BN, 0, 0, 0 };
-		} else if (is_op(n, QD_OP_Relu) && n->n_in == 1) {
+		} else if (qd_fuse_is_op(n, QD_OP_Relu) && n->n_in == 1) {
 			*s = (struct qd_epi_step){ QD_EPI_RELU, 0, 0, 0 };
-		} else if (is_op(n, QD_OP_Sigmoid) && n->n_in == 1) {
+		} else if (qd_fuse_is_op(n, QD_OP_Sigmoid) && n->n_in == 1) {
 			*s = (struct qd_epi_step){ QD_EPI_SIGMOID, 0, 0, 0 };
-		} else if (is_op(n, QD_OP_HardSwish) && n->n_in == 1) {
+		} else if (qd_fuse_is_op(n, QD_OP_HardSwish) && n->n_in == 1) {
 			*s = (struct qd_epi_step){ QD_EPI_HSWISH, 0, 0, 0 };
-		} else if (is_op(n, QD_OP_HardSigmoid) && n->n_in == 1) {
+		} else if (qd_fuse_is_op(n, QD_OP_HardSigmoid) && n->n_in == 1) {
 			*s = (struct qd_epi_step){ QD_EPI_HSIG, qd_node_attr_float(n->proto, "alpha", 0.2f),
 						   qd_node_attr_float(n->proto, "beta", 0.5f), 0 };
-		} else if ((is_op(n, QD_OP_Clip_6) || is_op(n, QD_OP_Clip_11))) {
+		} else if ((qd_fuse_is_op(n, QD_OP_Clip_6) || qd_fuse_is_op(n, QD_OP_Clip_11))) {
 			float lo, hi;
 			if (!clip_bounds(f, n, &lo, &hi))
 				return 0;
@@ -184,12 +166,12 @@ static int one_step(struct ffuse *f, int x, struct qd_epi_step *s, int *cover, i
 	/* x * t where t = Clip(x + a, lo, hi) or t = HardSigmoid(x): find the Mul reader */
 	for (int j = 0; j < 2; j++) {
 		struct qd_enode *m = nd(f, r[j]), *h = nd(f, r[1 - j]);
-		if (!is_op(m, QD_OP_Mul) || m->n_in != 2 || m->n_out != 1 || m->out[0] < 0 ||
+		if (!qd_fuse_is_op(m, QD_OP_Mul) || m->n_in != 2 || m->n_out != 1 || m->out[0] < 0 ||
 		    h->n_out != 1 || h->out[0] < 0)
 			continue;
 		int t = m->in[0] == x ? m->in[1] : m->in[0];
 		int rr[1];
-		if (is_op(h, QD_OP_HardSigmoid) && h->n_in == 1 && h->out[0] == t &&
+		if (qd_fuse_is_op(h, QD_OP_HardSigmoid) && h->n_in == 1 && h->out[0] == t &&
 		    readers(f, t, rr, 1) == 1) {
 			*s = (struct qd_epi_step){ QD_EPI_XHSIG, qd_node_attr_float(h->proto, "alpha", 0.2f),
 						   qd_node_attr_float(h->proto, "beta", 0.5f), 0 };
@@ -198,12 +180,12 @@ static int one_step(struct ffuse *f, int x, struct qd_epi_step *s, int *cover, i
 			*last = r[j];
 			return 2;
 		}
-		if (is_op(h, QD_OP_Add) && scalar_operand(f, h, x, &v) >= 0 &&
+		if (qd_fuse_is_op(h, QD_OP_Add) && scalar_operand(f, h, x, &v) >= 0 &&
 		    readers(f, h->out[0], rr, 1) == 1) {
 			struct qd_enode *cl = nd(f, rr[0]);
 			float lo, hi;
 			int cr[1];
-			if (!(is_op(cl, QD_OP_Clip_6) || is_op(cl, QD_OP_Clip_11)) || cl->n_out != 1 || cl->out[0] != t || cl->in[0] != h->out[0] ||
+			if (!(qd_fuse_is_op(cl, QD_OP_Clip_6) || qd_fuse_is_op(cl, QD_OP_Clip_11)) || cl->n_out != 1 || cl->out[0] != t || cl->in[0] != h->out[0] ||
 			    !clip_bounds(f, cl, &lo, &hi) || readers(f, t, cr, 1) != 1)
 				continue;
 			*s = (struct qd_epi_step){ QD_EPI_XCLIP, v, lo, hi };
@@ -241,15 +223,10 @@ static int fuse_conv(struct ffuse *f, int ci, struct qd_err *err)
 	}
 	if (!ep->n)
 		return 0;
-	struct qd_enode *fn = qd_fuse_node_new(f->g, cover, nc, conv->n_in,
-					       qd_asprintf("%s (fused epilogue)", conv->name));
+	struct qd_enode *fn = qd_fuse_node_like(f->g, conv, cover, nc, conv->n_in,
+						qd_asprintf("%s (fused epilogue)", conv->name));
 	if (!fn)
 		return qd_err_set(err, QD_ENOMEM, "", "out of memory");
-	fn->proto = conv->proto;
-	fn->op = conv->op;
-	fn->opset = conv->opset;
-	fn->prof_idx = conv->prof_idx;
-	memcpy(fn->in, conv->in, (size_t)conv->n_in * sizeof(int));
 	fn->out[0] = nd(f, last)->out[0];
 	fn->epi = *ep;
 	qd_fuse_attach(f->g, fn, ci, cover, nc);
@@ -274,8 +251,8 @@ static int fuse_gelu(struct ffuse *f, int ei, struct qd_err *err)
 	if (pi < 0 || readers(f, t, r, 1) != 1)
 		return 0;
 	struct qd_enode *p = nd(f, pi);
-	bool div = is_op(p, QD_OP_Div);
-	if (!(div || is_op(p, QD_OP_Mul)) || p->n_in != 2 || p->n_out != 1)
+	bool div = qd_fuse_is_op(p, QD_OP_Div);
+	if (!(div || qd_fuse_is_op(p, QD_OP_Mul)) || p->n_in != 2 || p->n_out != 1)
 		return 0;
 	int ai = div ? 1 : const_scalar(f, p->in[1], &a) ? 1 : 0;
 	if (!const_scalar(f, p->in[ai], &a) || p->in[1 - ai] == p->in[ai])
@@ -284,25 +261,21 @@ static int fuse_gelu(struct ffuse *f, int ei, struct qd_err *err)
 	if (readers(f, erf->out[0], ra, 1) != 1)
 		return 0;
 	struct qd_enode *ad = nd(f, ra[0]);
-	if (!is_op(ad, QD_OP_Add) || ad->n_out != 1 || ad->out[0] < 0 || scalar_operand(f, ad, erf->out[0], &b) < 0 ||
+	if (!qd_fuse_is_op(ad, QD_OP_Add) || ad->n_out != 1 || ad->out[0] < 0 || scalar_operand(f, ad, erf->out[0], &b) < 0 ||
 	    readers(f, ad->out[0], rm, 1) != 1)
 		return 0;
 	struct qd_enode *m1 = nd(f, rm[0]);
-	if (!is_op(m1, QD_OP_Mul) || m1->n_in != 2 || m1->n_out != 1 || m1->out[0] < 0 ||
+	if (!qd_fuse_is_op(m1, QD_OP_Mul) || m1->n_in != 2 || m1->n_out != 1 || m1->out[0] < 0 ||
 	    m1->in[0] != x || m1->in[1] != ad->out[0] || readers(f, m1->out[0], rc, 1) != 1)
 		return 0;
 	struct qd_enode *m2 = nd(f, rc[0]);
-	if (!is_op(m2, QD_OP_Mul) || m2->n_out != 1 || m2->out[0] < 0 || scalar_operand(f, m2, m1->out[0], &c) != 1)
+	if (!qd_fuse_is_op(m2, QD_OP_Mul) || m2->n_out != 1 || m2->out[0] < 0 || scalar_operand(f, m2, m1->out[0], &c) != 1)
 		return 0;
 	int cover[5] = { pi, ei, ra[0], rm[0], rc[0] };   /* runs where the Div / Mul ran */
-	struct qd_enode *fn = qd_fuse_node_new(f->g, cover, 5, 1,
-					       qd_asprintf("%s (fused GELU)", erf->name));
+	struct qd_enode *fn = qd_fuse_node_like(f->g, erf, cover, 5, 1,
+						qd_asprintf("%s (fused GELU)", erf->name));
 	if (!fn)
 		return qd_err_set(err, QD_ENOMEM, "", "out of memory");
-	fn->proto = erf->proto;
-	fn->op = erf->op;
-	fn->opset = erf->opset;
-	fn->prof_idx = erf->prof_idx;
 	fn->in[0] = x;
 	fn->out[0] = m2->out[0];
 	fn->epi.n = 1;
@@ -418,7 +391,7 @@ static int only_reader_op(struct ffuse *f, int id, enum qd_op_id op, int n_in)
 	if (readers(f, id, r, 1) != 1)
 		return -1;
 	const struct qd_enode *n = nd(f, r[0]);
-	return is_op(n, op) && n->n_in == n_in && n->n_out == 1 && n->out[0] >= 0 ? r[0] : -1;
+	return qd_fuse_is_op(n, op) && n->n_in == n_in && n->n_out == 1 && n->out[0] >= 0 ? r[0] : -1;
 }
 
 static int fuse_layernorm(struct ffuse *f, int ri, struct qd_err *err)
@@ -438,7 +411,7 @@ static int fuse_layernorm(struct ffuse *f, int ri, struct qd_err *err)
 		return 0;
 	for (int j = 0; j < ns; j++) {
 		const struct qd_enode *s = nd(f, subs[j]);
-		if (!is_op(s, QD_OP_Sub) || s->n_in != 2 || s->n_out != 1 || s->out[0] < 0 ||
+		if (!qd_fuse_is_op(s, QD_OP_Sub) || s->n_in != 2 || s->n_out != 1 || s->out[0] < 0 ||
 		    !((s->in[0] == x && s->in[1] == m) || (s->in[0] == m && s->in[1] == x)))
 			return 0;
 	}
@@ -451,9 +424,9 @@ static int fuse_layernorm(struct ffuse *f, int ri, struct qd_err *err)
 			return 0;
 		for (int k = 0; k < nr; k++) {
 			const struct qd_enode *n = nd(f, r2[k]);
-			if (is_op(n, QD_OP_Pow) && n->n_in == 2 && n->in[0] == d && pw < 0)
+			if (qd_fuse_is_op(n, QD_OP_Pow) && n->n_in == 2 && n->in[0] == d && pw < 0)
 				pw = r2[k];
-			else if (is_op(n, QD_OP_Div) && n->n_in == 2 && n->in[0] == d && n->in[1] != d && dv < 0)
+			else if (qd_fuse_is_op(n, QD_OP_Div) && n->n_in == 2 && n->in[0] == d && n->in[1] != d && dv < 0)
 				dv = r2[k];
 			else
 				return 0;
@@ -464,7 +437,7 @@ static int fuse_layernorm(struct ffuse *f, int ri, struct qd_err *err)
 	/* ORT drops a Cast producing x that only the pattern reads and normalises the Cast's
 	 * input: the same values only when that input is float32 already */
 	int ci = producer(f, x), rx[4];
-	if (ci >= 0 && is_op(nd(f, ci), QD_OP_Cast) && nd(f, ci)->opset >= 9 && readers(f, x, rx, 4) == ns + 1 &&
+	if (ci >= 0 && qd_fuse_is_op(nd(f, ci), QD_OP_Cast) && nd(f, ci)->opset >= 9 && readers(f, x, rx, 4) == ns + 1 &&
 	    (nd(f, ci)->in[0] < 0 || f->e->slots[nd(f, ci)->in[0]].dt != QD_DT_FLOAT))
 		return 0;
 	struct qd_enode *pow = nd(f, pw), *div = nd(f, dv);
@@ -492,7 +465,7 @@ static int fuse_layernorm(struct ffuse *f, int ri, struct qd_err *err)
 	if (readers(f, cur, r1, 1) != 1)
 		return 0;
 	struct qd_enode *n = nd(f, r1[0]);
-	if (is_op(n, QD_OP_Cast) && n->n_in == 1 && n->n_out == 1 && n->out[0] >= 0 && n->opset >= 9 &&
+	if (qd_fuse_is_op(n, QD_OP_Cast) && n->n_in == 1 && n->n_out == 1 && n->out[0] >= 0 && n->opset >= 9 &&
 	    qd_node_attr_int(n->proto, "to", 0) == QD_DT_FLOAT) {
 		cover[nc++] = r1[0];
 		cur = n->out[0];
@@ -500,13 +473,13 @@ static int fuse_layernorm(struct ffuse *f, int ri, struct qd_err *err)
 			return 0;
 		n = nd(f, r1[0]);
 	}
-	if (!is_op(n, QD_OP_Mul) || n->n_in != 2 || n->n_out != 1 || n->out[0] < 0 || n->in[0] == n->in[1])
+	if (!qd_fuse_is_op(n, QD_OP_Mul) || n->n_in != 2 || n->n_out != 1 || n->out[0] < 0 || n->in[0] == n->in[1])
 		return 0;
 	int mi = r1[0], gamma = n->in[0] == cur ? n->in[1] : n->in[0];
 	if (readers(f, n->out[0], r1, 1) != 1)
 		return 0;
 	struct qd_enode *ad = nd(f, r1[0]);
-	if (!is_op(ad, QD_OP_Add) || ad->n_in != 2 || ad->n_out != 1 || ad->out[0] < 0 || ad->in[0] == ad->in[1])
+	if (!qd_fuse_is_op(ad, QD_OP_Add) || ad->n_in != 2 || ad->n_out != 1 || ad->out[0] < 0 || ad->in[0] == ad->in[1])
 		return 0;
 	int beta = ad->in[0] == n->out[0] ? ad->in[1] : ad->in[0];
 	int64_t gl = const_vec1(f, gamma), bl = const_vec1(f, beta);
@@ -546,29 +519,21 @@ static int fuse_layernorm(struct ffuse *f, int ri, struct qd_err *err)
 int qd_fuse_float_graph(struct qd_engine *e, struct qd_egraph *g, struct qd_err *err)
 {
 	struct ffuse f = { .e = e, .g = g };
-	int rc = 0, ns = e->n_slots;
+	int rc;
 	if (!g || !g->n_nodes || getenv("QUANTD_NO_FUSE"))
 		return 0;
-	f.uses = calloc((size_t)ns + 1, sizeof(int));
-	f.is_out = calloc((size_t)ns + 1, sizeof(bool));
-	if (!f.uses || !f.is_out) {
-		rc = qd_err_set(err, QD_ENOMEM, "", "out of memory");
+	if ((rc = qd_fuse_index_init(&f.ix, e, g, err)))
 		goto out;
-	}
-	count_uses(&f, g);
-	for (int k = 0; k < g->n_outputs; k++) {
-		f.is_out[g->outputs[k]] = true;
-		f.uses[g->outputs[k]]--;
-	}
+	f.uses = f.ix.uses;
+	f.is_out = f.ix.is_out;
 	for (int i = 0; i < g->n_nodes && !rc; i++)
-		if (is_op(&g->nodes[i], QD_OP_Conv))
+		if (qd_fuse_is_op(&g->nodes[i], QD_OP_Conv))
 			rc = fuse_conv(&f, i, err);
-		else if (is_op(&g->nodes[i], QD_OP_Erf))
+		else if (qd_fuse_is_op(&g->nodes[i], QD_OP_Erf))
 			rc = fuse_gelu(&f, i, err);
-		else if (is_op(&g->nodes[i], QD_OP_ReduceMean))
+		else if (qd_fuse_is_op(&g->nodes[i], QD_OP_ReduceMean))
 			rc = fuse_layernorm(&f, i, err);
 out:
-	free(f.uses);
-	free(f.is_out);
+	qd_fuse_index_free(&f.ix);
 	return rc;
 }

@@ -42,57 +42,10 @@
 
 #define QF_MAX_COVER (3 * 64 + 4)
 
-struct qf {
-	struct qd_engine *e;
-	struct qd_egraph *g;
-	int *uses;      /* per slot: readers (nodes of g and of its subgraphs) */
-	int *cons;      /* per slot: index in g of the last node of g reading it */
-	int *prod;      /* per slot: index in g of its producer, -1 */
-	bool *is_out;   /* per slot: graph output */
-	int n_fused;
-};
-
 /* A DequantizeLinear feeding a group: its node and input slots, the dtype of x. */
 struct dqi { int node, x, s, z, dt; };
 
-static void count_uses(struct qf *f, struct qd_egraph *g, bool top)
-{
-	for (int i = 0; i < g->n_nodes; i++) {
-		struct qd_enode *n = &g->nodes[i];
-		for (int k = 0; k < n->n_in; k++)
-			if (n->in[k] >= 0) {
-				f->uses[n->in[k]]++;
-				if (top)
-					f->cons[n->in[k]] = i;
-			}
-		for (int k = 0; k < n->n_sub; k++)
-			count_uses(f, n->sub[k], false);
-		if (top)
-			for (int k = 0; k < n->n_out; k++)
-				if (n->out[k] >= 0)
-					f->prod[n->out[k]] = i;
-	}
-	if (!top)
-		for (int k = 0; k < g->n_outputs; k++)
-			f->uses[g->outputs[k]]++;
-}
-
-static bool is_op(const struct qd_enode *n, enum qd_op_id id)
-{
-	return n && n->op == &qd_ops[id] && !n->fused && !n->fuse_skip;
-}
-
-static struct qd_enode *node(struct qf *f, int i)
-{
-	return i >= 0 ? &f->g->nodes[i] : NULL;
-}
-
-static int in_at(const struct qd_enode *n, int i)
-{
-	return n && i < n->n_in ? n->in[i] : -1;
-}
-
-static int slot_dt(struct qf *f, int id)
+static int slot_dt(struct qd_fuse_index *f, int id)
 {
 	return id >= 0 ? f->e->slots[id].dt : 0;
 }
@@ -104,65 +57,50 @@ static bool is_q8(int dt)
 
 static bool is_dq_node(const struct qd_enode *n)
 {
-	return (is_op(n, QD_OP_DequantizeLinear) || is_op(n, QD_OP_MsDequantizeLinear)) &&
+	return (qd_fuse_is_op(n, QD_OP_DequantizeLinear) || qd_fuse_is_op(n, QD_OP_MsDequantizeLinear)) &&
 	       n->n_in >= 2 && n->n_out == 1 && !qd_node_attr_int(n->proto, "block_size", 0);
 }
 
 static bool is_q_node(const struct qd_enode *n)
 {
-	return (is_op(n, QD_OP_QuantizeLinear) || is_op(n, QD_OP_MsQuantizeLinear)) &&
+	return (qd_fuse_is_op(n, QD_OP_QuantizeLinear) || qd_fuse_is_op(n, QD_OP_MsQuantizeLinear)) &&
 	       n->n_in >= 2 && n->n_out == 1 && !qd_node_attr_int(n->proto, "block_size", 0);
 }
 
-/* Slot read only once (by a node of g), not an output, not a constant: its reader or -1. */
-static int only_reader(struct qf *f, int id)
-{
-	if (id < 0 || f->is_out[id] || f->uses[id] != 1 || f->e->slots[id].is_const)
-		return -1;
-	return f->cons[id];
-}
-
-static const struct qd_tensor *const_t(struct qf *f, int id)
-{
-	if (id < 0 || !f->e->slots[id].is_const || !f->e->slots[id].has)
-		return NULL;
-	return &f->e->slots[id].t;
-}
-
 /* Constant with one element (absent counts when allow_absent). */
-static bool const_scalar(struct qf *f, int id, bool allow_absent)
+static bool const_scalar(struct qd_fuse_index *f, int id, bool allow_absent)
 {
 	if (id < 0)
 		return allow_absent;
-	const struct qd_tensor *t = const_t(f, id);
+	const struct qd_tensor *t = qd_fuse_const(f, id);
 	return t && qd_tensor_count(t) == 1;
 }
 
 /* The DequantizeLinear producing slot id, or false. */
-static bool dq_of(struct qf *f, int id, struct dqi *d)
+static bool dq_of(struct qd_fuse_index *f, int id, struct dqi *d)
 {
 	int p = id >= 0 ? f->prod[id] : -1;
-	struct qd_enode *n = node(f, p);
+	struct qd_enode *n = qd_fuse_node(f, p);
 	if (!is_dq_node(n) || n->out[0] != id)
 		return false;
 	d->node = p;
 	d->x = n->in[0];
 	d->s = n->in[1];
-	d->z = in_at(n, 2);
+	d->z = qd_fuse_in(n, 2);
 	d->dt = slot_dt(f, d->x);
 	return d->x >= 0 && d->s >= 0;
 }
 
 /* Per-tensor 8-bit activation DQ: scalar constant scale and zero point. */
-static bool dq_act(struct qf *f, const struct dqi *d)
+static bool dq_act(struct qd_fuse_index *f, const struct dqi *d)
 {
 	return is_q8(d->dt) && const_scalar(f, d->s, false) && const_scalar(f, d->z, true);
 }
 
 /* Float value of a constant scalar (Clip bounds). */
-static bool const_f(struct qf *f, int id, float *v)
+static bool const_f(struct qd_fuse_index *f, int id, float *v)
 {
-	const struct qd_tensor *t = const_t(f, id);
+	const struct qd_tensor *t = qd_fuse_const(f, id);
 	if (!t || qd_tensor_count(t) != 1 || !qd_dtype_is_float(t->dtype))
 		return false;
 	*v = (float)qd_tensor_get_f64(t, 0);
@@ -170,33 +108,33 @@ static bool const_f(struct qf *f, int id, float *v)
 }
 
 /* Integer value of a zero point slot (absent: 0). */
-static int32_t zp_val(struct qf *f, int id)
+static int32_t zp_val(struct qd_fuse_index *f, int id)
 {
-	const struct qd_tensor *t = const_t(f, id);
+	const struct qd_tensor *t = qd_fuse_const(f, id);
 	return t ? (int32_t)qd_tensor_get_i64(t, 0) : 0;
 }
 
 /* Whether Relu / Clip node r, followed by Q node q (scalar constant scale / zp), changes
  * nothing the Q does not (ORT's IsClipMadeRedundantByQ). */
-static bool clip_redundant(struct qf *f, struct qd_enode *r, struct qd_enode *q)
+static bool clip_redundant(struct qd_fuse_index *f, struct qd_enode *r, struct qd_enode *q)
 {
-	int s = q->in[1], z = in_at(q, 2);
+	int s = q->in[1], z = qd_fuse_in(q, 2);
 	float scale;
 	if (!const_f(f, s, &scale) || !const_scalar(f, z, true))
 		return false;
 	int dt = slot_dt(f, q->out[0]);
 	int32_t lo = dt == QD_DT_INT8 ? -128 : 0, hi = dt == QD_DT_INT8 ? 127 : 255, zp = zp_val(f, z);
-	if (!is_q8(dt) || (z >= 0 && const_t(f, z)->dtype != dt))
+	if (!is_q8(dt) || (z >= 0 && qd_fuse_const(f, z)->dtype != dt))
 		return false;
-	if (is_op(r, QD_OP_Relu))
+	if (qd_fuse_is_op(r, QD_OP_Relu))
 		return zp == lo;
 	float mn = -INFINITY, mx = INFINITY;
-	if (is_op(r, QD_OP_Clip_6)) {
+	if (qd_fuse_is_op(r, QD_OP_Clip_6)) {
 		mn = qd_node_attr_float(r->proto, "min", -3.4028234663852886e38f);
 		mx = qd_node_attr_float(r->proto, "max", 3.4028234663852886e38f);
-	} else if (is_op(r, QD_OP_Clip_11)) {
-		if ((in_at(r, 1) >= 0 && !const_f(f, r->in[1], &mn)) ||
-		    (in_at(r, 2) >= 0 && !const_f(f, r->in[2], &mx)))
+	} else if (qd_fuse_is_op(r, QD_OP_Clip_11)) {
+		if ((qd_fuse_in(r, 1) >= 0 && !const_f(f, r->in[1], &mn)) ||
+		    (qd_fuse_in(r, 2) >= 0 && !const_f(f, r->in[2], &mx)))
 			return false;
 	} else {
 		return false;
@@ -207,19 +145,19 @@ static bool clip_redundant(struct qf *f, struct qd_enode *r, struct qd_enode *q)
 
 /* The Q reading the target's output y (directly or through a redundant Relu / Clip): its
  * index, *clip the Relu / Clip or -1. -1 when y has other readers or is a graph output. */
-static int q_after(struct qf *f, int y, int *clip)
+static int q_after(struct qd_fuse_index *f, int y, int *clip)
 {
 	*clip = -1;
-	int r = only_reader(f, y);
-	struct qd_enode *n = node(f, r);
+	int r = qd_fuse_only_reader(f, y);
+	struct qd_enode *n = qd_fuse_node(f, r);
 	if (!n)
 		return -1;
 	if (is_q_node(n) && n->in[0] == y)
 		return r;
-	if ((is_op(n, QD_OP_Relu) || is_op(n, QD_OP_Clip_6) || is_op(n, QD_OP_Clip_11)) && n->n_out == 1 &&
-	    n->in[0] == y) {
-		int qi = only_reader(f, n->out[0]);
-		struct qd_enode *q = node(f, qi);
+	if ((qd_fuse_is_op(n, QD_OP_Relu) || qd_fuse_is_op(n, QD_OP_Clip_6) || qd_fuse_is_op(n, QD_OP_Clip_11)) &&
+	    n->n_out == 1 && n->in[0] == y) {
+		int qi = qd_fuse_only_reader(f, n->out[0]);
+		struct qd_enode *q = qd_fuse_node(f, qi);
 		if (is_q_node(q) && q->in[0] == n->out[0] && clip_redundant(f, n, q)) {
 			*clip = r;
 			return qi;
@@ -232,14 +170,14 @@ static int q_after(struct qf *f, int y, int *clip)
  * uint8: Q read by that DQ only, the DQ read by at most one node and then not also a graph
  * output (EnsureUniqueDQForNodeUnit duplicates such DQs first, leaving the Q with several
  * readers), equal constant scalar int8 zero points. */
-static bool s8_pair_converts(struct qf *f, int qn, int dn)
+static bool s8_pair_converts(struct qd_fuse_index *f, int qn, int dn)
 {
-	struct qd_enode *q = node(f, qn), *d = node(f, dn);
+	struct qd_enode *q = qd_fuse_node(f, qn), *d = qd_fuse_node(f, dn);
 	int u = d ? f->uses[d->out[0]] : 0;
-	if (!q || !d || only_reader(f, q->out[0]) != dn || !(u == 0 || (u == 1 && !f->is_out[d->out[0]])))
+	if (!q || !d || qd_fuse_only_reader(f, q->out[0]) != dn || !(u == 0 || (u == 1 && !f->is_out[d->out[0]])))
 		return false;
-	int qz = in_at(q, 2), dz = in_at(d, 2);
-	const struct qd_tensor *a = const_t(f, qz), *b = const_t(f, dz);
+	int qz = qd_fuse_in(q, 2), dz = qd_fuse_in(d, 2);
+	const struct qd_tensor *a = qd_fuse_const(f, qz), *b = qd_fuse_const(f, dz);
 	return a && b && a->dtype == QD_DT_INT8 && b->dtype == QD_DT_INT8 && qd_tensor_count(a) == 1 &&
 	       qd_tensor_count(b) == 1 && zp_val(f, qz) == zp_val(f, dz);
 }
@@ -247,13 +185,13 @@ static bool s8_pair_converts(struct qf *f, int qn, int dn)
 /* Effective dtype ORT's kernels see for the input of DQ d: int8 becomes uint8 when the
  * producing Q -> DQ pair is converted, or when x is a constant int8 tensor with a value
  * outside [-64, 64] (ORT converts such "weights" of any lone DQ). */
-static int act_dt_in(struct qf *f, const struct dqi *d)
+static int act_dt_in(struct qd_fuse_index *f, const struct dqi *d)
 {
 	if (d->dt != QD_DT_INT8)
 		return d->dt;
-	const struct qd_tensor *t = const_t(f, d->x);
+	const struct qd_tensor *t = qd_fuse_const(f, d->x);
 	if (t) {
-		const struct qd_tensor *z = const_t(f, d->z);
+		const struct qd_tensor *z = qd_fuse_const(f, d->z);
 		if (d->z >= 0 && (!z || z->dtype != QD_DT_INT8))
 			return QD_DT_INT8;
 		const int8_t *v = t->data;
@@ -263,25 +201,25 @@ static int act_dt_in(struct qf *f, const struct dqi *d)
 		return QD_DT_INT8;
 	}
 	int p = f->prod[d->x];
-	return is_q_node(node(f, p)) && s8_pair_converts(f, p, d->node) ? QD_DT_UINT8 : QD_DT_INT8;
+	return is_q_node(qd_fuse_node(f, p)) && s8_pair_converts(f, p, d->node) ? QD_DT_UINT8 : QD_DT_INT8;
 }
 
 /* Effective dtype of Q node qn's output. */
-static int act_dt_out(struct qf *f, int qn)
+static int act_dt_out(struct qd_fuse_index *f, int qn)
 {
-	struct qd_enode *q = node(f, qn);
+	struct qd_enode *q = qd_fuse_node(f, qn);
 	int dt = slot_dt(f, q->out[0]);
 	if (dt != QD_DT_INT8)
 		return dt;
-	int r = only_reader(f, q->out[0]);
-	return is_dq_node(node(f, r)) && s8_pair_converts(f, qn, r) ? QD_DT_UINT8 : QD_DT_INT8;
+	int r = qd_fuse_only_reader(f, q->out[0]);
+	return is_dq_node(qd_fuse_node(f, r)) && s8_pair_converts(f, qn, r) ? QD_DT_UINT8 : QD_DT_INT8;
 }
 
 /* Q output parameters: scalar constant scale and zero point of an 8-bit type. */
-static bool q_params_ok(struct qf *f, struct qd_enode *q)
+static bool q_params_ok(struct qd_fuse_index *f, struct qd_enode *q)
 {
 	return is_q8(slot_dt(f, q->out[0])) && const_scalar(f, q->in[1], false) &&
-	       const_scalar(f, in_at(q, 2), true);
+	       const_scalar(f, qd_fuse_in(q, 2), true);
 }
 
 /* ---- building the fused node ---- */
@@ -292,9 +230,9 @@ struct grp {
 };
 
 /* Cover DQ node d when the target is its only reader (else it keeps running). */
-static void cover_dq(struct qf *f, struct grp *gr, const struct dqi *d)
+static void cover_dq(struct qd_fuse_index *f, struct grp *gr, const struct dqi *d)
 {
-	int y = node(f, d->node)->out[0];
+	int y = qd_fuse_node(f, d->node)->out[0];
 	if (f->is_out[y])
 		return;
 	for (int k = 0; k < gr->nc; k++)
@@ -303,7 +241,7 @@ static void cover_dq(struct qf *f, struct grp *gr, const struct dqi *d)
 	int readers = f->uses[y], mine = 0;
 	/* readers of y that are already in the cover (the target, maybe twice) */
 	for (int k = 0; k < gr->nc; k++) {
-		struct qd_enode *n = node(f, gr->cover[k]);
+		struct qd_enode *n = qd_fuse_node(f, gr->cover[k]);
 		for (int j = 0; j < n->n_in; j++)
 			mine += n->in[j] == y;
 	}
@@ -311,35 +249,22 @@ static void cover_dq(struct qf *f, struct grp *gr, const struct dqi *d)
 		gr->cover[gr->nc++] = d->node;
 }
 
-static int attach(struct qf *f, int last, enum qd_op_id id, const int *in, int n_in, struct grp *gr,
-		  const Onnx__NodeProto *proto, struct qd_err *err)
+static int attach(struct qd_fuse_index *f, int last, enum qd_op_id id, const int *in, int n_in,
+		  struct grp *gr, const Onnx__NodeProto *proto, struct qd_err *err)
 {
-	struct qd_enode *l = node(f, last);
-	struct qd_enode *fn = qd_fuse_node_new(f->g, gr->cover, gr->nc, n_in,
-					       qd_asprintf("%s (fused %s)", l->name, qd_ops[id].op_type));
-	if (!fn)
-		return qd_err_set(err, QD_ENOMEM, "", "out of memory");
-	fn->proto = proto;
-	fn->op = &qd_ops[id];
-	fn->opset = 1;
-	fn->prof_idx = (int)id;
-	memcpy(fn->in, in, (size_t)n_in * sizeof(int));
-	fn->out[0] = l->out[0];
-	qd_fuse_attach(f->g, fn, last, gr->cover, gr->nc);
-	f->n_fused++;
-	return 0;
+	return qd_fuse_attach_op(f, last, id, proto, in, n_in, gr->cover, gr->nc, err);
 }
 
 /* Common head of a DQ... -> target -> Q group: the Q (and clip) after target i, checked;
  * fills the cover with target, clip, Q. Returns the Q index or -1. */
-static int group_tail(struct qf *f, int i, struct grp *gr)
+static int group_tail(struct qd_fuse_index *f, int i, struct grp *gr)
 {
-	struct qd_enode *t = node(f, i);
+	struct qd_enode *t = qd_fuse_node(f, i);
 	int clip;
 	if (t->n_out != 1)
 		return -1;
 	int qi = q_after(f, t->out[0], &clip);
-	if (qi < 0 || !q_params_ok(f, node(f, qi)))
+	if (qi < 0 || !q_params_ok(f, qd_fuse_node(f, qi)))
 		return -1;
 	gr->nc = 0;
 	gr->cover[gr->nc++] = i;
@@ -350,12 +275,12 @@ static int group_tail(struct qf *f, int i, struct grp *gr)
 }
 
 /* DQ(x) DQ(w) [DQ(b)] -> Conv -> Q. */
-static int fuse_conv(struct qf *f, int i, struct qd_err *err)
+static int fuse_conv(struct qd_fuse_index *f, int i, enum qd_op_id id, struct qd_err *err)
 {
-	struct qd_enode *t = node(f, i);
+	struct qd_enode *t = qd_fuse_node(f, i);
 	struct grp gr;
 	struct dqi x, w, b;
-	int nb = in_at(t, 2);
+	int nb = qd_fuse_in(t, 2);
 	if (t->n_in < 2 || !dq_of(f, t->in[0], &x) || !dq_of(f, t->in[1], &w) || (nb >= 0 && !dq_of(f, nb, &b)))
 		return 0;
 	int qi = group_tail(f, i, &gr);
@@ -364,43 +289,22 @@ static int fuse_conv(struct qf *f, int i, struct qd_err *err)
 	int dti = act_dt_in(f, &x);
 	if (dti != act_dt_out(f, qi) || dti == QD_DT_INT8 || (nb >= 0 && b.dt != QD_DT_INT32))
 		return 0;
-	struct qd_enode *q = node(f, qi);
+	struct qd_enode *q = qd_fuse_node(f, qi);
 	cover_dq(f, &gr, &x);
 	cover_dq(f, &gr, &w);
 	if (nb >= 0)
 		cover_dq(f, &gr, &b);
-	int in[9] = { x.x, x.s, x.z, w.x, w.s, w.z, q->in[1], in_at(q, 2), nb >= 0 ? b.x : -1 };
+	int in[9] = { x.x, x.s, x.z, w.x, w.s, w.z, q->in[1], qd_fuse_in(q, 2), nb >= 0 ? b.x : -1 };
 	return attach(f, qi, QD_OP_QLinearConv, in, nb >= 0 ? 9 : 8, &gr, t->proto, err);
 }
 
-/* DQ(a) DQ(b) -> MatMul -> Q. */
-static int fuse_matmul(struct qf *f, int i, struct qd_err *err)
-{
-	struct qd_enode *t = node(f, i);
-	struct grp gr;
-	struct dqi a, b;
-	if (t->n_in != 2 || !dq_of(f, t->in[0], &a) || !dq_of(f, t->in[1], &b))
-		return 0;
-	int qi = group_tail(f, i, &gr);
-	if (qi < 0 || !dq_act(f, &a) || !is_q8(b.dt))
-		return 0;
-	int dti = act_dt_in(f, &a);
-	if (dti == QD_DT_INT8 || dti != act_dt_out(f, qi))
-		return 0;
-	struct qd_enode *q = node(f, qi);
-	cover_dq(f, &gr, &a);
-	cover_dq(f, &gr, &b);
-	int in[8] = { a.x, a.s, a.z, b.x, b.s, b.z, q->in[1], in_at(q, 2) };
-	return attach(f, qi, QD_OP_QLinearMatMul, in, 8, &gr, t->proto, err);
-}
-
 /* DQ(a) DQ(b) [DQ(c)] -> Gemm [-> Q]. */
-static int fuse_gemm(struct qf *f, int i, struct qd_err *err)
+static int fuse_gemm(struct qd_fuse_index *f, int i, enum qd_op_id id, struct qd_err *err)
 {
-	struct qd_enode *t = node(f, i);
+	struct qd_enode *t = qd_fuse_node(f, i);
 	struct grp gr;
 	struct dqi a, b, c;
-	int nc = in_at(t, 2);
+	int nc = qd_fuse_in(t, 2);
 	if (t->n_in < 2 || t->n_out != 1 || !dq_of(f, t->in[0], &a) || !dq_of(f, t->in[1], &b) ||
 	    (nc >= 0 && !dq_of(f, nc, &c)))
 		return 0;
@@ -414,14 +318,14 @@ static int fuse_gemm(struct qf *f, int i, struct qd_err *err)
 	if (qi >= 0) {
 		if (da != act_dt_out(f, qi))
 			return 0;
-		ys = node(f, qi)->in[1];
-		yz = in_at(node(f, qi), 2);
+		ys = qd_fuse_node(f, qi)->in[1];
+		yz = qd_fuse_in(qd_fuse_node(f, qi), 2);
 		last = qi;
 	} else {
 		/* no Q: fused only when no reader of the output is a Q (ORT then gives up) */
 		int y = t->out[0];
 		for (int k = 0; k < f->g->n_nodes; k++)
-			if (is_q_node(node(f, k)) && node(f, k)->in[0] == y)
+			if (is_q_node(qd_fuse_node(f, k)) && qd_fuse_node(f, k)->in[0] == y)
 				return 0;
 		gr.nc = 0;
 		gr.cover[gr.nc++] = i;
@@ -435,22 +339,27 @@ static int fuse_gemm(struct qf *f, int i, struct qd_err *err)
 	return attach(f, last, QD_OP_QGemm, in, n_in, &gr, t->proto, err);
 }
 
-/* DQ(a) DQ(b) -> Add | Mul -> Q. */
-static int fuse_binary(struct qf *f, int i, enum qd_op_id id, struct qd_err *err)
+/* DQ(a) DQ(b) -> MatMul | Add | Mul -> Q, into id (QLinearMatMul | QLinearAdd | QLinearMul):
+ * MatMul takes a per-channel 8-bit b and no int8 a (x86), Add / Mul two activations of
+ * the output's type. */
+static int fuse_binary(struct qd_fuse_index *f, int i, enum qd_op_id id, struct qd_err *err)
 {
-	struct qd_enode *t = node(f, i);
+	struct qd_enode *t = qd_fuse_node(f, i);
 	struct grp gr;
 	struct dqi a, b;
 	if (t->n_in != 2 || !dq_of(f, t->in[0], &a) || !dq_of(f, t->in[1], &b))
 		return 0;
 	int qi = group_tail(f, i, &gr);
-	if (qi < 0 || !dq_act(f, &a) || !dq_act(f, &b) || act_dt_in(f, &a) != act_dt_in(f, &b) ||
-	    act_dt_in(f, &a) != act_dt_out(f, qi))
+	if (qi < 0 || !dq_act(f, &a))
 		return 0;
-	struct qd_enode *q = node(f, qi);
+	int dti = act_dt_in(f, &a);
+	if (id == QD_OP_QLinearMatMul ? !is_q8(b.dt) || dti == QD_DT_INT8 || dti != act_dt_out(f, qi)
+	    : !dq_act(f, &b) || dti != act_dt_in(f, &b) || dti != act_dt_out(f, qi))
+		return 0;
+	struct qd_enode *q = qd_fuse_node(f, qi);
 	cover_dq(f, &gr, &a);
 	cover_dq(f, &gr, &b);
-	int in[8] = { a.x, a.s, a.z, b.x, b.s, b.z, q->in[1], in_at(q, 2) };
+	int in[8] = { a.x, a.s, a.z, b.x, b.s, b.z, q->in[1], qd_fuse_in(q, 2) };
 	return attach(f, qi, id, in, 8, &gr, t->proto, err);
 }
 
@@ -461,9 +370,9 @@ static void proto_free(void *p)
 }
 
 /* DQ(x) -> unary op -> Q. */
-static int fuse_unary(struct qf *f, int i, enum qd_op_id id, struct qd_err *err)
+static int fuse_unary(struct qd_fuse_index *f, int i, enum qd_op_id id, struct qd_err *err)
 {
-	struct qd_enode *t = node(f, i);
+	struct qd_enode *t = qd_fuse_node(f, i);
 	struct grp gr;
 	struct dqi x;
 	if (t->n_in != 1 || !dq_of(f, t->in[0], &x))
@@ -471,9 +380,9 @@ static int fuse_unary(struct qf *f, int i, enum qd_op_id id, struct qd_err *err)
 	int qi = group_tail(f, i, &gr);
 	if (qi < 0 || !dq_act(f, &x) || act_dt_in(f, &x) != act_dt_out(f, qi))
 		return 0;
-	struct qd_enode *q = node(f, qi);
+	struct qd_enode *q = qd_fuse_node(f, qi);
 	cover_dq(f, &gr, &x);
-	int in[5] = { x.x, x.s, x.z, q->in[1], in_at(q, 2) };
+	int in[5] = { x.x, x.s, x.z, q->in[1], qd_fuse_in(q, 2) };
 	if (id != QD_OP_QLinearSoftmax)
 		return attach(f, qi, id, in, 5, &gr, t->proto, err);
 	Onnx__NodeProto *np = qd_node_new("QLinearSoftmax", "com.microsoft", t->name, NULL, 0, NULL, 0);
@@ -488,15 +397,15 @@ static int fuse_unary(struct qf *f, int i, enum qd_op_id id, struct qd_err *err)
 		qd_node_free(np);
 		return rc;
 	}
-	node(f, qi)->fused->priv = np;
-	node(f, qi)->fused->priv_free = proto_free;
+	qd_fuse_node(f, qi)->fused->priv = np;
+	qd_fuse_node(f, qi)->fused->priv_free = proto_free;
 	return 0;
 }
 
 /* DQ(x1..xn) -> Concat -> Q. */
-static int fuse_concat(struct qf *f, int i, struct qd_err *err)
+static int fuse_concat(struct qd_fuse_index *f, int i, enum qd_op_id id, struct qd_err *err)
 {
-	struct qd_enode *t = node(f, i);
+	struct qd_enode *t = qd_fuse_node(f, i);
 	struct grp gr;
 	struct dqi x[64];
 	if (t->n_in < 1 || t->n_in > 20)
@@ -507,10 +416,10 @@ static int fuse_concat(struct qf *f, int i, struct qd_err *err)
 	int qi = group_tail(f, i, &gr);
 	if (qi < 0 || act_dt_in(f, &x[0]) != act_dt_out(f, qi))
 		return 0;
-	struct qd_enode *q = node(f, qi);
+	struct qd_enode *q = qd_fuse_node(f, qi);
 	int in[2 + 3 * 20];
 	in[0] = q->in[1];
-	in[1] = in_at(q, 2);
+	in[1] = qd_fuse_in(q, 2);
 	for (int k = 0; k < t->n_in; k++) {
 		cover_dq(f, &gr, &x[k]);
 		in[2 + 3 * k] = x[k].x;
@@ -522,11 +431,11 @@ static int fuse_concat(struct qf *f, int i, struct qd_err *err)
 
 /* Same constant scalar scale and zero point on Q and DQ (ORT's IsQDQPairSupported: both
  * with explicit zero points). */
-static bool same_qparams(struct qf *f, struct qd_enode *q, const struct dqi *d, bool positive)
+static bool same_qparams(struct qd_fuse_index *f, struct qd_enode *q, const struct dqi *d, bool positive)
 {
-	int qz = in_at(q, 2);
-	const struct qd_tensor *qs = const_t(f, q->in[1]), *ds = const_t(f, d->s);
-	const struct qd_tensor *qzt = const_t(f, qz), *dzt = const_t(f, d->z);
+	int qz = qd_fuse_in(q, 2);
+	const struct qd_tensor *qs = qd_fuse_const(f, q->in[1]), *ds = qd_fuse_const(f, d->s);
+	const struct qd_tensor *qzt = qd_fuse_const(f, qz), *dzt = qd_fuse_const(f, d->z);
 	if (!qs || !ds || !qzt || !dzt || qd_tensor_count(qs) != 1 || qd_tensor_count(ds) != 1 ||
 	    qd_tensor_count(qzt) != 1 || qd_tensor_count(dzt) != 1 || qs->dtype != QD_DT_FLOAT ||
 	    ds->dtype != QD_DT_FLOAT || qzt->dtype != dzt->dtype)
@@ -536,9 +445,9 @@ static bool same_qparams(struct qf *f, struct qd_enode *q, const struct dqi *d, 
 }
 
 /* DQ(x) -> data-movement op -> Q with equal parameters: the op on the 8-bit data. */
-static int fuse_drop(struct qf *f, int i, bool positive, struct qd_err *err)
+static int fuse_drop(struct qd_fuse_index *f, int i, bool positive, struct qd_err *err)
 {
-	struct qd_enode *t = node(f, i);
+	struct qd_enode *t = qd_fuse_node(f, i);
 	struct dqi x;
 	int clip;
 	if (t->n_in < 1 || t->n_out != 1 || !dq_of(f, t->in[0], &x) || !is_q8(x.dt))
@@ -548,27 +457,74 @@ static int fuse_drop(struct qf *f, int i, bool positive, struct qd_err *err)
 			return 0;
 	int qi = q_after(f, t->out[0], &clip);
 	if (qi < 0 || clip >= 0 || act_dt_out(f, qi) != act_dt_in(f, &x) ||
-	    !same_qparams(f, node(f, qi), &x, positive) || !(t->op->types & QD_TM(x.dt)))
+	    !same_qparams(f, qd_fuse_node(f, qi), &x, positive) || !(t->op->types & QD_TM(x.dt)))
 		return 0;
 	struct grp gr = { .nc = 0 };
 	gr.cover[gr.nc++] = i;
 	gr.cover[gr.nc++] = qi;
 	cover_dq(f, &gr, &x);
-	struct qd_enode *fn = qd_fuse_node_new(f->g, gr.cover, gr.nc, t->n_in,
-					       qd_asprintf("%s (fused 8-bit)", t->name));
+	struct qd_enode *fn = qd_fuse_node_like(f->g, t, gr.cover, gr.nc, t->n_in,
+						qd_asprintf("%s (fused 8-bit)", t->name));
 	if (!fn)
 		return qd_err_set(err, QD_ENOMEM, "", "out of memory");
-	fn->proto = t->proto;
-	fn->op = t->op;
-	fn->opset = t->opset;
-	fn->prof_idx = t->prof_idx;
-	memcpy(fn->in, t->in, (size_t)t->n_in * sizeof(int));
 	fn->in[0] = x.x;
-	fn->out[0] = node(f, qi)->out[0];
+	fn->out[0] = qd_fuse_node(f, qi)->out[0];
 	qd_fuse_attach(f->g, fn, qi, gr.cover, gr.nc);
 	f->n_fused++;
 	return 0;
 }
+
+/* DQ(x) -> data-movement op -> Q; ReduceMax / ReduceMin need a positive scale; Resize only
+ * in nearest mode. */
+static int fuse_drop_any(struct qd_fuse_index *f, int i, enum qd_op_id id, struct qd_err *err)
+{
+	return fuse_drop(f, i, false, err);
+}
+
+static int fuse_drop_positive(struct qd_fuse_index *f, int i, enum qd_op_id id, struct qd_err *err)
+{
+	return fuse_drop(f, i, true, err);
+}
+
+static int fuse_drop_nearest(struct qd_fuse_index *f, int i, enum qd_op_id id, struct qd_err *err)
+{
+	const char *mode = qd_node_attr_string(qd_fuse_node(f, i)->proto, "mode", "nearest");
+	return strcmp(mode, "nearest") ? 0 : fuse_drop(f, i, false, err);
+}
+
+/* The groups, by the op they are found from: the function that fuses one and the QLinear
+ * op it becomes (binary and unary groups). How to add a group: a fuse_* function with
+ * this signature and a row here (the engine must run the QLinear op: engine/ops_quant.def). */
+static const struct qdq_group {
+	enum qd_op_id target;
+	int (*fuse)(struct qd_fuse_index *f, int i, enum qd_op_id qop, struct qd_err *err);
+	enum qd_op_id qop;
+} qdq_groups[] = {
+	{ QD_OP_Conv, fuse_conv, 0 },
+	{ QD_OP_MatMul, fuse_binary, QD_OP_QLinearMatMul },
+	{ QD_OP_Gemm, fuse_gemm, 0 },
+	{ QD_OP_Add, fuse_binary, QD_OP_QLinearAdd },
+	{ QD_OP_Mul, fuse_binary, QD_OP_QLinearMul },
+	{ QD_OP_Sigmoid, fuse_unary, QD_OP_QLinearSigmoid },
+	{ QD_OP_LeakyRelu, fuse_unary, QD_OP_QLinearLeakyRelu },
+	{ QD_OP_AveragePool, fuse_unary, QD_OP_QLinearAveragePool },
+	{ QD_OP_GlobalAveragePool, fuse_unary, QD_OP_QLinearGlobalAveragePool },
+	{ QD_OP_Softmax, fuse_unary, QD_OP_QLinearSoftmax },
+	{ QD_OP_Concat, fuse_concat, 0 },
+	{ QD_OP_Reshape, fuse_drop_any, 0 },
+	{ QD_OP_Transpose, fuse_drop_any, 0 },
+	{ QD_OP_Squeeze, fuse_drop_any, 0 },
+	{ QD_OP_Unsqueeze, fuse_drop_any, 0 },
+	{ QD_OP_Flatten, fuse_drop_any, 0 },
+	{ QD_OP_Slice, fuse_drop_any, 0 },
+	{ QD_OP_Gather, fuse_drop_any, 0 },
+	{ QD_OP_GatherElements, fuse_drop_any, 0 },
+	{ QD_OP_Expand, fuse_drop_any, 0 },
+	{ QD_OP_Tile, fuse_drop_any, 0 },
+	{ QD_OP_Resize_10, fuse_drop_nearest, 0 },
+	{ QD_OP_ReduceMax, fuse_drop_positive, 0 },
+	{ QD_OP_ReduceMin, fuse_drop_positive, 0 },
+};
 
 /* ---- after the groups: orphaned DQs, free lists ---- */
 
@@ -590,7 +546,7 @@ static int push_free(struct qd_enode *n, int id)
 
 /* Whether slot id is still read: a graph output, a subgraph read, or an input of a node
  * that runs (the fused form where there is one). */
-static bool has_live_reader(struct qf *f, int id)
+static bool has_live_reader(struct qd_fuse_index *f, int id)
 {
 	struct qd_egraph *g = f->g;
 	if (f->is_out[id])
@@ -609,7 +565,7 @@ static bool has_live_reader(struct qf *f, int id)
 
 /* DQs kept for readers that are all fused now: skipped, their frees moved to the next node
  * that runs. Then every free moves to the last running node reading the slot, if later. */
-static int fix_plan(struct qf *f, struct qd_err *err)
+static int fix_plan(struct qd_fuse_index *f, struct qd_err *err)
 {
 	struct qd_egraph *g = f->g;
 	for (int i = 0; i < g->n_nodes; i++) {
@@ -656,64 +612,21 @@ static int fix_plan(struct qf *f, struct qd_err *err)
 
 int qd_fuse_qdq_graph(struct qd_engine *e, struct qd_egraph *g, struct qd_err *err)
 {
-	struct qf f = { e, g, NULL, NULL, NULL, NULL, 0 };
-	int rc = 0, ns = e->n_slots;
+	struct qd_fuse_index f = { 0 };
+	int rc;
 	if (!g || !g->n_nodes || getenv("QUANTD_NO_FUSE"))
 		return 0;
-	f.uses = calloc((size_t)ns + 1, sizeof(int));
-	f.cons = malloc(((size_t)ns + 1) * sizeof(int));
-	f.prod = malloc(((size_t)ns + 1) * sizeof(int));
-	f.is_out = calloc((size_t)ns + 1, sizeof(bool));
-	if (!f.uses || !f.cons || !f.prod || !f.is_out) {
-		rc = qd_err_set(err, QD_ENOMEM, "", "out of memory");
+	if ((rc = qd_fuse_index_init(&f, e, g, err)))
 		goto out;
-	}
-	for (int k = 0; k < ns; k++)
-		f.cons[k] = f.prod[k] = -1;
-	count_uses(&f, g, true);
-	for (int k = 0; k < g->n_outputs; k++)
-		f.is_out[g->outputs[k]] = true;
-	for (int i = 0; i < g->n_nodes && !rc; i++) {
-		struct qd_enode *n = &g->nodes[i];
-		if (n->fused || n->fuse_skip)
-			continue;
-		if (is_op(n, QD_OP_Conv))
-			rc = fuse_conv(&f, i, err);
-		else if (is_op(n, QD_OP_MatMul))
-			rc = fuse_matmul(&f, i, err);
-		else if (is_op(n, QD_OP_Gemm))
-			rc = fuse_gemm(&f, i, err);
-		else if (is_op(n, QD_OP_Add))
-			rc = fuse_binary(&f, i, QD_OP_QLinearAdd, err);
-		else if (is_op(n, QD_OP_Mul))
-			rc = fuse_binary(&f, i, QD_OP_QLinearMul, err);
-		else if (is_op(n, QD_OP_Sigmoid))
-			rc = fuse_unary(&f, i, QD_OP_QLinearSigmoid, err);
-		else if (is_op(n, QD_OP_LeakyRelu))
-			rc = fuse_unary(&f, i, QD_OP_QLinearLeakyRelu, err);
-		else if (is_op(n, QD_OP_AveragePool))
-			rc = fuse_unary(&f, i, QD_OP_QLinearAveragePool, err);
-		else if (is_op(n, QD_OP_GlobalAveragePool))
-			rc = fuse_unary(&f, i, QD_OP_QLinearGlobalAveragePool, err);
-		else if (is_op(n, QD_OP_Softmax))
-			rc = fuse_unary(&f, i, QD_OP_QLinearSoftmax, err);
-		else if (is_op(n, QD_OP_Concat))
-			rc = fuse_concat(&f, i, err);
-		else if (is_op(n, QD_OP_Reshape) || is_op(n, QD_OP_Transpose) || is_op(n, QD_OP_Squeeze) ||
-			 is_op(n, QD_OP_Unsqueeze) || is_op(n, QD_OP_Flatten) || is_op(n, QD_OP_Slice) ||
-			 is_op(n, QD_OP_Gather) || is_op(n, QD_OP_GatherElements) || is_op(n, QD_OP_Expand) ||
-			 is_op(n, QD_OP_Tile) ||
-			 (is_op(n, QD_OP_Resize_10) && !strcmp(qd_node_attr_string(n->proto, "mode", "nearest"), "nearest")))
-			rc = fuse_drop(&f, i, false, err);
-		else if (is_op(n, QD_OP_ReduceMax) || is_op(n, QD_OP_ReduceMin))
-			rc = fuse_drop(&f, i, true, err);
-	}
+	for (int i = 0; i < g->n_nodes && !rc; i++)
+		for (size_t k = 0; k < QD_ARRAY_LEN(qdq_groups); k++)
+			if (qd_fuse_is_op(&g->nodes[i], qdq_groups[k].target)) {
+				rc = qdq_groups[k].fuse(&f, i, qdq_groups[k].qop, err);
+				break;
+			}
 	if (!rc && f.n_fused)
 		rc = fix_plan(&f, err);
 out:
-	free(f.uses);
-	free(f.cons);
-	free(f.prod);
-	free(f.is_out);
+	qd_fuse_index_free(&f);
 	return rc;
 }
