@@ -16,40 +16,55 @@ static uint64_t hash_str(const char *s)
 	return h;
 }
 
-static int strmap_grow(struct qd_strmap *m)
+/* The table under both maps: keys[cap] (NULL = empty) beside cap values of vsz bytes, cap
+ * a power of two, linear probing. The slot holding key, or the empty slot it goes in. */
+static size_t tab_slot(const char *const *keys, size_t cap, const char *key)
 {
-	size_t nc = m->cap ? m->cap * 2 : 64;
+	size_t j = hash_str(key) & (cap - 1);
+	while (keys[j] && strcmp(keys[j], key))
+		j = (j + 1) & (cap - 1);
+	return j;
+}
+
+/* Double the table (`first` slots when empty), rehashing keys and values. */
+static int tab_grow(const char ***keys, unsigned char **vals, size_t vsz, size_t *cap, size_t first)
+{
+	size_t nc = *cap ? *cap * 2 : first;
 	const char **nk = calloc(nc, sizeof *nk);
-	void **nv = calloc(nc, sizeof *nv);
+	unsigned char *nv = calloc(nc, vsz);
 	if (!nk || !nv) {
 		free(nk);
 		free(nv);
 		return -QD_ENOMEM;
 	}
-	for (size_t i = 0; i < m->cap; i++) {
-		if (!m->keys[i])
+	for (size_t i = 0; i < *cap; i++) {
+		if (!(*keys)[i])
 			continue;
-		size_t j = hash_str(m->keys[i]) & (nc - 1);
-		while (nk[j])
-			j = (j + 1) & (nc - 1);
-		nk[j] = m->keys[i];
-		nv[j] = m->vals[i];
+		size_t j = tab_slot(nk, nc, (*keys)[i]);
+		nk[j] = (*keys)[i];
+		memcpy(nv + j * vsz, *vals + i * vsz, vsz);
 	}
-	free(m->keys);
-	free(m->vals);
-	m->keys = nk;
-	m->vals = nv;
-	m->cap = nc;
+	free(*keys);
+	free(*vals);
+	*keys = nk;
+	*vals = nv;
+	*cap = nc;
 	return 0;
+}
+
+static int strmap_grow(struct qd_strmap *m)
+{
+	unsigned char *v = (unsigned char *)m->vals;
+	int rc = tab_grow(&m->keys, &v, sizeof *m->vals, &m->cap, 64);
+	m->vals = (void **)v;
+	return rc;
 }
 
 int qd_strmap_put(struct qd_strmap *m, const char *key, void *val)
 {
 	if ((m->len + 1) * 2 > m->cap && strmap_grow(m))
 		return -QD_ENOMEM;
-	size_t j = hash_str(key) & (m->cap - 1);
-	while (m->keys[j] && strcmp(m->keys[j], key))
-		j = (j + 1) & (m->cap - 1);
+	size_t j = tab_slot(m->keys, m->cap, key);
 	if (!m->keys[j]) {
 		m->keys[j] = key;
 		m->len++;
@@ -62,17 +77,64 @@ void **qd_strmap_get(const struct qd_strmap *m, const char *key)
 {
 	if (!m->cap || !key)
 		return NULL;
-	size_t j = hash_str(key) & (m->cap - 1);
-	while (m->keys[j]) {
-		if (!strcmp(m->keys[j], key))
-			return &m->vals[j];
-		j = (j + 1) & (m->cap - 1);
-	}
-	return NULL;
+	size_t j = tab_slot(m->keys, m->cap, key);
+	return m->keys[j] ? &m->vals[j] : NULL;
 }
 
 void qd_strmap_free(struct qd_strmap *m)
 {
+	free(m->keys);
+	free(m->vals);
+	memset(m, 0, sizeof *m);
+}
+
+/* ---- name map (keys owned) ---- */
+long *qd_namemap_get(const struct qd_namemap *m, const char *name)
+{
+	if (!m->cap || !name)
+		return NULL;
+	size_t j = tab_slot(m->keys, m->cap, name);
+	return m->keys[j] ? &m->vals[j] : NULL;
+}
+
+int qd_namemap_put(struct qd_namemap *m, const char *name, long v)
+{
+	long *p = qd_namemap_get(m, name);
+	if (p) {
+		*p = v;
+		return 0;
+	}
+	if ((m->len + 1) * 2 > m->cap) {
+		unsigned char *vals = (unsigned char *)m->vals;
+		int rc = tab_grow(&m->keys, &vals, sizeof *m->vals, &m->cap, 256);
+		m->vals = (long *)vals;
+		if (rc)
+			return rc;
+	}
+	char *copy = strdup(name);
+	if (!copy)
+		return -QD_ENOMEM;
+	size_t j = tab_slot(m->keys, m->cap, name);
+	m->keys[j] = copy;
+	m->vals[j] = v;
+	m->len++;
+	return 0;
+}
+
+int qd_namemap_add(struct qd_namemap *m, const char *name, long d)
+{
+	long *p = qd_namemap_get(m, name);
+	if (p) {
+		*p += d;
+		return 0;
+	}
+	return qd_namemap_put(m, name, d);
+}
+
+void qd_namemap_free(struct qd_namemap *m)
+{
+	for (size_t i = 0; i < m->cap; i++)
+		free((char *)m->keys[i]);
 	free(m->keys);
 	free(m->vals);
 	memset(m, 0, sizeof *m);

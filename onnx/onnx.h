@@ -140,6 +140,23 @@ int qd_graph_remove_unused_initializers(Onnx__GraphProto *g);
 /* Reorder g->node topologically (stable). Error on cycle. */
 int qd_graph_toposort(Onnx__GraphProto *g, struct qd_err *err);
 
+/* ---- name map ---- */
+/* Names -> long, owning copies of the names (onnx/node.c: the same open-addressing table
+ * as the onnx/ string map). Zero-initialised it is empty; a name set is a map whose
+ * values are not read. */
+struct qd_namemap {
+	const char **keys;    /* new (owned), NULL = empty slot */
+	long *vals;
+	size_t cap, len;
+};
+/* The value of name (borrow, valid until the next put), NULL if absent or name is NULL. */
+long *qd_namemap_get(const struct qd_namemap *m, const char *name);
+/* name = v (added with a copy of name when absent). 0 or -QD_ENOMEM. */
+int qd_namemap_put(struct qd_namemap *m, const char *name, long v);
+/* name += d (an absent name counts as 0). 0 or -QD_ENOMEM. */
+int qd_namemap_add(struct qd_namemap *m, const char *name, long d);
+void qd_namemap_free(struct qd_namemap *m);
+
 /* ---- graph index ---- */
 /* Name → producer / consumers / initializer / value_info, topological order, unique names.
  * parent: index of the enclosing graph for subgraphs (outer-scope lookups), or NULL.

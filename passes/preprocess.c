@@ -33,91 +33,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- name -> long map (keys owned) ---- */
-struct smap { char **keys; long *vals; size_t cap, len; };
-
-static uint64_t sm_hash(const char *s)
-{
-	uint64_t h = 1469598103934665603ull;
-	while (*s)
-		h = (h ^ (uint8_t)*s++) * 1099511628211ull;
-	return h;
-}
-
-static long *sm_get(const struct smap *m, const char *k)
-{
-	if (!m->cap || !k)
-		return NULL;
-	for (size_t i = sm_hash(k) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
-		if (!m->keys[i])
-			return NULL;
-		if (!strcmp(m->keys[i], k))
-			return &m->vals[i];
-	}
-}
-
-static int sm_put(struct smap *m, const char *k, long v)
-{
-	long *p = sm_get(m, k);
-	if (p) {
-		*p = v;
-		return 0;
-	}
-	if ((m->len + 1) * 2 > m->cap) {
-		size_t nc = m->cap ? m->cap * 2 : 256;
-		char **nk = calloc(nc, sizeof *nk);
-		long *nv = calloc(nc, sizeof *nv);
-		if (!nk || !nv) {
-			free(nk);
-			free(nv);
-			return -QD_ENOMEM;
-		}
-		for (size_t i = 0; i < m->cap; i++) {
-			if (!m->keys[i])
-				continue;
-			size_t j = sm_hash(m->keys[i]) & (nc - 1);
-			while (nk[j])
-				j = (j + 1) & (nc - 1);
-			nk[j] = m->keys[i];
-			nv[j] = m->vals[i];
-		}
-		free(m->keys);
-		free(m->vals);
-		m->keys = nk;
-		m->vals = nv;
-		m->cap = nc;
-	}
-	char *kd = strdup(k);
-	if (!kd)
-		return -QD_ENOMEM;
-	size_t i = sm_hash(k) & (m->cap - 1);
-	while (m->keys[i])
-		i = (i + 1) & (m->cap - 1);
-	m->keys[i] = kd;
-	m->vals[i] = v;
-	m->len++;
-	return 0;
-}
-
-static int sm_add(struct smap *m, const char *k, long d)
-{
-	long *p = sm_get(m, k);
-	if (p) {
-		*p += d;
-		return 0;
-	}
-	return sm_put(m, k, d);
-}
-
-static void sm_free(struct smap *m)
-{
-	for (size_t i = 0; i < m->cap; i++)
-		free(m->keys[i]);
-	free(m->keys);
-	free(m->vals);
-	memset(m, 0, sizeof *m);
-}
-
 /* ---- context ---- */
 struct pp {
 	struct qd_model *m;
@@ -160,33 +75,25 @@ static bool has_subgraph(const Onnx__NodeProto *n)
 	return false;
 }
 
+static int node_uses(const Onnx__NodeProto *n, struct qd_namemap *uses, long d);
+
 /* Every name a subgraph of n reads (over-approximation: all its node inputs and outputs). */
-static int add_subgraph_reads(const Onnx__GraphProto *sg, struct smap *uses, long d)
+static int add_subgraph_reads(const Onnx__GraphProto *sg, struct qd_namemap *uses, long d)
 {
-	for (size_t i = 0; i < sg->n_node; i++) {
-		const Onnx__NodeProto *n = sg->node[i];
-		for (size_t k = 0; k < n->n_input; k++)
-			if (*n->input[k] && sm_add(uses, n->input[k], d))
-				return -QD_ENOMEM;
-		for (size_t a = 0; a < n->n_attribute; a++) {
-			const Onnx__AttributeProto *at = n->attribute[a];
-			if (at->g && add_subgraph_reads(at->g, uses, d))
-				return -QD_ENOMEM;
-			for (size_t k = 0; k < at->n_graphs; k++)
-				if (add_subgraph_reads(at->graphs[k], uses, d))
-					return -QD_ENOMEM;
-		}
-	}
+	for (size_t i = 0; i < sg->n_node; i++)
+		if (node_uses(sg->node[i], uses, d))
+			return -QD_ENOMEM;
 	for (size_t i = 0; i < sg->n_output; i++)
-		if (sg->output[i]->name && sm_add(uses, sg->output[i]->name, d))
+		if (sg->output[i]->name && qd_namemap_add(uses, sg->output[i]->name, d))
 			return -QD_ENOMEM;
 	return 0;
 }
 
-static int node_uses(const Onnx__NodeProto *n, struct smap *uses, long d)
+/* The names node n reads: its inputs and, through its subgraphs, theirs. */
+static int node_uses(const Onnx__NodeProto *n, struct qd_namemap *uses, long d)
 {
 	for (size_t k = 0; k < n->n_input; k++)
-		if (*n->input[k] && sm_add(uses, n->input[k], d))
+		if (*n->input[k] && qd_namemap_add(uses, n->input[k], d))
 			return -QD_ENOMEM;
 	for (size_t a = 0; a < n->n_attribute; a++) {
 		const Onnx__AttributeProto *at = n->attribute[a];
@@ -203,36 +110,36 @@ static int node_uses(const Onnx__NodeProto *n, struct smap *uses, long d)
 
 /* uses[name] = number of reads (node inputs, subgraph reads) + GRAPH_OUTPUT_USE if a graph
  * output */
-static int build_uses(const Onnx__GraphProto *g, struct smap *uses)
+static int build_uses(const Onnx__GraphProto *g, struct qd_namemap *uses)
 {
 	for (size_t i = 0; i < g->n_node; i++)
 		if (node_uses(g->node[i], uses, 1))
 			return -QD_ENOMEM;
 	for (size_t i = 0; i < g->n_output; i++)
-		if (g->output[i]->name && sm_add(uses, g->output[i]->name, GRAPH_OUTPUT_USE))
+		if (g->output[i]->name && qd_namemap_add(uses, g->output[i]->name, GRAPH_OUTPUT_USE))
 			return -QD_ENOMEM;
 	return 0;
 }
 
 /* consts[name] = initializer index for the initializers that count as constant */
-static int build_consts(struct pp *p, struct smap *consts)
+static int build_consts(struct pp *p, struct qd_namemap *consts)
 {
 	Onnx__GraphProto *g = p->g;
-	struct smap inputs = { 0 };
+	struct qd_namemap inputs = { 0 };
 	bool overridable = !p->m->proto->has_ir_version || p->m->proto->ir_version >= 4;
 	int rc = 0;
 	for (size_t i = 0; i < g->n_input && overridable; i++)
-		if (g->input[i]->name && (rc = sm_put(&inputs, g->input[i]->name, 1)))
+		if (g->input[i]->name && (rc = qd_namemap_put(&inputs, g->input[i]->name, 1)))
 			goto out;
 	for (size_t i = 0; i < g->n_initializer; i++) {
 		const char *nm = g->initializer[i]->name;
-		if (!nm || sm_get(&inputs, nm))
+		if (!nm || qd_namemap_get(&inputs, nm))
 			continue;
-		if ((rc = sm_put(consts, nm, (long)i)))
+		if ((rc = qd_namemap_put(consts, nm, (long)i)))
 			goto out;
 	}
 out:
-	sm_free(&inputs);
+	qd_namemap_free(&inputs);
 	return rc;
 }
 
@@ -266,7 +173,7 @@ static const char *const no_fold_ops[] = {
 	"Bernoulli", "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear",
 };
 
-static bool foldable(const Onnx__NodeProto *n, const struct smap *consts)
+static bool foldable(const Onnx__NodeProto *n, const struct qd_namemap *consts)
 {
 	if (!n->op_type || has_subgraph(n))
 		return false;
@@ -279,7 +186,7 @@ static bool foldable(const Onnx__NodeProto *n, const struct smap *consts)
 	if (!named)
 		return false;
 	for (size_t k = 0; k < n->n_input; k++)
-		if (*n->input[k] && !sm_get(consts, n->input[k]))
+		if (*n->input[k] && !qd_namemap_get(consts, n->input[k]))
 			return false;
 	return true;
 }
@@ -287,7 +194,7 @@ static bool foldable(const Onnx__NodeProto *n, const struct smap *consts)
 /* Runs n alone on its initializers. On success *outs (n_out entries, NULL for unnamed
  * outputs) are new initializers. Returns 0, or > 0 when the node is not folded (reason in
  * why), < 0 on out of memory. */
-static int fold_one(struct pp *p, Onnx__NodeProto *n, const struct smap *consts,
+static int fold_one(struct pp *p, Onnx__NodeProto *n, const struct qd_namemap *consts,
 		    Onnx__TensorProto ***outs, char *why, size_t why_len)
 {
 	Onnx__ModelProto *mp = p->m->proto;
@@ -318,7 +225,7 @@ static int fold_one(struct pp *p, Onnx__NodeProto *n, const struct smap *consts,
 	for (size_t k = 0; k < n->n_input; k++) {
 		if (!*n->input[k])
 			continue;
-		Onnx__TensorProto *t = p->g->initializer[*sm_get(consts, n->input[k])];
+		Onnx__TensorProto *t = p->g->initializer[*qd_namemap_get(consts, n->input[k])];
 		bool dup = false;
 		for (size_t j = 0; j < ni; j++)
 			dup |= inits[j] == t;
@@ -396,7 +303,7 @@ out:
 static int fold_constants(struct pp *p, long *folded)
 {
 	Onnx__GraphProto *g = p->g;
-	struct smap consts = { 0 };
+	struct qd_namemap consts = { 0 };
 	bool *drop = calloc(g->n_node + 1, sizeof *drop);
 	long skipped = 0;
 	int rc = 0;
@@ -431,7 +338,7 @@ static int fold_constants(struct pp *p, long *folded)
 				rc = oom(p, "constant folding");
 				goto out;
 			}
-			if (sm_put(&consts, outs[k]->name, (long)g->n_initializer - 1)) {
+			if (qd_namemap_put(&consts, outs[k]->name, (long)g->n_initializer - 1)) {
 				for (size_t j = k + 1; j < n->n_output; j++)
 					qd_tensor_free(outs[j]);
 				free(outs);
@@ -450,21 +357,21 @@ static int fold_constants(struct pp *p, long *folded)
 		     "run them or outputs too large)", skipped);
 out:
 	free(drop);
-	sm_free(&consts);
+	qd_namemap_free(&consts);
 	return rc;
 }
 
 /* ---- 3. BatchNormalization into Conv / ConvTranspose / Gemm ---- */
 struct bn_ctx {
 	struct pp *p;
-	struct smap uses, consts, prod, names;
+	struct qd_namemap uses, consts, prod, names;
 };
 
 /* float32 values of constant initializer name with exactly count elements, new. */
 static float *const_floats(struct bn_ctx *c, const char *name, int64_t count, bool need_f32,
 			   const Onnx__TensorProto **tp)
 {
-	long *ix = name && *name ? sm_get(&c->consts, name) : NULL;
+	long *ix = name && *name ? qd_namemap_get(&c->consts, name) : NULL;
 	if (!ix)
 		return NULL;
 	const Onnx__TensorProto *t = c->p->g->initializer[*ix];
@@ -487,11 +394,11 @@ static float *const_floats(struct bn_ctx *c, const char *name, int64_t count, bo
 static char *fresh_name(struct bn_ctx *c, const char *base)
 {
 	char *s = qd_strdup(base);
-	for (long k = 1; s && sm_get(&c->names, s); k++) {
+	for (long k = 1; s && qd_namemap_get(&c->names, s); k++) {
 		free(s);
 		s = qd_asprintf("%s_%ld", base, k);
 	}
-	if (s && sm_put(&c->names, s, 1)) {
+	if (s && qd_namemap_put(&c->names, s, 1)) {
 		free(s);
 		return NULL;
 	}
@@ -505,8 +412,8 @@ static int set_weight(struct bn_ctx *c, Onnx__NodeProto *P, size_t idx, const ch
 {
 	Onnx__GraphProto *g = c->p->g;
 	const char *old = idx < P->n_input && *P->input[idx] ? P->input[idx] : NULL;
-	long *ix = old ? sm_get(&c->consts, old) : NULL;
-	long *u = old ? sm_get(&c->uses, old) : NULL;
+	long *ix = old ? qd_namemap_get(&c->consts, old) : NULL;
+	long *u = old ? qd_namemap_get(&c->uses, old) : NULL;
 	if (ix && u && *u == 1) {
 		Onnx__TensorProto *t = qd_tensor_new(old, QD_DT_FLOAT, dims, ndims, data,
 						     (size_t)count * sizeof(float));
@@ -529,7 +436,7 @@ static int set_weight(struct bn_ctx *c, Onnx__NodeProto *P, size_t idx, const ch
 		free(nm);
 		return -QD_ENOMEM;
 	}
-	if (sm_put(&c->consts, nm, (long)g->n_initializer - 1) || sm_add(&c->uses, nm, 1)) {
+	if (qd_namemap_put(&c->consts, nm, (long)g->n_initializer - 1) || qd_namemap_add(&c->uses, nm, 1)) {
 		free(nm);
 		return -QD_ENOMEM;
 	}
@@ -550,7 +457,7 @@ static int set_weight(struct bn_ctx *c, Onnx__NodeProto *P, size_t idx, const ch
 		P->input[P->n_input++] = nm;
 	} else {
 		if (old)
-			sm_add(&c->uses, old, -1);
+			qd_namemap_add(&c->uses, old, -1);
 		free(P->input[idx]);
 		P->input[idx] = nm;
 	}
@@ -568,12 +475,12 @@ static int fold_bn_one(struct bn_ctx *c, Onnx__NodeProto *bn)
 	if (qd_node_attr_int(bn, "training_mode", 0) || (opset < 9 && !qd_node_attr_int(bn, "spatial", 1)))
 		return 1;
 	for (size_t k = 1; k < bn->n_output; k++) {
-		long *u = *bn->output[k] ? sm_get(&c->uses, bn->output[k]) : NULL;
+		long *u = *bn->output[k] ? qd_namemap_get(&c->uses, bn->output[k]) : NULL;
 		if (u && *u)
 			return 1;
 	}
 	const char *X = bn->input[0];
-	long *pi = sm_get(&c->prod, X), *xu = sm_get(&c->uses, X);
+	long *pi = qd_namemap_get(&c->prod, X), *xu = qd_namemap_get(&c->uses, X);
 	if (!pi || !xu || *xu != 1)
 		return 1;
 	Onnx__NodeProto *P = g->node[*pi];
@@ -676,7 +583,7 @@ static int fold_bn_one(struct bn_ctx *c, Onnx__NodeProto *bn)
 	if (!y)
 		goto out;
 	drop_value_info(g, X);
-	sm_put(&c->prod, y, *pi);
+	qd_namemap_put(&c->prod, y, *pi);
 	free(P->output[0]);
 	P->output[0] = y;
 	node_uses(bn, &c->uses, -1);
@@ -703,16 +610,16 @@ static int fold_batchnorms(struct pp *p, long *folded)
 	if (!drop || build_uses(g, &c.uses) || build_consts(p, &c.consts))
 		goto nomem;
 	for (size_t i = 0; i < g->n_initializer; i++)
-		if (g->initializer[i]->name && sm_put(&c.names, g->initializer[i]->name, 1))
+		if (g->initializer[i]->name && qd_namemap_put(&c.names, g->initializer[i]->name, 1))
 			goto nomem;
 	for (size_t i = 0; i < g->n_input; i++)
-		if (g->input[i]->name && sm_put(&c.names, g->input[i]->name, 1))
+		if (g->input[i]->name && qd_namemap_put(&c.names, g->input[i]->name, 1))
 			goto nomem;
 	for (size_t i = 0; i < g->n_node; i++) {
 		Onnx__NodeProto *n = g->node[i];
 		for (size_t k = 0; k < n->n_output; k++)
-			if (*n->output[k] && (sm_put(&c.prod, n->output[k], (long)i) ||
-					      sm_put(&c.names, n->output[k], 1)))
+			if (*n->output[k] && (qd_namemap_put(&c.prod, n->output[k], (long)i) ||
+					      qd_namemap_put(&c.names, n->output[k], 1)))
 				goto nomem;
 		if (node_uses(n, &c.names, 0))
 			goto nomem;
@@ -736,10 +643,10 @@ nomem:
 	rc = oom(p, "batchnorm folding");
 out:
 	free(drop);
-	sm_free(&c.uses);
-	sm_free(&c.consts);
-	sm_free(&c.prod);
-	sm_free(&c.names);
+	qd_namemap_free(&c.uses);
+	qd_namemap_free(&c.consts);
+	qd_namemap_free(&c.prod);
+	qd_namemap_free(&c.names);
 	return rc;
 }
 
@@ -747,7 +654,7 @@ out:
 static int remove_dead(struct pp *p, long *removed)
 {
 	Onnx__GraphProto *g = p->g;
-	struct smap uses = { 0 };
+	struct qd_namemap uses = { 0 };
 	bool *drop = calloc(g->n_node + 1, sizeof *drop);
 	int rc = 0;
 	if (!drop || build_uses(g, &uses)) {
@@ -758,7 +665,7 @@ static int remove_dead(struct pp *p, long *removed)
 		Onnx__NodeProto *n = g->node[i];
 		bool used = false;
 		for (size_t k = 0; k < n->n_output && !used; k++) {
-			long *u = *n->output[k] ? sm_get(&uses, n->output[k]) : NULL;
+			long *u = *n->output[k] ? qd_namemap_get(&uses, n->output[k]) : NULL;
 			used = u && *u > 0;
 		}
 		if (used)
@@ -774,7 +681,7 @@ static int remove_dead(struct pp *p, long *removed)
 		qd_graph_remove_nodes(g, drop);
 out:
 	free(drop);
-	sm_free(&uses);
+	qd_namemap_free(&uses);
 	return rc;
 }
 
@@ -786,7 +693,7 @@ struct obs {
 
 struct infer {
 	struct pp *p;
-	struct smap idx;     /* main-graph node output name -> index into o[] */
+	struct qd_namemap idx;     /* main-graph node output name -> index into o[] */
 	const Onnx__NodeProto **prod;   /* producer of o[i] */
 	struct obs *o;
 	bool *seen[2];
@@ -797,7 +704,7 @@ struct infer {
 static void infer_hook(void *ud, const Onnx__NodeProto *node, const struct qd_tensor *t)
 {
 	struct infer *in = ud;
-	long *ix = t->name ? sm_get(&in->idx, t->name) : NULL;
+	long *ix = t->name ? qd_namemap_get(&in->idx, t->name) : NULL;
 	if (!ix || in->prod[*ix] != node)
 		return;   /* a subgraph's tensor */
 	struct obs *o = &in->o[*ix];
@@ -1055,7 +962,7 @@ static int infer_types(struct pp *p, long *typed)
 			const char *nm = g->node[i]->output[k];
 			if (!*nm)
 				continue;
-			if (sm_put(&in.idx, nm, (long)nv))
+			if (qd_namemap_put(&in.idx, nm, (long)nv))
 				goto nomem;
 			in.prod[nv++] = g->node[i];
 		}
@@ -1109,23 +1016,23 @@ static int infer_types(struct pp *p, long *typed)
 	size_t w = 0;
 	for (size_t i = 0; i < g->n_value_info; i++) {
 		Onnx__ValueInfoProto *v = g->value_info[i];
-		long *ix = v->name ? sm_get(&in.idx, v->name) : NULL;
+		long *ix = v->name ? qd_namemap_get(&in.idx, v->name) : NULL;
 		if (ix && !in.seen[0][*ix])
 			g->value_info[w++] = v;
 		else
 			protobuf_c_message_free_unpacked(&v->base, NULL);
 	}
 	g->n_value_info = w;
-	struct smap outs = { 0 };
+	struct qd_namemap outs = { 0 };
 	for (size_t i = 0; i < g->n_output; i++)
-		if (g->output[i]->name && sm_put(&outs, g->output[i]->name, (long)i)) {
-			sm_free(&outs);
+		if (g->output[i]->name && qd_namemap_put(&outs, g->output[i]->name, (long)i)) {
+			qd_namemap_free(&outs);
 			goto nomem;
 		}
 	for (size_t i = 0; i < g->n_node; i++)
 		for (size_t k = 0; k < g->node[i]->n_output; k++) {
 			const char *nm = g->node[i]->output[k];
-			long *ix = *nm ? sm_get(&in.idx, nm) : NULL;
+			long *ix = *nm ? qd_namemap_get(&in.idx, nm) : NULL;
 			if (!ix)
 				continue;
 			if (!in.seen[0][*ix]) {
@@ -1137,7 +1044,7 @@ static int infer_types(struct pp *p, long *typed)
 			int64_t dims[QD_MAX_DIMS];
 			for (int d = 0; d < ob->ndim[0]; d++)
 				dims[d] = !sym || (both && ob->dims[0][d] == ob->dims[1][d]) ? ob->dims[0][d] : -1;
-			long *go = sm_get(&outs, nm);
+			long *go = qd_namemap_get(&outs, nm);
 			Onnx__ValueInfoProto *v;
 			if (go) {
 				/* a graph output: fill in what its declaration lacks */
@@ -1151,7 +1058,7 @@ static int infer_types(struct pp *p, long *typed)
 					continue;
 				v = qd_value_info_new(nm, ob->dtype, dims, (size_t)ob->ndim[0]);
 				if (!v) {
-					sm_free(&outs);
+					qd_namemap_free(&outs);
 					goto nomem;
 				}
 				if (tp && tp->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE && tp->tensor_type &&
@@ -1174,7 +1081,7 @@ static int infer_types(struct pp *p, long *typed)
 				if (!v || append_value_info(g, v)) {
 					if (v)
 						protobuf_c_message_free_unpacked(&v->base, NULL);
-					sm_free(&outs);
+					qd_namemap_free(&outs);
 					goto nomem;
 				}
 				(*typed)++;
@@ -1192,13 +1099,13 @@ static int infer_types(struct pp *p, long *typed)
 					dn = buf;
 				}
 				if (set_dim_param(sh->dim[d], dn)) {
-					sm_free(&outs);
+					qd_namemap_free(&outs);
 					goto nomem;
 				}
 				n_sym++;
 			}
 		}
-	sm_free(&outs);
+	qd_namemap_free(&outs);
 	plog(p, QD_LOG_INFO, "preprocess: typed %ld values (%ld symbolic dims)%s%s", *typed, n_sym,
 	     n_missing ? ", some outputs were never produced" : "",
 	     has_any_subgraph(g) ? "; tensors inside subgraphs are not typed" : "");
@@ -1212,7 +1119,7 @@ out:
 	qd_engine_free(e);
 	qd_tensors_release(inp[0], n_inp[0]);
 	qd_tensors_release(inp[1], n_inp[1]);
-	sm_free(&in.idx);
+	qd_namemap_free(&in.idx);
 	free(in.prod);
 	free(in.o);
 	free(in.seen[0]);
