@@ -10,7 +10,7 @@
 
 /* Static (calibrated) rule: how the inputs / outputs are marked (passes/static.c). */
 enum qd_op_kind { QD_OK_CONV, QD_OK_GEMM, QD_OK_MATMUL, QD_OK_REMOVE, QD_OK_SHARED, QD_OK_GENERIC,
-		  QD_OK_NORM };
+		  QD_OK_NORM, QD_OK_ATTENTION };
 /* Kind of a row the static pass does not quantize (dynamic-only ops: LSTM, Attention, ...).
  * Deliberately not an enumerator, so a pass's switch over the kinds it handles stays
  * complete; qd_op_rule_find() never returns such a row. */

@@ -825,6 +825,9 @@ static int qdq_rewrite(struct st *s)
 			did = true;
 			break;
 		}
+		case QD_OK_ATTENTION:
+			skip(s, n, "Attention has no QDQ form (ONNX Runtime fuses none): use quant_format QOperator");
+			break;
 		case QD_OK_REMOVE: {
 			/* kept (not folded into a producer's Q): like ORT, a Relu / Clip is quantized
 			 * only behind a quantized value; its output gets a pair when a quantized
@@ -1100,6 +1103,51 @@ static Onnx__NodeProto *new_node(struct st *s, const char *op, const char *dom, 
 	return n;
 }
 
+/* com.microsoft Attention → QAttention (ORT's AttentionQuant in static mode): input 0
+ * through a QuantizeLinear with its calibrated parameters (uint8: the only QAttention
+ * input type ORT's CPU provider has), the [hidden, 3 hidden] weight quantized per tensor or
+ * per column, bias float; inputs [x_q, W_q, bias, x_scale, W_scale, mask_index, x_zp,
+ * W_zp, past]; the output stays float. */
+static int qop_attention(struct st *s, Onnx__NodeProto *n, const struct qd_op_rule *r, bool *replaced)
+{
+	if (n->n_input < 3 || !is_init(s, n->input[1])) {
+		skip(s, n, "the weight is not an initializer");
+		return 0;
+	}
+	if (qd_node_attr(n, "qkv_hidden_sizes")) {
+		skip(s, n, "qkv_hidden_sizes is set (QAttention needs equal Q/K/V sizes)");
+		return 0;
+	}
+	if (s->cfg.atype != QD_QT_UINT8) {
+		skip(s, n, "QAttention takes uint8 activations only");
+		return 0;
+	}
+	struct act *x = act_get(s, n->input[0]);
+	if (!x || (!x->q && !x->has_range)) {
+		skip(s, n, "input has no calibration range");
+		return 0;
+	}
+	if (!(x = qop_input(s, n->input[0])))
+		return -QD_ENOMEM;
+	const Onnx__TensorProto *w = qd_index_initializer(s->ix, n->input[1]);
+	int axis = s->cfg.per_channel && w->n_dims == 2 ? 1 : -1;
+	char *wq_n = NULL, *ws_n = NULL, *wz_n = NULL;
+	int rc = qop_const(s, n->input[1], s->cfg.wtype, axis, s->cfg.weight_sym, &wq_n, &ws_n, &wz_n, NULL);
+	if (rc == 0) {
+		const char *in[9] = {x->q, wq_n, n->input[2], x->scale_name, ws_n, n->n_input > 3 ? n->input[3] : "",
+				     x->zp_name, wz_n, n->n_input > 4 ? n->input[4] : ""};
+		size_t nin = n->n_input > 4 ? 9 : 8;
+		Onnx__NodeProto *nn = new_node(s, "QAttention", MS_DOMAIN, n, in, nin,
+					       (const char *const *)n->output, n->n_output, true);
+		if ((rc = add_node(s, nn)) == 0) {
+			*replaced = true;
+			count(s, r->op);
+		}
+	}
+	free(wq_n); free(ws_n); free(wz_n);
+	return rc;
+}
+
 /* Rewrite one selected node in QOperator form. *replaced tells whether the original node
  * goes away. */
 static int qop_node(struct st *s, Onnx__NodeProto *n, const struct qd_op_rule *r, bool *replaced)
@@ -1147,6 +1195,8 @@ static int qop_node(struct st *s, Onnx__NodeProto *n, const struct qd_op_rule *r
 	}
 	if (r->kind == QD_OK_REMOVE)
 		return 0;   /* not removed before: stays float */
+	if (r->kind == QD_OK_ATTENTION)
+		return qop_attention(s, n, r, replaced);
 	if (!*r->qop)
 		return 0;
 	/* every float input must be quantizable and the output needs a range */
@@ -1652,8 +1702,8 @@ static void need_ranges(struct st *s)
 				need = !p || node_is_selected(s, p);
 				break;
 			}
-			case QD_OK_SHARED:
-				break;
+			case QD_OK_SHARED: case QD_OK_ATTENTION:
+				break;   /* QAttention's output is float */
 			}
 			a->needed = a->needed || need;
 		}
@@ -1679,6 +1729,9 @@ static void need_ranges(struct st *s)
 			}
 			case QD_OK_SHARED:
 				need = k == 0 && s->cfg.force_no_input_check;
+				break;
+			case QD_OK_ATTENTION:
+				need = k == 0 && !s->cfg.qdq;
 				break;
 			}
 			a->needed = a->needed || need;

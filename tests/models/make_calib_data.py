@@ -34,6 +34,8 @@ file with its shape, seed, sample count and the model it feeds.
               Zipf-distributed over [5, vocab). Vocab is read from the model when --models
               DIR holds it. 64 / 32.
   mlp         make_transformer.py mlp.onnx (input x [N, 64]): standard normal rows. 64 / 32.
+  attention   make_transformer.py attention.onnx (com.microsoft Attention, input x [N, 16, 64]):
+              standard normal sequences. 32 / 16.
 
 Text content: DejaVu fonts (Sans, Serif, Mono, Condensed; regular/bold/oblique) cover only
 the Latin, digit, punctuation, Greek/Cyrillic and symbol entries of ppocr_keys_v1.txt (about
@@ -455,6 +457,8 @@ def main():
          lambda s, n, tag: make_tokens(s, n, 32, model_vocab(a.models, "bert_small.onnx", 200))),
         ("mlp", "x", "mlp.onnx", 64, 32,
          lambda s, n, tag: np.random.default_rng(s).standard_normal((n, 64)).astype(np.float32)),
+        ("attention", "x", "attention.onnx", 32, 16,
+         lambda s, n, tag: np.random.default_rng(s).standard_normal((n, 16, 64)).astype(np.float32)),
     ]
     manifest = {"seed": S, "det_size": a.det_size, "datasets": {}}
     t_all = time.time()

@@ -37,12 +37,13 @@ static void test_rows(void)
 		       "%s: find", r->op);
 
 		/* static columns */
-		bool kind_ok = r->kind == QD_OK_NONE || (unsigned)r->kind <= QD_OK_NORM;
+		bool kind_ok = r->kind == QD_OK_NONE || (unsigned)r->kind <= QD_OK_ATTENTION;
 		CHECKF(kind_ok, "%s: kind %d", r->op, (int)r->kind);
 		CHECKF(r->weight_axis >= -1 && r->weight_axis <= 1, "%s: weight_axis %d", r->op, r->weight_axis);
 		switch (kind_ok && r->kind != QD_OK_NONE ? r->kind : QD_OK_GENERIC) {
 		case QD_OK_CONV:
 		case QD_OK_NORM:
+		case QD_OK_ATTENTION:
 			CHECKF(r->weight_axis >= 0, "%s: a weight kind needs an axis", r->op);
 			break;
 		default:   /* GEMM / MATMUL compute theirs (transB, last dim); the rest have none */
@@ -116,11 +117,12 @@ static void test_lookups(void)
 	CHECK(qd_op_rule_find("NoSuchOp") == NULL);
 	/* Attention exists in com.microsoft only: ai.onnx Attention (opset 23) is another op */
 	const struct qd_op_rule *at = row(MS, "Attention");
-	CHECK(at && at->dyn == QD_DYN_ATTENTION && at->kind == QD_OK_NONE);
+	CHECK(at && at->dyn == QD_DYN_ATTENTION && at->kind == QD_OK_ATTENTION && !strcmp(at->qop, "QAttention"));
 	CHECK(row("", "Attention") == NULL);
 	CHECK(row("ai.onnx", "Attention") == NULL);
-	/* rows without a static rule stay invisible to the static pass's lookup */
-	CHECK(qd_op_rule_find("Attention") == NULL);
+	/* the static pass finds Attention (QAttention); rows without a static rule stay
+	 * invisible to its lookup */
+	CHECK(qd_op_rule_find("Attention") == at);
 	CHECK(qd_op_rule_find("LSTM") == NULL);
 	CHECK(qd_op_rule_find("EmbedLayerNormalization") == NULL);
 	const struct qd_op_rule *lstm = row("", "LSTM");
