@@ -718,8 +718,9 @@ static int to_resize11(struct up *u, struct scope *s, Onnx__NodeProto *n, int64_
 				      n->input[1]);
 		for (int64_t i = 0; i < ns; i++)
 			if (!(sc[i] >= 1.0f)) {
+				double bad = sc[i];
 				free(sc);
-				return refuse(u, n, at, "nearest downsampling (scale %g) rounds differently", sc[i]);
+				return refuse(u, n, at, "nearest downsampling (scale %g) rounds differently", bad);
 			}
 	}
 	if (!u->apply) {

@@ -382,7 +382,9 @@ static void test_data_config(void)
 		       " \"r\": {\"type\": \"X\", \"data_config\": {\"name\": \"in\", \"dataset\": \"dst_2\"}}}}");
 	json_t *cfg = NULL;
 	struct qd_err err = { 0 };
-	CHECK_EQ_INT(qd_data_config_resolve(wf, json_string("calib"), "passes.q.data_config", &cfg, &err), 0);
+	json_t *ref = json_string("calib");
+	CHECK_EQ_INT(qd_data_config_resolve(wf, ref, "passes.q.data_config", &cfg, &err), 0);
+	json_decref(ref);
 	CHECK(cfg && !strcmp(json_string_value(json_object_get(cfg, "dataset")), "dst_1") &&
 	      json_integer_value(json_object_get(cfg, "batch_size")) == 4 &&
 	      !strcmp(json_string_value(json_object_get(cfg, "name")), "calib"));
