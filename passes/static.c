@@ -678,7 +678,6 @@ struct wjob {
 static int qdq_acts(struct st *s)
 {
 	/* one Q/DQ pair per marked activation, every consumer rewired to the DQ output */
-	size_t n_orig = s->g->n_node;
 	for (size_t i = 0; i < s->n_acts; i++) {
 		struct act *a = s->acts[i];
 		if (!a->marked)
@@ -725,7 +724,6 @@ static int qdq_acts(struct st *s)
 				free(dout);
 		}
 	}
-	(void)n_orig;
 	return 0;
 }
 
