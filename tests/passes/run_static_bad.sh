@@ -108,8 +108,16 @@ ops = [n.op_type for n in onnx.load(sys.argv[1]).graph.node]
 sys.exit(0 if 'QuantizeLinear' in ops and 'DequantizeLinear' in ops and 'Conv' in ops else 1)" "$T/out_oq/model.onnx"; then ok
 else bad "OnnxQuantization (static default): $(tail -n 2 "$T/oq.log")"; fi
 
+# ... and with quant_mode dynamic it runs the dynamic pass (DynamicQuantizeLinear, no calibration)
+echo '{"passes": {"q": {"type": "OnnxQuantization", "quant_mode": "dynamic", "quant_format": "QDQ", "op_types_to_quantize": ["Conv"]}}}' >"$T/wf_oqd.json"
+if "$Q" run -q --model "$T/plain.onnx" --config "$T/wf_oqd.json" --output "$T/out_oqd" >"$T/oqd.log" 2>&1 && $PY -c "
+import onnx, sys
+ops = [n.op_type for n in onnx.load(sys.argv[1]).graph.node]
+sys.exit(0 if 'DynamicQuantizeLinear' in ops and 'QuantizeLinear' not in ops else 1)" "$T/out_oqd/model.onnx"; then ok
+else bad "OnnxQuantization quant_mode dynamic: $(tail -n 2 "$T/oqd.log")"; fi
+
 # every model written above loads and runs in ONNX Runtime and stays close to the float model
-for c in good:plain:good half:halfzero:good counts:plain:good oq:plain:good; do
+for c in good:plain:good half:halfzero:good counts:plain:good oq:plain:good oqd:plain:good; do
 	IFS=: read -r dir model data <<<"$c"
 	if node tests/passes/static_eval.js --float "$T/$model.onnx" --quant "$T/out_$dir/model.onnx" \
 		--data "$T/$data.npz" --min-mean-cos 0.999 >"$T/ort_$dir.json" 2>&1; then ok
