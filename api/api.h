@@ -53,6 +53,9 @@ struct qd_req {
 	uint64_t body_bytes;
 	bool body_too_large, body_failed, early_tried;
 	struct qd_err body_err;
+	double body_deadline;                    /* t0 + --upload-timeout; grows with the bytes */
+	bool timed_out;                          /* answered 408 */
+	bool offloaded, offload_done;            /* upload handler running on its own thread */
 
 	struct qd_store_conn *sc;                /* lazily from the pool (qd_req_store) */
 
@@ -81,7 +84,7 @@ int qd_api_check_listen(const struct qd_config *cfg, struct qd_err *err);
 int qd_api_start(struct qd_daemon *d, int *bound_port, struct qd_err *err);
 /* Stop accepting new connections (existing ones finish). */
 void qd_api_quiesce(struct qd_daemon *d);
-/* Stop MHD; waits for the connection threads. */
+/* Stop MHD; waits for upload handlers still running and for the HTTP threads. */
 void qd_api_stop(struct qd_daemon *d);
 
 /* ---- helpers for handlers (api/http.c) ---- */

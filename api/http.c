@@ -3,12 +3,22 @@
  * response helpers handlers use (JSON, errors, paging, blob downloads with ETag/Range).
  *
  * DESIGN
- * - Threading: MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION. Handlers
- *   block (SQLite with busy_timeout, fsync of uploaded blobs, parsing a large model to
- *   validate it); with one thread per connection a slow upload or a busy database never
- *   stalls /healthz or other clients, and the code stays straight-line. The number of
- *   threads is bounded by --max-connections (MHD refuses connections beyond it), idle
- *   connections close after --conn-timeout. Jobs never run here: workers do that.
+ * - Threading: MHD's internal thread pool (--http-threads threads) with epoll; each thread
+ *   serves its share of up to --max-connections connections, so a thousand idle or slow
+ *   clients cost sockets and buffers, not threads. Handlers are short (SQLite reads and
+ *   row writes with busy_timeout). The one long handler, the end of an upload (fsync of
+ *   the blob, parsing a large model to validate it, the row insert), is offloaded: the
+ *   connection is suspended, the handler runs on a thread of its own and resumes the
+ *   connection with the answer, so it never stalls the other connections of its HTTP
+ *   thread. Idle connections close after --conn-timeout. Jobs never run here.
+ * - Slow bodies: a request body must arrive within --upload-timeout seconds plus one
+ *   second per --upload-min-rate bytes received (Apache mod_reqtimeout's rule). Past that
+ *   the request is answered 408 at once and the connection closed; the connection's idle
+ *   timeout is cut to the time left, so a client that stops sending goes too.
+ * - A full disk during an upload (ENOSPC) is answered 507 as soon as the write fails,
+ *   without reading the rest of the body; the temp file is removed.
+ * - A full queue is 429 with Retry-After (the mean run time of finished jobs over the
+ *   number of workers, 1..300 s; 5 s before any job finished).
  * - Request lifetime: the first access-handler call (headers only) matches the route,
  *   checks auth and Content-Length and may answer at once (401/404/405/413); body chunks
  *   are consumed as they come; the last call runs the handler. The completion callback
@@ -24,6 +34,9 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <math.h>
+#include <pthread.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -39,6 +52,9 @@ struct qd_api {
 	bool ipv6;
 	unsigned char token_hash[32];
 	bool has_token;
+	pthread_mutex_t mu;         /* guards offloads */
+	pthread_cond_t idle;        /* offloads reached 0 */
+	int offloads;               /* upload handlers running on their own thread */
 };
 
 /* ---- routing ---- */
@@ -211,12 +227,33 @@ void qd_req_add_header(struct qd_req *r, const char *name, const char *value)
 		MHD_add_response_header(r->resp, name, value);
 }
 
+/* Seconds a client should wait after a 429: the mean run time of finished jobs divided
+ * by the number of workers (one of them frees a queue slot in about that time). */
+static long retry_after_seconds(struct qd_daemon *d)
+{
+	double sum = 0;
+	uint64_t n = 0;
+	pthread_mutex_lock(&d->metrics.mu);
+	for (int i = 0; i < QD_JOB__COUNT; i++) {
+		sum += d->metrics.dur_sum[i];
+		n += d->metrics.dur_count[i];
+	}
+	pthread_mutex_unlock(&d->metrics.mu);
+	if (!n)
+		return 5;
+	double s = ceil(sum / (double)n / (double)QD_MAX(d->cfg.workers, 1));
+	return s < 1 ? 1 : s > 300 ? 300 : (long)s;
+}
+
 int qd_req_error(struct qd_req *r, const struct qd_err *e)
 {
 	int code = e->code ? e->code : QD_EINTERNAL;
 	json_t *details = json_object();
+	long retry = code == QD_EQUEUE_FULL ? retry_after_seconds(r->d) : 0;
 	if (e->field[0])
 		json_object_set_new(details, "field", json_string(e->field));
+	if (retry)
+		json_object_set_new(details, "retry_after_seconds", json_integer(retry));
 	json_t *body = json_pack("{s:{s:s, s:s, s:o}}", "error", "code", qd_err_name(code),
 				 "message", e->msg[0] ? e->msg : qd_err_msg(code), "details", details);
 	unsigned status = (unsigned)qd_err_http(code);
@@ -225,6 +262,11 @@ int qd_req_error(struct qd_req *r, const struct qd_err *e)
 	int rc = qd_req_json(r, status, body);
 	if (!rc && code == QD_EAUTH)
 		qd_req_add_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"quantd\"");
+	if (!rc && retry) {
+		char v[24];
+		snprintf(v, sizeof v, "%ld", retry);
+		qd_req_add_header(r, MHD_HTTP_HEADER_RETRY_AFTER, v);
+	}
 	return rc;
 }
 
@@ -517,10 +559,17 @@ static enum MHD_Result on_first(struct qd_daemon *d, struct qd_req *r)
 		if (qd_blob_writer_open(d->store, &r->bw, &r->err) || qd_sha256_init(&r->sha)) {
 			if (!r->err.code)
 				qd_err_set(&r->err, QD_ENOMEM, "", "out of memory");
+			if (r->err.code == QD_ENO_SPACE)
+				__atomic_fetch_add(&d->metrics.uploads[0], 1, __ATOMIC_RELAXED);
 			qd_req_error(r, &r->err);
 			return answer(r);
 		}
-	} else if (rt->flags & QD_RF_JSON) {
+	}
+	r->body_deadline = r->t0 + (double)d->cfg.upload_timeout;
+	if ((rt->flags & (QD_RF_UPLOAD | QD_RF_JSON)) && d->cfg.upload_timeout < d->cfg.conn_timeout)
+		MHD_set_connection_option(r->conn, MHD_CONNECTION_OPTION_TIMEOUT,
+					  (unsigned)d->cfg.upload_timeout);
+	if (rt->flags & QD_RF_JSON) {
 		uint64_t max = (uint64_t)d->cfg.max_json_bytes;
 		if (has_len && len > max) {
 			qd_err_set(&r->err, QD_ETOO_LARGE, "body",
@@ -548,8 +597,14 @@ static void on_body(struct qd_daemon *d, struct qd_req *r, const char *data, siz
 			return;
 		}
 		qd_sha256_update(&r->sha, data, n);
-		if (qd_blob_writer_write(r->bw, data, n, &r->body_err))
+		if (qd_blob_writer_write(r->bw, data, n, &r->body_err)) {
 			r->body_failed = true;
+			if (r->body_err.code == QD_ENO_SPACE)
+				qd_err_wrap(&r->body_err, "not enough disk space to store the upload "
+					    "(nothing was kept; retry when space is freed)");
+			qd_blob_writer_abort(r->bw);
+			r->bw = NULL;
+		}
 	} else if (rt->flags & QD_RF_JSON) {
 		r->body_bytes += n;
 		if (r->body_bytes > (uint64_t)d->cfg.max_json_bytes) {
@@ -575,21 +630,105 @@ static void too_large_error(struct qd_req *r)
 	qd_req_error(r, &r->err);
 }
 
-/* A body without Content-Length went over the limit: answer 413 now if MHD lets us (the
- * connection is then closed instead of reading the rest); else the answer waits for the
- * end of the body, which is discarded. */
-static void answer_too_large_early(struct qd_req *r)
+/* Answer now, while the body is still coming (413 over the limit, 507 disk full, 408 too
+ * slow): MHD sends the answer and closes the connection instead of reading the rest. If
+ * MHD refuses, the answer waits for the end of the body, which is discarded. */
+static void answer_early(struct qd_req *r)
 {
 	r->early_tried = true;
-	if (qd_routes[r->route].flags & QD_RF_UPLOAD)
+	if ((qd_routes[r->route].flags & QD_RF_UPLOAD))
 		__atomic_fetch_add(&r->d->metrics.uploads[0], 1, __ATOMIC_RELAXED);
-	too_large_error(r);
+	if (r->body_too_large)
+		too_large_error(r);
+	else
+		qd_req_error(r, r->body_failed ? &r->body_err : &r->err);
 	if (r->resp && MHD_queue_response(r->conn, r->status, r->resp) == MHD_YES) {
 		r->answered = true;
 		count_status(r->d, r->route, r->status);
 		MHD_destroy_response(r->resp);
 		r->resp = NULL;
 	}
+}
+
+/* The body is later than --upload-timeout + bytes / --upload-min-rate allows? Otherwise
+ * cut the connection's idle timeout to the time left, so silence ends it too. */
+static bool body_too_slow(struct qd_req *r)
+{
+	struct qd_daemon *d = r->d;
+	double rate = (double)QD_MAX(d->cfg.upload_min_rate, 1);
+	double deadline = r->body_deadline + (double)r->body_bytes / rate;
+	double left = deadline - qd_now_mono();
+	if (left <= 0) {
+		r->timed_out = true;
+		if (r->bw) {
+			qd_blob_writer_abort(r->bw);
+			r->bw = NULL;
+		}
+		qd_buf_free(&r->body);
+		qd_err_set(&r->err, QD_EREQ_TIMEOUT, "body",
+			   "request body too slow: %llu bytes in %.0f s (allowed: %lld s plus 1 s per %lld "
+			   "bytes, --upload-timeout / --upload-min-rate)",
+			   (unsigned long long)r->body_bytes, qd_now_mono() - r->t0,
+			   (long long)d->cfg.upload_timeout, (long long)d->cfg.upload_min_rate);
+		return true;
+	}
+	if (left < (double)d->cfg.conn_timeout)
+		MHD_set_connection_option(r->conn, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)ceil(left));
+	return false;
+}
+
+/* Run the route's handler; r->resp holds the answer afterwards (an error if need be). */
+static void run_handler(struct qd_req *r)
+{
+	int rc = qd_routes[r->route].fn(r);
+	if (rc < 0 || !r->resp) {
+		if (!r->err.code)
+			qd_err_set(&r->err, rc < 0 ? -rc : QD_EINTERNAL, "", "%s", qd_err_msg(rc < 0 ? -rc : QD_EINTERNAL));
+		qd_req_error(r, &r->err);
+	}
+}
+
+static void *offload_main(void *arg)
+{
+	struct qd_req *r = arg;
+	struct qd_api *a = r->d->api;
+	run_handler(r);
+	r->offload_done = true;
+	MHD_resume_connection(r->conn);
+	pthread_mutex_lock(&a->mu);
+	if (--a->offloads == 0)
+		pthread_cond_broadcast(&a->idle);
+	pthread_mutex_unlock(&a->mu);
+	return NULL;
+}
+
+/* Suspend the connection and run the upload's handler on a thread of its own (answered
+ * when MHD calls us again after the resume). false: run it here instead. */
+static bool offload(struct qd_req *r)
+{
+	struct qd_api *a = r->d->api;
+	pthread_attr_t at;
+	pthread_t th;
+	if (pthread_attr_init(&at))
+		return false;
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&at, 1 << 20);
+	pthread_mutex_lock(&a->mu);
+	a->offloads++;
+	pthread_mutex_unlock(&a->mu);
+	r->offloaded = true;
+	MHD_suspend_connection(r->conn);
+	int e = pthread_create(&th, &at, offload_main, r);
+	pthread_attr_destroy(&at);
+	if (!e)
+		return true;
+	MHD_resume_connection(r->conn);
+	r->offloaded = false;
+	pthread_mutex_lock(&a->mu);
+	if (--a->offloads == 0)
+		pthread_cond_broadcast(&a->idle);
+	pthread_mutex_unlock(&a->mu);
+	return false;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -614,14 +753,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	if (*upload_data_size) {
 		if (!r->answered) {
 			on_body(d, r, upload_data, *upload_data_size);
-			if (r->body_too_large && !r->early_tried)
-				answer_too_large_early(r);
+			if (!r->body_too_large && !r->body_failed && body_too_slow(r))
+				answer_early(r);
+			else if ((r->body_too_large || r->body_failed) && !r->early_tried)
+				answer_early(r);
 		}
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
 	if (r->answered)
 		return MHD_YES;
+	if (r->offloaded)
+		return r->offload_done ? answer(r) : MHD_YES;
 	const struct qd_route *rt = &qd_routes[r->route];
 	if (r->body_too_large) {
 		if (!r->early_tried && (rt->flags & QD_RF_UPLOAD))
@@ -629,17 +772,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		too_large_error(r);
 		return answer(r);
 	}
-	if (r->body_failed) {
-		r->err = r->body_err;
+	if (r->body_failed || r->timed_out) {
+		if (!r->early_tried && (rt->flags & QD_RF_UPLOAD))
+			__atomic_fetch_add(&d->metrics.uploads[0], 1, __ATOMIC_RELAXED);
+		if (r->body_failed)
+			r->err = r->body_err;
 		qd_req_error(r, &r->err);
 		return answer(r);
 	}
-	int rc = rt->fn(r);
-	if (rc < 0 || !r->resp) {
-		if (!r->err.code)
-			qd_err_set(&r->err, rc < 0 ? -rc : QD_EINTERNAL, "", "%s", qd_err_msg(rc < 0 ? -rc : QD_EINTERNAL));
-		qd_req_error(r, &r->err);
-	}
+	if ((rt->flags & QD_RF_UPLOAD) && offload(r))
+		return MHD_YES;
+	run_handler(r);
 	return answer(r);
 }
 
@@ -657,6 +800,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	else
 		qd_log(QD_LOG_DEBUG, NULL, "%s %s -> %u (%.1f ms)%s", r->method, r->url, r->status, ms,
 		       toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection ended early)");
+	if (r->body_deadline > 0 && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+		MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)d->cfg.conn_timeout);
 	qd_blob_writer_abort(r->bw);
 	if (r->sha.ctx) {
 		char hex[65];
@@ -681,6 +826,24 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
 }
 
 /* ---- start / stop ---- */
+
+/* Each connection is a descriptor: raise the soft RLIMIT_NOFILE towards the hard limit
+ * when --max-connections (plus room for blobs, SQLite and jobs) needs it. */
+static void raise_fd_limit(uint64_t conns)
+{
+	struct rlimit rl;
+	rlim_t want = (rlim_t)conns + 256;
+	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur >= want)
+		return;
+	rlim_t old = rl.rlim_cur;
+	rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want)
+		qd_log(QD_LOG_WARN, NULL, "open-file limit %llu (hard) is below --max-connections + 256; "
+		       "connections beyond it are refused", (unsigned long long)rl.rlim_cur);
+	else if (rl.rlim_cur != old)
+		qd_log(QD_LOG_DEBUG, NULL, "open-file limit raised from %llu to %llu",
+		       (unsigned long long)old, (unsigned long long)rl.rlim_cur);
+}
 
 static bool addr_is_loopback(const struct sockaddr *sa)
 {
@@ -751,6 +914,17 @@ int qd_api_start(struct qd_daemon *d, int *bound_port, struct qd_err *err)
 		return qd_err_set(err, QD_ENOMEM, "", "out of memory");
 	if ((rc = listen_resolve(&d->cfg, &ss, &a->ipv6, err)))
 		goto fail;
+	if (d->cfg.http_threads < 1 || d->cfg.http_threads > 1024) {
+		rc = qd_err_set(err, QD_EINVAL, "http_threads", "invalid --http-threads %lld (want 1..1024)",
+				(long long)d->cfg.http_threads);
+		goto fail;
+	}
+	if (d->cfg.upload_timeout < 1 || d->cfg.upload_timeout > 86400 || d->cfg.upload_min_rate < 1) {
+		rc = qd_err_set(err, QD_EINVAL, "upload_timeout", "invalid --upload-timeout %lld / --upload-min-rate "
+				"%lld (want 1..86400 s and at least 1 byte/s)", (long long)d->cfg.upload_timeout,
+				(long long)d->cfg.upload_min_rate);
+		goto fail;
+	}
 	a->has_token = d->cfg.token && *d->cfg.token;
 	if (a->has_token) {
 		char hex[65];
@@ -767,14 +941,23 @@ int qd_api_start(struct qd_daemon *d, int *bound_port, struct qd_err *err)
 		rc = qd_err_set(err, QD_ENOMEM, "", "out of memory");
 		goto fail;
 	}
+	pthread_mutex_init(&a->mu, NULL);
+	pthread_cond_init(&a->idle, NULL);
 	d->api = a;
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+	raise_fd_limit((uint64_t)d->cfg.max_connections);
+	unsigned threads = (unsigned)d->cfg.http_threads;
+	unsigned max_conn = (unsigned)d->cfg.max_connections;
+	if (max_conn < threads)
+		max_conn = threads;  /* MHD gives each pool thread max_conn / threads */
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
 			 MHD_USE_ERROR_LOG | MHD_USE_ITC | (a->ipv6 ? MHD_USE_IPv6 : 0);
 	errno = 0;
 	a->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, d,
 				  MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, d,
 				  MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-				  MHD_OPTION_CONNECTION_LIMIT, (unsigned)d->cfg.max_connections,
+				  MHD_OPTION_THREAD_POOL_SIZE, threads,
+				  MHD_OPTION_CONNECTION_LIMIT, max_conn,
+				  MHD_OPTION_LISTEN_BACKLOG_SIZE, QD_MIN(max_conn, 4096u),
 				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)d->cfg.conn_timeout,
 				  MHD_OPTION_NOTIFY_COMPLETED, on_completed, d,
 				  MHD_OPTION_END);
@@ -782,6 +965,8 @@ int qd_api_start(struct qd_daemon *d, int *bound_port, struct qd_err *err)
 		rc = qd_err_set(err, QD_EIO, "listen", "cannot listen on '%s': %s", d->cfg.listen,
 				errno ? strerror(errno) : "libmicrohttpd failed to start");
 		d->api = NULL;
+		pthread_cond_destroy(&a->idle);
+		pthread_mutex_destroy(&a->mu);
 		goto fail;
 	}
 	const union MHD_DaemonInfo *info = MHD_get_daemon_info(a->mhd, MHD_DAEMON_INFO_BIND_PORT);
@@ -803,10 +988,18 @@ void qd_api_quiesce(struct qd_daemon *d)
 
 void qd_api_stop(struct qd_daemon *d)
 {
-	if (!d->api)
+	struct qd_api *a = d->api;
+	if (!a)
 		return;
-	if (d->api->mhd)
-		MHD_stop_daemon(d->api->mhd);
-	free(d->api);
+	/* MHD must not stop under a suspended connection: let running upload handlers end */
+	pthread_mutex_lock(&a->mu);
+	while (a->offloads)
+		pthread_cond_wait(&a->idle, &a->mu);
+	pthread_mutex_unlock(&a->mu);
+	if (a->mhd)
+		MHD_stop_daemon(a->mhd);
+	pthread_cond_destroy(&a->idle);
+	pthread_mutex_destroy(&a->mu);
+	free(a);
 	d->api = NULL;
 }

@@ -1,6 +1,8 @@
 /* store/ blobs: content-addressed files <data_dir>/blobs/ab/cdef... named by sha256.
  * Writers stream into <data_dir>/tmp/ and hash as they go; commit fsyncs, renames into
- * place and fsyncs the directory, so a blob file is either complete or absent. */
+ * place and fsyncs the directory, so a blob file is either complete or absent.
+ * A full disk (ENOSPC, EDQUOT) is QD_ENO_SPACE (507), other failures QD_EIO; either way
+ * the temp file is removed by abort/commit and nothing is left half-written. */
 #define _GNU_SOURCE
 #include "store_internal.h"
 
@@ -21,6 +23,12 @@ struct qd_blob_writer {
 	bool sha_live;
 	uint64_t size;
 };
+
+/* QD_ENO_SPACE for a full disk or quota, QD_EIO otherwise. */
+static int io_code(int e)
+{
+	return e == ENOSPC || e == EDQUOT ? QD_ENO_SPACE : QD_EIO;
+}
 
 bool st_sha_valid(const char *sha)
 {
@@ -80,7 +88,7 @@ int qd_blob_writer_open(struct qd_store *st, struct qd_blob_writer **out, struct
 	}
 	w->fd = mkostemp(w->tmp_path, O_CLOEXEC);
 	if (w->fd < 0) {
-		int rc = qd_err_set(err, QD_EIO, "", "cannot create temp file in '%s': %s",
+		int rc = qd_err_set(err, io_code(errno), "", "cannot create temp file in '%s': %s",
 				    st->tmp_dir, strerror(errno));
 		free(w->tmp_path);
 		free(w);
@@ -104,7 +112,7 @@ int qd_blob_writer_write(struct qd_blob_writer *w, const void *p, size_t n, stru
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k < 0)
-			return qd_err_set(err, QD_EIO, "",
+			return qd_err_set(err, io_code(errno), "",
 					  "cannot write blob temp file '%s': %s", w->tmp_path,
 					  strerror(errno));
 		c += k;
@@ -140,13 +148,13 @@ int qd_blob_writer_commit(struct qd_blob_writer *w, char sha[65], uint64_t *size
 	qd_sha256_final(&w->sha, sha);
 	w->sha_live = false;
 	if (fsync(w->fd) < 0) {
-		rc = qd_err_set(err, QD_EIO, "", "cannot fsync blob temp file '%s': %s",
+		rc = qd_err_set(err, io_code(errno), "", "cannot fsync blob temp file '%s': %s",
 				w->tmp_path, strerror(errno));
 		goto out;
 	}
 	if (close(w->fd) < 0) {
 		w->fd = -1;
-		rc = qd_err_set(err, QD_EIO, "", "cannot close blob temp file '%s': %s",
+		rc = qd_err_set(err, io_code(errno), "", "cannot close blob temp file '%s': %s",
 				w->tmp_path, strerror(errno));
 		goto out;
 	}
@@ -158,7 +166,7 @@ int qd_blob_writer_commit(struct qd_blob_writer *w, char sha[65], uint64_t *size
 		goto out;
 	}
 	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
-		rc = qd_err_set(err, QD_EIO, "", "cannot create '%s': %s", dir, strerror(errno));
+		rc = qd_err_set(err, io_code(errno), "", "cannot create '%s': %s", dir, strerror(errno));
 		goto out;
 	}
 	struct stat sb;
@@ -167,7 +175,7 @@ int qd_blob_writer_commit(struct qd_blob_writer *w, char sha[65], uint64_t *size
 		goto out;
 	}
 	if (rename(w->tmp_path, path) < 0) {
-		rc = qd_err_set(err, QD_EIO, "", "cannot move blob into '%s': %s", path,
+		rc = qd_err_set(err, io_code(errno), "", "cannot move blob into '%s': %s", path,
 				strerror(errno));
 		goto out;
 	}
