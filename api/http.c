@@ -39,6 +39,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 const struct qd_route qd_routes[QD_ROUTE__COUNT] = {
@@ -585,7 +586,7 @@ static enum MHD_Result on_first(struct qd_daemon *d, struct qd_req *r)
 static void on_body(struct qd_daemon *d, struct qd_req *r, const char *data, size_t n)
 {
 	const struct qd_route *rt = r->route < QD_ROUTE__COUNT ? &qd_routes[r->route] : NULL;
-	if (!rt || r->body_too_large || r->body_failed)
+	if (!rt || r->body_too_large || r->body_failed || r->timed_out)
 		return;
 	if (rt->flags & QD_RF_UPLOAD) {
 		r->body_bytes += n;
@@ -630,9 +631,10 @@ static void too_large_error(struct qd_req *r)
 	qd_req_error(r, &r->err);
 }
 
-/* Answer now, while the body is still coming (413 over the limit, 507 disk full, 408 too
- * slow): MHD sends the answer and closes the connection instead of reading the rest. If
- * MHD refuses, the answer waits for the end of the body, which is discarded. */
+/* Answer now, while the body is still coming (413 over the limit, 507 disk full): MHD
+ * sends the answer and closes the connection instead of reading the rest. If MHD refuses
+ * (libmicrohttpd 0.9.75 does once the body has started), the answer waits for the end of
+ * the body, which is discarded. */
 static void answer_early(struct qd_req *r)
 {
 	r->early_tried = true;
@@ -675,6 +677,34 @@ static bool body_too_slow(struct qd_req *r)
 	if (left < (double)d->cfg.conn_timeout)
 		MHD_set_connection_option(r->conn, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)ceil(left));
 	return false;
+}
+
+/* A body that is too slow never reaches its end, so MHD cannot answer it: write the 408
+ * straight to the socket (a few hundred bytes fit the empty send buffer) and let MHD
+ * close the connection (the caller returns MHD_NO, or MHD is closing it already). */
+static void send_timeout_raw(struct qd_req *r)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	json_t *body = json_pack("{s:{s:s, s:s, s:{s:s}}}", "error", "code", qd_err_name(QD_EREQ_TIMEOUT),
+				 "message", r->err.msg, "details", "field", "body");
+	char *js = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	json_decref(body);
+	r->answered = true;
+	r->status = 408;
+	count_status(r->d, r->route, 408);
+	if (ci && js) {
+		char head[256];
+		int hn = snprintf(head, sizeof head, "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
+				  "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n", strlen(js) + 1);
+		struct iovec iov[3] = { { head, (size_t)hn }, { js, strlen(js) }, { "\n", 1 } };
+		struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 3 };
+		if (sendmsg(ci->connect_fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) > 0)
+			shutdown(ci->connect_fd, SHUT_WR);
+	}
+	free(js);
+	if (qd_routes[r->route].flags & QD_RF_UPLOAD)
+		__atomic_fetch_add(&r->d->metrics.uploads[0], 1, __ATOMIC_RELAXED);
 }
 
 /* Run the route's handler; r->resp holds the answer afterwards (an error if need be). */
@@ -753,9 +783,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	if (*upload_data_size) {
 		if (!r->answered) {
 			on_body(d, r, upload_data, *upload_data_size);
-			if (!r->body_too_large && !r->body_failed && body_too_slow(r))
-				answer_early(r);
-			else if ((r->body_too_large || r->body_failed) && !r->early_tried)
+			if (!r->body_too_large && !r->body_failed && body_too_slow(r)) {
+				send_timeout_raw(r);
+				return MHD_NO;
+			}
+			if ((r->body_too_large || r->body_failed) && !r->early_tried)
 				answer_early(r);
 		}
 		*upload_data_size = 0;
@@ -800,6 +832,15 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	else
 		qd_log(QD_LOG_DEBUG, NULL, "%s %s -> %u (%.1f ms)%s", r->method, r->url, r->status, ms,
 		       toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection ended early)");
+	if (toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED && r->body_deadline > 0 && !r->answered) {
+		/* the client went silent in the middle of its body */
+		r->timed_out = true;
+		qd_err_set(&r->err, QD_EREQ_TIMEOUT, "body",
+			   "request body stalled: %llu bytes in %.0f s, then nothing (allowed: %lld s plus 1 s per "
+			   "%lld bytes, --upload-timeout / --upload-min-rate)", (unsigned long long)r->body_bytes,
+			   qd_now_mono() - r->t0, (long long)d->cfg.upload_timeout, (long long)d->cfg.upload_min_rate);
+		send_timeout_raw(r);
+	}
 	if (r->body_deadline > 0 && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
 		MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)d->cfg.conn_timeout);
 	qd_blob_writer_abort(r->bw);

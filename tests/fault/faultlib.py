@@ -92,6 +92,7 @@ class Daemon:
 
     def start(self, timeout=30):
         cmd = self.prefix + [QUANTD, "serve", "--listen", "127.0.0.1:0", "--data-dir", self.data_dir] + self.args
+        os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, env=self.env)
         STARTED.append(self.proc)
