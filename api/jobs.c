@@ -63,7 +63,8 @@ int qd_api_jobs_create(struct qd_req *r)
 		goto out;
 	}
 	json_object_del(wf, "model");
-	if ((rc = qd_workflow_validate(wf, &r->err)) || (rc = qd_data_configs_validate(wf, &r->err)))
+	if ((rc = qd_workflow_validate(wf, &r->err)) || (rc = qd_data_configs_validate(wf, &r->err)) ||
+	    (rc = qd_job_limits_check(&d->cfg, wf, &r->err)))
 		goto out;
 	struct qd_store_conn *c = qd_req_store(r);
 	if (!c) {

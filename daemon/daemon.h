@@ -7,6 +7,7 @@
 #include "store/store.h"
 #include <pthread.h>
 #include <stdio.h>
+#include <jansson.h>
 
 #define QD_VERSION "0.1.0"
 
@@ -106,6 +107,64 @@ int qd_workers_stop(struct qd_daemon *d);
 void qd_rm_rf(const char *path);
 /* Record a finished job's run time in the duration histogram. */
 void qd_metrics_job_done(struct qd_metrics *m, enum qd_job_state st, double seconds);
+
+/* ---- jobs in child processes (daemon/jobexec.c) ---- */
+/* `quantd job-exec --request FILE`: the child side (hidden sub-command). */
+int qd_cmd_job_exec(int argc, char **argv);
+
+struct qd_job_limits {
+	int64_t max_seconds;         /* wall time; 0 = none */
+	int64_t max_memory_mb;       /* address space of the job's process; 0 = none */
+	int64_t max_output_mb;       /* bytes written to any one file, and the out dir's total */
+};
+enum qd_job_limit_hit { QD_JOB_LIMIT_NONE, QD_JOB_LIMIT_TIME, QD_JOB_LIMIT_MEMORY, QD_JOB_LIMIT_OUTPUT };
+
+/* What a supervisor needs to run one job in a child process. */
+struct qd_job_sup {
+	const char *job_id;
+	const char *exe;                     /* NULL: /proc/self/exe */
+	const char *model_path, *work_dir, *out_dir;
+	const json_t *workflow, *data_paths;
+	int threads, log_level;
+	int attempt, max_attempts;           /* for messages */
+	struct qd_job_limits limits;
+	int64_t kill_grace_seconds;          /* SIGTERM -> SIGKILL */
+	const volatile int *stop;            /* non-zero: cancel (SIGTERM, then SIGKILL) */
+	struct {                             /* the child's progress and log lines */
+		void *ud;
+		void (*progress)(void *ud, double frac, const char *msg);
+		void (*log)(void *ud, enum qd_log_level lvl, const char *line);
+	} hooks;
+};
+
+/* How the child ended. */
+struct qd_job_outcome {
+	int pid;
+	bool done;                           /* it reported a result */
+	json_t *result;                      /* its result (new ref) or NULL */
+	bool reported;                       /* it reported an error: code, field, msg */
+	int code;
+	char field[128], msg[512];
+	int signal, exit_code;               /* how it ended */
+	const char *signal_name;
+	enum qd_job_limit_hit limit;
+	bool stopped, stop_killed;           /* SIGTERM sent (cancel / shutdown); SIGKILL after grace */
+	char phase[256];                     /* last progress message */
+	long long vm_peak_kb;                /* last polled VmPeak, -1 unknown */
+	long long max_rss_kb;                /* peak RSS (wait4) */
+	double seconds;
+};
+
+/* Run the job in a child process and wait for it (forwarding progress and log lines to
+ * s->hooks). Non-zero only when the child could not be started. */
+int qd_job_supervise(const struct qd_job_sup *s, struct qd_job_outcome *o, struct qd_err *err);
+/* The outcome as the job's error (0 = succeeded): crash, limit, cancel, reported error. */
+int qd_job_outcome_error(const struct qd_job_sup *s, const struct qd_job_outcome *o, struct qd_err *err);
+void qd_job_outcome_free(struct qd_job_outcome *o);
+/* The server's limits lowered by the workflow's "limits" object. */
+struct qd_job_limits qd_job_limits_of(const struct qd_config *cfg, const json_t *workflow);
+/* Submit time: "limits" has only known keys, positive integers, none above the server's. */
+int qd_job_limits_check(const struct qd_config *cfg, const json_t *workflow, struct qd_err *err);
 
 /* ---- listen address ---- */
 /* Split "HOST:PORT" / "[V6]:PORT" into host (new) and port. */

@@ -30,6 +30,8 @@ int main(int argc, char **argv)
 		return qd_cmd_run(argc - 1, argv + 1);
 	if (!strcmp(cmd, "infer"))
 		return qd_cmd_infer(argc - 1, argv + 1);
+	if (!strcmp(cmd, "job-exec"))  /* hidden: the process one job of `serve` runs in */
+		return qd_cmd_job_exec(argc - 1, argv + 1);
 	if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
 		usage(stdout);
 		return 0;

@@ -240,6 +240,8 @@ static void run_job(struct qd_worker *w, struct qd_store_conn *c, const struct q
 	struct job_ctx j = { .w = w, .c = c, .job_id = job->id };
 	struct qd_model_row model = { 0 };
 	struct qd_err err = { 0 }, e2 = { 0 };
+	struct qd_job_outcome oc = { 0 };
+	bool supervised = false, crashed = false;
 	json_t *wf = NULL, *result = NULL, *data_paths = NULL;
 	char *work = NULL, *out_dir = NULL, *model_path = NULL, *result_txt = NULL;
 	int rc;
@@ -279,14 +281,35 @@ static void run_job(struct qd_worker *w, struct qd_store_conn *c, const struct q
 	qd_rm_rf(work);  /* leftovers of an interrupted attempt */
 	if ((rc = qd_mkdir_p(out_dir, &err)))
 		goto done;
-	struct qd_workflow_hooks hooks = { .ud = &j, .progress = hook_progress, .log = hook_log,
-					   .cancel = &w->cancel };
 	if ((rc = data_paths_build(c, wf, &data_paths, &err)))
 		goto done;
-	struct qd_workflow_req req = { .job_id = job->id, .model_path = model_path, .workflow = wf,
-				       .out_dir = out_dir, .threads = (int)d->cfg.engine_threads,
-				       .data_paths = data_paths };
-	rc = qd_workflow_run(&req, &hooks, &result, &err);
+	struct qd_job_sup sup = { .job_id = job->id, .model_path = model_path,
+				  .work_dir = work, .out_dir = out_dir, .workflow = wf,
+				  .data_paths = data_paths, .threads = (int)d->cfg.engine_threads,
+				  .log_level = qd_config_log_level(&d->cfg),
+				  .limits = qd_job_limits_of(&d->cfg, wf),
+				  .kill_grace_seconds = d->cfg.kill_grace_seconds, .stop = &w->cancel,
+				  .attempt = job->attempts, .max_attempts = job->max_attempts,
+				  .hooks = { .ud = &j, .progress = hook_progress, .log = hook_log } };
+	if ((rc = qd_job_supervise(&sup, &oc, &err)))
+		goto done;
+	supervised = true;
+	rc = qd_job_outcome_error(&sup, &oc, &err);
+	result = oc.result ? json_incref(oc.result) : NULL;
+	if (rc == -QD_ECRASHED || (rc && !oc.reported && !oc.limit && !oc.stopped)) {
+		/* a crash may be transient (the OOM killer, a flaky host): requeue until the
+		 * attempt limit; a model that crashes its job every time then fails */
+		crashed = true;
+	}
+	char how[48];
+	if (oc.signal)
+		snprintf(how, sizeof how, "killed by %s", oc.signal_name);
+	else
+		snprintf(how, sizeof how, "exit status %d", oc.exit_code);
+	job_log(&j, rc ? QD_LOG_WARN : QD_LOG_INFO, "attempt %d of %d: %s after %.2f s (process %d, %s, peak "
+		"address space %lld MiB, peak RSS %lld MiB)", job->attempts, job->max_attempts,
+		rc ? qd_err_name(rc) : "OK", oc.seconds, oc.pid, how,
+		oc.vm_peak_kb >= 0 ? oc.vm_peak_kb / 1024 : -1, oc.max_rss_kb / 1024);
 	if (!rc && w->cancel)
 		rc = qd_err_set(&err, QD_ECANCELED, "", "job canceled");
 	if (!rc)
@@ -303,6 +326,11 @@ done:;
 	} else if (rc == -QD_ECANCELED && d->aborting) {
 		final = QD_JOB_QUEUED;
 		job_log(&j, QD_LOG_WARN, "job stopped by shutdown after %.2f s; requeued", secs);
+		rc = qd_job_requeue(c, job->id, &e2);
+	} else if (crashed && job->attempts < job->max_attempts && !d->stopping) {
+		final = QD_JOB_QUEUED;
+		job_log(&j, QD_LOG_WARN, "%s; requeued for attempt %d of %d", err.msg, job->attempts + 1,
+			job->max_attempts);
 		rc = qd_job_requeue(c, job->id, &e2);
 	} else if (rc == -QD_ECANCELED) {
 		final = QD_JOB_CANCELED;
@@ -332,6 +360,8 @@ done:;
 	json_decref(wf);
 	json_decref(result);
 	json_decref(data_paths);
+	if (supervised)
+		qd_job_outcome_free(&oc);
 	free(work);
 	free(out_dir);
 	free(model_path);

@@ -20,6 +20,7 @@ static const char *const workflow_keys[] = {
 	"input_model", "model", "passes", "data_configs", "evaluator", "evaluators",
 	"search_strategy", "engine", "systems", "output_dir", "workflow_id", "log_severity_level",
 	"evaluate_input_model", "host", "target", "cache_dir", "clean_cache", "description",
+	"limits",  /* quantd's per-job resource limits, checked by the daemon (daemon/jobexec.c) */
 };
 
 /* Validate one pass entry (object). */
@@ -98,7 +99,23 @@ struct wf {
 	const struct qd_workflow_req *req;
 	const struct qd_workflow_hooks *hooks;
 	struct qd_err *err;
+	int eval_rc;                /* evaluation failed for a reason that fails the job */
+	struct qd_err eval_err;
 };
+
+/* An evaluation error: an op the engine does not cover leaves the accuracy unavailable
+ * (the model may still be fine for ONNX Runtime); anything else (a tensor above the
+ * engine's limits, an index out of range, a broken graph, out of memory, a time limit)
+ * means the model cannot be run as given, and fails the job with the engine's reason. */
+static void wf_eval_failed(struct wf *w, int rc, const struct qd_err *e, const char *which)
+{
+	if (rc == -QD_EUNSUPPORTED || rc == -QD_ENOT_IMPL || rc == -QD_ECANCELED || w->eval_rc)
+		return;
+	w->eval_rc = rc;
+	w->eval_err = *e;
+	w->eval_err.code = -rc;
+	qd_err_wrap(&w->eval_err, "cannot evaluate the %s model", which);
+}
 
 static void wf_log(struct wf *w, enum qd_log_level lvl, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -394,6 +411,7 @@ static json_t *measure_accuracy(struct wf *w, const char *float_path, const char
 		if (rc == -QD_ECANCELED) {
 			res = json_pack("{s:s, s:s}", "status", "canceled", "reason", "canceled during evaluation");
 		} else {
+			wf_eval_failed(w, rc, &e, which);
 			char *why = qd_asprintf("cannot evaluate the %s model with the built-in engine: %s", which, e.msg);
 			res = json_pack("{s:s, s:s}", "status", "unavailable", "reason", why ? why : "out of memory");
 			free(why);
@@ -714,6 +732,7 @@ static json_t *measure_on_data(struct wf *w, const char *cfg_name, const char *f
 		if (rc == -QD_ECANCELED)
 			res = json_pack("{s:s, s:s}", "status", "canceled", "reason", "canceled during evaluation");
 		else {
+			wf_eval_failed(w, rc, &e, "float or the quantized");
 			res = json_pack("{s:s, s:s}", "status", "unavailable", "reason", e.msg);
 			wf_log(w, QD_LOG_WARN, "accuracy on data config '%s' unavailable: %s", cfg_name, e.msg);
 		}
@@ -979,6 +998,13 @@ int qd_workflow_run(const struct qd_workflow_req *req, const struct qd_workflow_
 	if (wf_canceled(&w)) {
 		json_decref(acc);
 		rc = qd_err_set(err, QD_ECANCELED, NULL, "canceled during evaluation");
+		goto out;
+	}
+	if (w.eval_rc) {
+		json_decref(acc);
+		json_decref(lowest);
+		*err = w.eval_err;
+		rc = w.eval_rc;
 		goto out;
 	}
 	json_int_t total = 0;
