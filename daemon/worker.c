@@ -2,11 +2,14 @@
  *
  * DESIGN
  * - Each worker owns one store connection. It claims the oldest queued job in one
- *   transaction (qd_job_claim), runs qd_workflow_run in <data-dir>/work/<job>/, imports
+ *   transaction (qd_job_claim), runs the workflow in a child process (qd_job_supervise,
+ *   daemon/jobexec.c) in <data-dir>/work/<job>/, imports
  *   the files the workflow wrote as artifacts (blob store), and finishes the job through
  *   the store's transition function. Idle workers sleep on a condition variable that
  *   POST /v1/jobs signals (and re-check the queue every 2 s anyway).
- * - Hooks: progress goes to the job row (throttled to 4 writes/s) and returns the job's
+ * - A crash of the child requeues the job until max_attempts (then it fails CRASHED);
+ *   limits (TIMEOUT, LIMIT), cancels and reported errors end the job at once.
+ * - Hooks (fed by the child's pipe): progress goes to the job row (throttled to 4 writes/s) and returns the job's
  *   cancel_requested flag; log lines go to job_log (the passes also send them to qd_log).
  *   The main loop polls cancel_requested every second too, for passes that report
  *   progress rarely. The workflow sees the flag through hooks.cancel.

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 static const char run_usage[] =
@@ -162,6 +164,35 @@ static int add_data(json_t *wf, const char *const *data, int n, struct qd_err *e
 	return 0;
 }
 
+/* The workflow's "limits" in a one-shot run: max_job_seconds stops it at the next check
+ * (SIGALRM sets the cancel flag), max_job_memory_mb is this process's address space,
+ * max_output_mb the largest file it may write (a write beyond fails with EFBIG). */
+static volatile int run_timed_out;
+static void run_on_alarm(int sig) { (void)sig; run_timed_out = 1; }
+
+static void run_limits_apply(const json_t *lim)
+{
+	json_int_t secs = json_integer_value(json_object_get(lim, "max_job_seconds"));
+	json_int_t mem = json_integer_value(json_object_get(lim, "max_job_memory_mb"));
+	json_int_t out = json_integer_value(json_object_get(lim, "max_output_mb"));
+	struct rlimit r;
+	if (mem > 0) {
+		r.rlim_cur = r.rlim_max = (rlim_t)mem << 20;
+		if (setrlimit(RLIMIT_AS, &r))
+			fprintf(stderr, "quantd run: warning: cannot apply limits.max_job_memory_mb: %s\n", strerror(errno));
+	}
+	if (out > 0) {
+		signal(SIGXFSZ, SIG_IGN);
+		r.rlim_cur = r.rlim_max = (rlim_t)out << 20;
+		if (setrlimit(RLIMIT_FSIZE, &r))
+			fprintf(stderr, "quantd run: warning: cannot apply limits.max_output_mb: %s\n", strerror(errno));
+	}
+	if (secs > 0) {
+		signal(SIGALRM, run_on_alarm);
+		alarm((unsigned)secs);
+	}
+}
+
 int qd_cmd_run(int argc, char **argv)
 {
 	const char *data[32];
@@ -250,10 +281,20 @@ int qd_cmd_run(int argc, char **argv)
 		rc = qd_mkdir_p(output, &err);
 	json_t *metrics = NULL;
 	if (rc == 0) {
+		run_limits_apply(json_object_get(wf, "limits"));
 		struct qd_workflow_req req = { .model_path = model, .workflow = wf, .out_dir = output,
 					       .threads = threads };
-		struct qd_workflow_hooks hooks = { .ud = &ui, .progress = run_progress };
+		struct qd_workflow_hooks hooks = { .ud = &ui, .progress = run_progress, .cancel = &run_timed_out };
 		rc = qd_workflow_run(&req, &hooks, &metrics, &err);
+		alarm(0);
+		if (run_timed_out)
+			rc = qd_err_set(&err, QD_ETIMEOUT, "limits.max_job_seconds", "the workflow ran longer than "
+					"max_job_seconds = %lld", (long long)json_integer_value(
+						json_object_get(json_object_get(wf, "limits"), "max_job_seconds")));
+		else if (rc == -QD_ENOMEM && json_object_get(json_object_get(wf, "limits"), "max_job_memory_mb"))
+			qd_err_wrap(&err, "the workflow exceeded the memory limit of %lld MiB",
+				    (long long)json_integer_value(json_object_get(json_object_get(wf, "limits"),
+										  "max_job_memory_mb")));
 	}
 	ui_clear(&ui);
 	if (rc < 0) {

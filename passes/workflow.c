@@ -58,6 +58,19 @@ int qd_workflow_validate(const json_t *workflow, struct qd_err *err)
 		if (!known)
 			return qd_err_set(err, QD_EINVAL, k, "unknown workflow key '%s'", k);
 	}
+	const json_t *lim = json_object_get(workflow, "limits");
+	if (lim && !json_is_object(lim))
+		return qd_err_set(err, QD_EINVAL, "limits", "'limits' must be an object "
+				  "({\"max_job_seconds\", \"max_job_memory_mb\", \"max_output_mb\"})");
+	json_object_foreach((json_t *)lim, k, v) {
+		char field[96];
+		snprintf(field, sizeof field, "limits.%s", k);
+		if (strcmp(k, "max_job_seconds") && strcmp(k, "max_job_memory_mb") && strcmp(k, "max_output_mb"))
+			return qd_err_set(err, QD_EINVAL, field, "unknown limit '%s' (max_job_seconds, "
+					  "max_job_memory_mb, max_output_mb)", k);
+		if (!json_is_integer(v) || json_integer_value(v) < 1)
+			return qd_err_set(err, QD_EINVAL, field, "'%s' must be a positive integer", field);
+	}
 	const json_t *passes = json_object_get(workflow, "passes");
 	if (!passes)
 		return qd_err_set(err, QD_EINVAL, "passes", "workflow has no \"passes\"");
@@ -104,12 +117,16 @@ struct wf {
 };
 
 /* An evaluation error: an op the engine does not cover leaves the accuracy unavailable
- * (the model may still be fine for ONNX Runtime); anything else (a tensor above the
- * engine's limits, an index out of range, a broken graph, out of memory, a time limit)
- * means the model cannot be run as given, and fails the job with the engine's reason. */
-static void wf_eval_failed(struct wf *w, int rc, const struct qd_err *e, const char *which)
+ * (the model may still be fine for ONNX Runtime), and so does a shape or argument error
+ * on generated inputs (guessed symbolic dims may not fit the model); anything else (a
+ * tensor above the engine's limits, out of memory, a broken graph, or any error on the
+ * user's own data) means the model cannot be run as given, and fails the job with the
+ * engine's reason. */
+static void wf_eval_failed(struct wf *w, int rc, const struct qd_err *e, const char *which, bool generated)
 {
 	if (rc == -QD_EUNSUPPORTED || rc == -QD_ENOT_IMPL || rc == -QD_ECANCELED || w->eval_rc)
+		return;
+	if (generated && (rc == -QD_ESHAPE || rc == -QD_EINVAL))
 		return;
 	w->eval_rc = rc;
 	w->eval_err = *e;
@@ -411,7 +428,7 @@ static json_t *measure_accuracy(struct wf *w, const char *float_path, const char
 		if (rc == -QD_ECANCELED) {
 			res = json_pack("{s:s, s:s}", "status", "canceled", "reason", "canceled during evaluation");
 		} else {
-			wf_eval_failed(w, rc, &e, which);
+			wf_eval_failed(w, rc, &e, which, true);
 			char *why = qd_asprintf("cannot evaluate the %s model with the built-in engine: %s", which, e.msg);
 			res = json_pack("{s:s, s:s}", "status", "unavailable", "reason", why ? why : "out of memory");
 			free(why);
@@ -732,7 +749,7 @@ static json_t *measure_on_data(struct wf *w, const char *cfg_name, const char *f
 		if (rc == -QD_ECANCELED)
 			res = json_pack("{s:s, s:s}", "status", "canceled", "reason", "canceled during evaluation");
 		else {
-			wf_eval_failed(w, rc, &e, "float or the quantized");
+			wf_eval_failed(w, rc, &e, "float or the quantized", false);
 			res = json_pack("{s:s, s:s}", "status", "unavailable", "reason", e.msg);
 			wf_log(w, QD_LOG_WARN, "accuracy on data config '%s' unavailable: %s", cfg_name, e.msg);
 		}
