@@ -25,9 +25,9 @@ GEN_SRCS := $(B)/gen/onnx.pb-c.c
 LIB_OBJS := $(patsubst %.c,$(B)/obj/%.o,$(LIB_SRCS)) $(B)/obj/gen/onnx.pb-c.o
 TEST_SRCS := $(wildcard tests/unit/test_*.c)
 TEST_BINS := $(patsubst tests/unit/%.c,$(B)/tests/%,$(TEST_SRCS))
-HDRS     := $(wildcard */*.h) $(wildcard */*.def) $(B)/gen/onnx.pb-c.h
+HDRS     := $(filter-out fuzz/% tests/%,$(wildcard */*.h)) $(wildcard */*.def) $(B)/gen/onnx.pb-c.h
 
-.PHONY: all test asan test-asan fuzz bench clean
+.PHONY: all test asan test-asan fuzz fuzz-bins bench clean
 all: $(B)/quantd $(TEST_BINS)
 
 $(B)/gen/onnx.pb-c.c $(B)/gen/onnx.pb-c.h: $(ONNX_PROTO)
@@ -62,11 +62,19 @@ asan:
 test-asan: asan
 	B=build-asan QD_TEST_UNIT_ONLY=1 tests/run.sh
 
+# Fuzz targets: every fuzz/fuzz_<name>.c is one libFuzzer binary build-fuzz/fuzz/fuzz_<name>
+# (incremental: only changed objects and targets are rebuilt).
+FUZZ_SRCS := $(wildcard fuzz/fuzz_*.c)
+FUZZ_SAN  := -fsanitize=fuzzer-no-link,address,undefined
 fuzz:
-	$(MAKE) B=build-fuzz CC=clang OPT=-O1 SAN="-fsanitize=fuzzer-no-link,address,undefined" build-fuzz/libquantd.a
-	@mkdir -p build-fuzz/fuzz
-	for f in fuzz/fuzz_*.c; do n=$$(basename $$f .c); \
-	  clang -O1 -g -fsanitize=fuzzer,address,undefined -I. -Icommon -Ibuild-fuzz/gen -o build-fuzz/fuzz/$$n $$f build-fuzz/libquantd.a $(filter-out $(SAN),$(LDLIBS)) || exit 1; done
+	$(MAKE) B=build-fuzz CC=clang OPT=-O1 SAN="$(FUZZ_SAN)" fuzz-bins
+
+fuzz-bins: $(patsubst fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRCS))
+
+$(B)/fuzz/fuzz_%: fuzz/fuzz_%.c $(wildcard fuzz/*.h) $(B)/libquantd.a
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) -g -fsanitize=fuzzer,address,undefined -I. -Icommon -I$(B)/gen -o $@ $< \
+	  $(B)/libquantd.a $(filter-out $(SAN),$(LDLIBS))
 
 bench: all
 	bench/run.sh

@@ -86,6 +86,9 @@ int qd_api_start(struct qd_daemon *d, int *bound_port, struct qd_err *err);
 void qd_api_quiesce(struct qd_daemon *d);
 /* Stop MHD; waits for upload handlers still running and for the HTTP threads. */
 void qd_api_stop(struct qd_daemon *d);
+/* Connections MHD holds right now, including closed ones not yet cleaned up (the HTTP
+ * fuzz target waits for 0 before it resets the store). */
+unsigned qd_api_connections(struct qd_daemon *d);
 
 /* ---- helpers for handlers (api/http.c) ---- */
 /* Store connection for this request (from the daemon's pool); NULL with r->err set. */

@@ -1044,3 +1044,12 @@ void qd_api_stop(struct qd_daemon *d)
 	free(a);
 	d->api = NULL;
 }
+
+unsigned qd_api_connections(struct qd_daemon *d)
+{
+	if (!d->api || !d->api->mhd)
+		return 0;
+	const union MHD_DaemonInfo *info =
+		MHD_get_daemon_info(d->api->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+	return info ? info->num_connections : 0;
+}
