@@ -64,6 +64,7 @@ struct qd_req {
 	unsigned status;
 	bool answered;
 	struct qd_err err;
+	json_t *err_problems;                    /* every problem, as error.details.problems */
 };
 
 /* Route table lookup: index into qd_routes (id gets the {id} segment), -QD_ENOT_FOUND

@@ -255,6 +255,8 @@ int qd_req_error(struct qd_req *r, const struct qd_err *e)
 		json_object_set_new(details, "field", json_string(e->field));
 	if (retry)
 		json_object_set_new(details, "retry_after_seconds", json_integer(retry));
+	if (r->err_problems)
+		json_object_set(details, "problems", r->err_problems);
 	json_t *body = json_pack("{s:{s:s, s:s, s:o}}", "error", "code", qd_err_name(code),
 				 "message", e->msg[0] ? e->msg : qd_err_msg(code), "details", details);
 	unsigned status = (unsigned)qd_err_http(code);
@@ -849,6 +851,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		qd_sha256_final(&r->sha, hex);
 	}
 	qd_buf_free(&r->body);
+	json_decref(r->err_problems);
+	r->err_problems = NULL;
 	if (r->resp)
 		MHD_destroy_response(r->resp);
 	if (r->sc)

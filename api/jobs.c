@@ -63,8 +63,23 @@ int qd_api_jobs_create(struct qd_req *r)
 		goto out;
 	}
 	json_object_del(wf, "model");
-	if ((rc = qd_workflow_validate(wf, &r->err)) || (rc = qd_data_configs_validate(wf, &r->err)) ||
-	    (rc = qd_job_limits_check(&d->cfg, wf, &r->err)))
+	/* "datasets": {"<data config>": "<dataset id>"} binds an Olive file's data configs */
+	qd_workflow_bind_datasets(wf);
+	json_t *problems = NULL;
+	if ((rc = qd_workflow_check(wf, QD_WF_CHECK_MODEL_BOUND, &problems, NULL, &r->err))) {
+		size_t np = json_array_size(problems);
+		if (np > 1) {
+			char more[96];
+			snprintf(more, sizeof more, " (and %zu more problem%s: see error.details.problems)", np - 1,
+				 np > 2 ? "s" : "");
+			size_t l = strlen(r->err.msg);
+			snprintf(r->err.msg + l, sizeof r->err.msg - l, "%s", more);
+		}
+		r->err_problems = problems;
+		goto out;
+	}
+	json_decref(problems);
+	if ((rc = qd_job_limits_check(&d->cfg, wf, &r->err)))
 		goto out;
 	struct qd_store_conn *c = qd_req_store(r);
 	if (!c) {
@@ -80,7 +95,7 @@ int qd_api_jobs_create(struct qd_req *r)
 	 * them, which is what makes DELETE /v1/datasets/{id} answer 409 while it is queued */
 	if ((rc = qd_api_check_job_datasets(c, wf, &model, &r->err)))
 		goto out;
-	if (!(wf_txt = json_dumps(wf, JSON_COMPACT | JSON_SORT_KEYS))) {
+	if (!(wf_txt = json_dumps(wf, JSON_COMPACT))) {  /* key order kept: it is the pass order */
 		rc = qd_err_set(&r->err, QD_ENOMEM, "", "out of memory");
 		goto out;
 	}

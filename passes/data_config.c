@@ -181,6 +181,11 @@ static const json_t *find_named(const json_t *wf, const char *name)
 	return NULL;
 }
 
+const json_t *qd_data_config_find(const json_t *workflow, const char *name)
+{
+	return find_named(workflow, name);
+}
+
 /* References: fn(ud, value, field) for every data_config value of a pass (also under
  * Olive's older "config") or an evaluator metric. */
 typedef int (*ref_fn)(void *ud, const json_t *value, const char *field, struct qd_err *err);

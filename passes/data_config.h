@@ -14,6 +14,8 @@
  * field "data_configs.<name>.<key>"), every pass's data_config resolves (unknown name →
  * 400 naming "passes.<pass>.data_config"). Does not look datasets up. */
 int qd_data_configs_validate(const json_t *workflow, struct qd_err *err);
+/* The named data config (dict or list form); borrow or NULL. */
+const json_t *qd_data_config_find(const json_t *workflow, const char *name);
 
 /* Resolve a pass's data_config value (name string or inline object) to the normalized
  * config {"name": s, "dataset": s, "batch_size": I, ...}. *cfg new. field names the

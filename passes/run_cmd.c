@@ -36,6 +36,8 @@ static const char run_usage[] =
 	"                      A data config no pass calibrates with is the held-out data the\n"
 	"                      accuracy metrics are measured on\n"
 	"  -q, --quiet         no progress line, warnings and errors only\n"
+	"  --skip-unsupported-passes  skip Olive passes quantd does not run (and passes not\n"
+	"                      implemented yet) with a warning each, as \"unsupported_passes\": \"skip\"\n"
 	"  -h, --help          this text\n"
 	"\n"
 	"Pass types and their parameters: GET /v1/passes on a running daemon, or the schemas in\n"
@@ -202,6 +204,7 @@ int qd_cmd_run(int argc, char **argv)
 	int n_shapes = 0;
 	int threads = 1;
 	struct run_ui ui = { .tty = isatty(2) };
+	bool skip_unsupported = false;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char **dst = NULL;
@@ -210,6 +213,9 @@ int qd_cmd_run(int argc, char **argv)
 			return 0;
 		} else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
 			ui.quiet = true;
+			continue;
+		} else if (!strcmp(a, "--skip-unsupported-passes")) {
+			skip_unsupported = true;
 			continue;
 		} else if (!strcmp(a, "-c") || !strcmp(a, "--config")) {
 			dst = &config;
@@ -270,11 +276,25 @@ int qd_cmd_run(int argc, char **argv)
 		return 1;
 	}
 	struct qd_err err = { 0 };
+	if (skip_unsupported)
+		json_object_set_new(wf, "unsupported_passes", json_string("skip"));
+	qd_workflow_bind_datasets(wf);
 	int rc = add_shapes(wf, shapes, n_shapes, &err);
 	if (rc == 0)
 		rc = add_data(wf, data, n_data, &err);
-	if (rc == 0)
-		rc = qd_workflow_validate(wf, &err);
+	if (rc == 0) {
+		json_t *problems = NULL;
+		rc = qd_workflow_check(wf, model ? QD_WF_CHECK_MODEL_BOUND : 0, &problems, NULL, &err);
+		size_t i;
+		json_t *p;
+		if (json_array_size(problems) > 1)
+			json_array_foreach(problems, i, p)
+				if (i > 0)
+					fprintf(stderr, "quantd run: error: %s (%s)\n",
+						json_string_value(json_object_get(p, "message")),
+						json_string_value(json_object_get(p, "field")));
+		json_decref(problems);
+	}
 	if (rc == 0 && !model && !(model = qd_workflow_model_path(wf)))
 		rc = qd_err_set(&err, QD_EINVAL, "model", "no input model: give --model or input_model.model_path");
 	if (rc == 0)

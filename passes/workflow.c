@@ -14,88 +14,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Top-level keys of an Olive run config that quantd accepts. Other modules validate the
- * contents of the ones they own (search_strategy, evaluator, data_configs). */
-static const char *const workflow_keys[] = {
-	"input_model", "model", "passes", "data_configs", "evaluator", "evaluators",
-	"search_strategy", "engine", "systems", "output_dir", "workflow_id", "log_severity_level",
-	"evaluate_input_model", "host", "target", "cache_dir", "clean_cache", "description",
-	"limits",  /* quantd's per-job resource limits, checked by the daemon (daemon/jobexec.c) */
-};
-
-/* Validate one pass entry (object). */
-static int validate_pass(const char *name, const json_t *p, const char *field_base, struct qd_err *err)
-{
-	char field[128];
-	snprintf(field, sizeof field, "%s.type", field_base);
-	if (!json_is_object(p))
-		return qd_err_set(err, QD_EINVAL, field_base, "pass '%s' must be an object", name);
-	const json_t *t = json_object_get(p, "type");
-	if (!json_is_string(t))
-		return qd_err_set(err, QD_EINVAL, field, "pass '%s' has no \"type\"", name);
-	const struct qd_pass_vt *vt = qd_pass_find(json_string_value(t));
-	if (!vt)
-		return qd_err_set(err, QD_EINVAL, field, "unknown pass type '%s'", json_string_value(t));
-	if (!vt->implemented)
-		return qd_err_set(err, QD_ENOT_IMPL, field, "pass type '%s' is not implemented", vt->name);
-	json_t *space = NULL;
-	int rc = qd_pass_resolve(vt, name, p, &space, err);
-	if (rc == 0 && vt->check)
-		rc = vt->check(name, space, err);
-	json_decref(space);
-	return rc;
-}
-
 int qd_workflow_validate(const json_t *workflow, struct qd_err *err)
 {
-	if (!json_is_object(workflow))
-		return qd_err_set(err, QD_EINVAL, "", "workflow must be a JSON object");
-	const char *k; json_t *v;
-	json_object_foreach((json_t *)workflow, k, v) {
-		bool known = false;
-		for (size_t i = 0; i < QD_ARRAY_LEN(workflow_keys); i++)
-			known = known || !strcmp(k, workflow_keys[i]);
-		if (!known)
-			return qd_err_set(err, QD_EINVAL, k, "unknown workflow key '%s'", k);
-	}
-	const json_t *lim = json_object_get(workflow, "limits");
-	if (lim && !json_is_object(lim))
-		return qd_err_set(err, QD_EINVAL, "limits", "'limits' must be an object "
-				  "({\"max_job_seconds\", \"max_job_memory_mb\", \"max_output_mb\"})");
-	json_object_foreach((json_t *)lim, k, v) {
-		char field[96];
-		snprintf(field, sizeof field, "limits.%s", k);
-		if (strcmp(k, "max_job_seconds") && strcmp(k, "max_job_memory_mb") && strcmp(k, "max_output_mb"))
-			return qd_err_set(err, QD_EINVAL, field, "unknown limit '%s' (max_job_seconds, "
-					  "max_job_memory_mb, max_output_mb)", k);
-		if (!json_is_integer(v) || json_integer_value(v) < 1)
-			return qd_err_set(err, QD_EINVAL, field, "'%s' must be a positive integer", field);
-	}
-	const json_t *passes = json_object_get(workflow, "passes");
-	if (!passes)
-		return qd_err_set(err, QD_EINVAL, "passes", "workflow has no \"passes\"");
-	if (!json_is_object(passes))
-		return qd_err_set(err, QD_EINVAL, "passes", "\"passes\" must be an object (name -> pass)");
-	json_object_foreach((json_t *)passes, k, v) {
-		char base[128];
-		snprintf(base, sizeof base, "passes.%s", k);
-		if (json_is_array(v)) {
-			/* Olive's pass search: a list of alternative configurations. */
-			if (json_array_size(v) == 0)
-				return qd_err_set(err, QD_EINVAL, base, "pass '%s' has an empty list", k);
-			size_t i; json_t *alt;
-			json_array_foreach(v, i, alt) {
-				int rc = validate_pass(k, alt, base, err);
-				if (rc < 0)
-					return rc;
-			}
-			continue;
-		}
-		int rc = validate_pass(k, v, base, err);
-		if (rc < 0)
-			return rc;
-	}
-	return qd_data_configs_validate(workflow, err);
+	return qd_workflow_check(workflow, 0, NULL, NULL, err);
 }
 
 /* ---- runner ---- */
@@ -854,6 +775,7 @@ int qd_workflow_run(const struct qd_workflow_req *req, const struct qd_workflow_
 	struct wf w = { .req = req, .hooks = hooks, .err = err };
 	struct qd_model *m = NULL;
 	json_t *passes_out = json_array(), *counts = json_object(), *metrics = NULL, *fp_nodes = json_object();
+	json_t *ignored = NULL, *order = NULL;
 	char *out_path = NULL, *parent_id = NULL;
 	const json_t *save_params = NULL;
 	json_t *last_cfg = NULL;
@@ -864,8 +786,16 @@ int qd_workflow_run(const struct qd_workflow_req *req, const struct qd_workflow_
 		rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
 		goto out;
 	}
-	if ((rc = qd_workflow_validate(req->workflow, err)) < 0)
+	if ((rc = qd_workflow_check(req->workflow, req->model_path ? QD_WF_CHECK_MODEL_BOUND : 0, NULL,
+				    &ignored, err)) < 0)
 		goto out;
+	{
+		size_t i;
+		json_t *x;
+		json_array_foreach(ignored, i, x)
+			wf_log(&w, QD_LOG_WARN, "ignored '%s': %s", json_string_value(json_object_get(x, "field")),
+			       json_string_value(json_object_get(x, "why")));
+	}
 	const char *model_path = req->model_path ? req->model_path : model_path_of(req->workflow);
 	if (!model_path) {
 		rc = qd_err_set(err, QD_EINVAL, "model", "no input model (give --model or input_model.model_path)");
@@ -902,9 +832,12 @@ int qd_workflow_run(const struct qd_workflow_req *req, const struct qd_workflow_
 				      "config", "model_path", model_path, "size_bytes", (json_int_t)float_bytes));
 
 	const json_t *passes = json_object_get(req->workflow, "passes");
-	size_t npass = json_object_size(passes), ip = 0;
-	const char *pname; json_t *pv;
-	json_object_foreach((json_t *)passes, pname, pv) {
+	order = qd_workflow_pass_order(req->workflow);
+	size_t npass = json_array_size(order), ip = 0, io;
+	json_t *pn;
+	json_array_foreach(order, io, pn) {
+		const char *pname = json_string_value(pn);
+		const json_t *pv = json_object_get(passes, pname);
 		if (wf_canceled(&w)) {
 			rc = qd_err_set(err, QD_ECANCELED, NULL, "canceled before pass '%s'", pname);
 			goto out;
@@ -1030,11 +963,11 @@ int qd_workflow_run(const struct qd_workflow_req *req, const struct qd_workflow_
 		json_object_foreach(counts, k, v)
 			total += json_integer_value(v);
 	}
-	metrics = json_pack("{s:{s:I, s:I, s:f}, s:O, s:I, s:o, s:O, s:f}",
+	metrics = json_pack("{s:{s:I, s:I, s:f}, s:O, s:I, s:o, s:O, s:O, s:f}",
 			    "size", "float_bytes", (json_int_t)float_bytes, "quantized_bytes", (json_int_t)q_bytes,
 			    "ratio", float_bytes > 0 ? (double)q_bytes / (double)float_bytes : 0.0,
 			    "quantized_nodes", counts, "quantized_nodes_total", total,
-			    "accuracy", acc, "passes", passes_out, "seconds", qd_now_mono() - t0);
+			    "accuracy", acc, "passes", passes_out, "ignored", ignored, "seconds", qd_now_mono() - t0);
 	if (!metrics) {
 		json_decref(lowest);
 		rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
@@ -1064,6 +997,8 @@ int qd_workflow_run(const struct qd_workflow_req *req, const struct qd_workflow_
 	rc = 0;
 out:
 	json_decref(metrics);
+	json_decref(ignored);
+	json_decref(order);
 	json_decref(passes_out);
 	json_decref(counts);
 	json_decref(fp_nodes);

@@ -27,6 +27,22 @@ struct qd_workflow_req {
 	                                themselves (quantd run --data) */
 };
 
+/* Check a whole workflow (passes/olive.c): *problems (new array of {"field", "message",
+ * "code"}) lists every problem at once, *ignored (new array of {"field", "why"}) every key
+ * accepted without effect. Returns 0 without problems, else -code of the first (also in
+ * err). Either out pointer may be NULL. flags: QD_WF_CHECK_*. */
+#define QD_WF_CHECK_MODEL_BOUND 1u   /* the model is given apart (REST "model", --model) */
+int qd_workflow_check(const json_t *workflow, unsigned flags, json_t **problems, json_t **ignored,
+		      struct qd_err *err);
+/* "datasets": {"<data config>": "<dataset id or path>"} sets each data config's "dataset". */
+int qd_workflow_bind_datasets(json_t *workflow);
+/* Names of the passes to run, in order: pass_flows' first flow, else the order of
+ * "passes"; without the passes unsupported_passes = skip skips. new. */
+json_t *qd_workflow_pass_order(const json_t *workflow);
+bool qd_workflow_skip_unsupported(const json_t *workflow);
+/* An Olive pass type quantd does not provide (OnnxConversion, ...). */
+bool qd_olive_only_pass(const char *type);
+
 /* Validate a workflow at submit time: unknown pass types, unknown parameters, wrong
  * types, and pass types that are not implemented give an error whose field is the JSON
  * path ("passes.q.per_channel"). */

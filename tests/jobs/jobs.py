@@ -361,6 +361,89 @@ def t_hostile_models(tmp, models):
     d.stop()
 
 
+OLIVE_FILE = {
+    # the shape of Olive's examples: legacy "config" nesting, engine block with a search
+    # strategy, data_configs list, named evaluators, systems, an Olive-only pass, QUInt8 names
+    "input_model": {"type": "ONNXModel", "config": {"model_path": "models/mlp.onnx"}},
+    "systems": {"local_system": {"type": "LocalSystem", "config": {"accelerators": [{"device": "cpu"}]}}},
+    "data_configs": [{"name": "calib_data", "type": "HuggingfaceContainer",
+                      "dataloader_config": {"batch_size": 4}}],
+    "evaluators": {"common_evaluator": {"metrics": [{"name": "latency", "type": "latency",
+                                                     "sub_types": [{"name": "avg"}]}]}},
+    "passes": {
+        "conversion": {"type": "OnnxConversion", "config": {"target_opset": 13}},
+        "quantization": {"type": "OnnxStaticQuantization",
+                         "config": {"data_config": "calib_data", "quant_format": "QDQ",
+                                    "activation_type": "QUInt8", "weight_type": "QInt8",
+                                    "per_channel": True}},
+    },
+    "engine": {"search_strategy": {"execution_order": "joint", "sampler": "sequential"},
+               "evaluator": "common_evaluator", "host": "local_system", "target": "local_system",
+               "cache_dir": "cache", "output_dir": "models/mlp_q"},
+    "unsupported_passes": "skip",
+}
+
+
+def t_olive_file(tmp, models):
+    """A real-shaped Olive file runs with only its model and data bound; what quantd does not
+    use is listed in metrics.json "ignored" and the job log; every problem comes at once."""
+    d = Daemon(os.path.join(tmp, "d5"), ["--workers", "1"], name="d5")
+    d.start()
+    mid = (upload(d, models["mlp"]).json() or {}).get("id")
+    import io
+    buf = io.BytesIO()
+    rng = np.random.default_rng(3)
+    np.savez(buf, x=rng.standard_normal((32, 64)).astype(np.float32))
+    r = e2e.upload_ds(d, buf.getvalue(), name="calib.npz")
+    dsid = (r.json() or {}).get("id")
+    check(r.status == 201 and dsid, "olive: calibration dataset uploaded", r.body[:200])
+    body = dict(OLIVE_FILE, model=mid, datasets={"calib_data": dsid})
+    r = d.request("POST", "/v1/jobs", body=json.dumps(body), headers={"Content-Type": "application/json"})
+    check(r.status == 202, "olive: the Olive file is accepted with model and datasets bound", r.body[:400])
+    j = wait_job(d, job_id(r), 120) or {}
+    check(j.get("state") == "succeeded", "olive: the job succeeds", j.get("error"))
+    arts = {a["name"]: a for a in j.get("artifacts", [])}
+    metrics = d.get_json(arts["metrics.json"]["url"]) if "metrics.json" in arts else {}
+    ign = {x["field"]: x["why"] for x in (metrics or {}).get("ignored", [])}
+    want = ["systems", "evaluators", "engine.search_strategy", "engine.evaluator", "engine.host", "engine.target",
+            "engine.cache_dir", "engine.output_dir", "input_model.config.model_path", "passes.conversion"]
+    check(all(w in ign and ign[w] for w in want) and len(ign) == len(want),
+          "olive: metrics.json lists every ignored key with its reason", sorted(ign))
+    check("skipped" in ign.get("passes.conversion", ""), "olive: the OnnxConversion pass is reported skipped")
+    lg = log_lines(d, j.get("id", ""))
+    check(sum(l.startswith("ignored '") for l in lg) == len(want), "olive: the job log has one line per ignored key",
+          [l for l in lg if l.startswith("ignored")][:3])
+    passes = [p["name"] for p in (metrics or {}).get("passes", [])]
+    check(passes == ["quantization"], "olive: only the quantization pass ran", passes)
+    if check("model.onnx" in arts, "olive: model artifact"):
+        q = os.path.join(tmp, "olive_q.onnx")
+        e2e.download(d, arts["model.onnx"]["url"], q)
+        r2 = subprocess.run(["node", os.path.join(ROOT, "tests/e2e/ort_compare.js"), models["mlp"], q,
+                             "--min-cos", "0.999", "--shape", "x=4,64"], capture_output=True, text=True, timeout=300)
+        check(r2.returncode == 0, "olive: the static QDQ artifact runs in ORT like the float model (cos >= 0.999)",
+              (r2.stdout + r2.stderr)[-300:])
+    # without "unsupported_passes": "skip" the Olive-only pass is named as such
+    body = dict(OLIVE_FILE, model=mid, datasets={"calib_data": dsid})
+    del body["unsupported_passes"]
+    r = d.request("POST", "/v1/jobs", body=json.dumps(body), headers={"Content-Type": "application/json"})
+    check(r.status == 400 and r.err_field() == "passes.conversion.type" and
+          "is an Olive pass quantd does not run" in r.err_msg(), "olive: OnnxConversion named as an Olive pass quantd "
+          "does not run", r.body[:300])
+    # every problem at once
+    bad = {"model": mid, "colour": 1, "engine": {"speed": 2}, "input_model": {"type": "HfModel"},
+           "passes": {"a": {"type": "OnnxDynamicQuantization", "per_chanel": True, "bogus": 1},
+                      "b": {"type": "Foo"}}}
+    r = d.request("POST", "/v1/jobs", body=json.dumps(bad), headers={"Content-Type": "application/json"})
+    probs = ((r.json() or {}).get("error", {}).get("details") or {}).get("problems") or []
+    fields = sorted(p["field"] for p in probs)
+    check(r.status == 400 and fields == sorted(["colour", "engine.speed", "input_model.type", "passes.a.per_chanel",
+                                                "passes.a.bogus", "passes.b.type"]) and "5 more problems" in r.err_msg(),
+          "olive: a bad workflow gets every problem at once in error.details.problems", (r.status, fields, r.err_msg()))
+    hf = [p for p in probs if p["field"] == "input_model.type"]
+    check(hf and "convert the model to ONNX" in hf[0]["message"], "olive: an HfModel input says to upload ONNX", hf)
+    d.stop()
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="qd_jobs_")
     try:
@@ -371,6 +454,7 @@ def main():
         t_limits_and_cancel(tmp, models)
         t_kill9(tmp, models)
         t_hostile_models(tmp, models)
+        t_olive_file(tmp, models)
     except Exception as e:
         import traceback
         traceback.print_exc()
