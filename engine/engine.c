@@ -17,6 +17,7 @@
 #include <string.h>
 #include <stdio.h>
 #include <stdarg.h>
+#include <unistd.h>
 #include <cblas.h>
 #include "engine/engine_internal.h"
 
@@ -223,7 +224,94 @@ void qd_engine_slot_set(struct qd_engine *e, int id, struct qd_tensor *t)
 	}
 }
 
+/* ---- limits ---- */
+void qd_engine_opts_resolve(const struct qd_engine_opts *opts, struct qd_engine_opts *out)
+{
+	struct qd_engine_opts o = {0};
+	if (opts) o = *opts;
+	if (o.threads <= 0) o.threads = 1;
+	if (!o.max_tensor_bytes) o.max_tensor_bytes = QD_ENGINE_DEFAULT_MAX_TENSOR;
+	if (!o.max_memory_bytes) {
+		o.max_memory_bytes = QD_ENGINE_DEFAULT_MAX_MEMORY;
+		long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+		if (pages > 0 && psz > 0 && (uint64_t)pages * (uint64_t)psz < o.max_memory_bytes)
+			o.max_memory_bytes = (size_t)pages * (size_t)psz;
+	}
+	if (!(o.max_seconds > 0) || o.max_seconds > 1e9) o.max_seconds = 0;  /* NaN, <= 0: none */
+	*out = o;
+}
+
+/* "16 GiB", "1.5 MiB", "123 bytes" */
+static const char *bytes_str(size_t n, char *buf, size_t len)
+{
+	if (n == QD_ENGINE_NO_LIMIT) snprintf(buf, len, "unlimited");
+	else if (n >= ((size_t)1 << 30)) snprintf(buf, len, "%.4g GiB", n / 1073741824.0);
+	else if (n >= ((size_t)1 << 20)) snprintf(buf, len, "%.4g MiB", n / 1048576.0);
+	else snprintf(buf, len, "%zu bytes", n);
+	return buf;
+}
+
+static size_t held_total(const struct qd_engine *e)
+{
+	return e->live_bytes + e->const_bytes + e->scratch_cap + e->held_bytes;
+}
+
+/* 0 when `extra` more bytes fit under the memory limit; else the QD_ELIMIT error. */
+static int check_memory(struct qd_ctx *c, size_t extra, const char *what)
+{
+	struct qd_engine *e = c->e;
+	size_t have = held_total(e) + c->pending, lim = e->opts.max_memory_bytes;
+	if (lim == QD_ENGINE_NO_LIMIT || (extra <= lim && have <= lim - extra)) return 0;
+	char b1[32], b2[32], b3[32];
+	return qd_ctx_fail(c, QD_ELIMIT, "%s needs %s with %s already held, over the memory limit of %s "
+			   "(max_memory_bytes, --max-memory-mb)", what, bytes_str(extra, b1, sizeof(b1)),
+			   bytes_str(have, b2, sizeof(b2)), bytes_str(lim, b3, sizeof(b3)));
+}
+
+static int check_tensor(struct qd_ctx *c, size_t n, const char *what)
+{
+	size_t lim = c->e->opts.max_tensor_bytes;
+	if (lim == QD_ENGINE_NO_LIMIT || n <= lim) return 0;
+	char b1[32], b2[32];
+	return qd_ctx_fail(c, QD_ELIMIT, "%s is %s, over the tensor limit of %s "
+			   "(max_tensor_bytes, --max-tensor-mb)", what, bytes_str(n, b1, sizeof(b1)),
+			   bytes_str(lim, b2, sizeof(b2)));
+}
+
+int qd_ctx_hold(struct qd_ctx *c, size_t extra, const char *what)
+{
+	int rc = check_tensor(c, extra, what);
+	if (!rc) rc = check_memory(c, extra, what);
+	if (!rc) c->e->held_bytes += extra;
+	return rc;
+}
+
+void qd_ctx_unhold(struct qd_ctx *c, size_t bytes)
+{
+	struct qd_engine *e = c->e;
+	e->held_bytes = bytes > e->held_bytes ? 0 : e->held_bytes - bytes;
+}
+
+int qd_engine_poll(struct qd_engine *e, const volatile int *cancel, struct qd_err *err)
+{
+	if (cancel && *cancel) return qd_err_set(err, QD_ECANCELED, "", "run canceled");
+	if (e->deadline > 0 && qd_now_mono() > e->deadline)
+		return qd_err_set(err, QD_ETIMEOUT, "", "model ran longer than the time limit of %g s "
+				  "(max_seconds, --max-seconds)", e->opts.max_seconds);
+	return 0;
+}
+
 /* ---- kernel context helpers ---- */
+int qd_ctx_poll(struct qd_ctx *c)
+{
+	int rc = qd_engine_poll(c->e, c->cancel, c->err);
+	if (rc && c->err && c->err->code == QD_ETIMEOUT)
+		qd_err_set(c->err, QD_ETIMEOUT, c->n->name, "node '%s' (%s): model ran longer than the time "
+			   "limit of %g s (max_seconds, --max-seconds)", c->n->name, c->n->op->op_type,
+			   c->e->opts.max_seconds);
+	return rc;
+}
+
 int qd_ctx_fail(struct qd_ctx *c, int code, const char *fmt, ...)
 {
 	char buf[400];
@@ -247,41 +335,55 @@ const struct qd_tensor *qd_ctx_in(struct qd_ctx *c, int i)
 static struct qd_tensor *ctx_out(struct qd_ctx *c, int i, int dtype, int ndim, const int64_t *dims,
 				 bool zero)
 {
-	if (i >= c->n_out || !c->out[i]) {
-		/* optional output not requested: callers must check qd_ctx_wants() first */
-		qd_ctx_fail(c, QD_EINTERNAL, "output %d is not connected", i);
+	if (i < 0 || i >= c->n_out || !c->out[i]) {
+		/* past the node's outputs: callers check c->n_out / qd_ctx_wants() first */
+		qd_ctx_fail(c, QD_EMODEL, "output %d is missing (the node has %d)", i, c->n_out);
 		return NULL;
 	}
 	struct qd_tensor *t = c->out[i];
 	qd_tensor_release(t);
-	/* shape/size checks via a zero-dim probe, data from the pool */
+	/* shape/size checks before anything is allocated, data from the pool */
 	int rc = 0;
 	size_t es = qd_dtype_size(dtype);
-	int64_t cnt = 1;
-	if (!es || ndim < 0 || ndim > QD_MAX_DIMS) rc = -QD_EINVAL;
-	for (int k = 0; !rc && k < ndim; k++) {
-		if (dims[k] < 0) rc = -QD_EINVAL;
-		else if (dims[k] && cnt > ((int64_t)1 << 40) / (int64_t)es / dims[k]) rc = -QD_ETOO_LARGE;
-		else cnt *= dims[k];
+	char b[160];
+	memset(t, 0, sizeof(*t));
+	if (!es || ndim < 0 || ndim > QD_MAX_DIMS) {
+		qd_ctx_fail(c, QD_EINVAL, "cannot make output %d with dtype %d and rank %d", i, dtype, ndim);
+		return NULL;
 	}
-	if (!rc && c->e->opts.max_tensor_bytes && (size_t)cnt * es > c->e->opts.max_tensor_bytes) {
-		char b[128];
-		return qd_ctx_fail(c, QD_ETOO_LARGE, "output %d (%s %s) exceeds the %zu-byte tensor limit", i,
-				   qd_dtype_name(dtype), qd_dims_str(ndim, dims, b, sizeof(b)),
-				   c->e->opts.max_tensor_bytes), NULL;
+	uint64_t bytes = es;
+	bool over = false;
+	for (int k = 0; k < ndim; k++) {
+		if (dims[k] < 0) {
+			qd_ctx_fail(c, QD_ESHAPE, "output %d would have a negative dim: %s", i,
+				    qd_dims_str(ndim, dims, b, sizeof(b)));
+			return NULL;
+		}
+		if (__builtin_mul_overflow(bytes, (uint64_t)dims[k], &bytes)) over = true;
 	}
+	for (int k = 0; k < ndim; k++) if (!dims[k]) { bytes = 0; over = false; }
+	if (over || bytes > SIZE_MAX / 2) { bytes = SIZE_MAX / 2; over = true; }
+	{
+		char what[224];
+		snprintf(what, sizeof(what), "output %d (%s %s)", i, qd_dtype_name(dtype),
+			 qd_dims_str(ndim, dims, b, sizeof(b)));
+		if (check_tensor(c, (size_t)bytes, what) || check_memory(c, (size_t)bytes, what)) return NULL;
+	}
+	if (over) rc = -QD_ELIMIT;
 	if (!rc) {
 		memset(t, 0, sizeof(*t));
 		t->dtype = dtype;
 		t->ndim = ndim;
 		if (ndim) memcpy(t->dims, dims, ndim * sizeof(int64_t));
-		t->nbytes = (size_t)cnt * es;
+		t->nbytes = (size_t)bytes;
 		t->data = pool_get(c->e, t->nbytes);
 		if (!t->data) rc = -QD_ENOMEM;
-		else if (zero) memset(t->data, 0, t->nbytes);
+		else {
+			c->pending += t->nbytes;
+			if (zero) memset(t->data, 0, t->nbytes);
+		}
 	}
 	if (rc) {
-		char b[128];
 		qd_ctx_fail(c, -rc, "cannot allocate output %d (%s %s)", i, qd_dtype_name(dtype),
 			    qd_dims_str(ndim, dims, b, sizeof(b)));
 		return NULL;
@@ -314,7 +416,9 @@ void *qd_ctx_scratch(struct qd_ctx *c, size_t n)
 	struct qd_engine *e = c->e;
 	if (n > e->scratch_cap) {
 		free(e->scratch);
+		e->scratch = NULL;
 		e->scratch_cap = 0;
+		if (check_tensor(c, n, "scratch buffer") || check_memory(c, n, "scratch buffer")) return NULL;
 		if (!(e->scratch = malloc(n ? n : 1))) {
 			qd_ctx_fail(c, QD_ENOMEM, "cannot allocate %zu bytes of scratch", n);
 			return NULL;
@@ -326,7 +430,7 @@ void *qd_ctx_scratch(struct qd_ctx *c, size_t n)
 
 bool qd_ctx_wants(const struct qd_ctx *c, int i)
 {
-	return i < c->n_out && c->out[i] != NULL;
+	return i >= 0 && i < c->n_out && c->want[i];
 }
 
 /* ---- load ---- */
@@ -405,9 +509,12 @@ static int add_name(char ***v, int *n, const char *s)
 
 static int int_push(int **v, int *n, int x)
 {
-	int *nv = realloc(*v, (*n + 1) * sizeof(int));
-	if (!nv) return -QD_ENOMEM;
-	*v = nv;
+	if (*n == 0 || (*n & (*n - 1)) == 0) {   /* capacity: the next power of two */
+		int *nv = realloc(*v, (size_t)(*n ? *n * 2 : 1) * sizeof(int));
+		if (!nv) return -QD_ENOMEM;
+		*v = nv;
+	}
+	int *nv = *v;
 	nv[(*n)++] = x;
 	return 0;
 }
@@ -430,6 +537,27 @@ static int define_const(struct loader *L, struct scope *sc, struct qd_egraph *g,
 	return 0;
 }
 
+/* The error for node ni of gp reading `nm`, which nothing before it defines: names the
+ * cycle when the node itself or a later node produces it. */
+static int undefined_input(struct qd_err *err, const Onnx__GraphProto *gp, size_t ni, const char *node,
+			   const char *nm)
+{
+	for (size_t k = ni; k < gp->n_node; k++) {
+		const Onnx__NodeProto *p = gp->node[k];
+		for (size_t o = 0; o < p->n_output; o++) {
+			if (!p->output[o] || strcmp(p->output[o], nm)) continue;
+			if (k == ni)
+				return qd_err_set(err, QD_EMODEL, node, "node '%s': input '%s' is its own output "
+						  "(a cycle)", node, nm);
+			return qd_err_set(err, QD_EMODEL, node, "node '%s': input '%s' is produced by a later "
+					  "node '%s' (a cycle, or nodes not in topological order)", node, nm,
+					  p->name && *p->name ? p->name : p->op_type ? p->op_type : "?");
+		}
+	}
+	return qd_err_set(err, QD_EMODEL, node, "node '%s': input '%s' is not produced by an earlier node, "
+			  "an initializer or a graph input", node, nm);
+}
+
 /* Compiles one graph. free_names: names read in this graph (or its subgraphs) that it
  * does not define (outer-scope references), borrowed from the model. */
 static int compile_graph(struct loader *L, const Onnx__GraphProto *gp, struct qd_egraph *parent,
@@ -445,6 +573,7 @@ static int compile_graph(struct loader *L, const Onnx__GraphProto *gp, struct qd
 	int slot_base = e->n_slots;
 	char **fn = NULL;
 	int nfn = 0;
+	char *is_out = NULL;
 	if (!g) return qd_err_set(err, QD_ENOMEM, "", "out of memory");
 	g->parent = parent;
 	g->proto = gp;
@@ -502,7 +631,13 @@ static int compile_graph(struct loader *L, const Onnx__GraphProto *gp, struct qd
 		}
 		n->prof_idx = (int)(n->op - qd_ops);
 		if (np->n_input > QD_CTX_MAX_IO || np->n_output > QD_CTX_MAX_IO) {
-			rc = qd_err_set(err, QD_EUNSUPPORTED, n->name, "node '%s': too many inputs/outputs", n->name);
+			rc = qd_err_set(err, QD_EUNSUPPORTED, n->name, "node '%s' (%s): too many inputs/outputs "
+					"(%zu/%zu, the engine takes at most %d)", n->name, opt, np->n_input,
+					np->n_output, QD_CTX_MAX_IO);
+			goto out;
+		}
+		if (np->n_output == 0) {  /* every ONNX op has at least one output */
+			rc = qd_err_set(err, QD_EMODEL, n->name, "node '%s' (%s) has no outputs", n->name, opt);
 			goto out;
 		}
 		/* subgraphs */
@@ -554,9 +689,7 @@ static int compile_graph(struct loader *L, const Onnx__GraphProto *gp, struct qd
 			bool outer;
 			int id = scope_get(&sc, nm, &outer);
 			if (id < 0) {
-				rc = qd_err_set(err, QD_EMODEL, n->name,
-						"node '%s': input '%s' is not produced by an earlier node, "
-						"an initializer or a graph input", n->name, nm);
+				rc = undefined_input(err, gp, ni, n->name, nm);
 				goto out;
 			}
 			n->in[i] = id;
@@ -648,13 +781,15 @@ static int compile_graph(struct loader *L, const Onnx__GraphProto *gp, struct qd
 		if (int_push(&g->outputs, &g->n_outputs, id)) goto oom;
 	}
 	/* memory plan: free owned non-const slots after their last use, unless an output */
+	is_out = calloc(e->n_slots - slot_base + 1, 1);
+	if (!is_out) goto oom;
+	for (int k = 0; k < g->n_outputs; k++)
+		if (g->outputs[k] >= slot_base) is_out[g->outputs[k] - slot_base] = 1;
 	for (int id = slot_base; id < e->n_slots; id++) {
 		struct qd_slot *s = &e->slots[id];
 		if (s->owner != g || s->is_const) continue;
 		if (int_push(&g->owned, &g->n_owned, id)) goto oom;
-		bool is_out = false;
-		for (int k = 0; k < g->n_outputs; k++) if (g->outputs[k] == id) is_out = true;
-		if (is_out) continue;
+		if (is_out[id - slot_base]) continue;
 		int lu = id - slot_base < lu_cap ? last_use[id - slot_base] : -1;
 		if (lu < 0) continue; /* graph input nobody reads: freed when the run ends */
 		if (int_push(&g->nodes[lu].free_after, &g->nodes[lu].n_free, id)) goto oom;
@@ -666,11 +801,57 @@ static int compile_graph(struct loader *L, const Onnx__GraphProto *gp, struct qd
 oom:
 	rc = qd_err_set(err, QD_ENOMEM, "", "out of memory");
 out:
+	free(is_out);
 	free(fn);
 	free(last_use);
 	scope_free(&sc);
 	egraph_free(g);
 	return rc;
+}
+
+static const struct qd_engine *sort_engine;  /* qsort has no user pointer */
+static int cmp_input(const void *a, const void *b)
+{
+	const struct qd_engine *e = sort_engine;
+	return strcmp(e->slots[e->main->inputs[*(const int *)a]].name,
+		      e->slots[e->main->inputs[*(const int *)b]].name);
+}
+
+/* in_vi: the declared type of each main-graph input; in_sorted: input positions by name
+ * (binding a run's inputs is a binary search, not a scan per input). */
+static int index_inputs(struct qd_engine *e, struct qd_err *err)
+{
+	const Onnx__GraphProto *g = e->m->proto->graph;
+	int n = e->main->n_inputs;
+	e->in_vi = calloc(n + 1, sizeof(*e->in_vi));
+	e->in_sorted = calloc(n + 1, sizeof(int));
+	if (!e->in_vi || !e->in_sorted) return qd_err_set(err, QD_ENOMEM, "", "out of memory");
+	/* graph inputs that are not initializers, in order (compile_graph made a slot for each) */
+	int k = 0;
+	for (size_t j = 0; j < g->n_input && k < n; j++) {
+		const char *nm = g->input[j]->name ? g->input[j]->name : "";
+		if (strcmp(e->slots[e->main->inputs[k]].name, nm)) continue;  /* backed by an initializer */
+		e->in_vi[k++] = g->input[j];
+	}
+	if (k != n) return qd_err_set(err, QD_EINTERNAL, "", "graph inputs and slots disagree");
+	for (int i = 0; i < n; i++) e->in_sorted[i] = i;
+	sort_engine = e;
+	qsort(e->in_sorted, n, sizeof(int), cmp_input);
+	sort_engine = NULL;
+	return 0;
+}
+
+/* Position of the main-graph input called nm, or -1. */
+static int find_input(const struct qd_engine *e, const char *nm)
+{
+	int lo = 0, hi = e->main->n_inputs - 1;
+	while (lo <= hi) {
+		int mid = (lo + hi) / 2, k = e->in_sorted[mid];
+		int c = strcmp(e->slots[e->main->inputs[k]].name, nm);
+		if (!c) return k;
+		if (c < 0) lo = mid + 1; else hi = mid - 1;
+	}
+	return -1;
 }
 
 int qd_engine_load(const struct qd_model *m, const struct qd_engine_opts *opts,
@@ -683,10 +864,11 @@ int qd_engine_load(const struct qd_model *m, const struct qd_engine_opts *opts,
 	if (!e) return qd_err_set(err, QD_ENOMEM, "", "out of memory");
 	e->m = m;
 	e->pool = calloc(POOL_MAX, sizeof(*e->pool));
-	if (opts) e->opts = *opts;
-	if (e->opts.threads <= 0) e->opts.threads = 1;
+	if (!e->pool) { free(e); return qd_err_set(err, QD_ENOMEM, "", "out of memory"); }
+	qd_engine_opts_resolve(opts, &e->opts);
 	struct loader L = { e, err };
 	int rc = compile_graph(&L, m->proto->graph, NULL, NULL, &e->main, NULL, NULL);
+	if (!rc) rc = index_inputs(e, err);
 	if (!rc) rc = qd_fuse_graph(e, e->main, err);
 	if (!rc) rc = qd_fuse_float_graph(e, e->main, err);
 	if (rc) { qd_engine_free(e); return rc; }
@@ -698,6 +880,8 @@ int qd_engine_load(const struct qd_model *m, const struct qd_engine_opts *opts,
 void qd_engine_free(struct qd_engine *e)
 {
 	if (!e) return;
+	free(e->in_vi);
+	free(e->in_sorted);
 	egraph_free(e->main);
 	pool_free(e);
 	free(e->pool);
@@ -712,13 +896,6 @@ void qd_engine_free(struct qd_engine *e)
 }
 
 /* ---- public accessors ---- */
-static bool is_init(const Onnx__GraphProto *g, const char *name)
-{
-	for (size_t i = 0; i < g->n_initializer; i++)
-		if (g->initializer[i]->name && !strcmp(g->initializer[i]->name, name)) return true;
-	return false;
-}
-
 size_t qd_engine_n_inputs(const struct qd_engine *e)
 {
 	return (size_t)e->main->n_inputs;
@@ -726,13 +903,7 @@ size_t qd_engine_n_inputs(const struct qd_engine *e)
 
 const Onnx__ValueInfoProto *qd_engine_input(const struct qd_engine *e, size_t i)
 {
-	const Onnx__GraphProto *g = e->m->proto->graph;
-	size_t k = 0;
-	for (size_t j = 0; j < g->n_input; j++) {
-		if (is_init(g, g->input[j]->name ? g->input[j]->name : "")) continue;
-		if (k++ == i) return g->input[j];
-	}
-	return NULL;
+	return i < (size_t)e->main->n_inputs ? e->in_vi[i] : NULL;
 }
 
 size_t qd_engine_n_outputs(const struct qd_engine *e)
@@ -787,7 +958,8 @@ static int run_node(struct qd_engine *e, struct qd_enode *n, const volatile int 
 				  op->op_type, qd_dtype_name(tdt), op->tidx);
 	for (int i = 0; i < n->n_out; i++) {
 		memset(&outs[i], 0, sizeof(outs[i]));
-		c.out[i] = n->out[i] >= 0 ? &outs[i] : NULL;
+		c.out[i] = &outs[i];   /* unconnected outputs are computed and dropped */
+		c.want[i] = n->out[i] >= 0;
 		switch (op->out) {
 		case QD_OUT_SAME: c.out_dt[i] = tdt; break;
 		case QD_OUT_BOOL: c.out_dt[i] = QD_DT_BOOL; break;
@@ -805,16 +977,16 @@ static int run_node(struct qd_engine *e, struct qd_enode *n, const volatile int 
 		e->prof_count[n->prof_idx]++;
 	}
 	for (int i = 0; i < n->n_out && !rc; i++)
-		if (c.out[i] && !outs[i].data)
-			rc = qd_err_set(err, QD_EINTERNAL, n->name, "node '%s': output %d was not produced",
-					n->name, i);
+		if (c.want[i] && !outs[i].data)
+			rc = qd_err_set(err, QD_EMODEL, n->name, "node '%s' (%s): output %d was not produced "
+					"(the op has fewer outputs)", n->name, op->op_type, i);
 	if (rc) {
 		for (int i = 0; i < n->n_out; i++) qd_tensor_release(&outs[i]);
 		if (!err->code) qd_err_set(err, -rc, n->name, "node '%s' failed", n->name);
 		return rc;
 	}
 	for (int i = 0; i < n->n_out; i++) {
-		if (n->out[i] < 0) continue;
+		if (n->out[i] < 0) { qd_tensor_release(&outs[i]); continue; }
 		struct qd_slot *s = &e->slots[n->out[i]];
 		outs[i].name = strdup(s->name);
 		qd_engine_slot_set(e, n->out[i], &outs[i]);
@@ -828,9 +1000,15 @@ int qd_engine_run_graph(struct qd_engine *e, struct qd_egraph *g, const volatile
 			struct qd_err *err)
 {
 	for (int i = 0; i < g->n_nodes; i++) {
-		if (cancel && *cancel)
-			return qd_err_set(err, QD_ECANCELED, "", "run canceled");
 		struct qd_enode *n = &g->nodes[i];
+		int prc = qd_engine_poll(e, cancel, err);
+		if (prc) {
+			if (err && err->code == QD_ETIMEOUT)
+				qd_err_set(err, QD_ETIMEOUT, n->name, "model ran longer than the time limit of "
+					   "%g s (max_seconds, --max-seconds); stopped before node '%s' (%s)",
+					   e->opts.max_seconds, n->name, n->op->op_type);
+			return prc;
+		}
 		if (!e->hook && n->fuse_skip) continue;   /* covered by a fused node */
 		int rc = run_node(e, !e->hook && n->fused ? n->fused : n, cancel, err);
 		if (rc) return rc;
@@ -908,16 +1086,19 @@ int qd_engine_run(struct qd_engine *e, const struct qd_tensor *inputs, size_t n_
 	*n_out = 0;
 	e->live_bytes = 0;
 	e->peak_bytes = 0;
+	e->held_bytes = 0;
+	e->t_start = qd_now_mono();
+	e->deadline = e->opts.max_seconds > 0 ? e->t_start + e->opts.max_seconds : 0;
 	qd_blas_threads_begin(e->opts.threads);
 	/* bind inputs */
 	for (size_t i = 0; i < n_in; i++) {
 		const char *nm = inputs[i].name ? inputs[i].name : "";
-		int k = 0;
-		for (; k < g->n_inputs; k++) if (!strcmp(e->slots[g->inputs[k]].name, nm)) break;
-		if (k == g->n_inputs) {
+		int k = find_input(e, nm);
+		if (k < 0) {
 			struct qd_buf b = {0};
-			for (int j = 0; j < g->n_inputs; j++)
+			for (int j = 0; j < g->n_inputs && j < 20; j++)
 				qd_buf_printf(&b, "%s'%s'", j ? ", " : "", e->slots[g->inputs[j]].name);
+			if (g->n_inputs > 20) qd_buf_printf(&b, ", ... (%d in all)", g->n_inputs);
 			rc = qd_err_set(err, QD_EINVAL, nm, "unknown input '%s' (the model's inputs: %s)", nm,
 					b.data ? (char *)b.data : "none");
 			qd_buf_free(&b);

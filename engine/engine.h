@@ -32,12 +32,27 @@ int qd_npz_write(const char *path, const struct qd_tensor *t, size_t n, struct q
 
 struct qd_engine;
 
+/* Resource limits (DESIGN: checked before anything is allocated, so a hostile model fails
+ * with QD_ELIMIT / QD_ETIMEOUT and a message naming the node, never with a crash):
+ * - max_tensor_bytes: no single tensor a node produces may be larger;
+ * - max_memory_bytes: live activations + constants + kernel scratch (what the memory plan
+ *   holds at once, qd_engine_peak_bytes) may not exceed it; Loop scan outputs count too;
+ * - max_seconds: wall time of one qd_engine_run, polled between nodes and in every
+ *   Loop / If iteration.
+ * 0 selects the default; QD_ENGINE_NO_LIMIT switches a size limit off. */
+#define QD_ENGINE_DEFAULT_MAX_TENSOR ((size_t)16 << 30)   /* 16 GiB */
+#define QD_ENGINE_DEFAULT_MAX_MEMORY ((size_t)64 << 30)   /* 64 GiB, capped to physical RAM */
+#define QD_ENGINE_NO_LIMIT SIZE_MAX
 struct qd_engine_opts {
 	int threads;                /* BLAS / kernel threads; 0 = 1 */
 	bool profile;               /* collect per-op-type time */
-	size_t max_tensor_bytes;    /* refuse to create a tensor larger than this (0 = no
-	                               limit): a hostile model cannot exhaust memory */
+	size_t max_tensor_bytes;    /* 0 = QD_ENGINE_DEFAULT_MAX_TENSOR */
+	size_t max_memory_bytes;    /* 0 = QD_ENGINE_DEFAULT_MAX_MEMORY or the machine's
+	                               physical memory, whichever is smaller */
+	double max_seconds;         /* per run; 0 = no time limit */
 };
+/* The limits qd_engine_load applies for opts (defaults resolved): out gets a copy. */
+void qd_engine_opts_resolve(const struct qd_engine_opts *opts, struct qd_engine_opts *out);
 
 /* Called for every tensor a node produces, right after the node ran. The tensor is
  * borrowed (valid during the call). */
@@ -55,7 +70,8 @@ size_t qd_engine_n_outputs(const struct qd_engine *e);
 const Onnx__ValueInfoProto *qd_engine_output(const struct qd_engine *e, size_t i);
 void qd_engine_set_hook(struct qd_engine *e, qd_engine_hook hook, void *ud);
 /* Run with inputs matched by name. *outputs new (qd_tensors_release), one per model output
- * in order. cancel (may be NULL) is polled between nodes. */
+ * in order. cancel (may be NULL) is polled between nodes, and so is the max_seconds
+ * deadline (QD_ETIMEOUT, "ran longer than ..."). */
 int qd_engine_run(struct qd_engine *e, const struct qd_tensor *inputs, size_t n_in,
 		  struct qd_tensor **outputs, size_t *n_out, const volatile int *cancel,
 		  struct qd_err *err);

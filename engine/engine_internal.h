@@ -189,6 +189,10 @@ struct qd_engine {
 	int n_pool;
 	size_t pool_bytes;           /* bytes held by the pool (capped near the peak) */
 	void *scratch; size_t scratch_cap;
+	double t_start, deadline;    /* of the current run (qd_now_mono); deadline 0 = none */
+	const Onnx__ValueInfoProto **in_vi; /* declared type of each main-graph input slot */
+	int *in_sorted;              /* main-graph input positions sorted by name */
+	size_t held_bytes;           /* held by kernels outside slots (Loop scan outputs) */
 	double prof_time[QD_OP__COUNT];
 	long prof_count[QD_OP__COUNT];
 };
@@ -202,6 +206,9 @@ struct qd_ctx {
 	const struct qd_tensor *in[QD_CTX_MAX_IO];   /* NULL = absent */
 	struct qd_tensor *out[QD_CTX_MAX_IO];        /* slot tensors (empty until qd_ctx_out) */
 	int out_dt[QD_CTX_MAX_IO];                    /* dtype from the out rule (0 unknown) */
+	size_t pending;                               /* bytes of outputs allocated so far */
+	bool want[QD_CTX_MAX_IO];                     /* output i is connected (out[i] is a
+	                                                 discarded tensor when it is not) */
 	const volatile int *cancel;
 	struct qd_err *err;
 };
@@ -219,6 +226,16 @@ const struct qd_tensor *qd_ctx_in(struct qd_ctx *c, int i);
 /* Engine-owned scratch of at least n bytes, valid until the next call (one per engine;
  * kernels use it for im2col/column buffers). NULL with error set on OOM. */
 void *qd_ctx_scratch(struct qd_ctx *c, size_t n);
+/* Cancel flag and deadline of the run: 0, or -QD_ECANCELED / -QD_ETIMEOUT with the error
+ * set. Kernels that iterate (Loop) call it every iteration; the run loop between nodes. */
+int qd_engine_poll(struct qd_engine *e, const volatile int *cancel, struct qd_err *err);
+int qd_ctx_poll(struct qd_ctx *c);
+/* Memory a kernel is about to hold outside its outputs (beyond what it already holds):
+ * fails with QD_ELIMIT when live tensors + constants + scratch + held + extra would exceed
+ * max_memory_bytes, or one piece exceeds max_tensor_bytes. On success the bytes are added
+ * to e->held_bytes (give them back with qd_ctx_unhold). */
+int qd_ctx_hold(struct qd_ctx *c, size_t extra, const char *what);
+void qd_ctx_unhold(struct qd_ctx *c, size_t bytes);
 /* Whether output i is connected (optional outputs may be absent). */
 bool qd_ctx_wants(const struct qd_ctx *c, int i);
 /* Run a subgraph with the given inputs bound to its input slots; outputs left in its

@@ -5,12 +5,32 @@
 #include <stdlib.h>
 #include <string.h>
 #include "engine/engine_internal.h"
+#include "engine/dataset.h"
 
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: quantd infer --model M.onnx --input in.npz|name=t.pb [--input ...]\n"
 		   "                    --output out.npz [--threads N] [--profile] [--repeat N]\n"
-		   "  --repeat N: run N more times after the first and print the median latency\n");
+		   "                    [--max-tensor-mb N] [--max-memory-mb N] [--max-seconds S]\n"
+		   "  --repeat N: run N more times after the first and print the median latency\n"
+		   "  --max-tensor-mb N: refuse any tensor larger than N MiB (default 16384; 0 = no limit)\n"
+		   "  --max-memory-mb N: refuse to hold more than N MiB of tensors at once (default\n"
+		   "                     65536 or the machine's memory, whichever is smaller; 0 = no limit)\n"
+		   "  --max-seconds S: stop a run after S seconds of wall time (default: no limit)\n"
+		   "Exit status: 0 on success, 1 on any error (the message names it), 2 on bad usage.\n");
+}
+
+/* --max-*-mb N (N >= 0 MiB, 0 = no limit) into *bytes. */
+static int parse_mb(const char *opt, const char *v, size_t *bytes)
+{
+	char *e;
+	double mb = strtod(v, &e);
+	if (e == v || *e || !(mb >= 0) || mb > 1e12) {
+		fprintf(stderr, "quantd infer: invalid %s '%s' (MiB, 0 = no limit)\n", opt, v);
+		return -1;
+	}
+	*bytes = mb == 0 ? QD_ENGINE_NO_LIMIT : (size_t)(mb * 1048576.0) ? (size_t)(mb * 1048576.0) : 1;
+	return 0;
 }
 
 static int add_tensor(struct qd_tensor **v, size_t *n, struct qd_tensor *t)
@@ -65,6 +85,8 @@ int qd_cmd_infer(int argc, char **argv)
 	const char *inputs[64];
 	int n_inputs = 0, threads = 1, repeat = 0;
 	bool profile = false;
+	size_t max_tensor = 0, max_memory = 0;
+	double max_seconds = 0;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -86,6 +108,17 @@ int qd_cmd_infer(int argc, char **argv)
 			if (*e || r < 0 || r > 10000) { fprintf(stderr, "quantd infer: invalid --repeat '%s'\n", v); return 2; }
 			repeat = (int)r; i++;
 		}
+		else if (!strcmp(a, "--max-tensor-mb") && v) { if (parse_mb(a, v, &max_tensor)) return 2; i++; }
+		else if (!strcmp(a, "--max-memory-mb") && v) { if (parse_mb(a, v, &max_memory)) return 2; i++; }
+		else if (!strcmp(a, "--max-seconds") && v) {
+			char *e;
+			max_seconds = strtod(v, &e);
+			if (e == v || *e || !(max_seconds > 0) || max_seconds > 1e9) {
+				fprintf(stderr, "quantd infer: invalid --max-seconds '%s' (seconds > 0)\n", v);
+				return 2;
+			}
+			i++;
+		}
 		else if (!strcmp(a, "--profile")) profile = true;
 		else if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
 		else { fprintf(stderr, "quantd infer: unknown or incomplete option '%s'\n", a); usage(stderr); return 2; }
@@ -103,7 +136,9 @@ int qd_cmd_infer(int argc, char **argv)
 		if (l > 4 && !strcmp(s + l - 4, ".npz") && !strchr(s, '=')) {
 			struct qd_tensor *t;
 			size_t n;
-			if ((rc = qd_npz_read(s, &t, &n, &err))) goto out;
+			/* one array per model input: as many as a model can have */
+			struct qd_dataset_limits lim = { .max_arrays = (size_t)1 << 20 };
+			if ((rc = qd_npz_read_lim(s, &lim, &t, &n, &err))) goto out;
 			for (size_t k = 0; k < n && !rc; k++) rc = add_tensor(&in, &nin, &t[k]);
 			free(t);
 			if (rc) { qd_err_set(&err, QD_ENOMEM, "", "out of memory"); goto out; }
@@ -114,7 +149,8 @@ int qd_cmd_infer(int argc, char **argv)
 		}
 	}
 	if ((rc = qd_model_load_file(model, NULL, &m, &err))) goto out;
-	struct qd_engine_opts o = { .threads = threads, .profile = profile };
+	struct qd_engine_opts o = { .threads = threads, .profile = profile, .max_tensor_bytes = max_tensor,
+				    .max_memory_bytes = max_memory, .max_seconds = max_seconds };
 	if ((rc = qd_engine_load(m, &o, &e, &err))) goto out;
 	double t0 = qd_now_mono();
 	if ((rc = qd_engine_run(e, in, nin, &out, &nout, NULL, &err))) goto out;

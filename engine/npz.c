@@ -283,6 +283,27 @@ out:
 	return rc;
 }
 
+static int cmp_str_ptr(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Array names are unique (sorted copy of the names: no quadratic scan for 10^5 arrays). */
+static int check_unique(const struct qd_tensor *arr, size_t na, const char *path, struct qd_err *err)
+{
+	if (na < 2) return 0;
+	const char **v = malloc(na * sizeof(*v));
+	if (!v) return qd_err_set(err, QD_ENOMEM, path, "out of memory");
+	for (size_t k = 0; k < na; k++) v[k] = arr[k].name ? arr[k].name : "";
+	qsort(v, na, sizeof(*v), cmp_str_ptr);
+	int rc = 0;
+	for (size_t k = 1; k < na && !rc; k++)
+		if (!strcmp(v[k - 1], v[k]))
+			rc = qd_err_set(err, QD_EPARSE, v[k], "'%s': array '%s' appears twice", path, v[k]);
+	free(v);
+	return rc;
+}
+
 int qd_npz_read_lim(const char *path, const struct qd_dataset_limits *limits, struct qd_tensor **out,
 		    size_t *n, struct qd_err *err)
 {
@@ -354,8 +375,6 @@ int qd_npz_read_lim(const char *path, const struct qd_dataset_limits *limits, st
 		if (cn > 4 && !strcmp(name + cn - 4, ".npy")) name[cn - 4] = 0;
 		p += 46 + nl + xl + cl;
 		if (flags & 1) { rc = qd_err_set(err, QD_EUNSUPPORTED, name, "'%s': entry '%s' is encrypted", path, name); goto out; }
-		for (size_t k = 0; k < na; k++)
-			if (!strcmp(arr[k].name, name)) { rc = qd_err_set(err, QD_EPARSE, name, "'%s': array '%s' appears twice", path, name); goto out; }
 		if (lho > len || len - lho < 30 || rd32(b + lho) != 0x04034b50) { rc = qd_err_set(err, QD_EPARSE, name, "'%s': bad local header for '%s'", path, name); goto out; }
 		uint64_t data = lho + 30 + rd16(b + lho + 26) + rd16(b + lho + 28);
 		if (data > len || len - data < csz) { rc = qd_err_set(err, QD_EPARSE, name, "'%s': entry '%s' is truncated", path, name); goto out; }
@@ -387,6 +406,7 @@ int qd_npz_read_lim(const char *path, const struct qd_dataset_limits *limits, st
 			goto out;
 		}
 	}
+	if ((rc = check_unique(arr, na, path, err))) goto out;
 	*out = arr;
 	*n = na;
 	arr = NULL;

@@ -42,7 +42,9 @@ int qd_op_if(struct qd_ctx *c)
 	bool cond = qd_tensor_get_f64(cd, 0) != 0;
 	struct qd_egraph *g = sub_by_name(c->n, cond ? "then_branch" : "else_branch");
 	if (!g) return qd_ctx_fail(c, QD_EMODEL, "missing branch");
-	int rc = qd_engine_run_graph(c->e, g, c->cancel, c->err);
+	int rc = qd_ctx_poll(c);
+	if (rc) return rc;
+	rc = qd_engine_run_graph(c->e, g, c->cancel, c->err);
 	for (int i = 0; i < c->n_out && !rc; i++) {
 		if (!c->out[i]) continue;
 		qd_tensor_release(c->out[i]);
@@ -82,6 +84,7 @@ int qd_op_loop(struct qd_ctx *c)
 	struct qd_tensor *carry = calloc(nc + 1, sizeof(*carry));
 	struct qd_tensor **scans = calloc(nscan + 1, sizeof(*scans));
 	int64_t iters = 0, cap = 0;
+	size_t held = 0;   /* bytes of scan outputs collected so far (count against the limit) */
 	if (!carry || !scans) { free(carry); free(scans); return qd_ctx_fail(c, QD_ENOMEM, "out of memory"); }
 	for (int i = 0; i < nc; i++) {
 		const struct qd_tensor *v = qd_ctx_in(c, 2 + i);
@@ -90,7 +93,7 @@ int qd_op_loop(struct qd_ctx *c)
 		if (v->nbytes) memcpy(carry[i].data, v->data, v->nbytes);
 	}
 	while (iters < max_trip && cond) {
-		if (c->cancel && *c->cancel) { rc = qd_err_set(c->err, QD_ECANCELED, "", "run canceled"); goto out; }
+		if ((rc = qd_ctx_poll(c))) goto out;
 		struct qd_tensor it, cd;
 		if (qd_tensor_alloc_raw(&it, NULL, QD_DT_INT64, 0, NULL) || qd_tensor_alloc_raw(&cd, NULL, QD_DT_BOOL, 0, NULL)) {
 			rc = qd_ctx_fail(c, QD_ENOMEM, "out of memory");
@@ -115,14 +118,22 @@ int qd_op_loop(struct qd_ctx *c)
 			if ((rc = take_output(c, b->outputs[1 + i], &carry[i]))) goto out;
 		if (iters == cap) {
 			cap = cap ? cap * 2 : 8;
+			if ((rc = qd_ctx_hold(c, (size_t)(cap / 2 + 4) * nscan * sizeof(struct qd_tensor),
+					      "the loop's scan outputs")))
+				goto out;
+			held += (size_t)(cap / 2 + 4) * nscan * sizeof(struct qd_tensor);
 			for (int k = 0; k < nscan; k++) {
 				struct qd_tensor *ns = realloc(scans[k], cap * sizeof(struct qd_tensor));
 				if (!ns) { rc = qd_ctx_fail(c, QD_ENOMEM, "out of memory"); goto out; }
 				scans[k] = ns;
 			}
 		}
+		for (int k = 0; k < nscan; k++) memset(&scans[k][iters], 0, sizeof(struct qd_tensor));
 		for (int k = 0; k < nscan; k++) {
-			memset(&scans[k][iters], 0, sizeof(struct qd_tensor));
+			struct qd_slot *so = qd_engine_slot(c->e, b->outputs[1 + nc + k]);
+			size_t nb = so->has ? so->t.nbytes : 0;
+			if ((rc = qd_ctx_hold(c, nb, "the loop's scan outputs"))) { iters++; goto out; }
+			held += nb;
 			if ((rc = take_output(c, b->outputs[1 + nc + k], &scans[k][iters]))) { iters++; goto out; }
 		}
 		iters++;
@@ -146,7 +157,9 @@ int qd_op_loop(struct qd_ctx *c)
 			nd = t0->ndim + 1;
 			memcpy(od + 1, t0->dims, t0->ndim * sizeof(int64_t));
 			for (int64_t i = 1; i < iters; i++)
-				if (scans[k][i].nbytes != t0->nbytes || scans[k][i].dtype != dt) {
+				if (scans[k][i].nbytes != t0->nbytes || scans[k][i].dtype != dt ||
+				    scans[k][i].ndim != t0->ndim ||
+				    memcmp(scans[k][i].dims, t0->dims, t0->ndim * sizeof(int64_t))) {
 					rc = qd_ctx_fail(c, QD_ESHAPE, "scan output %d changes shape across iterations", k);
 					goto out;
 				}
@@ -157,6 +170,7 @@ int qd_op_loop(struct qd_ctx *c)
 			if (scans[k][i].nbytes) memcpy((char *)y->data + i * scans[k][0].nbytes, scans[k][i].data, scans[k][i].nbytes);
 	}
 out:
+	qd_ctx_unhold(c, held);
 	qd_engine_clear_graph(c->e, b);
 	for (int i = 0; i < nc; i++) qd_tensor_release(&carry[i]);
 	free(carry);

@@ -624,13 +624,16 @@ int qd_op_range(struct qd_ctx *c)
 	double st = qd_tensor_get_f64(s, 0), li = qd_tensor_get_f64(l, 0), de = qd_tensor_get_f64(d, 0);
 	if (de == 0) return qd_ctx_fail(c, QD_EINVAL, "delta is 0");
 	double nf = ceil((li - st) / de);
-	if (nf > (double)((int64_t)1 << 32)) return qd_ctx_fail(c, QD_ETOO_LARGE, "range of %g values", nf);
+	if (nf != nf) return qd_ctx_fail(c, QD_EINVAL, "start, limit or delta is not a number");
+	/* the output limits (qd_ctx_out) decide what is too large; this keeps n an int64 */
+	if (nf > (double)((int64_t)1 << 62)) return qd_ctx_fail(c, QD_ELIMIT, "range of %g values", nf);
 	int64_t n = nf > 0 ? (int64_t)nf : 0;
 	struct qd_tensor *y = qd_ctx_out(c, 0, s->dtype, 1, &n);
 	if (!y) return -c->err->code;
 	if (qd_dtype_is_int(s->dtype)) {
 		int64_t a = qd_tensor_get_i64(s, 0), b = qd_tensor_get_i64(d, 0);
-		for (int64_t i = 0; i < n; i++) qd_tensor_set_i64(y, i, a + i * b);
+		for (int64_t i = 0; i < n; i++)   /* wraps like the int64 arithmetic it stands for */
+			qd_tensor_set_i64(y, i, (int64_t)((uint64_t)a + (uint64_t)i * (uint64_t)b));
 	} else if (s->dtype == QD_DT_FLOAT) {
 		float a = (float)st, b = (float)de;
 		for (int64_t i = 0; i < n; i++) ((float *)y->data)[i] = a + (float)i * b;

@@ -60,6 +60,8 @@ struct qd_pass_ctx {
 	const json_t *data_paths;                  /* borrow: dataset reference → file, or NULL
 	                                              (references are paths: quantd run) */
 	int threads;                               /* engine threads (0 = 1) */
+	size_t max_tensor_bytes, max_memory_bytes; /* engine limits (struct qd_workflow_req) */
+	double max_seconds;
 };
 /* Log one line for the pass (qd_log + the workflow's log hook). */
 void qd_pass_log(struct qd_pass_ctx *c, enum qd_log_level lvl, const char *fmt, ...)

@@ -35,6 +35,11 @@ static const char run_usage[] =
 	"                      the workflow's data_configs lacks is added as {\"dataset\": PATH}.\n"
 	"                      A data config no pass calibrates with is the held-out data the\n"
 	"                      accuracy metrics are measured on\n"
+	"      --max-tensor-mb N   refuse any tensor larger than N MiB in the engine's model runs\n"
+	"                      (default 4096; 0 = no limit)\n"
+	"      --max-memory-mb N   refuse to hold more than N MiB of tensors at once in a model run\n"
+	"                      (default 65536 or the machine's memory, whichever is smaller; 0 = no limit)\n"
+	"      --max-seconds S     stop a model run (calibration, evaluation) after S seconds\n"
 	"  -q, --quiet         no progress line, warnings and errors only\n"
 	"  --skip-unsupported-passes  skip Olive passes quantd does not run (and passes not\n"
 	"                      implemented yet) with a warning each, as \"unsupported_passes\": \"skip\"\n"
@@ -203,6 +208,8 @@ int qd_cmd_run(int argc, char **argv)
 	const char *shapes[32];
 	int n_shapes = 0;
 	int threads = 1;
+	size_t max_tensor = 0, max_memory = 0;
+	double max_seconds = 0;
 	struct run_ui ui = { .tty = isatty(2) };
 	bool skip_unsupported = false;
 	for (int i = 1; i < argc; i++) {
@@ -236,6 +243,23 @@ int qd_cmd_run(int argc, char **argv)
 				return 2;
 			}
 			data[n_data++] = argv[++i];
+			continue;
+		} else if (!strcmp(a, "--max-tensor-mb") || !strcmp(a, "--max-memory-mb") ||
+			   !strcmp(a, "--max-seconds")) {
+			char *end;
+			double v = i + 1 < argc ? strtod(argv[i + 1], &end) : -1;
+			if (i + 1 >= argc || end == argv[i + 1] || *end || !(v >= 0) || v > 1e12 ||
+			    (a[6] == 's' && v == 0)) {
+				fprintf(stderr, "quantd run: bad value for '%s'\n%s", a, run_usage);
+				return 2;
+			}
+			i++;
+			if (a[6] == 's')
+				max_seconds = v;
+			else {
+				size_t b = v == 0 ? SIZE_MAX : (size_t)(v * 1048576.0) ? (size_t)(v * 1048576.0) : 1;
+				*(a[6] == 't' ? &max_tensor : &max_memory) = b;
+			}
 			continue;
 		} else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
 			if (i + 1 >= argc) {
@@ -303,7 +327,8 @@ int qd_cmd_run(int argc, char **argv)
 	if (rc == 0) {
 		run_limits_apply(json_object_get(wf, "limits"));
 		struct qd_workflow_req req = { .model_path = model, .workflow = wf, .out_dir = output,
-					       .threads = threads };
+					       .threads = threads, .max_tensor_bytes = max_tensor,
+					       .max_memory_bytes = max_memory, .max_seconds = max_seconds };
 		struct qd_workflow_hooks hooks = { .ud = &ui, .progress = run_progress, .cancel = &run_timed_out };
 		rc = qd_workflow_run(&req, &hooks, &metrics, &err);
 		alarm(0);

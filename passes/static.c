@@ -1782,7 +1782,9 @@ static int calibrate(struct st *s, const json_t *params)
 	struct qd_engine *e = NULL;
 	struct calib_src src = { .s = s };
 	struct qd_batches *bp = &src.b;
-	struct qd_engine_opts eo = { .threads = s->pc->threads, .max_tensor_bytes = (size_t)4 << 30 };
+	struct qd_engine_opts eo = { .threads = s->pc->threads,
+				     .max_tensor_bytes = s->pc->max_tensor_bytes ? s->pc->max_tensor_bytes : (size_t)4 << 30,
+				     .max_memory_bytes = s->pc->max_memory_bytes, .max_seconds = s->pc->max_seconds };
 	/* with one engine thread the second core bins histograms meanwhile */
 	s->cfg.calib.background = s->pc->threads <= 1;
 	if ((rc = qd_calib_new(&s->cfg.calib, &s->cal, s->err)) < 0)

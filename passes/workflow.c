@@ -55,6 +55,17 @@ static void wf_eval_failed(struct wf *w, int rc, const struct qd_err *e, const c
 	qd_err_wrap(&w->eval_err, "cannot evaluate the %s model", which);
 }
 
+/* Engine options for the workflow's model runs: the request's limits. */
+static struct qd_engine_opts wf_engine_opts(const struct qd_workflow_req *req)
+{
+	struct qd_engine_opts eo = { .threads = req->threads > 0 ? req->threads : 1,
+				     .max_tensor_bytes = req->max_tensor_bytes ? req->max_tensor_bytes
+									: QD_WF_MAX_TENSOR_BYTES,
+				     .max_memory_bytes = req->max_memory_bytes,
+				     .max_seconds = req->max_seconds };
+	return eo;
+}
+
 static void wf_log(struct wf *w, enum qd_log_level lvl, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 static void wf_log(struct wf *w, enum qd_log_level lvl, const char *fmt, ...)
@@ -265,12 +276,12 @@ static int make_inputs(const struct qd_model *m, struct qd_engine *e, const json
 }
 
 static int run_model(const char *path, const json_t *io, const struct qd_tensor *in, size_t n_in, bool gen_inputs,
-		     struct qd_tensor **gen, size_t *n_gen, json_t *desc, int threads,
+		     struct qd_tensor **gen, size_t *n_gen, json_t *desc, const struct qd_workflow_req *req,
 		     const volatile int *cancel, struct qd_tensor **out, size_t *n_out, struct qd_err *err)
 {
 	struct qd_model *m = NULL;
 	struct qd_engine *e = NULL;
-	struct qd_engine_opts eo = { .threads = threads, .max_tensor_bytes = QD_WF_MAX_TENSOR_BYTES };
+	struct qd_engine_opts eo = wf_engine_opts(req);
 	int rc = qd_model_load_file(path, NULL, &m, err);
 	if (rc == 0)
 		rc = qd_engine_load(m, &eo, &e, err);
@@ -336,14 +347,13 @@ static json_t *measure_accuracy(struct wf *w, const char *float_path, const char
 	size_t n_in = 0, n_fo = 0, n_qo = 0;
 	json_t *desc = json_object();
 	const volatile int *cancel = w->hooks ? w->hooks->cancel : NULL;
-	int threads = w->req->threads > 0 ? w->req->threads : 1;
 	json_t *res = NULL;
 	const json_t *io = json_object_get(json_object_get(w->req->workflow, "input_model"), "io_config");
-	int rc = run_model(float_path, io, NULL, 0, true, &in, &n_in, desc, threads, cancel, &fo, &n_fo, &e);
+	int rc = run_model(float_path, io, NULL, 0, true, &in, &n_in, desc, w->req, cancel, &fo, &n_fo, &e);
 	const char *which = "float";
 	if (rc == 0) {
 		which = "quantized";
-		rc = run_model(quant_path, NULL, in, n_in, false, NULL, NULL, NULL, threads, cancel, &qo, &n_qo, &e);
+		rc = run_model(quant_path, NULL, in, n_in, false, NULL, NULL, NULL, w->req, cancel, &qo, &n_qo, &e);
 	}
 	if (rc < 0) {
 		if (rc == -QD_ECANCELED) {
@@ -612,8 +622,7 @@ static json_t *measure_on_data(struct wf *w, const char *cfg_name, const char *f
 	int64_t bs = 1, batches = 0;
 	json_t *res = NULL;
 	const volatile int *cancel = w->hooks ? w->hooks->cancel : NULL;
-	struct qd_engine_opts eo = { .threads = w->req->threads > 0 ? w->req->threads : 1,
-				     .max_tensor_bytes = QD_WF_MAX_TENSOR_BYTES };
+	struct qd_engine_opts eo = wf_engine_opts(w->req);
 	struct qd_pass_ctx pc = { .job_id = w->req->job_id, .name = "evaluation", .hooks = w->hooks,
 				  .workflow = w->req->workflow, .data_paths = w->req->data_paths };
 	json_t *ref = json_string(cfg_name);
@@ -870,7 +879,9 @@ int qd_workflow_run(const struct qd_workflow_req *req, const struct qd_workflow_
 		wf_log(&w, QD_LOG_INFO, "running %s", msg);
 		struct qd_pass_ctx ctx = { .job_id = req->job_id, .name = pname, .hooks = hooks, .stats = stats,
 					   .workflow = req->workflow, .data_paths = req->data_paths,
-					   .threads = req->threads };
+					   .threads = req->threads, .max_tensor_bytes = req->max_tensor_bytes,
+					   .max_memory_bytes = req->max_memory_bytes,
+					   .max_seconds = req->max_seconds };
 		double ts = qd_now_mono();
 		rc = vt->run(&ctx, m, cfg, err);
 		double dt = qd_now_mono() - ts;

@@ -25,6 +25,12 @@ struct qd_workflow_req {
 	const json_t *data_paths;    /* data config "dataset" reference (dst_ id) → local file
 	                                path of the dataset; NULL: references are file paths
 	                                themselves (quantd run --data) */
+	/* engine limits for every model run of the workflow (struct qd_engine_opts; 0 = the
+	 * workflow's defaults, SIZE_MAX = none). A run over a limit fails the workflow with
+	 * QD_ELIMIT / QD_ETIMEOUT. */
+	size_t max_tensor_bytes;
+	size_t max_memory_bytes;
+	double max_seconds;          /* wall time of one model run */
 };
 
 /* Check a whole workflow (passes/olive.c): *problems (new array of {"field", "message",
