@@ -313,11 +313,11 @@ int qd_op_slice(struct qd_ctx *c)
 		if (step > 0) {
 			lo = QD_MAX(0, QD_MIN(lo, d));
 			hi = QD_MAX(0, QD_MIN(hi, d));
-			od[a] = hi > lo ? (hi - lo + step - 1) / step : 0;
+			od[a] = hi > lo ? (hi - lo - 1) / step + 1 : 0;   /* no overflow for huge steps */
 		} else {
 			lo = QD_MAX(-1, QD_MIN(lo, d - 1));
 			hi = QD_MAX(-1, QD_MIN(hi, d - 1));
-			od[a] = lo > hi ? (lo - hi + (-step) - 1) / (-step) : 0;
+			od[a] = lo > hi ? (lo - hi - 1) / (-step) + 1 : 0;
 		}
 		b[a] = lo;
 		s[a] = step;
