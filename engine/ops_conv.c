@@ -84,7 +84,18 @@ static int conv_geom(struct qd_ctx *c, const struct qd_tensor *x, const struct q
 		int64_t in = x->dims[2 + i], k = w->dims[2 + i];
 		if (ks[i] && ks[i] != k) return qd_ctx_fail(c, QD_ESHAPE, "kernel_shape does not match the weight");
 		if (st[i] <= 0 || dl[i] <= 0) return qd_ctx_fail(c, QD_EMODEL, "strides and dilations must be positive");
-		int64_t ek = (k - 1) * dl[i] + 1;
+		/* bounded so that no size below overflows (hostile attributes fail here) */
+		const int64_t big = (int64_t)1 << 31;
+		if (st[i] > big || dl[i] > big || pd[i] > big || pd[ns + i] > big || op[i] < 0 || op[i] > big ||
+		    (has_osh && (osh[i] < 0 || osh[i] > ((int64_t)1 << 40))))
+			return qd_ctx_fail(c, QD_EMODEL, "strides, dilations, pads or output_padding out of range "
+					   "(at most 2^31)");
+		if (k <= 0) return qd_ctx_fail(c, QD_ESHAPE, "the weight has an empty kernel dim");
+		int64_t ek;
+		if (__builtin_mul_overflow(k - 1, dl[i], &ek) || ek >= ((int64_t)1 << 40))
+			return qd_ctx_fail(c, QD_ELIMIT, "dilated kernel of %lld x %lld is too large", (long long)k,
+					   (long long)dl[i]);
+		ek += 1;
 		int64_t pb = pd[i], pe = pd[ns + i], out;
 		if (pb < 0 || pe < 0) return qd_ctx_fail(c, QD_EMODEL, "negative pads");
 		if (!transposed) {
@@ -100,6 +111,9 @@ static int conv_geom(struct qd_ctx *c, const struct qd_tensor *x, const struct q
 						   (long long)ek, (long long)(in + pb + pe));
 			out = (in + pb + pe - ek) / st[i] + 1;
 		} else {
+			if (in > ((int64_t)1 << 40) / st[i])
+				return qd_ctx_fail(c, QD_ELIMIT, "output size %lld x %lld is too large", (long long)in,
+						   (long long)st[i]);
 			if (has_osh || !strcmp(ap, "SAME_UPPER") || !strcmp(ap, "SAME_LOWER")) {
 				out = has_osh ? osh[i] : in * st[i];
 				int64_t tot = st[i] * (in - 1) + op[i] + ek - out;
@@ -110,6 +124,7 @@ static int conv_geom(struct qd_ctx *c, const struct qd_tensor *x, const struct q
 				if (!strcmp(ap, "VALID")) pb = pe = 0;
 				out = st[i] * (in - 1) + op[i] + ek - pb - pe;
 			}
+
 			if (out <= 0) return qd_ctx_fail(c, QD_ESHAPE, "output size %lld is not positive", (long long)out);
 		}
 		g->in[s] = in; g->k[s] = k; g->out[s] = out; g->stride[s] = st[i]; g->dil[s] = dl[i];

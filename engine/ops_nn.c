@@ -59,6 +59,11 @@ static int pool_geom(struct qd_ctx *c, const struct qd_tensor *x, struct pool_ge
 		int s = 3 - ns + i;
 		int64_t in = x->dims[2 + i], pb = pd[i], pe = pd[ns + i], out;
 		if (ks[i] <= 0 || st[i] <= 0 || dl[i] <= 0) return qd_ctx_fail(c, QD_EMODEL, "kernel, strides and dilations must be positive");
+		/* bounded so that no size below overflows (hostile attributes fail here) */
+		const int64_t big = (int64_t)1 << 31;
+		if (ks[i] > big || st[i] > big || dl[i] > big || pb < 0 || pe < 0 || pb > big || pe > big)
+			return qd_ctx_fail(c, QD_EMODEL, "kernel_shape, strides, dilations or pads out of range "
+					   "(0 to 2^31)");
 		int64_t ek = (ks[i] - 1) * dl[i] + 1;
 		if (!strcmp(ap, "VALID")) {
 			pb = pe = 0;
