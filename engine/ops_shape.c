@@ -31,7 +31,7 @@ static int64_t attr_or_input(struct qd_ctx *c, const char *attr, int idx, int64_
 		long k = qd_node_attr_ints(c->n->proto, attr, &a);
 		if (k < 0) return 0;
 		if (k > cap) return -1;
-		memcpy(v, a, k * sizeof(int64_t));
+		if (k) memcpy(v, a, k * sizeof(int64_t));
 		*present = true;
 		return k;
 	}
@@ -51,7 +51,7 @@ int qd_op_reshape(struct qd_ctx *c)
 		const int64_t *a;
 		long k = qd_node_attr_ints(c->n->proto, "shape", &a);
 		if (k < 0 || k > QD_MAX_DIMS) return qd_ctx_fail(c, QD_EINVAL, "bad shape attribute");
-		memcpy(sh, a, k * 8);
+		if (k) memcpy(sh, a, k * 8);
 		n = k;
 	} else {
 		const struct qd_tensor *s = qd_ctx_in(c, 1);
