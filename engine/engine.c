@@ -263,8 +263,8 @@ static int check_memory(struct qd_ctx *c, size_t extra, const char *what)
 	size_t have = held_total(e) + c->pending, lim = e->opts.max_memory_bytes;
 	if (lim == QD_ENGINE_NO_LIMIT || (extra <= lim && have <= lim - extra)) return 0;
 	char b1[32], b2[32], b3[32];
-	return qd_ctx_fail(c, QD_ELIMIT, "%s needs %s with %s already held, over the memory limit of %s "
-			   "(max_memory_bytes, --max-memory-mb)", what, bytes_str(extra, b1, sizeof(b1)),
+	return qd_ctx_fail(c, QD_ELIMIT, "cannot allocate %s: %s more with %s already held is over the memory "
+			   "limit of %s (max_memory_bytes, --max-memory-mb)", what, bytes_str(extra, b1, sizeof(b1)),
 			   bytes_str(have, b2, sizeof(b2)), bytes_str(lim, b3, sizeof(b3)));
 }
 
@@ -273,7 +273,7 @@ static int check_tensor(struct qd_ctx *c, size_t n, const char *what)
 	size_t lim = c->e->opts.max_tensor_bytes;
 	if (lim == QD_ENGINE_NO_LIMIT || n <= lim) return 0;
 	char b1[32], b2[32];
-	return qd_ctx_fail(c, QD_ELIMIT, "%s is %s, over the tensor limit of %s "
+	return qd_ctx_fail(c, QD_ELIMIT, "cannot allocate %s: %s is over the tensor limit of %s "
 			   "(max_tensor_bytes, --max-tensor-mb)", what, bytes_str(n, b1, sizeof(b1)),
 			   bytes_str(lim, b2, sizeof(b2)));
 }

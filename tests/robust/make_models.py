@@ -61,23 +61,23 @@ save("empty_output_name", [h.make_node("Relu", ["x"], [""]), h.make_node("Relu",
 E12 = [1000000, 1000000]
 save("constantofshape_1e12", [const("s", np.array(E12, np.int64)), h.make_node("ConstantOfShape", ["s"], ["y"])],
      [vi("x", F, [1])], [vi("y", F, None)], x1, "error",
-     r"node 'ConstantOfShape#1' \(ConstantOfShape\): output 0 \(float32 \[1000000,1000000\]\) is 3725 GiB, over the tensor limit of 16 GiB",
-     run=True, run_regex=r"cannot evaluate the float model: node 'ConstantOfShape#1' \(ConstantOfShape\): output 0 "
-                         r"\(float32 \[1000000,1000000\]\) is 3725 GiB, over the tensor limit of 4 GiB")
+     r"node 'ConstantOfShape#1' \(ConstantOfShape\): cannot allocate output 0 \(float32 \[1000000,1000000\]\): 3725 GiB is over the tensor limit of 16 GiB",
+     run=True, run_regex=r"cannot evaluate the float model: node 'ConstantOfShape#1' \(ConstantOfShape\): cannot allocate output 0 "
+                         r"\(float32 \[1000000,1000000\]\): 3725 GiB is over the tensor limit of 4 GiB")
 save("constantofshape_overflow", [const("s", np.array([2**62, 2**62, 4], np.int64)),
                                   h.make_node("ConstantOfShape", ["s"], ["y"])],
      [vi("x", F, [1])], [vi("y", F, None)], x1, "error", r"ConstantOfShape.*over the tensor limit")
 save("expand_1e12", [const("s", np.array(E12, np.int64)), h.make_node("Expand", ["x", "s"], ["y"])],
-     [vi("x", F, [1])], [vi("y", F, None)], x1, "error", r"\(Expand\): output 0 \(float32 \[1000000,1000000\]\).*over the tensor limit",
+     [vi("x", F, [1])], [vi("y", F, None)], x1, "error", r"\(Expand\): cannot allocate output 0 \(float32 \[1000000,1000000\]\).*over the tensor limit",
      run=True)
 save("tile_1e12", [const("r", np.array([10**12], np.int64)), h.make_node("Tile", ["x", "r"], ["y"])],
-     [vi("x", F, [1])], [vi("y", F, None)], x1, "error", r"\(Tile\): output 0 \(float32 \[1000000000000\]\).*over the tensor limit",
+     [vi("x", F, [1])], [vi("y", F, None)], x1, "error", r"\(Tile\): cannot allocate output 0 \(float32 \[1000000000000\]\).*over the tensor limit",
      run=True)
 save("reshape_1e12", [const("s", np.array(E12, np.int64)), h.make_node("Reshape", ["x", "s"], ["y"])],
      [vi("x", F, [1])], [vi("y", F, None)], x1, "error", r"\(Reshape\).*1000000,1000000", run=False)
 save("range_1e12", [const("a", np.array(0, np.int64)), const("b", np.array(10**12, np.int64)),
                     const("d", np.array(1, np.int64)), h.make_node("Range", ["a", "b", "d"], ["y"])],
-     [vi("x", F, [1])], [vi("y", I64, None)], x1, "error", r"\(Range\): output 0 \(int64 \[1000000000000\]\) is 7451 GiB, over the tensor limit",
+     [vi("x", F, [1])], [vi("y", I64, None)], x1, "error", r"\(Range\): cannot allocate output 0 \(int64 \[1000000000000\]\): 7451 GiB is over the tensor limit",
      run=True)
 save("range_float_inf", [const("a", np.array(0, np.float32)), const("b", np.array(np.inf, np.float32)),
                          const("d", np.array(1, np.float32)), h.make_node("Range", ["a", "b", "d"], ["y"])],
@@ -86,31 +86,31 @@ save("range_zero_delta", [const("a", np.array(0, np.int64)), const("b", np.array
                           const("d", np.array(0, np.int64)), h.make_node("Range", ["a", "b", "d"], ["y"])],
      [vi("x", F, [1])], [vi("y", I64, None)], x1, "error", r"\(Range\).*delta")
 save("pad_1e12", [const("p", np.array([0, 10**12], np.int64)), h.make_node("Pad", ["x", "p"], ["y"])],
-     [vi("x", F, [1])], [vi("y", F, None)], x1, "error", r"\(Pad\): output 0 .*over the tensor limit")
+     [vi("x", F, [1])], [vi("y", F, None)], x1, "error", r"\(Pad\): cannot allocate output 0 .*over the tensor limit")
 save("onehot_depth_1e12", [const("i", np.array([1], np.int64)), const("d", np.array(10**12, np.int64)),
                            const("v", np.array([0, 1], np.float32)), h.make_node("OneHot", ["i", "d", "v"], ["y"])],
      [vi("x", F, [1])], [vi("y", F, None)], x1, "error", r"\(OneHot\): depth 1000000000000 out of range")
 save("resize_scale_1e6", [const("r", np.array([], np.float32)), const("s", np.array([1e6, 1e6], np.float32)),
                           h.make_node("Resize", ["x", "r", "s"], ["y"])],
-     [vi("x", F, [2, 3])], [vi("y", F, None)], x23, "error", r"\(Resize\): output 0 .*over the tensor limit")
+     [vi("x", F, [2, 3])], [vi("y", F, None)], x23, "error", r"\(Resize\): cannot allocate output 0 .*over the tensor limit")
 save("upsample_scale_1e9", [const("s", np.array([1e9, 1e9], np.float32)), h.make_node("Upsample", ["x", "s"], ["y"])],
-     [vi("x", F, [2, 3])], [vi("y", F, None)], x23, "error", r"\(Upsample\): output 0 .*over the tensor limit", opset=9)
+     [vi("x", F, [2, 3])], [vi("y", F, None)], x23, "error", r"\(Upsample\): cannot allocate output 0 .*over the tensor limit", opset=9)
 save("eyelike_huge_k", [h.make_node("EyeLike", ["x"], ["y"], k=-(2**62))], [vi("x", F, [2, 3])], [vi("y", F, None)],
      x23, "ok", "")
 save("matmul_huge", [const("s", np.array([1, 100000], np.int64)), h.make_node("Expand", ["x", "s"], ["a"]),
                      const("t", np.array([100000, 1], np.int64)), h.make_node("Expand", ["x", "t"], ["b"]),
                      h.make_node("MatMul", ["b", "a"], ["y"])],
-     [vi("x", F, [1])], [vi("y", F, None)], x1, "error", r"\(MatMul\): output 0 \(float32 \[100000,100000\]\).*over the tensor limit of 1 GiB",
+     [vi("x", F, [1])], [vi("y", F, None)], x1, "error", r"\(MatMul\): cannot allocate output 0 \(float32 \[100000,100000\]\).*over the tensor limit of 1 GiB",
      flags="--max-tensor-mb 1024")
 # the limits are options: a 4 MiB tensor under --max-tensor-mb 1, two 64 MiB ones under --max-memory-mb 100
 save("tensor_limit_flag", [const("s", np.array([1 << 20], np.int64)), h.make_node("ConstantOfShape", ["s"], ["y"])],
      [vi("x", F, [1])], [vi("y", F, None)], x1, "error",
-     r"output 0 \(float32 \[1048576\]\) is 4 MiB, over the tensor limit of 1 MiB \(max_tensor_bytes, --max-tensor-mb\)",
+     r"cannot allocate output 0 \(float32 \[1048576\]\): 4 MiB is over the tensor limit of 1 MiB \(max_tensor_bytes, --max-tensor-mb\)",
      flags="--max-tensor-mb 1")
 save("memory_limit_flag", [const("s", np.array([1 << 24], np.int64)), h.make_node("ConstantOfShape", ["s"], ["a"]),
                            h.make_node("Relu", ["a"], ["b"]), h.make_node("Add", ["a", "b"], ["y"])],
      [vi("x", F, [1])], [vi("y", F, None)], x1, "error",
-     r"node 'Relu#2' \(Relu\): output 0 \(float32 \[16777216\]\) needs 64 MiB with 64 MiB already held, over the memory limit of 100 MiB",
+     r"node 'Relu#2' \(Relu\): cannot allocate output 0 \(float32 \[16777216\]\): 64 MiB more with 64 MiB already held is over the memory limit of 100 MiB",
      flags="--max-memory-mb 100")
 save("memory_limit_ok", [const("s", np.array([1 << 20], np.int64)), h.make_node("ConstantOfShape", ["s"], ["a"]),
                          h.make_node("Relu", ["a"], ["b"]), h.make_node("Add", ["a", "b"], ["y"])],
@@ -199,7 +199,7 @@ loop_model("loop_scan_grows", 2**62,
            [h.make_node("Identity", ["c"], ["co"]), h.make_node("Neg", ["v"], ["vo"]),
             const("sh", np.array([1 << 18], np.int64)), h.make_node("Expand", ["v", "sh"], ["so"])],
            [vi("co", T.BOOL, []), vi("vo", F, [1]), vi("so", F, None)], True,
-           r"\(Loop\): the loop's scan outputs needs 1 MiB with .* over the memory limit of 64 MiB", "--max-memory-mb 64")
+           r"\(Loop\): cannot allocate the loop's scan outputs: 1 MiB more with .* is over the memory limit of 64 MiB", "--max-memory-mb 64")
 loop_model("loop_scan_shape_changes", 3,
            [h.make_node("Identity", ["c"], ["co"]), h.make_node("Concat", ["v", "v"], ["vo"], axis=0),
             h.make_node("Identity", ["v"], ["so"])],
