@@ -5,6 +5,8 @@
 #   make test-asan  run the unit tests under the sanitizers
 #   make fuzz       libFuzzer targets (clang) into build-fuzz/
 #   make bench      run the benchmarks under bench/
+#   make container  build the container image (scripts/container.sh: podman, local base image)
+#   make container-test  build it and run the end-to-end container suite (tests/container)
 # Source files are picked up by wildcard: add a .c file to a module folder and it is built.
 
 B        ?= build
@@ -27,7 +29,7 @@ TEST_SRCS := $(wildcard tests/unit/test_*.c)
 TEST_BINS := $(patsubst tests/unit/%.c,$(B)/tests/%,$(TEST_SRCS))
 HDRS     := $(filter-out fuzz/% tests/%,$(wildcard */*.h)) $(wildcard */*.def) $(B)/gen/onnx.pb-c.h
 
-.PHONY: all test asan test-asan fuzz fuzz-bins bench clean
+.PHONY: all test asan test-asan fuzz fuzz-bins bench clean container container-test
 all: $(B)/quantd $(TEST_BINS)
 
 $(B)/gen/onnx.pb-c.c $(B)/gen/onnx.pb-c.h: $(ONNX_PROTO)
@@ -78,6 +80,12 @@ $(B)/fuzz/fuzz_%: fuzz/fuzz_%.c $(wildcard fuzz/*.h) $(B)/libquantd.a
 
 bench: all
 	bench/run.sh
+
+container:
+	scripts/container.sh build
+
+container-test:
+	tests/container/run_container.sh
 
 clean:
 	rm -rf build build-asan build-fuzz
