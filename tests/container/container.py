@@ -155,12 +155,14 @@ def body(tmp):
 
     # ---- image metadata
     rc, out, _ = podman("image", "inspect", IMAGE)
-    cfg = (json.loads(out)[0].get("Config") or {}) if rc == 0 else {}
+    top = json.loads(out)[0] if rc == 0 else {}
+    cfg = top.get("Config") or {}
     check(cfg.get("User") == "quantd:quantd", "image runs as the non-root user quantd", cfg.get("User"))
     check("/var/lib/quantd" in (cfg.get("Volumes") or {}), "image declares the data volume /var/lib/quantd",
           cfg.get("Volumes"))
-    hc = " ".join((cfg.get("Healthcheck") or {}).get("Test") or [])
-    check("/readyz" in hc, "image keeps HEALTHCHECK on /readyz (--format docker)", cfg.get("Healthcheck"))
+    hcfg = cfg.get("Healthcheck") or top.get("Healthcheck") or {}  # Docker: in Config; podman: top level
+    hc = " ".join(hcfg.get("Test") or [])
+    check("/readyz" in hc, "image keeps HEALTHCHECK on /readyz (--format docker)", hcfg)
     check(cfg.get("StopSignal") in ("SIGTERM", "15"), "image STOPSIGNAL SIGTERM", cfg.get("StopSignal"))
     envs = dict(e.split("=", 1) for e in cfg.get("Env") or [])
     check(envs.get("QUANTD_DATA_DIR") == "/var/lib/quantd" and envs.get("QUANTD_LISTEN") == "0.0.0.0:8080",
