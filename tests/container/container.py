@@ -102,7 +102,7 @@ def wait_up(port, name, secs=30):
     return False
 
 
-def run_container(name, port, vol, tokdir, extra_env=()):
+def run_container(name, port, vol, tokdir, extra_env=(), extra=()):
     env = ["-e", "QUANTD_TOKEN_FILE=/run/secrets/quantd/token", "-e", "QUANTD_WORKERS=1",
            "-e", "QUANTD_GRACE_SECONDS=20", "-e", "QUANTD_KILL_GRACE_SECONDS=3",
            "-e", "QUANTD_MAX_JOB_MEMORY_MB=4096"]
@@ -110,7 +110,7 @@ def run_container(name, port, vol, tokdir, extra_env=()):
         env += ["-e", e]
     rc, out, err = podman("run", "-d", "--name", name, "-p", "127.0.0.1:%d:8080" % port,
                           "-v", "%s:/var/lib/quantd" % vol, "-v", "%s:/run/secrets/quantd:ro" % tokdir,
-                          "--stop-timeout", "40", *env, IMAGE)
+                          "--stop-timeout", "40", *extra, *env, IMAGE)
     containers.append(name)
     return rc, out, err
 
@@ -274,8 +274,12 @@ def body(tmp):
     # ---- a new container on the same volume keeps the data
     port2 = free_port()
     name2 = TAG + "-b"
-    rc, out, err = run_container(name2, port2, vol, tokdir)
-    if not check(rc == 0 and wait_up(port2, name2), "new container on the same volume starts",
+    # as deploy/k8s/quantd.yaml's securityContext: read-only root (no tmpfs), no capabilities
+    rc, out, err = run_container(name2, port2, vol, tokdir, extra=("--read-only", "--read-only-tmpfs=false",
+                                                                    "--cap-drop", "ALL", "--security-opt",
+                                                                    "no-new-privileges"))
+    if not check(rc == 0 and wait_up(port2, name2),
+                 "new container on the same volume starts (read-only root, no capabilities)",
                  (err, logs(name2)[-2000:])):
         return
     st, _, data = request(port2, "GET", "/v1/models/" + m["id"])
@@ -284,6 +288,27 @@ def body(tmp):
     check(st == 200 and (jbody(data) or {}).get("state") == "succeeded", "job survived the restart", (st, data[:200]))
     st, _, adata2 = request(port2, "GET", art["url"])
     check(st == 200 and hashlib.sha256(adata2).hexdigest() == asha, "artifact survived the restart (same sha256)", st)
+    # a second job on the read-only root: the job process writes only to the volume
+    st, hd, data = request(port2, "POST", "/v1/jobs", body=json.dumps(dict(wf, passes={"q": {
+        "type": "OnnxDynamicQuantization", "per_channel": False}})), headers={"Content-Type": "application/json"})
+    j2 = jbody(data) or {}
+    deadline = time.time() + 300
+    while j2.get("id") and time.time() < deadline:
+        j2 = jbody(request(port2, "GET", "/v1/jobs/" + j2["id"])[2]) or j2
+        if j2.get("state") in ("succeeded", "failed", "canceled"):
+            break
+        time.sleep(0.5)
+    arts2 = [a for a in j2.get("artifacts", []) if a.get("kind") == "model"]
+    ok = check(j2.get("state") == "succeeded" and arts2, "a job succeeds on the read-only root",
+               (st, j2.get("state"), j2.get("error")))
+    if ok:
+        st, _, a2 = request(port2, "GET", arts2[0]["url"])
+        q2 = os.path.join(tmp, "cls.int8.2.onnx")
+        with open(q2, "wb") as f:
+            f.write(a2)
+        p = subprocess.run(["node", os.path.join(ROOT, "tests/e2e/ort_compare.js"), MODEL, q2, "--min-cos", "0.95",
+                            "--shape", "x=1,3,48,192"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+        check(p.returncode == 0, "its artifact runs in ONNX Runtime (cosine >= 0.95)", p.stdout.decode()[-800:])
     rc, out, err = podman("stop", "-t", "40", name2, timeout=90)
     rc2, code, _ = podman("inspect", "-f", "{{.State.ExitCode}}", name2)
     check(rc == 0 and code.strip() == "0", "second container stops with exit code 0", (rc, code, err))
