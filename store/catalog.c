@@ -229,9 +229,21 @@ static int cat_delete(struct qd_store_conn *c, const struct cat_desc *d, const c
 	st_bind_text(s, 1, id);
 	if ((rc = st_exec(c, s, "delete", err)) < 0)
 		goto out;
-	if ((rc = st_blob_release(c, r.sha256, err)) < 0)
+	if ((rc = st_commit(c, err)) < 0)
 		goto out;
-	rc = st_commit(c, err);
+	/* The blob goes only after the row's delete is committed: a crash in between leaves
+	 * an unreferenced blob (removed by the start-up sweep), never a row without its blob.
+	 * The reference count is re-checked in a write transaction of its own, so an upload
+	 * of the same bytes that committed meanwhile keeps the file. A failure here leaves
+	 * the blob to the sweep; the delete itself has happened. */
+	struct qd_err e2 = { 0 };
+	if (st_begin(c, &e2) < 0 || st_blob_release(c, r.sha256, &e2) < 0 || st_commit(c, &e2) < 0) {
+		st_rollback(c);
+		qd_log(QD_LOG_WARN, NULL, "store: %s '%s' deleted, its blob left for the start-up sweep: %s",
+		       d->what, id, e2.msg);
+	}
+	cat_row_free(&r);
+	return 0;
 out:
 	if (rc < 0)
 		st_rollback(c);
