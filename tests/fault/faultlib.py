@@ -2,6 +2,7 @@
 127.0.0.1:0 with its own data directory, HTTP requests, uploads of distinct valid models,
 job polling, data-directory checks (blobs, temp files, SQLite integrity) and the
 check()/summary() counters every suite prints as "NAME: N passed, N failed"."""
+import atexit
 import hashlib
 import http.client
 import json
@@ -23,6 +24,15 @@ HELLO = os.path.join(OWW, "hello_deepa.onnx")
 passed = 0
 failed = 0
 STARTED = []
+
+
+@atexit.register
+def _kill_started():
+    """No daemon outlives its suite, whatever ended it."""
+    for p in STARTED:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
 
 
 def check(cond, name, detail=""):
