@@ -13,10 +13,11 @@
  *   thread. Idle connections close after --conn-timeout. Jobs never run here.
  * - Slow bodies: a request body must arrive within --upload-timeout seconds plus one
  *   second per --upload-min-rate bytes received (Apache mod_reqtimeout's rule). Past that
- *   the request is answered 408 at once and the connection closed; the connection's idle
- *   timeout is cut to the time left, so a client that stops sending goes too.
- * - A full disk during an upload (ENOSPC) is answered 507 as soon as the write fails,
- *   without reading the rest of the body; the temp file is removed.
+ *   the 408 is written to the socket at once and the connection closed (MHD cannot queue
+ *   an answer before the body's end); the connection's idle timeout is cut to the time
+ *   left, so a client that stops sending gets the same 408 at MHD's timeout.
+ * - A full disk during an upload (ENOSPC) aborts the blob writer at once (the temp file
+ *   goes, the rest of the body is discarded) and answers 507 NO_SPACE.
  * - A full queue is 429 with Retry-After (the mean run time of finished jobs over the
  *   number of workers, 1..300 s; 5 s before any job finished).
  * - Request lifetime: the first access-handler call (headers only) matches the route,
