@@ -48,7 +48,7 @@ rnd = random.Random(SEED)
 lock = threading.Lock()
 stats = {"kills": 0, "phase": {p: 0 for p in PHASES}, "uploads_answered": 0, "uploads_cut": 0,
          "upload_checks": 0, "deletes": 0, "jobs_submitted": 0, "running_at_kill": 0,
-         "requeued": 0, "swept_tmp": 0, "swept_blobs": 0, "survivors": 0, "kill_during_sigterm": 0}
+         "requeued": 0, "swept_tmp": 0, "swept_blobs": 0, "survivors": 0, "kill_during_sigterm": 0, "children_at_kill": 0}
 uploads = {}      # id -> (sha, size, kind) answered 201/200 and not deleted
 maybe_gone = {}   # id -> (sha, size) whose delete was cut off: present intact, or gone
 jobs = {}         # id -> "rec" | "hello"
@@ -356,6 +356,8 @@ def main():
     for cycle in range(KILLS):
         phase = PHASES[cycle % len(PHASES)] if cycle < len(PHASES) else rnd.choice(PHASES)
         traffic = run_phase(d, phase, data_dir, rec_id, hello_base, rec_base, cycle)
+        kids = subprocess.run(["pgrep", "-P", str(d.pid)], stdout=subprocess.PIPE).stdout.split()
+        stats["children_at_kill"] += len(kids)
         d.proc.send_signal(signal.SIGKILL)
         d.proc.wait()
         d.log.close()
@@ -457,9 +459,11 @@ def main():
     print("kill: %d kills in %.0f s (%s), %d during SIGTERM drain" % (
         stats["kills"], secs, ", ".join("%s %d" % kv for kv in stats["phase"].items()), stats["kill_during_sigterm"]))
     print("kill: uploads answered %d (%d re-checked after restarts), deletes %d, jobs submitted %d, "
-          "running at a kill %d (requeued %d), swept %d temp files and %d orphan blobs, survivors %d" % (
+          "running at a kill %d (requeued %d), swept %d temp files and %d orphan blobs, "
+          "job processes alive at a kill %d, survivors %d" % (
               stats["uploads_answered"], stats["upload_checks"], stats["deletes"], stats["jobs_submitted"],
-              stats["running_at_kill"], stats["requeued"], stats["swept_tmp"], stats["swept_blobs"], stats["survivors"]))
+              stats["running_at_kill"], stats["requeued"], stats["swept_tmp"], stats["swept_blobs"],
+              stats["children_at_kill"], stats["survivors"]))
     n_distinct = sum(len(v) for v in distinct.values())
     print("kill: uploads checked %d, jobs checked %d, artifacts compared %d (%d distinct files run in ORT)" % (
         len(uploads), len(final), len(arts), n_distinct))
