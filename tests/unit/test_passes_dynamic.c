@@ -108,8 +108,9 @@ static int quantize(struct qd_model *m, const char *params_json, json_t **stats_
 	return rc;
 }
 
-/* Cosine of outputs float vs quantized through the built-in engine; -2 when the engine
- * cannot run one of them. */
+/* Lowest cosine over the outputs, float vs quantized, through the built-in engine; -2 when
+ * the engine cannot run one of them or the output counts differ, NaN when an output is NaN
+ * (so a "cos > x" check fails on both). */
 static double engine_cosine(struct qd_model *f, struct qd_model *q)
 {
 	struct qd_tensor in[2];
@@ -134,19 +135,31 @@ static double engine_cosine(struct qd_model *f, struct qd_model *q)
 		}
 		qd_engine_free(e);
 	}
-	for (size_t o = 0; cos > -2 && o < nouts[0] && o < nouts[1]; o++) {
+	if (cos > -2 && (nouts[0] != nouts[1] || !nouts[0])) {
+		fprintf(stderr, "engine: %zu float outputs, %zu quantized outputs\n", nouts[0], nouts[1]);
+		cos = -2;
+	}
+	for (size_t o = 0; cos > -2 && o < nouts[0]; o++) {
+		if (outs[0][o].dtype != QD_DT_FLOAT || outs[1][o].dtype != QD_DT_FLOAT ||
+		    qd_tensor_count(&outs[0][o]) != qd_tensor_count(&outs[1][o])) {
+			fprintf(stderr, "engine: output %zu differs in dtype or size\n", o);
+			cos = -2;
+			break;
+		}
 		const float *a = outs[0][o].data, *b = outs[1][o].data;
 		double d = 0, na = 0, nb = 0;
 		for (int64_t i = 0; i < qd_tensor_count(&outs[0][o]); i++) {
 			d += a[i] * b[i]; na += a[i] * a[i]; nb += b[i] * b[i];
 		}
 		double c = d / sqrt(na * nb);
-		cos = c < cos ? c : cos;
+		if (!(c >= cos))   /* NaN sticks */
+			cos = c;
 	}
 	qd_tensors_release(outs[0], nouts[0]);
 	qd_tensors_release(outs[1], nouts[1]);
 	qd_tensor_release(&in[0]);
 	qd_tensor_release(&in[1]);
+	fprintf(stderr, "engine cosine float vs quantized: %.6f\n", cos);
 	return cos;
 }
 
@@ -203,9 +216,7 @@ static void test_qoperator(void)
 	CHECK_EQ_INT(json_integer_value(json_object_get(q, "Gather")), 1);
 	CHECK_EQ_INT(qd_model_check(m, &err), 0);
 	double cos = engine_cosine(f, m);
-	CHECKF(cos == -2 || cos > 0.999, "cosine %f", cos);
-	if (cos == -2)
-		fprintf(stderr, "note: engine cannot run the models, numeric check skipped\n");
+	CHECKF(cos > 0.99998, "cosine %f", cos);   /* measured 0.999991 */
 	json_decref(stats);
 	qd_model_free(m);
 	qd_model_free(f);
@@ -225,7 +236,7 @@ static void test_activation_symmetric(void)
 	n = find_node(g, "x_ReduceMax");
 	CHECK(n && qd_node_attr_int(n, "keepdims", 1) == 0);
 	double cos = engine_cosine(f, m);
-	CHECKF(cos == -2 || cos > 0.999, "cosine %f", cos);
+	CHECKF(cos > 0.99993, "cosine %f", cos);   /* measured 0.999967 (symmetric activations: 7 bits of range) */
 	qd_model_free(m);
 	qd_model_free(f);
 	/* opset 9: needs QuantizeLinear, so the opset is raised instead of DynamicQuantizeMatMul */
@@ -258,7 +269,7 @@ static void test_qdq(void)
 	CHECK_EQ_INT(count_op(g, "DynamicQuantizeLinear"), 2);   /* x and y1 */
 	CHECK_EQ_INT(count_op(g, "MatMulInteger"), 0);
 	double cos = engine_cosine(f, m);
-	CHECKF(cos == -2 || cos > 0.999, "cosine %f", cos);
+	CHECKF(cos > 0.99998, "cosine %f", cos);   /* measured 0.999993 */
 	qd_model_free(m);
 	qd_model_free(f);
 
