@@ -9,12 +9,14 @@ Writes into OUT_DIR, for every case NAME:
   NAME.float.onnx  float reference: same graph inputs, the op computed in float on the
                    dequantized inputs (or the float op a QDQ pattern stands for)
   NAME.in.npz      one array per graph input
-and manifest.json: [{"name", "outputs": [{"name", "kind", "step"}],
+and manifest.json: [{"name", "outputs": [{"name", "kind", "step", "why"}],
                      "float": [{"q", "f", "scale", "zp", "atol"}]}]
-Output kinds: "q" quantized codes (engine vs ORT within 1 code), "int" exact integers,
-"float" within 1e-4 relative, "qf" float within one quantization step ("step"), "fa" float
-within "step" absolute (ops where ORT quantizes activations internally and the engine
-does not, e.g. DynamicQuantizeLSTM).
+Output kinds (engine vs ORT): "q" quantized codes, exact; "q1" codes within one, only
+with a "why" (ops where ORT's float evaluation order lands on the other side of a .5 tie);
+"int" exact integers; "exact" floats bit for bit (DequantizeLinear of exact codes, the
+scale of DynamicQuantizeLinear); "float" within 1e-6 relative; "fa" float within "step"
+absolute, only with a "why" (ops where ORT quantizes activations internally and the
+engine does not, e.g. DynamicQuantizeLSTM).
 "float" entries compare the quantized model's output (dequantized with scale/zp when
 given) with the float model's output f at absolute tolerance atol.
 """
@@ -69,8 +71,10 @@ class Case:
     def node(self, op, ins, outs, domain=None, **attrs):
         self.nodes.append(helper.make_node(op, ins, outs, name=outs[0] + "_node", domain=domain, **attrs))
 
-    def out(self, name, elem, kind, step=0.0):
-        self.outputs.append((name, elem, kind, float(step)))
+    def out(self, name, elem, kind, step=0.0, why=None):
+        assert kind in ("q", "q1", "int", "exact", "float", "fa"), kind
+        assert (why is not None) == (kind in ("q1", "fa")), "%s: a tolerance needs a reason" % name
+        self.outputs.append((name, elem, kind, float(step), why))
 
     # float graph
     def finit(self, name, arr):
@@ -108,12 +112,12 @@ class Case:
     def write(self, out_dir):
         qm = self.model(self.nodes, self.inits, self.outputs)
         fm = self.model(self.f_nodes, self.f_inits,
-                        [(n, TensorProto.FLOAT, "float", 0.0) for n in self.f_outputs])
+                        [(n, TensorProto.FLOAT, "float", 0.0, None) for n in self.f_outputs])
         onnx.save(qm, os.path.join(out_dir, self.name + ".onnx"))
         onnx.save(fm, os.path.join(out_dir, self.name + ".float.onnx"))
         np.savez(os.path.join(out_dir, self.name + ".in.npz"), **{n: a for n, a in self.inputs})
         return {"name": self.name,
-                "outputs": [{"name": o[0], "kind": o[2], "step": o[3]} for o in self.outputs],
+                "outputs": [{"name": o[0], "kind": o[2], "step": o[3], "why": o[4]} for o in self.outputs],
                 "float": self.float_cmp}
 
 
@@ -177,7 +181,7 @@ def q_case(name, dt, opset, axis=None, with_zp=True, block=None):
     xs = np.clip(x, (QRANGE[dt][0] - ze) * se, (QRANGE[dt][1] - ze) * se)
     assert np.all(np.abs(dequantize(quantize(xs, se, ze, dt), se, ze) - xs) <= se / 2 + 1e-6)
     c.node("DequantizeLinear", ["y"] + ins[1:], ["y_dq"], **attrs)
-    c.out("y_dq", TensorProto.FLOAT, "qf", float(np.max(se)))
+    c.out("y_dq", TensorProto.FLOAT, "exact")
     # compare deq(q(x)) with the clipped input: saturation is part of the contract
     c.finit("lo", ((QRANGE[dt][0] - ze) * se).astype(np.float32))
     c.finit("hi", ((QRANGE[dt][1] - ze) * se).astype(np.float32))
@@ -255,7 +259,7 @@ def dq_case(name, dt, opset, axis=None, block=None, with_zp=True):
         c.init("zp", zp)
         ins.append("zp")
     c.node("DequantizeLinear", ins, ["y"], **attrs)
-    c.out("y", TensorProto.FLOAT, "float")
+    c.out("y", TensorProto.FLOAT, "exact")
     # float reference: Cast / Sub / Mul with broadcast-shaped scale and zp
     if block:
         se, ze = np.repeat(scale, block, axis=2), np.repeat(zp, block, axis=2)
@@ -312,11 +316,11 @@ def dyn_quant():
     c.inp("x", x)
     c.node("DynamicQuantizeLinear", ["x"], ["y", "y_scale", "y_zp"])
     c.out("y", TensorProto.UINT8, "q")
-    c.out("y_scale", TensorProto.FLOAT, "float")
+    c.out("y_scale", TensorProto.FLOAT, "exact")
     c.out("y_zp", TensorProto.UINT8, "q")
     c.node("DequantizeLinear", ["y", "y_scale", "y_zp"], ["y_dq"])
     step = (max(0, x.max()) - min(0, x.min())) / 255
-    c.out("y_dq", TensorProto.FLOAT, "qf", step)
+    c.out("y_dq", TensorProto.FLOAT, "exact")
     c.fnode("Identity", ["x"], ["x_ref"])
     c.fout("x_ref")
     c.cmp("y_dq", "x_ref", step * 0.5 + 1e-5)
@@ -328,13 +332,13 @@ def dyn_case(name, x):
     c.inp("x", x)
     c.node("DynamicQuantizeLinear", ["x"], ["y", "y_scale", "y_zp"])
     c.out("y", TensorProto.UINT8, "q")
-    c.out("y_scale", TensorProto.FLOAT, "float")
+    c.out("y_scale", TensorProto.FLOAT, "exact")
     c.out("y_zp", TensorProto.UINT8, "q")
     c.fnode("Identity", ["x"], ["x_ref"])
     c.fout("x_ref")
     c.node("DequantizeLinear", ["y", "y_scale", "y_zp"], ["y_dq"])
     step = max((max(0, x.max()) - min(0, x.min())) / 255, 1e-6)
-    c.out("y_dq", TensorProto.FLOAT, "qf", step)
+    c.out("y_dq", TensorProto.FLOAT, "exact")
     c.cmp("y_dq", "x_ref", step * 0.5 + 1e-5)
     return c
 
@@ -361,7 +365,7 @@ def q_s8_axis_neg():
     c.node("QuantizeLinear", ["x", "s", "z"], ["y"], axis=-1)
     c.out("y", TensorProto.INT8, "q")
     c.node("DequantizeLinear", ["y", "s", "z"], ["y_dq"], axis=-1)
-    c.out("y_dq", TensorProto.FLOAT, "qf", float(s.max()))
+    c.out("y_dq", TensorProto.FLOAT, "exact")
     c.finit("lo", ((-128 - z.astype(np.float64)) * s).astype(np.float32))
     c.finit("hi", ((127 - z.astype(np.float64)) * s).astype(np.float32))
     c.fnode("Max", ["x", "lo"], ["x_lo"])
@@ -600,7 +604,7 @@ def qdq_matmul():
     c.node("QuantizeLinear", ["y_f", "ys", "yz"], ["y_q"])
     c.node("DequantizeLinear", ["y_q", "ys", "yz"], ["y"])
     c.out("y_q", TensorProto.UINT8, "q")
-    c.out("y", TensorProto.FLOAT, "qf", float(ys))
+    c.out("y", TensorProto.FLOAT, "exact")
     c.finit("w", w)
     c.fnode("MatMul", ["x", "w"], ["y_ref"])
     c.fout("y_ref")
@@ -654,7 +658,7 @@ def ms_q_s16_axis():
     c.node("QuantizeLinear", ["x", "s", "z"], ["y"], domain=MS, axis=1)
     c.node("DequantizeLinear", ["y", "s", "z"], ["y_dq"], domain=MS, axis=1)
     c.out("y", TensorProto.INT16, "q")
-    c.out("y_dq", TensorProto.FLOAT, "qf", float(s.max()))
+    c.out("y_dq", TensorProto.FLOAT, "exact")
     c.finit("lo", ((-32768 - z.astype(np.float64)) * s).astype(np.float32))
     c.finit("hi", ((32767 - z.astype(np.float64)) * s).astype(np.float32))
     c.fnode("Max", ["x", "lo"], ["x_lo"])
@@ -674,7 +678,7 @@ def ms_qdq_u8():
     c.node("QuantizeLinear", ["x", "s", "z"], ["y"], domain=MS)
     c.node("DequantizeLinear", ["y", "s", "z"], ["y_dq"], domain=MS)
     c.out("y", TensorProto.UINT8, "q")
-    c.out("y_dq", TensorProto.FLOAT, "qf", 0.05)
+    c.out("y_dq", TensorProto.FLOAT, "exact")
     c.finit("lo", np.array(-100 * 0.05, np.float32))
     c.finit("hi", np.array(155 * 0.05, np.float32))
     c.fnode("Max", ["x", "lo"], ["x_lo"])
@@ -891,7 +895,12 @@ def qlbin_case(name, op, dt):
     for n, v in (("as", as_), ("az", az), ("bs", bs), ("bz", bz), ("ys", ys), ("yz", yz)):
         c.init(n, v)
     c.node(op, ["a", "as", "az", "b", "bs", "bz", "ys", "yz"], ["y"], domain=MS)
-    c.out("y", etype(a), "q")
+    if op == "QLinearAdd":
+        # these scales put many sums exactly on a .5 tie (3 of 24 here); the engine's
+        # ra*a + rb*b in float32 and ORT's MLAS kernel land on opposite sides of it
+        c.out("y", etype(a), "q1", why="float32 evaluation order on exact .5 ties")
+    else:
+        c.out("y", etype(a), "q")
     fa, fb = c.fdq("a", "as", "az"), c.fdq("b", "bs", "bz")
     c.fnode("Add" if op == "QLinearAdd" else "Mul", [fa, fb], ["y_ref"])
     c.fout("y_ref")
@@ -969,7 +978,13 @@ def qlpool_case(name, dt, global_pool, channels_last, **attrs):
         c.init(n, v)
     op = "QLinearGlobalAveragePool" if global_pool else "QLinearAveragePool"
     c.node(op, ["x", "xs", "xz", "ys", "yz"], ["y"], domain=MS, channels_last=int(channels_last), **attrs)
-    c.out("y", etype(x), "q")
+    if global_pool:
+        c.out("y", etype(x), "q")
+    else:
+        # window means of codes at scale 0.03/0.02 hit exact .5 ties (2-6 per case); the
+        # engine's integer sum / count * scale and ORT's float sum of dequantized values
+        # differ in the last float32 bit there and round the tie both ways
+        c.out("y", etype(x), "q1", why="float32 evaluation order on exact .5 ties")
     fx = c.fdq("x", "xs", "xz")
     if channels_last:
         c.fnode("Transpose", [fx], ["x_nchw"], perm=[0, 3, 1, 2])
@@ -1218,7 +1233,9 @@ def dqlstm_case(name, direction, per_channel, with_lens, peep, clip=None):
            "ws", "wz", "rs", "rz"]
     c.node("DynamicQuantizeLSTM", ins, ["y", "y_h", "y_c"], domain=MS, **attrs)
     for o in ("y", "y_h", "y_c"):
-        c.out(o, TensorProto.FLOAT, "fa", 0.03)
+        # measured worst 0.0084 (dqlstm_bidi_pc_lens y_c)
+        c.out(o, TensorProto.FLOAT, "fa", 0.012,
+              why="ORT quantizes X and H per step (DynamicQuantizeLSTM), the engine keeps them float")
     # float reference: ONNX LSTM with the dequantized weights, W [D, 4H, I], R [D, 4H, H]
     sw = ws[:, None, :] if per_channel else ws[:, None, None]
     sr = rs[:, None, :] if per_channel else rs[:, None, None]
@@ -1425,8 +1442,10 @@ def fuse_qdq_case(name, wdt, per_col, bias, act="q", extra_out=False, sym=False)
     if act == "dyn":
         # ORT rewrites DynamicQuantizeLinear -> DequantizeLinear -> MatMul itself and lands
         # up to ~0.03 away from the ONNX semantics here; the engine (fused or not) matches a
-        # numpy evaluation of the graph to 1e-6, so ORT is only held to an absolute 0.05.
-        c.out("y", TensorProto.FLOAT, "fa", 0.05)
+        # numpy evaluation of the graph to 1e-6, so ORT is only held to an absolute 0.035.
+        # measured 0.0261
+        c.out("y", TensorProto.FLOAT, "fa", 0.035,
+              why="ORT's own DynamicQuantizeLinear -> MatMul rewrite departs from the ONNX semantics")
     else:
         c.out("y", TensorProto.FLOAT, "float")
     if extra_out:
