@@ -621,10 +621,9 @@ static int epi_bn_params(struct qd_ctx *c, const struct qd_epilogue *ep, int64_t
 					   (long long)C);
 		t[k] = &s->t;
 	}
-	for (int64_t ch = 0; ch < C; ch++) {
-		double s = qd_tensor_get_f64(t[0], ch) / sqrt(qd_tensor_get_f64(t[3], ch) + (double)ep->bn_eps);
-		sc[ch] = (float)s;
-		sh[ch] = (float)(qd_tensor_get_f64(t[1], ch) - qd_tensor_get_f64(t[2], ch) * s);
+	for (int64_t ch = 0; ch < C; ch++) {   /* float32, ORT's order (see qd_op_batch_norm) */
+		sc[ch] = (1.0f / sqrtf((float)qd_tensor_get_f64(t[3], ch) + ep->bn_eps)) * (float)qd_tensor_get_f64(t[0], ch);
+		sh[ch] = (float)qd_tensor_get_f64(t[1], ch) - (float)qd_tensor_get_f64(t[2], ch) * sc[ch];
 	}
 	return 0;
 }

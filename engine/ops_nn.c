@@ -317,7 +317,12 @@ int qd_op_batch_norm(struct qd_ctx *c)
 			if (x->dtype == QD_DT_FLOAT) {
 				const float *X = (const float *)x->data + o;
 				float *Y = (float *)y->data + o;
-				float fs = (float)sc, fh = (float)sh;
+				/* float32 parameters in ONNX Runtime's order (1/sqrt(var+eps), times
+				 * scale; bias - mean*that), so the outputs are ORT's bit for bit: a
+				 * last-bit difference here moves the codes of a DynamicQuantizeLinear
+				 * that follows (det's first BatchNormalization did) */
+				float fs = (1.0f / sqrtf((float)qd_tensor_get_f64(v, ch) + eps)) * (float)qd_tensor_get_f64(s, ch);
+				float fh = (float)qd_tensor_get_f64(b, ch) - (float)qd_tensor_get_f64(m, ch) * fs;
 				for (int64_t i = 0; i < sp; i++) Y[i] = X[i] * fs + fh;
 			} else
 				for (int64_t i = 0; i < sp; i++)
