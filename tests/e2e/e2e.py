@@ -221,7 +221,10 @@ def model_table(tmp):
         ("ocr_rec", os.path.join(OCR, "ch_PP-OCRv4_rec_infer.onnx"), ["--shape", "x=1,3,48,160"], 0.95),
         ("ocr_det", os.path.join(OCR, "ch_PP-OCRv4_det_infer.onnx"), ["--shape", "x=1,3,96,96"], 0.95),
     ]
-    return [x for x in t if os.path.exists(x[1])]
+    for x in t:   # a model that is not there (npm package not installed) is a failure
+        check(os.path.isfile(x[1]), "model %s exists (%s)" % (x[0], x[1]),
+              "missing: scripts/install-deps.sh installs the npm packages")
+    return [x for x in t if os.path.isfile(x[1])]
 
 
 GRID = [(fmt, pc, prec) for fmt in ("QOperator", "QDQ") for pc in (False, True) for prec in ("int8", "uint8")]
@@ -556,7 +559,7 @@ def t_concurrency(d):
     concurrent reads keep working."""
     import threading
     path = os.path.join(OWW, "namaste_deepa.onnx")
-    if not os.path.exists(path):
+    if not check(os.path.isfile(path), "concurrency: model %s exists" % path):
         return
     results = []
     lock = threading.Lock()
@@ -585,17 +588,76 @@ def t_concurrency(d):
         check(r.status == 204, "DELETE unused model -> 204", r.body)
 
 
-def t_cancel_delete(d, model_id):
-    r = submit(d, model_id, {"q": {"type": "OnnxDynamicQuantization"}})
+def make_slow_model(path):
+    """A small model (1.2 MB) that takes the engine many seconds to evaluate: 12 float 3x3
+    Convs on [1, 32, 384, 384] (left float by the dynamic pass), then one MatMul to quantize."""
+    code = ("import numpy as np, onnx, sys\n"
+            "from onnx import helper, numpy_helper, TensorProto\n"
+            "r=np.random.default_rng(5); n=[]; w=[]; x='x'\n"
+            "for i in range(12):\n"
+            "    w.append(numpy_helper.from_array((r.standard_normal((32,32,3,3))*0.05).astype(np.float32),'w%d'%i))\n"
+            "    n.append(helper.make_node('Conv',[x,'w%d'%i],['c%d'%i],name='conv%d'%i,pads=[1,1,1,1])); x='c%d'%i\n"
+            "n.append(helper.make_node('GlobalAveragePool',[x],['g'],name='gap'))\n"
+            "n.append(helper.make_node('Flatten',['g'],['f'],name='flat'))\n"
+            "w.append(numpy_helper.from_array(r.standard_normal((32,10)).astype(np.float32),'wm'))\n"
+            "n.append(helper.make_node('MatMul',['f','wm'],['y'],name='mm'))\n"
+            "g=helper.make_graph(n,'slow',[helper.make_tensor_value_info('x',TensorProto.FLOAT,[1,32,384,384])],"
+            "[helper.make_tensor_value_info('y',TensorProto.FLOAT,[1,10])],w)\n"
+            "onnx.save(helper.make_model(g,opset_imports=[helper.make_opsetid('',13)]),sys.argv[1])\n")
+    subprocess.run(["/usr/bin/python3", "-c", code, path], check=True)
+
+
+def t_cancel_delete(tmp, models):
+    """Cancel and DELETE with one outcome each: on a daemon with one worker a slow job (many
+    seconds of evaluation) holds the worker, so a job submitted behind it is queued for sure."""
+    mlp = [m for m in models if m[0] == "mlp"]
+    if not check(mlp, "cancel: the mlp model exists"):
+        return
+    base = os.path.join(tmp, "cancel")
+    os.makedirs(base)
+    slow_path = os.path.join(base, "slow.onnx")
+    make_slow_model(slow_path)
+    d = Daemon(os.path.join(base, "data"), ["--workers", "1"], name="cancel")
+    d.start()
+    slow = (upload(d, slow_path).json() or {}).get("id")
+    small = (upload(d, mlp[0][1]).json() or {}).get("id")
+    r = submit(d, slow, {"q": {"type": "OnnxDynamicQuantization"}})
+    blocker = (r.json() or {}).get("id")
+    deadline = time.time() + 60
+    while time.time() < deadline and (d.get_json("/v1/jobs/%s" % blocker) or {}).get("state") == "queued":
+        time.sleep(0.02)
+    check((d.get_json("/v1/jobs/%s" % blocker) or {}).get("state") == "running", "cancel: the slow blocker job runs")
+    r = submit(d, small, {"q": {"type": "OnnxDynamicQuantization"}})
     jid = (r.json() or {}).get("id")
+    check(r.status == 202 and (d.get_json("/v1/jobs/" + jid) or {}).get("state") == "queued",
+          "a job behind the running blocker is queued", r.body[:200])
     r = d.request("POST", "/v1/jobs/%s/cancel" % jid)
-    check(r.status in (200, 202, 409), "cancel a fresh job -> 200/202 (409 if it already finished)", r.body[:200])
-    j = wait_job(d, jid, timeout=120)
-    check(j and j["state"] in ("canceled", "succeeded"), "canceled job ends canceled (or had finished)", j and j["state"])
+    j = r.json() or {}
+    check(r.status == 200 and j.get("state") == "canceled" and j.get("finished_at")
+          and "canceled before it started" in ((j.get("error") or {}).get("message") or ""),
+          "cancel a queued job -> 200, state canceled, 'canceled before it started'", r.body[:300])
+    r = d.request("POST", "/v1/jobs/%s/cancel" % jid)
+    check(r.status == 200 and (r.json() or {}).get("state") == "canceled", "canceling it again is a no-op (200)", r.body[:200])
+    r = d.request("DELETE", "/v1/jobs/" + blocker)
+    check(r.status == 409 and r.err_code() == "CONFLICT", "DELETE a running job -> 409 CONFLICT", r.body[:200])
+    r = d.request("DELETE", "/v1/models/" + slow)
+    check(r.status == 409 and r.err_code() == "CONFLICT", "DELETE the model of a running job -> 409 CONFLICT", r.body[:200])
     r = d.request("DELETE", "/v1/jobs/" + jid)
-    check(r.status == 204, "DELETE finished job -> 204", r.body)
+    check(r.status == 204, "DELETE the canceled job -> 204", r.body)
     r = d.request("GET", "/v1/jobs/" + jid)
     check(r.status == 404, "deleted job -> 404")
+    r = d.request("POST", "/v1/jobs/%s/cancel" % blocker)
+    j = r.json() or {}
+    check(r.status == 202 and j.get("state") == "running" and j.get("cancel_requested") is True,
+          "cancel the running blocker -> 202, cancel_requested", r.body[:300])
+    j = wait_job(d, blocker, timeout=120) or {}
+    check(j.get("state") == "canceled" and "while running" in ((j.get("error") or {}).get("message") or ""),
+          "the blocker ends canceled while running", (j.get("state"), j.get("error")))
+    r = d.request("DELETE", "/v1/jobs/" + blocker)
+    check(r.status == 204, "DELETE the canceled blocker -> 204", r.body)
+    r = d.request("DELETE", "/v1/models/" + slow)
+    check(r.status == 204, "DELETE the model once no job uses it -> 204", r.body)
+    check(d.stop() == 0, "cancel daemon: SIGTERM -> exit 0")
 
 
 def running_in_db(data_dir):
@@ -931,7 +993,7 @@ np.savez(os.path.join(d, 'misnamed.npz'), inp=rng.standard_normal((8, 64)).astyp
     d = Daemon(os.path.join(base, "data"), ["--workers", "1"], name="static")
     d.start()
     cases = [("mlp", {"per_channel": True}, 0.99)]   # QDQ, MinMax (the defaults)
-    if "bert_small" in by_key:
+    if check("bert_small" in by_key, "static: the bert_small model exists"):
         cases.append(("bert_small", {"quant_format": "QOperator", "calibrate_method": "Entropy"}, 0.98))
     label = lambda key, params: "%s %s" % (key, " ".join("%s=%s" % kv for kv in sorted(params.items())))
     mids, dsids, jobs = {}, {}, []
@@ -1150,13 +1212,16 @@ def main():
         t_bad_input(d, models, first_id)
         done = t_jobs(d, models, ids, tmp)
         t_metrics(d, len(done))
-        t_cancel_delete(d, first_id)
         t_streaming(d)
         t_concurrency(d)
+        r = d.request("GET", "/v1/jobs?state=queued")
+        r2 = d.request("GET", "/v1/jobs?state=running")
+        check(not (r.json() or {}).get("items") and not (r2.json() or {}).get("items"), "main daemon: no job left active")
         r = d.request("DELETE", "/v1/models/" + first_id)
-        check(r.status in (204, 409), "DELETE model -> 204 (or 409 while a job uses it)", r.body)
+        check(r.status == 204, "DELETE a model whose jobs all finished -> 204", r.body)
         check(d.stop() == 0, "main daemon: SIGTERM -> exit 0")
         d = None
+        t_cancel_delete(tmp, models)
         t_big_upload(tmp)
         t_datasets(tmp, models)
         t_static(tmp, models)
