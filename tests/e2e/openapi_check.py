@@ -2,8 +2,14 @@
 
 A small validator for the JSON-schema subset the spec uses: $ref, type, nullable, enum,
 required, properties, additionalProperties, items, allOf/oneOf/anyOf, minimum/maximum,
-pattern, format date-time. Used by tests/e2e/e2e.py on every response it receives;
-`python3 openapi_check.py` alone checks that every route in api/routes.def is described.
+pattern, format date-time. allOf parts are folded into one schema first, so an
+additionalProperties: false in one part knows the properties of the others. Used by
+tests/e2e/e2e.py on every response it receives (the JSON artifacts metrics.json and
+footprint.json included: GET /v1/artifacts/{id} documents them as Metrics / Footprint) and
+on every document it downloads (check_document). strictness() lists object schemas that
+do not say whether undocumented properties are allowed; self_test() proves the validator
+rejects one. `python3 openapi_check.py [metrics.json|footprint.json ...]` alone checks that
+every route in api/routes.def is described, the spec lints, and validates the files given.
 """
 import json
 import os
@@ -51,8 +57,38 @@ class Spec:
         self._v(schema, value, where, errs)
         return errs
 
-    def _v(self, s, v, where, errs):
+    def merged(self, s):
+        """s with its allOf parts folded in: properties and required joined, and
+        additionalProperties false when any part says false."""
         s = self.resolve(s)
+        if not isinstance(s, dict) or "allOf" not in s:
+            return s
+        m = {k: v for k, v in s.items() if k != "allOf"}
+        props = dict(m.get("properties", {}))
+        req = list(m.get("required", []))
+        ap = m.get("additionalProperties")
+        for part in s["allOf"]:
+            part = self.merged(part)
+            for k, v in part.items():
+                if k == "properties":
+                    props.update(v)
+                elif k == "required":
+                    req += [r for r in v if r not in req]
+                elif k == "additionalProperties":
+                    if ap is None or ap is True or v is False:
+                        ap = v
+                elif k not in m:
+                    m[k] = v
+        if props:
+            m["properties"] = props
+        if req:
+            m["required"] = req
+        if ap is not None:
+            m["additionalProperties"] = ap
+        return m
+
+    def _v(self, s, v, where, errs):
+        s = self.merged(s)
         if s is None or s == {}:
             return
         if v is None:
@@ -60,8 +96,6 @@ class Spec:
                 return
             errs.append("%s: null but not nullable" % where)
             return
-        for sub in s.get("allOf", []):
-            self._v(sub, v, where, errs)
         for key in ("oneOf", "anyOf"):
             if key in s:
                 oks = [not self.validate(sub, v, where) for sub in s[key]]
@@ -110,6 +144,16 @@ class Spec:
         if isinstance(v, list) and "items" in s:
             for i, item in enumerate(v):
                 self._v(s["items"], item, "%s[%d]" % (where, i), errs)
+
+    def check_document(self, schema_name, body):
+        """Problems with a JSON document (bytes or value) against components/schemas/NAME."""
+        if isinstance(body, (bytes, str)):
+            try:
+                body = json.loads(body)
+            except ValueError as e:
+                return ["%s: not JSON: %s" % (schema_name, e)]
+        return ["%s: %s" % (schema_name, e)
+                for e in self.validate({"$ref": "#/components/schemas/" + schema_name}, body)]
 
     # ---- responses ----
     def check_response(self, method, path, status, content_type, body):
@@ -190,6 +234,58 @@ def refs_resolve(spec):
     return probs
 
 
+def strictness(spec):
+    """Object schemas (with properties) in components that do not state
+    additionalProperties: each must say false, true (free-form on purpose) or give a
+    schema, so a field the server adds is either documented or a test failure."""
+    probs = []
+    seen = set()
+
+    def walk(node, where, part=False):
+        if isinstance(node, dict) and "$ref" in node:
+            return   # checked where it is defined
+        if not isinstance(node, dict) or id(node) in seen:
+            return
+        seen.add(id(node))
+        if "allOf" in node:
+            if "additionalProperties" not in spec.merged(node) and spec.merged(node).get("properties"):
+                probs.append("%s: allOf object without additionalProperties" % where)
+            for i, p in enumerate(node["allOf"]):
+                walk(p, "%s/allOf[%d]" % (where, i), part=True)
+        elif node.get("properties") and "additionalProperties" not in node and not part:
+            probs.append("%s: object schema without additionalProperties (false, true or a schema)" % where)
+        for k, v in node.get("properties", {}).items():
+            walk(v, "%s.%s" % (where, k))
+        for key in ("items", "additionalProperties"):
+            if isinstance(node.get(key), dict):
+                walk(node[key], "%s/%s" % (where, key))
+        for key in ("oneOf", "anyOf"):
+            for i, p in enumerate(node.get(key, [])):
+                walk(p, "%s/%s[%d]" % (where, key, i))
+    for name, sch in spec.doc["components"]["schemas"].items():
+        walk(sch, "#/components/schemas/" + name)
+    return probs
+
+
+def self_test(spec):
+    """The validator accepts a minimal Metrics document and rejects it with one undocumented
+    property at the top, in a nested object and in an array item. Returns problems."""
+    doc = {"size": {"float_bytes": 10, "quantized_bytes": 4, "ratio": 0.4}, "quantized_nodes": {"MatMul": 1},
+           "quantized_nodes_total": 1, "passes": [], "seconds": 0.1,
+           "accuracy": {"status": "ok", "engine": "quantd", "min_cosine": 0.99,
+                        "inputs": {"data_config": "held", "samples": 2, "batches": 2},
+                        "outputs": [{"name": "y", "cosine": 0.99, "max_abs_error": 0.1}]}}
+    probs = ["valid document refused: %s" % p for p in spec.check_document("Metrics", doc)]
+    for label, mutate in (("top level", lambda d: d.__setitem__("bogus", 1)),
+                          ("nested", lambda d: d["size"].__setitem__("bogus", 1)),
+                          ("array item", lambda d: d["accuracy"]["outputs"][0].__setitem__("bogus", 1))):
+        d = json.loads(json.dumps(doc))
+        mutate(d)
+        if not any("unexpected property 'bogus'" in p for p in spec.check_document("Metrics", d)):
+            probs.append("an undocumented property (%s) passes the check" % label)
+    return probs
+
+
 def routes_covered(spec):
     """Every QD_ROUTE row of api/routes.def must be in the spec. Returns problems."""
     probs = []
@@ -207,8 +303,11 @@ def routes_covered(spec):
 
 if __name__ == "__main__":
     s = Spec()
-    p = routes_covered(s) + refs_resolve(s)
+    p = routes_covered(s) + refs_resolve(s) + strictness(s) + self_test(s)
+    for f in sys.argv[1:]:
+        with open(f, "rb") as fh:
+            p += ["%s: %s" % (f, e) for e in s.check_document("Footprint" if "footprint" in f else "Metrics", fh.read())]
     for x in p:
         print(x)
-    print("openapi routes: %d passed, %d failed" % (0 if p else 1, len(p)))
+    print("openapi: %d passed, %d failed" % (0 if p else 1, len(p)))
     sys.exit(1 if p else 0)
