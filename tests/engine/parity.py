@@ -5,9 +5,11 @@ usage: /usr/bin/python3 tests/engine/parity.py QUANTD WORKDIR
 For each case: random inputs (fixed seed) -> .npz -> `quantd infer` and
 tests/engine/ort_infer.js (onnxruntime-node, 1 thread) -> compare every output.
 Metric: max|ours - ort| / max(|ort|) per output (relative to the output's range), must be
-<= the case's tolerance. Every case uses 1e-4, including the BERT encoder whose outputs
-come after long reductions (LayerNorm/Softmax over 256-wide rows, 4 layers), where the
-issue would allow 1e-3.
+<= the case's tolerance: about 2x the measured worst (det 9.4e-6, rec 2.4e-6, bert 1.8e-6,
+cls 4.7e-7, resize 7.5e-7, loop 4.2e-7, mlp 3.6e-7, bert_small 3.4e-7, einsum 1.1e-7,
+namaste 6e-8), 1e-7 (a few float32 ulps) where the outputs are identical (hello_deepa,
+hello_deepa_old, if_true, if_false). Float summation order (OpenBLAS / the engine's
+kernels vs MLAS) is the whole difference.
 Prints one line per case and "parity: N passed, N failed".
 """
 import os
@@ -25,12 +27,12 @@ def cases(work):
     rng = np.random.default_rng(1234)
     img = lambda *s: rng.uniform(-1, 1, s).astype(np.float32)
     c = [
-        ("ppocr_det_1x3x320x320", f"{OCR}/ch_PP-OCRv4_det_infer.onnx", {"x": img(1, 3, 320, 320)}, 1e-4),
-        ("ppocr_rec_1x3x48x320", f"{OCR}/ch_PP-OCRv4_rec_infer.onnx", {"x": img(1, 3, 48, 320)}, 1e-4),
-        ("ppocr_cls_1x3x48x192", f"{OCR}/ch_ppocr_mobile_v2.0_cls_infer.onnx", {"x": img(1, 3, 48, 192)}, 1e-4),
-        ("oww_hello_deepa", f"{OWW}/hello_deepa.onnx", {"onnx::Flatten_0": rng.standard_normal((1, 25, 96)).astype(np.float32)}, 1e-4),
-        ("oww_hello_deepa_old", f"{OWW}/hello_deepa_old.onnx", {"onnx::Flatten_0": rng.standard_normal((1, 24, 96)).astype(np.float32)}, 1e-4),
-        ("oww_namaste_deepa", f"{OWW}/namaste_deepa.onnx", {"onnx::Flatten_0": rng.standard_normal((1, 24, 96)).astype(np.float32)}, 1e-4),
+        ("ppocr_det_1x3x320x320", f"{OCR}/ch_PP-OCRv4_det_infer.onnx", {"x": img(1, 3, 320, 320)}, 2e-5),
+        ("ppocr_rec_1x3x48x320", f"{OCR}/ch_PP-OCRv4_rec_infer.onnx", {"x": img(1, 3, 48, 320)}, 5e-6),
+        ("ppocr_cls_1x3x48x192", f"{OCR}/ch_ppocr_mobile_v2.0_cls_infer.onnx", {"x": img(1, 3, 48, 192)}, 1e-6),
+        ("oww_hello_deepa", f"{OWW}/hello_deepa.onnx", {"onnx::Flatten_0": rng.standard_normal((1, 25, 96)).astype(np.float32)}, 1e-7),
+        ("oww_hello_deepa_old", f"{OWW}/hello_deepa_old.onnx", {"onnx::Flatten_0": rng.standard_normal((1, 24, 96)).astype(np.float32)}, 1e-7),
+        ("oww_namaste_deepa", f"{OWW}/namaste_deepa.onnx", {"onnx::Flatten_0": rng.standard_normal((1, 24, 96)).astype(np.float32)}, 1.5e-7),
     ]
     tdir = os.path.join(work, "models")
     gen = os.path.join(ROOT, "tests/models/make_transformer.py")
@@ -40,25 +42,25 @@ def cases(work):
         c.append(("transformer_build", None, None, 0))
     else:
         ids = rng.integers(0, 1000, (4, 128)).astype(np.int64)
-        c.append(("bert_4x128", f"{tdir}/bert.onnx", {"input_ids": ids}, 1e-4))
+        c.append(("bert_4x128", f"{tdir}/bert.onnx", {"input_ids": ids}, 4e-6))
         ids = rng.integers(0, 200, (2, 16)).astype(np.int64)
-        c.append(("bert_small_2x16", f"{tdir}/bert_small.onnx", {"input_ids": ids}, 1e-4))
-        c.append(("mlp_8x64", f"{tdir}/mlp.onnx", {"x": rng.standard_normal((8, 64)).astype(np.float32)}, 1e-4))
+        c.append(("bert_small_2x16", f"{tdir}/bert_small.onnx", {"input_ids": ids}, 7e-7))
+        c.append(("mlp_8x64", f"{tdir}/mlp.onnx", {"x": rng.standard_normal((8, 64)).astype(np.float32)}, 8e-7))
         x = rng.standard_normal((3, 32)).astype(np.float32)
-        c.append(("if_true", f"{tdir}/if_model.onnx", {"x": x, "cond": np.array(True)}, 1e-4))
-        c.append(("if_false", f"{tdir}/if_model.onnx", {"x": x, "cond": np.array(False)}, 1e-4))
+        c.append(("if_true", f"{tdir}/if_model.onnx", {"x": x, "cond": np.array(True)}, 1e-7))
+        c.append(("if_false", f"{tdir}/if_model.onnx", {"x": x, "cond": np.array(False)}, 1e-7))
     # Loop model built here (subgraph with outer-scope weight, scan output)
     lp = os.path.join(work, "loop.onnx")
     make_loop_model(lp)
-    c.append(("loop_scan", lp, {"x": rng.standard_normal((2, 8)).astype(np.float32), "n": np.array(5, dtype=np.int64)}, 1e-4))
+    c.append(("loop_scan", lp, {"x": rng.standard_normal((2, 8)).astype(np.float32), "n": np.array(5, dtype=np.int64)}, 1e-6))
     ep = os.path.join(work, "einsum.onnx")
     make_einsum_model(ep)
     c.append(("einsum_forms", ep, {"q": rng.standard_normal((2, 3, 4, 5)).astype(np.float32),
                                    "k": rng.standard_normal((2, 3, 6, 5)).astype(np.float32),
-                                   "w": rng.standard_normal((5, 7)).astype(np.float32)}, 1e-4))
+                                   "w": rng.standard_normal((5, 7)).astype(np.float32)}, 2.5e-7))
     rp = os.path.join(work, "resize.onnx")
     make_resize_model(rp)
-    c.append(("resize_modes", rp, {"x": rng.standard_normal((1, 2, 7, 9)).astype(np.float32)}, 1e-4))
+    c.append(("resize_modes", rp, {"x": rng.standard_normal((1, 2, 7, 9)).astype(np.float32)}, 1.5e-6))
     return c
 
 
