@@ -271,7 +271,7 @@ def self_test(spec):
     """The validator accepts a minimal Metrics document and rejects it with one undocumented
     property at the top, in a nested object and in an array item. Returns problems."""
     doc = {"size": {"float_bytes": 10, "quantized_bytes": 4, "ratio": 0.4}, "quantized_nodes": {"MatMul": 1},
-           "quantized_nodes_total": 1, "passes": [], "seconds": 0.1,
+           "quantized_nodes_total": 1, "passes": [], "ignored": [], "seconds": 0.1,
            "accuracy": {"status": "ok", "engine": "quantd", "min_cosine": 0.99,
                         "inputs": {"data_config": "held", "samples": 2, "batches": 2},
                         "outputs": [{"name": "y", "cosine": 0.99, "max_abs_error": 0.1}]}}
