@@ -19,7 +19,7 @@ CFLAGS   ?= $(OPT) -g
 CFLAGS   += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
             -pthread -fno-strict-aliasing $(SAN) \
             -I. -Icommon -I$(B)/gen $(shell pkg-config --cflags openblas 2>/dev/null)
-LDLIBS   += $(SAN) -pthread -lmicrohttpd -ljansson -lprotobuf-c -lsqlite3 -lopenblas -lcrypto -lz -lm
+LDLIBS   += $(SAN) -pthread -lmicrohttpd -ljansson -lprotobuf-c -lsqlite3 -lopenblas -lcrypto -lcurl -lz -lm
 
 MODULES  := common onnx engine passes search store api daemon
 LIB_SRCS := $(filter-out daemon/main.c,$(foreach m,$(MODULES),$(wildcard $(m)/*.c)))

@@ -115,6 +115,24 @@ int qd_catalog_list(struct qd_req *r, const struct qd_catalog *cat)
 		return rc;
 	if (!(c = qd_req_store(r)))
 		return -r->err.code;
+	const char *sha = qd_req_query(r, "sha256");
+	if (sha) {
+		/* ?sha256=: the one row holding these bytes, or none; a client checks this
+		 * before uploading a multi-GB file the server already has */
+		struct row_buf row = { { 0 } };
+		json_t *items = json_array();
+		rc = cat->find_sha(c, sha, row.b, &r->err);
+		if (rc == 0) {
+			json_array_append_new(items, cat->json(row.b));
+			cat->row_free(row.b);
+		} else if (rc == -QD_ENOT_FOUND)
+			qd_err_clear(&r->err);
+		else {
+			json_decref(items);
+			return rc;
+		}
+		return qd_req_list(r, items, NULL, NULL);
+	}
 	if ((rc = cat->list(c, &pg, &rows, &n, &r->err)))
 		return rc;
 	json_t *items = json_array();

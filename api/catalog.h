@@ -2,8 +2,8 @@
  * uploaded-file resources (/v1/models, /v1/datasets). A resource is a const descriptor:
  * its kind name, its store functions over its row type, its validator and its JSON.
  * How to add a catalog resource: 1. a row type struct qd_<kind>_row (char id[64],
- * char sha256[65]) in store/ with qd_<kind>_get / _list / _delete / _row_free / _rows_free
- * and an insert; 2. in api/<resource>.c, QD_CATALOG_ROW_FNS(<kind>) and a
+ * char sha256[65]) in store/ with qd_<kind>_get / _find_sha / _list / _delete / _row_free /
+ * _rows_free and an insert; 2. in api/<resource>.c, QD_CATALOG_ROW_FNS(<kind>) and a
  * `const struct qd_catalog` with QD_CATALOG_ROW_MEMBERS(<kind>) plus its validator, insert,
  * JSON and download name; 3. five one-line handlers calling qd_catalog_*; 4. routes in
  * api/routes.def. */
@@ -31,6 +31,8 @@ struct qd_catalog {
 		      const char *format, const char *summary_json, void *out, bool *existed,
 		      struct qd_err *err);
 	int (*get)(struct qd_store_conn *c, const char *id, void *out, struct qd_err *err);
+	/* The row with this blob (QD_ENOT_FOUND when none): the list's ?sha256= filter. */
+	int (*find_sha)(struct qd_store_conn *c, const char *sha256, void *out, struct qd_err *err);
 	/* *rows is new (rows_free). */
 	int (*list)(struct qd_store_conn *c, struct qd_page *pg, void **rows, size_t *n,
 		    struct qd_err *err);
@@ -52,6 +54,11 @@ struct qd_catalog {
 	{                                                                                         \
 		return qd_##kind##_get(c, id, out, err);                                          \
 	}                                                                                         \
+	static int kind##_row_find_sha(struct qd_store_conn *c, const char *sha, void *out,       \
+				       struct qd_err *err)                                        \
+	{                                                                                         \
+		return qd_##kind##_find_sha(c, sha, out, err);                                    \
+	}                                                                                         \
 	static int kind##_rows_list(struct qd_store_conn *c, struct qd_page *pg, void **rows,     \
 				    size_t *n, struct qd_err *err)                                \
 	{                                                                                         \
@@ -65,6 +72,7 @@ struct qd_catalog {
 #define QD_CATALOG_ROW_MEMBERS(kind)                                                              \
 	.row_size = sizeof(struct qd_##kind##_row), .id_off = offsetof(struct qd_##kind##_row, id), \
 	.sha_off = offsetof(struct qd_##kind##_row, sha256), .get = kind##_row_get,               \
+	.find_sha = kind##_row_find_sha,                                                          \
 	.list = kind##_rows_list, .del = qd_##kind##_delete, .row_free = kind##_row_free,         \
 	.rows_free = kind##_rows_free
 

@@ -11,7 +11,7 @@ $SUDO apt-get update -qq || true
 $SUDO apt-get install -y -qq --no-install-recommends \
 	build-essential pkg-config clang libclang-rt-14-dev \
 	libmicrohttpd-dev libjansson-dev libprotobuf-c-dev protobuf-c-compiler \
-	libsqlite3-dev sqlite3 libonnx-dev libonnx-testdata libopenblas-dev libssl-dev zlib1g-dev \
+	libsqlite3-dev sqlite3 libonnx-dev libonnx-testdata libopenblas-dev libssl-dev zlib1g-dev libcurl4-openssl-dev \
 	python3 python3-onnx python3-numpy python3-yaml python3-pil fonts-dejavu-core curl ca-certificates time wrk \
 	podman runc debootstrap systemd strace
 # podman/runc/debootstrap: the container image and its test (scripts/container.sh,

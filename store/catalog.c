@@ -148,6 +148,20 @@ static int cat_get(struct qd_store_conn *c, const struct cat_desc *d, const char
 	return rc;
 }
 
+/* The row whose blob has this sha256 (QD_EINVAL for a malformed one, QD_ENOT_FOUND, field
+ * "sha256", for none). */
+static int cat_find_sha(struct qd_store_conn *c, const struct cat_desc *d, const char *sha,
+			struct cat_row *out, struct qd_err *err)
+{
+	if (!st_sha_valid(sha))
+		return qd_err_set(err, QD_EINVAL, "sha256", "invalid 'sha256' '%.80s' (want 64 lowercase "
+				  "hex digits)", sha ? sha : "");
+	int rc = cat_lookup(c, d->by_sha, sha, out, err);
+	if (rc == 1)
+		return qd_err_set(err, QD_ENOT_FOUND, "sha256", "no %s with sha256 '%s'", d->what, sha);
+	return rc;
+}
+
 static int cat_list(struct qd_store_conn *c, const struct cat_desc *d, struct qd_page *pg,
 		    struct cat_row **rows, size_t *n, struct qd_err *err)
 {
@@ -308,6 +322,16 @@ int qd_model_get(struct qd_store_conn *c, const char *id, struct qd_model_row *o
 	return rc;
 }
 
+int qd_model_find_sha(struct qd_store_conn *c, const char *sha256, struct qd_model_row *out,
+		      struct qd_err *err)
+{
+	struct cat_row r;
+	int rc = cat_find_sha(c, &model_desc, sha256, &r, err);
+	if (rc == 0)
+		model_from(out, &r);
+	return rc;
+}
+
 int qd_model_list(struct qd_store_conn *c, struct qd_page *pg, struct qd_model_row **rows,
 		  size_t *n, struct qd_err *err)
 {
@@ -398,6 +422,16 @@ int qd_dataset_get(struct qd_store_conn *c, const char *id, struct qd_dataset_ro
 {
 	struct cat_row r;
 	int rc = cat_get(c, &dataset_desc, id, &r, err);
+	if (rc == 0)
+		dataset_from(out, &r);
+	return rc;
+}
+
+int qd_dataset_find_sha(struct qd_store_conn *c, const char *sha256, struct qd_dataset_row *out,
+			struct qd_err *err)
+{
+	struct cat_row r;
+	int rc = cat_find_sha(c, &dataset_desc, sha256, &r, err);
 	if (rc == 0)
 		dataset_from(out, &r);
 	return rc;

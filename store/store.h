@@ -115,6 +115,10 @@ int qd_model_insert(struct qd_store_conn *c, const char *sha256, int64_t size,
 		    bool *existed, struct qd_err *err);
 int qd_model_get(struct qd_store_conn *c, const char *id, struct qd_model_row *out,
 		 struct qd_err *err);
+/* The model stored with these bytes: QD_ENOT_FOUND (field "sha256") when none, QD_EINVAL
+ * when sha256 is not 64 lowercase hex digits. */
+int qd_model_find_sha(struct qd_store_conn *c, const char *sha256, struct qd_model_row *out,
+		      struct qd_err *err);
 /* *rows is new (qd_model_rows_free). */
 int qd_model_list(struct qd_store_conn *c, struct qd_page *pg, struct qd_model_row **rows,
 		  size_t *n, struct qd_err *err);
@@ -143,6 +147,8 @@ int qd_dataset_insert_summary(struct qd_store_conn *c, const char *sha256, int64
 			      struct qd_dataset_row *out, bool *existed, struct qd_err *err);
 int qd_dataset_get(struct qd_store_conn *c, const char *id, struct qd_dataset_row *out,
 		   struct qd_err *err);
+int qd_dataset_find_sha(struct qd_store_conn *c, const char *sha256, struct qd_dataset_row *out,
+			struct qd_err *err);
 int qd_dataset_list(struct qd_store_conn *c, struct qd_page *pg,
 		    struct qd_dataset_row **rows, size_t *n, struct qd_err *err);
 int qd_dataset_delete(struct qd_store_conn *c, const char *id, struct qd_err *err);
