@@ -39,7 +39,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
-#include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -53,6 +53,7 @@
 #define JSON_MAX ((size_t)64 << 20)   /* largest JSON answer kept in memory */
 #define MAX_DATA 64                   /* --data options */
 #define RETRY_SECONDS 60.0            /* how long polls ride out a restarting server */
+#define HASH_BUF ((size_t)1 << 20)    /* read size when hashing a file */
 
 /* ---- options ---- */
 
@@ -551,14 +552,16 @@ static int open_input(struct cli *c, const char *what, const char *path, FILE **
 /* sha256 of an open file, streamed (rewinds it). */
 static int hash_file(struct cli *c, const char *what, const char *path, FILE *f, uint64_t size, char hex[65])
 {
-	static char buf[1 << 20];
 	struct qd_sha256 s;
-	if (qd_sha256_init(&s))
+	char *buf = malloc(HASH_BUF);
+	if (!buf || qd_sha256_init(&s)) {
+		free(buf);
 		return cli_set(c, QD_CLI_EXIT_SERVER, "out of memory");
+	}
 	uint64_t done = 0;
 	double t0 = qd_now_mono(), last = 0;
 	size_t n;
-	while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
+	while ((n = fread(buf, 1, HASH_BUF, f)) > 0) {
 		qd_sha256_update(&s, buf, n);
 		done += n;
 		double now = qd_now_mono();
@@ -569,6 +572,7 @@ static int hash_file(struct cli *c, const char *what, const char *path, FILE *f,
 		}
 	}
 	qd_sha256_final(&s, hex);
+	free(buf);
 	if (ferror(f))
 		return cli_set(c, QD_CLI_EXIT_USAGE, "cannot read %s '%s': %s", what, path, strerror(errno));
 	rewind(f);
@@ -706,19 +710,20 @@ static bool file_has(const char *path, const char *sha, json_int_t size)
 	if (stat(path, &st) || !S_ISREG(st.st_mode) || st.st_size != size)
 		return false;
 	FILE *f = fopen(path, "rb");
-	if (!f)
-		return false;
-	static char buf[1 << 20];
+	char *buf = f ? malloc(HASH_BUF) : NULL;
 	struct qd_sha256 s;
-	if (qd_sha256_init(&s)) {
-		fclose(f);
+	if (!buf || qd_sha256_init(&s)) {
+		if (f)
+			fclose(f);
+		free(buf);
 		return false;
 	}
 	size_t n;
-	while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+	while ((n = fread(buf, 1, HASH_BUF, f)) > 0)
 		qd_sha256_update(&s, buf, n);
 	char hex[65];
 	qd_sha256_final(&s, hex);
+	free(buf);
 	bool ok = !ferror(f) && !strcmp(hex, sha);
 	fclose(f);
 	return ok;
@@ -1341,6 +1346,8 @@ int qd_cmd_client(int argc, char **argv)
 		cli_usage(stderr, cmd);
 		return QD_CLI_EXIT_USAGE;
 	}
+	/* a peer closing a TLS connection, or stdout piped into head, is an error, not a kill */
+	signal(SIGPIPE, SIG_IGN);
 	c.json = a.json;
 	c.quiet = a.quiet;
 	c.tty = isatty(2);
