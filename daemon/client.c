@@ -18,8 +18,8 @@
  *   with GET /v1/models?sha256= (or /v1/datasets?sha256=); a hit is used without an
  *   upload. A server that ignores the filter answers a plain page, which is searched for
  *   the hash; a miss there costs only an upload the server answers 200 for.
- * - The workflow is validated locally with the daemon's own checks (qd_workflow_validate,
- *   qd_data_configs_validate) before anything is uploaded: a typo in a pass parameter
+ * - The workflow is validated locally with the daemon's own check (qd_workflow_check, every
+ *   problem at once) before anything is uploaded: a typo in a pass parameter
  *   costs no multi-GB upload. The server checks again (datasets against the model,
  *   limits) and its 400 is shown as it is.
  * - Exit status (client.h, QD_CLI_EXITS): 0 ok, 1 job failed, 2 usage / request rejected
@@ -417,6 +417,21 @@ out:
 	return rc;
 }
 
+/* Every problem after the first of a {"field", "message"} list, one per line, onto c->msg. */
+static void append_problems(struct cli *c, const json_t *problems)
+{
+	size_t i, len;
+	json_t *p;
+	json_array_foreach((json_t *)problems, i, p) {
+		const char *f = json_string_value(json_object_get(p, "field"));
+		if (i == 0 || (len = strlen(c->msg)) + 2 >= sizeof c->msg)
+			continue;
+		snprintf(c->msg + len, sizeof c->msg - len, "\n  also: %s%s%s%s",
+			 json_string_value(json_object_get(p, "message")) ?: "?", f && *f ? " (field " : "",
+			 f && *f ? f : "", f && *f ? ")" : "");
+	}
+}
+
 /* The error of a non-2xx answer into c->msg; returns its exit status: a request the
  * server rejects as invalid is usage, the rest is a server error. */
 static int http_error(struct cli *c, struct http *rq)
@@ -440,6 +455,7 @@ static int http_error(struct cli *c, struct http *rq)
 		cli_set(c, 0, "%s %s answered HTTP %ld%s%.*s", rq->method, path, rq->status, n ? ": " : "",
 			n > 200 ? 200 : n, b);
 	}
+	append_problems(c, json_object_get(json_object_get(e, "details"), "problems"));
 	json_decref(j);
 	size_t len = strlen(c->msg);
 	if (rq->status == 401 && c->token_from)
@@ -688,8 +704,13 @@ static int bind_data(struct cli *c, json_t *wf, const char *name, const char *va
 	if (!json_is_object(cfg))
 		return cli_set(c, QD_CLI_EXIT_USAGE, "data config '%s' of the workflow must be an object", name);
 	json_object_set_new(cfg, "dataset", json_string(value));
+	/* an Olive file's "datasets" binding would be applied over it by the server */
+	json_t *ds = json_object_get(wf, "datasets");
+	if (json_is_object(ds) && json_object_get(ds, name))
+		json_object_set_new(ds, name, json_string(value));
 	return 0;
 }
+
 
 /* The artifact's name as a file in --output: its base name, never hidden or a path. */
 static void artifact_file(const json_t *a, char out[256])
@@ -928,9 +949,13 @@ static int check_workflow(struct cli *c, const json_t *wf, const char *config, c
 		snprintf(name, sizeof name, "%.*s", (int)(strchr(a->data[i], '=') - a->data[i]), a->data[i]);
 		rc = bind_data(c, w, name, "dst_0000000000000000");
 	}
-	if (!rc && (qd_workflow_validate(w, &e) || qd_data_configs_validate(w, &e)))
+	json_t *problems = NULL;
+	if (!rc && qd_workflow_check(w, QD_WF_CHECK_MODEL_BOUND, &problems, NULL, &e)) {
 		rc = cli_set(c, QD_CLI_EXIT_USAGE, "workflow '%s' is invalid (nothing was uploaded): %s%s%s%s", config,
 			     e.msg, e.field[0] ? " (field " : "", e.field, e.field[0] ? ")" : "");
+		append_problems(c, problems);
+	}
+	json_decref(problems);
 	json_decref(w);
 	return rc;
 }
@@ -966,6 +991,7 @@ static int cmd_submit(struct cli *c, struct cli_args *a)
 		rc = cli_set(c, QD_CLI_EXIT_USAGE, "cannot open model '%s': %s", a->model, strerror(errno));
 		goto out;
 	}
+	qd_workflow_bind_datasets(wf);   /* Olive's "datasets": {"<data config>": "<id>"}, as the server does */
 	if ((rc = check_workflow(c, wf, a->config, a)))
 		goto out;
 	/* datasets first: one the server refuses costs no model upload */

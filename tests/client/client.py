@@ -231,7 +231,8 @@ def t_static(d, cl, tmp, m):
     wf2 = write_json(os.path.join(tmp, "static_list.json"),
                      {"passes": {"q": {"type": "OnnxStaticQuantization", "data_config": "calib",
                                        "quant_format": "QOperator"}},
-                      "data_configs": [{"name": "calib", "batch_size": 2}]})
+                      "data_configs": [{"name": "calib", "batch_size": 2}],
+                      "datasets": {"calib": "dst_0000000000000000"}})   # Olive's binding, overridden by --data
     out2 = os.path.join(tmp, "out_static_list")
     p = cl.run("submit", "--model", m["mlp"], "--config", wf2, "--data", "calib=" + m["calib"], "--output", out2,
                "--json", "--poll", "0.1")
@@ -253,16 +254,20 @@ def t_static(d, cl, tmp, m):
 def t_failures(d, cl, tmp, m):
     """invalid workflow (400 message, exit 2, nothing uploaded), a dataset that does not fit
     (the server's 400), a job that fails at run time (its error, exit 1)"""
-    bad = {"passes": {"q": {"type": "OnnxDynamicQuantization", "bogus": 1}}}
+    bad = {"passes": {"q": {"type": "OnnxDynamicQuantization", "bogus": 1}}, "limits": {"max_gpus": 1}}
     wf = write_json(os.path.join(tmp, "bad.json"), bad)
     mid = d.get_json("/v1/models")["items"][0]["id"]
     body = dict(bad, model=mid)
     srv = d.request("POST", "/v1/jobs", body=json.dumps(body), headers={"Content-Type": "application/json"})
     before = upload_counts(d)
     p = cl.run("submit", "--model", m["mlp2"], "--config", wf, "--wait")
-    check(srv.status == 400 and p.returncode == EXIT_USAGE and srv.err_msg() in p.err and "passes.q.bogus" in p.err,
+    probs = ((srv.json() or {}).get("error", {}).get("details") or {}).get("problems") or []
+    first = probs[0]["message"] if probs else srv.err_msg()
+    check(srv.status == 400 and p.returncode == EXIT_USAGE and first in p.err and "passes.q.bogus" in p.err,
           "unknown parameter: the server's 400 message, naming the field, exit 2",
           (srv.status, srv.err_msg(), p.returncode, p.err))
+    check(len(probs) == 2 and all(pr["message"] in p.err and pr["field"] in p.err for pr in probs),
+          "invalid workflow: every problem the server lists is printed, with its field", (probs, p.err))
     check(upload_counts(d) == before and len(d.get_json("/v1/models")["items"]) == 1,
           "unknown parameter: caught before uploading the (new) model", upload_counts(d))
     # a dataset whose array does not fit the model: only the server can tell
