@@ -19,7 +19,13 @@ CFLAGS   ?= $(OPT) -g
 CFLAGS   += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
             -pthread -fno-strict-aliasing $(SAN) \
             -I. -Icommon -I$(B)/gen $(shell pkg-config --cflags openblas 2>/dev/null)
-LDLIBS   += $(SAN) -pthread -lmicrohttpd -ljansson -lprotobuf-c -lsqlite3 -lopenblas -lcrypto -lcurl -lz -lm
+LDLIBS   += $(SAN) -pthread -lmicrohttpd -ljansson -lprotobuf-c -lsqlite3 -lopenblas -lcrypto $(CURL_LIBS) -lz -lm
+
+# libcurl (the client commands, daemon/client.c); without it they are left out of the build
+CURL_LIBS := $(shell pkg-config --libs libcurl 2>/dev/null)
+ifeq ($(CURL_LIBS),)
+CFLAGS   += -DQD_NO_CURL
+endif
 
 MODULES  := common onnx engine passes search store api daemon
 LIB_SRCS := $(filter-out daemon/main.c,$(foreach m,$(MODULES),$(wildcard $(m)/*.c)))

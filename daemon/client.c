@@ -37,6 +37,25 @@
 #include "passes/data_config.h"
 #include "passes/workflow.h"
 
+#ifdef QD_NO_CURL
+#include <stdio.h>
+#include <string.h>
+bool qd_client_command(const char *cmd)
+{
+	static const char *const cmds[] = { "submit", "jobs", "status", "logs", "cancel" };
+	for (size_t i = 0; i < QD_ARRAY_LEN(cmds); i++)
+		if (!strcmp(cmd, cmds[i]))
+			return true;
+	return false;
+}
+
+int qd_cmd_client(int argc, char **argv)
+{
+	fprintf(stderr, "quantd %s: this quantd was built without libcurl (install libcurl4-openssl-dev and "
+		"rebuild): the client commands are not available\n", argc ? argv[0] : "");
+	return QD_CLI_EXIT_USAGE;
+}
+#else
 #include <curl/curl.h>
 #include <errno.h>
 #include <signal.h>
@@ -1436,3 +1455,4 @@ out:
 	free(c.token);
 	return rc;
 }
+#endif /* QD_NO_CURL */
