@@ -18,7 +18,8 @@
  *   canceled. A kill -9 leaves jobs running in the database: qd_store_recover at the next
  *   start requeues them (or fails them after --max-attempts).
  * - Re-runs of a job (after a crash) skip artifacts an earlier attempt already imported
- *   with the same name and content. */
+ *   with the same name and content, and replace those with the same name and other
+ *   content (qd_artifact_add keeps one artifact per name). */
 #define _GNU_SOURCE
 #include "daemon/daemon.h"
 #include "passes/workflow.h"

@@ -347,10 +347,26 @@ int qd_job_delete(struct qd_store_conn *c, const char *id, struct qd_err *err)
 	st_bind_text(s, 1, id);
 	if ((rc = st_exec(c, s, "delete job", err)) < 0)
 		goto out;
-	for (size_t i = 0; i < nsha && rc == 0; i++)
-		rc = st_blob_release(c, shas[i], err);
-	if (rc == 0)
-		rc = st_commit(c, err);
+	if ((rc = st_commit(c, err)) < 0)
+		goto out;
+	/* Blobs go only after the delete is committed (as for models and datasets): a crash
+	 * in between leaves unreferenced blobs for the start-up sweep, never an artifact row
+	 * without its blob. References are re-counted in a write transaction of their own. */
+	struct qd_err e2 = { 0 };
+	if (st_begin(c, &e2) < 0) {
+		qd_log(QD_LOG_WARN, id, "store: job deleted, its blobs left for the start-up sweep: %s", e2.msg);
+	} else {
+		int r2 = 0;
+		for (size_t i = 0; i < nsha && r2 == 0; i++)
+			r2 = st_blob_release(c, shas[i], &e2);
+		if (r2 < 0 || st_commit(c, &e2) < 0) {
+			st_rollback(c);
+			qd_log(QD_LOG_WARN, id, "store: job deleted, its blobs left for the start-up sweep: %s",
+			       e2.msg);
+		}
+	}
+	free(shas);
+	return 0;
 out:
 	if (rc < 0)
 		st_rollback(c);

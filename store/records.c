@@ -220,9 +220,33 @@ int qd_artifact_add(struct qd_store_conn *c, const char *job_id, const char *kin
 				sha256, name);
 		goto fail;
 	}
+	/* A re-run of the job (after a crash or a kill) replaces what an earlier attempt
+	 * imported under the same name: one artifact per name. The old blob is released after
+	 * the commit. */
+	char old_sha[65] = "";
+	sqlite3_stmt *s = st_stmt(c, ST_ART_SAME_NAME, err);
+	if (!s) {
+		rc = -c->last_code;
+		goto fail;
+	}
+	st_bind_text(s, 1, job_id);
+	st_bind_text(s, 2, name);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		st_col_copy(s, 0, old_sha, sizeof old_sha);
+	sqlite3_reset(s);
+	if (old_sha[0]) {
+		if (!(s = st_stmt(c, ST_ART_DELETE_NAME, err))) {
+			rc = -c->last_code;
+			goto fail;
+		}
+		st_bind_text(s, 1, job_id);
+		st_bind_text(s, 2, name);
+		if ((rc = st_exec(c, s, "replace artifact", err)) < 0)
+			goto fail;
+	}
 	char id[64];
 	qd_make_id("art_", id);
-	sqlite3_stmt *s = st_stmt(c, ST_ART_INSERT, err);
+	s = st_stmt(c, ST_ART_INSERT, err);
 	if (!s) {
 		rc = -c->last_code;
 		goto fail;
@@ -239,9 +263,20 @@ int qd_artifact_add(struct qd_store_conn *c, const char *job_id, const char *kin
 		goto fail;
 	if (out && (rc = art_fetch(c, id, out, err)) < 0)
 		goto fail;
-	if ((rc = st_commit(c, err)) < 0 && out)
-		qd_artifact_row_free(out);
-	return rc;
+	if ((rc = st_commit(c, err)) < 0) {
+		if (out)
+			qd_artifact_row_free(out);
+		return rc;
+	}
+	if (old_sha[0] && strcmp(old_sha, sha256)) {
+		struct qd_err e2 = { 0 };
+		if (st_begin(c, &e2) < 0 || st_blob_release(c, old_sha, &e2) < 0 || st_commit(c, &e2) < 0) {
+			st_rollback(c);
+			qd_log(QD_LOG_WARN, job_id, "store: the replaced artifact's blob is left for the start-up "
+			       "sweep: %s", e2.msg);
+		}
+	}
+	return 0;
 fail:
 	st_rollback(c);
 	return rc;

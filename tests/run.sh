@@ -6,7 +6,7 @@ set -u
 cd "$(dirname "$0")/.."
 B=${B:-build}
 export B
-TIMEOUT=${QD_TEST_TIMEOUT:-900}
+TIMEOUT=${QD_TEST_TIMEOUT:-2400}
 pass=0; fail=0; broken=()
 run_one() {
 	local name=$1; shift
