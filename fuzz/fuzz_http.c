@@ -33,6 +33,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -373,6 +374,9 @@ static void exchange(const uint8_t *data, size_t size)
 		if (qd_now_mono() > deadline)
 			die("connect timed out", NULL);
 	}
+	int one = 1;
+	setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	setsockopt(s, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
 	struct sockaddr_in me;
 	socklen_t ml = sizeof me;
 	getsockname(s, (struct sockaddr *)&me, &ml);
@@ -414,6 +418,7 @@ static void exchange(const uint8_t *data, size_t size)
 		}
 		if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
 			ssize_t r = recv(s, buf, sizeof buf, 0);
+			setsockopt(s, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
 			if (r > 0) {
 				last_rx = qd_now_mono();
 				if (echo) {
