@@ -3,7 +3,8 @@
 #   make test       run every test (unit, conformance, end-to-end); prints "N passed, N failed"
 #   make asan       same build with AddressSanitizer + UBSan into build-asan/
 #   make test-asan  run the unit tests under the sanitizers
-#   make fuzz       libFuzzer targets (clang) into build-fuzz/
+#   make fuzz       libFuzzer targets (clang) into build-fuzz/ (tests/fuzz/run_fuzz.sh runs them)
+#   make fuzz-long  every fuzz target for FUZZ_SECONDS each (default 3600)
 #   make bench      run the benchmarks under bench/
 #   make container  build the container image (scripts/container.sh: podman, local base image)
 #   make container-test  build it and run the end-to-end container suite (tests/container)
@@ -35,7 +36,7 @@ TEST_SRCS := $(wildcard tests/unit/test_*.c)
 TEST_BINS := $(patsubst tests/unit/%.c,$(B)/tests/%,$(TEST_SRCS))
 HDRS     := $(filter-out fuzz/% tests/%,$(wildcard */*.h)) $(wildcard */*.def) $(B)/gen/onnx.pb-c.h
 
-.PHONY: all test asan test-asan fuzz fuzz-bins bench clean container container-test
+.PHONY: all test asan test-asan fuzz fuzz-bins fuzz-long bench clean container container-test
 all: $(B)/quantd $(TEST_BINS)
 
 $(B)/gen/onnx.pb-c.c $(B)/gen/onnx.pb-c.h: $(ONNX_PROTO)
@@ -71,7 +72,8 @@ test-asan: asan
 	B=build-asan QD_TEST_UNIT_ONLY=1 tests/run.sh
 
 # Fuzz targets: every fuzz/fuzz_<name>.c is one libFuzzer binary build-fuzz/fuzz/fuzz_<name>
-# (incremental: only changed objects and targets are rebuilt).
+# (incremental: only changed objects and targets are rebuilt). `make fuzz-long` runs each
+# for FUZZ_SECONDS (default 3600) after replaying its corpus fuzz/corpus/<name>/.
 FUZZ_SRCS := $(wildcard fuzz/fuzz_*.c)
 FUZZ_SAN  := -fsanitize=fuzzer-no-link,address,undefined
 fuzz:
@@ -83,6 +85,9 @@ $(B)/fuzz/fuzz_%: fuzz/fuzz_%.c $(wildcard fuzz/*.h) $(B)/libquantd.a
 	@mkdir -p $(dir $@)
 	$(CC) $(OPT) -g -fsanitize=fuzzer,address,undefined -I. -Icommon -I$(B)/gen -o $@ $< \
 	  $(B)/libquantd.a $(filter-out $(SAN),$(LDLIBS))
+
+fuzz-long: fuzz
+	FUZZ_SECONDS=$${FUZZ_SECONDS:-3600} FUZZ_KEEP=$${FUZZ_KEEP:-build-fuzz/corpus-new} tests/fuzz/run_fuzz.sh
 
 bench: all
 	bench/run.sh
