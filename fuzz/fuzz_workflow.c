@@ -1,24 +1,36 @@
 /* libFuzzer target for the workflow JSON that POST /v1/jobs (and `quantd run --config`)
- * accepts: arbitrary bytes → json_loadb as the API parses a body → the submit-time checks
- * (qd_workflow_validate: workflow keys, pass types, every parameter against the pass
- * registry, each pass's own check; qd_data_configs_validate: Olive data_configs in dict
- * and list form, pass and metric data_config references) → what the runner then derives
- * from a valid workflow (each pass's search space and first configuration, resolved data
- * configs, dataset references, bindings and notes) → every binding whose "dataset" names
- * one of the fixture datasets below is bound to a tiny model built in code, as the API
- * binds a job's datasets to its model. Must never crash or leak.
+ * accepts: arbitrary bytes → json_loadb as the API parses a body → what POST /v1/jobs does
+ * with it (the body without "model"; qd_workflow_bind_datasets for Olive's "datasets";
+ * qd_workflow_check with every problem and every ignored key: workflow keys, Olive-only
+ * passes, pass types, every parameter against the pass registry, each pass's own check,
+ * data_configs in dict and list form, data_config references; the job limits against the
+ * server's defaults) → the same check as `quantd run` without a bound model → what the
+ * runner then derives from a valid workflow (pass order, each pass's search space and
+ * first configuration, resolved data configs, dataset references, bindings and notes) →
+ * every binding whose "dataset" names one of the fixture datasets below is bound to a tiny
+ * model built in code, as the API binds a job's datasets to its model. Must never crash
+ * or leak.
  * Build: make fuzz; run: build-fuzz/fuzz/fuzz_workflow fuzz/corpus/workflow -dict=fuzz/workflow.dict */
 #include "fuzz/fuzz_util.h"
 #include "passes/data_config.h"
 #include "passes/passes.h"
 #include "passes/workflow.h"
+#include "daemon/daemon.h"
 
 static struct qd_model *model; /* x float32 [N, 4], ids int64 [N]; read-only */
+static struct qd_config cfg;   /* the server's defaults, for the job limits; read-only */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	model = fz_model(0);
 	qd_log_set_level(QD_LOG_ERROR);
+	char *args[] = { "serve", NULL };
+	int help = 0;
+	struct qd_err err = { 0 };
+	if (qd_config_load(&cfg, 1, args, &help, &err)) {
+		fprintf(stderr, "fuzz_workflow: %s\n", err.msg);
+		abort();
+	}
 	return 0;
 }
 
@@ -92,9 +104,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	json_t *wf = json_is_object(body) ? json_deep_copy(body) : json_incref(body);
 	if (json_is_object(wf))
 		json_object_del(wf, "model");
-	int rc = qd_workflow_validate(wf, &err);
+	qd_workflow_bind_datasets(wf);
+	json_t *problems = NULL, *ignored = NULL;
+	int rc = qd_workflow_check(wf, QD_WF_CHECK_MODEL_BOUND, &problems, &ignored, &err);
 	if (!rc)
-		rc = qd_data_configs_validate(wf, &err);
+		rc = qd_job_limits_check(&cfg, wf, &err);
+	json_decref(problems);
+	json_decref(ignored);
+	/* quantd run --config without --model: the model comes from the workflow */
+	qd_workflow_check(body, 0, NULL, NULL, &err);
+	qd_workflow_validate(body, &err);
+	qd_data_configs_validate(wf, &err);
+	json_t *order = qd_workflow_pass_order(wf);
+	qd_workflow_skip_unsupported(wf);
 	/* helpers the API and the runner call; they must cope with any JSON, valid or not */
 	json_t *refs = qd_workflow_dataset_refs(wf);
 	json_t *binds = qd_workflow_dataset_bindings(wf);
@@ -120,6 +142,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			qd_dataset_free(ds);
 		}
 	}
+	json_decref(order);
 	json_decref(refs);
 	json_decref(binds);
 	json_decref(notes);

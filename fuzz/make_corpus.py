@@ -3,8 +3,7 @@
 workflow (workflows from README.md and the tests), npz (files written by numpy's savez /
 savez_compressed), tar (tars of ONNX test_data_set_* folders) and http (one or more
 requests for every route in api/routes.def, with the bearer token and the fixture ids of
-fuzz/fuzz_http.c). Running it again rewrites the same seeds (zip entries written by numpy carry the
-current time). Regression
+fuzz/fuzz_http.c). Running it again rewrites the same bytes. Regression
 inputs (crash-*, leak-*, timeout-*) that the fuzzers found are kept beside the seeds and
 never touched here.
 Usage: /usr/bin/python3 fuzz/make_corpus.py"""
@@ -81,6 +80,21 @@ WORKFLOWS = {
                                                    "user_script": "u.py"}}}},
     "not_impl": {"passes": {"a": {"type": "IncStaticQuantization"}, "b": {"type": "VitisAIQuantization"},
                             "c": {"type": "OnnxMatMulNBits", "block_size": 32}}},
+    "olive_file": {
+        "input_model": {"type": "ONNXModel", "config": {"model_path": "m.onnx"}},
+        "systems": {"local_system": {"type": "LocalSystem", "config": {"accelerators": [{"device": "cpu"}]}}},
+        "data_configs": [{"name": "calib_data", "type": "HuggingfaceContainer",
+                          "load_dataset_config": {"data_name": "glue"}}],
+        "datasets": {"calib_data": "dst_calib"},
+        "passes": {"conv": {"type": "OnnxConversion", "target_opset": 13},
+                   "q": {"type": "OnnxStaticQuantization", "data_config": "calib_data"}},
+        "pass_flows": [["conv", "q"]], "unsupported_passes": "skip",
+        "engine": {"search_strategy": {"execution_order": "joint", "sampler": "sequential", "max_iter": 3},
+                   "evaluate_input_model": False, "cache_dir": "cache", "output_dir": "out"},
+        "limits": {"max_job_seconds": 60, "max_job_memory_mb": 512, "max_output_mb": 64}},
+    "olive_bad_types": {"systems": 3, "host": [1], "engine": 2, "input_model": {"type": 5},
+                        "pass_flows": [["missing"]], "limits": {"max_job_seconds": 0, "x": 1},
+                        "passes": {"a": {"type": "OnnxDynamicQuantization", "per_chanel": True}}},
     "olive_list": {"data_configs": [{"name": "c", "dataset": "d", "load_dataset_config": {}},
                                     {"name": "c", "dataset": "e"}],
                    "passes": {"q": {"type": "OnnxStaticQuantization", "data_config": "calbi"}}},
@@ -123,7 +137,7 @@ def npzs():
         hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }"
         hdr += " " * (64 - (12 + len(hdr) + 1) % 64) + "\n"
         npy = b"\x93NUMPY\x02\x00" + len(hdr).to_bytes(4, "little") + hdr.encode() + np.ones(4, np.float32).tobytes()
-        z.writestr("v2.npy", npy)
+        z.writestr(zipfile.ZipInfo("v2.npy", date_time=(1980, 1, 1, 0, 0, 0)), npy)
     put("npz", "npy_v2.npz", b.getvalue())
     # zip64 records, as numpy writes for huge arrays (forced here on a small one)
     b = io.BytesIO()
