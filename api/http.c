@@ -842,6 +842,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 			   "request body stalled: %llu bytes in %.0f s, then nothing (allowed: %lld s plus 1 s per "
 			   "%lld bytes, --upload-timeout / --upload-min-rate)", (unsigned long long)r->body_bytes,
 			   qd_now_mono() - r->t0, (long long)d->cfg.upload_timeout, (long long)d->cfg.upload_min_rate);
+		/* the temp file goes before the client hears of it (it may look at once) */
+		qd_blob_writer_abort(r->bw);
+		r->bw = NULL;
 		send_timeout_raw(r);
 	}
 	if (r->body_deadline > 0 && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
