@@ -31,6 +31,13 @@ static int err_index(int code)
 const char *qd_err_name(int code) { return err_table[err_index(code)].name; }
 const char *qd_err_msg(int code) { return err_table[err_index(code)].msg; }
 int qd_err_http(int code) { return err_table[err_index(code)].http; }
+int qd_err_from_name(const char *name)
+{
+	for (int i = 1; name && i < QD_E__COUNT; i++)
+		if (!strcmp(err_table[i].name, name))
+			return i;
+	return 0;
+}
 
 int qd_err_set(struct qd_err *err, int code, const char *field, const char *fmt, ...)
 {

@@ -35,6 +35,8 @@ void qd_err_clear(struct qd_err *err);
 const char *qd_err_name(int code);
 const char *qd_err_msg(int code);
 int qd_err_http(int code);
+/* The code (positive) of an error name ("INVAL"), 0 when the name is unknown. */
+int qd_err_from_name(const char *name);
 
 /* Logging. Level order: DEBUG < INFO < WARN < ERROR. job may be NULL.
  * A sink (set once at start-up, before threads start) sees every line; the default

@@ -275,18 +275,6 @@ out:
 
 /* ---------------------------------------------------------------- supervisor side */
 
-static int err_code_of(const char *name)
-{
-	for (int code = 1; code < 64; code++) {
-		const char *n = qd_err_name(code);
-		if (!n || !strcmp(n, "?"))
-			continue;
-		if (name && !strcmp(n, name))
-			return code;
-	}
-	return QD_EINTERNAL;
-}
-
 /* total bytes of the regular files directly in dir */
 static long long dir_bytes(const char *dir)
 {
@@ -358,7 +346,9 @@ static void handle_line(const struct qd_job_sup *s, char *line, struct qd_job_ou
 		o->result = json_incref(json_object_get(m, "result"));
 	} else if (!strcmp(t, "error")) {
 		o->reported = true;
-		o->code = err_code_of(json_string_value(json_object_get(m, "code")));
+		o->code = qd_err_from_name(json_string_value(json_object_get(m, "code")));
+		if (!o->code)
+			o->code = QD_EINTERNAL;
 		snprintf(o->field, sizeof o->field, "%s", json_string_value(json_object_get(m, "field")) ?: "");
 		snprintf(o->msg, sizeof o->msg, "%s", json_string_value(json_object_get(m, "msg")) ?: "");
 	}

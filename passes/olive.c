@@ -140,6 +140,7 @@ struct chk {
 	json_t *problems, *ignored;
 	unsigned flags;
 	struct qd_err *err;     /* the first problem */
+	int first_code;         /* its code */
 };
 
 static void problem(struct chk *c, int code, const char *field, const char *fmt, ...)
@@ -151,8 +152,11 @@ static void problem(struct chk *c, int code, const char *field, const char *fmt,
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	if (json_array_size(c->problems) == 0 && c->err)
-		qd_err_set(c->err, code, field, "%s", msg);
+	if (json_array_size(c->problems) == 0) {
+		c->first_code = code;
+		if (c->err)
+			qd_err_set(c->err, code, field, "%s", msg);
+	}
 	json_array_append_new(c->problems, json_pack("{s:s, s:s, s:s}", "field", field, "message", msg,
 						     "code", qd_err_name(code)));
 }
@@ -638,17 +642,7 @@ int qd_workflow_check(const json_t *wf, unsigned flags, json_t **problems, json_
 		if (rc < 0)
 			problem_err(&c, &e, rc);
 	}
-	int rc = 0;
-	if (json_array_size(c.problems)) {
-		const json_t *p0 = json_array_get(c.problems, 0);
-		const char *code = json_string_value(json_object_get(p0, "code"));
-		rc = -QD_EINVAL;
-		for (int i = 1; i < 64; i++)
-			if (code && !strcmp(qd_err_name(i), code)) {
-				rc = -i;
-				break;
-			}
-	}
+	int rc = json_array_size(c.problems) ? -c.first_code : 0;
 	if (problems)
 		*problems = c.problems;
 	else
