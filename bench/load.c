@@ -13,10 +13,12 @@
  *
  *   load --port P --jobs FILE --models FILE --upload-base MODEL.onnx
  *        [--conns 1000] [--requests 20000] [--uploads 40] [--upload-conns 8]
- *        [--max-seconds 120] [--host 127.0.0.1] [--uploaded-out FILE]
+ *        [--max-seconds 120] [--host 127.0.0.1] [--uploaded-out FILE] [--stall-cmd CMD]
  * FILE formats: jobs "ID STATE SHA[,SHA...]" per line; models "SHA SIZE" per line.
  * Upload bodies are the base model with a distinct ModelProto doc_string appended (a
  * valid model with distinct bytes); --uploaded-out gets "ID SHA SIZE" per stored upload.
+ * --stall-cmd CMD runs (sh -c) when connections still wait at the end, before they close,
+ * so the daemon's side of a stall can be looked at (socket queues, thread stacks).
  * Build: cc -O2 -o load bench/load.c -ljansson -lcrypto */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -402,7 +404,7 @@ static int load_expectations(const char *jobs_file, const char *models_file)
 
 int main(int argc, char **argv)
 {
-	const char *jobs_file = NULL, *models_file = NULL, *base = NULL, *up_out = NULL;
+	const char *jobs_file = NULL, *models_file = NULL, *base = NULL, *up_out = NULL, *stall_cmd = NULL;
 	G.host = "127.0.0.1";
 	G.conns = 1000;
 	G.requests = 20000;
@@ -422,6 +424,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(k, "--models")) models_file = v;
 		else if (!strcmp(k, "--upload-base")) base = v;
 		else if (!strcmp(k, "--uploaded-out")) up_out = v;
+		else if (!strcmp(k, "--stall-cmd")) stall_cmd = v;
 		else {
 			fprintf(stderr, "load: unknown option '%s'\n", k);
 			return 2;
@@ -429,7 +432,7 @@ int main(int argc, char **argv)
 	}
 	if (!G.port || !jobs_file || !models_file || !base || G.conns < 1) {
 		fprintf(stderr, "usage: load --port P --jobs FILE --models FILE --upload-base MODEL [--conns N] "
-			"[--requests N] [--uploads N] [--upload-conns N] [--max-seconds S] [--uploaded-out FILE]\n");
+			"[--requests N] [--uploads N] [--upload-conns N] [--max-seconds S] [--uploaded-out FILE] [--stall-cmd CMD]\n");
 		return 2;
 	}
 	if (load_expectations(jobs_file, models_file)) {
@@ -549,9 +552,25 @@ int main(int argc, char **argv)
 	long unfinished = (G.requests - G.issued) + (G.uploads - G.issued_uploads);
 	for (int i = 0; i < total; i++)
 		if (cs[i].fd >= 0 && cs[i].busy) {
+			struct conn *c = &cs[i];
+			struct sockaddr_in la;
+			socklen_t ll = sizeof la;
 			unfinished++;
-			fail(&cs[i], "no answer within --max-seconds %.0f", G.max_seconds);
+			if (getsockname(c->fd, (struct sockaddr *)&la, &ll) < 0)
+				la.sin_port = 0;
+			/* where it stuck: request bytes sent of the head and body, bytes of the answer
+			 * received, the local port (to find it in the daemon's socket table) */
+			fail(c, "no answer within --max-seconds %.0f: local port %u, request head %zu/%zu and body "
+			     "%zu/%zu bytes sent, %zu answer bytes received (%.40s), waiting %.1f s",
+			     G.max_seconds, (unsigned)ntohs(la.sin_port), c->req_off, c->req_len, c->boff, c->blen,
+			     c->rlen, c->rlen ? c->rbuf : "", now() - c->t_start);
 		}
+	if (stall_cmd && unfinished) {
+		fflush(stdout);
+		fflush(stderr);
+		if (system(stall_cmd) != 0)
+			fprintf(stderr, "load: --stall-cmd failed\n");
+	}
 	if (G.requests - G.issued + G.uploads - G.issued_uploads) {
 		G.errors += G.requests - G.issued + G.uploads - G.issued_uploads;
 		fprintf(stderr, "load: %ld requests never sent (connections lost or time over)\n",

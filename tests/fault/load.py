@@ -82,6 +82,7 @@ def main():
     with open(base_file, "wb") as f:
         f.write(base)
     up_out = os.path.join(tmp, "uploaded.txt")
+    diag_out = os.path.join(tmp, "stall.txt")
 
     peak = {"threads": 0, "fds": 0}
     stop = threading.Event()
@@ -99,14 +100,20 @@ def main():
     p = subprocess.run([client, "--port", str(d.port), "--conns", str(CONNS), "--requests", str(REQUESTS),
                         "--uploads", str(UPLOADS), "--upload-conns", "8", "--max-seconds", "150",
                         "--jobs", jobs_file, "--models", models_file, "--upload-base", base_file,
-                        "--uploaded-out", up_out], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=240)
+                        "--uploaded-out", up_out,
+                        "--stall-cmd", "%s %s %d %d > %s 2>&1" % (sys.executable, os.path.abspath(__file__),
+                                                                  d.pid, d.port, diag_out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=240)
     stop.set()
     th.join()
     out = p.stdout.decode(errors="replace")
     print(out.rstrip())
     if p.stderr:
         print(p.stderr.decode(errors="replace").rstrip()[:3000])
-    check(p.returncode == 0 and "load: %d requests, 0 errors" % (REQUESTS + UPLOADS) in out,
+    ok = p.returncode == 0 and "load: %d requests, 0 errors" % (REQUESTS + UPLOADS) in out
+    if not ok and os.path.exists(diag_out):
+        with open(diag_out) as f:
+            print(f.read().rstrip())
+    check(ok,
           "%d clients, %d polls/lists + %d uploads: 0 errors, every response's content checked" % (CONNS, REQUESTS, UPLOADS),
           out[-500:])
     print("load: daemon peak %d threads, %d open descriptors during the load" % (peak["threads"], peak["fds"]))
@@ -129,5 +136,27 @@ def main():
     return summary("load")
 
 
+def diagnose(pid, port):
+    """After a failed load: the daemon's sockets that still hold unread request bytes or
+    unsent answer bytes, and every daemon thread's stack, so a stall can be told apart
+    from a lost wake-up."""
+    ss = subprocess.run(["ss", "-tnoH", "state", "established", "( sport = :%d )" % port],
+                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    rows = [l.split() for l in ss.stdout.decode(errors="replace").splitlines() if l.strip()]
+    busy = [r for r in rows if len(r) > 1 and (r[0] != "0" or r[1] != "0")]
+    print("load: diagnose: %d established daemon sockets, %d with queued bytes (Recv-Q Send-Q local peer):"
+          % (len(rows), len(busy)))
+    for r in busy[:20]:
+        print("load: diagnose:   " + " ".join(r[:4]))
+    gdb = subprocess.run(["gdb", "-p", str(pid), "-batch", "-ex", "thread apply all bt 12"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+    text = gdb.stdout.decode(errors="replace")
+    print("load: diagnose: daemon threads:\n" + "\n".join(l for l in text.splitlines()
+                                                          if l.startswith(("Thread", "#")))[:12000])
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 3:   # the load client's --stall-cmd: PID PORT
+        diagnose(int(sys.argv[1]), int(sys.argv[2]))
+        sys.exit(0)
     sys.exit(main())
