@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -382,4 +383,31 @@ void qd_make_id(const char *prefix, char out[64])
 	int n = snprintf(out, 64, "%s", prefix ? prefix : "");
 	for (int i = 0; i < 8 && n < 62; i++)
 		n += snprintf(out + n, 64 - (size_t)n, "%02x", r[i]);
+}
+
+void qd_proc_limits(long long mem_mb, long long out_mb, bool no_core, char *why, size_t why_len)
+{
+	struct rlimit r = { 0, 0 };
+	size_t n = 0;
+	if (why_len)
+		why[0] = 0;
+#define QD_WHY(...) do { if (n < why_len) n += (size_t)snprintf(why + n, why_len - n, __VA_ARGS__); } while (0)
+	if (no_core)
+		setrlimit(RLIMIT_CORE, &r);
+	if (out_mb > 0) {
+		r.rlim_cur = r.rlim_max = (rlim_t)out_mb << 20;
+		if (setrlimit(RLIMIT_FSIZE, &r))
+			QD_WHY("%scannot apply the output size limit: %s", n ? "; " : "", strerror(errno));
+	}
+	if (mem_mb > 0) {
+		if (QD_SANITIZED) {
+			QD_WHY("%smemory limit not applied: this quantd is built with AddressSanitizer, which "
+			       "reserves terabytes of address space", n ? "; " : "");
+		} else {
+			r.rlim_cur = r.rlim_max = (rlim_t)mem_mb << 20;
+			if (setrlimit(RLIMIT_AS, &r))
+				QD_WHY("%scannot apply the memory limit: %s", n ? "; " : "", strerror(errno));
+		}
+	}
+#undef QD_WHY
 }

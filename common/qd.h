@@ -76,6 +76,23 @@ void qd_sha256_update(struct qd_sha256 *s, const void *p, size_t n);
 void qd_sha256_final(struct qd_sha256 *s, char hex[65]);
 void qd_sha256_hex(const void *p, size_t n, char hex[65]);
 
+/* Limits of this process (a job's child, a one-shot `quantd run`): address space of
+ * mem_mb MiB (not applied in AddressSanitizer builds, which reserve terabytes), files of at
+ * most out_mb MiB each (a write beyond raises SIGXFSZ; ignore it to get EFBIG), no core dumps
+ * when no_core. 0 = that limit unset. Returns a warning for each limit that could not be
+ * applied, in why (empty when all were), so the caller logs it its own way. */
+void qd_proc_limits(long long mem_mb, long long out_mb, bool no_core, char *why, size_t why_len);
+#if defined(__SANITIZE_ADDRESS__)
+#define QD_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define QD_SANITIZED 1
+#endif
+#endif
+#ifndef QD_SANITIZED
+#define QD_SANITIZED 0   /* 1 in AddressSanitizer builds */
+#endif
+
 /* Monotonic and wall clocks. */
 double qd_now_mono(void);   /* seconds */
 double qd_now_wall(void);   /* seconds since epoch */

@@ -48,17 +48,6 @@
 #include <dirent.h>
 #include <unistd.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define QD_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define QD_SANITIZED 1
-#endif
-#endif
-#ifndef QD_SANITIZED
-#define QD_SANITIZED 0
-#endif
-
 #define QD_CHILD_FD 3
 
 /* ---------------------------------------------------------------- child side */
@@ -183,25 +172,11 @@ static void child_log(void *ud, enum qd_log_level lvl, const char *line)
 
 static int child_limits(const json_t *lim, struct child *c)
 {
-	json_int_t mem_mb = json_integer_value(json_object_get(lim, "max_job_memory_mb"));
-	json_int_t out_mb = json_integer_value(json_object_get(lim, "max_output_mb"));
-	struct rlimit r = { 0, 0 };
-	setrlimit(RLIMIT_CORE, &r);
-	if (out_mb > 0) {
-		r.rlim_cur = r.rlim_max = (rlim_t)out_mb << 20;
-		if (setrlimit(RLIMIT_FSIZE, &r))
-			child_log(c, QD_LOG_WARN, "cannot apply the output size limit (setrlimit failed)");
-	}
-	if (mem_mb > 0) {
-		if (QD_SANITIZED) {
-			child_log(c, QD_LOG_WARN, "memory limit not applied: this quantd is built with "
-				  "AddressSanitizer, which reserves terabytes of address space");
-		} else {
-			r.rlim_cur = r.rlim_max = (rlim_t)mem_mb << 20;
-			if (setrlimit(RLIMIT_AS, &r))
-				child_log(c, QD_LOG_WARN, "cannot apply the memory limit (setrlimit failed)");
-		}
-	}
+	char why[512];
+	qd_proc_limits(json_integer_value(json_object_get(lim, "max_job_memory_mb")),
+		       json_integer_value(json_object_get(lim, "max_output_mb")), true, why, sizeof why);
+	if (why[0])
+		child_log(c, QD_LOG_WARN, why);
 	return 0;
 }
 

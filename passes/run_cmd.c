@@ -180,20 +180,12 @@ static void run_on_alarm(int sig) { (void)sig; run_timed_out = 1; }
 static void run_limits_apply(const json_t *lim)
 {
 	json_int_t secs = json_integer_value(json_object_get(lim, "max_job_seconds"));
-	json_int_t mem = json_integer_value(json_object_get(lim, "max_job_memory_mb"));
-	json_int_t out = json_integer_value(json_object_get(lim, "max_output_mb"));
-	struct rlimit r;
-	if (mem > 0) {
-		r.rlim_cur = r.rlim_max = (rlim_t)mem << 20;
-		if (setrlimit(RLIMIT_AS, &r))
-			fprintf(stderr, "quantd run: warning: cannot apply limits.max_job_memory_mb: %s\n", strerror(errno));
-	}
-	if (out > 0) {
-		signal(SIGXFSZ, SIG_IGN);
-		r.rlim_cur = r.rlim_max = (rlim_t)out << 20;
-		if (setrlimit(RLIMIT_FSIZE, &r))
-			fprintf(stderr, "quantd run: warning: cannot apply limits.max_output_mb: %s\n", strerror(errno));
-	}
+	char why[512];
+	signal(SIGXFSZ, SIG_IGN);   /* a write beyond max_output_mb fails with EFBIG */
+	qd_proc_limits(json_integer_value(json_object_get(lim, "max_job_memory_mb")),
+		       json_integer_value(json_object_get(lim, "max_output_mb")), false, why, sizeof why);
+	if (why[0])
+		fprintf(stderr, "quantd run: warning: %s\n", why);
 	if (secs > 0) {
 		signal(SIGALRM, run_on_alarm);
 		alarm((unsigned)secs);
