@@ -30,6 +30,7 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	qd_blas_select(argv);
 	const char *cmd = argv[1];
 	if (!strcmp(cmd, "serve"))
 		return qd_cmd_serve(argc - 1, argv + 1);
@@ -47,6 +48,7 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
 		printf("quantd %s\n", QD_VERSION);
+		qd_blas_describe(stdout);
 		return 0;
 	}
 	fprintf(stderr, "quantd: unknown command '%s'\n", cmd);

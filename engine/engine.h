@@ -6,6 +6,7 @@
 
 #include "qd.h"
 #include "onnx/onnx.h"
+#include <stdio.h>
 
 #define QD_MAX_DIMS 8
 
@@ -80,5 +81,14 @@ size_t qd_engine_peak_bytes(const struct qd_engine *e);
 
 /* `quantd infer ...` */
 int qd_cmd_infer(int argc, char **argv);
+
+/* engine/cpu.c: float GEMM kernels from CPUID. qd_blas_select(argv) first thing in main:
+ * re-executes the process once with OPENBLAS_CORETYPE when OpenBLAS picked a weaker kernel
+ * class than the CPU's features allow (returns when nothing is to be done). */
+void qd_blas_select(char **argv);
+/* "cpu: ...", "float gemm: ...", "integer gemm: ..." lines (quantd version). */
+void qd_blas_describe(FILE *out);
+/* 3 AVX-512, 2 AVX2+FMA, 1 AVX, 0 older or unknown OpenBLAS core names */
+int qd_blas_core_class(const char *core);
 
 #endif

@@ -148,9 +148,12 @@ def diagnose(pid, port):
           % (len(rows), len(busy)))
     for r in busy[:20]:
         print("load: diagnose:   " + " ".join(r[:4]))
-    gdb = subprocess.run(["gdb", "-p", str(pid), "-batch", "-ex", "thread apply all bt 12"],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
-    text = gdb.stdout.decode(errors="replace")
+    try:
+        gdb = subprocess.run(["gdb", "-p", str(pid), "-batch", "-ex", "thread apply all bt 12"],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+        text = gdb.stdout.decode(errors="replace")
+    except (OSError, subprocess.TimeoutExpired) as e:
+        text = "Thread stacks unavailable: %s" % e
     print("load: diagnose: daemon threads:\n" + "\n".join(l for l in text.splitlines()
                                                           if l.startswith(("Thread", "#")))[:12000])
 
