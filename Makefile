@@ -51,6 +51,9 @@ $(B)/obj/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
+# the web page is built into api/web.o (.incbin of web/*, listed in web/assets.def)
+$(B)/obj/api/web.o: $(wildcard web/*)
+
 $(B)/libquantd.a: $(LIB_OBJS)
 	rm -f $@
 	ar rcs $@ $^

@@ -104,6 +104,9 @@ int qd_req_empty(struct qd_req *r, unsigned status);
 /* Answer with a text body (copied). */
 int qd_req_text(struct qd_req *r, unsigned status, const char *content_type, const char *text,
 		size_t len);
+/* Answer with bytes that live as long as the process (the built-in web page; not copied). */
+int qd_req_static(struct qd_req *r, unsigned status, const char *content_type, const void *data,
+		  size_t len);
 /* Add a response header after one of the above. */
 void qd_req_add_header(struct qd_req *r, const char *name, const char *value);
 /* Serve a blob file: Content-Length, ETag "<sha256>", If-None-Match → 304,

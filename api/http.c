@@ -190,6 +190,18 @@ int qd_req_text(struct qd_req *r, unsigned status, const char *content_type, con
 	return 0;
 }
 
+int qd_req_static(struct qd_req *r, unsigned status, const char *content_type, const void *data,
+		  size_t len)
+{
+	struct MHD_Response *resp =
+		MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_PERSISTENT);
+	if (!resp)
+		return qd_err_set(&r->err, QD_ENOMEM, "", "cannot create response");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+	set_resp(r, status, resp);
+	return 0;
+}
+
 int qd_req_empty(struct qd_req *r, unsigned status)
 {
 	return qd_req_text(r, status, NULL, "", 0);

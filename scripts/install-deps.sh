@@ -13,10 +13,12 @@ $SUDO apt-get install -y -qq --no-install-recommends \
 	libmicrohttpd-dev libjansson-dev libprotobuf-c-dev protobuf-c-compiler \
 	libsqlite3-dev sqlite3 libonnx-dev libonnx-testdata libopenblas-dev libssl-dev zlib1g-dev libcurl4-openssl-dev \
 	python3 python3-onnx python3-numpy python3-yaml python3-pil fonts-dejavu-core curl ca-certificates time wrk \
-	podman runc debootstrap systemd strace valgrind gdb
+	podman runc debootstrap systemd strace valgrind gdb chromium
 # podman/runc/debootstrap: the container image and its test (scripts/container.sh,
 # tests/container); systemd (systemd-analyze) and strace: tests/deploy; valgrind:
-# tests/engine/run_blas.sh; gdb: the load suite's thread stacks when a request stalls
+# tests/engine/run_blas.sh; gdb: the load suite's thread stacks when a request stalls;
+# chromium: the web page's browser test (tests/web, driven by playwright-core from
+# package-lock.json)
 command -v node >/dev/null && command -v npm >/dev/null || $SUDO apt-get install -y -qq nodejs npm
 # npm ci installs exactly package-lock.json's versions and never rewrites it (the tree
 # stays clean). Already installed and matching (npm ls succeeds): nothing to do; that also
