@@ -248,6 +248,8 @@ def http():
     put("http", "readyz", req("GET", "/readyz", auth=False))
     put("http", "metrics", req("GET", "/metrics", auth=False) + req("HEAD", "/metrics", auth=False))
     put("http", "passes", req("GET", "/v1/passes"))
+    put("http", "ui", req("GET", "/", auth=False) + req("GET", "/ui/app.js", auth=False, headers=['If-None-Match: "0"']) +
+        req("HEAD", "/ui/style.css", auth=False) + req("GET", "/ui/nope.css", auth=False) + req("GET", "/ui/", auth=False))
     put("http", "no_token", req("GET", "/v1/passes", auth=False) +
         req("GET", "/v1/models", auth=False, headers=["Authorization: Bearer wrong"]))
     put("http", "not_found_405", req("GET", "/v1/nothing") + req("PUT", "/v1/models") +

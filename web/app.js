@@ -647,11 +647,12 @@
 
   function paretoPlot(trials, cx, cy, get, onFront) {
     const NS = 'http://www.w3.org/2000/svg';
-    const W = 420, H = 280, M = 44;
+    const W = 440, H = 290, M = 58, PAD = 12;   /* margin for the labels, padding inside the axes */
     const xs = trials.map((t) => get(t, cx)), ys = trials.map((t) => get(t, cy));
     const [x0, x1] = [Math.min(...xs), Math.max(...xs)], [y0, y1] = [Math.min(...ys), Math.max(...ys)];
-    const sx = (x) => M + (x1 > x0 ? (x - x0) / (x1 - x0) : 0.5) * (W - 2 * M);
-    const sy = (y) => H - M + -(y1 > y0 ? (y - y0) / (y1 - y0) : 0.5) * (H - 2 * M);
+    const sx = (x) => M + PAD + (x1 > x0 ? (x - x0) / (x1 - x0) : 0.5) * (W - 2 * M - 2 * PAD);
+    const sy = (y) => H - M - PAD - (y1 > y0 ? (y - y0) / (y1 - y0) : 0.5) * (H - 2 * M - 2 * PAD);
+    const tick = (v) => String(Number(v.toPrecision(4)));
     const svg = document.createElementNS(NS, 'svg');
     svg.setAttribute('viewBox', '0 0 ' + W + ' ' + H);
     svg.setAttribute('class', 'plot');
@@ -669,11 +670,11 @@
     el('line', { x1: M, y1: H - M, x2: W - M, y2: H - M, class: 'axis' });
     el('line', { x1: M, y1: M, x2: M, y2: H - M, class: 'axis' });
     el('text', { x: W / 2, y: H - 8, 'text-anchor': 'middle' }, cx.join('.'));
-    el('text', { x: 12, y: H / 2, 'text-anchor': 'middle', transform: 'rotate(-90 12 ' + H / 2 + ')' }, cy.join('.'));
-    el('text', { x: M, y: H - M + 14, 'text-anchor': 'start', class: 'tick' }, fmtAny(x0));
-    el('text', { x: W - M, y: H - M + 14, 'text-anchor': 'end', class: 'tick' }, fmtAny(x1));
-    el('text', { x: M - 4, y: H - M, 'text-anchor': 'end', class: 'tick' }, fmtAny(y0));
-    el('text', { x: M - 4, y: M + 4, 'text-anchor': 'end', class: 'tick' }, fmtAny(y1));
+    el('text', { x: 14, y: H / 2, 'text-anchor': 'middle', transform: 'rotate(-90 14 ' + H / 2 + ')' }, cy.join('.'));
+    el('text', { x: sx(x0), y: H - M + 14, 'text-anchor': 'middle', class: 'tick' }, tick(x0));
+    el('text', { x: sx(x1), y: H - M + 14, 'text-anchor': 'middle', class: 'tick' }, tick(x1));
+    el('text', { x: M - 4, y: sy(y0) + 4, 'text-anchor': 'end', class: 'tick' }, tick(y0));
+    el('text', { x: M - 4, y: sy(y1) + 4, 'text-anchor': 'end', class: 'tick' }, tick(y1));
     trials.forEach((t, i) => {
       const c = el('circle', { cx: sx(xs[i]), cy: sy(ys[i]), r: onFront(t, i) ? 6 : 4, class: onFront(t, i) ? 'pt front' : 'pt' });
       const title = document.createElementNS(NS, 'title');

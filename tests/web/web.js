@@ -300,12 +300,60 @@ async function main() {
   await page.waitForFunction((n) => document.querySelectorAll('#job-log .ll').length === n, hlog.lines.length, { timeout: 10000 }).catch(() => {});
   check((await page.$$('#job-log .ll')).length === hlog.lines.length, 'log: after the cancel the page has the whole log (' + hlog.lines.length + ' lines)');
 
+  // delete the canceled job from its page (after a confirmation)
+  let delAsked = '';
+  page.once('dialog', (d) => { delAsked = d.message(); d.accept(); });
+  await page.click('#job-delete');
+  await page.waitForURL(/#\/jobs$/);
+  await page.waitForSelector('table.jobs');
+  check(delAsked.includes(hJob) && (await apiGet(U, '/v1/jobs/' + hJob)).status === 404 && !(await page.$('tr[data-job="' + hJob + '"]')),
+    'delete: the page asks, deletes the finished job and goes back to a list without it', delAsked);
+
   // ---- 8. the pass catalogue ----
   await page.click('a[data-nav=passes]');
   await page.waitForSelector('section.pass');
   const secs = await page.$$eval('section.pass', (ss) => ss.map((s) => [s.dataset.pass, s.querySelectorAll('tbody tr').length]));
   check(JSON.stringify(secs) === JSON.stringify(cat.passes.map((p) => [p.type, p.parameters.length])), 'passes: every pass type with every parameter of GET /v1/passes', secs);
   check((await page.$$('#extra-options tbody tr')).length === cat.extra_options.length, 'passes: the extra_options keys are listed');
+
+  // ---- 8b. the search trials view ----
+  // No job can run a search yet (the trial loop is not in the daemon), so this part feeds
+  // the page one answer of its own: the real succeeded job with a "search" object added to
+  // its result, served for a made-up job id by the browser's request routing. It checks
+  // the rendering only (table, pareto marks, best, the SVG plot, escaping).
+  const fakeId = 'job_5ea4c0000000000f';
+  const search = {
+    trials: [
+      { id: 0, params: { 'quantize.per_channel': false, 'quantize.calibrate_method': 'MinMax' }, metrics: { accuracy: 0.91, size_ratio: 0.30 } },
+      { id: 1, params: { 'quantize.per_channel': true, 'quantize.calibrate_method': 'Entropy' }, metrics: { accuracy: 0.97, size_ratio: 0.31 } },
+      { id: 2, params: { 'quantize.per_channel': true, 'quantize.calibrate_method': '<img src=x onerror="window.__xss=4">' }, metrics: { accuracy: 0.95, size_ratio: 0.26 } },
+      { id: 3, params: { 'quantize.per_channel': false, 'quantize.calibrate_method': 'Percentile' }, metrics: { accuracy: 0.90, size_ratio: 0.33 } },
+    ],
+    best: 1,
+    pareto: [1, 2],
+  };
+  const fakeJob = Object.assign({}, job, { id: fakeId, result: Object.assign({}, job.result, { search }) });
+  await page.route(/\/v1\/jobs\/job_5ea4c0000000000f(\/log.*)?(\?.*)?$/, (route) => {
+    const isLog = /\/log/.test(route.request().url());
+    route.fulfill({ status: 200, contentType: 'application/json',
+      body: JSON.stringify(isLog ? { job: fakeId, state: 'succeeded', lines: [], next_after: 0, more: false } : fakeJob) });
+  });
+  await page.goto(U + '#/jobs/' + fakeId);
+  await page.waitForSelector('#trials-table');
+  const trows = await page.$$eval('#trials-table tbody tr', (rs) => rs.map((r) => ({ trial: r.dataset.trial, pareto: r.dataset.pareto, best: r.classList.contains('best'), text: r.textContent })));
+  check(trows.length === 4 && trows.map((r) => r.trial).join() === '0,1,2,3', 'search: the trials table has every trial', trows);
+  check(trows.filter((r) => r.pareto === 'true').map((r) => r.trial).join() === '1,2', 'search: the pareto set (trials 1, 2) is marked', trows.map((r) => r.pareto));
+  check(trows.filter((r) => r.best).map((r) => r.trial).join() === '1', 'search: the best trial is marked');
+  const thead = await page.$$eval('#trials-table thead th', (hs) => hs.map((x) => x.textContent));
+  check(thead.includes('params.quantize.per_channel') && thead.includes('metrics.accuracy') && thead.includes('metrics.size_ratio'),
+    'search: a column per parameter and per metric', thead);
+  check(trows[1].text.includes('Entropy') && trows[1].text.includes('0.970000'), 'search: the trial\'s values are shown', trows[1].text);
+  check(trows[2].text.includes('<img src=x') && await page.evaluate(() => window.__xss === undefined && !document.querySelector('#trials-table img')),
+    'search: a value with markup is text');
+  const pts = await page.$$eval('svg.plot circle', (cs) => cs.map((c) => c.getAttribute('class')));
+  check(pts.length === 4 && pts.filter((c) => c === 'pt front').length === 2, 'search: the SVG plot has a point per trial, the pareto front highlighted', pts);
+  await page.screenshot({ path: path.join(cfg.tmp, 'web-search.png'), fullPage: true });
+  await page.unroute(/\/v1\/jobs\/job_5ea4c0000000000f(\/log.*)?(\?.*)?$/);
 
   // ---- 9. labels and a narrow window ----
   await page.click('a[data-nav=new]');
