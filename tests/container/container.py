@@ -213,6 +213,13 @@ def body(tmp):
     check(rc == 0, "podman healthcheck run: healthy", (rc, out, err))
     st, _, data = request(port, "GET", "/v1/models", auth=False)
     check(st == 401, "/v1 without the token: 401", st)
+    # the web page is built into the binary: the image serves it with no file beside it
+    for path, src, ctype in (("/", "index.html", "text/html"), ("/ui/app.js", "app.js", "text/javascript")):
+        st, hd, data = request(port, "GET", path, auth=False)
+        with open(os.path.join(ROOT, "web", src), "rb") as f:
+            want = f.read()
+        check(st == 200 and hd.get("content-type", "").startswith(ctype) and data == want,
+              "the image serves the web page's %s at %s (no token needed)" % (src, path), (st, hd.get("content-type"), len(data)))
 
     # ---- upload, dynamic job, artifact
     mbytes = open(MODEL, "rb").read()
