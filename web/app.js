@@ -12,6 +12,7 @@
   const TERMINAL = new Set(['succeeded', 'failed', 'canceled']);
   const LIST_POLL_MS = 2000;
   const JOB_POLL_MS = 1000;
+  const LOG_KEEP = 5000;       /* log lines kept in the page */
 
   /* ---- DOM helpers: text only ---- */
 
@@ -376,7 +377,7 @@
         h('h2', { id: 'log-h' }, 'Log'),
         h('div', { class: 'toolbar' }, h('label', { class: 'check' }, follow, ' follow'), logStatus),
         logBox));
-    let job = null, resultShown = false, logAfter = 0, logDone = false, logBusy = false;
+    let job = null, resultShown = false, logAfter = 0, logDone = false, logBusy = false, logDropped = 0;
     let modelName = null, next = null;
 
     async function loadJob() {
@@ -428,12 +429,19 @@
             add(logBox, h('span', { class: 'll lv-' + (/^[a-z]+$/.test(l.level) ? l.level : 'info'), data: { seq: l.seq } },
               h('span', { class: 'muted' }, ts + ' '), h('span', { class: 'lvl' }, (l.level || '').padEnd(5) + ' '), l.line, '\n'));
           }
+          /* the page keeps the last LOG_KEEP lines (the API has them all) */
+          while (logBox.childElementCount > LOG_KEEP) {
+            logBox.firstElementChild.remove();
+            logDropped++;
+          }
           logAfter = page.next_after;
           if (follow.checked && atEnd)
             logBox.scrollTop = logBox.scrollHeight;
           if (!page.more) {
             logDone = TERMINAL.has(page.state);
-            logStatus.textContent = (logBox.childElementCount || 0) + ' lines' + (logDone ? '' : ', following');
+            logStatus.textContent = (logBox.childElementCount || 0) + ' lines' +
+              (logDropped ? ' (the last ones; ' + logDropped + ' earlier lines are in GET ' + (job && job.log_url ? job.log_url : 'the log endpoint') + ')' : '') +
+              (logDone ? '' : ', following');
             break;
           }
         }

@@ -290,6 +290,19 @@ async function main() {
     'log: the page shows the log of the job while it runs (following)', runningLog.state);
   check(await page.isVisible('#job-cancel') && await page.isEnabled('#job-cancel'), 'cancel: a running job has an enabled cancel button');
   await page.screenshot({ path: path.join(cfg.tmp, 'web-running.png'), fullPage: true });
+  // a queued job (both workers busy with hanging jobs) is canceled at once from its page
+  const hang2 = (await apiPost(U, '/v1/jobs', { model: modelId, passes: { hangme: { type: 'OnnxDynamicQuantization' } } })).json.id;
+  await waitFor(async () => (await apiJson(U, '/v1/jobs/' + hang2)).state === 'running', 20000);
+  const qj = await apiPost(U, '/v1/jobs', { model: modelId, name: 'waits in the queue', passes: { q: { type: 'OnnxDynamicQuantization' } } });
+  await page.goto(U + '#/jobs/' + qj.json.id);
+  await page.waitForSelector('#job-state[data-state=queued]');
+  check(qj.json.state === 'queued' && await page.isEnabled('#job-cancel'), 'cancel: a queued job has an enabled cancel button', qj.json.state);
+  await page.click('#job-cancel');
+  await page.waitForSelector('#job-state[data-state=canceled]');
+  check((await apiJson(U, '/v1/jobs/' + qj.json.id)).state === 'canceled', 'cancel: the queued job is canceled on the server');
+  await apiPost(U, '/v1/jobs/' + hang2 + '/cancel', {});
+  await page.goto(U + '#/jobs/' + hJob);
+  await page.waitForSelector('#job-state[data-state=running]');
   await page.click('#job-cancel');
   await page.waitForSelector('#job-state[data-state=canceled]', { timeout: 30000 });
   const hj = await apiJson(U, '/v1/jobs/' + hJob);
@@ -332,11 +345,17 @@ async function main() {
     best: 1,
     pareto: [1, 2],
   };
-  const fakeJob = Object.assign({}, job, { id: fakeId, result: Object.assign({}, job.result, { search }) });
+  const FAKE_LOG = 6000;
+  const fakeJob = Object.assign({}, job, { id: fakeId, log_url: '/v1/jobs/' + fakeId + '/log', result: Object.assign({}, job.result, { search }) });
   await page.route(/\/v1\/jobs\/job_5ea4c0000000000f(\/log.*)?(\?.*)?$/, (route) => {
-    const isLog = /\/log/.test(route.request().url());
-    route.fulfill({ status: 200, contentType: 'application/json',
-      body: JSON.stringify(isLog ? { job: fakeId, state: 'succeeded', lines: [], next_after: 0, more: false } : fakeJob) });
+    const u = new URL(route.request().url());
+    let body = fakeJob;
+    if (/\/log$/.test(u.pathname)) {    // a long log: 6000 lines in pages of 1000
+      const after = Number(u.searchParams.get('after') || 0), n = Math.min(1000, FAKE_LOG - after);
+      const lines = Array.from({ length: n }, (_, i) => ({ seq: after + i + 1, ts: 1796167161 + i, level: 'info', line: 'line ' + (after + i + 1) }));
+      body = { job: fakeId, state: 'succeeded', lines, next_after: after + n, more: after + n < FAKE_LOG };
+    }
+    route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify(body) });
   });
   await page.goto(U + '#/jobs/' + fakeId);
   await page.waitForSelector('#trials-table');
@@ -352,6 +371,10 @@ async function main() {
     'search: a value with markup is text');
   const pts = await page.$$eval('svg.plot circle', (cs) => cs.map((c) => c.getAttribute('class')));
   check(pts.length === 4 && pts.filter((c) => c === 'pt front').length === 2, 'search: the SVG plot has a point per trial, the pareto front highlighted', pts);
+  await page.waitForFunction(() => /earlier lines/.test(document.querySelector('#log-status').textContent));
+  const kept = await page.$$eval('#job-log .ll', (ls) => [ls.length, ls[0].dataset.seq, ls[ls.length - 1].dataset.seq]);
+  check(JSON.stringify(kept) === JSON.stringify([5000, '1001', '6000']) && /1000 earlier lines are in GET \/v1\/jobs\//.test(await page.textContent('#log-status')),
+    'log: a 6000-line log keeps its last 5000 lines in the page and says where the rest is', kept);
   await page.screenshot({ path: path.join(cfg.tmp, 'web-search.png'), fullPage: true });
   await page.unroute(/\/v1\/jobs\/job_5ea4c0000000000f(\/log.*)?(\?.*)?$/);
 
