@@ -294,13 +294,24 @@ async function main() {
   const hang2 = (await apiPost(U, '/v1/jobs', { model: modelId, passes: { hangme: { type: 'OnnxDynamicQuantization' } } })).json.id;
   await waitFor(async () => (await apiJson(U, '/v1/jobs/' + hang2)).state === 'running', 20000);
   const qj = await apiPost(U, '/v1/jobs', { model: modelId, name: 'waits in the queue', passes: { q: { type: 'OnnxDynamicQuantization' } } });
+  // the list shows the running and queued jobs with their states
+  await page.goto(U + '#/jobs');
+  await page.waitForSelector('tr[data-job="' + qj.json.id + '"]');
+  const states = await page.$$eval('table.jobs tbody tr', (rs) => Object.fromEntries(rs.map((r) => [r.dataset.job, r.querySelector('.badge').textContent])));
+  check(states[hJob] === 'running' && states[hang2] === 'running' && states[qj.json.id] === 'queued',
+    'list: running and queued jobs show their state', states);
   await page.goto(U + '#/jobs/' + qj.json.id);
   await page.waitForSelector('#job-state[data-state=queued]');
   check(qj.json.state === 'queued' && await page.isEnabled('#job-cancel'), 'cancel: a queued job has an enabled cancel button', qj.json.state);
   await page.click('#job-cancel');
   await page.waitForSelector('#job-state[data-state=canceled]');
   check((await apiJson(U, '/v1/jobs/' + qj.json.id)).state === 'canceled', 'cancel: the queued job is canceled on the server');
+  // the list refreshes itself: a job canceled elsewhere turns canceled without a reload
+  await page.goto(U + '#/jobs');
+  await page.waitForSelector('tr[data-job="' + hang2 + '"] .st-running');
   await apiPost(U, '/v1/jobs/' + hang2 + '/cancel', {});
+  const refreshed = await page.waitForSelector('tr[data-job="' + hang2 + '"] .st-canceled', { timeout: 15000 }).then(() => true, () => false);
+  check(refreshed, 'list: auto-refresh shows a job canceled through the API as canceled');
   await page.goto(U + '#/jobs/' + hJob);
   await page.waitForSelector('#job-state[data-state=running]');
   await page.click('#job-cancel');
