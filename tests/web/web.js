@@ -56,7 +56,7 @@ const XSS_NAME = '<script>window.__xss=1</script><img src=x onerror="window.__xs
 const XSS_MODEL = '<b>bold</b><img src=x onerror="window.__xss=3">.onnx';
 
 async function main() {
-  const browser = await chromium.launch({ executablePath: cfg.chromium, args: ['--no-sandbox', '--disable-gpu'], headless: true });
+  const browser = await chromium.launch({ executablePath: cfg.chromium, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'], headless: true });
   const ctx = await browser.newContext({ viewport: { width: 1200, height: 900 }, acceptDownloads: true });
   const page = await ctx.newPage();
   page.setDefaultTimeout(20000);
