@@ -318,19 +318,23 @@
     state.addEventListener('change', () => { last = ''; load(); });
     auto.addEventListener('change', () => { if (auto.checked) load(); });
 
+    let next = null, seq = 0;
     async function load() {
+      cancelLater(next);           /* one refresh chain, whatever the buttons did */
+      next = null;
+      const mine = ++seq;          /* only the latest request draws and reschedules */
       let page;
       try {
         page = await api('GET', '/v1/jobs?limit=' + limit + (state.value ? '&state=' + encodeURIComponent(state.value) : ''));
       } catch (e) {
-        if (my !== gen)
+        if (my !== gen || mine !== seq)
           return;
         put(body, errorBox(e, 'Cannot list jobs'));
         if (auto.checked && e.status !== 401)
-          later(my, load, LIST_POLL_MS * 2);
+          next = later(my, load, LIST_POLL_MS * 2);
         return;
       }
-      if (my !== gen)
+      if (my !== gen || mine !== seq)
         return;
       const items = page.items || [];
       const sig = JSON.stringify(items);
@@ -342,7 +346,7 @@
       more.hidden = !page.next_cursor || limit >= 1000;
       status.textContent = 'updated ' + fmtTime(new Date().toISOString());
       if (auto.checked)
-        later(my, load, LIST_POLL_MS);
+        next = later(my, load, LIST_POLL_MS);
     }
     load();
   }
@@ -378,23 +382,26 @@
         h('div', { class: 'toolbar' }, h('label', { class: 'check' }, follow, ' follow'), logStatus),
         logBox));
     let job = null, resultShown = false, logAfter = 0, logDone = false, logBusy = false, logDropped = 0;
-    let modelName = null, next = null;
+    let modelName = null, next = null, seq = 0;
 
     async function loadJob() {
       cancelLater(next);           /* one poll chain, also after a cancel's reload */
       next = null;
+      const mine = ++seq;          /* only the latest request draws and reschedules */
+      let got;
       try {
-        job = await api('GET', '/v1/jobs/' + encodeURIComponent(id));
+        got = await api('GET', '/v1/jobs/' + encodeURIComponent(id));
       } catch (e) {
-        if (my !== gen)
+        if (my !== gen || mine !== seq)
           return;
         put(head, errorBox(e, 'Cannot load the job'));
         if (e.status !== 404 && e.status !== 401)
           next = later(my, loadJob, JOB_POLL_MS * 3);
         return;
       }
-      if (my !== gen)
+      if (my !== gen || mine !== seq)
         return;
+      job = got;
       if (modelName === null && job.model) {
         modelName = '';
         api('GET', '/v1/models/' + encodeURIComponent(job.model)).then((m) => {
