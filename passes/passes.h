@@ -138,6 +138,24 @@ const struct qd_param *qd_pass_param(const struct qd_pass_vt *vt, const char *na
  * Does not run the pass's check function. */
 int qd_pass_resolve(const struct qd_pass_vt *vt, const char *pass_name, const json_t *user,
 		    json_t **space, struct qd_err *err);
+/* The same with Olive's search features:
+ *   an Olive SearchParameter object ({"olive_parameter_type": "SearchParameter", "type":
+ *   "Categorical" | "Boolean" | "Conditional" | "ConditionalDefault", "support",
+ *   "parents", "default"}) → its values (a Conditional: every value a branch allows);
+ *   flags QD_RESOLVE_SEARCH_UNSET: an absent parameter takes its search values.
+ * *conds (new, may be NULL) maps each conditional parameter to its rule {"parents",
+ * "support" (nested one level per parent, keyed by the parent value's text), "default"}
+ * whose leaves are values, lists, Categorical objects, QD_PASS_IGNORED (back to the
+ * default), QD_PASS_INVALID (the point is not run) or QD_PASS_ANY (built-in rules:
+ * anything the space holds); quantd's own rules (OnnxQuantization's static-only
+ * parameters ignored when quant_mode is dynamic) are included. */
+#define QD_RESOLVE_SEARCH_UNSET 1u
+#define QD_PASS_IGNORED "OLIVE_IGNORED_PARAM_VALUE"
+#define QD_PASS_INVALID "OLIVE_INVALID_PARAM_VALUE"
+#define QD_PASS_ANY "QUANTD_ANY_VALUE"
+int qd_pass_resolve_ex(const struct qd_pass_vt *vt, const char *pass_name, const json_t *user, unsigned flags,
+		       json_t **space, json_t **conds, struct qd_err *err);
+bool qd_pass_is_search_param(const json_t *v);
 /* One configuration from a space: the first candidate of each parameter. new. */
 json_t *qd_pass_space_first(const json_t *space);
 

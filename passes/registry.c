@@ -365,18 +365,158 @@ static bool is_scalar_type(enum qd_param_type t)
 	       t == QD_PT_ENUM;
 }
 
-/* Candidates for one parameter from the user's value (NULL = absent). */
-static int resolve_one(const struct qd_param *p, const json_t *v, const char *field, json_t **out,
+static bool is_special(const json_t *v)
+{
+	return json_is_string(v) && (!strcmp(json_string_value(v), QD_PASS_IGNORED) ||
+				     !strcmp(json_string_value(v), QD_PASS_INVALID));
+}
+
+static void append_unique(json_t *arr, const json_t *v)
+{
+	size_t i; json_t *x;
+	json_array_foreach(arr, i, x)
+		if (json_equal(x, (json_t *)v))
+			return;
+	json_array_append(arr, (json_t *)v);
+}
+
+bool qd_pass_is_search_param(const json_t *v)
+{
+	const char *t = json_string_value(json_object_get(v, "olive_parameter_type"));
+	return t && !strcmp(t, "SearchParameter");
+}
+
+/* The values a Conditional's leaves allow, each type-checked, into arr (unique). */
+static int cond_leaves(const struct qd_param *p, const json_t *node, int depth, const char *field, json_t *arr,
 		       struct qd_err *err)
+{
+	if (is_special(node))
+		return 0;
+	if (depth > 0 && json_is_object(node) && !qd_pass_is_search_param(node)) {
+		const char *k; json_t *x;
+		json_object_foreach((json_t *)node, k, x) {
+			int rc = cond_leaves(p, x, depth - 1, field, arr, err);
+			if (rc < 0)
+				return rc;
+		}
+		return 0;
+	}
+	const json_t *list = node;
+	if (qd_pass_is_search_param(node)) {
+		const char *t = json_string_value(json_object_get(node, "type"));
+		if (t && !strcmp(t, "Boolean"))
+			list = NULL;
+		else if (!t || strcmp(t, "Categorical"))
+			return qd_err_set(err, QD_EINVAL, field, "a Conditional's leaf for '%s' must be a value, a "
+					  "list, a Categorical or Boolean SearchParameter, \"%s\" or \"%s\"", p->name,
+					  QD_PASS_IGNORED, QD_PASS_INVALID);
+		else
+			list = json_object_get(node, "support");
+		if (!list) {
+			json_t *b = json_pack("[bb]", 1, 0);
+			for (size_t i = 0; i < 2; i++) {
+				int rc = check_value(p, json_array_get(b, i), field, err);
+				if (rc < 0) {
+					json_decref(b);
+					return rc;
+				}
+				append_unique(arr, json_array_get(b, i));
+			}
+			json_decref(b);
+			return 0;
+		}
+	}
+	if (json_is_array(list) && is_scalar_type(p->type)) {
+		size_t i; json_t *x;
+		json_array_foreach(list, i, x) {
+			int rc = check_value(p, x, field, err);
+			if (rc < 0)
+				return rc;
+			append_unique(arr, x);
+		}
+		return 0;
+	}
+	int rc = check_value(p, list, field, err);
+	if (rc == 0)
+		append_unique(arr, list);
+	return rc;
+}
+
+/* An Olive SearchParameter object as a parameter's value: Categorical (support: list),
+ * Boolean, Conditional / ConditionalDefault (parents, support nested one level per
+ * parent, default). Candidates into arr; a Conditional's rule into *cond (new). */
+static int resolve_search_param(const struct qd_param *p, const json_t *v, const char *field, json_t *arr,
+				json_t **cond, struct qd_err *err)
+{
+	const char *t = json_string_value(json_object_get(v, "type"));
+	const json_t *support = json_object_get(v, "support");
+	if (t && !strcmp(t, "Boolean")) {
+		if (p->type != QD_PT_BOOL)
+			return qd_err_set(err, QD_EINVAL, field, "a Boolean SearchParameter needs a bool parameter; "
+					  "'%s' is of type %s", p->name, qd_param_type_name(p->type));
+		json_array_append_new(arr, json_true());
+		json_array_append_new(arr, json_false());
+		return 0;
+	}
+	if (t && !strcmp(t, "Categorical")) {
+		if (!json_is_array(support) || !json_array_size(support))
+			return qd_err_set(err, QD_EINVAL, field, "a Categorical SearchParameter needs a non-empty "
+					  "\"support\" list");
+		size_t i; json_t *x;
+		json_array_foreach(support, i, x) {
+			int rc = check_value(p, x, field, err);
+			if (rc < 0)
+				return rc;
+			append_unique(arr, x);
+		}
+		return 0;
+	}
+	if (t && (!strcmp(t, "Conditional") || !strcmp(t, "ConditionalDefault"))) {
+		const json_t *parents = json_object_get(v, "parents");
+		if (!json_is_array(parents) || !json_array_size(parents))
+			return qd_err_set(err, QD_EINVAL, field, "a %s SearchParameter needs a non-empty \"parents\" "
+					  "list", t);
+		size_t i; json_t *x;
+		json_array_foreach(parents, i, x)
+			if (!json_is_string(x) || !strcmp(json_string_value(x), p->name))
+				return qd_err_set(err, QD_EINVAL, field, "\"parents\" of '%s' must name other "
+						  "parameters of the pass", p->name);
+		if (!json_is_object(support))
+			return qd_err_set(err, QD_EINVAL, field, "a %s SearchParameter needs a \"support\" object "
+					  "(one level of keys per parent)", t);
+		int rc = cond_leaves(p, support, (int)json_array_size(parents), field, arr, err);
+		const json_t *d = json_object_get(v, "default");
+		if (rc == 0 && d && !json_is_null(d))
+			rc = cond_leaves(p, d, 0, field, arr, err);
+		if (rc < 0)
+			return rc;
+		if (!json_array_size(arr))
+			json_array_append_new(arr, json_text(p->dflt));
+		*cond = json_pack("{s:O, s:O, s:o}", "parents", parents, "support", support, "default",
+				  d ? json_incref((json_t *)d) : json_string(QD_PASS_INVALID));
+		return *cond ? 0 : qd_err_set(err, QD_ENOMEM, field, "out of memory");
+	}
+	return qd_err_set(err, QD_EINVAL, field, "unknown SearchParameter type '%s' for '%s' (Categorical, "
+			  "Boolean, Conditional, ConditionalDefault)", t ? t : "(none)", p->name);
+}
+
+/* Candidates for one parameter from the user's value (NULL = absent). */
+static int resolve_one(const struct qd_param *p, const json_t *v, const char *field, unsigned flags,
+		       json_t **out, json_t **cond, struct qd_err *err)
 {
 	*out = NULL;
 	json_t *arr = json_array();
 	if (!arr)
 		return qd_err_set(err, QD_ENOMEM, field, "out of memory");
 	int rc = 0;
-	if (!v || (json_is_string(v) && !strcmp(json_string_value(v), "DEFAULT_VALUE"))) {
+	if (json_is_object(v) && qd_pass_is_search_param(v)) {
+		if ((rc = resolve_search_param(p, v, field, arr, cond, err)) < 0)
+			goto out;
+	} else if ((!v && !((flags & QD_RESOLVE_SEARCH_UNSET) && p->search)) ||
+		   (json_is_string(v) && !strcmp(json_string_value(v), "DEFAULT_VALUE"))) {
 		json_array_append_new(arr, json_text(p->dflt));
-	} else if (json_is_string(v) && !strcmp(json_string_value(v), "SEARCHABLE_VALUES")) {
+	} else if (!v ||
+		   (json_is_string(v) && !strcmp(json_string_value(v), "SEARCHABLE_VALUES"))) {
 		json_t *s = p->search ? json_text(p->search) : NULL;
 		if (s && json_array_size(s) > 0) {
 			json_decref(arr);
@@ -414,10 +554,36 @@ out:
 	return rc;
 }
 
+/* Conditional rules quantd's schemas imply (Olive wraps OnnxQuantization's static-only
+ * parameters in a Conditional on quant_mode: dynamic ignores them). */
+static const char *const onnxq_static_only[] = {
+	"data_config", "calibrate_method", "calibration_providers", "activation_type",
+	"calibration_sampling_size", "min_real_range", "tensor_quant_overrides", "prepare_qdq_config",
+};
+
+static void builtin_conds(const struct qd_pass_vt *vt, json_t *conds)
+{
+	if (strcmp(vt->name, "OnnxQuantization"))
+		return;
+	for (size_t i = 0; i < QD_ARRAY_LEN(onnxq_static_only); i++)
+		if (!json_object_get(conds, onnxq_static_only[i]))
+			json_object_set_new(conds, onnxq_static_only[i],
+					    json_pack("{s:[s], s:{s:s}, s:s}", "parents", "quant_mode", "support",
+						      "dynamic", QD_PASS_IGNORED, "default", QD_PASS_ANY));
+}
+
 int qd_pass_resolve(const struct qd_pass_vt *vt, const char *pass_name, const json_t *user,
 		    json_t **space, struct qd_err *err)
 {
+	return qd_pass_resolve_ex(vt, pass_name, user, 0, space, NULL, err);
+}
+
+int qd_pass_resolve_ex(const struct qd_pass_vt *vt, const char *pass_name, const json_t *user, unsigned flags,
+		       json_t **space, json_t **conds, struct qd_err *err)
+{
 	*space = NULL;
+	if (conds)
+		*conds = NULL;
 	char field[128];
 	snprintf(field, sizeof field, "passes.%s", pass_name);
 	if (!json_is_object(user))
@@ -443,25 +609,46 @@ int qd_pass_resolve(const struct qd_pass_vt *vt, const char *pass_name, const js
 					  k, vt->name);
 		}
 	}
-	json_t *sp = json_object();
-	if (!sp)
+	json_t *sp = json_object(), *cs = json_object();
+	if (!sp || !cs) {
+		json_decref(sp);
+		json_decref(cs);
 		return qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+	}
+	int rc = 0;
 	for (size_t i = 0; i < vt->n_params; i++) {
 		const struct qd_param *p = &vt->params[i];
 		const json_t *v = json_object_get(user, p->name);
 		if (!v && cfg)
 			v = json_object_get(cfg, p->name);
 		snprintf(field, sizeof field, "passes.%s.%s", pass_name, p->name);
-		json_t *cand;
-		int rc = resolve_one(p, v, field, &cand, err);
-		if (rc < 0) {
-			json_decref(sp);
-			return rc;
-		}
+		json_t *cand, *cond = NULL;
+		if ((rc = resolve_one(p, v, field, flags, &cand, &cond, err)) < 0)
+			goto out;
 		json_object_set_new(sp, p->name, cand);
+		if (cond) {
+			size_t k; json_t *x;
+			json_array_foreach(json_object_get(cond, "parents"), k, x)
+				if (!qd_pass_param(vt, json_string_value(x))) {
+					json_decref(cond);
+					rc = qd_err_set(err, QD_EINVAL, field, "Conditional parent '%s' is not a "
+							"parameter of pass type '%s'", json_string_value(x), vt->name);
+					goto out;
+				}
+			json_object_set_new(cs, p->name, cond);
+		}
 	}
+	builtin_conds(vt, cs);
 	*space = sp;
-	return 0;
+	sp = NULL;
+	if (conds) {
+		*conds = cs;
+		cs = NULL;
+	}
+out:
+	json_decref(sp);
+	json_decref(cs);
+	return rc;
 }
 
 json_t *qd_pass_space_first(const json_t *space)
