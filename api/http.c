@@ -3,7 +3,7 @@
  * response helpers handlers use (JSON, errors, paging, blob downloads with ETag/Range).
  *
  * DESIGN
- * - Threading: MHD's internal thread pool (--http-threads threads) with epoll; each thread
+ * - Threading: MHD's internal thread pool (--http-threads threads) with poll(); each thread
  *   serves its share of up to --max-connections connections, so a thousand idle or slow
  *   clients cost sockets and buffers, not threads. Handlers are short (SQLite reads and
  *   row writes with busy_timeout). The one long handler, the end of an upload (fsync of
@@ -1010,7 +1010,12 @@ int qd_api_start(struct qd_daemon *d, int *bound_port, struct qd_err *err)
 	unsigned max_conn = (unsigned)d->cfg.max_connections;
 	if (max_conn < threads)
 		max_conn = threads;  /* MHD gives each pool thread max_conn / threads */
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+	/* poll(), not epoll: libmicrohttpd 0.9.75's edge-triggered epoll loses wake-ups under
+	 * load — the load suite (tests/fault) caught 256 keep-alive connections whose next
+	 * request sat unread in the socket's receive queue for 150 s while every pool thread
+	 * waited in epoll_wait. poll() is level-triggered, has no FD_SETSIZE limit, and each
+	 * pool thread polls only its own share of the connections. */
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME |
 			 MHD_USE_ERROR_LOG | MHD_USE_ITC | (a->ipv6 ? MHD_USE_IPv6 : 0);
 	errno = 0;
 	a->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, d,
