@@ -627,7 +627,13 @@
       return sec;
     }
     const trials = s.trials;
-    const key = (t, i) => (t && (t.id !== undefined ? t.id : t.trial !== undefined ? t.trial : t.index !== undefined ? t.index : i));
+    /* a trial's number: "n" (quantd's trial loop), else id / trial / index, else its position */
+    const key = (t, i) => {
+      for (const f of ['n', 'id', 'trial', 'index'])
+        if (t && (typeof t[f] === 'number' || typeof t[f] === 'string'))
+          return t[f];
+      return i;
+    };
     const pareto = new Set((Array.isArray(s.pareto) ? s.pareto : []).map((p) => (p && typeof p === 'object' ? key(p) : p)).map(String));
     const best = s.best && typeof s.best === 'object' ? String(key(s.best)) : s.best !== undefined && s.best !== null ? String(s.best) : null;
     /* columns: scalar fields, and one level into objects (params.x, metrics.y) */
@@ -635,7 +641,9 @@
     const seen = new Set();
     for (const t of trials)
       for (const [k, v] of Object.entries(t || {})) {
-        if (v && typeof v === 'object' && !Array.isArray(v)) {
+        if (v === null)
+          continue;            /* e.g. no values for a failed trial: no column of its own */
+        if (typeof v === 'object' && !Array.isArray(v)) {
           for (const k2 of Object.keys(v))
             if (!seen.has(k + '.' + k2)) { seen.add(k + '.' + k2); cols.push([k, k2]); }
         } else if (!seen.has(k) && k !== 'pareto') {
@@ -644,23 +652,38 @@
         }
       }
     const get = (t, c) => (c.length === 1 ? t[c[0]] : t[c[0]] && t[c[0]][c[1]]);
-    add(sec, h('p', null, fmtInt(trials.length) + ' trials; ', h('span', { class: 'pareto-mark' }, '◆'), ' pareto set (' + pareto.size + ')',
-      best !== null ? ['; ', h('strong', null, 'best'), ': trial ' + best] : ''));
+    const front = (t, i) => pareto.has(String(key(t, i))) || (t && t.pareto === true);
+    add(sec, h('p', { id: 'search-summary' }, fmtInt(trials.length) + ' trials; ', h('span', { class: 'pareto-mark' }, '◆'),
+      ' pareto set (' + trials.filter(front).length + ')', best !== null ? ['; ', h('strong', null, 'best'), ': trial ' + best] : '',
+      typeof s.stopped === 'string' ? '; stopped: ' + s.stopped : ''));
+    const st = s.strategy && typeof s.strategy === 'object' ? s.strategy : null;
+    const objs = Array.isArray(s.objectives) ? s.objectives.filter((o) => o && typeof o.key === 'string') : [];
+    if (st || objs.length)
+      add(sec, dl([
+        st ? ['Strategy', h('dd', { id: 'search-strategy' }, Object.entries(st).map(([k, v]) => k + ' ' + fmtAny(v)).join(', '))] : null,
+        objs.length ? ['Objectives', h('dd', { id: 'search-objectives' }, objs.map((o) => o.key + (o.higher_is_better === true ? ' (higher is better' : o.higher_is_better === false ? ' (lower is better' : ' (') +
+          (o.priority !== undefined ? ', priority ' + o.priority : '') + (o.goal && typeof o.goal === 'object' ? ', goal ' + fmtAny(o.goal.type) + ' ' + (typeof o.goal.value === 'number' ? String(o.goal.value) : fmtAny(o.goal.value)) : '') + ')').join('; '))] : null,
+      ]));
     add(sec, table(['', ...cols.map((c) => c.join('.'))], trials.map((t, i) => {
       const k = String(key(t, i));
-      const onFront = pareto.has(k) || (t && t.pareto === true);
+      const onFront = front(t, i);
       return h('tr', { class: (onFront ? 'pareto' : '') + (k === best ? ' best' : ''), data: { trial: k, pareto: onFront } },
-        h('td', null, onFront ? h('span', { class: 'pareto-mark', title: 'on the pareto front' }, '◆') : '', k === best ? h('strong', null, ' best') : ''),
+        h('td', { class: 'nowrap' }, onFront ? h('span', { class: 'pareto-mark', title: 'on the pareto front' }, '◆') : '', k === best ? h('strong', null, ' best') : ''),
         cols.map((c) => h('td', null, fmtAny(get(t, c)))));
     }), { id: 'trials-table' }));
-    /* scatter of the first two numeric metrics */
-    const numCols = cols.filter((c) => c[0] === 'metrics' && trials.every((t) => typeof get(t, c) === 'number'));
-    if (numCols.length >= 2)
-      add(sec, paretoPlot(trials, numCols[0], numCols[1], get, (t, i) => pareto.has(String(key(t, i))) || (t && t.pareto === true)));
+    /* scatter of the first two objectives (their order is the ranking's), else of the first
+     * two numeric measured values; failed trials (no number) are left out of the plot */
+    const measured = cols.filter((c) => (c[0] === 'values' || c[0] === 'metrics') && c.length === 2 && trials.some((t) => typeof get(t, c) === 'number'));
+    const byObj = objs.map((o) => measured.find((c) => c[1] === o.key)).filter(Boolean);
+    const axes = byObj.length >= 2 ? byObj : measured;
+    if (axes.length >= 2) {
+      const pts = trials.map((t, i) => [t, i]).filter(([t]) => typeof get(t, axes[0]) === 'number' && typeof get(t, axes[1]) === 'number');
+      add(sec, paretoPlot(pts.map(([t]) => t), axes[0], axes[1], get, (t, i) => front(t, pts[i][1]), pts.map(([t, i]) => String(key(t, i)))));
+    }
     return sec;
   }
 
-  function paretoPlot(trials, cx, cy, get, onFront) {
+  function paretoPlot(trials, cx, cy, get, onFront, names) {
     const NS = 'http://www.w3.org/2000/svg';
     const W = 440, H = 290, M = 58, PAD = 12;   /* margin for the labels, padding inside the axes */
     const xs = trials.map((t) => get(t, cx)), ys = trials.map((t) => get(t, cy));
@@ -693,7 +716,7 @@
     trials.forEach((t, i) => {
       const c = el('circle', { cx: sx(xs[i]), cy: sy(ys[i]), r: onFront(t, i) ? 6 : 4, class: onFront(t, i) ? 'pt front' : 'pt' });
       const title = document.createElementNS(NS, 'title');
-      title.textContent = 'trial ' + i + ': ' + fmtAny(xs[i]) + ', ' + fmtAny(ys[i]);
+      title.textContent = 'trial ' + names[i] + ': ' + fmtAny(xs[i]) + ', ' + fmtAny(ys[i]);
       c.append(title);
     });
     return h('figure', null, svg, h('figcaption', null, 'Trials (larger dots: the pareto front).'));

@@ -346,15 +346,21 @@ async function main() {
   // its result, served for a made-up job id by the browser's request routing. It checks
   // the rendering only (table, pareto marks, best, the SVG plot, escaping).
   const fakeId = 'job_5ea4c0000000000f';
+  // the shape of quantd's trial loop (metrics.json "search"): trials numbered n, params,
+  // measured values, pareto flags, best {trial, ...}, objectives in ranking order
   const search = {
+    strategy: { execution_order: 'joint', sampler: 'tpe', max_iter: 5, max_time: 0, stop_when_goals_met: false, seed: 1 },
+    objectives: [{ key: 'accuracy', higher_is_better: true, priority: 1, goal: { type: 'min-value', value: 0.9 } }, { key: 'size_ratio', higher_is_better: false, priority: 2 }],
     trials: [
-      { id: 0, params: { 'quantize.per_channel': false, 'quantize.calibrate_method': 'MinMax' }, metrics: { accuracy: 0.91, size_ratio: 0.30 } },
-      { id: 1, params: { 'quantize.per_channel': true, 'quantize.calibrate_method': 'Entropy' }, metrics: { accuracy: 0.97, size_ratio: 0.31 } },
-      { id: 2, params: { 'quantize.per_channel': true, 'quantize.calibrate_method': '<img src=x onerror="window.__xss=4">' }, metrics: { accuracy: 0.95, size_ratio: 0.26 } },
-      { id: 3, params: { 'quantize.per_channel': false, 'quantize.calibrate_method': 'Percentile' }, metrics: { accuracy: 0.90, size_ratio: 0.33 } },
+      { n: 1, params: { 'quantize.per_channel': false, 'quantize.calibrate_method': 'MinMax' }, values: { accuracy: 0.91, size_ratio: 0.30 }, goals_met: true, seconds: 0.2, status: 'ok', pareto: false },
+      { n: 2, params: { 'quantize.per_channel': true, 'quantize.calibrate_method': 'Entropy' }, values: { accuracy: 0.97, size_ratio: 0.31 }, goals_met: true, seconds: 0.3, status: 'ok', pareto: true },
+      { n: 3, params: { 'quantize.per_channel': true, 'quantize.calibrate_method': '<img src=x onerror="window.__xss=4">' }, values: { accuracy: 0.95, size_ratio: 0.26 }, goals_met: true, seconds: 0.2, status: 'ok', pareto: true },
+      { n: 4, params: { 'quantize.per_channel': false, 'quantize.calibrate_method': 'Percentile' }, values: { accuracy: 0.90, size_ratio: 0.33 }, goals_met: true, seconds: 0.2, status: 'ok', pareto: false },
+      { n: 5, params: { 'quantize.per_channel': false, 'quantize.calibrate_method': 'Distribution' }, values: null, goals_met: false, seconds: 0.1, status: 'failed', error: 'calibration failed', pareto: false },
     ],
-    best: 1,
-    pareto: [1, 2],
+    best: { trial: 2, params: { 'quantize.per_channel': true, 'quantize.calibrate_method': 'Entropy' }, values: { accuracy: 0.97, size_ratio: 0.31 }, goals_met: true },
+    pareto: [2, 3],
+    stopped: 'max_iter',
   };
   const FAKE_LOG = 6000;
   const fakeJob = Object.assign({}, job, { id: fakeId, log_url: '/v1/jobs/' + fakeId + '/log', result: Object.assign({}, job.result, { search }) });
@@ -371,17 +377,24 @@ async function main() {
   await page.goto(U + '#/jobs/' + fakeId);
   await page.waitForSelector('#trials-table');
   const trows = await page.$$eval('#trials-table tbody tr', (rs) => rs.map((r) => ({ trial: r.dataset.trial, pareto: r.dataset.pareto, best: r.classList.contains('best'), text: r.textContent })));
-  check(trows.length === 4 && trows.map((r) => r.trial).join() === '0,1,2,3', 'search: the trials table has every trial', trows);
-  check(trows.filter((r) => r.pareto === 'true').map((r) => r.trial).join() === '1,2', 'search: the pareto set (trials 1, 2) is marked', trows.map((r) => r.pareto));
-  check(trows.filter((r) => r.best).map((r) => r.trial).join() === '1', 'search: the best trial is marked');
+  check(trows.length === 5 && trows.map((r) => r.trial).join() === '1,2,3,4,5', 'search: the trials table has every trial (by its number n)', trows);
+  check(trows.filter((r) => r.pareto === 'true').map((r) => r.trial).join() === '2,3', 'search: the pareto set (trials 2, 3) is marked', trows.map((r) => r.pareto));
+  check(trows.filter((r) => r.best).map((r) => r.trial).join() === '2', 'search: the best trial (best.trial) is marked');
   const thead = await page.$$eval('#trials-table thead th', (hs) => hs.map((x) => x.textContent));
-  check(thead.includes('params.quantize.per_channel') && thead.includes('metrics.accuracy') && thead.includes('metrics.size_ratio'),
-    'search: a column per parameter and per metric', thead);
+  check(thead.includes('params.quantize.per_channel') && thead.includes('values.accuracy') && thead.includes('values.size_ratio') && thead.includes('status') &&
+    !thead.includes('values') && !thead.includes('pareto'), 'search: a column per parameter and per measured value', thead);
   check(trows[1].text.includes('Entropy') && trows[1].text.includes('0.970000'), 'search: the trial\'s values are shown', trows[1].text);
+  check(trows[4].text.includes('failed') && trows[4].text.includes('calibration failed'), 'search: a failed trial shows its status and error', trows[4].text);
   check(trows[2].text.includes('<img src=x') && await page.evaluate(() => window.__xss === undefined && !document.querySelector('#trials-table img')),
     'search: a value with markup is text');
-  const pts = await page.$$eval('svg.plot circle', (cs) => cs.map((c) => c.getAttribute('class')));
-  check(pts.length === 4 && pts.filter((c) => c === 'pt front').length === 2, 'search: the SVG plot has a point per trial, the pareto front highlighted', pts);
+  const summary = await page.textContent('#search-summary');
+  check(/^5 trials; ◆ pareto set \(2\); best: trial 2; stopped: max_iter$/.test(summary), 'search: the summary counts trials, the pareto set, the best and why it stopped', summary);
+  check((await page.textContent('#search-objectives')) === 'accuracy (higher is better, priority 1, goal min-value 0.9); size_ratio (lower is better, priority 2)',
+    'search: the objectives with their direction, priority and goal', await page.textContent('#search-objectives'));
+  const pts = await page.$$eval('svg.plot circle', (cs) => cs.map((c) => [c.getAttribute('class'), c.querySelector('title').textContent]));
+  check(pts.length === 4 && pts.filter((c) => c[0] === 'pt front').map((c) => c[1].split(':')[0]).join() === 'trial 2,trial 3',
+    'search: the SVG plot has a point per measured trial (accuracy against size_ratio), the pareto front highlighted', pts);
+  check((await page.getAttribute('svg.plot', 'aria-label')) === 'trials: values.accuracy against values.size_ratio', 'search: the plot\'s axes are the first two objectives');
   await page.waitForFunction(() => /earlier lines/.test(document.querySelector('#log-status').textContent));
   const kept = await page.$$eval('#job-log .ll', (ls) => [ls.length, ls[0].dataset.seq, ls[ls.length - 1].dataset.seq]);
   check(JSON.stringify(kept) === JSON.stringify([5000, '1001', '6000']) && /1000 earlier lines are in GET \/v1\/jobs\//.test(await page.textContent('#log-status')),
