@@ -19,6 +19,7 @@
 #include "passes/passes.h"
 #include "passes/workflow.h"
 #include "passes/data_config.h"
+#include "search/search.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -60,7 +61,6 @@ struct key_rule {
 #define WHY_CACHE "quantd keeps models, runs and artifacts in its own content-addressed store"
 #define WHY_OUT "artifacts are served by the API (GET /v1/jobs/{id}/artifacts) or written to quantd run --output"
 #define WHY_EVAL "Olive evaluators do not run yet: quantd reports fidelity against the float model (metrics.json accuracy) until the search module runs metrics and goals"
-#define WHY_SEARCH "the search does not run yet: each pass runs once with its first candidate values"
 #define WHY_LOG "quantd's log level is the daemon's --log-level (quantd run: --quiet)"
 
 static const struct key_rule top_rules[] = {
@@ -116,7 +116,7 @@ static const char *const engine_keys[] = {
 static const struct key_rule pass_entry_rules[] = {
 	{ "host", D_IGNORE, WHY_HOST },
 	{ "evaluator", D_IGNORE, WHY_EVAL },
-	{ "disable_search", D_IGNORE, WHY_SEARCH },
+	{ "disable_search", D_IMPL, NULL },
 	{ "output_name", D_IGNORE, WHY_OUT },
 	{ "clean_run_cache", D_IGNORE, WHY_CACHE },
 };
@@ -277,7 +277,10 @@ static void check_pass_entry(struct chk *c, const json_t *wf, const char *name, 
 			const struct key_rule *r = l == 0 ? rule_find(pass_entry_rules, QD_ARRAY_LEN(pass_entry_rules), k)
 							  : NULL;
 			if (r) {
-				ignore(c, field, r->why);
+				if (r->d == D_IMPL && !json_is_boolean(v))
+					problem(c, QD_EINVAL, field, "'%s' must be true or false", field);
+				else if (r->d != D_IMPL)
+					ignore(c, field, r->why);
 				json_object_del(clean, k);
 				continue;
 			}
@@ -288,9 +291,21 @@ static void check_pass_entry(struct chk *c, const json_t *wf, const char *name, 
 	if (!bad && clean) {
 		struct qd_err e = { 0 };
 		json_t *space = NULL;
-		int rc = qd_pass_resolve(vt, name, clean, &space, &e);
-		if (rc == 0 && vt->check)
-			rc = vt->check(name, space, &e);
+		struct qd_search_strategy ss;
+		struct qd_err se = { 0 };
+		int rc;
+		if (qd_search_strategy_parse(wf, &ss, &se) == 0 && ss.enabled && !strchr(base, '[')) {
+			/* a search: combinations the pass rejects are pruned; an empty space is the error */
+			struct qd_search_space *sp = NULL;
+			json_t *names = json_pack("[s]", name);
+			rc = qd_search_space_build(wf, names, QD_SPACE_SEARCH_UNSET, &sp, &e);
+			json_decref(names);
+			qd_search_space_free(sp);
+		} else {
+			rc = qd_pass_resolve(vt, name, clean, &space, &e);
+			if (rc == 0 && vt->check)
+				rc = vt->check(name, space, &e);
+		}
 		if (rc < 0)
 			problem_err(c, &e, rc);
 		json_decref(space);
@@ -316,6 +331,12 @@ static void check_passes(struct chk *c, const json_t *wf)
 		snprintf(base, sizeof base, "passes.%s", k);
 		if (json_is_array(v)) {
 			/* Olive's pass search: a list of alternative configurations */
+			struct qd_search_strategy ss;
+			struct qd_err se = { 0 };
+			if (qd_search_strategy_parse(wf, &ss, &se) == 0 && ss.enabled)
+				problem(c, QD_EUNSUPPORTED, base, "pass '%s' lists alternative configurations: the search "
+					"does not walk alternative pass configurations yet; give one configuration with "
+					"lists or SearchParameter values", k);
 			if (json_array_size(v) == 0)
 				problem(c, QD_EINVAL, base, "pass '%s' has an empty list", k);
 			size_t i;
@@ -364,8 +385,8 @@ static void check_pass_flows(struct chk *c, const json_t *wf)
 					json_string_value(name));
 		}
 		if (i > 0)
-			ignore(c, field, "only the first pass flow runs: further flows are alternatives for the "
-			       "search, which does not run yet");
+			ignore(c, field, "only the first pass flow runs: the search does not walk alternative pass "
+			       "flows yet");
 	}
 }
 
@@ -455,7 +476,7 @@ static void check_search_strategy(struct chk *c, const json_t *v, const char *fi
 	static const char *const keys[] = {
 		"execution_order", "search_algorithm", "sampler", "search_algorithm_config", "max_iter",
 		"max_time", "max_samples", "stop_when_goals_met", "include_pass_params", "output_model_num",
-		"seed",
+		"seed", "sampler_config",
 	};
 	if (json_is_boolean(v) || json_is_null(v))
 		return;
@@ -543,9 +564,23 @@ static void check_key(struct chk *c, const json_t *wf, const char *k, const json
 		if (json_object_size(v))
 			ignore(c, field, WHY_EVAL);
 	} else if (!strcmp(k, "search_strategy")) {
+		size_t before = json_array_size(c->problems);
 		check_search_strategy(c, v, field);
-		if (json_is_object(v) || json_is_true(v))
-			ignore(c, field, WHY_SEARCH);
+		struct qd_search_strategy ss;
+		struct qd_err se = { 0 };
+		json_t *probe = json_pack("{s:O}", "search_strategy", v);
+		if (probe && json_array_size(c->problems) == before && qd_search_strategy_parse(probe, &ss, &se) < 0) {
+			char f[300];
+			snprintf(f, sizeof f, "%s%s", prefix, se.field);
+			problem(c, se.code, f, "%s", se.msg);
+		}
+		json_decref(probe);
+		if (json_is_object(v) && json_object_get(v, "output_model_num")) {
+			char f[300];
+			snprintf(f, sizeof f, "%s.output_model_num", field);
+			ignore(c, f, "every trial's model is kept under trials/<n>/ and the pareto frontier is listed in "
+			       "metrics.json search.pareto");
+		}
 	} else if (!strcmp(k, "engine")) {
 		check_engine(c, wf, v);
 	}

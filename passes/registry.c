@@ -572,6 +572,24 @@ static void builtin_conds(const struct qd_pass_vt *vt, json_t *conds)
 						      "dynamic", QD_PASS_IGNORED, "default", QD_PASS_ANY));
 }
 
+/* Olive searches an unset activation_type conditionally on (quant_format, precision):
+ * QDQ int8 -> int8, QDQ uint8 -> uint8, QOperator uint8 -> uint8. Olive marks QOperator
+ * with int8 weights INVALID; quantd runs it with uint8 activations (QLinear kernels take
+ * u8 activations with s8 weights). Other precisions keep both. OnnxQuantization adds
+ * quant_mode in front: dynamic ignores activation_type. */
+static json_t *activation_search(const struct qd_pass_vt *vt, json_t **cond)
+{
+	json_t *fmt = json_pack("{s:{s:[s], s:[s]}, s:{s:[s], s:[s]}}", "QDQ", "int8", "int8", "uint8", "uint8",
+				"QOperator", "int8", "uint8", "uint8", "uint8");
+	if (!strcmp(vt->name, "OnnxQuantization"))
+		*cond = json_pack("{s:[sss], s:{s:o, s:s}, s:s}", "parents", "quant_mode", "quant_format", "precision",
+				  "support", "static", fmt, "dynamic", QD_PASS_IGNORED, "default", QD_PASS_ANY);
+	else
+		*cond = json_pack("{s:[ss], s:o, s:s}", "parents", "quant_format", "precision", "support", fmt,
+				  "default", QD_PASS_ANY);
+	return json_pack("[ss]", "int8", "uint8");
+}
+
 int qd_pass_resolve(const struct qd_pass_vt *vt, const char *pass_name, const json_t *user,
 		    json_t **space, struct qd_err *err)
 {
@@ -625,6 +643,11 @@ int qd_pass_resolve_ex(const struct qd_pass_vt *vt, const char *pass_name, const
 		json_t *cand, *cond = NULL;
 		if ((rc = resolve_one(p, v, field, flags, &cand, &cond, err)) < 0)
 			goto out;
+		if (!v && (flags & QD_RESOLVE_SEARCH_UNSET) && !strcmp(p->name, "activation_type") &&
+		    (!strcmp(vt->name, "OnnxQuantization") || !strcmp(vt->name, "OnnxStaticQuantization"))) {
+			json_decref(cand);
+			cand = activation_search(vt, &cond);
+		}
 		json_object_set_new(sp, p->name, cand);
 		if (cond) {
 			size_t k; json_t *x;

@@ -7,6 +7,7 @@
 #include "passes/data_config.h"
 #include "onnx/onnx_internal.h"
 #include "search/eval.h"
+#include "search/search.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -152,6 +153,537 @@ static int write_json(const char *dir, const char *name, const json_t *j, struct
 	return rc;
 }
 
+/* ---- search: the trial loop (search/search.h) ---- */
+
+static int file_sha256(const char *path, char hex[65], struct qd_err *err)
+{
+	FILE *f = fopen(path, "rb");
+	struct qd_sha256 s;
+	if (!f)
+		return qd_err_set(err, QD_EIO, NULL, "cannot open '%s'", path);
+	if (qd_sha256_init(&s) < 0) {
+		fclose(f);
+		return qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+	}
+	char buf[65536];
+	size_t n;
+	while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+		qd_sha256_update(&s, buf, n);
+	fclose(f);
+	qd_sha256_final(&s, hex);
+	return 0;
+}
+
+static int copy_file(const char *from, const char *to, struct qd_err *err)
+{
+	struct qd_buf b = { 0 };
+	int rc = qd_file_read(from, &b, err);
+	if (rc == 0)
+		rc = qd_file_write_atomic(to, b.data, b.len, err);
+	qd_buf_free(&b);
+	return rc;
+}
+
+/* Save m into dir/model.onnx with the save parameters of the chain's last pass. */
+static int wf_save(struct qd_model *m, const char *dir, const json_t *save_params, long long *bytes,
+		   struct qd_err *err)
+{
+	struct qd_save_opts so = { 0 };
+	if (save_params) {
+		so.external_data = json_is_true(json_object_get(save_params, "save_as_external_data"));
+		so.external_name = json_string_value(json_object_get(save_params, "external_data_name"));
+		json_int_t th = json_integer_value(json_object_get(save_params, "size_threshold"));
+		so.size_threshold = th > 0 ? (size_t)th : 0;
+		if (json_is_integer(json_object_get(save_params, "size_threshold")) && th == 0)
+			so.size_threshold = 1;
+	}
+	if (so.external_data && !so.external_name)
+		so.external_name = "model.onnx.data";
+	char *path = qd_asprintf("%s/model.onnx", dir);
+	char *data = qd_asprintf("%s/%s", dir, so.external_name ? so.external_name : "model.onnx.data");
+	int rc = path && data ? 0 : qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+	if (rc == 0) {
+		unlink(data);
+		rc = qd_model_save_file(m, path, &so, err);
+	}
+	if (rc == 0) {
+		long long d = file_size(data);
+		*bytes = file_size(path) + (d > 0 ? d : 0);
+	}
+	free(path);
+	free(data);
+	return rc;
+}
+
+/* One trial's pass chain: load the input model, run each named pass with its
+ * configuration (cfgs: pass name -> parameters), save into dir. *passes_out gets the
+ * per-pass records, *counts the quantized nodes per op type. */
+static int wf_run_chain(struct wf *w, const char *model_path, const json_t *names, const json_t *cfgs,
+			const char *dir, json_t *passes_out, json_t *counts, long long *bytes, struct qd_err *err)
+{
+	const struct qd_workflow_req *req = w->req;
+	struct qd_model *m = NULL;
+	const json_t *last = NULL;
+	int rc = qd_model_load_file(model_path, NULL, &m, err);
+	size_t i; json_t *pn;
+	json_array_foreach(names, i, pn) {
+		if (rc < 0)
+			break;
+		const char *pname = json_string_value(pn);
+		const json_t *cfg = json_object_get(cfgs, pname);
+		json_t *entry = qd_search_pass_entry(req->workflow, pname);
+		const struct qd_pass_vt *vt = qd_pass_find(json_string_value(json_object_get(entry, "type")));
+		json_decref(entry);
+		if (!vt || !vt->run || !cfg) {
+			rc = qd_err_set(err, QD_EINTERNAL, pname, "pass '%s' cannot run", pname);
+			break;
+		}
+		json_t *stats = json_object();
+		struct qd_pass_ctx ctx = { .job_id = req->job_id, .name = pname, .hooks = w->hooks, .stats = stats,
+					   .workflow = req->workflow, .data_paths = req->data_paths,
+					   .threads = req->threads, .max_tensor_bytes = req->max_tensor_bytes,
+					   .max_memory_bytes = req->max_memory_bytes, .max_seconds = req->max_seconds };
+		double ts = qd_now_mono();
+		rc = vt->run(&ctx, m, cfg, err);
+		if (rc < 0) {
+			qd_err_wrap(err, "pass '%s' (%s) failed", pname, vt->name);
+			json_decref(stats);
+			break;
+		}
+		const char *k; json_t *c;
+		json_object_foreach(json_object_get(stats, "quantized_nodes"), k, c) {
+			json_t *o = json_object_get(counts, k);
+			json_object_set_new(counts, k, json_integer((o ? json_integer_value(o) : 0) + json_integer_value(c)));
+		}
+		json_array_append_new(passes_out, json_pack("{s:s, s:s, s:O, s:o, s:f}", "name", pname, "type", vt->name,
+							      "config", cfg, "stats", stats, "seconds", qd_now_mono() - ts));
+		last = cfg;
+	}
+	if (rc == 0)
+		rc = qd_mkdir_p(dir, err);
+	if (rc == 0 && (rc = wf_save(m, dir, last, bytes, err)) < 0)
+		qd_err_wrap(err, "cannot save the trial's model");
+	qd_model_free(m);
+	return rc;
+}
+
+struct trial {
+	size_t n;                /* 1-based */
+	size_t level, point;
+	json_t *params;          /* searched parameters of this trial (with earlier levels' choices) */
+	json_t *cfgs;            /* pass name -> configuration */
+	json_t *names;           /* passes run */
+	json_t *values, *goals, *metrics;   /* NULL when failed */
+	char *error;
+	char key[65];
+	long cached_from;        /* trial whose result was reused, or -1 */
+	bool met;
+	double seconds;
+	double *scaled;
+};
+
+static void trial_free(struct trial *t)
+{
+	json_decref(t->params);
+	json_decref(t->cfgs);
+	json_decref(t->names);
+	json_decref(t->values);
+	json_decref(t->goals);
+	json_decref(t->metrics);
+	free(t->error);
+	free(t->scaled);
+}
+
+static json_t *trial_json(const struct trial *t, bool pareto)
+{
+	json_t *o = json_pack("{s:I, s:O, s:O?, s:b, s:O?, s:f, s:s}", "n", (json_int_t)t->n, "params", t->params,
+			      "values", t->values, "goals_met", t->met, "goals", t->goals, "seconds", t->seconds,
+			      "status", t->error ? "failed" : "ok");
+	if (t->error)
+		json_object_set_new(o, "error", json_string(t->error));
+	if (t->cached_from >= 0)
+		json_object_set_new(o, "cached_from", json_integer(t->cached_from));
+	else if (!t->error)
+		json_object_set_new(o, "model", json_sprintf("trials/%zu/model.onnx", t->n));
+	json_object_set_new(o, "pareto", json_boolean(pareto));
+	if (t->metrics)
+		json_object_set(o, "size_bytes", json_object_get(json_object_get(t->metrics, "size"), "quantized_bytes"));
+	return o;
+}
+
+static int wf_search(struct wf *w, const struct qd_search_strategy *ss, const char *model_path, long long float_bytes,
+		     const char *input_id, json_t *fp_nodes, json_t *ignored, double t0, json_t **result)
+{
+	const struct qd_workflow_req *req = w->req;
+	struct qd_err *err = w->err;
+	struct qd_eval_plan *plan = NULL;
+	struct qd_search_space *sp = NULL;
+	struct qd_sampler *smp = NULL;
+	struct trial *tr = NULL;
+	size_t n_tr = 0, *order = NULL, n_ord = 0, *rank = NULL;
+	json_t *base = NULL, *order_names = qd_workflow_pass_order(req->workflow), *fixed = json_object();
+	json_t *fixed_params = json_object(), *metrics = NULL, *spaces = json_array();
+	bool *par = NULL, canceled = false;
+	double *scaled_all = NULL;
+	bool *met_all = NULL;
+	const char *stopped = "exhausted";
+	char mhash[65];
+	int rc;
+	struct qd_eval_ctx ec = { .req = req, .hooks = w->hooks, .float_path = model_path };
+	if ((rc = file_sha256(model_path, mhash, err)) < 0)
+		goto out;
+	if ((rc = qd_eval_plan_parse(req->workflow, NULL, 0, &plan, NULL, NULL, err)) < 0)
+		goto out;
+	order = calloc(plan->n_obj + 1, sizeof *order);
+	if (!order) {
+		rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+		goto out;
+	}
+	n_ord = qd_rank_order(plan->obj, plan->n_obj, order);
+	wf_progress(w, 0.02, "evaluating the float model (baseline)");
+	if ((rc = qd_eval_run(plan, &ec, model_path, &base, NULL, err)) < 0) {
+		qd_err_wrap(err, "cannot evaluate the float model");
+		goto out;
+	}
+	size_t levels = ss->order == QD_SEARCH_JOINT ? 1 : json_array_size(order_names);
+	size_t budget = ss->max_iter > 0 ? (size_t)ss->max_iter : SIZE_MAX;
+	for (size_t lv = 0; lv < levels && !canceled; lv++) {
+		json_t *names = json_array(), *lvl = json_array();
+		for (size_t i = 0; i < json_array_size(order_names); i++) {
+			if (ss->order == QD_SEARCH_JOINT || i == lv)
+				json_array_append(lvl, json_array_get(order_names, i));
+			if (ss->order == QD_SEARCH_JOINT || i <= lv)
+				json_array_append(names, json_array_get(order_names, i));
+		}
+		qd_search_space_free(sp);
+		qd_sampler_free(smp);
+		sp = NULL;
+		smp = NULL;
+		rc = qd_search_space_build(req->workflow, lvl, QD_SPACE_SEARCH_UNSET, &sp, err);
+		json_decref(lvl);
+		if (rc == 0)
+			rc = qd_sampler_new(ss->sampler, sp, ss->seed, &smp, err);
+		if (rc < 0) {
+			json_decref(names);
+			goto out;
+		}
+		json_t *dims = json_array();
+		for (size_t d = 0; d < sp->n_dim; d++)
+			json_array_append_new(dims, json_pack("{s:s, s:s, s:O}", "pass", sp->dim[d].pass, "param",
+							      sp->dim[d].param, "values", sp->dim[d].values));
+		json_array_append_new(spaces, json_pack("{s:O, s:o, s:I, s:I, s:I, s:I}", "passes", sp->passes,
+							"dimensions", dims, "indexed_points", (json_int_t)sp->n_raw,
+							"invalid", (json_int_t)sp->n_invalid, "duplicates",
+							(json_int_t)sp->n_dup, "points", (json_int_t)sp->n_pts));
+		size_t planned = sp->n_pts < budget - QD_MIN(budget, n_tr) ? sp->n_pts : budget - QD_MIN(budget, n_tr);
+		wf_log(w, QD_LOG_INFO, "search level %zu/%zu: %zu points (%zu indexed, %zu invalid, %zu duplicate), "
+		       "sampler %s, up to %zu trials", lv + 1, levels, sp->n_pts, sp->n_raw, sp->n_invalid, sp->n_dup,
+		       qd_sampler_name(ss->sampler), planned);
+		size_t lv_first = n_tr, idx;
+		while (n_tr < budget) {
+			if (wf_canceled(w)) {
+				canceled = true;
+				stopped = "canceled";
+				break;
+			}
+			if (n_tr > 0 && ss->max_time > 0 && qd_now_mono() - t0 > ss->max_time) {
+				stopped = "max_time";
+				break;
+			}
+			if (qd_sampler_next(smp, &idx) != 1)
+				break;
+			struct trial *nt = realloc(tr, (n_tr + 1) * sizeof *tr);
+			if (!nt) {
+				json_decref(names);
+				rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+				goto out;
+			}
+			tr = nt;
+			struct trial *t = &tr[n_tr];
+			memset(t, 0, sizeof *t);
+			t->n = ++n_tr;
+			t->level = lv;
+			t->point = idx;
+			t->cached_from = -1;
+			t->names = json_incref(names);
+			t->cfgs = json_deep_copy(fixed);
+			{
+				json_t *c = qd_search_space_config(sp, idx);
+				json_object_update(t->cfgs, c);
+				json_decref(c);
+			}
+			t->params = json_deep_copy(fixed_params);
+			{
+				json_t *p = qd_search_space_params(sp, idx);
+				json_object_update(t->params, p);
+				json_decref(p);
+			}
+			t->scaled = calloc(n_ord + 1, sizeof *t->scaled);
+			/* cache key: input model hash + pass chain + parameters */
+			char *chain = json_dumps(t->cfgs, JSON_SORT_KEYS | JSON_COMPACT);
+			char *names_s = json_dumps(names, JSON_COMPACT);
+			char *ks = qd_asprintf("%s|%s|%s", mhash, names_s ? names_s : "", chain ? chain : "");
+			qd_sha256_hex(ks ? ks : "", ks ? strlen(ks) : 0, t->key);
+			free(chain);
+			free(names_s);
+			free(ks);
+			for (size_t j = 0; j + 1 < n_tr; j++)
+				if (!strcmp(tr[j].key, t->key) && tr[j].cached_from < 0) {
+					t->cached_from = (long)tr[j].n;
+					t->values = json_incref(tr[j].values);
+					t->goals = json_incref(tr[j].goals);
+					t->metrics = json_incref(tr[j].metrics);
+					t->error = tr[j].error ? strdup(tr[j].error) : NULL;
+					t->met = tr[j].met;
+					break;
+				}
+			char msg[200];
+			char *ptxt = json_dumps(t->params, JSON_COMPACT | JSON_SORT_KEYS);
+			snprintf(msg, sizeof msg, "trial %zu/%zu", t->n, lv_first + planned);
+			wf_progress(w, 0.05 + 0.85 * (double)(t->n - 1) / (double)(lv_first + planned ? lv_first + planned : 1),
+				    msg);
+			double ts = qd_now_mono();
+			if (t->cached_from < 0) {
+				char *dir = qd_asprintf("%s/trials/%zu", req->out_dir, t->n);
+				char *mp = qd_asprintf("%s/model.onnx", dir ? dir : "");
+				json_t *po = json_array(), *counts = json_object();
+				long long qb = 0;
+				struct qd_err te = { 0 };
+				json_t *detail = NULL;
+				int trc = dir && mp ? wf_run_chain(w, model_path, names, t->cfgs, dir, po, counts, &qb, &te)
+						    : qd_err_set(&te, QD_ENOMEM, NULL, "out of memory");
+				if (trc == 0)
+					trc = qd_eval_run(plan, &ec, mp, &t->values, &detail, &te);
+				if (trc == -QD_ECANCELED || wf_canceled(w)) {
+					canceled = true;
+					stopped = "canceled";
+				}
+				if (trc < 0) {
+					t->error = strdup(te.msg);
+					json_decref(t->values);
+					t->values = NULL;
+				} else {
+					t->met = qd_eval_goals_met(plan, t->values, base, &t->goals);
+					json_int_t total = 0;
+					const char *k; json_t *v;
+					json_object_foreach(counts, k, v)
+						total += json_integer_value(v);
+					t->metrics = json_pack("{s:{s:I, s:I, s:f}, s:O, s:I, s:O, s:O, s:O}", "size",
+							       "float_bytes", (json_int_t)float_bytes, "quantized_bytes",
+							       (json_int_t)qb, "ratio", float_bytes > 0 ? (double)qb /
+							       (double)float_bytes : 0.0, "quantized_nodes", counts,
+							       "quantized_nodes_total", total, "accuracy",
+							       json_object_get(detail, "accuracy") ?: json_null(), "values",
+							       t->values, "passes", po);
+					json_t *low = json_object_get(detail, "lowest_snr_activations");
+					if (low && t->metrics)
+						json_object_set(t->metrics, "lowest_snr_activations", low);
+				}
+				json_decref(detail);
+				json_decref(po);
+				json_decref(counts);
+				free(dir);
+				free(mp);
+			}
+			t->seconds = qd_now_mono() - ts;
+			if (t->values && t->scaled)
+				qd_rank_scale(plan->obj, order, n_ord, t->values, t->scaled);
+			qd_sampler_tell(smp, idx, t->values ? t->scaled : NULL, n_ord, t->met, t->values == NULL);
+			char vtxt[256] = "";
+			size_t off = 0;
+			for (size_t k = 0; t->values && k < n_ord && off < sizeof vtxt - 1; k++) {
+				const json_t *v = json_object_get(t->values, plan->obj[order[k]].key);
+				off += (size_t)snprintf(vtxt + off, sizeof vtxt - off, "%s%s=%.6g", k ? " " : "",
+							plan->obj[order[k]].key, json_number_value(v));
+			}
+			if (t->error)
+				wf_log(w, QD_LOG_WARN, "trial %zu/%zu %s failed (%.1f s): %s", t->n, lv_first + planned,
+				       ptxt ? ptxt : "", t->seconds, t->error);
+			else
+				wf_log(w, QD_LOG_INFO, "trial %zu/%zu %s: %s, goals %s%s (%.1f s)", t->n, lv_first + planned,
+				       ptxt ? ptxt : "", vtxt, t->met ? "met" : "missed",
+				       t->cached_from >= 0 ? " (cached)" : "", t->seconds);
+			free(ptxt);
+			if (canceled)
+				break;
+			if (ss->stop_when_goals_met && t->met && lv + 1 == levels) {
+				stopped = "goals_met";
+				break;
+			}
+		}
+		if (n_tr >= budget && strcmp(stopped, "canceled"))
+			stopped = "max_iter";
+		/* pass-by-pass: this level's best configuration is fixed for the next levels */
+		long lb = -1;
+		for (size_t j = lv_first; j < n_tr; j++)
+			if (tr[j].values && (lb < 0 || qd_rank_cmp(tr[j].scaled, tr[j].met, tr[lb].scaled, tr[lb].met, n_ord) < 0))
+				lb = (long)j;
+		if (lb >= 0) {
+			json_decref(fixed);
+			fixed = json_deep_copy(tr[lb].cfgs);
+			json_decref(fixed_params);
+			fixed_params = json_deep_copy(tr[lb].params);
+		}
+		json_decref(names);
+		if (n_tr >= budget || (ss->max_time > 0 && qd_now_mono() - t0 > ss->max_time))
+			break;
+	}
+	/* rank every successful trial */
+	size_t n_ok = 0;
+	size_t *ok = calloc(n_tr + 1, sizeof *ok);
+	scaled_all = calloc((n_tr + 1) * (n_ord + 1), sizeof *scaled_all);
+	met_all = calloc(n_tr + 1, sizeof *met_all);
+	rank = calloc(n_tr + 1, sizeof *rank);
+	par = calloc(n_tr + 1, sizeof *par);
+	if (!ok || !scaled_all || !met_all || !rank || !par) {
+		free(ok);
+		rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+		goto out;
+	}
+	for (size_t j = 0; j < n_tr; j++)
+		if (tr[j].values && tr[j].cached_from < 0) {
+			memcpy(&scaled_all[n_ok * n_ord], tr[j].scaled, n_ord * sizeof *scaled_all);
+			met_all[n_ok] = tr[j].met;
+			ok[n_ok++] = j;
+		}
+	if (!n_ok) {
+		free(ok);
+		rc = canceled ? qd_err_set(err, QD_ECANCELED, NULL, "canceled before a trial finished")
+			      : qd_err_set(err, QD_EINVAL, NULL, "no trial of the search succeeded (first: %s)",
+					   n_tr && tr[0].error ? tr[0].error : "no trial ran");
+		goto out;
+	}
+	long best = qd_rank_all(scaled_all, met_all, n_ok, n_ord, rank, par);
+	bool goals_met = best >= 0;
+	size_t bi = ok[goals_met ? (size_t)best : rank[0]];
+	bool *tpar = calloc(n_tr + 1, sizeof *tpar);
+	for (size_t r = 0; tpar && r < n_ok; r++)
+		tpar[ok[r]] = par[r];
+	free(ok);
+	struct trial *bt = &tr[bi];
+	if (!goals_met)
+		wf_log(w, QD_LOG_WARN, "no trial met every goal: the output is the best-ranked trial %zu", bt->n);
+	/* the best model becomes out_dir/model.onnx */
+	{
+		char *from = qd_asprintf("%s/trials/%zu/model.onnx", req->out_dir, bt->n);
+		char *to = qd_asprintf("%s/model.onnx", req->out_dir);
+		char *fromd = qd_asprintf("%s/trials/%zu/model.onnx.data", req->out_dir, bt->n);
+		char *tod = qd_asprintf("%s/model.onnx.data", req->out_dir);
+		rc = from && to && fromd && tod ? copy_file(from, to, err) : qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+		if (tod)
+			unlink(tod);
+		if (rc == 0 && file_size(fromd) >= 0)
+			rc = copy_file(fromd, tod, err);
+		free(from);
+		free(to);
+		free(fromd);
+		free(tod);
+		if (rc < 0) {
+			free(tpar);
+			goto out;
+		}
+	}
+	json_t *trials = json_array(), *pareto = json_array(), *objs = json_array();
+	for (size_t j = 0; j < n_tr; j++) {
+		json_array_append_new(trials, trial_json(&tr[j], tpar && tpar[j]));
+		if (tpar && tpar[j])
+			json_array_append_new(pareto, json_integer((json_int_t)tr[j].n));
+	}
+	for (size_t k = 0; k < plan->n_obj; k++) {
+		const struct qd_objective *o = &plan->obj[k];
+		json_t *oj = json_pack("{s:s, s:b, s:i}", "key", o->key, "higher_is_better", o->higher_is_better,
+				       "priority", o->priority);
+		if (o->goal_type)
+			json_object_set_new(oj, "goal", json_pack("{s:s, s:f}", "type", o->goal_type, "value", o->goal_value));
+		json_array_append_new(objs, oj);
+	}
+	json_t *search = json_pack("{s:{s:s, s:s, s:I, s:f, s:b, s:I}, s:o, s:o, s:O, s:o, s:{s:I, s:O, s:O, s:b}, s:o, s:s}",
+				   "strategy", "execution_order", qd_search_order_name(ss->order), "sampler",
+				   qd_sampler_name(ss->sampler), "max_iter", (json_int_t)ss->max_iter, "max_time",
+				   ss->max_time, "stop_when_goals_met", ss->stop_when_goals_met, "seed", (json_int_t)ss->seed,
+				   "spaces", spaces, "objectives", objs, "baseline", base, "trials", trials, "best", "trial",
+				   (json_int_t)bt->n, "params", bt->params, "values", bt->values, "goals_met", goals_met,
+				   "pareto", pareto, "stopped", stopped);
+	spaces = NULL;
+	metrics = json_deep_copy(bt->metrics);
+	if (!metrics || !search) {
+		json_decref(search);
+		free(tpar);
+		rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+		goto out;
+	}
+	json_object_set(metrics, "ignored", ignored);
+	json_object_set_new(metrics, "seconds", json_real(qd_now_mono() - t0));
+	json_object_set_new(metrics, "search", search);
+	/* footprint: every candidate, its parent (the input model) and metrics; the frontier marked */
+	json_t *od = json_object();
+	for (size_t k = 0; k < plan->n_obj; k++)
+		json_object_set_new(od, plan->obj[k].key, json_pack("{s:b, s:i}", "higher_is_better",
+								    plan->obj[k].higher_is_better, "priority", plan->obj[k].priority));
+	for (size_t j = 0; j < n_tr; j++) {
+		struct trial *t = &tr[j];
+		if (t->cached_from >= 0)
+			continue;
+		char *id = model_id(input_id, "trial", t->cfgs);
+		json_t *node = json_pack("{s:s, s:s?, s:s, s:O, s:I, s:b, s:b, s:f}", "model_id", id ? id : "?",
+					 "parent_model_id", input_id, "from_pass",
+					 json_string_value(json_array_get(t->names, json_array_size(t->names) - 1)),
+					 "pass_run_config", t->cfgs, "trial", (json_int_t)t->n, "is_pareto_frontier",
+					 tpar && tpar[j], "is_best", j == bi, "duration_seconds", t->seconds);
+		if (t->values)
+			json_object_set_new(node, "metrics", json_pack("{s:O, s:O?, s:b}", "value", t->values, "goals",
+									t->goals, "if_goals_met", t->met));
+		else
+			json_object_set_new(node, "error", json_string(t->error ? t->error : "failed"));
+		if (!t->error)
+			json_object_set_new(node, "model_config", json_pack("{s:s, s:{s:o}}", "type", "ONNXModel", "config",
+									   "model_path", json_sprintf("%s/trials/%zu/model.onnx",
+												     req->out_dir, t->n)));
+		json_object_set_new(fp_nodes, id ? id : "?", node);
+		free(id);
+	}
+	free(tpar);
+	json_t *fp = json_pack("{s:O, s:o, s:b}", "nodes", fp_nodes, "objective_dict", od, "is_marked_pareto_frontier", 1);
+	rc = fp ? write_json(req->out_dir, "footprint.json", fp, err) : qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+	json_decref(fp);
+	if (rc == 0)
+		rc = write_json(req->out_dir, "metrics.json", metrics, err);
+	if (rc < 0)
+		goto out;
+	wf_log(w, QD_LOG_INFO, "search: %zu trials (%s), best trial %zu %s every goal", n_tr, stopped, bt->n,
+	       goals_met ? "meets" : "misses");
+	if (canceled) {
+		rc = qd_err_set(err, QD_ECANCELED, NULL, "search canceled after %zu trials; the best so far (trial %zu) "
+				"is in the output", n_tr, bt->n);
+		goto out;
+	}
+	wf_progress(w, 1.0, "done");
+	if (result) {
+		*result = metrics;
+		metrics = NULL;
+	}
+	rc = 0;
+out:
+	for (size_t j = 0; j < n_tr; j++)
+		trial_free(&tr[j]);
+	free(tr);
+	free(order);
+	free(rank);
+	free(par);
+	free(scaled_all);
+	free(met_all);
+	json_decref(metrics);
+	json_decref(base);
+	json_decref(order_names);
+	json_decref(fixed);
+	json_decref(fixed_params);
+	json_decref(spaces);
+	qd_sampler_free(smp);
+	qd_search_space_free(sp);
+	qd_eval_plan_free(plan);
+	return rc;
+}
+
 /* ---- the run ---- */
 
 int qd_workflow_run(const struct qd_workflow_req *req, const struct qd_workflow_hooks *hooks,
@@ -216,6 +748,14 @@ int qd_workflow_run(const struct qd_workflow_req *req, const struct qd_workflow_
 			    json_pack("{s:s, s:n, s:n, s:n, s:{s:s, s:{s:s}}, s:I}", "model_id", parent_id ? parent_id : "input",
 				      "parent_model_id", "from_pass", "pass_run_config", "model_config", "type", "ONNXModel",
 				      "config", "model_path", model_path, "size_bytes", (json_int_t)float_bytes));
+
+	struct qd_search_strategy ss;
+	if ((rc = qd_search_strategy_parse(req->workflow, &ss, err)) < 0)
+		goto out;
+	if (ss.enabled) {
+		rc = wf_search(&w, &ss, model_path, float_bytes, parent_id, fp_nodes, ignored, t0, result);
+		goto out;
+	}
 
 	const json_t *passes = json_object_get(req->workflow, "passes");
 	order = qd_workflow_pass_order(req->workflow);

@@ -234,8 +234,10 @@ static bool apply_conds(const struct qd_pass_vt *vt, json_t *cfg, const json_t *
 		const json_t *parents = json_object_get(rule, "parents");
 		size_t i; json_t *par;
 		json_array_foreach(parents, i, par) {
+			if (!json_is_object(node) || qd_pass_is_search_param(node))
+				break;   /* a leaf above the last parent applies to every value below */
 			const json_t *pv = json_object_get(cfg, json_string_value(par));
-			node = pv && json_is_object(node) && !qd_pass_is_search_param(node) ? support_get(node, pv) : NULL;
+			node = pv ? support_get(node, pv) : NULL;
 			if (!node)
 				break;
 		}

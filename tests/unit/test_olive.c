@@ -70,14 +70,33 @@ static void test_ignored_with_reasons(void)
 			   "\"evaluators\": {\"e\": {\"metrics\": []}}, \"evaluator\": \"e\", "
 			   "\"passes\": {\"q\": {\"type\": \"OnnxDynamicQuantization\", \"host\": \"local_system\", "
 			   "\"disable_search\": true, \"config\": {\"per_channel\": true}}}}", QD_WF_CHECK_MODEL_BOUND), 0);
-	const char *fields[] = { "systems", "engine.cache_dir", "engine.host", "engine.search_strategy",
-				 "evaluators", "evaluator", "passes.q.host", "passes.q.disable_search",
+	const char *fields[] = { "systems", "engine.cache_dir", "engine.host",
+				 "evaluators", "evaluator", "passes.q.host",
 				 "input_model.config.model_path", "input_model.config.inference_settings" };
 	for (size_t i = 0; i < QD_ARRAY_LEN(fields); i++)
 		CHECKF(entry(ignored, fields[i]) && *msg_of(ignored, fields[i], "why"), "ignored %s with a reason",
 		       fields[i]);
 	CHECK_EQ_INT(json_array_size(ignored), QD_ARRAY_LEN(fields));
 	CHECK(strstr(msg_of(ignored, "systems", "why"), "this host") != NULL);
+	/* the search runs: search_strategy and disable_search are implemented, not ignored */
+	CHECK(entry(ignored, "engine.search_strategy") == NULL);
+	CHECK(entry(ignored, "passes.q.disable_search") == NULL);
+	CHECK_EQ_INT(check("{\"engine\": {\"search_strategy\": {\"sampler\": \"grid\"}}, \"passes\": {\"q\": "
+			   "{\"type\": \"OnnxDynamicQuantization\", \"disable_search\": \"yes\"}}}", 0), -QD_EINVAL);
+	CHECK(entry(problems, "engine.search_strategy.sampler") != NULL);
+	CHECK(entry(problems, "passes.q.disable_search") != NULL);
+	/* with a search, combinations the pass rejects are pruned; an empty space is a problem */
+	CHECK_EQ_INT(check("{\"search_strategy\": true, \"data_configs\": {\"c\": {\"dataset\": \"x.npz\"}}, "
+			   "\"passes\": {\"q\": {\"type\": \"OnnxStaticQuantization\", \"data_config\": \"c\", "
+			   "\"quant_format\": [\"QOperator\", \"QDQ\"], \"activation_type\": [\"uint8\", \"uint16\"]}}}",
+			   0), 0);
+	CHECK_EQ_INT(check("{\"search_strategy\": true, \"data_configs\": {\"c\": {\"dataset\": \"x.npz\"}}, "
+			   "\"passes\": {\"q\": {\"type\": \"OnnxStaticQuantization\", \"data_config\": \"c\", "
+			   "\"quant_format\": \"QOperator\", \"activation_type\": [\"int16\", \"uint16\"]}}}", 0), -QD_EINVAL);
+	CHECK(strstr(msg_of(problems, "passes.q.activation_type", "message"), "search space is empty") != NULL);
+	CHECK_EQ_INT(check("{\"search_strategy\": true, \"passes\": {\"q\": [{\"type\": \"OnnxDynamicQuantization\"}, "
+			   "{\"type\": \"OnnxDynamicQuantization\", \"per_channel\": true}]}}", 0), -QD_EUNSUPPORTED);
+	CHECK(entry(problems, "passes.q") != NULL);
 	/* without a bound model, input_model.model_path is the model: not ignored */
 	CHECK_EQ_INT(check("{\"input_model\": {\"type\": \"ONNXModel\", \"model_path\": \"m.onnx\"}, "
 			   "\"passes\": {\"q\": {\"type\": \"OnnxDynamicQuantization\"}}}", 0), 0);

@@ -85,15 +85,17 @@ static void test_space(void)
 	char wf[1024];
 	/* Olive's search mode: every unset parameter with search values is searched:
 	 * quant_mode 2 x precision 2 x per_channel 2 x reduce_range 2 x quant_preprocess 2 x
-	 * quant_format 2 x calibrate_method 3 = 192 indexed points; dynamic ignores
-	 * calibrate_method (back to MinMax), so 32 dynamic points have 2 duplicates each. */
+	 * quant_format 2 x calibrate_method 3 x activation_type 2 = 384 indexed points;
+	 * activation_type follows (quant_format, precision) when static (one of the two is
+	 * valid: 96 invalid); dynamic ignores calibrate_method and activation_type (back to
+	 * their defaults), so each of the 32 dynamic points has 5 duplicates. */
 	snprintf(wf, sizeof wf, ONNXQ, "");
 	CHECK_EQ_INT(build(wf, QD_SPACE_SEARCH_UNSET, &sp, &err), 0);
 	if (sp) {
-		CHECK_EQ_INT(sp->n_dim, 7);
-		CHECK_EQ_INT(sp->n_raw, 192);
-		CHECK_EQ_INT(sp->n_dup, 64);
-		CHECK_EQ_INT(sp->n_invalid, 0);
+		CHECK_EQ_INT(sp->n_dim, 8);
+		CHECK_EQ_INT(sp->n_raw, 384);
+		CHECK_EQ_INT(sp->n_dup, 160);
+		CHECK_EQ_INT(sp->n_invalid, 96);
 		CHECK_EQ_INT(sp->n_pts, 128);
 		size_t dyn = 0, dyn_minmax = 0;
 		for (size_t i = 0; i < sp->n_pts; i++) {
@@ -108,10 +110,25 @@ static void test_space(void)
 				if (!strcmp(sp->keys[i], sp->keys[j]))
 					CHECKF(0, "points %zu and %zu are equal", i, j);
 		}
+		size_t qdq_u8 = 0;
+		for (size_t i = 0; i < sp->n_pts; i++) {
+			json_t *c = qd_search_space_config(sp, i), *q = json_object_get(c, "q");
+			const char *mode = json_string_value(json_object_get(q, "quant_mode"));
+			const char *fmt = json_string_value(json_object_get(q, "quant_format"));
+			const char *prec = json_string_value(json_object_get(q, "precision"));
+			const char *act = json_string_value(json_object_get(q, "activation_type"));
+			if (!strcmp(mode, "static")) {
+				bool want_u8 = !strcmp(fmt, "QOperator") || !strcmp(prec, "uint8");
+				CHECKF(!strcmp(act, want_u8 ? "uint8" : "int8"), "%s %s -> %s", fmt, prec, act);
+				qdq_u8 += !strcmp(fmt, "QDQ") && !strcmp(act, "uint8");
+			}
+			json_decref(c);
+		}
+		CHECK_EQ_INT(qdq_u8, 24);
 		CHECK_EQ_INT(dyn, 32);
 		CHECK_EQ_INT(dyn_minmax, 32);
 		json_t *p0 = qd_search_space_params(sp, 0);
-		CHECK_EQ_INT(json_object_size(p0), 7);
+		CHECK_EQ_INT(json_object_size(p0), 8);
 		CHECK(json_object_get(p0, "q.calibrate_method") != NULL);
 		json_decref(p0);
 	}
@@ -133,7 +150,7 @@ static void test_space(void)
 			   &sp, &err), 0);
 	if (sp) {
 		CHECK_EQ_INT(sp->n_pts, 32);
-		CHECK_EQ_INT(sp->n_invalid, 96);
+		CHECK_EQ_INT(sp->n_invalid, 192);
 		CHECK(sp->first_invalid != NULL);
 	}
 	qd_search_space_free(sp);
