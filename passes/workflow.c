@@ -278,6 +278,7 @@ struct trial {
 	char key[65];
 	long cached_from;        /* trial whose result was reused, or -1 */
 	bool met;
+	bool fallback;           /* an accuracy-driven fallback step */
 	double seconds;
 	double *scaled;
 };
@@ -306,9 +307,204 @@ static json_t *trial_json(const struct trial *t, bool pareto)
 	else if (!t->error)
 		json_object_set_new(o, "model", json_sprintf("trials/%zu/model.onnx", t->n));
 	json_object_set_new(o, "pareto", json_boolean(pareto));
+	if (t->fallback)
+		json_object_set_new(o, "fallback", json_true());
 	if (t->metrics)
 		json_object_set(o, "size_bytes", json_object_get(json_object_get(t->metrics, "size"), "quantized_bytes"));
 	return o;
+}
+
+struct sctx {
+	struct wf *w;
+	const struct qd_eval_plan *plan;
+	const struct qd_eval_ctx *ec;
+	const json_t *base;
+	const size_t *order;
+	size_t n_ord;
+	const char *mhash, *model_path;
+	long long float_bytes;
+	struct trial *tr;        /* the trials so far; t is the last */
+	size_t n_tr;
+	bool canceled;
+};
+
+/* Run trial t (names, cfgs, params set) unless an identical earlier trial has its result;
+ * "of" is the planned trial count for the messages. */
+static void trial_exec(struct sctx *c, struct trial *t, size_t of)
+{
+	t->cached_from = -1;
+	t->scaled = calloc(c->n_ord + 1, sizeof *t->scaled);
+	/* cache key: input model hash + pass chain + parameters */
+	char *chain = json_dumps(t->cfgs, JSON_SORT_KEYS | JSON_COMPACT);
+	char *names_s = json_dumps(t->names, JSON_COMPACT);
+	char *ks = qd_asprintf("%s|%s|%s", c->mhash, names_s ? names_s : "", chain ? chain : "");
+	qd_sha256_hex(ks ? ks : "", ks ? strlen(ks) : 0, t->key);
+	free(chain);
+	free(names_s);
+	free(ks);
+	for (size_t j = 0; j + 1 < c->n_tr; j++)
+		if (!strcmp(c->tr[j].key, t->key) && c->tr[j].cached_from < 0) {
+			t->cached_from = (long)c->tr[j].n;
+			t->values = json_incref(c->tr[j].values);
+			t->goals = json_incref(c->tr[j].goals);
+			t->metrics = json_incref(c->tr[j].metrics);
+			t->error = c->tr[j].error ? strdup(c->tr[j].error) : NULL;
+			t->met = c->tr[j].met;
+			break;
+		}
+	char msg[200];
+	char *ptxt = json_dumps(t->params, JSON_COMPACT | JSON_SORT_KEYS);
+	snprintf(msg, sizeof msg, "trial %zu/%zu", t->n, of);
+	wf_progress(c->w, 0.05 + 0.85 * (double)(t->n - 1) / (double)(of ? of : 1),
+		    msg);
+	double ts = qd_now_mono();
+	if (t->cached_from < 0) {
+		char *dir = qd_asprintf("%s/trials/%zu", c->w->req->out_dir, t->n);
+		char *mp = qd_asprintf("%s/model.onnx", dir ? dir : "");
+		json_t *po = json_array(), *counts = json_object();
+		long long qb = 0;
+		struct qd_err te = { 0 };
+		json_t *detail = NULL;
+		int trc = dir && mp ? wf_run_chain(c->w, c->model_path, t->names, t->cfgs, dir, po, counts, &qb, &te)
+				    : qd_err_set(&te, QD_ENOMEM, NULL, "out of memory");
+		if (trc == 0)
+			trc = qd_eval_run(c->plan, c->ec, mp, &t->values, &detail, &te);
+		if (trc == -QD_ECANCELED || wf_canceled(c->w))
+			c->canceled = true;
+		if (trc < 0) {
+			t->error = strdup(te.msg);
+			json_decref(t->values);
+			t->values = NULL;
+		} else {
+			t->met = qd_eval_goals_met(c->plan, t->values, c->base, &t->goals);
+			json_int_t total = 0;
+			const char *k; json_t *v;
+			json_object_foreach(counts, k, v)
+				total += json_integer_value(v);
+			t->metrics = json_pack("{s:{s:I, s:I, s:f}, s:O, s:I, s:O, s:O, s:O}", "size",
+					       "float_bytes", (json_int_t)c->float_bytes, "quantized_bytes",
+					       (json_int_t)qb, "ratio", c->float_bytes > 0 ? (double)qb /
+					       (double)c->float_bytes : 0.0, "quantized_nodes", counts,
+					       "quantized_nodes_total", total, "accuracy",
+					       json_object_get(detail, "accuracy") ?: json_null(), "values",
+					       t->values, "passes", po);
+			json_t *low = json_object_get(detail, "lowest_snr_activations");
+			if (low && t->metrics)
+				json_object_set(t->metrics, "lowest_snr_activations", low);
+		}
+		json_decref(detail);
+		json_decref(po);
+		json_decref(counts);
+		free(dir);
+		free(mp);
+	}
+	t->seconds = qd_now_mono() - ts;
+	if (t->values && t->scaled)
+		qd_rank_scale(c->plan->obj, c->order, c->n_ord, t->values, t->scaled);
+	char vtxt[256] = "";
+	size_t off = 0;
+	for (size_t k = 0; t->values && k < c->n_ord && off < sizeof vtxt - 1; k++) {
+		const json_t *v = json_object_get(t->values, c->plan->obj[c->order[k]].key);
+		off += (size_t)snprintf(vtxt + off, sizeof vtxt - off, "%s%s=%.6g", k ? " " : "",
+					c->plan->obj[c->order[k]].key, json_number_value(v));
+	}
+	if (t->error)
+		wf_log(c->w, QD_LOG_WARN, "trial %zu/%zu %s failed (%.1f s): %s", t->n, of,
+		       ptxt ? ptxt : "", t->seconds, t->error);
+	else
+		wf_log(c->w, QD_LOG_INFO, "trial %zu/%zu %s: %s, goals %s%s (%.1f s)", t->n, of,
+		       ptxt ? ptxt : "", vtxt, t->met ? "met" : "missed",
+		       t->cached_from >= 0 ? " (cached)" : "", t->seconds);
+	free(ptxt);
+}
+
+#define QD_WF_FALLBACK_MAX 10   /* nodes the fallback keeps in float at most */
+
+static json_t *wf_fallback(struct wf *w, const struct qd_search_strategy *ss, double t0, struct trial **trp,
+			   size_t *n_trp, size_t src, const struct qd_eval_plan *plan, const struct qd_eval_ctx *ec,
+			   const json_t *base, const size_t *order, size_t n_ord, const char *mhash,
+			   const char *model_path, long long float_bytes, bool *canceled)
+{
+	const json_t *low = json_object_get((*trp)[src].metrics, "lowest_snr_activations");
+	const json_t *names = (*trp)[src].names;
+	const char *lp = json_string_value(json_array_get(names, json_array_size(names) - 1));
+	json_t *cfgs = json_deep_copy((*trp)[src].cfgs);
+	json_t *pc = json_object_get(cfgs, lp ? lp : "");
+	json_t *res = json_pack("{s:I, s:s}", "from_trial", (json_int_t)(*trp)[src].n, "pass", lp ? lp : "");
+	if (!json_array_size(low) || !pc || !json_object_get(pc, "nodes_to_exclude")) {
+		const char *why = !json_array_size(low) ? "the per-activation SNR needs held-out data: add a data config "
+							  "that no pass calibrates with"
+							: "the last pass has no nodes_to_exclude parameter";
+		wf_log(w, QD_LOG_WARN, "no trial meets every goal; accuracy-driven fallback unavailable: %s", why);
+		json_object_set_new(res, "status", json_string("unavailable"));
+		json_object_set_new(res, "reason", json_string(why));
+		json_decref(cfgs);
+		return res;
+	}
+	wf_log(w, QD_LOG_INFO, "no trial meets every goal: keeping the lowest-SNR nodes of trial %zu in float, one at "
+	       "a time", (*trp)[src].n);
+	json_t *ex = json_is_array(json_object_get(pc, "nodes_to_exclude")) ?
+		     json_deep_copy(json_object_get(pc, "nodes_to_exclude")) : json_array();
+	json_t *steps = json_array(), *added = json_array();
+	const json_t *prev = (*trp)[src].values;
+	bool met = false;
+	size_t i; json_t *e;
+	json_array_foreach(low, i, e) {
+		const char *node = json_string_value(json_object_get(e, "node"));
+		if (!node || !*node || qd_json_list_has(ex, node))
+			continue;
+		if (json_array_size(added) >= QD_WF_FALLBACK_MAX || *canceled || wf_canceled(w) ||
+		    (ss->max_time > 0 && qd_now_mono() - t0 > ss->max_time))
+			break;
+		json_array_append_new(ex, json_string(node));
+		json_array_append_new(added, json_string(node));
+		json_object_set(pc, "nodes_to_exclude", ex);
+		struct trial *nt = realloc(*trp, (*n_trp + 1) * sizeof **trp);
+		if (!nt)
+			break;
+		*trp = nt;
+		struct trial *t = &nt[*n_trp];
+		memset(t, 0, sizeof *t);
+		t->n = ++*n_trp;
+		t->fallback = true;
+		t->names = json_incref((json_t *)names);
+		t->cfgs = json_deep_copy(cfgs);
+		t->params = json_deep_copy(nt[src].params);
+		char *k = qd_asprintf("%s.nodes_to_exclude", lp);
+		if (k && t->params)
+			json_object_set_new(t->params, k, json_deep_copy(ex));
+		free(k);
+		struct sctx sc = { .w = w, .plan = plan, .ec = ec, .base = base, .order = order, .n_ord = n_ord,
+				   .mhash = mhash, .model_path = model_path, .float_bytes = float_bytes, .tr = nt,
+				   .n_tr = *n_trp };
+		trial_exec(&sc, t, *n_trp);
+		*canceled = *canceled || sc.canceled;
+		json_t *bought = json_object();
+		for (size_t q = 0; t->values && q < plan->n_obj; q++) {
+			const char *key = plan->obj[q].key;
+			json_t *a = json_object_get(t->values, key), *b = json_object_get(prev, key);
+			if (json_is_number(a) && json_is_number(b))
+				json_object_set_new(bought, key, json_real(json_number_value(a) - json_number_value(b)));
+		}
+		json_array_append_new(steps, json_pack("{s:I, s:s, s:O?, s:O?, s:O?, s:b, s:o}", "trial", (json_int_t)t->n,
+						       "node", node, "tensor", json_object_get(e, "tensor"), "snr_db",
+						       json_object_get(e, "snr_db"), "values", t->values, "goals_met", t->met,
+						       "bought", bought));
+		if (t->values)
+			prev = t->values;
+		if (t->met) {
+			met = true;
+			break;
+		}
+	}
+	wf_log(w, met ? QD_LOG_INFO : QD_LOG_WARN, "fallback: %zu node(s) kept in float, goals %s", json_array_size(added),
+	       met ? "met" : "still missed");
+	json_object_set_new(res, "status", json_string(met ? "goals_met" : "goals_missed"));
+	json_object_set_new(res, "kept_float", added);
+	json_object_set_new(res, "steps", steps);
+	json_decref(ex);
+	json_decref(cfgs);
+	return res;
 }
 
 static int wf_search(struct wf *w, const struct qd_search_strategy *ss, const char *model_path, long long float_bytes,
@@ -418,92 +614,15 @@ static int wf_search(struct wf *w, const struct qd_search_strategy *ss, const ch
 				json_object_update(t->params, p);
 				json_decref(p);
 			}
-			t->scaled = calloc(n_ord + 1, sizeof *t->scaled);
-			/* cache key: input model hash + pass chain + parameters */
-			char *chain = json_dumps(t->cfgs, JSON_SORT_KEYS | JSON_COMPACT);
-			char *names_s = json_dumps(names, JSON_COMPACT);
-			char *ks = qd_asprintf("%s|%s|%s", mhash, names_s ? names_s : "", chain ? chain : "");
-			qd_sha256_hex(ks ? ks : "", ks ? strlen(ks) : 0, t->key);
-			free(chain);
-			free(names_s);
-			free(ks);
-			for (size_t j = 0; j + 1 < n_tr; j++)
-				if (!strcmp(tr[j].key, t->key) && tr[j].cached_from < 0) {
-					t->cached_from = (long)tr[j].n;
-					t->values = json_incref(tr[j].values);
-					t->goals = json_incref(tr[j].goals);
-					t->metrics = json_incref(tr[j].metrics);
-					t->error = tr[j].error ? strdup(tr[j].error) : NULL;
-					t->met = tr[j].met;
-					break;
-				}
-			char msg[200];
-			char *ptxt = json_dumps(t->params, JSON_COMPACT | JSON_SORT_KEYS);
-			snprintf(msg, sizeof msg, "trial %zu/%zu", t->n, lv_first + planned);
-			wf_progress(w, 0.05 + 0.85 * (double)(t->n - 1) / (double)(lv_first + planned ? lv_first + planned : 1),
-				    msg);
-			double ts = qd_now_mono();
-			if (t->cached_from < 0) {
-				char *dir = qd_asprintf("%s/trials/%zu", req->out_dir, t->n);
-				char *mp = qd_asprintf("%s/model.onnx", dir ? dir : "");
-				json_t *po = json_array(), *counts = json_object();
-				long long qb = 0;
-				struct qd_err te = { 0 };
-				json_t *detail = NULL;
-				int trc = dir && mp ? wf_run_chain(w, model_path, names, t->cfgs, dir, po, counts, &qb, &te)
-						    : qd_err_set(&te, QD_ENOMEM, NULL, "out of memory");
-				if (trc == 0)
-					trc = qd_eval_run(plan, &ec, mp, &t->values, &detail, &te);
-				if (trc == -QD_ECANCELED || wf_canceled(w)) {
-					canceled = true;
-					stopped = "canceled";
-				}
-				if (trc < 0) {
-					t->error = strdup(te.msg);
-					json_decref(t->values);
-					t->values = NULL;
-				} else {
-					t->met = qd_eval_goals_met(plan, t->values, base, &t->goals);
-					json_int_t total = 0;
-					const char *k; json_t *v;
-					json_object_foreach(counts, k, v)
-						total += json_integer_value(v);
-					t->metrics = json_pack("{s:{s:I, s:I, s:f}, s:O, s:I, s:O, s:O, s:O}", "size",
-							       "float_bytes", (json_int_t)float_bytes, "quantized_bytes",
-							       (json_int_t)qb, "ratio", float_bytes > 0 ? (double)qb /
-							       (double)float_bytes : 0.0, "quantized_nodes", counts,
-							       "quantized_nodes_total", total, "accuracy",
-							       json_object_get(detail, "accuracy") ?: json_null(), "values",
-							       t->values, "passes", po);
-					json_t *low = json_object_get(detail, "lowest_snr_activations");
-					if (low && t->metrics)
-						json_object_set(t->metrics, "lowest_snr_activations", low);
-				}
-				json_decref(detail);
-				json_decref(po);
-				json_decref(counts);
-				free(dir);
-				free(mp);
+			struct sctx sc = { .w = w, .plan = plan, .ec = &ec, .base = base, .order = order, .n_ord = n_ord,
+					    .mhash = mhash, .model_path = model_path, .float_bytes = float_bytes, .tr = tr,
+					    .n_tr = n_tr };
+			trial_exec(&sc, t, lv_first + planned);
+			if (sc.canceled) {
+				canceled = true;
+				stopped = "canceled";
 			}
-			t->seconds = qd_now_mono() - ts;
-			if (t->values && t->scaled)
-				qd_rank_scale(plan->obj, order, n_ord, t->values, t->scaled);
 			qd_sampler_tell(smp, idx, t->values ? t->scaled : NULL, n_ord, t->met, t->values == NULL);
-			char vtxt[256] = "";
-			size_t off = 0;
-			for (size_t k = 0; t->values && k < n_ord && off < sizeof vtxt - 1; k++) {
-				const json_t *v = json_object_get(t->values, plan->obj[order[k]].key);
-				off += (size_t)snprintf(vtxt + off, sizeof vtxt - off, "%s%s=%.6g", k ? " " : "",
-							plan->obj[order[k]].key, json_number_value(v));
-			}
-			if (t->error)
-				wf_log(w, QD_LOG_WARN, "trial %zu/%zu %s failed (%.1f s): %s", t->n, lv_first + planned,
-				       ptxt ? ptxt : "", t->seconds, t->error);
-			else
-				wf_log(w, QD_LOG_INFO, "trial %zu/%zu %s: %s, goals %s%s (%.1f s)", t->n, lv_first + planned,
-				       ptxt ? ptxt : "", vtxt, t->met ? "met" : "missed",
-				       t->cached_from >= 0 ? " (cached)" : "", t->seconds);
-			free(ptxt);
 			if (canceled)
 				break;
 			if (ss->stop_when_goals_met && t->met && lv + 1 == levels) {
@@ -527,6 +646,28 @@ static int wf_search(struct wf *w, const struct qd_search_strategy *ss, const ch
 		json_decref(names);
 		if (n_tr >= budget || (ss->max_time > 0 && qd_now_mono() - t0 > ss->max_time))
 			break;
+	}
+	/* Accuracy-driven fallback (INC's basic strategy): when no trial meets the goals, keep
+	 * the quantized nodes whose activations are furthest from the float model's (lowest
+	 * SNR on the held-out data) in float, one more at a time, from the best-ranked trial,
+	 * until the goals are met or QD_WF_FALLBACK_MAX exclusions (or max_time) are used. */
+	json_t *fallback = NULL;
+	{
+		long src = -1;
+		bool any_met = false, has_goals = false;
+		for (size_t j = 0; j < n_tr; j++) {
+			any_met = any_met || (tr[j].values && tr[j].met);
+			if (tr[j].values && tr[j].cached_from < 0 &&
+			    (src < 0 || qd_rank_cmp(tr[j].scaled, tr[j].met, tr[src].scaled, tr[src].met, n_ord) < 0))
+				src = (long)j;
+		}
+		for (size_t k = 0; k < plan->n_obj; k++)
+			has_goals = has_goals || plan->obj[k].goal_type;
+		if (src >= 0 && !any_met && has_goals && !canceled)
+			fallback = wf_fallback(w, ss, t0, &tr, &n_tr, (size_t)src, plan, &ec, base, order, n_ord, mhash,
+					       model_path, float_bytes, &canceled);
+		if (canceled)
+			stopped = "canceled";
 	}
 	/* rank every successful trial */
 	size_t n_ok = 0;
@@ -605,6 +746,11 @@ static int wf_search(struct wf *w, const struct qd_search_strategy *ss, const ch
 				   (json_int_t)bt->n, "params", bt->params, "values", bt->values, "goals_met", goals_met,
 				   "pareto", pareto, "stopped", stopped);
 	spaces = NULL;
+	if (search && fallback)
+		json_object_set_new(search, "fallback", fallback);
+	else
+		json_decref(fallback);
+	fallback = NULL;
 	metrics = json_deep_copy(bt->metrics);
 	if (!metrics || !search) {
 		json_decref(search);
