@@ -418,7 +418,7 @@ static void trial_exec(struct sctx *c, struct trial *t, size_t of)
 	free(ptxt);
 }
 
-#define QD_WF_FALLBACK_MAX 10   /* nodes the fallback keeps in float at most */
+#define QD_WF_FALLBACK_MAX 10   /* exclusions the fallback tries at most */
 
 static json_t *wf_fallback(struct wf *w, const struct qd_search_strategy *ss, double t0, struct trial **trp,
 			   size_t *n_trp, size_t src, const struct qd_eval_plan *plan, const struct qd_eval_ctx *ec,
@@ -453,7 +453,7 @@ static json_t *wf_fallback(struct wf *w, const struct qd_search_strategy *ss, do
 		const char *node = json_string_value(json_object_get(e, "node"));
 		if (!node || !*node || qd_json_list_has(ex, node))
 			continue;
-		if (json_array_size(added) >= QD_WF_FALLBACK_MAX || *canceled || wf_canceled(w) ||
+		if (json_array_size(steps) >= QD_WF_FALLBACK_MAX || *canceled || wf_canceled(w) ||
 		    (ss->max_time > 0 && qd_now_mono() - t0 > ss->max_time))
 			break;
 		json_array_append_new(ex, json_string(node));
@@ -486,12 +486,25 @@ static json_t *wf_fallback(struct wf *w, const struct qd_search_strategy *ss, do
 			if (json_is_number(a) && json_is_number(b))
 				json_object_set_new(bought, key, json_real(json_number_value(a) - json_number_value(b)));
 		}
-		json_array_append_new(steps, json_pack("{s:I, s:s, s:O?, s:O?, s:O?, s:b, s:o}", "trial", (json_int_t)t->n,
+		/* confirm by excluding: a node whose exclusion improved no objective goes back */
+		bool helped = false;
+		const char *bk; json_t *bv;
+		json_object_foreach(bought, bk, bv)
+			for (size_t q = 0; q < plan->n_obj; q++)
+				if (!strcmp(plan->obj[q].key, bk) && plan->obj[q].priority > 0 &&
+				    (plan->obj[q].higher_is_better ? json_number_value(bv) > 0 : json_number_value(bv) < 0))
+					helped = true;
+		bool keep = t->met || helped;
+		json_array_append_new(steps, json_pack("{s:I, s:s, s:O?, s:O?, s:O?, s:b, s:o, s:b}", "trial", (json_int_t)t->n,
 						       "node", node, "tensor", json_object_get(e, "tensor"), "snr_db",
 						       json_object_get(e, "snr_db"), "values", t->values, "goals_met", t->met,
-						       "bought", bought));
-		if (t->values)
+						       "bought", bought, "kept", keep));
+		if (!keep) {
+			json_array_remove(ex, json_array_size(ex) - 1);
+			json_array_remove(added, json_array_size(added) - 1);
+		} else if (t->values) {
 			prev = t->values;
+		}
 		if (t->met) {
 			met = true;
 			break;
