@@ -31,7 +31,7 @@ static const char *const olive_only_passes[] = {
 	"OnnxConversion", "OnnxOpVersionConversion", "OrtTransformersOptimization", "OrtPerfTuning",
 	"OrtSessionParamsTuning", "OnnxFloatToFloat16", "OrtMixedPrecision", "DynamicToFixedShape",
 	"GraphSurgeries", "OnnxModelOptimizer", "OnnxPeepholeOptimizer", "OnnxBnb4Quantization",
-	"OnnxMatMul4Quantizer", "OnnxHqqQuantization", "OnnxBlockWiseRtnQuantization", "ExtractAdapters",
+	"ExtractAdapters",
 	"LoRA", "QLoRA", "LoftQ", "SparseGPT", "TorchTRTConversion", "OptimumConversion", "OptimumMerging",
 	"ModelBuilder", "GptqQuantizer", "AwqQuantizer", "QuaRot", "SpinQuant", "MoEExpertsDistributor",
 	"InsertBeamSearch", "AppendPrePostProcessingOps", "SNPEConversion", "SNPEQuantization",

@@ -196,5 +196,15 @@ int qd_pass_run_static(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t
 int qd_pass_check_dynamic(const char *pass_name, const json_t *space, struct qd_err *err);
 int qd_pass_run_dynamic(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t *params,
 			struct qd_err *err);
+/* Weight-only passes → MatMulNBits (passes/weight_only.c). OnnxMatMulNBits is quantd's
+ * name for OnnxMatMul4Quantizer with a bits parameter (same run function). */
+int qd_pass_check_blockwise_rtn(const char *pass_name, const json_t *space, struct qd_err *err);
+int qd_pass_run_blockwise_rtn(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t *params,
+			      struct qd_err *err);
+int qd_pass_check_hqq(const char *pass_name, const json_t *space, struct qd_err *err);
+int qd_pass_run_hqq(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t *params, struct qd_err *err);
+int qd_pass_check_matmul4(const char *pass_name, const json_t *space, struct qd_err *err);
+int qd_pass_check_matmul_nbits(const char *pass_name, const json_t *space, struct qd_err *err);
+int qd_pass_run_matmul4(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t *params, struct qd_err *err);
 
 #endif

@@ -178,18 +178,59 @@ static const struct qd_param qd_params_qnn_preprocess[] = {
 	P_EXTERNAL_DATA,
 };
 
+/* Weight-only passes (passes/weight_only.c). Olive's OnnxBlockWiseRtnQuantization,
+ * OnnxHqqQuantization and OnnxMatMul4Quantizer with their names and defaults; quantd adds
+ * op_types_to_quantize to the first two (MatMul only: Gather's GatherBlockQuantized is
+ * refused) and calibration_sampling_size for GPTQ. */
+#define P_WO_SELECT \
+	{"nodes_to_exclude", QD_PT_STRLIST, "null", NULL, NULL, "node names (or fnmatch globs) never quantized"}, \
+	{"nodes_to_include", QD_PT_STRLIST, "null", NULL, NULL, "quantize only these node names (or globs)"}
+
+static const struct qd_param qd_params_blockwise_rtn[] = {
+	{"bits", QD_PT_INT, "4", NULL, NULL, "bits per weight: 4 or 8"},
+	{"block_size", QD_PT_INT, "128", NULL, NULL, "block size along K (power of 2, >= 16)"},
+	{"axis", QD_PT_INT, "0", NULL, NULL, "quantization axis (Gather only in Olive; MatMul: 0)"},
+	{"is_symmetric", QD_PT_BOOL, "true", NULL, NULL, "symmetric blocks (no zero points)"},
+	{"accuracy_level", QD_PT_INT, "0", NULL, NULL, "MatMulNBits accuracy_level: 0 unset, 1 fp32, 2 fp16, 3 bf16, 4 int8"},
+	P_WO_SELECT,
+	{"op_types_to_quantize", QD_PT_STRLIST, "[\"MatMul\"]", NULL, NULL, "op types (MatMul only)"},
+	P_EXTERNAL_DATA,
+};
+
+static const struct qd_param qd_params_hqq[] = {
+	{"block_size", QD_PT_INT, "128", NULL, NULL, "block size along K (power of 2, >= 16)"},
+	{"axis", QD_PT_INT, "0", NULL, NULL, "quantization axis of B (0 only)"},
+	{"accuracy_level", QD_PT_INT, "0", NULL, NULL, "MatMulNBits accuracy_level: 0 unset, 1 fp32, 2 fp16, 3 bf16, 4 int8"},
+	P_WO_SELECT,
+	P_EXTERNAL_DATA,
+};
+
+#define P_MATMUL4_COMMON \
+	{"is_symmetric", QD_PT_BOOL, "true", NULL, NULL, "symmetric blocks (no zero points)"}, \
+	P_WO_SELECT, \
+	{"op_types_to_quantize", QD_PT_STRLIST, "null", NULL, NULL, "op types; null means [\"MatMul\"] (MatMul only)"}, \
+	{"quant_axes", QD_PT_DICT, "null", NULL, NULL, "axis per op type; MatMul: 0 only"}, \
+	{"accuracy_level", QD_PT_INT, "null", NULL, NULL, "0 unset, 1 fp32, 2 fp16, 3 bf16, 4 int8"}, \
+	{"algorithm", QD_PT_ENUM, "null", NULL, "DEFAULT|HQQ|RTN|GPTQ|k_quant", \
+	 "DEFAULT (ORT's MLAS round-to-nearest), RTN (INC's), HQQ, GPTQ (needs data_config); null = DEFAULT; " \
+	 "k_quant is refused (not implemented)"}, \
+	{"weight_only_quant_configs", QD_PT_DICT, "null", NULL, NULL, \
+	 "the algorithm's own settings, overriding the pass's: DEFAULT block_size, is_symmetric, accuracy_level; " \
+	 "RTN ratios; HQQ block_size, bits, axis; GPTQ percdamp, block_size, actorder, mse, perchannel"}, \
+	{"data_config", QD_PT_ANY, "null", NULL, NULL, "calibration data (GPTQ)"}, \
+	{"calibration_sampling_size", QD_PT_ANY, "null", NULL, NULL, "GPTQ: at most this many samples (null: all)"}, \
+	P_EXTERNAL_DATA
+
+static const struct qd_param qd_params_matmul4[] = {
+	{"block_size", QD_PT_INT, "32", NULL, NULL, "block size along K (power of 2, >= 16)"},
+	P_MATMUL4_COMMON,
+};
+
+/* quantd's own name: OnnxMatMul4Quantizer plus bits (4 or 8) */
 static const struct qd_param qd_params_matmul_nbits[] = {
 	{"block_size", QD_PT_INT, "32", NULL, NULL, "block size along K (power of 2, >= 16)"},
-	{"is_symmetric", QD_PT_BOOL, "true", NULL, NULL, "symmetric blocks (no zero points)"},
-	{"bits", QD_PT_INT, "4", NULL, NULL, "bits per weight: 2, 4 or 8"},
-	{"accuracy_level", QD_PT_INT, "null", NULL, NULL, "0 unset, 1 fp32, 2 fp16, 3 bf16, 4 int8"},
-	{"algorithm", QD_PT_ENUM, "\"DEFAULT\"", NULL, "DEFAULT|HQQ|RTN|GPTQ|k_quant", "algorithm"},
-	{"nodes_to_exclude", QD_PT_STRLIST, "null", NULL, NULL, "node-name deny list"},
-	{"nodes_to_include", QD_PT_STRLIST, "null", NULL, NULL, "node-name allow list"},
-	{"op_types_to_quantize", QD_PT_STRLIST, "[\"MatMul\"]", NULL, NULL, "op types"},
-	{"quant_axes", QD_PT_DICT, "null", NULL, NULL, "quantization axis per op type"},
-	{"data_config", QD_PT_ANY, "null", NULL, NULL, "calibration data (GPTQ)"},
-	P_EXTERNAL_DATA,
+	{"bits", QD_PT_INT, "4", NULL, NULL, "bits per weight: 4 or 8"},
+	P_MATMUL4_COMMON,
 };
 
 /* ---- the table ---- */
@@ -200,7 +241,7 @@ const struct qd_pass_vt qd_pass_table[QD_PASS__COUNT] = {
 #include "passes/passes.def"
 #undef QD_PASS
 };
-static_assert(QD_PASS__COUNT == 9, "a row was added to passes.def: update this count and the checklist");
+static_assert(QD_PASS__COUNT == 12, "a row was added to passes.def: update this count and the checklist");
 
 /* ---- extra_options (reference/ort_quantization.md §2.3) ---- */
 
