@@ -211,14 +211,15 @@ static const struct qd_param qd_params_hqq[] = {
 	{"op_types_to_quantize", QD_PT_STRLIST, "null", NULL, NULL, "op types; null means [\"MatMul\"] (MatMul only)"}, \
 	{"quant_axes", QD_PT_DICT, "null", NULL, NULL, "axis per op type; MatMul: 0 only"}, \
 	{"accuracy_level", QD_PT_INT, "null", NULL, NULL, "0 unset, 1 fp32, 2 fp16, 3 bf16, 4 int8"}, \
-	{"algorithm", QD_PT_ENUM, "null", NULL, "DEFAULT|HQQ|RTN|GPTQ|k_quant", \
-	 "DEFAULT (ORT's MLAS round-to-nearest), RTN (INC's), HQQ, GPTQ (needs data_config); null = DEFAULT; " \
-	 "k_quant is refused (not implemented)"}, \
+	{"algorithm", QD_PT_ENUM, "null", NULL, "DEFAULT|HQQ|RTN|GPTQ|AWQ|k_quant", \
+	 "DEFAULT (ORT's MLAS round-to-nearest), RTN (INC's), HQQ, GPTQ and AWQ (quantd's addition; both need " \
+	 "data_config); null = DEFAULT; k_quant is refused (not implemented)"}, \
 	{"weight_only_quant_configs", QD_PT_DICT, "null", NULL, NULL, \
 	 "the algorithm's own settings, overriding the pass's: DEFAULT block_size, is_symmetric, accuracy_level; " \
-	 "RTN ratios; HQQ block_size, bits, axis; GPTQ percdamp, block_size, actorder, mse, perchannel"}, \
-	{"data_config", QD_PT_ANY, "null", NULL, NULL, "calibration data (GPTQ)"}, \
-	{"calibration_sampling_size", QD_PT_ANY, "null", NULL, NULL, "GPTQ: at most this many samples (null: all)"}, \
+	 "RTN ratios; HQQ block_size, bits, axis; GPTQ percdamp, block_size, actorder, mse, perchannel; " \
+	 "AWQ block_size, is_symmetric, accuracy_level"}, \
+	{"data_config", QD_PT_ANY, "null", NULL, NULL, "calibration data (GPTQ, AWQ)"}, \
+	{"calibration_sampling_size", QD_PT_ANY, "null", NULL, NULL, "GPTQ / AWQ: at most this many samples (null: all)"}, \
 	P_EXTERNAL_DATA
 
 static const struct qd_param qd_params_matmul4[] = {

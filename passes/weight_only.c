@@ -41,7 +41,7 @@ struct wo_cfg {
 
 static const char *algo_name(enum qd_wo_algo a)
 {
-	static const char *const n[] = {"DEFAULT", "RTN", "HQQ", "GPTQ"};
+	static const char *const n[] = {"DEFAULT", "RTN", "HQQ", "GPTQ", "AWQ"};
 	return n[a];
 }
 
@@ -63,6 +63,8 @@ static const char *woq_keys(const char *algo)
 		return "block_size|bits|axis|op_types_to_quantize|quant_axes";
 	if (!strcmp(algo, "GPTQ"))
 		return "percdamp|block_size|actorder|mse|perchannel|op_types_to_quantize|quant_axes";
+	if (!strcmp(algo, "AWQ"))
+		return "block_size|is_symmetric|accuracy_level|op_types_to_quantize|quant_axes";
 	return NULL;
 }
 
@@ -171,11 +173,11 @@ static int check_matmul4_one(const char *pass_name, const json_t *algo_v, const 
 	const char *keys = woq_keys(algo);
 	if (!keys)
 		return qd_err_set(err, QD_ENOT_IMPL, field, "algorithm '%s' is not implemented (DEFAULT, RTN, HQQ, "
-				  "GPTQ)", algo);
-	if (!strcmp(algo, "GPTQ") && json_is_null(dc)) {
+				  "GPTQ, AWQ)", algo);
+	if ((!strcmp(algo, "GPTQ") || !strcmp(algo, "AWQ")) && json_is_null(dc)) {
 		snprintf(field, sizeof field, "passes.%s.data_config", pass_name);
-		return qd_err_set(err, QD_EINVAL, field, "GPTQ needs calibration data: set \"data_config\" to a "
-				  "data_configs name");
+		return qd_err_set(err, QD_EINVAL, field, "%s needs calibration data: set \"data_config\" to a "
+				  "data_configs name", algo);
 	}
 	const char *k; json_t *x;
 	json_object_foreach((json_t *)woq, k, x) {
@@ -273,7 +275,7 @@ struct wo {
 	struct hess *h;
 	size_t nh;
 	struct qd_namemap hmap;     /* input name → index into h */
-	json_t *counts, *skipped;
+	json_t *counts, *skipped, *awq;
 	int64_t samples;
 };
 
@@ -363,7 +365,7 @@ static void gptq_hook(void *ud, const Onnx__NodeProto *node, const struct qd_ten
 		accumulate(&w->h[*ix], t);
 }
 
-static int gptq_calibrate(struct wo *w)
+static int hessian_calibrate(struct wo *w)
 {
 	struct qd_err *err = w->err;
 	w->h = calloc(w->nt + 1, sizeof *w->h);
@@ -405,7 +407,7 @@ static int gptq_calibrate(struct wo *w)
 	}
 	qd_engine_set_hook(e, gptq_hook, w);
 	double t0 = qd_now_mono();
-	qd_pass_log(w->pc, QD_LOG_INFO, "GPTQ: collecting %zu Hessians on %lld samples (batch %lld)", w->nh,
+	qd_pass_log(w->pc, QD_LOG_INFO, "%s: collecting %zu Hessians on %lld samples (batch %lld)", algo_name(w->cfg.algo), w->nh,
 		    (long long)b.end, (long long)b.bs);
 	const volatile int *cancel = w->pc->hooks ? w->pc->hooks->cancel : NULL;
 	for (;;) {
@@ -438,9 +440,9 @@ static int gptq_calibrate(struct wo *w)
 			goto out;
 		}
 	json_object_set_new(w->pc->stats, "calibration",
-			    json_pack("{s:s, s:I, s:I, s:f}", "method", "GPTQ Hessian", "samples", (json_int_t)w->samples,
+			    json_pack("{s:s, s:I, s:I, s:f}", "method", "Hessian sum X'X", "samples", (json_int_t)w->samples,
 				      "hessians", (json_int_t)w->nh, "seconds", qd_now_mono() - t0));
-	qd_pass_log(w->pc, QD_LOG_INFO, "GPTQ: %zu Hessians from %lld samples (%.2f s)", w->nh,
+	qd_pass_log(w->pc, QD_LOG_INFO, "%s: %zu Hessians from %lld samples (%.2f s)", algo_name(w->cfg.algo), w->nh,
 		    (long long)w->samples, qd_now_mono() - t0);
 	rc = 0;
 out:
@@ -452,9 +454,18 @@ out:
 
 /* ---- per weight ---- */
 
-static int quantize_one(struct wo *w, const struct target *t, const float *wf, struct qd_wo_q *q)
+static void hess_full(const struct hess *h, double *H)
+{
+	int64_t K = h->K;
+	for (int64_t i = 0; i < K; i++)
+		for (int64_t j = 0; j < K; j++)
+			H[i * K + j] = i <= j ? h->H[i * K + j] : h->H[j * K + i];
+}
+
+static int quantize_one(struct wo *w, const struct target *t, const float *wf, struct qd_wo_q *q, float **inv_s)
 {
 	const struct wo_cfg *c = &w->cfg;
+	*inv_s = NULL;
 	Onnx__NodeProto *n = w->m->proto->graph->node[t->node];
 	switch (c->algo) {
 	case QD_WO_DEFAULT:
@@ -475,9 +486,7 @@ static int quantize_one(struct wo *w, const struct target *t, const float *wf, s
 			free(H); free(wc);
 			return qd_err_set(w->err, QD_ENOMEM, NULL, "out of memory");
 		}
-		for (int64_t i = 0; i < K; i++)
-			for (int64_t j = 0; j < K; j++)
-				H[i * K + j] = i <= j ? h->H[i * K + j] : h->H[j * K + i];
+		hess_full(h, H);
 		memcpy(wc, wf, (size_t)(K * t->N) * sizeof(float));
 		struct qd_wo_gptq_opts o = c->g;
 		o.bits = c->bits;
@@ -492,12 +501,28 @@ static int quantize_one(struct wo *w, const struct target *t, const float *wf, s
 			qd_err_wrap(w->err, "GPTQ of node '%s'", qd_node_label(n));
 		return rc;
 	}
+	case QD_WO_AWQ: {
+		const struct hess *h = &w->h[t->h];
+		double *H = malloc((size_t)(t->K * t->K) * sizeof(double) + 1), alpha = 0, ratio = 1;
+		if (!H)
+			return qd_err_set(w->err, QD_ENOMEM, NULL, "out of memory");
+		hess_full(h, H);
+		int rc = qd_wo_quant_awq(wf, H, h->rows, t->K, t->N, c->bits, c->bs, c->sym, q, inv_s, &alpha, &ratio,
+					 w->err);
+		free(H);
+		if (rc < 0)
+			return rc;
+		json_array_append_new(w->awq, json_pack("{s:s, s:f, s:f}", "node", qd_node_label(n), "alpha", alpha,
+							"loss_vs_rtn", ratio));
+		return 0;
+	}
 	}
 	return qd_err_set(w->err, QD_EINTERNAL, NULL, "unknown algorithm");
 }
 
 struct packed {
 	char *bq, *sc, *zp;   /* initializer names (new) */
+	char *inv;            /* AWQ: 1/s per input channel, or NULL */
 };
 
 static int rewrite_one(struct wo *w, struct qd_graph_index *ix, const struct target *t, struct qd_namemap *done,
@@ -518,17 +543,32 @@ static int rewrite_one(struct wo *w, struct qd_graph_index *ix, const struct tar
 		if ((rc = qd_tensor_to_float(bt, &wf, &cnt, w->err)) < 0)
 			return rc;
 		struct qd_wo_q q;
-		rc = quantize_one(w, t, wf, &q);
+		float *inv_s = NULL;
+		rc = quantize_one(w, t, wf, &q, &inv_s);
 		free(wf);
 		if (rc < 0)
 			return rc;
+		p = &pk[*npk];
+		if (inv_s) {
+			char base[512];
+			snprintf(base, sizeof base, "%s_awq_inv_scale", t->b);
+			p->inv = qd_index_unique_name(ix, base);
+			int64_t dk[1] = {t->K};
+			Onnx__TensorProto *ti = p->inv ? qd_tensor_new(p->inv, QD_DT_FLOAT, dk, 1, inv_s,
+								       (size_t)t->K * sizeof(float)) : NULL;
+			free(inv_s);
+			if (!ti || qd_graph_add_initializer(g, ti) < 0) {
+				qd_tensor_free(ti);
+				qd_wo_q_free(&q);
+				return qd_err_set(w->err, QD_ENOMEM, NULL, "out of memory");
+			}
+		}
 		uint8_t *B = NULL, *Z = NULL;
 		size_t nb = 0, nz = 0;
 		if (qd_wo_pack(&q, &B, &nb, &Z, &nz, c->algo == QD_WO_RTN ? 0x88 : 0) < 0) {
 			qd_wo_q_free(&q);
 			return qd_err_set(w->err, QD_ENOMEM, NULL, "out of memory");
 		}
-		p = &pk[*npk];
 		char base[512];
 		snprintf(base, sizeof base, "%s_Q%d", t->b, c->bits);
 		p->bq = qd_index_unique_name(ix, base);
@@ -562,9 +602,26 @@ static int rewrite_one(struct wo *w, struct qd_graph_index *ix, const struct tar
 	}
 	const char *in[4] = {t->a, p->bq, p->sc, p->zp};
 	char name[512];
+	char *scaled = NULL;
+	if (p->inv) {
+		/* AWQ: the input is scaled by 1/s (B holds diag(s) W); the Mul is added at the end
+		 * of the node list and the graph sorted afterwards */
+		snprintf(name, sizeof name, "%s_awq_scaled", t->a);
+		scaled = qd_index_unique_name(ix, name);
+		snprintf(name, sizeof name, "%s_awq_Mul", n->name && n->name[0] ? n->name : n->output[0]);
+		const char *mi[2] = {t->a, p->inv};
+		Onnx__NodeProto *mul = scaled ? qd_node_new("Mul", NULL, name, mi, 2, (const char *const *)&scaled, 1) : NULL;
+		if (!mul || qd_graph_add_node(g, mul) < 0) {
+			qd_node_free(mul);
+			free(scaled);
+			return qd_err_set(w->err, QD_ENOMEM, NULL, "out of memory");
+		}
+		in[0] = scaled;
+	}
 	snprintf(name, sizeof name, "%s_Q%d", n->name && n->name[0] ? n->name : n->output[0], c->bits);
 	Onnx__NodeProto *nn = qd_node_new("MatMulNBits", MS_DOMAIN, name, in, p->zp ? 4 : 3,
 					  (const char *const *)n->output, 1);
+	free(scaled);
 	if (!nn || qd_node_set_attr_int(nn, "K", t->K) < 0 || qd_node_set_attr_int(nn, "N", t->N) < 0 ||
 	    qd_node_set_attr_int(nn, "bits", c->bits) < 0 || qd_node_set_attr_int(nn, "block_size", c->bs) < 0 ||
 	    (c->accuracy_level > 0 && qd_node_set_attr_int(nn, "accuracy_level", c->accuracy_level) < 0)) {
@@ -588,8 +645,9 @@ static int run_cfg(struct qd_pass_ctx *ctx, struct qd_model *m, const struct wo_
 	double t0 = qd_now_mono();
 	w.counts = json_object();
 	w.skipped = json_array();
+	w.awq = json_array();
 	int rc;
-	if (!w.counts || !w.skipped) {
+	if (!w.counts || !w.skipped || !w.awq) {
 		rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
 		goto out;
 	}
@@ -603,7 +661,7 @@ static int run_cfg(struct qd_pass_ctx *ctx, struct qd_model *m, const struct wo_
 		    algo_name(cfg->algo), cfg->bits, (long long)cfg->bs,
 		    cfg->algo == QD_WO_HQQ ? "asymmetric (float zero points)" : cfg->sym ? "symmetric" : "asymmetric",
 		    w.nt);
-	if (w.nt && cfg->algo == QD_WO_GPTQ && (rc = gptq_calibrate(&w)) < 0)
+	if (w.nt && (cfg->algo == QD_WO_GPTQ || cfg->algo == QD_WO_AWQ) && (rc = hessian_calibrate(&w)) < 0)
 		goto out;
 	pk = calloc(w.nt + 1, sizeof *pk);
 	if (!pk) {
@@ -626,6 +684,8 @@ static int run_cfg(struct qd_pass_ctx *ctx, struct qd_model *m, const struct wo_
 		rc = qd_err_set(err, QD_ENOMEM, NULL, "cannot remove unused initializers");
 		goto out;
 	}
+	if (cfg->algo == QD_WO_AWQ && (rc = qd_graph_toposort(m->proto->graph, err)) < 0)
+		goto out;
 	if (w.nt && qd_model_opset(m, MS_DOMAIN) < 1 && (rc = qd_model_set_opset(m, MS_DOMAIN, 1)) < 0) {
 		qd_err_set(err, -rc, NULL, "cannot add the com.microsoft opset import");
 		goto out;
@@ -640,6 +700,9 @@ static int run_cfg(struct qd_pass_ctx *ctx, struct qd_model *m, const struct wo_
 out:
 	json_object_set_new(ctx->stats, "quantized_nodes", w.counts);
 	json_object_set_new(ctx->stats, "skipped_nodes", w.skipped);
+	if (cfg->algo == QD_WO_AWQ)
+		json_object_set(ctx->stats, "awq", w.awq);
+	json_decref(w.awq);
 	json_object_set_new(ctx->stats, "weight_only",
 			    json_pack("{s:s, s:i, s:I, s:b, s:I, s:I}", "algorithm", algo_name(cfg->algo), "bits", cfg->bits,
 				      "block_size", (json_int_t)cfg->bs, "symmetric", cfg->algo != QD_WO_HQQ && cfg->sym,
@@ -648,7 +711,7 @@ out:
 	qd_namemap_free(&done);
 	qd_namemap_free(&w.hmap);
 	for (size_t i = 0; i < npk; i++) {
-		free(pk[i].bq); free(pk[i].sc); free(pk[i].zp);
+		free(pk[i].bq); free(pk[i].sc); free(pk[i].zp); free(pk[i].inv);
 	}
 	free(pk);
 	for (size_t i = 0; i < w.nh; i++) {
@@ -709,7 +772,8 @@ int qd_pass_run_matmul4(struct qd_pass_ctx *ctx, struct qd_model *m, const json_
 	common_cfg(&c, params);
 	const char *a = json_string_value(json_object_get(params, "algorithm"));
 	c.algo = !a || !strcmp(a, "DEFAULT") ? QD_WO_DEFAULT : !strcmp(a, "RTN") ? QD_WO_RTN
-		 : !strcmp(a, "HQQ") ? QD_WO_HQQ : !strcmp(a, "GPTQ") ? QD_WO_GPTQ : (enum qd_wo_algo)-1;
+		 : !strcmp(a, "HQQ") ? QD_WO_HQQ : !strcmp(a, "GPTQ") ? QD_WO_GPTQ : !strcmp(a, "AWQ") ? QD_WO_AWQ
+		 : (enum qd_wo_algo)-1;
 	if ((int)c.algo < 0)
 		return qd_err_set(err, QD_ENOT_IMPL, "algorithm", "algorithm '%s' is not implemented", a);
 	const json_t *woq = json_object_get(params, "weight_only_quant_configs");
@@ -729,9 +793,10 @@ int qd_pass_run_matmul4(struct qd_pass_ctx *ctx, struct qd_model *m, const json_
 				    "apply");
 		c.sym = false;
 	}
-	if (c.algo == QD_WO_GPTQ && json_is_null(c.data_config))
-		return qd_err_set(err, QD_EINVAL, "data_config", "GPTQ needs calibration data (data_config)");
-	if (c.algo != QD_WO_GPTQ && !json_is_null(c.data_config) && c.data_config)
+	bool calib = c.algo == QD_WO_GPTQ || c.algo == QD_WO_AWQ;
+	if (calib && json_is_null(c.data_config))
+		return qd_err_set(err, QD_EINVAL, "data_config", "%s needs calibration data (data_config)", algo_name(c.algo));
+	if (!calib && !json_is_null(c.data_config) && c.data_config)
 		qd_pass_log(ctx, QD_LOG_INFO, "data_config is not used by %s (calibration-free)", algo_name(c.algo));
 	return run_cfg(ctx, m, &c, err);
 }

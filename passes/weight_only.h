@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-enum qd_wo_algo { QD_WO_DEFAULT, QD_WO_RTN, QD_WO_HQQ, QD_WO_GPTQ };
+enum qd_wo_algo { QD_WO_DEFAULT, QD_WO_RTN, QD_WO_HQQ, QD_WO_GPTQ, QD_WO_AWQ };
 
 /* One quantized weight in MatMulNBits' terms: W [K, N] (MatMul's B) → per output column n
  * blocks of bs values along K. Codes are unpacked here, one byte each. */
@@ -59,6 +59,17 @@ struct qd_wo_gptq_opts {
  * differ only by the error feedback. *damp_used gets the damping finally applied. */
 int qd_wo_quant_gptq(float *w, double *H, int64_t K, int64_t N, const struct qd_wo_gptq_opts *o,
 		     struct qd_wo_q *out, double *damp_used, struct qd_err *err);
+
+/* AWQ (activation-aware scale search) on w [K, N] with H = sum XᵀX over `rows` rows: per
+ * input channel s_k = rms_k^alpha (rms from diag(H), normalised by sqrt(max * min)); for
+ * alpha in 0, 0.05 .. 0.95 the weight diag(s) W is quantized on DEFAULT's grid and the
+ * output error tr(Dᵀ H D), D = W - diag(1/s) dequant(...), is measured; the best alpha
+ * wins (alpha 0 is plain RTN, so the calibrated error is never above RTN's). *inv_s gets
+ * 1/s (new, K floats; the caller scales the MatMul input by it) or NULL when alpha 0 won.
+ * *alpha and *loss_ratio (best / RTN's error) report the choice. */
+int qd_wo_quant_awq(const float *w, const double *H, int64_t rows, int64_t K, int64_t N, int bits, int64_t bs,
+		    bool sym, struct qd_wo_q *out, float **inv_s, double *alpha, double *loss_ratio,
+		    struct qd_err *err);
 
 /* Upper Cholesky factor U of inv(H + 0) with inv(H) = UᵀU (row-major K x K, in place; the
  * strict lower triangle is zeroed). LAPACK (dpotrf / dpotri); _ref is a plain scalar twin.

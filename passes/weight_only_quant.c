@@ -496,6 +496,92 @@ out:
 	return rc;
 }
 
+/* tr(Dᵀ H D) with Hf full [K, K] float, D [K, N]; HD scratch [K, N] */
+static double h_loss(const float *Hf, const float *D, float *HD, int64_t K, int64_t N)
+{
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)K, (int)N, (int)K, 1.0f, Hf, (int)K, D, (int)N,
+		    0.0f, HD, (int)N);
+	double e = 0;
+	for (int64_t i = 0; i < K * N; i++)
+		e += (double)D[i] * HD[i];
+	return e;
+}
+
+int qd_wo_quant_awq(const float *w, const double *H, int64_t rows, int64_t K, int64_t N, int bits, int64_t bs,
+		    bool sym, struct qd_wo_q *out, float **inv_s, double *alpha, double *loss_ratio,
+		    struct qd_err *err)
+{
+	*inv_s = NULL;
+	memset(out, 0, sizeof *out);
+	float *Hf = malloc((size_t)(K * K) * sizeof(float) + 1);
+	float *ws = malloc((size_t)(K * N) * sizeof(float) + 1);
+	float *D = malloc((size_t)(K * N) * sizeof(float) + 1);
+	float *HD = malloc((size_t)(K * N) * sizeof(float) + 1);
+	double *rms = malloc((size_t)K * sizeof(double) + 1);
+	float *s = malloc((size_t)K * sizeof(float) + 1), *best_s = malloc((size_t)K * sizeof(float) + 1);
+	int rc = 0;
+	if (!Hf || !ws || !D || !HD || !rms || !s || !best_s) {
+		rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory in AWQ (K %lld, N %lld)", (long long)K, (long long)N);
+		goto out;
+	}
+	for (int64_t i = 0; i < K * K; i++)
+		Hf[i] = (float)H[i];
+	for (int64_t k = 0; k < K; k++)
+		rms[k] = sqrt(fmax(H[k * K + k], 0) / (double)(rows > 0 ? rows : 1)) + 1e-8;
+	double best = INFINITY, rtn = INFINITY;
+	int best_a = 0;
+	for (int a = 0; a < 20; a++) {
+		double al = 0.05 * a, mx = 0, mn = INFINITY;
+		for (int64_t k = 0; k < K; k++) {
+			double v = pow(rms[k], al);
+			mx = fmax(mx, v);
+			mn = fmin(mn, v);
+		}
+		double norm = sqrt(mx * mn);
+		for (int64_t k = 0; k < K; k++)
+			s[k] = (float)(pow(rms[k], al) / norm);
+		for (int64_t k = 0; k < K; k++)
+			for (int64_t n = 0; n < N; n++)
+				ws[k * N + n] = w[k * N + n] * s[k];
+		struct qd_wo_q q;
+		if ((rc = qd_wo_quant_default(ws, K, N, bits, bs, sym, &q, err)) < 0)
+			goto out;
+		qd_wo_dequant(&q, D);
+		for (int64_t k = 0; k < K; k++)
+			for (int64_t n = 0; n < N; n++)
+				D[k * N + n] = w[k * N + n] - D[k * N + n] / s[k];
+		double e = h_loss(Hf, D, HD, K, N);
+		if (a == 0)
+			rtn = e;
+		if (e < best) {
+			best = e;
+			best_a = a;
+			memcpy(best_s, s, (size_t)K * sizeof(float));
+			qd_wo_q_free(out);
+			*out = q;
+		} else {
+			qd_wo_q_free(&q);
+		}
+	}
+	*alpha = 0.05 * best_a;
+	*loss_ratio = rtn > 0 ? best / rtn : 1.0;
+	if (best_a > 0) {
+		*inv_s = malloc((size_t)K * sizeof(float) + 1);
+		if (!*inv_s) {
+			rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+			goto out;
+		}
+		for (int64_t k = 0; k < K; k++)
+			(*inv_s)[k] = 1.0f / best_s[k];
+	}
+	rc = 0;
+out:
+	if (rc < 0)
+		qd_wo_q_free(out);
+	free(Hf); free(ws); free(D); free(HD); free(rms); free(s); free(best_s);
+	return rc;
+}
+
 void qd_wo_dequant(const struct qd_wo_q *q, float *w)
 {
 	float dz = (float)(1 << (q->bits - 1));

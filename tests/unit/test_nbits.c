@@ -161,6 +161,27 @@ static void test_gptq_beats_rtn(void)
 		qd_wo_q_free(&qr);
 		qd_wo_q_free(&qg);
 	}
+	/* AWQ: the calibrated output error of its choice is at most RTN's (alpha 0 is RTN) and,
+	 * with channels of very different scale, lower */
+	{
+		struct qd_wo_q qa2, qr;
+		float *inv = NULL;
+		double alpha = -1, ratio = 2;
+		CHECK(qd_wo_quant_default(W, K, N, 4, 32, true, &qr, &err) == 0);
+		qd_wo_dequant(&qr, Dr);
+		CHECK(qd_wo_quant_awq(W, H, M, K, N, 4, 32, true, &qa2, &inv, &alpha, &ratio, &err) == 0);
+		qd_wo_dequant(&qa2, Dg);
+		if (inv)
+			for (int k = 0; k < K; k++)
+				for (int n = 0; n < N; n++)
+					Dg[k * N + n] *= inv[k];
+		double er = out_err(X, M, K, N, W, Dr), ea2 = out_err(X, M, K, N, W, Dg);
+		CHECKF(alpha > 0 && inv != NULL && ratio < 0.95, "alpha %g ratio %g", alpha, ratio);
+		CHECKF(fabs(ea2 / er - ratio) < 1e-3, "AWQ reported ratio %g, measured %g", ratio, ea2 / er);
+		free(inv);
+		qd_wo_q_free(&qa2);
+		qd_wo_q_free(&qr);
+	}
 	/* HQQ: mean |w - dequant| no worse than min/max asymmetric RTN of the same grid */
 	struct qd_wo_q qh, qa;
 	CHECK(qd_wo_quant_hqq(W, K, N, 4, 32, &qh, &err) == 0);

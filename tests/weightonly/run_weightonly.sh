@@ -39,6 +39,7 @@ cases=(
 "bert_rtn|$BERT|$BHELD|$BCAL|\"type\": \"OnnxBlockWiseRtnQuantization\", \"block_size\": 32|0.984|-|0.27|24"
 "bert_gptq|$BERT|$BHELD|$BCAL|\"type\": \"OnnxMatMul4Quantizer\", \"algorithm\": \"GPTQ\", \"block_size\": 32, \"data_config\": \"calib\"|0.9945|-|0.27|24"
 "bert_gptq_ao|$BERT|$BHELD|$BCAL|\"type\": \"OnnxMatMul4Quantizer\", \"algorithm\": \"GPTQ\", \"block_size\": 32, \"data_config\": \"calib\", \"weight_only_quant_configs\": {\"actorder\": true, \"mse\": true}|0.9945|-|0.27|24"
+"bert_awq|$BERT|$BHELD|$BCAL|\"type\": \"OnnxMatMulNBits\", \"algorithm\": \"AWQ\", \"block_size\": 32, \"data_config\": \"calib\"|0.984|-|0.27|24"
 "bert_hqq|$BERT|$BHELD|$BCAL|\"type\": \"OnnxHqqQuantization\", \"block_size\": 32|0.988|-|0.30|24"
 "bert_rtn_inc|$BERT|$BHELD|$BCAL|\"type\": \"OnnxMatMul4Quantizer\", \"algorithm\": \"RTN\", \"block_size\": 32, \"is_symmetric\": false|0.985|-|0.28|24"
 "bert_rtn8|$BERT|$BHELD|$BCAL|\"type\": \"OnnxBlockWiseRtnQuantization\", \"bits\": 8, \"block_size\": 32|0.99990|-|0.38|24"
@@ -47,6 +48,7 @@ cases=(
 "bert_acc4|$BERT|$BHELD|$BCAL|\"type\": \"OnnxBlockWiseRtnQuantization\", \"block_size\": 32, \"accuracy_level\": 4|0.98|-|0.27|24"
 "gpt_rtn|$GPT|$GHELD|$GCAL|\"type\": \"OnnxBlockWiseRtnQuantization\", \"block_size\": 32|0.930|0.42|0.23|17"
 "gpt_gptq|$GPT|$GHELD|$GCAL|\"type\": \"OnnxMatMul4Quantizer\", \"algorithm\": \"GPTQ\", \"block_size\": 32, \"data_config\": \"calib\"|0.960|0.54|0.23|17"
+"gpt_awq|$GPT|$GHELD|$GCAL|\"type\": \"OnnxMatMulNBits\", \"algorithm\": \"AWQ\", \"block_size\": 32, \"data_config\": \"calib\"|0.93|0.42|0.23|17"
 "gpt_hqq|$GPT|$GHELD|$GCAL|\"type\": \"OnnxHqqQuantization\", \"block_size\": 32|0.940|0.45|0.26|17"
 "gpt_rtn8|$GPT|$GHELD|$GCAL|\"type\": \"OnnxBlockWiseRtnQuantization\", \"bits\": 8, \"block_size\": 32|0.9995|0.95|0.34|17"
 )
@@ -89,7 +91,7 @@ else
 fi
 
 printf '%s\n' "bert_rtn $BERT 4 32 sym" "bert_pack_asym $BERT 4 64 asym" "bert_rtn8 $BERT 8 32 sym" >"$work/packs"
-printf '%s\n' "bert_gptq bert_rtn 0.005" "gpt_gptq gpt_rtn 0.01" "bert_gptq_ao bert_rtn 0.005" >"$work/pairs"
+printf '%s\n' "bert_gptq bert_rtn 0.005" "gpt_gptq gpt_rtn 0.01" "bert_gptq_ao bert_rtn 0.005" "gpt_awq gpt_rtn 0.003" >"$work/pairs"
 $PY tests/weightonly/check.py "$work" "$work/cases" | tee "$work/check.log" | grep -v '^weightonly-check:'
 read -r p f < <(sed -nE 's/^weightonly-check: ([0-9]+) passed, ([0-9]+) failed.*/\1 \2/p' "$work/check.log")
 pass=$((pass + ${p:-0})); fail=$((fail + ${f:-1}))
@@ -112,7 +114,8 @@ bad_cases=(
 "\"type\": \"OnnxBlockWiseRtnQuantization\", \"block_size\": 48|passes.q.block_size"
 "\"type\": \"OnnxHqqQuantization\", \"block_size\": 8|passes.q.block_size"
 "\"type\": \"OnnxMatMul4Quantizer\", \"algorithm\": \"GPTQ\"|passes.q.data_config"
-"\"type\": \"OnnxMatMul4Quantizer\", \"algorithm\": \"AWQ\"|passes.q.algorithm"
+"\"type\": \"OnnxMatMul4Quantizer\", \"algorithm\": \"SmoothQuant\"|passes.q.algorithm"
+"\"type\": \"OnnxMatMulNBits\", \"algorithm\": \"AWQ\"|passes.q.data_config"
 "\"type\": \"OnnxMatMul4Quantizer\", \"algorithm\": \"k_quant\"|passes.q.algorithm"
 "\"type\": \"OnnxMatMul4Quantizer\", \"algorithm\": \"GPTQ\", \"data_config\": \"calib\", \"weight_only_quant_configs\": {\"groupsize\": 1}|passes.q.weight_only_quant_configs.groupsize"
 "\"type\": \"OnnxMatMul4Quantizer\", \"algorithm\": \"HQQ\", \"weight_only_quant_configs\": {\"bits\": 5}|passes.q.weight_only_quant_configs.bits"
