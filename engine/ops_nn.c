@@ -358,6 +358,35 @@ int qd_op_instance_norm(struct qd_ctx *c)
 	return 0;
 }
 
+/* LpNormalization: x / ||x||_p along one axis (p 1 or 2); a zero norm gives zeros, as
+ * ONNX Runtime's kernel does. */
+int qd_op_lp_norm(struct qd_ctx *c)
+{
+	const struct qd_tensor *x = qd_ctx_in(c, 0);
+	if (!x) return -c->err->code;
+	int ax = qd_axis(qd_node_attr_int(c->n->proto, "axis", -1), x->ndim);
+	int64_t p = qd_node_attr_int(c->n->proto, "p", 2);
+	if (ax < 0) return qd_ctx_fail(c, QD_EINVAL, "axis out of range");
+	if (p != 1 && p != 2) return qd_ctx_fail(c, QD_EUNSUPPORTED, "p must be 1 or 2, not %lld", (long long)p);
+	struct qd_tensor *y = qd_ctx_out(c, 0, x->dtype, x->ndim, x->dims);
+	if (!y) return -c->err->code;
+	int64_t outer = qd_dims_count(ax, x->dims), m = x->dims[ax];
+	int64_t inner = qd_dims_count(x->ndim - ax - 1, x->dims + ax + 1);
+	for (int64_t o = 0; o < outer; o++)
+		for (int64_t i = 0; i < inner; i++) {
+			int64_t base = o * m * inner + i;
+			double s = 0;
+			for (int64_t k = 0; k < m; k++) {
+				double v = qd_tensor_get_f64(x, base + k * inner);
+				s += p == 2 ? v * v : fabs(v);
+			}
+			double norm = p == 2 ? sqrt(s) : s;
+			for (int64_t k = 0; k < m; k++)
+				qd_tensor_set_f64(y, base + k * inner, norm != 0 ? qd_tensor_get_f64(x, base + k * inner) / norm : 0.0);
+		}
+	return 0;
+}
+
 int qd_check_layer_norm(struct qd_enode *n, const int *in_dt, int *out_dt, struct qd_err *err)
 {
 	int64_t st = qd_node_attr_int(n->proto, "stash_type", 1);

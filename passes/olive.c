@@ -29,7 +29,7 @@
 /* Olive pass types quantd does not provide (Olive 0.7-0.9 and older names). */
 static const char *const olive_only_passes[] = {
 	"OnnxConversion", "OnnxOpVersionConversion", "OrtTransformersOptimization", "OrtPerfTuning",
-	"OrtSessionParamsTuning", "OnnxFloatToFloat16", "OrtMixedPrecision", "DynamicToFixedShape",
+	"OrtSessionParamsTuning", "OnnxFloatToFloat16", "OrtMixedPrecision",
 	"GraphSurgeries", "OnnxModelOptimizer", "OnnxPeepholeOptimizer", "OnnxBnb4Quantization",
 	"ExtractAdapters",
 	"LoRA", "QLoRA", "LoftQ", "SparseGPT", "TorchTRTConversion", "OptimumConversion", "OptimumMerging",

@@ -207,4 +207,11 @@ int qd_pass_check_matmul4(const char *pass_name, const json_t *space, struct qd_
 int qd_pass_check_matmul_nbits(const char *pass_name, const json_t *space, struct qd_err *err);
 int qd_pass_run_matmul4(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t *params, struct qd_err *err);
 
+int qd_pass_check_qnn_preprocess(const char *pass_name, const json_t *space, struct qd_err *err);
+int qd_pass_run_qnn_preprocess(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t *params,
+			       struct qd_err *err);
+int qd_pass_check_dynamic_to_fixed_shape(const char *pass_name, const json_t *space, struct qd_err *err);
+int qd_pass_run_dynamic_to_fixed_shape(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t *params,
+				       struct qd_err *err);
+
 #endif

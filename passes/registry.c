@@ -172,9 +172,29 @@ static const struct qd_param qd_params_vitis_ai[] = {
 };
 
 static const struct qd_param qd_params_qnn_preprocess[] = {
-	{"fuse_layernorm", QD_PT_BOOL, "false", NULL, NULL, "fuse ReduceMean sequences into LayerNormalization"},
-	{"inputs_to_make_channel_last", QD_PT_STRLIST, "null", NULL, NULL, "inputs to turn channel-last"},
-	{"outputs_to_make_channel_last", QD_PT_STRLIST, "null", NULL, NULL, "outputs to turn channel-last"},
+	{"fuse_layernorm", QD_PT_BOOL, "false", NULL, NULL,
+	 "fuse the decomposed ReduceMean / Sub / Pow / ReduceMean / Add / Sqrt / Div / Mul / Add "
+	 "sequence into LayerNormalization (opset >= 17)"},
+	{"inputs_to_make_channel_last", QD_PT_STRLIST, "null", NULL, NULL,
+	 "4-D inputs (N, C, H, W) to turn into (N, H, W, C), with a Transpose back behind each"},
+	{"outputs_to_make_channel_last", QD_PT_STRLIST, "null", NULL, NULL,
+	 "4-D outputs (N, C, H, W) to turn into (N, H, W, C) with a Transpose in front"},
+	{"dynamic_input_shapes", QD_PT_ANY, "null", NULL, NULL,
+	 "ORT's dynamic_input_shapes: [[input name, \"1,3,224,224\"], ...] fixes those inputs' shapes "
+	 "(and the outputs' shapes) before the fusions"},
+	{"exclude_initializer_from_input", QD_PT_BOOL, "false", NULL, NULL,
+	 "ORT's exclude_initializer_from_input: remove initializers from the graph inputs"},
+	P_EXTERNAL_DATA,
+};
+
+static const struct qd_param qd_params_dynamic_to_fixed[] = {
+	{"dim_param", QD_PT_STRLIST, "null", NULL, NULL,
+	 "symbolic dims to fix (with dim_value, same length), in every declared shape"},
+	{"dim_value", QD_PT_ANY, "null", NULL, NULL, "the positive value of each dim_param"},
+	{"input_name", QD_PT_STRLIST, "null", NULL, NULL,
+	 "inputs whose shape to fix (with input_shape, same length); instead of dim_param"},
+	{"input_shape", QD_PT_ANY, "null", NULL, NULL,
+	 "the shape of each input_name: a list of positive integers (a fixed dim must keep its value)"},
 	P_EXTERNAL_DATA,
 };
 
@@ -242,7 +262,7 @@ const struct qd_pass_vt qd_pass_table[QD_PASS__COUNT] = {
 #include "passes/passes.def"
 #undef QD_PASS
 };
-static_assert(QD_PASS__COUNT == 12, "a row was added to passes.def: update this count and the checklist");
+static_assert(QD_PASS__COUNT == 13, "a row was added to passes.def: update this count and the checklist");
 
 /* ---- extra_options (reference/ort_quantization.md §2.3) ---- */
 

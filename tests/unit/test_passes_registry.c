@@ -153,7 +153,7 @@ static void test_json(void)
 			CHECK(sv && (json_is_null(sv) || json_is_array(sv)));
 		}
 	}
-	CHECK_EQ_INT(implemented, 7);   /* + the four weight-only passes */
+	CHECK_EQ_INT(implemented, 9);   /* + the four weight-only passes, QnnPreprocess, DynamicToFixedShape */
 	CHECK_STR(json_string_value(json_object_get(json_array_get(list, 1), "type")), "OnnxDynamicQuantization");
 	json_decref(j);
 }
