@@ -94,6 +94,12 @@ static const struct qd_param qd_params_onnx_static[] = {
 	{"quant_format", QD_PT_ENUM, "\"QDQ\"", "[\"QOperator\", \"QDQ\"]", "QOperator|QDQ",
 	 "QOperator (QLinear ops) or QDQ (Quantize/DequantizeLinear pairs)"},
 	P_ORT_STATIC_ONLY,
+	{"execution_provider", QD_PT_ENUM, "null", NULL, "CPUExecutionProvider|QNNExecutionProvider",
+	 "the target execution provider (Olive takes it from the accelerator): QNNExecutionProvider "
+	 "with prepare_qdq_config applies ORT's get_qnn_qdq_config (QDQ only)"},
+	{"prepare_qnn_config", QD_PT_BOOL, "false", NULL, NULL,
+	 "Olive <= 0.7 name: true applies the QNN QDQ configuration (as execution_provider "
+	 "QNNExecutionProvider does)"},
 	P_EXTERNAL_DATA,
 };
 

@@ -28,7 +28,14 @@
  *  - The default op types are the ones ORT's CPU provider runs on integers (flag
  *    QD_OPF_DEFAULT in the table), not every op of ORT's registry.
  *  - Graph outputs stay float: a Q/DQ pair on a model output only adds rounding error.
- *  - Per-channel weights are symmetric (as ORT's newest code forces for QLinear kernels). */
+ *  - Per-channel weights are symmetric (as ORT's newest code forces for QLinear kernels).
+ * QNN configuration (execution_provider "QNNExecutionProvider" with prepare_qdq_config, or
+ * Olive's legacy prepare_qnn_config): ORT's get_qnn_qdq_config (reference/inc_vitis_qnn.md
+ * §C.3) on top of the same steps: QUInt8 / QUInt8 unless the types are given,
+ * MinimumRealRange 1e-4, com.microsoft Q/DQ below opset 21 with 16-bit types, every op type
+ * with a quantizer row selected (not only QD_OPF_DEFAULT), MatMul weights per tensor,
+ * LayerNormalization refused with per_channel, fixed 16-bit Sigmoid / Tanh output scales.
+ * Nothing of it applies when neither option is given. */
 #include "passes/passes.h"
 #include "passes/quant_math.h"
 #include "passes/op_rules.h"
@@ -58,6 +65,7 @@ struct st_cfg {
 	const json_t *axis_override;     /* QDQOpTypePerChannelSupportToAxis */
 	const json_t *excl_output_ops;   /* OpTypesToExcludeOutputQuantization */
 	const json_t *overrides;         /* TensorQuantOverrides */
+	bool qnn;                        /* ORT get_qnn_qdq_config (execution_provider QNN) */
 	struct qd_calib_opts calib;
 	const char *calib_name;
 };
@@ -93,6 +101,7 @@ struct st {
 	char **dead; size_t n_dead, cap_dead;   /* strings replaced while the index lives */
 	json_t *counts, *skipped;
 	struct qd_calib *cal;
+	long qnn_fixed;                  /* QNN: Sigmoid / Tanh outputs given fixed parameters */
 };
 
 /* ---- small helpers ---- */
@@ -228,6 +237,8 @@ static bool type_selected(struct st *s, const Onnx__NodeProto *n, const struct q
 		return in_list(s->cfg.op_types, n->op_type);
 	if (s->cfg.op_types_ex && in_list(s->cfg.op_types_ex, n->op_type))
 		return false;
+	if (s->cfg.qnn)
+		return strcmp(n->op_type, "Cast") != 0;   /* get_qnn_qdq_config: every op type but Cast */
 	return r->flags & QD_OPF_DEFAULT;
 }
 
@@ -255,6 +266,28 @@ static bool is_init(struct st *s, const char *name)
 
 /* ---- QDQ: parameters ---- */
 
+/* QNN, 16-bit activations: a Sigmoid output gets scale 1/65536 zp 0 (QUInt16) or 1/32768
+ * zp 0 (QInt16); a Tanh output 1/32768 with zp 32768 (QUInt16) or 0 (QInt16). */
+static bool qnn_fixed_params(struct st *s, struct act *a)
+{
+	const Onnx__NodeProto *p = qd_index_producer(s->ix, a->name);
+	if (!p || *qd_node_domain(p))
+		return false;
+	bool u = s->cfg.atype == QD_QT_UINT16;
+	if (!strcmp(p->op_type, "Sigmoid")) {
+		a->scale = u ? 1.0f / 65536.0f : 1.0f / 32768.0f;
+		a->zp = 0;
+	} else if (!strcmp(p->op_type, "Tanh")) {
+		a->scale = 1.0f / 32768.0f;
+		a->zp = u ? 32768 : 0;
+	} else {
+		return false;
+	}
+	a->params = true;
+	s->qnn_fixed++;
+	return true;
+}
+
 static int act_params(struct st *s, struct act *a)
 {
 	if (a->params)
@@ -273,11 +306,13 @@ static int act_params(struct st *s, struct act *a)
 		free(a->src);
 		a->src = NULL;
 	}
+	const json_t *ov = json_object_get(s->cfg.overrides, a->name);
+	if (s->cfg.qnn && !ov && is_wide(s->cfg.atype) && qnn_fixed_params(s, a))
+		return 0;
 	if (!a->has_range)
 		return -1;
 	int32_t qmin, qmax;
 	bool sym = s->cfg.act_sym;
-	const json_t *ov = json_object_get(s->cfg.overrides, a->name);
 	ov = json_is_array(ov) ? json_array_get(ov, 0) : ov;
 	if (json_is_boolean(json_object_get(ov, "symmetric")))
 		sym = json_is_true(json_object_get(ov, "symmetric"));
@@ -524,6 +559,8 @@ static int weight_axis(struct st *s, const Onnx__NodeProto *n, const struct qd_o
 {
 	if (!s->cfg.per_channel || !w || w->n_dims < 1)
 		return -1;
+	if (s->cfg.qnn && r->kind == QD_OK_MATMUL)
+		return -1;   /* QNN has no per-channel MatMul: explicit per-tensor override */
 	const json_t *ov = json_object_get(s->cfg.axis_override, n->op_type);
 	int axis;
 	if (json_is_integer(ov))
@@ -871,6 +908,11 @@ static int qdq_rewrite(struct st *s)
 						continue;   /* bias stays float (quantd: no int32 norm bias) */
 					struct wjob *j = &jobs[nj++];
 					j->n = n; j->r = r; j->w_in = (int)k; j->b_in = -1; j->beta = 1.0;
+					/* QNN (full integer, as ORT's QDQNormalization): the bias as int32
+					 * with scale input scale x weight scale */
+					if (s->cfg.qnn && r->kind == QD_OK_NORM && k == 1 && n->n_input > 2 &&
+					    is_init(s, n->input[2]))
+						j->b_in = 2;
 					/* ORT: constant inputs of generic ops use the activation type */
 					j->qt = r->kind == QD_OK_NORM ? s->cfg.wtype : s->cfg.atype;
 					j->sym = r->kind == QD_OK_NORM ? s->cfg.weight_sym : s->cfg.act_sym;
@@ -1480,10 +1522,28 @@ static const struct { const char *key, *why; } static_rejected[] = {
 	{"DefaultTensorType", "quantd knows every tensor's type from the calibration run"},
 };
 
+static bool qnn_requested(const json_t *ep, const json_t *prep_qdq, const json_t *prep_qnn)
+{
+	return (json_is_string(ep) && !strcmp(json_string_value(ep), "QNNExecutionProvider") &&
+		!json_is_false(prep_qdq)) || json_is_true(prep_qnn);
+}
+
 static int check_static_space(const char *pass_name, const json_t *space, struct qd_err *err)
 {
 	char field[160];
 	size_t i; json_t *v;
+	/* QNN: QDQ only (Olive searches quant_format [QDQ] for the QNN EP) */
+	json_array_foreach(json_object_get(space, "execution_provider"), i, v) {
+		size_t k, l; json_t *f, *pq;
+		json_array_foreach(json_object_get(space, "prepare_qnn_config"), l, pq)
+			json_array_foreach(json_object_get(space, "quant_format"), k, f)
+				if (qnn_requested(v, json_array_get(json_object_get(space, "prepare_qdq_config"), 0), pq) &&
+				    json_is_string(f) && !strcmp(json_string_value(f), "QOperator")) {
+					snprintf(field, sizeof field, "passes.%s.quant_format", pass_name);
+					return qd_err_set(err, QD_EUNSUPPORTED, field, "the QNN configuration needs "
+							  "quant_format QDQ (the QNN execution provider runs QDQ models)");
+				}
+	}
 	/* weight / activation types */
 	json_t *fmts = json_object_get(space, "quant_format");
 	json_array_foreach(json_object_get(space, "activation_type"), i, v) {
@@ -1592,6 +1652,22 @@ int qd_pass_check_static(const char *pass_name, const json_t *space, struct qd_e
 	return qd_pass_check_external(pass_name, space, err);
 }
 
+/* The pass's own entry in the workflow as the user wrote it (NULL when absent or
+ * "DEFAULT_VALUE"): tells a default from a value given on purpose. Borrow. */
+static const json_t *user_param(const struct st *s, const char *key)
+{
+	const json_t *p = s->pc && s->pc->workflow && s->pc->name ?
+			  json_object_get(json_object_get(s->pc->workflow, "passes"), s->pc->name) : NULL;
+	if (json_is_array(p))
+		p = json_array_get(p, 0);
+	const json_t *v = json_object_get(p, key);
+	if (!v)
+		v = json_object_get(json_object_get(p, "config"), key);
+	if (json_is_string(v) && !strcmp(json_string_value(v), "DEFAULT_VALUE"))
+		return NULL;
+	return v;
+}
+
 static int parse_cfg(struct st *s, const json_t *params)
 {
 	struct st_cfg *c = &s->cfg;
@@ -1601,6 +1677,15 @@ static int parse_cfg(struct st *s, const json_t *params)
 	int w = qtype_of(wt ? wt : prec), a = qtype_of(json_string_value(json_object_get(params, "activation_type")));
 	if (w < 0 || a < 0)
 		return qd_err_set(s->err, QD_EINVAL, "precision", "unknown weight or activation type");
+	c->qnn = qnn_requested(json_object_get(params, "execution_provider"), json_object_get(params, "prepare_qdq_config"),
+			       json_object_get(params, "prepare_qnn_config"));
+	if (c->qnn) {
+		/* get_qnn_qdq_config's defaults: QUInt8 weights and activations */
+		if (!user_param(s, "precision") && !user_param(s, "weight_type"))
+			w = QD_QT_UINT8;
+		if (!user_param(s, "activation_type"))
+			a = QD_QT_UINT8;
+	}
 	c->wtype = (enum qd_qtype)w;
 	c->atype = (enum qd_qtype)a;
 	const char *fmt = json_string_value(json_object_get(params, "quant_format"));
@@ -1620,6 +1705,16 @@ static int parse_cfg(struct st *s, const json_t *params)
 	c->min_real_range = json_is_number(mrr) ? json_number_value(mrr) :
 			    json_is_number(json_object_get(extra, "MinimumRealRange")) ?
 			    json_number_value(json_object_get(extra, "MinimumRealRange")) : 0.0;
+	if (c->qnn) {
+		/* QNN fixes MinimumRealRange at 1e-4 (Olive drops min_real_range); a user's
+		 * extra_options value still wins, as Olive merges them over the returned ones */
+		if (json_is_number(mrr))
+			qd_pass_log(s->pc, QD_LOG_WARN, "min_real_range %g is dropped by the QNN configuration "
+				    "(MinimumRealRange 1e-4; set extra_options.MinimumRealRange to change it)",
+				    json_number_value(mrr));
+		const json_t *xm = json_object_get(extra, "MinimumRealRange");
+		c->min_real_range = json_is_number(xm) ? json_number_value(xm) : 1e-4;
+	}
 	c->op_types = qd_pass_opt_list(params, "op_types_to_quantize");
 	c->op_types_ex = qd_pass_opt_list(params, "op_types_to_exclude");
 	c->nodes_in = qd_pass_opt_list(params, "nodes_to_quantize");
@@ -1906,13 +2001,59 @@ static void adjust_ranges(struct st *s)
 	}
 }
 
+/* The rest of get_qnn_qdq_config once the opset is final: contrib Q/DQ for 16-bit types
+ * below opset 21 (UseQDQContribOps; the user's extra option wins), LayerNormalization
+ * refused with per_channel (ORT raises), the op types no quantizer row covers (left
+ * float, logged) and the configuration in the pass stats. */
+static int qnn_config(struct st *s, const json_t *params)
+{
+	struct st_cfg *c = &s->cfg;
+	const json_t *extra = json_object_get(params, "extra_options");
+	bool wide = is_wide(c->atype) || is_wide(c->wtype);
+	if (wide && s->opset < 21 && !json_is_boolean(json_object_get(extra, "UseQDQContribOps")))
+		c->contrib = true;
+	char nofloat[512] = "";
+	size_t k = 0;
+	for (size_t i = 0; i < s->g->n_node; i++) {
+		const Onnx__NodeProto *n = s->g->node[i];
+		if (c->per_channel && !strcmp(n->op_type, "LayerNormalization") &&
+		    !(c->nodes_ex && in_list(c->nodes_ex, n->name)) &&
+		    (!c->op_types || in_list(c->op_types, n->op_type)))
+			return qd_err_set(s->err, QD_EUNSUPPORTED, "per_channel", "per_channel is not supported for "
+					  "LayerNormalization node '%s' by the QNN configuration (ORT's get_qnn_qdq_config "
+					  "raises): set per_channel false or list the node in nodes_to_exclude",
+					  qd_node_label(n));
+		if (!qd_op_rule_find(n->op_type) && strcmp(n->op_type, "Cast") && !strstr(nofloat, n->op_type) &&
+		    k + strlen(n->op_type) + 3 < sizeof nofloat)
+			k += (size_t)snprintf(nofloat + k, sizeof nofloat - k, "%s%s", k ? ", " : "", n->op_type);
+	}
+	if (k && !c->op_types)
+		qd_pass_log(s->pc, QD_LOG_WARN, "QNN configuration: op types without a quantizer rule in quantd "
+			    "stay float: %s", nofloat);
+	qd_pass_log(s->pc, QD_LOG_INFO, "QNN configuration (get_qnn_qdq_config): weights %s, activations %s, "
+		    "MinimumRealRange %g, DedicatedQDQPair %s, %s Q/DQ%s", qd_qtype_name(c->wtype),
+		    qd_qtype_name(c->atype), c->min_real_range, c->dedicated_pair ? "true" : "false",
+		    c->contrib ? "com.microsoft" : "ai.onnx", c->op_types ? "" : ", every op type but Cast");
+	json_object_set_new(s->pc->stats, "qnn_config",
+			    json_pack("{s:s, s:s, s:f, s:b, s:b, s:b, s:b}", "weight_type", qd_qtype_name(c->wtype),
+				      "activation_type", qd_qtype_name(c->atype), "MinimumRealRange", c->min_real_range,
+				      "DedicatedQDQPair", c->dedicated_pair, "UseQDQContribOps", c->contrib,
+				      "ActivationSymmetric", c->act_sym, "WeightSymmetric", c->weight_sym));
+	return 0;
+}
+
 int qd_pass_run_static(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t *params, struct qd_err *err)
 {
 	struct st s = { .pc = ctx, .m = m, .err = err };
 	int rc;
 	if ((rc = parse_cfg(&s, params)) < 0)
 		return rc;
-	if (json_is_false(json_object_get(params, "prepare_qdq_config")))
+	const char *ep = json_string_value(json_object_get(params, "execution_provider"));
+	if (ep && !strcmp(ep, "QNNExecutionProvider") && !s.cfg.qnn)
+		qd_pass_log(ctx, QD_LOG_INFO, "execution_provider QNNExecutionProvider with prepare_qdq_config false: "
+			    "the QNN configuration is not applied (Olive then calls quantize_static with the pass's "
+			    "own parameters)");
+	else if (json_is_false(json_object_get(params, "prepare_qdq_config")))
 		qd_pass_log(ctx, QD_LOG_INFO, "prepare_qdq_config false changes nothing: quantd builds one QDQ "
 			    "configuration (Olive's true path adds ForceQuantizeNoInputCheck and every op type; set "
 			    "those explicitly to get them)");
@@ -1965,6 +2106,8 @@ int qd_pass_run_static(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t
 		}
 	}
 	s.g = m->proto->graph;
+	if (s.cfg.qnn && (rc = qnn_config(&s, params)) < 0)
+		goto out;
 	if ((rc = qd_graph_toposort(s.g, err)) < 0)
 		goto out;
 	if ((rc = qd_index_build(s.g, NULL, &s.ix, err)) < 0)
@@ -2050,6 +2193,9 @@ out:
 	json_object_set_new(ctx->stats, "quant_format", json_string(s.cfg.qdq ? "QDQ" : "QOperator"));
 	json_object_set_new(ctx->stats, "weight_type", json_string(qd_qtype_name(s.cfg.wtype)));
 	json_object_set_new(ctx->stats, "activation_type", json_string(qd_qtype_name(s.cfg.atype)));
+	if (s.cfg.qnn)
+		json_object_set_new(json_object_get(ctx->stats, "qnn_config"), "fixed_output_scales",
+				    json_integer(s.qnn_fixed));
 	qd_index_free(s.ix);
 	for (size_t i = 0; i < s.n_dead; i++)
 		free(s.dead[i]);

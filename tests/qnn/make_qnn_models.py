@@ -22,7 +22,7 @@ usage: /usr/bin/python3 tests/qnn/make_qnn_models.py OUT_DIR
   dyn.onnx             input x [batch, seq, 32] (symbolic), MatMul + Relu, opset 13
   encoder.onnx         QNN workflow model: x [1,16,64] -> decomposed LayerNorm -> MatMul+Add
                        -> erf-GELU -> MatMul+Add -> residual Add -> decomposed LayerNorm ->
-                       MatMul -> Sigmoid (out) and Tanh (out2); opset 17
+                       MatMul -> Sigmoid * Tanh (out); opset 17
   convnet.onnx         QNN per-channel model: Conv, ConvTranspose, MatMul, opset 13
   calib_encoder.npz / held_encoder.npz / calib_convnet.npz / held_convnet.npz
                        calibration and held-out data (16 samples each)
@@ -202,13 +202,13 @@ def main(out):
     h = g.op("Add", [h, h0])
     h = layernorm(g, h, D, two_sub=True)
     z = g.op("MatMul", [h, g.w((D, 16), 0.2)])
-    g.nodes.append(helper.make_node("Sigmoid", [z], ["out"], name="head_sigmoid"))
-    g.nodes.append(helper.make_node("Tanh", [z], ["out2"], name="head_tanh"))
-    save(g, os.path.join(out, "encoder.onnx"), [vi("x", [1, 16, D])], [vi("out", [1, 16, 16]), vi("out2", [1, 16, 16])],
-         opset=17)
+    sg = g.op("Sigmoid", [z])
+    th = g.op("Tanh", [z])
+    g.nodes.append(helper.make_node("Mul", [sg, th], ["out"], name="head_mul"))
+    save(g, os.path.join(out, "encoder.onnx"), [vi("x", [1, 16, D])], [vi("out", [1, 16, 16])], opset=17)
     xs = RNG.standard_normal((32, 1, 16, D)).astype(np.float32)
-    np.savez(os.path.join(out, "calib_encoder.npz"), x=xs[:16])
-    np.savez(os.path.join(out, "held_encoder.npz"), x=xs[16:])
+    np.savez(os.path.join(out, "calib_encoder.npz"), x=xs[:16].reshape(16, 16, D))
+    np.savez(os.path.join(out, "held_encoder.npz"), x=xs[16:].reshape(16, 16, D))
 
     g = G()
     h = g.op("Relu", [g.op("Conv", ["img", g.w((8, 3, 3, 3)), g.w((8,), 0.1)], pads=[1, 1, 1, 1])])
@@ -218,8 +218,8 @@ def main(out):
     g.nodes.append(helper.make_node("Identity", [y], ["y"], name="out"))
     save(g, os.path.join(out, "convnet.onnx"), [vi("img", [1, 3, 8, 8])], [vi("y", [1, 16, 16, 6])])
     xs = RNG.standard_normal((32, 1, 3, 8, 8)).astype(np.float32)
-    np.savez(os.path.join(out, "calib_convnet.npz"), img=xs[:16])
-    np.savez(os.path.join(out, "held_convnet.npz"), img=xs[16:])
+    np.savez(os.path.join(out, "calib_convnet.npz"), img=xs[:16].reshape(16, 3, 8, 8))
+    np.savez(os.path.join(out, "held_convnet.npz"), img=xs[16:].reshape(16, 3, 8, 8))
     return 0
 
 

@@ -81,7 +81,7 @@ fused lpnorm "$M/lpnorm.onnx" "LpNormalization=1 ReduceL2=0 Clip=0 Expand=0 Shap
 fused lpnorm18 "$M/lpnorm18.onnx" "LpNormalization=1 ReduceL2=0 Clip=0 Expand=0"
 fused s2d "$M/s2d.onnx" "SpaceToDepth=1 Reshape=0 Transpose=0 Conv=2"
 fused layernorm17 "$M/layernorm17.onnx" "LayerNormalization=2 ReduceMean=0 Sub=0 Pow=0 Sqrt=0 Cast=0 Div=0 MatMul=1"
-fused encoder "$M/encoder.onnx" "LayerNormalization=2 com.microsoft.Gelu=1 ReduceMean=0 Erf=0 Sigmoid=1 Tanh=1"
+fused encoder "$M/encoder.onnx" "LayerNormalization=2 com.microsoft.Gelu=1 ReduceMean=0 Erf=0 Sigmoid=1 Tanh=1 Mul=1"
 # fuse_layernorm off: the LayerNorm stays decomposed
 fused ln_off "$M/layernorm17.onnx" "LayerNormalization=0 ReduceMean=4" '{"passes": {"p": {"type": "QnnPreprocess"}}}'
 

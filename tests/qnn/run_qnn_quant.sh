@@ -1,0 +1,229 @@
+# Sourced by tests/qnn/run_qnn.sh (uses its $Q $M $T $PY $CHK ok bad expect run_pp): the QNN
+# QDQ configuration of OnnxStaticQuantization (ORT get_qnn_qdq_config,
+# reference/inc_vitis_qnn.md §C.3), alone and in the Olive-shaped workflow
+# QnnPreprocess -> OnnxStaticQuantization, over quantd run and over REST (quantd serve +
+# quantd submit). Every artifact is loaded and run in ONNX Runtime and compared with the
+# float model on held-out data; its graph is checked for the QNN rules.
+
+# qnn_rules FILE WTYPE ATYPE: the QNN configuration's marks on an artifact
+qnn_rules() {
+	$PY - "$@" <<'EOF'
+import sys, onnx
+from onnx import numpy_helper
+path, wt, at = sys.argv[1:4]
+m = onnx.load(path); g = m.graph
+init = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+prod = {o: n for n in g.node for o in n.output}
+probs = []
+opset = {o.domain: o.version for o in m.opset_import}
+qdq = [n for n in g.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+wide = "16" in wt or "16" in at
+if wide and opset.get("", 0) < 21 and any(n.domain != "com.microsoft" for n in qdq):
+    probs.append("16-bit types below opset 21 need every Q/DQ in com.microsoft (UseQDQContribOps)")
+act_dt = {"QUInt8": "uint8", "QUInt16": "uint16", "QInt8": "int8", "QInt16": "int16"}[at]
+w_dt = {"QUInt8": "uint8", "QInt8": "int8", "QUInt16": "uint16", "QInt16": "int16"}[wt]
+# activations: every QuantizeLinear of a non-initializer has the activation type
+for n in g.node:
+    if n.op_type == "QuantizeLinear" and n.input[0] not in init:
+        if str(init[n.input[2]].dtype) != act_dt:
+            probs.append("Q %s: zero point %s, want %s" % (n.name, init[n.input[2]].dtype, act_dt))
+# MatMul weights: the weight type, per tensor
+for n in g.node:
+    if n.op_type == "MatMul":
+        d = prod.get(n.input[1])
+        if d is not None and d.op_type == "DequantizeLinear" and d.input[0] in init:
+            if str(init[d.input[0]].dtype) != w_dt:
+                probs.append("MatMul %s weight %s, want %s" % (n.name, init[d.input[0]].dtype, w_dt))
+            if init[d.input[1]].size != 1:
+                probs.append("MatMul %s weight is per-channel (QNN: per tensor)" % n.name)
+# 16-bit Sigmoid / Tanh outputs: fixed scales
+fixed = 0
+for n in g.node:
+    if n.op_type in ("Sigmoid", "Tanh") and "16" in at:
+        cons = [c for c in g.node if n.output[0] in c.input and c.op_type == "QuantizeLinear"]
+        if not cons:
+            probs.append("%s output has no QuantizeLinear" % n.op_type); continue
+        s = float(init[cons[0].input[1]]); z = int(init[cons[0].input[2]])
+        want = {("Sigmoid", "QUInt16"): (1 / 65536, 0), ("Sigmoid", "QInt16"): (1 / 32768, 0),
+                ("Tanh", "QUInt16"): (1 / 32768, 32768), ("Tanh", "QInt16"): (1 / 32768, 0)}[(n.op_type, at)]
+        if abs(s - want[0]) > 1e-12 or z != want[1]:
+            probs.append("%s output scale %g zp %d, want %g %d" % (n.op_type, s, z, want[0], want[1]))
+        fixed += 1
+# every node but Cast / Q / DQ reads only quantized (DQ) or integer inputs
+floaty = set()
+for n in g.node:
+    if n.op_type in ("QuantizeLinear", "DequantizeLinear", "Cast", "Shape", "Identity"):
+        continue
+    for i in n.input:
+        if not i: continue
+        if i in init and init[i].dtype.kind != "f": continue
+        p = prod.get(i)
+        if p is None and i not in init:
+            continue  # a graph input: quantd keeps those float
+        if p is None or p.op_type != "DequantizeLinear":
+            floaty.add(n.op_type)
+print("fixed=%d float_inputs=%s" % (fixed, ",".join(sorted(floaty)) or "-"))
+for p in probs:
+    print("PROBLEM:", p)
+sys.exit(1 if probs else 0)
+EOF
+}
+
+echo "QNN QDQ configuration"
+WF_QNN='{"data_configs": {"calib": {"dataset": "calib"}, "held": {"dataset": "held"}},
+  "passes": {"pre": {"type": "QnnPreprocess", "fuse_layernorm": true},
+             "q": {"type": "OnnxStaticQuantization", "data_config": "calib", "execution_provider": "QNNExecutionProvider",
+                   "activation_type": "QUInt16", "weight_type": "QUInt8"}}}'
+echo "$WF_QNN" >"$T/wf_qnn.json"
+if "$Q" run --model "$M/encoder.onnx" --config "$T/wf_qnn.json" --data calib="$M/calib_encoder.npz" \
+	--data held="$M/held_encoder.npz" --output "$T/qnn_run" >"$T/qnn_run.log" 2>&1; then
+	ok
+	A=$T/qnn_run/model.onnx
+	if qnn_rules "$A" QUInt8 QUInt16 >"$T/qnn_rules.txt"; then ok; else bad "QNN rules (quantd run): $(cat "$T/qnn_rules.txt")"; fi
+	expect "QNN: Sigmoid and Tanh outputs fixed" grep -q "fixed=2" "$T/qnn_rules.txt"
+	expect "QNN: Gelu / LayerNormalization / Add / Mul / Sigmoid / Tanh read DQ outputs" grep -q "float_inputs=-" "$T/qnn_rules.txt"
+	expect "QNN: log names the configuration" grep -q "QNN configuration (get_qnn_qdq_config): weights uint8, activations uint16, MinimumRealRange 0.0001, DedicatedQDQPair false, com.microsoft Q/DQ" "$T/qnn_run.log"
+	# fidelity in ORT on the held-out samples: the float model (unoptimized) vs the artifact
+	if node "$CHK" "$M/encoder.onnx" "$A" --inputs "$M/held_encoder.npz" --min-cos 0.9998 >"$T/qnn_run.cmp" 2>&1; then ok
+	else bad "QNN u16 artifact in ORT: $(cut -c1-300 "$T/qnn_run.cmp")"; fi
+	echo "  encoder u8/u16 (quantd run): $(cut -c1-220 "$T/qnn_run.cmp") [$(cat "$T/qnn_rules.txt" | head -1)]"
+else
+	bad "QNN workflow (quantd run) failed: $(tail -n 5 "$T/qnn_run.log")"
+fi
+
+# QInt16 activations / QInt8 weights: the signed fixed scales (Sigmoid and Tanh 1/32768, zp 0)
+echo "$WF_QNN" | sed 's/"QUInt16"/"QInt16"/; s/"QUInt8"/"QInt8"/' >"$T/wf_qnn_s16.json"
+if "$Q" run --model "$M/encoder.onnx" --config "$T/wf_qnn_s16.json" --data calib="$M/calib_encoder.npz" \
+	--data held="$M/held_encoder.npz" --output "$T/qnn_s16" >"$T/qnn_s16.log" 2>&1; then
+	if qnn_rules "$T/qnn_s16/model.onnx" QInt8 QInt16 >"$T/qnn_s16.txt"; then ok; else bad "QNN s16: $(cat "$T/qnn_s16.txt")"; fi
+	expect "QNN s16: Sigmoid and Tanh outputs fixed" grep -q "fixed=2" "$T/qnn_s16.txt"
+	if node "$CHK" "$M/encoder.onnx" "$T/qnn_s16/model.onnx" --inputs "$M/held_encoder.npz" --min-cos 0.9998 >"$T/qnn_s16.cmp" 2>&1; then ok
+	else bad "QNN s16 artifact in ORT: $(cut -c1-300 "$T/qnn_s16.cmp")"; fi
+	echo "  encoder s8/s16: $(cut -c1-220 "$T/qnn_s16.cmp")"
+else
+	bad "QNN s16 run failed: $(tail -n 5 "$T/qnn_s16.log")"
+fi
+
+# defaults: QUInt8 / QUInt8 when the types are not given
+echo '{"data_configs": {"calib": {"dataset": "calib"}}, "passes": {"q": {"type": "OnnxStaticQuantization", "data_config": "calib", "execution_provider": "QNNExecutionProvider"}}}' >"$T/wf_qnn8.json"
+if "$Q" run --model "$M/encoder.onnx" --config "$T/wf_qnn8.json" --data calib="$M/calib_encoder.npz" \
+	--output "$T/qnn8" >"$T/qnn8.log" 2>&1; then
+	if qnn_rules "$T/qnn8/model.onnx" QUInt8 QUInt8 >"$T/qnn8.txt"; then ok; else bad "QNN 8-bit defaults: $(cat "$T/qnn8.txt")"; fi
+	expect "QNN 8-bit: ai.onnx Q/DQ" $PY -c 'import onnx,sys; g=onnx.load(sys.argv[1]).graph; q=[n for n in g.node if n.op_type.endswith("QuantizeLinear")]; sys.exit(0 if q and all(n.domain == "" for n in q) else 1)' "$T/qnn8/model.onnx"
+	if node "$CHK" "$M/encoder.onnx" "$T/qnn8/model.onnx" --inputs "$M/held_encoder.npz" --min-cos 0.999 >"$T/qnn8.cmp" 2>&1; then ok
+	else bad "QNN u8 artifact in ORT: $(cut -c1-300 "$T/qnn8.cmp")"; fi
+	echo "  encoder u8/u8 defaults: $(cut -c1-220 "$T/qnn8.cmp")"
+else
+	bad "QNN defaults run failed: $(tail -n 5 "$T/qnn8.log")"
+fi
+
+# per_channel: Conv weight axis 0, ConvTranspose axis 1, MatMul per tensor
+echo '{"data_configs": {"calib": {"dataset": "calib"}}, "passes": {"q": {"type": "OnnxStaticQuantization", "data_config": "calib", "execution_provider": "QNNExecutionProvider", "per_channel": true, "activation_type": "QUInt16"}}}' >"$T/wf_qnnpc.json"
+if "$Q" run --model "$M/convnet.onnx" --config "$T/wf_qnnpc.json" --data calib="$M/calib_convnet.npz" \
+	--output "$T/qnnpc" >"$T/qnnpc.log" 2>&1; then
+	expect "QNN per-channel axes" $PY -c '
+import onnx, sys
+from onnx import numpy_helper, helper
+g = onnx.load(sys.argv[1]).graph
+init = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+prod = {o: n for n in g.node for o in n.output}
+def wdq(n):
+    d = prod[n.input[1]]
+    ax = [a.i for a in d.attribute if a.name == "axis"]
+    return (ax[0] if ax else None), init[d.input[1]].size
+got = {n.op_type: wdq(n) for n in g.node if n.op_type in ("Conv", "ConvTranspose", "MatMul")}
+want = {"Conv": (0, 8), "ConvTranspose": (1, 4), "MatMul": (None, 1)}
+conv = [n for n in g.node if n.op_type == "Conv"][0]
+b = prod[conv.input[2]]
+got["Conv bias"] = ([a.i for a in b.attribute if a.name == "axis"] or [None])[0], init[b.input[1]].size, str(init[b.input[0]].dtype)
+want["Conv bias"] = (0, 8, "int32")
+print(got)
+sys.exit(0 if got == want else 1)' "$T/qnnpc/model.onnx"
+	if node "$CHK" "$M/convnet.onnx" "$T/qnnpc/model.onnx" --inputs "$M/held_convnet.npz" --min-cos 0.9999 >"$T/qnnpc.cmp" 2>&1; then ok
+	else bad "QNN per-channel artifact in ORT: $(cut -c1-300 "$T/qnnpc.cmp")"; fi
+	echo "  convnet per-channel u8/u16: $(cut -c1-220 "$T/qnnpc.cmp")"
+else
+	bad "QNN per-channel run failed: $(tail -n 5 "$T/qnnpc.log")"
+fi
+
+# per_channel with LayerNormalization: refused (ORT raises)
+echo '{"data_configs": {"calib": {"dataset": "calib"}}, "passes": {"pre": {"type": "QnnPreprocess", "fuse_layernorm": true}, "q": {"type": "OnnxStaticQuantization", "data_config": "calib", "execution_provider": "QNNExecutionProvider", "per_channel": true}}}' >"$T/wf_qnnln.json"
+if "$Q" run --model "$M/encoder.onnx" --config "$T/wf_qnnln.json" --data calib="$M/calib_encoder.npz" --output "$T/qnnln" >"$T/qnnln.log" 2>&1; then
+	bad "QNN per_channel with LayerNormalization succeeded"
+else
+	expect "QNN per_channel + LayerNormalization: error names it" grep -q "per_channel is not supported for LayerNormalization" "$T/qnnln.log"
+fi
+
+# without the option nothing changes: execution_provider CPUExecutionProvider == absent
+echo '{"data_configs": {"calib": {"dataset": "calib"}}, "passes": {"q": {"type": "OnnxStaticQuantization", "data_config": "calib"}}}' >"$T/wf_cpu0.json"
+echo '{"data_configs": {"calib": {"dataset": "calib"}}, "passes": {"q": {"type": "OnnxStaticQuantization", "data_config": "calib", "execution_provider": "CPUExecutionProvider"}}}' >"$T/wf_cpu1.json"
+if "$Q" run --model "$M/encoder.onnx" --config "$T/wf_cpu0.json" --data calib="$M/calib_encoder.npz" --output "$T/cpu0" >/dev/null 2>&1 &&
+   "$Q" run --model "$M/encoder.onnx" --config "$T/wf_cpu1.json" --data calib="$M/calib_encoder.npz" --output "$T/cpu1" >/dev/null 2>&1; then
+	expect "execution_provider CPU: same artifact bytes as without it" cmp -s "$T/cpu0/model.onnx" "$T/cpu1/model.onnx"
+else
+	bad "CPU static runs failed"
+fi
+
+# REST: the same Olive-shaped workflow through a real daemon (quantd submit)
+echo "QNN workflow over REST"
+mkdir -p "$T/dd"
+"$Q" serve --listen 127.0.0.1:0 --data-dir "$T/dd" >"$T/serve.out" 2>"$T/serve.err" &
+DPID=$!
+U=
+for _ in $(seq 1 100); do
+	U=$(sed -n 's/^quantd listening on \(http:[^ ]*\).*/\1/p' "$T/serve.out" | head -n 1)
+	[ -n "$U" ] && break
+	sleep 0.1
+done
+if [ -z "$U" ]; then
+	bad "quantd serve did not start: $(tail -n 3 "$T/serve.err")"
+else
+	if "$Q" submit --server "$U" --model "$M/encoder.onnx" --config "$T/wf_qnn.json" --data calib="$M/calib_encoder.npz" \
+		--data held="$M/held_encoder.npz" --output "$T/qnn_rest" --quiet >"$T/qnn_rest.log" 2>&1; then
+		ok
+		if qnn_rules "$T/qnn_rest/model.onnx" QUInt8 QUInt16 >"$T/qnn_rest.txt"; then ok; else bad "QNN rules (REST): $(cat "$T/qnn_rest.txt")"; fi
+		if node "$CHK" "$M/encoder.onnx" "$T/qnn_rest/model.onnx" --inputs "$M/held_encoder.npz" --min-cos 0.9998 >"$T/qnn_rest.cmp" 2>&1; then ok
+		else bad "QNN REST artifact in ORT: $(cut -c1-300 "$T/qnn_rest.cmp")"; fi
+		expect "REST artifact = quantd run artifact" cmp -s "$T/qnn_rest/model.onnx" "$T/qnn_run/model.onnx"
+		expect "REST job result names the fusions" $PY -c 'import json,sys; j=json.load(open(sys.argv[1])); p=j["result"]["passes"]; sys.exit(0 if p[0]["stats"]["fusions"]["LayerNormalization"] == 2 and p[0]["stats"]["fusions"]["Gelu"] == 1 and p[1]["stats"]["qnn_config"]["activation_type"] == "uint16" else 1)' "$T/qnn_rest/job.json"
+	else
+		bad "QNN workflow over REST failed: $(tail -n 5 "$T/qnn_rest.log")"
+	fi
+	# bad input: 400s naming the field
+	mid=$(curl -s -X POST -H 'Content-Type: application/octet-stream' --data-binary @"$M/encoder.onnx" "$U/v1/models" |
+		$PY -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+	post400() { # post400 LABEL FIELD PASSES_JSON
+		local label=$1 field=$2 body
+		body="{\"model\": \"$mid\", \"passes\": $3}"
+		local r code f
+		r=$(curl -s -w '\n%{http_code}' -X POST -H 'Content-Type: application/json' -d "$body" "$U/v1/jobs")
+		code=$(echo "$r" | tail -n 1)
+		f=$(echo "$r" | head -n -1 | $PY -c 'import json,sys; print(json.load(sys.stdin)["error"]["details"]["field"])' 2>/dev/null)
+		if [ "$code" = 400 ] && [ "$f" = "$field" ]; then ok; else bad "$label: HTTP $code field '$f' (want 400 '$field'): $(echo "$r" | head -c 300)"; fi
+	}
+	post400 "QNN with QOperator" passes.q.quant_format \
+		'{"q": {"type": "OnnxStaticQuantization", "data_config": {"name": "c", "dataset": "x"}, "execution_provider": "QNNExecutionProvider", "quant_format": "QOperator"}}'
+	post400 "unknown execution provider" passes.q.execution_provider \
+		'{"q": {"type": "OnnxStaticQuantization", "data_config": {"name": "c", "dataset": "x"}, "execution_provider": "DmlExecutionProvider"}}'
+	post400 "DynamicToFixedShape lengths" passes.f.dim_value '{"f": {"type": "DynamicToFixedShape", "dim_param": ["a", "b"], "dim_value": [1]}}'
+	post400 "DynamicToFixedShape both groups" passes.f.input_name \
+		'{"f": {"type": "DynamicToFixedShape", "dim_param": ["a"], "dim_value": [1], "input_name": ["x"], "input_shape": [[1]]}}'
+	post400 "dynamic_input_shapes malformed" passes.p.dynamic_input_shapes '{"p": {"type": "QnnPreprocess", "dynamic_input_shapes": [["x", "1,a"]]}}'
+	post400 "channel-last not a list" passes.p.inputs_to_make_channel_last '{"p": {"type": "QnnPreprocess", "inputs_to_make_channel_last": "x"}}'
+	# channel-last of a 3-D input: the job fails naming the parameter
+	r=$(curl -s -X POST -H 'Content-Type: application/json' -d "{\"model\": \"$mid\", \"passes\": {\"p\": {\"type\": \"QnnPreprocess\", \"inputs_to_make_channel_last\": [\"x\"]}}}" "$U/v1/jobs")
+	jid=$(echo "$r" | $PY -c 'import json,sys; print(json.load(sys.stdin)["id"])' 2>/dev/null)
+	st=
+	for _ in $(seq 1 200); do
+		st=$(curl -s "$U/v1/jobs/$jid" | $PY -c 'import json,sys; j=json.load(sys.stdin); print(j["state"], (j.get("error") or {}).get("code"), (j.get("error") or {}).get("message"))' 2>/dev/null)
+		case $st in succeeded*|failed*|canceled*) break ;; esac
+		sleep 0.2
+	done
+	case $st in
+	"failed INVAL "*"input 'x' is not 4-D"*) ok ;;
+	*) bad "channel-last of a 3-D input over REST: '$st'" ;;
+	esac
+	kill "$DPID" 2>/dev/null
+	wait "$DPID" 2>/dev/null
+	DPID=
+fi
