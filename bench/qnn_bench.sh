@@ -33,12 +33,12 @@ bench() {
 			echo "$label: quantd run failed: $(tail -n 2 "$T/$label.log")"
 			return 1
 		fi
-		$PY -c 'import json,sys; m=json.load(open(sys.argv[1])); print(" ".join("%s=%.4f" % (p["type"], p["seconds"]) for p in m["passes"]), json.dumps(m["passes"][0]["stats"].get("fusions")))' "$T/out/metrics.json" >>"$f"
+		$PY -c 'import json,sys; m=json.load(open(sys.argv[1])); print(" ".join("%s=%.4f" % (p["type"], p["seconds"]) for p in m["passes"]) + "\t" + json.dumps(m["passes"][0]["stats"].get("fusions")))' "$T/out/metrics.json" >>"$f"
 	done
 	$PY - "$label" "$f" "$(stat -c %s "$model")" <<'EOF'
 import sys, statistics
 label, f, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
-rows = [l.split(" ", 1) for l in open(f).read().splitlines()]
+rows = [l.split("\t", 1) for l in open(f).read().splitlines()]
 per = {}
 for times, _ in rows:
     for kv in times.split():
