@@ -4,6 +4,7 @@
  * api/catalog.c from the descriptor below. An identical upload returns the existing
  * dataset (200). Also the submit-time check that a job's datasets fit its model, done on
  * the stored summaries (no weights, no arrays are read). */
+#include "search/eval.h"
 #include "api/catalog.h"
 #include "engine/dataset.h"
 #include "passes/data_config.h"
@@ -164,7 +165,7 @@ static struct qd_model *model_from_summary(const json_t *sum)
 int qd_api_check_job_datasets(struct qd_store_conn *c, const json_t *wf,
 			      const struct qd_model_row *model, struct qd_err *err)
 {
-	json_t *b = qd_workflow_dataset_bindings(wf), *msum = NULL, *dsum = NULL;
+	json_t *b = qd_workflow_dataset_bindings(wf), *msum = NULL, *dsum = NULL, *labels = NULL;
 	struct qd_model *m = NULL;
 	struct qd_dataset *ds = NULL;
 	struct qd_dataset_row row = { 0 };
@@ -173,6 +174,16 @@ int qd_api_check_job_datasets(struct qd_store_conn *c, const json_t *wf,
 	json_t *x;
 	if (!b)
 		return qd_err_set(err, QD_ENOMEM, "", "out of memory");
+	{
+		/* the evaluator that runs: the last pass's, else the workflow's */
+		json_t *order = qd_workflow_pass_order(wf);
+		struct qd_eval_plan *plan = NULL;
+		if (qd_eval_plan_parse(wf, json_string_value(json_array_get(order, json_array_size(order) - 1)),
+				       qd_workflow_eval_flags(wf), &plan, NULL, NULL, NULL) == 0)
+			labels = qd_eval_plan_label_configs(plan);
+		qd_eval_plan_free(plan);
+		json_decref(order);
+	}
 	json_array_foreach(b, i, x) {
 		const char *ref = json_string_value(json_object_get(x, "dataset"));
 		const char *field = json_string_value(json_object_get(x, "field"));
@@ -218,6 +229,17 @@ int qd_api_check_job_datasets(struct qd_store_conn *c, const json_t *wf,
 			}
 			goto out;
 		}
+		/* accuracy metrics compare predictions with the dataset's labels */
+		size_t j;
+		json_t *lc;
+		json_array_foreach(labels, j, lc)
+			if (cfg && !strcmp(json_string_value(json_object_get(lc, "config")) ?: "", cfg) &&
+			    !qd_dataset_array(ds, "labels") && !qd_dataset_array(ds, "label")) {
+				rc = qd_err_set(err, QD_EINVAL, field, "metric '%s' needs labels, but dataset '%s' (data "
+						"config '%s') has no \"labels\" array: upload the .npz with one label per "
+						"sample", json_string_value(json_object_get(lc, "objective")), ref, cfg);
+				goto out;
+			}
 	}
 out:
 	qd_dataset_row_free(&row);
@@ -225,6 +247,7 @@ out:
 	qd_model_free(m);
 	json_decref(dsum);
 	json_decref(msum);
+	json_decref(labels);
 	json_decref(b);
 	return rc;
 }

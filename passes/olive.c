@@ -20,6 +20,7 @@
 #include "passes/workflow.h"
 #include "passes/data_config.h"
 #include "search/search.h"
+#include "search/eval.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -60,7 +61,6 @@ struct key_rule {
 #define WHY_HOST "quantd always runs on this host's CPU with its built-in executor"
 #define WHY_CACHE "quantd keeps models, runs and artifacts in its own content-addressed store"
 #define WHY_OUT "artifacts are served by the API (GET /v1/jobs/{id}/artifacts) or written to quantd run --output"
-#define WHY_EVAL "Olive evaluators do not run yet: quantd reports fidelity against the float model (metrics.json accuracy) until the search module runs metrics and goals"
 #define WHY_LOG "quantd's log level is the daemon's --log-level (quantd run: --quiet)"
 
 static const struct key_rule top_rules[] = {
@@ -72,6 +72,7 @@ static const struct key_rule top_rules[] = {
 	{ "pass_flows", D_IMPL, NULL },
 	{ "limits", D_IMPL, NULL },
 	{ "unsupported_passes", D_IMPL, NULL },
+	{ "unsupported_metrics", D_IMPL, NULL },
 	{ "evaluator", D_IMPL, NULL },
 	{ "evaluators", D_IMPL, NULL },
 	{ "search_strategy", D_IMPL, NULL },
@@ -115,7 +116,6 @@ static const char *const engine_keys[] = {
 
 static const struct key_rule pass_entry_rules[] = {
 	{ "host", D_IGNORE, WHY_HOST },
-	{ "evaluator", D_IGNORE, WHY_EVAL },
 	{ "disable_search", D_IMPL, NULL },
 	{ "output_name", D_IGNORE, WHY_OUT },
 	{ "clean_run_cache", D_IGNORE, WHY_CACHE },
@@ -204,6 +204,14 @@ static void type_list(char *buf, size_t n, bool implemented_only)
 	}
 }
 
+unsigned qd_workflow_eval_flags(const json_t *wf)
+{
+	const char *s = json_string_value(json_object_get(wf, "unsupported_metrics"));
+	return s && !strcmp(s, "skip") ? QD_EVAL_SKIP_UNSUPPORTED : 0;
+}
+
+static void check_evaluator_value(struct chk *c, const json_t *wf, const json_t *v, const char *field);
+
 bool qd_workflow_skip_unsupported(const json_t *wf)
 {
 	const char *s = json_string_value(json_object_get(wf, "unsupported_passes"));
@@ -274,6 +282,12 @@ static void check_pass_entry(struct chk *c, const json_t *wf, const char *name, 
 			if (qd_pass_param(vt, k))
 				continue;
 			snprintf(field, sizeof field, "%s.%s%s", base, l ? "config." : "", k);
+			if (l == 0 && !strcmp(k, "evaluator")) {
+				/* the evaluator of this pass's output (search/eval.c checks its metrics) */
+				check_evaluator_value(c, wf, v, field);
+				json_object_del(clean, k);
+				continue;
+			}
 			const struct key_rule *r = l == 0 ? rule_find(pass_entry_rules, QD_ARRAY_LEN(pass_entry_rules), k)
 							  : NULL;
 			if (r) {
@@ -546,8 +560,6 @@ static void check_key(struct chk *c, const json_t *wf, const char *k, const json
 	}
 	if (!strcmp(k, "evaluator")) {
 		check_evaluator_value(c, wf, v, field);
-		if (!json_is_null(v))
-			ignore(c, field, WHY_EVAL);
 	} else if (!strcmp(k, "evaluators")) {
 		if (!json_is_object(v)) {
 			problem(c, QD_EINVAL, field, "'evaluators' must be an object (name -> evaluator)");
@@ -561,8 +573,6 @@ static void check_key(struct chk *c, const json_t *wf, const char *k, const json
 			if (!json_is_object(e))
 				problem(c, QD_EINVAL, f2, "'%s' must be an evaluator object ({\"metrics\": [...]})", f2);
 		}
-		if (json_object_size(v))
-			ignore(c, field, WHY_EVAL);
 	} else if (!strcmp(k, "search_strategy")) {
 		size_t before = json_array_size(c->problems);
 		check_search_strategy(c, v, field);
@@ -584,6 +594,67 @@ static void check_key(struct chk *c, const json_t *wf, const char *k, const json
 	} else if (!strcmp(k, "engine")) {
 		check_engine(c, wf, v);
 	}
+}
+
+/* ---- evaluators (search/eval.c): every metric, sub_type and goal ---- */
+
+static bool listed(const json_t *list, const char *a, const char *av, const char *b, const char *bv)
+{
+	size_t i;
+	json_t *x;
+	json_array_foreach(list, i, x)
+		if (!strcmp(json_string_value(json_object_get(x, a)) ?: "", av) &&
+		    !strcmp(json_string_value(json_object_get(x, b)) ?: "", bv))
+			return true;
+	return false;
+}
+
+/* The evaluation plan of the workflow and of each pass with its own evaluator; a named
+ * evaluator several passes share is reported once. */
+static void check_evaluators(struct chk *c, const json_t *wf)
+{
+	const json_t *passes = json_object_get(wf, "passes");
+	unsigned flags = qd_workflow_eval_flags(wf);
+	const char *us = NULL;
+	const json_t *usv = json_object_get(wf, "unsupported_metrics");
+	if (usv && (!(us = json_string_value(usv)) || (strcmp(us, "skip") && strcmp(us, "error"))))
+		problem(c, QD_EINVAL, "unsupported_metrics", "'unsupported_metrics' must be \"error\" (the default) "
+			"or \"skip\"");
+	json_t *names = json_array();
+	json_array_append_new(names, json_null());
+	const char *pk;
+	json_t *pv;
+	json_object_foreach((json_t *)passes, pk, pv) {
+		const json_t *p = json_is_array(pv) ? json_array_get(pv, 0) : pv;
+		if (json_is_object(p) && json_object_get(p, "evaluator") && !json_is_null(json_object_get(p, "evaluator")))
+			json_array_append_new(names, json_string(pk));
+	}
+	size_t i;
+	json_t *n;
+	json_array_foreach(names, i, n) {
+		json_t *pr = json_array(), *ig = json_array();
+		struct qd_eval_plan *plan = NULL;
+		qd_eval_plan_parse(wf, json_string_value(n), flags, &plan, pr, ig, NULL);
+		qd_eval_plan_free(plan);
+		size_t j;
+		json_t *x;
+		json_array_foreach(pr, j, x) {
+			const char *f = json_string_value(json_object_get(x, "field")) ?: "";
+			const char *m = json_string_value(json_object_get(x, "message")) ?: "";
+			if (!listed(c->problems, "field", f, "message", m))
+				problem(c, qd_err_from_name(json_string_value(json_object_get(x, "code")) ?: "INVAL") ?: QD_EINVAL,
+					f, "%s", m);
+		}
+		json_array_foreach(ig, j, x) {
+			const char *f = json_string_value(json_object_get(x, "field")) ?: "";
+			const char *w = json_string_value(json_object_get(x, "why")) ?: "";
+			if (!listed(c->ignored, "field", f, "why", w))
+				ignore(c, f, w);
+		}
+		json_decref(pr);
+		json_decref(ig);
+	}
+	json_decref(names);
 }
 
 /* ---- bindings ---- */
@@ -676,6 +747,7 @@ int qd_workflow_check(const json_t *wf, unsigned flags, json_t **problems, json_
 		int rc = qd_data_configs_validate(wf, &e);
 		if (rc < 0)
 			problem_err(&c, &e, rc);
+		check_evaluators(&c, wf);
 	}
 	int rc = json_array_size(c.problems) ? -c.first_code : 0;
 	if (problems)

@@ -541,7 +541,8 @@ static int wf_search(struct wf *w, const struct qd_search_strategy *ss, const ch
 	struct qd_eval_ctx ec = { .req = req, .hooks = w->hooks, .float_path = model_path };
 	if ((rc = file_sha256(model_path, mhash, err)) < 0)
 		goto out;
-	if ((rc = qd_eval_plan_parse(req->workflow, NULL, 0, &plan, NULL, NULL, err)) < 0)
+	if ((rc = qd_eval_plan_parse(req->workflow, NULL, qd_workflow_eval_flags(req->workflow), &plan, NULL, NULL,
+				     err)) < 0)
 		goto out;
 	order = calloc(plan->n_obj + 1, sizeof *order);
 	if (!order) {
@@ -843,6 +844,55 @@ out:
 	return rc;
 }
 
+/* ---- evaluation section of metrics.json ---- */
+
+/* {"objectives": [...], "output_model": values, "input_model": values (when measured),
+ * "goals": key → status, "goals_met", "details": key → how it was measured}. new. */
+static json_t *eval_section(const struct qd_eval_plan *p, const json_t *values, const json_t *base,
+			    const json_t *goals, bool met, const json_t *details)
+{
+	json_t *objs = json_array();
+	for (size_t i = 0; objs && i < p->n_obj; i++) {
+		const struct qd_objective *o = &p->obj[i];
+		json_t *g = o->goal_type ? json_pack("{s:s, s:f}", "type", o->goal_type, "value", o->goal_value) : json_null();
+		json_array_append_new(objs, json_pack("{s:s, s:s, s:s, s:s, s:b, s:i, s:o}", "key", o->key, "metric",
+						      o->metric, "sub_type", o->sub_type, "type", o->type,
+						      "higher_is_better", o->higher_is_better, "priority", o->priority,
+						      "goal", g));
+	}
+	json_t *e = json_pack("{s:o, s:O, s:O, s:b, s:O}", "objectives", objs, "output_model", values, "goals",
+			      goals ? goals : json_object(), "goals_met", met, "details",
+			      details ? details : json_object());
+	if (e && base)
+		json_object_set(e, "input_model", (json_t *)base);
+	return e;
+}
+
+/* "accuracy-accuracy_score 0.81 (target >= 0.8) met; ..." for the log. Borrow (static
+ * buffer of the calling thread). */
+static const char *eval_goal_summary(const json_t *evaluation)
+{
+	static __thread char buf[768];
+	size_t k = 0;
+	const char *key;
+	json_t *g;
+	buf[0] = 0;
+	json_object_foreach(json_object_get(evaluation, "goals"), key, g) {
+		const json_t *v = json_object_get(g, "value"), *t = json_object_get(g, "target");
+		char vs[32] = "unmeasured", ts[32] = "?";
+		if (json_is_number(v))
+			snprintf(vs, sizeof vs, "%.6g", json_number_value(v));
+		if (json_is_number(t))
+			snprintf(ts, sizeof ts, "%.6g", json_number_value(t));
+		k += (size_t)snprintf(buf + k, k < sizeof buf ? sizeof buf - k : 0, "%s%s %s (target %s %s) %s",
+				      k ? "; " : "", key, vs, json_is_true(json_object_get(g, "higher_is_better")) ? ">=" : "<=",
+				      ts, json_is_true(json_object_get(g, "met")) ? "met" : "not met");
+		if (k >= sizeof buf)
+			break;
+	}
+	return buf;
+}
+
 /* ---- the run ---- */
 
 int qd_workflow_run(const struct qd_workflow_req *req, const struct qd_workflow_hooks *hooks,
@@ -851,7 +901,7 @@ int qd_workflow_run(const struct qd_workflow_req *req, const struct qd_workflow_
 	struct wf w = { .req = req, .hooks = hooks, .err = err };
 	struct qd_model *m = NULL;
 	json_t *passes_out = json_array(), *counts = json_object(), *metrics = NULL, *fp_nodes = json_object();
-	json_t *ignored = NULL, *order = NULL, *values = NULL, *detail = NULL;
+	json_t *ignored = NULL, *order = NULL, *values = NULL, *detail = NULL, *base_values = NULL, *evaluation = NULL;
 	struct qd_eval_plan *plan = NULL;
 	char *out_path = NULL, *parent_id = NULL;
 	const json_t *save_params = NULL;
@@ -1023,16 +1073,38 @@ int qd_workflow_run(const struct qd_workflow_req *req, const struct qd_workflow_
 		q_bytes += data_bytes;
 	wf_log(&w, QD_LOG_INFO, "saved '%s' (%lld bytes, float model %lld bytes)", out_path, q_bytes, float_bytes);
 
-	/* metrics */
+	/* metrics: the evaluator of the last pass (else the workflow's), else quantd's default
+	 * plan; the float model is evaluated too when a goal or a metric needs its values */
 	wf_progress(&w, 0.85, "evaluating against the float model");
 	struct qd_eval_ctx ec = { .req = req, .hooks = hooks, .float_path = model_path };
-	if ((rc = qd_eval_plan_parse(req->workflow, NULL, 0, &plan, NULL, NULL, err)) < 0 ||
+	const char *last_pass = json_string_value(json_array_get(order, json_array_size(order) - 1));
+	if ((rc = qd_eval_plan_parse(req->workflow, last_pass, qd_workflow_eval_flags(req->workflow), &plan, NULL,
+				     NULL, err)) < 0 ||
 	    (rc = qd_eval_run(plan, &ec, out_path, &values, &detail, err)) < 0)
 		goto out;
+	bool want_base = false;
+	for (size_t i = 0; i < plan->n_obj; i++)
+		want_base = want_base || plan->obj[i].goal_type || (strcmp(plan->obj[i].type, "fidelity") &&
+								    strcmp(plan->obj[i].type, "size_on_disk"));
+	if (want_base) {
+		wf_progress(&w, 0.9, "evaluating the float model");
+		if ((rc = qd_eval_run(plan, &ec, model_path, &base_values, NULL, err)) < 0)
+			goto out;
+	}
 	if (wf_canceled(&w)) {
 		rc = qd_err_set(err, QD_ECANCELED, NULL, "canceled during evaluation");
 		goto out;
 	}
+	json_t *goals = NULL;
+	bool met = qd_eval_goals_met(plan, values, base_values, &goals);
+	evaluation = eval_section(plan, values, base_values, goals, met, json_object_get(detail, "objectives"));
+	json_decref(goals);
+	if (!evaluation) {
+		rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+		goto out;
+	}
+	if (json_object_size(json_object_get(evaluation, "goals")))
+		wf_log(&w, met ? QD_LOG_INFO : QD_LOG_WARN, "goals %s: %s", met ? "met" : "not met", eval_goal_summary(evaluation));
 	json_t *acc = json_object_get(detail, "accuracy"), *lowest = json_object_get(detail, "lowest_snr_activations");
 	json_int_t total = 0;
 	{
@@ -1052,6 +1124,7 @@ int qd_workflow_run(const struct qd_workflow_req *req, const struct qd_workflow_
 	}
 	if (lowest)
 		json_object_set(metrics, "lowest_snr_activations", lowest);
+	json_object_set(metrics, "evaluation", evaluation);
 	json_t *last = json_object_get(fp_nodes, parent_id ? parent_id : "");
 	if (last) {
 		json_object_set_new(last, "model_config", json_pack("{s:s, s:{s:s}}", "type", "ONNXModel", "config",
@@ -1075,6 +1148,8 @@ int qd_workflow_run(const struct qd_workflow_req *req, const struct qd_workflow_
 out:
 	qd_eval_plan_free(plan);
 	json_decref(values);
+	json_decref(base_values);
+	json_decref(evaluation);
 	json_decref(detail);
 	json_decref(metrics);
 	json_decref(ignored);

@@ -46,6 +46,8 @@ int qd_workflow_bind_datasets(json_t *workflow);
  * "passes"; without the passes unsupported_passes = skip skips. new. */
 json_t *qd_workflow_pass_order(const json_t *workflow);
 bool qd_workflow_skip_unsupported(const json_t *workflow);
+/* qd_eval_plan_parse flags from the workflow ("unsupported_metrics": "skip"). */
+unsigned qd_workflow_eval_flags(const json_t *workflow);
 /* An Olive pass type quantd does not provide (OnnxConversion, ...). */
 bool qd_olive_only_pass(const char *type);
 

@@ -63,12 +63,21 @@ struct qd_eval_ctx {
 int qd_eval_plan_parse(const json_t *workflow, const char *pass_name, unsigned flags,
 		       struct qd_eval_plan **out, json_t *problems, json_t *ignored, struct qd_err *err);
 void qd_eval_plan_free(struct qd_eval_plan *p);
+/* The data configs whose datasets must hold a "labels" (or "label") array, for the
+ * submit-time check against the uploaded datasets: new array of {"config", "objective"}
+ * (named data configs only; a metric without one reads the held-out data config). */
+json_t *qd_eval_plan_label_configs(const struct qd_eval_plan *p);
 
 /* Evaluate one model (model_path; float_path itself for the baseline). *values (new
  * object) maps every objective key to a number; *detail (new object, may be NULL)
- * carries per-output figures for metrics.json ("outputs": [...], "lowest_snr_activations"
- * ...). Cancel (hooks->cancel) gives -QD_ECANCELED; an engine limit QD_ELIMIT /
- * QD_ETIMEOUT. */
+ * carries per-output figures for metrics.json: "accuracy" (metrics.json's accuracy
+ * section: the default source's per-output "outputs": [...], min_cosine ...),
+ * "lowest_snr_activations" (held-out data), "objectives" (key → how it was measured:
+ * data config, samples / correct, task, average, output; latency settings, batch size).
+ * With detail NULL only what the objectives need runs (no SNR hooks). An objective the
+ * engine cannot measure (an op it does not cover) is absent from *values. Cancel
+ * (hooks->cancel) gives -QD_ECANCELED; an engine limit QD_ELIMIT / QD_ETIMEOUT; labels
+ * missing or not fitting the predictions QD_EINVAL. */
 int qd_eval_run(const struct qd_eval_plan *p, const struct qd_eval_ctx *ctx, const char *model_path,
 		json_t **values, json_t **detail, struct qd_err *err);
 

@@ -429,11 +429,19 @@ def t_olive_file(tmp, models):
     arts = {a["name"]: a for a in j.get("artifacts", [])}
     metrics = d.get_json(arts["metrics.json"]["url"]) if "metrics.json" in arts else {}
     ign = {x["field"]: x["why"] for x in (metrics or {}).get("ignored", [])}
-    want = ["systems", "evaluators", "engine.search_strategy", "engine.evaluator", "engine.host", "engine.target",
+    # the named evaluator runs (search/eval.c): not ignored
+    want = ["systems", "engine.host", "engine.target",
             "engine.cache_dir", "engine.output_dir", "input_model.config.model_path", "passes.conversion"]
     check(all(w in ign and ign[w] for w in want) and len(ign) == len(want),
           "olive: metrics.json lists every ignored key with its reason", sorted(ign))
     check("skipped" in ign.get("passes.conversion", ""), "olive: the OnnxConversion pass is reported skipped")
+    # engine.search_strategy runs a search: its objectives are the evaluator's
+    se = (metrics or {}).get("search") or {}
+    lat = [(se.get("best") or {}).get("values", {}).get("latency-avg"), (se.get("baseline") or {}).get("latency-avg")]
+    check([o.get("key") for o in se.get("objectives", [])] == ["latency-avg"] and
+          all(isinstance(x, float) and x > 0 for x in lat),
+          "olive: engine.evaluator's latency metric measured on the best trial and the float model (ms)",
+          (se.get("objectives"), lat))
     lg = log_lines(d, j.get("id", ""))
     check(sum(l.startswith("ignored '") for l in lg) == len(want), "olive: the job log has one line per ignored key",
           [l for l in lg if l.startswith("ignored")][:3])

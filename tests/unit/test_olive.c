@@ -67,11 +67,12 @@ static void test_ignored_with_reasons(void)
 			   "\"inference_settings\": {}}}, \"systems\": {\"local_system\": {\"type\": \"LocalSystem\"}}, "
 			   "\"engine\": {\"cache_dir\": \"c\", \"host\": \"local_system\", \"search_strategy\": "
 			   "{\"execution_order\": \"joint\", \"sampler\": \"sequential\", \"max_iter\": 3}}, "
-			   "\"evaluators\": {\"e\": {\"metrics\": []}}, \"evaluator\": \"e\", "
+			   "\"evaluators\": {\"e\": {\"metrics\": [{\"name\": \"fid\", \"type\": \"fidelity\", "
+			   "\"sub_types\": [{\"name\": \"cosine_similarity\"}]}]}}, \"evaluator\": \"e\", "
 			   "\"passes\": {\"q\": {\"type\": \"OnnxDynamicQuantization\", \"host\": \"local_system\", "
 			   "\"disable_search\": true, \"config\": {\"per_channel\": true}}}}", QD_WF_CHECK_MODEL_BOUND), 0);
-	const char *fields[] = { "systems", "engine.cache_dir", "engine.host",
-				 "evaluators", "evaluator", "passes.q.host",
+	/* evaluators and the search run (search/): not ignored */
+	const char *fields[] = { "systems", "engine.cache_dir", "engine.host", "passes.q.host",
 				 "input_model.config.model_path", "input_model.config.inference_settings" };
 	for (size_t i = 0; i < QD_ARRAY_LEN(fields); i++)
 		CHECKF(entry(ignored, fields[i]) && *msg_of(ignored, fields[i], "why"), "ignored %s with a reason",
