@@ -74,8 +74,7 @@ static long long initializer_bytes(const Onnx__GraphProto *g)
 	return total;
 }
 
-/* Sizes of the distinct external data files a model (loaded with keep_external) uses. */
-static long long external_bytes(const struct qd_model *m)
+long long qd_model_external_bytes(const struct qd_model *m)
 {
 	long long total = 0;
 	const char *seen[64];
@@ -949,7 +948,7 @@ int qd_workflow_run(const struct qd_workflow_req *req, const struct qd_workflow_
 			struct qd_model *ext = NULL;
 			struct qd_load_opts lo = { .keep_external = true };
 			if (qd_model_load_file(model_path, &lo, &ext, NULL) == 0)
-				float_bytes += external_bytes(ext);
+				float_bytes += qd_model_external_bytes(ext);
 			qd_model_free(ext);
 		}
 	}

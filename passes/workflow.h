@@ -62,6 +62,11 @@ int qd_workflow_validate(const json_t *workflow, struct qd_err *err);
 int qd_workflow_run(const struct qd_workflow_req *req, const struct qd_workflow_hooks *hooks,
 		    json_t **result, struct qd_err *err);
 
+/* Sizes of the distinct external data files a model (loaded with keep_external) uses
+ * (workflow size figures, search/eval.c size_on_disk). */
+struct qd_model;
+long long qd_model_external_bytes(const struct qd_model *m);
+
 /* `quantd run --model M --config W --output DIR` */
 int qd_cmd_run(int argc, char **argv);
 

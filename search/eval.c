@@ -1856,28 +1856,7 @@ static long long model_bytes(const char *path)
 	struct qd_load_opts lo = { .keep_external = true };
 	if (total < 0 || qd_model_load_file(path, &lo, &m, NULL) < 0)
 		return total;
-	const char *seen[64];
-	size_t ns = 0;
-	const Onnx__GraphProto *g = m->proto->graph;
-	for (size_t i = 0; g && i < g->n_initializer; i++) {
-		const Onnx__TensorProto *t = g->initializer[i];
-		for (size_t k = 0; k < t->n_external_data; k++) {
-			const Onnx__StringStringEntryProto *x = t->external_data[k];
-			if (!x->key || strcmp(x->key, "location") || !x->value)
-				continue;
-			bool dup = false;
-			for (size_t j = 0; j < ns; j++)
-				dup = dup || !strcmp(seen[j], x->value);
-			if (dup || ns == QD_ARRAY_LEN(seen))
-				continue;
-			seen[ns++] = x->value;
-			char *fp = qd_asprintf("%s/%s", m->base_dir ? m->base_dir : ".", x->value);
-			long long sz = fp ? file_size(fp) : -1;
-			free(fp);
-			if (sz > 0)
-				total += sz;
-		}
-	}
+	total += qd_model_external_bytes(m);
 	qd_model_free(m);
 	return total;
 }
