@@ -341,8 +341,8 @@ async function main() {
   check((await page.$$('#extra-options tbody tr')).length === cat.extra_options.length, 'passes: the extra_options keys are listed');
 
   // ---- 8b. the search trials view ----
-  // No job can run a search yet (the trial loop is not in the daemon), so this part feeds
-  // the page one answer of its own: the real succeeded job with a "search" object added to
+  // Rendering details a small real search cannot show (a failed trial, markup in a value,
+  // a long log) on an answer of its own (8c below checks a real search job): the real succeeded job with a "search" object added to
   // its result, served for a made-up job id by the browser's request routing. It checks
   // the rendering only (table, pareto marks, best, the SVG plot, escaping).
   const fakeId = 'job_5ea4c0000000000f';
@@ -401,6 +401,23 @@ async function main() {
     'log: a 6000-line log keeps its last 5000 lines in the page and says where the rest is', kept);
   await page.screenshot({ path: path.join(cfg.tmp, 'web-search.png'), fullPage: true });
   await page.unroute(/\/v1\/jobs\/job_5ea4c0000000000f(\/log.*)?(\?.*)?$/);
+
+  // ---- 8c. a real search job: the daemon's own trial loop, rendered ----
+  const rs = await apiPost(U, '/v1/jobs', { model: modelId, name: 'a real search', search_strategy: { execution_order: 'joint', sampler: 'sequential' },
+    passes: { q: { type: 'OnnxDynamicQuantization', per_channel: [true, false], reduce_range: [false, true], disable_search: true } } });
+  check(rs.status === 202, 'search job: submitted (202)', rs);
+  const rsId = rs.json.id;
+  const rsJob = await waitFor(async () => { const j = await apiJson(U, '/v1/jobs/' + rsId); return ['succeeded', 'failed', 'canceled'].includes(j.state) ? j : null; }, 120000, 300);
+  const real = rsJob && rsJob.result && rsJob.result.search;
+  check(rsJob && rsJob.state === 'succeeded' && real && real.trials.length === 4, 'search job: succeeded with 4 trials (per_channel x reduce_range)', rsJob && (rsJob.error || real));
+  if (real) {
+    await page.goto(U + '#/jobs/' + rsId);
+    await page.waitForSelector('#trials-table');
+    const rrows = await page.$$eval('#trials-table tbody tr', (rs2) => rs2.map((r) => ({ trial: r.dataset.trial, pareto: r.dataset.pareto, best: r.classList.contains('best') })));
+    check(rrows.map((r) => r.trial).join() === real.trials.map((t) => String(t.n)).join(), 'search job: the page lists the trials of metrics.json', { rrows, n: real.trials.map((t) => t.n) });
+    check(rrows.filter((r) => r.best).map((r) => r.trial).join() === String(real.best.trial), 'search job: the page marks metrics.json\'s best trial', { rrows, best: real.best.trial });
+    check(rrows.filter((r) => r.pareto === 'true').map((r) => Number(r.trial)).join() === real.pareto.join(), 'search job: the page marks metrics.json\'s pareto set', { rrows, pareto: real.pareto });
+  }
 
   // ---- 9. labels and a narrow window ----
   await page.click('a[data-nav=new]');
