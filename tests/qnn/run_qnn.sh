@@ -150,9 +150,13 @@ else
 	expect "unknown input: error names it" grep -q "the model has no input 'nope'" "$T/d2f_bad.log"
 fi
 
-if [ -f tests/qnn/run_qnn_quant.sh ]; then
-	# shellcheck source=tests/qnn/run_qnn_quant.sh
-	. tests/qnn/run_qnn_quant.sh
+# the QNN configuration half (not named run*.sh: tests/run.sh would run it alone, without
+# this script's helpers); a missing file fails the suite
+if [ -f tests/qnn/qnn_quant.inc.sh ]; then
+	# shellcheck source=tests/qnn/qnn_quant.inc.sh
+	. tests/qnn/qnn_quant.inc.sh
+else
+	bad "tests/qnn/qnn_quant.inc.sh is missing"
 fi
 
 echo "qnn: $pass passed, $fail failed"

@@ -1,4 +1,4 @@
-# Sourced by tests/qnn/run_qnn.sh (uses its $Q $M $T $PY $CHK ok bad expect run_pp): the QNN
+# Sourced by tests/qnn/run_qnn.sh (named *.inc.sh so tests/run.sh does not run it alone) (uses its $Q $M $T $PY $CHK ok bad expect run_pp): the QNN
 # QDQ configuration of OnnxStaticQuantization (ORT get_qnn_qdq_config,
 # reference/inc_vitis_qnn.md §C.3), alone and in the Olive-shaped workflow
 # QnnPreprocess -> OnnxStaticQuantization, over quantd run and over REST (quantd serve +
