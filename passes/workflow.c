@@ -194,7 +194,7 @@ static int wf_save(struct qd_model *m, const char *dir, const json_t *save_param
 		json_int_t th = json_integer_value(json_object_get(save_params, "size_threshold"));
 		so.size_threshold = th > 0 ? (size_t)th : 0;
 		if (json_is_integer(json_object_get(save_params, "size_threshold")) && th == 0)
-			so.size_threshold = 1;
+			so.size_threshold = 1;   /* 0 = every tensor (1 byte threshold) */
 	}
 	if (so.external_data && !so.external_name)
 		so.external_name = "model.onnx.data";
@@ -202,7 +202,7 @@ static int wf_save(struct qd_model *m, const char *dir, const json_t *save_param
 	char *data = qd_asprintf("%s/%s", dir, so.external_name ? so.external_name : "model.onnx.data");
 	int rc = path && data ? 0 : qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
 	if (rc == 0) {
-		unlink(data);
+		unlink(data);   /* a stale data file from an earlier run must not be counted */
 		rc = qd_model_save_file(m, path, &so, err);
 	}
 	if (rc == 0) {
@@ -1044,32 +1044,11 @@ int qd_workflow_run(const struct qd_workflow_req *req, const struct qd_workflow_
 		rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
 		goto out;
 	}
-	struct qd_save_opts so = { 0 };
-	if (save_params) {
-		so.external_data = json_is_true(json_object_get(save_params, "save_as_external_data"));
-		so.external_name = json_string_value(json_object_get(save_params, "external_data_name"));
-		json_int_t th = json_integer_value(json_object_get(save_params, "size_threshold"));
-		so.size_threshold = th > 0 ? (size_t)th : 0;
-		if (json_is_integer(json_object_get(save_params, "size_threshold")) && th == 0)
-			so.size_threshold = 1;   /* 0 = every tensor (1 byte threshold) */
-	}
-	if (so.external_data && !so.external_name)
-		so.external_name = "model.onnx.data";
-	char *data_path = qd_asprintf("%s/%s", req->out_dir, so.external_name ? so.external_name : "model.onnx.data");
-	if (!data_path) {
-		rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
-		goto out;
-	}
-	unlink(data_path);   /* a stale data file from an earlier run must not be counted */
-	if ((rc = qd_model_save_file(m, out_path, &so, err)) < 0) {
-		free(data_path);
+	long long q_bytes = 0;
+	if ((rc = wf_save(m, req->out_dir, save_params, &q_bytes, err)) < 0) {
 		qd_err_wrap(err, "cannot save the output model");
 		goto out;
 	}
-	long long q_bytes = file_size(out_path), data_bytes = file_size(data_path);
-	free(data_path);
-	if (data_bytes > 0)
-		q_bytes += data_bytes;
 	wf_log(&w, QD_LOG_INFO, "saved '%s' (%lld bytes, float model %lld bytes)", out_path, q_bytes, float_bytes);
 
 	/* metrics: the evaluator of the last pass (else the workflow's), else quantd's default
