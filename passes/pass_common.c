@@ -286,6 +286,22 @@ void qd_batches_free(struct qd_batches *b)
 
 /* ---- external-data parameters (every ORT pass) ---- */
 
+int qd_pass_check_sampling_size(const char *pass_name, const json_t *space, struct qd_err *err)
+{
+	char field[256];
+	size_t i;
+	json_t *v;
+	json_array_foreach(json_object_get(space, "calibration_sampling_size"), i, v) {
+		snprintf(field, sizeof field, "passes.%s.calibration_sampling_size", pass_name);
+		const json_t *x = json_is_array(v) ? json_array_get(v, 0) : v;
+		if (!json_is_null(v) && (!json_is_integer(x) || json_integer_value(x) <= 0 ||
+					 (json_is_array(v) && json_array_size(v) != 1)))
+			return qd_err_set(err, QD_EINVAL, field, "calibration_sampling_size must be a positive "
+					  "integer or a list of one");
+	}
+	return 0;
+}
+
 int qd_pass_check_external(const char *pass_name, const json_t *space, struct qd_err *err)
 {
 	char field[128];

@@ -102,6 +102,10 @@ void qd_pass_count(json_t *counts, const char *op);              /* counts[op] +
 void qd_pass_skip(struct qd_pass_ctx *c, json_t *skipped, const Onnx__NodeProto *n, enum qd_log_level lvl,
 		  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
+/* Submit-time check of calibration_sampling_size candidates: each null, a positive integer
+ * or a list of one (Olive's [N]); the error names passes.<pass>.calibration_sampling_size. */
+int qd_pass_check_sampling_size(const char *pass_name, const json_t *space, struct qd_err *err);
+
 /* Submit-time checks of the external-data parameters (save_as_external_data & co). */
 int qd_pass_check_external(const char *pass_name, const json_t *space, struct qd_err *err);
 

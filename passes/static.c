@@ -1587,14 +1587,9 @@ static int check_static_space(const char *pass_name, const json_t *space, struct
 						  "available: quantd calibrates on its own CPU engine "
 						  "(CPUExecutionProvider)", json_is_string(p) ? json_string_value(p) : "?");
 	}
-	json_array_foreach(json_object_get(space, "calibration_sampling_size"), i, v) {
-		snprintf(field, sizeof field, "passes.%s.calibration_sampling_size", pass_name);
-		const json_t *x = json_is_array(v) ? json_array_get(v, 0) : v;
-		if (!json_is_null(v) && (!json_is_integer(x) || json_integer_value(x) <= 0 ||
-					 (json_is_array(v) && json_array_size(v) != 1)))
-			return qd_err_set(err, QD_EINVAL, field, "calibration_sampling_size must be a positive "
-					  "integer or a list of one");
-	}
+	int src = qd_pass_check_sampling_size(pass_name, space, err);
+	if (src < 0)
+		return src;
 	snprintf(field, sizeof field, "passes.%s.extra_options", pass_name);
 	json_array_foreach(json_object_get(space, "extra_options"), i, v) {
 		int rc = qd_extra_options_check(v, false, field, err);

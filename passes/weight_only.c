@@ -141,15 +141,8 @@ static int check_common(const char *pass_name, const json_t *space, bool has_bit
 		if (rc < 0)
 			return rc;
 	}
-	json_array_foreach(json_object_get(space, "calibration_sampling_size"), i, v) {
-		snprintf(field, sizeof field, "passes.%s.calibration_sampling_size", pass_name);
-		const json_t *x = json_is_array(v) ? json_array_get(v, 0) : v;
-		if (!json_is_null(v) && (!json_is_integer(x) || json_integer_value(x) <= 0 ||
-					 (json_is_array(v) && json_array_size(v) != 1)))
-			return qd_err_set(err, QD_EINVAL, field, "calibration_sampling_size must be a positive "
-					  "integer or a list of one");
-	}
-	return qd_pass_check_external(pass_name, space, err);
+	int src = qd_pass_check_sampling_size(pass_name, space, err);
+	return src < 0 ? src : qd_pass_check_external(pass_name, space, err);
 }
 
 int qd_pass_check_blockwise_rtn(const char *pass_name, const json_t *space, struct qd_err *err)
