@@ -678,6 +678,12 @@ static int ext_collect(Onnx__GraphProto *g, int depth, void *ud)
 		int64_t nb = qd_dtype_nbytes(t->data_type, qd_tensor_numel(t));
 		if (!t->has_data_type || t->data_type == QD_DT_STRING || nb < 0 || (uint64_t)nb < s->threshold)
 			continue;
+		/* small int64 tensors are shape data (Reshape's shape, Slice's starts, axes,
+		 * pads): ONNX Runtime's shape inference reads them at load and refuses them
+		 * external ("Cannot parse data from external tensors"), so below the default
+		 * threshold they stay inline whatever size_threshold says */
+		if (t->data_type == QD_DT_INT64 && (uint64_t)nb < QD_EXT_DEFAULT_THRESHOLD)
+			continue;
 		if (qd_tensor_check_data(t, NULL))
 			continue; /* inconsistent tensors stay inline; qd_model_check reports them */
 		if (s->n == s->cap) {
@@ -755,7 +761,7 @@ int qd_model_save_file(struct qd_model *m, const char *path, const struct qd_sav
 		       path, (unsigned long long)size);
 		external = true;
 	}
-	struct ext_save es = { .threshold = opts && opts->size_threshold ? opts->size_threshold : 1024 };
+	struct ext_save es = { .threshold = opts && opts->size_threshold ? opts->size_threshold : QD_EXT_DEFAULT_THRESHOLD };
 	struct afile mf, df;
 	memset(&df, 0, sizeof df);
 	df.fd = -1;

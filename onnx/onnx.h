@@ -51,10 +51,13 @@ void qd_model_free(struct qd_model *m);
 /* Empty model (graph "main", producer "quantd") importing ai.onnx at opset. new. */
 struct qd_model *qd_model_new(int64_t ir_version, int64_t opset);
 
+#define QD_EXT_DEFAULT_THRESHOLD 1024
 struct qd_save_opts {
-	bool external_data;          /* write tensors >= size_threshold to an external file */
+	bool external_data;          /* write tensors >= size_threshold to an external file;
+	                                int64 tensors under QD_EXT_DEFAULT_THRESHOLD bytes
+	                                (shape data ORT reads at load) always stay inline */
 	const char *external_name;   /* file name next to the model; NULL = "<model file>.data" */
-	size_t size_threshold;       /* 0 means the default 1024 bytes */
+	size_t size_threshold;       /* 0 means the default QD_EXT_DEFAULT_THRESHOLD bytes */
 	uint64_t auto_external_bytes; /* switch to external data above this serialized size;
 	                                 0 = env QD_ONNX_EXTERNAL_AUTO_BYTES, else 2 GiB - 1 */
 };

@@ -18,7 +18,7 @@
 	{"external_data_name", QD_PT_STRING, "null", NULL, NULL, \
 	 "external data file name; null means '<model file>.data'"}, \
 	{"size_threshold", QD_PT_INT, "1024", NULL, NULL, \
-	 "tensors of at least this many bytes go to the external file (0 = all)"}, \
+	 "tensors of at least this many bytes go to the external file (0 = all but int64 shape data under 1024 bytes, which ONNX Runtime needs inline)"}, \
 	{"convert_attribute", QD_PT_BOOL, "false", NULL, NULL, \
 	 "also move attribute tensors to external data (quantd supports only false)"}
 

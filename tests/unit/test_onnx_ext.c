@@ -102,6 +102,34 @@ static void test_external_roundtrip(void)
 	so.size_threshold = 16;
 	CHECK(!qd_model_save_file(m, p("thr.onnx"), &so, &err));
 	CHECK(fsize(p("weights.bin")) > 250000);
+	/* int64 shape data under the default threshold stays inline whatever the threshold
+	 * (ONNX Runtime's shape inference refuses it external); a large int64 tensor and
+	 * the float weights go out */
+	{
+		int64_t shape[4] = { 1, -1, 4, 8 }, d4 = 4, d200 = 200, big64[200] = { 0 };
+		struct qd_model *s64 = NULL;
+		CHECK(!qd_model_load_file(OWW "hello_deepa.onnx", NULL, &s64, &err));
+		Onnx__GraphProto *g = s64 ? s64->proto->graph : NULL;
+		CHECK(g && !qd_graph_add_initializer(g, qd_tensor_new("shape64", QD_DT_INT64, &d4, 1, shape, sizeof shape)));
+		CHECK(g && !qd_graph_add_initializer(g, qd_tensor_new("big64", QD_DT_INT64, &d200, 1, big64, sizeof big64)));
+		struct qd_save_opts o1 = { .external_data = true, .size_threshold = 1 };
+		CHECK(g && !qd_model_save_file(s64, p("s64.onnx"), &o1, &err));
+		struct qd_model *r = NULL;
+		CHECK(!qd_model_load_file(p("s64.onnx"), &ko, &r, &err));
+		int where[2] = { -1, -1 }; /* shape64, big64: 1 = external */
+		for (size_t i = 0; r && i < r->proto->graph->n_initializer; i++) {
+			const Onnx__TensorProto *t = r->proto->graph->initializer[i];
+			int ext = t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
+			if (!strcmp(t->name, "shape64"))
+				where[0] = ext;
+			else if (!strcmp(t->name, "big64"))
+				where[1] = ext;
+		}
+		CHECK_EQ_INT(where[0], 0);
+		CHECK_EQ_INT(where[1], 1);
+		qd_model_free(r);
+		qd_model_free(s64);
+	}
 	so.external_name = "../escape.bin";
 	CHECK(qd_model_save_file(m, p("bad.onnx"), &so, &err) == -QD_EINVAL);
 	CHECK_STR(err.field, "external_name");
