@@ -123,45 +123,6 @@ static struct qd_dataset *dataset_from_summary(const json_t *sum)
 	return ds;
 }
 
-/* Graph inputs only, from a model's stored summary. new. */
-static struct qd_model *model_from_summary(const json_t *sum)
-{
-	const json_t *ins = json_object_get(sum, "inputs");
-	struct qd_model *m = qd_model_new(8, 13);
-	if (!m)
-		return NULL;
-	Onnx__GraphProto *g = m->proto->graph;
-	size_t n = json_array_size(ins);
-	if (!(g->input = calloc(n ? n : 1, sizeof *g->input))) {
-		qd_model_free(m);
-		return NULL;
-	}
-	size_t i;
-	json_t *in;
-	json_array_foreach(ins, i, in) {
-		const json_t *sh = json_object_get(in, "shape");
-		int64_t dims[64];
-		size_t nd = 0;
-		for (size_t k = 0; k < json_array_size(sh) && k < 64; k++) {
-			const json_t *d = json_array_get(sh, k);
-			dims[nd++] = json_is_integer(d) ? json_integer_value(d) : -1;
-		}
-		const char *dt = json_string_value(json_object_get(in, "dtype"));
-		Onnx__ValueInfoProto *vi = qd_value_info_new(json_string_value(json_object_get(in, "name")) ?: "",
-							     qd_dtype_from_name(dt ? dt : ""), dims, nd);
-		if (!vi) {
-			qd_model_free(m);
-			return NULL;
-		}
-		if (json_is_null(sh) && vi->type && vi->type->tensor_type && vi->type->tensor_type->shape) {
-			onnx__tensor_shape_proto__free_unpacked(vi->type->tensor_type->shape, NULL);
-			vi->type->tensor_type->shape = NULL; /* rank unknown */
-		}
-		g->input[g->n_input++] = vi;
-	}
-	return m;
-}
-
 int qd_api_check_job_datasets(struct qd_store_conn *c, const json_t *wf,
 			      const struct qd_model_row *model, struct qd_err *err)
 {
@@ -216,7 +177,7 @@ int qd_api_check_job_datasets(struct qd_store_conn *c, const json_t *wf,
 		}
 		if (!m) {
 			msum = model->summary_json ? json_loads(model->summary_json, 0, NULL) : NULL;
-			if (!msum || !(m = model_from_summary(msum))) {
+			if (!msum || !(m = qd_model_from_summary_json(msum))) {
 				rc = qd_err_set(err, QD_EINTERNAL, "model", "model '%s' has no stored summary", model->id);
 				goto out;
 			}

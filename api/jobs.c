@@ -4,6 +4,8 @@
 #include "api/api.h"
 #include "passes/workflow.h"
 #include "passes/data_config.h"
+#include "passes/passes.h"
+#include "onnx/onnx.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,19 @@ static json_t *job_json(struct qd_req *r, struct qd_store_conn *c, const struct 
 		json_object_set_new(j, "log_url", json_string(url));
 	}
 	return j;
+}
+
+/* QnnPreprocess / DynamicToFixedShape parameters against the stored model's interface. */
+static int check_model_io(const json_t *wf, const struct qd_model_row *model, struct qd_err *err)
+{
+	json_t *sum = model->summary_json ? json_loads(model->summary_json, 0, NULL) : NULL;
+	struct qd_model *skel = sum ? qd_model_from_summary_json(sum) : NULL;
+	json_decref(sum);
+	if (!skel)
+		return 0; /* no stored summary: the run checks the same at run time */
+	int rc = qd_qnn_check_io(wf, skel, err);
+	qd_model_free(skel);
+	return rc;
 }
 
 int qd_api_jobs_create(struct qd_req *r)
@@ -94,6 +109,9 @@ int qd_api_jobs_create(struct qd_req *r)
 	/* the datasets must exist and fit the model; the job row's workflow_json then names
 	 * them, which is what makes DELETE /v1/datasets/{id} answer 409 while it is queued */
 	if ((rc = qd_api_check_job_datasets(c, wf, &model, &r->err)))
+		goto out;
+	/* parameters naming the model's inputs and outputs name real ones */
+	if ((rc = check_model_io(wf, &model, &r->err)))
 		goto out;
 	if (!(wf_txt = json_dumps(wf, JSON_COMPACT))) {  /* key order kept: it is the pass order */
 		rc = qd_err_set(&r->err, QD_ENOMEM, "", "out of memory");

@@ -302,6 +302,79 @@ struct json_t *qd_model_summary_json(const struct qd_model *m)
 	return o;
 }
 
+#define SUMMARY_MAX_DIMS 64
+
+/* One summary value ({"name", "dtype", "shape"}) back into a ValueInfo: a null shape is
+ * an unknown rank, a string dim its dim_param, a null dim an unknown dim. */
+static Onnx__ValueInfoProto *value_from_json(const json_t *v)
+{
+	const json_t *sh = json_object_get(v, "shape");
+	size_t nd = json_array_size(sh);
+	if (nd > SUMMARY_MAX_DIMS)
+		nd = SUMMARY_MAX_DIMS;
+	int64_t dims[SUMMARY_MAX_DIMS];
+	for (size_t k = 0; k < nd; k++) {
+		const json_t *d = json_array_get(sh, k);
+		dims[k] = json_is_integer(d) ? json_integer_value(d) : -1;
+	}
+	const char *dt = json_string_value(json_object_get(v, "dtype"));
+	Onnx__ValueInfoProto *vi = qd_value_info_new(json_string_value(json_object_get(v, "name")) ?: "",
+						     qd_dtype_from_name(dt ? dt : ""), dims, nd);
+	if (!vi)
+		return NULL;
+	Onnx__TensorShapeProto *s = vi->type->tensor_type->shape;
+	if (json_is_null(sh) || !sh) {
+		onnx__tensor_shape_proto__free_unpacked(s, NULL);
+		vi->type->tensor_type->shape = NULL;
+		return vi;
+	}
+	for (size_t k = 0; k < nd; k++) {
+		const char *p = json_string_value(json_array_get(sh, k));
+		if (!p)
+			continue;
+		char *c = strdup(p);
+		if (!c) {
+			protobuf_c_message_free_unpacked(&vi->base, NULL);
+			return NULL;
+		}
+		s->dim[k]->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
+		s->dim[k]->dim_param = c;
+	}
+	return vi;
+}
+
+struct qd_model *qd_model_from_summary_json(const struct json_t *sum)
+{
+	struct qd_model *m = qd_model_new(8, 13);
+	if (!m)
+		return NULL;
+	Onnx__GraphProto *g = m->proto->graph;
+	const char *keys[2] = {"inputs", "outputs"};
+	for (int l = 0; l < 2; l++) {
+		const json_t *list = json_object_get(sum, keys[l]);
+		size_t n = json_array_size(list);
+		Onnx__ValueInfoProto **arr = calloc(n ? n : 1, sizeof *arr);
+		if (!arr)
+			goto fail;
+		if (l == 0)
+			g->input = arr;
+		else
+			g->output = arr;
+		for (size_t i = 0; i < n; i++) {
+			if (!(arr[i] = value_from_json(json_array_get(list, i))))
+				goto fail;
+			if (l == 0)
+				g->n_input++;
+			else
+				g->n_output++;
+		}
+	}
+	return m;
+fail:
+	qd_model_free(m);
+	return NULL;
+}
+
 /* ---- construction ---- */
 struct qd_model *qd_model_new(int64_t ir_version, int64_t opset)
 {

@@ -89,6 +89,10 @@ int qd_model_normalize_constants(struct qd_model *m, struct qd_err *err);
  * "op_histogram": {"Conv": 12, ...}, "nodes", "initializers", "parameters"}.
  * Returns a new reference (json_decref). */
 struct json_t *qd_model_summary_json(const struct qd_model *m);
+/* The inverse for the graph's interface: a model without nodes whose inputs and outputs
+ * are the summary's (names, dtypes, shapes with their dim_params), for submit-time checks
+ * against a stored model's summary. NULL on OOM. */
+struct qd_model *qd_model_from_summary_json(const struct json_t *summary);
 
 /* ---- tensors ---- */
 int64_t qd_tensor_numel(const Onnx__TensorProto *t);

@@ -212,6 +212,12 @@ int qd_pass_check_matmul_nbits(const char *pass_name, const json_t *space, struc
 int qd_pass_run_matmul4(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t *params, struct qd_err *err);
 
 int qd_pass_check_qnn_preprocess(const char *pass_name, const json_t *space, struct qd_err *err);
+/* Submit time: the QnnPreprocess / DynamicToFixedShape parameters that name graph inputs
+ * and outputs (input_name / input_shape, dynamic_input_shapes, channel-last lists) checked
+ * in pass order against skel, the model's interface (qd_model_from_summary_json; changed
+ * as the passes would change it): the run-time errors, before the job is queued. */
+struct qd_model;
+int qd_qnn_check_io(const json_t *workflow, struct qd_model *skel, struct qd_err *err);
 int qd_pass_run_qnn_preprocess(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t *params,
 			       struct qd_err *err);
 int qd_pass_check_dynamic_to_fixed_shape(const char *pass_name, const json_t *space, struct qd_err *err);

@@ -24,6 +24,7 @@
  * graph output), so a fused model computes what the original did. */
 #include "passes/passes.h"
 #include "passes/preprocess.h"
+#include "passes/workflow.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -860,9 +861,10 @@ int qd_pass_check_qnn_preprocess(const char *pass_name, const json_t *space, str
 
 /* Graph input / output name -> its channel-last form with a Transpose (perm NHWC->NCHW
  * behind an input, NCHW->NHWC in front of an output). */
-static int channel_last(struct qp *q, const char *name, bool input, const char *field, long *k)
+/* The 4-D graph input / output `name` that channel_last turns around, else an error. */
+static int channel_last_target(Onnx__GraphProto *g, const char *name, bool input, const char *field,
+			       Onnx__ValueInfoProto **target, struct qd_err *err)
 {
-	Onnx__GraphProto *g = q->g;
 	Onnx__ValueInfoProto *vi = NULL;
 	size_t cnt = input ? g->n_input : g->n_output;
 	for (size_t i = 0; i < cnt && !vi; i++) {
@@ -871,12 +873,24 @@ static int channel_last(struct qp *q, const char *name, bool input, const char *
 			vi = v;
 	}
 	if (!vi)
-		return qd_err_set(q->err, QD_EINVAL, field, "the model has no %s '%s'", input ? "input" : "output", name);
+		return qd_err_set(err, QD_EINVAL, field, "the model has no %s '%s'", input ? "input" : "output", name);
 	Onnx__TensorShapeProto *s = vi_shape(vi);
 	if (!s || s->n_dim != 4)
-		return qd_err_set(q->err, QD_EINVAL, field, "%s '%s' is not 4-D (%s): only (N, C, H, W) tensors can be "
+		return qd_err_set(err, QD_EINVAL, field, "%s '%s' is not 4-D (%s): only (N, C, H, W) tensors can be "
 				  "made channel-last", input ? "input" : "output", name,
 				  s ? "its rank is not 4" : "no declared shape");
+	*target = vi;
+	return 0;
+}
+
+static int channel_last(struct qp *q, const char *name, bool input, const char *field, long *k)
+{
+	Onnx__GraphProto *g = q->g;
+	Onnx__ValueInfoProto *vi = NULL;
+	int rc0 = channel_last_target(g, name, input, field, &vi, q->err);
+	if (rc0 < 0)
+		return rc0;
+	Onnx__TensorShapeProto *s = vi_shape(vi);
 	/* (N, C, H, W) -> (N, H, W, C) */
 	Onnx__TensorShapeProto__Dimension *c = s->dim[1];
 	s->dim[1] = s->dim[2];
@@ -1253,5 +1267,91 @@ out:
 	qd_namemap_free(&q.node_names);
 	qd_buf_free(&orig);
 	json_decref(fus);
+	return rc;
+}
+
+/* ---- submit-time checks against the model's interface ---- */
+
+/* The QnnPreprocess / DynamicToFixedShape parameters that name graph inputs and outputs,
+ * checked in pass order on g (a skeleton of the model's interface, changed as each pass
+ * would change it): the same errors as at run time, before the job is queued. */
+static int check_io_pass(Onnx__GraphProto *g, const char *pn, const char *type, const json_t *params,
+			 struct qd_err *err)
+{
+	char field[160], sfield[160];
+	long fixed = 0;
+	int rc = 0;
+	size_t i; json_t *x;
+	if (!strcmp(type, "DynamicToFixedShape")) {
+		const json_t *in = json_object_get(params, "input_name"), *is = json_object_get(params, "input_shape");
+		snprintf(field, sizeof field, "passes.%s.input_name", pn);
+		snprintf(sfield, sizeof sfield, "passes.%s.input_shape", pn);
+		json_array_foreach(in, i, x) {
+			int64_t d[QD_MAX_DIMS];
+			int nd = int_list(json_array_get(is, i), d);
+			if (json_is_string(x) && nd > 0 &&
+			    (rc = fix_input_shape(g, json_string_value(x), d, (size_t)nd, field, sfield, err, &fixed)) < 0)
+				return rc;
+		}
+		return 0;
+	}
+	snprintf(field, sizeof field, "passes.%s.dynamic_input_shapes", pn);
+	json_array_foreach(json_object_get(params, "dynamic_input_shapes"), i, x) {
+		int64_t d[QD_MAX_DIMS];
+		int nd = shape_of(json_array_get(x, 1), d);
+		const char *name = json_string_value(json_array_get(x, 0));
+		if (name && nd > 0 && (rc = fix_input_shape(g, name, d, (size_t)nd, field, field, err, &fixed)) < 0)
+			return rc;
+	}
+	const char *lists[2] = {"inputs_to_make_channel_last", "outputs_to_make_channel_last"};
+	for (int l = 0; l < 2; l++) {
+		snprintf(field, sizeof field, "passes.%s.%s", pn, lists[l]);
+		json_array_foreach(json_object_get(params, lists[l]), i, x) {
+			Onnx__ValueInfoProto *vi = NULL;
+			if (json_is_string(x) &&
+			    (rc = channel_last_target(g, json_string_value(x), l == 0, field, &vi, err)) < 0)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+/* A parameter as the user wrote it, at the top of the pass entry or in legacy "config". */
+static const json_t *entry_param(const json_t *entry, const char *key)
+{
+	const json_t *v = json_object_get(entry, key);
+	return v ? v : json_object_get(json_object_get(entry, "config"), key);
+}
+
+int qd_qnn_check_io(const json_t *wf, struct qd_model *skel, struct qd_err *err)
+{
+	static const char *const keys[] = {"input_name", "input_shape", "dynamic_input_shapes",
+					   "inputs_to_make_channel_last", "outputs_to_make_channel_last"};
+	json_t *order = qd_workflow_pass_order(wf);
+	const json_t *passes = json_object_get(wf, "passes");
+	int rc = 0;
+	size_t i; json_t *x;
+	json_array_foreach(order, i, x) {
+		const char *pn = json_string_value(x);
+		const json_t *entry = json_object_get(passes, pn);
+		if (json_is_array(entry))
+			entry = json_array_get(entry, 0); /* alternatives: the first runs */
+		const char *type = json_string_value(json_object_get(entry, "type"));
+		if (!type || (strcmp(type, "QnnPreprocess") && strcmp(type, "DynamicToFixedShape")))
+			continue;
+		json_t *params = json_object();
+		if (!params) {
+			rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+			break;
+		}
+		for (size_t k = 0; k < sizeof keys / sizeof *keys; k++)
+			if (entry_param(entry, keys[k]))
+				json_object_set(params, keys[k], (json_t *)entry_param(entry, keys[k]));
+		rc = check_io_pass(skel->proto->graph, pn, type, params, err);
+		json_decref(params);
+		if (rc < 0)
+			break;
+	}
+	json_decref(order);
 	return rc;
 }
