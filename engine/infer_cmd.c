@@ -7,12 +7,28 @@
 #include "engine/engine_internal.h"
 #include "engine/dataset.h"
 
+/* --hook: a hook that only counts, so the figure is the engine's cost of running with a
+ * hook (fusions off, every output kept until the hook saw it), not the observer's work
+ * (bench/calib_bench.c measures the calibrators). */
+struct hook_acc {
+	long tensors;
+};
+
+static void count_hook(void *ud, const Onnx__NodeProto *node, const struct qd_tensor *t)
+{
+	(void)node;
+	(void)t;
+	((struct hook_acc *)ud)->tensors++;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: quantd infer --model M.onnx --input in.npz|name=t.pb [--input ...]\n"
 		   "                    --output out.npz [--threads N] [--profile] [--repeat N]\n"
-		   "                    [--max-tensor-mb N] [--max-memory-mb N] [--max-seconds S]\n"
+		   "                    [--max-tensor-mb N] [--max-memory-mb N] [--max-seconds S] [--hook]\n"
 		   "  --repeat N: run N more times after the first and print the median latency\n"
+		   "  --hook: run as calibration does, with a tensor hook that sees every node output\n"
+		   "          (fusions off); the hook only counts: prints the tensors seen per run\n"
 		   "  --max-tensor-mb N: refuse any tensor larger than N MiB (default 16384; 0 = no limit)\n"
 		   "  --max-memory-mb N: refuse to hold more than N MiB of tensors at once (default\n"
 		   "                     65536 or the machine's memory, whichever is smaller; 0 = no limit)\n"
@@ -84,7 +100,8 @@ int qd_cmd_infer(int argc, char **argv)
 	const char *model = NULL, *output = NULL;
 	const char *inputs[64];
 	int n_inputs = 0, threads = 1, repeat = 0;
-	bool profile = false;
+	bool profile = false, hook = false;
+	struct hook_acc acc = { 0 };
 	size_t max_tensor = 0, max_memory = 0;
 	double max_seconds = 0;
 	for (int i = 1; i < argc; i++) {
@@ -120,6 +137,7 @@ int qd_cmd_infer(int argc, char **argv)
 			i++;
 		}
 		else if (!strcmp(a, "--profile")) profile = true;
+		else if (!strcmp(a, "--hook")) hook = true;
 		else if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
 		else { fprintf(stderr, "quantd infer: unknown or incomplete option '%s'\n", a); usage(stderr); return 2; }
 	}
@@ -152,6 +170,8 @@ int qd_cmd_infer(int argc, char **argv)
 	struct qd_engine_opts o = { .threads = threads, .profile = profile, .max_tensor_bytes = max_tensor,
 				    .max_memory_bytes = max_memory, .max_seconds = max_seconds };
 	if ((rc = qd_engine_load(m, &o, &e, &err))) goto out;
+	if (hook)
+		qd_engine_set_hook(e, count_hook, &acc);
 	double t0 = qd_now_mono();
 	if ((rc = qd_engine_run(e, in, nin, &out, &nout, NULL, &err))) goto out;
 	double dt = qd_now_mono() - t0;
@@ -174,6 +194,8 @@ int qd_cmd_infer(int argc, char **argv)
 		free(ts);
 		if (rc) goto out;
 	}
+	if (hook)
+		printf("hook: %ld tensors seen per run\n", acc.tensors / (repeat + 1));
 	if (profile) {
 		struct prof_acc a = { .n = 0 };
 		qd_engine_profile(e, prof_cb, &a);
