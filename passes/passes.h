@@ -211,6 +211,11 @@ int qd_pass_check_matmul4(const char *pass_name, const json_t *space, struct qd_
 int qd_pass_check_matmul_nbits(const char *pass_name, const json_t *space, struct qd_err *err);
 int qd_pass_run_matmul4(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t *params, struct qd_err *err);
 
+/* IncQuantization, IncDynamicQuantization, IncStaticQuantization (passes/inc.c): one pair
+ * for the three rows, translated onto the static / dynamic / weight-only passes. */
+int qd_pass_check_inc(const char *pass_name, const json_t *space, struct qd_err *err);
+int qd_pass_run_inc(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t *params, struct qd_err *err);
+
 int qd_pass_check_qnn_preprocess(const char *pass_name, const json_t *space, struct qd_err *err);
 /* Submit time: the QnnPreprocess / DynamicToFixedShape parameters that name graph inputs
  * and outputs (input_name / input_shape, dynamic_input_shapes, channel-last lists) checked

@@ -103,28 +103,56 @@ static const struct qd_param qd_params_onnx_static[] = {
 	P_EXTERNAL_DATA,
 };
 
+/* INC passes (passes/inc.c): Olive's names and defaults (reference/olive.md §1.2), run by
+ * translation onto OnnxStaticQuantization / OnnxDynamicQuantization / OnnxMatMulNBits. */
 #define P_INC_COMMON \
-	{"device", QD_PT_ENUM, "\"cpu\"", NULL, "cpu|gpu", "INC device"}, \
-	{"backend", QD_PT_ENUM, "\"default\"", NULL, "default|onnxrt_trt_ep|onnxrt_cuda_ep", "INC backend"}, \
+	{"device", QD_PT_ENUM, "\"cpu\"", NULL, "cpu|gpu", \
+	 "INC device; no effect (logged): quantd's models are ONNX Runtime CPU-compatible"}, \
+	{"backend", QD_PT_ENUM, "\"default\"", NULL, \
+	 "default|onnxrt_trt_ep|onnxrt_cuda_ep|onnxrt_dnnl_ep|onnxrt_dml_ep", \
+	 "INC backend: onnxrt_trt_ep applies INC's TensorRT rules (QDQ, symmetric int8 activations, " \
+	 "Q/DQ on weights, dedicated pairs, no output quantization of Conv/Gemm/Add/MatMul); the " \
+	 "others quantize as default (logged)"}, \
 	{"domain", QD_PT_ENUM, "\"auto\"", NULL, "auto|cv|object_detection|nlp|recommendation_system", \
-	 "model domain"}, \
-	{"workspace", QD_PT_STRING, "null", NULL, NULL, "INC workspace directory"}, \
-	{"recipes", QD_PT_DICT, "{}", NULL, NULL, "INC recipes (smooth_quant, fast_bias_correction, ...)"}, \
+	 "model domain (only picks INC's ORT pre-optimization level; no effect, logged)"}, \
+	{"workspace", QD_PT_STRING, "null", NULL, NULL, \
+	 "directory for the accuracy-aware tuning's candidate models (kept); null: a temporary one"}, \
+	{"recipes", QD_PT_DICT, "{}", NULL, NULL, \
+	 "INC recipes: smooth_quant (+ smooth_quant_args alpha, folding, op_types, scales_per_op, " \
+	 "calib_iter), gemm_to_matmul, graph_optimization_level, first/last_conv_or_matmul_quantization, " \
+	 "pre_post_process_quantization, add_qdq_pair_to_weight, dedicated_qdq_pair, " \
+	 "optypes_to_exclude_output_quant, rtn_args / gptq_args / awq_args, layer_wise_quant (no effect); " \
+	 "fast_bias_correction, weight_correction, teq_args, autoround_args are refused"}, \
 	{"reduce_range", QD_PT_BOOL, "false", "[true, false]", NULL, "7-bit weights"}, \
-	{"quant_level", QD_PT_ANY, "\"auto\"", NULL, NULL, "0 conservative, 1 basic, \"auto\""}, \
-	{"excluded_precisions", QD_PT_STRLIST, "[]", NULL, NULL, "precisions not to use, e.g. [\"bf16\"]"}, \
+	{"quant_level", QD_PT_ANY, "\"auto\"", NULL, NULL, \
+	 "\"auto\" (the default configuration, then basic) or 1 (tuning_criterion.strategy: basic); " \
+	 "0 (conservative) is refused"}, \
+	{"excluded_precisions", QD_PT_STRLIST, "[]", NULL, NULL, \
+	 "bf16 / fp16 (no effect: quantd falls back to fp32 only)"}, \
 	{"tuning_criterion", QD_PT_DICT, \
 	 "{\"strategy\": \"basic\", \"strategy_kwargs\": null, \"timeout\": 0, \"max_trials\": 5, " \
-	 "\"objective\": \"performance\"}", NULL, NULL, "INC TuningCriterion"}, \
-	{"metric", QD_PT_DICT, "null", NULL, NULL, "metric that drives accuracy-aware tuning"}, \
+	 "\"objective\": \"performance\"}", NULL, NULL, \
+	 "INC TuningCriterion: strategy basic, timeout seconds (0: stop at the first configuration that " \
+	 "meets the criterion), max_trials, objective (performance / modelsize / footprint)"}, \
+	{"metric", QD_PT_DICT, "null", NULL, NULL, \
+	 "an Olive metric (name, type, sub_types, data_config): with it INC's accuracy-aware basic " \
+	 "tuning runs on the first sub_type"}, \
+	{"accuracy_criterion", QD_PT_DICT, "null", NULL, NULL, \
+	 "INC AccuracyCriterion {criterion relative|absolute, higher_is_better, tolerable_loss}; null: " \
+	 "from the metric's goal (Olive's mapping), else relative 0.01"}, \
 	{"weight_only_config", QD_PT_DICT, \
 	 "{\"bits\": 4, \"group_size\": 4, \"scheme\": \"asym\", \"algorithm\": \"RTN\"}", NULL, NULL, \
-	 "weight-only quantization settings"}, \
-	{"op_type_dict", QD_PT_DICT, "{}", NULL, NULL, "per-op-type config (weight_only only)"}
+	 "weight-only settings: bits 4|8, group_size (power of two >= 16; missing: 32), scheme sym|asym, " \
+	 "algorithm RTN|GPTQ|AWQ|HQQ"}, \
+	{"op_type_dict", QD_PT_DICT, "{}", NULL, NULL, \
+	 "weight_only: {\"MatMul\" or \".*\": {\"weight\": {...}}} over weight_only_config; other " \
+	 "approaches: no effect (Olive forces None)"}
 
 #define P_INC_STATIC \
-	{"data_config", QD_PT_ANY, "null", NULL, NULL, "calibration data (required when static)"}, \
-	{"calibration_sampling_size", QD_PT_ANY, "[100]", NULL, NULL, "calibration sample counts"}
+	{"data_config", QD_PT_ANY, "null", NULL, NULL, \
+	 "calibration data (required when static, and for weight-only GPTQ / AWQ)"}, \
+	{"calibration_sampling_size", QD_PT_ANY, "[100]", NULL, NULL, \
+	 "calibration samples: an integer or a list (the first is used; the others are tuning options)"}
 
 static const struct qd_param qd_params_inc_quantization[] = {
 	{"approach", QD_PT_ENUM, "\"static\"", "[\"dynamic\", \"static\", \"weight_only\"]",
@@ -143,7 +171,8 @@ static const struct qd_param qd_params_inc_dynamic[] = {
 };
 
 static const struct qd_param qd_params_inc_static[] = {
-	{"approach", QD_PT_ENUM, "\"static\"", NULL, "static", "fixed to static"},
+	{"approach", QD_PT_ENUM, "\"static\"", NULL, "static|weight_only",
+	 "static (Olive's default for this pass); weight_only as Olive's own examples set it"},
 	P_INC_COMMON,
 	P_INC_STATIC,
 	{"quant_format", QD_PT_ENUM, "\"QOperator\"", "[\"QOperator\", \"QDQ\"]", "QOperator|QDQ",

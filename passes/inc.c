@@ -1,0 +1,925 @@
+/* passes/inc.c — Intel Neural Compressor's passes, IncQuantization, IncStaticQuantization
+ * and IncDynamicQuantization (reference/inc_vitis_qnn.md §A, reference/olive.md §1.2), as
+ * translations onto quantd's own passes: approach static → OnnxStaticQuantization,
+ * dynamic → OnnxDynamicQuantization, weight_only → OnnxMatMulNBits (RTN / GPTQ / AWQ /
+ * HQQ). INC's pre-optimization and recipes are applied around them here.
+ *
+ * DESIGN
+ * - One check and one run function serve the three rows; `approach` is fixed by the
+ *   Dynamic / Static rows. The translated parameters are resolved against the target
+ *   pass's own schema (its defaults for the rest), so an INC job and the equivalent
+ *   OnnxStaticQuantization / OnnxDynamicQuantization job run the same code on the same
+ *   configuration and give the same model.
+ * - INC's defaults as quantd maps them: static weights int8 symmetric per tensor,
+ *   activations uint8 asymmetric, MinMax calibration (INC's first capability option);
+ *   dynamic weights int8 symmetric per tensor, DynamicQuantizeLinear activations.
+ * - Pre-optimization (before any recipe): unnamed or duplicate node names become
+ *   `<op>_nc_rename_<i>` (INC's rename), Gemm → MatMul (+ Add) with gemm_to_matmul, and
+ *   graph_optimization_level DISABLE_ALL turns quantd's own preprocessing off (any other
+ *   level keeps it: constant folding, BatchNormalization folding).
+ * - Node recipes (first / last Conv-or-MatMul, pre/post processing) become the target
+ *   pass's nodes_to_exclude; Q/DQ recipes become its extra options.
+ * - Every parameter is used, or logged as having no effect with the reason, or refused
+ *   at submit time (qd_pass_check_inc) with the field's path. */
+#include "passes/passes.h"
+#include "engine/engine.h"
+#include "engine/dataset.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* ---- submit-time checks ---- */
+
+/* recipes quantd implements, with the JSON type each takes */
+static const struct { const char *key; const char *type; } inc_recipes[] = {
+	{"smooth_quant", "bool"}, {"smooth_quant_args", "object"},
+	{"layer_wise_quant", "bool"}, {"layer_wise_quant_args", "object"},
+	{"fast_bias_correction", "bool"}, {"weight_correction", "bool"},
+	{"gemm_to_matmul", "bool"}, {"graph_optimization_level", "string"},
+	{"first_conv_or_matmul_quantization", "bool"}, {"last_conv_or_matmul_quantization", "bool"},
+	{"pre_post_process_quantization", "bool"}, {"add_qdq_pair_to_weight", "bool"},
+	{"dedicated_qdq_pair", "bool"}, {"optypes_to_exclude_output_quant", "list"},
+	{"rtn_args", "object"}, {"gptq_args", "object"}, {"awq_args", "object"},
+	{"teq_args", "object"}, {"autoround_args", "object"},
+};
+
+static bool json_has_type(const json_t *v, const char *type)
+{
+	if (!strcmp(type, "bool"))
+		return json_is_boolean(v);
+	if (!strcmp(type, "object"))
+		return json_is_object(v);
+	if (!strcmp(type, "string"))
+		return json_is_string(v);
+	if (!strcmp(type, "list")) {
+		size_t i; json_t *x;
+		if (!json_is_array(v))
+			return false;
+		json_array_foreach(v, i, x)
+			if (!json_is_string(x))
+				return false;
+		return true;
+	}
+	return false;
+}
+
+/* keys of a sub-object allowed, each with a check; returns 0 or the error */
+struct sub_key { const char *key, *type; };
+
+static int check_keys(const char *field, const json_t *obj, const struct sub_key *keys, size_t n,
+		      struct qd_err *err)
+{
+	char f[256];
+	const char *k; json_t *v;
+	json_object_foreach((json_t *)obj, k, v) {
+		size_t i;
+		for (i = 0; i < n; i++)
+			if (!strcmp(keys[i].key, k))
+				break;
+		snprintf(f, sizeof f, "%s.%s", field, k);
+		if (i == n) {
+			char list[400] = "";
+			size_t off = 0;
+			for (size_t j = 0; j < n && off < sizeof list; j++)
+				off += (size_t)snprintf(list + off, sizeof list - off, "%s%s", j ? ", " : "", keys[j].key);
+			return qd_err_set(err, QD_EINVAL, f, "unknown key '%s' (known: %s)", k, list);
+		}
+		const char *t = keys[i].type;
+		bool ok = !strcmp(t, "number") ? json_is_number(v) : !strcmp(t, "int") ? json_is_integer(v)
+			  : !strcmp(t, "any") ? true : json_has_type(v, t);
+		if (!ok && !json_is_null(v))
+			return qd_err_set(err, QD_EINVAL, f, "'%s' must be of type %s", k, t);
+	}
+	return 0;
+}
+
+static bool pow2_ge16(json_int_t v)
+{
+	return v >= 16 && (v & (v - 1)) == 0;
+}
+
+static const char *const wo_algos[] = {"RTN", "GPTQ", "AWQ", "HQQ"};
+
+/* weight_only_config (or an op_type_dict entry's "weight"): bits, group_size, scheme,
+ * algorithm. *algo gets the upper-cased algorithm (Olive upper-cases it). */
+static int check_woq(const char *field, const json_t *w, char algo[16], struct qd_err *err)
+{
+	static const struct sub_key keys[] = {
+		{"bits", "int"}, {"group_size", "int"}, {"scheme", "string"}, {"algorithm", "string"},
+	};
+	int rc = check_keys(field, w, keys, QD_ARRAY_LEN(keys), err);
+	if (rc < 0)
+		return rc;
+	char f[256];
+	const json_t *b = json_object_get(w, "bits"), *g = json_object_get(w, "group_size");
+	const json_t *s = json_object_get(w, "scheme"), *a = json_object_get(w, "algorithm");
+	snprintf(f, sizeof f, "%s.bits", field);
+	if (b && json_integer_value(b) != 4 && json_integer_value(b) != 8)
+		return qd_err_set(err, QD_EINVAL, f, "bits %lld is not supported: 4 or 8 (MatMulNBits)",
+				  (long long)json_integer_value(b));
+	snprintf(f, sizeof f, "%s.group_size", field);
+	if (g && json_integer_value(g) == -1)
+		return qd_err_set(err, QD_EUNSUPPORTED, f, "group_size -1 (one group per output channel) is not "
+				  "supported: MatMulNBits blocks are a power of two >= 16 shared by every weight; use "
+				  "128");
+	if (g && !pow2_ge16(json_integer_value(g)))
+		return qd_err_set(err, QD_EINVAL, f, "group_size %lld is not a power of two >= 16 (MatMulNBits' "
+				  "blocks)%s", (long long)json_integer_value(g), json_integer_value(g) == 4 ?
+				  "; 4 is Olive's default weight_only_config value: set group_size (32 is INC's own "
+				  "default)" : "");
+	snprintf(f, sizeof f, "%s.scheme", field);
+	if (s && strcmp(json_string_value(s), "sym") && strcmp(json_string_value(s), "asym"))
+		return qd_err_set(err, QD_EINVAL, f, "scheme '%s' is not one of sym, asym", json_string_value(s));
+	snprintf(f, sizeof f, "%s.algorithm", field);
+	snprintf(algo, 16, "%s", a ? json_string_value(a) : "RTN");
+	for (char *p = algo; *p; p++)
+		*p = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
+	for (size_t i = 0; i < QD_ARRAY_LEN(wo_algos); i++)
+		if (!strcmp(algo, wo_algos[i]))
+			return 0;
+	return qd_err_set(err, QD_ENOT_IMPL, f, "weight-only algorithm '%s' is not implemented (RTN, GPTQ, AWQ, "
+			  "HQQ; INC's TEQ is PyTorch-only and AutoRound has no ONNX adapter)", json_string_value(a));
+}
+
+static int check_recipes(const char *pass, const json_t *r, const char *approach, struct qd_err *err)
+{
+	char f[256];
+	const char *k; json_t *v;
+	json_object_foreach((json_t *)r, k, v) {
+		size_t i;
+		for (i = 0; i < QD_ARRAY_LEN(inc_recipes); i++)
+			if (!strcmp(inc_recipes[i].key, k))
+				break;
+		snprintf(f, sizeof f, "passes.%s.recipes.%s", pass, k);
+		if (i == QD_ARRAY_LEN(inc_recipes))
+			return qd_err_set(err, QD_EINVAL, f, "unknown recipe '%s'", k);
+		if (!json_has_type(v, inc_recipes[i].type))
+			return qd_err_set(err, QD_EINVAL, f, "recipe '%s' must be of type %s", k, inc_recipes[i].type);
+		if ((!strcmp(k, "fast_bias_correction") || !strcmp(k, "weight_correction")) && json_is_true(v))
+			return qd_err_set(err, QD_ENOT_IMPL, f, "recipe '%s' is not implemented by quantd", k);
+		if (!strcmp(k, "teq_args") || !strcmp(k, "autoround_args"))
+			return qd_err_set(err, QD_ENOT_IMPL, f, "recipe '%s' is not implemented: INC's ONNX adapter "
+					  "has no %s", k, !strcmp(k, "teq_args") ? "TEQ (PyTorch only)" : "AutoRound");
+		if (!strcmp(k, "graph_optimization_level")) {
+			const char *l = json_string_value(v);
+			if (strcmp(l, "DISABLE_ALL") && strcmp(l, "ENABLE_BASIC") && strcmp(l, "ENABLE_EXTENDED") &&
+			    strcmp(l, "ENABLE_ALL"))
+				return qd_err_set(err, QD_EINVAL, f, "graph_optimization_level '%s' is not one of "
+						  "DISABLE_ALL, ENABLE_BASIC, ENABLE_EXTENDED, ENABLE_ALL", l);
+		}
+		if (!strcmp(k, "smooth_quant") && json_is_true(v) && strcmp(approach, "static"))
+			return qd_err_set(err, QD_EUNSUPPORTED, f, "smooth_quant applies to the static approach only "
+					  "(it needs calibrated activation ranges; approach is '%s')", approach);
+		if (!strcmp(k, "smooth_quant_args")) {
+			static const struct sub_key sk[] = {
+				{"alpha", "any"}, {"folding", "bool"}, {"percentile", "number"}, {"op_types", "list"},
+				{"scales_per_op", "bool"}, {"calib_iter", "int"}, {"auto_alpha_args", "object"},
+			};
+			int rc = check_keys(f, v, sk, QD_ARRAY_LEN(sk), err);
+			if (rc < 0)
+				return rc;
+			const json_t *a = json_object_get(v, "alpha");
+			char fa[300];
+			snprintf(fa, sizeof fa, "%s.alpha", f);
+			if (a && !(json_is_number(a) && json_number_value(a) >= 0 && json_number_value(a) <= 1))
+				return qd_err_set(err, json_is_number(a) ? QD_EINVAL : QD_ENOT_IMPL, fa,
+						  json_is_number(a) ? "alpha must be in [0, 1]" : "alpha must be a number in "
+						  "[0, 1]: the alpha search (\"auto\" or a list) is not implemented");
+			snprintf(fa, sizeof fa, "%s.auto_alpha_args", f);
+			if (json_object_get(v, "auto_alpha_args"))
+				return qd_err_set(err, QD_ENOT_IMPL, fa, "the alpha search is not implemented: give alpha "
+						  "as a number");
+			const json_t *ci = json_object_get(v, "calib_iter");
+			snprintf(fa, sizeof fa, "%s.calib_iter", f);
+			if (ci && json_integer_value(ci) < 1)
+				return qd_err_set(err, QD_EINVAL, fa, "calib_iter must be >= 1");
+			size_t j; json_t *o;
+			snprintf(fa, sizeof fa, "%s.op_types", f);
+			json_array_foreach(json_object_get(v, "op_types"), j, o)
+				if (strcmp(json_string_value(o), "MatMul") && strcmp(json_string_value(o), "Gemm") &&
+				    strcmp(json_string_value(o), "Conv") && strcmp(json_string_value(o), "FusedConv"))
+					return qd_err_set(err, QD_EINVAL, fa, "op type '%s' cannot be smoothed (Gemm, Conv, "
+							  "MatMul, FusedConv)", json_string_value(o));
+		}
+		if (!strcmp(k, "gptq_args")) {
+			static const struct sub_key sk[] = {
+				{"percdamp", "number"}, {"blocksize", "int"}, {"actorder", "bool"}, {"mse", "bool"},
+				{"perchannel", "bool"}, {"accuracy_level", "int"}, {"static_groups", "bool"},
+			};
+			int rc = check_keys(f, v, sk, QD_ARRAY_LEN(sk), err);
+			if (rc < 0)
+				return rc;
+			const json_t *p = json_object_get(v, "percdamp");
+			char fa[300];
+			snprintf(fa, sizeof fa, "%s.percdamp", f);
+			if (p && !(json_number_value(p) > 0 && json_number_value(p) < 10))
+				return qd_err_set(err, QD_EINVAL, fa, "percdamp must be a number in (0, 10)");
+			snprintf(fa, sizeof fa, "%s.static_groups", f);
+			if (json_is_false(json_object_get(v, "static_groups")) && json_is_true(json_object_get(v, "actorder")))
+				return qd_err_set(err, QD_EUNSUPPORTED, fa, "quantd's GPTQ with actorder always keeps static "
+						  "groups (parameters from the original rows, MatMulNBits' layout)");
+		}
+		if (!strcmp(k, "rtn_args") || !strcmp(k, "awq_args")) {
+			static const struct sub_key rk[] = { {"accuracy_level", "int"} };
+			static const struct sub_key ak[] = {
+				{"enable_auto_scale", "bool"}, {"enable_mse_search", "bool"}, {"accuracy_level", "int"},
+			};
+			int rc = !strcmp(k, "rtn_args") ? check_keys(f, v, rk, 1, err) : check_keys(f, v, ak, 3, err);
+			if (rc < 0)
+				return rc;
+		}
+		if (strstr(k, "_args") && json_object_get(v, "accuracy_level")) {
+			json_int_t al = json_integer_value(json_object_get(v, "accuracy_level"));
+			char fa[300];
+			snprintf(fa, sizeof fa, "%s.accuracy_level", f);
+			if (al < 0 || al > 4)
+				return qd_err_set(err, QD_EINVAL, fa, "accuracy_level must be 0..4");
+		}
+	}
+	return 0;
+}
+
+static int check_tuning(const char *pass, const json_t *tc, const json_t *ql, struct qd_err *err)
+{
+	char f[256];
+	snprintf(f, sizeof f, "passes.%s.tuning_criterion", pass);
+	static const struct sub_key keys[] = {
+		{"strategy", "string"}, {"strategy_kwargs", "object"}, {"timeout", "number"}, {"max_trials", "int"},
+		{"objective", "string"},
+	};
+	int rc = check_keys(f, tc, keys, QD_ARRAY_LEN(keys), err);
+	if (rc < 0)
+		return rc;
+	const char *st = json_string_value(json_object_get(tc, "strategy"));
+	const char *ob = json_string_value(json_object_get(tc, "objective"));
+	bool level1 = json_is_integer(ql) && json_integer_value(ql) == 1;
+	snprintf(f, sizeof f, "passes.%s.tuning_criterion.strategy", pass);
+	if (st && strcmp(st, "basic") && level1)
+		return qd_err_set(err, QD_ENOT_IMPL, f, "tuning strategy '%s' is not implemented: basic only", st);
+	snprintf(f, sizeof f, "passes.%s.tuning_criterion.strategy_kwargs", pass);
+	const json_t *kw = json_object_get(tc, "strategy_kwargs");
+	if (json_is_object(kw) && json_object_size(kw))
+		return qd_err_set(err, QD_ENOT_IMPL, f, "strategy_kwargs are not implemented (the basic strategy "
+				  "takes none)");
+	snprintf(f, sizeof f, "passes.%s.tuning_criterion.objective", pass);
+	if (ob && strcmp(ob, "performance") && strcmp(ob, "modelsize") && strcmp(ob, "footprint"))
+		return qd_err_set(err, QD_EINVAL, f, "objective '%s' is not one of performance, modelsize, footprint", ob);
+	const json_t *mt = json_object_get(tc, "max_trials"), *to = json_object_get(tc, "timeout");
+	snprintf(f, sizeof f, "passes.%s.tuning_criterion.max_trials", pass);
+	if (mt && json_integer_value(mt) < 1)
+		return qd_err_set(err, QD_EINVAL, f, "max_trials must be >= 1");
+	snprintf(f, sizeof f, "passes.%s.tuning_criterion.timeout", pass);
+	if (to && json_number_value(to) < 0)
+		return qd_err_set(err, QD_EINVAL, f, "timeout must be >= 0 seconds");
+	snprintf(f, sizeof f, "passes.%s.quant_level", pass);
+	if (!(json_is_string(ql) && !strcmp(json_string_value(ql), "auto")) &&
+	    !(json_is_integer(ql) && (json_integer_value(ql) == 0 || json_integer_value(ql) == 1)))
+		return qd_err_set(err, QD_EINVAL, f, "quant_level must be \"auto\", 0 or 1");
+	if (json_is_integer(ql) && json_integer_value(ql) == 0)
+		return qd_err_set(err, QD_ENOT_IMPL, f, "quant_level 0 (INC's conservative strategy) is not "
+				  "implemented: use 1 (basic) or \"auto\"");
+	return 0;
+}
+
+static int check_criterion(const char *pass, const json_t *ac, struct qd_err *err)
+{
+	char f[256];
+	snprintf(f, sizeof f, "passes.%s.accuracy_criterion", pass);
+	static const struct sub_key keys[] = {
+		{"criterion", "string"}, {"higher_is_better", "bool"}, {"tolerable_loss", "number"},
+		{"relative", "number"}, {"absolute", "number"},
+	};
+	int rc = check_keys(f, ac, keys, QD_ARRAY_LEN(keys), err);
+	if (rc < 0)
+		return rc;
+	const char *c = json_string_value(json_object_get(ac, "criterion"));
+	snprintf(f, sizeof f, "passes.%s.accuracy_criterion.criterion", pass);
+	if (c && strcmp(c, "relative") && strcmp(c, "absolute"))
+		return qd_err_set(err, QD_EINVAL, f, "criterion '%s' is not one of relative, absolute", c);
+	return 0;
+}
+
+static int check_sizes(const char *pass, const json_t *v, struct qd_err *err)
+{
+	char f[256];
+	snprintf(f, sizeof f, "passes.%s.calibration_sampling_size", pass);
+	if (json_is_integer(v))
+		return json_integer_value(v) > 0 ? 0 : qd_err_set(err, QD_EINVAL, f, "calibration_sampling_size "
+								   "must be a positive integer");
+	if (!json_is_array(v) || !json_array_size(v))
+		return qd_err_set(err, QD_EINVAL, f, "calibration_sampling_size must be a positive integer or a "
+				  "non-empty list of them");
+	size_t i; json_t *x;
+	json_array_foreach(v, i, x)
+		if (!json_is_integer(x) || json_integer_value(x) <= 0)
+			return qd_err_set(err, QD_EINVAL, f, "calibration_sampling_size must hold positive integers");
+	return 0;
+}
+
+/* One configuration of the space. */
+static int check_one(const char *pass, const json_t *c, struct qd_err *err)
+{
+	char f[256];
+	const char *approach = json_string_value(json_object_get(c, "approach"));
+	const json_t *dc = json_object_get(c, "data_config");
+	bool has_dc = dc && !json_is_null(dc);
+	int rc;
+	if ((rc = check_recipes(pass, json_object_get(c, "recipes"), approach, err)) < 0)
+		return rc;
+	if ((rc = check_tuning(pass, json_object_get(c, "tuning_criterion"), json_object_get(c, "quant_level"), err)) < 0)
+		return rc;
+	const json_t *ac = json_object_get(c, "accuracy_criterion");
+	if (json_is_object(ac) && (rc = check_criterion(pass, ac, err)) < 0)
+		return rc;
+	const json_t *css = json_object_get(c, "calibration_sampling_size");
+	if (css && (rc = check_sizes(pass, css, err)) < 0)
+		return rc;
+	size_t i; json_t *x;
+	snprintf(f, sizeof f, "passes.%s.excluded_precisions", pass);
+	json_array_foreach(json_object_get(c, "excluded_precisions"), i, x)
+		if (strcmp(json_string_value(x), "bf16") && strcmp(json_string_value(x), "fp16"))
+			return qd_err_set(err, QD_EINVAL, f, "excluded precision '%s' is not one of bf16, fp16",
+					  json_string_value(x));
+	if (!strcmp(approach, "static") && !has_dc) {
+		snprintf(f, sizeof f, "passes.%s.data_config", pass);
+		return qd_err_set(err, QD_EINVAL, f, "static quantization needs calibration data: set \"data_config\" "
+				  "to a data_configs name");
+	}
+	if (strcmp(approach, "weight_only"))
+		return 0;
+	char algo[16];
+	snprintf(f, sizeof f, "passes.%s.weight_only_config", pass);
+	if ((rc = check_woq(f, json_object_get(c, "weight_only_config"), algo, err)) < 0)
+		return rc;
+	const char *k; json_t *v;
+	json_object_foreach(json_object_get(c, "op_type_dict"), k, v) {
+		snprintf(f, sizeof f, "passes.%s.op_type_dict.%s", pass, k);
+		if (strcmp(k, ".*") && strcmp(k, "MatMul"))
+			return qd_err_set(err, QD_EUNSUPPORTED, f, "op type '%s': weight-only quantization handles "
+					  "MatMul (key \"MatMul\" or \".*\")", k);
+		static const struct sub_key ok[] = { {"weight", "object"} };
+		if (!json_is_object(v))
+			return qd_err_set(err, QD_EINVAL, f, "op_type_dict entry must be an object {\"weight\": {...}}");
+		if ((rc = check_keys(f, v, ok, 1, err)) < 0)
+			return rc;
+		char f2[300];
+		snprintf(f2, sizeof f2, "%s.weight", f);
+		char a2[16];
+		if (json_object_get(v, "weight") && (rc = check_woq(f2, json_object_get(v, "weight"), a2, err)) < 0)
+			return rc;
+		if (json_object_get(json_object_get(v, "weight"), "algorithm"))
+			memcpy(algo, a2, sizeof algo);
+	}
+	if ((!strcmp(algo, "GPTQ") || !strcmp(algo, "AWQ")) && !has_dc) {
+		snprintf(f, sizeof f, "passes.%s.data_config", pass);
+		return qd_err_set(err, QD_EINVAL, f, "weight-only %s needs calibration data: set \"data_config\" to a "
+				  "data_configs name", algo);
+	}
+	return 0;
+}
+
+/* Every combination of the searched parameters that interact (approach, data_config,
+ * weight_only_config, recipes) is checked; the others one by one. */
+int qd_pass_check_inc(const char *pass_name, const json_t *space, struct qd_err *err)
+{
+	json_t *c = qd_pass_space_first(space);
+	if (!c)
+		return qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+	int rc = 0;
+	size_t i, j, k, l; json_t *a, *d, *w, *r;
+	json_t *none = json_array();
+	json_array_append_new(none, json_null());
+	const json_t *dcs = json_object_get(space, "data_config") ? json_object_get(space, "data_config") : none;
+	json_array_foreach(json_object_get(space, "approach"), i, a)
+		json_array_foreach(dcs, j, d)
+			json_array_foreach(json_object_get(space, "weight_only_config"), k, w)
+				json_array_foreach(json_object_get(space, "recipes"), l, r) {
+					if (rc < 0)
+						break;
+					json_object_set(c, "approach", a);
+					json_object_set(c, "data_config", d);
+					json_object_set(c, "weight_only_config", w);
+					json_object_set(c, "recipes", r);
+					rc = check_one(pass_name, c, err);
+				}
+	json_decref(none);
+	json_decref(c);
+	if (rc == 0)
+		rc = qd_pass_check_external(pass_name, space, err);
+	return rc;
+}
+
+/* ---- the run ---- */
+
+struct inc {
+	struct qd_pass_ctx *pc;
+	const json_t *params;
+	const char *approach;
+	const json_t *recipes;
+	bool trt;                   /* backend onnxrt_trt_ep: INC's TensorRT rules */
+	bool qdq;
+	char algo[16];              /* weight-only */
+	const json_t *woq;          /* weight_only_config merged with op_type_dict (new) */
+	int64_t sizes[16];          /* calibration_sampling_size candidates */
+	size_t n_sizes;
+	json_t *log;                /* stats: what each parameter became */
+};
+
+static const json_t *recipe(const struct inc *s, const char *k)
+{
+	return json_object_get(s->recipes, k);
+}
+
+static bool recipe_bool(const struct inc *s, const char *k, bool dflt)
+{
+	return qd_pass_opt_bool(s->recipes, k, dflt);
+}
+
+/* The pass's entry as the user wrote it: tells a default from a value set on purpose. */
+static const json_t *user_value(const struct qd_pass_ctx *c, const char *key)
+{
+	const json_t *p = c && c->workflow && c->name ?
+			  json_object_get(json_object_get(c->workflow, "passes"), c->name) : NULL;
+	if (json_is_array(p))
+		p = json_array_get(p, 0);
+	const json_t *v = json_object_get(p, key);
+	if (!v)
+		v = json_object_get(json_object_get(p, "config"), key);
+	if (json_is_string(v) && !strcmp(json_string_value(v), "DEFAULT_VALUE"))
+		return NULL;
+	return v;
+}
+
+static void no_effect(struct inc *s, const char *field, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void no_effect(struct inc *s, const char *field, const char *fmt, ...)
+{
+	char why[600];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof why, fmt, ap);
+	va_end(ap);
+	qd_pass_log(s->pc, QD_LOG_WARN, "%s has no effect: %s", field, why);
+	json_array_append_new(json_object_get(s->log, "ignored"), json_pack("{s:s, s:s}", "field", field, "why", why));
+}
+
+/* Warnings for the parameters that change nothing here, once per run. */
+static void report_params(struct inc *s)
+{
+	const json_t *p = s->params;
+	const char *dev = json_string_value(json_object_get(p, "device"));
+	const char *be = json_string_value(json_object_get(p, "backend"));
+	const char *dom = json_string_value(json_object_get(p, "domain"));
+	if (dev && strcmp(dev, "cpu"))
+		no_effect(s, "device", "'%s': quantd always produces ONNX Runtime CPU-compatible models (they run on "
+			  "the GPU execution providers as well)", dev);
+	if (be && strcmp(be, "default") && !s->trt)
+		no_effect(s, "backend", "'%s': quantd quantizes with the default (CPU execution provider) op "
+			  "capabilities; the model runs on that provider too", be);
+	if (dom && strcmp(dom, "auto"))
+		no_effect(s, "domain", "'%s': INC uses the domain only to pick ONNX Runtime's pre-optimization level, "
+			  "and quantd's preprocessing has no levels", dom);
+	bool tuning = json_is_object(json_object_get(p, "metric"));
+	const json_t *ws = json_object_get(p, "workspace");
+	if (json_is_string(ws) && !tuning)
+		no_effect(s, "workspace", "it holds the accuracy-aware tuning's candidates, and there is no tuning "
+			  "without a metric");
+	if (!tuning && (user_value(s->pc, "tuning_criterion") || user_value(s->pc, "quant_level") ||
+			user_value(s->pc, "accuracy_criterion")))
+		no_effect(s, "tuning_criterion", "the tuning settings (tuning_criterion, quant_level, "
+			  "accuracy_criterion) apply only with a metric: the default configuration is quantized once");
+	if (json_array_size(json_object_get(p, "excluded_precisions")))
+		no_effect(s, "excluded_precisions", "quantd falls back to fp32 only (the CPU execution provider has no "
+			  "bf16 / fp16 kernels for these ops), so bf16 and fp16 are never used");
+	bool wo = !strcmp(s->approach, "weight_only");
+	if (!wo && json_object_size(json_object_get(p, "op_type_dict")))
+		no_effect(s, "op_type_dict", "Olive passes op_type_dict to INC only for approach weight_only (it is "
+			  "forced to None otherwise)");
+	if (!wo && user_value(s->pc, "weight_only_config"))
+		no_effect(s, "weight_only_config", "approach is '%s', not weight_only", s->approach);
+	if (wo && json_is_true(json_object_get(p, "reduce_range")))
+		no_effect(s, "reduce_range", "7-bit weights apply to int8 quantization, not to weight-only");
+	if (strcmp(s->approach, "static") && user_value(s->pc, "quant_format") &&
+	    strcmp(json_string_value(user_value(s->pc, "quant_format")) ?: "", "default"))
+		no_effect(s, "quant_format", "approach '%s' has one format (dynamic: integer ops; weight_only: "
+			  "MatMulNBits)", s->approach);
+	if (!strcmp(s->approach, "dynamic") && user_value(s->pc, "calibration_sampling_size"))
+		no_effect(s, "calibration_sampling_size", "dynamic quantization is not calibrated");
+	if (!strcmp(s->approach, "dynamic") && !json_is_null(json_object_get(p, "data_config")) &&
+	    json_object_get(p, "data_config") && !tuning)
+		no_effect(s, "data_config", "dynamic quantization is not calibrated");
+	if (wo && (!strcmp(s->algo, "RTN") || !strcmp(s->algo, "HQQ")) &&
+	    user_value(s->pc, "calibration_sampling_size"))
+		no_effect(s, "calibration_sampling_size", "weight-only %s is calibration-free", s->algo);
+	if (s->n_sizes > 1 && !tuning)
+		no_effect(s, "calibration_sampling_size", "only the first size (%lld) is used: the others are tuning "
+			  "options, and there is no tuning without a metric", (long long)s->sizes[0]);
+	/* recipes */
+	if (recipe_bool(s, "layer_wise_quant", false) || recipe(s, "layer_wise_quant_args"))
+		no_effect(s, "recipes.layer_wise_quant", "quantd calibrates batch by batch through its executor with "
+			  "bounded memory; splitting the model would give the same result");
+	const char *wonly[] = {"rtn_args", "gptq_args", "awq_args"};
+	for (size_t i = 0; i < QD_ARRAY_LEN(wonly); i++)
+		if (recipe(s, wonly[i]) && (!wo || strncasecmp(s->algo, wonly[i], 3)))
+			no_effect(s, wonly[i], "the %s algorithm is not the one used (approach %s%s%s)", wonly[i],
+				  s->approach, wo ? ", algorithm " : "", wo ? s->algo : "");
+	if (!s->qdq && !s->trt) {
+		if (recipe_bool(s, "add_qdq_pair_to_weight", false))
+			no_effect(s, "recipes.add_qdq_pair_to_weight", "QDQ format only (quant_format is QOperator)");
+		if (recipe_bool(s, "dedicated_qdq_pair", false))
+			no_effect(s, "recipes.dedicated_qdq_pair", "QDQ format only (quant_format is QOperator)");
+	}
+	if (strcmp(s->approach, "static") && json_array_size(recipe(s, "optypes_to_exclude_output_quant")))
+		no_effect(s, "recipes.optypes_to_exclude_output_quant", "static quantization only");
+	const json_t *ga = recipe(s, "gptq_args");
+	if (wo && !strcmp(s->algo, "GPTQ") && json_object_get(ga, "blocksize"))
+		no_effect(s, "recipes.gptq_args.blocksize", "it only sets how many rows GPTQ updates at once (the "
+			  "lazy batch), not the result; quantd uses 128");
+	const json_t *aa = recipe(s, "awq_args");
+	if (wo && !strcmp(s->algo, "AWQ") && qd_pass_opt_bool(aa, "enable_mse_search", true) &&
+	    qd_pass_opt_bool(aa, "enable_auto_scale", true))
+		qd_pass_log(s->pc, QD_LOG_INFO, "AWQ: activation-aware scale search; INC's clip search "
+			    "(enable_mse_search) is not run by quantd, the blocks keep their full range");
+}
+
+/* ---- pre-optimization ---- */
+
+/* INC renames unnamed and duplicate nodes "<op>_nc_rename_<index>". */
+static int rename_nodes(struct inc *s, Onnx__GraphProto *g, struct qd_err *err)
+{
+	struct qd_namemap seen = { 0 };
+	int renamed = 0, rc = 0;
+	for (size_t i = 0; i < g->n_node && rc == 0; i++) {
+		Onnx__NodeProto *n = g->node[i];
+		if (n->name && *n->name && !qd_namemap_get(&seen, n->name)) {
+			rc = qd_namemap_put(&seen, n->name, (long)i);
+			continue;
+		}
+		char *nm = qd_asprintf("%s_nc_rename_%zu", n->op_type, i);
+		if (!nm) {
+			rc = -QD_ENOMEM;
+			break;
+		}
+		free(n->name);
+		n->name = nm;
+		renamed++;
+		rc = qd_namemap_put(&seen, n->name, (long)i);
+	}
+	qd_namemap_free(&seen);
+	if (rc < 0)
+		return qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+	if (renamed)
+		qd_pass_log(s->pc, QD_LOG_INFO, "%d unnamed or duplicate node names renamed <op>_nc_rename_<i> (INC's "
+			    "rule)", renamed);
+	return 0;
+}
+
+static double attr_f(const Onnx__NodeProto *n, const char *name, double dflt)
+{
+	const Onnx__AttributeProto *a = qd_node_attr(n, name);
+	return a ? a->f : dflt;
+}
+
+static int64_t attr_i(const Onnx__NodeProto *n, const char *name, int64_t dflt)
+{
+	const Onnx__AttributeProto *a = qd_node_attr(n, name);
+	return a ? a->i : dflt;
+}
+
+/* Gemm → MatMul (+ Add) when alpha = beta = 1 and transA = 0; transB = 1 transposes a
+ * B initializer (a copy when other nodes read it) or inserts a Transpose. The MatMul
+ * keeps the Gemm's name (nodes_to_exclude still applies), the Add is "<name>_bias". */
+static int gemm_to_matmul(struct inc *s, struct qd_model *m, struct qd_err *err)
+{
+	Onnx__GraphProto *g = m->proto->graph;
+	struct qd_graph_index *ix = NULL;
+	int rc = qd_index_build(g, NULL, &ix, err), done = 0, kept = 0;
+	if (rc < 0)
+		return rc;
+	size_t n0 = g->n_node;
+	for (size_t i = 0; i < n0 && rc == 0; i++) {
+		Onnx__NodeProto *n = g->node[i];
+		if (strcmp(n->op_type, "Gemm") || *qd_node_domain(n) || n->n_input < 2)
+			continue;
+		if (attr_f(n, "alpha", 1.0) != 1.0 || attr_f(n, "beta", 1.0) != 1.0 || attr_i(n, "transA", 0) != 0) {
+			kept++;
+			continue;
+		}
+		char *b = strdup(n->input[1]);
+		char *out = strdup(n->output[0]);
+		char *mm_out = n->n_input > 2 && *n->input[2] ? qd_asprintf("%s_MatMul", n->output[0]) : strdup(out);
+		if (!b || !out || !mm_out) {
+			free(b); free(out); free(mm_out);
+			rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+			break;
+		}
+		if (attr_i(n, "transB", 0)) {
+			Onnx__TensorProto *t = qd_index_initializer(ix, b);
+			Onnx__NodeProto *const *cons;
+			char *tn = qd_asprintf("%s_transposed", b);
+			if (t && t->n_dims == 2 && t->data_type == QD_DT_FLOAT) {
+				float *w = NULL;
+				int64_t cnt = 0;
+				if ((rc = qd_tensor_to_float(t, &w, &cnt, err)) == 0) {
+					int64_t r = t->dims[0], c = t->dims[1], dims[2] = {c, r};
+					float *tw = malloc((size_t)(r * c) * sizeof *tw + 1);
+					for (int64_t y = 0; tw && y < r; y++)
+						for (int64_t x = 0; x < c; x++)
+							tw[x * r + y] = w[y * c + x];
+					bool shared = qd_index_consumers(ix, b, &cons) > 1;
+					Onnx__TensorProto *nt = tw ? qd_tensor_new(shared ? tn : b, QD_DT_FLOAT, dims, 2, tw,
+										  (size_t)(r * c) * sizeof *tw) : NULL;
+					if (!nt) {
+						rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+					} else if (shared) {
+						rc = qd_graph_add_initializer(g, nt);
+						free(b);
+						b = strdup(tn);
+					} else {
+						for (size_t k = 0; k < g->n_initializer; k++)
+							if (g->initializer[k] == t) {
+								g->initializer[k] = nt;
+								qd_tensor_free(t);
+								break;
+							}
+					}
+					free(tw);
+				}
+				free(w);
+			} else {
+				const char *in[1] = {b};
+				const char *o[1] = {tn};
+				char *nn = qd_asprintf("%s_transpose_B", n->name);
+				Onnx__NodeProto *tp = nn ? qd_node_new("Transpose", NULL, nn, in, 1, o, 1) : NULL;
+				free(nn);
+				rc = tp ? qd_graph_add_node(g, tp) : qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+				free(b);
+				b = strdup(tn);
+			}
+			free(tn);
+		}
+		if (rc == 0) {
+			const char *in[2] = {n->input[0], b};
+			const char *o[1] = {mm_out};
+			Onnx__NodeProto *mm = qd_node_new("MatMul", NULL, n->name, in, 2, o, 1);
+			Onnx__NodeProto *add = NULL;
+			if (mm && n->n_input > 2 && *n->input[2]) {
+				const char *ai[2] = {mm_out, n->input[2]};
+				const char *ao[1] = {out};
+				char *an = qd_asprintf("%s_bias", n->name);
+				add = an ? qd_node_new("Add", NULL, an, ai, 2, ao, 1) : NULL;
+				free(an);
+				if (!add) {
+					qd_node_free(mm);
+					mm = NULL;
+				}
+			}
+			if (!mm) {
+				rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+			} else {
+				qd_node_free(n);
+				g->node[i] = mm;
+				if (add)
+					rc = qd_graph_add_node(g, add);
+				done++;
+			}
+		}
+		free(b); free(out); free(mm_out);
+	}
+	qd_index_free(ix);
+	if (rc < 0)
+		return err->code ? -err->code : qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+	if (done && (rc = qd_graph_toposort(g, err)) < 0)
+		return rc;
+	if (done || kept)
+		qd_pass_log(s->pc, QD_LOG_INFO, "gemm_to_matmul: %d Gemm -> MatMul (+ Add)%s", done,
+			    kept ? " (Gemms with alpha or beta != 1 or transA kept)" : "");
+	json_object_set_new(s->log, "gemm_to_matmul", json_integer(done));
+	return 0;
+}
+
+/* ---- node recipes ---- */
+
+static bool backbone_op(const Onnx__NodeProto *n)
+{
+	return !strcmp(n->op_type, "Conv") || !strcmp(n->op_type, "MatMul") || !strcmp(n->op_type, "Gemm") ||
+	       !strcmp(n->op_type, "FusedConv") || !strcmp(n->op_type, "Attention");
+}
+
+/* first / last Conv-or-MatMul and pre/post processing → node names kept float (new). */
+static json_t *recipe_exclusions(struct inc *s, const Onnx__GraphProto *g)
+{
+	json_t *ex = json_array();
+	long first = -1, last = -1;
+	for (size_t i = 0; i < g->n_node; i++)
+		if (backbone_op(g->node[i])) {
+			if (first < 0)
+				first = (long)i;
+			last = (long)i;
+		}
+	if (first < 0)
+		return ex;
+	bool f = recipe_bool(s, "first_conv_or_matmul_quantization", true);
+	bool l = recipe_bool(s, "last_conv_or_matmul_quantization", true);
+	bool pp = recipe_bool(s, "pre_post_process_quantization", true);
+	if (!f)
+		json_array_append_new(ex, json_string(g->node[first]->name));
+	if (!l && last != first)
+		json_array_append_new(ex, json_string(g->node[last]->name));
+	for (size_t i = 0; !pp && i < g->n_node; i++)
+		if ((long)i < first || (long)i > last)
+			json_array_append_new(ex, json_string(g->node[i]->name));
+	if (!f || !l || !pp) {
+		char *t = json_dumps(ex, JSON_COMPACT);
+		qd_pass_log(s->pc, QD_LOG_INFO, "recipes keep %zu node(s) in float: %s", json_array_size(ex),
+			    t ? t : "");
+		free(t);
+	}
+	return ex;
+}
+
+/* ---- translation ---- */
+
+static void set_if(json_t *o, const char *k, const json_t *v)
+{
+	if (v && !json_is_null(v))
+		json_object_set(o, k, (json_t *)v);
+}
+
+/* The translated pass's configuration: its schema's defaults plus what INC says. *vt_out
+ * gets the pass to run. exclude: node names kept float; ex_types: op types kept float;
+ * size: calibration samples. new. */
+static json_t *translate(struct inc *s, const json_t *exclude, const json_t *ex_types, int64_t size,
+			 const struct qd_pass_vt **vt_out, struct qd_err *err)
+{
+	const json_t *p = s->params;
+	json_t *u = json_object();
+	const char *type;
+	bool preprocess = true;
+	const char *lvl = json_string_value(recipe(s, "graph_optimization_level"));
+	if ((lvl && !strcmp(lvl, "DISABLE_ALL")) || s->trt)
+		preprocess = false;
+	if (!strcmp(s->approach, "weight_only")) {
+		type = "OnnxMatMulNBits";
+		const json_t *w = s->woq;
+		const char *sch = json_string_value(json_object_get(w, "scheme"));
+		json_object_set_new(u, "bits", json_integer(json_is_integer(json_object_get(w, "bits")) ?
+							    json_integer_value(json_object_get(w, "bits")) : 4));
+		json_object_set_new(u, "block_size", json_integer(json_is_integer(json_object_get(w, "group_size")) ?
+								  json_integer_value(json_object_get(w, "group_size")) : 32));
+		json_object_set_new(u, "is_symmetric", json_boolean(sch && !strcmp(sch, "sym")));
+		json_object_set_new(u, "algorithm", json_string(s->algo));
+		if (!strcmp(s->algo, "GPTQ") || !strcmp(s->algo, "AWQ")) {
+			set_if(u, "data_config", json_object_get(p, "data_config"));
+			json_object_set_new(u, "calibration_sampling_size", json_integer(size));
+		}
+		const json_t *args = recipe(s, !strcmp(s->algo, "GPTQ") ? "gptq_args" : !strcmp(s->algo, "AWQ") ?
+					    "awq_args" : "rtn_args");
+		set_if(u, "accuracy_level", json_object_get(args, "accuracy_level"));
+		if (json_array_size(exclude))
+			json_object_set(u, "nodes_to_exclude", (json_t *)exclude);
+	} else {
+		bool st = !strcmp(s->approach, "static");
+		type = st ? "OnnxStaticQuantization" : "OnnxDynamicQuantization";
+		json_object_set_new(u, "quant_format", json_string(st && (s->qdq || s->trt) ? "QDQ" : "QOperator"));
+		json_object_set_new(u, "precision", json_string("int8"));
+		json_object_set_new(u, "per_channel", json_false());
+		json_object_set(u, "reduce_range", json_object_get(p, "reduce_range"));
+		json_object_set_new(u, "quant_preprocess", json_boolean(preprocess));
+		if (json_array_size(exclude))
+			json_object_set(u, "nodes_to_exclude", (json_t *)exclude);
+		if (json_array_size(ex_types))
+			json_object_set(u, "op_types_to_exclude", (json_t *)ex_types);
+		if (st) {
+			json_object_set_new(u, "activation_type", json_string(s->trt ? "int8" : "uint8"));
+			if (s->trt)
+				json_object_set_new(u, "activation_symmetric", json_true());
+			set_if(u, "data_config", json_object_get(p, "data_config"));
+			json_object_set_new(u, "calibration_sampling_size", json_integer(size));
+			json_t *x = json_object();
+			if (recipe_bool(s, "add_qdq_pair_to_weight", false) || s->trt)
+				json_object_set_new(x, "AddQDQPairToWeight", json_true());
+			if (recipe_bool(s, "dedicated_qdq_pair", false) || s->trt)
+				json_object_set_new(x, "DedicatedQDQPair", json_true());
+			json_t *eo = json_array();
+			size_t i; json_t *v;
+			json_array_foreach(recipe(s, "optypes_to_exclude_output_quant"), i, v)
+				json_array_append(eo, v);
+			const char *trt_ops[] = {"Conv", "Gemm", "Add", "MatMul"};
+			for (size_t k = 0; s->trt && k < QD_ARRAY_LEN(trt_ops); k++)
+				if (!qd_json_list_has(eo, trt_ops[k]))
+					json_array_append_new(eo, json_string(trt_ops[k]));
+			if (json_array_size(eo))
+				json_object_set(x, "OpTypesToExcludeOutputQuantization", eo);
+			json_decref(eo);
+			if (json_object_size(x))
+				json_object_set(u, "extra_options", x);
+			json_decref(x);
+		}
+	}
+	const struct qd_pass_vt *vt = qd_pass_find(type);
+	json_t *space = NULL, *cfg = NULL;
+	if (qd_pass_resolve(vt, s->pc->name ? s->pc->name : "inc", u, &space, err) == 0)
+		cfg = qd_pass_space_first(space);
+	json_decref(space);
+	if (cfg && !strcmp(s->approach, "weight_only") && !strcmp(s->algo, "GPTQ")) {
+		/* GPTQ's own settings travel as OnnxMatMul4Quantizer's weight_only_quant_configs */
+		const json_t *ga = recipe(s, "gptq_args");
+		json_t *wq = json_object();
+		const char *keys[] = {"percdamp", "actorder", "mse", "perchannel"};
+		for (size_t i = 0; i < QD_ARRAY_LEN(keys); i++)
+			set_if(wq, keys[i], json_object_get(ga, keys[i]));
+		json_object_set_new(cfg, "weight_only_quant_configs", wq);
+	}
+	if (cfg && !strcmp(s->approach, "weight_only") && !strcmp(s->algo, "AWQ") &&
+	    (!qd_pass_opt_bool(recipe(s, "awq_args"), "enable_auto_scale", true) ||
+	     !qd_pass_opt_bool(recipe(s, "awq_args"), "enable_mse_search", true))) {
+		/* INC's body of AWQ sits under enable_mse_search; without the scale search it is RTN */
+		qd_pass_log(s->pc, QD_LOG_INFO, "awq_args: the scale search is off, so AWQ is INC's RTN");
+		json_object_set_new(cfg, "algorithm", json_string("RTN"));
+		json_object_set_new(cfg, "data_config", json_null());
+	}
+	json_decref(u);
+	*vt_out = vt;
+	if (!cfg && err->code == 0)
+		qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+	return cfg;
+}
+
+/* Pre-optimize, apply the recipes, run the translated pass on m. extra_ex / ex_types:
+ * the tuning's fallbacks (may be NULL). stats: the pass's figures. */
+static int run_once(struct inc *s, struct qd_model *m, const json_t *extra_ex, const json_t *ex_types, int64_t size,
+		    json_t *stats, struct qd_err *err)
+{
+	int rc = qd_model_normalize_constants(m, err);
+	if (rc < 0)
+		return rc;
+	Onnx__GraphProto *g = m->proto->graph;
+	if ((rc = rename_nodes(s, g, err)) < 0)
+		return rc;
+	if (recipe_bool(s, "gemm_to_matmul", true) && (rc = gemm_to_matmul(s, m, err)) < 0)
+		return rc;
+	json_t *ex = recipe_exclusions(s, g);
+	size_t i; json_t *v;
+	json_array_foreach(extra_ex, i, v)
+		if (!qd_json_list_has(ex, json_string_value(v)))
+			json_array_append(ex, v);
+	const struct qd_pass_vt *vt = NULL;
+	json_t *cfg = translate(s, ex, ex_types, size, &vt, err);
+	json_decref(ex);
+	if (!cfg)
+		return -err->code;
+	json_object_set(stats, "translated_to", json_pack("{s:s, s:O}", "type", vt->name, "config", cfg));
+	json_decref(json_object_get(stats, "translated_to"));
+	char *t = json_dumps(cfg, JSON_COMPACT | JSON_SORT_KEYS);
+	qd_pass_log(s->pc, QD_LOG_INFO, "approach %s runs as %s %s", s->approach, vt->name, t ? t : "");
+	free(t);
+	struct qd_pass_ctx c = *s->pc;
+	c.stats = stats;
+	rc = vt->run(&c, m, cfg, err);
+	json_decref(cfg);
+	return rc;
+}
+
+int qd_pass_run_inc(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t *params, struct qd_err *err)
+{
+	struct inc s = { .pc = ctx, .params = params };
+	s.approach = json_string_value(json_object_get(params, "approach"));
+	s.recipes = json_object_get(params, "recipes");
+	const char *be = json_string_value(json_object_get(params, "backend"));
+	s.trt = be && !strcmp(be, "onnxrt_trt_ep");
+	const char *fmt = json_string_value(json_object_get(params, "quant_format"));
+	s.qdq = fmt && !strcmp(fmt, "QDQ");
+	s.log = json_pack("{s:[]}", "ignored");
+	json_t *woq = json_deep_copy(json_object_get(params, "weight_only_config"));
+	const char *k; json_t *v;
+	json_object_foreach(json_object_get(params, "op_type_dict"), k, v)
+		json_object_update(woq, json_object_get(v, "weight"));
+	s.woq = woq;
+	const char *a = json_string_value(json_object_get(woq, "algorithm"));
+	snprintf(s.algo, sizeof s.algo, "%s", a ? a : "RTN");
+	for (char *p = s.algo; *p; p++)
+		*p = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
+	const json_t *css = json_object_get(params, "calibration_sampling_size");
+	if (json_is_integer(css))
+		s.sizes[s.n_sizes++] = json_integer_value(css);
+	size_t i; json_t *x;
+	json_array_foreach(css, i, x)
+		if (s.n_sizes < QD_ARRAY_LEN(s.sizes))
+			s.sizes[s.n_sizes++] = json_integer_value(x);
+	if (!s.n_sizes)
+		s.sizes[s.n_sizes++] = 100;
+	if (s.trt)
+		qd_pass_log(ctx, QD_LOG_INFO, "backend onnxrt_trt_ep: INC's TensorRT rules: QDQ, symmetric int8 "
+			    "activations, Q/DQ pairs on float weights, a dedicated pair per consumer, no "
+			    "pre-optimization, no output quantization for Conv / Gemm / Add / MatMul");
+	report_params(&s);
+	int rc = run_once(&s, m, NULL, NULL, s.sizes[0], ctx->stats, err);
+	json_object_set(ctx->stats, "inc", s.log);
+	json_decref(s.log);
+	json_decref(woq);
+	return rc;
+}
