@@ -741,6 +741,385 @@ static json_t *recipe_exclusions(struct inc *s, const Onnx__GraphProto *g)
 	return ex;
 }
 
+/* ---- SmoothQuant (reference/inc_vitis_qnn.md §A.4) ----
+ * Per input channel j of each MatMul / Gemm with a constant 2-D weight: m_j = max |X_j|
+ * over the calibration data (the executor's hook; INC takes the 99.999th percentile),
+ * s_j = max(m_j^alpha / max(max_n |W_jn|^(1 - alpha), 1e-5), 1e-5), W_j *= s_j and the
+ * activation is divided by s: folded into the producer (LayerNormalization's gamma and
+ * beta, or a Mul by a constant [K]) when every reader of the tensor is smoothed with the
+ * same scales, else through a new Mul(x, 1/s) "<x>_smooth_mul". scales_per_op (INC's
+ * default) gives each op its own s; false shares one s per tensor (max over its ops'
+ * weights), which lets a tensor read by several ops (Q, K, V) fold into its LayerNorm. */
+
+struct sq_op {
+	Onnx__NodeProto *n;
+	char *w;                 /* the weight initializer's name (owned) */
+	bool trans;              /* Gemm transB: W is [N, K] */
+	int64_t K, N;
+	size_t x;                /* index into sq.x */
+};
+
+struct sq_x {
+	char *name;              /* owned */
+	int64_t K;
+	float *amax;             /* [K] */
+	bool seen;
+};
+
+struct sq {
+	struct inc *s;
+	struct sq_op *op;
+	size_t nop;
+	struct sq_x *x;
+	size_t nx;
+	struct qd_namemap map;   /* tensor → index into x */
+};
+
+static Onnx__TensorProto *find_init(Onnx__GraphProto *g, const char *name, size_t *at)
+{
+	for (size_t i = 0; i < g->n_initializer; i++)
+		if (!strcmp(g->initializer[i]->name, name)) {
+			if (at)
+				*at = i;
+			return g->initializer[i];
+		}
+	return NULL;
+}
+
+/* Replace initializer `name` (float) by data, keeping its name and dims; or, as_name set,
+ * add a new initializer with those dims under as_name. */
+static int put_init(Onnx__GraphProto *g, const char *name, const float *data, const char *as_name)
+{
+	size_t at = 0;
+	Onnx__TensorProto *t = find_init(g, name, &at);
+	if (!t)
+		return -QD_EINTERNAL;
+	Onnx__TensorProto *nt = qd_tensor_new(as_name ? as_name : name, QD_DT_FLOAT, t->dims, t->n_dims, data,
+					      (size_t)qd_tensor_numel(t) * sizeof(float));
+	if (!nt)
+		return -QD_ENOMEM;
+	if (as_name)
+		return qd_graph_add_initializer(g, nt);
+	g->initializer[at] = nt;
+	qd_tensor_free(t);
+	return 0;
+}
+
+static void sq_observe(struct sq_x *x, const struct qd_tensor *t)
+{
+	if (t->dtype != QD_DT_FLOAT || t->ndim < 1 || t->dims[t->ndim - 1] != x->K || !t->data)
+		return;
+	const float *d = t->data;
+	int64_t rows = qd_tensor_count(t) / x->K;
+	for (int64_t r = 0; r < rows; r++)
+		for (int64_t j = 0; j < x->K; j++) {
+			float a = fabsf(d[r * x->K + j]);
+			if (a > x->amax[j])   /* NaN never wins */
+				x->amax[j] = a;
+		}
+	x->seen = true;
+}
+
+static void sq_hook(void *ud, const Onnx__NodeProto *node, const struct qd_tensor *t)
+{
+	struct sq *q = ud;
+	(void)node;
+	long *ix = t && t->name ? qd_namemap_get(&q->map, t->name) : NULL;
+	if (ix)
+		sq_observe(&q->x[*ix], t);
+}
+
+static int sq_collect(struct sq *q, Onnx__GraphProto *g, const json_t *op_types, struct qd_err *err)
+{
+	q->op = calloc(g->n_node + 1, sizeof *q->op);
+	q->x = calloc(g->n_node + 1, sizeof *q->x);
+	if (!q->op || !q->x)
+		return qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+	size_t conv = 0;
+	for (size_t i = 0; i < g->n_node; i++) {
+		Onnx__NodeProto *n = g->node[i];
+		bool mm = !strcmp(n->op_type, "MatMul"), gm = !strcmp(n->op_type, "Gemm");
+		if (*qd_node_domain(n) || n->n_input < 2 || (op_types && !qd_json_list_has(op_types, n->op_type)))
+			continue;
+		if (!strcmp(n->op_type, "Conv") || !strcmp(n->op_type, "FusedConv"))
+			conv++;
+		if (!mm && !gm)
+			continue;
+		if (gm && (attr_i(n, "transA", 0) || attr_f(n, "alpha", 1.0) != 1.0))
+			continue;
+		Onnx__TensorProto *w = find_init(g, n->input[1], NULL);
+		if (!w || w->n_dims != 2 || w->data_type != QD_DT_FLOAT)
+			continue;
+		bool tr = gm && attr_i(n, "transB", 0);
+		struct sq_op *o = &q->op[q->nop];
+		o->n = n;
+		o->trans = tr;
+		o->K = tr ? w->dims[1] : w->dims[0];
+		o->N = tr ? w->dims[0] : w->dims[1];
+		if (!(o->w = strdup(n->input[1])))
+			return qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+		long *ix = qd_namemap_get(&q->map, n->input[0]);
+		if (ix && q->x[*ix].K != o->K) {
+			free(o->w);
+			continue;
+		}
+		if (!ix) {
+			struct sq_x *x = &q->x[q->nx];
+			x->K = o->K;
+			x->name = strdup(n->input[0]);
+			x->amax = calloc((size_t)o->K + 1, sizeof *x->amax);
+			if (!x->name || !x->amax || qd_namemap_put(&q->map, n->input[0], (long)q->nx) < 0)
+				return qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+			o->x = q->nx++;
+		} else {
+			o->x = (size_t)*ix;
+		}
+		q->nop++;
+	}
+	if (conv)
+		qd_pass_log(q->s->pc, QD_LOG_WARN, "smooth_quant: %zu Conv node(s) not smoothed (quantd smooths MatMul and "
+			    "Gemm)", conv);
+	return 0;
+}
+
+/* Per-channel activation maxima over the calibration data. */
+static int sq_calibrate(struct sq *q, struct qd_model *m, int64_t limit, struct qd_err *err)
+{
+	struct qd_pass_ctx *pc = q->s->pc;
+	struct qd_dataset *ds = NULL;
+	struct qd_engine *e = NULL;
+	struct qd_batches b = { 0 };
+	int64_t bs = 1;
+	int rc = qd_pass_open_data(pc, m, json_object_get(q->s->params, "data_config"), "data_config", &ds, &bs, err);
+	if (rc < 0)
+		return rc;
+	const json_t *ci = json_object_get(recipe(q->s, "smooth_quant_args"), "calib_iter");
+	if (json_is_integer(ci) && json_integer_value(ci) * bs < limit)
+		limit = json_integer_value(ci) * bs;
+	struct qd_engine_opts eo = { .threads = pc->threads,
+				     .max_tensor_bytes = pc->max_tensor_bytes ? pc->max_tensor_bytes : (size_t)4 << 30,
+				     .max_memory_bytes = pc->max_memory_bytes, .max_seconds = pc->max_seconds };
+	if ((rc = qd_batches_init(&b, ds, m->proto->graph, bs, limit, err)) < 0)
+		goto out;
+	if ((rc = qd_engine_load(m, &eo, &e, err)) < 0) {
+		qd_err_wrap(err, "cannot run the model for smooth_quant");
+		goto out;
+	}
+	qd_engine_set_hook(e, sq_hook, q);
+	const volatile int *cancel = pc->hooks ? pc->hooks->cancel : NULL;
+	for (;;) {
+		struct qd_tensor *in = NULL, *outs = NULL;
+		size_t n_in = 0, n_out = 0;
+		if ((rc = qd_batches_next(&b, &in, &n_in, err)) <= 0)
+			break;
+		for (size_t i = 0; i < n_in; i++)   /* the hook sees node outputs only */
+			sq_hook(q, NULL, &in[i]);
+		rc = qd_engine_run(e, in, n_in, &outs, &n_out, cancel, err);
+		qd_tensors_release(in, n_in);
+		qd_tensors_release(outs, n_out);
+		if (rc < 0) {
+			qd_err_wrap(err, "smooth_quant calibration failed");
+			goto out;
+		}
+	}
+	if (rc == 0)
+		qd_pass_log(pc, QD_LOG_INFO, "smooth_quant: per-channel activation maxima of %zu tensors from %lld samples",
+			    q->nx, (long long)b.end);
+out:
+	qd_engine_free(e);
+	qd_batches_free(&b);
+	qd_dataset_free(ds);
+	return rc;
+}
+
+/* The producer of x takes 1/s when it is a LayerNormalization with constant gamma / beta
+ * or a Mul by a constant [K], and nothing else reads those constants. */
+static bool sq_fold(Onnx__GraphProto *g, struct qd_graph_index *ix, const Onnx__NodeProto *p, const float *s, int64_t K,
+		    int *rc)
+{
+	const char *names[2] = {NULL, NULL};
+	Onnx__NodeProto *const *cons;
+	if (!strcmp(p->op_type, "LayerNormalization") && !*qd_node_domain(p) && p->n_input >= 2) {
+		names[0] = p->input[1];
+		names[1] = p->n_input > 2 && *p->input[2] ? p->input[2] : NULL;
+	} else if (!strcmp(p->op_type, "Mul") && !*qd_node_domain(p) && p->n_input == 2) {
+		names[0] = find_init(g, p->input[1], NULL) ? p->input[1] : find_init(g, p->input[0], NULL) ? p->input[0] : NULL;
+	}
+	if (!names[0])
+		return false;
+	for (int k = 0; k < 2; k++) {
+		Onnx__TensorProto *t = names[k] ? find_init(g, names[k], NULL) : NULL;
+		if (names[k] && (!t || t->data_type != QD_DT_FLOAT || qd_tensor_numel(t) != K ||
+				 t->dims[t->n_dims - 1] != K || qd_index_consumers(ix, names[k], &cons) != 1))
+			return false;
+	}
+	for (int k = 0; k < 2 && *rc == 0; k++) {
+		if (!names[k])
+			continue;
+		float *v = NULL;
+		int64_t n = 0;
+		if (qd_tensor_to_float(find_init(g, names[k], NULL), &v, &n, NULL) < 0) {
+			*rc = -QD_ENOMEM;
+			break;
+		}
+		for (int64_t j = 0; j < K; j++)
+			v[j] /= s[j];
+		*rc = put_init(g, names[k], v, NULL);
+		free(v);
+	}
+	return true;
+}
+
+/* Smooth the ops ops[0..n) that read x with one set of scales. */
+static int sq_group(struct sq *q, Onnx__GraphProto *g, struct qd_graph_index *ix, struct sq_op **ops, size_t n,
+		    double alpha, bool folding, json_t *st, struct qd_err *err)
+{
+	struct sq_x *x = &q->x[ops[0]->x];
+	int64_t K = x->K;
+	float *wmax = calloc((size_t)K + 1, sizeof *wmax), *s = calloc((size_t)K + 1, sizeof *s);
+	int rc = wmax && s ? 0 : -QD_ENOMEM;
+	float **w = calloc(n + 1, sizeof *w);
+	rc = rc == 0 && w ? 0 : -QD_ENOMEM;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		int64_t cnt = 0;
+		if ((rc = qd_tensor_to_float(find_init(g, ops[i]->w, NULL), &w[i], &cnt, err)) < 0)
+			break;
+		for (int64_t j = 0; j < K; j++)
+			for (int64_t c = 0; c < ops[i]->N; c++) {
+				float a = fabsf(w[i][ops[i]->trans ? c * K + j : j * ops[i]->N + c]);
+				wmax[j] = a > wmax[j] ? a : wmax[j];
+			}
+	}
+	double smax = 0, smin = INFINITY;
+	for (int64_t j = 0; j < K && rc == 0; j++) {
+		double v = x->amax[j] > 0 && wmax[j] > 0 ? pow(x->amax[j], alpha) / fmax(pow(wmax[j], 1.0 - alpha), 1e-5) : 1.0;
+		s[j] = (float)fmax(v, 1e-5);
+		smax = fmax(smax, s[j]);
+		smin = fmin(smin, s[j]);
+	}
+	/* W_j *= s_j (a copy when another node reads the weight) */
+	Onnx__NodeProto *const *cons;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		for (int64_t j = 0; j < K; j++)
+			for (int64_t c = 0; c < ops[i]->N; c++)
+				w[i][ops[i]->trans ? c * K + j : j * ops[i]->N + c] *= s[j];
+		if (qd_index_consumers(ix, ops[i]->w, &cons) == 1) {
+			rc = put_init(g, ops[i]->w, w[i], NULL);
+		} else {
+			char *nn = qd_asprintf("%s_smooth_%s", ops[i]->w, ops[i]->n->name);
+			rc = nn ? put_init(g, ops[i]->w, w[i], nn) : -QD_ENOMEM;
+			if (rc == 0) {
+				free(ops[i]->n->input[1]);
+				ops[i]->n->input[1] = nn;
+			} else {
+				free(nn);
+			}
+		}
+	}
+	/* x / s: folded into the producer, or a Mul */
+	bool all = qd_index_consumers(ix, x->name, &cons) == n;
+	for (size_t c = 0; all && c < n; c++) {
+		bool in = false;
+		for (size_t i = 0; i < n; i++)
+			in = in || cons[c] == ops[i]->n;
+		all = in;
+	}
+	Onnx__NodeProto *p = qd_index_producer(ix, x->name);
+	bool folded = rc == 0 && folding && all && p && !qd_index_is_graph_output(ix, x->name) && sq_fold(g, ix, p, s, K, &rc);
+	if (rc == 0 && !folded) {
+		char *sn = qd_asprintf("%s_smooth_scale%s%s", x->name, n == 1 ? "_" : "", n == 1 ? ops[0]->n->name : "");
+		char *on = qd_asprintf("%s_smoothed%s%s", x->name, n == 1 ? "_" : "", n == 1 ? ops[0]->n->name : "");
+		char *mn = qd_asprintf("%s_smooth_mul%s%s", x->name, n == 1 ? "_" : "", n == 1 ? ops[0]->n->name : "");
+		float *inv = malloc((size_t)K * sizeof *inv + 1);
+		int64_t d[1] = {K};
+		for (int64_t j = 0; inv && j < K; j++)
+			inv[j] = 1.0f / s[j];
+		Onnx__TensorProto *t = sn && inv ? qd_tensor_new(sn, QD_DT_FLOAT, d, 1, inv, (size_t)K * sizeof *inv) : NULL;
+		const char *mi[2] = {x->name, sn}, *mo[1] = {on};
+		Onnx__NodeProto *mul = t && on && mn ? qd_node_new("Mul", NULL, mn, mi, 2, mo, 1) : NULL;
+		if (!mul || qd_graph_add_initializer(g, t) < 0 || qd_graph_add_node(g, mul) < 0) {
+			rc = -QD_ENOMEM;
+		} else {
+			for (size_t i = 0; i < n; i++) {
+				char *c = strdup(on);
+				free(ops[i]->n->input[0]);
+				ops[i]->n->input[0] = c;
+				rc = c ? rc : -QD_ENOMEM;
+			}
+		}
+		free(sn); free(on); free(mn); free(inv);
+	}
+	if (rc == 0)
+		json_array_append_new(st, json_pack("{s:s, s:I, s:s, s:f, s:f}", "tensor", x->name, "ops", (json_int_t)n,
+						    "into", folded ? p->op_type : "Mul", "max_scale", smax, "min_scale", smin));
+	for (size_t i = 0; w && i < n; i++)
+		free(w[i]);
+	free(w); free(wmax); free(s);
+	if (rc < 0 && !err->code)
+		qd_err_set(err, -rc, NULL, "smooth_quant: out of memory");
+	return rc;
+}
+
+static int smooth_quant(struct inc *s, struct qd_model *m, int64_t limit, struct qd_err *err)
+{
+	const json_t *a = recipe(s, "smooth_quant_args");
+	double alpha = json_is_number(json_object_get(a, "alpha")) ? json_number_value(json_object_get(a, "alpha")) : 0.5;
+	bool folding = qd_pass_opt_bool(a, "folding", true), per_op = qd_pass_opt_bool(a, "scales_per_op", true);
+	Onnx__GraphProto *g = m->proto->graph;
+	struct sq q = { .s = s };
+	struct qd_graph_index *ix = NULL;
+	struct sq_op **grp = NULL;
+	json_t *st = json_array();
+	int rc = sq_collect(&q, g, qd_pass_opt_list(a, "op_types"), err);
+	if (rc == 0 && q.nop == 0) {
+		qd_pass_log(s->pc, QD_LOG_WARN, "smooth_quant: no MatMul or Gemm with a constant 2-D weight to smooth");
+		goto out;
+	}
+	if (rc == 0)
+		rc = sq_calibrate(&q, m, limit, err);
+	if (rc == 0 && (rc = qd_index_build(g, NULL, &ix, err)) == 0 && !(grp = calloc(q.nop + 1, sizeof *grp)))
+		rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+	for (size_t xi = 0; rc == 0 && xi < q.nx; xi++) {
+		if (!q.x[xi].seen) {
+			qd_pass_log(s->pc, QD_LOG_WARN, "smooth_quant: tensor '%s' was never computed on the calibration data; "
+				    "its readers are not smoothed", q.x[xi].name);
+			continue;
+		}
+		size_t n = 0;
+		for (size_t i = 0; i < q.nop; i++)
+			if (q.op[i].x == xi)
+				grp[n++] = &q.op[i];
+		for (size_t i = 0; rc == 0 && i < n; i += per_op ? 1 : n)
+			rc = sq_group(&q, g, ix, grp + i, per_op ? 1 : n, alpha, folding, st, err);
+	}
+	qd_index_free(ix);
+	ix = NULL;
+	if (rc == 0 && (rc = qd_graph_toposort(g, err)) == 0) {
+		size_t folded = 0;
+		size_t i; json_t *e;
+		json_array_foreach(st, i, e)
+			folded += strcmp(json_string_value(json_object_get(e, "into")), "Mul") != 0;
+		qd_pass_log(s->pc, QD_LOG_INFO, "smooth_quant: alpha %.3g, %zu ops over %zu tensors smoothed (per-channel "
+			    "maximum; INC takes the 99.999th percentile), %zu scale sets folded into the producer, %zu Mul "
+			    "inserted", alpha, q.nop, q.nx, folded, json_array_size(st) - folded);
+	}
+out:
+	json_object_set_new(s->log, "smooth_quant", json_pack("{s:f, s:b, s:b, s:o}", "alpha", alpha, "folding", folding,
+							      "scales_per_op", per_op, "groups", st));
+	qd_index_free(ix);
+	free(grp);
+	for (size_t i = 0; i < q.nop; i++)
+		free(q.op[i].w);
+	for (size_t i = 0; i < q.nx; i++) {
+		free(q.x[i].name);
+		free(q.x[i].amax);
+	}
+	free(q.op);
+	free(q.x);
+	qd_namemap_free(&q.map);
+	return rc;
+}
+
 /* ---- translation ---- */
 
 static void set_if(json_t *o, const char *k, const json_t *v)
@@ -861,6 +1240,8 @@ static int run_once(struct inc *s, struct qd_model *m, const json_t *extra_ex, c
 	if ((rc = rename_nodes(s, g, err)) < 0)
 		return rc;
 	if (recipe_bool(s, "gemm_to_matmul", true) && (rc = gemm_to_matmul(s, m, err)) < 0)
+		return rc;
+	if (recipe_bool(s, "smooth_quant", false) && (rc = smooth_quant(s, m, size, err)) < 0)
 		return rc;
 	json_t *ex = recipe_exclusions(s, g);
 	size_t i; json_t *v;
