@@ -116,7 +116,7 @@ static void test_ignored_with_reasons(void)
 static void test_unsupported_passes(void)
 {
 	const char *wf = "{\"passes\": {\"conv\": {\"type\": \"OnnxConversion\", \"target_opset\": 13}, "
-			 "\"opt\": {\"type\": \"OrtTransformersOptimization\"}, \"inc\": {\"type\": \"IncQuantization\"}, "
+			 "\"opt\": {\"type\": \"OrtTransformersOptimization\"}, \"inc\": {\"type\": \"VitisAIQuantization\"}, "
 			 "\"q\": {\"type\": \"OnnxDynamicQuantization\"}}%s}";
 	char text[512];
 	snprintf(text, sizeof text, wf, "");

@@ -42,7 +42,8 @@ static void test_validate(void)
 			      "{\"type\": \"OnnxStaticQuantization\", \"data_config\": \"calib\", "
 			      "\"extra_options\": {\"SmoothQuant\": true}}}}", &err), -QD_EUNSUPPORTED);
 	CHECK_STR(err.field, "passes.q.extra_options.SmoothQuant");
-	CHECK_EQ_INT(validate("{\"passes\": {\"q\": {\"type\": \"IncQuantization\"}}}", &err), -QD_ENOT_IMPL);
+	CHECK_EQ_INT(validate("{\"passes\": {\"q\": {\"type\": \"IncQuantization\"}}}", &err), -QD_EINVAL);
+	CHECK_STR(err.field, "passes.q.data_config");   /* approach static needs calibration data */
 	CHECK_EQ_INT(validate("{\"passes\": {\"q\": {\"type\": \"OnnxDynamicQuantization\", \"bogus\": 1}}}", &err),
 		     -QD_EINVAL);
 	CHECK_STR(err.field, "passes.q.bogus");
@@ -153,7 +154,7 @@ static void test_json(void)
 			CHECK(sv && (json_is_null(sv) || json_is_array(sv)));
 		}
 	}
-	CHECK_EQ_INT(implemented, 9);   /* + the four weight-only passes, QnnPreprocess, DynamicToFixedShape */
+	CHECK_EQ_INT(implemented, 12);  /* + the four weight-only passes, QnnPreprocess, DynamicToFixedShape, the three INC passes */
 	CHECK_STR(json_string_value(json_object_get(json_array_get(list, 1), "type")), "OnnxDynamicQuantization");
 	json_decref(j);
 }
