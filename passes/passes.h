@@ -216,6 +216,9 @@ int qd_pass_run_matmul4(struct qd_pass_ctx *ctx, struct qd_model *m, const json_
 int qd_pass_check_inc(const char *pass_name, const json_t *space, struct qd_err *err);
 int qd_pass_run_inc(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t *params, struct qd_err *err);
 
+/* VitisAIQuantization (passes/vitis.c): power-of-two scales on the static pass. */
+int qd_pass_check_vitis_ai(const char *pass_name, const json_t *space, struct qd_err *err);
+int qd_pass_run_vitis_ai(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t *params, struct qd_err *err);
 int qd_pass_check_qnn_preprocess(const char *pass_name, const json_t *space, struct qd_err *err);
 /* Submit time: the QnnPreprocess / DynamicToFixedShape parameters that name graph inputs
  * and outputs (input_name / input_shape, dynamic_input_shapes, channel-last lists) checked

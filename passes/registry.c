@@ -180,29 +180,57 @@ static const struct qd_param qd_params_inc_static[] = {
 	P_EXTERNAL_DATA,
 };
 
+/* VitisAIQuantization (passes/vitis.c, reference/inc_vitis_qnn.md §B.0): Olive's names and
+ * defaults; enable_npu_cnn / enable_npu_transformer are vai_q_onnx's later names. */
 static const struct qd_param qd_params_vitis_ai[] = {
 	{"quant_mode", QD_PT_ENUM, "\"static\"", "[\"static\"]", "static", "static only"},
-	{"data_config", QD_PT_ANY, "null", NULL, NULL, "calibration data (required)"},
-	{"precision", QD_PT_ENUM, "\"int8\"", "[\"int8\"]", "int8", "weight type"},
-	{"input_nodes", QD_PT_STRLIST, "null", NULL, NULL, "quantize only after these nodes"},
-	{"output_nodes", QD_PT_STRLIST, "null", NULL, NULL, "quantize only before these nodes"},
-	{"op_types_to_quantize", QD_PT_STRLIST, "null", NULL, NULL, "op types to quantize"},
+	{"data_config", QD_PT_ANY, "null", NULL, NULL, "calibration data: a data_configs name or an inline data config (required)"},
+	{"precision", QD_PT_ENUM, "\"int8\"", "[\"int8\", \"uint8\"]", "int8|uint8|int16|uint16",
+	 "weight type (16-bit: QDQ only, not the DPU form)"},
+	{"weight_type", QD_PT_ENUM, "null", NULL, "QInt8|QUInt8|QInt16|QUInt16",
+	 "Olive's QuantType spelling of the weight type; when set it overrides precision"},
+	{"activation_type", QD_PT_ENUM, "\"uint8\"", NULL, "int8|uint8|int16|uint16|QInt8|QUInt8|QInt16|QUInt16",
+	 "activation type (QInt8/QUInt8/QInt16/QUInt16 spellings accepted; 16-bit: QDQ only, not the DPU form; "
+	 "searched conditionally on quant_format and precision)"},
+	{"input_nodes", QD_PT_STRLIST, "null", NULL, NULL,
+	 "node names: every node before the first of them (graph order) is left in float"},
+	{"output_nodes", QD_PT_STRLIST, "null", NULL, NULL,
+	 "node names: every node after the last of them (graph order) is left in float"},
+	{"op_types_to_quantize", QD_PT_STRLIST, "null", NULL, NULL,
+	 "quantize only these op types; null means the static pass's default op types"},
 	{"nodes_to_quantize", QD_PT_STRLIST, "null", NULL, NULL, "node-name allow list"},
 	{"nodes_to_exclude", QD_PT_STRLIST, "null", NULL, NULL, "node-name deny list"},
-	{"per_channel", QD_PT_BOOL, "false", "[true, false]", NULL, "per-channel weights"},
-	{"optimize_model", QD_PT_BOOL, "false", "[true, false]", NULL, "deprecated graph optimization"},
-	{"use_external_data_format", QD_PT_BOOL, "true", NULL, NULL, "external data while quantizing"},
-	{"quant_preprocess", QD_PT_BOOL, "true", "[true, false]", NULL, "pre-process first"},
-	{"calibrate_method", QD_PT_ENUM, "\"MinMSE\"", "[\"NonOverflow\", \"MinMSE\"]", "NonOverflow|MinMSE",
-	 "power-of-two calibration method"},
-	{"quant_format", QD_PT_ENUM, "\"QDQ\"", "[\"QDQ\", \"QOperator\"]", "QDQ|QOperator", "format"},
-	{"need_layer_fusing", QD_PT_BOOL, "false", "[true, false]", NULL, "fuse conv+relu style layers"},
-	{"activation_type", QD_PT_ENUM, "\"uint8\"", NULL, "int8|uint8", "activation type"},
-	{"enable_dpu", QD_PT_BOOL, "false", "[true, false]", NULL, "DPU-specific QDQ"},
-	{"ActivationSymmetric", QD_PT_BOOL, "false", NULL, NULL, "symmetric activations"},
-	{"WeightSymmetric", QD_PT_BOOL, "true", NULL, NULL, "symmetric weights"},
-	{"AddQDQPairToWeight", QD_PT_BOOL, "false", NULL, NULL, "keep float weights with Q/DQ"},
-	{"extra_options", QD_PT_DICT, "null", NULL, NULL, "passed through"},
+	{"per_channel", QD_PT_BOOL, "false", "[true, false]", NULL,
+	 "per-channel weights (a power-of-two scale per channel); the DPU form is per tensor"},
+	{"optimize_model", QD_PT_BOOL, "false", "[true, false]", NULL,
+	 "ORT's deprecated optimizer: reported as ignored when true (quant_preprocess does quantd's own folding)"},
+	{"use_external_data_format", QD_PT_BOOL, "true", NULL, NULL,
+	 "external data while quantizing: ignored (quantd quantizes in memory; see save_as_external_data)"},
+	{"quant_preprocess", QD_PT_BOOL, "true", "[true, false]", NULL,
+	 "pre-process first in quantd's own C (Constant nodes to initializers, constant and BatchNormalization "
+	 "folding, types)"},
+	{"calibrate_method", QD_PT_ENUM, "\"MinMSE\"", "[\"NonOverflow\", \"MinMSE\"]",
+	 "NonOverflow|MinMSE|MinMax|Entropy|Percentile",
+	 "NonOverflow (MinMax ranges, power-of-two scales), MinMSE (the power of two of least squared error over "
+	 "every calibration batch; extra_options.MinMSEMode All / MostCommon / Percentile), or ORT's MinMax / "
+	 "Entropy / Percentile ranges, their scales snapped to powers of two"},
+	{"quant_format", QD_PT_ENUM, "\"QDQ\"", "[\"QDQ\", \"QOperator\"]", "QDQ|QOperator",
+	 "QDQ (Quantize/DequantizeLinear pairs) or QOperator (QLinear ops), both with power-of-two scales"},
+	{"need_layer_fusing", QD_PT_BOOL, "false", "[true, false]", NULL,
+	 "DPU form: remove the Q/DQ between Conv / Add / pooling and a following Relu"},
+	{"enable_dpu", QD_PT_BOOL, "false", "[true, false]", NULL,
+	 "the DPU form (vai_q_onnx's VitisDPUQuantizer): per-tensor symmetric int8, int8 bias Q/DQ, DPU shift constraints"},
+	{"enable_npu_cnn", QD_PT_BOOL, "false", NULL, NULL, "later name of enable_dpu (Ryzen AI NPU, CNNs)"},
+	{"enable_npu_transformer", QD_PT_BOOL, "false", NULL, NULL,
+	 "Ryzen AI NPU, transformers: MatMuls without a constant B are left in float (MatMulConstBOnly)"},
+	{"ActivationSymmetric", QD_PT_BOOL, "false", NULL, NULL, "symmetric activations (overrides extra_options)"},
+	{"WeightSymmetric", QD_PT_BOOL, "true", NULL, NULL, "symmetric weights (overrides extra_options)"},
+	{"AddQDQPairToWeight", QD_PT_BOOL, "false", NULL, NULL,
+	 "keep float weights followed by QuantizeLinear and DequantizeLinear (overrides extra_options)"},
+	{"include_cle", QD_PT_BOOL, "false", NULL, NULL,
+	 "cross-layer equalization of Conv pairs before calibration (extra_options CLESteps, CLEScaleAppendBias, ...)"},
+	{"extra_options", QD_PT_DICT, "null", NULL, NULL,
+	 "ORT extra_options (checked as the static pass does) and Vitis AI's MinMSEMode"},
 	P_EXTERNAL_DATA,
 };
 
@@ -741,7 +769,8 @@ int qd_pass_resolve_ex(const struct qd_pass_vt *vt, const char *pass_name, const
 		if ((rc = resolve_one(p, v, field, flags, &cand, &cond, err)) < 0)
 			goto out;
 		if (!v && (flags & QD_RESOLVE_SEARCH_UNSET) && !strcmp(p->name, "activation_type") &&
-		    (!strcmp(vt->name, "OnnxQuantization") || !strcmp(vt->name, "OnnxStaticQuantization"))) {
+		    (!strcmp(vt->name, "OnnxQuantization") || !strcmp(vt->name, "OnnxStaticQuantization") ||
+		     !strcmp(vt->name, "VitisAIQuantization"))) {
 			json_decref(cand);
 			cand = activation_search(vt, &cond);
 		}

@@ -37,6 +37,7 @@
  * LayerNormalization refused with per_channel, fixed 16-bit Sigmoid / Tanh output scales.
  * Nothing of it applies when neither option is given. */
 #include "passes/passes.h"
+#include "passes/static.h"
 #include "passes/quant_math.h"
 #include "passes/op_rules.h"
 #include "passes/calibrate.h"
@@ -101,6 +102,7 @@ struct st {
 	char **dead; size_t n_dead, cap_dead;   /* strings replaced while the index lives */
 	json_t *counts, *skipped;
 	struct qd_calib *cal;
+	const struct qd_static_target *tgt;   /* may be NULL (passes/static.h) */
 	long qnn_fixed;                  /* QNN: Sigmoid / Tanh outputs given fixed parameters */
 };
 
@@ -328,7 +330,10 @@ static int act_params(struct st *s, struct act *a)
 		lo = json_number_value(json_object_get(ov, "rmin"));
 	if (json_is_number(json_object_get(ov, "rmax")))
 		hi = json_number_value(json_object_get(ov, "rmax"));
-	qd_quant_scale_zp(lo, hi, qmin, qmax, sym, s->cfg.min_real_range, &a->scale, &a->zp);
+	if (s->tgt && s->tgt->act_scale_zp)
+		s->tgt->act_scale_zp(s->tgt->ud, lo, hi, qmin, qmax, sym, &a->scale, &a->zp);
+	else
+		qd_quant_scale_zp(lo, hi, qmin, qmax, sym, s->cfg.min_real_range, &a->scale, &a->zp);
 	a->params = true;
 	return 0;
 }
@@ -393,9 +398,9 @@ static void requant_channel(const float *x, const int64_t *dims, int ndim, int a
 
 /* Quantize initializer t: per channel along axis (>= 0) or per tensor. bias_abs (may be
  * NULL): |bias| per channel (or one value) for the int32-bias weight adjustment with the
- * input scale in_scale. */
+ * input scale in_scale. bias: t is a bias quantized like a weight (target bias_as_weight). */
 static int quant_weight(struct st *s, const Onnx__TensorProto *t, enum qd_qtype qt, int axis, bool sym,
-			bool rr, const double *bias_abs, double in_scale, struct wq *w)
+			bool rr, const double *bias_abs, double in_scale, bool bias, struct wq *w)
 {
 	memset(w, 0, sizeof *w);
 	float *x = NULL;
@@ -421,7 +426,15 @@ static int quant_weight(struct st *s, const Onnx__TensorProto *t, enum qd_qtype 
 		wq_free(w);
 		return oom(s);
 	}
-	if (axis >= 0) {
+	if (s->tgt && s->tgt->quant_weight) {
+		if ((rc = s->tgt->quant_weight(s->tgt->ud, x, t->dims, (int)t->n_dims, axis, qt, sym, rr, bias,
+					       w->scales, w->zps, w->codes)) < 0) {
+			free(x);
+			wq_free(w);
+			return qd_err_set(s->err, -rc, t->name, "cannot quantize weight '%s' for %s", t->name,
+					  s->tgt->name);
+		}
+	} else if (axis >= 0) {
 		if (qd_quant_weight_channel(x, t->dims, (int)t->n_dims, axis, qt, sym, rr, w->scales, w->zps,
 					    w->codes) < 0) {
 			free(x);
@@ -441,7 +454,10 @@ static int quant_weight(struct st *s, const Onnx__TensorProto *t, enum qd_qtype 
 			double smallest = 1.0001 * 2.0 * bias_abs[c] / (2147483647.0 - (-2147483647.0));
 			double cand = in_scale * (double)w->scales[c];
 			if (cand > 0 && cand < smallest) {
-				w->scales[c] = (float)((double)w->scales[c] * (smallest / cand));
+				if (s->tgt && s->tgt->grow_scale)
+					w->scales[c] = s->tgt->grow_scale(s->tgt->ud, w->scales[c], smallest / in_scale);
+				else
+					w->scales[c] = (float)((double)w->scales[c] * (smallest / cand));
 				if (axis >= 0)
 					requant_channel(x, t->dims, (int)t->n_dims, axis, c, w->scales[c], 0, qt, w->codes);
 				else
@@ -582,13 +598,13 @@ static int weight_axis(struct st *s, const Onnx__NodeProto *n, const struct qd_o
 
 /* Replace node input k (a float initializer) with its quantized + DQ form (QDQ). */
 static int qdq_weight(struct st *s, Onnx__NodeProto *n, size_t k, enum qd_qtype qt, int axis, bool sym,
-		      bool rr, const double *bias_abs, double in_scale, struct wq *keep)
+		      bool rr, const double *bias_abs, double in_scale, bool bias, struct wq *keep)
 {
 	const Onnx__TensorProto *t = qd_index_initializer(s->ix, n->input[k]);
 	struct wq w;
 	if (axis >= 0)
 		sym = true;    /* per-channel weights are symmetric (QLinear kernels: one zp) */
-	int rc = quant_weight(s, t, qt, axis, sym, rr, bias_abs, in_scale, &w);
+	int rc = quant_weight(s, t, qt, axis, sym, rr, bias_abs, in_scale, bias, &w);
 	if (rc < 0)
 		return rc;
 	char *qn = NULL, *sn = NULL, *zn = NULL, *node = NULL, *out = NULL;
@@ -952,10 +968,13 @@ static int qdq_rewrite(struct st *s)
 			break;
 		}
 		struct wq wk = {0};
-		rc = qdq_weight(s, n, (size_t)j->w_in, j->qt, j->axis, j->sym, s->cfg.reduce_range, babs,
-				in && in->params ? in->scale : 0.0, b ? &wk : NULL);
+		bool bias_w = b && s->tgt && s->tgt->bias_as_weight;
+		rc = qdq_weight(s, n, (size_t)j->w_in, j->qt, j->axis, j->sym, s->cfg.reduce_range, bias_w ? NULL : babs,
+				in && in->params ? in->scale : 0.0, false, b && !bias_w ? &wk : NULL);
 		free(babs);
-		if (rc < 0 || !b)
+		if (rc == 0 && bias_w && (j->r->kind != QD_OK_GEMM || j->beta == 1.0))
+			rc = qdq_weight(s, n, (size_t)j->b_in, j->qt, -1, true, false, NULL, 0.0, true, NULL);
+		if (rc < 0 || !b || bias_w)
 			continue;
 		if ((size_t)qd_tensor_numel(b) != wk.nch && wk.nch != 1) {
 			wq_free(&wk);
@@ -1111,7 +1130,7 @@ static int qop_const(struct st *s, const char *name, enum qd_qtype qt, int axis,
 	const Onnx__TensorProto *t = qd_index_initializer(s->ix, name);
 	struct wq w;
 	int rc = quant_weight(s, t, qt, axis, axis >= 0 ? true : sym, s->cfg.reduce_range && qt == s->cfg.wtype,
-			      NULL, 0, &w);
+			      NULL, 0, false, &w);
 	if (rc < 0)
 		return rc;
 	rc = emit_weight_inits(s, t, &w, "", qn, sn, zn);
@@ -1857,6 +1876,91 @@ static void calib_progress(void *ud, int64_t batches)
 	}
 }
 
+/* The target's second look at the calibration data (struct qd_static_ranges.rerun). */
+struct rerun_ctx {
+	struct calib_src *src;
+	const struct qd_dataset *ds;
+	int64_t bs, limit;
+	struct qd_engine *e;
+	void (*obs)(void *ud, const char *name, const float *x, size_t n);
+	void *ud;
+};
+
+static void rerun_hook(void *ud, const Onnx__NodeProto *node, const struct qd_tensor *t)
+{
+	struct rerun_ctx *r = ud;
+	if (t && t->dtype == QD_DT_FLOAT && t->name && t->data)
+		r->obs(r->ud, t->name, t->data, (size_t)qd_tensor_count(t));
+}
+
+static int rerun_batches(struct qd_static_ranges *rg, void (*obs)(void *ud, const char *name, const float *x, size_t n),
+			 void (*end_batch)(void *ud), void *ud, struct qd_err *err)
+{
+	struct rerun_ctx *r = rg->priv;
+	struct st *s = r->src->s;
+	qd_batches_free(&r->src->b);
+	int rc = qd_batches_init(&r->src->b, r->ds, s->g, r->bs, r->limit, err);
+	if (rc < 0)
+		return rc;
+	r->obs = obs;
+	r->ud = ud;
+	qd_engine_set_hook(r->e, rerun_hook, r);
+	const volatile int *cancel = s->pc->hooks ? s->pc->hooks->cancel : NULL;
+	for (int64_t done = 0;; done++) {
+		struct qd_tensor *in = NULL, *outs = NULL;
+		size_t n_in = 0, n_out = 0;
+		if (cancel && *cancel) {
+			rc = qd_err_set(err, QD_ECANCELED, "", "calibration canceled");
+			break;
+		}
+		if ((rc = qd_batches_next(&r->src->b, &in, &n_in, err)) <= 0)
+			break;
+		for (size_t i = 0; i < n_in; i++)
+			if (in[i].dtype == QD_DT_FLOAT && in[i].name && in[i].data)
+				obs(ud, in[i].name, in[i].data, (size_t)qd_tensor_count(&in[i]));
+		rc = qd_engine_run(r->e, in, n_in, &outs, &n_out, cancel, err);
+		if (outs)
+			qd_tensors_release(outs, n_out);
+		qd_tensors_release(in, n_in);
+		if (rc < 0) {
+			qd_err_wrap(err, "calibration batch %lld", (long long)done);
+			break;
+		}
+		if (end_batch)
+			end_batch(ud);
+	}
+	qd_engine_set_hook(r->e, NULL, NULL);
+	return rc;
+}
+
+/* The target's refine hook over every tensor with a range. */
+static int refine_ranges(struct st *s, struct calib_src *src, const struct qd_dataset *ds, int64_t bs,
+			 int64_t limit, struct qd_engine *e)
+{
+	size_t n = 0;
+	const char **names = calloc(s->n_acts + 1, sizeof *names);
+	float *lo = calloc(s->n_acts + 1, sizeof *lo), *hi = calloc(s->n_acts + 1, sizeof *hi);
+	int rc = names && lo && hi ? 0 : oom(s);
+	for (size_t i = 0; rc == 0 && i < s->n_acts; i++)
+		if (s->acts[i]->has_range) {
+			names[n] = s->acts[i]->name;
+			lo[n] = s->acts[i]->rmin;
+			hi[n++] = s->acts[i]->rmax;
+		}
+	struct rerun_ctx rx = { .src = src, .ds = ds, .bs = bs, .limit = limit, .e = e };
+	struct qd_static_ranges rg = { .n = n, .names = names, .rmin = lo, .rmax = hi, .atype = s->cfg.atype,
+				       .symmetric = s->cfg.act_sym, .rerun = rerun_batches, .priv = &rx };
+	if (rc == 0)
+		rc = s->tgt->refine(s->tgt->ud, s->pc, &rg, s->err);
+	for (size_t i = 0, k = 0; rc == 0 && i < s->n_acts; i++)
+		if (s->acts[i]->has_range) {
+			s->acts[i]->rmin = lo[k];
+			s->acts[i]->rmax = hi[k++];
+		}
+	free(names); free(lo); free(hi);
+	return rc;
+}
+
 static int calibrate(struct st *s, const json_t *params)
 {
 	struct qd_dataset *ds = NULL;
@@ -1931,6 +2035,8 @@ static int calibrate(struct st *s, const json_t *params)
 		rc = qd_err_set(s->err, QD_EMODEL, NULL, "calibration found no float activation to quantize");
 		goto out;
 	}
+	if (s->tgt && s->tgt->refine && (rc = refine_ranges(s, &src, ds, bs, limit, e)) < 0)
+		goto out;
 	size_t constant = 0;
 	const char *first_const = NULL;
 	for (size_t i = 0; i < s->n_acts; i++)
@@ -2039,7 +2145,13 @@ static int qnn_config(struct st *s, const json_t *params)
 
 int qd_pass_run_static(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t *params, struct qd_err *err)
 {
-	struct st s = { .pc = ctx, .m = m, .err = err };
+	return qd_static_run(ctx, m, params, NULL, err);
+}
+
+int qd_static_run(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t *params,
+		  const struct qd_static_target *tgt, struct qd_err *err)
+{
+	struct st s = { .pc = ctx, .m = m, .err = err, .tgt = tgt };
 	int rc;
 	if ((rc = parse_cfg(&s, params)) < 0)
 		return rc;
@@ -2103,6 +2215,9 @@ int qd_pass_run_static(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t
 	s.g = m->proto->graph;
 	if (s.cfg.qnn && (rc = qnn_config(&s, params)) < 0)
 		goto out;
+	if (tgt && tgt->prepare && (rc = tgt->prepare(tgt->ud, ctx, m, err)) < 0)
+		goto out;
+	s.g = m->proto->graph;
 	if ((rc = qd_graph_toposort(s.g, err)) < 0)
 		goto out;
 	if ((rc = qd_index_build(s.g, NULL, &s.ix, err)) < 0)
@@ -2179,6 +2294,8 @@ int qd_pass_run_static(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t
 		    s.cfg.qdq ? "QDQ" : "QOperator", qd_qtype_name(s.cfg.wtype), qd_qtype_name(s.cfg.atype),
 		    s.cfg.per_channel ? ", per-channel" : "", s.cfg.reduce_range ? ", reduce_range" : "",
 		    s.cfg.calib_name ? s.cfg.calib_name : "MinMax");
+	if (tgt && tgt->finish && (rc = tgt->finish(tgt->ud, ctx, m, err)) < 0)
+		goto out;
 	if ((rc = qd_pass_validate_output(m, err)) < 0)
 		goto out;
 	rc = 0;

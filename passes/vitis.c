@@ -1,0 +1,651 @@
+/* VitisAIQuantization: Olive's pass for AMD's Vitis AI / Ryzen AI quantizer (vai_q_onnx,
+ * reference/inc_vitis_qnn.md §B), built on the static pass (passes/static.c) through its
+ * target hooks (passes/static.h): power-of-two scales everywhere.
+ *
+ * DESIGN. The pass translates its parameters into the static pass's (ActivationSymmetric
+ * -> activation_symmetric, input_nodes / output_nodes -> nodes_to_exclude, ...), then runs
+ * it with a target whose hooks
+ *  - compute every activation scale as 2^-pos (compute_scale_zp_pof2s, §B.2) and every
+ *    weight's with NonOverflow (rint in the log domain; the DPU form: the floor, MinMSE
+ *    over pos..pos+4 when calibrate_method is MinMSE), int32-bias weight scales grown to
+ *    the next power of two;
+ *  - refine the calibrated ranges (calibrate_method MinMSE, §B.1): a second run over every
+ *    calibration batch sums, per tensor, the squared quantization error of the NonOverflow
+ *    scale and of the four finer powers of two (zero point kept), and keeps the best. Modes
+ *    (extra_options.MinMSEMode): "All" (default: every value of every batch, not only the
+ *    first batch as Olive's vendored copy does), "MostCommon" (symmetric only: the best
+ *    position per batch, then the most common one) and "Percentile" (ranges from the
+ *    Percentile calibrator, CalibPercentile, default 99.999; values clipped to them);
+ *  - check the result (qd_vitis_check_model): a model breaking a rule fails the job.
+ * calibrate_method NonOverflow is the MinMax calibrator (CalibTensorRangeSymmetric =
+ * ActivationSymmetric, as Quark's); MinMax, Entropy and Percentile are ORT's calibrators —
+ * quantd snaps their scales to powers of two as well (Quark keeps float scales there; use
+ * OnnxStaticQuantization for those). */
+#include "passes/passes.h"
+#include "passes/static.h"
+#include "passes/vitis.h"
+#include "passes/op_rules.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define POS_RANGE 5   /* MinMSE: the NonOverflow position and the four finer ones */
+
+enum mse_mode { MSE_ALL, MSE_MOST_COMMON, MSE_PERCENTILE };
+
+struct vt {
+	bool minmse, dpu, transformer;
+	enum mse_mode mode;
+	json_t *stats;                 /* borrow: the pass's stats object */
+};
+
+/* ---- power-of-two math ---- */
+
+int qd_vitis_scale2pos(double scale)
+{
+	double p = qd_round_half_even(-log2(scale));
+	return p < -128 ? -128 : p > 127 ? 127 : (int)p;
+}
+
+double qd_vitis_pos2scale(int pos)
+{
+	return ldexp(1.0, -pos);
+}
+
+static bool is_pof2(float s)
+{
+	int e;
+	return s > 0 && isfinite(s) && frexpf(s, &e) == 0.5f;
+}
+
+void qd_vitis_scale_zp(double rmin, double rmax, int32_t qmin, int32_t qmax, bool symmetric, float *scale,
+		       int32_t *zp)
+{
+	if (!(rmin < 0.0)) rmin = 0.0;
+	if (!(rmax > 0.0)) rmax = 0.0;
+	if (isinf(rmin)) rmin = -DBL_MAX / 2;
+	if (isinf(rmax)) rmax = DBL_MAX / 2;
+	if (symmetric) {
+		double a = fmax(-rmin, rmax);
+		rmin = -a;
+		rmax = a;
+	}
+	double s = (rmax - rmin) / (double)(qmax - qmin);
+	double sp = s < FLT_MIN ? 0 : qd_vitis_pos2scale(qd_vitis_scale2pos(s));
+	if (sp < FLT_MIN) {
+		/* all-zero range (or a position past float32's normal range) */
+		*scale = 1.0f;
+		*zp = symmetric ? (int32_t)qd_round_half_even((qmin + qmax) / 2.0) : qmin > 0 ? qmin : qmax < 0 ? qmax : 0;
+		return;
+	}
+	double z = symmetric ? qd_round_half_even((qmin + qmax) / 2.0) : qd_round_half_even(qmin - rmin / sp);
+	/* Quark leaves zp unclipped (a scale rounded down can push it out): clip, so the
+	 * zero point is a valid code */
+	*zp = (int32_t)(z < qmin ? qmin : z > qmax ? qmax : z);
+	*scale = (float)sp;
+}
+
+int qd_vitis_dpu_pos(float xmin, float xmax)
+{
+	double s = fmax((double)xmin / -128.5, (double)xmax / 127.5);
+	if (!(s > 0))
+		return 126;   /* all zero: Quark's 127 is a float32 denormal scale; 126 is the last normal one */
+	double p = floor(log2(1.0 / s));
+	return p < -128 ? -128 : p > 126 ? 126 : (int)p;
+}
+
+/* ---- target hooks ---- */
+
+static void act_scale_zp(void *ud, double rmin, double rmax, int32_t qmin, int32_t qmax, bool sym, float *scale,
+			 int32_t *zp)
+{
+	(void)ud;
+	qd_vitis_scale_zp(rmin, rmax, qmin, qmax, sym, scale, zp);
+}
+
+/* Sum of squared errors of x quantized to int8 codes [qmin, qmax] with scale s, zp. */
+static double sse_of(const float *x, size_t n, float s, int32_t zp, int32_t qmin, int32_t qmax, float lo, float hi)
+{
+	double e = 0;
+	float inv = 1.0f / s;
+	for (size_t i = 0; i < n; i++) {
+		float v = x[i] < lo ? lo : x[i] > hi ? hi : x[i];
+		float q = rintf(v * inv) + (float)zp;
+		q = q < (float)qmin ? (float)qmin : q > (float)qmax ? (float)qmax : q;
+		double d = (double)v - (double)((q - (float)zp) * s);
+		e += d * d;
+	}
+	return e;
+}
+
+/* One channel's values (strided) copied out, for the per-channel weight quantizers. */
+static void channel_values(const float *x, int64_t outer, int64_t ch, int64_t inner, int64_t c, float *out)
+{
+	for (int64_t o = 0; o < outer; o++)
+		memcpy(out + o * inner, x + (o * ch + c) * inner, (size_t)inner * sizeof *out);
+}
+
+static void channel_store(const int8_t *src, size_t cs, int64_t outer, int64_t ch, int64_t inner, int64_t c,
+			  void *codes)
+{
+	for (int64_t o = 0; o < outer; o++)
+		memcpy((uint8_t *)codes + (size_t)((o * ch + c) * inner) * cs, src + (size_t)(o * inner) * cs,
+		       (size_t)inner * cs);
+}
+
+static int quant_weight(void *ud, const float *x, const int64_t *dims, int ndim, int axis, enum qd_qtype qt,
+			bool sym, bool rr, bool bias, float *scales, int32_t *zps, void *codes)
+{
+	struct vt *v = ud;
+	int64_t outer = 1, inner = 1, ch = 1, n = 1;
+	for (int i = 0; i < ndim; i++)
+		n *= dims[i];
+	if (axis >= 0) {
+		for (int i = 0; i < axis; i++) outer *= dims[i];
+		for (int i = axis + 1; i < ndim; i++) inner *= dims[i];
+		ch = dims[axis];
+	} else {
+		inner = n;
+	}
+	size_t cs = qd_qtype_code_size(qt);
+	float *buf = malloc((size_t)(outer * inner) * sizeof *buf + 1);
+	uint8_t *cb = malloc((size_t)(outer * inner) * cs + 1);
+	if (!buf || !cb) {
+		free(buf); free(cb);
+		return -QD_ENOMEM;
+	}
+	for (int64_t c = 0; c < ch; c++) {
+		size_t m = (size_t)(outer * inner);
+		channel_values(x, outer, ch, inner, c, buf);
+		float mn = 0, mx = 0;
+		for (size_t i = 0; i < m; i++) {
+			mn = buf[i] < mn ? buf[i] : mn;
+			mx = buf[i] > mx ? buf[i] : mx;
+		}
+		if (v->dpu) {
+			/* vitis_quantize_data: int8, zero point 0, the non-overflow floor; MinMSE
+			 * tries the four finer positions too */
+			int pos = qd_vitis_dpu_pos(mn, mx), best = pos;
+			if (v->minmse) {
+				double be = INFINITY;
+				for (int i = 0; i < POS_RANGE && pos + i <= 126; i++) {
+					double e = sse_of(buf, m, (float)qd_vitis_pos2scale(pos + i), 0, -128, 127,
+							  -INFINITY, INFINITY);
+					if (e < be) {
+						be = e;
+						best = pos + i;
+					}
+				}
+			}
+			scales[c] = (float)qd_vitis_pos2scale(best);
+			zps[c] = 0;
+		} else {
+			int32_t qmin, qmax;
+			qd_quant_qrange(qt, rr, sym, &qmin, &qmax);
+			qd_vitis_scale_zp(mn, mx, qmin, qmax, sym, &scales[c], &zps[c]);
+		}
+		qd_quantize(buf, m, scales[c], zps[c], qt, cb);
+		channel_store((const int8_t *)cb, cs, outer, ch, inner, c, codes);
+	}
+	(void)bias;
+	free(buf);
+	free(cb);
+	return 0;
+}
+
+/* The int32-bias adjustment wants a weight scale >= need: the next power of two. */
+static float grow_scale(void *ud, float scale, double need)
+{
+	(void)ud;
+	double s = ldexp(1.0, (int)ceil(log2(need)));
+	return (float)fmax(s, (double)scale);
+}
+
+/* ---- MinMSE (PowOfTwoCalibrater) ---- */
+
+struct mse_t {
+	int pos0;                  /* NonOverflow position of the calibrated range */
+	int32_t zp;                /* int8 zero point kept across the candidates */
+	float lo, hi;              /* values clipped to these (Percentile mode), else +-inf */
+	double sse[POS_RANGE];
+	long *votes;               /* MostCommon: per position (256), best per batch */
+};
+
+struct mse {
+	struct vt *v;
+	struct qd_static_ranges *r;
+	struct qd_namemap idx;
+	struct mse_t *t;
+	int32_t qmin, qmax;
+};
+
+static void mse_obs(void *ud, const char *name, const float *x, size_t n)
+{
+	struct mse *ms = ud;
+	long *ip = qd_namemap_get(&ms->idx, name);
+	if (!ip)
+		return;
+	struct mse_t *t = &ms->t[*ip];
+	if (t->votes) {
+		/* MostCommon (symmetric): this batch's own NonOverflow position and its best */
+		float a = 0;
+		for (size_t i = 0; i < n; i++)
+			a = fabsf(x[i]) > a && isfinite(x[i]) ? fabsf(x[i]) : a;
+		float s0;
+		int32_t z;
+		qd_vitis_scale_zp(-a, a, ms->qmin, ms->qmax, true, &s0, &z);
+		int p0 = qd_vitis_scale2pos(s0), best = p0;
+		double be = INFINITY;
+		for (int i = 0; i < POS_RANGE && p0 + i <= 126; i++) {
+			double e = sse_of(x, n, (float)qd_vitis_pos2scale(p0 + i), 0, ms->qmin, ms->qmax, -INFINITY, INFINITY);
+			if (e < be) {
+				be = e;
+				best = p0 + i;
+			}
+		}
+		t->votes[best + 128]++;
+		return;
+	}
+	for (int i = 0; i < POS_RANGE; i++)
+		if (t->pos0 + i <= 126)
+			t->sse[i] += sse_of(x, n, (float)qd_vitis_pos2scale(t->pos0 + i), t->zp, ms->qmin, ms->qmax, t->lo,
+					    t->hi);
+}
+
+static int refine(void *ud, struct qd_pass_ctx *ctx, struct qd_static_ranges *r, struct qd_err *err)
+{
+	struct vt *v = ud;
+	if (!v->minmse)
+		return 0;
+	struct mse ms = { .v = v, .r = r };
+	/* the calibrator works on int8 whatever the activation type (§B.1) */
+	qd_quant_qrange(QD_QT_INT8, false, r->symmetric, &ms.qmin, &ms.qmax);
+	ms.t = calloc(r->n + 1, sizeof *ms.t);
+	int rc = ms.t ? 0 : qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+	for (size_t i = 0; rc == 0 && i < r->n; i++) {
+		struct mse_t *t = &ms.t[i];
+		float s0;
+		qd_vitis_scale_zp(r->rmin[i], r->rmax[i], ms.qmin, ms.qmax, r->symmetric, &s0, &t->zp);
+		t->pos0 = qd_vitis_scale2pos(s0);
+		t->lo = v->mode == MSE_PERCENTILE ? r->rmin[i] : -INFINITY;
+		t->hi = v->mode == MSE_PERCENTILE ? r->rmax[i] : INFINITY;
+		if (v->mode == MSE_MOST_COMMON && !(t->votes = calloc(256, sizeof *t->votes)))
+			rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+		if (rc == 0 && qd_namemap_put(&ms.idx, r->names[i], (long)i) < 0)
+			rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+	}
+	double t0 = qd_now_mono();
+	if (rc == 0)
+		rc = r->rerun(r, mse_obs, NULL, &ms, err);
+	long finer = 0;
+	for (size_t i = 0; rc == 0 && i < r->n; i++) {
+		struct mse_t *t = &ms.t[i];
+		int best = t->pos0;
+		if (t->votes) {
+			long most = -1;
+			for (int p = 0; p < 256; p++)
+				if (t->votes[p] > most) {
+					most = t->votes[p];
+					best = p - 128;
+				}
+		} else {
+			double be = INFINITY;
+			for (int k = 0; k < POS_RANGE && t->pos0 + k <= 126; k++)
+				if (t->sse[k] < be) {
+					be = t->sse[k];
+					best = t->pos0 + k;
+				}
+		}
+		finer += best != t->pos0;
+		double s = qd_vitis_pos2scale(best);
+		r->rmin[i] = (float)((ms.qmin - t->zp) * s);
+		r->rmax[i] = (float)((ms.qmax - t->zp) * s);
+	}
+	if (rc == 0) {
+		qd_pass_log(ctx, QD_LOG_INFO, "MinMSE (%s): %ld of %zu tensors take a finer power of two than "
+			    "NonOverflow (%.2f s)", v->mode == MSE_ALL ? "All" : v->mode == MSE_MOST_COMMON ? "MostCommon" :
+			    "Percentile", finer, r->n, qd_now_mono() - t0);
+		json_object_set_new(v->stats, "minmse", json_pack("{s:s, s:i, s:i, s:f}", "mode",
+			v->mode == MSE_ALL ? "All" : v->mode == MSE_MOST_COMMON ? "MostCommon" : "Percentile",
+			"tensors", (json_int_t)r->n, "finer", (json_int_t)finer, "seconds", qd_now_mono() - t0));
+	}
+	for (size_t i = 0; ms.t && i < r->n; i++)
+		free(ms.t[i].votes);
+	free(ms.t);
+	qd_namemap_free(&ms.idx);
+	return rc;
+}
+
+/* ---- the checker ---- */
+
+static bool is_qlinear(const Onnx__NodeProto *n)
+{
+	return !strncmp(n->op_type, "QLinear", 7) || !strcmp(n->op_type, "QGemm") ||
+	       !strcmp(n->op_type, "QAttention");
+}
+
+static bool is_qdq(const Onnx__NodeProto *n)
+{
+	return !strcmp(n->op_type, "QuantizeLinear") || !strcmp(n->op_type, "DequantizeLinear");
+}
+
+/* Is input k of n a scale? Q/DQ: 1; QAttention: 3, 4; other QLinear ops: every float. */
+static bool scale_input(const Onnx__NodeProto *n, size_t k, const Onnx__TensorProto *t)
+{
+	if (is_qdq(n))
+		return k == 1;
+	if (!strcmp(n->op_type, "QAttention"))
+		return k == 3 || k == 4;
+	return is_qlinear(n) && t && t->data_type == QD_DT_FLOAT;
+}
+
+static int check_fail(struct qd_err *err, const char *field, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int check_fail(struct qd_err *err, const char *field, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	return qd_err_set(err, QD_EORT_REJECT, field, "Vitis AI rule broken: %s", msg);
+}
+
+int qd_vitis_check_model(const struct qd_model *m, bool dpu, size_t *n_scales, struct qd_err *err)
+{
+	Onnx__GraphProto *g = m->proto->graph;
+	struct qd_graph_index *ix = NULL;
+	int rc = qd_index_build(g, NULL, &ix, err);
+	if (rc < 0)
+		return rc;
+	size_t checked = 0;
+	for (size_t i = 0; rc == 0 && i < g->n_node; i++) {
+		const Onnx__NodeProto *n = g->node[i];
+		if (!is_qdq(n) && !is_qlinear(n))
+			continue;
+		if (dpu && is_qlinear(n)) {
+			rc = check_fail(err, qd_node_label(n), "node '%s' (%s): the DPU form is QDQ only", qd_node_label(n),
+					n->op_type);
+			break;
+		}
+		for (size_t k = 0; rc == 0 && k < n->n_input; k++) {
+			if (!*n->input[k])
+				continue;
+			const Onnx__TensorProto *t = qd_index_initializer(ix, n->input[k]);
+			if (!scale_input(n, k, t))
+				continue;
+			if (!t) {
+				rc = check_fail(err, n->input[k], "scale '%s' of node '%s' is not an initializer", n->input[k],
+						qd_node_label(n));
+				break;
+			}
+			float *x = NULL;
+			int64_t cnt = 0;
+			if ((rc = qd_tensor_to_float(t, &x, &cnt, err)) < 0)
+				break;
+			for (int64_t j = 0; j < cnt; j++)
+				if (!is_pof2(x[j])) {
+					rc = check_fail(err, t->name, "scale '%s' of node '%s' is %.9g, not a power of two",
+							t->name, qd_node_label(n), (double)x[j]);
+					break;
+				}
+			free(x);
+			checked++;
+			if (rc == 0 && dpu && cnt != 1)
+				rc = check_fail(err, t->name, "scale '%s' of node '%s' is per channel (%lld values): the DPU "
+						"form is per tensor", t->name, qd_node_label(n), (long long)cnt);
+		}
+		if (rc == 0 && dpu) {
+			const Onnx__TensorProto *z = n->n_input > 2 && *n->input[2] ? qd_index_initializer(ix, n->input[2]) : NULL;
+			int64_t *zv = NULL, zn = 0;
+			if (!z || z->data_type != QD_DT_INT8)
+				rc = check_fail(err, qd_node_label(n), "%s '%s' is not int8 (the DPU form is int8 with zero "
+						"point 0)", n->op_type, qd_node_label(n));
+			else if ((rc = qd_tensor_to_int64(z, &zv, &zn, err)) == 0) {
+				for (int64_t j = 0; j < zn && rc == 0; j++)
+					if (zv[j] != 0)
+						rc = check_fail(err, z->name, "zero point '%s' of '%s' is %lld: the DPU form is "
+								"symmetric", z->name, qd_node_label(n), (long long)zv[j]);
+				free(zv);
+			}
+		}
+	}
+	qd_index_free(ix);
+	if (rc == 0 && n_scales)
+		*n_scales = checked;
+	return rc;
+}
+
+static int finish(void *ud, struct qd_pass_ctx *ctx, struct qd_model *m, struct qd_err *err)
+{
+	struct vt *v = ud;
+	size_t n = 0;
+	int rc = qd_vitis_check_model(m, v->dpu, &n, err);
+	if (rc < 0)
+		return rc;
+	qd_pass_log(ctx, QD_LOG_INFO, "Vitis AI rules hold: %zu scales, every one a power of two%s", n,
+		    v->dpu ? "; per tensor, symmetric int8" : "");
+	json_object_set_new(v->stats, "scales_checked", json_integer((json_int_t)n));
+	return 0;
+}
+
+/* ---- parameters ---- */
+
+/* extra_options keys of Vitis AI / Quark the pass reads itself (not ORT's). */
+static const char *const vitis_keys[] = { "MinMSEMode" };
+/* The pass parameters that override extra_options in Olive. */
+static const char *const exposed_keys[] = { "ActivationSymmetric", "WeightSymmetric", "AddQDQPairToWeight" };
+
+static bool is_vitis_key(const char *k)
+{
+	for (size_t i = 0; i < QD_ARRAY_LEN(vitis_keys); i++)
+		if (!strcmp(vitis_keys[i], k))
+			return true;
+	return false;
+}
+
+/* extra_options without the Vitis keys (for ORT's checks and the static pass). new. */
+static json_t *ort_extra(const json_t *extra)
+{
+	json_t *o = json_object();
+	const char *k; json_t *x;
+	json_object_foreach((json_t *)extra, k, x)
+		if (!is_vitis_key(k))
+			json_object_set(o, k, x);
+	return o;
+}
+
+static bool space_has(const json_t *space, const char *key, const json_t *val)
+{
+	size_t i; json_t *x;
+	json_array_foreach(json_object_get(space, key), i, x)
+		if (json_equal(x, (json_t *)val))
+			return true;
+	return false;
+}
+
+static bool is16(const char *t)
+{
+	return t && strstr(t, "16");
+}
+
+int qd_pass_check_vitis_ai(const char *pass_name, const json_t *space, struct qd_err *err)
+{
+	char field[200];
+	size_t i; json_t *v;
+	json_t *yes = json_true();
+	bool dpu = space_has(space, "enable_dpu", yes) || space_has(space, "enable_npu_cnn", yes);
+	if (dpu) {
+		snprintf(field, sizeof field, "passes.%s.%s", pass_name,
+			 space_has(space, "enable_dpu", yes) ? "enable_dpu" : "enable_npu_cnn");
+		return qd_err_set(err, QD_ENOT_IMPL, field, "the DPU / NPU-CNN form is not implemented yet "
+				  "(enable_dpu / enable_npu_cnn must be false)");
+	}
+	if (space_has(space, "include_cle", yes)) {
+		snprintf(field, sizeof field, "passes.%s.include_cle", pass_name);
+		return qd_err_set(err, QD_ENOT_IMPL, field, "cross-layer equalization (include_cle) is not "
+				  "implemented yet");
+	}
+	if (space_has(space, "need_layer_fusing", yes) && !dpu) {
+		/* accepted: it only acts in the DPU form (logged at run time) */
+	}
+	json_array_foreach(json_object_get(space, "extra_options"), i, v) {
+		for (size_t k = 0; k < QD_ARRAY_LEN(exposed_keys); k++)
+			if (json_object_get(v, exposed_keys[k])) {
+				snprintf(field, sizeof field, "passes.%s.extra_options.%s", pass_name, exposed_keys[k]);
+				return qd_err_set(err, QD_EINVAL, field, "set '%s' as a parameter of the pass: Olive overrides "
+						  "extra_options' value with the pass parameter", exposed_keys[k]);
+			}
+		const json_t *mode = json_object_get(v, "MinMSEMode");
+		snprintf(field, sizeof field, "passes.%s.extra_options.MinMSEMode", pass_name);
+		if (mode && (!json_is_string(mode) || (strcmp(json_string_value(mode), "All") &&
+						       strcmp(json_string_value(mode), "MostCommon") &&
+						       strcmp(json_string_value(mode), "Percentile"))))
+			return qd_err_set(err, QD_EINVAL, field, "MinMSEMode must be \"All\", \"MostCommon\" or "
+					  "\"Percentile\"");
+		if (mode && !strcmp(json_string_value(mode), "MostCommon") &&
+		    space_has(space, "ActivationSymmetric", json_false()))
+			return qd_err_set(err, QD_EINVAL, field, "MinMSEMode \"MostCommon\" needs ActivationSymmetric "
+					  "true (Quark: symmetric only)");
+	}
+	/* the static pass's own checks on the translated space */
+	json_t *ts = json_object();
+	static const char *const same[] = { "data_config", "activation_type", "precision", "weight_type", "quant_format",
+					    "save_as_external_data", "all_tensors_to_one_file", "external_data_name",
+					    "size_threshold", "convert_attribute" };
+	for (size_t k = 0; k < QD_ARRAY_LEN(same); k++)
+		if (json_object_get(space, same[k]))
+			json_object_set(ts, same[k], json_object_get(space, same[k]));
+	json_t *ex = json_array();
+	json_array_foreach(json_object_get(space, "extra_options"), i, v)
+		json_array_append_new(ex, ort_extra(v));
+	json_object_set_new(ts, "extra_options", ex);
+	int rc = qd_pass_check_static(pass_name, ts, err);
+	json_decref(ts);
+	(void)is16;
+	return rc;
+}
+
+/* input_nodes / output_nodes (Olive): every node before the first input node and after
+ * the last output node, in graph order, joins nodes_to_exclude. */
+static int exclude_outside(const struct qd_model *m, const json_t *params, json_t *excl, struct qd_err *err)
+{
+	const Onnx__GraphProto *g = m->proto->graph;
+	const json_t *in = qd_pass_opt_list(params, "input_nodes"), *out = qd_pass_opt_list(params, "output_nodes");
+	const json_t *lists[2] = { in, out };
+	const char *names[2] = { "input_nodes", "output_nodes" };
+	for (int l = 0; l < 2; l++) {
+		size_t i; json_t *x;
+		json_array_foreach(lists[l], i, x) {
+			bool found = false;
+			for (size_t k = 0; k < g->n_node && !found; k++)
+				found = g->node[k]->name && !strcmp(g->node[k]->name, json_string_value(x));
+			if (!found)
+				return qd_err_set(err, QD_EINVAL, names[l], "%s: no node named '%s' in the model", names[l],
+						  json_string_value(x));
+		}
+	}
+	if (in && json_array_size(in))
+		for (size_t k = 0; k < g->n_node && !qd_json_list_has(in, g->node[k]->name); k++)
+			json_array_append_new(excl, json_string(qd_node_label(g->node[k])));
+	if (out && json_array_size(out))
+		for (size_t k = g->n_node; k-- > 0 && !qd_json_list_has(out, g->node[k]->name);)
+			json_array_append_new(excl, json_string(qd_node_label(g->node[k])));
+	return 0;
+}
+
+/* The static pass's parameters for this configuration. new. */
+static json_t *static_params(struct qd_pass_ctx *ctx, const struct qd_model *m, const json_t *p, struct vt *v,
+			     struct qd_err *err)
+{
+	const char *meth = json_string_value(json_object_get(p, "calibrate_method"));
+	const json_t *extra = json_object_get(p, "extra_options");
+	const char *mode = json_string_value(json_object_get(extra, "MinMSEMode"));
+	v->minmse = meth && !strcmp(meth, "MinMSE");
+	v->mode = !mode || !strcmp(mode, "All") ? MSE_ALL : !strcmp(mode, "MostCommon") ? MSE_MOST_COMMON : MSE_PERCENTILE;
+	bool act_sym = json_is_true(json_object_get(p, "ActivationSymmetric"));
+	json_t *sp = json_object();
+	static const char *const same[] = { "quant_mode", "data_config", "precision", "weight_type", "activation_type",
+					    "op_types_to_quantize", "nodes_to_quantize", "per_channel", "quant_preprocess",
+					    "quant_format" };
+	for (size_t k = 0; k < QD_ARRAY_LEN(same); k++)
+		json_object_set(sp, same[k], json_object_get(p, same[k]));
+	json_object_set_new(sp, "activation_symmetric", json_boolean(act_sym));
+	json_object_set(sp, "weight_symmetric", json_object_get(p, "WeightSymmetric"));
+	/* NonOverflow and MinMSE start from MinMax ranges (MinMSEMode Percentile: Percentile) */
+	const char *sm = !meth || !strcmp(meth, "NonOverflow") || !strcmp(meth, "MinMSE") ?
+			 (v->minmse && v->mode == MSE_PERCENTILE ? "Percentile" : "MinMax") : meth;
+	json_object_set_new(sp, "calibrate_method", json_string(sm));
+	if (!qd_pass_opt_list(p, "op_types_to_quantize")) {
+		/* vai_q_onnx: every op type of ORT's QLinear and QDQ registries */
+		json_t *ops = json_array();
+		for (size_t k = 0; k < qd_op_rules_count(); k++) {
+			const struct qd_op_rule *r = qd_op_rule_at(k);
+			if (r->kind != QD_OK_NONE && !qd_json_list_has(ops, r->op))
+				json_array_append_new(ops, json_string(r->op));
+		}
+		json_object_set_new(sp, "op_types_to_quantize", ops);
+	}
+	json_t *ex = ort_extra(extra);
+	json_object_set(ex, "AddQDQPairToWeight", json_object_get(p, "AddQDQPairToWeight"));
+	if ((!meth || !strcmp(meth, "NonOverflow") || !strcmp(meth, "MinMSE")) && !json_object_get(ex, "CalibTensorRangeSymmetric"))
+		json_object_set_new(ex, "CalibTensorRangeSymmetric", json_boolean(act_sym));
+	if (v->transformer && !json_object_get(ex, "MatMulConstBOnly"))
+		json_object_set_new(ex, "MatMulConstBOnly", json_true());
+	json_object_set_new(sp, "extra_options", ex);
+	json_t *excl = json_array();
+	size_t i; json_t *x;
+	json_array_foreach(qd_pass_opt_list(p, "nodes_to_exclude"), i, x)
+		json_array_append(excl, x);
+	json_object_set_new(sp, "nodes_to_exclude", excl);
+	if (exclude_outside(m, p, excl, err) < 0) {
+		json_decref(sp);
+		return NULL;
+	}
+	if (json_array_size(excl) > json_array_size(qd_pass_opt_list(p, "nodes_to_exclude")))
+		qd_pass_log(ctx, QD_LOG_INFO, "input_nodes / output_nodes: %zu nodes outside them left in float",
+			    json_array_size(excl) - json_array_size(qd_pass_opt_list(p, "nodes_to_exclude")));
+	if (!json_array_size(excl))
+		json_object_set_new(sp, "nodes_to_exclude", json_null());
+	return sp;
+}
+
+int qd_pass_run_vitis_ai(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t *params, struct qd_err *err)
+{
+	struct vt v = { .stats = json_object() };
+	if (!v.stats)
+		return qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+	v.dpu = json_is_true(json_object_get(params, "enable_dpu")) || json_is_true(json_object_get(params, "enable_npu_cnn"));
+	v.transformer = json_is_true(json_object_get(params, "enable_npu_transformer"));
+	if (json_is_true(json_object_get(params, "optimize_model")))
+		qd_pass_log(ctx, QD_LOG_INFO, "optimize_model ignored: ORT's deprecated transformer optimizer is not run "
+			    "(quant_preprocess folds constants and BatchNormalization in quantd's own C)");
+	if (json_is_true(json_object_get(params, "use_external_data_format")))
+		qd_pass_log(ctx, QD_LOG_DEBUG, "use_external_data_format ignored: quantd quantizes in memory (the "
+			    "artifact's external data follows save_as_external_data)");
+	if (json_is_true(json_object_get(params, "need_layer_fusing")) && !v.dpu)
+		qd_pass_log(ctx, QD_LOG_INFO, "need_layer_fusing ignored: it acts in the DPU form (enable_npu_cnn); "
+			    "the QDQ form already folds Relu / Clip into the producer's quantization");
+	int rc;
+	json_t *sp = static_params(ctx, m, params, &v, err);
+	if (!sp) {
+		json_decref(v.stats);
+		return err->code ? -err->code : -QD_ENOMEM;
+	}
+	const char *meth = json_string_value(json_object_get(params, "calibrate_method"));
+	json_object_set_new(v.stats, "calibrate_method", json_string(meth ? meth : "MinMSE"));
+	json_object_set_new(v.stats, "form", json_string(v.dpu ? "DPU" : json_string_value(json_object_get(sp, "quant_format"))));
+	struct qd_static_target t = { .name = "VitisAI", .ud = &v, .act_scale_zp = act_scale_zp,
+				      .quant_weight = quant_weight, .grow_scale = grow_scale, .refine = refine,
+				      .finish = finish, .bias_as_weight = v.dpu };
+	qd_pass_log(ctx, QD_LOG_INFO, "Vitis AI: %s, power-of-two scales, calibrate_method %s%s", v.dpu ? "DPU form" :
+		    json_string_value(json_object_get(sp, "quant_format")), meth ? meth : "MinMSE",
+		    v.transformer ? ", NPU transformer (MatMulConstBOnly)" : "");
+	rc = qd_static_run(ctx, m, sp, &t, err);
+	json_decref(sp);
+	json_object_set_new(ctx->stats, "vitis", v.stats);
+	return rc;
+}

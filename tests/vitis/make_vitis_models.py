@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Models and data for tests/vitis (seeded, written to OUTDIR):
+  resnet.onnx       ResNet-style CNN: Conv-BN-Relu stem, two residual blocks (Conv-BN-Relu,
+                    Conv-BN, Add, Relu; the second with a strided 1x1 projection), MaxPool,
+                    AveragePool, GlobalAveragePool, Flatten, Gemm head (10 classes), opset 13
+  unbalanced.onnx   Conv-Relu-Conv-Relu-Conv CNN whose first Conv's output channels have
+                    ranges 1e-2 .. 1e2 (the second Conv compensates): what CLE equalizes
+  calib_<m>.npz / held_<m>.npz   calibration (64) and held-out (64) inputs, array "x"
+usage: make_vitis_models.py OUTDIR"""
+import os, sys
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper, TensorProto
+
+rng = np.random.default_rng(20260407)
+out = sys.argv[1]
+os.makedirs(out, exist_ok=True)
+nodes, inits = [], []
+
+
+def init(name, a):
+    inits.append(numpy_helper.from_array(np.asarray(a, dtype=np.float32), name))
+    return name
+
+
+def conv(x, cin, cout, k, name, stride=1, bn=True, relu=True):
+    w = rng.normal(0, np.sqrt(2.0 / (cin * k * k)), (cout, cin, k, k))
+    b = rng.normal(0, 0.05, cout)
+    pad = k // 2
+    y = name + "_conv"
+    nodes.append(helper.make_node("Conv", [x, init(name + "_w", w), init(name + "_b", b)], [y], name=name,
+                                  kernel_shape=[k, k], strides=[stride, stride], pads=[pad] * 4))
+    if bn:
+        z = name + "_bn"
+        nodes.append(helper.make_node("BatchNormalization", [y, init(name + "_g", rng.uniform(0.6, 1.4, cout)),
+                                      init(name + "_beta", rng.normal(0, 0.1, cout)),
+                                      init(name + "_mean", rng.normal(0, 0.1, cout)),
+                                      init(name + "_var", rng.uniform(0.5, 1.5, cout))], [z], name=name + "_BN"))
+        y = z
+    if relu:
+        r = name + "_relu"
+        nodes.append(helper.make_node("Relu", [y], [r], name=name + "_Relu"))
+        y = r
+    return y
+
+
+def save(name, x_shape, y_shape):
+    g = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, y_shape)], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], producer_name="quantd-tests")
+    m.ir_version = 8
+    onnx.checker.check_model(m)
+    onnx.save(m, os.path.join(out, name + ".onnx"))
+
+
+def images(n, shape):
+    # smooth random images: low-frequency noise plus a little pixel noise
+    base = rng.normal(0, 1, (n, shape[0], shape[1] // 4, shape[2] // 4))
+    up = np.repeat(np.repeat(base, 4, axis=2), 4, axis=3)
+    x = up + rng.normal(0, 0.3, (n,) + tuple(shape))
+    # rare bright pixels (0.2%): heavy tails, where MinMSE's finer scales pay off
+    spikes = rng.random(x.shape) < 0.002
+    x[spikes] += rng.choice([-1, 1], spikes.sum()) * rng.uniform(6, 12, spikes.sum())
+    return x.astype(np.float32)
+
+
+# ---- resnet ----
+h = conv("x", 3, 16, 3, "stem")
+a = conv(h, 16, 16, 3, "b1c1")
+a = conv(a, 16, 16, 3, "b1c2", relu=False)
+nodes.append(helper.make_node("Add", [a, h], ["b1_add"], name="b1_Add"))
+nodes.append(helper.make_node("Relu", ["b1_add"], ["b1_out"], name="b1_Relu"))
+nodes.append(helper.make_node("MaxPool", ["b1_out"], ["pool1"], name="pool1", kernel_shape=[2, 2], strides=[2, 2]))
+a = conv("pool1", 16, 32, 3, "b2c1", stride=2)
+a = conv(a, 32, 32, 3, "b2c2", relu=False)
+p = conv("pool1", 16, 32, 1, "b2proj", stride=2, relu=False)
+nodes.append(helper.make_node("Add", [a, p], ["b2_add"], name="b2_Add"))
+nodes.append(helper.make_node("Relu", ["b2_add"], ["b2_out"], name="b2_Relu"))
+nodes.append(helper.make_node("AveragePool", ["b2_out"], ["pool2"], name="pool2", kernel_shape=[2, 2], strides=[1, 1]))
+c = conv("pool2", 32, 32, 1, "head_c")
+nodes.append(helper.make_node("GlobalAveragePool", [c], ["gap"], name="gap"))
+nodes.append(helper.make_node("Flatten", ["gap"], ["flat"], name="flat"))
+nodes.append(helper.make_node("Gemm", ["flat", init("fc_w", rng.normal(0, 0.3, (10, 32))), init("fc_b", rng.normal(0, 0.1, 10))],
+                              ["y"], name="fc", transB=1))
+save("resnet", [1, 3, 32, 32], [1, 10])
+np.savez(os.path.join(out, "calib_resnet.npz"), x=images(64, (3, 32, 32)))
+np.savez(os.path.join(out, "held_resnet.npz"), x=images(64, (3, 32, 32)))
+
+# ---- unbalanced (CLE) ----
+nodes, inits = [], []
+k1 = rng.normal(0, 0.3, (16, 3, 3, 3))
+gain = np.logspace(-2, 2, 16)          # channel ranges 1e-2 .. 1e2
+rng.shuffle(gain)
+w1 = k1 * gain[:, None, None, None]
+b1 = rng.normal(0, 0.05, 16) * gain
+w2 = rng.normal(0, 0.3, (16, 16, 3, 3)) / gain[None, :, None, None]
+b2 = rng.normal(0, 0.05, 16)
+w3 = rng.normal(0, 0.3, (8, 16, 1, 1))
+nodes.append(helper.make_node("Conv", ["x", init("c1_w", w1), init("c1_b", b1)], ["c1"], name="c1", kernel_shape=[3, 3], pads=[1] * 4))
+nodes.append(helper.make_node("Relu", ["c1"], ["r1"], name="r1"))
+nodes.append(helper.make_node("Conv", ["r1", init("c2_w", w2), init("c2_b", b2)], ["c2"], name="c2", kernel_shape=[3, 3], pads=[1] * 4))
+nodes.append(helper.make_node("Relu", ["c2"], ["r2"], name="r2"))
+nodes.append(helper.make_node("Conv", ["r2", init("c3_w", w3)], ["y"], name="c3", kernel_shape=[1, 1]))
+save("unbalanced", [1, 3, 16, 16], [1, 8, 16, 16])
+np.savez(os.path.join(out, "calib_unbalanced.npz"), x=images(64, (3, 16, 16)))
+np.savez(os.path.join(out, "held_unbalanced.npz"), x=images(64, (3, 16, 16)))
