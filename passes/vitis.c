@@ -37,7 +37,7 @@
 enum mse_mode { MSE_ALL, MSE_MOST_COMMON, MSE_PERCENTILE };
 
 struct vt {
-	bool minmse, dpu, transformer;
+	bool minmse, dpu, transformer, fuse;
 	enum mse_mode mode;
 	json_t *stats;                 /* borrow: the pass's stats object */
 };
@@ -354,6 +354,8 @@ static int check_fail(struct qd_err *err, const char *field, const char *fmt, ..
 	return qd_err_set(err, QD_EORT_REJECT, field, "Vitis AI rule broken: %s", msg);
 }
 
+static int dpu_constraints(const struct qd_model *m, bool fix, json_t *per_rule, struct qd_err *err);
+
 int qd_vitis_check_model(const struct qd_model *m, bool dpu, size_t *n_scales, struct qd_err *err)
 {
 	Onnx__GraphProto *g = m->proto->graph;
@@ -414,16 +416,298 @@ int qd_vitis_check_model(const struct qd_model *m, bool dpu, size_t *n_scales, s
 		}
 	}
 	qd_index_free(ix);
+	if (rc == 0 && dpu)
+		rc = dpu_constraints(m, false, NULL, err);
 	if (rc == 0 && n_scales)
 		*n_scales = checked;
 	return rc;
+}
+
+
+/* ---- the DPU form: layer fusing and the shift constraints (§B.3) ---- */
+
+struct dpu {
+	struct qd_graph_index *ix;
+	bool fix;                  /* adjust (true) or only report the first violation */
+	long changes;
+	int rule;                  /* the rule running (index into rule_names) */
+	long per_rule[7];          /* positions changed by each rule */
+	char viol[320];
+};
+
+/* The scale initializer of the DequantizeLinear producing name, or NULL. Borrow. */
+static Onnx__TensorProto *in_scale(struct dpu *d, const char *name)
+{
+	Onnx__NodeProto *p = name && *name ? qd_index_producer(d->ix, name) : NULL;
+	if (!p || strcmp(p->op_type, "DequantizeLinear") || p->n_input < 2)
+		return NULL;
+	return qd_index_initializer(d->ix, p->input[1]);
+}
+
+static bool is_relu(const Onnx__NodeProto *n)
+{
+	return !strcmp(n->op_type, "Relu") ||
+	       (!strcmp(n->op_type, "LeakyRelu") && fabsf(qd_node_attr_float(n, "alpha", 0.01f) - 0.1f) < 1e-6f);
+}
+
+/* The scale of the QuantizeLinear reading name, or behind the fused Relu reading it. */
+static Onnx__TensorProto *out_scale(struct dpu *d, const char *name, int depth)
+{
+	Onnx__NodeProto *const *c;
+	size_t nc = qd_index_consumers(d->ix, name, &c);
+	for (size_t k = 0; k < nc; k++)
+		if (!strcmp(c[k]->op_type, "QuantizeLinear") && c[k]->n_input > 1 && !strcmp(c[k]->input[0], name))
+			return qd_index_initializer(d->ix, c[k]->input[1]);
+	if (nc == 1 && depth == 0 && is_relu(c[0]))
+		return out_scale(d, c[0]->output[0], 1);
+	return NULL;
+}
+
+static float *scale_val(Onnx__TensorProto *t)
+{
+	if (t->has_raw_data && t->raw_data.len == 4)
+		return (float *)(void *)t->raw_data.data;
+	return t->n_float_data == 1 ? &t->float_data[0] : NULL;
+}
+
+static int getpos(Onnx__TensorProto *t)
+{
+	float *v = scale_val(t);
+	return v ? qd_vitis_scale2pos(*v) : 0;
+}
+
+static void setpos(struct dpu *d, Onnx__TensorProto *t, int p)
+{
+	float *v = scale_val(t);
+	p = p < -128 ? -128 : p > 126 ? 126 : p;
+	if (v && qd_vitis_scale2pos(*v) != p) {
+		*v = (float)qd_vitis_pos2scale(p);
+		d->changes++;
+		d->per_rule[d->rule]++;
+	}
+}
+
+static const char *const rule_names[7] = { "sigmoid", "shift_read", "shift_write", "shift_cut", "shift_bias",
+					      "concat", "pooling" };
+
+/* A violated constraint: recorded (check mode) or fixed. Returns true when checking. */
+static bool broken(struct dpu *d, const Onnx__NodeProto *n, const char *what, int v, int lo, int hi)
+{
+	if (d->fix || d->viol[0])
+		return !d->fix;
+	snprintf(d->viol, sizeof d->viol, "%s '%s': %s %d outside [%d, %d]", n->op_type, qd_node_label(n), what, v, lo,
+		 hi);
+	return true;
+}
+
+static bool is_pool(const Onnx__NodeProto *n)
+{
+	return !strcmp(n->op_type, "MaxPool") || !strcmp(n->op_type, "AveragePool") ||
+	       !strcmp(n->op_type, "GlobalAveragePool");
+}
+
+/* The seven rules in Quark's order; in fix mode each violated one is repaired (the later
+ * ones may break an earlier one: the caller repeats until nothing changes). */
+static void dpu_rules(struct dpu *d, Onnx__GraphProto *g)
+{
+	/* 1. Sigmoid: ipos in [0, 15], opos >= 7, 14 + ipos - opos in [0, 31] */
+	d->rule = 0;
+	for (size_t i = 0; i < g->n_node; i++) {
+		Onnx__NodeProto *n = g->node[i];
+		Onnx__TensorProto *ti, *to;
+		if (strcmp(n->op_type, "Sigmoid") || !(ti = in_scale(d, n->input[0])) || !(to = out_scale(d, n->output[0], 1)))
+			continue;
+		int ip = getpos(ti), op = getpos(to);
+		if ((ip < 0 || ip > 15) && !broken(d, n, "input pos", ip, 0, 15))
+			setpos(d, ti, ip = ip < 0 ? 0 : 15);
+		if (op < 7 && !broken(d, n, "output pos", op, 7, 127))
+			setpos(d, to, op = 7);
+		int sh = 14 + ip - op;
+		if ((sh < 0 || sh > 31) && !broken(d, n, "shift", sh, 0, 31))
+			setpos(d, to, sh < 0 ? 14 + ip : 14 + ip - 31 < 7 ? 7 : 14 + ip - 31);
+	}
+	/* 2.-3. Add / Mul: shift_read (max - min ipos <= 15), shift_write (min ipos - opos in [-15, 15]) */
+	for (size_t i = 0; i < g->n_node; i++) {
+		Onnx__NodeProto *n = g->node[i];
+		if ((strcmp(n->op_type, "Add") && strcmp(n->op_type, "Mul")) || n->n_input != 2)
+			continue;
+		Onnx__TensorProto *a = in_scale(d, n->input[0]), *b = in_scale(d, n->input[1]);
+		Onnx__TensorProto *o = out_scale(d, n->output[0], 0);
+		if (!a || !b)
+			continue;
+		int pa = getpos(a), pb = getpos(b), mn = pa < pb ? pa : pb;
+		d->rule = 1;
+		if (abs(pa - pb) > 15 && !broken(d, n, "shift_read", abs(pa - pb), 0, 15))
+			setpos(d, pa > pb ? a : b, mn + 15);
+		if (!o)
+			continue;
+		d->rule = 2;
+		int op = getpos(o), sw = mn - op;
+		if ((sw < -15 || sw > 15) && !broken(d, n, "shift_write", sw, -15, 15))
+			setpos(d, o, sw > 15 ? mn - 15 : mn + 15);
+	}
+	/* 4.-5. Conv / Gemm: shift_cut = wpos + ipos - opos in [0, 16] (by wpos); shift_bias =
+	 * wpos + ipos - bpos in [min(0, shift_cut - 16), 16] (by bpos) */
+	for (size_t i = 0; i < g->n_node; i++) {
+		Onnx__NodeProto *n = g->node[i];
+		if ((strcmp(n->op_type, "Conv") && strcmp(n->op_type, "ConvTranspose") && strcmp(n->op_type, "Gemm")) ||
+		    n->n_input < 2)
+			continue;
+		Onnx__TensorProto *ti = in_scale(d, n->input[0]), *tw = in_scale(d, n->input[1]);
+		Onnx__TensorProto *tb = n->n_input > 2 ? in_scale(d, n->input[2]) : NULL, *to = out_scale(d, n->output[0], 0);
+		if (!ti || !tw)
+			continue;
+		int ip = getpos(ti), wp = getpos(tw);
+		if (to) {
+			int op = getpos(to), sc = wp + ip - op;
+			d->rule = 3;
+			if ((sc < 0 || sc > 16) && !broken(d, n, "shift_cut", sc, 0, 16))
+				setpos(d, tw, wp = sc < 0 ? op - ip : 16 + op - ip);
+			sc = wp + ip - op;
+			if (tb) {
+				int bp = getpos(tb), sb = wp + ip - bp, lo = sc - 16 < 0 ? sc - 16 : 0;
+				d->rule = 4;
+				if ((sb < lo || sb > 16) && !broken(d, n, "shift_bias", sb, lo, 16))
+					setpos(d, tb, sb < lo ? wp + ip - lo : wp + ip - 16);
+			}
+		}
+	}
+	/* 6. Concat: every input and the output take the smallest pos */
+	d->rule = 5;
+	for (size_t i = 0; i < g->n_node; i++) {
+		Onnx__NodeProto *n = g->node[i];
+		if (strcmp(n->op_type, "Concat"))
+			continue;
+		Onnx__TensorProto *o = out_scale(d, n->output[0], 0);
+		int mn = o ? getpos(o) : 127, mx = mn;
+		bool all = true;
+		for (size_t k = 0; k < n->n_input; k++) {
+			Onnx__TensorProto *t = in_scale(d, n->input[k]);
+			if (!t) {
+				all = false;
+				continue;
+			}
+			int p = getpos(t);
+			mn = p < mn ? p : mn;
+			mx = p > mx ? p : mx;
+		}
+		if (!all || mx == mn || broken(d, n, "pos spread", mx - mn, 0, 0))
+			continue;
+		for (size_t k = 0; k < n->n_input; k++)
+			setpos(d, in_scale(d, n->input[k]), mn);
+		if (o)
+			setpos(d, o, mn);
+	}
+	/* 7. pooling: opos = ipos */
+	d->rule = 6;
+	for (size_t i = 0; i < g->n_node; i++) {
+		Onnx__NodeProto *n = g->node[i];
+		Onnx__TensorProto *ti, *to;
+		if (!is_pool(n) || !(ti = in_scale(d, n->input[0])) || !(to = out_scale(d, n->output[0], 0)))
+			continue;
+		int ip = getpos(ti), op = getpos(to);
+		if (ip != op && !broken(d, n, "ipos - opos", ip - op, 0, 0))
+			setpos(d, to, ip);
+	}
+}
+
+/* need_layer_fusing: the Q/DQ pair between a Conv / Add / pooling output and the Relu (or
+ * LeakyRelu 0.1) reading it goes; the Relu reads the output directly. */
+static int layer_fuse(struct qd_pass_ctx *ctx, struct qd_model *m, struct qd_err *err)
+{
+	Onnx__GraphProto *g = m->proto->graph;
+	struct qd_graph_index *ix = NULL;
+	int rc = qd_index_build(g, NULL, &ix, err);
+	if (rc < 0)
+		return rc;
+	bool *drop = calloc(g->n_node + 1, sizeof *drop);
+	long fused = 0;
+	if (!drop) {
+		qd_index_free(ix);
+		return qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+	}
+	for (size_t i = 0; i < g->n_node; i++) {
+		Onnx__NodeProto *r = g->node[i];
+		if (!is_relu(r) || !r->n_input)
+			continue;
+		Onnx__NodeProto *dq = qd_index_producer(ix, r->input[0]);
+		Onnx__NodeProto *q = dq && !strcmp(dq->op_type, "DequantizeLinear") ? qd_index_producer(ix, dq->input[0]) : NULL;
+		Onnx__NodeProto *p = q && !strcmp(q->op_type, "QuantizeLinear") ? qd_index_producer(ix, q->input[0]) : NULL;
+		if (!p || (strcmp(p->op_type, "Conv") && strcmp(p->op_type, "Add") && !is_pool(p)))
+			continue;
+		Onnx__NodeProto *const *c;
+		if (qd_index_consumers(ix, dq->output[0], &c) != 1 || qd_index_consumers(ix, q->output[0], &c) != 1 ||
+		    qd_index_consumers(ix, q->input[0], &c) != 1 || qd_index_is_graph_output(ix, dq->output[0]))
+			continue;
+		char *nm = strdup(q->input[0]);
+		if (!nm) {
+			rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+			break;
+		}
+		free(r->input[0]);
+		r->input[0] = nm;
+		for (size_t k = 0; k < g->n_node; k++)
+			if (g->node[k] == q || g->node[k] == dq)
+				drop[k] = true;
+		fused++;
+	}
+	qd_index_free(ix);
+	if (rc == 0 && fused) {
+		qd_graph_remove_nodes(g, drop);
+		if (qd_graph_remove_unused_initializers(g) < 0)
+			rc = qd_err_set(err, QD_ENOMEM, NULL, "cannot remove unused initializers");
+	}
+	free(drop);
+	if (rc == 0)
+		qd_pass_log(ctx, QD_LOG_INFO, "need_layer_fusing: %ld Relu nodes read their producer's output directly", fused);
+	return rc < 0 ? rc : (int)fused;
+}
+
+/* Repair the constraints (fix) or find the first violation; -QD_EORT_REJECT names it. */
+static int dpu_constraints(const struct qd_model *m, bool fix, json_t *per_rule, struct qd_err *err)
+{
+	struct dpu d = { .fix = fix };
+	int rc = qd_index_build(m->proto->graph, NULL, &d.ix, err);
+	if (rc < 0)
+		return rc;
+	long total = 0;
+	for (int round = 0; round < 20; round++) {
+		d.changes = 0;
+		dpu_rules(&d, m->proto->graph);
+		total += d.changes;
+		if (!fix || !d.changes)
+			break;
+	}
+	qd_index_free(d.ix);
+	for (int k = 0; per_rule && k < 7; k++)
+		json_object_set_new(per_rule, rule_names[k], json_integer(d.per_rule[k]));
+	json_object_set_new(per_rule, "total", json_integer(total));
+	if (!fix && d.viol[0])
+		return check_fail(err, NULL, "DPU constraint: %s", d.viol);
+	return 0;
 }
 
 static int finish(void *ud, struct qd_pass_ctx *ctx, struct qd_model *m, struct qd_err *err)
 {
 	struct vt *v = ud;
 	size_t n = 0;
-	int rc = qd_vitis_check_model(m, v->dpu, &n, err);
+	int rc;
+	if (v->dpu) {
+		long fused = 0;
+		if (v->fuse && (fused = layer_fuse(ctx, m, err)) < 0)
+			return (int)fused;
+		json_t *pr = json_object();
+		if ((rc = dpu_constraints(m, true, pr, err)) < 0) {
+			json_decref(pr);
+			return rc;
+		}
+		char *txt = json_dumps(pr, JSON_COMPACT);
+		qd_pass_log(ctx, QD_LOG_INFO, "DPU constraints: positions adjusted %s", txt ? txt : "?");
+		free(txt);
+		json_object_set_new(v->stats, "dpu", json_pack("{s:i, s:o}", "fused_relu", (json_int_t)fused,
+							      "positions_adjusted", pr));
+	}
+	rc = qd_vitis_check_model(m, v->dpu, &n, err);
 	if (rc < 0)
 		return rc;
 	qd_pass_log(ctx, QD_LOG_INFO, "Vitis AI rules hold: %zu scales, every one a power of two%s", n,
@@ -479,18 +763,21 @@ int qd_pass_check_vitis_ai(const char *pass_name, const json_t *space, struct qd
 	json_t *yes = json_true();
 	bool dpu = space_has(space, "enable_dpu", yes) || space_has(space, "enable_npu_cnn", yes);
 	if (dpu) {
-		snprintf(field, sizeof field, "passes.%s.%s", pass_name,
-			 space_has(space, "enable_dpu", yes) ? "enable_dpu" : "enable_npu_cnn");
-		return qd_err_set(err, QD_ENOT_IMPL, field, "the DPU / NPU-CNN form is not implemented yet "
-				  "(enable_dpu / enable_npu_cnn must be false)");
+		/* the DPU form is int8: 16-bit types cannot be overridden to it */
+		static const char *const types[] = { "activation_type", "precision", "weight_type" };
+		for (size_t k = 0; k < QD_ARRAY_LEN(types); k++)
+			json_array_foreach(json_object_get(space, types[k]), i, v)
+				if (is16(json_string_value(v))) {
+					snprintf(field, sizeof field, "passes.%s.%s", pass_name, types[k]);
+					return qd_err_set(err, QD_EUNSUPPORTED, field, "%s '%s' is not supported by the DPU / "
+							  "NPU-CNN form (enable_dpu / enable_npu_cnn: int8 only)", types[k],
+							  json_string_value(v));
+				}
 	}
 	if (space_has(space, "include_cle", yes)) {
 		snprintf(field, sizeof field, "passes.%s.include_cle", pass_name);
 		return qd_err_set(err, QD_ENOT_IMPL, field, "cross-layer equalization (include_cle) is not "
 				  "implemented yet");
-	}
-	if (space_has(space, "need_layer_fusing", yes) && !dpu) {
-		/* accepted: it only acts in the DPU form (logged at run time) */
 	}
 	json_array_foreach(json_object_get(space, "extra_options"), i, v) {
 		for (size_t k = 0; k < QD_ARRAY_LEN(exposed_keys); k++)
@@ -525,7 +812,6 @@ int qd_pass_check_vitis_ai(const char *pass_name, const json_t *space, struct qd
 	json_object_set_new(ts, "extra_options", ex);
 	int rc = qd_pass_check_static(pass_name, ts, err);
 	json_decref(ts);
-	(void)is16;
 	return rc;
 }
 
@@ -557,6 +843,35 @@ static int exclude_outside(const struct qd_model *m, const json_t *params, json_
 	return 0;
 }
 
+/* The DPU form's forced settings (VitisDPUQuantizer): per tensor, int8, symmetric, QDQ;
+ * each one the user set otherwise is overridden with a warning. */
+static void dpu_overrides(struct qd_pass_ctx *ctx, const json_t *p, json_t *sp)
+{
+	static const struct { const char *key, *want; } forced[] = {
+		{ "per_channel", "false" }, { "precision", "\"int8\"" }, { "activation_type", "\"int8\"" },
+		{ "quant_format", "\"QDQ\"" }, { "WeightSymmetric", "true" }, { "ActivationSymmetric", "true" },
+		{ "AddQDQPairToWeight", "true" },
+	};
+	for (size_t k = 0; k < QD_ARRAY_LEN(forced); k++) {
+		json_t *want = json_loads(forced[k].want, JSON_DECODE_ANY, NULL);
+		const json_t *got = json_object_get(p, forced[k].key);
+		bool same = json_equal((json_t *)got, want) ||
+			    (json_is_string(got) && !strcmp(json_string_value(got), !strcmp(forced[k].key, "activation_type") ? "QInt8" : "-"));
+		if (!same && got && !json_is_null(got))
+			qd_pass_log(ctx, QD_LOG_INFO, "DPU form: %s forced to %s", forced[k].key, forced[k].want);
+		json_decref(want);
+	}
+	const char *wt = json_string_value(json_object_get(p, "weight_type"));
+	if (wt && strcmp(wt, "QInt8"))
+		qd_pass_log(ctx, QD_LOG_INFO, "DPU form: weight_type forced to QInt8");
+	json_object_set_new(sp, "per_channel", json_false());
+	json_object_set_new(sp, "precision", json_string("int8"));
+	json_object_set_new(sp, "weight_type", json_null());
+	json_object_set_new(sp, "activation_type", json_string("int8"));
+	json_object_set_new(sp, "quant_format", json_string("QDQ"));
+	json_object_set_new(sp, "weight_symmetric", json_true());
+}
+
 /* The static pass's parameters for this configuration. new. */
 static json_t *static_params(struct qd_pass_ctx *ctx, const struct qd_model *m, const json_t *p, struct vt *v,
 			     struct qd_err *err)
@@ -566,7 +881,7 @@ static json_t *static_params(struct qd_pass_ctx *ctx, const struct qd_model *m, 
 	const char *mode = json_string_value(json_object_get(extra, "MinMSEMode"));
 	v->minmse = meth && !strcmp(meth, "MinMSE");
 	v->mode = !mode || !strcmp(mode, "All") ? MSE_ALL : !strcmp(mode, "MostCommon") ? MSE_MOST_COMMON : MSE_PERCENTILE;
-	bool act_sym = json_is_true(json_object_get(p, "ActivationSymmetric"));
+	bool act_sym = json_is_true(json_object_get(p, "ActivationSymmetric")) || v->dpu;
 	json_t *sp = json_object();
 	static const char *const same[] = { "quant_mode", "data_config", "precision", "weight_type", "activation_type",
 					    "op_types_to_quantize", "nodes_to_quantize", "per_channel", "quant_preprocess",
@@ -575,6 +890,8 @@ static json_t *static_params(struct qd_pass_ctx *ctx, const struct qd_model *m, 
 		json_object_set(sp, same[k], json_object_get(p, same[k]));
 	json_object_set_new(sp, "activation_symmetric", json_boolean(act_sym));
 	json_object_set(sp, "weight_symmetric", json_object_get(p, "WeightSymmetric"));
+	if (v->dpu)
+		dpu_overrides(ctx, p, sp);
 	/* NonOverflow and MinMSE start from MinMax ranges (MinMSEMode Percentile: Percentile) */
 	const char *sm = !meth || !strcmp(meth, "NonOverflow") || !strcmp(meth, "MinMSE") ?
 			 (v->minmse && v->mode == MSE_PERCENTILE ? "Percentile" : "MinMax") : meth;
@@ -590,7 +907,7 @@ static json_t *static_params(struct qd_pass_ctx *ctx, const struct qd_model *m, 
 		json_object_set_new(sp, "op_types_to_quantize", ops);
 	}
 	json_t *ex = ort_extra(extra);
-	json_object_set(ex, "AddQDQPairToWeight", json_object_get(p, "AddQDQPairToWeight"));
+	json_object_set(ex, "AddQDQPairToWeight", v->dpu ? json_true() : json_object_get(p, "AddQDQPairToWeight"));
 	if ((!meth || !strcmp(meth, "NonOverflow") || !strcmp(meth, "MinMSE")) && !json_object_get(ex, "CalibTensorRangeSymmetric"))
 		json_object_set_new(ex, "CalibTensorRangeSymmetric", json_boolean(act_sym));
 	if (v->transformer && !json_object_get(ex, "MatMulConstBOnly"))
@@ -620,6 +937,7 @@ int qd_pass_run_vitis_ai(struct qd_pass_ctx *ctx, struct qd_model *m, const json
 		return qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
 	v.dpu = json_is_true(json_object_get(params, "enable_dpu")) || json_is_true(json_object_get(params, "enable_npu_cnn"));
 	v.transformer = json_is_true(json_object_get(params, "enable_npu_transformer"));
+	v.fuse = json_is_true(json_object_get(params, "need_layer_fusing"));
 	if (json_is_true(json_object_get(params, "optimize_model")))
 		qd_pass_log(ctx, QD_LOG_INFO, "optimize_model ignored: ORT's deprecated transformer optimizer is not run "
 			    "(quant_preprocess folds constants and BatchNormalization in quantd's own C)");

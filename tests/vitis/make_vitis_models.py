@@ -104,3 +104,41 @@ nodes.append(helper.make_node("Conv", ["r2", init("c3_w", w3)], ["y"], name="c3"
 save("unbalanced", [1, 3, 16, 16], [1, 8, 16, 16])
 np.savez(os.path.join(out, "calib_unbalanced.npz"), x=images(64, (3, 16, 16)))
 np.savez(os.path.join(out, "held_unbalanced.npz"), x=images(64, (3, 16, 16)))
+
+# ---- dpu_mix: branches whose ranges differ by orders of magnitude, so that every DPU
+# shift constraint binds (Add shift_read / shift_write, Sigmoid, Concat, pooling, shift_cut
+# and shift_bias) ----
+nodes, inits = [], []
+a = conv("x", 3, 8, 3, "ma", bn=False)
+tiny = conv("x", 3, 8, 3, "mt", bn=False, relu=False)
+inits[-2] = numpy_helper.from_array(numpy_helper.to_array(inits[-2]) * 1e-6, inits[-2].name)   # weights x 1e-6
+inits[-1] = numpy_helper.from_array(numpy_helper.to_array(inits[-1]) * 1e-6, inits[-1].name)
+nodes.append(helper.make_node("Add", [a, tiny], ["madd"], name="m_Add"))
+big = conv("x", 3, 8, 3, "mb", bn=False, relu=False)
+inits[-2] = numpy_helper.from_array(numpy_helper.to_array(inits[-2]) * 40, inits[-2].name)
+inits[-1] = numpy_helper.from_array(numpy_helper.to_array(inits[-1]) * 40, inits[-1].name)
+nodes.append(helper.make_node("Sigmoid", [big], ["msig"], name="m_Sigmoid"))
+ten = conv("x", 3, 8, 3, "m10", bn=False, relu=False)
+inits[-2] = numpy_helper.from_array(numpy_helper.to_array(inits[-2]) * 10, inits[-2].name)
+nodes.append(helper.make_node("Concat", ["madd", ten], ["mcat"], name="m_Concat", axis=1))
+nodes.append(helper.make_node("MaxPool", ["mcat"], ["mpool"], name="m_MaxPool", kernel_shape=[2, 2], strides=[2, 2]))
+nodes.append(helper.make_node("AveragePool", ["mpool"], ["mavg"], name="m_AvgPool", kernel_shape=[2, 2], strides=[2, 2]))
+o1 = conv("mavg", 16, 4, 1, "mo1", bn=False, relu=False)
+nodes.append(helper.make_node("MaxPool", ["msig"], ["spool"], name="s_MaxPool", kernel_shape=[4, 4], strides=[4, 4]))
+o2 = conv("spool", 8, 4, 1, "mo2", bn=False, relu=False)
+inits[-1] = numpy_helper.from_array(numpy_helper.to_array(inits[-1]) * 1e-6, inits[-1].name)   # tiny bias: shift_bias
+nodes.append(helper.make_node("Add", [o1, o2], ["o12"], name="m_o12"))
+# Mul of two tiny values: the product's pos is far above its inputs' (shift_write)
+nodes.append(helper.make_node("Mul", [tiny, tiny], ["mmul"], name="m_Mul"))
+o3 = conv("mmul", 8, 4, 1, "mo3", bn=False, relu=False)
+inits[-2] = numpy_helper.from_array(numpy_helper.to_array(inits[-2]) * 1e10, inits[-2].name)
+# a Conv with tiny weights and a large bias: wpos + ipos - opos > 16 (shift_cut), then shift_bias
+cb = conv("x", 3, 4, 3, "mcb", stride=4, bn=False, relu=False)
+inits[-2] = numpy_helper.from_array(numpy_helper.to_array(inits[-2]) * 1e-5, inits[-2].name)
+inits[-1] = numpy_helper.from_array(rng.uniform(2, 4, 4).astype(np.float32), inits[-1].name)
+nodes.append(helper.make_node("MaxPool", [o3], ["o3p"], name="m3_MaxPool", kernel_shape=[4, 4], strides=[4, 4]))
+nodes.append(helper.make_node("Add", ["o3p", cb], ["o3cb"], name="m_o3cb"))
+nodes.append(helper.make_node("Add", ["o12", "o3cb"], ["y"], name="m_out"))
+save("dpu_mix", [1, 3, 16, 16], [1, 4, 4, 4])
+np.savez(os.path.join(out, "calib_dpu_mix.npz"), x=images(64, (3, 16, 16)))
+np.savez(os.path.join(out, "held_dpu_mix.npz"), x=images(64, (3, 16, 16)))

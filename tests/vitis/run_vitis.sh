@@ -111,6 +111,53 @@ better qop_minmse qoperator
 if grep -q "MinMSE (All): .* tensors" "$T/minmse.log"; then ok; else bad "MinMSE log line missing"; fi
 if grep -q "MinMSE (MostCommon)" "$T/mostcommon.log"; then ok; else bad "MostCommon log line missing"; fi
 
+echo "DPU / NPU-CNN form (per-tensor symmetric int8, int8 bias Q/DQ, layer fusing, shift constraints)"
+run dpu "$R" "$(vp enable_dpu=true need_layer_fusing=true)" --dpu --min-top1 0.98 --min-pooled-cos 0.9997 $RQ
+# Ryzen AI's CNN recipe: MinMSE, QUInt8 / QInt8 (forced to int8), enable_npu_cnn, ActivationSymmetric
+run npu_cnn "$R" "$(vp enable_npu_cnn=true calibrate_method='"MinMSE"' ActivationSymmetric=true need_layer_fusing=true)" --dpu \
+	--min-top1 0.98 --min-pooled-cos 0.9997 $RQ
+better npu_cnn dpu
+run dpu_nofuse "$R" "$(vp enable_dpu=true)" --dpu --min-top1 0.98 --min-pooled-cos 0.9997 $RQ
+# the Relu reads the Conv / Add / pool output directly (fused) or through a Q/DQ pair
+relu_in() { $PY -c 'import onnx,sys; g=onnx.load(sys.argv[1]).graph; p={o: n.op_type for n in g.node for o in n.output}
+print(",".join(sorted(set(p.get(n.input[0], "input") for n in g.node if n.op_type == "Relu"))))' "$1"; }
+if [ "$(relu_in "$T/dpu/model.onnx")" = "Add,Conv,MaxPool" ] || [ "$(relu_in "$T/dpu/model.onnx")" = "Add,Conv" ]; then ok
+else bad "dpu: Relu inputs come from $(relu_in "$T/dpu/model.onnx") (want the fused producers)"; fi
+if [ "$(relu_in "$T/dpu_nofuse/model.onnx")" = "DequantizeLinear" ]; then ok; else bad "dpu_nofuse: Relu inputs $(relu_in "$T/dpu_nofuse/model.onnx")"; fi
+# bias: int8 power-of-two Q -> DQ pairs, not int32
+if $PY -c 'import onnx,sys; from onnx import numpy_helper
+g=onnx.load(sys.argv[1]).graph; I={t.name: numpy_helper.to_array(t) for t in g.initializer}; p={o: n for n in g.node for o in n.output}
+b=[p[n.input[2]] for n in g.node if n.op_type == "Conv"]
+ok=all(d.op_type == "DequantizeLinear" and p[d.input[0]].op_type == "QuantizeLinear" and str(I[d.input[2]].dtype) == "int8" for d in b)
+sys.exit(0 if ok and len(b) == 7 else 1)' "$T/dpu/model.onnx"; then ok; else bad "dpu: Conv biases are not int8 Q->DQ pairs"; fi
+# every one of the seven constraints binds on dpu_mix, and each holds afterwards (rules checked above)
+run dpu_mix "$M/dpu_mix.onnx" "$(vp enable_dpu=true need_layer_fusing=true)" --dpu --min-pooled-cos 0.998 $RQ
+if $PY -c 'import json,sys; a=json.load(open(sys.argv[1]))["passes"][0]["stats"]["vitis"]["dpu"]["positions_adjusted"]
+print("  dpu_mix positions adjusted:", a); sys.exit(0 if all(a[k] >= 1 for k in ("sigmoid", "shift_read", "shift_write", "shift_cut", "shift_bias", "concat", "pooling")) else 1)' \
+	"$T/dpu_mix/metrics.json"; then ok; else bad "dpu_mix: not every DPU constraint was exercised"; fi
+# the checker is not vacuous: a shift_cut broken by hand, a per-channel scale and a float scale are caught
+tamper() { $PY - "$T/dpu_mix/model.onnx" "$T/tampered_$1.onnx" "$1" <<'PYEOF'
+import sys, onnx, numpy as np
+from onnx import numpy_helper
+m = onnx.load(sys.argv[1]); g = m.graph; what = sys.argv[3]
+p = {o: n for n in g.node for o in n.output}
+I = {t.name: t for t in g.initializer}
+conv = [n for n in g.node if n.op_type == "Conv"][0]
+name = p[conv.input[1]].input[1]
+val = {"shift_cut": 2.0 ** -40, "float": 0.3}.get(what)
+if what == "perchannel":
+    t = numpy_helper.to_array(I[name]); I[name].CopyFrom(numpy_helper.from_array(np.repeat(t.reshape(1), 2).astype(np.float32), name))
+else:
+    I[name].CopyFrom(numpy_helper.from_array(np.array(val, dtype=np.float32), name))
+onnx.save(m, sys.argv[2])
+PYEOF
+}
+for w in shift_cut float perchannel; do
+	tamper $w
+	if ! $PY "$CHK" "$T/tampered_$w.onnx" --dpu >"$T/tampered_$w.txt" 2>&1 && grep -q "problems" "$T/tampered_$w.txt"; then ok
+	else bad "checker missed a tampered $w: $(cut -c1-200 "$T/tampered_$w.txt")"; fi
+done
+
 if [ -f "$M/cls.onnx" ]; then
 	echo "PP-OCR mobile v2.0 cls (held-out: top-1 agreement vs the float model in ORT)"
 	CQ="--max-quantd-abs 0.04"   # measured 0.015-0.024: ties of power-of-two scales round differently in ORT's integer kernels
@@ -160,6 +207,8 @@ else
 	post400 "unknown parameter" passes.q.calibrate_mode calibrate_mode='"MinMSE"'
 	post400 "4-bit weights" passes.q.weight_type weight_type='"QInt4"'
 	post400 "16-bit QOperator" passes.q.activation_type activation_type='"QUInt16"' quant_format='"QOperator"'
+	post400 "16-bit activations in the DPU form" passes.q.activation_type activation_type='"QInt16"' enable_dpu=true
+	post400 "16-bit weights in the NPU-CNN form" passes.q.weight_type weight_type='"QInt16"' enable_npu_cnn=true
 	kill "$DPID" 2>/dev/null
 	wait "$DPID" 2>/dev/null
 	DPID=

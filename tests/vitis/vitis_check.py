@@ -67,5 +67,79 @@ for n in g.node:
         z = init.get(n.input[2]) if len(n.input) > 2 else None
         if z is None or z.dtype != np.int8 or np.any(z != 0):
             probs.append("%s %s: zero point not int8 0" % (n.op_type, n.name))
-print(json.dumps({"scales": nsc, "qdq": nqdq, "qlinear": nql, "problems": probs[:10]}))
+
+
+# ---- DPU shift constraints, on positions pos = -log2(scale) ----
+def pos_of(name):
+    return int(round(-math.log2(float(init[name].flatten()[0]))))
+
+
+def in_pos(t):
+    p = prod.get(t)
+    return pos_of(p.input[1]) if p is not None and p.op_type == "DequantizeLinear" else None
+
+
+def is_relu(n):
+    return n.op_type == "Relu" or (n.op_type == "LeakyRelu" and any(
+        a.name == "alpha" and abs(a.f - 0.1) < 1e-6 for a in n.attribute))
+
+
+def out_pos(t, depth=0):
+    c = cons.get(t, [])
+    for n in c:
+        if n.op_type == "QuantizeLinear" and n.input[0] == t:
+            return pos_of(n.input[1])
+    if len(c) == 1 and depth == 0 and is_relu(c[0]):
+        return out_pos(c[0].output[0], 1)
+    return None
+
+
+def need(cond, n, what, v, lo, hi):
+    if not cond:
+        probs.append("%s %s: %s %d outside [%d, %d]" % (n.op_type, n.name, what, v, lo, hi))
+
+
+shifts = {"conv": 0, "add": 0, "sigmoid": 0, "concat": 0, "pool": 0}
+if dpu and not probs:
+    for n in g.node:
+        if n.op_type == "Sigmoid":
+            ip, op = in_pos(n.input[0]), out_pos(n.output[0], 1)
+            if ip is None or op is None:
+                continue
+            shifts["sigmoid"] += 1
+            need(0 <= ip <= 15, n, "input pos", ip, 0, 15)
+            need(op >= 7, n, "output pos", op, 7, 127)
+            need(0 <= 14 + ip - op <= 31, n, "shift", 14 + ip - op, 0, 31)
+        elif n.op_type in ("Add", "Mul") and len(n.input) == 2:
+            a, b, o = in_pos(n.input[0]), in_pos(n.input[1]), out_pos(n.output[0])
+            if a is None or b is None:
+                continue
+            shifts["add"] += 1
+            need(abs(a - b) <= 15, n, "shift_read", abs(a - b), 0, 15)
+            if o is not None:
+                need(-15 <= min(a, b) - o <= 15, n, "shift_write", min(a, b) - o, -15, 15)
+        elif n.op_type in ("Conv", "ConvTranspose", "Gemm"):
+            ip, wp, op = in_pos(n.input[0]), in_pos(n.input[1]), out_pos(n.output[0])
+            if ip is None or wp is None or op is None:
+                continue
+            shifts["conv"] += 1
+            sc = wp + ip - op
+            need(0 <= sc <= 16, n, "shift_cut", sc, 0, 16)
+            bp = in_pos(n.input[2]) if len(n.input) > 2 else None
+            if bp is not None:
+                lo = min(0, sc - 16)
+                need(lo <= wp + ip - bp <= 16, n, "shift_bias", wp + ip - bp, lo, 16)
+        elif n.op_type == "Concat":
+            ps = [in_pos(i) for i in n.input] + [out_pos(n.output[0])]
+            ps = [p for p in ps if p is not None]
+            if ps:
+                shifts["concat"] += 1
+                need(max(ps) == min(ps), n, "pos spread", max(ps) - min(ps), 0, 0)
+        elif n.op_type in ("MaxPool", "AveragePool", "GlobalAveragePool"):
+            ip, op = in_pos(n.input[0]), out_pos(n.output[0])
+            if ip is not None and op is not None:
+                shifts["pool"] += 1
+                need(ip == op, n, "ipos - opos", ip - op, 0, 0)
+print(json.dumps({"scales": nsc, "qdq": nqdq, "qlinear": nql, "dpu_checked": shifts if dpu else None,
+                  "problems": probs[:10]}))
 sys.exit(1 if probs else 0)
