@@ -36,8 +36,16 @@
 
 enum mse_mode { MSE_ALL, MSE_MOST_COMMON, MSE_PERCENTILE };
 
+struct cle_opts {
+	int steps;                 /* CLESteps: rounds, -1 = until converged (at most 20) */
+	double weight_threshold;   /* CLEWeightThreshold */
+	bool append_bias, use_threshold;
+	double diff_threshold;     /* CLETotalLayerDiffThreshold */
+};
+
 struct vt {
-	bool minmse, dpu, transformer, fuse;
+	bool minmse, dpu, transformer, fuse, cle;
+	struct cle_opts co;
 	enum mse_mode mode;
 	json_t *stats;                 /* borrow: the pass's stats object */
 };
@@ -316,6 +324,139 @@ static int refine(void *ud, struct qd_pass_ctx *ctx, struct qd_static_ranges *r,
 		free(ms.t[i].votes);
 	free(ms.t);
 	qd_namemap_free(&ms.idx);
+	return rc;
+}
+
+
+/* ---- cross-layer equalization (include_cle, §B.4) ---- */
+
+#define CLE_BIAS_SHRINK 20.0   /* CLEScaleAppendBias: |bias| / 20 joins the head's channel max */
+
+/* Replace a float initializer's values (same dims). 0 or -QD_ENOMEM. */
+static int set_float_init(Onnx__GraphProto *g, const char *name, const float *x, int64_t n)
+{
+	for (size_t i = 0; i < g->n_initializer; i++) {
+		Onnx__TensorProto *t = g->initializer[i];
+		if (strcmp(t->name, name))
+			continue;
+		Onnx__TensorProto *nt = qd_tensor_new(name, QD_DT_FLOAT, t->dims, t->n_dims, x, (size_t)n * sizeof *x);
+		if (!nt)
+			return -QD_ENOMEM;
+		qd_tensor_free(t);
+		g->initializer[i] = nt;
+		return 0;
+	}
+	return -QD_EINTERNAL;
+}
+
+/* A float initializer read only by node n (so it can be rescaled). */
+static const Onnx__TensorProto *own_init(struct qd_graph_index *ix, const Onnx__NodeProto *n, size_t k)
+{
+	if (k >= n->n_input || !*n->input[k])
+		return NULL;
+	const Onnx__TensorProto *t = qd_index_initializer(ix, n->input[k]);
+	Onnx__NodeProto *const *c;
+	if (!t || t->data_type != QD_DT_FLOAT || qd_index_consumers(ix, n->input[k], &c) != 1)
+		return NULL;
+	return t;
+}
+
+/* The Conv (group 1, weight and bias initializers of its own) reading name through at most
+ * one Relu, each intermediate read once and not a graph output. */
+static Onnx__NodeProto *cle_tail(struct qd_graph_index *ix, const char *name, int depth)
+{
+	Onnx__NodeProto *const *c;
+	if (qd_index_is_graph_output(ix, name) || qd_index_consumers(ix, name, &c) != 1)
+		return NULL;
+	Onnx__NodeProto *n = c[0];
+	if (!strcmp(n->op_type, "Relu") && depth == 0)
+		return cle_tail(ix, n->output[0], 1);
+	if (strcmp(n->op_type, "Conv") || *qd_node_domain(n) || qd_node_attr_int(n, "group", 1) != 1 ||
+	    n->n_input < 2 || strcmp(n->input[0], name) || !own_init(ix, n, 1))
+		return NULL;
+	return n;
+}
+
+/* One equalization of a head / tail Conv pair; *diff += sum |s - 1|. */
+static int cle_pair(Onnx__GraphProto *g, struct qd_graph_index *ix, const Onnx__NodeProto *h,
+		    const Onnx__NodeProto *t, const struct cle_opts *o, double *diff, struct qd_err *err)
+{
+	const Onnx__TensorProto *wh = own_init(ix, h, 1), *bh = own_init(ix, h, 2), *wt = own_init(ix, t, 1);
+	if (!wh || !wt || wh->n_dims < 2 || wt->n_dims < 2 || wt->dims[1] != wh->dims[0] ||
+	    (h->n_input > 2 && *h->input[2] && !bh))
+		return 0;
+	float *a = NULL, *b = NULL, *bias = NULL;
+	int64_t na, nb, nbias = 0;
+	int rc = qd_tensor_to_float(wh, &a, &na, err);
+	if (rc == 0)
+		rc = qd_tensor_to_float(wt, &b, &nb, err);
+	if (rc == 0 && bh)
+		rc = qd_tensor_to_float(bh, &bias, &nbias, err);
+	int64_t C = wh->dims[0], per_h = C ? na / C : 0, K = wt->dims[0], per_t = nb / (K * C);
+	if (rc == 0 && bh && nbias != C)
+		rc = 1;   /* odd bias: leave the pair */
+	for (int64_t c = 0; rc == 0 && c < C; c++) {
+		double r0 = 0, r1 = 0;
+		for (int64_t j = 0; j < per_h; j++)
+			r0 = fmax(r0, fabs(a[c * per_h + j]));
+		if (bias && o->append_bias)
+			r0 = fmax(r0, fabs(bias[c]) / CLE_BIAS_SHRINK);
+		for (int64_t k = 0; k < K; k++)
+			for (int64_t j = 0; j < per_t; j++)
+				r1 = fmax(r1, fabs(b[(k * C + c) * per_t + j]));
+		double sc = sqrt(r1 / r0);
+		if ((o->use_threshold && r0 + r1 < o->weight_threshold) || !(sqrt(r0 * r1) > 0) || !isfinite(sc))
+			sc = 1.0;
+		*diff += fabs(sc - 1.0);
+		for (int64_t j = 0; j < per_h; j++)
+			a[c * per_h + j] = (float)(a[c * per_h + j] * sc);
+		if (bias)
+			bias[c] = (float)(bias[c] * sc);
+		for (int64_t k = 0; k < K; k++)
+			for (int64_t j = 0; j < per_t; j++)
+				b[(k * C + c) * per_t + j] = (float)(b[(k * C + c) * per_t + j] / sc);
+	}
+	if (rc == 0 && (set_float_init(g, h->input[1], a, na) < 0 || set_float_init(g, t->input[1], b, nb) < 0 ||
+			(bias && set_float_init(g, h->input[2], bias, nbias) < 0)))
+		rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+	free(a); free(b); free(bias);
+	return rc < 0 ? rc : 0;
+}
+
+static int prepare(void *ud, struct qd_pass_ctx *ctx, struct qd_model *m, struct qd_err *err)
+{
+	struct vt *v = ud;
+	if (!v->cle)
+		return 0;
+	Onnx__GraphProto *g = m->proto->graph;
+	int rounds = v->co.steps < 0 ? 20 : v->co.steps, rc = 0, done = 0;
+	long pairs = 0;
+	double diff = 0;
+	while (done < rounds && rc == 0) {
+		struct qd_graph_index *ix = NULL;
+		done++;
+		if ((rc = qd_index_build(g, NULL, &ix, err)) < 0)
+			break;
+		diff = 0;
+		pairs = 0;
+		for (size_t i = 0; i < g->n_node && rc == 0; i++) {
+			Onnx__NodeProto *h = g->node[i], *t;
+			if (strcmp(h->op_type, "Conv") || *qd_node_domain(h) || qd_node_attr_int(h, "group", 1) != 1 ||
+			    !h->n_output || !(t = cle_tail(ix, h->output[0], 0)))
+				continue;
+			rc = cle_pair(g, ix, h, t, &v->co, &diff, err);
+			pairs++;
+		}
+		qd_index_free(ix);
+		if (v->co.steps < 0 && diff < v->co.diff_threshold)
+			break;
+	}
+	if (rc == 0) {
+		qd_pass_log(ctx, QD_LOG_INFO, "cross-layer equalization: %ld Conv pairs, %d rounds (last round's total "
+			    "|s - 1| %.3g)", pairs, done, diff);
+		json_object_set_new(v->stats, "cle", json_pack("{s:i, s:i, s:f}", "pairs", (json_int_t)pairs, "rounds",
+							      done, "last_diff", diff));
+	}
 	return rc;
 }
 
@@ -719,14 +860,18 @@ static int finish(void *ud, struct qd_pass_ctx *ctx, struct qd_model *m, struct 
 /* ---- parameters ---- */
 
 /* extra_options keys of Vitis AI / Quark the pass reads itself (not ORT's). */
-static const char *const vitis_keys[] = { "MinMSEMode" };
+static const struct { const char *key; enum qd_param_type type; } vitis_keys[] = {
+	{ "MinMSEMode", QD_PT_STRING }, { "CLEBalanceMethod", QD_PT_STRING }, { "CLESteps", QD_PT_INT },
+	{ "CLEWeightThreshold", QD_PT_FLOAT }, { "CLEScaleAppendBias", QD_PT_BOOL }, { "CLEScaleUseThreshold", QD_PT_BOOL },
+	{ "CLETotalLayerDiffThreshold", QD_PT_FLOAT },
+};
 /* The pass parameters that override extra_options in Olive. */
 static const char *const exposed_keys[] = { "ActivationSymmetric", "WeightSymmetric", "AddQDQPairToWeight" };
 
 static bool is_vitis_key(const char *k)
 {
 	for (size_t i = 0; i < QD_ARRAY_LEN(vitis_keys); i++)
-		if (!strcmp(vitis_keys[i], k))
+		if (!strcmp(vitis_keys[i].key, k))
 			return true;
 	return false;
 }
@@ -774,11 +919,6 @@ int qd_pass_check_vitis_ai(const char *pass_name, const json_t *space, struct qd
 							  json_string_value(v));
 				}
 	}
-	if (space_has(space, "include_cle", yes)) {
-		snprintf(field, sizeof field, "passes.%s.include_cle", pass_name);
-		return qd_err_set(err, QD_ENOT_IMPL, field, "cross-layer equalization (include_cle) is not "
-				  "implemented yet");
-	}
 	json_array_foreach(json_object_get(space, "extra_options"), i, v) {
 		for (size_t k = 0; k < QD_ARRAY_LEN(exposed_keys); k++)
 			if (json_object_get(v, exposed_keys[k])) {
@@ -786,6 +926,23 @@ int qd_pass_check_vitis_ai(const char *pass_name, const json_t *space, struct qd
 				return qd_err_set(err, QD_EINVAL, field, "set '%s' as a parameter of the pass: Olive overrides "
 						  "extra_options' value with the pass parameter", exposed_keys[k]);
 			}
+		for (size_t k = 0; k < QD_ARRAY_LEN(vitis_keys); k++) {
+			const json_t *x = json_object_get(v, vitis_keys[k].key);
+			enum qd_param_type t = vitis_keys[k].type;
+			snprintf(field, sizeof field, "passes.%s.extra_options.%s", pass_name, vitis_keys[k].key);
+			if (x && !(t == QD_PT_STRING ? json_is_string(x) : t == QD_PT_INT ? json_is_integer(x) :
+				   t == QD_PT_FLOAT ? json_is_number(x) : json_is_boolean(x)))
+				return qd_err_set(err, QD_EINVAL, field, "extra option '%s' must be of type %s",
+						  vitis_keys[k].key, qd_param_type_name(t));
+		}
+		const json_t *bm = json_object_get(v, "CLEBalanceMethod"), *st = json_object_get(v, "CLESteps");
+		snprintf(field, sizeof field, "passes.%s.extra_options.CLEBalanceMethod", pass_name);
+		if (bm && strcmp(json_string_value(bm), "max"))
+			return qd_err_set(err, QD_EUNSUPPORTED, field, "CLEBalanceMethod '%s' is not supported (\"max\")",
+					  json_string_value(bm));
+		snprintf(field, sizeof field, "passes.%s.extra_options.CLESteps", pass_name);
+		if (st && (json_integer_value(st) < -1 || json_integer_value(st) == 0 || json_integer_value(st) > 20))
+			return qd_err_set(err, QD_EINVAL, field, "CLESteps must be -1 (until converged) or 1..20");
 		const json_t *mode = json_object_get(v, "MinMSEMode");
 		snprintf(field, sizeof field, "passes.%s.extra_options.MinMSEMode", pass_name);
 		if (mode && (!json_is_string(mode) || (strcmp(json_string_value(mode), "All") &&
@@ -938,6 +1095,15 @@ int qd_pass_run_vitis_ai(struct qd_pass_ctx *ctx, struct qd_model *m, const json
 	v.dpu = json_is_true(json_object_get(params, "enable_dpu")) || json_is_true(json_object_get(params, "enable_npu_cnn"));
 	v.transformer = json_is_true(json_object_get(params, "enable_npu_transformer"));
 	v.fuse = json_is_true(json_object_get(params, "need_layer_fusing"));
+	v.cle = json_is_true(json_object_get(params, "include_cle"));
+	{
+		const json_t *ex = json_object_get(params, "extra_options"), *x;
+		v.co.steps = json_is_integer(x = json_object_get(ex, "CLESteps")) ? (int)json_integer_value(x) : 1;
+		v.co.weight_threshold = json_is_number(x = json_object_get(ex, "CLEWeightThreshold")) ? json_number_value(x) : 0.5;
+		v.co.append_bias = qd_pass_opt_bool(ex, "CLEScaleAppendBias", true);
+		v.co.use_threshold = qd_pass_opt_bool(ex, "CLEScaleUseThreshold", true);
+		v.co.diff_threshold = json_is_number(x = json_object_get(ex, "CLETotalLayerDiffThreshold")) ? json_number_value(x) : 2e-7;
+	}
 	if (json_is_true(json_object_get(params, "optimize_model")))
 		qd_pass_log(ctx, QD_LOG_INFO, "optimize_model ignored: ORT's deprecated transformer optimizer is not run "
 			    "(quant_preprocess folds constants and BatchNormalization in quantd's own C)");
@@ -958,7 +1124,7 @@ int qd_pass_run_vitis_ai(struct qd_pass_ctx *ctx, struct qd_model *m, const json
 	json_object_set_new(v.stats, "form", json_string(v.dpu ? "DPU" : json_string_value(json_object_get(sp, "quant_format"))));
 	struct qd_static_target t = { .name = "VitisAI", .ud = &v, .act_scale_zp = act_scale_zp,
 				      .quant_weight = quant_weight, .grow_scale = grow_scale, .refine = refine,
-				      .finish = finish, .bias_as_weight = v.dpu };
+				      .prepare = prepare, .finish = finish, .bias_as_weight = v.dpu };
 	qd_pass_log(ctx, QD_LOG_INFO, "Vitis AI: %s, power-of-two scales, calibrate_method %s%s", v.dpu ? "DPU form" :
 		    json_string_value(json_object_get(sp, "quant_format")), meth ? meth : "MinMSE",
 		    v.transformer ? ", NPU transformer (MatMulConstBOnly)" : "");
