@@ -154,7 +154,7 @@ static void test_json(void)
 			CHECK(sv && (json_is_null(sv) || json_is_array(sv)));
 		}
 	}
-	CHECK_EQ_INT(implemented, 12);  /* + the four weight-only passes, QnnPreprocess, DynamicToFixedShape, the three INC passes */
+	CHECK_EQ_INT(implemented, 13);  /* + the four weight-only passes, QnnPreprocess, DynamicToFixedShape, the three INC passes, VitisAIQuantization */
 	CHECK_STR(json_string_value(json_object_get(json_array_get(list, 1), "type")), "OnnxDynamicQuantization");
 	json_decref(j);
 }
