@@ -35,7 +35,11 @@
  * MinimumRealRange 1e-4, com.microsoft Q/DQ below opset 21 with 16-bit types, every op type
  * with a quantizer row selected (not only QD_OPF_DEFAULT), MatMul weights per tensor,
  * LayerNormalization refused with per_channel, fixed 16-bit Sigmoid / Tanh output scales.
- * Nothing of it applies when neither option is given. */
+ * Nothing of it applies when neither option is given.
+ * Targets (passes/static.h, qd_static_run): a pass built on this one (VitisAIQuantization)
+ * hands hooks for the scale / zero-point formulas, weight quantization, the int32-bias
+ * weight-scale growth, a second look at the calibrated ranges, biases quantized like
+ * weights, and model edits before selection and after the rewrite. */
 #include "passes/passes.h"
 #include "passes/static.h"
 #include "passes/quant_math.h"

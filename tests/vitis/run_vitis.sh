@@ -183,6 +183,7 @@ if [ -f "$M/cls.onnx" ]; then
 	run cls_minmse "$M/cls.onnx" "$(vp calibrate_method='"MinMSE"')" --min-top1 0.84 $CQ
 	run cls_qop "$M/cls.onnx" "$(vp quant_format='"QOperator"')" --min-top1 0.84 $CQ
 	better cls_minmse cls_seed
+	run cls_dpu "$M/cls.onnx" "$(vp enable_npu_cnn=true need_layer_fusing=true)" --dpu --min-top1 0.93 --max-quantd-abs 0.005
 fi
 
 # REST: the seed's workflow through a real daemon, and bad input as 400s naming the field
