@@ -611,3 +611,97 @@ out:
 		free(w);
 	return rc;
 }
+
+/* ---- GatherBlockQuantized ---------------------------------------------------------- */
+/* com.microsoft.GatherBlockQuantized with uint8 data (MatMulNBits' conventions: 4-bit codes
+ * two per byte, low nibble first, or 8-bit codes; packed uint8 zero points, default
+ * 2^(bits-1)). Rows along gather_axis 0 are dequantized as they are gathered, blocks of
+ * block_size along the last axis (quantize_axis); the 4-bit tensor types (int4 / uint4
+ * data) are not supported. */
+
+int qd_check_gather_block_quantized(struct qd_enode *n, const int *in_dt, int *out_dt, struct qd_err *err)
+{
+	const Onnx__NodeProto *np = n->proto;
+	int64_t bits = qd_node_attr_int(np, "bits", 4), bs = qd_node_attr_int(np, "block_size", 128);
+	(void)in_dt;
+	if (bits != 4 && bits != 8)
+		return qd_err_set(err, QD_EUNSUPPORTED, n->name, "node '%s' (GatherBlockQuantized): bits %lld not "
+				  "supported (4 or 8)", n->name, (long long)bits);
+	if (bs < 16 || (bs & (bs - 1)))
+		return qd_err_set(err, QD_EMODEL, n->name, "node '%s' (GatherBlockQuantized): block_size %lld is not "
+				  "a power of 2 >= 16", n->name, (long long)bs);
+	if (qd_node_attr_int(np, "gather_axis", 0) != 0)
+		return qd_err_set(err, QD_EUNSUPPORTED, n->name, "node '%s' (GatherBlockQuantized): gather_axis must "
+				  "be 0", n->name);
+	out_dt[0] = QD_DT_FLOAT;
+	return 0;
+}
+
+int qd_op_gather_block_quantized(struct qd_ctx *c)
+{
+	const struct qd_tensor *D = qd_ctx_in(c, 0), *I = qd_ctx_in(c, 1), *S = qd_ctx_in(c, 2);
+	const struct qd_tensor *Z = c->n_in > 3 ? c->in[3] : NULL;
+	if (!D || !I || !S)
+		return -c->err->code;
+	const Onnx__NodeProto *np = c->n->proto;
+	int64_t bits = qd_node_attr_int(np, "bits", 4), bs = qd_node_attr_int(np, "block_size", 128);
+	int64_t qa = qd_node_attr_int(np, "quantize_axis", 1);
+	if (D->ndim < 2 || (qa != D->ndim - 1 && qa != -1))
+		return qd_ctx_fail(c, QD_EUNSUPPORTED, "data of rank %d with quantize_axis %lld: uint8 data is "
+				   "quantized along its last axis", D->ndim, (long long)qa);
+	if (I->dtype != QD_DT_INT64 && I->dtype != QD_DT_INT32)
+		return qd_ctx_fail(c, QD_EUNSUPPORTED, "indices must be int32 or int64, not %s", qd_dtype_name(I->dtype));
+	if (S->dtype != QD_DT_FLOAT)
+		return qd_ctx_fail(c, QD_EUNSUPPORTED, "scales must be float32, not %s", qd_dtype_name(S->dtype));
+	int64_t rows = D->dims[0], cols = D->dims[D->ndim - 1] * 8 / bits, lines = qd_tensor_count(D) /
+		       (D->dims[D->ndim - 1] ? D->dims[D->ndim - 1] : 1);
+	int64_t per_row = lines / (rows ? rows : 1);          /* lines of one gathered row */
+	int64_t nb = (cols + bs - 1) / bs, zline = (nb * bits + 7) / 8, bline = cols * bits / 8;
+	if (qd_tensor_count(S) != lines * nb)
+		return qd_ctx_fail(c, QD_ESHAPE, "scales must have %lld x %lld elements (one per block)",
+				   (long long)lines, (long long)nb);
+	if (Z && (Z->dtype != QD_DT_UINT8 || qd_tensor_count(Z) != lines * zline))
+		return qd_ctx_fail(c, QD_ESHAPE, "zero_points must be uint8 with %lld x %lld elements (packed)",
+				   (long long)lines, (long long)zline);
+	int64_t dims[QD_MAX_DIMS];
+	int nd = 0;
+	if (I->ndim + D->ndim - 1 > QD_MAX_DIMS)
+		return qd_ctx_fail(c, QD_EUNSUPPORTED, "output rank %d exceeds %d", I->ndim + D->ndim - 1, QD_MAX_DIMS);
+	for (int k = 0; k < I->ndim; k++)
+		dims[nd++] = I->dims[k];
+	for (int k = 1; k < D->ndim; k++)
+		dims[nd++] = k == D->ndim - 1 ? cols : D->dims[k];
+	struct qd_tensor *y = qd_ctx_out(c, 0, QD_DT_FLOAT, nd, dims);
+	if (!y)
+		return -c->err->code;
+	const uint8_t *dd = D->data, *zd = Z ? Z->data : NULL;
+	const float *sd = S->data;
+	float *yd = y->data;
+	uint32_t mask = (1u << bits) - 1;
+	float dflt = (float)(1 << (bits - 1));
+	int64_t ni = qd_tensor_count(I);
+	for (int64_t i = 0; i < ni; i++) {
+		int64_t r = I->dtype == QD_DT_INT64 ? ((const int64_t *)I->data)[i] : ((const int32_t *)I->data)[i];
+		if (r < -rows || r >= rows)
+			return qd_ctx_fail(c, QD_EINVAL, "index %lld out of range [-%lld, %lld)", (long long)r,
+					   (long long)rows, (long long)rows);
+		if (r < 0)
+			r += rows;
+		for (int64_t l = r * per_row; l < (r + 1) * per_row; l++) {
+			const uint8_t *q = dd + l * bline;
+			for (int64_t b = 0; b < nb; b++) {
+				float s = sd[l * nb + b], z = dflt;
+				if (zd) {
+					int64_t bit = b * bits;
+					z = (float)((zd[l * zline + bit / 8] >> (bit % 8)) & mask);
+				}
+				int64_t k1 = QD_MIN(cols, (b + 1) * bs);
+				for (int64_t k = b * bs; k < k1; k++) {
+					int64_t bit = k * bits;
+					*yd++ = ((float)((q[bit / 8] >> (bit % 8)) & mask) - z) * s;
+				}
+			}
+		}
+	}
+	return 0;
+}

@@ -263,8 +263,8 @@ static const struct qd_param qd_params_dynamic_to_fixed[] = {
 
 /* Weight-only passes (passes/weight_only.c). Olive's OnnxBlockWiseRtnQuantization,
  * OnnxHqqQuantization and OnnxMatMul4Quantizer with their names and defaults; quantd adds
- * op_types_to_quantize to the first two (MatMul only: Gather's GatherBlockQuantized is
- * refused) and calibration_sampling_size for GPTQ. */
+ * op_types_to_quantize to OnnxBlockWiseRtnQuantization (MatMul, and Gather into
+ * GatherBlockQuantized with the DEFAULT algorithm) and calibration_sampling_size for GPTQ. */
 #define P_WO_SELECT \
 	{"nodes_to_exclude", QD_PT_STRLIST, "null", NULL, NULL, "node names (or fnmatch globs) never quantized"}, \
 	{"nodes_to_include", QD_PT_STRLIST, "null", NULL, NULL, "quantize only these node names (or globs)"}
@@ -276,7 +276,8 @@ static const struct qd_param qd_params_blockwise_rtn[] = {
 	{"is_symmetric", QD_PT_BOOL, "true", NULL, NULL, "symmetric blocks (no zero points)"},
 	{"accuracy_level", QD_PT_INT, "0", NULL, NULL, "MatMulNBits accuracy_level: 0 unset, 1 fp32, 2 fp16, 3 bf16, 4 int8"},
 	P_WO_SELECT,
-	{"op_types_to_quantize", QD_PT_STRLIST, "[\"MatMul\"]", NULL, NULL, "op types (MatMul only)"},
+	{"op_types_to_quantize", QD_PT_STRLIST, "[\"MatMul\"]", NULL, NULL,
+	 "op types: MatMul (MatMulNBits) and Gather (embedding tables, GatherBlockQuantized)"},
 	P_EXTERNAL_DATA,
 };
 
@@ -291,8 +292,9 @@ static const struct qd_param qd_params_hqq[] = {
 #define P_MATMUL4_COMMON \
 	{"is_symmetric", QD_PT_BOOL, "true", NULL, NULL, "symmetric blocks (no zero points)"}, \
 	P_WO_SELECT, \
-	{"op_types_to_quantize", QD_PT_STRLIST, "null", NULL, NULL, "op types; null means [\"MatMul\"] (MatMul only)"}, \
-	{"quant_axes", QD_PT_DICT, "null", NULL, NULL, "axis per op type; MatMul: 0 only"}, \
+	{"op_types_to_quantize", QD_PT_STRLIST, "null", NULL, NULL, "op types; null means [\"MatMul\"]; " \
+	 "\"Gather\" (embedding tables, GatherBlockQuantized) with the DEFAULT algorithm only"}, \
+	{"quant_axes", QD_PT_DICT, "null", NULL, NULL, "axis per op type; MatMul: 0 only, Gather: 1 (the last axis) only"}, \
 	{"accuracy_level", QD_PT_INT, "null", NULL, NULL, "0 unset, 1 fp32, 2 fp16, 3 bf16, 4 int8"}, \
 	{"algorithm", QD_PT_ENUM, "null", NULL, "DEFAULT|HQQ|RTN|GPTQ|AWQ|k_quant", \
 	 "DEFAULT (ORT's MLAS round-to-nearest), RTN (INC's), HQQ, GPTQ and AWQ (quantd's addition; both need " \

@@ -37,6 +37,7 @@ struct wo_cfg {
 	struct qd_wo_gptq_opts g;
 	const json_t *data_config;
 	int64_t calib_limit;
+	bool matmul, gather;    /* op_types_to_quantize (null: MatMul only) */
 };
 
 static const char *algo_name(enum qd_wo_algo a)
@@ -75,13 +76,10 @@ static int check_op_types(const char *pass_name, const char *sub, const json_t *
 	size_t i; json_t *x;
 	json_array_foreach(v, i, x) {
 		const char *s = json_string_value(x);
-		if (s && !strcmp(s, "MatMul"))
+		if (s && (!strcmp(s, "MatMul") || !strcmp(s, "Gather")))
 			continue;
-		if (s && !strcmp(s, "Gather"))
-			return qd_err_set(err, QD_ENOT_IMPL, field, "op type 'Gather' (GatherBlockQuantized "
-					  "embeddings) is not implemented by quantd's weight-only passes: only MatMul");
 		return qd_err_set(err, QD_EUNSUPPORTED, field, "op type '%s' cannot be weight-only quantized "
-				  "(MatMul only)", s ? s : "?");
+				  "(MatMul, Gather)", s ? s : "?");
 	}
 	return 0;
 }
@@ -93,15 +91,43 @@ static int check_quant_axes(const char *pass_name, const char *sub, const json_t
 	json_object_foreach((json_t *)v, k, x) {
 		snprintf(field, sizeof field, "passes.%s.%squant_axes.%s", pass_name, sub, k);
 		if (strcmp(k, "MatMul") && strcmp(k, "Gather"))
-			return qd_err_set(err, QD_EUNSUPPORTED, field, "quant_axes for op type '%s': MatMul only", k);
+			return qd_err_set(err, QD_EUNSUPPORTED, field, "quant_axes for op type '%s': MatMul and "
+					  "Gather only", k);
 		if (!strcmp(k, "MatMul") && !(json_is_integer(x) && json_integer_value(x) == 0))
 			return qd_err_set(err, QD_EUNSUPPORTED, field, "MatMul weights are quantized along axis 0 "
 					  "(K) only, the MatMulNBits layout");
+		if (!strcmp(k, "Gather") && !(json_is_integer(x) && (json_integer_value(x) == 1 ||
+								   json_integer_value(x) == -1)))
+			return qd_err_set(err, QD_EUNSUPPORTED, field, "Gather data is quantized along its last axis "
+					  "(1 or -1) only, GatherBlockQuantized's uint8 form");
 	}
 	return 0;
 }
 
-static int check_common(const char *pass_name, const json_t *space, bool has_bits, struct qd_err *err)
+static bool lists_gather(const json_t *ops)
+{
+	size_t i; json_t *x;
+	json_array_foreach(ops, i, x)
+		if (json_is_string(x) && !strcmp(json_string_value(x), "Gather"))
+			return true;
+	return false;
+}
+
+/* Gather is quantized by the DEFAULT algorithm only (ORT's rule: its DefaultWeightOnly
+ * quantizer is the one that handles Gather). */
+static int check_gather_algo(const char *pass_name, const char *sub, const json_t *ops, const char *algo,
+			     struct qd_err *err)
+{
+	if (!lists_gather(ops) || !strcmp(algo, "DEFAULT"))
+		return 0;
+	char field[200];
+	snprintf(field, sizeof field, "passes.%s.%sop_types_to_quantize", pass_name, sub);
+	return qd_err_set(err, QD_EUNSUPPORTED, field, "Gather (GatherBlockQuantized) is quantized by the "
+			  "DEFAULT algorithm only, not %s: quantize embeddings in a separate DEFAULT pass", algo);
+}
+
+static int check_common(const char *pass_name, const json_t *space, bool has_bits, const char *algo,
+			struct qd_err *err)
 {
 	char field[200];
 	size_t i; json_t *v;
@@ -128,11 +154,13 @@ static int check_common(const char *pass_name, const json_t *space, bool has_bit
 		snprintf(field, sizeof field, "passes.%s.axis", pass_name);
 		if (json_integer_value(v) != 0)
 			return qd_err_set(err, QD_EUNSUPPORTED, field, "axis %lld: MatMul weights are quantized "
-					  "along axis 0 only (axis is for Gather, which quantd does not quantize)",
+					  "along axis 0 (K) only; Gather tables along their last axis (quant_axes)",
 					  (long long)json_integer_value(v));
 	}
 	json_array_foreach(json_object_get(space, "op_types_to_quantize"), i, v) {
 		int rc = check_op_types(pass_name, "", v, err);
+		if (rc == 0 && algo)
+			rc = check_gather_algo(pass_name, "", v, algo, err);
 		if (rc < 0)
 			return rc;
 	}
@@ -147,12 +175,12 @@ static int check_common(const char *pass_name, const json_t *space, bool has_bit
 
 int qd_pass_check_blockwise_rtn(const char *pass_name, const json_t *space, struct qd_err *err)
 {
-	return check_common(pass_name, space, true, err);
+	return check_common(pass_name, space, true, "DEFAULT", err);
 }
 
 int qd_pass_check_hqq(const char *pass_name, const json_t *space, struct qd_err *err)
 {
-	return check_common(pass_name, space, false, err);
+	return check_common(pass_name, space, false, "HQQ", err);
 }
 
 /* One configuration of OnnxMatMul4Quantizer / OnnxMatMulNBits (algorithm,
@@ -215,10 +243,20 @@ static int check_matmul4_one(const char *pass_name, const json_t *algo_v, const 
 
 static int check_matmul4_space(const char *pass_name, const json_t *space, bool nbits_row, struct qd_err *err)
 {
-	int rc = check_common(pass_name, space, nbits_row, err);
+	int rc = check_common(pass_name, space, nbits_row, NULL, err);
 	if (rc < 0)
 		return rc;
-	size_t i, j, k; json_t *a, *w, *d;
+	size_t i, j, k; json_t *a, *w, *d, *o;
+	json_array_foreach(json_object_get(space, "algorithm"), i, a) {
+		const char *an = json_is_string(a) ? json_string_value(a) : "DEFAULT";
+		json_array_foreach(json_object_get(space, "op_types_to_quantize"), j, o)
+			if ((rc = check_gather_algo(pass_name, "", o, an, err)) < 0)
+				return rc;
+		json_array_foreach(json_object_get(space, "weight_only_quant_configs"), j, w)
+			if ((rc = check_gather_algo(pass_name, "weight_only_quant_configs.",
+						    json_object_get(w, "op_types_to_quantize"), an, err)) < 0)
+				return rc;
+	}
 	json_array_foreach(json_object_get(space, "algorithm"), i, a)
 		json_array_foreach(json_object_get(space, "weight_only_quant_configs"), j, w)
 			json_array_foreach(json_object_get(space, "data_config"), k, d)
@@ -270,6 +308,8 @@ struct wo {
 	struct qd_namemap hmap;     /* input name → index into h */
 	json_t *counts, *skipped, *awq;
 	int64_t samples;
+	struct target *gt;  /* Gather nodes: a = indices, b = data, K = row length, N = rows */
+	size_t ngt;
 };
 
 static bool name_matches(const json_t *list, const char *name)
@@ -283,11 +323,45 @@ static bool name_matches(const json_t *list, const char *name)
 	return false;
 }
 
+/* A Gather whose data is a constant 2-D float table gathered along axis 0 (an embedding)
+ * becomes GatherBlockQuantized; others stay float (logged). */
+static void collect_gather(struct wo *w, struct qd_graph_index *ix, size_t i)
+{
+	Onnx__NodeProto *n = w->m->proto->graph->node[i];
+	if (name_matches(w->cfg.nodes_ex, n->name ? n->name : "") ||
+	    (json_array_size(w->cfg.nodes_in) && !name_matches(w->cfg.nodes_in, n->name ? n->name : "")))
+		return;
+	Onnx__TensorProto *d = qd_index_initializer(ix, n->input[0]);
+	if (!d || qd_index_producer(ix, n->input[0])) {
+		qd_pass_skip(w->pc, w->skipped, n, QD_LOG_INFO, "data '%s' is not a constant initializer", n->input[0]);
+		return;
+	}
+	if (d->data_type != QD_DT_FLOAT || d->n_dims != 2) {
+		qd_pass_skip(w->pc, w->skipped, n, QD_LOG_INFO, "data '%s' is not a 2-D float32 table (%s, %zu dims)",
+			     n->input[0], qd_dtype_name(d->data_type), d->n_dims);
+		return;
+	}
+	int64_t axis = qd_node_attr_int(n, "axis", 0);
+	if (axis != 0 && axis != -2) {
+		qd_pass_skip(w->pc, w->skipped, n, QD_LOG_INFO, "gathers along axis %lld, not 0 (rows of a table)",
+			     (long long)axis);
+		return;
+	}
+	int64_t V = d->dims[0], H = d->dims[1];
+	if (V <= 0 || H <= 0 || H % w->cfg.bs) {
+		qd_pass_skip(w->pc, w->skipped, n, QD_LOG_INFO, "row length %lld is not a multiple of block_size %lld",
+			     (long long)H, (long long)w->cfg.bs);
+		return;
+	}
+	w->gt[w->ngt++] = (struct target){ .node = i, .a = n->input[1], .b = n->input[0], .K = H, .N = V, .h = -1 };
+}
+
 static int collect_targets(struct wo *w, struct qd_graph_index *ix)
 {
 	Onnx__GraphProto *g = w->m->proto->graph;
 	w->t = calloc(g->n_node + 1, sizeof *w->t);
-	if (!w->t)
+	w->gt = calloc(g->n_node + 1, sizeof *w->gt);
+	if (!w->t || !w->gt)
 		return qd_err_set(w->err, QD_ENOMEM, NULL, "out of memory");
 	size_t sub_matmuls = 0;
 	for (size_t i = 0; i < g->n_node; i++) {
@@ -297,7 +371,11 @@ static int collect_targets(struct wo *w, struct qd_graph_index *ix)
 		for (size_t s = 0; s < ns && s < 8; s++)
 			for (size_t j = 0; j < sg[s]->n_node; j++)
 				sub_matmuls += !strcmp(sg[s]->node[j]->op_type, "MatMul");
-		if (strcmp(n->op_type, "MatMul") || qd_node_domain(n)[0] || n->n_input != 2)
+		if (w->cfg.gather && !strcmp(n->op_type, "Gather") && !qd_node_domain(n)[0] && n->n_input == 2) {
+			collect_gather(w, ix, i);
+			continue;
+		}
+		if (!w->cfg.matmul || strcmp(n->op_type, "MatMul") || qd_node_domain(n)[0] || n->n_input != 2)
 			continue;
 		const char *label = qd_node_label(n);
 		if (name_matches(w->cfg.nodes_ex, n->name ? n->name : "")) {
@@ -627,13 +705,102 @@ static int rewrite_one(struct wo *w, struct qd_graph_index *ix, const struct tar
 	return 0;
 }
 
+/* Gather → com.microsoft.GatherBlockQuantized in its uint8 form (MatMulNBits' packing:
+ * each row of the table is a column of MatMulNBits' B, so the DEFAULT quantizer and the
+ * packer serve both): data [V, H*bits/8] uint8, scales [V, H/bs], zero points packed
+ * [V, ceil(H/bs*bits/8)] when asymmetric (else the implicit 2^(bits-1)). */
+static int rewrite_gather(struct wo *w, struct qd_graph_index *ix, const struct target *t, struct qd_namemap *done,
+			  struct packed *pk, size_t *npk)
+{
+	Onnx__GraphProto *g = w->m->proto->graph;
+	Onnx__NodeProto *n = g->node[t->node];
+	const struct wo_cfg *c = &w->cfg;
+	long *prev = qd_namemap_get(done, t->b);
+	struct packed *p = prev ? &pk[*prev] : &pk[*npk];
+	int rc;
+	if (!prev) {
+		Onnx__TensorProto *dt = qd_index_initializer(ix, t->b);
+		float *df = NULL, *wt = NULL;
+		int64_t cnt = 0;
+		if ((rc = qd_tensor_to_float(dt, &df, &cnt, w->err)) < 0)
+			return rc;
+		int64_t V = t->N, H = t->K;
+		if (!(wt = malloc((size_t)(V * H) * sizeof(float) + 1))) {
+			free(df);
+			return qd_err_set(w->err, QD_ENOMEM, NULL, "out of memory");
+		}
+		for (int64_t v = 0; v < V; v++)     /* row v of the table = column v of B [H, V] */
+			for (int64_t h = 0; h < H; h++)
+				wt[h * V + v] = df[v * H + h];
+		free(df);
+		struct qd_wo_q q;
+		rc = qd_wo_quant_default(wt, H, V, c->bits, c->bs, c->sym, &q, w->err);
+		free(wt);
+		if (rc < 0)
+			return rc;
+		uint8_t *B = NULL, *Z = NULL;
+		size_t nb = 0, nz = 0;
+		if (qd_wo_pack(&q, &B, &nb, &Z, &nz, 0) < 0) {
+			qd_wo_q_free(&q);
+			return qd_err_set(w->err, QD_ENOMEM, NULL, "out of memory");
+		}
+		char base[512];
+		snprintf(base, sizeof base, "%s_Q%d", t->b, c->bits);
+		p->bq = qd_index_unique_name(ix, base);
+		snprintf(base, sizeof base, "%s_scales", t->b);
+		p->sc = qd_index_unique_name(ix, base);
+		if (Z) {
+			snprintf(base, sizeof base, "%s_zero_points", t->b);
+			p->zp = qd_index_unique_name(ix, base);
+		}
+		int64_t kb = q.kb, db[2] = {V, H * c->bits / 8}, ds[2] = {V, kb}, dz[2] = {V, V ? (int64_t)nz / V : 0};
+		Onnx__TensorProto *tb = p->bq ? qd_tensor_new(p->bq, QD_DT_UINT8, db, 2, B, nb) : NULL;
+		Onnx__TensorProto *ts = p->sc ? qd_tensor_new(p->sc, QD_DT_FLOAT, ds, 2, q.scale,
+							      (size_t)(V * kb) * sizeof(float)) : NULL;
+		Onnx__TensorProto *tz = Z && p->zp ? qd_tensor_new(p->zp, QD_DT_UINT8, dz, 2, Z, nz) : NULL;
+		free(B);
+		free(Z);
+		qd_wo_q_free(&q);
+		Onnx__TensorProto *ti[3] = {tb, ts, tz};
+		bool ok = tb && ts && (!p->zp || tz);
+		for (size_t k = 0; k < 3; k++) {
+			if (ok && ti[k] && qd_graph_add_initializer(g, ti[k]) < 0)
+				ok = false;
+			else if (ok)
+				ti[k] = NULL;   /* the graph owns it */
+		}
+		if (!ok) {
+			for (size_t k = 0; k < 3; k++)
+				qd_tensor_free(ti[k]);
+			return qd_err_set(w->err, QD_ENOMEM, NULL, "out of memory");
+		}
+		if (qd_namemap_put(done, t->b, (long)*npk) < 0)
+			return qd_err_set(w->err, QD_ENOMEM, NULL, "out of memory");
+		(*npk)++;
+	}
+	const char *in[4] = {p->bq, t->a, p->sc, p->zp};
+	char name[512];
+	snprintf(name, sizeof name, "%s_Q%d", n->name && n->name[0] ? n->name : n->output[0], c->bits);
+	Onnx__NodeProto *nn = qd_node_new("GatherBlockQuantized", MS_DOMAIN, name, in, p->zp ? 4 : 3,
+					  (const char *const *)n->output, 1);
+	if (!nn || qd_node_set_attr_int(nn, "gather_axis", 0) < 0 || qd_node_set_attr_int(nn, "quantize_axis", 1) < 0 ||
+	    qd_node_set_attr_int(nn, "block_size", c->bs) < 0 || qd_node_set_attr_int(nn, "bits", c->bits) < 0) {
+		qd_node_free(nn);
+		return qd_err_set(w->err, QD_ENOMEM, NULL, "out of memory");
+	}
+	qd_node_free(n);
+	g->node[t->node] = nn;
+	qd_pass_count(w->counts, "Gather");
+	return 0;
+}
+
 static int run_cfg(struct qd_pass_ctx *ctx, struct qd_model *m, const struct wo_cfg *cfg, struct qd_err *err)
 {
 	struct wo w = { .pc = ctx, .m = m, .err = err, .cfg = *cfg };
 	struct qd_graph_index *ix = NULL;
-	struct qd_namemap done = { 0 };
-	struct packed *pk = NULL;
-	size_t npk = 0;
+	struct qd_namemap done = { 0 }, gdone = { 0 };
+	struct packed *pk = NULL, *gpk = NULL;
+	size_t npk = 0, ngpk = 0;
 	int64_t wbytes_f = 0;
 	double t0 = qd_now_mono();
 	w.counts = json_object();
@@ -644,16 +811,21 @@ static int run_cfg(struct qd_pass_ctx *ctx, struct qd_model *m, const struct wo_
 		rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
 		goto out;
 	}
+	if (cfg->gather && cfg->algo != QD_WO_DEFAULT) {
+		rc = qd_err_set(err, QD_EUNSUPPORTED, "op_types_to_quantize", "Gather is quantized by the DEFAULT "
+				"algorithm only, not %s", algo_name(cfg->algo));
+		goto out;
+	}
 	if ((rc = qd_model_normalize_constants(m, err)) < 0)
 		goto out;
 	if ((rc = qd_index_build(m->proto->graph, NULL, &ix, err)) < 0)
 		goto out;
 	if ((rc = collect_targets(&w, ix)) < 0)
 		goto out;
-	qd_pass_log(ctx, QD_LOG_INFO, "weight-only %s: %d-bit, block_size %lld, %s, %zu MatMul weights to quantize",
-		    algo_name(cfg->algo), cfg->bits, (long long)cfg->bs,
+	qd_pass_log(ctx, QD_LOG_INFO, "weight-only %s: %d-bit, block_size %lld, %s, %zu MatMul weights and %zu "
+		    "Gather tables to quantize", algo_name(cfg->algo), cfg->bits, (long long)cfg->bs,
 		    cfg->algo == QD_WO_HQQ ? "asymmetric (float zero points)" : cfg->sym ? "symmetric" : "asymmetric",
-		    w.nt);
+		    w.nt, w.ngt);
 	if (w.nt && (cfg->algo == QD_WO_GPTQ || cfg->algo == QD_WO_AWQ) && (rc = hessian_calibrate(&w)) < 0)
 		goto out;
 	pk = calloc(w.nt + 1, sizeof *pk);
@@ -671,6 +843,16 @@ static int run_cfg(struct qd_pass_ctx *ctx, struct qd_model *m, const struct wo_
 		if ((rc = rewrite_one(&w, ix, &w.t[i], &done, pk, &npk)) < 0)
 			goto out;
 	}
+	if (w.ngt && !(gpk = calloc(w.ngt, sizeof *gpk))) {
+		rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < w.ngt; i++) {
+		if (!qd_namemap_get(&gdone, w.gt[i].b))
+			wbytes_f += w.gt[i].K * w.gt[i].N * 4;
+		if ((rc = rewrite_gather(&w, ix, &w.gt[i], &gdone, gpk, &ngpk)) < 0)
+			goto out;
+	}
 	qd_index_free(ix);
 	ix = NULL;
 	if ((rc = qd_graph_remove_unused_initializers(m->proto->graph)) < 0) {
@@ -679,14 +861,15 @@ static int run_cfg(struct qd_pass_ctx *ctx, struct qd_model *m, const struct wo_
 	}
 	if (cfg->algo == QD_WO_AWQ && (rc = qd_graph_toposort(m->proto->graph, err)) < 0)
 		goto out;
-	if (w.nt && qd_model_opset(m, MS_DOMAIN) < 1 && (rc = qd_model_set_opset(m, MS_DOMAIN, 1)) < 0) {
+	if ((w.nt || w.ngt) && qd_model_opset(m, MS_DOMAIN) < 1 && (rc = qd_model_set_opset(m, MS_DOMAIN, 1)) < 0) {
 		qd_err_set(err, -rc, NULL, "cannot add the com.microsoft opset import");
 		goto out;
 	}
-	if (w.nt == 0)
-		qd_pass_log(ctx, QD_LOG_WARN, "no MatMul was quantized: the output equals the input model");
-	qd_pass_log(ctx, QD_LOG_INFO, "%zu MatMul nodes -> MatMulNBits (%zu weights, %lld float bytes, %.2f s)",
-		    w.nt, npk, (long long)wbytes_f, qd_now_mono() - t0);
+	if (w.nt == 0 && w.ngt == 0)
+		qd_pass_log(ctx, QD_LOG_WARN, "no MatMul or Gather was quantized: the output equals the input model");
+	qd_pass_log(ctx, QD_LOG_INFO, "%zu MatMul nodes -> MatMulNBits (%zu weights), %zu Gather nodes -> "
+		    "GatherBlockQuantized (%zu tables); %lld float bytes, %.2f s", w.nt, npk, w.ngt, ngpk,
+		    (long long)wbytes_f, qd_now_mono() - t0);
 	if ((rc = qd_pass_validate_output(m, err)) < 0)
 		goto out;
 	rc = 0;
@@ -699,7 +882,7 @@ out:
 	json_object_set_new(ctx->stats, "weight_only",
 			    json_pack("{s:s, s:i, s:I, s:b, s:I, s:I}", "algorithm", algo_name(cfg->algo), "bits", cfg->bits,
 				      "block_size", (json_int_t)cfg->bs, "symmetric", cfg->algo != QD_WO_HQQ && cfg->sym,
-				      "weights", (json_int_t)npk, "float_weight_bytes", (json_int_t)wbytes_f));
+				      "weights", (json_int_t)(npk + ngpk), "float_weight_bytes", (json_int_t)wbytes_f));
 	qd_index_free(ix);
 	qd_namemap_free(&done);
 	qd_namemap_free(&w.hmap);
@@ -707,6 +890,12 @@ out:
 		free(pk[i].bq); free(pk[i].sc); free(pk[i].zp); free(pk[i].inv);
 	}
 	free(pk);
+	for (size_t i = 0; i < ngpk; i++) {
+		free(gpk[i].bq); free(gpk[i].sc); free(gpk[i].zp);
+	}
+	free(gpk);
+	qd_namemap_free(&gdone);
+	free(w.gt);
 	for (size_t i = 0; i < w.nh; i++) {
 		free(w.h[i].name);
 		free(w.h[i].H);
@@ -724,6 +913,21 @@ static int64_t opt_int(const json_t *o, const char *k, int64_t dflt)
 	return json_is_integer(v) ? (int64_t)json_integer_value(v) : dflt;
 }
 
+/* op_types_to_quantize: null means MatMul only */
+static void set_op_types(struct wo_cfg *c, const json_t *ops)
+{
+	if (!json_is_array(ops)) {
+		c->matmul = true;
+		c->gather = false;
+		return;
+	}
+	c->matmul = false;
+	c->gather = lists_gather(ops);
+	size_t i; json_t *x;
+	json_array_foreach(ops, i, x)
+		c->matmul = c->matmul || (json_is_string(x) && !strcmp(json_string_value(x), "MatMul"));
+}
+
 static void common_cfg(struct wo_cfg *c, const json_t *params)
 {
 	c->bits = (int)opt_int(params, "bits", 4);
@@ -738,6 +942,7 @@ static void common_cfg(struct wo_cfg *c, const json_t *params)
 		css = json_array_get(css, 0);
 	c->calib_limit = json_is_integer(css) ? json_integer_value(css) : 0;
 	c->g = (struct qd_wo_gptq_opts){ .percdamp = 0.01, .blocksize = 128, .perchannel = true };
+	set_op_types(c, json_object_get(params, "op_types_to_quantize"));
 }
 
 int qd_pass_run_blockwise_rtn(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t *params,
@@ -775,6 +980,8 @@ int qd_pass_run_matmul4(struct qd_pass_ctx *ctx, struct qd_model *m, const json_
 	c.accuracy_level = opt_int(woq, "accuracy_level", c.accuracy_level);
 	c.bits = (int)opt_int(woq, "bits", c.bits);
 	c.ratios = json_object_get(woq, "ratios");
+	if (json_object_get(woq, "op_types_to_quantize"))
+		set_op_types(&c, json_object_get(woq, "op_types_to_quantize"));
 	if (json_is_number(json_object_get(woq, "percdamp")))
 		c.g.percdamp = json_number_value(json_object_get(woq, "percdamp"));
 	c.g.actorder = qd_pass_opt_bool(woq, "actorder", false);

@@ -3,7 +3,8 @@
 N failed" at the end). usage: check.py WORK_DIR CASES_FILE
 
 CASES_FILE lines: name model_dir float.onnx held.npz min_cos min_top1 max_ratio n_nbits
-(min_top1 "-" = no top-1 check). WORK_DIR/NAME/ holds quantd run's output (model.onnx,
+(min_top1 "-" = no top-1 check; n_nbits "17/2" = 17 MatMulNBits and 2 GatherBlockQuantized,
+the embedding Gathers of wte / wpe then gone). WORK_DIR/NAME/ holds quantd run's output (model.onnx,
 metrics.json), ort.npz (ORT on the artifact), f_<model>.npz (ORT on the float model) and
 eng.npz (quantd infer on the artifact). Also checks GPTQ > RTN pairs (WORK_DIR/pairs) and
 ORT's DEFAULT packing re-implemented in numpy against the bytes of the *_pack artifacts."""
@@ -88,7 +89,12 @@ def check_case(work, f):
         return
     m = onnx.load(art, load_external_data=False)
     nodes = [n for n in m.graph.node if n.op_type == "MatMulNBits"]
-    check(len(nodes) == int(n_nbits), "%s: %d MatMulNBits nodes (expected %s)" % (name, len(nodes), n_nbits))
+    want_mm, _, want_g = n_nbits.partition("/")   # "17/2": MatMulNBits / GatherBlockQuantized
+    check(len(nodes) == int(want_mm), "%s: %d MatMulNBits nodes (expected %s)" % (name, len(nodes), want_mm))
+    gbq = [n for n in m.graph.node if n.op_type == "GatherBlockQuantized"]
+    left = any(n.op_type == "Gather" and n.input[0] in ("wte", "wpe") for n in m.graph.node)
+    check(len(gbq) == int(want_g or 0) and not (want_g and left),
+          "%s: %d GatherBlockQuantized nodes (expected %s)" % (name, len(gbq), want_g or 0))
     ort_f = os.path.join(d, "ort.npz")
     check(os.path.exists(ort_f), "%s: ONNX Runtime loads and runs the artifact" % name)
     if not os.path.exists(ort_f):
@@ -130,6 +136,22 @@ def check_pack(work, name, fmodel, bits, bs, sym):
     fnodes = {n.output[0]: n for n in f.graph.node}
     bad, n_checked = [], 0
     for n in m.graph.node:
+        if n.op_type == "GatherBlockQuantized":
+            # the table's rows are MatMulNBits' B columns: ORT's DEFAULT grid on data.T, the
+            # uint8 form [V, H*bits/8], scales [V, H/bs], packed zero points [V, ...]
+            T = nh.to_array(fi[fnodes[n.output[0]].input[0]])
+            B, S, Z = ort_default_reference(T.T.copy(), bits, bs, sym)
+            a = {x.name: x.i for x in n.attribute}
+            ok = np.array_equal(nh.to_array(qi[n.input[0]]).reshape(-1), B.reshape(-1)) and \
+                np.array_equal(nh.to_array(qi[n.input[2]]).reshape(-1), S) and \
+                (Z is None) == (len(n.input) < 4) and \
+                (Z is None or np.array_equal(nh.to_array(qi[n.input[3]]).reshape(-1), Z)) and \
+                a.get("bits") == bits and a.get("block_size") == bs and a.get("gather_axis") == 0 and \
+                a.get("quantize_axis") == 1
+            n_checked += 1
+            if not ok:
+                bad.append(n.name)
+            continue
         if n.op_type != "MatMulNBits":
             continue
         src = fnodes[n.output[0]]

@@ -51,6 +51,9 @@ cases=(
 "gpt_awq|$GPT|$GHELD|$GCAL|\"type\": \"OnnxMatMulNBits\", \"algorithm\": \"AWQ\", \"block_size\": 32, \"data_config\": \"calib\"|0.93|0.42|0.23|17"
 "gpt_hqq|$GPT|$GHELD|$GCAL|\"type\": \"OnnxHqqQuantization\", \"block_size\": 32|0.940|0.45|0.26|17"
 "gpt_rtn8|$GPT|$GHELD|$GCAL|\"type\": \"OnnxBlockWiseRtnQuantization\", \"bits\": 8, \"block_size\": 32|0.9995|0.95|0.34|17"
+"gpt_gather|$GPT|$GHELD|$GCAL|\"type\": \"OnnxMatMul4Quantizer\", \"block_size\": 32, \"op_types_to_quantize\": [\"MatMul\", \"Gather\"]|0.920|0.39|0.17|17/2"
+"gpt_gather_asym|$GPT|$GHELD|$GCAL|\"type\": \"OnnxBlockWiseRtnQuantization\", \"block_size\": 64, \"is_symmetric\": false, \"op_types_to_quantize\": [\"Gather\"]|0.984|0.72|0.94|0/2"
+"gpt_gather8|$GPT|$GHELD|$GCAL|\"type\": \"OnnxMatMulNBits\", \"bits\": 8, \"block_size\": 32, \"op_types_to_quantize\": [\"MatMul\", \"Gather\"], \"is_symmetric\": false|0.9997|0.96|0.30|17/2"
 )
 : >"$work/cases"; : >"$work/ortlist"
 for c in "${cases[@]}"; do
@@ -90,7 +93,8 @@ else
 	bad "bert_pack_asym: model.onnx still holds the weights"
 fi
 
-printf '%s\n' "bert_rtn $BERT 4 32 sym" "bert_pack_asym $BERT 4 64 asym" "bert_rtn8 $BERT 8 32 sym" >"$work/packs"
+printf '%s\n' "bert_rtn $BERT 4 32 sym" "bert_pack_asym $BERT 4 64 asym" "bert_rtn8 $BERT 8 32 sym" \
+	"gpt_gather $GPT 4 32 sym" "gpt_gather_asym $GPT 4 64 asym" "gpt_gather8 $GPT 8 32 asym" >"$work/packs"
 printf '%s\n' "bert_gptq bert_rtn 0.005" "gpt_gptq gpt_rtn 0.01" "bert_gptq_ao bert_rtn 0.005" "gpt_awq gpt_rtn 0.003" >"$work/pairs"
 $PY tests/weightonly/check.py "$work" "$work/cases" | tee "$work/check.log" | grep -v '^weightonly-check:'
 read -r p f < <(sed -nE 's/^weightonly-check: ([0-9]+) passed, ([0-9]+) failed.*/\1 \2/p' "$work/check.log")
@@ -119,7 +123,10 @@ bad_cases=(
 "\"type\": \"OnnxMatMul4Quantizer\", \"algorithm\": \"k_quant\"|passes.q.algorithm"
 "\"type\": \"OnnxMatMul4Quantizer\", \"algorithm\": \"GPTQ\", \"data_config\": \"calib\", \"weight_only_quant_configs\": {\"groupsize\": 1}|passes.q.weight_only_quant_configs.groupsize"
 "\"type\": \"OnnxMatMul4Quantizer\", \"algorithm\": \"HQQ\", \"weight_only_quant_configs\": {\"bits\": 5}|passes.q.weight_only_quant_configs.bits"
-"\"type\": \"OnnxBlockWiseRtnQuantization\", \"op_types_to_quantize\": [\"MatMul\", \"Gather\"]|passes.q.op_types_to_quantize"
+"\"type\": \"OnnxMatMul4Quantizer\", \"algorithm\": \"RTN\", \"op_types_to_quantize\": [\"MatMul\", \"Gather\"]|passes.q.op_types_to_quantize"
+"\"type\": \"OnnxMatMul4Quantizer\", \"algorithm\": \"GPTQ\", \"data_config\": \"calib\", \"weight_only_quant_configs\": {\"op_types_to_quantize\": [\"Gather\"]}|passes.q.weight_only_quant_configs.op_types_to_quantize"
+"\"type\": \"OnnxMatMul4Quantizer\", \"quant_axes\": {\"Gather\": 0}|passes.q.quant_axes.Gather"
+"\"type\": \"OnnxBlockWiseRtnQuantization\", \"op_types_to_quantize\": [\"Conv\"]|passes.q.op_types_to_quantize"
 "\"type\": \"OnnxBlockWiseRtnQuantization\", \"accuracy_level\": 7|passes.q.accuracy_level"
 "\"type\": \"OnnxMatMulNBits\", \"bits\": 16|passes.q.bits"
 )
