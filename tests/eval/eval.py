@@ -193,15 +193,17 @@ def check_evaluation(name, metrics, fp, qp, held, wf):
           lat[0] <= out["latency-avg"] <= lat[3], "%s: latency min <= p50 <= p90 <= max, avg inside (ms)" % name, lat)
     ld, td = det.get("latency-avg") or {}, det.get("throughput-avg") or {}
     check(ld.get("warmup_num") == 2 and ld.get("repeat_test_num") == 12 and ld.get("batch_size") == 16 and
-          td.get("repeat_test_num") == 5 and td.get("warmup_num") == 10,
+          td.get("repeat_test_num") == 5 and td.get("warmup_num") == 10 and td.get("batch_size") == 16,
           "%s: latency settings from metric_config, Olive's defaults otherwise (warmup 10)" % name, (ld, td))
     tp = [out.get("throughput-" + s) for s in ("min", "avg", "max")]
     check(all(isinstance(x, float) and x > 0 for x in tp) and tp == sorted(tp),
           "%s: throughput min <= avg <= max (min from the slowest run)" % name, tp)
-    # a separate measurement; the fastest runs are the ones a loaded machine leaves alone, and
-    # only a unit error (s vs ms, the batch size) is off by this much
+    # a unit check against the latency metric, a separate measurement of ~15 us runs: a unit
+    # error (s vs ms) is off by 1000x, while a loaded machine can stall the latency runs that
+    # come first (their fastest measured 65x slower than the throughput runs once in CI), so
+    # the bound above is wide; the batch factor is checked through td["batch_size"] above
     tp_want = 16 / out["latency-min"] * 1000
-    check(tp_want / 10 < out.get("throughput-max", 0) < tp_want * 10,
+    check(tp_want / 10 < out.get("throughput-max", 0) < tp_want * 200,
           "%s: throughput max %.0f samples/s on batches of 16 (latency min gives %.0f; separate runs)" %
           (name, out.get("throughput-max", -1), tp_want))
     # size and goals
