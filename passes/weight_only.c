@@ -596,6 +596,47 @@ struct packed {
 	char *inv;            /* AWQ: 1/s per input channel, or NULL */
 };
 
+/* Pack q into MatMulNBits' layout (qd_wo_pack; q is freed on failure) and name the
+ * initializers of weight b: <b>_Q<bits>, <b>_scales, <b>_zero_points (when Z). */
+static int pack_named(struct wo *w, struct qd_graph_index *ix, struct qd_wo_q *q, const char *b, uint8_t zp_fill,
+		      struct packed *p, uint8_t **B, size_t *nb, uint8_t **Z, size_t *nz)
+{
+	if (qd_wo_pack(q, B, nb, Z, nz, zp_fill) < 0) {
+		qd_wo_q_free(q);
+		return qd_err_set(w->err, QD_ENOMEM, NULL, "out of memory");
+	}
+	char base[512];
+	snprintf(base, sizeof base, "%s_Q%d", b, w->cfg.bits);
+	p->bq = qd_index_unique_name(ix, base);
+	snprintf(base, sizeof base, "%s_scales", b);
+	p->sc = qd_index_unique_name(ix, base);
+	if (*Z) {
+		snprintf(base, sizeof base, "%s_zero_points", b);
+		p->zp = qd_index_unique_name(ix, base);
+	}
+	return 0;
+}
+
+/* Add the packed weight's initializers (tz may be NULL when there are no zero points);
+ * on failure the ones not added are freed. */
+static int add_packed(struct wo *w, const struct packed *p, Onnx__TensorProto *tb, Onnx__TensorProto *ts,
+		      Onnx__TensorProto *tz)
+{
+	Onnx__TensorProto *ti[3] = {tb, ts, tz};
+	bool ok = tb && ts && (!p->zp || tz);
+	for (size_t k = 0; k < 3; k++) {
+		if (ok && ti[k] && qd_graph_add_initializer(w->m->proto->graph, ti[k]) < 0)
+			ok = false;
+		else if (ok)
+			ti[k] = NULL;   /* the graph owns it */
+	}
+	if (ok)
+		return 0;
+	for (size_t k = 0; k < 3; k++)
+		qd_tensor_free(ti[k]);
+	return qd_err_set(w->err, QD_ENOMEM, NULL, "out of memory");
+}
+
 static int rewrite_one(struct wo *w, struct qd_graph_index *ix, const struct target *t, struct qd_namemap *done,
 		       struct packed *pk, size_t *npk)
 {
@@ -636,19 +677,8 @@ static int rewrite_one(struct wo *w, struct qd_graph_index *ix, const struct tar
 		}
 		uint8_t *B = NULL, *Z = NULL;
 		size_t nb = 0, nz = 0;
-		if (qd_wo_pack(&q, &B, &nb, &Z, &nz, c->algo == QD_WO_RTN ? 0x88 : 0) < 0) {
-			qd_wo_q_free(&q);
-			return qd_err_set(w->err, QD_ENOMEM, NULL, "out of memory");
-		}
-		char base[512];
-		snprintf(base, sizeof base, "%s_Q%d", t->b, c->bits);
-		p->bq = qd_index_unique_name(ix, base);
-		snprintf(base, sizeof base, "%s_scales", t->b);
-		p->sc = qd_index_unique_name(ix, base);
-		if (Z) {
-			snprintf(base, sizeof base, "%s_zero_points", t->b);
-			p->zp = qd_index_unique_name(ix, base);
-		}
+		if ((rc = pack_named(w, ix, &q, t->b, c->algo == QD_WO_RTN ? 0x88 : 0, p, &B, &nb, &Z, &nz)) < 0)
+			return rc;
 		int64_t kb = q.kb, blob = c->bs * c->bits / 8;
 		int64_t db[3] = {t->N, kb, blob}, ds[1] = {t->N * kb}, dz[1] = {q.zpf ? t->N * kb : (int64_t)nz};
 		Onnx__TensorProto *tb = p->bq ? qd_tensor_new(p->bq, QD_DT_UINT8, db, 3, B, nb) : NULL;
@@ -659,14 +689,8 @@ static int rewrite_one(struct wo *w, struct qd_graph_index *ix, const struct tar
 		free(B);
 		free(Z);
 		qd_wo_q_free(&q);
-		if (!tb || !ts || (p->zp && !tz) || qd_graph_add_initializer(g, tb) < 0) {
-			qd_tensor_free(tb); qd_tensor_free(ts); qd_tensor_free(tz);
-			return qd_err_set(w->err, QD_ENOMEM, NULL, "out of memory");
-		}
-		if (qd_graph_add_initializer(g, ts) < 0 || (tz && qd_graph_add_initializer(g, tz) < 0)) {
-			qd_tensor_free(ts); qd_tensor_free(tz);
-			return qd_err_set(w->err, QD_ENOMEM, NULL, "out of memory");
-		}
+		if ((rc = add_packed(w, p, tb, ts, tz)) < 0)
+			return rc;
 		if (qd_namemap_put(done, t->b, (long)*npk) < 0)
 			return qd_err_set(w->err, QD_ENOMEM, NULL, "out of memory");
 		(*npk)++;
@@ -740,19 +764,8 @@ static int rewrite_gather(struct wo *w, struct qd_graph_index *ix, const struct 
 			return rc;
 		uint8_t *B = NULL, *Z = NULL;
 		size_t nb = 0, nz = 0;
-		if (qd_wo_pack(&q, &B, &nb, &Z, &nz, 0) < 0) {
-			qd_wo_q_free(&q);
-			return qd_err_set(w->err, QD_ENOMEM, NULL, "out of memory");
-		}
-		char base[512];
-		snprintf(base, sizeof base, "%s_Q%d", t->b, c->bits);
-		p->bq = qd_index_unique_name(ix, base);
-		snprintf(base, sizeof base, "%s_scales", t->b);
-		p->sc = qd_index_unique_name(ix, base);
-		if (Z) {
-			snprintf(base, sizeof base, "%s_zero_points", t->b);
-			p->zp = qd_index_unique_name(ix, base);
-		}
+		if ((rc = pack_named(w, ix, &q, t->b, 0, p, &B, &nb, &Z, &nz)) < 0)
+			return rc;
 		int64_t kb = q.kb, db[2] = {V, H * c->bits / 8}, ds[2] = {V, kb}, dz[2] = {V, V ? (int64_t)nz / V : 0};
 		Onnx__TensorProto *tb = p->bq ? qd_tensor_new(p->bq, QD_DT_UINT8, db, 2, B, nb) : NULL;
 		Onnx__TensorProto *ts = p->sc ? qd_tensor_new(p->sc, QD_DT_FLOAT, ds, 2, q.scale,
@@ -761,19 +774,8 @@ static int rewrite_gather(struct wo *w, struct qd_graph_index *ix, const struct 
 		free(B);
 		free(Z);
 		qd_wo_q_free(&q);
-		Onnx__TensorProto *ti[3] = {tb, ts, tz};
-		bool ok = tb && ts && (!p->zp || tz);
-		for (size_t k = 0; k < 3; k++) {
-			if (ok && ti[k] && qd_graph_add_initializer(g, ti[k]) < 0)
-				ok = false;
-			else if (ok)
-				ti[k] = NULL;   /* the graph owns it */
-		}
-		if (!ok) {
-			for (size_t k = 0; k < 3; k++)
-				qd_tensor_free(ti[k]);
-			return qd_err_set(w->err, QD_ENOMEM, NULL, "out of memory");
-		}
+		if ((rc = add_packed(w, p, tb, ts, tz)) < 0)
+			return rc;
 		if (qd_namemap_put(done, t->b, (long)*npk) < 0)
 			return qd_err_set(w->err, QD_ENOMEM, NULL, "out of memory");
 		(*npk)++;
