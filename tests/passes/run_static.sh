@@ -53,7 +53,7 @@ THRESHOLDS=$(cat <<'EOF'
 # and int8 activations go through ORT's S8->U8 rewrite. Bounds are the measured worst.
 cls         *          *     *    *             --max-quantd-abs 0.005 --min-quantd-cos 0.99999  # measured 0..0.0037
 det         *          *     u8   *             --max-quantd-abs 0.0001                       # measured 1e-7
-det         *          *     s8   *             --max-quantd-abs 0.05 --min-quantd-cos 0.9999  # measured 0.038
+det         *          *     s8   *             --max-quantd-abs 0.1 --min-quantd-cos 0.9999   # measured 0.038 (AMD EPYC, OpenBLAS Cooperlake kernels), 0.086 (Intel AVX-512, SkylakeX kernels: Entropy)
 det         *          *     u16  *             --max-quantd-abs 0.01 --min-quantd-cos 0.9999  # measured 0.004-0.008
 rec         *          *     *    *             --max-quantd-abs 0.15 --min-quantd-cos 0.998   # measured 0..0.14
 rec         *          true  *    Distribution  --max-quantd-abs 0.9 --min-quantd-cos 0.98     # measured 0.85 (cosine 0.982)
