@@ -120,6 +120,9 @@ int qd_req_page(struct qd_req *r, struct qd_page *pg);
 /* {"items": items, "next_cursor": c | null, "next": "<path>?limit=..&cursor=.." | null}
  * (items stolen). */
 int qd_req_list(struct qd_req *r, json_t *items, const struct qd_page *pg, const char *extra_query);
+/* The same with the members of fields (stolen, may be NULL) added to the page object. */
+int qd_req_list_with(struct qd_req *r, json_t *items, const struct qd_page *pg, const char *extra_query,
+		     json_t *fields);
 
 /* Validate a stored model file without loading its weights (api/model_check.c):
  * *summary (new) is qd_model_summary_json. Errors name the problem (PARSE / MODEL). */

@@ -346,7 +346,13 @@ static void url_escape(struct qd_buf *b, const char *s)
 
 int qd_req_list(struct qd_req *r, json_t *items, const struct qd_page *pg, const char *extra_query)
 {
-	json_t *body = json_object();
+	return qd_req_list_with(r, items, pg, extra_query, NULL);
+}
+
+int qd_req_list_with(struct qd_req *r, json_t *items, const struct qd_page *pg, const char *extra_query,
+		     json_t *fields)
+{
+	json_t *body = fields ? fields : json_object();
 	if (!body || !items) {
 		json_decref(body);
 		json_decref(items);

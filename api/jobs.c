@@ -1,11 +1,12 @@
 /* /v1/jobs: submit a workflow for a stored model (validated against the pass registry at
- * submit time, then queued for the workers), list, get, delete, cancel, read the job log
- * and list artifacts; /v1/artifacts/{id} downloads one artifact. */
+ * submit time, then queued for the workers), list, get, delete, cancel, read the job log,
+ * list artifacts and search trials; /v1/artifacts/{id} downloads one artifact. */
 #include "api/api.h"
 #include "passes/workflow.h"
 #include "passes/data_config.h"
 #include "passes/passes.h"
 #include "onnx/onnx.h"
+#include "search/search.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -292,6 +293,51 @@ int qd_api_jobs_artifacts(struct qd_req *r)
 		json_array_append_new(items, qd_artifact_to_json(&arts[i]));
 	qd_artifact_rows_free(arts, n);
 	return qd_req_list(r, items, NULL, NULL);
+}
+
+/* The search's trials in trial order, paged. A job without search_strategy answers an
+ * empty page with "search": false and the reason; a search job that has not finished a
+ * trial yet an empty page with "search": true. */
+int qd_api_jobs_trials(struct qd_req *r)
+{
+	struct qd_store_conn *c = qd_req_store(r);
+	struct qd_job_row job = { 0 };
+	struct qd_trial_row *rows = NULL;
+	struct qd_page pg;
+	size_t n = 0;
+	int rc;
+	if (!c)
+		return -r->err.code;
+	if ((rc = qd_req_page(r, &pg)))
+		return rc;
+	if ((rc = qd_job_get(c, r->id, &job, &r->err)))
+		return rc;
+	json_error_t je;
+	json_t *wf = json_loads(job.workflow_json, 0, &je), *fields;
+	struct qd_search_strategy ss = { 0 };
+	struct qd_err se = { 0 };
+	bool search = wf && qd_search_strategy_parse(wf, &ss, &se) == 0 && ss.enabled;
+	json_decref(wf);
+	if (!search) {
+		fields = json_pack("{s:s, s:b, s:s}", "job", job.id, "search", 0, "reason",
+				   "no search ran: the job's workflow has no search_strategy (its passes ran once "
+				   "with their given or default parameters)");
+		qd_job_row_free(&job);
+		return qd_req_list_with(r, json_array(), NULL, NULL, fields);
+	}
+	if ((rc = qd_trial_list(c, r->id, &pg, &rows, &n, &r->err)))
+		goto out;
+	json_t *items = json_array();
+	for (size_t i = 0; items && i < n; i++)
+		json_array_append_new(items, qd_trial_to_json(&rows[i]));
+	json_error_t je2;
+	json_t *prog = job.search_json ? json_loads(job.search_json, 0, &je2) : NULL;
+	fields = json_pack("{s:s, s:b, s:o}", "job", job.id, "search", 1, "progress", prog ? prog : json_null());
+	rc = qd_req_list_with(r, items, &pg, NULL, fields);
+out:
+	qd_trial_rows_free(rows, n);
+	qd_job_row_free(&job);
+	return rc;
 }
 
 int qd_api_artifacts_get(struct qd_req *r)

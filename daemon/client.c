@@ -1,7 +1,7 @@
 /* The command-line client of a quantd daemon, for build pipelines that would otherwise
  * script curl: `quantd submit` uploads a model and its datasets (unless the server already
  * has the bytes), submits the workflow, waits with a progress line and downloads the
- * checked artifacts; `jobs`, `status`, `logs` and `cancel` read and steer jobs.
+ * checked artifacts; `jobs`, `status`, `logs`, `trials` and `cancel` read and steer jobs.
  *
  * DESIGN
  * - HTTP goes through libcurl's easy interface (one handle per command, reset between
@@ -42,7 +42,7 @@
 #include <string.h>
 bool qd_client_command(const char *cmd)
 {
-	static const char *const cmds[] = { "submit", "jobs", "status", "logs", "cancel" };
+	static const char *const cmds[] = { "submit", "jobs", "status", "logs", "cancel", "trials" };
 	for (size_t i = 0; i < QD_ARRAY_LEN(cmds); i++)
 		if (!strcmp(cmd, cmds[i]))
 			return true;
@@ -76,7 +76,8 @@ int qd_cmd_client(int argc, char **argv)
 
 /* ---- options ---- */
 
-enum { C_SUBMIT = 1, C_JOBS = 2, C_STATUS = 4, C_LOGS = 8, C_CANCEL = 16, C_ALL = 31 };
+enum { C_SUBMIT = 1, C_JOBS = 2, C_STATUS = 4, C_LOGS = 8, C_CANCEL = 16, C_TRIALS = 32, C_ALL = 63 };
+#define C_JOB_ARG (C_STATUS | C_LOGS | C_CANCEL | C_TRIALS)   /* commands that take a JOB */
 
 struct cli_args {
 	const char *server, *token, *token_file, *model, *config, *output, *state, *limit,
@@ -129,6 +130,8 @@ static const struct cli_cmd {
 	{ "status", C_STATUS, "JOB", "show one job: state, progress, error, result, artifacts" },
 	{ "logs", C_LOGS, "JOB [--follow]", "print a job's log" },
 	{ "cancel", C_CANCEL, "JOB [--wait]", "cancel a queued or running job" },
+	{ "trials", C_TRIALS, "JOB", "list a search job's trials: parameters, metric values, goals, duration, pareto "
+	  "frontier, and the search's progress" },
 };
 
 static void cli_usage(FILE *f, const struct cli_cmd *cmd)
@@ -1289,6 +1292,66 @@ static int cmd_cancel(struct cli *c, struct cli_args *a)
 	return rc ? cli_fail(c, rc) : 0;
 }
 
+/* One line per trial: "N STATUS GOALS SECONDS PARETO values params" (every page); the
+ * search's progress on stderr. --json: the server's pages, one per line. */
+static int cmd_trials(struct cli *c, struct cli_args *a)
+{
+	char *cursor = NULL;
+	bool header = false;
+	for (;;) {
+		char path[256];
+		snprintf(path, sizeof path, "/v1/jobs/%s/trials?limit=1000%s%s", a->job, cursor ? "&cursor=" : "",
+			 cursor ? cursor : "");
+		free(cursor);
+		cursor = NULL;
+		json_t *page;
+		char *raw;
+		int rc = api_json(c, "GET", path, NULL, NULL, &page, &raw);
+		if (rc)
+			return cli_fail(c, rc);
+		if (c->json)
+			print_raw(raw);
+		else if (!json_is_true(json_object_get(page, "search")))
+			ui_note(c, "job %s: %s", a->job, json_string_value(json_object_get(page, "reason")) ?: "no search");
+		else {
+			size_t i;
+			json_t *t;
+			if (!header)
+				printf("%5s %-6s %-6s %8s %-6s %s\n", "TRIAL", "STATUS", "GOALS", "SECONDS", "PARETO",
+				       "VALUES / ERROR  PARAMS");
+			header = true;
+			json_array_foreach(json_object_get(page, "items"), i, t) {
+				char *vals = json_dumps(json_object_get(t, "values"), JSON_COMPACT | JSON_SORT_KEYS |
+							JSON_ENCODE_ANY);
+				char *params = json_dumps(json_object_get(t, "params"), JSON_COMPACT | JSON_SORT_KEYS);
+				const char *err = json_string_value(json_object_get(t, "error"));
+				printf("%5lld %-6s %-6s %8.2f %-6s %s  %s\n", (long long)json_integer_value(json_object_get(t, "trial")),
+				       json_string_value(json_object_get(t, "status")) ?: "",
+				       json_is_true(json_object_get(t, "goals_met")) ? "met" : "missed",
+				       json_number_value(json_object_get(t, "seconds")),
+				       json_is_true(json_object_get(t, "pareto")) ? "yes" : "-", err ? err : vals ? vals : "",
+				       params ? params : "");
+				free(vals);
+				free(params);
+			}
+			const json_t *pr = json_object_get(page, "progress"), *best = json_object_get(pr, "best");
+			if (json_is_object(pr) && !json_string_value(json_object_get(page, "next_cursor")))
+				ui_note(c, "search %s: %lld of %lld trials done; best so far: %s%lld (goals %s)",
+					json_is_true(json_object_get(pr, "finished")) ? "finished" : "running",
+					(long long)json_integer_value(json_object_get(pr, "trials_done")),
+					(long long)json_integer_value(json_object_get(pr, "trials_planned")),
+					json_is_object(best) ? "trial " : "none", (long long)json_integer_value(json_object_get(best, "trial")),
+					json_is_true(json_object_get(best, "goals_met")) ? "met" : "missed");
+		}
+		const char *next = json_string_value(json_object_get(page, "next_cursor"));
+		cursor = next && *next ? url_escape(c, next) : NULL;
+		json_decref(page);
+		free(raw);
+		if (!cursor)
+			return 0;
+	}
+}
+
 /* ---- entry ---- */
 
 bool qd_client_command(const char *cmd)
@@ -1336,7 +1399,7 @@ int qd_cmd_client(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		const char *arg = argv[i];
 		if (arg[0] != '-' || !arg[1]) {
-			if (a.job || !(cmd->bit & (C_STATUS | C_LOGS | C_CANCEL))) {
+			if (a.job || !(cmd->bit & C_JOB_ARG)) {
 				fprintf(stderr, "quantd %s: unexpected argument '%s'\n", cmd->name, arg);
 				cli_usage(stderr, cmd);
 				return QD_CLI_EXIT_USAGE;
@@ -1386,7 +1449,7 @@ int qd_cmd_client(int argc, char **argv)
 		cli_usage(stdout, cmd);
 		return 0;
 	}
-	if ((cmd->bit & (C_STATUS | C_LOGS | C_CANCEL)) && (!a.job || !valid_id(a.job))) {
+	if ((cmd->bit & C_JOB_ARG) && (!a.job || !valid_id(a.job))) {
 		fprintf(stderr, "quantd %s: %s\n", cmd->name, a.job ? "invalid job id" : "which job? (give its id)");
 		cli_usage(stderr, cmd);
 		return QD_CLI_EXIT_USAGE;
@@ -1447,6 +1510,7 @@ int qd_cmd_client(int argc, char **argv)
 	case C_STATUS: rc = cmd_status(&c, &a); break;
 	case C_LOGS:   rc = cmd_logs(&c, &a); break;
 	case C_CANCEL: rc = cmd_cancel(&c, &a); break;
+	case C_TRIALS: rc = cmd_trials(&c, &a); break;
 	}
 	curl_easy_cleanup(c.h);
 	curl_global_cleanup();

@@ -103,6 +103,9 @@ void qd_workers_poll_cancel(struct qd_daemon *d, struct qd_store_conn *c);
  * Joins the threads; returns the number of workers that did not stop within 15 s more
  * (their jobs stay "running" and are recovered at the next start). */
 int qd_workers_stop(struct qd_daemon *d);
+/* Start-up: empty <data-dir>/work except the directories of queued jobs (a requeued
+ * search resumes from the trials saved there); creates work/ when missing. */
+int qd_work_sweep(struct qd_daemon *d, struct qd_store_conn *c, struct qd_err *err);
 /* Remove a file or directory tree (no symlinks followed); errors are ignored. */
 void qd_rm_rf(const char *path);
 /* Record a finished job's run time in the duration histogram. */
@@ -130,10 +133,12 @@ struct qd_job_sup {
 	struct qd_job_limits limits;
 	int64_t kill_grace_seconds;          /* SIGTERM -> SIGKILL */
 	const volatile int *stop;            /* non-zero: cancel (SIGTERM, then SIGKILL) */
-	struct {                             /* the child's progress and log lines */
+	const json_t *resume;                /* trial records of earlier attempts (qd_workflow_req.resume) */
+	struct {                             /* the child's progress, log and trial lines */
 		void *ud;
 		void (*progress)(void *ud, double frac, const char *msg);
 		void (*log)(void *ud, enum qd_log_level lvl, const char *line);
+		void (*trial)(void *ud, const json_t *record, const json_t *search);
 	} hooks;
 };
 

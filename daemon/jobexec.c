@@ -10,8 +10,9 @@
  *   handles; every fd but 0-3 is closed before exec). The child never opens the store;
  *   every state change stays in the parent, through the store's one transition function.
  * - Channel: the child writes one JSON object per line to fd 3 (a pipe): {"t":"progress",
- *   "frac","msg"}, {"t":"log","level","line"}, and at the end {"t":"done","result"} or
- *   {"t":"error","code","field","msg"}. Lines are written whole under a mutex (engine
+ *   "frac","msg"}, {"t":"log","level","line"}, {"t":"trial","record","search"} for each
+ *   finished search trial (and once with "record": null at the end of the search), and at
+ *   the end {"t":"done","result"} or {"t":"error","code","field","msg"}. Lines are written whole under a mutex (engine
  *   threads may report). The parent forwards progress and log lines to the job row and
  *   job log exactly as the in-process hooks did. The last progress message names the
  *   phase a crash happened in.
@@ -170,6 +171,12 @@ static void child_log(void *ud, enum qd_log_level lvl, const char *line)
 	child_send(c, json_pack("{s:s, s:i, s:s}", "t", "log", "level", (int)lvl, "line", line ? line : ""));
 }
 
+static void child_trial(void *ud, const json_t *record, const json_t *search)
+{
+	struct child *c = ud;
+	child_send(c, json_pack("{s:s, s:O?, s:O?}", "t", "trial", "record", record, "search", search));
+}
+
 static int child_limits(const json_t *lim, struct child *c)
 {
 	char why[512];
@@ -226,6 +233,7 @@ int qd_cmd_job_exec(int argc, char **argv)
 		.out_dir = c.out_dir,
 		.threads = (int)json_integer_value(json_object_get(req, "threads")),
 		.data_paths = json_is_object(dp) ? dp : NULL,
+		.resume = json_is_array(json_object_get(req, "resume")) ? json_object_get(req, "resume") : NULL,
 	};
 	if (!wr.model_path || !wr.workflow || !wr.out_dir) {
 		rc = qd_err_set(&err, QD_EPARSE, "request", "the job request '%s' lacks model_path, workflow "
@@ -233,7 +241,7 @@ int qd_cmd_job_exec(int argc, char **argv)
 		goto out;
 	}
 	struct qd_workflow_hooks hooks = { .ud = &c, .progress = child_progress, .log = child_log,
-					   .cancel = &child_cancel };
+					   .cancel = &child_cancel, .trial = child_trial };
 	rc = qd_workflow_run(&wr, &hooks, &result, &err);
 	if (!rc && child_cancel)
 		rc = qd_err_set(&err, QD_ECANCELED, "", "job canceled");
@@ -315,6 +323,10 @@ static void handle_line(const struct qd_job_sup *s, char *line, struct qd_job_ou
 		const char *l = json_string_value(json_object_get(m, "line"));
 		if (s->hooks.log && l)
 			s->hooks.log(s->hooks.ud, (enum qd_log_level)(lvl >= 0 && lvl <= 3 ? lvl : 1), l);
+	} else if (!strcmp(t, "trial")) {
+		const json_t *rec = json_object_get(m, "record"), *srch = json_object_get(m, "search");
+		if (s->hooks.trial && (json_is_object(rec) || json_is_object(srch)))
+			s->hooks.trial(s->hooks.ud, json_is_object(rec) ? rec : NULL, json_is_object(srch) ? srch : NULL);
 	} else if (!strcmp(t, "done")) {
 		o->done = true;
 		json_decref(o->result);
@@ -335,10 +347,10 @@ static int write_request(const struct qd_job_sup *s, const char *path, struct qd
 	json_t *lim = json_pack("{s:I, s:I, s:I}", "max_job_seconds", (json_int_t)s->limits.max_seconds,
 				"max_job_memory_mb", (json_int_t)s->limits.max_memory_mb,
 				"max_output_mb", (json_int_t)s->limits.max_output_mb);
-	json_t *req = json_pack("{s:s, s:s, s:O, s:s, s:i, s:O?, s:o, s:i}", "job_id", s->job_id,
+	json_t *req = json_pack("{s:s, s:s, s:O, s:s, s:i, s:O?, s:o, s:i, s:O?}", "job_id", s->job_id,
 				"model_path", s->model_path, "workflow", s->workflow, "out_dir", s->out_dir,
 				"threads", s->threads, "data_paths", s->data_paths, "limits", lim,
-				"log_level", s->log_level);
+				"log_level", s->log_level, "resume", s->resume);
 	if (!req)
 		return qd_err_set(err, QD_ENOMEM, "", "out of memory");
 	int rc = 0;

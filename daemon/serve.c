@@ -163,16 +163,6 @@ int qd_cmd_serve(int argc, char **argv)
 		fprintf(stderr, "quantd serve: cannot open data directory '%s': %s\n", d->cfg.data_dir, err.msg);
 		goto out;
 	}
-	/* no job runs before the workers start: whatever is in work/ is left over from a crash */
-	char *work = qd_asprintf("%s/work", d->cfg.data_dir);
-	if (work)
-		qd_rm_rf(work);
-	if (!work || qd_mkdir_p(work, &err)) {
-		fprintf(stderr, "quantd serve: cannot create '%s/work': %s\n", d->cfg.data_dir, err.msg);
-		free(work);
-		goto out;
-	}
-	free(work);
 	if (qd_store_connect(d->store, &main_conn, &err)) {
 		fprintf(stderr, "quantd serve: cannot connect to the store: %s\n", err.msg);
 		goto out;
@@ -185,6 +175,12 @@ int qd_cmd_serve(int argc, char **argv)
 	if (rs.requeued || rs.failed || rs.canceled)
 		qd_log(QD_LOG_WARN, NULL, "recovered interrupted jobs: %d requeued, %d failed (attempt limit), %d canceled",
 		       rs.requeued, rs.failed, rs.canceled);
+	/* no job runs before the workers start: what is in work/ is left over from a crash;
+	 * only queued (requeued) jobs keep theirs, for the trials their search resumes from */
+	if (qd_work_sweep(d, main_conn, &err)) {
+		fprintf(stderr, "quantd serve: cannot create '%s/work': %s\n", d->cfg.data_dir, err.msg);
+		goto out;
+	}
 	if (qd_workers_start(d, &err)) {
 		fprintf(stderr, "quantd serve: %s\n", err.msg);
 		goto out;

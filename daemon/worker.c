@@ -17,6 +17,12 @@
  *   running job's cancel flag and a job stopped that way is requeued (attempt kept), not
  *   canceled. A kill -9 leaves jobs running in the database: qd_store_recover at the next
  *   start requeues them (or fails them after --max-attempts).
+ * - Search trials: the child reports each finished trial ("trial" lines); hook_trial
+ *   commits it as a trials row together with the search's progress on the job row (one
+ *   transaction), and the end of the search sets the pareto flags. A requeued job keeps
+ *   its work directory's out/trials/; the next attempt hands the committed trials' records
+ *   to its child (qd_workflow_req.resume), which reuses them instead of running them
+ *   again.
  * - Re-runs of a job (after a crash) skip artifacts an earlier attempt already imported
  *   with the same name and content, and replace those with the same name and other
  *   content (qd_artifact_add keeps one artifact per name). */
@@ -101,6 +107,150 @@ static void hook_progress(void *ud, double frac, const char *msg)
 			j->w->cancel = 1;
 	}
 	pthread_mutex_unlock(&j->mu);
+}
+
+/* A string member of a trial record, or NULL. Borrow. */
+static const char *rec_str(const json_t *rec, const char *key)
+{
+	return json_string_value(json_object_get(rec, key));
+}
+
+/* JSON text of rec[key] (new), NULL when absent or null. */
+static char *rec_dump(const json_t *rec, const char *key)
+{
+	const json_t *v = json_object_get(rec, key);
+	return v && !json_is_null(v) ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+}
+
+/* the workflow's trial hook: commit the trial (record) with the search's progress, or at
+ * the end of the search (record NULL) the pareto flags */
+static void hook_trial(void *ud, const json_t *record, const json_t *search)
+{
+	struct job_ctx *j = ud;
+	struct qd_err e = { 0 };
+	char *search_txt = search ? json_dumps(search, JSON_COMPACT) : NULL;
+	int rc = 0;
+	pthread_mutex_lock(&j->mu);
+	if (record) {
+		struct qd_trial_row r = { .idx = (int)json_integer_value(json_object_get(record, "n")),
+					  .goals_met = json_is_true(json_object_get(record, "goals_met")),
+					  .seconds = json_number_value(json_object_get(record, "seconds")),
+					  .model_size = json_is_integer(json_object_get(record, "model_size")) ?
+							json_integer_value(json_object_get(record, "model_size")) : -1 };
+		snprintf(r.job_id, sizeof r.job_id, "%s", j->job_id);
+		snprintf(r.state, sizeof r.state, "%s", rec_str(record, "status") ?: "failed");
+		snprintf(r.model_sha256, sizeof r.model_sha256, "%s", rec_str(record, "model_sha256") ?: "");
+		r.config_json = rec_dump(record, "params");
+		r.metrics_json = rec_dump(record, "values");
+		r.goals_json = rec_dump(record, "goals");
+		r.error = (char *)rec_str(record, "error");
+		r.model_path = (char *)rec_str(record, "model");
+		r.record_json = json_dumps(record, JSON_COMPACT);
+		if (!r.config_json)
+			r.config_json = strdup("{}");
+		rc = r.config_json && r.record_json ? qd_trial_add(j->c, &r, search_txt, NULL, &e)
+						    : qd_err_set(&e, QD_ENOMEM, "", "out of memory");
+		free(r.config_json);
+		free(r.metrics_json);
+		free(r.goals_json);
+		free(r.record_json);
+	} else if (search) {
+		const json_t *par = json_object_get(search, "pareto");
+		size_t n = json_array_size(par), i;
+		int *idx = calloc(n + 1, sizeof *idx);
+		for (i = 0; idx && i < n; i++)
+			idx[i] = (int)json_integer_value(json_array_get(par, i));
+		rc = idx ? qd_trial_set_pareto(j->c, j->job_id, idx, n, search_txt, &e)
+			 : qd_err_set(&e, QD_ENOMEM, "", "out of memory");
+		free(idx);
+	}
+	pthread_mutex_unlock(&j->mu);
+	if (rc)
+		qd_log(QD_LOG_WARN, j->job_id, "cannot record the search trial: %s", e.msg);
+	free(search_txt);
+}
+
+/* The records of the trials earlier attempts committed (new array, maybe empty). */
+static int resume_records(struct job_ctx *j, json_t **out, struct qd_err *err)
+{
+	struct qd_trial_row *rows = NULL;
+	size_t n = 0;
+	*out = NULL;
+	int rc = qd_trial_list(j->c, j->job_id, NULL, &rows, &n, err);
+	if (rc)
+		return rc;
+	json_t *arr = json_array();
+	for (size_t i = 0; arr && i < n; i++) {
+		json_error_t je;
+		json_t *rec = rows[i].record_json ? json_loads(rows[i].record_json, 0, &je) : NULL;
+		if (json_is_object(rec))
+			json_array_append(arr, rec);
+		json_decref(rec);
+	}
+	qd_trial_rows_free(rows, n);
+	if (!arr)
+		return qd_err_set(err, QD_ENOMEM, "", "out of memory");
+	*out = arr;
+	return 0;
+}
+
+/* Empty the job's work directory for an attempt; out/trials/ stays when keep_trials (the
+ * models of the trials an earlier attempt finished). */
+static int work_reset(const char *work, const char *out_dir, bool keep_trials, struct qd_err *err)
+{
+	char *trials = qd_asprintf("%s/trials", out_dir), *kept = qd_asprintf("%s.trials", work);
+	int rc = trials && kept ? 0 : qd_err_set(err, QD_ENOMEM, "", "out of memory");
+	struct stat sb;
+	bool moved = false;
+	if (!rc && keep_trials) {
+		if (stat(trials, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+			qd_rm_rf(kept);
+			moved = rename(trials, kept) == 0;
+		} else {
+			/* a crash between the two renames of an earlier reset */
+			moved = stat(kept, &sb) == 0 && S_ISDIR(sb.st_mode);
+		}
+	}
+	if (!rc) {
+		qd_rm_rf(work);  /* leftovers of an interrupted attempt */
+		rc = qd_mkdir_p(out_dir, err);
+	}
+	if (!rc && moved && rename(kept, trials))
+		rc = qd_err_set(err, QD_EIO, "", "cannot restore the earlier attempt's trials: %s", strerror(errno));
+	free(trials);
+	free(kept);
+	return rc;
+}
+
+int qd_work_sweep(struct qd_daemon *d, struct qd_store_conn *c, struct qd_err *err)
+{
+	char *work = qd_asprintf("%s/work", d->cfg.data_dir);
+	if (!work)
+		return qd_err_set(err, QD_ENOMEM, "", "out of memory");
+	DIR *dir = opendir(work);
+	struct dirent *de;
+	int kept = 0;
+	while (dir && (de = readdir(dir))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		char id[64];
+		snprintf(id, sizeof id, "%.*s", (int)strcspn(de->d_name, "."), de->d_name);
+		struct qd_job_row job = { 0 };
+		bool keep = qd_job_get(c, id, &job, NULL) == 0 && job.state == QD_JOB_QUEUED;
+		qd_job_row_free(&job);
+		char *p = qd_asprintf("%s/%s", work, de->d_name);
+		if (p && !keep)
+			qd_rm_rf(p);
+		kept += keep;
+		free(p);
+	}
+	if (dir)
+		closedir(dir);
+	if (kept)
+		qd_log(QD_LOG_INFO, NULL, "kept the work directories of %d requeued job(s) for their resume", kept);
+	int rc = qd_mkdir_p(work, err);
+	free(work);
+	return rc;
 }
 
 static int rm_cb(const char *path, const struct stat *sb, int type, struct FTW *ftw)
@@ -246,7 +396,7 @@ static void run_job(struct qd_worker *w, struct qd_store_conn *c, const struct q
 	struct qd_err err = { 0 }, e2 = { 0 };
 	struct qd_job_outcome oc = { 0 };
 	bool supervised = false, crashed = false;
-	json_t *wf = NULL, *result = NULL, *data_paths = NULL;
+	json_t *wf = NULL, *result = NULL, *data_paths = NULL, *resume = NULL;
 	char *work = NULL, *out_dir = NULL, *model_path = NULL, *result_txt = NULL;
 	int rc;
 	double t0 = qd_now_mono();
@@ -282,9 +432,13 @@ static void run_job(struct qd_worker *w, struct qd_store_conn *c, const struct q
 		rc = qd_err_set(&err, QD_ENOMEM, "", "out of memory");
 		goto done;
 	}
-	qd_rm_rf(work);  /* leftovers of an interrupted attempt */
-	if ((rc = qd_mkdir_p(out_dir, &err)))
+	if ((rc = resume_records(&j, &resume, &err)))
 		goto done;
+	if ((rc = work_reset(work, out_dir, json_array_size(resume) > 0, &err)))
+		goto done;
+	if (json_array_size(resume))
+		job_log(&j, QD_LOG_INFO, "resuming the search: %zu trial(s) finished by earlier attempts",
+			json_array_size(resume));
 	if ((rc = data_paths_build(c, wf, &data_paths, &err)))
 		goto done;
 	struct qd_job_sup sup = { .job_id = job->id, .model_path = model_path,
@@ -294,7 +448,9 @@ static void run_job(struct qd_worker *w, struct qd_store_conn *c, const struct q
 				  .limits = qd_job_limits_of(&d->cfg, wf),
 				  .kill_grace_seconds = d->cfg.kill_grace_seconds, .stop = &w->cancel,
 				  .attempt = job->attempts, .max_attempts = job->max_attempts,
-				  .hooks = { .ud = &j, .progress = hook_progress, .log = hook_log } };
+				  .resume = json_array_size(resume) ? resume : NULL,
+				  .hooks = { .ud = &j, .progress = hook_progress, .log = hook_log,
+					     .trial = hook_trial } };
 	if ((rc = qd_job_supervise(&sup, &oc, &err)))
 		goto done;
 	supervised = true;
@@ -355,7 +511,8 @@ done:;
 		       qd_job_state_name(final), e2.msg);
 	else if (final != QD_JOB_QUEUED)
 		qd_metrics_job_done(&d->metrics, final, secs);
-	if (work && d->cfg.log_level && strcmp(d->cfg.log_level, "debug"))
+	/* a requeued job keeps its work directory: the next attempt resumes from its trials */
+	if (work && final != QD_JOB_QUEUED && d->cfg.log_level && strcmp(d->cfg.log_level, "debug"))
 		qd_rm_rf(work);
 	pthread_mutex_lock(&d->mu);
 	w->job_id[0] = 0;
@@ -364,6 +521,7 @@ done:;
 	json_decref(wf);
 	json_decref(result);
 	json_decref(data_paths);
+	json_decref(resume);
 	if (supervised)
 		qd_job_outcome_free(&oc);
 	free(work);

@@ -29,6 +29,7 @@ struct wf {
 	const struct qd_workflow_req *req;
 	const struct qd_workflow_hooks *hooks;
 	struct qd_err *err;
+	double credit;           /* seconds of the trials taken from req->resume (max_time) */
 };
 
 static void wf_log(struct wf *w, enum qd_log_level lvl, const char *fmt, ...)
@@ -54,6 +55,13 @@ static void wf_progress(struct wf *w, double frac, const char *msg)
 static bool wf_canceled(struct wf *w)
 {
 	return w->hooks && w->hooks->cancel && *w->hooks->cancel;
+}
+
+/* max_time is used up (t0: the start of the run; resumed trials count with their own
+ * duration) */
+static bool wf_over_time(const struct wf *w, const struct qd_search_strategy *ss, double t0)
+{
+	return ss->max_time > 0 && qd_now_mono() - t0 + w->credit > ss->max_time;
 }
 
 static long long file_size(const char *path)
@@ -327,8 +335,119 @@ struct sctx {
 	bool canceled;
 };
 
-/* Run trial t (names, cfgs, params set) unless an identical earlier trial has its result;
- * "of" is the planned trial count for the messages. */
+/* The best trial so far among tr[0..n) (goal-meeting first, then by priority), or -1. */
+static long best_so_far(const struct trial *tr, size_t n, size_t n_ord)
+{
+	long b = -1;
+	for (size_t j = 0; j < n; j++)
+		if (tr[j].values && tr[j].cached_from < 0 &&
+		    (b < 0 || qd_rank_cmp(tr[j].scaled, tr[j].met, tr[b].scaled, tr[b].met, n_ord) < 0))
+			b = (long)j;
+	return b;
+}
+
+/* {trials_done, trials_planned, best, finished: false} for the trial hook. new. */
+static json_t *search_progress(const struct sctx *c, size_t of)
+{
+	long b = best_so_far(c->tr, c->n_tr, c->n_ord);
+	json_t *best = json_null();
+	if (b >= 0)
+		best = json_pack("{s:I, s:O, s:O, s:b}", "trial", (json_int_t)c->tr[b].n, "params", c->tr[b].params,
+				 "values", c->tr[b].values, "goals_met", c->tr[b].met);
+	return json_pack("{s:I, s:I, s:o, s:b}", "trials_done", (json_int_t)c->n_tr, "trials_planned",
+			 (json_int_t)(of > c->n_tr ? of : c->n_tr), "best", best, "finished", 0);
+}
+
+/* The trial's record: what the trial hook commits and req->resume hands back. new. */
+static json_t *trial_record(const struct sctx *c, const struct trial *t)
+{
+	json_t *r = json_pack("{s:I, s:s, s:O, s:O?, s:O?, s:b, s:O?, s:f, s:s, s:b}", "n", (json_int_t)t->n, "key",
+			      t->key, "params", t->params, "values", t->values, "goals", t->goals, "goals_met", t->met,
+			      "metrics", t->metrics, "seconds", t->seconds, "status", t->error ? "failed" : "ok",
+			      "fallback", t->fallback);
+	if (!r)
+		return NULL;
+	json_object_set_new(r, "cached_from", t->cached_from >= 0 ? json_integer(t->cached_from) : json_null());
+	if (t->error)
+		json_object_set_new(r, "error", json_string(t->error));
+	if (t->cached_from < 0 && !t->error) {
+		char *dir = qd_asprintf("%s/trials/%zu", c->w->req->out_dir, t->n);
+		char *mp = qd_asprintf("%s/model.onnx", dir ? dir : "");
+		char *dp = qd_asprintf("%s/model.onnx.data", dir ? dir : "");
+		char hex[65];
+		long long sz = mp ? file_size(mp) : -1, dsz = dp ? file_size(dp) : -1;
+		json_object_set_new(r, "model", json_sprintf("trials/%zu/model.onnx", t->n));
+		json_object_set_new(r, "model_size", json_integer(sz + (dsz > 0 ? dsz : 0)));
+		if (mp && file_sha256(mp, hex, NULL) == 0)
+			json_object_set_new(r, "model_sha256", json_string(hex));
+		if (dsz >= 0 && file_sha256(dp, hex, NULL) == 0)
+			json_object_set_new(r, "data_sha256", json_string(hex));
+		free(dir);
+		free(mp);
+		free(dp);
+	}
+	return r;
+}
+
+/* Is the file's sha256 the recorded one (a NULL record: the file must not exist)? */
+static bool file_intact(const char *path, const json_t *want)
+{
+	char hex[65];
+	if (!want)
+		return file_size(path) < 0;
+	return file_sha256(path, hex, NULL) == 0 && !strcmp(hex, json_string_value(want) ?: "");
+}
+
+/* Take trial t from the interrupted attempt's record of it (req->resume), when it has
+ * the same number and cache key and, for a trial with a model, that model is intact. */
+static bool trial_resume(struct sctx *c, struct trial *t)
+{
+	const json_t *rec = NULL, *x;
+	size_t i;
+	json_array_foreach(c->w->req->resume, i, x)
+		if ((size_t)json_integer_value(json_object_get(x, "n")) == t->n)
+			rec = x;
+	if (!rec)
+		return false;
+	if (strcmp(json_string_value(json_object_get(rec, "key")) ?: "", t->key)) {
+		wf_log(c->w, QD_LOG_WARN, "trial %zu: the earlier attempt's trial %zu had other parameters; running it",
+		       t->n, t->n);
+		return false;
+	}
+	const char *status = json_string_value(json_object_get(rec, "status")) ?: "";
+	json_int_t cached = json_is_integer(json_object_get(rec, "cached_from")) ?
+			    json_integer_value(json_object_get(rec, "cached_from")) : -1;
+	if (!strcmp(status, "ok") && cached < 0) {
+		char *mp = qd_asprintf("%s/trials/%zu/model.onnx", c->w->req->out_dir, t->n);
+		char *dp = qd_asprintf("%s/trials/%zu/model.onnx.data", c->w->req->out_dir, t->n);
+		bool ok = mp && dp && file_intact(mp, json_object_get(rec, "model_sha256")) &&
+			  file_intact(dp, json_object_get(rec, "data_sha256"));
+		free(mp);
+		free(dp);
+		if (!ok) {
+			wf_log(c->w, QD_LOG_WARN, "trial %zu: the model the earlier attempt saved under trials/%zu/ is "
+			       "missing or changed; running the trial again", t->n, t->n);
+			return false;
+		}
+	}
+	json_decref(t->values);
+	json_decref(t->goals);
+	json_decref(t->metrics);
+	free(t->error);
+	t->values = json_incref(json_object_get(rec, "values"));
+	t->goals = json_incref(json_object_get(rec, "goals"));
+	t->metrics = json_incref(json_object_get(rec, "metrics"));
+	t->error = strcmp(status, "ok") ? strdup(json_string_value(json_object_get(rec, "error")) ?: "failed") : NULL;
+	t->met = json_is_true(json_object_get(rec, "goals_met"));
+	t->seconds = json_number_value(json_object_get(rec, "seconds"));
+	t->cached_from = (long)cached;
+	c->w->credit += t->seconds;
+	return true;
+}
+
+/* Run trial t (names, cfgs, params set) unless an identical earlier trial has its result
+ * or the interrupted attempt finished it; "of" is the planned trial count for the
+ * messages. Reports the finished trial through the trial hook. */
 static void trial_exec(struct sctx *c, struct trial *t, size_t of)
 {
 	t->cached_from = -1;
@@ -341,7 +460,13 @@ static void trial_exec(struct sctx *c, struct trial *t, size_t of)
 	free(chain);
 	free(names_s);
 	free(ks);
-	for (size_t j = 0; j + 1 < c->n_tr; j++)
+	char msg[200];
+	char *ptxt = json_dumps(t->params, JSON_COMPACT | JSON_SORT_KEYS);
+	snprintf(msg, sizeof msg, "trial %zu/%zu", t->n, of);
+	wf_progress(c->w, 0.05 + 0.85 * (double)(t->n - 1) / (double)(of ? of : 1),
+		    msg);
+	bool resumed = trial_resume(c, t);
+	for (size_t j = 0; !resumed && j + 1 < c->n_tr; j++)
 		if (!strcmp(c->tr[j].key, t->key) && c->tr[j].cached_from < 0) {
 			t->cached_from = (long)c->tr[j].n;
 			t->values = json_incref(c->tr[j].values);
@@ -351,13 +476,8 @@ static void trial_exec(struct sctx *c, struct trial *t, size_t of)
 			t->met = c->tr[j].met;
 			break;
 		}
-	char msg[200];
-	char *ptxt = json_dumps(t->params, JSON_COMPACT | JSON_SORT_KEYS);
-	snprintf(msg, sizeof msg, "trial %zu/%zu", t->n, of);
-	wf_progress(c->w, 0.05 + 0.85 * (double)(t->n - 1) / (double)(of ? of : 1),
-		    msg);
 	double ts = qd_now_mono();
-	if (t->cached_from < 0) {
+	if (t->cached_from < 0 && !resumed) {
 		char *dir = qd_asprintf("%s/trials/%zu", c->w->req->out_dir, t->n);
 		char *mp = qd_asprintf("%s/model.onnx", dir ? dir : "");
 		json_t *po = json_array(), *counts = json_object();
@@ -397,7 +517,8 @@ static void trial_exec(struct sctx *c, struct trial *t, size_t of)
 		free(dir);
 		free(mp);
 	}
-	t->seconds = qd_now_mono() - ts;
+	if (!resumed)
+		t->seconds = qd_now_mono() - ts;
 	if (t->values && t->scaled)
 		qd_rank_scale(c->plan->obj, c->order, c->n_ord, t->values, t->scaled);
 	char vtxt[256] = "";
@@ -413,8 +534,16 @@ static void trial_exec(struct sctx *c, struct trial *t, size_t of)
 	else
 		wf_log(c->w, QD_LOG_INFO, "trial %zu/%zu %s: %s, goals %s%s (%.1f s)", t->n, of,
 		       ptxt ? ptxt : "", vtxt, t->met ? "met" : "missed",
-		       t->cached_from >= 0 ? " (cached)" : "", t->seconds);
+		       resumed ? " (resumed: finished by an earlier attempt)" : t->cached_from >= 0 ? " (cached)" : "",
+		       t->seconds);
 	free(ptxt);
+	if (!resumed && c->w->hooks && c->w->hooks->trial) {
+		json_t *rec = trial_record(c, t), *prog = search_progress(c, of);
+		if (rec && prog)
+			c->w->hooks->trial(c->w->hooks->ud, rec, prog);
+		json_decref(rec);
+		json_decref(prog);
+	}
 }
 
 #define QD_WF_FALLBACK_MAX 10   /* exclusions the fallback tries at most */
@@ -453,7 +582,7 @@ static json_t *wf_fallback(struct wf *w, const struct qd_search_strategy *ss, do
 		if (!node || !*node || qd_json_list_has(ex, node))
 			continue;
 		if (json_array_size(steps) >= QD_WF_FALLBACK_MAX || *canceled || wf_canceled(w) ||
-		    (ss->max_time > 0 && qd_now_mono() - t0 > ss->max_time))
+		    wf_over_time(w, ss, t0))
 			break;
 		json_array_append_new(ex, json_string(node));
 		json_array_append_new(added, json_string(node));
@@ -595,7 +724,7 @@ static int wf_search(struct wf *w, const struct qd_search_strategy *ss, const ch
 				stopped = "canceled";
 				break;
 			}
-			if (n_tr > 0 && ss->max_time > 0 && qd_now_mono() - t0 > ss->max_time) {
+			if (n_tr > 0 && wf_over_time(w, ss, t0)) {
 				stopped = "max_time";
 				break;
 			}
@@ -657,7 +786,7 @@ static int wf_search(struct wf *w, const struct qd_search_strategy *ss, const ch
 			fixed_params = json_deep_copy(tr[lb].params);
 		}
 		json_decref(names);
-		if (n_tr >= budget || (ss->max_time > 0 && qd_now_mono() - t0 > ss->max_time))
+		if (n_tr >= budget || wf_over_time(w, ss, t0))
 			break;
 	}
 	/* Accuracy-driven fallback (INC's basic strategy): when no trial meets the goals, keep
@@ -750,6 +879,16 @@ static int wf_search(struct wf *w, const struct qd_search_strategy *ss, const ch
 		if (o->goal_type)
 			json_object_set_new(oj, "goal", json_pack("{s:s, s:f}", "type", o->goal_type, "value", o->goal_value));
 		json_array_append_new(objs, oj);
+	}
+	if (w->hooks && w->hooks->trial) {
+		/* the end of the search: the pareto flags and the final progress */
+		json_t *fin = json_pack("{s:I, s:I, s:{s:I, s:O, s:O, s:b}, s:b, s:s, s:O}", "trials_done",
+					(json_int_t)n_tr, "trials_planned", (json_int_t)n_tr, "best", "trial",
+					(json_int_t)bt->n, "params", bt->params, "values", bt->values, "goals_met",
+					goals_met, "finished", 1, "stopped", stopped, "pareto", pareto);
+		if (fin)
+			w->hooks->trial(w->hooks->ud, NULL, fin);
+		json_decref(fin);
 	}
 	json_t *search = json_pack("{s:{s:s, s:s, s:I, s:f, s:b, s:I}, s:o, s:o, s:O, s:o, s:{s:I, s:O, s:O, s:b}, s:o, s:s}",
 				   "strategy", "execution_order", qd_search_order_name(ss->order), "sampler",

@@ -14,6 +14,12 @@ struct qd_workflow_hooks {
 	void (*log)(void *ud, enum qd_log_level lvl, const char *line);
 	/* polled between passes / trials / nodes: non-zero means stop with QD_ECANCELED */
 	const volatile int *cancel;
+	/* a search trial finished (in trial order): record is its full record (what
+	 * qd_workflow_req.resume takes back), search the search's progress {trials_done,
+	 * trials_planned, best: {trial, params, values, goals_met} | null, finished: false}.
+	 * Once at the end of the search (also when canceled) with record NULL and search
+	 * {..., finished: true, stopped, pareto: [trial numbers]}. May be NULL. */
+	void (*trial)(void *ud, const json_t *record, const json_t *search);
 };
 
 struct qd_workflow_req {
@@ -31,6 +37,13 @@ struct qd_workflow_req {
 	size_t max_tensor_bytes;
 	size_t max_memory_bytes;
 	double max_seconds;          /* wall time of one model run */
+	/* records (trial hook) of the trials an interrupted attempt of this job finished, or
+	 * NULL. A trial whose number and cache key (model hash + pass chain + parameters)
+	 * match a record is taken from it instead of being run: its model under
+	 * out_dir/trials/<n>/ is reused when its sha256 matches the record, else the trial
+	 * runs again. The search walks the same points (the samplers get the same feedback),
+	 * so a resumed search ends as an uninterrupted one with the same seed. */
+	const json_t *resume;
 };
 
 /* Check a whole workflow (passes/olive.c): *problems (new array of {"field", "message",

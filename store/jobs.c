@@ -68,8 +68,9 @@ void qd_job_row_free(struct qd_job_row *r)
 	free(r->workflow_json);
 	free(r->result_json);
 	free(r->worker);
+	free(r->search_json);
 	r->progress_msg = r->error_code = r->error_message = NULL;
-	r->workflow_json = r->result_json = r->worker = NULL;
+	r->workflow_json = r->result_json = r->worker = r->search_json = NULL;
 }
 
 void qd_job_rows_free(struct qd_job_row *rows, size_t n)
@@ -115,9 +116,10 @@ static int job_read(sqlite3_stmt *s, struct qd_job_row *r, int64_t *seq, struct 
 	r->started_at = st_col_time(s, 15);
 	r->finished_at = st_col_time(s, 16);
 	r->updated_at = st_col_time(s, 17);
-	static const int text_cols[] = { 5, 8, 9, 11, 12, 13 };
+	r->search_json = st_col_dup(s, 18);
+	static const int text_cols[] = { 5, 8, 9, 11, 12, 13, 18 };
 	char **dst[] = { &r->progress_msg, &r->error_code, &r->error_message, &r->workflow_json,
-			 &r->result_json, &r->worker };
+			 &r->result_json, &r->worker, &r->search_json };
 	for (size_t i = 0; i < QD_ARRAY_LEN(text_cols); i++)
 		if (sqlite3_column_type(s, text_cols[i]) != SQLITE_NULL && !*dst[i]) {
 			qd_job_row_free(r);

@@ -85,11 +85,20 @@ json_t *qd_artifact_to_json(const struct qd_artifact_row *r)
 
 json_t *qd_trial_to_json(const struct qd_trial_row *r)
 {
-	static const char *const k[] = { "id", "job", "index", "state", "config", "metrics",
-					 "created_at" };
+	json_t *rec = embed(r->record_json);
+	json_t *cached = json_object_get(rec, "cached_from");
+	static const char *const k[] = { "id", "job", "trial", "status", "params", "values", "goals",
+					 "goals_met", "seconds", "error", "model", "model_size",
+					 "model_sha256", "pareto", "cached_from", "fallback", "created_at" };
 	json_t *v[] = { json_string(r->id), json_string(r->job_id), json_integer(r->idx),
 			json_string(r->state), embed(r->config_json), embed(r->metrics_json),
-			time_json(r->created_at) };
+			embed(r->goals_json), json_boolean(r->goals_met), json_real(r->seconds),
+			str_or_null(r->error), str_or_null(r->model_path),
+			r->model_size >= 0 ? json_integer(r->model_size) : json_null(),
+			r->model_sha256[0] ? json_string(r->model_sha256) : json_null(),
+			json_boolean(r->pareto), json_is_integer(cached) ? json_incref(cached) : json_null(),
+			json_boolean(json_is_true(json_object_get(rec, "fallback"))), time_json(r->created_at) };
+	json_decref(rec);
 	return BUILD(k, v);
 }
 
@@ -114,13 +123,13 @@ json_t *qd_job_to_json(const struct qd_job_row *r, const struct qd_artifact_row 
 	static const char *const k[] = { "id", "model", "state", "progress", "progress_message",
 					 "attempts", "max_attempts", "cancel_requested", "error",
 					 "created_at", "started_at", "finished_at", "updated_at",
-					 "worker", "workflow", "result", "artifacts" };
+					 "worker", "workflow", "result", "search", "artifacts" };
 	json_t *v[] = { json_string(r->id), r->model_id[0] ? json_string(r->model_id) : json_null(),
 			json_string(qd_job_state_name(r->state)), json_real(r->progress),
 			str_or_null(r->progress_msg), json_integer(r->attempts),
 			json_integer(r->max_attempts), json_boolean(r->cancel_requested), error,
 			time_json(r->created_at), time_json(r->started_at),
 			time_json(r->finished_at), time_json(r->updated_at), str_or_null(r->worker),
-			embed(r->workflow_json), embed(r->result_json), list };
+			embed(r->workflow_json), embed(r->result_json), embed(r->search_json), list };
 	return BUILD(k, v);
 }

@@ -43,50 +43,68 @@ static void *grow(void *v, size_t *cap, size_t n, size_t elem)
 void qd_trial_rows_free(struct qd_trial_row *rows, size_t n)
 {
 	for (size_t i = 0; rows && i < n; i++) {
-		free(rows[i].config_json);
-		free(rows[i].metrics_json);
+		struct qd_trial_row *r = &rows[i];
+		free(r->config_json);
+		free(r->metrics_json);
+		free(r->goals_json);
+		free(r->error);
+		free(r->model_path);
+		free(r->record_json);
 	}
 	free(rows);
 }
 
-int qd_trial_add(struct qd_store_conn *c, const char *job_id, int idx, const char *config_json,
-		 const char *metrics_json, const char *state, char id_out[64],
-		 struct qd_err *err)
+/* Inside a write transaction: the job's search progress. */
+static int set_search(struct qd_store_conn *c, const char *job_id, const char *search_json,
+		      struct qd_err *err)
 {
-	if (!config_json)
+	if (!search_json)
+		return 0;
+	sqlite3_stmt *s = st_stmt(c, ST_JOB_SET_SEARCH, err);
+	if (!s)
+		return -c->last_code;
+	st_bind_text(s, 1, job_id);
+	st_bind_text(s, 2, search_json);
+	return st_exec(c, s, "record search progress", err);
+}
+
+int qd_trial_add(struct qd_store_conn *c, const struct qd_trial_row *r, const char *search_json,
+		 char id_out[64], struct qd_err *err)
+{
+	if (!r->config_json)
 		return qd_err_set(err, QD_EINVAL, "config", "missing trial config");
-	if (!state || !state[0] || strlen(state) >= sizeof ((struct qd_trial_row *)0)->state)
-		return qd_err_set(err, QD_EINVAL, "state", "invalid trial state '%.32s'",
-				  state ? state : "");
+	if (!r->state[0])
+		return qd_err_set(err, QD_EINVAL, "state", "missing trial state");
 	int rc = st_begin(c, err);
 	if (rc < 0)
 		return rc;
-	if ((rc = job_must_exist(c, job_id, err)) < 0)
+	if ((rc = job_must_exist(c, r->job_id, err)) < 0)
 		goto fail;
 	char id[64];
 	qd_make_id("trl_", id);
-	sqlite3_stmt *s = st_stmt(c, ST_TRIAL_INSERT, err);
+	sqlite3_stmt *s = st_stmt(c, ST_TRIAL_UPSERT, err);
 	if (!s) {
 		rc = -c->last_code;
 		goto fail;
 	}
 	st_bind_text(s, 1, id);
-	st_bind_text(s, 2, job_id);
-	sqlite3_bind_int(s, 3, idx);
-	st_bind_text(s, 4, config_json);
-	st_bind_text(s, 5, metrics_json);
-	st_bind_text(s, 6, state);
+	st_bind_text(s, 2, r->job_id);
+	sqlite3_bind_int(s, 3, r->idx);
+	st_bind_text(s, 4, r->config_json);
+	st_bind_text(s, 5, r->metrics_json);
+	st_bind_text(s, 6, r->state);
 	sqlite3_bind_double(s, 7, qd_now_wall());
-	int src;
-	while ((src = sqlite3_step(s)) == SQLITE_ROW)
-		;
-	if (src == SQLITE_CONSTRAINT_UNIQUE)
-		rc = qd_err_set(err, QD_ECONFLICT, "index", "job '%s' already has trial %d",
-				job_id, idx);
-	else if (src != SQLITE_DONE)
-		rc = st_db_err(c, src, "insert trial", err);
-	sqlite3_reset(s);
-	if (rc < 0)
+	st_bind_text(s, 8, r->goals_json);
+	sqlite3_bind_int(s, 9, r->goals_met);
+	sqlite3_bind_double(s, 10, r->seconds);
+	st_bind_text(s, 11, r->error);
+	st_bind_text(s, 12, r->model_path);
+	if (r->model_size >= 0)
+		sqlite3_bind_int64(s, 13, r->model_size);
+	st_bind_text(s, 14, r->model_sha256[0] ? r->model_sha256 : NULL);
+	st_bind_text(s, 15, r->record_json);
+	if ((rc = st_exec(c, s, "insert trial", err)) < 0 ||
+	    (rc = set_search(c, r->job_id, search_json, err)) < 0)
 		goto fail;
 	if ((rc = st_commit(c, err)) < 0)
 		return rc;
@@ -98,19 +116,36 @@ fail:
 	return rc;
 }
 
-int qd_trial_list(struct qd_store_conn *c, const char *job_id, struct qd_trial_row **rows,
-		  size_t *n, struct qd_err *err)
+int qd_trial_list(struct qd_store_conn *c, const char *job_id, struct qd_page *pg,
+		  struct qd_trial_row **rows, size_t *n, struct qd_err *err)
 {
 	*rows = NULL;
 	*n = 0;
+	int64_t after = -1;
+	int limit = -1;   /* SQLite: no limit */
+	int rc = 0;
+	if (pg) {
+		bool first = !pg->cursor || !pg->cursor[0];
+		if ((rc = st_page_begin(pg, &after, &limit, err)) < 0)
+			return rc;
+		if (first)
+			after = -1;
+	}
 	sqlite3_stmt *s = st_stmt(c, ST_TRIAL_LIST, err);
 	if (!s)
 		return -c->last_code;
 	st_bind_text(s, 1, job_id);
+	sqlite3_bind_int64(s, 2, after);
+	sqlite3_bind_int(s, 3, limit < 0 ? -1 : limit + 1);
 	struct qd_trial_row *v = NULL;
 	size_t k = 0, cap = 0;
-	int src, rc = 0;
+	bool more = false;
+	int src;
 	while ((src = sqlite3_step(s)) == SQLITE_ROW) {
+		if (limit >= 0 && k == (size_t)limit) {
+			more = true;
+			break;
+		}
 		struct qd_trial_row *p = grow(v, &cap, k, sizeof *v);
 		if (!p) {
 			rc = qd_err_set(err, QD_ENOMEM, "", "out of memory");
@@ -125,21 +160,71 @@ int qd_trial_list(struct qd_store_conn *c, const char *job_id, struct qd_trial_r
 		r->metrics_json = st_col_dup(s, 4);
 		st_col_copy(s, 5, r->state, sizeof r->state);
 		r->created_at = st_col_time(s, 6);
-		if (!r->config_json || (sqlite3_column_type(s, 4) != SQLITE_NULL && !r->metrics_json)) {
+		r->goals_json = st_col_dup(s, 7);
+		r->goals_met = sqlite3_column_int(s, 8) != 0;
+		r->seconds = sqlite3_column_double(s, 9);
+		r->error = st_col_dup(s, 10);
+		r->model_path = st_col_dup(s, 11);
+		r->model_size = sqlite3_column_type(s, 12) == SQLITE_NULL ? -1 : sqlite3_column_int64(s, 12);
+		st_col_copy(s, 13, r->model_sha256, sizeof r->model_sha256);
+		r->pareto = sqlite3_column_int(s, 14) != 0;
+		r->record_json = st_col_dup(s, 15);
+		static const int text_cols[] = { 4, 7, 10, 11, 15 };
+		char **dst[] = { &r->metrics_json, &r->goals_json, &r->error, &r->model_path, &r->record_json };
+		bool oom = !r->config_json;
+		for (size_t i = 0; i < QD_ARRAY_LEN(text_cols); i++)
+			oom = oom || (sqlite3_column_type(s, text_cols[i]) != SQLITE_NULL && !*dst[i]);
+		if (oom) {
 			rc = qd_err_set(err, QD_ENOMEM, "", "out of memory");
 			break;
 		}
 	}
-	if (rc == 0 && src != SQLITE_DONE)
+	if (rc == 0 && src != SQLITE_DONE && !more)
 		rc = st_db_err(c, src, "list trials", err);
 	sqlite3_reset(s);
 	if (rc < 0) {
 		qd_trial_rows_free(v, k);
 		return rc;
 	}
+	if (pg)
+		st_page_end(pg, more, k ? v[k - 1].idx : 0);
 	*rows = v;
 	*n = k;
 	return 0;
+}
+
+int qd_trial_set_pareto(struct qd_store_conn *c, const char *job_id, const int *idx, size_t n,
+			const char *search_json, struct qd_err *err)
+{
+	int rc = st_begin(c, err);
+	if (rc < 0)
+		return rc;
+	if ((rc = job_must_exist(c, job_id, err)) < 0)
+		goto fail;
+	sqlite3_stmt *s = st_stmt(c, ST_TRIAL_PARETO_CLEAR, err);
+	if (!s) {
+		rc = -c->last_code;
+		goto fail;
+	}
+	st_bind_text(s, 1, job_id);
+	if ((rc = st_exec(c, s, "clear pareto flags", err)) < 0)
+		goto fail;
+	for (size_t i = 0; i < n; i++) {
+		if (!(s = st_stmt(c, ST_TRIAL_PARETO_SET, err))) {
+			rc = -c->last_code;
+			goto fail;
+		}
+		st_bind_text(s, 1, job_id);
+		sqlite3_bind_int(s, 2, idx[i]);
+		if ((rc = st_exec(c, s, "set pareto flag", err)) < 0)
+			goto fail;
+	}
+	if ((rc = set_search(c, job_id, search_json, err)) < 0)
+		goto fail;
+	return st_commit(c, err);
+fail:
+	st_rollback(c);
+	return rc;
 }
 
 /* ---- artifacts ---- */

@@ -90,6 +90,19 @@ static const char *const migrations[] = {
 	" PRIMARY KEY (job_id, seq)) WITHOUT ROWID;",
 	/* 2: dataset summary (arrays, dtypes, shapes, samples) computed at upload */
 	"ALTER TABLE datasets ADD COLUMN summary_json TEXT;",
+	/* 3: search trials as the job's process reports them (goal status, duration, the
+	 * trial's model, pareto flag, the full record a resumed attempt is handed back), and
+	 * the search's progress on the job (trials done / planned, best so far) */
+	"ALTER TABLE trials ADD COLUMN goals_json TEXT;"
+	"ALTER TABLE trials ADD COLUMN goals_met INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE trials ADD COLUMN seconds REAL NOT NULL DEFAULT 0;"
+	"ALTER TABLE trials ADD COLUMN error TEXT;"
+	"ALTER TABLE trials ADD COLUMN model_path TEXT;"
+	"ALTER TABLE trials ADD COLUMN model_size INTEGER;"
+	"ALTER TABLE trials ADD COLUMN model_sha256 TEXT;"
+	"ALTER TABLE trials ADD COLUMN pareto INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE trials ADD COLUMN record_json TEXT;"
+	"ALTER TABLE jobs ADD COLUMN search_json TEXT;",
 };
 
 int qd_store_schema_version(void) { return (int)QD_ARRAY_LEN(migrations); }

@@ -189,6 +189,8 @@ struct qd_job_row {
 	char *result_json;        /* new, NULL until succeeded */
 	char *worker;             /* new, worker that claimed it last, NULL if never claimed */
 	double created_at, started_at, finished_at, updated_at;
+	char *search_json;        /* new, NULL unless a search reported trials: {trials_done,
+				   * trials_planned, best, finished, ...} */
 };
 void qd_job_row_free(struct qd_job_row *r);
 void qd_job_rows_free(struct qd_job_row *rows, size_t n);
@@ -266,24 +268,43 @@ struct qd_recover_stats { int requeued, failed, canceled; };
 int qd_store_recover(struct qd_store_conn *c, int max_attempts, struct qd_recover_stats *st,
 		     struct qd_err *err);
 
-/* ---- trials (one per evaluated search candidate) ---- */
+/* ---- trials (one per evaluated search candidate) ----
+ * The job's process reports each trial as it finishes (passes/workflow.h trial hook); the
+ * worker commits it here with the search's progress on the job row in one transaction.
+ * A resumed attempt gets the rows' record_json back and reuses those trials. */
 struct qd_trial_row {
 	char id[64];          /* "trl_..." */
 	char job_id[64];
-	int idx;
-	char *config_json;    /* new */
-	char *metrics_json;   /* new, may be NULL */
-	char state[16];       /* "succeeded", "failed", "pruned", ... (free text, <16) */
+	int idx;              /* the trial number (1, 2, ...) */
+	char *config_json;    /* new: the searched parameters {"<pass>.<param>": value} */
+	char *metrics_json;   /* new, may be NULL: metric values {key: number} (NULL: failed) */
+	char state[16];       /* "ok" or "failed" (free text, < 16) */
 	double created_at;
+	char *goals_json;     /* new, may be NULL: goal key -> status */
+	bool goals_met;
+	double seconds;       /* the trial's duration */
+	char *error;          /* new, may be NULL */
+	char *model_path;     /* new, may be NULL: the trial's model under the job's output */
+	int64_t model_size;   /* bytes of the model and its data, -1 unknown */
+	char model_sha256[65];/* "" unknown */
+	bool pareto;          /* on the final pareto frontier (set when the search ends) */
+	char *record_json;    /* new, may be NULL: the job process's full record of the trial */
 };
 void qd_trial_rows_free(struct qd_trial_row *rows, size_t n);
-/* id_out (64 bytes) may be NULL. (job_id, idx) is unique: QD_ECONFLICT on a repeat. */
-int qd_trial_add(struct qd_store_conn *c, const char *job_id, int idx, const char *config_json,
-		 const char *metrics_json, const char *state, char id_out[64],
-		 struct qd_err *err);
-/* In idx order. *rows is new. */
-int qd_trial_list(struct qd_store_conn *c, const char *job_id, struct qd_trial_row **rows,
-		  size_t *n, struct qd_err *err);
+/* Insert trial r (job_id, idx, config_json, state required; id, created_at and pareto
+ * are set here) or replace the job's earlier row of the same idx, and when search_json
+ * is not NULL set the job's search progress, in one transaction. The job must exist
+ * (QD_ENOT_FOUND, field "job"). id_out (64 bytes) may be NULL. */
+int qd_trial_add(struct qd_store_conn *c, const struct qd_trial_row *r, const char *search_json,
+		 char id_out[64], struct qd_err *err);
+/* In idx order. pg NULL: every trial; else a page (limit, cursor "c<idx>": trials after
+ * that idx, next_cursor). *rows is new. */
+int qd_trial_list(struct qd_store_conn *c, const char *job_id, struct qd_page *pg,
+		  struct qd_trial_row **rows, size_t *n, struct qd_err *err);
+/* The search ended: exactly the trials idx[0..n) are on the pareto frontier; the job's
+ * search progress becomes search_json (may be NULL: kept). One transaction. */
+int qd_trial_set_pareto(struct qd_store_conn *c, const char *job_id, const int *idx, size_t n,
+			const char *search_json, struct qd_err *err);
 
 /* ---- artifacts (results of a job, each a blob) ---- */
 struct qd_artifact_row {
@@ -344,11 +365,12 @@ json_t *qd_model_to_json(const struct qd_model_row *r);
 json_t *qd_dataset_to_json(const struct qd_dataset_row *r);
 /* {id, job, kind, name, size, sha256, content_type, created_at, url: "/v1/artifacts/<id>"} */
 json_t *qd_artifact_to_json(const struct qd_artifact_row *r);
-/* {id, job, index, state, config, metrics, created_at} */
+/* {id, job, trial, status, params, values, goals, goals_met, seconds, error, model,
+ *  model_size, model_sha256, pareto, cached_from, fallback, created_at} */
 json_t *qd_trial_to_json(const struct qd_trial_row *r);
 /* {id, model, state, progress, progress_message, attempts, max_attempts,
  *  cancel_requested, error: {code, message} | null, created_at, started_at, finished_at,
- *  updated_at, workflow, result, artifacts: [...]}; arts may be NULL when n_arts is 0. */
+ *  updated_at, workflow, result, search (null without a search), artifacts: [...]}; arts may be NULL when n_arts is 0. */
 json_t *qd_job_to_json(const struct qd_job_row *r, const struct qd_artifact_row *arts,
 		       size_t n_arts);
 

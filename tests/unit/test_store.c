@@ -464,27 +464,59 @@ static void test_lifecycle(struct qd_store *st, struct qd_store_conn *c)
 	CHECK_NEAR(j.progress, 0.25, 1e-12);
 	CHECK_STR(j.progress_msg, "trial 1");
 	qd_job_row_free(&j);
-	/* Trials, artifacts. */
+	/* Trials (as the worker commits them: the job's search progress in the same
+	 * transaction; a repeated idx replaces the row), artifacts. */
 	char tid[64];
-	CHECK_EQ_INT(qd_trial_add(c, created.id, 1, "{\"b\":2}", "{\"acc\":0.9}", "succeeded", tid,
-				  &err), 0);
-	CHECK_EQ_INT(qd_trial_add(c, created.id, 0, "{\"b\":1}", NULL, "failed", NULL, &err), 0);
-	CHECK_EQ_INT(qd_trial_add(c, created.id, 0, "{}", NULL, "failed", NULL, &err), -QD_ECONFLICT);
-	CHECK_EQ_INT(qd_trial_add(c, "job_missing", 0, "{}", NULL, "failed", NULL, &err),
-		     -QD_ENOT_FOUND);
+	struct qd_trial_row t1 = { .idx = 1, .config_json = "{\"b\":2}", .metrics_json = "{\"acc\":0.9}",
+				   .state = "ok", .goals_met = true, .seconds = 1.5, .model_path = "trials/1/model.onnx",
+				   .model_size = 1234, .record_json = "{\"n\":1,\"cached_from\":null}" };
+	snprintf(t1.job_id, sizeof t1.job_id, "%s", created.id);
+	CHECK_EQ_INT(qd_trial_add(c, &t1, "{\"trials_done\":1,\"trials_planned\":3}", tid, &err), 0);
+	struct qd_trial_row t0 = { .idx = 0, .config_json = "{\"b\":1}", .state = "failed", .model_size = -1,
+				   .error = "boom" };
+	snprintf(t0.job_id, sizeof t0.job_id, "%s", created.id);
+	CHECK_EQ_INT(qd_trial_add(c, &t0, NULL, NULL, &err), 0);
+	t0.error = "boom again";
+	CHECK_EQ_INT(qd_trial_add(c, &t0, NULL, NULL, &err), 0);
+	snprintf(t0.job_id, sizeof t0.job_id, "job_missing");
+	CHECK_EQ_INT(qd_trial_add(c, &t0, NULL, NULL, &err), -QD_ENOT_FOUND);
+	CHECK_EQ_INT(qd_job_get(c, created.id, &j, &err), 0);
+	CHECK(j.search_json && strstr(j.search_json, "\"trials_done\":1"));
+	qd_job_row_free(&j);
 	struct qd_trial_row *tr = NULL;
 	size_t nt = 0;
-	CHECK_EQ_INT(qd_trial_list(c, created.id, &tr, &nt, &err), 0);
+	CHECK_EQ_INT(qd_trial_list(c, created.id, NULL, &tr, &nt, &err), 0);
 	CHECK_EQ_INT(nt, 2);
 	if (nt == 2) {
 		CHECK_EQ_INT(tr[0].idx, 0);
+		CHECK_STR(tr[0].error, "boom again");
+		CHECK_EQ_INT(tr[0].model_size, -1);
 		CHECK_EQ_INT(tr[1].idx, 1);
 		CHECK_STR(tr[1].id, tid);
 		CHECK_STR(tr[1].metrics_json, "{\"acc\":0.9}");
+		CHECK(tr[1].goals_met && !tr[1].pareto && tr[1].seconds == 1.5 && tr[1].model_size == 1234);
 		json_t *tj = qd_trial_to_json(&tr[1]);
-		CHECK(tj && json_real_value(json_object_get(json_object_get(tj, "metrics"), "acc")) == 0.9);
+		CHECK(tj && json_real_value(json_object_get(json_object_get(tj, "values"), "acc")) == 0.9);
+		CHECK(tj && json_integer_value(json_object_get(tj, "trial")) == 1 &&
+		      json_is_null(json_object_get(tj, "cached_from")));
 		json_decref(tj);
 	}
+	qd_trial_rows_free(tr, nt);
+	/* pages of one trial: cursor after idx 0, then the last page */
+	struct qd_page tp = { .limit = 1 };
+	CHECK_EQ_INT(qd_trial_list(c, created.id, &tp, &tr, &nt, &err), 0);
+	CHECK(nt == 1 && tr[0].idx == 0 && !strcmp(tp.next_cursor, "c0"));
+	qd_trial_rows_free(tr, nt);
+	char cur[QD_STORE_CURSOR_MAX];
+	snprintf(cur, sizeof cur, "%s", tp.next_cursor);
+	tp.cursor = cur;
+	CHECK_EQ_INT(qd_trial_list(c, created.id, &tp, &tr, &nt, &err), 0);
+	CHECK(nt == 1 && tr[0].idx == 1 && !tp.next_cursor[0]);
+	qd_trial_rows_free(tr, nt);
+	int par[] = { 1 };
+	CHECK_EQ_INT(qd_trial_set_pareto(c, created.id, par, 1, "{\"finished\":true}", &err), 0);
+	CHECK_EQ_INT(qd_trial_list(c, created.id, NULL, &tr, &nt, &err), 0);
+	CHECK(nt == 2 && !tr[0].pareto && tr[1].pareto);
 	qd_trial_rows_free(tr, nt);
 	char sha[65];
 	uint64_t size;
@@ -900,7 +932,9 @@ static void test_paging_log_delete(struct qd_store *st)
 	CHECK_EQ_INT(qd_artifact_add(c, r1, "model", "m2.onnx", shared, 11, NULL, NULL, &err), 0);
 	struct qd_model_row sm;
 	CHECK_EQ_INT(qd_model_insert(c, shared, 11, "shared", NULL, &sm, NULL, &err), 0);
-	CHECK_EQ_INT(qd_trial_add(c, r1, 0, "{}", NULL, "succeeded", NULL, &err), 0);
+	struct qd_trial_row rt = { .idx = 0, .config_json = "{}", .state = "ok", .model_size = -1 };
+	snprintf(rt.job_id, sizeof rt.job_id, "%s", r1);
+	CHECK_EQ_INT(qd_trial_add(c, &rt, NULL, NULL, &err), 0);
 	CHECK_EQ_INT(qd_job_delete(c, r1, &err), -QD_ECONFLICT);
 	CHECK(strstr(err.msg, "running") != NULL);
 	CHECK_EQ_INT(qd_job_delete(c, q1, &err), -QD_ECONFLICT);
@@ -914,7 +948,7 @@ static void test_paging_log_delete(struct qd_store *st)
 	CHECK_EQ_INT(n, 0);
 	qd_artifact_rows_free(arts, n);
 	struct qd_trial_row *tr;
-	CHECK_EQ_INT(qd_trial_list(c, r1, &tr, &n, &err), 0);
+	CHECK_EQ_INT(qd_trial_list(c, r1, NULL, &tr, &n, &err), 0);
 	CHECK_EQ_INT(n, 0);
 	qd_trial_rows_free(tr, n);
 	CHECK_EQ_INT(qd_job_log_list(c, r1, 0, 0, &ll, &n, &err), 0);

@@ -86,9 +86,14 @@ static void scenario(const char *dir)
 	if (!OK(qd_job_claim(c, "w", &j, &got, &err)) || !got)
 		goto out;
 	have_j = true;
+	struct qd_trial_row tr = { .idx = 1, .config_json = "{}", .metrics_json = "{\"acc\":1}", .state = "ok",
+				   .model_size = -1 };
+	snprintf(tr.job_id, sizeof tr.job_id, "%s", j.id);
+	int par[] = { 1 };
 	if (!OK(qd_job_progress(c, j.id, 0.5, "half", &cancel, &err)) ||
 	    !OK(qd_job_log_append(c, j.id, QD_LOG_INFO, "hello", NULL, &err)) ||
-	    !OK(qd_trial_add(c, j.id, 0, "{}", "{\"acc\":1}", "succeeded", NULL, &err)) ||
+	    !OK(qd_trial_add(c, &tr, "{\"trials_done\":1}", NULL, &err)) ||
+	    !OK(qd_trial_set_pareto(c, j.id, par, 1, "{\"finished\":true}", &err)) ||
 	    !OK(qd_blob_put_mem(st, "artifact", 8, sha, &size, &err)) ||
 	    !OK(qd_artifact_add(c, j.id, "model", "model.onnx", sha, 8, NULL, NULL, &err)) ||
 	    !OK(qd_job_finish_succeeded(c, j.id, "{\"ok\":true}", &err)))

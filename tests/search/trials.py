@@ -1,0 +1,286 @@
+#!/usr/bin/env python3
+"""Search trials in the daemon (tests/search/run_trials.sh): trials committed to SQLite as
+they finish, GET /v1/jobs/{id}/trials (paged) and the job's search progress, checked
+against metrics.json and openapi.yaml; `quantd trials`; resume after kill -9 of the daemon
+mid-search (finished trials are not run again, a trial whose saved model was damaged is,
+and the result is the uninterrupted run's); parallel trials on several workers (the same
+trials and best model as on one worker). The best models are run in ONNX Runtime and
+compared with the float model there. Prints "trials: N passed, N failed".
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "fault"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+import faultlib  # noqa: E402
+from faultlib import Daemon, check  # noqa: E402
+import openapi_check  # noqa: E402
+
+SPEC = openapi_check.Spec()
+CMP = os.path.join(ROOT, "tests", "passes", "ort_compare.js")
+TIMING = ("seconds", "duration_seconds")
+
+
+def api(d, method, path, body=None):
+    """JSON answer of one request, checked against openapi.yaml."""
+    data = json.dumps(body).encode() if body is not None else None
+    hdr = {"Content-Type": "application/json"} if data is not None else {}
+    r = d.request(method, path, body=data, headers=hdr)
+    probs = SPEC.check_response(method, path, r.status, r.header("Content-Type"), r.body)
+    check(not probs, "%s %s -> %d conforms to openapi.yaml" % (method, re.sub(r"(job|mdl|dst)_\w+", "{id}", path), r.status),
+          probs)
+    return r.status, r.json()
+
+
+def upload(d, path, kind):
+    with open(path, "rb") as f:
+        r = d.upload(f.read(), name=os.path.basename(path), kind=kind)
+    assert r.status in (200, 201), (r.status, r.body[:300])
+    return r.json()["id"]
+
+
+def wait_trials(d, job, n, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        page = d.get_json("/v1/jobs/%s/trials" % job)
+        if page and len(page.get("items", [])) >= n:
+            return page
+        time.sleep(0.05)
+    return None
+
+
+def all_trials(d, job, limit):
+    """Every trial, following next_cursor pages of `limit`."""
+    items, path, pages = [], "/v1/jobs/%s/trials?limit=%d" % (job, limit), 0
+    while path and pages < 100:
+        st, page = api(d, "GET", path)
+        if st != 200:
+            return None, pages
+        items += page["items"]
+        pages += 1
+        path = page.get("next")
+    return items, pages
+
+
+def log_lines(d, job):
+    page = d.get_json("/v1/jobs/%s/log?limit=10000" % job) or {}
+    return [l["line"] for l in page.get("lines", [])]
+
+
+def artifact(d, job_json, name):
+    for a in job_json.get("artifacts", []):
+        if a["name"] == name:
+            r = d.request("GET", a["url"])
+            return r.body if r.status == 200 else None
+    return None
+
+
+def strip_timing(x):
+    if isinstance(x, dict):
+        return {k: strip_timing(v) for k, v in x.items() if k not in TIMING}
+    if isinstance(x, list):
+        return [strip_timing(v) for v in x]
+    return x
+
+
+def trial_runs(lines):
+    """{trial n: number of times it ran to the end} and the set of resumed trials."""
+    ran, resumed = {}, set()
+    for l in lines:
+        m = re.match(r"trial (\d+)/\d+ .*goals (met|missed)", l)
+        if not m:
+            continue
+        n = int(m.group(1))
+        if "(resumed" in l:
+            resumed.add(n)
+        else:
+            ran[n] = ran.get(n, 0) + 1
+    return ran, resumed
+
+
+def ort_check(T, float_model, model_bytes, held, label, min_cos):
+    p = os.path.join(T, label.replace(" ", "_") + ".onnx")
+    with open(p, "wb") as f:
+        f.write(model_bytes)
+    r = subprocess.run(["node", CMP, float_model, p, "--inputs", held, "--samples", "16", "--min-cos", str(min_cos)],
+                       capture_output=True, text=True, timeout=300)
+    last = (r.stdout.strip().splitlines() or [r.stderr.strip()])[-1:]
+    check(r.returncode == 0, "%s: the best model runs in ONNX Runtime, cosine vs float >= %g" % (label, min_cos), last)
+
+
+def expected_best(metrics, upto):
+    """The best trial among trials 1..upto by the search's ranking (goal-meeting first,
+    then the objectives by priority), from the finished search's values."""
+    s = metrics["search"]
+    objs = sorted([o for o in s["objectives"] if o["priority"] > 0], key=lambda o: (o["priority"], o["key"]))
+    ok = [t for t in s["trials"] if t["n"] <= upto and t["status"] == "ok" and "cached_from" not in t]
+
+    def key(t):
+        return (0 if t["goals_met"] else 1,) + tuple(-t["values"][o["key"]] if o["higher_is_better"]
+                                                     else t["values"][o["key"]] for o in objs) + (t["n"],)
+    return min(ok, key=key)["n"] if ok else None
+
+
+def main():
+    T = tempfile.mkdtemp(prefix="qd-trials-")
+    try:
+        models = os.path.join(T, "models")
+        subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "tests", "models", "make_transformer.py"), models],
+                       check=True, capture_output=True)
+        bert = os.path.join(models, "bert_small.onnx")
+        mlp = os.path.join(models, "mlp.onnx")
+        held, calib = os.path.join(T, "held.npz"), os.path.join(T, "mlp_calib.npz")
+        mheld = os.path.join(T, "mlp_held.npz")
+        for mp, out, seed in ((bert, held, 7), (mlp, mheld, 7), (mlp, calib, 99)):
+            subprocess.run(["node", CMP, mp, "--write-inputs", out, "--samples", "16", "--seed", str(seed)], check=True,
+                           capture_output=True)
+
+        d = Daemon(os.path.join(T, "data"), ["--workers", "1"], name="d1").start()
+        mid = upload(d, bert, "models")
+        hid = upload(d, held, "datasets")
+        search = {"model": mid, "data_configs": {"held": {"dataset": hid}},
+                  "passes": {"q": {"type": "OnnxDynamicQuantization", "disable_search": True,
+                                   "per_channel": "SEARCHABLE_VALUES", "quant_format": "SEARCHABLE_VALUES",
+                                   "reduce_range": [False, True]}},
+                  "search_strategy": {"execution_order": "joint", "sampler": "sequential"}}
+
+        # ---- 1. trials in SQLite, the trials list, the job's progress ----
+        st, job = api(d, "POST", "/v1/jobs", search)
+        check(st == 202, "search job submitted", job)
+        base_id = job["id"]
+        fin = d.wait_job(base_id)
+        check(fin and fin["state"] == "succeeded", "uninterrupted search job succeeded", fin and fin.get("error"))
+        st, fin = api(d, "GET", "/v1/jobs/" + base_id)
+        base_metrics = json.loads(artifact(d, fin, "metrics.json") or b"{}")
+        base_model = artifact(d, fin, "model.onnx") or b""
+        ms = base_metrics.get("search", {})
+        check(len(ms.get("trials", [])) == 8, "metrics.json lists 8 trials")
+        items, pages = all_trials(d, base_id, 3)
+        check(items is not None and len(items) == 8 and pages == 3,
+              "GET /v1/jobs/{id}/trials?limit=3: 8 trials on 3 pages (%s, %d pages)" % (items and len(items), pages))
+        items = items or []
+        check([t["trial"] for t in items] == list(range(1, 9)), "trials in trial order 1..8: %s" % [t["trial"] for t in items])
+        by_n = {t["n"]: t for t in ms.get("trials", [])}
+        same = all(t["params"] == by_n[t["trial"]]["params"] and t["values"] == by_n[t["trial"]]["values"]
+                   and t["goals_met"] == by_n[t["trial"]]["goals_met"] and t["status"] == by_n[t["trial"]]["status"]
+                   and t["model"] == by_n[t["trial"]].get("model")
+                   and abs(t["seconds"] - by_n[t["trial"]]["seconds"]) < 1e-9 for t in items if t["trial"] in by_n)
+        check(same and len(items) == 8, "each trial row has metrics.json's parameters, values, goal status, status, model "
+              "and duration")
+        check(all(t["model_size"] and t["model_size"] > 1000 and re.match("^[0-9a-f]{64}$", t["model_sha256"] or "")
+                  for t in items), "each trial row names its model's size and sha256")
+        check(sorted(t["trial"] for t in items if t["pareto"]) == sorted(ms.get("pareto", [])) and ms.get("pareto"),
+              "pareto flags of the rows are metrics.json's frontier %s" % ms.get("pareto"))
+        prog = fin.get("search") or {}
+        check(prog.get("finished") is True and prog.get("trials_done") == 8 and prog.get("trials_planned") == 8,
+              "GET /v1/jobs/{id}: search finished, 8 of 8 trials (%s)" % {k: prog.get(k) for k in
+                                                                         ("trials_done", "trials_planned", "finished")})
+        check((prog.get("best") or {}).get("trial") == ms.get("best", {}).get("trial") and
+              prog.get("best", {}).get("values") == ms.get("best", {}).get("values"),
+              "the job's best is metrics.json's best (trial %s)" % ms.get("best", {}).get("trial"))
+        check(prog.get("stopped") == ms.get("stopped") == "exhausted", "the job says why the search stopped")
+        ort_check(T, bert, base_model, held, "uninterrupted search", 0.99)
+        # 'quantd trials' lists them
+        p = subprocess.run([faultlib.QUANTD, "trials", base_id, "--server", "127.0.0.1:%d" % d.port],
+                           capture_output=True, text=True, timeout=60)
+        rows = [l for l in p.stdout.splitlines() if re.match(r"\s*\d+ ok ", l)]
+        check(p.returncode == 0 and len(rows) == 8 and "8 of 8 trials" in p.stderr and
+              "best so far: trial %s" % ms.get("best", {}).get("trial") in p.stderr,
+              "'quantd trials JOB' prints 8 trial rows and the progress", p.stdout[-400:] + p.stderr[-300:])
+        # bad input: unknown job 404; a job without search: empty list saying so; bad paging 400
+        st, body = api(d, "GET", "/v1/jobs/job_0123456789abcdef/trials")
+        check(st == 404, "trials of an unknown job: 404 (%s)" % st)
+        plain = {"model": mid, "passes": {"q": {"type": "OnnxDynamicQuantization"}}}
+        st, pj = api(d, "POST", "/v1/jobs", plain)
+        pf = d.wait_job(pj["id"])
+        st, body = api(d, "GET", "/v1/jobs/%s/trials" % pj["id"])
+        check(st == 200 and body["items"] == [] and body["search"] is False and "search_strategy" in body.get("reason", ""),
+              "trials of a job without search: empty list, search false, the reason (%s)" % body.get("reason"))
+        check(pf and pf["state"] == "succeeded" and pf.get("search") is None, "a job without search has search null")
+        st, body = api(d, "GET", "/v1/jobs/%s/trials?limit=0" % base_id)
+        check(st == 400 and body["error"]["details"].get("field") == "limit", "limit=0 is a 400 naming 'limit'")
+        st, body = api(d, "GET", "/v1/jobs/%s/trials?cursor=zz" % base_id)
+        check(st == 400 and body["error"]["details"].get("field") == "cursor", "a bad cursor is a 400 naming 'cursor'")
+        d.stop()
+
+        # ---- 2. resume: kill -9 of the daemon while trial 4 runs ----
+        data2 = os.path.join(T, "data2")
+        env = dict(os.environ, QUANTD_FAULT_INJECT="hang@trial 4/8")
+        d = Daemon(data2, ["--workers", "1"], name="d2", env=env).start()
+        mid = upload(d, bert, "models")
+        hid = upload(d, held, "datasets")
+        search["model"] = mid
+        search["data_configs"]["held"]["dataset"] = hid
+        st, job = api(d, "POST", "/v1/jobs", search)
+        rid = job["id"]
+        page = wait_trials(d, rid, 3)
+        time.sleep(0.5)
+        st, mid_job = api(d, "GET", "/v1/jobs/" + rid)
+        prog = mid_job.get("search") or {}
+        check(page is not None and mid_job["state"] == "running" and prog.get("trials_done") == 3 and
+              prog.get("trials_planned") == 8 and prog.get("finished") is False,
+              "mid-search: the job shows 3 of 8 trials done (%s)" % prog)
+        check((prog.get("best") or {}).get("trial") == expected_best(base_metrics, 3),
+              "mid-search: the best so far is the best of trials 1..3 (trial %s, expected %s)"
+              % ((prog.get("best") or {}).get("trial"), expected_best(base_metrics, 3)))
+        st, page = api(d, "GET", "/v1/jobs/%s/trials" % rid)
+        check(page["progress"] == prog and len(page["items"]) == 3 and not any(t["pareto"] for t in page["items"]),
+              "mid-search: the trials list has the 3 committed trials, no pareto flag yet")
+        d.kill9()
+        # damage trial 2's saved model: that trial must run again, the others not
+        t2 = os.path.join(data2, "work", rid, "out", "trials", "2", "model.onnx")
+        check(os.path.exists(t2) and os.path.exists(os.path.join(data2, "work", rid, "out", "trials", "1", "model.onnx")),
+              "the killed attempt left trials/<n>/model.onnx in the job's work directory")
+        if os.path.exists(t2):
+            with open(t2, "r+b") as f:
+                f.seek(100)
+                f.write(b"\0" * 16)
+        d = Daemon(data2, ["--workers", "1"], name="d2b").start()
+        fin = d.wait_job(rid)
+        check(fin and fin["state"] == "succeeded" and fin["attempts"] == 2,
+              "resumed job succeeded on attempt 2 (%s, attempts %s)" % (fin and fin["state"], fin and fin["attempts"]))
+        lines = log_lines(d, rid)
+        ran, resumed = trial_runs(lines)
+        check(resumed == {1, 3}, "trials 1 and 3 were taken from the store, not run again: resumed %s" % sorted(resumed))
+        check(ran == {1: 1, 2: 2, 3: 1, 4: 1, 5: 1, 6: 1, 7: 1, 8: 1},
+              "each trial ran to the end once, trial 2 (damaged model) twice: %s" % ran)
+        check(any("resuming the search: 3 trial(s)" in l for l in lines) and
+              any("trial 2: the model the earlier attempt saved" in l for l in lines),
+              "the log says the search resumed and why trial 2 ran again")
+        st, fin = api(d, "GET", "/v1/jobs/" + rid)
+        metrics = json.loads(artifact(d, fin, "metrics.json") or b"{}")
+        model = artifact(d, fin, "model.onnx") or b""
+        check(strip_timing(metrics.get("search")) == strip_timing(base_metrics.get("search")) and
+              metrics.get("values") == base_metrics.get("values"),
+              "resumed metrics.json equals the uninterrupted run's (timings aside)")
+        check(model and model == base_model, "resumed: the same best model, byte for byte")
+        items, _ = all_trials(d, rid, 50)
+        check(items and [t["trial"] for t in items] == list(range(1, 9)) and
+              sorted(t["trial"] for t in items if t["pareto"]) == sorted(ms.get("pareto", [])),
+              "resumed: one row per trial, the same pareto flags")
+        check(fin.get("search", {}).get("finished") is True and fin["search"]["trials_done"] == 8,
+              "resumed: the job's search progress is final")
+        ort_check(T, bert, model, held, "resumed search", 0.99)
+        d.stop()
+    finally:
+        for p in faultlib.STARTED:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        if os.environ.get("QD_SEARCH_KEEP"):
+            print("kept", T)
+        else:
+            shutil.rmtree(T, ignore_errors=True)
+    return faultlib.summary("trials")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
