@@ -479,15 +479,21 @@ static void run_job(struct qd_worker *w, struct qd_store_conn *c, const struct q
 done:;
 	enum qd_job_state final;
 	double secs = qd_now_mono() - t0;
+	bool stop_requeue = rc == -QD_ECANCELED && d->aborting;
+	bool crash_requeue = rc && crashed && job->attempts < job->max_attempts && !d->stopping;
+	/* a requeued job keeps its work directory: the next attempt resumes from its trials;
+	 * otherwise it goes before the final state is visible */
+	if (work && !stop_requeue && !crash_requeue && d->cfg.log_level && strcmp(d->cfg.log_level, "debug"))
+		qd_rm_rf(work);
 	if (!rc) {
 		final = QD_JOB_SUCCEEDED;
 		job_log(&j, QD_LOG_INFO, "job succeeded in %.2f s", secs);
 		rc = qd_job_finish_succeeded(c, job->id, result_txt, &e2);
-	} else if (rc == -QD_ECANCELED && d->aborting) {
+	} else if (stop_requeue) {
 		final = QD_JOB_QUEUED;
 		job_log(&j, QD_LOG_WARN, "job stopped by shutdown after %.2f s; requeued", secs);
 		rc = qd_job_requeue(c, job->id, &e2);
-	} else if (crashed && job->attempts < job->max_attempts && !d->stopping) {
+	} else if (crash_requeue) {
 		final = QD_JOB_QUEUED;
 		job_log(&j, QD_LOG_WARN, "%s; requeued for attempt %d of %d", err.msg, job->attempts + 1,
 			job->max_attempts);
@@ -511,9 +517,6 @@ done:;
 		       qd_job_state_name(final), e2.msg);
 	else if (final != QD_JOB_QUEUED)
 		qd_metrics_job_done(&d->metrics, final, secs);
-	/* a requeued job keeps its work directory: the next attempt resumes from its trials */
-	if (work && final != QD_JOB_QUEUED && d->cfg.log_level && strcmp(d->cfg.log_level, "debug"))
-		qd_rm_rf(work);
 	pthread_mutex_lock(&d->mu);
 	w->job_id[0] = 0;
 	pthread_mutex_unlock(&d->mu);

@@ -286,9 +286,17 @@ struct trial {
 	long cached_from;        /* trial whose result was reused, or -1 */
 	bool met;
 	bool fallback;           /* an accuracy-driven fallback step */
+	bool resumed;            /* taken from req->resume */
+	bool done;               /* committed: logged, reported, told to the sampler */
 	double seconds;
 	double *scaled;
+	/* a trial run in a process of its own (parallel trials) until it is committed */
+	int state;               /* TRIAL_SAMPLED, TRIAL_RUNNING, TRIAL_READY */
+	int rc;                  /* its outcome */
+	json_t *res;
+	char *rmsg;
 };
+enum { TRIAL_SAMPLED, TRIAL_RUNNING, TRIAL_READY };
 
 static void trial_free(struct trial *t)
 {
@@ -300,6 +308,8 @@ static void trial_free(struct trial *t)
 	json_decref(t->metrics);
 	free(t->error);
 	free(t->scaled);
+	json_decref(t->res);
+	free(t->rmsg);
 }
 
 static json_t *trial_json(const struct trial *t, bool pareto)
@@ -340,7 +350,7 @@ static long best_so_far(const struct trial *tr, size_t n, size_t n_ord)
 {
 	long b = -1;
 	for (size_t j = 0; j < n; j++)
-		if (tr[j].values && tr[j].cached_from < 0 &&
+		if (tr[j].done && tr[j].values && tr[j].cached_from < 0 &&
 		    (b < 0 || qd_rank_cmp(tr[j].scaled, tr[j].met, tr[b].scaled, tr[b].met, n_ord) < 0))
 			b = (long)j;
 	return b;
@@ -350,12 +360,15 @@ static long best_so_far(const struct trial *tr, size_t n, size_t n_ord)
 static json_t *search_progress(const struct sctx *c, size_t of)
 {
 	long b = best_so_far(c->tr, c->n_tr, c->n_ord);
+	size_t done = 0;
+	for (size_t j = 0; j < c->n_tr; j++)
+		done += c->tr[j].done;
 	json_t *best = json_null();
 	if (b >= 0)
 		best = json_pack("{s:I, s:O, s:O, s:b}", "trial", (json_int_t)c->tr[b].n, "params", c->tr[b].params,
 				 "values", c->tr[b].values, "goals_met", c->tr[b].met);
-	return json_pack("{s:I, s:I, s:o, s:b}", "trials_done", (json_int_t)c->n_tr, "trials_planned",
-			 (json_int_t)(of > c->n_tr ? of : c->n_tr), "best", best, "finished", 0);
+	return json_pack("{s:I, s:I, s:o, s:b}", "trials_done", (json_int_t)done, "trials_planned",
+			 (json_int_t)(of > done ? of : done), "best", best, "finished", 0);
 }
 
 /* The trial's record: what the trial hook commits and req->resume hands back. new. */
@@ -445,10 +458,63 @@ static bool trial_resume(struct sctx *c, struct trial *t)
 	return true;
 }
 
-/* Run trial t (names, cfgs, params set) unless an identical earlier trial has its result
- * or the interrupted attempt finished it; "of" is the planned trial count for the
- * messages. Reports the finished trial through the trial hook. */
-static void trial_exec(struct sctx *c, struct trial *t, size_t of)
+/* Run the chain of one trial into dir and evaluate its model: *out (new) is {values,
+ * quantized_nodes, passes, quantized_bytes, accuracy, lowest_snr_activations}. */
+static int trial_body(struct wf *w, const struct qd_eval_plan *plan, const struct qd_eval_ctx *ec,
+		      const char *model_path, const json_t *names, const json_t *cfgs, const char *dir, json_t **out,
+		      struct qd_err *err)
+{
+	char *mp = qd_asprintf("%s/model.onnx", dir);
+	json_t *po = json_array(), *counts = json_object(), *values = NULL, *detail = NULL;
+	long long qb = 0;
+	*out = NULL;
+	int rc = mp && po && counts ? wf_run_chain(w, model_path, names, cfgs, dir, po, counts, &qb, err)
+				    : qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+	if (rc == 0)
+		rc = qd_eval_run(plan, ec, mp, &values, &detail, err);
+	if (rc == 0 && !(*out = json_pack("{s:O, s:O, s:O, s:I, s:O?, s:O?}", "values", values, "quantized_nodes", counts,
+					  "passes", po, "quantized_bytes", (json_int_t)qb, "accuracy",
+					  json_object_get(detail, "accuracy"), "lowest_snr_activations",
+					  json_object_get(detail, "lowest_snr_activations"))))
+		rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+	free(mp);
+	json_decref(po);
+	json_decref(counts);
+	json_decref(values);
+	json_decref(detail);
+	return rc;
+}
+
+/* t's values, goals and metrics from trial_body's outcome (rc, res, the error message). */
+static void trial_absorb(struct sctx *c, struct trial *t, int rc, const json_t *res, const char *emsg)
+{
+	if (rc == -QD_ECANCELED || wf_canceled(c->w))
+		c->canceled = true;
+	if (rc < 0) {
+		t->error = strdup(emsg && *emsg ? emsg : qd_err_msg(rc));
+		return;
+	}
+	const json_t *counts = json_object_get(res, "quantized_nodes");
+	json_int_t qb = json_integer_value(json_object_get(res, "quantized_bytes")), total = 0;
+	const char *k; json_t *v;
+	json_object_foreach((json_t *)counts, k, v)
+		total += json_integer_value(v);
+	t->values = json_incref(json_object_get(res, "values"));
+	t->met = qd_eval_goals_met(c->plan, t->values, c->base, &t->goals);
+	t->metrics = json_pack("{s:{s:I, s:I, s:f}, s:O, s:I, s:O, s:O, s:O}", "size", "float_bytes",
+			       (json_int_t)c->float_bytes, "quantized_bytes", qb, "ratio", c->float_bytes > 0 ?
+			       (double)qb / (double)c->float_bytes : 0.0, "quantized_nodes", counts,
+			       "quantized_nodes_total", total, "accuracy", json_object_get(res, "accuracy") ?: json_null(),
+			       "values", t->values, "passes", json_object_get(res, "passes"));
+	json_t *low = json_object_get(res, "lowest_snr_activations");
+	if (low && t->metrics)
+		json_object_set(t->metrics, "lowest_snr_activations", low);
+}
+
+/* Before trial t (names, cfgs, params set) runs: its cache key and progress line; it is
+ * taken from the interrupted attempt's record or from an identical committed trial when
+ * possible. True when it has to run. */
+static bool trial_begin(struct sctx *c, struct trial *t, size_t of)
 {
 	t->cached_from = -1;
 	t->scaled = calloc(c->n_ord + 1, sizeof *t->scaled);
@@ -461,64 +527,27 @@ static void trial_exec(struct sctx *c, struct trial *t, size_t of)
 	free(names_s);
 	free(ks);
 	char msg[200];
-	char *ptxt = json_dumps(t->params, JSON_COMPACT | JSON_SORT_KEYS);
 	snprintf(msg, sizeof msg, "trial %zu/%zu", t->n, of);
-	wf_progress(c->w, 0.05 + 0.85 * (double)(t->n - 1) / (double)(of ? of : 1),
-		    msg);
-	bool resumed = trial_resume(c, t);
-	for (size_t j = 0; !resumed && j + 1 < c->n_tr; j++)
-		if (!strcmp(c->tr[j].key, t->key) && c->tr[j].cached_from < 0) {
+	wf_progress(c->w, 0.05 + 0.85 * (double)(t->n - 1) / (double)(of ? of : 1), msg);
+	t->resumed = trial_resume(c, t);
+	for (size_t j = 0; !t->resumed && j < c->n_tr; j++)
+		if (&c->tr[j] != t && c->tr[j].done && !strcmp(c->tr[j].key, t->key) && c->tr[j].cached_from < 0) {
 			t->cached_from = (long)c->tr[j].n;
 			t->values = json_incref(c->tr[j].values);
 			t->goals = json_incref(c->tr[j].goals);
 			t->metrics = json_incref(c->tr[j].metrics);
 			t->error = c->tr[j].error ? strdup(c->tr[j].error) : NULL;
 			t->met = c->tr[j].met;
+			t->seconds = 0;
 			break;
 		}
-	double ts = qd_now_mono();
-	if (t->cached_from < 0 && !resumed) {
-		char *dir = qd_asprintf("%s/trials/%zu", c->w->req->out_dir, t->n);
-		char *mp = qd_asprintf("%s/model.onnx", dir ? dir : "");
-		json_t *po = json_array(), *counts = json_object();
-		long long qb = 0;
-		struct qd_err te = { 0 };
-		json_t *detail = NULL;
-		int trc = dir && mp ? wf_run_chain(c->w, c->model_path, t->names, t->cfgs, dir, po, counts, &qb, &te)
-				    : qd_err_set(&te, QD_ENOMEM, NULL, "out of memory");
-		if (trc == 0)
-			trc = qd_eval_run(c->plan, c->ec, mp, &t->values, &detail, &te);
-		if (trc == -QD_ECANCELED || wf_canceled(c->w))
-			c->canceled = true;
-		if (trc < 0) {
-			t->error = strdup(te.msg);
-			json_decref(t->values);
-			t->values = NULL;
-		} else {
-			t->met = qd_eval_goals_met(c->plan, t->values, c->base, &t->goals);
-			json_int_t total = 0;
-			const char *k; json_t *v;
-			json_object_foreach(counts, k, v)
-				total += json_integer_value(v);
-			t->metrics = json_pack("{s:{s:I, s:I, s:f}, s:O, s:I, s:O, s:O, s:O}", "size",
-					       "float_bytes", (json_int_t)c->float_bytes, "quantized_bytes",
-					       (json_int_t)qb, "ratio", c->float_bytes > 0 ? (double)qb /
-					       (double)c->float_bytes : 0.0, "quantized_nodes", counts,
-					       "quantized_nodes_total", total, "accuracy",
-					       json_object_get(detail, "accuracy") ?: json_null(), "values",
-					       t->values, "passes", po);
-			json_t *low = json_object_get(detail, "lowest_snr_activations");
-			if (low && t->metrics)
-				json_object_set(t->metrics, "lowest_snr_activations", low);
-		}
-		json_decref(detail);
-		json_decref(po);
-		json_decref(counts);
-		free(dir);
-		free(mp);
-	}
-	if (!resumed)
-		t->seconds = qd_now_mono() - ts;
+	return !t->resumed && t->cached_from < 0;
+}
+
+/* Commit trial t: scaled values, the log line, the trial hook. */
+static void trial_end(struct sctx *c, struct trial *t, size_t of)
+{
+	t->done = true;
 	if (t->values && t->scaled)
 		qd_rank_scale(c->plan->obj, c->order, c->n_ord, t->values, t->scaled);
 	char vtxt[256] = "";
@@ -528,22 +557,43 @@ static void trial_exec(struct sctx *c, struct trial *t, size_t of)
 		off += (size_t)snprintf(vtxt + off, sizeof vtxt - off, "%s%s=%.6g", k ? " " : "",
 					c->plan->obj[c->order[k]].key, json_number_value(v));
 	}
+	char *ptxt = json_dumps(t->params, JSON_COMPACT | JSON_SORT_KEYS);
 	if (t->error)
 		wf_log(c->w, QD_LOG_WARN, "trial %zu/%zu %s failed (%.1f s): %s", t->n, of,
 		       ptxt ? ptxt : "", t->seconds, t->error);
 	else
 		wf_log(c->w, QD_LOG_INFO, "trial %zu/%zu %s: %s, goals %s%s (%.1f s)", t->n, of,
 		       ptxt ? ptxt : "", vtxt, t->met ? "met" : "missed",
-		       resumed ? " (resumed: finished by an earlier attempt)" : t->cached_from >= 0 ? " (cached)" : "",
+		       t->resumed ? " (resumed: finished by an earlier attempt)" : t->cached_from >= 0 ? " (cached)" : "",
 		       t->seconds);
 	free(ptxt);
-	if (!resumed && c->w->hooks && c->w->hooks->trial) {
+	if (!t->resumed && c->w->hooks && c->w->hooks->trial) {
 		json_t *rec = trial_record(c, t), *prog = search_progress(c, of);
 		if (rec && prog)
 			c->w->hooks->trial(c->w->hooks->ud, rec, prog);
 		json_decref(rec);
 		json_decref(prog);
 	}
+}
+
+/* Run trial t in this process unless an identical earlier trial has its result or the
+ * interrupted attempt finished it, and commit it; "of" is the planned trial count for the
+ * messages. */
+static void trial_exec(struct sctx *c, struct trial *t, size_t of)
+{
+	if (trial_begin(c, t, of)) {
+		double ts = qd_now_mono();
+		char *dir = qd_asprintf("%s/trials/%zu", c->w->req->out_dir, t->n);
+		json_t *res = NULL;
+		struct qd_err te = { 0 };
+		int rc = dir ? trial_body(c->w, c->plan, c->ec, c->model_path, t->names, t->cfgs, dir, &res, &te)
+			     : qd_err_set(&te, QD_ENOMEM, NULL, "out of memory");
+		trial_absorb(c, t, rc, res, te.msg);
+		json_decref(res);
+		free(dir);
+		t->seconds = qd_now_mono() - ts;
+	}
+	trial_end(c, t, of);
 }
 
 #define QD_WF_FALLBACK_MAX 10   /* exclusions the fallback tries at most */
