@@ -36,6 +36,7 @@ static const struct { const char *key; int64_t min, max; } opt_limits[] = {
 	{ "max_json_bytes", 1024, 1LL << 32 }, { "watchdog_seconds", 0, 86400 },
 	{ "max_job_seconds", 0, 31LL * 86400 }, { "max_job_memory_mb", 0, 1LL << 30 },
 	{ "max_output_mb", 0, 1LL << 30 }, { "kill_grace_seconds", 0, 3600 },
+	{ "max_workers_per_job", 0, 256 },
 };
 
 static const char *const log_levels[] = { "debug", "info", "warn", "error" };

@@ -134,6 +134,8 @@ struct qd_job_sup {
 	int64_t kill_grace_seconds;          /* SIGTERM -> SIGKILL */
 	const volatile int *stop;            /* non-zero: cancel (SIGTERM, then SIGKILL) */
 	const json_t *resume;                /* trial records of earlier attempts (qd_workflow_req.resume) */
+	int parallel;                        /* search trials at once (qd_workflow_req.parallel) */
+	const json_t *trial;                 /* run only this search trial (qd_workflow_trial), or NULL */
 	struct {                             /* the child's progress, log and trial lines */
 		void *ud;
 		void (*progress)(void *ud, double frac, const char *msg);

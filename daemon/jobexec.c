@@ -16,6 +16,16 @@
  *   threads may report). The parent forwards progress and log lines to the job row and
  *   job log exactly as the in-process hooks did. The last progress message names the
  *   phase a crash happened in.
+ * - Parallel search trials: a job given "parallel" > 1 runs each trial of its search in a
+ *   process of its own, started by the job's process the same way (qd_job_supervise from
+ *   one thread per running trial; the request names the trial, and the trial's process
+ *   runs qd_workflow_trial and reports its outcome as its result). A trial's process
+ *   that crashes fails that trial, not the job; its log lines reach the job log prefixed
+ *   "trial N:"; it inherits the job's memory and output limits; it gets SIGTERM when the
+ *   search stops it (cancel, stop_when_goals_met) and dies with the job's process.
+ *   Why processes rather than threads in the job's process: the engine's limits
+ *   (RLIMIT_AS, the output size) and the crash isolation are per process, and a job
+ *   process already is the unit the supervisor knows how to start, limit and stop.
  * - Limits: wall time (parent: SIGKILL at the deadline), memory (RLIMIT_AS in the child:
  *   an allocation beyond it fails, the engine reports NOMEM, and the parent names the
  *   limit; a crash near the limit is attributed to it from the child's polled VmPeak and
@@ -59,6 +69,7 @@ struct child {
 	const char *job_id;
 	const char *out_dir;
 	const char *fault;          /* QUANTD_FAULT_INJECT or NULL */
+	const json_t *req;          /* the job request (parallel trials copy from it) */
 };
 
 static volatile int child_cancel;
@@ -177,6 +188,48 @@ static void child_trial(void *ud, const json_t *record, const json_t *search)
 	child_send(c, json_pack("{s:s, s:O?, s:O?}", "t", "trial", "record", record, "search", search));
 }
 
+/* a trial process's log line, into the job's log with its trial number */
+struct trial_fwd { struct child *c; long long n; };
+
+static void trial_log(void *ud, enum qd_log_level lvl, const char *line)
+{
+	struct trial_fwd *f = ud;
+	char buf[QD_JOB_LOG_LINE_MAX];
+	snprintf(buf, sizeof buf, "trial %lld: %s", f->n, line ? line : "");
+	child_log(f->c, lvl, buf);
+}
+
+/* The workflow's run_trial hook: the trial in a process of its own (see DESIGN). */
+static int child_run_trial(void *ud, const json_t *trial, const volatile int *stop, json_t **result,
+			   struct qd_err *err)
+{
+	struct child *c = ud;
+	const json_t *req = c->req, *lim = json_object_get(req, "limits");
+	const char *dir = json_string_value(json_object_get(trial, "dir"));
+	struct trial_fwd fwd = { c, json_integer_value(json_object_get(trial, "n")) };
+	struct qd_job_outcome o = { 0 };
+	*result = NULL;
+	int rc = dir ? qd_mkdir_p(dir, err) : qd_err_set(err, QD_EINVAL, "trial", "the trial has no directory");
+	if (rc)
+		return rc;
+	const json_t *dp = json_object_get(req, "data_paths");
+	struct qd_job_sup s = { .job_id = c->job_id, .model_path = json_string_value(json_object_get(req, "model_path")),
+				.work_dir = dir, .out_dir = dir, .workflow = json_object_get(req, "workflow"),
+				.data_paths = json_is_object(dp) ? dp : NULL,
+				.threads = (int)json_integer_value(json_object_get(req, "threads")),
+				.log_level = (int)json_integer_value(json_object_get(req, "log_level")),
+				.limits = { 0, json_integer_value(json_object_get(lim, "max_job_memory_mb")),
+					    json_integer_value(json_object_get(lim, "max_output_mb")) },
+				.kill_grace_seconds = 10, .stop = stop, .trial = trial,
+				.hooks = { .ud = &fwd, .log = trial_log } };
+	if ((rc = qd_job_supervise(&s, &o, err)))
+		return rc;
+	if (!(rc = qd_job_outcome_error(&s, &o, err)))
+		*result = o.result ? json_incref(o.result) : NULL;
+	qd_job_outcome_free(&o);
+	return rc;
+}
+
 static int child_limits(const json_t *lim, struct child *c)
 {
 	char why[512];
@@ -223,6 +276,7 @@ int qd_cmd_job_exec(int argc, char **argv)
 	json_int_t lvl = json_integer_value(json_object_get(req, "log_level"));
 	qd_log_set_level((enum qd_log_level)lvl);
 	c.job_id = json_string_value(json_object_get(req, "job_id"));
+	c.req = req;
 	c.out_dir = json_string_value(json_object_get(req, "out_dir"));
 	child_limits(json_object_get(req, "limits"), &c);
 	const json_t *dp = json_object_get(req, "data_paths");
@@ -234,6 +288,7 @@ int qd_cmd_job_exec(int argc, char **argv)
 		.threads = (int)json_integer_value(json_object_get(req, "threads")),
 		.data_paths = json_is_object(dp) ? dp : NULL,
 		.resume = json_is_array(json_object_get(req, "resume")) ? json_object_get(req, "resume") : NULL,
+		.parallel = (int)json_integer_value(json_object_get(req, "parallel")),
 	};
 	if (!wr.model_path || !wr.workflow || !wr.out_dir) {
 		rc = qd_err_set(&err, QD_EPARSE, "request", "the job request '%s' lacks model_path, workflow "
@@ -241,8 +296,16 @@ int qd_cmd_job_exec(int argc, char **argv)
 		goto out;
 	}
 	struct qd_workflow_hooks hooks = { .ud = &c, .progress = child_progress, .log = child_log,
-					   .cancel = &child_cancel, .trial = child_trial };
-	rc = qd_workflow_run(&wr, &hooks, &result, &err);
+					   .cancel = &child_cancel, .trial = child_trial,
+					   .run_trial = wr.parallel > 1 ? child_run_trial : NULL };
+	const json_t *trial = json_object_get(req, "trial");
+	if (json_is_object(trial)) {
+		struct qd_workflow_hooks th = { .ud = &c, .progress = child_progress, .log = child_log,
+						.cancel = &child_cancel };
+		rc = qd_workflow_trial(&wr, &th, trial, &result, &err);
+	} else {
+		rc = qd_workflow_run(&wr, &hooks, &result, &err);
+	}
 	if (!rc && child_cancel)
 		rc = qd_err_set(&err, QD_ECANCELED, "", "job canceled");
 out:
@@ -347,10 +410,11 @@ static int write_request(const struct qd_job_sup *s, const char *path, struct qd
 	json_t *lim = json_pack("{s:I, s:I, s:I}", "max_job_seconds", (json_int_t)s->limits.max_seconds,
 				"max_job_memory_mb", (json_int_t)s->limits.max_memory_mb,
 				"max_output_mb", (json_int_t)s->limits.max_output_mb);
-	json_t *req = json_pack("{s:s, s:s, s:O, s:s, s:i, s:O?, s:o, s:i, s:O?}", "job_id", s->job_id,
+	json_t *req = json_pack("{s:s, s:s, s:O, s:s, s:i, s:O?, s:o, s:i, s:O?, s:i, s:O?}", "job_id", s->job_id,
 				"model_path", s->model_path, "workflow", s->workflow, "out_dir", s->out_dir,
 				"threads", s->threads, "data_paths", s->data_paths, "limits", lim,
-				"log_level", s->log_level, "resume", s->resume);
+				"log_level", s->log_level, "resume", s->resume, "parallel", s->parallel,
+				"trial", s->trial);
 	if (!req)
 		return qd_err_set(err, QD_ENOMEM, "", "out of memory");
 	int rc = 0;

@@ -23,6 +23,11 @@
  *   its work directory's out/trials/; the next attempt hands the committed trials' records
  *   to its child (qd_workflow_req.resume), which reuses them instead of running them
  *   again.
+ * - Parallel trials: a search job borrows idle workers (lent: they claim nothing) when it
+ *   starts, up to --max-workers-per-job including its own (default all but one) and only
+ *   while no other job is queued, and runs that many trials at once (each in a process
+ *   of its own, daemon/jobexec.c); the lent workers come back when the job ends. A
+ *   worker that is claiming a job is never lent.
  * - Re-runs of a job (after a crash) skip artifacts an earlier attempt already imported
  *   with the same name and content, and replace those with the same name and other
  *   content (qd_artifact_add keeps one artifact per name). */
@@ -30,6 +35,7 @@
 #include "daemon/daemon.h"
 #include "passes/workflow.h"
 #include "passes/data_config.h"
+#include "search/search.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -50,6 +56,8 @@ struct qd_worker {
 	volatile int cancel;        /* hooks.cancel of the running job */
 	char name[32];
 	char job_id[64];            /* "" when idle; guarded by d->mu */
+	bool claiming;              /* between looking at the queue and job_id set; d->mu */
+	int lent_to;                /* index + 1 of the worker whose search uses it, 0: not lent; d->mu */
 };
 
 /* What a produced file becomes: file name, artifact kind, content type. */
@@ -388,6 +396,57 @@ out:
 	return rc;
 }
 
+/* Trials a search job runs at once: 1 + the idle workers it borrows (see DESIGN). */
+static int workers_borrow(struct qd_worker *w, struct qd_store_conn *c, const json_t *wf)
+{
+	struct qd_daemon *d = w->d;
+	struct qd_search_strategy ss = { 0 };
+	int lim = d->cfg.max_workers_per_job > 0 ? (int)d->cfg.max_workers_per_job : d->n_workers - 1;
+	if (lim > d->n_workers)
+		lim = d->n_workers;
+	if (qd_search_strategy_parse(wf, &ss, NULL) || !ss.enabled || lim < 2)
+		return 1;
+	if (ss.max_iter > 0 && ss.max_iter < lim)
+		lim = (int)ss.max_iter;
+	struct qd_store_counts sc;
+	if (qd_store_counts(c, &sc, NULL) || sc.jobs[QD_JOB_QUEUED] > 0)
+		return 1;
+	int got = 1;
+	pthread_mutex_lock(&d->mu);
+	/* a worker woken by the same submission may still be looking at the (now empty)
+	 * queue: give it up to 100 ms to go back to sleep */
+	for (int tries = 0; tries < 20; tries++) {
+		bool busy = false;
+		for (int i = 0; i < d->n_workers; i++)
+			busy = busy || (&d->workers[i] != w && d->workers[i].claiming);
+		if (!busy)
+			break;
+		pthread_mutex_unlock(&d->mu);
+		usleep(5000);
+		pthread_mutex_lock(&d->mu);
+	}
+	for (int i = 0; i < d->n_workers && got < lim; i++) {
+		struct qd_worker *o = &d->workers[i];
+		if (o != w && o->alive && !o->lent_to && !o->claiming && !o->job_id[0]) {
+			o->lent_to = w->idx + 1;
+			got++;
+		}
+	}
+	pthread_mutex_unlock(&d->mu);
+	return got;
+}
+
+static void workers_return(struct qd_worker *w)
+{
+	struct qd_daemon *d = w->d;
+	pthread_mutex_lock(&d->mu);
+	for (int i = 0; i < d->n_workers; i++)
+		if (d->workers[i].lent_to == w->idx + 1)
+			d->workers[i].lent_to = 0;
+	pthread_cond_broadcast(&d->wake);
+	pthread_mutex_unlock(&d->mu);
+}
+
 static void run_job(struct qd_worker *w, struct qd_store_conn *c, const struct qd_job_row *job)
 {
 	struct qd_daemon *d = w->d;
@@ -403,8 +462,10 @@ static void run_job(struct qd_worker *w, struct qd_store_conn *c, const struct q
 	pthread_mutex_init(&j.mu, NULL);
 	pthread_mutex_lock(&d->mu);
 	snprintf(w->job_id, sizeof w->job_id, "%s", job->id);
+	w->claiming = false;
 	w->cancel = 0;
 	pthread_mutex_unlock(&d->mu);
+	int parallel = 1;
 
 	job_log(&j, QD_LOG_INFO, "job started on %s (attempt %d of %d)", w->name, job->attempts,
 		job->max_attempts);
@@ -439,6 +500,9 @@ static void run_job(struct qd_worker *w, struct qd_store_conn *c, const struct q
 	if (json_array_size(resume))
 		job_log(&j, QD_LOG_INFO, "resuming the search: %zu trial(s) finished by earlier attempts",
 			json_array_size(resume));
+	if ((parallel = workers_borrow(w, c, wf)) > 1)
+		job_log(&j, QD_LOG_INFO, "search on %d workers (%d borrowed; max_workers_per_job %lld)", parallel,
+			parallel - 1, (long long)d->cfg.max_workers_per_job);
 	if ((rc = data_paths_build(c, wf, &data_paths, &err)))
 		goto done;
 	struct qd_job_sup sup = { .job_id = job->id, .model_path = model_path,
@@ -448,7 +512,7 @@ static void run_job(struct qd_worker *w, struct qd_store_conn *c, const struct q
 				  .limits = qd_job_limits_of(&d->cfg, wf),
 				  .kill_grace_seconds = d->cfg.kill_grace_seconds, .stop = &w->cancel,
 				  .attempt = job->attempts, .max_attempts = job->max_attempts,
-				  .resume = json_array_size(resume) ? resume : NULL,
+				  .resume = json_array_size(resume) ? resume : NULL, .parallel = parallel,
 				  .hooks = { .ud = &j, .progress = hook_progress, .log = hook_log,
 					     .trial = hook_trial } };
 	if ((rc = qd_job_supervise(&sup, &oc, &err)))
@@ -517,6 +581,8 @@ done:;
 		       qd_job_state_name(final), e2.msg);
 	else if (final != QD_JOB_QUEUED)
 		qd_metrics_job_done(&d->metrics, final, secs);
+	if (parallel > 1)
+		workers_return(w);
 	pthread_mutex_lock(&d->mu);
 	w->job_id[0] = 0;
 	pthread_mutex_unlock(&d->mu);
@@ -548,7 +614,11 @@ static void *worker_main(void *arg)
 	while (!d->stopping) {
 		struct qd_job_row job = { 0 };
 		bool claimed = false;
-		if (qd_job_claim(c, w->name, &job, &claimed, &err)) {
+		pthread_mutex_lock(&d->mu);
+		bool lent = w->lent_to != 0;
+		w->claiming = !lent;
+		pthread_mutex_unlock(&d->mu);
+		if (!lent && qd_job_claim(c, w->name, &job, &claimed, &err)) {
 			qd_log(QD_LOG_ERROR, NULL, "%s: cannot claim a job: %s", w->name, err.msg);
 			claimed = false;
 		}
@@ -558,6 +628,7 @@ static void *worker_main(void *arg)
 			continue;
 		}
 		pthread_mutex_lock(&d->mu);
+		w->claiming = false;
 		if (!d->stopping) {
 			struct timespec ts;
 			clock_gettime(CLOCK_REALTIME, &ts);

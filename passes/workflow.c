@@ -10,10 +10,12 @@
 #include "search/search.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 int qd_workflow_validate(const json_t *workflow, struct qd_err *err)
@@ -507,7 +509,7 @@ static void trial_absorb(struct sctx *c, struct trial *t, int rc, const json_t *
 			       "quantized_nodes_total", total, "accuracy", json_object_get(res, "accuracy") ?: json_null(),
 			       "values", t->values, "passes", json_object_get(res, "passes"));
 	json_t *low = json_object_get(res, "lowest_snr_activations");
-	if (low && t->metrics)
+	if (json_is_array(low) && t->metrics)
 		json_object_set(t->metrics, "lowest_snr_activations", low);
 }
 
@@ -579,21 +581,160 @@ static void trial_end(struct sctx *c, struct trial *t, size_t of)
 /* Run trial t in this process unless an identical earlier trial has its result or the
  * interrupted attempt finished it, and commit it; "of" is the planned trial count for the
  * messages. */
+/* Run trial t's chain and evaluation in this process. */
+static void trial_local(struct sctx *c, struct trial *t)
+{
+	double ts = qd_now_mono();
+	char *dir = qd_asprintf("%s/trials/%zu", c->w->req->out_dir, t->n);
+	json_t *res = NULL;
+	struct qd_err te = { 0 };
+	int rc = dir ? trial_body(c->w, c->plan, c->ec, c->model_path, t->names, t->cfgs, dir, &res, &te)
+		     : qd_err_set(&te, QD_ENOMEM, NULL, "out of memory");
+	trial_absorb(c, t, rc, res, te.msg);
+	json_decref(res);
+	free(dir);
+	t->seconds = qd_now_mono() - ts;
+}
+
 static void trial_exec(struct sctx *c, struct trial *t, size_t of)
 {
-	if (trial_begin(c, t, of)) {
-		double ts = qd_now_mono();
-		char *dir = qd_asprintf("%s/trials/%zu", c->w->req->out_dir, t->n);
-		json_t *res = NULL;
-		struct qd_err te = { 0 };
-		int rc = dir ? trial_body(c->w, c->plan, c->ec, c->model_path, t->names, t->cfgs, dir, &res, &te)
-			     : qd_err_set(&te, QD_ENOMEM, NULL, "out of memory");
-		trial_absorb(c, t, rc, res, te.msg);
-		json_decref(res);
-		free(dir);
-		t->seconds = qd_now_mono() - ts;
-	}
+	if (trial_begin(c, t, of))
+		trial_local(c, t);
 	trial_end(c, t, of);
+}
+
+/* ---- parallel trials: each in a process of its own (hooks->run_trial), one thread
+ * waiting for each; the search loop samples and commits in trial order ---- */
+
+#define QD_WF_TPE_STARTUP 4   /* tpe's seeded random trials: proposed without results, so they may run at once */
+
+struct wf_slot {
+	struct wf_pool *pool;
+	pthread_t th;
+	bool busy, finished;
+	size_t ti;               /* its trial's index */
+	json_t *req, *res;
+	int rc;
+	struct qd_err err;
+	double seconds;
+	volatile int stop;
+};
+
+struct wf_pool {
+	const struct qd_workflow_hooks *hooks;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct wf_slot *slot;
+	size_t n;                /* 0: trials run in this process */
+};
+
+static void *slot_main(void *arg)
+{
+	struct wf_slot *s = arg;
+	double ts = qd_now_mono();
+	json_t *res = NULL;
+	struct qd_err e = { 0 };
+	int rc = s->pool->hooks->run_trial(s->pool->hooks->ud, s->req, &s->stop, &res, &e);
+	pthread_mutex_lock(&s->pool->mu);
+	s->rc = rc;
+	s->res = res;
+	s->err = e;
+	s->seconds = qd_now_mono() - ts;
+	s->finished = true;
+	pthread_cond_broadcast(&s->pool->cv);
+	pthread_mutex_unlock(&s->pool->mu);
+	return NULL;
+}
+
+/* Start trial tr[ti] (t) on a free slot; non-zero when none is free or the thread cannot
+ * start (the caller runs it here then). */
+static int pool_start(struct wf_pool *p, size_t ti, const struct trial *t, const char *out_dir)
+{
+	struct wf_slot *s = NULL;
+	for (size_t i = 0; i < p->n && !s; i++)
+		if (!p->slot[i].busy)
+			s = &p->slot[i];
+	if (!s)
+		return -1;
+	char *dir = qd_asprintf("%s/trials/%zu", out_dir, t->n);
+	json_t *req = dir ? json_pack("{s:I, s:O, s:O, s:s}", "n", (json_int_t)t->n, "names", t->names, "cfgs", t->cfgs,
+				      "dir", dir) : NULL;
+	free(dir);
+	if (!req)
+		return -1;
+	memset(s, 0, sizeof *s);
+	s->pool = p;
+	s->ti = ti;
+	s->req = req;
+	s->busy = true;
+	if (pthread_create(&s->th, NULL, slot_main, s)) {
+		json_decref(req);
+		s->busy = false;
+		return -1;
+	}
+	return 0;
+}
+
+/* Finished slots: their outcome goes to their trial (TRIAL_READY), the slot is free. */
+static void pool_collect(struct wf_pool *p, struct trial *tr)
+{
+	for (size_t i = 0; i < p->n; i++) {
+		struct wf_slot *s = &p->slot[i];
+		pthread_mutex_lock(&p->mu);
+		bool fin = s->busy && s->finished;
+		pthread_mutex_unlock(&p->mu);
+		if (!fin)
+			continue;
+		pthread_join(s->th, NULL);
+		struct trial *t = &tr[s->ti];
+		t->rc = s->rc;
+		t->res = s->res;
+		t->rmsg = s->rc < 0 ? strdup(s->err.msg[0] ? s->err.msg : qd_err_msg(s->rc)) : NULL;
+		t->seconds = s->seconds;
+		t->state = TRIAL_READY;
+		if (!t->res && !t->rmsg)
+			t->rmsg = strdup("the trial's process reported no result");
+		json_decref(s->req);
+		memset(s, 0, sizeof *s);
+	}
+}
+
+/* Until a running trial finishes, at most 200 ms (the caller polls the cancel flag). */
+static void pool_wait(struct wf_pool *p)
+{
+	if (!p->n)
+		return;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += 200 * 1000 * 1000;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&p->mu);
+	bool any = false;
+	for (size_t i = 0; i < p->n; i++)
+		any = any || (p->slot[i].busy && p->slot[i].finished);
+	if (!any)
+		pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+	pthread_mutex_unlock(&p->mu);
+}
+
+/* Stop every running trial (its process gets SIGTERM) and wait for it; the outcomes
+ * become their trials' (which the caller drops). */
+static void pool_stop(struct wf_pool *p, struct trial *tr)
+{
+	for (size_t i = 0; i < p->n; i++)
+		if (p->slot[i].busy)
+			p->slot[i].stop = 1;
+	for (size_t i = 0; i < p->n; i++)
+		if (p->slot[i].busy) {
+			pthread_mutex_lock(&p->mu);
+			while (!p->slot[i].finished)
+				pthread_cond_wait(&p->cv, &p->mu);
+			pthread_mutex_unlock(&p->mu);
+		}
+	pool_collect(p, tr);
 }
 
 #define QD_WF_FALLBACK_MAX 10   /* exclusions the fallback tries at most */
@@ -717,6 +858,14 @@ static int wf_search(struct wf *w, const struct qd_search_strategy *ss, const ch
 	char mhash[65];
 	int rc;
 	struct qd_eval_ctx ec = { .req = req, .hooks = w->hooks, .float_path = model_path };
+	size_t n_par = req->parallel > 1 && w->hooks && w->hooks->run_trial ? (size_t)req->parallel : 1;
+	struct wf_pool pool = { .hooks = w->hooks };
+	pthread_mutex_init(&pool.mu, NULL);
+	pthread_cond_init(&pool.cv, NULL);
+	if (n_par > 1 && (pool.slot = calloc(n_par, sizeof *pool.slot)))
+		pool.n = n_par;
+	if (n_par > 1)
+		wf_log(w, QD_LOG_INFO, "search: up to %zu trials at once, each in a process of its own", n_par);
 	if ((rc = file_sha256(model_path, mhash, err)) < 0)
 		goto out;
 	if ((rc = qd_eval_plan_parse(req->workflow, NULL, qd_workflow_eval_flags(req->workflow), &plan, NULL, NULL,
@@ -751,6 +900,8 @@ static int wf_search(struct wf *w, const struct qd_search_strategy *ss, const ch
 		json_decref(lvl);
 		if (rc == 0)
 			rc = qd_sampler_new(ss->sampler, sp, ss->seed, &smp, err);
+		if (rc == 0)
+			qd_sampler_set_tpe_startup(smp, QD_WF_TPE_STARTUP);
 		if (rc < 0) {
 			json_decref(names);
 			goto out;
@@ -767,60 +918,118 @@ static int wf_search(struct wf *w, const struct qd_search_strategy *ss, const ch
 		wf_log(w, QD_LOG_INFO, "search level %zu/%zu: %zu points (%zu indexed, %zu invalid, %zu duplicate), "
 		       "sampler %s, up to %zu trials", lv + 1, levels, sp->n_pts, sp->n_raw, sp->n_invalid, sp->n_dup,
 		       qd_sampler_name(ss->sampler), planned);
-		size_t lv_first = n_tr, idx;
-		while (n_tr < budget) {
+		/* trials are sampled in order and committed in order (trial hook, sampler feedback,
+		 * stop rules); with parallel trials up to `par` are uncommitted at once, each
+		 * running in a process of its own (hooks->run_trial). tpe after its random
+		 * startup trials waits for every earlier result, so the trials are those of a
+		 * one-at-a-time run. */
+		size_t lv_first = n_tr, idx, next = n_tr;
+		bool sampling = true, drop = false;
+		for (;;) {
+			while (sampling && n_tr - next < n_par) {
+				if (n_tr >= budget) {
+					sampling = false;
+					break;
+				}
+				if (wf_canceled(w)) {
+					canceled = true;
+					stopped = "canceled";
+					sampling = false;
+					break;
+				}
+				if (n_tr > 0 && wf_over_time(w, ss, t0)) {
+					stopped = "max_time";
+					sampling = false;
+					break;
+				}
+				if (next < n_tr && ss->sampler == QD_SAMPLER_TPE && n_tr - lv_first >= QD_WF_TPE_STARTUP)
+					break;
+				if (qd_sampler_next(smp, &idx) != 1) {
+					sampling = false;
+					break;
+				}
+				struct trial *nt = realloc(tr, (n_tr + 1) * sizeof *tr);
+				if (!nt) {
+					json_decref(names);
+					pool_stop(&pool, tr);
+					rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+					goto out;
+				}
+				tr = nt;
+				struct trial *t = &tr[n_tr];
+				memset(t, 0, sizeof *t);
+				t->n = ++n_tr;
+				t->level = lv;
+				t->point = idx;
+				t->cached_from = -1;
+				t->names = json_incref(names);
+				t->cfgs = json_deep_copy(fixed);
+				{
+					json_t *c = qd_search_space_config(sp, idx);
+					json_object_update(t->cfgs, c);
+					json_decref(c);
+				}
+				t->params = json_deep_copy(fixed_params);
+				{
+					json_t *p = qd_search_space_params(sp, idx);
+					json_object_update(t->params, p);
+					json_decref(p);
+				}
+				struct sctx sc = { .w = w, .plan = plan, .ec = &ec, .base = base, .order = order, .n_ord = n_ord,
+						    .mhash = mhash, .model_path = model_path, .float_bytes = float_bytes, .tr = tr,
+						    .n_tr = n_tr };
+				t->state = TRIAL_READY;
+				if (!trial_begin(&sc, t, lv_first + planned))
+					continue;
+				if (pool.n && pool_start(&pool, n_tr - 1, t, req->out_dir) == 0) {
+					t->state = TRIAL_RUNNING;
+					continue;
+				}
+				trial_local(&sc, t);
+				if (sc.canceled) {
+					canceled = true;
+					stopped = "canceled";
+				}
+			}
+			pool_collect(&pool, tr);
+			while (next < n_tr && tr[next].state == TRIAL_READY) {
+				struct trial *t = &tr[next++];
+				struct sctx sc = { .w = w, .plan = plan, .ec = &ec, .base = base, .order = order, .n_ord = n_ord,
+						    .mhash = mhash, .model_path = model_path, .float_bytes = float_bytes, .tr = tr,
+						    .n_tr = n_tr };
+				if (t->res || t->rmsg)
+					trial_absorb(&sc, t, t->rc, t->res, t->rmsg);
+				trial_end(&sc, t, lv_first + planned);
+				if (sc.canceled) {
+					canceled = true;
+					stopped = "canceled";
+				}
+				qd_sampler_tell(smp, t->point, t->values ? t->scaled : NULL, n_ord, t->met, t->values == NULL);
+				if (canceled || (ss->stop_when_goals_met && t->met && lv + 1 == levels)) {
+					if (!canceled)
+						stopped = "goals_met";
+					sampling = false;
+					drop = true;
+					break;
+				}
+			}
+			if (drop || (!sampling && next == n_tr))
+				break;
+			pool_wait(&pool);
 			if (wf_canceled(w)) {
 				canceled = true;
 				stopped = "canceled";
+				sampling = false;
+				drop = true;
 				break;
 			}
-			if (n_tr > 0 && wf_over_time(w, ss, t0)) {
-				stopped = "max_time";
-				break;
-			}
-			if (qd_sampler_next(smp, &idx) != 1)
-				break;
-			struct trial *nt = realloc(tr, (n_tr + 1) * sizeof *tr);
-			if (!nt) {
-				json_decref(names);
-				rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
-				goto out;
-			}
-			tr = nt;
-			struct trial *t = &tr[n_tr];
-			memset(t, 0, sizeof *t);
-			t->n = ++n_tr;
-			t->level = lv;
-			t->point = idx;
-			t->cached_from = -1;
-			t->names = json_incref(names);
-			t->cfgs = json_deep_copy(fixed);
-			{
-				json_t *c = qd_search_space_config(sp, idx);
-				json_object_update(t->cfgs, c);
-				json_decref(c);
-			}
-			t->params = json_deep_copy(fixed_params);
-			{
-				json_t *p = qd_search_space_params(sp, idx);
-				json_object_update(t->params, p);
-				json_decref(p);
-			}
-			struct sctx sc = { .w = w, .plan = plan, .ec = &ec, .base = base, .order = order, .n_ord = n_ord,
-					    .mhash = mhash, .model_path = model_path, .float_bytes = float_bytes, .tr = tr,
-					    .n_tr = n_tr };
-			trial_exec(&sc, t, lv_first + planned);
-			if (sc.canceled) {
-				canceled = true;
-				stopped = "canceled";
-			}
-			qd_sampler_tell(smp, idx, t->values ? t->scaled : NULL, n_ord, t->met, t->values == NULL);
-			if (canceled)
-				break;
-			if (ss->stop_when_goals_met && t->met && lv + 1 == levels) {
-				stopped = "goals_met";
-				break;
-			}
+		}
+		if (drop) {
+			/* trials sampled after the last committed one are not part of the search */
+			pool_stop(&pool, tr);
+			for (size_t j = next; j < n_tr; j++)
+				trial_free(&tr[j]);
+			n_tr = next;
 		}
 		if (n_tr >= budget && strcmp(stopped, "canceled"))
 			stopped = "max_iter";
@@ -1012,6 +1221,10 @@ static int wf_search(struct wf *w, const struct qd_search_strategy *ss, const ch
 	}
 	rc = 0;
 out:
+	pool_stop(&pool, tr);
+	free(pool.slot);
+	pthread_mutex_destroy(&pool.mu);
+	pthread_cond_destroy(&pool.cv);
 	for (size_t j = 0; j < n_tr; j++)
 		trial_free(&tr[j]);
 	free(tr);
@@ -1028,6 +1241,26 @@ out:
 	json_decref(spaces);
 	qd_sampler_free(smp);
 	qd_search_space_free(sp);
+	qd_eval_plan_free(plan);
+	return rc;
+}
+
+int qd_workflow_trial(const struct qd_workflow_req *req, const struct qd_workflow_hooks *hooks,
+		      const json_t *trial, json_t **result, struct qd_err *err)
+{
+	struct wf w = { .req = req, .hooks = hooks, .err = err };
+	struct qd_eval_plan *plan = NULL;
+	const char *model_path = req->model_path ? req->model_path : model_path_of(req->workflow);
+	const char *dir = json_string_value(json_object_get(trial, "dir"));
+	const json_t *names = json_object_get(trial, "names"), *cfgs = json_object_get(trial, "cfgs");
+	*result = NULL;
+	if (!model_path || !dir || !json_is_array(names) || !json_is_object(cfgs))
+		return qd_err_set(err, QD_EINVAL, "trial", "the trial request lacks the model, dir, names or cfgs");
+	int rc = qd_eval_plan_parse(req->workflow, NULL, qd_workflow_eval_flags(req->workflow), &plan, NULL, NULL, err);
+	if (rc == 0) {
+		struct qd_eval_ctx ec = { .req = req, .hooks = hooks, .float_path = model_path };
+		rc = trial_body(&w, plan, &ec, model_path, names, cfgs, dir, result, err);
+	}
 	qd_eval_plan_free(plan);
 	return rc;
 }

@@ -20,6 +20,12 @@ struct qd_workflow_hooks {
 	 * Once at the end of the search (also when canceled) with record NULL and search
 	 * {..., finished: true, stopped, pareto: [trial numbers]}. May be NULL. */
 	void (*trial)(void *ud, const json_t *record, const json_t *search);
+	/* run one search trial in a process of its own (parallel trials, see
+	 * qd_workflow_req.parallel): trial is {n, names, cfgs, dir}, *result (new) what
+	 * qd_workflow_trial gives; a non-zero *stop asks it to stop (QD_ECANCELED). Called
+	 * from several threads at once. NULL: trials run in this process, one at a time. */
+	int (*run_trial)(void *ud, const json_t *trial, const volatile int *stop, json_t **result,
+			 struct qd_err *err);
 };
 
 struct qd_workflow_req {
@@ -44,6 +50,10 @@ struct qd_workflow_req {
 	 * runs again. The search walks the same points (the samplers get the same feedback),
 	 * so a resumed search ends as an uninterrupted one with the same seed. */
 	const json_t *resume;
+	/* search trials run at once (needs hooks->run_trial; 0 or 1: one at a time). Trials
+	 * are still sampled and committed in trial order, so a search gives the same trials
+	 * and best model with any value. */
+	int parallel;
 };
 
 /* Check a whole workflow (passes/olive.c): *problems (new array of {"field", "message",
@@ -74,6 +84,13 @@ int qd_workflow_validate(const json_t *workflow, struct qd_err *err);
  * error) is the metrics JSON object that was written. */
 int qd_workflow_run(const struct qd_workflow_req *req, const struct qd_workflow_hooks *hooks,
 		    json_t **result, struct qd_err *err);
+
+/* One search trial, in the process a run_trial hook started: run the pass chain
+ * trial.names with the configurations trial.cfgs on req's model into trial.dir (a new
+ * directory: model.onnx) and evaluate it with the workflow's evaluator. *result (new) is
+ * {values, quantized_nodes, passes, quantized_bytes, accuracy, lowest_snr_activations}. */
+int qd_workflow_trial(const struct qd_workflow_req *req, const struct qd_workflow_hooks *hooks,
+		      const json_t *trial, json_t **result, struct qd_err *err);
 
 /* Sizes of the distinct external data files a model (loaded with keep_external) uses
  * (workflow size figures, search/eval.c size_on_disk). */

@@ -269,6 +269,91 @@ def main():
         check(fin.get("search", {}).get("finished") is True and fin["search"]["trials_done"] == 8,
               "resumed: the job's search progress is final")
         ort_check(T, bert, model, held, "resumed search", 0.99)
+
+        # ---- 3. parallel trials: 2 workers give the same trials and best model as 1 ----
+        rec_id = upload(d, faultlib.REC, "models")
+        rcal, rheld = os.path.join(T, "rec_calib.npz"), os.path.join(T, "rec_held.npz")
+        for out, seed in ((rcal, 9), (rheld, 7)):
+            subprocess.run(["node", CMP, faultlib.REC, "--write-inputs", out, "--samples", "4", "--seed", str(seed)],
+                           check=True, capture_output=True)
+
+        def rec_search(dd):
+            return {"model": upload(dd, faultlib.REC, "models"),
+                    "data_configs": {"calib": {"dataset": upload(dd, rcal, "datasets")},
+                                     "held": {"dataset": upload(dd, rheld, "datasets")}},
+                    "passes": {"q": {"type": "OnnxStaticQuantization", "data_config": "calib", "disable_search": True,
+                                     "per_channel": [False, True], "calibrate_method": ["MinMax", "Percentile"],
+                                     "activation_type": "uint8"}},
+                    "search_strategy": {"execution_order": "joint", "sampler": "sequential"}}
+
+        def tpe_search(dd):
+            wf = json.loads(json.dumps(search))
+            wf["model"] = upload(dd, bert, "models")
+            wf["data_configs"]["held"]["dataset"] = upload(dd, held, "datasets")
+            wf["search_strategy"] = {"execution_order": "joint", "sampler": "tpe", "max_iter": 7, "seed": 5}
+            return wf
+
+        def run_job(dd, wf, watch=False):
+            st, j = api(dd, "POST", "/v1/jobs", wf)
+            most = 0
+            while watch:
+                # trial processes: `quantd job-exec --request .../trials/<n>/request.json`
+                n = 0
+                for pid in os.listdir("/proc"):
+                    try:
+                        with open("/proc/%s/cmdline" % pid, "rb") as f:
+                            cmd = f.read()
+                    except OSError:
+                        continue
+                    if b"job-exec" in cmd and b"/trials/" in cmd and j["id"].encode() in cmd:
+                        n += 1
+                most = max(most, n)
+                jj = dd.get_json("/v1/jobs/" + j["id"])
+                if jj and jj["state"] in ("succeeded", "failed", "canceled"):
+                    break
+                time.sleep(0.02)
+            fin = dd.wait_job(j["id"])
+            st, fin = api(dd, "GET", "/v1/jobs/" + j["id"])
+            return fin, json.loads(artifact(dd, fin, "metrics.json") or b"{}"), artifact(dd, fin, "model.onnx") or b"", most
+
+        one = {"rec": run_job(d, rec_search(d)), "tpe": run_job(d, tpe_search(d))}
+        d.stop()
+        d = Daemon(os.path.join(T, "data3"), ["--workers", "2", "--max-workers-per-job", "2"], name="d3").start()
+        two = {"bert": run_job(d, dict(search, model=upload(d, bert, "models"),
+                                       data_configs={"held": {"dataset": upload(d, held, "datasets")}})),
+               "rec": run_job(d, rec_search(d), watch=True), "tpe": run_job(d, tpe_search(d))}
+        one["bert"] = (None, base_metrics, base_model, 0)
+        for k, label in (("bert", "bert sequential"), ("rec", "rec static sequential"), ("tpe", "bert tpe max_iter 7")):
+            f2, m2, b2, most = two[k]
+            f1, m1, b1, _ = one[k]
+            lines = log_lines(d, f2["id"])
+            ntr = len(m2.get("search", {}).get("trials", []))
+            check(f2["state"] == "succeeded" and ntr > 0, "%s on 2 workers succeeded (%d trials)" % (label, ntr))
+            check(any("search on 2 workers" in l for l in lines) and
+                  all(any(l.startswith("trial %d: " % n) for l in lines) for n in range(1, ntr + 1)),
+                  "%s: the job borrowed a worker and each trial ran in a process of its own (its log lines)" % label)
+            check(strip_timing(m2.get("search")) == strip_timing(m1.get("search")) and m2.get("values") == m1.get("values"),
+                  "%s: 2 workers give metrics.json of 1 worker (the same trials, values, best, pareto; timings aside)" % label)
+            check(b2 and b2 == b1, "%s: the same best model byte for byte on 1 and 2 workers" % label)
+        check(two["rec"][3] == 2, "rec search: 2 trial processes ran at once (at most %d seen)" % two["rec"][3])
+        ort_check(T, faultlib.REC, two["rec"][2], rheld, "parallel rec search", 0.95)
+        # cancel while 2 trials run: the finished trials stay, no trial process is left
+        st, j = api(d, "POST", "/v1/jobs", rec_search(d))
+        page = wait_trials(d, j["id"], 1)
+        st, cj = api(d, "POST", "/v1/jobs/%s/cancel" % j["id"])
+        fin = d.wait_job(j["id"])
+        left = []
+        for pid in os.listdir("/proc"):
+            try:
+                with open("/proc/%s/cmdline" % pid, "rb") as f:
+                    if j["id"].encode() in f.read():
+                        left.append(pid)
+            except OSError:
+                pass
+        items, _ = all_trials(d, j["id"], 50)
+        check(page is not None and fin["state"] == "canceled" and items and 1 <= len(items) < 4 and not left,
+              "cancel of a parallel search: canceled, %s finished trial(s) kept, no process of the job left (%s)"
+              % (len(items or []), left))
         d.stop()
     finally:
         for p in faultlib.STARTED:
