@@ -659,6 +659,10 @@ int qd_workers_start(struct qd_daemon *d, struct qd_err *err)
 			return qd_err_set(err, QD_EINTERNAL, "workers", "cannot start worker thread: %s", strerror(e));
 		w->started = true;
 	}
+	/* ready means every worker has its store connection: wait for them (up to 10 s; a
+	 * worker that cannot connect keeps retrying and /readyz says so) */
+	for (int i = 0; i < 1000 && qd_workers_alive(d) < n; i++)
+		usleep(10 * 1000);
 	return 0;
 }
 
