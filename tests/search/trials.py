@@ -355,6 +355,19 @@ def main():
               "cancel of a parallel search: canceled, %s finished trial(s) kept, no process of the job left (%s)"
               % (len(items or []), left))
         d.stop()
+
+        # ---- 4. the default (max_workers_per_job 0 = all but one) keeps a worker for other jobs ----
+        d = Daemon(os.path.join(T, "data4"), ["--workers", "2"], name="d4").start()
+        st, sj = api(d, "POST", "/v1/jobs", rec_search(d))
+        wait_trials(d, sj["id"], 1)
+        st, pj = api(d, "POST", "/v1/jobs", dict(plain, model=upload(d, bert, "models")))
+        pf, sf = d.wait_job(pj["id"]), d.wait_job(sj["id"])
+        check(sf["state"] == "succeeded" and not any("search on" in l for l in log_lines(d, sj["id"])),
+              "default on 2 workers: the search job borrows no worker")
+        check(pf["state"] == "succeeded" and pf["finished_at"] < sf["finished_at"],
+              "default on 2 workers: a job submitted during the search runs beside it (finished %s, search %s)"
+              % (pf["finished_at"], sf["finished_at"]))
+        d.stop()
     finally:
         for p in faultlib.STARTED:
             if p.poll() is None:
