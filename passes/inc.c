@@ -24,6 +24,8 @@
 #include "passes/passes.h"
 #include "engine/engine.h"
 #include "engine/dataset.h"
+#include "passes/op_rules.h"
+#include "search/eval.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -31,6 +33,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* ---- submit-time checks ---- */
 
@@ -491,6 +495,15 @@ static void report_params(struct inc *s)
 			user_value(s->pc, "accuracy_criterion")))
 		no_effect(s, "tuning_criterion", "the tuning settings (tuning_criterion, quant_level, "
 			  "accuracy_criterion) apply only with a metric: the default configuration is quantized once");
+	const json_t *tc = json_object_get(p, "tuning_criterion");
+	const char *strat = json_string_value(json_object_get(tc, "strategy"));
+	if (tuning && json_is_string(json_object_get(p, "quant_level")) && strat && strcmp(strat, "basic"))
+		no_effect(s, "tuning_criterion.strategy", "'%s': quant_level \"auto\" overrides the strategy (INC's fit); "
+			  "set quant_level 1 to choose one", strat);
+	const char *obj = json_string_value(json_object_get(tc, "objective"));
+	if (tuning && obj && strcmp(obj, "performance") && !(json_number_value(json_object_get(tc, "timeout")) > 0))
+		no_effect(s, "tuning_criterion.objective", "'%s': with timeout 0 the first configuration that meets the "
+			  "criterion wins; the objective ranks them only with a timeout", obj);
 	if (json_array_size(json_object_get(p, "excluded_precisions")))
 		no_effect(s, "excluded_precisions", "quantd falls back to fp32 only (the CPU execution provider has no "
 			  "bf16 / fp16 kernels for these ops), so bf16 and fp16 are never used");
@@ -1265,6 +1278,426 @@ static int run_once(struct inc *s, struct qd_model *m, const json_t *extra_ex, c
 	return rc;
 }
 
+/* ---- INC's accuracy-aware tuning (reference/inc_vitis_qnn.md §A.3) ----
+ * With a metric, the "basic" strategy on quantd's evaluation functions (search/eval.h):
+ * the float model is evaluated once (the baseline), then each trial re-runs the pass on the
+ * float model with a fallback set and is evaluated on the metric's first sub_type:
+ *   1. the default configuration (all ops quantized), once per calibration_sampling_size;
+ *   2. op-type-wise fallback: each quantized op type kept in float in turn;
+ *   3. node-wise fallback: each quantized node kept in float alone, last node first, its
+ *      value recorded; then the nodes sorted best first and kept in float 1, 2, 3 ... at a
+ *      time (INC's incremental fallback).
+ * A trial meets the criterion when its value is at least the target: relative base·(1 − tol)
+ * (or base·(1 + tol) when lower is better), absolute base − tol (base + tol). With timeout
+ * 0 the first trial that meets it wins; with a timeout the trials go on until max_trials or
+ * the timeout, and the objective picks among those that met it (performance: the most
+ * nodes quantized; modelsize / footprint: the smallest file). No trial meeting it fails the
+ * pass (Olive: "no model met the accuracy goal; increase max_trials"). */
+
+struct trial {
+	json_t *ex_nodes, *ex_types;   /* fallbacks (new) */
+	int64_t size;
+	double value;
+	bool ok, met;
+	long long bytes;
+	long nq;                       /* nodes quantized */
+	const char *stage;
+	json_t *stats;                 /* the pass's stats (new) */
+};
+
+struct tune {
+	struct inc *s;
+	char *ws;                      /* workspace directory (owned) */
+	bool own_ws;
+	char *float_path;
+	struct qd_eval_plan *plan;
+	json_t *wf;                    /* the workflow with the metric as its evaluator (new) */
+	struct qd_workflow_req req;
+	struct qd_eval_ctx ec;
+	const char *key;
+	bool hib, relative;
+	double tol, base, target, timeout, t0;
+	long max_trials;
+	const char *objective;
+	struct trial *t;
+	size_t nt;
+	json_t *log;                   /* trials for the stats */
+};
+
+static void trial_free(struct trial *t)
+{
+	json_decref(t->ex_nodes);
+	json_decref(t->ex_types);
+	json_decref(t->stats);
+}
+
+static bool tune_over(const struct tune *u)
+{
+	const volatile int *c = u->s->pc->hooks ? u->s->pc->hooks->cancel : NULL;
+	return (long)u->nt >= u->max_trials || (c && *c) ||
+	       (u->timeout > 0 && qd_now_mono() - u->t0 > u->timeout);
+}
+
+static bool tune_done(const struct tune *u)
+{
+	if (tune_over(u))
+		return true;
+	for (size_t i = 0; u->timeout == 0 && i < u->nt; i++)
+		if (u->t[i].met)
+			return true;
+	return false;
+}
+
+/* One trial: the pass on a fresh copy of the float model with these fallbacks, saved into
+ * the workspace and evaluated. Returns its index, or -1 (the trial failed, logged). */
+static long tune_trial(struct tune *u, const char *stage, const json_t *ex_nodes, const json_t *ex_types, int64_t size)
+{
+	struct trial *nt = realloc(u->t, (u->nt + 1) * sizeof *nt);
+	if (!nt)
+		return -1;
+	u->t = nt;
+	struct trial *t = &u->t[u->nt];
+	memset(t, 0, sizeof *t);
+	t->stage = stage;
+	t->size = size;
+	t->ex_nodes = ex_nodes ? json_deep_copy(ex_nodes) : json_array();
+	t->ex_types = ex_types ? json_deep_copy(ex_types) : json_array();
+	t->stats = json_object();
+	size_t n = ++u->nt;
+	char *path = qd_asprintf("%s/trial_%zu.onnx", u->ws, n);
+	struct qd_err e = { 0 };
+	struct qd_model *m = NULL;
+	json_t *values = NULL;
+	double ts = qd_now_mono();
+	int rc = path ? qd_model_load_file(u->float_path, NULL, &m, &e) : qd_err_set(&e, QD_ENOMEM, NULL, "out of memory");
+	/* the tuning's own trials log only their outcome */
+	struct qd_pass_ctx quiet = *u->s->pc;
+	quiet.hooks = NULL;
+	quiet.job_id = u->s->pc->job_id;
+	struct inc si = *u->s;
+	si.pc = &quiet;
+	si.log = json_pack("{s:[]}", "ignored");
+	if (rc == 0)
+		rc = run_once(&si, m, t->ex_nodes, json_array_size(t->ex_types) ? t->ex_types : NULL, size, t->stats, &e);
+	json_decref(si.log);
+	if (rc == 0)
+		rc = qd_model_save_file(m, path, NULL, &e);
+	qd_model_free(m);
+	if (rc == 0)
+		rc = qd_eval_run(u->plan, &u->ec, path, &values, NULL, &e);
+	const json_t *v = json_object_get(values, u->key);
+	if (rc == 0 && !json_is_number(v))
+		rc = qd_err_set(&e, QD_EUNSUPPORTED, "metric", "the metric '%s' could not be measured on the candidate", u->key);
+	if (rc == 0) {
+		t->ok = true;
+		t->value = json_number_value(v);
+		t->met = u->hib ? t->value >= u->target : t->value <= u->target;
+		struct stat st;
+		t->bytes = stat(path, &st) == 0 ? (long long)st.st_size : 0;
+		const char *k; json_t *c;
+		json_object_foreach(json_object_get(t->stats, "quantized_nodes"), k, c)
+			t->nq += (long)json_integer_value(c);
+	}
+	char *fn = json_dumps(t->ex_nodes, JSON_COMPACT), *ft = json_dumps(t->ex_types, JSON_COMPACT);
+	if (t->ok)
+		qd_pass_log(u->s->pc, QD_LOG_INFO, "tuning trial %zu (%s): samples %lld, op types in float %s, nodes in float "
+			    "%s: %s = %.6g (target %.6g) %s (%.1f s)", n, stage, (long long)size, ft ? ft : "", fn ? fn : "",
+			    u->key, t->value, u->target, t->met ? "met" : "missed", qd_now_mono() - ts);
+	else
+		qd_pass_log(u->s->pc, QD_LOG_WARN, "tuning trial %zu (%s) failed: %s", n, stage, e.msg);
+	json_array_append_new(u->log, json_pack("{s:I, s:s, s:I, s:O, s:O, s:o, s:b, s:I, s:I, s:f}", "trial", (json_int_t)n,
+						"stage", stage, "calibration_sampling_size", (json_int_t)size,
+						"op_types_in_float", t->ex_types, "nodes_in_float", t->ex_nodes,
+						"value", t->ok ? json_real(t->value) : json_null(), "met", t->met,
+						"quantized_nodes", (json_int_t)t->nq, "bytes", (json_int_t)t->bytes,
+						"seconds", qd_now_mono() - ts));
+	free(fn);
+	free(ft);
+	json_decref(values);
+	if (u->own_ws || !t->ok)
+		unlink(path);
+	free(path);
+	return t->ok ? (long)(n - 1) : -1;
+}
+
+/* Olive's mapping of the metric's goal, or accuracy_criterion (INC's own) when given;
+ * false: no criterion (the default configuration runs once). */
+static bool tune_criterion(struct tune *u, const struct qd_objective *o)
+{
+	const json_t *ac = json_object_get(u->s->params, "accuracy_criterion");
+	u->hib = o->higher_is_better;
+	if (json_is_object(ac)) {
+		const char *c = json_string_value(json_object_get(ac, "criterion"));
+		u->hib = qd_pass_opt_bool(ac, "higher_is_better", true);
+		u->relative = !c || !strcmp(c, "relative");
+		const json_t *tl = json_object_get(ac, "tolerable_loss");
+		if (!tl)
+			tl = json_object_get(ac, u->relative ? "relative" : "absolute");
+		u->tol = json_is_number(tl) ? json_number_value(tl) : 0.01;
+		return true;
+	}
+	if (!o->goal_type || !strcmp(o->goal_type, "threshold"))
+		return false;
+	u->relative = !strncmp(o->goal_type, "percent-", 8);
+	bool imp = strstr(o->goal_type, "min-improvement") != NULL;
+	u->tol = (imp ? -1.0 : 1.0) * o->goal_value / (u->relative ? 100.0 : 1.0);
+	return true;
+}
+
+/* Data-movement ops (they share their input's parameters) and removable activations are
+ * no fallback candidates: keeping them in float alone changes no arithmetic. */
+static bool tune_candidate(const char *op)
+{
+	const struct qd_op_rule *r = qd_op_rule_find(op);
+	return !r || (r->kind != QD_OK_SHARED && r->kind != QD_OK_REMOVE);
+}
+
+/* Quantized nodes of the float model (after INC's renaming) of the op types trial 0
+ * quantized, in graph order. new. */
+static json_t *tune_nodes(struct tune *u, const struct trial *t0, struct qd_err *err)
+{
+	struct qd_model *m = NULL;
+	json_t *out = json_array();
+	if (qd_model_load_file(u->float_path, NULL, &m, err) < 0)
+		return out;
+	if (rename_nodes(u->s, m->proto->graph, err) == 0) {
+		const json_t *q = json_object_get(t0->stats, "quantized_nodes");
+		const Onnx__GraphProto *g = m->proto->graph;
+		bool wo = !strcmp(u->s->approach, "weight_only");
+		for (size_t i = 0; i < g->n_node; i++) {
+			const char *op = g->node[i]->op_type;
+			bool gemm = !strcmp(op, "Gemm") && json_object_get(q, "MatMul") && recipe_bool(u->s, "gemm_to_matmul", true);
+			if ((json_object_get(q, op) || gemm || (wo && !strcmp(op, "MatMul"))) && tune_candidate(op))
+				json_array_append_new(out, json_string(g->node[i]->name));
+		}
+	}
+	qd_model_free(m);
+	return out;
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+	double x = ((const double *)a)[0], y = ((const double *)b)[0];
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static void tune_basic(struct tune *u, struct qd_err *err)
+{
+	struct inc *s = u->s;
+	long first = -1;
+	for (size_t i = 0; i < s->n_sizes && !tune_done(u); i++) {
+		long k = tune_trial(u, "default", NULL, NULL, s->sizes[i]);
+		if (first < 0)
+			first = k;
+	}
+	if (first < 0 || tune_done(u))
+		return;
+	int64_t size = u->t[first].size;
+	/* op-type-wise fallback */
+	json_t *types = json_array();
+	const char *k; json_t *c;
+	json_object_foreach(json_object_get(u->t[first].stats, "quantized_nodes"), k, c)
+		if (tune_candidate(k))
+			json_array_append_new(types, json_string(k));
+	bool wo = !strcmp(s->approach, "weight_only");
+	if (!wo && json_array_size(types) == 1) {
+		qd_pass_log(s->pc, QD_LOG_INFO, "tuning: op-type fallback skipped: %s is the only quantized compute op "
+			    "type (its fallback is the float model)", json_string_value(json_array_get(types, 0)));
+		json_array_clear(types);
+	}
+	for (size_t i = 0; !wo && i < json_array_size(types) && !tune_done(u); i++) {
+		json_t *one = json_pack("[O]", json_array_get(types, i));
+		tune_trial(u, "op-type fallback", NULL, one, size);
+		json_decref(one);
+	}
+	json_decref(types);
+	/* node-wise fallback: one node at a time, last first, then incrementally */
+	json_t *nodes = tune_nodes(u, &u->t[first], err);
+	size_t nn = json_array_size(nodes);
+	double *score = calloc(2 * nn + 2, sizeof *score);
+	size_t ns = 0;
+	for (size_t i = nn; score && i-- > 0 && !tune_done(u);) {
+		json_t *one = json_pack("[O]", json_array_get(nodes, i));
+		long t = tune_trial(u, "node fallback", one, NULL, size);
+		json_decref(one);
+		if (t >= 0) {
+			score[2 * ns] = u->hib ? u->t[t].value : -u->t[t].value;
+			score[2 * ns + 1] = (double)i;
+			ns++;
+		}
+	}
+	if (score)
+		qsort(score, ns, 2 * sizeof *score, cmp_desc);
+	json_t *acc = json_array();
+	for (size_t j = 0; j < ns && !tune_done(u); j++) {
+		json_array_append(acc, json_array_get(nodes, (size_t)score[2 * j + 1]));
+		if (j > 0)   /* one node alone was the trial above */
+			tune_trial(u, "incremental fallback", acc, NULL, size);
+	}
+	json_decref(acc);
+	free(score);
+	json_decref(nodes);
+}
+
+static long tune_pick(const struct tune *u)
+{
+	long best = -1;
+	for (size_t i = 0; i < u->nt; i++) {
+		const struct trial *t = &u->t[i];
+		if (!t->met)
+			continue;
+		if (u->timeout == 0)
+			return (long)i;
+		bool size_obj = strcmp(u->objective, "performance") != 0;
+		if (best < 0 || (size_obj ? t->bytes < u->t[best].bytes : t->nq > u->t[best].nq))
+			best = (long)i;
+	}
+	return best;
+}
+
+static int tune(struct inc *s, struct qd_model *m, struct qd_err *err)
+{
+	struct qd_pass_ctx *pc = s->pc;
+	struct tune u = { .s = s, .log = json_array(), .t0 = qd_now_mono() };
+	const json_t *tc = json_object_get(s->params, "tuning_criterion");
+	u.max_trials = json_is_integer(json_object_get(tc, "max_trials")) ? (long)json_integer_value(json_object_get(tc, "max_trials")) : 5;
+	u.timeout = json_is_number(json_object_get(tc, "timeout")) ? json_number_value(json_object_get(tc, "timeout")) : 0;
+	u.objective = json_string_value(json_object_get(tc, "objective")) ?: "performance";
+	const json_t *ql = json_object_get(s->params, "quant_level");
+	int rc = 0;
+	const char *ws = json_string_value(json_object_get(s->params, "workspace"));
+	if (ws) {
+		u.ws = strdup(ws);
+		rc = u.ws ? qd_mkdir_p(ws, err) : qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+	} else {
+		char tmpl[] = "/tmp/quantd-inc-XXXXXX";
+		u.own_ws = true;
+		u.ws = mkdtemp(tmpl) ? strdup(tmpl) : NULL;
+		if (!u.ws)
+			rc = qd_err_set(err, QD_EIO, "workspace", "cannot create a temporary tuning workspace");
+	}
+	json_t *metrics = json_pack("[O]", json_object_get(s->params, "metric"));
+	u.wf = json_copy((json_t *)pc->workflow);
+	if (!u.wf || !metrics) {
+		json_decref(metrics);
+		rc = rc ? rc : qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+	} else {
+		json_object_del(u.wf, "engine");
+		json_object_set_new(u.wf, "evaluator", json_pack("{s:o}", "metrics", metrics));
+	}
+	if (rc == 0 && !(u.float_path = qd_asprintf("%s/float.onnx", u.ws)))
+		rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+	if (rc == 0)
+		rc = qd_model_save_file(m, u.float_path, NULL, err);
+	if (rc == 0) {
+		json_t *problems = json_array();
+		rc = qd_eval_plan_parse(u.wf, NULL, qd_workflow_eval_flags(u.wf), &u.plan, problems, NULL, err);
+		if (rc < 0)
+			qd_err_wrap(err, "metric");
+		json_decref(problems);
+	}
+	if (rc == 0 && u.plan->n_obj == 0)
+		rc = qd_err_set(err, QD_EINVAL, "metric", "the metric has no sub_type to tune on");
+	const struct qd_objective *o = rc == 0 ? &u.plan->obj[0] : NULL;
+	bool criterion = o && tune_criterion(&u, o);
+	if (rc == 0 && !criterion) {
+		qd_pass_log(pc, QD_LOG_WARN, "metric '%s' has no goal (or a threshold goal) and there is no accuracy_criterion: "
+			    "INC quantizes once with the default configuration, as in Olive", o->key);
+		qd_eval_plan_free(u.plan);
+		u.plan = NULL;
+		if (u.own_ws)
+			unlink(u.float_path);
+		free(u.float_path); free(u.ws);
+		json_decref(u.wf); json_decref(u.log);
+		return run_once(s, m, NULL, NULL, s->sizes[0], pc->stats, err);
+	}
+	u.req = (struct qd_workflow_req){ .job_id = pc->job_id, .model_path = u.float_path, .workflow = u.wf,
+					  .out_dir = u.ws, .threads = pc->threads, .data_paths = pc->data_paths,
+					  .max_tensor_bytes = pc->max_tensor_bytes, .max_memory_bytes = pc->max_memory_bytes,
+					  .max_seconds = pc->max_seconds };
+	u.ec = (struct qd_eval_ctx){ .req = &u.req, .hooks = pc->hooks, .float_path = u.float_path };
+	json_t *bv = NULL;
+	if (rc == 0 && (rc = qd_eval_run(u.plan, &u.ec, u.float_path, &bv, NULL, err)) < 0)
+		qd_err_wrap(err, "cannot evaluate the float model on the metric");
+	if (rc == 0 && !json_is_number(json_object_get(bv, o->key)))
+		rc = qd_err_set(err, QD_EUNSUPPORTED, "metric", "metric '%s' cannot be measured on the float model", o->key);
+	if (rc == 0) {
+		u.key = o->key;
+		u.base = json_number_value(json_object_get(bv, o->key));
+		double d = u.relative ? fabs(u.base) * u.tol : u.tol;
+		u.target = u.hib ? u.base - d : u.base + d;
+		bool auto_lvl = json_is_string(ql);
+		qd_pass_log(pc, QD_LOG_INFO, "accuracy-aware tuning (%s%s): %s baseline %.6g, %s tolerable loss %g -> target "
+			    "%.6g (%s is better), max_trials %ld, timeout %g s", auto_lvl ? "quant_level auto: the default "
+			    "configuration, then basic; INC's conservative stage is not run" : "basic", "", u.key, u.base,
+			    u.relative ? "relative" : "absolute", u.tol, u.target, u.hib ? "higher" : "lower", u.max_trials,
+			    u.timeout);
+		tune_basic(&u, err);
+	}
+	json_decref(bv);
+	long best = rc == 0 ? tune_pick(&u) : -1;
+	if (rc == 0 && best < 0) {
+		double top = 0;
+		bool any = false;
+		for (size_t i = 0; i < u.nt; i++)
+			if (u.t[i].ok && (!any || (u.hib ? u.t[i].value > top : u.t[i].value < top))) {
+				top = u.t[i].value;
+				any = true;
+			}
+		rc = qd_err_set(err, QD_EMODEL, "tuning_criterion.max_trials", "no model met the accuracy goal in %zu trials "
+				"(%s target %.6g, best %s%.6g): increase max_trials or the tolerable loss", u.nt, u.key, u.target,
+				any ? "" : "none, ", top);
+	}
+	if (rc == 0) {
+		/* the chosen trial's model becomes the pass's output */
+		struct trial *t = &u.t[best];
+		char *fn = json_dumps(t->ex_nodes, JSON_COMPACT), *ft = json_dumps(t->ex_types, JSON_COMPACT);
+		qd_pass_log(pc, QD_LOG_INFO, "tuning: trial %ld of %zu chosen (%s): %s = %.6g; fell back to fp32: op types %s, "
+			    "nodes %s", best + 1, u.nt, t->stage, u.key, t->value, ft ? ft : "", fn ? fn : "");
+		free(fn);
+		free(ft);
+		struct qd_model *bm = NULL;
+		rc = qd_model_load_file(u.float_path, NULL, &bm, err);
+		if (rc == 0) {
+			json_t *st = json_object();
+			struct qd_pass_ctx quiet = *pc;
+			quiet.hooks = NULL;
+			struct inc si = *s;
+			si.pc = &quiet;
+			rc = run_once(&si, bm, t->ex_nodes, json_array_size(t->ex_types) ? t->ex_types : NULL, t->size, st, err);
+			if (rc == 0) {
+				Onnx__ModelProto *p = m->proto;
+				m->proto = bm->proto;
+				bm->proto = p;
+				json_object_update(pc->stats, st);
+			}
+			json_decref(st);
+		}
+		qd_model_free(bm);
+		json_object_set_new(s->log, "tuning", json_pack("{s:s, s:f, s:{s:s, s:b, s:f}, s:f, s:I, s:O, s:{s:O, s:O}, s:s}",
+							   "objective", u.key, "baseline", u.base, "criterion", "criterion",
+							   u.relative ? "relative" : "absolute", "higher_is_better", u.hib,
+							   "tolerable_loss", u.tol, "target", u.target, "chosen", (json_int_t)best + 1,
+							   "trials", u.log, "fell_back", "op_types", t->ex_types, "nodes", t->ex_nodes,
+							   "workspace", u.own_ws ? "(temporary, removed)" : u.ws));
+	} else if (u.nt) {
+		json_object_set_new(s->log, "tuning", json_pack("{s:O}", "trials", u.log));
+	}
+	for (size_t i = 0; i < u.nt; i++)
+		trial_free(&u.t[i]);
+	free(u.t);
+	qd_eval_plan_free(u.plan);
+	if (u.float_path && u.own_ws)
+		unlink(u.float_path);
+	if (u.own_ws && u.ws)
+		rmdir(u.ws);
+	free(u.float_path);
+	free(u.ws);
+	json_decref(u.wf);
+	json_decref(u.log);
+	return rc;
+}
+
 int qd_pass_run_inc(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t *params, struct qd_err *err)
 {
 	struct inc s = { .pc = ctx, .params = params };
@@ -1298,7 +1731,8 @@ int qd_pass_run_inc(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t *p
 			    "activations, Q/DQ pairs on float weights, a dedicated pair per consumer, no "
 			    "pre-optimization, no output quantization for Conv / Gemm / Add / MatMul");
 	report_params(&s);
-	int rc = run_once(&s, m, NULL, NULL, s.sizes[0], ctx->stats, err);
+	int rc = json_is_object(json_object_get(params, "metric")) ? tune(&s, m, err)
+		 : run_once(&s, m, NULL, NULL, s.sizes[0], ctx->stats, err);
 	json_object_set(ctx->stats, "inc", s.log);
 	json_decref(s.log);
 	json_decref(woq);

@@ -11,6 +11,9 @@
 #    OnnxDynamicQuantization job (QOperator and QDQ, bert and cls);
 #  - each recipe's effect on the graph (gemm_to_matmul, first / last / pre-post, Q/DQ recipes,
 #    graph_optimization_level, the TensorRT backend) and smooth_quant's fidelity gain;
+#  - INC's accuracy-aware basic tuning (metric + goal or accuracy_criterion): default, op-type-wise,
+#    node-wise (bottom-up) and incremental fallback, what fell back in the log and the stats, the
+#    failure when max_trials is reached, over quantd run and REST;
 #  - parameters without effect are logged with the reason; bad input is refused naming the field.
 # Prints "inc: N passed, N failed". INC_KEEP=1 keeps the work directory.
 set -u
@@ -93,6 +96,18 @@ SEED='"type": "IncStaticQuantization",
     "save_as_external_data": true,
     "all_tensors_to_one_file": true'
 : >"$work/cases"; : >"$work/ortlist"
+# accuracy-aware tuning (the basic strategy) on the outlier encoder without SmoothQuant: the metric is
+# quantd's fidelity (cosine_similarity against the float model on the held-out data); fid GOAL_TYPE VALUE
+fid() { echo "\"metric\": {\"name\": \"fid\", \"type\": \"fidelity\", \"data_config\": \"held\", \"sub_types\": [{\"name\": \"cosine_similarity\", \"priority\": 1${1:+, \"goal\": {\"type\": \"$1\", \"value\": $2\}}}]}"; }
+TS='"type": "IncStaticQuantization", "data_config": "calib"'
+cases+=(
+"tune_node|out|$TS, $(fid max-degradation 0.1), \"tuning_criterion\": {\"max_trials\": 40}|cosine|0.952"
+"tune_incr|out|$TS, $(fid max-degradation 0.07), \"tuning_criterion\": {\"max_trials\": 40}|cosine|0.971"
+"tune_met|out|$TS, $(fid max-degradation 0.25)|cosine|0.912"
+"tune_rel|out|$TS, $(fid), \"accuracy_criterion\": {\"criterion\": \"relative\", \"higher_is_better\": true, \"tolerable_loss\": 0.1}, \"quant_level\": 1, \"tuning_criterion\": {\"strategy\": \"basic\", \"max_trials\": 40}|cosine|0.952"
+"tune_nogoal|out|$TS, $(fid)|cosine|0.912"
+"tune_obj|out|$TS, $(fid percent-max-degradation 10), \"workspace\": \"$work/ws\", \"tuning_criterion\": {\"max_trials\": 20, \"timeout\": 60, \"objective\": \"modelsize\"}|cosine|0.952"
+)
 for c in "${cases[@]}"; do
 	IFS='|' read -r name mk cfg metric lo <<<"$c"
 	[ "$cfg" = SEED ] && cfg=$SEED
@@ -155,6 +170,42 @@ if $PY -c 'import json,sys; s=json.load(open(sys.argv[1]))["passes"][0]["stats"]
 	ok "out_sq_fold: scales_per_op false folds the 1/s of Q/K/V and FFN inputs into the 4 LayerNormalizations (max scale > 5 on the outlier channels)"
 else bad "out_sq_fold: smooth_quant stats $(grep -o '"smooth_quant": {[^]]*' "$work/out_sq_fold/metrics.json" | head -c 300)"; fi
 
+# tuning: what fell back, in the job log and the pass's stats
+tuned() { # tuned NAME CHOSEN NODES_JSON
+	if $PY -c 'import json,sys; t=json.load(open(sys.argv[1]))["passes"][0]["stats"]["inc"]["tuning"]; sys.exit(0 if t["chosen"] == int(sys.argv[2]) and t["fell_back"]["nodes"] == json.loads(sys.argv[3]) and t["fell_back"]["op_types"] == [] and len(t["trials"]) >= t["chosen"] and abs(t["baseline"] - 1) < 1e-9 else 1)' "$work/$1/metrics.json" "$2" "$3" 2>/dev/null &&
+	   grep -qF "tuning: trial $2 of " "$work/$1/run.log"; then
+		ok "$1: tuning chose trial $2, fell back $3 (stats and log)"
+	else bad "$1: tuning result: $(grep -o 'tuning: trial .*' "$work/$1/run.log" | head -c 300)"; fi
+}
+tuned tune_node 17 '["l0/q/MatMul"]'
+tuned tune_incr 19 '["l0/q/MatMul", "l0/k/MatMul", "l0/context/MatMul"]'
+tuned tune_met 1 '[]'
+tuned tune_rel 17 '["l0/q/MatMul"]'
+tuned tune_obj 17 '["l0/q/MatMul"]'
+graph tune_node "$work/tune_node/model.onnx" 'floatnode("l0/q/MatMul") and ops["MatMul"] == 1 and ops["QLinearMatMul"] == 15'
+if grep -q "tuning trial 2 (node fallback): .*nodes in float \[\"l1/f2/MatMul\"\]" "$work/tune_node/run.log" &&
+   grep -q "op-type fallback skipped: MatMul is the only quantized compute op type" "$work/tune_node/run.log"; then
+	ok "tune_node: node-wise fallback starts from the last MatMul (bottom-up) after the op-type stage"
+else bad "tune_node: fallback order in the log"; fi
+if $PY -c 'import json,sys; t=json.load(open(sys.argv[1]))["passes"][0]["stats"]["inc"]["tuning"]; sys.exit(0 if len(t["trials"]) == 20 and sum(x["met"] for x in t["trials"]) >= 1 else 1)' "$work/tune_obj/metrics.json" 2>/dev/null &&
+   [ "$(ls "$work/ws" | grep -c '^trial_.*\.onnx$')" = 20 ] && [ -f "$work/ws/float.onnx" ]; then
+	ok "tune_obj: with a timeout all 20 trials ran and stay in the workspace (float.onnx + 20 trials)"
+else bad "tune_obj: trials / workspace: $(ls "$work/ws" 2>/dev/null | wc -l) files"; fi
+for p in "tune_met out_nosq_qop" "tune_nogoal out_nosq_qop" "tune_rel tune_node" "tune_obj tune_node"; do
+	set -- $p
+	if [ -s "$work/$1/model.onnx" ] && cmp -s "$work/$1/model.onnx" "$work/$2/model.onnx"; then ok "$1: model.onnx is byte for byte $2's"
+	else bad "$1: model.onnx differs from $2's"; fi
+done
+if grep -q "has no goal (or a threshold goal) and there is no accuracy_criterion" "$work/tune_nogoal/run.log"; then
+	ok "tune_nogoal: a metric without goal quantizes once, logged"
+else bad "tune_nogoal: no warning"; fi
+echo "{\"passes\": {\"q\": {$TS, $(fid max-degradation 0.1), \"tuning_criterion\": {\"max_trials\": 3}}}, \"data_configs\": {\"calib\": {\"dataset\": \"${CAL[out]}\"}, \"held\": {\"dataset\": \"${HELD[out]}\"}}}" >"$work/tune_fail.json"
+if "$Q" run --model "$OUT" --config "$work/tune_fail.json" --output "$work/tune_fail" >"$work/tune_fail.log" 2>&1; then
+	bad "tuning with max_trials 3 and an unreachable goal succeeded"
+elif grep -q "no model met the accuracy goal in 3 trials .*(tuning_criterion.max_trials)" "$work/tune_fail.log"; then
+	ok "tuning: no trial meets the goal in max_trials 3 -> the job fails naming tuning_criterion.max_trials (Olive raises)"
+else bad "tuning failure message: $(tail -n 1 "$work/tune_fail.log")"; fi
+
 # parameters without effect: logged with the reason
 for w in "device has no effect: 'gpu'" "domain has no effect: 'nlp'" "excluded_precisions has no effect" \
          "op_type_dict has no effect: Olive passes op_type_dict to INC only for approach weight_only" \
@@ -192,6 +243,12 @@ else
 	else
 		bad "REST: the seed's workflow failed: $(tail -n 3 "$work/rest.log")"
 	fi
+	echo "{\"passes\": {\"q\": {$TS, $(fid max-degradation 0.1), \"tuning_criterion\": {\"max_trials\": 40}}}}" >"$work/rest_tune.json"
+	if "$Q" submit --server "$U" --model "$OUT" --config "$work/rest_tune.json" --data calib="${CAL[out]}" \
+		--data held="${HELD[out]}" --output "$work/rest_tune" --quiet >"$work/rest_tune.log" 2>&1 &&
+	   cmp -s "$work/rest_tune/model.onnx" "$work/tune_node/model.onnx"; then
+		ok "REST: the tuning job (metric on the held-out dataset) gives tune_node's model"
+	else bad "REST: tuning job: $(tail -n 3 "$work/rest_tune.log")"; fi
 	mid=$(curl -s -X POST -H 'Content-Type: application/octet-stream' --data-binary @"$BERT" "$U/v1/models" |
 		$PY -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 	post400() { # post400 FIELD PASS_JSON
@@ -238,6 +295,10 @@ bad_cases=(
 "\"type\": \"IncStaticQuantization\", \"data_config\": \"calib\", \"quant_level\": \"fast\"|passes.q.quant_level"
 "\"type\": \"IncStaticQuantization\", \"data_config\": \"calib\", \"excluded_precisions\": [\"int4\"]|passes.q.excluded_precisions"
 "\"type\": \"IncStaticQuantization\", \"data_config\": \"calib\", \"accuracy_criterion\": {\"criterion\": \"ratio\"}|passes.q.accuracy_criterion.criterion"
+"\"type\": \"IncStaticQuantization\", \"data_config\": \"calib\", \"accuracy_criterion\": {\"tolerance\": 0.1}|passes.q.accuracy_criterion.tolerance"
+"\"type\": \"IncStaticQuantization\", \"data_config\": \"calib\", \"tuning_criterion\": {\"strategy_kwargs\": {\"x\": 1}}|passes.q.tuning_criterion.strategy_kwargs"
+"\"type\": \"IncStaticQuantization\", \"data_config\": \"calib\", \"tuning_criterion\": {\"timeout\": -1}|passes.q.tuning_criterion.timeout"
+"\"type\": \"IncStaticQuantization\", \"data_config\": \"calib\", \"metric\": 3|passes.q.metric"
 "\"type\": \"IncStaticQuantization\", \"data_config\": \"calib\", \"calibration_sampling_size\": 0|passes.q.calibration_sampling_size"
 "\"type\": \"IncStaticQuantization\", \"data_config\": \"calib\", \"backend\": \"onnxrt_xyz_ep\"|passes.q.backend"
 "\"type\": \"IncStaticQuantization\", \"data_config\": \"calib\", \"quant_format\": \"default\"|passes.q.quant_format"
