@@ -324,6 +324,35 @@ static int check_sizes(const char *pass, const json_t *v, struct qd_err *err)
 	return 0;
 }
 
+/* The metric through the evaluator's own parser (its data_config is checked at run time,
+ * where the workflow's data_configs are known); the error's field is renamed
+ * passes.<pass>.metric.<...>. */
+static int check_metric(const char *pass, const json_t *metric, struct qd_err *err)
+{
+	json_t *mc = json_deep_copy(metric);
+	if (!mc)
+		return qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+	json_object_del(mc, "data_config");
+	json_t *wf = json_pack("{s:{s:[o]}}", "evaluator", "metrics", mc);
+	struct qd_eval_plan *plan = NULL;
+	json_t *problems = json_array();
+	int rc = wf && problems ? qd_eval_plan_parse(wf, NULL, 0, &plan, problems, NULL, err)
+				: qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+	if (rc == 0 && plan->n_obj == 0)
+		rc = qd_err_set(err, QD_EINVAL, "", "the metric has no sub_type to tune on");
+	if (rc < 0) {
+		const char *pre = "evaluator.metrics[0]";
+		char f[sizeof err->field];
+		snprintf(f, sizeof f, "passes.%s.metric%s", pass,
+			 !strncmp(err->field, pre, strlen(pre)) ? err->field + strlen(pre) : "");
+		snprintf(err->field, sizeof err->field, "%s", f);
+	}
+	qd_eval_plan_free(plan);
+	json_decref(problems);
+	json_decref(wf);
+	return rc;
+}
+
 /* One configuration of the space. */
 static int check_one(const char *pass, const json_t *c, struct qd_err *err)
 {
@@ -338,6 +367,9 @@ static int check_one(const char *pass, const json_t *c, struct qd_err *err)
 		return rc;
 	const json_t *ac = json_object_get(c, "accuracy_criterion");
 	if (json_is_object(ac) && (rc = check_criterion(pass, ac, err)) < 0)
+		return rc;
+	const json_t *mt = json_object_get(c, "metric");
+	if (json_is_object(mt) && (rc = check_metric(pass, mt, err)) < 0)
 		return rc;
 	const json_t *css = json_object_get(c, "calibration_sampling_size");
 	if (css && (rc = check_sizes(pass, css, err)) < 0)

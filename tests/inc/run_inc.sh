@@ -299,6 +299,8 @@ bad_cases=(
 "\"type\": \"IncStaticQuantization\", \"data_config\": \"calib\", \"tuning_criterion\": {\"strategy_kwargs\": {\"x\": 1}}|passes.q.tuning_criterion.strategy_kwargs"
 "\"type\": \"IncStaticQuantization\", \"data_config\": \"calib\", \"tuning_criterion\": {\"timeout\": -1}|passes.q.tuning_criterion.timeout"
 "\"type\": \"IncStaticQuantization\", \"data_config\": \"calib\", \"metric\": 3|passes.q.metric"
+"\"type\": \"IncStaticQuantization\", \"data_config\": \"calib\", \"metric\": {\"name\": \"x\", \"type\": \"bogus\"}|passes.q.metric.type"
+"\"type\": \"IncStaticQuantization\", \"data_config\": \"calib\", \"metric\": {\"name\": \"f\", \"type\": \"fidelity\", \"sub_types\": [{\"name\": \"nope\"}]}|passes.q.metric.sub_types[0].name"
 "\"type\": \"IncStaticQuantization\", \"data_config\": \"calib\", \"calibration_sampling_size\": 0|passes.q.calibration_sampling_size"
 "\"type\": \"IncStaticQuantization\", \"data_config\": \"calib\", \"backend\": \"onnxrt_xyz_ep\"|passes.q.backend"
 "\"type\": \"IncStaticQuantization\", \"data_config\": \"calib\", \"quant_format\": \"default\"|passes.q.quant_format"
