@@ -313,7 +313,7 @@ for c in "${bad_cases[@]}"; do
 	echo "{\"passes\": {\"q\": {$cfg}}, \"data_configs\": {\"calib\": {\"dataset\": \"${CAL[bert]}\"}}}" >"$work/bad.json"
 	if "$Q" run --model "$BERT" --config "$work/bad.json" --output "$work/bad" >"$work/bad.log" 2>&1; then
 		bad "bad input {$cfg} was accepted"
-	elif grep -q "($field)" "$work/bad.log"; then
+	elif grep -qF "($field)" "$work/bad.log"; then
 		ok "bad input refused naming $field: $(grep -o 'error: .*' "$work/bad.log" | head -c 110)"
 	else
 		bad "bad input {$cfg}: message does not name $field: $(tail -n 1 "$work/bad.log")"
