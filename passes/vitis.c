@@ -32,7 +32,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define POS_RANGE 5   /* MinMSE: the NonOverflow position and the four finer ones */
 
 enum mse_mode { MSE_ALL, MSE_MOST_COMMON, MSE_PERCENTILE };
 
@@ -114,19 +113,77 @@ static void act_scale_zp(void *ud, double rmin, double rmax, int32_t qmin, int32
 	qd_vitis_scale_zp(rmin, rmax, qmin, qmax, sym, scale, zp);
 }
 
-/* Sum of squared errors of x quantized to int8 codes [qmin, qmax] with scale s, zp. */
-static double sse_of(const float *x, size_t n, float s, int32_t zp, int32_t qmin, int32_t qmax, float lo, float hi)
+/* MinMSE's error sums (qd_vitis_sse in passes/vitis.h). */
+void qd_vitis_sse_ref(const float *x, size_t n, int pos0, int32_t zp, int32_t qmin, int32_t qmax, float lo, float hi,
+		      double *sse)
 {
-	double e = 0;
-	float inv = 1.0f / s;
-	for (size_t i = 0; i < n; i++) {
-		float v = x[i] < lo ? lo : x[i] > hi ? hi : x[i];
-		float q = rintf(v * inv) + (float)zp;
-		q = q < (float)qmin ? (float)qmin : q > (float)qmax ? (float)qmax : q;
-		double d = (double)v - (double)((q - (float)zp) * s);
-		e += d * d;
+	for (int i = 0; i < QD_VITIS_POS_RANGE && pos0 + i <= 126; i++) {
+		double s = qd_vitis_pos2scale(pos0 + i), e = 0;
+		for (size_t k = 0; k < n; k++) {
+			double v = x[k] < lo ? lo : x[k] > hi ? hi : x[k];
+			double q = qd_round_half_even(v / s) + zp;
+			q = q < qmin ? qmin : q > qmax ? qmax : q;
+			double d = v - (q - zp) * s;
+			e += d * d;
+		}
+		sse[i] += e;
 	}
-	return e;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define VT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define VT_CLONES
+#endif
+
+/* One pass over x for the five candidates, in the code domain: u = v * 2^pos is exact, the
+ * clamp to [qmin - zp, qmax - zp] comes before the rounding (the same for integer bounds),
+ * rounding half to even by the 1.5 * 2^23 trick (|u| <= 2^16 after the clamp); float sums
+ * per block of 1024 values, double across blocks. */
+VT_CLONES
+void qd_vitis_sse(const float *x, size_t n, int pos0, int32_t zp, int32_t qmin, int32_t qmax, float lo, float hi,
+		  double *sse)
+{
+	int nc = 0;
+	float inv[QD_VITIS_POS_RANGE];
+	double s2[QD_VITIS_POS_RANGE];
+	while (nc < QD_VITIS_POS_RANGE && pos0 + nc <= 126) {
+		inv[nc] = (float)ldexp(1.0, pos0 + nc);
+		s2[nc] = ldexp(1.0, -2 * (pos0 + nc));
+		nc++;
+	}
+	if (nc < QD_VITIS_POS_RANGE || pos0 < -100 || pos0 > 100) {
+		/* near float32's limits v * 2^pos could overflow: the plain loop */
+		qd_vitis_sse_ref(x, n, pos0, zp, qmin, qmax, lo, hi, sse);
+		return;
+	}
+	const float a = (float)(qmin - zp), b = (float)(qmax - zp), M = 12582912.0f;
+	for (size_t k0 = 0; k0 < n; k0 += 1024) {
+		size_t k1 = n - k0 > 1024 ? k0 + 1024 : n;
+		float e0 = 0, e1 = 0, e2 = 0, e3 = 0, e4 = 0;
+		for (size_t k = k0; k < k1; k++) {
+			float v = x[k] < lo ? lo : x[k] > hi ? hi : x[k];
+			float u, c, d;
+#define VT_CAND(i, e) u = v * inv[i]; c = u < a ? a : u > b ? b : u; d = u - ((c + M) - M); e += d * d;
+			VT_CAND(0, e0) VT_CAND(1, e1) VT_CAND(2, e2) VT_CAND(3, e3) VT_CAND(4, e4)
+#undef VT_CAND
+		}
+		sse[0] += e0 * s2[0]; sse[1] += e1 * s2[1]; sse[2] += e2 * s2[2]; sse[3] += e3 * s2[3]; sse[4] += e4 * s2[4];
+	}
+}
+
+/* The best of the candidate positions pos0 .. pos0 + 4 for x (least squared error). */
+static int best_pos(const float *x, size_t n, int pos0, int32_t zp, int32_t qmin, int32_t qmax)
+{
+	double e[QD_VITIS_POS_RANGE] = {0}, be = INFINITY;
+	int best = pos0;
+	qd_vitis_sse(x, n, pos0, zp, qmin, qmax, -INFINITY, INFINITY, e);
+	for (int i = 0; i < QD_VITIS_POS_RANGE && pos0 + i <= 126; i++)
+		if (e[i] < be) {
+			be = e[i];
+			best = pos0 + i;
+		}
+	return best;
 }
 
 /* One channel's values (strided) copied out, for the per-channel weight quantizers. */
@@ -176,18 +233,8 @@ static int quant_weight(void *ud, const float *x, const int64_t *dims, int ndim,
 		if (v->dpu) {
 			/* vitis_quantize_data: int8, zero point 0, the non-overflow floor; MinMSE
 			 * tries the four finer positions too */
-			int pos = qd_vitis_dpu_pos(mn, mx), best = pos;
-			if (v->minmse) {
-				double be = INFINITY;
-				for (int i = 0; i < POS_RANGE && pos + i <= 126; i++) {
-					double e = sse_of(buf, m, (float)qd_vitis_pos2scale(pos + i), 0, -128, 127,
-							  -INFINITY, INFINITY);
-					if (e < be) {
-						be = e;
-						best = pos + i;
-					}
-				}
-			}
+			int pos = qd_vitis_dpu_pos(mn, mx);
+			int best = v->minmse ? best_pos(buf, m, pos, 0, -128, 127) : pos;
 			scales[c] = (float)qd_vitis_pos2scale(best);
 			zps[c] = 0;
 		} else {
@@ -218,7 +265,7 @@ struct mse_t {
 	int pos0;                  /* NonOverflow position of the calibrated range */
 	int32_t zp;                /* int8 zero point kept across the candidates */
 	float lo, hi;              /* values clipped to these (Percentile mode), else +-inf */
-	double sse[POS_RANGE];
+	double sse[QD_VITIS_POS_RANGE];
 	long *votes;               /* MostCommon: per position (256), best per batch */
 };
 
@@ -245,22 +292,11 @@ static void mse_obs(void *ud, const char *name, const float *x, size_t n)
 		float s0;
 		int32_t z;
 		qd_vitis_scale_zp(-a, a, ms->qmin, ms->qmax, true, &s0, &z);
-		int p0 = qd_vitis_scale2pos(s0), best = p0;
-		double be = INFINITY;
-		for (int i = 0; i < POS_RANGE && p0 + i <= 126; i++) {
-			double e = sse_of(x, n, (float)qd_vitis_pos2scale(p0 + i), 0, ms->qmin, ms->qmax, -INFINITY, INFINITY);
-			if (e < be) {
-				be = e;
-				best = p0 + i;
-			}
-		}
+		int best = best_pos(x, n, qd_vitis_scale2pos(s0), 0, ms->qmin, ms->qmax);
 		t->votes[best + 128]++;
 		return;
 	}
-	for (int i = 0; i < POS_RANGE; i++)
-		if (t->pos0 + i <= 126)
-			t->sse[i] += sse_of(x, n, (float)qd_vitis_pos2scale(t->pos0 + i), t->zp, ms->qmin, ms->qmax, t->lo,
-					    t->hi);
+	qd_vitis_sse(x, n, t->pos0, t->zp, ms->qmin, ms->qmax, t->lo, t->hi, t->sse);
 }
 
 static int refine(void *ud, struct qd_pass_ctx *ctx, struct qd_static_ranges *r, struct qd_err *err)
@@ -301,7 +337,7 @@ static int refine(void *ud, struct qd_pass_ctx *ctx, struct qd_static_ranges *r,
 				}
 		} else {
 			double be = INFINITY;
-			for (int k = 0; k < POS_RANGE && t->pos0 + k <= 126; k++)
+			for (int k = 0; k < QD_VITIS_POS_RANGE && t->pos0 + k <= 126; k++)
 				if (t->sse[k] < be) {
 					be = t->sse[k];
 					best = t->pos0 + k;

@@ -20,6 +20,16 @@ void qd_vitis_scale_zp(double rmin, double rmax, int32_t qmin, int32_t qmax, boo
  * with s = max(min / -128.5, max / 127.5), clamped to [-128, 127]; 127 when all zero. */
 int qd_vitis_dpu_pos(float xmin, float xmax);
 
+/* MinMSE (§B.1): sse[i] += the sum over x (clipped to [lo, hi]) of the squared error of
+ * quantizing to codes [qmin, qmax] with zero point zp and scale 2^-(pos0 + i), for i <
+ * QD_VITIS_POS_RANGE while pos0 + i <= 126. The fast one (one pass, float sums per block)
+ * agrees with the plain _ref twin to float rounding. */
+#define QD_VITIS_POS_RANGE 5
+void qd_vitis_sse(const float *x, size_t n, int pos0, int32_t zp, int32_t qmin, int32_t qmax, float lo, float hi,
+		  double *sse);
+void qd_vitis_sse_ref(const float *x, size_t n, int pos0, int32_t zp, int32_t qmin, int32_t qmax, float lo, float hi,
+		      double *sse);
+
 /* The rules of the Vitis AI targets on a model (the pass's own validation and the
  * tests): every scale of a QuantizeLinear / DequantizeLinear / QLinear* op is a power of
  * two; with dpu also per tensor, zero point 0, int8, and the DPU shift constraints

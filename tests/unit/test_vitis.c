@@ -104,6 +104,37 @@ int main(void)
 	CHECK_EQ_INT(qd_vitis_dpu_pos(-0.5f, 0.1f), 8);       /* 0.5 / 128.5: floor(log2 257) */
 	CHECK_EQ_INT(qd_vitis_dpu_pos(0, 0), 126);
 
+	/* MinMSE's error sums: the one-pass kernel against its plain twin */
+	{
+		enum { N = 5000 };
+		static float x[N];
+		unsigned r = 12345;
+		for (int i = 0; i < N; i++) {
+			r = r * 1103515245u + 12345u;
+			x[i] = ((float)(r >> 8) / (float)(1u << 24) - 0.3f) * 6.0f;   /* [-1.8, 4.2) */
+		}
+		x[7] = 40.0f;   /* an outlier to clip */
+		static const struct { int pos0, zp, qmin, qmax; float lo, hi; } cs[] = {
+			{ 4, 0, -127, 127, -INFINITY, INFINITY }, { 4, -38, -128, 127, -INFINITY, INFINITY },
+			{ 2, 0, -128, 127, -2.0f, 3.0f }, { 120, 0, -128, 127, -INFINITY, INFINITY },
+		};
+		for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+			double a[QD_VITIS_POS_RANGE] = {0}, b[QD_VITIS_POS_RANGE] = {0};
+			qd_vitis_sse(x, N, cs[c].pos0, cs[c].zp, cs[c].qmin, cs[c].qmax, cs[c].lo, cs[c].hi, a);
+			qd_vitis_sse_ref(x, N, cs[c].pos0, cs[c].zp, cs[c].qmin, cs[c].qmax, cs[c].lo, cs[c].hi, b);
+			for (int i = 0; i < QD_VITIS_POS_RANGE; i++)
+				CHECKF(fabs(a[i] - b[i]) <= 1e-5 * fabs(b[i]) + 1e-30, "case %zu candidate %d: %.9g vs %.9g", c, i,
+				       a[i], b[i]);
+		}
+		/* a finer scale cuts the rounding error (pos 1 -> 2: the range still covers the data);
+		 * too fine a one clips (pos 8: +-0.5) */
+		double e[QD_VITIS_POS_RANGE] = {0}, f[QD_VITIS_POS_RANGE] = {0};
+		qd_vitis_sse_ref(x + 8, N - 8, 1, 0, -127, 127, -INFINITY, INFINITY, e);
+		CHECK(e[1] < e[0]);
+		qd_vitis_sse_ref(x, N, 4, 0, -127, 127, -INFINITY, INFINITY, f);
+		CHECK(f[4] > f[0]);
+	}
+
 	/* the checker */
 	struct qd_err err = {0};
 	size_t n = 0;
