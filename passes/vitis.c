@@ -131,7 +131,9 @@ void qd_vitis_sse_ref(const float *x, size_t n, int pos0, int32_t zp, int32_t qm
 }
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define VT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define VT_CLONES __attribute__((target_clones("avx512f", "avx2", "default"), optimize("O3", "no-trapping-math", "fp-contract=off")))
+#elif defined(__GNUC__) && !defined(__clang__)
+#define VT_CLONES __attribute__((optimize("O3", "no-trapping-math", "fp-contract=off")))
 #else
 #define VT_CLONES
 #endif
@@ -159,16 +161,30 @@ void qd_vitis_sse(const float *x, size_t n, int pos0, int32_t zp, int32_t qmin, 
 	}
 	const float a = (float)(qmin - zp), b = (float)(qmax - zp), M = 12582912.0f;
 	for (size_t k0 = 0; k0 < n; k0 += 1024) {
-		size_t k1 = n - k0 > 1024 ? k0 + 1024 : n;
-		float e0 = 0, e1 = 0, e2 = 0, e3 = 0, e4 = 0;
-		for (size_t k = k0; k < k1; k++) {
+		size_t k1 = n - k0 > 1024 ? k0 + 1024 : n, k = k0;
+		/* 16 independent lanes per candidate: a float sum does not vectorise as such */
+		float acc[QD_VITIS_POS_RANGE][16] = {{0}};
+		for (; k + 16 <= k1; k += 16)
+			for (int j = 0; j < 16; j++) {
+				float v = x[k + j] < lo ? lo : x[k + j] > hi ? hi : x[k + j];
+				for (int i = 0; i < QD_VITIS_POS_RANGE; i++) {
+					float u = v * inv[i], c = u < a ? a : u > b ? b : u, d = u - ((c + M) - M);
+					acc[i][j] += d * d;
+				}
+			}
+		for (; k < k1; k++) {
 			float v = x[k] < lo ? lo : x[k] > hi ? hi : x[k];
-			float u, c, d;
-#define VT_CAND(i, e) u = v * inv[i]; c = u < a ? a : u > b ? b : u; d = u - ((c + M) - M); e += d * d;
-			VT_CAND(0, e0) VT_CAND(1, e1) VT_CAND(2, e2) VT_CAND(3, e3) VT_CAND(4, e4)
-#undef VT_CAND
+			for (int i = 0; i < QD_VITIS_POS_RANGE; i++) {
+				float u = v * inv[i], c = u < a ? a : u > b ? b : u, d = u - ((c + M) - M);
+				acc[i][0] += d * d;
+			}
 		}
-		sse[0] += e0 * s2[0]; sse[1] += e1 * s2[1]; sse[2] += e2 * s2[2]; sse[3] += e3 * s2[3]; sse[4] += e4 * s2[4];
+		for (int i = 0; i < QD_VITIS_POS_RANGE; i++) {
+			double t = 0;
+			for (int j = 0; j < 16; j++)
+				t += acc[i][j];
+			sse[i] += t * s2[i];
+		}
 	}
 }
 
