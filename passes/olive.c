@@ -220,6 +220,27 @@ bool qd_workflow_skip_unsupported(const json_t *wf)
 
 /* ---- pass entries ---- */
 
+/* Whether pass `name` ends a pass flow (the pass_flows, else the passes' order). */
+static bool last_of_a_flow(const json_t *wf, const char *name)
+{
+	const json_t *flows = json_object_get(wf, "pass_flows");
+	if (json_is_array(flows) && json_array_size(flows)) {
+		size_t i;
+		json_t *f;
+		json_array_foreach(flows, i, f) {
+			const char *last = json_string_value(json_array_get(f, json_array_size(f) - 1));
+			if (last && !strcmp(last, name))
+				return true;
+		}
+		return false;
+	}
+	json_t *order = qd_workflow_pass_order(wf);
+	const char *last = json_string_value(json_array_get(order, json_array_size(order) - 1));
+	bool r = last && !strcmp(last, name);
+	json_decref(order);
+	return r;
+}
+
 static void check_pass_entry(struct chk *c, const json_t *wf, const char *name, const json_t *p,
 			     const char *base)
 {
@@ -285,6 +306,9 @@ static void check_pass_entry(struct chk *c, const json_t *wf, const char *name, 
 			if (l == 0 && !strcmp(k, "evaluator")) {
 				/* the evaluator of this pass's output (search/eval.c checks its metrics) */
 				check_evaluator_value(c, wf, v, field);
+				if (!json_is_null(v) && !last_of_a_flow(wf, name))
+					ignore(c, field, "only the evaluator of a flow's last pass is used: it evaluates "
+					       "the flow's output model (each trial of a search, or the single run)");
 				json_object_del(clean, k);
 				continue;
 			}

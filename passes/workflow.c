@@ -333,6 +333,9 @@ static json_t *trial_json(const struct trial *t, bool pareto)
 	return o;
 }
 
+static json_t *eval_section(const struct qd_eval_plan *p, const json_t *values, const json_t *base,
+			    const json_t *goals, bool met, const json_t *details);
+
 struct sctx {
 	struct wf *w;
 	const struct qd_eval_plan *plan;
@@ -474,10 +477,11 @@ static int trial_body(struct wf *w, const struct qd_eval_plan *plan, const struc
 				    : qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
 	if (rc == 0)
 		rc = qd_eval_run(plan, ec, mp, &values, &detail, err);
-	if (rc == 0 && !(*out = json_pack("{s:O, s:O, s:O, s:I, s:O?, s:O?}", "values", values, "quantized_nodes", counts,
-					  "passes", po, "quantized_bytes", (json_int_t)qb, "accuracy",
+	if (rc == 0 && !(*out = json_pack("{s:O, s:O, s:O, s:I, s:O?, s:O?, s:O?}", "values", values, "quantized_nodes",
+					  counts, "passes", po, "quantized_bytes", (json_int_t)qb, "accuracy",
 					  json_object_get(detail, "accuracy"), "lowest_snr_activations",
-					  json_object_get(detail, "lowest_snr_activations"))))
+					  json_object_get(detail, "lowest_snr_activations"), "objectives",
+					  json_object_get(detail, "objectives"))))
 		rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
 	free(mp);
 	json_decref(po);
@@ -511,6 +515,9 @@ static void trial_absorb(struct sctx *c, struct trial *t, int rc, const json_t *
 	json_t *low = json_object_get(res, "lowest_snr_activations");
 	if (json_is_array(low) && t->metrics)
 		json_object_set(t->metrics, "lowest_snr_activations", low);
+	if (t->metrics)   /* the single run's "evaluation" section, for this trial's model */
+		json_object_set_new(t->metrics, "evaluation", eval_section(c->plan, t->values, c->base, t->goals, t->met,
+									     json_object_get(res, "objectives")));
 }
 
 /* Before trial t (names, cfgs, params set) runs: its cache key and progress line; it is
@@ -739,39 +746,199 @@ static void pool_stop(struct wf_pool *p, struct trial *tr)
 
 #define QD_WF_FALLBACK_MAX 10   /* exclusions the fallback tries at most */
 
+/* The fallback's starting trial: keeping nodes in float can only raise accuracy and
+ * fidelity (and costs size and time), so it starts from the best-ranked trial that
+ * already meets every other goal (size_on_disk, latency, throughput); when none does,
+ * from the best-ranked trial (src). */
+static size_t fallback_source(const struct trial *tr, size_t n_tr, size_t src, const struct qd_eval_plan *plan,
+			      size_t n_ord)
+{
+	long best = -1;
+	for (size_t j = 0; j < n_tr; j++) {
+		const struct trial *t = &tr[j];
+		if (!t->values || t->cached_from >= 0 || !t->metrics)
+			continue;
+		bool others_met = true;
+		for (size_t k = 0; k < plan->n_obj; k++) {
+			const struct qd_objective *o = &plan->obj[k];
+			if (!o->goal_type || !strcmp(o->type, "accuracy") || !strcmp(o->type, "fidelity"))
+				continue;
+			const json_t *g = json_object_get(t->goals, o->key);
+			others_met = others_met && json_is_true(json_object_get(g, "met"));
+		}
+		if (others_met && (best < 0 || qd_rank_cmp(t->scaled, t->met, tr[best].scaled, tr[best].met, n_ord) < 0))
+			best = (long)j;
+	}
+	return best >= 0 ? (size_t)best : src;
+}
+
+/* noise-to-signal ratio of a tensor from its SNR (dB); 0 for a tensor not compared
+ * (a graph input, a constant) */
+static double tensor_nsr(const json_t *snr, const char *name)
+{
+	const json_t *v = name ? json_object_get(snr, name) : NULL;
+	return json_is_number(v) ? pow(10.0, -json_number_value(v) / 10.0) : 0.0;
+}
+
+static int cmp_cand(const void *a, const void *b)
+{
+	double x = json_number_value(json_object_get(*(json_t *const *)a, "snr_lost_db"));
+	double y = json_number_value(json_object_get(*(json_t *const *)b, "snr_lost_db"));
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* The quantized nodes of trial t ranked by the error each adds (INC's ranking by
+ * contribution): the activations of t's model are compared with the float model's on
+ * the held-out data (SNR through the executor's hook), and a node of a quantized op type
+ * scores the noise-to-signal ratio of its output minus the largest of its inputs', i.e.
+ * the error it adds rather than the error it inherits. New array of {node, op_type,
+ * tensor, snr_db, nsr_added}, most harmful first; NULL when there are no activation
+ * figures (no held-out data). */
+/* Whether float node n is quantized in model q: replaced there (its name is gone: the
+ * QOperator / dynamic forms), or kept with an input from a DequantizeLinear (QDQ).
+ * q_nodes: node name -> op type of q; q_producers: tensor -> producer op type. */
+static bool node_quantized(const Onnx__NodeProto *n, const json_t *q_nodes, const json_t *q_producers)
+{
+	const char *qt = json_string_value(json_object_get(q_nodes, n->name));
+	if (!qt || strcmp(qt, n->op_type))
+		return true;
+	for (size_t k = 0; k < n->n_input; k++) {
+		const char *pt = json_string_value(json_object_get(q_producers, n->input[k]));
+		if (pt && !strcmp(pt, "DequantizeLinear"))
+			return true;
+	}
+	return false;
+}
+
+static json_t *fallback_candidates(struct wf *w, const struct trial *t, const struct qd_eval_plan *plan,
+				   const struct qd_eval_ctx *ec, const char *model_path, const json_t *exclude)
+{
+	char *mp = qd_asprintf("%s/trials/%zu/model.onnx", w->req->out_dir, t->n);
+	json_t *values = NULL, *detail = NULL, *out = NULL, *q_nodes = json_object(), *q_prod = json_object();
+	struct qd_model *fm = NULL, *qm = NULL;
+	struct qd_err e = { 0 };
+	if (!mp || qd_eval_run(plan, ec, mp, &values, &detail, &e) < 0 ||
+	    qd_model_load_file(model_path, NULL, &fm, &e) < 0 || qd_model_load_file(mp, NULL, &qm, &e) < 0) {
+		wf_log(w, QD_LOG_WARN, "fallback: cannot rank the nodes of trial %zu: %s", t->n, e.msg);
+		goto out;
+	}
+	const json_t *snr = json_object_get(detail, "activation_snr");
+	const json_t *qtypes = json_object_get(t->metrics, "quantized_nodes");
+	if (!json_object_size(snr))
+		goto out;
+	const Onnx__GraphProto *qg = qm->proto->graph;
+	for (size_t i = 0; i < qg->n_node; i++) {
+		const Onnx__NodeProto *n = qg->node[i];
+		if (n->name && n->op_type)
+			json_object_set_new(q_nodes, n->name, json_string(n->op_type));
+		for (size_t k = 0; n->op_type && k < n->n_output; k++)
+			json_object_set_new(q_prod, n->output[k], json_string(n->op_type));
+	}
+	out = json_array();
+	const Onnx__GraphProto *g = fm->proto->graph;
+	for (size_t i = 0; out && i < g->n_node; i++) {
+		const Onnx__NodeProto *n = g->node[i];
+		if (!n->name || !*n->name || !n->op_type || !json_object_get(qtypes, n->op_type) ||
+		    qd_json_list_has(exclude, n->name) || !node_quantized(n, q_nodes, q_prod))
+			continue;
+		double in = 0, o = 0;
+		const char *ot = NULL;
+		for (size_t k = 0; k < n->n_input; k++)
+			in = QD_MAX(in, tensor_nsr(snr, n->input[k]));
+		for (size_t k = 0; k < n->n_output; k++)
+			if (tensor_nsr(snr, n->output[k]) >= o && json_object_get(snr, n->output[k])) {
+				o = tensor_nsr(snr, n->output[k]);
+				ot = n->output[k];
+			}
+		if (!ot || o - in <= 0)
+			continue;
+		/* the SNR the node loses, in dB (a node whose inputs are exact loses all of it) */
+		double lost = in > 0 ? 10.0 * log10(o / in) : 200.0;
+		json_array_append_new(out, json_pack("{s:s, s:s, s:s, s:O, s:f, s:f}", "node", n->name, "op_type",
+						     n->op_type, "tensor", ot, "snr_db", json_object_get(snr, ot), "nsr_added",
+						     o - in, "snr_lost_db", lost));
+	}
+	size_t nc = json_array_size(out);
+	json_t **v = nc ? malloc(nc * sizeof *v) : NULL;
+	if (v) {
+		for (size_t i = 0; i < nc; i++)
+			v[i] = json_incref(json_array_get(out, i));
+		qsort(v, nc, sizeof *v, cmp_cand);
+		json_array_clear(out);
+		for (size_t i = 0; i < nc; i++)
+			json_array_append_new(out, v[i]);
+		free(v);
+	}
+out:
+	free(mp);
+	json_decref(values);
+	json_decref(detail);
+	json_decref(q_nodes);
+	json_decref(q_prod);
+	qd_model_free(fm);
+	qd_model_free(qm);
+	return out;
+}
+
+/* The change of every objective from one trial's values (prev, goal status prev_goals)
+ * to the next's; *helped when an objective whose goal prev misses got better. new. */
+static json_t *fallback_bought(const struct qd_eval_plan *plan, const json_t *now, const json_t *prev,
+			       const json_t *prev_goals, bool *helped)
+{
+	json_t *bought = json_object();
+	*helped = false;
+	for (size_t q = 0; now && q < plan->n_obj; q++) {
+		const struct qd_objective *o = &plan->obj[q];
+		json_t *a = json_object_get(now, o->key), *b = json_object_get(prev, o->key);
+		if (!json_is_number(a) || !json_is_number(b))
+			continue;
+		double d = json_number_value(a) - json_number_value(b);
+		json_object_set_new(bought, o->key, json_real(d));
+		bool missed = o->goal_type && !json_is_true(json_object_get(json_object_get(prev_goals, o->key), "met"));
+		if (missed && (o->higher_is_better ? d > 0 : d < 0))
+			*helped = true;
+	}
+	return bought;
+}
+
 static json_t *wf_fallback(struct wf *w, const struct qd_search_strategy *ss, double t0, struct trial **trp,
 			   size_t *n_trp, size_t src, const struct qd_eval_plan *plan, const struct qd_eval_ctx *ec,
 			   const json_t *base, const size_t *order, size_t n_ord, const char *mhash,
 			   const char *model_path, long long float_bytes, bool *canceled)
 {
-	const json_t *low = json_object_get((*trp)[src].metrics, "lowest_snr_activations");
+	src = fallback_source(*trp, *n_trp, src, plan, n_ord);
 	const json_t *names = (*trp)[src].names;
 	const char *lp = json_string_value(json_array_get(names, json_array_size(names) - 1));
 	json_t *cfgs = json_deep_copy((*trp)[src].cfgs);
 	json_t *pc = json_object_get(cfgs, lp ? lp : "");
 	json_t *res = json_pack("{s:I, s:s}", "from_trial", (json_int_t)(*trp)[src].n, "pass", lp ? lp : "");
-	if (!json_array_size(low) || !pc || !json_object_get(pc, "nodes_to_exclude")) {
-		const char *why = !json_array_size(low) ? "the per-activation SNR needs held-out data: add a data config "
-							  "that no pass calibrates with"
-							: "the last pass has no nodes_to_exclude parameter";
+	json_t *ex = pc && json_is_array(json_object_get(pc, "nodes_to_exclude")) ?
+		     json_deep_copy(json_object_get(pc, "nodes_to_exclude")) : json_array();
+	json_t *cands = NULL;
+	const char *why = NULL;
+	if (!pc || !json_object_get(pc, "nodes_to_exclude"))
+		why = "the last pass has no nodes_to_exclude parameter";
+	else if (!json_object_get((*trp)[src].metrics, "lowest_snr_activations"))
+		why = "the per-activation SNR needs held-out data: add a data config that no pass calibrates with";
+	else if (!json_array_size(cands = fallback_candidates(w, &(*trp)[src], plan, ec, model_path, ex)))
+		why = "no quantized node that is not excluded already adds error";
+	if (why) {
 		wf_log(w, QD_LOG_WARN, "no trial meets every goal; accuracy-driven fallback unavailable: %s", why);
 		json_object_set_new(res, "status", json_string("unavailable"));
 		json_object_set_new(res, "reason", json_string(why));
+		json_decref(cands);
+		json_decref(ex);
 		json_decref(cfgs);
 		return res;
 	}
-	wf_log(w, QD_LOG_INFO, "no trial meets every goal: keeping the lowest-SNR nodes of trial %zu in float, one at "
-	       "a time", (*trp)[src].n);
-	json_t *ex = json_is_array(json_object_get(pc, "nodes_to_exclude")) ?
-		     json_deep_copy(json_object_get(pc, "nodes_to_exclude")) : json_array();
+	wf_log(w, QD_LOG_INFO, "no trial meets every goal: keeping the quantized nodes of trial %zu that add the most "
+	       "error in float, one at a time (%zu candidates)", (*trp)[src].n, json_array_size(cands));
 	json_t *steps = json_array(), *added = json_array();
-	const json_t *prev = (*trp)[src].values;
+	const json_t *prev = (*trp)[src].values, *prev_goals = (*trp)[src].goals;
 	bool met = false;
 	size_t i; json_t *e;
-	json_array_foreach(low, i, e) {
+	json_array_foreach(cands, i, e) {
 		const char *node = json_string_value(json_object_get(e, "node"));
-		if (!node || !*node || qd_json_list_has(ex, node))
-			continue;
 		if (json_array_size(steps) >= QD_WF_FALLBACK_MAX || *canceled || wf_canceled(w) ||
 		    wf_over_time(w, ss, t0))
 			break;
@@ -798,31 +965,21 @@ static json_t *wf_fallback(struct wf *w, const struct qd_search_strategy *ss, do
 				   .n_tr = *n_trp };
 		trial_exec(&sc, t, *n_trp);
 		*canceled = *canceled || sc.canceled;
-		json_t *bought = json_object();
-		for (size_t q = 0; t->values && q < plan->n_obj; q++) {
-			const char *key = plan->obj[q].key;
-			json_t *a = json_object_get(t->values, key), *b = json_object_get(prev, key);
-			if (json_is_number(a) && json_is_number(b))
-				json_object_set_new(bought, key, json_real(json_number_value(a) - json_number_value(b)));
-		}
-		/* confirm by excluding: a node whose exclusion improved no objective goes back */
-		bool helped = false;
-		const char *bk; json_t *bv;
-		json_object_foreach(bought, bk, bv)
-			for (size_t q = 0; q < plan->n_obj; q++)
-				if (!strcmp(plan->obj[q].key, bk) && plan->obj[q].priority > 0 &&
-				    (plan->obj[q].higher_is_better ? json_number_value(bv) > 0 : json_number_value(bv) < 0))
-					helped = true;
+		/* confirm by excluding: a node whose exclusion brought no missed goal closer goes back */
+		bool helped;
+		json_t *bought = fallback_bought(plan, t->values, prev, prev_goals, &helped);
 		bool keep = t->met || helped;
-		json_array_append_new(steps, json_pack("{s:I, s:s, s:O?, s:O?, s:O?, s:b, s:o, s:b}", "trial", (json_int_t)t->n,
-						       "node", node, "tensor", json_object_get(e, "tensor"), "snr_db",
-						       json_object_get(e, "snr_db"), "values", t->values, "goals_met", t->met,
-						       "bought", bought, "kept", keep));
+		json_array_append_new(steps, json_pack("{s:I, s:s, s:O?, s:O?, s:O?, s:O?, s:O?, s:b, s:o, s:b}", "trial",
+						       (json_int_t)t->n, "node", node, "op_type", json_object_get(e, "op_type"),
+						       "tensor", json_object_get(e, "tensor"), "snr_db",
+						       json_object_get(e, "snr_db"), "snr_lost_db", json_object_get(e, "snr_lost_db"),
+						       "values", t->values, "goals_met", t->met, "bought", bought, "kept", keep));
 		if (!keep) {
 			json_array_remove(ex, json_array_size(ex) - 1);
 			json_array_remove(added, json_array_size(added) - 1);
 		} else if (t->values) {
 			prev = t->values;
+			prev_goals = t->goals;
 		}
 		if (t->met) {
 			met = true;
@@ -834,6 +991,7 @@ static json_t *wf_fallback(struct wf *w, const struct qd_search_strategy *ss, do
 	json_object_set_new(res, "status", json_string(met ? "goals_met" : "goals_missed"));
 	json_object_set_new(res, "kept_float", added);
 	json_object_set_new(res, "steps", steps);
+	json_decref(cands);
 	json_decref(ex);
 	json_decref(cfgs);
 	return res;
@@ -868,8 +1026,11 @@ static int wf_search(struct wf *w, const struct qd_search_strategy *ss, const ch
 		wf_log(w, QD_LOG_INFO, "search: up to %zu trials at once, each in a process of its own", n_par);
 	if ((rc = file_sha256(model_path, mhash, err)) < 0)
 		goto out;
-	if ((rc = qd_eval_plan_parse(req->workflow, NULL, qd_workflow_eval_flags(req->workflow), &plan, NULL, NULL,
-				     err)) < 0)
+	/* the trials are evaluated with the evaluator of the flow's last pass, else the workflow's
+	 * (Olive evaluates each chain's final model with its pass's evaluator) */
+	const char *eval_pass = json_string_value(json_array_get(order_names, json_array_size(order_names) - 1));
+	if ((rc = qd_eval_plan_parse(req->workflow, eval_pass, qd_workflow_eval_flags(req->workflow), &plan, NULL,
+				     NULL, err)) < 0)
 		goto out;
 	order = calloc(plan->n_obj + 1, sizeof *order);
 	if (!order) {
@@ -1405,8 +1566,10 @@ int qd_workflow_run(const struct qd_workflow_req *req, const struct qd_workflow_
 			       "(searching alternatives lands with the search module)", pname, json_array_size(pv));
 		}
 		const struct qd_pass_vt *vt = qd_pass_find(json_string_value(json_object_get(pc, "type")));
-		json_t *space = NULL;
-		if ((rc = qd_pass_resolve(vt, pname, pc, &space, err)) < 0)
+		json_t *space = NULL, *params = qd_search_entry_params(pc);   /* without host, evaluator ... */
+		rc = qd_pass_resolve(vt, pname, params, &space, err);
+		json_decref(params);
+		if (rc < 0)
 			goto out;
 		const char *k; json_t *cand;
 		json_object_foreach(space, k, cand)

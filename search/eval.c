@@ -1451,6 +1451,7 @@ struct src_run {
 	int64_t samples, batches;
 	json_t *section;          /* metrics.json "accuracy" shape (new) */
 	json_t *lowest;           /* lowest_snr_activations (new), or NULL */
+	json_t *snr;              /* every compared tensor: name -> snr_db (new), or NULL */
 };
 
 static void src_run_free(struct src_run *r)
@@ -1464,6 +1465,7 @@ static void src_run_free(struct src_run *r)
 	free(r->acc);
 	json_decref(r->section);
 	json_decref(r->lowest);
+	json_decref(r->snr);
 	memset(r, 0, sizeof *r);
 }
 
@@ -1828,6 +1830,9 @@ static int run_data(const struct qd_eval_plan *p, const struct qd_eval_ctx *c, c
 		for (size_t i = 0; i < st.n_list && i < 10; i++)
 			json_array_append_new(r->lowest, json_pack("{s:s, s:s, s:f}", "tensor", st.list[i]->name, "node",
 								    st.list[i]->node, "snr_db", snr_db(st.list[i])));
+		r->snr = json_object();
+		for (size_t i = 0; r->snr && i < st.n_list; i++)
+			json_object_set_new(r->snr, st.list[i]->name, json_real(snr_db(st.list[i])));
 	}
 out:
 	snr_state_free(&st);
@@ -2243,6 +2248,8 @@ int qd_eval_run(const struct qd_eval_plan *p, const struct qd_eval_ctx *c, const
 		json_object_set(det, "accuracy", srcs[0].r.section);
 	if (srcs[0].r.lowest && !srcs[0].dc && detail)
 		json_object_set(det, "lowest_snr_activations", srcs[0].r.lowest);
+	if (srcs[0].r.snr && !srcs[0].dc && detail)
+		json_object_set(det, "activation_snr", srcs[0].r.snr);
 	json_object_set(det, "objectives", per);
 	*values = vals;
 	vals = NULL;

@@ -72,7 +72,8 @@ json_t *qd_eval_plan_label_configs(const struct qd_eval_plan *p);
  * object) maps every objective key to a number; *detail (new object, may be NULL)
  * carries per-output figures for metrics.json: "accuracy" (metrics.json's accuracy
  * section: the default source's per-output "outputs": [...], min_cosine ...),
- * "lowest_snr_activations" (held-out data), "objectives" (key → how it was measured:
+ * "lowest_snr_activations" (held-out data), "activation_snr" (the same
+ * comparison for every activation: tensor name -> SNR in dB), "objectives" (key → how it was measured:
  * data config, samples / correct, task, average, output; latency settings, batch size).
  * With detail NULL only what the objectives need runs (no SNR hooks). An objective the
  * engine cannot measure (an op it does not cover) is absent from *values. Cancel

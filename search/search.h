@@ -100,6 +100,8 @@ json_t *qd_search_space_config(const struct qd_search_space *sp, size_t i);
 json_t *qd_search_space_params(const struct qd_search_space *sp, size_t i);
 /* Pass entry of the workflow with the pass-entry keys removed (new), or NULL. */
 json_t *qd_search_pass_entry(const json_t *workflow, const char *pass);
+/* The same for one pass entry object pv (new), or NULL when pv is not an object. */
+json_t *qd_search_entry_params(const json_t *pv);
 
 /* ---- samplers (sampler.c) ---- */
 

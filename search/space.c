@@ -140,15 +140,19 @@ int qd_search_strategy_parse(const json_t *workflow, struct qd_search_strategy *
 
 static const char *const entry_keys[] = {"host", "evaluator", "disable_search", "output_name", "clean_run_cache"};
 
-json_t *qd_search_pass_entry(const json_t *workflow, const char *pass)
+json_t *qd_search_entry_params(const json_t *pv)
 {
-	const json_t *pv = json_object_get(json_object_get(workflow, "passes"), pass);
 	if (!json_is_object(pv))
 		return NULL;
 	json_t *c = json_deep_copy(pv);
 	for (size_t i = 0; c && i < QD_ARRAY_LEN(entry_keys); i++)
 		json_object_del(c, entry_keys[i]);
 	return c;
+}
+
+json_t *qd_search_pass_entry(const json_t *workflow, const char *pass)
+{
+	return qd_search_entry_params(json_object_get(json_object_get(workflow, "passes"), pass));
 }
 
 /* ---- the space ---- */
