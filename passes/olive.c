@@ -14,8 +14,10 @@
  *   passes quantd does not run (named as such, with what to do), or unknown (a typo: the
  *   message lists quantd's types). `"unsupported_passes": "skip"` turns the first two
  *   kinds into skipped passes with a note each, so an existing Olive file runs as is.
- * - `pass_flows`: the first flow gives the pass order; further flows are alternatives for
- *   a search and are reported as ignored until the search runs them. */
+ * - `pass_flows`: the first flow gives the pass order; with a (joint) search every flow is
+ *   a choice of the search space, without one further flows are reported as ignored. A
+ *   pass given as a list of alternative configurations is likewise searched, or runs its
+ *   first alternative without a search. */
 #include "passes/passes.h"
 #include "passes/workflow.h"
 #include "passes/data_config.h"
@@ -220,20 +222,10 @@ bool qd_workflow_skip_unsupported(const json_t *wf)
 
 /* ---- pass entries ---- */
 
-/* Whether pass `name` ends a pass flow (the pass_flows, else the passes' order). */
+/* Whether pass `name` ends the (first) pass flow: its evaluator evaluates the output of
+ * every run and trial (one evaluator ranks every flow of a search). */
 static bool last_of_a_flow(const json_t *wf, const char *name)
 {
-	const json_t *flows = json_object_get(wf, "pass_flows");
-	if (json_is_array(flows) && json_array_size(flows)) {
-		size_t i;
-		json_t *f;
-		json_array_foreach(flows, i, f) {
-			const char *last = json_string_value(json_array_get(f, json_array_size(f) - 1));
-			if (last && !strcmp(last, name))
-				return true;
-		}
-		return false;
-	}
 	json_t *order = qd_workflow_pass_order(wf);
 	const char *last = json_string_value(json_array_get(order, json_array_size(order) - 1));
 	bool r = last && !strcmp(last, name);
@@ -307,8 +299,8 @@ static void check_pass_entry(struct chk *c, const json_t *wf, const char *name, 
 				/* the evaluator of this pass's output (search/eval.c checks its metrics) */
 				check_evaluator_value(c, wf, v, field);
 				if (!json_is_null(v) && !last_of_a_flow(wf, name))
-					ignore(c, field, "only the evaluator of a flow's last pass is used: it evaluates "
-					       "the flow's output model (each trial of a search, or the single run)");
+					ignore(c, field, "only the evaluator of the (first) pass flow's last pass is used: it "
+					       "evaluates the output model of the run and of every trial of a search");
 				json_object_del(clean, k);
 				continue;
 			}
@@ -368,21 +360,31 @@ static void check_passes(struct chk *c, const json_t *wf)
 		char base[160];
 		snprintf(base, sizeof base, "passes.%s", k);
 		if (json_is_array(v)) {
-			/* Olive's pass search: a list of alternative configurations */
+			/* Olive's pass search: a list of alternative configurations, one dimension of
+			 * the search space (search/space.c); without a search the first runs */
 			struct qd_search_strategy ss;
 			struct qd_err se = { 0 };
-			if (qd_search_strategy_parse(wf, &ss, &se) == 0 && ss.enabled)
-				problem(c, QD_EUNSUPPORTED, base, "pass '%s' lists alternative configurations: the search "
-					"does not walk alternative pass configurations yet; give one configuration with "
-					"lists or SearchParameter values", k);
+			bool search = qd_search_strategy_parse(wf, &ss, &se) == 0 && ss.enabled;
 			if (json_array_size(v) == 0)
 				problem(c, QD_EINVAL, base, "pass '%s' has an empty list", k);
-			size_t i;
+			size_t i, n0 = json_array_size(c->problems);
 			json_t *alt;
 			json_array_foreach(v, i, alt) {
 				char b2[200];
 				snprintf(b2, sizeof b2, "%s[%zu]", base, i);
 				check_pass_entry(c, wf, k, alt, b2);
+				if (i > 0 && !search)
+					ignore(c, b2, "only the first alternative configuration runs without a search_strategy");
+			}
+			if (search && json_array_size(v) && json_array_size(c->problems) == n0) {
+				struct qd_search_space *sp = NULL;
+				struct qd_err e = { 0 };
+				json_t *names = json_pack("[s]", k);
+				int rc = qd_search_space_build(wf, names, QD_SPACE_SEARCH_UNSET, &sp, &e);
+				json_decref(names);
+				qd_search_space_free(sp);
+				if (rc < 0)
+					problem_err(c, &e, rc);
 			}
 			continue;
 		}
@@ -404,6 +406,10 @@ static void check_pass_flows(struct chk *c, const json_t *wf)
 		problem(c, QD_EINVAL, "pass_flows", "'pass_flows' must be a non-empty list of lists of pass names");
 		return;
 	}
+	struct qd_search_strategy ss;
+	struct qd_err se = { 0 };
+	if (qd_search_strategy_parse(wf, &ss, &se) < 0)
+		ss.enabled = false;   /* reported by the search_strategy check */
 	size_t i, j;
 	json_t *flow, *name;
 	json_array_foreach(pf, i, flow) {
@@ -422,9 +428,12 @@ static void check_pass_flows(struct chk *c, const json_t *wf)
 				problem(c, QD_EINVAL, f2, "pass_flows names pass '%s', which is not in \"passes\"",
 					json_string_value(name));
 		}
-		if (i > 0)
-			ignore(c, field, "only the first pass flow runs: the search does not walk alternative pass "
-			       "flows yet");
+		if (i > 0 && !ss.enabled)
+			ignore(c, field, "only the first pass flow runs without a search_strategy (a search walks every "
+			       "flow)");
+		else if (i > 0 && ss.order != QD_SEARCH_JOINT)
+			problem(c, QD_EUNSUPPORTED, field, "a pass-by-pass search walks the first pass flow only: give "
+				"\"execution_order\": \"joint\" to search several pass_flows");
 	}
 }
 

@@ -240,9 +240,7 @@ static int wf_run_chain(struct wf *w, const char *model_path, const json_t *name
 			break;
 		const char *pname = json_string_value(pn);
 		const json_t *cfg = json_object_get(cfgs, pname);
-		json_t *entry = qd_search_pass_entry(req->workflow, pname);
-		const struct qd_pass_vt *vt = qd_pass_find(json_string_value(json_object_get(entry, "type")));
-		json_decref(entry);
+		const struct qd_pass_vt *vt = qd_pass_find(qd_search_pass_type(req->workflow, pname, cfg));
 		if (!vt || !vt->run || !cfg) {
 			rc = qd_err_set(err, QD_EINTERNAL, pname, "pass '%s' cannot run", pname);
 			break;
@@ -796,18 +794,12 @@ static int cmp_cand(const void *a, const void *b)
  * figures (no held-out data). */
 /* Whether float node n is quantized in model q: replaced there (its name is gone: the
  * QOperator / dynamic forms), or kept with an input from a DequantizeLinear (QDQ).
- * q_nodes: node name -> op type of q; q_producers: tensor -> producer op type. */
-static bool node_quantized(const Onnx__NodeProto *n, const json_t *q_nodes, const json_t *q_producers)
+ * q_nodes: node name of q -> [op type, has an input from a DequantizeLinear]. */
+static bool node_quantized(const Onnx__NodeProto *n, const json_t *q_nodes)
 {
-	const char *qt = json_string_value(json_object_get(q_nodes, n->name));
-	if (!qt || strcmp(qt, n->op_type))
-		return true;
-	for (size_t k = 0; k < n->n_input; k++) {
-		const char *pt = json_string_value(json_object_get(q_producers, n->input[k]));
-		if (pt && !strcmp(pt, "DequantizeLinear"))
-			return true;
-	}
-	return false;
+	const json_t *q = json_object_get(q_nodes, n->name);
+	const char *qt = json_string_value(json_array_get(q, 0));
+	return !qt || strcmp(qt, n->op_type) || json_is_true(json_array_get(q, 1));
 }
 
 static json_t *fallback_candidates(struct wf *w, const struct trial *t, const struct qd_eval_plan *plan,
@@ -827,19 +819,24 @@ static json_t *fallback_candidates(struct wf *w, const struct trial *t, const st
 	if (!json_object_size(snr))
 		goto out;
 	const Onnx__GraphProto *qg = qm->proto->graph;
+	for (size_t i = 0; i < qg->n_node; i++)
+		for (size_t k = 0; qg->node[i]->op_type && !strcmp(qg->node[i]->op_type, "DequantizeLinear") &&
+				   k < qg->node[i]->n_output; k++)
+			json_object_set_new(q_prod, qg->node[i]->output[k], json_true());
 	for (size_t i = 0; i < qg->n_node; i++) {
 		const Onnx__NodeProto *n = qg->node[i];
+		bool dq = false;
+		for (size_t k = 0; k < n->n_input; k++)
+			dq = dq || json_object_get(q_prod, n->input[k]);
 		if (n->name && n->op_type)
-			json_object_set_new(q_nodes, n->name, json_string(n->op_type));
-		for (size_t k = 0; n->op_type && k < n->n_output; k++)
-			json_object_set_new(q_prod, n->output[k], json_string(n->op_type));
+			json_object_set_new(q_nodes, n->name, json_pack("[s, b]", n->op_type, dq));
 	}
 	out = json_array();
 	const Onnx__GraphProto *g = fm->proto->graph;
 	for (size_t i = 0; out && i < g->n_node; i++) {
 		const Onnx__NodeProto *n = g->node[i];
 		if (!n->name || !*n->name || !n->op_type || !json_object_get(qtypes, n->op_type) ||
-		    qd_json_list_has(exclude, n->name) || !node_quantized(n, q_nodes, q_prod))
+		    qd_json_list_has(exclude, n->name) || !node_quantized(n, q_nodes))
 			continue;
 		double in = 0, o = 0;
 		const char *ot = NULL;
@@ -1057,7 +1054,8 @@ static int wf_search(struct wf *w, const struct qd_search_strategy *ss, const ch
 		qd_sampler_free(smp);
 		sp = NULL;
 		smp = NULL;
-		rc = qd_search_space_build(req->workflow, lvl, QD_SPACE_SEARCH_UNSET, &sp, err);
+		rc = qd_search_space_build(req->workflow, lvl, QD_SPACE_SEARCH_UNSET |
+					   (ss->order == QD_SEARCH_JOINT ? QD_SPACE_FLOWS : 0), &sp, err);
 		json_decref(lvl);
 		if (rc == 0)
 			rc = qd_sampler_new(ss->sampler, sp, ss->seed, &smp, err);
@@ -1123,7 +1121,7 @@ static int wf_search(struct wf *w, const struct qd_search_strategy *ss, const ch
 				t->level = lv;
 				t->point = idx;
 				t->cached_from = -1;
-				t->names = json_incref(names);
+				t->names = sp->flows ? qd_search_space_names(sp, idx) : json_incref(names);   /* its flow */
 				t->cfgs = json_deep_copy(fixed);
 				{
 					json_t *c = qd_search_space_config(sp, idx);
@@ -1563,7 +1561,7 @@ int qd_workflow_run(const struct qd_workflow_req *req, const struct qd_workflow_
 		if (json_is_array(pv)) {
 			pc = json_array_get(pv, 0);
 			wf_log(&w, QD_LOG_WARN, "pass '%s' lists %zu alternative configurations; running the first "
-			       "(searching alternatives lands with the search module)", pname, json_array_size(pv));
+			       "(a search_strategy searches them)", pname, json_array_size(pv));
 		}
 		const struct qd_pass_vt *vt = qd_pass_find(json_string_value(json_object_get(pc, "type")));
 		json_t *space = NULL, *params = qd_search_entry_params(pc);   /* without host, evaluator ... */

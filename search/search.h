@@ -61,10 +61,27 @@ const char *qd_search_order_name(enum qd_search_order o);
 
 /* ---- space (space.c) ---- */
 
+enum qd_search_dim_kind {
+	QD_DIM_PARAM,     /* a parameter of a pass (of one of its alternatives when alt >= 0) */
+	QD_DIM_ALT,       /* which alternative configuration of a pass (param "alternative") */
+	QD_DIM_FLOW,      /* which of the workflow's pass_flows (pass "pass_flows", param "flow") */
+};
+
 struct qd_search_dim {
 	char *pass;       /* pass name (owned) */
 	char *param;      /* parameter name (owned) */
 	json_t *values;   /* candidate values, array of >= 2 (owned) */
+	enum qd_search_dim_kind kind;
+	int alt;          /* QD_DIM_PARAM of a pass with alternatives: the alternative; else -1 */
+};
+
+/* One configuration unit of the space: a pass, or one alternative of a pass given as a
+ * list of alternative configurations (Olive's pass search). */
+struct qd_search_unit {
+	char *pass;                      /* owned */
+	int alt;                         /* -1: the pass has one configuration */
+	const struct qd_pass_vt *vt;
+	json_t *base, *conds;            /* configuration at choice 0; conditional rules (owned) */
 };
 
 struct qd_search_space {
@@ -81,23 +98,38 @@ struct qd_search_space {
 	size_t n_pts;
 	char **keys;                /* canonical JSON of each point's configuration */
 	json_t *first_invalid;      /* {"config", "field", "message"} of the first pruned point, or NULL */
+	struct qd_search_unit *unit;
+	size_t n_unit;
+	json_t *flows;              /* QD_SPACE_FLOWS: the pass_flows (owned), else NULL */
+	size_t *pt_flow;            /* each point's flow (QD_SPACE_FLOWS) */
 };
 
 #define QD_SPACE_SEARCH_UNSET 1u   /* unset parameters take their search values (Olive's
                                       search mode) unless the pass says disable_search */
+#define QD_SPACE_FLOWS 2u          /* the workflow's pass_flows are a dimension: `passes` is
+                                      ignored, each point runs the passes of its flow */
 
 /* Build the space over the passes named in `passes` (array of names in the workflow's
  * "passes"; a pass entry's keys host, evaluator, disable_search, output_name,
  * clean_run_cache are not parameters). A pass given as a list of alternative
- * configurations is QD_EUNSUPPORTED here. An empty space (every point pruned) is
- * QD_EINVAL naming the pass and the first pruned point's reason. *out new. */
+ * configurations adds a dimension choosing the alternative (param "alternative"), and
+ * each alternative's searched parameters are dimensions of their own that only its
+ * points use (the configuration then carries the alternative's "type"). An empty space
+ * (every point pruned) is QD_EINVAL naming the pass and the first pruned point's reason.
+ * *out new. */
 int qd_search_space_build(const json_t *workflow, const json_t *passes, unsigned flags,
 			  struct qd_search_space **out, struct qd_err *err);
 void qd_search_space_free(struct qd_search_space *sp);
 /* Configuration of point i: pass name -> parameters (every schema parameter). new. */
 json_t *qd_search_space_config(const struct qd_search_space *sp, size_t i);
-/* Only the searched parameters of point i: {"<pass>.<param>": value}. new. */
+/* Only the searched parameters of point i: {"<pass>.<param>": value}, plus
+ * "<pass>.alternative" and "pass_flow" (indices) where those are searched. new. */
 json_t *qd_search_space_params(const struct qd_search_space *sp, size_t i);
+/* The passes point i runs, in order (its flow's with QD_SPACE_FLOWS). new. */
+json_t *qd_search_space_names(const struct qd_search_space *sp, size_t i);
+/* The pass type of configuration cfg of pass `pass` (its "type" when the pass lists
+ * alternatives, else the workflow entry's). Borrow (valid while workflow / cfg live). */
+const char *qd_search_pass_type(const json_t *workflow, const char *pass, const json_t *cfg);
 /* Pass entry of the workflow with the pass-entry keys removed (new), or NULL. */
 json_t *qd_search_pass_entry(const json_t *workflow, const char *pass);
 /* The same for one pass entry object pv (new), or NULL when pv is not an object. */

@@ -168,13 +168,21 @@ void qd_search_space_free(struct qd_search_space *sp)
 	}
 	for (size_t i = 0; i < sp->n_pts; i++)
 		free(sp->keys[i]);
+	for (size_t i = 0; i < sp->n_unit; i++) {
+		free(sp->unit[i].pass);
+		json_decref(sp->unit[i].base);
+		json_decref(sp->unit[i].conds);
+	}
+	free(sp->unit);
 	free(sp->keys);
 	free(sp->dim);
 	free(sp->pts);
 	free(sp->raw_to_pt);
+	free(sp->pt_flow);
 	json_decref(sp->passes);
 	json_decref(sp->base);
 	json_decref(sp->conds);
+	json_decref(sp->flows);
 	json_decref(sp->first_invalid);
 	free(sp);
 }
@@ -281,6 +289,104 @@ static uint64_t fnv1a(const char *s)
 	return h;
 }
 
+static int add_dim(struct qd_search_space *sp, const char *pass, const char *param, json_t *values,
+		   enum qd_search_dim_kind kind, int alt, struct qd_err *err)
+{
+	struct qd_search_dim *d = realloc(sp->dim, (sp->n_dim + 1) * sizeof *d);
+	if (!d) {
+		json_decref(values);
+		return qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+	}
+	sp->dim = d;
+	d += sp->n_dim++;
+	d->pass = strdup(pass);
+	d->param = strdup(param);
+	d->values = values;
+	d->kind = kind;
+	d->alt = alt;
+	return d->pass && d->param && values ? 0 : qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+}
+
+static json_t *index_values(size_t n)
+{
+	json_t *v = json_array();
+	for (size_t i = 0; v && i < n; i++)
+		json_array_append_new(v, json_integer((json_int_t)i));
+	return v;
+}
+
+/* One unit: resolve the pass entry (or alternative) pv and add its searched parameters. */
+static int add_unit(struct qd_search_space *sp, const char *pname, int alt, const json_t *pv, unsigned flags,
+		    struct qd_err *err)
+{
+	char field[160];
+	if (alt >= 0)
+		snprintf(field, sizeof field, "passes.%s[%d]", pname, alt);
+	else
+		snprintf(field, sizeof field, "passes.%s", pname);
+	json_t *entry = qd_search_entry_params(pv);
+	const struct qd_pass_vt *vt = entry ? qd_pass_find(json_string_value(json_object_get(entry, "type"))) : NULL;
+	if (!vt || !vt->implemented) {
+		json_decref(entry);
+		return qd_err_set(err, QD_EINVAL, field, "pass '%s' has no implemented pass type", pname);
+	}
+	struct qd_search_unit *u = realloc(sp->unit, (sp->n_unit + 1) * sizeof *u);
+	if (!u) {
+		json_decref(entry);
+		return qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+	}
+	sp->unit = u;
+	u += sp->n_unit++;
+	memset(u, 0, sizeof *u);
+	u->pass = strdup(pname);
+	u->alt = alt;
+	u->vt = vt;
+	unsigned rf = (flags & QD_SPACE_SEARCH_UNSET) && !json_is_true(json_object_get(pv, "disable_search"))
+		      ? QD_RESOLVE_SEARCH_UNSET : 0;
+	json_t *space = NULL;
+	int rc = qd_pass_resolve_ex(vt, alt >= 0 ? field + strlen("passes.") : pname, entry, rf, &space, &u->conds, err);
+	json_decref(entry);
+	if (rc < 0)
+		return rc;
+	u->base = qd_pass_space_first(space);
+	if (alt >= 0 && u->base)
+		json_object_set_new(u->base, "type", json_string(vt->name));
+	for (size_t k = 0; rc == 0 && k < vt->n_params; k++) {
+		json_t *cand = json_object_get(space, vt->params[k].name);
+		if (json_array_size(cand) >= 2)
+			rc = add_dim(sp, pname, vt->params[k].name, json_incref(cand), QD_DIM_PARAM, alt, err);
+	}
+	json_decref(space);
+	return rc;
+}
+
+/* the unit of pass p's alternative alt */
+static const struct qd_search_unit *unit_of(const struct qd_search_space *sp, const char *p, int alt)
+{
+	for (size_t i = 0; i < sp->n_unit; i++)
+		if (!strcmp(sp->unit[i].pass, p) && sp->unit[i].alt == alt)
+			return &sp->unit[i];
+	return NULL;
+}
+
+/* choice index of the QD_DIM_ALT dimension of pass p in `choice`, or -1 */
+static int alt_choice(const struct qd_search_space *sp, const char *p, const uint32_t *choice)
+{
+	for (size_t d = 0; d < sp->n_dim; d++)
+		if (sp->dim[d].kind == QD_DIM_ALT && !strcmp(sp->dim[d].pass, p))
+			return (int)choice[d];
+	return -1;
+}
+
+/* the flow (index into sp->flows) chosen by `choice`, or -1 */
+static long flow_choice(const struct qd_search_space *sp, const uint32_t *choice)
+{
+	for (size_t d = 0; d < sp->n_dim; d++)
+		if (sp->dim[d].kind == QD_DIM_FLOW)
+			return (long)choice[d];
+	return sp->flows ? 0 : -1;
+}
+
 int qd_search_space_build(const json_t *workflow, const json_t *passes, unsigned flags,
 			  struct qd_search_space **out, struct qd_err *err)
 {
@@ -288,65 +394,54 @@ int qd_search_space_build(const json_t *workflow, const json_t *passes, unsigned
 	struct qd_search_space *sp = calloc(1, sizeof *sp);
 	size_t *set = NULL, set_n = 0;
 	uint32_t *choice = NULL;
-	const struct qd_pass_vt **vts = NULL;
+	char **dkeys = NULL;   /* each point's dedup key: its passes and configuration */
+	size_t n_dk = 0;
 	int rc = 0;
 	if (!sp)
 		return qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
-	sp->passes = json_deep_copy(passes);
+	const json_t *pf = json_object_get(workflow, "pass_flows");
+	if ((flags & QD_SPACE_FLOWS) && json_array_size(pf) > 1) {
+		/* every pass of every flow, first seen first */
+		sp->flows = json_deep_copy(pf);
+		sp->passes = json_array();
+		size_t i, j;
+		json_t *f, *n;
+		json_array_foreach(pf, i, f)
+			json_array_foreach(f, j, n)
+				if (!qd_json_list_has(sp->passes, json_string_value(n)))
+					json_array_append(sp->passes, n);
+	} else {
+		sp->passes = json_deep_copy(passes);
+	}
 	sp->base = json_object();
 	sp->conds = json_object();
-	size_t np = json_array_size(passes);
-	vts = calloc(np + 1, sizeof *vts);
-	if (!sp->passes || !sp->base || !sp->conds || !vts) {
+	if (!sp->passes || !sp->base || !sp->conds) {
 		rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
 		goto out;
 	}
+	if (sp->flows && (rc = add_dim(sp, "pass_flows", "flow", index_values(json_array_size(sp->flows)), QD_DIM_FLOW,
+				       -1, err)) < 0)
+		goto out;
 	size_t ip; json_t *pnj;
-	json_array_foreach(passes, ip, pnj) {
-		const char *pname = json_string_value(pnj);
-		char field[160];
-		snprintf(field, sizeof field, "passes.%s", pname ? pname : "?");
-		const json_t *pv = json_object_get(json_object_get(workflow, "passes"), pname ? pname : "");
-		if (json_is_array(pv)) {
-			rc = qd_err_set(err, QD_EUNSUPPORTED, field, "pass '%s' lists alternative configurations: the "
-					"search does not walk alternative pass configurations yet; give one configuration "
-					"with lists or SearchParameter values instead", pname);
-			goto out;
-		}
-		json_t *entry = qd_search_pass_entry(workflow, pname);
-		const struct qd_pass_vt *vt = entry ? qd_pass_find(json_string_value(json_object_get(entry, "type"))) : NULL;
-		if (!vt || !vt->implemented) {
-			json_decref(entry);
-			rc = qd_err_set(err, QD_EINVAL, field, "pass '%s' has no implemented pass type", pname);
-			goto out;
-		}
-		vts[ip] = vt;
-		unsigned rf = (flags & QD_SPACE_SEARCH_UNSET) && !json_is_true(json_object_get(pv, "disable_search"))
-			      ? QD_RESOLVE_SEARCH_UNSET : 0;
-		json_t *space = NULL, *conds = NULL;
-		rc = qd_pass_resolve_ex(vt, pname, entry, rf, &space, &conds, err);
-		json_decref(entry);
-		if (rc < 0)
-			goto out;
-		json_object_set_new(sp->base, pname, qd_pass_space_first(space));
-		json_object_set_new(sp->conds, pname, conds);
-		for (size_t k = 0; k < vt->n_params; k++) {
-			json_t *cand = json_object_get(space, vt->params[k].name);
-			if (json_array_size(cand) < 2)
-				continue;
-			struct qd_search_dim *d = realloc(sp->dim, (sp->n_dim + 1) * sizeof *d);
-			if (!d) {
-				json_decref(space);
-				rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+	json_array_foreach(sp->passes, ip, pnj) {
+		const char *pname = json_string_value(pnj) ? json_string_value(pnj) : "?";
+		const json_t *pv = json_object_get(json_object_get(workflow, "passes"), pname);
+		if (json_is_array(pv) && json_array_size(pv) == 1) {
+			if ((rc = add_unit(sp, pname, -1, json_array_get(pv, 0), flags, err)) < 0)
 				goto out;
-			}
-			sp->dim = d;
-			d[sp->n_dim].pass = strdup(pname);
-			d[sp->n_dim].param = strdup(vt->params[k].name);
-			d[sp->n_dim].values = json_incref(cand);
-			sp->n_dim++;
+		} else if (json_is_array(pv)) {
+			size_t na = json_array_size(pv);
+			if (na > 1 && (rc = add_dim(sp, pname, "alternative", index_values(na), QD_DIM_ALT, -1, err)) < 0)
+				goto out;
+			for (size_t a = 0; a < na; a++)
+				if ((rc = add_unit(sp, pname, (int)a, json_array_get(pv, a), flags, err)) < 0)
+					goto out;
+		} else if ((rc = add_unit(sp, pname, -1, pv, flags, err)) < 0) {
+			goto out;
 		}
-		json_decref(space);
+		const struct qd_search_unit *u0 = unit_of(sp, pname, json_array_size(pv) > 1 ? 0 : -1);
+		json_object_set(sp->base, pname, u0->base);
+		json_object_set(sp->conds, pname, u0->conds);
 	}
 	sp->n_raw = 1;
 	for (size_t i = 0; i < sp->n_dim; i++) {
@@ -360,11 +455,13 @@ int qd_search_space_build(const json_t *workflow, const json_t *passes, unsigned
 	}
 	sp->pts = malloc((sp->n_raw * (sp->n_dim ? sp->n_dim : 1)) * sizeof *sp->pts);
 	sp->keys = calloc(sp->n_raw, sizeof *sp->keys);
+	sp->pt_flow = calloc(sp->n_raw, sizeof *sp->pt_flow);
+	dkeys = calloc(sp->n_raw, sizeof *dkeys);
 	sp->raw_to_pt = malloc(sp->n_raw * sizeof *sp->raw_to_pt);
 	set_n = 2 * sp->n_raw + 1;
 	set = malloc(set_n * sizeof *set);
 	choice = calloc(sp->n_dim + 1, sizeof *choice);
-	if (!sp->pts || !sp->keys || !sp->raw_to_pt || !set || !choice) {
+	if (!sp->pts || !sp->keys || !sp->pt_flow || !dkeys || !sp->raw_to_pt || !set || !choice) {
 		rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
 		goto out;
 	}
@@ -378,21 +475,30 @@ int qd_search_space_build(const json_t *workflow, const json_t *passes, unsigned
 			r /= n;
 		}
 		sp->raw_to_pt[idx] = SIZE_MAX;
-		json_t *cfg = json_deep_copy(sp->base);
-		for (size_t d = 0; cfg && d < sp->n_dim; d++)
-			json_object_set(json_object_get(cfg, sp->dim[d].pass), sp->dim[d].param,
-					json_array_get(sp->dim[d].values, choice[d]));
+		long fl = flow_choice(sp, choice);
+		const json_t *run = fl >= 0 ? json_array_get(sp->flows, (size_t)fl) : sp->passes;
+		json_t *cfg = json_object();
 		bool ok = cfg != NULL;
 		struct qd_err ce = { 0 };
-		json_array_foreach(passes, ip, pnj) {
+		json_array_foreach(run, ip, pnj) {
 			if (!ok)
 				break;
 			const char *pname = json_string_value(pnj);
-			json_t *pc = json_object_get(cfg, pname);
-			if (!apply_conds(vts[ip], pc, json_object_get(sp->conds, pname))) {
+			int alt = alt_choice(sp, pname, choice);
+			const struct qd_search_unit *u = unit_of(sp, pname, alt);
+			json_t *pc = u ? json_deep_copy(u->base) : NULL;
+			if (!pc) {
+				ok = false;
+				break;
+			}
+			json_object_set_new(cfg, pname, pc);
+			for (size_t d = 0; d < sp->n_dim; d++)
+				if (sp->dim[d].kind == QD_DIM_PARAM && sp->dim[d].alt == alt && !strcmp(sp->dim[d].pass, pname))
+					json_object_set(pc, sp->dim[d].param, json_array_get(sp->dim[d].values, choice[d]));
+			if (!apply_conds(u->vt, pc, u->conds)) {
 				ok = false;
 				qd_err_set(&ce, QD_EINVAL, pname, "a Conditional makes this combination invalid");
-			} else if (check_one(vts[ip], pname, pc, &ce) < 0) {
+			} else if (check_one(u->vt, pname, pc, &ce) < 0) {
 				ok = false;
 			}
 		}
@@ -405,15 +511,19 @@ int qd_search_space_build(const json_t *workflow, const json_t *passes, unsigned
 			continue;
 		}
 		char *key = json_dumps(cfg, JSON_SORT_KEYS | JSON_COMPACT);
+		char *names = json_dumps(run, JSON_COMPACT);
+		char *dkey = key && names ? qd_asprintf("%s|%s", names, key) : NULL;
 		json_decref(cfg);
-		if (!key) {
+		free(names);
+		if (!dkey) {
+			free(key);
 			rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
 			goto out;
 		}
-		size_t h = (size_t)(fnv1a(key) % set_n);
+		size_t h = (size_t)(fnv1a(dkey) % set_n);
 		bool dup = false;
 		while (set[h] != SIZE_MAX) {
-			if (!strcmp(sp->keys[set[h]], key)) {
+			if (!strcmp(dkeys[set[h]], dkey)) {
 				dup = true;
 				break;
 			}
@@ -423,11 +533,14 @@ int qd_search_space_build(const json_t *workflow, const json_t *passes, unsigned
 			sp->raw_to_pt[idx] = set[h];
 			sp->n_dup++;
 			free(key);
+			free(dkey);
 			continue;
 		}
 		set[h] = sp->n_pts;
 		sp->raw_to_pt[idx] = sp->n_pts;
 		sp->keys[sp->n_pts] = key;
+		dkeys[n_dk++] = dkey;
+		sp->pt_flow[sp->n_pts] = fl >= 0 ? (size_t)fl : 0;
 		memcpy(&sp->pts[sp->n_pts * sp->n_dim], choice, sp->n_dim * sizeof *choice);
 		sp->n_pts++;
 	}
@@ -441,9 +554,11 @@ int qd_search_space_build(const json_t *workflow, const json_t *passes, unsigned
 	*out = sp;
 	sp = NULL;
 out:
+	for (size_t i = 0; i < n_dk; i++)
+		free(dkeys[i]);
+	free(dkeys);
 	free(set);
 	free(choice);
-	free(vts);
 	qd_search_space_free(sp);
 	return rc;
 }
@@ -453,15 +568,43 @@ json_t *qd_search_space_config(const struct qd_search_space *sp, size_t i)
 	return i < sp->n_pts ? json_loads(sp->keys[i], 0, NULL) : NULL;
 }
 
+json_t *qd_search_space_names(const struct qd_search_space *sp, size_t i)
+{
+	if (sp->flows && i < sp->n_pts)
+		return json_deep_copy(json_array_get(sp->flows, sp->pt_flow[i]));
+	return json_deep_copy(sp->passes);
+}
+
 json_t *qd_search_space_params(const struct qd_search_space *sp, size_t i)
 {
 	json_t *cfg = qd_search_space_config(sp, i), *o = json_object();
 	for (size_t d = 0; cfg && o && d < sp->n_dim; d++) {
-		char *k = qd_asprintf("%s.%s", sp->dim[d].pass, sp->dim[d].param);
+		const struct qd_search_dim *dm = &sp->dim[d];
+		const uint32_t *ch = &sp->pts[i * sp->n_dim];
+		if (dm->kind == QD_DIM_FLOW) {
+			json_object_set_new(o, "pass_flow", json_integer(ch[d]));
+			continue;
+		}
+		const json_t *pc = json_object_get(cfg, dm->pass);
+		if (!pc || (dm->kind == QD_DIM_PARAM && dm->alt >= 0 && alt_choice(sp, dm->pass, ch) != dm->alt))
+			continue;   /* a pass this point does not run, an alternative it does not use */
+		char *k = qd_asprintf("%s.%s", dm->pass, dm->param);
 		if (k)
-			json_object_set(o, k, json_object_get(json_object_get(cfg, sp->dim[d].pass), sp->dim[d].param));
+			json_object_set_new(o, k, dm->kind == QD_DIM_ALT ? json_integer(ch[d])
+								 : json_incref(json_object_get(pc, dm->param)));
 		free(k);
 	}
 	json_decref(cfg);
 	return o;
+}
+
+const char *qd_search_pass_type(const json_t *workflow, const char *pass, const json_t *cfg)
+{
+	const char *t = json_string_value(json_object_get(cfg, "type"));
+	if (t)
+		return t;
+	const json_t *pv = json_object_get(json_object_get(workflow, "passes"), pass);
+	if (json_is_array(pv))
+		pv = json_array_get(pv, 0);
+	return json_string_value(json_object_get(pv, "type"));
 }

@@ -163,12 +163,134 @@ def search_job(label, model, wf, held, key, goal, tol, T, name="search"):
     return m, out
 
 
+def olive_shapes(T, mdir):
+    """Olive's pass-entry evaluator and host, pass alternatives and pass_flows on the MLP."""
+    mlp = os.path.join(mdir, "mlp.onnx")
+    calib, held = os.path.join(T, "mlp_calib.npz"), os.path.join(T, "mlp_held.npz")
+    cmp_js = os.path.join(ROOT, "tests", "passes", "ort_compare.js")
+    for f, seed in ((calib, 9), (held, 7)):
+        subprocess.run(["node", cmp_js, mlp, "--write-inputs", f, "--samples", "16", "--seed", str(seed)], check=True,
+                       capture_output=True)
+    dcs = {"calib": {"dataset": calib}, "held": {"dataset": held}}
+    fid = {"metrics": [{"name": "fid", "type": "fidelity", "sub_types": [
+        {"name": "cosine_similarity", "priority": 1}, {"name": "max_abs_error", "priority": 2}]}]}
+    seq = {"execution_order": "joint", "sampler": "sequential"}
+
+    def ok_run(label, wf, model=mlp):
+        out = os.path.join(T, label)
+        rc, tail, log = run(model, wf, out)
+        if not check(rc == 0, "%s ran (%s)" % (label, tail)):
+            return None, out, log
+        return json.load(open(os.path.join(out, "metrics.json"))), out, log
+
+    def all_in_ort(label, out, trials):
+        bad = []
+        for t in trials:
+            fig, e = ort(mlp, os.path.join(out, t["model"]), held)
+            if fig is None:
+                bad.append(e)
+        check(not bad, "%s: every trial model runs in ONNX Runtime %s" % (label, bad[:1]))
+
+    # per-pass evaluator: the trials are evaluated with the pass's named evaluator; host ignored
+    wf = {"data_configs": dcs, "evaluators": {"e1": fid},
+          "passes": {"q": {"type": "OnnxStaticQuantization", "data_config": "calib", "evaluator": "e1",
+                           "host": "local_system", "disable_search": True, "per_channel": [False, True]}},
+          "search_strategy": seq}
+    m, out, _ = ok_run("pass_evaluator_search", wf)
+    if m:
+        keys = sorted(set(k for t in m["search"]["trials"] for k in t["values"]))
+        check(keys == ["fid-cosine_similarity", "fid-max_abs_error"] and
+              [o["key"] for o in m["search"]["objectives"]] == ["fid-cosine_similarity", "fid-max_abs_error"],
+              "search: the trials are evaluated with the pass's evaluator e1: %s" % keys)
+        check({"field": "passes.q.host", "why": "quantd always runs on this host's CPU with its built-in executor"}
+              in m["ignored"], "pass-entry host is reported ignored with the reason")
+        ev = m.get("evaluation", {})
+        check(set(ev.get("output_model", {})) == set(keys) and abs(ev.get("input_model", {}).get("fid-cosine_similarity", 0) - 1) < 1e-9,
+              "search: metrics.json evaluation section (the best model's values, the float model's)")
+        fig, e = ort(mlp, os.path.join(out, "model.onnx"), held)
+        if check(fig is not None, "pass evaluator: best model runs in ONNX Runtime %s" % e):
+            agree("pass evaluator", "fid-cosine_similarity", m["values"]["fid-cosine_similarity"], fig, 1e-5)
+    wf1 = json.loads(json.dumps(wf))
+    del wf1["search_strategy"]
+    wf1["passes"]["q"]["per_channel"] = True
+    m, _, _ = ok_run("pass_evaluator_single", wf1)
+    if m:
+        check(sorted(m["values"]) == ["fid-cosine_similarity", "fid-max_abs_error"] and
+              m["evaluation"]["objectives"][0]["key"] == "fid-cosine_similarity",
+              "single run: the pass's evaluator (was 'unknown parameter evaluator'): %s" % sorted(m["values"]))
+    wf2 = {"data_configs": dcs, "evaluators": {"e1": fid},
+           "passes": {"a": {"type": "QnnPreprocess", "evaluator": "e1"},
+                      "q": {"type": "OnnxDynamicQuantization"}}}
+    m, _, _ = ok_run("evaluator_not_last", wf2)
+    if m:
+        check(any(x["field"] == "passes.a.evaluator" and "last pass" in x["why"] for x in m["ignored"]) and
+              "fid-max_abs_error" not in m["values"],
+              "an evaluator on a pass that is not the flow's last is reported ignored")
+
+    # a pass given as a list of alternative configurations is one dimension of the space
+    alts = [{"type": "OnnxDynamicQuantization", "disable_search": True, "per_channel": [False, True]},
+            {"type": "OnnxStaticQuantization", "data_config": "calib", "disable_search": True,
+             "calibrate_method": ["MinMax", "Entropy", "Percentile"]}]
+    wf = {"data_configs": dcs, "passes": {"q": alts}, "search_strategy": seq}
+    m, out, _ = ok_run("alternatives", wf)
+    if m:
+        s = m["search"]
+        sp = s["spaces"][0]
+        check(sp["points"] == 5 and sp["indexed_points"] == 12 and sp["duplicates"] == 7,
+              "alternatives: 2 + 3 points (12 indexed, 7 duplicates): %s" %
+              {k: sp[k] for k in ("points", "indexed_points", "duplicates")})
+        got = sorted((t["params"]["q.alternative"], json.dumps(t["params"], sort_keys=True)) for t in s["trials"])
+        check([a for a, _ in got] == [0, 0, 1, 1, 1] and
+              all(("q.per_channel" in p) == (a == 0) and ("q.calibrate_method" in p) == (a == 1) for a, p in
+                  ((a, json.loads(p)) for a, p in got)),
+              "alternatives: each trial names its alternative and only that alternative's parameters")
+        fp = json.load(open(os.path.join(out, "footprint.json")))["nodes"]
+        types = sorted(n["pass_run_config"]["q"]["type"] for n in fp.values() if n.get("trial"))
+        check(types == ["OnnxDynamicQuantization"] * 2 + ["OnnxStaticQuantization"] * 3,
+              "alternatives: the trials ran both pass types: %s" % types)
+        all_in_ort("alternatives", out, s["trials"])
+    wf1 = {"data_configs": dcs, "passes": {"q": alts}}
+    m, _, _ = ok_run("alternatives_no_search", wf1)
+    if m:
+        check(m["passes"][0]["type"] == "OnnxDynamicQuantization" and
+              any(x["field"] == "passes.q[1]" for x in m["ignored"]),
+              "without a search the first alternative runs, the others are reported ignored")
+
+    # pass_flows beyond the first are searched (joint)
+    wf = {"data_configs": dcs, "passes": {
+        "d": {"type": "OnnxDynamicQuantization", "disable_search": True, "per_channel": [False, True]},
+        "s": {"type": "OnnxStaticQuantization", "data_config": "calib", "disable_search": True,
+              "calibrate_method": ["MinMax", "Percentile"]}},
+        "pass_flows": [["d"], ["s"]], "search_strategy": seq}
+    m, out, _ = ok_run("pass_flows", wf)
+    if m:
+        s = m["search"]
+        flows = sorted((t["params"]["pass_flow"], tuple(sorted(t["params"]))) for t in s["trials"])
+        check(len(s["trials"]) == 4 and [f for f, _ in flows] == [0, 0, 1, 1] and
+              all(("d.per_channel" in k) == (f == 0) and ("s.calibrate_method" in k) == (f == 1) for f, k in flows),
+              "pass_flows: 2 + 2 trials, each with the parameters of its flow's passes: %s" % flows)
+        fp = json.load(open(os.path.join(out, "footprint.json")))["nodes"]
+        check(sorted(n["from_pass"] for n in fp.values() if n.get("trial")) == ["d", "d", "s", "s"] and
+              not any(x["field"].startswith("pass_flows") for x in m["ignored"]),
+              "pass_flows: each trial ran its own flow (footprint from_pass), no flow ignored")
+        all_in_ort("pass_flows", out, s["trials"])
+    bad = json.loads(json.dumps(wf))
+    bad["search_strategy"] = {"execution_order": "pass-by-pass", "sampler": "sequential"}
+    rc, tail, log = run(mlp, bad, os.path.join(T, "flows_pbp"))
+    check(rc != 0 and "pass_flows[1]" in log and "joint" in log,
+          "pass-by-pass with several pass_flows refused naming pass_flows[1] (%s)" % tail)
+
+
 def main():
     T = tempfile.mkdtemp(prefix="qd-accept-")
     try:
         mdir, ddir = os.path.join(T, "models"), os.path.join(T, "data")
         subprocess.run([PY, os.path.join(ROOT, "tests/models/make_transformer.py"), mdir], check=True,
                        capture_output=True)
+        if os.environ.get("QD_ACCEPT_ONLY") != "search":
+            olive_shapes(T, mdir)
+        if os.environ.get("QD_ACCEPT_ONLY") == "olive":
+            return finish(T)
         # --scale 2: 128 calibration / 64 held-out samples each; the first 64 calibrate
         subprocess.run([PY, os.path.join(ROOT, "tests/models/make_calib_data.py"), ddir, "--only", "rec,bert",
                         "--models", mdir, "--scale", "2"], check=True, capture_output=True)
@@ -237,10 +359,15 @@ def main():
             check(sha(os.path.join(out0, "model.onnx")) == sha(os.path.join(out1, "model.onnx")),
                   "same seed: the same best model, byte for byte")
     finally:
-        if os.environ.get("QD_ACCEPT_KEEP"):
-            print("kept", T)
-        else:
-            shutil.rmtree(T, ignore_errors=True)
+        pass
+    return finish(T)
+
+
+def finish(T):
+    if os.environ.get("QD_ACCEPT_KEEP"):
+        print("kept", T)
+    else:
+        shutil.rmtree(T, ignore_errors=True)
     print("accept: %d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
 
