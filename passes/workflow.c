@@ -807,6 +807,7 @@ static json_t *fallback_candidates(struct wf *w, const struct trial *t, const st
 {
 	char *mp = qd_asprintf("%s/trials/%zu/model.onnx", w->req->out_dir, t->n);
 	json_t *values = NULL, *detail = NULL, *out = NULL, *q_nodes = json_object(), *q_prod = json_object();
+	json_t *consts = json_object();   /* graph inputs, initializers, Constant outputs (float model) */
 	struct qd_model *fm = NULL, *qm = NULL;
 	struct qd_err e = { 0 };
 	if (!mp || qd_eval_run(plan, ec, mp, &values, &detail, &e) < 0 ||
@@ -833,6 +834,13 @@ static json_t *fallback_candidates(struct wf *w, const struct trial *t, const st
 	}
 	out = json_array();
 	const Onnx__GraphProto *g = fm->proto->graph;
+	for (size_t i = 0; i < g->n_initializer; i++)
+		json_object_set_new(consts, g->initializer[i]->name, json_true());
+	for (size_t i = 0; i < g->n_input; i++)   /* graph inputs: the data itself */
+		json_object_set_new(consts, g->input[i]->name, json_true());
+	for (size_t i = 0; i < g->n_node; i++)   /* Constant nodes and what only they feed count as constants */
+		if (g->node[i]->op_type && !strcmp(g->node[i]->op_type, "Constant") && g->node[i]->n_output)
+			json_object_set_new(consts, g->node[i]->output[0], json_true());
 	for (size_t i = 0; out && i < g->n_node; i++) {
 		const Onnx__NodeProto *n = g->node[i];
 		if (!n->name || !*n->name || !n->op_type || !json_object_get(qtypes, n->op_type) ||
@@ -840,8 +848,14 @@ static json_t *fallback_candidates(struct wf *w, const struct trial *t, const st
 			continue;
 		double in = 0, o = 0;
 		const char *ot = NULL;
-		for (size_t k = 0; k < n->n_input; k++)
+		bool known = true;   /* every activation input compared (else: removed in t's model) */
+		for (size_t k = 0; k < n->n_input; k++) {
 			in = QD_MAX(in, tensor_nsr(snr, n->input[k]));
+			known = known && (!*n->input[k] || json_object_get(snr, n->input[k]) ||
+					  json_object_get(consts, n->input[k]));
+		}
+		if (!known)
+			continue;
 		for (size_t k = 0; k < n->n_output; k++)
 			if (tensor_nsr(snr, n->output[k]) >= o && json_object_get(snr, n->output[k])) {
 				o = tensor_nsr(snr, n->output[k]);
@@ -872,6 +886,7 @@ out:
 	json_decref(detail);
 	json_decref(q_nodes);
 	json_decref(q_prod);
+	json_decref(consts);
 	qd_model_free(fm);
 	qd_model_free(qm);
 	return out;

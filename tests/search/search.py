@@ -188,8 +188,6 @@ def main():
             ({"passes": {"q": {"type": "OnnxStaticQuantization", "data_config": "c", "quant_format": "QOperator",
                                "activation_type": ["int16", "uint16"]}},
               "data_configs": {"c": {"dataset": calib["mlp"]}}, "search_strategy": True}, "search space is empty"),
-            ({"passes": {"q": [{"type": "OnnxDynamicQuantization"}, {"type": "OnnxDynamicQuantization"}]},
-              "search_strategy": True}, "alternative configurations"),
         ]
         for i, (wfb, needle) in enumerate(bad):
             out = os.path.join(T, "bad%d" % i)
