@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # bench/accept_bench.sh — time to the first goal-meeting candidate on the PP-OCRv4 rec
-# search of tests/search/accept.py (goals: top-1 agreement >= 0.945 vs the float model on
+# search of tests/search/accept.py (goals: top-1 agreement >= 0.934 vs the float model on
 # 64 held-out rendered text lines, model <= 4,000,000 bytes), with the accuracy-driven
 # fallback and without it:
-#   fallback  the acceptance search: sequential over quant_mode x per_channel x
-#             calibrate_method (8 points, none meets both goals), then the fallback;
-#   search    the search alone over OnnxQuantization's whole space (SEARCHABLE_VALUES on
-#             every parameter, 128 points), random sampler, seed 1, stop_when_goals_met,
-#             QD_BENCH_MAX_ITER trials (default 24); only its own trials count.
+#   fallback  the acceptance search: sequential over quant_mode x per_channel (4 points,
+#             none meets both goals), then the fallback;
+#   search    the search alone over OnnxQuantization's whole space (every unset parameter
+#             searched, 128 points), random sampler, seed 1, stop_when_goals_met,
+#             QD_BENCH_MAX_ITER trials (default 16); only its own trials count (the
+#             fallback that follows when none meets the goals is not timed).
 # Each line of quantd's log is time-stamped as it arrives, so the figures are wall time
 # from the start of `quantd run` (model load and the float model's evaluation included).
 # Prints the figures; asserts nothing. Environment: B (build dir), QD_BENCH_THREADS
@@ -32,7 +33,7 @@ run() {   # label, pass json, search_strategy json
  "passes": {"q": $2},
  "evaluator": {"metrics": [
    {"name": "fidelity", "type": "fidelity", "sub_types": [{"name": "top1_agreement", "priority": 1,
-     "goal": {"type": "threshold", "value": 0.945}}]},
+     "goal": {"type": "threshold", "value": 0.934}}]},
    {"name": "size", "type": "size_on_disk", "sub_types": [{"name": "bytes", "priority": 2,
      "goal": {"type": "threshold", "value": 4000000}}]}]},
  "search_strategy": $3}
@@ -62,7 +63,7 @@ print("%-8s %2d search trials + %2d fallback steps, %6.1f s wall: first goal-mee
       % (sys.argv[3], len(own), len(trials) - len(own), end, desc))
 PY
 }
-run fallback '{"type": "OnnxQuantization", "data_config": "calib", "disable_search": true, "quant_mode": "SEARCHABLE_VALUES", "per_channel": "SEARCHABLE_VALUES", "calibrate_method": "SEARCHABLE_VALUES"}' \
+run fallback '{"type": "OnnxQuantization", "data_config": "calib", "disable_search": true, "quant_mode": "SEARCHABLE_VALUES", "per_channel": "SEARCHABLE_VALUES"}' \
 	'{"execution_order": "joint", "sampler": "sequential", "max_time": 900}'
 run search '{"type": "OnnxQuantization", "data_config": "calib"}' \
-	"{\"execution_order\": \"joint\", \"sampler\": \"random\", \"seed\": 1, \"max_iter\": ${QD_BENCH_MAX_ITER:-24}, \"stop_when_goals_met\": true}"
+	"{\"execution_order\": \"joint\", \"sampler\": \"random\", \"seed\": 1, \"max_iter\": ${QD_BENCH_MAX_ITER:-16}, \"stop_when_goals_met\": true}"

@@ -785,13 +785,6 @@ static int cmp_cand(const void *a, const void *b)
 	return x < y ? 1 : x > y ? -1 : 0;
 }
 
-/* The quantized nodes of trial t ranked by the error each adds (INC's ranking by
- * contribution): the activations of t's model are compared with the float model's on
- * the held-out data (SNR through the executor's hook), and a node of a quantized op type
- * scores the noise-to-signal ratio of its output minus the largest of its inputs', i.e.
- * the error it adds rather than the error it inherits. New array of {node, op_type,
- * tensor, snr_db, nsr_added}, most harmful first; NULL when there are no activation
- * figures (no held-out data). */
 /* Whether float node n is quantized in model q: replaced there (its name is gone: the
  * QOperator / dynamic forms), or kept with an input from a DequantizeLinear (QDQ).
  * q_nodes: node name of q -> [op type, has an input from a DequantizeLinear]. */
@@ -802,6 +795,13 @@ static bool node_quantized(const Onnx__NodeProto *n, const json_t *q_nodes)
 	return !qt || strcmp(qt, n->op_type) || json_is_true(json_array_get(q, 1));
 }
 
+/* The quantized nodes of trial t ranked by the error each adds (INC's ranking by
+ * contribution): the activations of t's model are compared with the float model's on
+ * the held-out data (SNR through the executor's hook), and a node of a quantized op type
+ * scores the SNR it loses: its output's noise-to-signal ratio over the largest of its
+ * inputs' (in dB), i.e. the error it adds rather than the error it inherits. New array
+ * of {node, op_type, tensor, snr_db, nsr_added, snr_lost_db}, most SNR lost first; NULL
+ * when there are no activation figures (no held-out data). */
 static json_t *fallback_candidates(struct wf *w, const struct trial *t, const struct qd_eval_plan *plan,
 				   const struct qd_eval_ctx *ec, const char *model_path, const json_t *exclude)
 {

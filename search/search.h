@@ -130,9 +130,8 @@ json_t *qd_search_space_names(const struct qd_search_space *sp, size_t i);
 /* The pass type of configuration cfg of pass `pass` (its "type" when the pass lists
  * alternatives, else the workflow entry's). Borrow (valid while workflow / cfg live). */
 const char *qd_search_pass_type(const json_t *workflow, const char *pass, const json_t *cfg);
-/* Pass entry of the workflow with the pass-entry keys removed (new), or NULL. */
-json_t *qd_search_pass_entry(const json_t *workflow, const char *pass);
-/* The same for one pass entry object pv (new), or NULL when pv is not an object. */
+/* A pass entry object pv (or one alternative) with the pass-entry keys removed (new), or
+ * NULL when pv is not an object. */
 json_t *qd_search_entry_params(const json_t *pv);
 
 /* ---- samplers (sampler.c) ---- */

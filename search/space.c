@@ -150,10 +150,6 @@ json_t *qd_search_entry_params(const json_t *pv)
 	return c;
 }
 
-json_t *qd_search_pass_entry(const json_t *workflow, const char *pass)
-{
-	return qd_search_entry_params(json_object_get(json_object_get(workflow, "passes"), pass));
-}
 
 /* ---- the space ---- */
 
