@@ -14,6 +14,11 @@
  *    deduplicated by its canonical JSON. What remains is the list of valid, distinct
  *    points the samplers choose from, in Olive's mixed-radix index order (first
  *    dimension varies fastest).
+ *  - A pass given as a list of alternative configurations (Olive's pass search) is one
+ *    unit per alternative plus a dimension choosing the alternative; an alternative's own
+ *    dimensions only matter in its points (elsewhere they give duplicates). Several
+ *    pass_flows (joint order) add a dimension choosing the flow; a point configures and
+ *    runs only its flow's passes, and points are distinct by (flow, configuration).
  *  - Samplers hand out indices into that list and never repeat one. tpe is a
  *    Tree-structured Parzen Estimator over the categorical dimensions: after
  *    n_startup seeded random points, the observed points are split into a good and a
