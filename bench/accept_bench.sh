@@ -56,9 +56,11 @@ trials = m["trials"]
 own = [t for t in trials if not t.get("fallback")]
 first = next((t for t in trials if t["goals_met"] and (sys.argv[3] == "fallback" or not t.get("fallback"))), None)
 end = max(at.values()) if at else 0.0
+own_end = max((at[t["n"]] for t in own if t["n"] in at), default=0.0)
 desc = ("trial %d%s at %.1f s (top-1 %.4f, %d bytes)" % (first["n"], " (fallback step)" if first.get("fallback") else "",
         at.get(first["n"], -1), first["values"]["fidelity-top1_agreement"], first["values"]["size-bytes"])
-        if first else "none in %d trials (%.1f s)" % (len(own) if sys.argv[3] != "fallback" else len(trials), end))
+        if first else "none in %d trials (%.1f s)" % ((len(own), own_end) if sys.argv[3] != "fallback" else
+                                                      (len(trials), end)))
 print("%-8s %2d search trials + %2d fallback steps, %6.1f s wall: first goal-meeting candidate: %s"
       % (sys.argv[3], len(own), len(trials) - len(own), end, desc))
 PY
