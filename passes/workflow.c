@@ -461,6 +461,17 @@ static bool trial_resume(struct sctx *c, struct trial *t)
 	return true;
 }
 
+/* The evaluation plan of every trial: the evaluator of the (first) flow's last pass, else
+ * the workflow's (Olive evaluates each chain's final model with its pass's evaluator). */
+static int trial_plan(const json_t *workflow, struct qd_eval_plan **plan, struct qd_err *err)
+{
+	json_t *order = qd_workflow_pass_order(workflow);
+	const char *last = json_string_value(json_array_get(order, json_array_size(order) - 1));
+	int rc = qd_eval_plan_parse(workflow, last, qd_workflow_eval_flags(workflow), plan, NULL, NULL, err);
+	json_decref(order);
+	return rc;
+}
+
 /* Run the chain of one trial into dir and evaluate its model: *out (new) is {values,
  * quantized_nodes, passes, quantized_bytes, accuracy, lowest_snr_activations}. */
 static int trial_body(struct wf *w, const struct qd_eval_plan *plan, const struct qd_eval_ctx *ec,
@@ -1038,11 +1049,7 @@ static int wf_search(struct wf *w, const struct qd_search_strategy *ss, const ch
 		wf_log(w, QD_LOG_INFO, "search: up to %zu trials at once, each in a process of its own", n_par);
 	if ((rc = file_sha256(model_path, mhash, err)) < 0)
 		goto out;
-	/* the trials are evaluated with the evaluator of the flow's last pass, else the workflow's
-	 * (Olive evaluates each chain's final model with its pass's evaluator) */
-	const char *eval_pass = json_string_value(json_array_get(order_names, json_array_size(order_names) - 1));
-	if ((rc = qd_eval_plan_parse(req->workflow, eval_pass, qd_workflow_eval_flags(req->workflow), &plan, NULL,
-				     NULL, err)) < 0)
+	if ((rc = trial_plan(req->workflow, &plan, err)) < 0)
 		goto out;
 	order = calloc(plan->n_obj + 1, sizeof *order);
 	if (!order) {
@@ -1430,7 +1437,7 @@ int qd_workflow_trial(const struct qd_workflow_req *req, const struct qd_workflo
 	*result = NULL;
 	if (!model_path || !dir || !json_is_array(names) || !json_is_object(cfgs))
 		return qd_err_set(err, QD_EINVAL, "trial", "the trial request lacks the model, dir, names or cfgs");
-	int rc = qd_eval_plan_parse(req->workflow, NULL, qd_workflow_eval_flags(req->workflow), &plan, NULL, NULL, err);
+	int rc = trial_plan(req->workflow, &plan, err);
 	if (rc == 0) {
 		struct qd_eval_ctx ec = { .req = req, .hooks = hooks, .float_path = model_path };
 		rc = trial_body(&w, plan, &ec, model_path, names, cfgs, dir, result, err);
