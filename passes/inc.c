@@ -475,21 +475,6 @@ static bool recipe_bool(const struct inc *s, const char *k, bool dflt)
 	return qd_pass_opt_bool(s->recipes, k, dflt);
 }
 
-/* The pass's entry as the user wrote it: tells a default from a value set on purpose. */
-static const json_t *user_value(const struct qd_pass_ctx *c, const char *key)
-{
-	const json_t *p = c && c->workflow && c->name ?
-			  json_object_get(json_object_get(c->workflow, "passes"), c->name) : NULL;
-	if (json_is_array(p))
-		p = json_array_get(p, 0);
-	const json_t *v = json_object_get(p, key);
-	if (!v)
-		v = json_object_get(json_object_get(p, "config"), key);
-	if (json_is_string(v) && !strcmp(json_string_value(v), "DEFAULT_VALUE"))
-		return NULL;
-	return v;
-}
-
 static void no_effect(struct inc *s, const char *field, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void no_effect(struct inc *s, const char *field, const char *fmt, ...)
 {
@@ -523,8 +508,8 @@ static void report_params(struct inc *s)
 	if (json_is_string(ws) && !tuning)
 		no_effect(s, "workspace", "it holds the accuracy-aware tuning's candidates, and there is no tuning "
 			  "without a metric");
-	if (!tuning && (user_value(s->pc, "tuning_criterion") || user_value(s->pc, "quant_level") ||
-			user_value(s->pc, "accuracy_criterion")))
+	if (!tuning && (qd_pass_user_value(s->pc, "tuning_criterion") || qd_pass_user_value(s->pc, "quant_level") ||
+			qd_pass_user_value(s->pc, "accuracy_criterion")))
 		no_effect(s, "tuning_criterion", "the tuning settings (tuning_criterion, quant_level, "
 			  "accuracy_criterion) apply only with a metric: the default configuration is quantized once");
 	const json_t *tc = json_object_get(p, "tuning_criterion");
@@ -543,21 +528,21 @@ static void report_params(struct inc *s)
 	if (!wo && json_object_size(json_object_get(p, "op_type_dict")))
 		no_effect(s, "op_type_dict", "Olive passes op_type_dict to INC only for approach weight_only (it is "
 			  "forced to None otherwise)");
-	if (!wo && user_value(s->pc, "weight_only_config"))
+	if (!wo && qd_pass_user_value(s->pc, "weight_only_config"))
 		no_effect(s, "weight_only_config", "approach is '%s', not weight_only", s->approach);
 	if (wo && json_is_true(json_object_get(p, "reduce_range")))
 		no_effect(s, "reduce_range", "7-bit weights apply to int8 quantization, not to weight-only");
-	if (strcmp(s->approach, "static") && user_value(s->pc, "quant_format") &&
-	    strcmp(json_string_value(user_value(s->pc, "quant_format")) ?: "", "default"))
+	if (strcmp(s->approach, "static") && qd_pass_user_value(s->pc, "quant_format") &&
+	    strcmp(json_string_value(qd_pass_user_value(s->pc, "quant_format")) ?: "", "default"))
 		no_effect(s, "quant_format", "approach '%s' has one format (dynamic: integer ops; weight_only: "
 			  "MatMulNBits)", s->approach);
-	if (!strcmp(s->approach, "dynamic") && user_value(s->pc, "calibration_sampling_size"))
+	if (!strcmp(s->approach, "dynamic") && qd_pass_user_value(s->pc, "calibration_sampling_size"))
 		no_effect(s, "calibration_sampling_size", "dynamic quantization is not calibrated");
 	if (!strcmp(s->approach, "dynamic") && !json_is_null(json_object_get(p, "data_config")) &&
 	    json_object_get(p, "data_config") && !tuning)
 		no_effect(s, "data_config", "dynamic quantization is not calibrated");
 	if (wo && (!strcmp(s->algo, "RTN") || !strcmp(s->algo, "HQQ")) &&
-	    user_value(s->pc, "calibration_sampling_size"))
+	    qd_pass_user_value(s->pc, "calibration_sampling_size"))
 		no_effect(s, "calibration_sampling_size", "weight-only %s is calibration-free", s->algo);
 	if (s->n_sizes > 1 && !tuning)
 		no_effect(s, "calibration_sampling_size", "only the first size (%lld) is used: the others are tuning "

@@ -321,3 +321,21 @@ int qd_pass_check_external(const char *pass_name, const json_t *space, struct qd
 			return qd_err_set(err, QD_EINVAL, field, "size_threshold must be >= 0");
 	return 0;
 }
+
+const json_t *qd_pass_entry_param(const json_t *entry, const char *key)
+{
+	const json_t *v = json_object_get(entry, key);
+	return v ? v : json_object_get(json_object_get(entry, "config"), key);
+}
+
+const json_t *qd_pass_user_value(const struct qd_pass_ctx *c, const char *key)
+{
+	const json_t *p = c && c->workflow && c->name ?
+			  json_object_get(json_object_get(c->workflow, "passes"), c->name) : NULL;
+	if (json_is_array(p))
+		p = json_array_get(p, 0);
+	const json_t *v = qd_pass_entry_param(p, key);
+	if (json_is_string(v) && !strcmp(json_string_value(v), "DEFAULT_VALUE"))
+		return NULL;
+	return v;
+}

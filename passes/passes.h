@@ -105,6 +105,13 @@ void qd_pass_skip(struct qd_pass_ctx *c, json_t *skipped, const Onnx__NodeProto 
 /* Submit-time check of calibration_sampling_size candidates: each null, a positive integer
  * or a list of one (Olive's [N]); the error names passes.<pass>.calibration_sampling_size. */
 int qd_pass_check_sampling_size(const char *pass_name, const json_t *space, struct qd_err *err);
+/* A parameter as the user wrote it in a pass entry: at its top level or in Olive's legacy
+ * "config" nesting (NULL when absent). Borrow. */
+const json_t *qd_pass_entry_param(const json_t *entry, const char *key);
+/* The running pass's parameter as the user wrote it (the first alternative of a list;
+ * NULL when absent or "DEFAULT_VALUE"): tells a default from a value given on purpose. */
+struct qd_pass_ctx;
+const json_t *qd_pass_user_value(const struct qd_pass_ctx *c, const char *key);
 
 /* Submit-time checks of the external-data parameters (save_as_external_data & co). */
 int qd_pass_check_external(const char *pass_name, const json_t *space, struct qd_err *err);

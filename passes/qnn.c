@@ -1316,13 +1316,6 @@ static int check_io_pass(Onnx__GraphProto *g, const char *pn, const char *type, 
 	return 0;
 }
 
-/* A parameter as the user wrote it, at the top of the pass entry or in legacy "config". */
-static const json_t *entry_param(const json_t *entry, const char *key)
-{
-	const json_t *v = json_object_get(entry, key);
-	return v ? v : json_object_get(json_object_get(entry, "config"), key);
-}
-
 int qd_qnn_check_io(const json_t *wf, struct qd_model *skel, struct qd_err *err)
 {
 	static const char *const keys[] = {"input_name", "input_shape", "dynamic_input_shapes",
@@ -1345,8 +1338,8 @@ int qd_qnn_check_io(const json_t *wf, struct qd_model *skel, struct qd_err *err)
 			break;
 		}
 		for (size_t k = 0; k < sizeof keys / sizeof *keys; k++)
-			if (entry_param(entry, keys[k]))
-				json_object_set(params, keys[k], (json_t *)entry_param(entry, keys[k]));
+			if (qd_pass_entry_param(entry, keys[k]))
+				json_object_set(params, keys[k], (json_t *)qd_pass_entry_param(entry, keys[k]));
 		rc = check_io_pass(skel->proto->graph, pn, type, params, err);
 		json_decref(params);
 		if (rc < 0)

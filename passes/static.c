@@ -1670,22 +1670,6 @@ int qd_pass_check_static(const char *pass_name, const json_t *space, struct qd_e
 	return qd_pass_check_external(pass_name, space, err);
 }
 
-/* The pass's own entry in the workflow as the user wrote it (NULL when absent or
- * "DEFAULT_VALUE"): tells a default from a value given on purpose. Borrow. */
-static const json_t *user_param(const struct st *s, const char *key)
-{
-	const json_t *p = s->pc && s->pc->workflow && s->pc->name ?
-			  json_object_get(json_object_get(s->pc->workflow, "passes"), s->pc->name) : NULL;
-	if (json_is_array(p))
-		p = json_array_get(p, 0);
-	const json_t *v = json_object_get(p, key);
-	if (!v)
-		v = json_object_get(json_object_get(p, "config"), key);
-	if (json_is_string(v) && !strcmp(json_string_value(v), "DEFAULT_VALUE"))
-		return NULL;
-	return v;
-}
-
 static int parse_cfg(struct st *s, const json_t *params)
 {
 	struct st_cfg *c = &s->cfg;
@@ -1699,9 +1683,9 @@ static int parse_cfg(struct st *s, const json_t *params)
 			       json_object_get(params, "prepare_qnn_config"));
 	if (c->qnn) {
 		/* get_qnn_qdq_config's defaults: QUInt8 weights and activations */
-		if (!user_param(s, "precision") && !user_param(s, "weight_type"))
+		if (!qd_pass_user_value(s->pc, "precision") && !qd_pass_user_value(s->pc, "weight_type"))
 			w = QD_QT_UINT8;
-		if (!user_param(s, "activation_type"))
+		if (!qd_pass_user_value(s->pc, "activation_type"))
 			a = QD_QT_UINT8;
 	}
 	c->wtype = (enum qd_qtype)w;
