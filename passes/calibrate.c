@@ -200,9 +200,9 @@ void qd_calib_bin_ref(const float *x, size_t n, bool absval, const float *e, siz
  * -2: outside / NaN), a scalar pass counts them and resolves the few -1 exactly. */
 #define CAL_BLK 256
 
-CAL_CLONES
-static void bin_codes(const float *x, size_t n, bool absval, float lo, float hi, float inv,
-		      float dlo, float dhi, int32_t kzero, int32_t *code)
+/* Portable form (and the definition the SIMD forms below follow lane by lane). */
+static void bin_codes_c(const float *x, size_t n, bool absval, float lo, float hi, float inv,
+			float dlo, float dhi, int32_t kzero, int32_t *code)
 {
 	for (size_t j = 0; j < n; j++) {
 		float v = absval ? fabsf(x[j]) : x[j];
@@ -214,8 +214,94 @@ static void bin_codes(const float *x, size_t n, bool absval, float lo, float hi,
 	}
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/* GCC does not vectorise the nested select above (it stays a branchy scalar loop); these
+ * are the same arithmetic (sub then mul, no contraction; ordered compares, so NaN is
+ * "outside") 16 / 8 lanes at a time, the tail with masked loads. */
+__attribute__((target("avx512f")))
+static void bin_codes_avx512(const float *x, size_t n, bool absval, float lo, float hi, float inv,
+			     float dlo, float dhi, int32_t kzero, int32_t *code)
+{
+	const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi), vinv = _mm512_set1_ps(inv);
+	const __m512 vdlo = _mm512_set1_ps(dlo), vdhi = _mm512_set1_ps(dhi), z = _mm512_setzero_ps();
+	const __m512i m2 = _mm512_set1_epi32(-2), m1 = _mm512_set1_epi32(-1), kz = _mm512_set1_epi32(kzero);
+	for (size_t j = 0; j < n; j += 16) {
+		__mmask16 lm = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1);
+		__m512 v = _mm512_maskz_loadu_ps(lm, x + j);
+		if (absval) v = _mm512_abs_ps(v);
+		__mmask16 in = _mm512_cmp_ps_mask(v, vlo, _CMP_GE_OQ) & _mm512_cmp_ps_mask(v, vhi, _CMP_LE_OQ);
+		__m512 t = _mm512_maskz_mul_ps(in, _mm512_sub_ps(v, vlo), vinv);
+		__m512i k = _mm512_cvttps_epi32(t);
+		__m512 fr = _mm512_sub_ps(t, _mm512_cvtepi32_ps(k));
+		__mmask16 good = in & _mm512_cmp_ps_mask(fr, vdlo, _CMP_GT_OQ) & _mm512_cmp_ps_mask(fr, vdhi, _CMP_LT_OQ);
+		__mmask16 zero = in & _mm512_cmp_ps_mask(v, z, _CMP_EQ_OQ);
+		__m512i c = _mm512_mask_mov_epi32(m2, in, m1);
+		c = _mm512_mask_mov_epi32(c, good, k);
+		c = _mm512_mask_mov_epi32(c, zero, kz);
+		_mm512_mask_storeu_epi32(code + j, lm, c);
+	}
+}
+
+__attribute__((target("avx2")))
+static void bin_codes_avx2(const float *x, size_t n, bool absval, float lo, float hi, float inv,
+			   float dlo, float dhi, int32_t kzero, int32_t *code)
+{
+	const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi), vinv = _mm256_set1_ps(inv);
+	const __m256 vdlo = _mm256_set1_ps(dlo), vdhi = _mm256_set1_ps(dhi), z = _mm256_setzero_ps();
+	const __m256 sign = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+	const __m256i m2 = _mm256_set1_epi32(-2), m1 = _mm256_set1_epi32(-1), kz = _mm256_set1_epi32(kzero);
+	size_t j = 0;
+	for (; j + 8 <= n; j += 8) {
+		__m256 v = _mm256_loadu_ps(x + j);
+		if (absval) v = _mm256_and_ps(v, sign);
+		__m256 in = _mm256_and_ps(_mm256_cmp_ps(v, vlo, _CMP_GE_OQ), _mm256_cmp_ps(v, vhi, _CMP_LE_OQ));
+		__m256 t = _mm256_and_ps(in, _mm256_mul_ps(_mm256_sub_ps(v, vlo), vinv));
+		__m256i k = _mm256_cvttps_epi32(t);
+		__m256 fr = _mm256_sub_ps(t, _mm256_cvtepi32_ps(k));
+		__m256 good = _mm256_and_ps(in, _mm256_and_ps(_mm256_cmp_ps(fr, vdlo, _CMP_GT_OQ),
+							       _mm256_cmp_ps(fr, vdhi, _CMP_LT_OQ)));
+		__m256 zero = _mm256_and_ps(in, _mm256_cmp_ps(v, z, _CMP_EQ_OQ));
+		__m256i c = _mm256_blendv_epi8(m2, m1, _mm256_castps_si256(in));
+		c = _mm256_blendv_epi8(c, k, _mm256_castps_si256(good));
+		c = _mm256_blendv_epi8(c, kz, _mm256_castps_si256(zero));
+		_mm256_storeu_si256((__m256i *)(code + j), c);
+	}
+	bin_codes_c(x + j, n - j, absval, lo, hi, inv, dlo, dhi, kzero, code + j);
+}
+
+typedef void (*bin_codes_fn)(const float *, size_t, bool, float, float, float, float, float, int32_t, int32_t *);
+static bin_codes_fn bin_codes_pick(const char *want)
+{
+	bool a512 = __builtin_cpu_supports("avx512f"), a2 = __builtin_cpu_supports("avx2");
+	if (want)
+		return !strcmp(want, "avx512") && a512 ? bin_codes_avx512 : !strcmp(want, "avx2") && a2 ?
+			bin_codes_avx2 : !strcmp(want, "c") ? bin_codes_c : NULL;
+	return a512 ? bin_codes_avx512 : a2 ? bin_codes_avx2 : bin_codes_c;
+}
+#else
+typedef void (*bin_codes_fn)(const float *, size_t, bool, float, float, float, float, float, int32_t, int32_t *);
+static bin_codes_fn bin_codes_pick(const char *want) { return !want || !strcmp(want, "c") ? bin_codes_c : NULL; }
+#endif
+static bin_codes_fn bin_codes;
+
+bool qd_calib_bin_kernel(const char *which)
+{
+	bin_codes_fn f = bin_codes_pick(which);
+	if (f) bin_codes = f;
+	return f != NULL;
+}
+
+/* Sub-histograms: consecutive values often land in one bin (ReLU zeros, saturated
+ * activations), and a chain of increments of one counter runs at store-forwarding
+ * latency; four interleaved 32-bit copies break the chain. Used when the tensor is large
+ * against the bin count (the copies are zeroed and folded once per call). */
+#define CAL_SUB 4
+#define CAL_SUB_MAX_BINS 8192
+
 void qd_calib_bin(const float *x, size_t n, bool absval, const float *e, size_t nb, int64_t *hist)
 {
+	if (!bin_codes) bin_codes = bin_codes_pick(NULL);
 	const float lo = e[0], hi = e[nb];
 	const int64_t last = (int64_t)nb - 1;
 	const float inv = (float)((double)nb / ((double)hi - (double)lo));
@@ -237,17 +323,45 @@ void qd_calib_bin(const float *x, size_t n, bool absval, const float *e, size_t 
 			while (b - a > 1) { size_t mid = a + (b - a) / 2; if (e[mid] <= 0.0f) a = mid; else b = mid; }
 			kzero = (int32_t)a;
 		}
+		uint32_t *sub = NULL;
+		if (nb <= CAL_SUB_MAX_BINS && n >= 8 * nb && n < ((size_t)1 << 32))
+			sub = calloc(CAL_SUB * nb, sizeof(*sub));   /* NULL: count directly */
 		int32_t code[CAL_BLK];
 		for (size_t i0 = 0; i0 < n; i0 += CAL_BLK) {
 			size_t m = n - i0 < CAL_BLK ? n - i0 : CAL_BLK;
 			bin_codes(x + i0, m, absval, lo, hi, inv, dlo, dhi, kzero, code);
-			for (size_t j = 0; j < m; j++) {
+			size_t j = 0;
+			if (sub)
+				for (; j + CAL_SUB <= m; j += CAL_SUB) {
+					int32_t c0 = code[j], c1 = code[j + 1], c2 = code[j + 2], c3 = code[j + 3];
+					if ((c0 | c1 | c2 | c3) >= 0) {
+						sub[(size_t)c0 * CAL_SUB]++;
+						sub[(size_t)c1 * CAL_SUB + 1]++;
+						sub[(size_t)c2 * CAL_SUB + 2]++;
+						sub[(size_t)c3 * CAL_SUB + 3]++;
+						continue;
+					}
+					for (size_t q = 0; q < CAL_SUB; q++) {
+						int32_t k = code[j + q];
+						if (k >= 0) { sub[(size_t)k * CAL_SUB + q]++; continue; }
+						if (k == -2) continue;
+						float v = absval ? fabsf(x[i0 + j + q]) : x[i0 + j + q];
+						CAL_BIN_BODY(float, v);
+					}
+				}
+			for (; j < m; j++) {
 				int32_t k = code[j];
 				if (k >= 0) { hist[k]++; continue; }
 				if (k == -2) continue;
 				float v = absval ? fabsf(x[i0 + j]) : x[i0 + j];
 				CAL_BIN_BODY(float, v);
 			}
+		}
+		if (sub) {
+			for (size_t k = 0; k < nb; k++)
+				hist[k] += (int64_t)sub[k * CAL_SUB] + sub[k * CAL_SUB + 1] + sub[k * CAL_SUB + 2] +
+					   sub[k * CAL_SUB + 3];
+			free(sub);
 		}
 		return;
 	}

@@ -97,6 +97,9 @@ void qd_calib_minmax_ref(const float *x, size_t n, float *mn, float *mx, size_t 
  * v = |x| when absval. Counts are added to hist. */
 void qd_calib_bin(const float *x, size_t n, bool absval, const float *edges, size_t nb, int64_t *hist);
 void qd_calib_bin_ref(const float *x, size_t n, bool absval, const float *edges, size_t nb, int64_t *hist);
+/* Selects qd_calib_bin's vector kernel (tests): "avx512", "avx2" or "c" (portable);
+ * false when this CPU / build lacks it. The default is the best the CPU has. */
+bool qd_calib_bin_kernel(const char *which);
 /* Entropy: KL divergence of every candidate (nb/2 - nq/2 + 1 of them, into kl) of ORT's
  * get_entropy_threshold, in double; +inf where ORT's smoothing fails. Returns the number
  * of candidates or -QD_EINVAL. The fast one is O(nq) per candidate. */

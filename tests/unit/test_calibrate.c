@@ -52,11 +52,11 @@ static void test_minmax_kernel(void)
 	CHECK(a == -2 && b == 3 && nn == 1 && ni == 1);
 }
 
-static void test_bin_kernel(void)
+static void test_bin_kernel_one(void)
 {
 	int bad = 0;
 	for (int trial = 0; trial < 60; trial++) {
-		size_t nb = 1 + rnd() % 3000, n = 5000;
+		size_t nb = 1 + rnd() % 3000, n = 5000 + (size_t)trial % 17;
 		float *e = malloc((nb + 1) * sizeof(*e)), *x = malloc(n * sizeof(*x));
 		double lo = -(double)(frand() * 10 + 0.001), hi = trial % 2 ? -lo : -lo * 0.3 + 1;
 		for (size_t i = 0; i <= nb; i++) e[i] = (float)(lo + (hi - lo) * (double)i / (double)nb);
@@ -102,6 +102,23 @@ static void test_bin_kernel(void)
 	int64_t h[2] = { 0 };
 	qd_calib_bin(x, 5, false, e, 2, h);
 	CHECK(h[0] == 1 && h[1] == 3);
+}
+
+/* every vector form of the binning kernel this CPU has, each against the plain reference */
+static void test_bin_kernel(void)
+{
+	const char *kinds[] = { "c", "avx2", "avx512" };
+	int ran = 0;
+	for (int k = 0; k < 3; k++) {
+		if (!qd_calib_bin_kernel(kinds[k])) continue;
+		ran++;
+		test_bin_kernel_one();
+	}
+	CHECK(ran >= 1);
+	CHECK(qd_calib_bin_kernel("c"));
+	CHECK(!qd_calib_bin_kernel("sse9"));
+	qd_calib_bin_kernel(__builtin_cpu_supports("avx512f") ? "avx512" : __builtin_cpu_supports("avx2") ? "avx2" : "c");
+	printf("binning kernels checked against the reference: %d\n", ran);
 }
 
 static void test_entropy_kernel(void)
