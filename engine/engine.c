@@ -474,6 +474,8 @@ static void enode_free(struct qd_enode *n)
 	free(n->free_after);
 	if (n->priv && n->priv_free) n->priv_free(n->priv);
 	if (n->fused) { enode_free(n->fused); free(n->fused); }
+	if (n->epi_only) { enode_free(n->epi_only); free(n->epi_only); }
+	free(n->cover);
 }
 
 void qd_enode_release(struct qd_enode *n)
@@ -917,10 +919,51 @@ const Onnx__ValueInfoProto *qd_engine_output(const struct qd_engine *e, size_t i
 	return i < g->n_output ? g->output[i] : NULL;
 }
 
+static void hook_modes_clear(struct qd_egraph *g)
+{
+	for (int i = 0; g && i < g->n_nodes; i++) {
+		g->nodes[i].hk_skip = false;
+		g->nodes[i].hk_run = g->nodes[i].hk_after = NULL;
+	}
+}
+
 void qd_engine_set_hook(struct qd_engine *e, qd_engine_hook hook, void *ud)
 {
 	e->hook = hook;
 	e->hook_ud = ud;
+	hook_modes_clear(e->main);
+}
+
+/* DESIGN: a load-time fusion hides its chain's intermediate tensors, so by default a hook
+ * switches every fusion off. With a want filter, a fused chain still runs fused when the
+ * hook wants none of the tensors it hides (its output is seen as the last node's output);
+ * a Conv with a fused epilogue whose own output is wanted, but nothing after it, runs as
+ * the plain Conv (seen) and then its epilogue in one pass (epi_only) instead of one pass
+ * per elementwise node. Otherwise the chain's original nodes run. */
+void qd_engine_set_hook_want(struct qd_engine *e, bool (*want)(void *ud, const char *tensor), void *ud)
+{
+	struct qd_egraph *g = e->main;
+	hook_modes_clear(g);
+	if (!want || !g) return;
+	for (int i = 0; i < g->n_nodes; i++) {
+		struct qd_enode *n = &g->nodes[i], *f = n->fused;
+		if (!f || n->fuse_skip || !f->n_cover) continue;
+		int wanted = 0, head_wanted = 0;
+		for (int k = 0; k < f->n_cover; k++) {
+			const struct qd_enode *c = &g->nodes[f->cover[k]];
+			for (int j = 0; j < c->n_out; j++) {
+				int s = c->out[j];
+				if (s < 0 || s == f->out[0] || !want(ud, e->slots[s].name)) continue;
+				wanted++;
+				head_wanted += c == n && j == 0;
+			}
+		}
+		if (wanted && !(n->epi_only && wanted == head_wanted)) continue;
+		for (int k = 0; k < f->n_cover; k++)
+			if (f->cover[k] != i) g->nodes[f->cover[k]].hk_skip = true;
+		if (wanted) n->hk_after = n->epi_only;
+		else n->hk_run = f;
+	}
 }
 
 size_t qd_engine_peak_bytes(const struct qd_engine *e)
@@ -1009,8 +1052,15 @@ int qd_engine_run_graph(struct qd_engine *e, struct qd_egraph *g, const volatile
 					   e->opts.max_seconds, n->name, n->op->op_type);
 			return prc;
 		}
-		if (!e->hook && n->fuse_skip) continue;   /* covered by a fused node */
-		int rc = run_node(e, !e->hook && n->fused ? n->fused : n, cancel, err);
+		int rc;
+		if (e->hook) {   /* hook modes: qd_engine_set_hook_want */
+			if (n->hk_skip) continue;
+			rc = run_node(e, n->hk_run ? n->hk_run : n, cancel, err);
+			if (!rc && n->hk_after) rc = run_node(e, n->hk_after, cancel, err);
+		} else {
+			if (n->fuse_skip) continue;   /* covered by a fused node */
+			rc = run_node(e, n->fused ? n->fused : n, cancel, err);
+		}
 		if (rc) return rc;
 	}
 	return 0;

@@ -70,6 +70,12 @@ const Onnx__ValueInfoProto *qd_engine_input(const struct qd_engine *e, size_t i)
 size_t qd_engine_n_outputs(const struct qd_engine *e);
 const Onnx__ValueInfoProto *qd_engine_output(const struct qd_engine *e, size_t i);
 void qd_engine_set_hook(struct qd_engine *e, qd_engine_hook hook, void *ud);
+/* After qd_engine_set_hook: the hook needs only the tensors want(ud, name) accepts, so
+ * fused chains that hide none of them keep running fused (faster calibration); the hook
+ * then sees a fused chain's output with the proto of the node the chain runs at, and never
+ * sees the tensors a fused chain hides. NULL: every node runs (the default after
+ * qd_engine_set_hook). */
+void qd_engine_set_hook_want(struct qd_engine *e, bool (*want)(void *ud, const char *tensor), void *ud);
 /* Run with inputs matched by name. *outputs new (qd_tensors_release), one per model output
  * in order. cancel (may be NULL) is polled between nodes, and so is the max_seconds
  * deadline (QD_ETIMEOUT, "ran longer than ..."). */

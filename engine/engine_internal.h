@@ -156,6 +156,15 @@ struct qd_enode {
 	struct qd_enode *fused;
 	bool fuse_skip;
 	struct qd_epilogue epi;     /* Conv: fused float epilogue; Erf: GELU form (fuse_float.c) */
+	/* on a fused node: the nodes of g it covers (qd_fuse_attach), for the hook filter */
+	int *cover; int n_cover;
+	/* on a Conv with a fused epilogue: the epilogue alone (op ConvEpilogue, reading the
+	 * Conv's own output), for a hook that wants the Conv output but none after it */
+	struct qd_enode *epi_only;
+	/* what runs under a hook with a want filter (qd_engine_set_hook_want; all clear
+	 * without one): skip this node / run hk_run instead / run hk_after right after it */
+	bool hk_skip;
+	struct qd_enode *hk_run, *hk_after;
 };
 
 struct qd_egraph {

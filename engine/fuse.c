@@ -181,6 +181,10 @@ struct qd_enode *qd_fuse_node_new(struct qd_egraph *g, const int *cover, int n, 
 
 void qd_fuse_attach(struct qd_egraph *g, struct qd_enode *fn, int at, const int *cover, int n)
 {
+	free(fn->cover);
+	fn->cover = malloc((size_t)(n ? n : 1) * sizeof(int));
+	fn->n_cover = fn->cover ? n : 0;   /* without it the hook filter runs the originals */
+	if (fn->cover) memcpy(fn->cover, cover, (size_t)n * sizeof(int));
 	for (int k = 0; k < n; k++) {
 		struct qd_enode *c = &g->nodes[cover[k]];
 		for (int j = 0; j < c->n_free; j++)

@@ -229,7 +229,29 @@ static int fuse_conv(struct ffuse *f, int ci, struct qd_err *err)
 		return qd_err_set(err, QD_ENOMEM, "", "out of memory");
 	fn->out[0] = nd(f, last)->out[0];
 	fn->epi = *ep;
+	/* the epilogue alone on the Conv's output, for a hook that wants that output (see
+	 * qd_engine_set_hook_want); it frees what the chain after the Conv freed */
+	struct qd_enode *eo = qd_fuse_node_new(f->g, cover + 1, nc - 1, 1,
+					       qd_asprintf("%s (epilogue)", conv->name));
+	if (!eo) {
+		qd_enode_release(fn);
+		free(fn);
+		return qd_err_set(err, QD_ENOMEM, "", "out of memory");
+	}
+	eo->proto = conv->proto;
+	eo->op = &qd_ops[QD_OP_ConvEpilogue];
+	eo->opset = 1;
+	eo->prof_idx = QD_OP_ConvEpilogue;
+	eo->in[0] = conv->out[0];
+	eo->out[0] = fn->out[0];
+	eo->epi = *ep;
+	for (int k = 1; k < nc; k++) {
+		const struct qd_enode *cn = nd(f, cover[k]);
+		for (int j = 0; j < cn->n_free; j++)
+			eo->free_after[eo->n_free++] = cn->free_after[j];
+	}
 	qd_fuse_attach(f->g, fn, ci, cover, nc);
+	conv->epi_only = eo;
 	return 0;
 }
 

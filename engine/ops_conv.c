@@ -393,6 +393,29 @@ static int conv_setup(struct qd_ctx *c, bool transpose, const struct qd_tensor *
 	return *y ? 0 : -c->err->code;
 }
 
+/* The node's epilogue in place on y [N, M, ...]; bias: M values added first, or NULL. */
+static int conv_epilogue(struct qd_ctx *c, struct qd_tensor *y, const float *bias)
+{
+	const struct qd_epilogue *ep = &c->n->epi;
+	int64_t N = y->dims[0], M = y->dims[1];
+	bool bn = false;
+	for (int k = 0; k < ep->n; k++)
+		bn |= ep->s[k].kind == QD_EPI_BN;
+	float *sc = NULL;
+	if (bn) {
+		if (!(sc = malloc((size_t)QD_MAX(M, 1) * 2 * sizeof(float))))
+			return qd_ctx_fail(c, QD_ENOMEM, "out of memory");
+		int rc = epi_bn_params(c, ep, M, sc, sc + M);
+		if (rc) {
+			free(sc);
+			return rc;
+		}
+	}
+	qd_epi_apply(ep, y->data, N, M, qd_tensor_count(y) / QD_MAX(1, N * M), bias, sc, sc ? sc + M : NULL);
+	free(sc);
+	return 0;
+}
+
 int qd_op_conv(struct qd_ctx *c)
 {
 	const struct qd_tensor *x, *w, *b;
@@ -407,24 +430,19 @@ int qd_op_conv(struct qd_ctx *c)
 	const float *eb = c->n->epi.n && b && !conv_is_depthwise(&g) ? b->data : NULL;
 	if (qd_conv_f32(&g, x->data, w->data, b && !eb ? b->data : NULL, y->data, work))
 		return qd_ctx_fail(c, QD_ENOMEM, "cannot allocate the im2col buffer");
-	if (c->n->epi.n) {
-		const struct qd_epilogue *ep = &c->n->epi;
-		bool bn = false;
-		for (int k = 0; k < ep->n; k++)
-			bn |= ep->s[k].kind == QD_EPI_BN;
-		float *sc = NULL;
-		if (bn) {
-			if (!(sc = malloc((size_t)g.M * 2 * sizeof(float))))
-				return qd_ctx_fail(c, QD_ENOMEM, "out of memory");
-			if ((rc = epi_bn_params(c, ep, g.M, sc, sc + g.M))) {
-				free(sc);
-				return rc;
-			}
-		}
-		qd_epi_apply(ep, y->data, g.N, g.M, qd_tensor_count(y) / QD_MAX(1, g.N * g.M), eb, sc, sc ? sc + g.M : NULL);
-		free(sc);
-	}
-	return 0;
+	return c->n->epi.n ? conv_epilogue(c, y, eb) : 0;
+}
+
+/* ConvEpilogue (internal, engine/fuse_float.c epi_only): a Conv's fused epilogue alone,
+ * on the Conv's output [N, C, ...] (bias already added), into a new tensor. */
+int qd_op_conv_epilogue(struct qd_ctx *c)
+{
+	const struct qd_tensor *x = qd_ctx_in(c, 0);
+	if (!x) return -c->err->code;
+	if (x->dtype != QD_DT_FLOAT || x->ndim < 2)
+		return qd_ctx_fail(c, QD_EINVAL, "needs a float tensor [N, C, ...]");
+	int rc = qd_ctx_out_copy(c, 0, x, x->ndim, x->dims);
+	return rc ? rc : conv_epilogue(c, c->out[0], NULL);
 }
 
 /* ---- ConvTranspose ---- */

@@ -1280,6 +1280,11 @@ size_t qd_calib_peak_bytes(const struct qd_calib *c)
 
 /* ---- run -------------------------------------------------------------------------- */
 
+static bool calib_wants(void *ud, const char *name)
+{
+	return lookup(ud, name) != NULL;
+}
+
 int qd_calib_run(struct qd_calib *c, struct qd_engine *e, qd_calib_next_fn next, void *ud,
 		 const volatile int *cancel, void (*progress)(void *ud, int64_t batches),
 		 struct qd_err *err)
@@ -1289,6 +1294,7 @@ int qd_calib_run(struct qd_calib *c, struct qd_engine *e, qd_calib_next_fn next,
 	if (c->background && !c->bg && bg_start(c) < 0)
 		c->background = false;   /* no thread: bin on the engine thread */
 	qd_engine_set_hook(e, qd_calib_hook, c);
+	qd_engine_set_hook_want(e, calib_wants, c);   /* fusions that hide no calibrated tensor stay on */
 	for (;;) {
 		if (cancel && *cancel) {
 			rc = qd_err_set(err, QD_ECANCELED, "", "calibration canceled after %lld batches",

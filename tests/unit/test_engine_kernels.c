@@ -285,6 +285,42 @@ static void epi_hook(void *ud, const Onnx__NodeProto *node, const struct qd_tens
 
 static const char *bn_extra[2] = { "bm", "bv" };
 
+/* hook with a want filter: names seen, and a copy of the Conv output "c" */
+struct want_rec {
+	const char *const *want;    /* NULL-terminated */
+	char seen[64][8];
+	int n_seen;
+	float *c;
+	int64_t c_n;
+};
+
+static bool want_fn(void *ud, const char *name)
+{
+	const struct want_rec *r = ud;
+	for (int i = 0; r->want[i]; i++)
+		if (!strcmp(r->want[i], name)) return true;
+	return false;
+}
+
+static void want_hook(void *ud, const Onnx__NodeProto *node, const struct qd_tensor *t)
+{
+	struct want_rec *r = ud;
+	(void)node;
+	if (r->n_seen < 64) snprintf(r->seen[r->n_seen++], 8, "%s", t->name);
+	if (!strcmp(t->name, "c") && !r->c) {
+		r->c_n = qd_tensor_count(t);
+		r->c = malloc((size_t)r->c_n * sizeof(float));
+		memcpy(r->c, t->data, (size_t)r->c_n * sizeof(float));
+	}
+}
+
+static bool rec_saw(const struct want_rec *r, const char *name)
+{
+	for (int i = 0; i < r->n_seen; i++)
+		if (!strcmp(r->seen[i], name)) return true;
+	return false;
+}
+
 static void add_f32(Onnx__GraphProto *g, const char *name, int nd, const int64_t *dims, const float *v, size_t n)
 {
 	qd_graph_add_initializer(g, qd_tensor_new(name, QD_DT_FLOAT, dims, (size_t)nd, v, n * sizeof(float)));
@@ -403,6 +439,58 @@ static void test_conv_epilogue(void)
 			CHECKF(cnt == qd_tensor_count(&o2[k]) && !memcmp(o1[k].data, o2[k].data, (size_t)cnt * 4),
 			       "fused output %zu differs from the unfused one", k);
 		}
+		/* qd_engine_set_hook_want: the hook sees what it wants and the fusions that hide
+		 * nothing wanted stay on. Cases: nothing wanted (both chains fused); the first
+		 * Conv's own output (that chain split into Conv + its epilogue); a tensor inside
+		 * the first chain (its original nodes run); and the Conv output of the
+		 * unfiltered hook run as the reference for the split case. */
+		static const char *const w_none[] = { NULL }, *const w_c[] = { "c", NULL },
+			*const w_in[] = { "a3", NULL }, *const w_all[] = { "c", "m", "a", "a3", "cl", "h", "d", "r",
+									  "c2", "bn", "hs", "y", NULL };
+		const char *const *cases[] = { w_all, w_none, w_c, w_in };
+		float *c_ref = NULL;
+		int64_t c_ref_n = 0;
+		for (int k = 0; k < 4; k++) {
+			struct want_rec r = { .want = cases[k] };
+			struct tensor_out { struct qd_tensor *o; size_t n; } out = { 0 };
+			qd_engine_set_hook(e, want_hook, &r);
+			if (k) qd_engine_set_hook_want(e, want_fn, &r);
+			CHECK_EQ_INT(qd_engine_run(e, &x, 1, &out.o, &out.n, NULL, &err), 0);
+			CHECK_EQ_INT((int)out.n, (int)n1);
+			for (size_t j = 0; j < out.n && j < n1; j++) {
+				int64_t cnt = qd_tensor_count(&o1[j]);
+				CHECKF(cnt == qd_tensor_count(&out.o[j]) &&
+				       rel_err(o1[j].data, out.o[j].data, cnt) <= (k == 2 ? 1e-6 : 0),
+				       "want case %d: output %zu differs from the plain run", k, j);
+			}
+			for (int i = 0; cases[k][i]; i++)
+				CHECKF(rec_saw(&r, cases[k][i]), "want case %d: hook did not see wanted '%s'", k,
+				       cases[k][i]);
+			CHECKF(rec_saw(&r, "y"), "want case %d: no 'y'", k);   /* graph output: always seen */
+			if (k == 0) {
+				CHECK_EQ_INT(r.n_seen, 12);
+				c_ref = r.c;
+				c_ref_n = r.c_n;
+				r.c = NULL;
+			} else if (k == 1) {
+				CHECKF(!rec_saw(&r, "c") && !rec_saw(&r, "m") && !rec_saw(&r, "bn") &&
+				       r.n_seen == (a_out ? 7 : 2),
+				       "fused chains: %d tensors seen", r.n_seen);
+			} else if (k == 2) {
+				CHECKF(!rec_saw(&r, "m") && !rec_saw(&r, "bn") && r.n_seen == (a_out ? 8 : 3),
+				       "split chain: %d tensors seen", r.n_seen);
+				CHECKF(r.c && c_ref && r.c_n == c_ref_n && !memcmp(r.c, c_ref, (size_t)c_ref_n * 4),
+				       "split chain: the Conv output differs from the unfused Conv's");
+			} else {
+				/* with "a" an output, the first chain ends at "a": "a3" is outside it */
+				CHECKF(rec_saw(&r, "m") == !a_out && rec_saw(&r, "cl") && !rec_saw(&r, "bn"),
+				       "chain with a wanted inner tensor: originals run");
+			}
+			free(r.c);
+			qd_tensors_release(out.o, out.n);
+		}
+		free(c_ref);
+		qd_engine_set_hook(e, NULL, NULL);
 		qd_tensors_release(o1, n1);
 		qd_tensors_release(o2, n2);
 		qd_engine_free(e);
