@@ -200,58 +200,82 @@ void qd_calib_bin_ref(const float *x, size_t n, bool absval, const float *e, siz
  * -2: outside / NaN), a scalar pass counts them and resolves the few -1 exactly. */
 #define CAL_BLK 256
 
-/* Portable form (and the definition the SIMD forms below follow lane by lane). */
-static void bin_codes_c(const float *x, size_t n, bool absval, float lo, float hi, float inv,
-			float dlo, float dhi, int32_t kzero, int32_t *code)
+/* Vector binning kernels. For each value: its bin when the window test proves it (code
+ * k; with sh = 2, k * 4 + (j & 3), a slot of the four sub-histograms below), else `dummy` (= nb, a counter nobody reads): outside the edges or NaN (dropped),
+ * or inside but near an edge ("uncertain": its position j is also appended to unc[] and the
+ * caller finds its bin exactly). Returns the number of uncertain values. The C form is the
+ * definition; the SIMD forms do the same arithmetic lane by lane (sub then mul, no
+ * contraction; ordered compares, so NaN is "outside"). Exact zeros (ReLU, padding) often
+ * sit on an edge: their bin kzero is found once by the caller (-2: zero is outside). */
+static size_t bin_codes_c(const float *x, size_t n, bool absval, float lo, float hi, float inv,
+			  float dlo, float dhi, int32_t kzero, int32_t dummy, int sh, int32_t *code, int32_t *unc)
 {
+	size_t nu = 0;
 	for (size_t j = 0; j < n; j++) {
 		float v = absval ? fabsf(x[j]) : x[j];
 		bool in = v >= lo && v <= hi;
 		float t = in ? (v - lo) * inv : 0.0f;
 		int32_t k = (int32_t)t;
 		float fr = t - (float)k;
-		code[j] = !in ? -2 : v == 0.0f ? kzero : fr > dlo && fr < dhi ? k : -1;
+		bool zero = in && v == 0.0f && kzero >= 0;
+		bool good = in && fr > dlo && fr < dhi;
+		code[j] = (int32_t)(((uint32_t)(zero ? kzero : good ? k : dummy) << sh) | (sh ? (uint32_t)j & 3 : 0));
+		if (in && !zero && !good) unc[nu++] = (int32_t)j;
 	}
+	return nu;
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
-/* GCC does not vectorise the nested select above (it stays a branchy scalar loop); these
- * are the same arithmetic (sub then mul, no contraction; ordered compares, so NaN is
- * "outside") 16 / 8 lanes at a time, the tail with masked loads. */
+/* GCC does not vectorise the select above (it stays a branchy scalar loop: 29 % of a rec
+ * Entropy calibration); these are its explicit forms. */
 __attribute__((target("avx512f")))
-static void bin_codes_avx512(const float *x, size_t n, bool absval, float lo, float hi, float inv,
-			     float dlo, float dhi, int32_t kzero, int32_t *code)
+static size_t bin_codes_avx512(const float *x, size_t n, bool absval, float lo, float hi, float inv,
+			       float dlo, float dhi, int32_t kzero, int32_t dummy, int sh, int32_t *code, int32_t *unc)
 {
+	const __m512i lane3 = sh ? _mm512_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3) : _mm512_setzero_si512();
+	const __m128i vsh = _mm_cvtsi32_si128(sh);
 	const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi), vinv = _mm512_set1_ps(inv);
 	const __m512 vdlo = _mm512_set1_ps(dlo), vdhi = _mm512_set1_ps(dhi), z = _mm512_setzero_ps();
-	const __m512i m2 = _mm512_set1_epi32(-2), m1 = _mm512_set1_epi32(-1), kz = _mm512_set1_epi32(kzero);
-	for (size_t j = 0; j < n; j += 16) {
+	const __m512i vd = _mm512_set1_epi32(dummy), kz = _mm512_set1_epi32(kzero), sixteen = _mm512_set1_epi32(16);
+	__m512i idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+	const __mmask16 zok = kzero >= 0 ? (__mmask16)0xffff : 0;
+	size_t nu = 0;
+	for (size_t j = 0; j < n; j += 16, idx = _mm512_add_epi32(idx, sixteen)) {
 		__mmask16 lm = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1);
 		__m512 v = _mm512_maskz_loadu_ps(lm, x + j);
 		if (absval) v = _mm512_abs_ps(v);
-		__mmask16 in = _mm512_cmp_ps_mask(v, vlo, _CMP_GE_OQ) & _mm512_cmp_ps_mask(v, vhi, _CMP_LE_OQ);
+		__mmask16 in = lm & _mm512_cmp_ps_mask(v, vlo, _CMP_GE_OQ) & _mm512_cmp_ps_mask(v, vhi, _CMP_LE_OQ);
 		__m512 t = _mm512_maskz_mul_ps(in, _mm512_sub_ps(v, vlo), vinv);
 		__m512i k = _mm512_cvttps_epi32(t);
 		__m512 fr = _mm512_sub_ps(t, _mm512_cvtepi32_ps(k));
-		__mmask16 good = in & _mm512_cmp_ps_mask(fr, vdlo, _CMP_GT_OQ) & _mm512_cmp_ps_mask(fr, vdhi, _CMP_LT_OQ);
-		__mmask16 zero = in & _mm512_cmp_ps_mask(v, z, _CMP_EQ_OQ);
-		__m512i c = _mm512_mask_mov_epi32(m2, in, m1);
-		c = _mm512_mask_mov_epi32(c, good, k);
+		__mmask16 zero = in & zok & _mm512_cmp_ps_mask(v, z, _CMP_EQ_OQ);
+		__mmask16 good = in & ~zero & _mm512_cmp_ps_mask(fr, vdlo, _CMP_GT_OQ) & _mm512_cmp_ps_mask(fr, vdhi, _CMP_LT_OQ);
+		__m512i c = _mm512_mask_mov_epi32(vd, good, k);
 		c = _mm512_mask_mov_epi32(c, zero, kz);
+		c = _mm512_or_si512(_mm512_sll_epi32(c, vsh), lane3);
 		_mm512_mask_storeu_epi32(code + j, lm, c);
+		__mmask16 u = in & ~zero & ~good;
+		if (u) {
+			_mm512_mask_compressstoreu_epi32(unc + nu, u, idx);
+			nu += (size_t)__builtin_popcount(u);
+		}
 	}
+	return nu;
 }
 
-__attribute__((target("avx2")))
-static void bin_codes_avx2(const float *x, size_t n, bool absval, float lo, float hi, float inv,
-			   float dlo, float dhi, int32_t kzero, int32_t *code)
+__attribute__((target("avx2,bmi")))
+static size_t bin_codes_avx2(const float *x, size_t n, bool absval, float lo, float hi, float inv,
+			     float dlo, float dhi, int32_t kzero, int32_t dummy, int sh, int32_t *code, int32_t *unc)
 {
+	const __m256i lane3 = sh ? _mm256_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3) : _mm256_setzero_si256();
+	const __m128i vsh = _mm_cvtsi32_si128(sh);
 	const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi), vinv = _mm256_set1_ps(inv);
 	const __m256 vdlo = _mm256_set1_ps(dlo), vdhi = _mm256_set1_ps(dhi), z = _mm256_setzero_ps();
 	const __m256 sign = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-	const __m256i m2 = _mm256_set1_epi32(-2), m1 = _mm256_set1_epi32(-1), kz = _mm256_set1_epi32(kzero);
-	size_t j = 0;
+	const __m256 zok = _mm256_castsi256_ps(_mm256_set1_epi32(kzero >= 0 ? -1 : 0));
+	const __m256i vd = _mm256_set1_epi32(dummy), kz = _mm256_set1_epi32(kzero);
+	size_t j = 0, nu = 0;
 	for (; j + 8 <= n; j += 8) {
 		__m256 v = _mm256_loadu_ps(x + j);
 		if (absval) v = _mm256_and_ps(v, sign);
@@ -259,18 +283,25 @@ static void bin_codes_avx2(const float *x, size_t n, bool absval, float lo, floa
 		__m256 t = _mm256_and_ps(in, _mm256_mul_ps(_mm256_sub_ps(v, vlo), vinv));
 		__m256i k = _mm256_cvttps_epi32(t);
 		__m256 fr = _mm256_sub_ps(t, _mm256_cvtepi32_ps(k));
-		__m256 good = _mm256_and_ps(in, _mm256_and_ps(_mm256_cmp_ps(fr, vdlo, _CMP_GT_OQ),
-							       _mm256_cmp_ps(fr, vdhi, _CMP_LT_OQ)));
-		__m256 zero = _mm256_and_ps(in, _mm256_cmp_ps(v, z, _CMP_EQ_OQ));
-		__m256i c = _mm256_blendv_epi8(m2, m1, _mm256_castps_si256(in));
-		c = _mm256_blendv_epi8(c, k, _mm256_castps_si256(good));
+		__m256 zero = _mm256_and_ps(_mm256_and_ps(in, zok), _mm256_cmp_ps(v, z, _CMP_EQ_OQ));
+		__m256 good = _mm256_andnot_ps(zero, _mm256_and_ps(in, _mm256_and_ps(_mm256_cmp_ps(fr, vdlo, _CMP_GT_OQ),
+										   _mm256_cmp_ps(fr, vdhi, _CMP_LT_OQ))));
+		__m256i c = _mm256_blendv_epi8(vd, k, _mm256_castps_si256(good));
 		c = _mm256_blendv_epi8(c, kz, _mm256_castps_si256(zero));
+		c = _mm256_or_si256(_mm256_sll_epi32(c, vsh), lane3);
 		_mm256_storeu_si256((__m256i *)(code + j), c);
+		unsigned u = (unsigned)_mm256_movemask_ps(_mm256_andnot_ps(_mm256_or_ps(zero, good), in));
+		for (; u; u &= u - 1)
+			unc[nu++] = (int32_t)(j + (size_t)__builtin_ctz(u));
 	}
-	bin_codes_c(x + j, n - j, absval, lo, hi, inv, dlo, dhi, kzero, code + j);
+	size_t nt = bin_codes_c(x + j, n - j, absval, lo, hi, inv, dlo, dhi, kzero, dummy, sh, code + j, unc + nu);
+	for (size_t i = 0; i < nt; i++)
+		unc[nu + i] += (int32_t)j;
+	return nu + nt;
 }
 
-typedef void (*bin_codes_fn)(const float *, size_t, bool, float, float, float, float, float, int32_t, int32_t *);
+typedef size_t (*bin_codes_fn)(const float *, size_t, bool, float, float, float, float, float, int32_t,
+			       int32_t, int, int32_t *, int32_t *);
 static bin_codes_fn bin_codes_pick(const char *want)
 {
 	bool a512 = __builtin_cpu_supports("avx512f"), a2 = __builtin_cpu_supports("avx2");
@@ -280,7 +311,8 @@ static bin_codes_fn bin_codes_pick(const char *want)
 	return a512 ? bin_codes_avx512 : a2 ? bin_codes_avx2 : bin_codes_c;
 }
 #else
-typedef void (*bin_codes_fn)(const float *, size_t, bool, float, float, float, float, float, int32_t, int32_t *);
+typedef size_t (*bin_codes_fn)(const float *, size_t, bool, float, float, float, float, float, int32_t,
+			       int32_t, int, int32_t *, int32_t *);
 static bin_codes_fn bin_codes_pick(const char *want) { return !want || !strcmp(want, "c") ? bin_codes_c : NULL; }
 #endif
 static bin_codes_fn bin_codes;
@@ -294,8 +326,9 @@ bool qd_calib_bin_kernel(const char *which)
 
 /* Sub-histograms: consecutive values often land in one bin (ReLU zeros, saturated
  * activations), and a chain of increments of one counter runs at store-forwarding
- * latency; four interleaved 32-bit copies break the chain. Used when the tensor is large
- * against the bin count (the copies are zeroed and folded once per call). */
+ * latency; four interleaved 32-bit copies (plus the dummy counter) break the chain and
+ * keep the counting loop free of branches. Used when the tensor is large against the bin
+ * count (the copies are zeroed and folded once per call). */
 #define CAL_SUB 4
 #define CAL_SUB_MAX_BINS 8192
 
@@ -316,44 +349,29 @@ void qd_calib_bin(const float *x, size_t n, bool absval, const float *e, size_t 
 	}
 	if (D < 0.25) {
 		float dlo = (float)(D * 1.001 + 1e-6), dhi = 1.0f - dlo;
-		/* exact zeros (ReLU, padding) often sit on an edge: their bin, found once */
 		int32_t kzero = -2;
 		if (0.0f >= lo && 0.0f <= hi) {
 			size_t a = 0, b = nb;
 			while (b - a > 1) { size_t mid = a + (b - a) / 2; if (e[mid] <= 0.0f) a = mid; else b = mid; }
 			kzero = (int32_t)a;
 		}
+		const int32_t dummy = (int32_t)nb;
 		uint32_t *sub = NULL;
 		if (nb <= CAL_SUB_MAX_BINS && n >= 8 * nb && n < ((size_t)1 << 32))
-			sub = calloc(CAL_SUB * nb, sizeof(*sub));   /* NULL: count directly */
-		int32_t code[CAL_BLK];
+			sub = calloc(CAL_SUB * (nb + 1), sizeof(*sub));   /* NULL: count directly */
+		int32_t code[CAL_BLK], unc[CAL_BLK];
 		for (size_t i0 = 0; i0 < n; i0 += CAL_BLK) {
 			size_t m = n - i0 < CAL_BLK ? n - i0 : CAL_BLK;
-			bin_codes(x + i0, m, absval, lo, hi, inv, dlo, dhi, kzero, code);
-			size_t j = 0;
-			if (sub)
-				for (; j + CAL_SUB <= m; j += CAL_SUB) {
-					int32_t c0 = code[j], c1 = code[j + 1], c2 = code[j + 2], c3 = code[j + 3];
-					if ((c0 | c1 | c2 | c3) >= 0) {
-						sub[(size_t)c0 * CAL_SUB]++;
-						sub[(size_t)c1 * CAL_SUB + 1]++;
-						sub[(size_t)c2 * CAL_SUB + 2]++;
-						sub[(size_t)c3 * CAL_SUB + 3]++;
-						continue;
-					}
-					for (size_t q = 0; q < CAL_SUB; q++) {
-						int32_t k = code[j + q];
-						if (k >= 0) { sub[(size_t)k * CAL_SUB + q]++; continue; }
-						if (k == -2) continue;
-						float v = absval ? fabsf(x[i0 + j + q]) : x[i0 + j + q];
-						CAL_BIN_BODY(float, v);
-					}
-				}
-			for (; j < m; j++) {
-				int32_t k = code[j];
-				if (k >= 0) { hist[k]++; continue; }
-				if (k == -2) continue;
-				float v = absval ? fabsf(x[i0 + j]) : x[i0 + j];
+			size_t nu = bin_codes(x + i0, m, absval, lo, hi, inv, dlo, dhi, kzero, dummy, sub ? 2 : 0,
+					      code, unc);
+			if (sub)   /* codes are bin * 4 + copy */
+				for (size_t j = 0; j < m; j++)
+					sub[code[j]]++;
+			else
+				for (size_t j = 0; j < m; j++)
+					if (code[j] != dummy) hist[code[j]]++;
+			for (size_t u = 0; u < nu; u++) {
+				float v = absval ? fabsf(x[i0 + (size_t)unc[u]]) : x[i0 + (size_t)unc[u]];
 				CAL_BIN_BODY(float, v);
 			}
 		}

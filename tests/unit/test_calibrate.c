@@ -62,6 +62,9 @@ static void test_bin_kernel_one(void)
 		for (size_t i = 0; i <= nb; i++) e[i] = (float)(lo + (hi - lo) * (double)i / (double)nb);
 		if (trial % 3 == 0)   /* slightly non-uniform, like appended np.arange edges */
 			for (size_t i = nb / 2; i <= nb; i++) e[i] = nextafterf(e[i], INFINITY);
+		if (trial % 5 == 4)   /* far from uniform: inner edges moved by up to 0.45 bin */
+			for (size_t i = 1; i < nb; i++)
+				e[i] = (float)(lo + (hi - lo) * ((double)i + 0.9 * (frand() - 0.5)) / (double)nb);
 		e[nb] = (float)hi;
 		for (size_t i = 0; i < n; i++) {
 			switch (rnd() % 4) {
@@ -153,8 +156,8 @@ static void test_entropy_kernel(void)
 			if (a[k] < a[ia]) ia = k;
 			if (b[k] < b[ib]) ib = k;
 		}
-		/* equal argmin unless the two minima are a tie within the error */
-		if (ia != ib && fabs(b[ia] - b[ib]) > 1e-12 * fabs(b[ib])) badarg++;
+		/* equal argmin unless the two minima are a tie within the 1e-9 the candidates are checked to (same floor) */
+		if (ia != ib && fabs(b[ia] - b[ib]) > 1e-9 * fmax(fabs(b[ib]), 1e-3)) badarg++;
 		free(a); free(b); free(h);
 	}
 	CHECKF(bad == 0, "%d candidates differ (worst rel %.3g)", bad, worst);
