@@ -273,6 +273,21 @@ void qd_rm_rf(const char *path)
 	nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* A search canceled by the user writes model.onnx (its best trial so far) and then
+ * metrics.json with search.stopped "canceled" (passes/workflow.c); only then are they
+ * complete enough to keep. */
+static bool search_kept_best(const char *out_dir)
+{
+	char *mp = qd_asprintf("%s/metrics.json", out_dir), *op = qd_asprintf("%s/model.onnx", out_dir);
+	json_t *m = mp ? json_load_file(mp, 0, NULL) : NULL;
+	const char *stopped = json_string_value(json_object_get(json_object_get(m, "search"), "stopped"));
+	bool ok = stopped && !strcmp(stopped, "canceled") && op && access(op, R_OK) == 0;
+	json_decref(m);
+	free(mp);
+	free(op);
+	return ok;
+}
+
 /* Import every regular file in out_dir as an artifact. */
 static int import_artifacts(struct job_ctx *j, const char *out_dir, struct qd_err *err)
 {
@@ -324,6 +339,9 @@ static int import_artifacts(struct job_ctx *j, const char *out_dir, struct qd_er
 		size_t ln = strlen(names[i]);
 		if (!strcmp(kind, "file") && ln > 5 && !strcmp(names[i] + ln - 5, ".json"))
 			ctype = "application/json";
+		if (!strcmp(kind, "file") && !strncmp(names[i], "pareto_", 7) && ln > 5 &&
+		    !strcmp(names[i] + ln - 5, ".onnx"))
+			kind = "pareto_model";   /* search_strategy.output_model_num */
 		char *path = qd_asprintf("%s/%s", out_dir, names[i]);
 		struct stat sb;
 		if (!path || stat(path, &sb) || !S_ISREG(sb.st_mode)) {
@@ -538,6 +556,15 @@ static void run_job(struct qd_worker *w, struct qd_store_conn *c, const struct q
 		rc = qd_err_set(&err, QD_ECANCELED, "", "job canceled");
 	if (!rc)
 		rc = import_artifacts(&j, out_dir, &err);
+	else if (rc == -QD_ECANCELED && !d->aborting && search_kept_best(out_dir)) {
+		/* a canceled search still wrote its best model so far and metrics.json */
+		struct qd_err ie = { 0 };
+		if (import_artifacts(&j, out_dir, &ie) == 0)
+			job_log(&j, QD_LOG_INFO, "search canceled: the best model so far and metrics.json are the "
+				"job's artifacts");
+		else
+			job_log(&j, QD_LOG_WARN, "search canceled: cannot keep the best model so far: %s", ie.msg);
+	}
 	if (!rc && !(result_txt = result ? json_dumps(result, JSON_COMPACT) : strdup("{}")))
 		rc = qd_err_set(&err, QD_ENOMEM, "", "out of memory");
 done:;

@@ -618,12 +618,6 @@ static void check_key(struct chk *c, const json_t *wf, const char *k, const json
 			problem(c, se.code, f, "%s", se.msg);
 		}
 		json_decref(probe);
-		if (json_is_object(v) && json_object_get(v, "output_model_num")) {
-			char f[300];
-			snprintf(f, sizeof f, "%s.output_model_num", field);
-			ignore(c, f, "every trial's model is kept under trials/<n>/ and the pareto frontier is listed in "
-			       "metrics.json search.pareto");
-		}
 	} else if (!strcmp(k, "engine")) {
 		check_engine(c, wf, v);
 	}

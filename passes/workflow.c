@@ -1282,6 +1282,39 @@ static int wf_search(struct wf *w, const struct qd_search_strategy *ss, const ch
 	bool *tpar = calloc(n_tr + 1, sizeof *tpar);
 	for (size_t r = 0; tpar && r < n_ok; r++)
 		tpar[ok[r]] = par[r];
+	/* output_model_num: the pareto models, best-ranked first, as pareto_<trial>.onnx */
+	json_t *pmodels = ss->output_model_num > 0 ? json_array() : NULL;
+	for (size_t r = 0; pmodels && r < n_ok && (int64_t)json_array_size(pmodels) < ss->output_model_num; r++) {
+		const struct trial *pt = &tr[ok[rank[r]]];
+		if (!par[rank[r]])
+			continue;
+		char *from = qd_asprintf("%s/trials/%zu/model.onnx", req->out_dir, pt->n);
+		char *fromd = qd_asprintf("%s/trials/%zu/model.onnx.data", req->out_dir, pt->n);
+		char *name = qd_asprintf("pareto_%zu.onnx", pt->n);
+		char *to = name ? qd_asprintf("%s/%s", req->out_dir, name) : NULL;
+		int crc = 0;
+		if (!from || !fromd || !name || !to)
+			crc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+		else if (file_size(fromd) >= 0)
+			wf_log(w, QD_LOG_WARN, "output_model_num: pareto trial %zu has external data and is not copied "
+			       "(its model is trials/%zu/ in the job's output directory)", pt->n, pt->n);
+		else if ((crc = copy_file(from, to, err)) == 0)
+			json_array_append_new(pmodels, json_pack("{s:I, s:s}", "trial", (json_int_t)pt->n, "artifact", name));
+		free(from);
+		free(fromd);
+		free(name);
+		free(to);
+		if (crc < 0) {
+			json_decref(pmodels);
+			free(ok);
+			free(tpar);
+			rc = crc;
+			goto out;
+		}
+	}
+	if (pmodels)
+		wf_log(w, QD_LOG_INFO, "output_model_num %lld: %zu pareto model(s) kept as pareto_<trial>.onnx",
+		       (long long)ss->output_model_num, json_array_size(pmodels));
 	free(ok);
 	struct trial *bt = &tr[bi];
 	if (!goals_met)
@@ -1303,6 +1336,7 @@ static int wf_search(struct wf *w, const struct qd_search_strategy *ss, const ch
 		free(tod);
 		if (rc < 0) {
 			free(tpar);
+			json_decref(pmodels);
 			goto out;
 		}
 	}
@@ -1343,6 +1377,10 @@ static int wf_search(struct wf *w, const struct qd_search_strategy *ss, const ch
 	else
 		json_decref(fallback);
 	fallback = NULL;
+	if (search && pmodels)
+		json_object_set_new(search, "pareto_models", pmodels);
+	else
+		json_decref(pmodels);
 	metrics = json_deep_copy(bt->metrics);
 	if (!metrics || !search) {
 		json_decref(search);

@@ -55,6 +55,7 @@ struct qd_search_strategy {
 	double max_time;              /* seconds (0 = no limit); at least one trial runs */
 	bool stop_when_goals_met;
 	uint64_t seed;                /* random / tpe (Olive's default 1) */
+	int64_t output_model_num;     /* pareto models kept as artifacts, best first (0: none) */
 	/* field of the JSON object the strategy came from: "search_strategy" or
 	 * "engine.search_strategy" (borrow, static) */
 	const char *field;

@@ -94,6 +94,9 @@ int qd_search_strategy_parse(const json_t *workflow, struct qd_search_strategy *
 		return rc;
 	if (rc > 0)
 		s->max_time = (double)n;
+	snprintf(f, sizeof f, "%s.output_model_num", s->field);
+	if ((rc = get_int(v, "output_model_num", f, &s->output_model_num, err)) < 0)
+		return rc;
 	snprintf(f, sizeof f, "%s.seed", s->field);
 	if ((rc = get_int(v, "seed", f, &n, err)) < 0)
 		return rc;

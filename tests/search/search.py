@@ -117,20 +117,37 @@ def main():
               "passes": {"q": {"type": "OnnxDynamicQuantization", "disable_search": True,
                                "per_channel": "SEARCHABLE_VALUES", "quant_format": "SEARCHABLE_VALUES",
                                "reduce_range": [False, True]}},
-              "search_strategy": {"execution_order": "joint", "sampler": "sequential"}}
+              "search_strategy": {"execution_order": "joint", "sampler": "sequential", "output_model_num": 3}}
         out = os.path.join(T, "seq")
         p = run(bert, wf, out)
         if check(p.returncode == 0, "sequential search on bert_small ran (%s)" % p.stderr.strip().splitlines()[-1:]):
             m = check_search("bert sequential", bert, out, held["bert"], 8, 0.99)
             check(m["search"]["spaces"][0]["points"] == 8, "space of 8 points")
             check("trial 8/8" in p.stderr, "progress and log lines per trial ('trial 8/8')")
+            # output_model_num 3: the first 3 pareto models (best-ranked first) as pareto_<n>.onnx
+            s = m["search"]
+            pm = s.get("pareto_models", [])
+            want = min(3, len(s.get("pareto", [])))
+            check(len(pm) == want and all(x["trial"] in s["pareto"] for x in pm) and
+                  (not pm or s["best"]["trial"] not in s["pareto"] or pm[0]["trial"] == s["best"]["trial"]),
+                  "output_model_num 3: %d pareto models listed, best first (%s; pareto %s)" % (want, pm, s.get("pareto")))
+            for x in pm:
+                f = os.path.join(out, x["artifact"])
+                same = os.path.exists(f) and sha(f) == sha(os.path.join(out, "trials", str(x["trial"]), "model.onnx"))
+                check(same and x["artifact"] == "pareto_%d.onnx" % x["trial"],
+                      "%s is trial %d's model byte for byte" % (x["artifact"], x["trial"]))
+                rc, last = ort(bert, f, held["bert"], ["--min-cos", "0.99"])
+                check(rc == 0, "%s runs in ONNX Runtime, cosine vs float >= 0.99 (%s)" % (x["artifact"], last))
+            check(not any("output_model_num" in json.dumps(i) for i in m.get("ignored", [])),
+                  "output_model_num is not reported ignored")
 
         # 2. static search on the MLP: OnnxQuantization with SEARCHABLE_VALUES (Olive's search
         #    mode: every unset parameter is searched), tpe, max_iter 10, seeded
         wf = {"data_configs": {"calib": {"dataset": calib["mlp"]}, "held": {"dataset": held["mlp"]}},
               "passes": {"q": {"type": "OnnxQuantization", "data_config": "calib", "quant_preprocess": True,
                                "calibrate_method": "SEARCHABLE_VALUES"}},
-              "search_strategy": {"execution_order": "joint", "sampler": "tpe", "max_iter": 10, "seed": 5}}
+              "search_strategy": {"execution_order": "joint", "sampler": "tpe", "max_iter": 10, "seed": 5,
+                                  "output_model_num": 2}}
         outs = []
         for i in range(2):
             out = os.path.join(T, "tpe%d" % i)
@@ -145,6 +162,11 @@ def main():
                   "OnnxQuantization search space: 192 indexed points, 48 invalid (activation_type follows format and "
                   "precision), 64 distinct (dynamic ignores calibrate_method and activation_type): %s"
                   % {k: m0["search"]["spaces"][0][k] for k in ("indexed_points", "points", "duplicates", "invalid")})
+            pm = m0["search"].get("pareto_models", [])
+            check(len(m0["search"]["pareto"]) > 2 and [x["trial"] for x in pm] ==
+                  [x["trial"] for x in pm if x["trial"] in m0["search"]["pareto"]] and len(pm) == 2 and
+                  all(os.path.exists(os.path.join(outs[0], x["artifact"])) for x in pm),
+                  "output_model_num 2 of a pareto frontier of %d: 2 models kept (%s)" % (len(m0["search"]["pareto"]), pm))
             m1 = json.load(open(os.path.join(outs[1], "metrics.json")))
             p0 = [t["params"] for t in m0["search"]["trials"]]
             p1 = [t["params"] for t in m1["search"]["trials"]]

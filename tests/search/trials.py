@@ -7,6 +7,7 @@ and the result is the uninterrupted run's); parallel trials on several workers (
 trials and best model as on one worker). The best models are run in ONNX Runtime and
 compared with the float model there. Prints "trials: N passed, N failed".
 """
+import hashlib
 import json
 import os
 import re
@@ -290,7 +291,8 @@ def main():
             wf = json.loads(json.dumps(search))
             wf["model"] = upload(dd, bert, "models")
             wf["data_configs"]["held"]["dataset"] = upload(dd, held, "datasets")
-            wf["search_strategy"] = {"execution_order": "joint", "sampler": "tpe", "max_iter": 7, "seed": 5}
+            wf["search_strategy"] = {"execution_order": "joint", "sampler": "tpe", "max_iter": 7, "seed": 5,
+                                     "output_model_num": 2}
             return wf
 
         def run_job(dd, wf, watch=False):
@@ -335,6 +337,16 @@ def main():
             check(strip_timing(m2.get("search")) == strip_timing(m1.get("search")) and m2.get("values") == m1.get("values"),
                   "%s: 2 workers give metrics.json of 1 worker (the same trials, values, best, pareto; timings aside)" % label)
             check(b2 and b2 == b1, "%s: the same best model byte for byte on 1 and 2 workers" % label)
+        # output_model_num 2 (tpe): the pareto models are artifacts of kind pareto_model, each its trial's model
+        f2, m2 = two["tpe"][0], two["tpe"][1]
+        pm = m2.get("search", {}).get("pareto_models", [])
+        arts = [a for a in f2.get("artifacts", []) if a.get("kind") == "pareto_model"]
+        tshas = {t["trial"]: t["model_sha256"] for t in all_trials(d, f2["id"], 50)[0] or []}
+        got = {a["name"]: hashlib.sha256(artifact(d, f2, a["name"]) or b"").hexdigest() for a in arts}
+        check(pm and sorted(got) == sorted(x["artifact"] for x in pm) and
+              all(got[x["artifact"]] == tshas.get(x["trial"]) for x in pm),
+              "output_model_num 2 over REST: %d pareto_model artifacts, each its trial's model by sha256 (%s)"
+              % (len(arts), pm))
         check(two["rec"][3] == 2, "rec search: 2 trial processes ran at once (at most %d seen)" % two["rec"][3])
         ort_check(T, faultlib.REC, two["rec"][2], rheld, "parallel rec search", 0.95)
         # cancel while 2 trials run: the finished trials stay, no trial process is left
@@ -354,6 +366,22 @@ def main():
         check(page is not None and fin["state"] == "canceled" and items and 1 <= len(items) < 4 and not left,
               "cancel of a parallel search: canceled, %s finished trial(s) kept, no process of the job left (%s)"
               % (len(items or []), left))
+        # ... and the best model so far and metrics.json are the canceled job's artifacts
+        fj = d.get_json("/v1/jobs/%s" % j["id"]) or {}
+        cm = artifact(d, fj, "metrics.json")
+        cm = json.loads(cm) if cm else {}
+        cb = artifact(d, fj, "model.onnx")
+        cs = cm.get("search", {})
+        best = cs.get("best")
+        best_n = best.get("n", best.get("trial")) if isinstance(best, dict) else best
+        shas = {t["trial"]: t["model_sha256"] for t in (items or [])}
+        check(cs.get("stopped") == "canceled" and cb is not None and best_n in shas and
+              hashlib.sha256(cb).hexdigest() == shas[best_n] and
+              any("search canceled: the best model so far" in l for l in log_lines(d, j["id"])),
+              "canceled search: model.onnx (the best finished trial, %s, by sha256) and metrics.json "
+              "(search.stopped canceled) are artifacts" % best_n, json.dumps(cs.get("best"))[:200])
+        if cb:
+            ort_check(T, faultlib.REC, cb, rheld, "canceled rec search", 0.9)
         d.stop()
 
         # ---- 4. the default (max_workers_per_job 0 = all but one) keeps a worker for other jobs ----
