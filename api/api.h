@@ -127,6 +127,10 @@ int qd_req_list_with(struct qd_req *r, json_t *items, const struct qd_page *pg, 
 /* Validate a stored model file without loading its weights (api/model_check.c):
  * *summary (new) is qd_model_summary_json. Errors name the problem (PARSE / MODEL). */
 int qd_api_check_model_file(const char *path, json_t **summary, struct qd_err *err);
+/* The same with allow_external: tensors with external data are checked (location inside
+ * the model's directory, length against the file) instead of refused. */
+int qd_api_check_model_path(const char *path, bool allow_external, json_t **summary,
+			    struct qd_err *err);
 
 /* Submit-time check of a job's datasets (api/datasets.c): every data config's "dataset"
  * is an uploaded dataset id (INVAL / NOT_FOUND, field "data_configs.<name>.dataset") whose

@@ -6,7 +6,9 @@
  * single-file model validates in a few MB. raw_data under 128 bytes stays inline, so the
  * copy is never larger than the input; malformed input falls back to the loader's wire
  * scan, which names the problem without allocating. Tensors that already use external data are
- * rejected: a single-file upload cannot carry them. */
+ * rejected in a single-file upload (it cannot carry them); in a model tar's extracted .onnx
+ * (qd_api_check_model_path with allow_external) the loader checks their locations resolve
+ * inside the model's directory and their lengths against the data files. */
 #define _GNU_SOURCE
 #include "api/api.h"
 #include "onnx/onnx.h"
@@ -142,6 +144,12 @@ static int strip_msg(struct strip_ctx *c, const ProtobufCMessageDescriptor *d, s
 
 int qd_api_check_model_file(const char *path, json_t **summary, struct qd_err *err)
 {
+	return qd_api_check_model_path(path, false, summary, err);
+}
+
+int qd_api_check_model_path(const char *path, bool allow_external, json_t **summary,
+			    struct qd_err *err)
+{
 	struct qd_model *m = NULL;
 	struct qd_buf stripped = { 0 };
 	void *map = MAP_FAILED;
@@ -179,7 +187,7 @@ int qd_api_check_model_file(const char *path, json_t **summary, struct qd_err *e
 			rc = qd_err_set(err, QD_ENOMEM, "", "out of memory checking the model");
 		goto out;
 	}
-	if (c.ext_found) {
+	if (c.ext_found && !allow_external) {
 		rc = qd_err_set(err, QD_EMODEL, "body",
 				"a tensor uses external data (data_location EXTERNAL); upload a single-file "
 				"model with every tensor inside it");

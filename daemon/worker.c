@@ -36,6 +36,7 @@
 #include "passes/workflow.h"
 #include "passes/data_config.h"
 #include "search/search.h"
+#include "onnx/model_tar.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -465,6 +466,29 @@ static void workers_return(struct qd_worker *w)
 	pthread_mutex_unlock(&d->mu);
 }
 
+/* A model uploaded as a tar: extracted into <work>/in (work_reset emptied it), *model_path
+ * replaced by its .onnx there, the external data next to it. */
+static int unpack_model(struct job_ctx *j, const char *work, char **model_path, struct qd_err *err)
+{
+	struct qd_model_tar_info ti = { 0 };
+	char *dir = qd_asprintf("%s/in", work), *onnx = NULL;
+	double t0 = qd_now_mono();
+	int rc = dir ? 0 : qd_err_set(err, QD_ENOMEM, "", "out of memory");
+	if (!rc && !(rc = qd_model_tar_extract(*model_path, dir, 0, &ti, err)) &&
+	    !(onnx = qd_asprintf("%s/%s", dir, ti.onnx_name)))
+		rc = qd_err_set(err, QD_ENOMEM, "", "out of memory");
+	if (!rc) {
+		job_log(j, QD_LOG_INFO, "model tar unpacked: %s and %zu data file(s), %llu bytes in %.2f s",
+			ti.onnx_name, json_array_size(ti.files) - 1, (unsigned long long)ti.total_bytes,
+			qd_now_mono() - t0);
+		free(*model_path);
+		*model_path = onnx;
+	}
+	free(dir);
+	qd_model_tar_info_free(&ti);
+	return rc;
+}
+
 static void run_job(struct qd_worker *w, struct qd_store_conn *c, const struct qd_job_row *job)
 {
 	struct qd_daemon *d = w->d;
@@ -518,6 +542,9 @@ static void run_job(struct qd_worker *w, struct qd_store_conn *c, const struct q
 	if (json_array_size(resume))
 		job_log(&j, QD_LOG_INFO, "resuming the search: %zu trial(s) finished by earlier attempts",
 			json_array_size(resume));
+	if (qd_model_form_of(model_path) != QD_MODEL_FORM_ONNX &&
+	    (rc = unpack_model(&j, work, &model_path, &err)))
+		goto done;
 	if ((parallel = workers_borrow(w, c, wf)) > 1)
 		job_log(&j, QD_LOG_INFO, "search on %d workers (%d borrowed; max_workers_per_job %lld)", parallel,
 			parallel - 1, (long long)d->cfg.max_workers_per_job);

@@ -3,12 +3,14 @@
  * footprint.json into the output directory. Progress on stderr (\r-updated on a tty). */
 #include "passes/passes.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char run_usage[] =
@@ -21,8 +23,9 @@ static const char run_usage[] =
 	"\n"
 	"options:\n"
 	"  -c, --config FILE   workflow JSON: {\"passes\": {\"name\": {\"type\": \"OnnxDynamicQuantization\", ...}}}\n"
-	"  -m, --model FILE    input model; may be omitted when the workflow has\n"
-	"                      input_model.model_path (or \"model\")\n"
+	"  -m, --model FILE    input model: FILE.onnx (its external data beside it) or the\n"
+	"                      folder holding one .onnx and its data; may be omitted when the\n"
+	"                      workflow has input_model.model_path (or \"model\")\n"
 	"  -o, --output DIR    output directory (created if missing)\n"
 	"  -t, --threads N     engine threads for the evaluation (default 1)\n"
 	"  -s, --input-shape NAME=D,D,...\n"
@@ -192,6 +195,41 @@ static void run_limits_apply(const json_t *lim)
 	}
 }
 
+/* --model DIR: the one .onnx file at DIR's top (its external data beside it); *out is
+ * new. A path that is not a directory is left alone (*out NULL). */
+static int model_in_dir(const char *path, char **out, struct qd_err *err)
+{
+	struct stat sb;
+	*out = NULL;
+	if (stat(path, &sb) < 0 || !S_ISDIR(sb.st_mode))
+		return 0;
+	DIR *d = opendir(path);
+	if (!d)
+		return qd_err_set(err, QD_EIO, "model", "cannot open model directory '%s': %s", path,
+				  strerror(errno));
+	char *first = NULL;
+	int rc = 0;
+	struct dirent *e;
+	while (!rc && (e = readdir(d))) {
+		size_t l = strlen(e->d_name);
+		if (l <= 5 || strcmp(e->d_name + l - 5, ".onnx"))
+			continue;
+		if (first)
+			rc = qd_err_set(err, QD_EINVAL, "model", "model directory '%s' holds more than one "
+					".onnx file ('%s' and '%s'): give --model DIR/NAME.onnx", path,
+					first, e->d_name);
+		else if (!(first = strdup(e->d_name)))
+			rc = qd_err_set(err, QD_ENOMEM, "model", "out of memory");
+	}
+	closedir(d);
+	if (!rc && !first)
+		rc = qd_err_set(err, QD_EINVAL, "model", "model directory '%s' holds no .onnx file", path);
+	if (!rc && !(*out = qd_asprintf("%s/%s", path, first)))
+		rc = qd_err_set(err, QD_ENOMEM, "model", "out of memory");
+	free(first);
+	return rc;
+}
+
 int qd_cmd_run(int argc, char **argv)
 {
 	const char *data[32];
@@ -313,6 +351,9 @@ int qd_cmd_run(int argc, char **argv)
 	}
 	if (rc == 0 && !model && !(model = qd_workflow_model_path(wf)))
 		rc = qd_err_set(&err, QD_EINVAL, "model", "no input model: give --model or input_model.model_path");
+	char *model_file = NULL;
+	if (rc == 0 && !(rc = model_in_dir(model, &model_file, &err)) && model_file)
+		model = model_file;
 	if (rc == 0)
 		rc = qd_mkdir_p(output, &err);
 	json_t *metrics = NULL;
@@ -338,8 +379,11 @@ int qd_cmd_run(int argc, char **argv)
 		fprintf(stderr, "quantd run: error: %s%s%s%s\n", err.msg[0] ? err.msg : qd_err_msg(rc),
 			err.field[0] ? " (" : "", err.field, err.field[0] ? ")" : "");
 		json_decref(wf);
+		free(model_file);
 		return 1;
 	}
+	free(model_file);
+	model = NULL;
 	const json_t *size = json_object_get(metrics, "size");
 	const json_t *acc = json_object_get(metrics, "accuracy");
 	fprintf(stderr, "quantd run: wrote %s/model.onnx: %lld -> %lld bytes (ratio %.3f), %lld nodes quantized",

@@ -8,6 +8,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <ftw.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -282,6 +283,18 @@ int st_blob_release(struct qd_store_conn *c, const char *sha, struct qd_err *err
 	return 0;
 }
 
+static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *f)
+{
+	(void)sb; (void)flag; (void)f;
+	return remove(p);
+}
+
+/* A stale directory in tmp/ (a model tar extracted for validation when the daemon died). */
+static int rm_tree(const char *path)
+{
+	return nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 int st_blob_sweep(struct qd_store_conn *c, int *tmp_removed, int *blobs_removed,
 		  struct qd_err *err)
 {
@@ -298,7 +311,8 @@ int st_blob_sweep(struct qd_store_conn *c, int *tmp_removed, int *blobs_removed,
 		if (e->d_name[0] == '.')
 			continue;
 		snprintf(path, sizeof path, "%s/%s", st->tmp_dir, e->d_name);
-		if (unlink(path) == 0)
+		if (unlink(path) == 0 ||
+		    ((errno == EISDIR || errno == EPERM) && rm_tree(path) == 0))  /* a model tar's */
 			(*tmp_removed)++;
 	}
 	closedir(d);
