@@ -57,6 +57,7 @@ int qd_cmd_client(int argc, char **argv)
 }
 #else
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -100,7 +101,7 @@ static const struct cli_opt {
 	{ "--server", V(server, "URL"), C_ALL, "URL of the daemon (env QUANTD_SERVER, default http://127.0.0.1:8080)" },
 	{ "--token", V(token, "TOKEN"), C_ALL, "bearer token (env QUANTD_TOKEN)" },
 	{ "--token-file", V(token_file, "FILE"), C_ALL, "file whose first line is the token (env QUANTD_TOKEN_FILE)" },
-	{ "--model", V(model, "FILE"), C_SUBMIT, "the ONNX model to quantize (uploaded unless the server has its bytes)" },
+	{ "--model", V(model, "FILE"), C_SUBMIT, "the ONNX model to quantize, or the folder of a model with external data (sent as a tar); uploaded unless the server has its bytes" },
 	{ "--config", V(config, "FILE"), C_SUBMIT, "the workflow JSON (Olive-style: passes, data_configs, ...)" },
 	{ "--data", V(data, "NAME=PATH"), C_SUBMIT, "upload PATH (.npz or tar) and bind data config NAME to it; repeatable" },
 	{ "--wait", F(wait), C_SUBMIT | C_CANCEL, "wait until the job has finished" },
@@ -619,6 +620,131 @@ static int hash_file(struct cli *c, const char *what, const char *path, FILE *f,
 
 /* ---- submit ---- */
 
+static int name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* --model DIR: the folder's regular files (its .onnx and external data) as a plain ustar
+ * tar written to tmp_dir/<DIR's name>.tar, streamed file by file. Deterministic (names
+ * sorted, mtime / owner 0) so the same folder gives the same bytes: the server's sha256
+ * lookup then skips a second upload. *out is new. */
+static int tar_folder(struct cli *c, const char *dir, const char *tmp_dir, char **out)
+{
+	DIR *d = opendir(dir);
+	char **names = NULL, *tpath = NULL, *buf = NULL;
+	size_t n = 0;
+	FILE *t = NULL;
+	int rc = 0;
+	if (!d)
+		return cli_set(c, QD_CLI_EXIT_USAGE, "cannot open model folder '%s': %s", dir, strerror(errno));
+	struct dirent *e;
+	while (!rc && (e = readdir(d))) {
+		char *p = qd_asprintf("%s/%s", dir, e->d_name);
+		struct stat sb;
+		if (p && e->d_name[0] != '.' && stat(p, &sb) == 0 && S_ISREG(sb.st_mode)) {
+			char **nn = realloc(names, (n + 1) * sizeof *names);
+			if (!nn || !(nn[n] = strdup(e->d_name)))
+				rc = cli_set(c, QD_CLI_EXIT_SERVER, "out of memory");
+			else
+				n++;
+			if (nn)
+				names = nn;
+		}
+		free(p);
+	}
+	closedir(d);
+	if (rc)
+		goto out;
+	qsort(names, n, sizeof *names, name_cmp);
+	char base[200];
+	snprintf(base, sizeof base, "%s", base_name(dir));
+	for (char *s = base + strlen(base); s > base && s[-1] == '/';)
+		*--s = 0;
+	if (!(tpath = qd_asprintf("%s/%s.tar", tmp_dir, *base ? base : "model")) || !(buf = malloc(1 << 16))) {
+		rc = cli_set(c, QD_CLI_EXIT_SERVER, "out of memory");
+		goto out;
+	}
+	if (!(t = fopen(tpath, "wb"))) {
+		rc = cli_set(c, QD_CLI_EXIT_SERVER, "cannot create '%s': %s", tpath, strerror(errno));
+		goto out;
+	}
+	for (size_t i = 0; !rc && i < n; i++) {
+		char *p = qd_asprintf("%s/%s", dir, names[i]);
+		FILE *f = p ? fopen(p, "rb") : NULL;
+		struct stat sb;
+		if (!f || fstat(fileno(f), &sb) < 0 || strlen(names[i]) > 99) {
+			rc = cli_set(c, QD_CLI_EXIT_USAGE, !f ? "cannot read '%s/%s'" : "'%s/%s': name over 99 bytes",
+				     dir, names[i]);
+			if (f)
+				fclose(f);
+			free(p);
+			break;
+		}
+		unsigned char h[512] = { 0 };
+		char sz[32];
+		memcpy(h, names[i], strlen(names[i]));
+		memcpy(h + 100, "0000644", 7);
+		memcpy(h + 108, "0000000", 7);
+		memcpy(h + 116, "0000000", 7);
+		if ((uint64_t)sb.st_size < (1ULL << 33)) {
+			snprintf(sz, sizeof sz, "%011llo", (unsigned long long)sb.st_size);
+			memcpy(h + 124, sz, 11);
+		} else {  /* base-256 past 8 GiB */
+			h[124] = 0x80;
+			for (int k = 0; k < 8; k++)
+				h[135 - k] = (unsigned char)((uint64_t)sb.st_size >> (8 * k));
+		}
+		memcpy(h + 136, "00000000000", 11);
+		h[156] = '0';
+		memcpy(h + 257, "ustar", 6);
+		memcpy(h + 263, "00", 2);
+		memset(h + 148, ' ', 8);
+		unsigned sum = 0;
+		for (int k = 0; k < 512; k++)
+			sum += h[k];
+		snprintf(sz, sizeof sz, "%06o", sum & 0777777);
+		memcpy(h + 148, sz, 7);
+		fwrite(h, 1, 512, t);
+		uint64_t left = (uint64_t)sb.st_size;
+		while (left) {
+			size_t k = fread(buf, 1, 1 << 16, f);
+			if (!k)
+				break;
+			fwrite(buf, 1, k, t);
+			left -= k;
+		}
+		fclose(f);
+		free(p);
+		if (left) {
+			rc = cli_set(c, QD_CLI_EXIT_USAGE, "'%s/%s' changed while it was packed", dir, names[i]);
+			break;
+		}
+		static const unsigned char zero[1024];
+		if (sb.st_size % 512)
+			fwrite(zero, 1, 512 - (size_t)(sb.st_size % 512), t);
+	}
+	static const unsigned char end[1024];
+	if (!rc)
+		fwrite(end, 1, sizeof end, t);
+	if (fclose(t) != 0 && !rc)
+		rc = cli_set(c, QD_CLI_EXIT_SERVER, "cannot write '%s': %s", tpath, strerror(errno));
+	t = NULL;
+	if (!rc) {
+		*out = tpath;
+		tpath = NULL;
+	}
+out:
+	if (tpath)
+		unlink(tpath);
+	free(tpath);
+	free(buf);
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	return rc;
+}
+
 /* The stored model (what "model") or dataset with path's bytes: found by sha256, else
  * uploaded. id receives its id. */
 static int ensure_blob(struct cli *c, const char *what, const char *collection, const char *path, char id[64])
@@ -1026,7 +1152,25 @@ static int cmd_submit(struct cli *c, struct cli_args *a)
 		ui_note(c, "data config '%s' -> dataset %s", name, id);
 	}
 	char mid[64];
-	if ((rc = ensure_blob(c, "model", "/v1/models", a->model, mid)))
+	struct stat msb;
+	if (stat(a->model, &msb) == 0 && S_ISDIR(msb.st_mode)) {
+		/* a folder (the .onnx and its external data): uploaded as a tar */
+		char tmpl[] = "/tmp/quantd-submit-XXXXXX", *tar = NULL;
+		if (!mkdtemp(tmpl)) {
+			rc = cli_set(c, QD_CLI_EXIT_SERVER, "cannot make a temporary directory: %s", strerror(errno));
+			goto out;
+		}
+		ui_note(c, "packing model folder '%s' into a tar", a->model);
+		rc = tar_folder(c, a->model, tmpl, &tar);
+		if (!rc)
+			rc = ensure_blob(c, "model", "/v1/models", tar, mid);
+		if (tar)
+			unlink(tar);
+		free(tar);
+		rmdir(tmpl);
+	} else
+		rc = ensure_blob(c, "model", "/v1/models", a->model, mid);
+	if (rc)
 		goto out;
 	json_object_set_new(wf, "model", json_string(mid));
 	/* a full queue answers 429 with Retry-After: wait and try again a few times */

@@ -4,8 +4,8 @@ weight-only RTN 4-bit job on it (MatMulNBits; the artifact's .onnx and data file
 as separate artifacts and run in ONNX Runtime against the float model), `quantd run --model
 DIR`, and bad tars (../x, absolute path, symlink, hard link, two .onnx, missing data file,
 truncated tar / gzip, data over the upload limit) refused with 400 / 413 naming the cause and
-nothing stored. Prints "models_tar: N passed, N failed"."""
-import gzip
+nothing stored; `quantd submit --model DIR`. QD_TEST_BIG_MODEL=1 adds bench/models_tar_big.sh (a
+2.25 GiB model through the same path). Prints "models_tar: N passed, N failed"."""
 import hashlib
 import io
 import json
@@ -233,6 +233,28 @@ def t_run_dir(tmp, mdir):
           "quantd run --model DIR with two .onnx: refused naming them", p.stderr[-300:])
 
 
+def t_client(d, tmp, mdir):
+    """quantd submit --model DIR: the folder sent as a tar, the job's artifacts downloaded."""
+    wf = os.path.join(tmp, "wf_client.json")
+    with open(wf, "w") as f:
+        json.dump({"passes": {"q": {"type": "OnnxBlockWiseRtnQuantization", "block_size": 32,
+                                    "save_as_external_data": True}}}, f)
+    out = os.path.join(tmp, "client_out")
+    cmd = [e2e.QUANTD, "submit", "--server", "http://127.0.0.1:%d" % d.port, "--model", mdir, "--config", wf,
+           "--wait", "--output", out]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    check(p.returncode == 0 and "uploading model 'model.tar'" in p.stderr,
+          "quantd submit --model DIR: the folder uploaded as a tar, the job succeeded", p.stderr[-600:])
+    c = subprocess.run(["node", os.path.join(ROOT, "tests/e2e/ort_compare.js"), os.path.join(mdir, "m.onnx"),
+                        os.path.join(out, "model.onnx"), "--min-cos", "0.990"], capture_output=True, text=True)
+    check(c.returncode == 0 and os.path.exists(os.path.join(out, "model.onnx.data")),
+          "quantd submit --model DIR: model.onnx + model.onnx.data downloaded, ORT runs them",
+          c.stdout[-300:] + c.stderr[-300:])
+    p = subprocess.run(cmd[:-2] + ["--output", out + "2"], capture_output=True, text=True)
+    check(p.returncode == 0 and "upload skipped" in p.stderr,
+          "quantd submit --model DIR again: the same tar bytes, upload skipped", p.stderr[-600:])
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="models_tar.")
     try:
@@ -245,10 +267,17 @@ def main():
         try:
             t_upload_and_job(d, tmp, mdir)
             t_bad(d, tmp, mdir)
+            t_client(d, tmp, mdir)
         finally:
             d.stop()
         t_limit(tmp, mdir)
         t_run_dir(tmp, mdir)
+        if os.environ.get("QD_TEST_BIG_MODEL"):
+            # > 2 GiB of float weights through the REST path (~3 min, ~7 GB of disk): off by default
+            p = subprocess.run(["bash", os.path.join(ROOT, "bench/models_tar_big.sh")], capture_output=True, text=True)
+            print("     " + p.stdout.strip().replace("\n", "\n     "))
+            check(p.returncode == 0 and "models_tar_big: ok" in p.stdout,
+                  "a 2.25 GiB model as a tar: upload, RTN 4-bit job, ORT runs the artifact", p.stderr[-500:])
     finally:
         for p in e2e.STARTED:
             if p.poll() is None:
