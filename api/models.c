@@ -96,7 +96,7 @@ static int validate_blob(struct qd_req *r, const char *path, json_t **summary, c
 					    : validate_tar(r, path, form, summary);
 	if (rc && r->err.code == QD_ETOO_LARGE)
 		return rc;
-	if (rc && r->err.code != QD_ENOMEM && r->err.code != QD_EIO) {
+	if (rc && r->err.code != QD_ENOMEM && r->err.code != QD_EIO && r->err.code != QD_ENO_SPACE) {
 		if (r->err.code != QD_EPARSE && r->err.code != QD_EMODEL && r->err.code != QD_EUNSUPPORTED)
 			r->err.code = QD_EMODEL;
 		if (!r->err.field[0])
