@@ -413,65 +413,282 @@ static const Onnx__TensorProto *own_init(struct qd_graph_index *ix, const Onnx__
 	return t;
 }
 
-/* The Conv (group 1, weight and bias initializers of its own) reading name through at most
- * one Relu, each intermediate read once and not a graph output. */
-static Onnx__NodeProto *cle_tail(struct qd_graph_index *ix, const char *name, int depth)
+/* A layer CLE can rescale: a Conv (group 1 or depthwise) or a Gemm, with a float weight
+ * initializer of its own (and a bias, when it has one). Channel c of its output (out) or of
+ * its input (in) is a strided set of weight elements: nb blocks of len values, block b at
+ * c * mul + b * stride. */
+struct cle_slice {
+	int64_t n, mul, nb, len, stride;   /* n channels */
+};
+struct cle_layer {
+	const Onnx__NodeProto *n;
+	const Onnx__TensorProto *w, *b;
+	struct cle_slice out, in;
+	bool dw;
+};
+
+static bool cle_layer(struct qd_graph_index *ix, const Onnx__NodeProto *n, struct cle_layer *l)
 {
-	Onnx__NodeProto *const *c;
-	if (qd_index_is_graph_output(ix, name) || qd_index_consumers(ix, name, &c) != 1)
-		return NULL;
-	Onnx__NodeProto *n = c[0];
-	if (!strcmp(n->op_type, "Relu") && depth == 0)
-		return cle_tail(ix, n->output[0], 1);
-	if (strcmp(n->op_type, "Conv") || *qd_node_domain(n) || qd_node_attr_int(n, "group", 1) != 1 ||
-	    n->n_input < 2 || strcmp(n->input[0], name) || !own_init(ix, n, 1))
-		return NULL;
-	return n;
+	memset(l, 0, sizeof *l);
+	l->n = n;
+	if (*qd_node_domain(n) || n->n_input < 2 || !(l->w = own_init(ix, n, 1)) || l->w->n_dims < 2)
+		return false;
+	if (n->n_input > 2 && *n->input[2] && !(l->b = own_init(ix, n, 2)))
+		return false;
+	const int64_t *d = l->w->dims, numel = qd_tensor_numel(l->w);
+	if (!strcmp(n->op_type, "Conv")) {
+		if (l->w->n_dims < 3 || d[0] <= 0 || d[1] <= 0)
+			return false;
+		int64_t g = qd_node_attr_int(n, "group", 1), O = d[0], I = d[1], per_out = numel / O, per_in = per_out / I;
+		l->out = (struct cle_slice){ O, per_out, 1, per_out, 0 };
+		if (g == 1)
+			l->in = (struct cle_slice){ I, per_in, O, per_in, I * per_in };
+		else if (g == O && I == 1) {   /* depthwise: input channel c is output channel c */
+			l->in = l->out;
+			l->dw = true;
+		} else
+			return false;               /* other group convs: CLE needs depthwise */
+	} else if (!strcmp(n->op_type, "Gemm")) {
+		if (l->w->n_dims != 2 || qd_node_attr_int(n, "transA", 0))
+			return false;
+		int64_t R = d[0], C = d[1];
+		struct cle_slice row = { R, C, 1, C, 0 }, col = { C, 1, R, 1, C };
+		bool tb = qd_node_attr_int(n, "transB", 0);
+		l->out = tb ? row : col;
+		l->in = tb ? col : row;
+	} else
+		return false;
+	return !l->b || qd_tensor_numel(l->b) == l->out.n;
 }
 
-/* One equalization of a head / tail Conv pair; *diff += sum |s - 1|. */
-static int cle_pair(Onnx__GraphProto *g, struct qd_graph_index *ix, const Onnx__NodeProto *h,
-		    const Onnx__NodeProto *t, const struct cle_opts *o, double *diff, struct qd_err *err)
+static double slice_max(const float *w, const struct cle_slice *s, int64_t c)
 {
-	const Onnx__TensorProto *wh = own_init(ix, h, 1), *bh = own_init(ix, h, 2), *wt = own_init(ix, t, 1);
-	if (!wh || !wt || wh->n_dims < 2 || wt->n_dims < 2 || wt->dims[1] != wh->dims[0] ||
-	    (h->n_input > 2 && *h->input[2] && !bh))
+	double m = 0;
+	for (int64_t b = 0; b < s->nb; b++)
+		for (int64_t j = 0; j < s->len; j++)
+			m = fmax(m, fabs(w[c * s->mul + b * s->stride + j]));
+	return m;
+}
+
+static void slice_scale(float *w, const struct cle_slice *s, int64_t c, double f)
+{
+	for (int64_t b = 0; b < s->nb; b++)
+		for (int64_t j = 0; j < s->len; j++)
+			w[c * s->mul + b * s->stride + j] = (float)(w[c * s->mul + b * s->stride + j] * f);
+}
+
+/* The scalar value of optional input k of n (an initializer), or dflt when absent; false
+ * when it is not a constant. */
+static bool const_scalar(struct qd_graph_index *ix, const Onnx__NodeProto *n, size_t k, double dflt, double *v)
+{
+	*v = dflt;
+	if (k >= n->n_input || !*n->input[k])
+		return true;
+	const Onnx__TensorProto *t = qd_index_initializer(ix, n->input[k]);
+	float *x = NULL;
+	int64_t cnt = 0;
+	struct qd_err e = { 0 };
+	if (!t || qd_tensor_to_float(t, &x, &cnt, &e) < 0 || cnt != 1) {
+		free(x);
+		return false;
+	}
+	*v = x[0];
+	free(x);
+	return true;
+}
+
+/* An op between head and tail that commutes with a positive per-channel scale of its input
+ * (f(s·x) = s·f(x) channel by channel), for a tensor of rank `rank`:
+ *   Relu; Clip with min 0 (or none) and no max (a bounded Clip such as ReLU6 does not
+ *   commute, so the chain stops there); Pad of the spatial axes only, constant 0 / reflect /
+ *   edge; ReduceMean over spatial axes, keepdims 1. */
+static bool cle_between(struct qd_graph_index *ix, const Onnx__NodeProto *n, int64_t rank)
+{
+	if (*qd_node_domain(n) || !n->n_input || !*n->input[0])
+		return false;
+	if (!strcmp(n->op_type, "Relu"))
+		return true;
+	if (!strcmp(n->op_type, "Clip")) {
+		double lo, hi;
+		if (qd_node_attr(n, "min") || qd_node_attr(n, "max")) {   /* opset < 11 */
+			lo = qd_node_attr_float(n, "min", -FLT_MAX);
+			hi = qd_node_attr_float(n, "max", FLT_MAX);
+		} else if (!const_scalar(ix, n, 1, -INFINITY, &lo) || !const_scalar(ix, n, 2, INFINITY, &hi))
+			return false;
+		return (lo == 0 || lo <= -FLT_MAX) && hi >= FLT_MAX;
+	}
+	if (!strcmp(n->op_type, "Pad")) {
+		const char *mode = qd_node_attr_string(n, "mode", "constant");
+		double val;
+		if (!strcmp(mode, "constant") && (!const_scalar(ix, n, 2, 0, &val) || val != 0))
+			return false;
+		if (strcmp(mode, "constant") && strcmp(mode, "reflect") && strcmp(mode, "edge"))
+			return false;
+		if (n->n_input > 3 && *n->input[3])
+			return false;   /* axes input: keep to the plain form */
+		int64_t *pads = NULL, np = 0;
+		const int64_t *pa = NULL;
+		long na = qd_node_attr_ints(n, "pads", &pa);
+		struct qd_err e = { 0 };
+		bool ok = true;
+		if (na >= 0) {
+			np = na;
+		} else {
+			const Onnx__TensorProto *t = n->n_input > 1 ? qd_index_initializer(ix, n->input[1]) : NULL;
+			if (!t || qd_tensor_to_int64(t, &pads, &np, &e) < 0)
+				ok = false;
+			pa = pads;
+		}
+		ok = ok && np == 2 * rank && pa[0] == 0 && pa[1] == 0 && pa[rank] == 0 && pa[rank + 1] == 0;
+		free(pads);
+		return ok;
+	}
+	if (!strcmp(n->op_type, "ReduceMean")) {
+		if (!qd_node_attr_int(n, "keepdims", 1))
+			return false;
+		const int64_t *ax = NULL;
+		int64_t *axv = NULL, na = qd_node_attr_ints(n, "axes", &ax);
+		struct qd_err e = { 0 };
+		bool ok = true;
+		if (na < 0) {   /* opset 18: axes input; none reduces every axis (the channel axis too) */
+			const Onnx__TensorProto *t = n->n_input > 1 && *n->input[1] ? qd_index_initializer(ix, n->input[1]) : NULL;
+			if (!t || qd_tensor_to_int64(t, &axv, &na, &e) < 0)
+				ok = false;
+			ax = axv;
+		}
+		for (int64_t k = 0; ok && k < na; k++) {
+			int64_t a = ax[k] < 0 ? ax[k] + rank : ax[k];
+			ok = a >= 2 && a < rank;
+		}
+		ok = ok && na > 0;
+		free(axv);
+		return ok;
+	}
+	return false;
+}
+
+/* The layer of the same kind as head (Conv after Conv, Gemm after Gemm) reading name as its
+ * first input through at most four channel-commuting ops (cle_between), each intermediate
+ * read once and not a graph output. */
+static bool cle_tail(struct qd_graph_index *ix, const char *name, const char *kind, int64_t rank,
+		     struct cle_layer *t)
+{
+	for (int depth = 0; depth <= 4; depth++) {
+		Onnx__NodeProto *const *c;
+		if (qd_index_is_graph_output(ix, name) || qd_index_consumers(ix, name, &c) != 1)
+			return false;
+		Onnx__NodeProto *n = c[0];
+		if (!strcmp(n->op_type, kind))
+			return !strcmp(n->input[0], name) && cle_layer(ix, n, t);
+		if (depth == 4 || !cle_between(ix, n, rank) || !n->n_output)
+			return false;
+		name = n->output[0];
+	}
+	return false;
+}
+
+struct cle_w {
+	float *w, *b;
+	int64_t nw, nb;
+};
+
+static int cle_load(const struct cle_layer *l, struct cle_w *x, struct qd_err *err)
+{
+	memset(x, 0, sizeof *x);
+	int rc = qd_tensor_to_float(l->w, &x->w, &x->nw, err);
+	if (rc == 0 && l->b)
+		rc = qd_tensor_to_float(l->b, &x->b, &x->nb, err);
+	return rc;
+}
+
+static int cle_store(Onnx__GraphProto *g, const struct cle_layer *l, struct cle_w *x, struct qd_err *err)
+{
+	int rc = 0;
+	if (set_float_init(g, l->n->input[1], x->w, x->nw) < 0 || (x->b && set_float_init(g, l->n->input[2], x->b, x->nb) < 0))
+		rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+	free(x->w);
+	free(x->b);
+	x->w = x->b = NULL;
+	return rc;
+}
+
+/* The head's channel maximum (with CLEScaleAppendBias, |bias| / 20 joins it). */
+static double head_max(const struct cle_layer *l, const struct cle_w *x, int64_t c, const struct cle_opts *o)
+{
+	double r = slice_max(x->w, &l->out, c);
+	if (x->b && o->append_bias)
+		r = fmax(r, fabs(x->b[c]) / CLE_BIAS_SHRINK);
+	return r;
+}
+
+/* One equalization of a head / tail pair; *diff += sum |s - 1|. */
+static int cle_pair(Onnx__GraphProto *g, const struct cle_layer *h, const struct cle_layer *t,
+		    const struct cle_opts *o, double *diff, struct qd_err *err)
+{
+	if (t->in.n != h->out.n)
 		return 0;
-	float *a = NULL, *b = NULL, *bias = NULL;
-	int64_t na, nb, nbias = 0;
-	int rc = qd_tensor_to_float(wh, &a, &na, err);
+	struct cle_w a, b;
+	memset(&b, 0, sizeof b);
+	int rc = cle_load(h, &a, err);
 	if (rc == 0)
-		rc = qd_tensor_to_float(wt, &b, &nb, err);
-	if (rc == 0 && bh)
-		rc = qd_tensor_to_float(bh, &bias, &nbias, err);
-	int64_t C = wh->dims[0], per_h = C ? na / C : 0, K = wt->dims[0], per_t = nb / (K * C);
-	if (rc == 0 && bh && nbias != C)
-		rc = 1;   /* odd bias: leave the pair */
-	for (int64_t c = 0; rc == 0 && c < C; c++) {
-		double r0 = 0, r1 = 0;
-		for (int64_t j = 0; j < per_h; j++)
-			r0 = fmax(r0, fabs(a[c * per_h + j]));
-		if (bias && o->append_bias)
-			r0 = fmax(r0, fabs(bias[c]) / CLE_BIAS_SHRINK);
-		for (int64_t k = 0; k < K; k++)
-			for (int64_t j = 0; j < per_t; j++)
-				r1 = fmax(r1, fabs(b[(k * C + c) * per_t + j]));
+		rc = cle_load(t, &b, err);
+	for (int64_t c = 0; rc == 0 && c < h->out.n; c++) {
+		double r0 = head_max(h, &a, c, o), r1 = slice_max(b.w, &t->in, c);
 		double sc = sqrt(r1 / r0);
 		if ((o->use_threshold && r0 + r1 < o->weight_threshold) || !(sqrt(r0 * r1) > 0) || !isfinite(sc))
 			sc = 1.0;
 		*diff += fabs(sc - 1.0);
-		for (int64_t j = 0; j < per_h; j++)
-			a[c * per_h + j] = (float)(a[c * per_h + j] * sc);
-		if (bias)
-			bias[c] = (float)(bias[c] * sc);
-		for (int64_t k = 0; k < K; k++)
-			for (int64_t j = 0; j < per_t; j++)
-				b[(k * C + c) * per_t + j] = (float)(b[(k * C + c) * per_t + j] / sc);
+		slice_scale(a.w, &h->out, c, sc);
+		if (a.b)
+			a.b[c] = (float)(a.b[c] * sc);
+		slice_scale(b.w, &t->in, c, 1.0 / sc);
 	}
-	if (rc == 0 && (set_float_init(g, h->input[1], a, na) < 0 || set_float_init(g, t->input[1], b, nb) < 0 ||
-			(bias && set_float_init(g, h->input[2], bias, nbias) < 0)))
-		rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
-	free(a); free(b); free(bias);
+	if (rc == 0)
+		rc = cle_store(g, h, &a, err);
+	if (rc == 0)
+		rc = cle_store(g, t, &b, err);
+	free(a.w); free(a.b); free(b.w); free(b.b);
+	return rc < 0 ? rc : 0;
+}
+
+/* Conv -> depthwise Conv -> pointwise Conv: with the channel maxima m0 (head), m1
+ * (depthwise), m2 (pointwise input), s12 = m0 / cbrt(m0 m1 m2) and s23 = cbrt(m0 m1 m2) / m2;
+ * the head is divided by s12, the depthwise multiplied by s12 / s23 (its bias divided by
+ * s23), the pointwise multiplied by s23: all three maxima become cbrt(m0 m1 m2). */
+static int cle_triple(Onnx__GraphProto *g, const struct cle_layer *h, const struct cle_layer *d,
+		      const struct cle_layer *t, const struct cle_opts *o, double *diff, struct qd_err *err)
+{
+	if (d->out.n != h->out.n || t->in.n != h->out.n)
+		return 0;
+	struct cle_w a, b, c;
+	memset(&b, 0, sizeof b);
+	memset(&c, 0, sizeof c);
+	int rc = cle_load(h, &a, err);
+	if (rc == 0)
+		rc = cle_load(d, &b, err);
+	if (rc == 0)
+		rc = cle_load(t, &c, err);
+	for (int64_t k = 0; rc == 0 && k < h->out.n; k++) {
+		double m0 = head_max(h, &a, k, o), m1 = slice_max(b.w, &d->out, k), m2 = slice_max(c.w, &t->in, k);
+		double r = cbrt(m0 * m1 * m2), s12 = m0 / r, s23 = r / m2;
+		if ((o->use_threshold && m0 + m1 + m2 < o->weight_threshold) || !(r > 0) || !isfinite(s12) || !isfinite(s23))
+			s12 = s23 = 1.0;
+		*diff += fabs(s12 - 1.0) + fabs(s23 - 1.0);
+		slice_scale(a.w, &h->out, k, 1.0 / s12);
+		if (a.b)
+			a.b[k] = (float)(a.b[k] / s12);
+		slice_scale(b.w, &d->out, k, s12 / s23);
+		if (b.b)
+			b.b[k] = (float)(b.b[k] / s23);
+		slice_scale(c.w, &t->in, k, s23);
+	}
+	if (rc == 0)
+		rc = cle_store(g, h, &a, err);
+	if (rc == 0)
+		rc = cle_store(g, d, &b, err);
+	if (rc == 0)
+		rc = cle_store(g, t, &c, err);
+	free(a.w); free(a.b); free(b.w); free(b.b); free(c.w); free(c.b);
 	return rc < 0 ? rc : 0;
 }
 
@@ -482,32 +699,50 @@ static int prepare(void *ud, struct qd_pass_ctx *ctx, struct qd_model *m, struct
 		return 0;
 	Onnx__GraphProto *g = m->proto->graph;
 	int rounds = v->co.steps < 0 ? 20 : v->co.steps, rc = 0, done = 0;
-	long pairs = 0;
+	long pairs = 0, triples = 0;
 	double diff = 0;
+	bool *mid = calloc(g->n_node ? g->n_node : 1, sizeof *mid);   /* depthwise middles of a triple */
+	if (!mid)
+		return qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
 	while (done < rounds && rc == 0) {
 		struct qd_graph_index *ix = NULL;
 		done++;
 		if ((rc = qd_index_build(g, NULL, &ix, err)) < 0)
 			break;
 		diff = 0;
-		pairs = 0;
+		pairs = triples = 0;
+		memset(mid, 0, g->n_node * sizeof *mid);
 		for (size_t i = 0; i < g->n_node && rc == 0; i++) {
-			Onnx__NodeProto *h = g->node[i], *t;
-			if (strcmp(h->op_type, "Conv") || *qd_node_domain(h) || qd_node_attr_int(h, "group", 1) != 1 ||
-			    !h->n_output || !(t = cle_tail(ix, h->output[0], 0)))
+			struct cle_layer h, t, p;
+			if (mid[i] || !g->node[i]->n_output || !cle_layer(ix, g->node[i], &h) ||
+			    !cle_tail(ix, g->node[i]->output[0], g->node[i]->op_type, h.w->n_dims, &t))
 				continue;
-			rc = cle_pair(g, ix, h, t, &v->co, &diff, err);
-			pairs++;
+			if (t.dw && !h.dw && t.n->n_output && cle_tail(ix, t.n->output[0], "Conv", t.w->n_dims, &p) && !p.dw) {
+				for (size_t j = 0; j < g->n_node; j++)
+					if (g->node[j] == t.n)
+						mid[j] = true;
+				rc = cle_triple(g, &h, &t, &p, &v->co, &diff, err);
+				triples++;
+			} else {
+				rc = cle_pair(g, &h, &t, &v->co, &diff, err);
+				pairs++;
+			}
+			/* the rescaled initializers are new tensors: index them again */
+			qd_index_free(ix);
+			ix = NULL;
+			if (rc == 0 && (rc = qd_index_build(g, NULL, &ix, err)) < 0)
+				break;
 		}
 		qd_index_free(ix);
 		if (v->co.steps < 0 && diff < v->co.diff_threshold)
 			break;
 	}
+	free(mid);
 	if (rc == 0) {
-		qd_pass_log(ctx, QD_LOG_INFO, "cross-layer equalization: %ld Conv pairs, %d rounds (last round's total "
-			    "|s - 1| %.3g)", pairs, done, diff);
-		json_object_set_new(v->stats, "cle", json_pack("{s:i, s:i, s:f}", "pairs", (json_int_t)pairs, "rounds",
-							      done, "last_diff", diff));
+		qd_pass_log(ctx, QD_LOG_INFO, "cross-layer equalization: %ld pairs, %ld depthwise triples, %d rounds (last "
+			    "round's total |s - 1| %.3g)", pairs, triples, done, diff);
+		json_object_set_new(v->stats, "cle", json_pack("{s:i, s:i, s:i, s:f}", "pairs", (json_int_t)pairs, "triples",
+							      (json_int_t)triples, "rounds", done, "last_diff", diff));
 	}
 	return rc;
 }

@@ -142,3 +142,100 @@ nodes.append(helper.make_node("Add", ["o12", "o3cb"], ["y"], name="m_out"))
 save("dpu_mix", [1, 3, 16, 16], [1, 4, 4, 4])
 np.savez(os.path.join(out, "calib_dpu_mix.npz"), x=images(64, (3, 16, 16)))
 np.savez(os.path.join(out, "held_dpu_mix.npz"), x=images(64, (3, 16, 16)))
+
+# ---- CLE patterns of reference §B.4, each with a head whose output channel ranges are
+# 1e-2 .. 1e2 (the next layer compensates, so the model's output stays balanced) ----
+def gains(n):
+    g = np.logspace(-2, 2, n)
+    rng.shuffle(g)
+    return g
+
+
+def cle_model(name, build, x_shape, y_shape, data_shape):
+    global nodes, inits
+    nodes, inits = [], []
+    build()
+    save(name, x_shape, y_shape)
+    for split in ("calib", "held"):
+        if len(data_shape) == 3:
+            d = images(64, data_shape)
+        else:
+            d = rng.normal(0, 1, (64,) + tuple(data_shape)).astype(np.float32)
+        np.savez(os.path.join(out, "%s_%s.npz" % (split, name)), x=d)
+
+
+def node(op, ins, outs, **kw):
+    nodes.append(helper.make_node(op, ins, [outs], name=outs, **kw))
+    return outs
+
+
+def conv_pair(g, cin, cout, k, pads):
+    w1 = rng.normal(0, 0.3, (16, cin, 3, 3)) * g[:, None, None, None]
+    b1 = rng.normal(0, 0.05, 16) * g
+    w2 = rng.normal(0, 0.3, (cout, 16, k, k)) / g[None, :, None, None]
+    return w1, b1, w2, pads
+
+
+def build_clip():   # Conv - Clip(min 0, no max) - Conv
+    g = gains(16)
+    w1, b1, w2, _ = conv_pair(g, 3, 16, 3, None)
+    node("Conv", ["x", init("c1_w", w1), init("c1_b", b1)], "c1", kernel_shape=[3, 3], pads=[1] * 4)
+    node("Clip", ["c1", init("zero", np.array(0.0))], "clip1")
+    node("Conv", ["clip1", init("c2_w", w2), init("c2_b", rng.normal(0, 0.05, 16))], "c2", kernel_shape=[3, 3], pads=[1] * 4)
+    node("Relu", ["c2"], "r2")
+    node("Conv", ["r2", init("c3_w", rng.normal(0, 0.3, (8, 16, 1, 1)))], "y", kernel_shape=[1, 1])
+
+
+def build_pad():    # Conv - Pad - Relu - Conv
+    g = gains(16)
+    w1, b1, w2, _ = conv_pair(g, 3, 16, 3, None)
+    node("Conv", ["x", init("c1_w", w1), init("c1_b", b1)], "c1", kernel_shape=[3, 3], pads=[1] * 4)
+    inits.append(numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], dtype=np.int64), "pads"))
+    node("Pad", ["c1", "pads"], "pad1", mode="constant")
+    node("Relu", ["pad1"], "r1")
+    node("Conv", ["r1", init("c2_w", w2), init("c2_b", rng.normal(0, 0.05, 16))], "c2", kernel_shape=[3, 3])
+    node("Relu", ["c2"], "r2")
+    node("Conv", ["r2", init("c3_w", rng.normal(0, 0.3, (8, 16, 1, 1)))], "y", kernel_shape=[1, 1])
+
+
+def build_mean():   # Conv - Relu - ReduceMean - ReduceMean - Conv
+    g = gains(16)
+    w1, b1, w2, _ = conv_pair(g, 3, 8, 1, None)
+    node("Conv", ["x", init("c1_w", w1), init("c1_b", b1)], "c1", kernel_shape=[3, 3], pads=[1] * 4)
+    node("Relu", ["c1"], "r1")
+    node("ReduceMean", ["r1"], "m1", axes=[2], keepdims=1)
+    node("ReduceMean", ["m1"], "m2", axes=[3], keepdims=1)
+    node("Conv", ["m2", init("c2_w", w2), init("c2_b", rng.normal(0, 0.05, 8))], "y", kernel_shape=[1, 1])
+
+
+def build_gemm():   # Gemm (transB 1) - Relu - Gemm (transB 0) - Relu - Gemm
+    g = gains(16)
+    w1 = rng.normal(0, 0.3, (16, 32)) * g[:, None]
+    b1 = rng.normal(0, 0.05, 16) * g
+    w2 = rng.normal(0, 0.3, (16, 16)) / g[:, None]
+    node("Gemm", ["x", init("g1_w", w1), init("g1_b", b1)], "g1", transB=1)
+    node("Relu", ["g1"], "r1")
+    node("Gemm", ["r1", init("g2_w", w2), init("g2_b", rng.normal(0, 0.05, 16))], "g2")
+    node("Relu", ["g2"], "r2")
+    node("Gemm", ["r2", init("g3_w", rng.normal(0, 0.3, (10, 16)))], "y", transB=1)
+
+
+def build_dw():     # Conv - Relu - depthwise Conv - Relu - pointwise Conv
+    g0, g1 = gains(16), gains(16)
+    w1 = rng.normal(0, 0.3, (16, 3, 3, 3)) * g0[:, None, None, None]
+    b1 = rng.normal(0, 0.05, 16) * g0
+    wd = rng.normal(0, 0.3, (16, 1, 3, 3)) * g1[:, None, None, None]
+    bd = rng.normal(0, 0.05, 16) * g0 * g1
+    wp = rng.normal(0, 0.3, (8, 16, 1, 1)) / (g0 * g1)[None, :, None, None]
+    node("Conv", ["x", init("c1_w", w1), init("c1_b", b1)], "c1", kernel_shape=[3, 3], pads=[1] * 4)
+    node("Relu", ["c1"], "r1")
+    node("Conv", ["r1", init("dw_w", wd), init("dw_b", bd)], "dw", kernel_shape=[3, 3], pads=[1] * 4, group=16)
+    node("Relu", ["dw"], "r2")
+    node("Conv", ["r2", init("pw_w", wp), init("pw_b", rng.normal(0, 0.05, 8))], "y", kernel_shape=[1, 1])
+
+
+cle_model("cle_clip", build_clip, [1, 3, 16, 16], [1, 8, 16, 16], (3, 16, 16))
+cle_model("cle_pad", build_pad, [1, 3, 16, 16], [1, 8, 16, 16], (3, 16, 16))
+cle_model("cle_mean", build_mean, [1, 3, 16, 16], [1, 8, 1, 1], (3, 16, 16))
+cle_model("cle_gemm", build_gemm, [1, 32], [1, 10], (32,))
+cle_model("cle_dw", build_dw, [1, 3, 16, 16], [1, 8, 16, 16], (3, 16, 16))

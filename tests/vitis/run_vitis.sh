@@ -7,7 +7,8 @@
 #   ort    ONNX Runtime loads and runs the artifact; held-out quality vs the float model in
 #          ORT (tests/passes/static_eval.js) above thresholds set just under what is measured
 #   par    quantd's engine output on the artifact == ORT's (max abs diff)
-# on a ResNet-style CNN built by tests/vitis/make_vitis_models.py and PP-OCR mobile v2.0 cls;
+# on a ResNet-style CNN built by tests/vitis/make_vitis_models.py, PP-OCR mobile v2.0 cls and
+# v4 rec, and the BERT-style encoders of tests/models/make_transformer.py (bert_small, bert);
 # MinMSE's held-out error is at most NonOverflow's; bad input is a 400 naming the field.
 # Prints "vitis: N passed, N failed".
 set -u
@@ -57,6 +58,8 @@ run() {
 	local sargs=""
 	[ "$base" = cls ] && sargs="-s x=1,3,48,192"
 	[ "$base" = rec ] && sargs="-s x=1,3,48,320"
+	[ "$base" = bert_small ] && sargs="-s input_ids=1,32"
+	[ "$base" = bert ] && sargs="-s input_ids=1,64"
 	# shellcheck disable=SC2086
 	if ! "$Q" run --model "$model" --config "$T/$label.json" --data calib_data_config="$M/calib_$base.npz" $sargs \
 		--output "$out" >"$T/$label.log" 2>&1; then
@@ -176,8 +179,58 @@ sys.exit(0 if b["mean_abs_error"] * 10 <= a["mean_abs_error"] and a["cosine_pool
 }
 cle_gain nocle cle
 cle_gain nocle_dpu cle_dpu
-if grep -q "cross-layer equalization: 2 Conv pairs, 1 rounds" "$T/cle.log" && grep -q "cross-layer equalization: 2 Conv pairs, [2-9] rounds" "$T/cle_conv.log"; then ok
+if grep -q "cross-layer equalization: 2 pairs, 0 depthwise triples, 1 rounds" "$T/cle.log" && grep -Eq "cross-layer equalization: 2 pairs, 0 depthwise triples, ([2-9]|1[0-9]|20) rounds" "$T/cle_conv.log"; then ok
 else bad "CLE log lines: $(grep -h equaliz "$T/cle.log" "$T/cle_conv.log")"; fi
+
+echo "CLE on each pattern of reference §B.4 (head channel ranges 1e-2 .. 1e2, per-tensor weights)"
+# cle_<p>_float: CLE alone (no op type to quantize is in the model), so the artifact is the
+# equalized float model: its ORT outputs equal the float model's (measured max abs diff
+# <= 1.14e-5) and the last pair's channels are balanced (head max == tail max per channel; the
+# depthwise triple's three maxima all equal the cube root of their product)
+balanced() { $PY - "$1" "$2" <<'PYEOF'
+import sys, onnx, numpy as np
+from onnx import numpy_helper
+W = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in onnx.load(sys.argv[1]).graph.initializer}
+p = sys.argv[2]
+if p == "dw":      # the triple: all three maxima equal
+    m0 = np.maximum(np.abs(W["c1_w"]).reshape(16, -1).max(1), np.abs(W["c1_b"]) / 20)
+    m1 = np.abs(W["dw_w"]).reshape(16, -1).max(1)
+    m2 = np.abs(W["pw_w"]).transpose(1, 0, 2, 3).reshape(16, -1).max(1)
+    worst = max(np.abs(m1 / m0 - 1).max(), np.abs(m2 / m0 - 1).max())
+else:              # the last pair (a later pair rescales an earlier pair's tail)
+    if p == "gemm":   # g2 (transB 0): output channel = column; g3 (transB 1): input channel = column
+        m0 = np.maximum(np.abs(W["g2_w"]).max(0), np.abs(W["g2_b"]) / 20)
+        m1 = np.abs(W["g3_w"]).max(0)
+    else:
+        h, t = ("c1", "c2") if p == "mean" else ("c2", "c3")
+        m0 = np.maximum(np.abs(W[h + "_w"]).reshape(16, -1).max(1), np.abs(W[h + "_b"]) / 20)
+        m1 = np.abs(W[t + "_w"]).transpose(1, 0, 2, 3).reshape(16, -1).max(1)
+    worst = np.abs(m1 / m0 - 1).max()
+print("  %s: channel maxima balanced to %.2g" % (p, worst))
+sys.exit(0 if worst < 1e-4 else 1)
+PYEOF
+}
+cle_counts() { $PY -c 'import json,sys; c=json.load(open(sys.argv[1]))["passes"][0]["stats"]["vitis"]["cle"]; print("%d/%d" % (c["pairs"], c["triples"]))' "$1"; }
+# pattern   pairs/triples  with-CLE pooled cosine (measured)  mean|err| at most 1/N of without (measured N)
+while read -r p counts mincos ratio <&3; do
+	cm=$M/cle_$p.onnx
+	run cle_${p}_no "$cm" "$SEED" $RQ
+	run cle_${p}_float "$cm" "$(vp include_cle=true op_types_to_quantize='["Sigmoid"]')" --max-abs 2e-5 --min-pooled-cos 0.9999999 $RQ
+	if balanced "$T/cle_${p}_float/model.onnx" "$p"; then ok; else bad "cle_$p: channels not balanced"; fi
+	run cle_$p "$cm" "$(vp include_cle=true)" --min-pooled-cos "$mincos" $RQ
+	if [ "$(cle_counts "$T/cle_$p/metrics.json")" = "$counts" ]; then ok
+	else bad "cle_$p: pairs/triples $(cle_counts "$T/cle_$p/metrics.json"), want $counts"; fi
+	if $PY -c 'import json,sys; a,b=[list(json.load(open(f))["outputs"].values())[0] for f in sys.argv[1:3]]
+print("  CLE %s: mean|err| %.4g -> %.4g (x%.1f), cosine %.4f -> %.5f" % (sys.argv[4], a["mean_abs_error"], b["mean_abs_error"], a["mean_abs_error"] / b["mean_abs_error"], a["cosine_pooled"], b["cosine_pooled"]))
+sys.exit(0 if b["mean_abs_error"] * float(sys.argv[3]) <= a["mean_abs_error"] else 1)' "$T/cle_${p}_no.eval" "$T/cle_$p.eval" "$ratio" "$p"; then ok
+	else bad "cle_$p: CLE does not cut the error ${ratio}-fold"; fi
+done 3<<'EOF'
+clip 2/0 0.9990 20
+pad  2/0 0.9988 18
+mean 1/0 0.9999 70
+gemm 2/0 0.9958 16
+dw   0/1 0.9992 25
+EOF
 
 if [ -f "$M/cls.onnx" ]; then
 	echo "PP-OCR mobile v2.0 cls (held-out: top-1 agreement vs the float model in ORT)"
@@ -205,6 +258,51 @@ if [ -f "$A/ch_PP-OCRv4_rec_infer.onnx" ] && $PY tests/models/make_calib_data.py
 		--max-quantd-abs 1e-4 --quantd-samples 2
 else
 	bad "PP-OCRv4 rec model or its data"
+fi
+
+echo "BERT-style encoders (tests/models/make_transformer.py; held-out: cosine vs the float model in ORT, worst output)"
+if $PY tests/models/make_transformer.py "$T/tf" >/dev/null && $PY tests/models/make_calib_data.py "$T/d" --only bert_small,bert --models "$T/tf" >/dev/null; then
+	ok
+	for b in bert_small bert; do
+		cp "$T/tf/$b.onnx" "$M/$b.onnx"
+		cp "$T/d/${b}_calib.npz" "$M/calib_$b.npz"
+		cp "$T/d/${b}_held.npz" "$M/held_$b.npz"
+	done
+	BS=$M/bert_small.onnx
+	# uint8 QDQ / QOperator: quantd vs ORT cosine 0.9997-0.9998 (power-of-two scales put values on
+	# rounding ties that ORT's integer kernels round the other way); int8 forms agree to 1.2e-7
+	BU="--min-quantd-cos 0.9996 --max-quantd-abs 0.03"
+	BI="--max-steps 1 --max-quantd-abs 1e-5"
+	NPU_TR='"calibrate_method": "MinMax", "activation_type": "QInt8", "enable_npu_transformer": true'
+	run bs_seed "$BS" "$SEED" --min-pooled-cos 0.9921 $BU                                     # measured 0.99233
+	run bs_minmse "$BS" "$(vp calibrate_method='"MinMSE"')" --min-pooled-cos 0.9921 $BU         # 0.99233
+	run bs_s8 "$BS" "$(vp activation_type='"QInt8"')" --min-pooled-cos 0.9921 $BI              # 0.99233
+	BQ="--min-quantd-cos 0.9996 --max-quantd-abs 0.12"                                        # measured 0.106
+	run bs_qop "$BS" "$(vp quant_format='"QOperator"')" --min-pooled-cos 0.9971 $BQ            # 0.99731
+	run bs_qop_minmse "$BS" "$(vp quant_format='"QOperator"' calibrate_method='"MinMSE"')" --min-pooled-cos 0.9971 $BQ
+	run bs_npu_tr "$BS" "$(vp calibrate_method='"MinMax"' activation_type='"QInt8"' enable_npu_transformer=true)" \
+		--min-pooled-cos 0.9921 $BI                                                         # 0.99233
+	run bs_dpu "$BS" "$(vp enable_npu_cnn=true need_layer_fusing=true)" --dpu --min-pooled-cos 0.9987 $BI  # 0.99893
+	better bs_minmse bs_seed
+	better bs_qop_minmse bs_qop
+	BB=$M/bert.onnx
+	run bert_seed "$BB" "$SEED" --min-pooled-cos 0.9775 --min-quantd-cos 0.9958 --max-quantd-abs 0.2   # 0.97776
+	run bert_minmse "$BB" "$(vp calibrate_method='"MinMSE"')" --min-pooled-cos 0.9775 --min-quantd-cos 0.9958 --max-quantd-abs 0.2
+	run bert_qop "$BB" "$(vp quant_format='"QOperator"')" --min-pooled-cos 0.9935 --min-quantd-cos 0.996 --max-quantd-abs 0.42  # 0.99370; 0.9965, 0.384
+	run bert_npu_tr "$BB" "$(vp calibrate_method='"MinMax"' activation_type='"QInt8"' enable_npu_transformer=true)" \
+		--min-pooled-cos 0.9775 $BI
+	run bert_dpu "$BB" "$(vp enable_npu_cnn=true need_layer_fusing=true)" --dpu --min-pooled-cos 0.9954 $BI  # 0.99560
+	better bert_minmse bert_seed
+	# enable_npu_transformer implies MatMulConstBOnly: the four attention MatMuls (no constant B)
+	# stay float, and only they; without it none is skipped
+	mm_skip() { $PY -c 'import json,sys; s=json.load(open(sys.argv[1]))["passes"][0]["stats"]["skipped_nodes"]
+print(",".join(sorted(x["node"] for x in s if "MatMulConstBOnly" in x["reason"])))' "$1"; }
+	want=layer0/attention/context/MatMul,layer0/attention/scores/MatMul,layer1/attention/context/MatMul,layer1/attention/scores/MatMul
+	if [ "$(mm_skip "$T/bs_npu_tr/metrics.json")" = "$want" ] && [ -z "$(mm_skip "$T/bs_s8/metrics.json")" ]; then ok
+	else bad "MatMulConstBOnly: skipped '$(mm_skip "$T/bs_npu_tr/metrics.json")' (npu_transformer), '$(mm_skip "$T/bs_s8/metrics.json")' (s8)"; fi
+	if grep -q "NPU transformer (MatMulConstBOnly)" "$T/bs_npu_tr.log"; then ok; else bad "bs_npu_tr: log line missing"; fi
+else
+	bad "make_transformer.py / make_calib_data.py (bert)"
 fi
 
 # REST: the seed's workflow through a real daemon, and bad input as 400s naming the field
