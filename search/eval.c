@@ -1627,6 +1627,135 @@ static int labels_collect(struct label_col *l, const struct qd_tensor *la, int64
 	return 0;
 }
 
+/* ---- channel-last I/O (QnnPreprocess inputs_ / outputs_to_make_channel_last) ----
+ * The candidate reads a graph input through Transpose perm (0,3,1,2), or writes a graph
+ * output through Transpose perm (0,2,3,1), where the float model does not: the evaluation
+ * feeds it the inputs transposed to (N, H, W, C) and turns its outputs back to (N, C, H, W)
+ * before comparing. */
+static bool cl_perm(const Onnx__NodeProto *n, const int64_t *want)
+{
+	const int64_t *p = NULL;
+	return !strcmp(n->op_type, "Transpose") && !*qd_node_domain(n) && qd_node_attr_ints(n, "perm", &p) == 4 &&
+	       p[0] == want[0] && p[1] == want[1] && p[2] == want[2] && p[3] == want[3];
+}
+
+static bool cl_through(const Onnx__GraphProto *g, const char *name, bool input)
+{
+	static const int64_t to_nchw[4] = { 0, 3, 1, 2 }, to_nhwc[4] = { 0, 2, 3, 1 };
+	size_t readers = 0;
+	for (size_t i = 0; i < g->n_node; i++) {
+		const Onnx__NodeProto *n = g->node[i];
+		if (input)
+			for (size_t k = 0; k < n->n_input; k++)
+				if (!strcmp(n->input[k], name)) {
+					if (!cl_perm(n, to_nchw))
+						return false;
+					readers++;
+				}
+		if (!input)
+			for (size_t k = 0; k < n->n_output; k++)
+				if (!strcmp(n->output[k], name))
+					return cl_perm(n, to_nhwc);
+	}
+	return readers > 0;
+}
+
+struct cl_io {
+	bool *in, *out;          /* per candidate graph input / output */
+	size_t n_in, n_out, count;
+};
+
+static void cl_io_free(struct cl_io *x)
+{
+	free(x->in);
+	free(x->out);
+	memset(x, 0, sizeof *x);
+}
+
+static int cl_io_find(const Onnx__GraphProto *fg, const Onnx__GraphProto *qg, struct cl_io *x, struct qd_err *err)
+{
+	memset(x, 0, sizeof *x);
+	x->in = calloc(qg->n_input + 1, sizeof *x->in);
+	x->out = calloc(qg->n_output + 1, sizeof *x->out);
+	if (!x->in || !x->out) {
+		cl_io_free(x);
+		return qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+	}
+	x->n_in = qg->n_input;
+	x->n_out = qg->n_output;
+	for (size_t i = 0; i < qg->n_input; i++)
+		if (cl_through(qg, qg->input[i]->name, true) && !cl_through(fg, qg->input[i]->name, true))
+			x->count += x->in[i] = true;
+	for (size_t i = 0; i < qg->n_output; i++)
+		if (cl_through(qg, qg->output[i]->name, false) && !cl_through(fg, qg->output[i]->name, false))
+			x->count += x->out[i] = true;
+	return 0;
+}
+
+/* dst = src with its 4 axes permuted (dst axis k = src axis perm[k]). */
+static int cl_transpose(const struct qd_tensor *src, const int *perm, struct qd_tensor *dst, struct qd_err *err)
+{
+	size_t es = qd_dtype_size(src->dtype);
+	int64_t d[4], st[4] = { src->dims[1] * src->dims[2] * src->dims[3], src->dims[2] * src->dims[3], src->dims[3], 1 };
+	if (src->ndim != 4 || !es)
+		return qd_err_set(err, QD_EINVAL, NULL, "channel-last tensor '%s' is not 4-D", src->name ? src->name : "?");
+	for (int k = 0; k < 4; k++)
+		d[k] = src->dims[perm[k]];
+	if (qd_tensor_alloc(dst, src->name, src->dtype, 4, d) < 0)
+		return qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+	const char *s = src->data;
+	char *o = dst->data;
+	for (int64_t a = 0; a < d[0]; a++)
+		for (int64_t b = 0; b < d[1]; b++)
+			for (int64_t c = 0; c < d[2]; c++)
+				for (int64_t e = 0; e < d[3]; e++) {
+					int64_t ix[4] = { a, b, c, e }, off = 0;
+					for (int k = 0; k < 4; k++)
+						off += ix[k] * st[perm[k]];
+					memcpy(o, s + (size_t)off * es, es);
+					o += es;
+				}
+	return 0;
+}
+
+/* Run the candidate: inputs named as graph inputs x->in[] transposed to NHWC, outputs
+ * x->out[] transposed back to NCHW. */
+static int cl_run(struct qd_engine *eng, const Onnx__GraphProto *qg, const struct cl_io *x, const struct qd_tensor *in,
+		  size_t n_in, struct qd_tensor **out, size_t *n_out, const volatile int *cancel, struct qd_err *err)
+{
+	static const int nhwc[4] = { 0, 2, 3, 1 }, nchw[4] = { 0, 3, 1, 2 };
+	if (!x->count)
+		return qd_engine_run(eng, in, n_in, out, n_out, cancel, err);
+	struct qd_tensor *tin = calloc(n_in ? n_in : 1, sizeof *tin);
+	if (!tin)
+		return qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < n_in; i++) {
+		bool t = false;
+		for (size_t k = 0; k < x->n_in; k++)
+			t = t || (x->in[k] && in[i].name && !strcmp(in[i].name, qg->input[k]->name));
+		if (t)
+			rc = cl_transpose(&in[i], nhwc, &tin[i], err);
+		else if (qd_tensor_alloc(&tin[i], in[i].name, in[i].dtype, in[i].ndim, in[i].dims) < 0)
+			rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+		else
+			memcpy(tin[i].data, in[i].data, in[i].nbytes);
+	}
+	if (rc == 0)
+		rc = qd_engine_run(eng, tin, n_in, out, n_out, cancel, err);
+	qd_tensors_release(tin, n_in);
+	for (size_t i = 0; rc == 0 && i < *n_out && i < x->n_out; i++) {
+		struct qd_tensor back = { 0 };
+		if (!x->out[i])
+			continue;
+		if ((rc = cl_transpose(&(*out)[i], nchw, &back, err)) < 0)
+			break;
+		qd_tensor_release(&(*out)[i]);
+		(*out)[i] = back;
+	}
+	return rc;
+}
+
 /* Seeded generated inputs: the float model and then the candidate, one engine at a
  * time. Returns 0 (r->ok tells whether figures exist), or a fatal error. */
 static int run_generated(const struct qd_eval_plan *p, const struct qd_eval_ctx *c, const char *model_path,
@@ -1641,6 +1770,7 @@ static int run_generated(const struct qd_eval_plan *p, const struct qd_eval_ctx 
 	struct qd_engine_opts eo = ev_engine_opts(c->req);
 	json_t *desc = json_object();
 	bool same = !strcmp(model_path, c->float_path);
+	size_t cl_count = 0;
 	const char *which = "float";
 	int rc = qd_model_load_file(c->float_path, NULL, &m, &e);
 	if (rc == 0) rc = qd_engine_load(m, &eo, &eng, &e);
@@ -1648,13 +1778,18 @@ static int run_generated(const struct qd_eval_plan *p, const struct qd_eval_ctx 
 	if (rc == 0) rc = qd_engine_run(eng, in, n_in, &fo, &n_fo, ev_cancel(c), &e);
 	if (rc == 0 && !same) {
 		qd_engine_free(eng);
-		qd_model_free(m);
 		eng = NULL;
-		m = NULL;
 		which = "quantized";
+		struct qd_model *fm = m;
+		struct cl_io cl = { 0 };
+		m = NULL;
 		rc = qd_model_load_file(model_path, NULL, &m, &e);
+		if (rc == 0) rc = cl_io_find(fm->proto->graph, m->proto->graph, &cl, &e);
+		qd_model_free(fm);
 		if (rc == 0) rc = qd_engine_load(m, &eo, &eng, &e);
-		if (rc == 0) rc = qd_engine_run(eng, in, n_in, &qo, &n_qo, ev_cancel(c), &e);
+		if (rc == 0) rc = cl_run(eng, m->proto->graph, &cl, in, n_in, &qo, &n_qo, ev_cancel(c), &e);
+		cl_count = cl.count;
+		cl_io_free(&cl);
 	}
 	if (rc < 0) {
 		if (rc == -QD_ECANCELED) {
@@ -1696,6 +1831,8 @@ static int run_generated(const struct qd_eval_plan *p, const struct qd_eval_ctx 
 			       "generator", "float uniform [-1,1); int [0, Gather table size) or [0,10); "
 					    "symbolic dims: input_model.io_config.input_shapes, else first 1, others 32",
 			       "outputs", outs, "min_cosine", min_cos);
+	if (cl_count)   /* inputs fed transposed / outputs turned back (channel-last I/O) */
+		json_object_set_new(json_object_get(r->section, "inputs"), "channel_last_io", json_integer((json_int_t)cl_count));
 	if (min_top1 <= 1.0)
 		json_object_set_new(r->section, "min_top1_agreement", json_real(min_top1));
 out:
@@ -1724,6 +1861,7 @@ static int run_data(const struct qd_eval_plan *p, const struct qd_eval_ctx *c, c
 	struct qd_dataset *ds = NULL;
 	struct qd_batches b = { 0 };
 	struct snr_state st = { 0 };
+	struct cl_io cl = { 0 };
 	int64_t bs = 1, batches = 0;
 	bool same = !strcmp(model_path, c->float_path);
 	bool snr_on = snr_wanted && !same;
@@ -1748,6 +1886,7 @@ static int run_data(const struct qd_eval_plan *p, const struct qd_eval_ctx *c, c
 		}
 		r->lab.array = an;
 	}
+	if (rc == 0 && !same) rc = cl_io_find(fm->proto->graph, qm->proto->graph, &cl, &e);
 	if (rc == 0) rc = qd_engine_load(fm, &eo, &fe, &e);
 	if (rc == 0 && !same) rc = qd_engine_load(qm, &eo, &qe, &e);
 	if (rc == 0) rc = qd_batches_init(&b, ds, fm->proto->graph, bs, 0, &e);
@@ -1772,7 +1911,7 @@ static int run_data(const struct qd_eval_plan *p, const struct qd_eval_ctx *c, c
 		}
 		rc = qd_engine_run(fe, in, n_in, &fo, &n_fo, cancel, &e);
 		if (rc == 0 && !same)
-			rc = qd_engine_run(qe, in, n_in, &qo, &n_qo, cancel, &e);
+			rc = cl_run(qe, qm->proto->graph, &cl, in, n_in, &qo, &n_qo, cancel, &e);
 		if (same) {
 			qo = fo;
 			n_qo = n_fo;
@@ -1835,6 +1974,7 @@ static int run_data(const struct qd_eval_plan *p, const struct qd_eval_ctx *c, c
 			json_object_set_new(r->snr, st.list[i]->name, json_real(snr_db(st.list[i])));
 	}
 out:
+	cl_io_free(&cl);
 	snr_state_free(&st);
 	qd_batches_free(&b);
 	qd_engine_free(fe);

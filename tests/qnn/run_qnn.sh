@@ -112,6 +112,40 @@ ok = names == ["Transpose_channel_0", "Transpose_channel_1"] and dims(g.input[0]
      and dims([o for o in g.output if o.name == "y"][0]) == [1, 16, 16, 8]
 sys.exit(0 if ok else 1)' "$T/cl/model.onnx"
 	echo "  cnn: $(cut -c1-200 "$T/cl.cmp")"
+	# the job's default fidelity figures with channel-last I/O: the candidate is fed the inputs
+	# transposed and its outputs are turned back before comparing (search/eval.c)
+	expect "channel-last: default accuracy ok on both I/O, cosine 1" $PY -c '
+import json, sys
+a = json.load(open(sys.argv[1]))["accuracy"]
+print("  cl accuracy:", a.get("status"), a.get("inputs", {}).get("channel_last_io"), a.get("min_cosine"))
+sys.exit(0 if a["status"] == "ok" and a["inputs"]["channel_last_io"] == 2 and a["min_cosine"] >= 0.999999 else 1)' "$T/cl/metrics.json"
+	# quantized after channel-last, fidelity on a held-out data config: quantd's figure is ORT's.
+	# Calibration feeds the channel-last model (N, H, W, C); the held-out data is the float
+	# model's (N, C, H, W)
+	$PY -c 'import numpy as np, sys; r=np.random.default_rng(7)
+np.savez(sys.argv[1] + "/cl_calib.npz", x=r.normal(0, 1, (16, 3, 16, 16)).astype(np.float32).transpose(0, 2, 3, 1))
+np.savez(sys.argv[1] + "/cl_held.npz", x=r.normal(0, 1, (16, 3, 16, 16)).astype(np.float32))' "$T"
+	cat >"$T/clq.wf.json" <<'JSON'
+{"data_configs": {"calib": {"dataset": "calib"}, "held": {"dataset": "held"}},
+ "passes": {"p": {"type": "QnnPreprocess", "inputs_to_make_channel_last": ["x"], "outputs_to_make_channel_last": ["y"]},
+            "q": {"type": "OnnxStaticQuantization", "data_config": "calib", "execution_provider": "QNNExecutionProvider"}}}
+JSON
+	if "$Q" run --model "$M/cnn.onnx" --config "$T/clq.wf.json" --data calib="$T/cl_calib.npz" --data held="$T/cl_held.npz" \
+		--output "$T/clq" >"$T/clq.log" 2>&1; then
+		ok
+		if node "$CHK" "$M/cnn.onnx" "$T/clq/model.onnx" --inputs "$T/cl_held.npz" --samples 16 --channel-last-in x \
+			--channel-last-out y >"$T/clq.cmp" 2>&1; then ok; else bad "clq: ORT: $(cut -c1-300 "$T/clq.cmp")"; fi
+		expect "channel-last + QNN quantization: held-out accuracy ok, y's cosine within 1e-5 of ORT's (measured equal)" $PY -c '
+import json, sys
+a = json.load(open(sys.argv[1]))["accuracy"]
+o = json.loads(open(sys.argv[2]).read().strip().splitlines()[-1])
+q = {x["name"]: x["cosine"] for x in a.get("outputs", [])}
+ort = o["outputs"]["y"]["cosine"]
+print("  clq accuracy: %s, y cosine quantd %s, ORT %s, v cosine %s" % (a.get("status"), q.get("y"), ort, q.get("v")))
+sys.exit(0 if a["status"] == "ok" and abs(q["y"] - ort) <= 1e-5 and q["y"] < 0.99999 else 1)' "$T/clq/metrics.json" "$T/clq.cmp"
+	else
+		bad "clq: quantd run failed: $(tail -n 2 "$T/clq.log")"
+	fi
 fi
 echo '{"passes": {"p": {"type": "QnnPreprocess", "outputs_to_make_channel_last": ["v"]}}}' >"$T/cl2.json"
 if "$Q" run --model "$M/cnn.onnx" --config "$T/cl2.json" --output "$T/cl2" >"$T/cl2.log" 2>&1; then
