@@ -1018,6 +1018,41 @@ static bool clip_const(struct st *s, const Onnx__NodeProto *n)
 	return true;
 }
 
+/* Clip's bound k (1 min, 2 max; attributes below opset 11), dflt when absent. */
+static double clip_bound(struct st *s, const Onnx__NodeProto *n, size_t k, double dflt)
+{
+	if (qd_node_attr(n, k == 1 ? "min" : "max"))
+		return qd_node_attr_float(n, k == 1 ? "min" : "max", (float)dflt);
+	const Onnx__TensorProto *t = k < n->n_input && *n->input[k] ? qd_index_initializer(s->ix, n->input[k]) : NULL;
+	float *x = NULL;
+	int64_t cnt = 0;
+	struct qd_err e = { 0 };
+	double v = dflt;
+	if (t && qd_tensor_to_float(t, &x, &cnt, &e) == 0 && cnt == 1)
+		v = x[0];
+	free(x);
+	return v;
+}
+
+/* The Q of a folded Clip's output clamps to its grid [(qmin - zp)·s, (qmax - zp)·s]: the
+ * fold keeps the model's function only when that grid lies inside the Clip's bounds. With
+ * ORT's scales the grid is the calibrated range, inside the bounds; a power-of-two scale
+ * (VitisAI) can reach up to twice past the max (a ReLU6 would let 6 .. 7.97 through). */
+static bool clip_grid_inside(struct st *s, const Onnx__NodeProto *n, const struct act *ao)
+{
+	double lo = clip_bound(s, n, 1, -INFINITY), hi = clip_bound(s, n, 2, INFINITY);
+	struct act tmp = *ao;
+	tmp.params = false;
+	tmp.src = NULL;
+	if (act_params(s, &tmp) < 0)
+		return false;
+	int32_t qmin, qmax;
+	qd_quant_qrange(s->cfg.atype, false, s->cfg.act_sym, &qmin, &qmax);
+	double glo = (double)(qmin - tmp.zp) * tmp.scale, ghi = (double)(qmax - tmp.zp) * tmp.scale;
+	double tol = 1e-5 * fmax(fabs(hi) < INFINITY ? fabs(hi) : 0, fabs(lo) < INFINITY ? fabs(lo) : 0) + 1e-7;
+	return glo >= lo - tol && ghi <= hi + tol;
+}
+
 /* Remove selected Relu / Clip nodes whose input comes from a quantized node with a single
  * consumer: the producer writes the Relu's output, whose calibrated range the Q clamps to.
  * Returns the number removed. */
@@ -1059,6 +1094,8 @@ static int remove_activations(struct st *s)
 		/* the Q clamps only below at 0 when the range starts at 0: a symmetric calibrated
 		 * range (Distribution, CalibTensorRangeSymmetric, overrides) keeps the Relu / Clip */
 		if (ao->rmin < 0.0f || json_object_get(s->cfg.overrides, n->output[0]))
+			continue;
+		if (!strcmp(n->op_type, "Clip") && !clip_grid_inside(s, n, ao))
 			continue;
 		for (size_t k = 0; k < p->n_output; k++)
 			if (!strcmp(p->output[k], t)) {

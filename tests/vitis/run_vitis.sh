@@ -234,11 +234,20 @@ EOF
 
 if [ -f "$M/cls.onnx" ]; then
 	echo "PP-OCR mobile v2.0 cls (held-out: top-1 agreement vs the float model in ORT)"
-	CQ="--max-quantd-abs 0.04"   # measured 0.015-0.024: ties of power-of-two scales round differently in ORT's integer kernels
-	run cls_seed "$M/cls.onnx" "$SEED" --min-top1 0.84 $CQ
-	run cls_minmse "$M/cls.onnx" "$(vp calibrate_method='"MinMSE"')" --min-top1 0.84 $CQ
-	run cls_qop "$M/cls.onnx" "$(vp quant_format='"QOperator"')" --min-top1 0.84 $CQ
+	# measured 0.065-0.081 on a softmax probability: ORT's level-'all' QDQ fusions (integer
+	# kernels) round ties of power-of-two scales the other way; with ORT's graph optimizations
+	# disabled or basic, quantd's engine agrees within 6e-8 on the seed artifact
+	CQ="--max-quantd-abs 0.09"
+	# measured 0.969 / 1.0 / 0.969 (0.875 before the ReLU6 Clips stopped being folded into
+	# power-of-two Qs whose grid reaches past 6)
+	run cls_seed "$M/cls.onnx" "$SEED" --min-top1 0.96 --min-pooled-cos 0.987 $CQ
+	run cls_minmse "$M/cls.onnx" "$(vp calibrate_method='"MinMSE"')" --min-top1 0.96 --min-pooled-cos 0.994 $CQ
+	run cls_qop "$M/cls.onnx" "$(vp quant_format='"QOperator"')" --min-top1 0.96 --min-pooled-cos 0.987 $CQ
 	better cls_minmse cls_seed
+	# the 18 ReLU6 Clips stay: a power-of-two Q on their output reaches 7.97, past the max 6
+	if [ "$($PY -c 'import onnx,sys; print(sum(n.op_type == "Clip" for n in onnx.load(sys.argv[1]).graph.node))' "$T/cls_seed/model.onnx")" = 18 ] &&
+		grep -q "15 Relu/Clip nodes folded" "$T/cls_seed.log"; then ok
+	else bad "cls_seed: the ReLU6 Clips were folded into power-of-two Qs"; fi
 	run cls_dpu "$M/cls.onnx" "$(vp enable_npu_cnn=true need_layer_fusing=true)" --dpu --min-top1 0.93 --max-quantd-abs 0.005
 fi
 
@@ -250,7 +259,9 @@ if [ -f "$A/ch_PP-OCRv4_rec_infer.onnx" ] && $PY tests/models/make_calib_data.py
 	# quantd vs ORT on the u8 QDQ artifact: cosine 0.998-0.999, max 0.28-0.36 on a softmax
 	# probability (ties of power-of-two scales flip codes differently in ORT's integer
 	# kernels and compound through the SVTR neck); the DPU form agrees to 3e-6
-	RRQ="--max-quantd-abs 0.4 --min-quantd-cos 0.997 --quantd-samples 2"
+	# (with the ReLU6 Clips kept in float, see passes/static.c clip_grid_inside: cosine
+	# 0.981-0.996, max 0.17-0.28)
+	RRQ="--max-quantd-abs 0.4 --min-quantd-cos 0.980 --quantd-samples 2"
 	run rec_seed "$M/rec.onnx" "$SEED" --min-top1 0.58 $RRQ
 	run rec_minmse "$M/rec.onnx" "$(vp calibrate_method='"MinMSE"')" --min-top1 0.58 $RRQ
 	better rec_minmse rec_seed
