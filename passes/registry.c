@@ -228,7 +228,7 @@ static const struct qd_param qd_params_vitis_ai[] = {
 	{"AddQDQPairToWeight", QD_PT_BOOL, "false", NULL, NULL,
 	 "keep float weights followed by QuantizeLinear and DequantizeLinear (overrides extra_options)"},
 	{"include_cle", QD_PT_BOOL, "false", NULL, NULL,
-	 "cross-layer equalization of Conv pairs before calibration (extra_options CLESteps, CLEScaleAppendBias, ...)"},
+	 "cross-layer equalization before calibration: Conv / Gemm pairs (through Relu, Clip without a max, Pad, spatial ReduceMean) and Conv - depthwise - pointwise triples (extra_options CLESteps, CLEScaleAppendBias, ...)"},
 	{"extra_options", QD_PT_DICT, "null", NULL, NULL,
 	 "ORT extra_options (checked as the static pass does) and Vitis AI's MinMSEMode"},
 	P_EXTERNAL_DATA,
