@@ -89,6 +89,15 @@ struct act {
 	char *scale_name, *zp_name; /* initializers once emitted */
 	char *q;                   /* QOperator: the quantized value's name */
 	char *dq;                  /* QDQ: the DequantizeLinear output */
+	char *src_node;            /* shared: the node whose output shares src's parameters */
+	enum qd_qtype qt;          /* its type (TensorQuantOverrides quant_type, else activation_type) */
+	/* mixed precision (TensorQuantOverrides convert): Q -> DQ -> Q' -> DQ' for recv_nodes */
+	bool conv;
+	enum qd_qtype cqt;
+	float cscale;
+	int32_t czp;
+	const json_t *recv;        /* node names reading the converted value */
+	char *cscale_name, *czp_name;
 };
 
 struct st {
@@ -108,6 +117,8 @@ struct st {
 	struct qd_calib *cal;
 	const struct qd_static_target *tgt;   /* may be NULL (passes/static.h) */
 	long qnn_fixed;                  /* QNN: Sigmoid / Tanh outputs given fixed parameters */
+	json_t *ov_fixed;                /* QNN mixed precision: the overrides with convert entries */
+	long converts;                   /* Q -> DQ -> Q -> DQ conversions emitted */
 };
 
 /* ---- small helpers ---- */
@@ -209,6 +220,7 @@ static struct act *act_add(struct st *s, const char *name)
 		oom(s);
 		return NULL;
 	}
+	a->qt = s->cfg.atype;
 	s->acts[s->n_acts++] = a;
 	return a;
 }
@@ -216,6 +228,7 @@ static struct act *act_add(struct st *s, const char *name)
 static void act_free(struct act *a)
 {
 	free(a->name); free(a->src); free(a->scale_name); free(a->zp_name); free(a->q); free(a->dq);
+	free(a->src_node); free(a->cscale_name); free(a->czp_name);
 	free(a);
 }
 
@@ -234,6 +247,8 @@ static const char *qdq_domain(struct st *s, bool axis, bool wide)
 }
 
 static bool is_wide(enum qd_qtype t) { return t == QD_QT_UINT16 || t == QD_QT_INT16; }
+
+static int qtype_of(const char *s);
 
 /* ---- selection ---- */
 
@@ -279,7 +294,7 @@ static bool qnn_fixed_params(struct st *s, struct act *a)
 	const Onnx__NodeProto *p = qd_index_producer(s->ix, a->name);
 	if (!p || *qd_node_domain(p))
 		return false;
-	bool u = s->cfg.atype == QD_QT_UINT16;
+	bool u = a->qt == QD_QT_UINT16;
 	if (!strcmp(p->op_type, "Sigmoid")) {
 		a->scale = u ? 1.0f / 65536.0f : 1.0f / 32768.0f;
 		a->zp = 0;
@@ -294,46 +309,107 @@ static bool qnn_fixed_params(struct st *s, struct act *a)
 	return true;
 }
 
+/* Does node read a's converted value (mixed precision)? */
+static bool act_recv(const struct act *a, const char *node)
+{
+	return a->conv && node && *node && in_list(a->recv, node);
+}
+
+/* The convert entry of a's override: the second type's parameters, from the entry's own
+ * scale / zero_point or rmin / rmax, else the tensor's range [lo, hi]. */
+static void conv_params(struct st *s, struct act *a, const json_t *ov, double lo, double hi)
+{
+	const json_t *cv = json_object_get(ov, "convert");
+	int t = qtype_of(json_string_value(json_object_get(cv, "quant_type")));
+	if (!json_is_object(cv) || t < 0)
+		return;
+	a->conv = true;
+	a->cqt = (enum qd_qtype)t;
+	a->recv = json_object_get(cv, "recv_nodes");
+	bool sym = json_is_boolean(json_object_get(cv, "symmetric")) ? json_is_true(json_object_get(cv, "symmetric"))
+								      : s->cfg.act_sym;
+	if (json_is_number(json_object_get(cv, "scale")) && json_is_integer(json_object_get(cv, "zero_point"))) {
+		a->cscale = (float)json_number_value(json_object_get(cv, "scale"));
+		a->czp = (int32_t)json_integer_value(json_object_get(cv, "zero_point"));
+		return;
+	}
+	if (json_is_number(json_object_get(cv, "rmin")))
+		lo = json_number_value(json_object_get(cv, "rmin"));
+	if (json_is_number(json_object_get(cv, "rmax")))
+		hi = json_number_value(json_object_get(cv, "rmax"));
+	int32_t qmin, qmax;
+	qd_quant_qrange(a->cqt, false, sym, &qmin, &qmax);
+	qd_quant_scale_zp(lo, hi, qmin, qmax, sym, s->cfg.min_real_range, &a->cscale, &a->czp);
+}
+
+/* The range a convert starts from: the calibrated one, else the first type's grid. */
+static void conv_from(struct st *s, struct act *a, const json_t *ov)
+{
+	if (!json_is_object(json_object_get(ov, "convert")))
+		return;
+	double lo = a->rmin, hi = a->rmax;
+	if (!a->has_range) {
+		int32_t qmin, qmax;
+		qd_quant_qrange(a->qt, false, false, &qmin, &qmax);
+		lo = (double)(qmin - a->zp) * a->scale;
+		hi = (double)(qmax - a->zp) * a->scale;
+	}
+	if (json_is_number(json_object_get(ov, "rmin")))
+		lo = json_number_value(json_object_get(ov, "rmin"));
+	if (json_is_number(json_object_get(ov, "rmax")))
+		hi = json_number_value(json_object_get(ov, "rmax"));
+	conv_params(s, a, ov, lo, hi);
+}
+
 static int act_params(struct st *s, struct act *a)
 {
 	if (a->params)
 		return 0;
+	const json_t *ov = json_object_get(s->cfg.overrides, a->name);
+	ov = json_is_array(ov) ? json_array_get(ov, 0) : ov;
 	if (a->src) {
+		/* a shared output takes its input's parameters as the sharing node reads them */
 		struct act *r = act_get(s, a->src);
-		for (int depth = 0; r && r->src && depth < 1000; depth++)
-			r = act_get(s, r->src);
 		if (r && act_params(s, r) == 0 && r->params) {
-			a->scale = r->scale;
-			a->zp = r->zp;
+			bool cv = act_recv(r, a->src_node);
+			a->scale = cv ? r->cscale : r->scale;
+			a->zp = cv ? r->czp : r->zp;
+			a->qt = cv ? r->cqt : r->qt;
 			a->params = true;
+			conv_from(s, a, ov);
 			return 0;
 		}
 		/* the source has no parameters: fall back to the tensor's own range */
 		free(a->src);
 		a->src = NULL;
 	}
-	const json_t *ov = json_object_get(s->cfg.overrides, a->name);
-	if (s->cfg.qnn && !ov && is_wide(s->cfg.atype) && qnn_fixed_params(s, a))
+	int qt = qtype_of(json_string_value(json_object_get(ov, "quant_type")));
+	if (qt >= 0)
+		a->qt = (enum qd_qtype)qt;
+	bool given = json_object_get(ov, "scale") || json_object_get(ov, "rmin") || json_object_get(ov, "rmax");
+	if (s->cfg.qnn && !given && is_wide(a->qt) && qnn_fixed_params(s, a)) {
+		conv_from(s, a, ov);
 		return 0;
+	}
 	if (!a->has_range)
 		return -1;
 	int32_t qmin, qmax;
 	bool sym = s->cfg.act_sym;
-	ov = json_is_array(ov) ? json_array_get(ov, 0) : ov;
 	if (json_is_boolean(json_object_get(ov, "symmetric")))
 		sym = json_is_true(json_object_get(ov, "symmetric"));
-	qd_quant_qrange(s->cfg.atype, false, sym, &qmin, &qmax);
+	qd_quant_qrange(a->qt, false, sym, &qmin, &qmax);
+	double lo = a->rmin, hi = a->rmax;
+	if (json_is_number(json_object_get(ov, "rmin")))
+		lo = json_number_value(json_object_get(ov, "rmin"));
+	if (json_is_number(json_object_get(ov, "rmax")))
+		hi = json_number_value(json_object_get(ov, "rmax"));
+	conv_params(s, a, ov, lo, hi);
 	if (json_is_number(json_object_get(ov, "scale")) && json_is_integer(json_object_get(ov, "zero_point"))) {
 		a->scale = (float)json_number_value(json_object_get(ov, "scale"));
 		a->zp = (int32_t)json_integer_value(json_object_get(ov, "zero_point"));
 		a->params = true;
 		return 0;
 	}
-	double lo = a->rmin, hi = a->rmax;
-	if (json_is_number(json_object_get(ov, "rmin")))
-		lo = json_number_value(json_object_get(ov, "rmin"));
-	if (json_is_number(json_object_get(ov, "rmax")))
-		hi = json_number_value(json_object_get(ov, "rmax"));
 	if (s->tgt && s->tgt->act_scale_zp)
 		s->tgt->act_scale_zp(s->tgt->ud, lo, hi, qmin, qmax, sym, &a->scale, &a->zp);
 	else
@@ -342,16 +418,45 @@ static int act_params(struct st *s, struct act *a)
 	return 0;
 }
 
+/* The scale node reads a with (the converted one for its recv_nodes). */
+static float act_scale_for(const struct act *a, const char *node)
+{
+	return act_recv(a, node) ? a->cscale : a->scale;
+}
+
 /* Scale / zero-point initializers of an activation (its source's for shared ones). */
+static int add_qparams(struct st *s, const char *sn, const char *zn, float scale, int32_t zp, enum qd_qtype qt)
+{
+	uint8_t zb[2];
+	size_t zs = qd_qtype_code_size(qt);
+	if (zs == 1)
+		zb[0] = (uint8_t)zp;
+	else
+		memcpy(zb, &(uint16_t){(uint16_t)zp}, 2);
+	if (add_init(s, qd_tensor_new(sn, QD_DT_FLOAT, NULL, 0, &scale, sizeof scale)) < 0 ||
+	    add_init(s, qd_tensor_new(zn, qd_qtype_dtype(qt), NULL, 0, zb, zs)) < 0)
+		return -QD_ENOMEM;
+	return 0;
+}
+
 static int act_param_names(struct st *s, struct act *a)
 {
 	if (a->scale_name)
 		return 0;
+	if (a->conv) {
+		a->cscale_name = fresh(s, "%s_convert_scale", a->name);
+		a->czp_name = fresh(s, "%s_convert_zero_point", a->name);
+		if (!a->cscale_name || !a->czp_name)
+			return -QD_ENOMEM;
+		if (add_qparams(s, a->cscale_name, a->czp_name, a->cscale, a->czp, a->cqt) < 0)
+			return -QD_ENOMEM;
+	}
 	if (a->src) {
 		struct act *r = act_get(s, a->src);
 		if (r && r->params && act_param_names(s, r) == 0) {
-			a->scale_name = strdup(r->scale_name);
-			a->zp_name = strdup(r->zp_name);
+			bool cv = act_recv(r, a->src_node);
+			a->scale_name = strdup(cv ? r->cscale_name : r->scale_name);
+			a->zp_name = strdup(cv ? r->czp_name : r->zp_name);
 			return a->scale_name && a->zp_name ? 0 : oom(s);
 		}
 	}
@@ -359,16 +464,7 @@ static int act_param_names(struct st *s, struct act *a)
 	a->zp_name = fresh(s, "%s_zero_point", a->name);
 	if (!a->scale_name || !a->zp_name)
 		return -QD_ENOMEM;
-	uint8_t zb[2];
-	size_t zs = qd_qtype_code_size(s->cfg.atype);
-	if (zs == 1)
-		zb[0] = (uint8_t)a->zp;
-	else
-		memcpy(zb, &(uint16_t){(uint16_t)a->zp}, 2);
-	if (add_init(s, qd_tensor_new(a->scale_name, QD_DT_FLOAT, NULL, 0, &a->scale, sizeof a->scale)) < 0 ||
-	    add_init(s, qd_tensor_new(a->zp_name, qd_qtype_dtype(s->cfg.atype), NULL, 0, zb, zs)) < 0)
-		return -QD_ENOMEM;
-	return 0;
+	return add_qparams(s, a->scale_name, a->zp_name, a->scale, a->zp, a->qt);
 }
 
 /* ---- weights ---- */
@@ -732,6 +828,32 @@ struct wjob {
 
 /* ---- QDQ: the rewrite ---- */
 
+/* Mixed precision: the first pair's DQ output quantized again in the convert type
+ * (Q -> DQ -> Q' -> DQ'); the convert's recv_nodes read DQ', the others DQ. */
+static int qdq_convert(struct st *s, struct act *a, Onnx__NodeProto *const *cons, size_t nc)
+{
+	char *cqn = fresh(s, "%s_convert_QuantizeLinear", a->name);
+	char *cqo = fresh(s, "%s_convert_QuantizeLinear_Output", a->name);
+	char *cdn = fresh(s, "%s_convert_DequantizeLinear", a->name);
+	char *cout = fresh(s, "%s_convert_DequantizeLinear_Output", a->name);
+	int rc = cqn && cqo && cdn && cout ? 0 : -QD_ENOMEM;
+	const char *qin[3] = {a->dq, a->cscale_name, a->czp_name};
+	const char *din[3] = {cqo, a->cscale_name, a->czp_name};
+	if (rc == 0)
+		rc = emit_q(s, cqn, qin, cqo, -1, is_wide(a->cqt));
+	if (rc == 0)
+		rc = emit_dq(s, cdn, din, cout, -1, is_wide(a->cqt));
+	for (size_t c = 0; rc == 0 && c < nc; c++)
+		if (act_recv(a, cons[c]->name))
+			for (size_t k = 0; k < cons[c]->n_input && rc == 0; k++)
+				if (!strcmp(cons[c]->input[k], a->dq))
+					rc = set_input(s, cons[c], k, cout);
+	free(cqn); free(cqo); free(cdn); free(cout);
+	if (rc == 0)
+		s->converts++;
+	return rc;
+}
+
 static int qdq_acts(struct st *s)
 {
 	/* one Q/DQ pair per marked activation, every consumer rewired to the DQ output */
@@ -748,7 +870,7 @@ static int qdq_acts(struct st *s)
 			return rc;
 		Onnx__NodeProto *const *cons;
 		size_t nc = qd_index_consumers(s->ix, a->name, &cons);
-		size_t pairs = s->cfg.dedicated_pair && nc > 1 ? nc : 1;
+		size_t pairs = s->cfg.dedicated_pair && nc > 1 && !a->conv ? nc : 1;
 		for (size_t p = 0; p < pairs; p++) {
 			char sfx[24] = "";
 			if (pairs > 1)
@@ -759,9 +881,9 @@ static int qdq_acts(struct st *s)
 			char *dout = fresh(s, "%s_DequantizeLinear_Output%s", a->name, sfx);
 			const char *qin[3] = {a->name, a->scale_name, a->zp_name};
 			const char *din[3] = {qo, a->scale_name, a->zp_name};
-			rc = qn && qo && dn && dout ? emit_q(s, qn, qin, qo, -1, is_wide(s->cfg.atype)) : -QD_ENOMEM;
+			rc = qn && qo && dn && dout ? emit_q(s, qn, qin, qo, -1, is_wide(a->qt)) : -QD_ENOMEM;
 			if (rc == 0)
-				rc = emit_dq(s, dn, din, dout, -1, is_wide(s->cfg.atype));
+				rc = emit_dq(s, dn, din, dout, -1, is_wide(a->qt));
 			for (size_t c = 0; rc == 0 && c < nc; c++) {
 				if (pairs > 1 && c != p)
 					continue;
@@ -780,6 +902,8 @@ static int qdq_acts(struct st *s)
 			else
 				free(dout);
 		}
+		if (a->conv && (rc = qdq_convert(s, a, cons, nc)) < 0)
+			return rc;
 	}
 	return 0;
 }
@@ -909,7 +1033,9 @@ static int qdq_rewrite(struct st *s)
 				/* shares the input's parameters: no range of its own is needed */
 				o->marked = true;
 				free(o->src);
+				free(o->src_node);
 				o->src = strdup(n->input[0]);
+				o->src_node = strdup(n->name);
 			}
 			did = true;
 			break;
@@ -974,7 +1100,7 @@ static int qdq_rewrite(struct st *s)
 		struct wq wk = {0};
 		bool bias_w = b && s->tgt && s->tgt->bias_as_weight;
 		rc = qdq_weight(s, n, (size_t)j->w_in, j->qt, j->axis, j->sym, s->cfg.reduce_range, bias_w ? NULL : babs,
-				in && in->params ? in->scale : 0.0, false, b && !bias_w ? &wk : NULL);
+				in && in->params ? act_scale_for(in, n->name) : 0.0, false, b && !bias_w ? &wk : NULL);
 		free(babs);
 		if (rc == 0 && bias_w && (j->r->kind != QD_OK_GEMM || j->beta == 1.0))
 			rc = qdq_weight(s, n, (size_t)j->b_in, j->qt, -1, true, false, NULL, 0.0, true, NULL);
@@ -986,7 +1112,7 @@ static int qdq_rewrite(struct st *s)
 		}
 		char *qn = NULL, *sn = NULL, *zn = NULL, *node = NULL, *out = NULL;
 		bool per_ch = false;
-		rc = emit_bias_inits(s, b, in->scale, &wk, j->beta, &qn, &sn, &zn, &per_ch);
+		rc = emit_bias_inits(s, b, act_scale_for(in, n->name), &wk, j->beta, &qn, &sn, &zn, &per_ch);
 		wq_free(&wk);
 		if (rc == 0) {
 			node = fresh(s, "%s_DequantizeLinear", b->name);
@@ -1588,6 +1714,63 @@ static bool qnn_requested(const json_t *ep, const json_t *prep_qdq, const json_t
 		!json_is_false(prep_qdq)) || json_is_true(prep_qnn);
 }
 
+/* One TensorQuantOverrides entry's keys: scale, zero_point, rmin, rmax, symmetric, and the
+ * mixed-precision quant_type and convert {quant_type, recv_nodes, scale, ...} (QDQ only). */
+static int check_override_keys(const char *field, const char *what, const char *tk, const json_t *o,
+			       bool conv, const json_t *fmts, struct qd_err *err)
+{
+	const char *ok; json_t *ovv;
+	json_object_foreach((json_t *)o, ok, ovv) {
+		if (!strcmp(ok, "scale") || !strcmp(ok, "zero_point") || !strcmp(ok, "rmin") || !strcmp(ok, "rmax") ||
+		    !strcmp(ok, "symmetric"))
+			continue;
+		bool qt = !strcmp(ok, "quant_type"), cv = !conv && !strcmp(ok, "convert"), rn = conv && !strcmp(ok, "recv_nodes");
+		if (!qt && !cv && !rn)
+			return qd_err_set(err, QD_EUNSUPPORTED, field, "%s key '%s%s' (tensor '%s') is not supported "
+					  "(scale, zero_point, rmin, rmax, symmetric, quant_type, convert)", what,
+					  conv ? "convert." : "", ok, tk);
+		size_t k; json_t *f;
+		json_array_foreach(fmts, k, f)
+			if (json_is_string(f) && !strcmp(json_string_value(f), "QOperator"))
+				return qd_err_set(err, QD_EUNSUPPORTED, field, "%s key '%s' (tensor '%s', mixed precision) "
+						  "needs quant_format QDQ", what, ok, tk);
+		if (qt) {
+			int t = qtype_of(json_string_value(ovv));
+			if (t < 0 || t == QD_QT_INT4 || t == QD_QT_UINT4)
+				return qd_err_set(err, QD_EINVAL, field, "%s '%s': quant_type must be QInt8, QUInt8, QInt16 "
+						  "or QUInt16", what, tk);
+		} else if (cv) {
+			if (!json_is_object(ovv) || !json_is_string(json_object_get(ovv, "quant_type")) ||
+			    !json_is_array(json_object_get(ovv, "recv_nodes")))
+				return qd_err_set(err, QD_EINVAL, field, "%s '%s': convert needs quant_type and recv_nodes "
+						  "(a list of node names)", what, tk);
+			int rc = check_override_keys(field, what, tk, ovv, true, fmts, err);
+			if (rc < 0)
+				return rc;
+		} else {
+			size_t k2; json_t *nv;
+			json_array_foreach(ovv, k2, nv)
+				if (!json_is_string(nv))
+					return qd_err_set(err, QD_EINVAL, field, "%s '%s': convert.recv_nodes must be node "
+							  "names", what, tk);
+		}
+	}
+	return 0;
+}
+
+static int check_overrides(const char *field, const char *what, const json_t *ov, const json_t *fmts,
+			   struct qd_err *err)
+{
+	const char *tk; json_t *tv;
+	json_object_foreach((json_t *)ov, tk, tv) {
+		const json_t *o = json_is_array(tv) ? json_array_get(tv, 0) : tv;
+		int rc = check_override_keys(field, what, tk, o, false, fmts, err);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
 static int check_static_space(const char *pass_name, const json_t *space, struct qd_err *err)
 {
 	char field[160];
@@ -1662,32 +1845,17 @@ static int check_static_space(const char *pass_name, const json_t *space, struct
 				return qd_err_set(err, QD_EUNSUPPORTED, f2, "extra option '%s' is not supported: %s",
 						  static_rejected[k].key, static_rejected[k].why);
 			}
-		const json_t *ov = json_object_get(v, "TensorQuantOverrides");
-		const char *tk; json_t *tv;
-		json_object_foreach((json_t *)ov, tk, tv) {
-			const json_t *o = json_is_array(tv) ? json_array_get(tv, 0) : tv;
-			const char *ok; json_t *ovv;
-			json_object_foreach((json_t *)o, ok, ovv)
-				if (strcmp(ok, "scale") && strcmp(ok, "zero_point") && strcmp(ok, "rmin") &&
-				    strcmp(ok, "rmax") && strcmp(ok, "symmetric"))
-					return qd_err_set(err, QD_EUNSUPPORTED, field, "TensorQuantOverrides key '%s' "
-							  "(tensor '%s') is not supported (scale, zero_point, rmin, "
-							  "rmax, symmetric)", ok, tk);
-		}
+		char f2[200];
+		snprintf(f2, sizeof f2, "%s.TensorQuantOverrides", field);
+		if ((rc = check_overrides(f2, "TensorQuantOverrides", json_object_get(v, "TensorQuantOverrides"), fmts,
+					  err)) < 0)
+			return rc;
 	}
+	snprintf(field, sizeof field, "passes.%s.tensor_quant_overrides", pass_name);
 	json_array_foreach(json_object_get(space, "tensor_quant_overrides"), i, v) {
-		const char *tk; json_t *tv;
-		snprintf(field, sizeof field, "passes.%s.tensor_quant_overrides", pass_name);
-		json_object_foreach(v, tk, tv) {
-			const json_t *o = json_is_array(tv) ? json_array_get(tv, 0) : tv;
-			const char *ok; json_t *ovv;
-			json_object_foreach((json_t *)o, ok, ovv)
-				if (strcmp(ok, "scale") && strcmp(ok, "zero_point") && strcmp(ok, "rmin") &&
-				    strcmp(ok, "rmax") && strcmp(ok, "symmetric"))
-					return qd_err_set(err, QD_EUNSUPPORTED, field, "tensor_quant_overrides key '%s' "
-							  "(tensor '%s') is not supported (scale, zero_point, rmin, "
-							  "rmax, symmetric)", ok, tk);
-		}
+		int rc = check_overrides(field, "tensor_quant_overrides", v, fmts, err);
+		if (rc < 0)
+			return rc;
 	}
 	return 0;
 }
@@ -2131,11 +2299,221 @@ static void adjust_ranges(struct st *s)
  * below opset 21 (UseQDQContribOps; the user's extra option wins), LayerNormalization
  * refused with per_channel (ORT raises), the op types no quantizer row covers (left
  * float, logged) and the configuration in the pass stats. */
+/* ---- QNN mixed precision (ORT's MixedPrecisionTensorQuantOverridesFixer) ---- */
+
+/* A type request: quant type * 2 + symmetric. */
+static int ti_of(struct st *s, const json_t *o)
+{
+	int t = qtype_of(json_string_value(json_object_get(o, "quant_type")));
+	bool sym = json_is_boolean(json_object_get(o, "symmetric")) ? json_is_true(json_object_get(o, "symmetric"))
+								     : s->cfg.act_sym;
+	return (t < 0 ? (int)s->cfg.atype : t) * 2 + sym;
+}
+
+static const char *olive_qtype(int ti)
+{
+	switch ((enum qd_qtype)(ti / 2)) {
+	case QD_QT_INT8: return "QInt8";
+	case QD_QT_UINT8: return "QUInt8";
+	case QD_QT_INT16: return "QInt16";
+	case QD_QT_UINT16: return "QUInt16";
+	default: return "?";
+	}
+}
+
+/* Can the fixer give this input / output a type? (a float activation the pass sees) */
+static bool fix_tensor(struct st *s, const Onnx__NodeProto *n, size_t k, bool input)
+{
+	const char *t = input ? n->input[k] : n->output[k];
+	if (!*t || is_init(s, t) || !act_get(s, t))
+		return false;
+	const struct qd_op_rule *r = qd_op_rule_find(n->op_type);
+	return !(input && k > 0 && r && r->kind == QD_OK_SHARED);   /* shape / index inputs */
+}
+
+static json_t *req_get(json_t *req, const char *name)
+{
+	json_t *e = json_object_get(req, name);
+	if (!e) {
+		e = json_pack("{s:o}", "n", json_array());
+		if (e && json_object_set_new(req, name, e) < 0)
+			e = NULL;
+	}
+	return e;
+}
+
+/* Every output of node produced in type ti, every input read in ti. */
+static int req_node(struct st *s, json_t *req, const Onnx__NodeProto *n, int ti)
+{
+	for (size_t k = 0; k < n->n_output; k++) {
+		if (!fix_tensor(s, n, k, false))
+			continue;
+		json_t *e = req_get(req, n->output[k]);
+		if (!e)
+			return oom(s);
+		const json_t *p = json_object_get(e, "p");
+		if (p && json_integer_value(p) != ti)
+			return qd_err_set(s->err, QD_EINVAL, "tensor_quant_overrides", "mixed precision: tensor '%s' "
+					  "(output of '%s') is asked for as both %s and %s", n->output[k], qd_node_label(n),
+					  olive_qtype((int)json_integer_value(p)), olive_qtype(ti));
+		json_object_set_new(e, "p", json_integer(ti));
+	}
+	for (size_t k = 0; k < n->n_input; k++) {
+		if (!fix_tensor(s, n, k, true))
+			continue;
+		if (!*n->name)
+			return qd_err_set(s->err, QD_EINVAL, "tensor_quant_overrides", "mixed precision: a '%s' node "
+					  "next to an overridden tensor has no name (convert entries name their nodes; "
+					  "QnnPreprocess or quant_preprocess names them)", n->op_type);
+		json_t *e = req_get(req, n->input[k]);
+		if (!e)
+			return oom(s);
+		const json_t *c = json_object_get(e, "c");
+		if (c && json_integer_value(c) != ti)
+			return qd_err_set(s->err, QD_EINVAL, "tensor_quant_overrides", "mixed precision: tensor '%s' "
+					  "is read as both %s and %s", n->input[k], olive_qtype((int)json_integer_value(c)),
+					  olive_qtype(ti));
+		json_object_set_new(e, "c", json_integer(ti));
+		if (!in_list(json_object_get(e, "n"), n->name))
+			json_array_append_new(json_object_get(e, "n"), json_string(n->name));
+	}
+	return 0;
+}
+
+/* The override object of tensor t in the fixed overrides (created when absent). */
+static json_t *fixed_entry(json_t *ov, const char *t)
+{
+	json_t *v = json_object_get(ov, t);
+	if (json_is_array(v))
+		return json_array_get(v, 0);
+	if (!v && json_object_set_new(ov, t, v = json_object()) < 0)
+		return NULL;
+	return v;
+}
+
+/* t produced in type p, converted to c for the nodes in recv (none: only the type). */
+static int fix_convert(struct st *s, const char *t, int p, int c, const json_t *recv)
+{
+	json_t *o = fixed_entry(s->ov_fixed, t);
+	if (!o)
+		return oom(s);
+	json_object_set_new(o, "quant_type", json_string(olive_qtype(p)));
+	json_object_set_new(o, "symmetric", json_boolean(p & 1));
+	if (!recv || !json_array_size(recv) || p == c)
+		return 0;
+	json_t *cv = json_object_get(o, "convert");
+	if (cv && ti_of(s, cv) != c)
+		return qd_err_set(s->err, QD_EINVAL, "tensor_quant_overrides", "mixed precision: tensor '%s' would "
+				  "need conversions to both %s and %s", t, json_string_value(json_object_get(cv, "quant_type")),
+				  olive_qtype(c));
+	if (!cv) {
+		cv = json_pack("{s:s, s:b, s:[]}", "quant_type", olive_qtype(c), "symmetric", c & 1, "recv_nodes");
+		if (!cv || json_object_set_new(o, "convert", cv) < 0)
+			return oom(s);
+	}
+	json_t *rn = json_object_get(cv, "recv_nodes");
+	size_t i; json_t *v;
+	json_array_foreach(recv, i, v)
+		if (!in_list(rn, json_string_value(v)))
+			json_array_append(rn, v);
+	return 0;
+}
+
+/* get_qnn_qdq_config's add_qtype_converts: each overridden tensor's producer and consumers
+ * work in its type; where a tensor's producer and readers then differ, a convert entry. */
+static int mixed_fix(struct st *s)
+{
+	const char *tk; json_t *tv;
+	int def = (int)s->cfg.atype * 2 + s->cfg.act_sym;
+	bool any = false;
+	json_object_foreach((json_t *)s->cfg.overrides, tk, tv) {
+		const json_t *o = json_is_array(tv) ? json_array_get(tv, 0) : tv;
+		if (json_object_get(o, "quant_type") && ti_of(s, o) != def)
+			any = true;
+	}
+	if (!any)
+		return 0;
+	json_t *req = json_object();
+	if (!req || !(s->ov_fixed = json_deep_copy(s->cfg.overrides))) {
+		json_decref(req);
+		return oom(s);
+	}
+	int rc = 0;
+	json_object_foreach((json_t *)s->cfg.overrides, tk, tv) {
+		const json_t *o = json_is_array(tv) ? json_array_get(tv, 0) : tv;
+		if (!act_get(s, tk) || is_init(s, tk))
+			continue;
+		int ti = ti_of(s, o);
+		const Onnx__NodeProto *p = qd_index_producer(s->ix, tk);
+		if (p && (rc = req_node(s, req, p, ti)) < 0)
+			goto out;
+		Onnx__NodeProto *const *cons;
+		size_t nc = qd_index_consumers(s->ix, tk, &cons);
+		for (size_t c = 0; c < nc; c++)
+			if ((rc = req_node(s, req, cons[c], ti)) < 0)
+				goto out;
+	}
+	json_object_foreach(req, tk, tv) {
+		const json_t *pj = json_object_get(tv, "p"), *cj = json_object_get(tv, "c");
+		const json_t *nodes = json_object_get(tv, "n");
+		Onnx__NodeProto *const *cons;
+		size_t nc = qd_index_consumers(s->ix, tk, &cons);
+		json_t *rest = json_array();   /* consumers that asked for nothing */
+		if (!rest) {
+			rc = oom(s);
+			goto out;
+		}
+		const json_t *own = json_object_get(s->cfg.overrides, tk);
+		own = json_is_array(own) ? json_array_get(own, 0) : own;
+		int p = pj ? (int)json_integer_value(pj) : own ? ti_of(s, own) : def;
+		for (size_t c = 0; c < nc && rc == 0; c++) {
+			if (*cons[c]->name && in_list(nodes, cons[c]->name))
+				continue;
+			if (!*cons[c]->name && p != def)
+				rc = qd_err_set(s->err, QD_EINVAL, "tensor_quant_overrides", "mixed precision: a '%s' node "
+						"reading '%s' has no name (convert entries name their nodes; QnnPreprocess or "
+						"quant_preprocess names them)", cons[c]->op_type, tk);
+			json_array_append_new(rest, json_string(cons[c]->name));
+		}
+		if (rc < 0)
+			;
+		else if (cj && (int)json_integer_value(cj) != p)
+			rc = fix_convert(s, tk, p, (int)json_integer_value(cj), nodes);
+		else
+			rc = fix_convert(s, tk, p, p, NULL);
+		/* readers outside the region get the default type back */
+		if (rc == 0 && json_array_size(rest) && p != def)
+			rc = fix_convert(s, tk, p, def, rest);
+		json_decref(rest);
+		if (rc < 0)
+			goto out;
+	}
+	s->cfg.overrides = s->ov_fixed;
+	long nconv = 0;
+	json_object_foreach(s->ov_fixed, tk, tv) {
+		const json_t *o = json_is_array(tv) ? json_array_get(tv, 0) : tv;
+		nconv += json_object_get(o, "convert") != NULL;
+	}
+	qd_pass_log(s->pc, QD_LOG_INFO, "mixed precision (MixedPrecisionTensorQuantOverridesFixer): %zu tensors "
+		    "typed, %ld converted between types", json_object_size(s->ov_fixed), nconv);
+	json_object_set(s->pc->stats, "tensor_quant_overrides_fixed", s->ov_fixed);
+out:
+	json_decref(req);
+	return rc;
+}
+
 static int qnn_config(struct st *s, const json_t *params)
 {
 	struct st_cfg *c = &s->cfg;
 	const json_t *extra = json_object_get(params, "extra_options");
 	bool wide = is_wide(c->atype) || is_wide(c->wtype);
+	const char *tk; json_t *tv;
+	json_object_foreach((json_t *)c->overrides, tk, tv) {   /* 16-bit quant_type / convert overrides */
+		const json_t *o = json_is_array(tv) ? json_array_get(tv, 0) : tv;
+		int t = qtype_of(json_string_value(json_object_get(o, "quant_type")));
+		int ct = qtype_of(json_string_value(json_object_get(json_object_get(o, "convert"), "quant_type")));
+		wide = wide || (t >= 0 && is_wide((enum qd_qtype)t)) || (ct >= 0 && is_wide((enum qd_qtype)ct));
+	}
 	if (wide && s->opset < 21 && !json_is_boolean(json_object_get(extra, "UseQDQContribOps")))
 		c->contrib = true;
 	char nofloat[512] = "";
@@ -2275,8 +2653,16 @@ int qd_static_run(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t *par
 		rc = 0;
 		goto out;
 	}
+	if (s.cfg.qnn && s.cfg.qdq && (rc = mixed_fix(&s)) < 0)
+		goto out;
 	/* 3. calibrate */
 	need_ranges(&s);
+	for (size_t i = 0; i < s.n_acts; i++) {   /* a convert's second type needs the tensor's range */
+		const json_t *ov = json_object_get(s.cfg.overrides, s.acts[i]->name);
+		ov = json_is_array(ov) ? json_array_get(ov, 0) : ov;
+		if (json_is_object(json_object_get(ov, "convert")))
+			s.acts[i]->needed = true;
+	}
 	if ((rc = calibrate(&s, params)) < 0)
 		goto out;
 	adjust_ranges(&s);
@@ -2333,6 +2719,8 @@ out:
 	if (s.cfg.qnn)
 		json_object_set_new(json_object_get(ctx->stats, "qnn_config"), "fixed_output_scales",
 				    json_integer(s.qnn_fixed));
+	if (s.converts)
+		json_object_set_new(ctx->stats, "type_conversions", json_integer(s.converts));
 	qd_index_free(s.ix);
 	for (size_t i = 0; i < s.n_dead; i++)
 		free(s.dead[i]);
@@ -2343,5 +2731,6 @@ out:
 	free(s.acts);
 	free(s.selected);
 	qd_calib_free(s.cal);
+	json_decref(s.ov_fixed);
 	return rc;
 }

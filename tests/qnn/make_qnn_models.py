@@ -24,7 +24,11 @@ usage: /usr/bin/python3 tests/qnn/make_qnn_models.py OUT_DIR
                        -> erf-GELU -> MatMul+Add -> residual Add -> decomposed LayerNorm ->
                        MatMul -> Sigmoid * Tanh (out); opset 17
   convnet.onnx         QNN per-channel model: Conv, ConvTranspose, MatMul, opset 13
-  calib_encoder.npz / held_encoder.npz / calib_convnet.npz / held_convnet.npz
+  mixed.onnx           QNN mixed precision: conv1 Relu (8-bit) -> conv2 -> Sigmoid, Mul (the
+                       SiLU region the tests make 16-bit by overriding conv2's output "t_c2")
+                       -> conv3 (8-bit) -> out; named nodes, opset 13
+  calib_encoder.npz / held_encoder.npz / calib_convnet.npz / held_convnet.npz /
+  calib_mixed.npz / held_mixed.npz
                        calibration and held-out data (16 samples each)
 """
 import os
@@ -220,6 +224,20 @@ def main(out):
     xs = RNG.standard_normal((32, 1, 3, 8, 8)).astype(np.float32)
     np.savez(os.path.join(out, "calib_convnet.npz"), img=xs[:16].reshape(16, 3, 8, 8))
     np.savez(os.path.join(out, "held_convnet.npz"), img=xs[16:].reshape(16, 3, 8, 8))
+
+    g = G()
+    mk = helper.make_node
+    g.nodes += [mk("Conv", ["x", g.w((8, 3, 3, 3)), g.w((8,), 0.1)], ["t_c1"], name="conv1", pads=[1, 1, 1, 1]),
+                mk("Relu", ["t_c1"], ["t_r1"], name="relu1"),
+                mk("Conv", ["t_r1", g.w((8, 8, 3, 3), 0.3), g.w((8,), 0.1)], ["t_c2"], name="conv2", pads=[1, 1, 1, 1]),
+                mk("Sigmoid", ["t_c2"], ["t_s2"], name="sig"),
+                mk("Mul", ["t_c2", "t_s2"], ["t_m2"], name="mul"),
+                mk("Conv", ["t_m2", g.w((4, 8, 1, 1)), g.w((4,), 0.1)], ["t_c3"], name="conv3"),
+                mk("Identity", ["t_c3"], ["out"], name="out_id")]
+    save(g, os.path.join(out, "mixed.onnx"), [vi("x", [1, 3, 12, 12])], [vi("out", [1, 4, 12, 12])])
+    xs = RNG.standard_normal((32, 1, 3, 12, 12)).astype(np.float32)
+    np.savez(os.path.join(out, "calib_mixed.npz"), x=xs[:16].reshape(16, 3, 12, 12))
+    np.savez(os.path.join(out, "held_mixed.npz"), x=xs[16:].reshape(16, 3, 12, 12))
     return 0
 
 

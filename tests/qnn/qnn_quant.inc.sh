@@ -164,6 +164,117 @@ else
 	bad "CPU static runs failed"
 fi
 
+# mixed precision (§C.3, MixedPrecisionTensorQuantOverridesFixer): mixed.onnx's SiLU region
+# made 16-bit by one quant_type override on conv2's output t_c2 inside the QNN 8-bit default.
+# The fixer types conv2, Sigmoid and Mul 16-bit and adds the two conversions ORT's tool emits:
+# t_r1 8 -> 16 for conv2, t_m2 16 -> 8 for conv3 (Q -> DQ -> Q -> DQ).
+# types_ok FILE: every compute node reads and writes one activation type; the chains as expected
+types_ok() {
+	$PY - "$1" <<'EOF'
+import sys, onnx
+from onnx import numpy_helper
+m = onnx.load(sys.argv[1]); g = m.graph
+init = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+prod = {o: n for n in g.node for o in n.output}
+node = {n.name: n for n in g.node}
+cons = {}
+for n in g.node:
+    for i in n.input:
+        cons.setdefault(i, []).append(n)
+dt = lambda n: str(init[n.input[2]].dtype)
+probs = []
+for n in g.node:
+    if n.op_type in ("QuantizeLinear", "DequantizeLinear", "Identity"):
+        continue
+    ins = set(dt(prod[i]) for i in n.input if i in prod and prod[i].op_type == "DequantizeLinear" and prod[i].input[0] not in init)
+    outs = set(dt(c) for o in n.output for c in cons.get(o, []) if c.op_type == "QuantizeLinear")
+    if len(ins | outs) != 1:
+        probs.append("%s reads %s writes %s" % (n.name, sorted(ins), sorted(outs)))
+def chain(nd, k):  # the Q/DQ types from the node's input back to a float tensor
+    t, out = node[nd].input[k], []
+    while t in prod and prod[t].op_type in ("QuantizeLinear", "DequantizeLinear"):
+        out.append(prod[t].op_type[0] + ":" + dt(prod[t])); t = prod[t].input[0]
+    return " ".join(reversed(out)) + " <- " + t
+want = {("conv1", 0): "Q:uint8 D:uint8 <- x", ("conv2", 0): "Q:uint8 D:uint8 Q:uint16 D:uint16 <- t_r1",
+        ("sig", 0): "Q:uint16 D:uint16 <- t_c2", ("mul", 1): "Q:uint16 D:uint16 <- t_s2",
+        ("conv3", 0): "Q:uint16 D:uint16 Q:uint8 D:uint8 <- t_m2"}
+for (nd, k), w in want.items():
+    c = chain(nd, k)
+    if c != w:
+        probs.append("%s input %d: %s, want %s" % (nd, k, c, w))
+if any(n.domain != "com.microsoft" for n in g.node if n.op_type.endswith("QuantizeLinear")):
+    probs.append("16-bit types at opset 13: every Q/DQ in com.microsoft (UseQDQContribOps)")
+for p in probs:
+    print("PROBLEM:", p)
+sys.exit(1 if probs else 0)
+EOF
+}
+cat >"$T/wf_mixed.json" <<'JSON'
+{"data_configs": {"calib": {"dataset": "calib"}},
+ "passes": {"q": {"type": "OnnxStaticQuantization", "data_config": "calib", "execution_provider": "QNNExecutionProvider",
+                  "tensor_quant_overrides": {"t_c2": {"quant_type": "QUInt16"}}}}}
+JSON
+echo '{"data_configs": {"calib": {"dataset": "calib"}}, "passes": {"q": {"type": "OnnxStaticQuantization", "data_config": "calib", "execution_provider": "QNNExecutionProvider"}}}' >"$T/wf_mixed8.json"
+echo "QNN mixed precision (16-bit region in an 8-bit model)"
+if "$Q" run --model "$M/mixed.onnx" --config "$T/wf_mixed.json" --data calib="$M/calib_mixed.npz" --output "$T/mixed" >"$T/mixed.log" 2>&1 &&
+   "$Q" run --model "$M/mixed.onnx" --config "$T/wf_mixed8.json" --data calib="$M/calib_mixed.npz" --output "$T/mixed8" >"$T/mixed8.log" 2>&1; then
+	ok
+	if types_ok "$T/mixed/model.onnx" >"$T/mixed.types"; then ok; else bad "mixed precision types: $(cat "$T/mixed.types")"; fi
+	expect "mixed: the fixed overrides and 2 conversions in the stats, Sigmoid's 16-bit output scale fixed" $PY -c '
+import json, sys
+st = json.load(open(sys.argv[1]))["passes"][0]["stats"]
+f = st["tensor_quant_overrides_fixed"]
+ok = st["type_conversions"] == 2 and st["qnn_config"]["fixed_output_scales"] == 1 and st["qnn_config"]["UseQDQContribOps"] \
+     and f["t_r1"]["convert"]["quant_type"] == "QUInt16" and f["t_r1"]["convert"]["recv_nodes"] == ["conv2"] \
+     and f["t_m2"]["quant_type"] == "QUInt16" and f["t_m2"]["convert"]["recv_nodes"] == ["conv3"] \
+     and f["t_s2"]["quant_type"] == "QUInt16" and "convert" not in f["t_c2"]
+sys.exit(0 if ok else 1)' "$T/mixed/metrics.json"
+	expect "mixed: the log names the fixer" grep -q "MixedPrecisionTensorQuantOverridesFixer): 4 tensors typed, 2 converted" "$T/mixed.log"
+	# ORT runs it; held-out cosine vs float; quantd's engine gives ORT's outputs (measured: max
+	# abs diff 0); the 16-bit region lowers the all-8-bit artifact's error (measured mean |err|
+	# 0.01140 vs 0.01295, pooled cosine 0.999758 vs 0.999702)
+	for v in mixed mixed8; do
+		node tests/passes/static_eval.js --float "$M/mixed.onnx" --quant "$T/$v/model.onnx" --data "$M/held_mixed.npz" \
+			--metric cosine --quantd "$Q" --quantd-samples 16 --min-pooled-cos 0.9997 --max-quantd-abs 1e-6 \
+			--label "$v" >"$T/$v.eval" 2>&1
+	done
+	expect "mixed: ORT runs it, pooled cosine >= 0.9997, quantd == ORT, error below the all-8-bit artifact's" $PY -c '
+import json, sys
+a, b = [json.load(open(f)) for f in sys.argv[1:3]]
+ea, eb = a["outputs"]["out"]["mean_abs_error"], b["outputs"]["out"]["mean_abs_error"]
+print("  mixed u8 + u16 region: pooled cosine %.6f mean|err| %.5f quantd-vs-ORT %s; all u8: %.6f %.5f" % (
+      a["cosine_pooled"], ea, a["quantd"]["outputs"]["out"]["max_abs_diff"], b["cosine_pooled"], eb))
+sys.exit(0 if a["ok"] and b["ok"] and ea < 0.93 * eb else 1)' "$T/mixed.eval" "$T/mixed8.eval"
+else
+	bad "mixed precision run failed: $(tail -n 3 "$T/mixed.log" "$T/mixed8.log")"
+fi
+# an explicit convert written by the user (quantize_static's format, no fixer): t_c2 16-bit
+# for the Sigmoid, converted to 8-bit for the Mul
+cat >"$T/wf_conv.json" <<'JSON'
+{"data_configs": {"calib": {"dataset": "calib"}},
+ "passes": {"q": {"type": "OnnxStaticQuantization", "data_config": "calib", "activation_type": "QUInt8",
+                  "tensor_quant_overrides": {"t_c2": {"quant_type": "QUInt16", "convert": {"quant_type": "QUInt8", "recv_nodes": ["mul"]}}}}}}
+JSON
+if "$Q" run --model "$M/mixed.onnx" --config "$T/wf_conv.json" --data calib="$M/calib_mixed.npz" --output "$T/conv" >"$T/conv.log" 2>&1; then
+	expect "explicit convert: Sigmoid reads uint16, Mul reads t_c2 converted to uint8" $PY -c '
+import onnx, sys
+from onnx import numpy_helper
+g = onnx.load(sys.argv[1]).graph
+init = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+prod = {o: n for n in g.node for o in n.output}
+node = {n.name: n for n in g.node}
+dq_s, dq_m = prod[node["sig"].input[0]], prod[node["mul"].input[0]]
+q_m = prod[dq_m.input[0]]
+ok = str(init[dq_s.input[2]].dtype) == "uint16" and str(init[dq_m.input[2]].dtype) == "uint8" \
+     and q_m.op_type == "QuantizeLinear" and q_m.input[0] == dq_s.output[0] and dq_s.domain == "com.microsoft"
+sys.exit(0 if ok else 1)' "$T/conv/model.onnx"
+	if node "$CHK" "$M/mixed.onnx" "$T/conv/model.onnx" --inputs "$M/held_mixed.npz" --samples 16 --min-cos 0.9995 >"$T/conv.cmp" 2>&1; then ok
+	else bad "explicit convert artifact in ORT: $(cut -c1-300 "$T/conv.cmp")"; fi
+	echo "  explicit convert: $(cut -c1-200 "$T/conv.cmp")"
+else
+	bad "explicit convert run failed: $(tail -n 3 "$T/conv.log")"
+fi
+
 # REST: the same Olive-shaped workflow through a real daemon (quantd submit)
 echo "QNN workflow over REST"
 mkdir -p "$T/dd"
@@ -203,6 +314,12 @@ else
 	}
 	post400 "QNN with QOperator" passes.q.quant_format \
 		'{"q": {"type": "OnnxStaticQuantization", "data_config": {"name": "c", "dataset": "x"}, "execution_provider": "QNNExecutionProvider", "quant_format": "QOperator"}}'
+	post400 "mixed precision with QOperator" passes.q.tensor_quant_overrides \
+		'{"q": {"type": "OnnxStaticQuantization", "data_config": {"name": "c", "dataset": "x"}, "quant_format": "QOperator", "tensor_quant_overrides": {"t": {"quant_type": "QUInt16"}}}}'
+	post400 "convert without recv_nodes" passes.q.tensor_quant_overrides \
+		'{"q": {"type": "OnnxStaticQuantization", "data_config": {"name": "c", "dataset": "x"}, "tensor_quant_overrides": {"t": {"quant_type": "QUInt16", "convert": {"quant_type": "QUInt8"}}}}}'
+	post400 "4-bit quant_type override" passes.q.extra_options.TensorQuantOverrides \
+		'{"q": {"type": "OnnxStaticQuantization", "data_config": {"name": "c", "dataset": "x"}, "extra_options": {"TensorQuantOverrides": {"t": {"quant_type": "QUInt4"}}}}}'
 	post400 "unknown execution provider" passes.q.execution_provider \
 		'{"q": {"type": "OnnxStaticQuantization", "data_config": {"name": "c", "dataset": "x"}, "execution_provider": "DmlExecutionProvider"}}'
 	post400 "DynamicToFixedShape lengths" passes.f.dim_value '{"f": {"type": "DynamicToFixedShape", "dim_param": ["a", "b"], "dim_value": [1]}}'
