@@ -214,8 +214,10 @@ static const struct qd_param qd_params_vitis_ai[] = {
 	 "NonOverflow (MinMax ranges, power-of-two scales), MinMSE (the power of two of least squared error over "
 	 "every calibration batch; extra_options.MinMSEMode All / MostCommon / Percentile), or ORT's MinMax / "
 	 "Entropy / Percentile ranges, their scales snapped to powers of two"},
-	{"quant_format", QD_PT_ENUM, "\"QDQ\"", "[\"QDQ\", \"QOperator\"]", "QDQ|QOperator",
-	 "QDQ (Quantize/DequantizeLinear pairs) or QOperator (QLinear ops), both with power-of-two scales"},
+	{"quant_format", QD_PT_ENUM, "\"QDQ\"", "[\"QDQ\", \"QOperator\"]", "QDQ|QOperator|VitisQuantFormat.QDQ",
+	 "QDQ (Quantize/DequantizeLinear pairs) or QOperator (QLinear ops), both with power-of-two scales; "
+	 "VitisQuantFormat.QDQ: the QDQ form with vai_q_onnx's com.vai.quantize VitisQuantizeLinear / "
+	 "VitisDequantizeLinear ops, which ONNX Runtime cannot run"},
 	{"need_layer_fusing", QD_PT_BOOL, "false", "[true, false]", NULL,
 	 "DPU form: remove the Q/DQ between Conv / Add / pooling and a following Relu"},
 	{"enable_dpu", QD_PT_BOOL, "false", "[true, false]", NULL,

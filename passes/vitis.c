@@ -44,6 +44,7 @@ struct cle_opts {
 
 struct vt {
 	bool minmse, dpu, transformer, fuse, cle;
+	bool vai_qdq;                  /* quant_format VitisQuantFormat.QDQ: com.vai.quantize ops */
 	struct cle_opts co;
 	enum mse_mode mode;
 	json_t *stats;                 /* borrow: the pass's stats object */
@@ -1115,6 +1116,45 @@ static int dpu_constraints(const struct qd_model *m, bool fix, json_t *per_rule,
 	return 0;
 }
 
+/* VitisQuantFormat.QDQ (vai_q_onnx >= 1.16): every QuantizeLinear / DequantizeLinear (ai.onnx
+ * or com.microsoft) becomes VitisQuantizeLinear / VitisDequantizeLinear of domain
+ * com.vai.quantize (version 1), same inputs and attributes. Done after the checker, which
+ * reads the standard ops. ONNX Runtime has no kernels for them (nor has quantd's engine). */
+static int vai_custom_ops(struct qd_pass_ctx *ctx, struct qd_model *m, struct vt *v, struct qd_err *err)
+{
+	Onnx__GraphProto *g = m->proto->graph;
+	long nq = 0, nd = 0;
+	for (size_t i = 0; i < g->n_node; i++) {
+		Onnx__NodeProto *n = g->node[i];
+		const char *dom = qd_node_domain(n);
+		bool q = !strcmp(n->op_type, "QuantizeLinear"), d = !strcmp(n->op_type, "DequantizeLinear");
+		if ((!q && !d) || (*dom && strcmp(dom, "com.microsoft")))
+			continue;
+		char *op = strdup(q ? "VitisQuantizeLinear" : "VitisDequantizeLinear"), *nd_ = strdup("com.vai.quantize");
+		if (!op || !nd_) {
+			free(op); free(nd_);
+			return qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+		}
+		free(n->op_type);
+		n->op_type = op;
+		if (n->domain && n->domain != protobuf_c_empty_string)
+			free(n->domain);
+		n->domain = nd_;
+		q ? nq++ : nd++;
+	}
+	if (qd_model_opset(m, "com.vai.quantize") < 1 && qd_model_set_opset(m, "com.vai.quantize", 1) < 0)
+		return qd_err_set(err, QD_ENOMEM, NULL, "cannot add the com.vai.quantize opset import");
+	qd_pass_log(ctx, QD_LOG_WARN, "VitisQuantFormat.QDQ: %ld VitisQuantizeLinear and %ld VitisDequantizeLinear "
+		    "(domain com.vai.quantize): ONNX Runtime cannot run this model without Vitis AI's custom-op "
+		    "library, nor can quantd's engine (its accuracy figures are unavailable); quant_format QDQ gives "
+		    "the same model with the standard ops", nq, nd);
+	json_object_set_new(v->stats, "custom_ops", json_pack("{s:s, s:i, s:i, s:b}", "domain", "com.vai.quantize",
+							   "VitisQuantizeLinear", (json_int_t)nq,
+							   "VitisDequantizeLinear", (json_int_t)nd,
+							   "onnxruntime_runnable", 0));
+	return 0;
+}
+
 static int finish(void *ud, struct qd_pass_ctx *ctx, struct qd_model *m, struct qd_err *err)
 {
 	struct vt *v = ud;
@@ -1141,7 +1181,7 @@ static int finish(void *ud, struct qd_pass_ctx *ctx, struct qd_model *m, struct 
 	qd_pass_log(ctx, QD_LOG_INFO, "Vitis AI rules hold: %zu scales, every one a power of two%s", n,
 		    v->dpu ? "; per tensor, symmetric int8" : "");
 	json_object_set_new(v->stats, "scales_checked", json_integer((json_int_t)n));
-	return 0;
+	return v->vai_qdq ? vai_custom_ops(ctx, m, v, err) : 0;
 }
 
 /* ---- parameters ---- */
@@ -1186,6 +1226,11 @@ static bool space_has(const json_t *space, const char *key, const json_t *val)
 static bool is16(const char *t)
 {
 	return t && strstr(t, "16");
+}
+
+static bool vai_format(const json_t *f)
+{
+	return json_is_string(f) && !strcmp(json_string_value(f), "VitisQuantFormat.QDQ");
 }
 
 int qd_pass_check_vitis_ai(const char *pass_name, const json_t *space, struct qd_err *err)
@@ -1250,6 +1295,10 @@ int qd_pass_check_vitis_ai(const char *pass_name, const json_t *space, struct qd
 	for (size_t k = 0; k < QD_ARRAY_LEN(same); k++)
 		if (json_object_get(space, same[k]))
 			json_object_set(ts, same[k], json_object_get(space, same[k]));
+	json_t *fm = json_array();   /* VitisQuantFormat.QDQ is the QDQ form, renamed at the end */
+	json_array_foreach(json_object_get(space, "quant_format"), i, v)
+		json_array_append_new(fm, json_string(vai_format(v) ? "QDQ" : json_string_value(v) ? json_string_value(v) : ""));
+	json_object_set_new(ts, "quant_format", fm);
 	json_t *ex = json_array();
 	json_array_foreach(json_object_get(space, "extra_options"), i, v)
 		json_array_append_new(ex, ort_extra(v));
@@ -1332,6 +1381,8 @@ static json_t *static_params(struct qd_pass_ctx *ctx, const struct qd_model *m, 
 					    "quant_format" };
 	for (size_t k = 0; k < QD_ARRAY_LEN(same); k++)
 		json_object_set(sp, same[k], json_object_get(p, same[k]));
+	if ((v->vai_qdq = vai_format(json_object_get(p, "quant_format"))))
+		json_object_set_new(sp, "quant_format", json_string("QDQ"));
 	json_object_set_new(sp, "activation_symmetric", json_boolean(act_sym));
 	json_object_set(sp, "weight_symmetric", json_object_get(p, "WeightSymmetric"));
 	if (v->dpu)
@@ -1408,7 +1459,8 @@ int qd_pass_run_vitis_ai(struct qd_pass_ctx *ctx, struct qd_model *m, const json
 	}
 	const char *meth = json_string_value(json_object_get(params, "calibrate_method"));
 	json_object_set_new(v.stats, "calibrate_method", json_string(meth ? meth : "MinMSE"));
-	json_object_set_new(v.stats, "form", json_string(v.dpu ? "DPU" : json_string_value(json_object_get(sp, "quant_format"))));
+	json_object_set_new(v.stats, "form", json_string(v.dpu ? "DPU" : v.vai_qdq ? "VitisQuantFormat.QDQ" :
+							 json_string_value(json_object_get(sp, "quant_format"))));
 	struct qd_static_target t = { .name = "VitisAI", .ud = &v, .act_scale_zp = act_scale_zp,
 				      .quant_weight = quant_weight, .grow_scale = grow_scale, .refine = refine,
 				      .prepare = prepare, .finish = finish, .bias_as_weight = v.dpu };

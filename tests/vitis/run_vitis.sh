@@ -103,6 +103,73 @@ run mostcommon "$R" "$(vp calibrate_method='"MinMSE"' ActivationSymmetric=true a
 run mse_pct "$R" "$(vp calibrate_method='"MinMSE"' extra_options='{"MinMSEMode": "Percentile"}')" --min-top1 0.98 --min-pooled-cos 0.990 $RQ
 run u16 "$R" "$(vp activation_type='"QUInt16"')" --min-top1 0.98 --min-pooled-cos 0.990 $RQ
 
+# VitisQuantFormat.QDQ (vai_q_onnx >= 1.16): the QDQ form with its Q/DQ renamed to the custom
+# com.vai.quantize VitisQuantizeLinear / VitisDequantizeLinear, which ONNX Runtime cannot run
+# (no kernels), so the job says so and its accuracy figures are unavailable. Checked: no
+# standard Q/DQ left, the opset import; and a test-side rewrite back to the standard ops gives
+# the standard-format artifact's graph node for node and, in ORT, its outputs exactly.
+echo "VitisQuantFormat.QDQ (com.vai.quantize custom ops; ORT runs only the test-side rewrite)"
+vai() { # vai LABEL STD_LABEL PASS_JSON
+	local label=$1 std=$2 out=$T/$1
+	printf '{"data_configs": {"calib_data_config": {"dataset": "calib"}}, "passes": {"q": %s}}\n' "$3" >"$T/$label.json"
+	if ! "$Q" run --model "$R" --config "$T/$label.json" --data calib_data_config="$M/calib_resnet.npz" \
+		--output "$out" >"$T/$label.log" 2>&1; then
+		bad "$label: quantd run failed: $(grep -m 1 -i 'error' "$T/$label.log")"
+		return 1
+	fi
+	ok
+	if grep -q "VitisQuantFormat.QDQ: [0-9]* VitisQuantizeLinear and [0-9]* VitisDequantizeLinear (domain com.vai.quantize): ONNX Runtime cannot run" "$T/$label.log"; then ok
+	else bad "$label: the log does not say ORT cannot run it"; fi
+	if $PY - "$out/model.onnx" "$T/$std/model.onnx" "$out/rewritten.onnx" "$out/metrics.json" <<'EOF'
+import json, sys, onnx
+from onnx import numpy_helper
+vai, std = onnx.load(sys.argv[1]), onnx.load(sys.argv[2])
+met = json.load(open(sys.argv[4]))
+probs = []
+ops = {(n.domain, n.op_type) for n in vai.graph.node}
+if any(op in ("QuantizeLinear", "DequantizeLinear") for _, op in ops):
+    probs.append("standard Q/DQ left")
+nv = sum(1 for n in vai.graph.node if n.domain == "com.vai.quantize" and n.op_type in ("VitisQuantizeLinear", "VitisDequantizeLinear"))
+nstd = sum(1 for n in std.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear"))
+if nv != nstd or nv == 0:
+    probs.append("%d Vitis ops, the standard artifact has %d Q/DQ" % (nv, nstd))
+if {o.domain: o.version for o in vai.opset_import}.get("com.vai.quantize") != 1:
+    probs.append("no com.vai.quantize opset import (version 1)")
+cu = met["passes"][0]["stats"]["vitis"].get("custom_ops", {})
+if cu.get("onnxruntime_runnable") is not False or cu.get("VitisQuantizeLinear", 0) + cu.get("VitisDequantizeLinear", 0) != nv:
+    probs.append("stats.vitis.custom_ops %s" % cu)
+if met.get("accuracy", {}).get("status") != "unavailable":
+    probs.append("accuracy status %s (want unavailable)" % met.get("accuracy", {}).get("status"))
+# the rewrite: back to the standard ops, in the domain the standard form uses for the type
+std_dom = {n.name: n.domain for n in std.graph.node}
+for n in vai.graph.node:
+    if n.domain == "com.vai.quantize":
+        n.op_type = n.op_type[len("Vitis"):]
+        n.domain = std_dom.get(n.name, "")
+del vai.opset_import[:]
+vai.opset_import.extend(std.opset_import)
+key = lambda m: [(n.op_type, n.domain, list(n.input), list(n.output), [a.SerializeToString() for a in n.attribute]) for n in m.graph.node]
+if key(vai) != key(std):
+    probs.append("the rewritten graph differs from the standard-format artifact's")
+ia = {t.name: numpy_helper.to_array(t).tobytes() for t in vai.graph.initializer}
+ib = {t.name: numpy_helper.to_array(t).tobytes() for t in std.graph.initializer}
+if ia != ib:
+    probs.append("initializers differ")
+onnx.save(vai, sys.argv[3])
+print("  %d Vitis Q/DQ ops, rewritten graph == standard artifact: %s" % (nv, not probs))
+for p in probs:
+    print("PROBLEM:", p)
+sys.exit(1 if probs else 0)
+EOF
+	then ok; else bad "$label: custom-op form"; fi
+	# ORT: the rewritten model gives the standard artifact's outputs
+	if node "$EVAL" --float "$T/$std/model.onnx" --quant "$out/rewritten.onnx" --data "$M/held_resnet.npz" --metric cosine \
+		--max-abs 1e-9 --label "$label" >"$T/$label.eval" 2>&1; then ok
+	else bad "$label: rewritten model in ORT: $(field "$T/$label.eval" failures 2>/dev/null || cut -c1-300 "$T/$label.eval")"; fi
+}
+vai vai_seed seed "$(vp quant_format='"VitisQuantFormat.QDQ"')"
+vai vai_u16 u16 "$(vp quant_format='"VitisQuantFormat.QDQ"' activation_type='"QUInt16"')"
+
 # MinMSE at least as good as NonOverflow (held-out, in ORT); the job log says MinMSE ran over every batch
 better() { # better LABEL_MSE LABEL_NONOVERFLOW: top-1 agreement at least as high, on a tie mean abs error at most as high
 	if $PY -c 'import json,sys; a,b=[json.load(open(f)) for f in sys.argv[1:3]]
@@ -354,6 +421,7 @@ else
 	post400 "MostCommon asymmetric" passes.q.extra_options.MinMSEMode extra_options='{"MinMSEMode": "MostCommon"}'
 	post400 "exposed key in extra_options" passes.q.extra_options.ActivationSymmetric extra_options='{"ActivationSymmetric": true}'
 	post400 "unknown parameter" passes.q.calibrate_mode calibrate_mode='"MinMSE"'
+	post400 "FixNeuron format (not implemented)" passes.q.quant_format quant_format='"VitisQuantFormat.FixNeuron"'
 	post400 "4-bit weights" passes.q.weight_type weight_type='"QInt4"'
 	post400 "16-bit QOperator" passes.q.activation_type activation_type='"QUInt16"' quant_format='"QOperator"'
 	post400 "CLE balance method" passes.q.extra_options.CLEBalanceMethod include_cle=true extra_options='{"CLEBalanceMethod": "l2"}'
