@@ -289,6 +289,101 @@ static size_t trials_to_best(const struct qd_search_space *sp, enum qd_sampler_k
 	return found;
 }
 
+/* A pass given as a list of alternatives (a dimension choosing it, each alternative's own
+ * parameters only in its points), pass_flows as a dimension, the pass-entry keys and the
+ * names of samplers / orders. */
+static void test_space_alt_flows(void)
+{
+	struct qd_err err;
+	struct qd_search_space *sp = NULL;
+	const char *alt = "{\"data_configs\": {\"calib\": {\"dataset\": \"x.npz\"}}, \"passes\": {\"q\": ["
+		"{\"type\": \"OnnxQuantization\", \"data_config\": \"calib\", \"per_channel\": [true, false]}, "
+		"{\"type\": \"OnnxDynamicQuantization\"}]}}";
+	/* alternative 2 x per_channel 2 = 4 indexed points; the dynamic alternative does not
+	 * use per_channel: its two points are one */
+	CHECK_EQ_INT(build(alt, 0, &sp, &err), 0);
+	if (sp) {
+		CHECK_EQ_INT(sp->n_dim, 2);
+		CHECK_EQ_INT(sp->n_raw, 4);
+		CHECK_EQ_INT(sp->n_dup, 1);
+		CHECK_EQ_INT(sp->n_pts, 3);
+		json_t *wf = J(alt);
+		size_t n_static = 0, n_dyn = 0;
+		for (size_t i = 0; i < sp->n_pts; i++) {
+			json_t *c = qd_search_space_config(sp, i), *p = qd_search_space_params(sp, i);
+			const char *type = qd_search_pass_type(wf, "q", json_object_get(c, "q"));
+			json_int_t a = json_integer_value(json_object_get(p, "q.alternative"));
+			CHECK(json_object_get(p, "q.alternative") != NULL);
+			if (type && !strcmp(type, "OnnxQuantization")) {
+				n_static++;
+				CHECK_EQ_INT(a, 0);
+				CHECK(json_is_boolean(json_object_get(p, "q.per_channel")));
+				CHECK_EQ_INT(json_object_size(p), 2);
+			} else {
+				n_dyn++;
+				CHECK_STR(type, "OnnxDynamicQuantization");
+				CHECK_EQ_INT(a, 1);
+				CHECK_EQ_INT(json_object_size(p), 1);
+			}
+			json_t *names = qd_search_space_names(sp, i);
+			CHECK(json_array_size(names) == 1 && !strcmp(json_string_value(json_array_get(names, 0)), "q"));
+			json_decref(names);
+			json_decref(p);
+			json_decref(c);
+		}
+		CHECK_EQ_INT(n_static, 2);
+		CHECK_EQ_INT(n_dyn, 1);
+		CHECK(qd_search_space_config(sp, sp->n_pts) == NULL);
+		json_decref(wf);
+	}
+	qd_search_space_free(sp);
+	sp = NULL;
+	/* pass_flows: the flow is a dimension; each point runs its flow's passes */
+	const char *flows = "{\"passes\": {\"a\": {\"type\": \"OnnxDynamicQuantization\"}, "
+		"\"b\": {\"type\": \"OnnxDynamicQuantization\", \"per_channel\": [true, false]}}, "
+		"\"pass_flows\": [[\"a\"], [\"b\"]]}";
+	CHECK_EQ_INT(build(flows, QD_SPACE_FLOWS, &sp, &err), 0);
+	if (sp) {
+		CHECK_EQ_INT(sp->n_raw, 4);
+		CHECK_EQ_INT(sp->n_pts, 3);
+		size_t n_a = 0, n_b = 0;
+		for (size_t i = 0; i < sp->n_pts; i++) {
+			json_t *names = qd_search_space_names(sp, i), *p = qd_search_space_params(sp, i);
+			CHECK_EQ_INT(json_array_size(names), 1);
+			const char *n0 = json_string_value(json_array_get(names, 0));
+			CHECK(json_object_get(p, "pass_flow") != NULL);
+			json_int_t f = json_integer_value(json_object_get(p, "pass_flow"));
+			if (n0 && !strcmp(n0, "a")) {
+				n_a++;
+				CHECK_EQ_INT(f, 0);
+			} else {
+				n_b++;
+				CHECK_STR(n0, "b");
+				CHECK_EQ_INT(f, 1);
+			}
+			json_decref(p);
+			json_decref(names);
+		}
+		CHECK_EQ_INT(n_a, 1);
+		CHECK_EQ_INT(n_b, 2);
+	}
+	qd_search_space_free(sp);
+	sp = NULL;
+	/* the pass-entry keys are not parameters */
+	json_t *e = J("{\"type\": \"OnnxQuantization\", \"host\": \"h\", \"evaluator\": \"e\", \"disable_search\": true, "
+		      "\"output_name\": \"o\", \"clean_run_cache\": true, \"per_channel\": true}");
+	json_t *ep = qd_search_entry_params(e);
+	CHECK(ep && json_object_size(ep) == 2 && json_object_get(ep, "type") && json_object_get(ep, "per_channel"));
+	json_decref(ep);
+	json_decref(e);
+	e = J("[1]");
+	CHECK(qd_search_entry_params(e) == NULL);
+	json_decref(e);
+	CHECK_STR(qd_sampler_name(QD_SAMPLER_TPE), "tpe");
+	CHECK_STR(qd_sampler_name((enum qd_sampler_kind)7), "?");
+	CHECK_STR(qd_search_order_name(QD_SEARCH_PASS_BY_PASS), "pass-by-pass");
+}
+
 static void test_samplers(void)
 {
 	struct qd_err err;
@@ -409,6 +504,7 @@ int main(void)
 {
 	test_strategy();
 	test_space();
+	test_space_alt_flows();
 	test_samplers();
 	test_rank();
 	return qd_test_done("test_search");
