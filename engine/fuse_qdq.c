@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "engine/engine_internal.h"
+#include "engine/ops_quant.h"
 
 #define QF_MAX_COVER (3 * 64 + 4)
 
@@ -610,6 +611,32 @@ static int fix_plan(struct qd_fuse_index *f, struct qd_err *err)
 	return rc ? qd_err_set(err, QD_ENOMEM, "", "out of memory") : 0;
 }
 
+/* Weights of every QLinearConv / ConvInteger that runs (native or fused here) packed now, so
+ * the first run does not pay for it (engine/ops_quant_conv.c, qd_qconv_prepack). */
+static int prepack_convs(struct qd_fuse_index *f, struct qd_err *err)
+{
+	for (int i = 0; i < f->g->n_nodes; i++) {
+		struct qd_enode *x = exec_node(f->g, i);
+		int wi, wzi;
+		if (!x || !x->op)
+			continue;
+		if (x->op == &qd_ops[QD_OP_QLinearConv])
+			wi = 3, wzi = 5;
+		else if (x->op == &qd_ops[QD_OP_ConvInteger])
+			wi = 1, wzi = 3;
+		else
+			continue;
+		const struct qd_tensor *w = wi < x->n_in ? qd_fuse_const(f, x->in[wi]) : NULL;
+		int z = wzi < x->n_in ? x->in[wzi] : -1;
+		const struct qd_tensor *wz = qd_fuse_const(f, z);
+		if (!w || (z >= 0 && !wz))
+			continue;
+		if (qd_qconv_prepack(x, w, wz))
+			return qd_err_set(err, QD_ENOMEM, "", "out of memory");
+	}
+	return 0;
+}
+
 int qd_fuse_qdq_graph(struct qd_engine *e, struct qd_egraph *g, struct qd_err *err)
 {
 	struct qd_fuse_index f = { 0 };
@@ -626,6 +653,8 @@ int qd_fuse_qdq_graph(struct qd_engine *e, struct qd_egraph *g, struct qd_err *e
 			}
 	if (!rc && f.n_fused)
 		rc = fix_plan(&f, err);
+	if (!rc)
+		rc = prepack_convs(&f, err);
 out:
 	qd_fuse_index_free(&f);
 	return rc;

@@ -107,5 +107,14 @@ void qd_q_requant_row_ref(const int32_t *acc, int64_t N, const float *mul, int32
 /* engine/ops_quant_conv.c: non-zero runs depthwise QLinearConv/ConvInteger through the
  * im2col + GEMM path (tests compare the two). */
 extern int qd_qconv_force_gemm;
+/* Non-zero runs every QLinearConv / ConvInteger the weight-major way (the reference twin
+ * of the pixel-major path; tests compare the two bit for bit). */
+extern int qd_qconv_ref_path;
+/* Packs the weights of QLinearConv / ConvInteger node n (w and its zero point wz, NULL = 0,
+ * both constant) into n->priv ahead of the first run; depthwise nodes and weights it cannot
+ * read are left alone (the kernel packs or rejects them). 0 or -QD_ENOMEM. */
+struct qd_enode;
+int qd_qconv_prepack(struct qd_enode *n, const struct qd_tensor *w, const struct qd_tensor *wz);
+void qd_qconv_pack_free(void *p);
 
 #endif

@@ -3,6 +3,7 @@
  * engine/qgemm.c per image and group; QLinearConv requantizes with a per-channel float
  * multiplier x_scale * w_scale[m] / y_scale. 1-3 spatial dims, groups, dilations, pads,
  * strides and auto_pad. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include "engine/ops_quant.h"
@@ -124,7 +125,14 @@ static void im2col_u8(const struct qconv_geom *g, const uint8_t *x, int64_t Cg, 
 /* Depthwise (one input channel per group): direct taps, no im2col + GEMM per channel
  * (per-group GEMM calls of M = 1 cost far more than the arithmetic). Same integer sums as
  * the GEMM path: padded taps hold x_zp, so they add 0; exact in int32. */
-__attribute__((optimize("O3"))) static int qconv_depthwise(struct qd_ctx *c, const struct qconv_geom *g0,
+/* Integer arithmetic: every clone computes the same sums. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define QCONV_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define QCONV_CLONES
+#endif
+
+QCONV_CLONES __attribute__((optimize("O3"))) static int qconv_depthwise(struct qd_ctx *c, const struct qconv_geom *g0,
 			   const struct qd_tensor *x, int32_t xz, const struct qd_tensor *w, const int32_t *wz,
 			   bool wz_per, int32_t *acc)
 {
@@ -254,12 +262,302 @@ static int qconv_acc(struct qd_ctx *c, const struct qconv_geom *g, const struct 
 	return 0;
 }
 
+/* ---- pixel-major GEMM: C^T[p][m] = colT[p][k] . W^T[k][m] ----------------------------
+ * The activations are the GEMM's A (u8 or s8 rows, one per output pixel, packed per call by
+ * qgemm.c) and the weights its B, packed once (qd_qconv_prepack at load, else on the first
+ * run): with AVX-512 VNNI this is qgemm.c's u8 x s8 byte path (vpdpbusd) with the weights
+ * already in its layout, where the weight-major form (weights as A) re-packed the whole
+ * im2col matrix as B every call. Pixels run in tiles of TP rows (im2col of the tile, GEMM,
+ * epilogue while the tile is in cache); the epilogue adds the bias, requantizes a row of
+ * channels at a time (qd_q_requant_row: the same float multiply and round-half-even as
+ * qd_q_round_sat) and stores the tile channel-major. Tiles are split over threads. */
+struct qconv_pack {
+	const void *w;              /* the weight data this was packed from */
+	int64_t M, Kc, group;
+	struct qd_qgemm_packed *pb[];   /* per group: B = W_g^T [Kc][M / group] */
+};
+
+void qd_qconv_pack_free(void *p)
+{
+	struct qconv_pack *pk = p;
+	if (!pk)
+		return;
+	for (int64_t gr = 0; gr < pk->group; gr++)
+		qd_qgemm_packed_free(pk->pb[gr]);
+	free(pk);
+}
+
+static bool qconv_is_depthwise(int64_t Cg, int64_t group)
+{
+	return Cg == 1 && group > 1 && !qd_qconv_force_gemm;
+}
+
+/* Pack w ([M][Kc] bytes, signed or not) with zero points wz (per row of w when wz_per). */
+static int qconv_pack_new(const void *wd, bool w_signed, int64_t M, int64_t Kc, int64_t group,
+			  const int32_t *wz, bool wz_per, struct qconv_pack **out)
+{
+	int64_t Mg = M / group;
+	struct qconv_pack *pk = calloc(1, sizeof(*pk) + (size_t)group * sizeof(pk->pb[0]));
+	uint8_t *wt = malloc((size_t)(Kc * Mg) + 1);
+	*out = NULL;
+	if (!pk || !wt) {
+		free(pk);
+		free(wt);
+		return -QD_ENOMEM;
+	}
+	pk->w = wd;
+	pk->M = M;
+	pk->Kc = Kc;
+	pk->group = group;
+	for (int64_t gr = 0; gr < group; gr++) {
+		const uint8_t *src = (const uint8_t *)wd + gr * Mg * Kc;
+		for (int64_t m = 0; m < Mg; m++)
+			for (int64_t k = 0; k < Kc; k++)
+				wt[k * Mg + m] = src[m * Kc + k];
+		struct qd_qgemm_args q = { .N = Mg, .K = Kc, .B = wt, .ldb = Mg, .b_signed = w_signed,
+					   .b_zp = wz + (wz_per ? gr * Mg : 0), .b_zp_per_col = wz_per };
+		int rc = qd_qgemm_pack_b(&q, &pk->pb[gr]);
+		if (rc) {
+			free(wt);
+			qd_qconv_pack_free(pk);
+			return rc;
+		}
+	}
+	free(wt);
+	*out = pk;
+	return 0;
+}
+
+int qd_qconv_prepack(struct qd_enode *n, const struct qd_tensor *w, const struct qd_tensor *wz)
+{
+	if (n->priv || !w || !qd_is_q8(w->dtype) || w->ndim < 3 || w->ndim > 5 || !w->dims[0])
+		return 0;
+	int64_t group = qd_node_attr_int(n->proto, "group", 1), M = w->dims[0];
+	int64_t Kc = qd_tensor_count(w) / M;
+	if (group < 1 || M % group || qconv_is_depthwise(w->dims[1], group))
+		return 0;
+	int64_t nz = wz ? qd_tensor_count(wz) : 1;
+	if (wz && (!qd_is_q8(wz->dtype) || wz->dtype != w->dtype || (nz != 1 && nz != M)))
+		return 0;
+	int32_t *zp = malloc((size_t)nz * sizeof(int32_t));
+	if (!zp)
+		return -QD_ENOMEM;
+	for (int64_t i = 0; i < nz; i++)
+		zp[i] = wz ? (int32_t)qd_tensor_get_i64(wz, i) : 0;
+	struct qconv_pack *pk;
+	int rc = qconv_pack_new(w->data, w->dtype == QD_DT_INT8, M, Kc, group, zp, nz > 1, &pk);
+	free(zp);
+	if (rc)
+		return rc;
+	n->priv = pk;
+	n->priv_free = qd_qconv_pack_free;
+	return 0;
+}
+
+/* What the tiles end in: int32 sums (ConvInteger) or requantized codes (QLinearConv). */
+struct qconv_epi {
+	int32_t *acc;               /* [N][M][osize] int32 out, or NULL */
+	void *y;                    /* [N][M][osize] 8-bit out */
+	const float *mul;           /* [M] */
+	const int32_t *bias;        /* [M] or NULL */
+	int32_t yz, lo, hi;
+	bool y_signed;
+};
+
+struct qconv_job {
+	const struct qconv_geom *g;
+	const struct qd_tensor *x;
+	int32_t xz;
+	const struct qconv_pack *pk;
+	const struct qconv_epi *ep;
+	int64_t tp, t0, t1;         /* tile rows; tiles [t0, t1) over all images */
+	const int64_t *toff;        /* per k of one group: offset in the input of the tap */
+	const int32_t *tk;          /* per k: the tap's k0 * dil0, k1 * dil1, k2 * dil2 */
+	int rc;
+};
+
+/* colT rows for pixels [p0, p0 + np) of one image / group (xg: its first channel). */
+QCONV_CLONES __attribute__((optimize("O3")))
+static void im2col_t_u8(const struct qconv_geom *g, const uint8_t *xg, int64_t Kc, const int64_t *toff,
+			const int32_t *tk, uint8_t pad, int64_t p0, int64_t np, uint8_t *colt)
+{
+	int64_t e0 = (g->k[0] - 1) * g->dil[0], e1 = (g->k[1] - 1) * g->dil[1], e2 = (g->k[2] - 1) * g->dil[2];
+	int64_t o2 = p0 % g->out[2], o1 = (p0 / g->out[2]) % g->out[1], o0 = p0 / (g->out[2] * g->out[1]);
+	for (int64_t p = 0; p < np; p++) {
+		uint8_t *row = colt + p * Kc;
+		int64_t i0 = o0 * g->stride[0] - g->pad_b[0], i1 = o1 * g->stride[1] - g->pad_b[1];
+		int64_t i2 = o2 * g->stride[2] - g->pad_b[2];
+		if (i0 >= 0 && i0 + e0 < g->in[0] && i1 >= 0 && i1 + e1 < g->in[1] && i2 >= 0 && i2 + e2 < g->in[2]) {
+			const uint8_t *xb = xg + (i0 * g->in[1] + i1) * g->in[2] + i2;
+			for (int64_t k = 0; k < Kc; k++)
+				row[k] = xb[toff[k]];
+		} else {
+			for (int64_t k = 0; k < Kc; k++) {
+				int64_t a = i0 + tk[3 * k], b = i1 + tk[3 * k + 1], d = i2 + tk[3 * k + 2];
+				row[k] = a < 0 || a >= g->in[0] || b < 0 || b >= g->in[1] || d < 0 || d >= g->in[2]
+					 ? pad : xg[(i0 * g->in[1] + i1) * g->in[2] + i2 + toff[k]];
+			}
+		}
+		if (++o2 == g->out[2]) {
+			o2 = 0;
+			if (++o1 == g->out[1]) {
+				o1 = 0;
+				o0++;
+			}
+		}
+	}
+}
+
+static void *qconv_tiles(void *arg)
+{
+	struct qconv_job *j = arg;
+	const struct qconv_geom *g = j->g;
+	const struct qconv_epi *ep = j->ep;
+	int64_t Cg = g->C / g->group, Mg = g->M / g->group, Kc = Cg * g->ksize, tp = j->tp;
+	int64_t tiles = (g->osize + tp - 1) / tp;
+	uint8_t *colt = malloc((size_t)(tp * Kc) + 1), *q8 = malloc((size_t)(tp * Mg) + 1);
+	int32_t *acct = malloc((size_t)(tp * Mg + 1) * sizeof(int32_t));
+	if (!colt || !q8 || !acct) {
+		j->rc = -QD_ENOMEM;
+		goto out;
+	}
+	for (int64_t t = j->t0; t < j->t1; t++) {
+		int64_t img = t / tiles, p0 = (t % tiles) * tp, np = QD_MIN(tp, g->osize - p0);
+		for (int64_t gr = 0; gr < g->group; gr++) {
+			const uint8_t *xg = (const uint8_t *)j->x->data + (img * g->C + gr * Cg) * g->isize;
+			im2col_t_u8(g, xg, Kc, j->toff, j->tk, (uint8_t)j->xz, p0, np, colt);
+			struct qd_qgemm_args q = {
+				.M = np, .N = Mg, .K = Kc,
+				.A = colt, .lda = Kc, .a_signed = j->x->dtype == QD_DT_INT8,
+				.a_zp = &j->xz, .C = acct, .ldc = Mg, .threads = 1,
+			};
+			if ((j->rc = qd_qgemm_prepacked(&q, j->pk->pb[gr])))
+				goto out;
+			int64_t m0 = gr * Mg, base = (img * g->M + m0) * g->osize + p0;
+			if (ep->acc) {
+				for (int64_t m = 0; m < Mg; m++)
+					for (int64_t p = 0; p < np; p++)
+						ep->acc[base + m * g->osize + p] = acct[p * Mg + m];
+				continue;
+			}
+			for (int64_t p = 0; p < np; p++) {
+				int32_t *r = acct + p * Mg;
+				if (ep->bias)
+					for (int64_t m = 0; m < Mg; m++)
+						r[m] = (int32_t)((uint32_t)r[m] + (uint32_t)ep->bias[m0 + m]);
+				qd_q_requant_row(r, Mg, ep->mul + m0, ep->yz, ep->lo, ep->hi, ep->y_signed, q8 + p * Mg);
+			}
+			uint8_t *y = (uint8_t *)ep->y + base;
+			for (int64_t m = 0; m < Mg; m++)
+				for (int64_t p = 0; p < np; p++)
+					y[m * g->osize + p] = q8[p * Mg + m];
+		}
+	}
+out:
+	free(colt);
+	free(q8);
+	free(acct);
+	return NULL;
+}
+
+/* The pixel-major convolution of x with the packed weights pk into ep. */
+static int qconv_pixmajor(struct qd_ctx *c, const struct qconv_geom *g, const struct qd_tensor *x,
+			  int32_t xz, const struct qconv_pack *pk, const struct qconv_epi *ep)
+{
+	int64_t Cg = g->C / g->group, Mg = g->M / g->group, Kc = Cg * g->ksize;
+	if (!g->N || !g->osize || !g->M)
+		return 0;
+	int64_t *toff = malloc((size_t)Kc * sizeof *toff + 1);
+	int32_t *tk = malloc((size_t)(3 * Kc) * sizeof *tk + 1);
+	if (!toff || !tk) {
+		free(toff);
+		free(tk);
+		return qd_ctx_fail(c, QD_ENOMEM, "out of memory");
+	}
+	for (int64_t ch = 0, k = 0; ch < Cg; ch++)
+		for (int64_t k0 = 0; k0 < g->k[0]; k0++)
+		for (int64_t k1 = 0; k1 < g->k[1]; k1++)
+		for (int64_t k2 = 0; k2 < g->k[2]; k2++, k++) {
+			tk[3 * k] = (int32_t)(k0 * g->dil[0]);
+			tk[3 * k + 1] = (int32_t)(k1 * g->dil[1]);
+			tk[3 * k + 2] = (int32_t)(k2 * g->dil[2]);
+			toff[k] = ch * g->isize + (tk[3 * k] * g->in[1] + tk[3 * k + 1]) * g->in[2] + tk[3 * k + 2];
+		}
+	/* tiles of about 32 KiB of im2col rows (at least 64, at most 1024 pixels, multiples of 8) */
+	int64_t tp = QD_MAX((int64_t)64, QD_MIN((int64_t)1024, (32768 / QD_MAX(Kc, (int64_t)1)) & ~(int64_t)7));
+	int64_t tiles = g->N * ((g->osize + tp - 1) / tp);
+	double ops = (double)g->N * (double)g->osize * (double)Kc * (double)g->M;
+	int nt = c->e->opts.threads > 1 && ops >= (double)(1 << 22) ? (int)QD_MIN((int64_t)c->e->opts.threads, tiles) : 1;
+	if (nt > 8)
+		nt = 8;
+	struct qconv_job jobs[8];
+	pthread_t tid[8];
+	bool started[8] = { false };
+	for (int t = 0; t < nt; t++)
+		jobs[t] = (struct qconv_job){ g, x, xz, pk, ep, tp, tiles * t / nt, tiles * (t + 1) / nt, toff, tk, 0 };
+	for (int t = 1; t < nt; t++)
+		started[t] = pthread_create(&tid[t], NULL, qconv_tiles, &jobs[t]) == 0;
+	for (int t = 1; t < nt; t++)
+		if (!started[t])
+			qconv_tiles(&jobs[t]);
+	qconv_tiles(&jobs[0]);
+	int rc = 0;
+	for (int t = 0; t < nt; t++) {
+		if (t && started[t])
+			pthread_join(tid[t], NULL);
+		if (jobs[t].rc && !rc)
+			rc = jobs[t].rc;
+	}
+	free(toff);
+	free(tk);
+	(void)Mg;
+	return rc ? qd_ctx_fail(c, -rc, "integer convolution failed") : 0;
+}
+
 static void out_dims(const struct qconv_geom *g, int64_t *dims)
 {
 	dims[0] = g->N;
 	dims[1] = g->M;
 	for (int i = 0; i < g->nsp; i++)
 		dims[2 + i] = g->out[i];
+}
+
+/* Tests set this to run every convolution the weight-major way (im2col + qd_qgemm with the
+ * weights as A, the plain requantization loop): the reference the pixel-major path is
+ * compared with. */
+int qd_qconv_ref_path;
+
+static bool input_is_const(struct qd_ctx *c, int i)
+{
+	return i >= c->n_in || c->n->in[i] < 0 || qd_engine_slot(c->e, c->n->in[i])->is_const;
+}
+
+/* The packed weights of this node (w input wi, its zero point wzi): the load-time pack, else
+ * packed now, kept with the node when both are constant, else in *tmp (the caller frees). */
+static int qconv_get_pack(struct qd_ctx *c, int wi, int wzi, const struct qconv_geom *g,
+			  const struct qd_tensor *w, const int32_t *wz, bool wzper,
+			  const struct qconv_pack **pk, struct qconv_pack **tmp)
+{
+	int64_t Kc = g->C / g->group * g->ksize;
+	const struct qconv_pack *have = c->n->priv_free == qd_qconv_pack_free ? c->n->priv : NULL;
+	*tmp = NULL;
+	if (have && have->w == w->data && have->M == g->M && have->Kc == Kc && have->group == g->group &&
+	    input_is_const(c, wi) && input_is_const(c, wzi)) {
+		*pk = have;
+		return 0;
+	}
+	struct qconv_pack *p;
+	int rc = qconv_pack_new(w->data, w->dtype == QD_DT_INT8, g->M, Kc, g->group, wz, wzper, &p);
+	if (rc)
+		return qd_ctx_fail(c, -rc, "out of memory");
+	if (!c->n->priv && input_is_const(c, wi) && input_is_const(c, wzi)) {
+		c->n->priv = p;
+		c->n->priv_free = qd_qconv_pack_free;
+	} else {
+		*tmp = p;
+	}
+	*pk = p;
+	return 0;
 }
 
 int qd_check_out_i32(struct qd_enode *n, const int *in_dt, int *out_dt, struct qd_err *err)
@@ -289,6 +587,15 @@ int qd_op_conv_integer(struct qd_ctx *c)
 	struct qd_tensor *y = qd_ctx_out(c, 0, QD_DT_INT32, x->ndim, dims);
 	if (!y) {
 		rc = -c->err->code;
+		goto out;
+	}
+	if (!qd_qconv_ref_path && !qconv_is_depthwise(g.C / g.group, g.group)) {
+		const struct qconv_pack *pk;
+		struct qconv_pack *tmp;
+		struct qconv_epi ep = { .acc = y->data };
+		if (!(rc = qconv_get_pack(c, 1, 3, &g, w, wz, wper, &pk, &tmp)))
+			rc = qconv_pixmajor(c, &g, x, xz, pk, &ep);
+		qd_qconv_pack_free(tmp);
 		goto out;
 	}
 	rc = qconv_acc(c, &g, x, xz, w, wz, wper, y->data);
@@ -329,6 +636,26 @@ int qd_op_qlinear_conv(struct qd_ctx *c)
 	qd_q_range(x->dtype, &lo, &hi);
 	int64_t dims[5];
 	out_dims(&g, dims);
+	if (!qd_qconv_ref_path && !qconv_is_depthwise(g.C / g.group, g.group)) {
+		struct qd_tensor *y = qd_ctx_out(c, 0, x->dtype, x->ndim, dims);
+		const struct qconv_pack *pk;
+		struct qconv_pack *tmp = NULL;
+		float *mul = malloc((size_t)(g.M + 1) * sizeof(float));
+		if (!y || !mul) {
+			free(mul);
+			rc = y ? qd_ctx_fail(c, QD_ENOMEM, "out of memory") : -c->err->code;
+			goto out;
+		}
+		for (int64_t m = 0; m < g.M; m++)
+			mul[m] = xs * ws[wsper ? m : 0] / ys;
+		struct qconv_epi ep = { .y = y->data, .mul = mul, .bias = bias ? bias->data : NULL,
+					.yz = yz, .lo = lo, .hi = hi, .y_signed = x->dtype == QD_DT_INT8 };
+		if (!(rc = qconv_get_pack(c, 3, 5, &g, w, wz, wzper, &pk, &tmp)))
+			rc = qconv_pixmajor(c, &g, x, xz, pk, &ep);
+		qd_qconv_pack_free(tmp);
+		free(mul);
+		goto out;
+	}
 	acc = malloc((size_t)(g.N * g.M * g.osize + 1) * sizeof(int32_t));
 	struct qd_tensor *y = acc ? qd_ctx_out(c, 0, x->dtype, x->ndim, dims) : NULL;
 	if (!acc || !y) {
