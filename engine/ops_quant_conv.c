@@ -273,7 +273,7 @@ static int qconv_acc(struct qd_ctx *c, const struct qconv_geom *g, const struct 
  * qd_q_round_sat) and stores the tile channel-major. Tiles are split over threads. */
 struct qconv_pack {
 	const void *w;              /* the weight data this was packed from */
-	int64_t M, Kc, group;
+	int64_t M, Kc, ks, group;       /* ks: taps per channel (kernel size) */
 	struct qd_qgemm_packed *pb[];   /* per group: B = W_g^T [Kc][M / group] */
 };
 
@@ -293,7 +293,7 @@ static bool qconv_is_depthwise(int64_t Cg, int64_t group)
 }
 
 /* Pack w ([M][Kc] bytes, signed or not) with zero points wz (per row of w when wz_per). */
-static int qconv_pack_new(const void *wd, bool w_signed, int64_t M, int64_t Kc, int64_t group,
+static int qconv_pack_new(const void *wd, bool w_signed, int64_t M, int64_t Kc, int64_t ks, int64_t group,
 			  const int32_t *wz, bool wz_per, struct qconv_pack **out)
 {
 	int64_t Mg = M / group;
@@ -308,12 +308,16 @@ static int qconv_pack_new(const void *wd, bool w_signed, int64_t M, int64_t Kc, 
 	pk->w = wd;
 	pk->M = M;
 	pk->Kc = Kc;
+	pk->ks = ks;
 	pk->group = group;
+	int64_t Cg = Kc / ks;
 	for (int64_t gr = 0; gr < group; gr++) {
 		const uint8_t *src = (const uint8_t *)wd + gr * Mg * Kc;
+		/* row (tap, channel) of W^T: the order of the channels-last im2col rows */
 		for (int64_t m = 0; m < Mg; m++)
-			for (int64_t k = 0; k < Kc; k++)
-				wt[k * Mg + m] = src[m * Kc + k];
+			for (int64_t ch = 0; ch < Cg; ch++)
+				for (int64_t t = 0; t < ks; t++)
+					wt[(t * Cg + ch) * Mg + m] = src[m * Kc + ch * ks + t];
 		struct qd_qgemm_args q = { .N = Mg, .K = Kc, .B = wt, .ldb = Mg, .b_signed = w_signed,
 					   .b_zp = wz + (wz_per ? gr * Mg : 0), .b_zp_per_col = wz_per };
 		int rc = qd_qgemm_pack_b(&q, &pk->pb[gr]);
@@ -334,7 +338,7 @@ int qd_qconv_prepack(struct qd_enode *n, const struct qd_tensor *w, const struct
 		return 0;
 	int64_t group = qd_node_attr_int(n->proto, "group", 1), M = w->dims[0];
 	int64_t Kc = qd_tensor_count(w) / M;
-	if (group < 1 || M % group || qconv_is_depthwise(w->dims[1], group))
+	if (group < 1 || M % group || !w->dims[1] || qconv_is_depthwise(w->dims[1], group))
 		return 0;
 	int64_t nz = wz ? qd_tensor_count(wz) : 1;
 	if (wz && (!qd_is_q8(wz->dtype) || wz->dtype != w->dtype || (nz != 1 && nz != M)))
@@ -345,7 +349,7 @@ int qd_qconv_prepack(struct qd_enode *n, const struct qd_tensor *w, const struct
 	for (int64_t i = 0; i < nz; i++)
 		zp[i] = wz ? (int32_t)qd_tensor_get_i64(wz, i) : 0;
 	struct qconv_pack *pk;
-	int rc = qconv_pack_new(w->data, w->dtype == QD_DT_INT8, M, Kc, group, zp, nz > 1, &pk);
+	int rc = qconv_pack_new(w->data, w->dtype == QD_DT_INT8, M, Kc, Kc / w->dims[1], group, zp, nz > 1, &pk);
 	free(zp);
 	if (rc)
 		return rc;
@@ -371,32 +375,30 @@ struct qconv_job {
 	const struct qconv_pack *pk;
 	const struct qconv_epi *ep;
 	int64_t tp, t0, t1;         /* tile rows; tiles [t0, t1) over all images */
-	const int64_t *toff;        /* per k of one group: offset in the input of the tap */
-	const int32_t *tk;          /* per k: the tap's k0 * dil0, k1 * dil1, k2 * dil2 */
+	const uint8_t *xt;          /* the input channels last: [N][isize][C] */
+	const int64_t *tk;          /* per tap: k0 * dil0, k1 * dil1, k2 * dil2 */
+	bool direct;                /* 1x1, stride 1, no pads: xt is the im2col matrix */
 	int rc;
 };
 
-/* colT rows for pixels [p0, p0 + np) of one image / group (xg: its first channel). */
+/* colT rows for pixels [p0, p0 + np) of one image / group: per tap, the Cg channel bytes
+ * of the channels-last input xg (row stride C), or the pad byte outside the input. */
 QCONV_CLONES __attribute__((optimize("O3")))
-static void im2col_t_u8(const struct qconv_geom *g, const uint8_t *xg, int64_t Kc, const int64_t *toff,
-			const int32_t *tk, uint8_t pad, int64_t p0, int64_t np, uint8_t *colt)
+static void im2col_t_u8(const struct qconv_geom *g, const uint8_t *xg, int64_t Cg, const int64_t *tk,
+			uint8_t pad, int64_t p0, int64_t np, uint8_t *colt)
 {
-	int64_t e0 = (g->k[0] - 1) * g->dil[0], e1 = (g->k[1] - 1) * g->dil[1], e2 = (g->k[2] - 1) * g->dil[2];
+	int64_t Kc = Cg * g->ksize, C = g->C;
 	int64_t o2 = p0 % g->out[2], o1 = (p0 / g->out[2]) % g->out[1], o0 = p0 / (g->out[2] * g->out[1]);
 	for (int64_t p = 0; p < np; p++) {
 		uint8_t *row = colt + p * Kc;
 		int64_t i0 = o0 * g->stride[0] - g->pad_b[0], i1 = o1 * g->stride[1] - g->pad_b[1];
 		int64_t i2 = o2 * g->stride[2] - g->pad_b[2];
-		if (i0 >= 0 && i0 + e0 < g->in[0] && i1 >= 0 && i1 + e1 < g->in[1] && i2 >= 0 && i2 + e2 < g->in[2]) {
-			const uint8_t *xb = xg + (i0 * g->in[1] + i1) * g->in[2] + i2;
-			for (int64_t k = 0; k < Kc; k++)
-				row[k] = xb[toff[k]];
-		} else {
-			for (int64_t k = 0; k < Kc; k++) {
-				int64_t a = i0 + tk[3 * k], b = i1 + tk[3 * k + 1], d = i2 + tk[3 * k + 2];
-				row[k] = a < 0 || a >= g->in[0] || b < 0 || b >= g->in[1] || d < 0 || d >= g->in[2]
-					 ? pad : xg[(i0 * g->in[1] + i1) * g->in[2] + i2 + toff[k]];
-			}
+		for (int64_t t = 0; t < g->ksize; t++, row += Cg) {
+			int64_t a = i0 + tk[3 * t], b = i1 + tk[3 * t + 1], d = i2 + tk[3 * t + 2];
+			if (a < 0 || a >= g->in[0] || b < 0 || b >= g->in[1] || d < 0 || d >= g->in[2])
+				memset(row, pad, (size_t)Cg);
+			else
+				memcpy(row, xg + ((a * g->in[1] + b) * g->in[2] + d) * C, (size_t)Cg);
 		}
 		if (++o2 == g->out[2]) {
 			o2 = 0;
@@ -424,11 +426,17 @@ static void *qconv_tiles(void *arg)
 	for (int64_t t = j->t0; t < j->t1; t++) {
 		int64_t img = t / tiles, p0 = (t % tiles) * tp, np = QD_MIN(tp, g->osize - p0);
 		for (int64_t gr = 0; gr < g->group; gr++) {
-			const uint8_t *xg = (const uint8_t *)j->x->data + (img * g->C + gr * Cg) * g->isize;
-			im2col_t_u8(g, xg, Kc, j->toff, j->tk, (uint8_t)j->xz, p0, np, colt);
+			const uint8_t *xg = j->xt + img * g->isize * g->C + gr * Cg, *a = colt;
+			int64_t lda = Kc;
+			if (j->direct) {
+				a = xg + p0 * g->C;   /* 1x1, stride 1, no pads: the rows are the input's */
+				lda = g->C;
+			} else {
+				im2col_t_u8(g, xg, Cg, j->tk, (uint8_t)j->xz, p0, np, colt);
+			}
 			struct qd_qgemm_args q = {
 				.M = np, .N = Mg, .K = Kc,
-				.A = colt, .lda = Kc, .a_signed = j->x->dtype == QD_DT_INT8,
+				.A = a, .lda = lda, .a_signed = j->x->dtype == QD_DT_INT8,
 				.a_zp = &j->xz, .C = acct, .ldc = Mg, .threads = 1,
 			};
 			if ((j->rc = qd_qgemm_prepacked(&q, j->pk->pb[gr])))
@@ -460,6 +468,20 @@ out:
 	return NULL;
 }
 
+/* xt[n][p][c] = x[n][c][p], in 32 x 32 blocks. */
+QCONV_CLONES __attribute__((optimize("O3")))
+static void qconv_to_channels_last(const uint8_t *x, int64_t N, int64_t C, int64_t P, uint8_t *xt)
+{
+	for (int64_t n = 0; n < N; n++, x += C * P, xt += C * P)
+		for (int64_t c0 = 0; c0 < C; c0 += 32)
+			for (int64_t p0 = 0; p0 < P; p0 += 32) {
+				int64_t c1 = QD_MIN(C, c0 + 32), p1 = QD_MIN(P, p0 + 32);
+				for (int64_t c = c0; c < c1; c++)
+					for (int64_t p = p0; p < p1; p++)
+						xt[p * C + c] = x[c * P + p];
+			}
+}
+
 /* The pixel-major convolution of x with the packed weights pk into ep. */
 static int qconv_pixmajor(struct qd_ctx *c, const struct qconv_geom *g, const struct qd_tensor *x,
 			  int32_t xz, const struct qconv_pack *pk, const struct qconv_epi *ep)
@@ -467,22 +489,24 @@ static int qconv_pixmajor(struct qd_ctx *c, const struct qconv_geom *g, const st
 	int64_t Cg = g->C / g->group, Mg = g->M / g->group, Kc = Cg * g->ksize;
 	if (!g->N || !g->osize || !g->M)
 		return 0;
-	int64_t *toff = malloc((size_t)Kc * sizeof *toff + 1);
-	int32_t *tk = malloc((size_t)(3 * Kc) * sizeof *tk + 1);
-	if (!toff || !tk) {
-		free(toff);
+	int64_t *tk = malloc((size_t)(3 * g->ksize) * sizeof *tk + 1);
+	uint8_t *xt = malloc((size_t)(g->N * g->C * g->isize) + 1);
+	if (!tk || !xt) {
 		free(tk);
+		free(xt);
 		return qd_ctx_fail(c, QD_ENOMEM, "out of memory");
 	}
-	for (int64_t ch = 0, k = 0; ch < Cg; ch++)
-		for (int64_t k0 = 0; k0 < g->k[0]; k0++)
+	for (int64_t k0 = 0, t = 0; k0 < g->k[0]; k0++)
 		for (int64_t k1 = 0; k1 < g->k[1]; k1++)
-		for (int64_t k2 = 0; k2 < g->k[2]; k2++, k++) {
-			tk[3 * k] = (int32_t)(k0 * g->dil[0]);
-			tk[3 * k + 1] = (int32_t)(k1 * g->dil[1]);
-			tk[3 * k + 2] = (int32_t)(k2 * g->dil[2]);
-			toff[k] = ch * g->isize + (tk[3 * k] * g->in[1] + tk[3 * k + 1]) * g->in[2] + tk[3 * k + 2];
-		}
+			for (int64_t k2 = 0; k2 < g->k[2]; k2++, t++) {
+				tk[3 * t] = k0 * g->dil[0];
+				tk[3 * t + 1] = k1 * g->dil[1];
+				tk[3 * t + 2] = k2 * g->dil[2];
+			}
+	bool direct = g->ksize == 1;
+	for (int i = 0; i < 3; i++)
+		direct = direct && g->stride[i] == 1 && g->pad_b[i] == 0 && g->out[i] == g->in[i];
+	qconv_to_channels_last(x->data, g->N, g->C, g->isize, xt);
 	/* tiles of about 32 KiB of im2col rows (at least 64, at most 1024 pixels, multiples of 8) */
 	int64_t tp = QD_MAX((int64_t)64, QD_MIN((int64_t)1024, (32768 / QD_MAX(Kc, (int64_t)1)) & ~(int64_t)7));
 	int64_t tiles = g->N * ((g->osize + tp - 1) / tp);
@@ -494,7 +518,7 @@ static int qconv_pixmajor(struct qd_ctx *c, const struct qconv_geom *g, const st
 	pthread_t tid[8];
 	bool started[8] = { false };
 	for (int t = 0; t < nt; t++)
-		jobs[t] = (struct qconv_job){ g, x, xz, pk, ep, tp, tiles * t / nt, tiles * (t + 1) / nt, toff, tk, 0 };
+		jobs[t] = (struct qconv_job){ g, x, xz, pk, ep, tp, tiles * t / nt, tiles * (t + 1) / nt, xt, tk, direct, 0 };
 	for (int t = 1; t < nt; t++)
 		started[t] = pthread_create(&tid[t], NULL, qconv_tiles, &jobs[t]) == 0;
 	for (int t = 1; t < nt; t++)
@@ -508,8 +532,8 @@ static int qconv_pixmajor(struct qd_ctx *c, const struct qconv_geom *g, const st
 		if (jobs[t].rc && !rc)
 			rc = jobs[t].rc;
 	}
-	free(toff);
 	free(tk);
+	free(xt);
 	(void)Mg;
 	return rc ? qd_ctx_fail(c, -rc, "integer convolution failed") : 0;
 }
@@ -541,13 +565,14 @@ static int qconv_get_pack(struct qd_ctx *c, int wi, int wzi, const struct qconv_
 	int64_t Kc = g->C / g->group * g->ksize;
 	const struct qconv_pack *have = c->n->priv_free == qd_qconv_pack_free ? c->n->priv : NULL;
 	*tmp = NULL;
-	if (have && have->w == w->data && have->M == g->M && have->Kc == Kc && have->group == g->group &&
+	if (have && have->w == w->data && have->M == g->M && have->Kc == Kc && have->ks == g->ksize &&
+	    have->group == g->group &&
 	    input_is_const(c, wi) && input_is_const(c, wzi)) {
 		*pk = have;
 		return 0;
 	}
 	struct qconv_pack *p;
-	int rc = qconv_pack_new(w->data, w->dtype == QD_DT_INT8, g->M, Kc, g->group, wz, wzper, &p);
+	int rc = qconv_pack_new(w->data, w->dtype == QD_DT_INT8, g->M, Kc, g->ksize, g->group, wz, wzper, &p);
 	if (rc)
 		return qd_ctx_fail(c, -rc, "out of memory");
 	if (!c->n->priv && input_is_const(c, wi) && input_is_const(c, wzi)) {
