@@ -690,6 +690,29 @@ int qd_op_qlinear_conv(struct qd_ctx *c)
 	if ((rc = qconv_acc(c, &g, x, xz, w, wz, wzper, acc)))
 		goto out;
 	const int32_t *bd = bias ? bias->data : NULL;
+	if (!qd_qconv_ref_path) {
+		/* depthwise: bias, then qd_q_requant_row a channel plane at a time */
+		float *mulv = malloc((size_t)(g.osize + 1) * sizeof(float));
+		if (!mulv) {
+			rc = qd_ctx_fail(c, QD_ENOMEM, "out of memory");
+			goto out;
+		}
+		for (int64_t m = 0; m < g.M; m++) {
+			float mul = xs * ws[wsper ? m : 0] / ys;
+			for (int64_t p = 0; p < g.osize; p++)
+				mulv[p] = mul;
+			for (int64_t img = 0; img < g.N; img++) {
+				int64_t base = (img * g.M + m) * g.osize;
+				if (bd)
+					for (int64_t p = 0; p < g.osize; p++)
+						acc[base + p] = (int32_t)((uint32_t)acc[base + p] + (uint32_t)bd[m]);
+				qd_q_requant_row(acc + base, g.osize, mulv, yz, lo, hi, x->dtype == QD_DT_INT8,
+						 (uint8_t *)y->data + base);
+			}
+		}
+		free(mulv);
+		goto out;
+	}
 	for (int64_t img = 0; img < g.N; img++)
 		for (int64_t m = 0; m < g.M; m++) {
 			float mul = xs * ws[wsper ? m : 0] / ys;
