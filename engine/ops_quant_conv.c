@@ -147,23 +147,18 @@ QCONV_CLONES __attribute__((optimize("O3"))) static int qconv_depthwise(struct q
 			arr[a][0] = a < 3 || a == 3 || a == 4 ? 1 : 0;
 		}
 	}
-	int64_t Mg = g->M / g->group;
+	/* the channel plane as int32 minus the zero point inside a zero border covering every
+	 * tap (a padded tap adds 0), so each tap runs over whole output rows unchecked */
+	int64_t P[3];
+	for (int i = 0; i < 3; i++)
+		P[i] = (g->out[i] - 1) * g->stride[i] + (g->k[i] - 1) * g->dil[i] + 1;
+	int64_t Mg = g->M / g->group, psize = P[0] * P[1] * P[2];
+	int64_t c2a = QD_MAX((int64_t)0, -g->pad_b[2]), c2b = QD_MIN(g->in[2], P[2] - g->pad_b[2]);
 	int32_t *wk = malloc((size_t)g->ksize * sizeof *wk + 1);
-	int32_t *xp = malloc((size_t)g->isize * sizeof *xp + 1);
-	int64_t *lo = malloc((size_t)g->k[2] * sizeof *lo + 1), *hi = malloc((size_t)g->k[2] * sizeof *hi + 1);
-	if (!wk || !xp || !lo || !hi) {
-		free(wk); free(xp); free(lo); free(hi);
+	int32_t *xp = calloc((size_t)psize + 1, sizeof *xp);
+	if (!wk || !xp) {
+		free(wk); free(xp);
 		return qd_ctx_fail(c, QD_ENOMEM, "out of memory");
-	}
-	/* o2 range of each k2 tap with 0 <= o2 * stride + off < in[2] */
-	for (int64_t k2 = 0; k2 < g->k[2]; k2++) {
-		int64_t off = k2 * g->dil[2] - g->pad_b[2];
-		lo[k2] = off < 0 ? (-off + g->stride[2] - 1) / g->stride[2] : 0;
-		hi[k2] = g->in[2] - off <= 0 ? 0 : (g->in[2] - off - 1) / g->stride[2] + 1;
-		if (hi[k2] > g->out[2])
-			hi[k2] = g->out[2];
-		if (lo[k2] > hi[k2])
-			lo[k2] = hi[k2];
 	}
 	bool xs = x->dtype == QD_DT_INT8, ws = w->dtype == QD_DT_INT8;
 	int64_t last_ch = -1;
@@ -175,50 +170,54 @@ QCONV_CLONES __attribute__((optimize("O3"))) static int qconv_depthwise(struct q
 				wk[k] = (ws ? ((const int8_t *)w->data)[m * g->ksize + k]
 					    : ((const uint8_t *)w->data)[m * g->ksize + k]) - z;
 			if (ch != last_ch) {
-				/* the channel plane once as int32 minus the zero point */
 				const uint8_t *xc = (const uint8_t *)x->data + (img * g->C + ch) * g->isize;
-				if (xs)
-					for (int64_t i = 0; i < g->isize; i++)
-						xp[i] = (int32_t)(int8_t)xc[i] - xz;
-				else
-					for (int64_t i = 0; i < g->isize; i++)
-						xp[i] = (int32_t)xc[i] - xz;
+				for (int64_t i0 = 0; i0 < g->in[0]; i0++) {
+					int64_t p0 = i0 + g->pad_b[0];
+					if (p0 < 0 || p0 >= P[0])
+						continue;
+					for (int64_t i1 = 0; i1 < g->in[1]; i1++) {
+						int64_t p1 = i1 + g->pad_b[1];
+						if (p1 < 0 || p1 >= P[1])
+							continue;
+						const uint8_t *src = xc + (i0 * g->in[1] + i1) * g->in[2];
+						int32_t *dst = xp + (p0 * P[1] + p1) * P[2] + g->pad_b[2];
+						if (xs)
+							for (int64_t i2 = c2a; i2 < c2b; i2++)
+								dst[i2] = (int32_t)(int8_t)src[i2] - xz;
+						else
+							for (int64_t i2 = c2a; i2 < c2b; i2++)
+								dst[i2] = (int32_t)src[i2] - xz;
+					}
+				}
 				last_ch = ch;
 			}
 			int32_t *out = acc + (img * g->M + m) * g->osize;
-			memset(out, 0, (size_t)g->osize * sizeof *out);
-			for (int64_t k0 = 0; k0 < g->k[0]; k0++)
-			for (int64_t o0 = 0; o0 < g->out[0]; o0++) {
-				int64_t i0 = o0 * g->stride[0] - g->pad_b[0] + k0 * g->dil[0];
-				if (i0 < 0 || i0 >= g->in[0])
-					continue;
-				for (int64_t k1 = 0; k1 < g->k[1]; k1++)
-				for (int64_t o1 = 0; o1 < g->out[1]; o1++) {
-					int64_t i1 = o1 * g->stride[1] - g->pad_b[1] + k1 * g->dil[1];
-					if (i1 < 0 || i1 >= g->in[1])
-						continue;
-					const int32_t *xr = xp + (i0 * g->in[1] + i1) * g->in[2];
-					int32_t *orow = out + (o0 * g->out[1] + o1) * g->out[2];
+			int64_t W = g->out[2], s2 = g->stride[2];
+			for (int64_t o0 = 0; o0 < g->out[0]; o0++)
+			for (int64_t o1 = 0; o1 < g->out[1]; o1++) {
+				int32_t *restrict orow = out + (o0 * g->out[1] + o1) * W;
+				memset(orow, 0, (size_t)W * sizeof *orow);
+				for (int64_t k0 = 0; k0 < g->k[0]; k0++)
+				for (int64_t k1 = 0; k1 < g->k[1]; k1++) {
+					const int32_t *xr = xp + ((o0 * g->stride[0] + k0 * g->dil[0]) * P[1] +
+								  o1 * g->stride[1] + k1 * g->dil[1]) * P[2];
 					const int32_t *wr = wk + (k0 * g->k[1] + k1) * g->k[2];
 					for (int64_t k2 = 0; k2 < g->k[2]; k2++) {
 						int32_t wv = wr[k2];
-						int64_t off = k2 * g->dil[2] - g->pad_b[2];
-						if (g->stride[2] == 1) {
-							int32_t *restrict op = orow + lo[k2];
-							const int32_t *restrict xo = xr + off + lo[k2];
-							int64_t cnt = hi[k2] - lo[k2];
+						const int32_t *restrict xo = xr + k2 * g->dil[2];
+						if (s2 == 1) {
 #pragma GCC ivdep
-							for (int64_t o2 = 0; o2 < cnt; o2++)
-								op[o2] += wv * xo[o2];
+							for (int64_t o2 = 0; o2 < W; o2++)
+								orow[o2] += wv * xo[o2];
 						} else {
-							for (int64_t o2 = lo[k2]; o2 < hi[k2]; o2++)
-								orow[o2] += wv * xr[o2 * g->stride[2] + off];
+							for (int64_t o2 = 0; o2 < W; o2++)
+								orow[o2] += wv * xo[o2 * s2];
 						}
 					}
 				}
 			}
 		}
-	free(wk); free(xp); free(lo); free(hi);
+	free(wk); free(xp);
 	return 0;
 }
 
