@@ -132,9 +132,9 @@ static void im2col_u8(const struct qconv_geom *g, const uint8_t *x, int64_t Cg, 
 #define QCONV_CLONES
 #endif
 
-QCONV_CLONES __attribute__((optimize("O3"))) static int qconv_depthwise(struct qd_ctx *c, const struct qconv_geom *g0,
+QCONV_CLONES __attribute__((optimize("O3"))) static int qconv_depthwise_range(const struct qconv_geom *g0,
 			   const struct qd_tensor *x, int32_t xz, const struct qd_tensor *w, const int32_t *wz,
-			   bool wz_per, int32_t *acc)
+			   bool wz_per, int32_t *acc, int64_t m_lo, int64_t m_hi)
 {
 	/* the geometry keeps 1-D / 2-D convolutions as [d, 1, 1] / [H, W, 1]: move the trailing
 	 * unit dims to the front so the innermost loop runs along the real last axis */
@@ -158,12 +158,12 @@ QCONV_CLONES __attribute__((optimize("O3"))) static int qconv_depthwise(struct q
 	int32_t *xp = calloc((size_t)psize + 1, sizeof *xp);
 	if (!wk || !xp) {
 		free(wk); free(xp);
-		return qd_ctx_fail(c, QD_ENOMEM, "out of memory");
+		return -QD_ENOMEM;
 	}
 	bool xs = x->dtype == QD_DT_INT8, ws = w->dtype == QD_DT_INT8;
 	int64_t last_ch = -1;
 	for (int64_t img = 0; img < g->N; img++, last_ch = -1)
-		for (int64_t m = 0; m < g->M; m++) {
+		for (int64_t m = m_lo; m < m_hi; m++) {
 			int64_t ch = m / Mg;
 			int32_t z = wz[wz_per ? m : 0];
 			for (int64_t k = 0; k < g->ksize; k++)
@@ -221,6 +221,52 @@ QCONV_CLONES __attribute__((optimize("O3"))) static int qconv_depthwise(struct q
 	return 0;
 }
 
+struct dw_job {
+	const struct qconv_geom *g;
+	const struct qd_tensor *x, *w;
+	int32_t xz;
+	const int32_t *wz;
+	bool wz_per;
+	int32_t *acc;
+	int64_t m0, m1;
+	int rc;
+};
+
+static void *dw_run(void *arg)
+{
+	struct dw_job *j = arg;
+	j->rc = qconv_depthwise_range(j->g, j->x, j->xz, j->w, j->wz, j->wz_per, j->acc, j->m0, j->m1);
+	return NULL;
+}
+
+/* The depthwise sums, output channels split over the engine's threads when it pays. */
+static int qconv_depthwise(struct qd_ctx *c, const struct qconv_geom *g, const struct qd_tensor *x,
+			   int32_t xz, const struct qd_tensor *w, const int32_t *wz, bool wz_per, int32_t *acc)
+{
+	double ops = (double)g->N * (double)g->M * (double)g->osize * (double)g->ksize;
+	int nt = c->e->opts.threads > 1 && ops >= (double)(1 << 21) ? (int)QD_MIN((int64_t)c->e->opts.threads, g->M) : 1;
+	nt = nt < 1 ? 1 : nt > 8 ? 8 : nt;
+	struct dw_job jobs[8];
+	pthread_t tid[8];
+	bool started[8] = { false };
+	for (int t = 0; t < nt; t++)
+		jobs[t] = (struct dw_job){ g, x, w, xz, wz, wz_per, acc, g->M * t / nt, g->M * (t + 1) / nt, 0 };
+	for (int t = 1; t < nt; t++)
+		started[t] = pthread_create(&tid[t], NULL, dw_run, &jobs[t]) == 0;
+	for (int t = 1; t < nt; t++)
+		if (!started[t])
+			dw_run(&jobs[t]);
+	dw_run(&jobs[0]);
+	int rc = 0;
+	for (int t = 0; t < nt; t++) {
+		if (t && started[t])
+			pthread_join(tid[t], NULL);
+		if (jobs[t].rc && !rc)
+			rc = jobs[t].rc;
+	}
+	return rc ? qd_ctx_fail(c, -rc, "out of memory") : 0;
+}
+
 /* Tests set this to run depthwise convolutions through the im2col + GEMM path. */
 int qd_qconv_force_gemm;
 
@@ -229,7 +275,7 @@ static int qconv_acc(struct qd_ctx *c, const struct qconv_geom *g, const struct 
 		     int32_t xz, const struct qd_tensor *w, const int32_t *wz, bool wz_per, int32_t *acc)
 {
 	int64_t Cg = g->C / g->group, Mg = g->M / g->group, Kc = Cg * g->ksize;
-	if (Cg == 1 && g->group > 1 && !qd_qconv_force_gemm)
+	if (Cg == 1 && g->group > 1 && !qd_qconv_force_gemm && !qd_qconv_ref_path)
 		return qconv_depthwise(c, g, x, xz, w, wz, wz_per, acc);
 	uint8_t *col = malloc((size_t)(Kc * g->osize) + 1);
 	if (!col)

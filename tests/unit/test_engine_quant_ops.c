@@ -482,7 +482,8 @@ static void test_qconv_depthwise(void)
 }
 
 /* The pixel-major QLinearConv / ConvInteger (weights packed at load, VNNI byte GEMM where
- * present, tiles over threads) against the weight-major reference twin, bit for bit: groups,
+ * present, tiles over threads) and the direct depthwise kernel (channels over threads)
+ * against the weight-major reference twin, bit for bit: groups,
  * asymmetric pads, strides, dilations, 1-D, batches, int8 / uint8, per-channel zero points,
  * bias, 1 and 2 threads (the large cases split tiles). */
 static int run_threads(struct qd_model *m, int threads, struct qd_tensor **out, size_t *n_out,
@@ -508,6 +509,10 @@ static void test_qconv_pixmajor(void)
 		{ 3, 7, 5, 1, 6, 5, 2, 3, 1, 2, 1, 2, { 0, 1, 1, 2 }, false, true, false },
 		{ 1, 96, 24, 1, 16, 16, 3, 3, 1, 1, 1, 1, { 1, 1, 1, 1 }, false, true, true },
 		{ 2, 20, 17, 1, 1, 37, 1, 5, 1, 2, 1, 1, { 0, 2, 0, 2 }, true, true, true },
+		/* depthwise (the direct kernel, channels split over 2 threads) */
+		{ 2, 64, 64, 64, 48, 48, 3, 3, 1, 1, 1, 1, { 1, 1, 1, 1 }, false, true, true },
+		{ 3, 48, 48, 48, 50, 49, 5, 5, 2, 2, 1, 1, { 2, 2, 1, 2 }, true, true, true },
+		{ 1, 32, 64, 32, 21, 18, 3, 3, 1, 2, 2, 1, { 2, 0, 1, 1 }, false, false, true },
 	};
 	uint64_t seed = 777;
 	for (size_t ci = 0; ci < QD_ARRAY_LEN(cs); ci++) {
