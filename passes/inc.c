@@ -126,13 +126,9 @@ static int check_woq(const char *field, const json_t *w, char algo[16], struct q
 		return qd_err_set(err, QD_EINVAL, f, "bits %lld is not supported: 4 or 8 (MatMulNBits)",
 				  (long long)json_integer_value(b));
 	snprintf(f, sizeof f, "%s.group_size", field);
-	if (g && json_integer_value(g) == -1)
-		return qd_err_set(err, QD_EUNSUPPORTED, f, "group_size -1 (one group per output channel) is not "
-				  "supported: MatMulNBits blocks are a power of two >= 16 shared by every weight; use "
-				  "128");
-	if (g && !pow2_ge16(json_integer_value(g)))
+	if (g && json_integer_value(g) != -1 && !pow2_ge16(json_integer_value(g)))
 		return qd_err_set(err, QD_EINVAL, f, "group_size %lld is not a power of two >= 16 (MatMulNBits' "
-				  "blocks)%s", (long long)json_integer_value(g), json_integer_value(g) == 4 ?
+				  "blocks) or -1 (per channel)%s", (long long)json_integer_value(g), json_integer_value(g) == 4 ?
 				  "; 4 is Olive's default weight_only_config value: set group_size (32 is INC's own "
 				  "default)" : "");
 	snprintf(f, sizeof f, "%s.scheme", field);

@@ -142,7 +142,7 @@ static const struct qd_param qd_params_onnx_static[] = {
 	 "from the metric's goal (Olive's mapping), else relative 0.01"}, \
 	{"weight_only_config", QD_PT_DICT, \
 	 "{\"bits\": 4, \"group_size\": 4, \"scheme\": \"asym\", \"algorithm\": \"RTN\"}", NULL, NULL, \
-	 "weight-only settings: bits 4|8, group_size (power of two >= 16; missing: 32), scheme sym|asym, " \
+	 "weight-only settings: bits 4|8, group_size (power of two >= 16, or -1: one block over K, K <= 256; missing: 32), scheme sym|asym, " \
 	 "algorithm RTN|GPTQ|AWQ|HQQ"}, \
 	{"op_type_dict", QD_PT_DICT, "{}", NULL, NULL, \
 	 "weight_only: {\"MatMul\" or \".*\": {\"weight\": {...}}} over weight_only_config; other " \

@@ -286,8 +286,22 @@ struct target {
 	size_t node;        /* index in g->node */
 	const char *a, *b;  /* borrow (the node) */
 	int64_t K, N;
+	int64_t bs;         /* this weight's block_size: the pass's, or (block_size -1, per channel)
+	                       one block over the whole K: the next power of two >= max(K, 16) */
 	long h;             /* Hessian index (GPTQ), -1 */
 };
+
+/* block_size -1 (INC's group_size -1): one block per output column; MatMulNBits wants a
+ * power of two >= 16, K short of it is legal (the padding codes are zero). ORT 1.30's CPU
+ * kernel takes block_size 16 .. 256 only, so a K above 256 stays float (logged). */
+#define QD_WO_MAX_BS 256
+static int64_t per_channel_bs(int64_t K)
+{
+	int64_t b = 16;
+	while (b < K)
+		b *= 2;
+	return b;
+}
 
 struct hess {
 	char *name;
@@ -348,12 +362,17 @@ static void collect_gather(struct wo *w, struct qd_graph_index *ix, size_t i)
 		return;
 	}
 	int64_t V = d->dims[0], H = d->dims[1];
+	if (w->cfg.bs < 0) {
+		qd_pass_skip(w->pc, w->skipped, n, QD_LOG_INFO, "group_size -1 (per channel) applies to MatMul "
+			     "weights: Gather tables stay float");
+		return;
+	}
 	if (V <= 0 || H <= 0 || H % w->cfg.bs) {
 		qd_pass_skip(w->pc, w->skipped, n, QD_LOG_INFO, "row length %lld is not a multiple of block_size %lld",
 			     (long long)H, (long long)w->cfg.bs);
 		return;
 	}
-	w->gt[w->ngt++] = (struct target){ .node = i, .a = n->input[1], .b = n->input[0], .K = H, .N = V, .h = -1 };
+	w->gt[w->ngt++] = (struct target){ .node = i, .a = n->input[1], .b = n->input[0], .K = H, .N = V, .bs = w->cfg.bs, .h = -1 };
 }
 
 static int collect_targets(struct wo *w, struct qd_graph_index *ix)
@@ -400,12 +419,19 @@ static int collect_targets(struct wo *w, struct qd_graph_index *ix)
 			continue;
 		}
 		int64_t K = b->dims[0], N = b->dims[1];
-		if (K <= 0 || N <= 0 || K % w->cfg.bs) {
+		if (w->cfg.bs < 0 && K > QD_WO_MAX_BS) {
+			qd_pass_skip(w->pc, w->skipped, n, QD_LOG_INFO, "group_size -1: one block over K = %lld would "
+				     "be block_size %lld; ONNX Runtime's MatMulNBits takes block_size <= %d",
+				     (long long)K, (long long)per_channel_bs(K), QD_WO_MAX_BS);
+			continue;
+		}
+		if (K <= 0 || N <= 0 || (w->cfg.bs > 0 && K % w->cfg.bs)) {
 			qd_pass_skip(w->pc, w->skipped, n, QD_LOG_INFO, "K = %lld is not a multiple of block_size %lld",
 				     (long long)K, (long long)w->cfg.bs);
 			continue;
 		}
-		w->t[w->nt++] = (struct target){ .node = i, .a = n->input[0], .b = n->input[1], .K = K, .N = N, .h = -1 };
+		w->t[w->nt++] = (struct target){ .node = i, .a = n->input[0], .b = n->input[1], .K = K, .N = N,
+					 .bs = w->cfg.bs > 0 ? w->cfg.bs : per_channel_bs(K), .h = -1 };
 	}
 	if (sub_matmuls)
 		qd_pass_log(w->pc, QD_LOG_INFO, "%zu MatMul nodes inside If/Loop/Scan bodies stay float (main graph "
@@ -540,14 +566,14 @@ static int quantize_one(struct wo *w, const struct target *t, const float *wf, s
 	Onnx__NodeProto *n = w->m->proto->graph->node[t->node];
 	switch (c->algo) {
 	case QD_WO_DEFAULT:
-		return qd_wo_quant_default(wf, t->K, t->N, c->bits, c->bs, c->sym, q, w->err);
+		return qd_wo_quant_default(wf, t->K, t->N, c->bits, t->bs, c->sym, q, w->err);
 	case QD_WO_RTN: {
 		const json_t *r = n->name ? json_object_get(c->ratios, n->name) : NULL;
-		return qd_wo_quant_rtn(wf, t->K, t->N, c->bits, c->bs, c->sym, r ? (float)json_number_value(r) : 1.0f,
+		return qd_wo_quant_rtn(wf, t->K, t->N, c->bits, t->bs, c->sym, r ? (float)json_number_value(r) : 1.0f,
 				       q, w->err);
 	}
 	case QD_WO_HQQ:
-		return qd_wo_quant_hqq(wf, t->K, t->N, c->bits, c->bs, q, w->err);
+		return qd_wo_quant_hqq(wf, t->K, t->N, c->bits, t->bs, q, w->err);
 	case QD_WO_GPTQ: {
 		const struct hess *h = &w->h[t->h];
 		int64_t K = t->K;
@@ -562,8 +588,8 @@ static int quantize_one(struct wo *w, const struct target *t, const float *wf, s
 		struct qd_wo_gptq_opts o = c->g;
 		o.bits = c->bits;
 		o.sym = c->sym;
-		o.group = c->bs;
-		o.blocksize = QD_MAX(o.blocksize, c->bs);
+		o.group = t->bs;
+		o.blocksize = QD_MAX(o.blocksize, t->bs);
 		double damp = 0;
 		int rc = qd_wo_quant_gptq(wc, H, K, t->N, &o, q, &damp, w->err);
 		free(H);
@@ -578,7 +604,7 @@ static int quantize_one(struct wo *w, const struct target *t, const float *wf, s
 		if (!H)
 			return qd_err_set(w->err, QD_ENOMEM, NULL, "out of memory");
 		hess_full(h, H);
-		int rc = qd_wo_quant_awq(wf, H, h->rows, t->K, t->N, c->bits, c->bs, c->sym, q, inv_s, &alpha, &ratio,
+		int rc = qd_wo_quant_awq(wf, H, h->rows, t->K, t->N, c->bits, t->bs, c->sym, q, inv_s, &alpha, &ratio,
 					 w->err);
 		free(H);
 		if (rc < 0)
@@ -679,7 +705,7 @@ static int rewrite_one(struct wo *w, struct qd_graph_index *ix, const struct tar
 		size_t nb = 0, nz = 0;
 		if ((rc = pack_named(w, ix, &q, t->b, c->algo == QD_WO_RTN ? 0x88 : 0, p, &B, &nb, &Z, &nz)) < 0)
 			return rc;
-		int64_t kb = q.kb, blob = c->bs * c->bits / 8;
+		int64_t kb = q.kb, blob = t->bs * c->bits / 8;
 		int64_t db[3] = {t->N, kb, blob}, ds[1] = {t->N * kb}, dz[1] = {q.zpf ? t->N * kb : (int64_t)nz};
 		Onnx__TensorProto *tb = p->bq ? qd_tensor_new(p->bq, QD_DT_UINT8, db, 3, B, nb) : NULL;
 		Onnx__TensorProto *ts = p->sc ? qd_tensor_new(p->sc, QD_DT_FLOAT, ds, 1, q.scale,
@@ -718,7 +744,7 @@ static int rewrite_one(struct wo *w, struct qd_graph_index *ix, const struct tar
 					  (const char *const *)n->output, 1);
 	free(scaled);
 	if (!nn || qd_node_set_attr_int(nn, "K", t->K) < 0 || qd_node_set_attr_int(nn, "N", t->N) < 0 ||
-	    qd_node_set_attr_int(nn, "bits", c->bits) < 0 || qd_node_set_attr_int(nn, "block_size", c->bs) < 0 ||
+	    qd_node_set_attr_int(nn, "bits", c->bits) < 0 || qd_node_set_attr_int(nn, "block_size", t->bs) < 0 ||
 	    (c->accuracy_level > 0 && qd_node_set_attr_int(nn, "accuracy_level", c->accuracy_level) < 0)) {
 		qd_node_free(nn);
 		return qd_err_set(w->err, QD_ENOMEM, NULL, "out of memory");

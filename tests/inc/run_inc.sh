@@ -271,7 +271,7 @@ fi
 bad_cases=(
 "\"type\": \"IncQuantization\", \"approach\": \"weight_only\", \"weight_only_config\": {\"bits\": 3, \"group_size\": 32}|passes.q.weight_only_config.bits"
 "\"type\": \"IncQuantization\", \"approach\": \"weight_only\", \"weight_only_config\": {\"group_size\": 48}|passes.q.weight_only_config.group_size"
-"\"type\": \"IncQuantization\", \"approach\": \"weight_only\", \"weight_only_config\": {\"group_size\": -1}|passes.q.weight_only_config.group_size"
+"\"type\": \"IncQuantization\", \"approach\": \"weight_only\", \"weight_only_config\": {\"group_size\": -2}|passes.q.weight_only_config.group_size"
 "\"type\": \"IncQuantization\", \"approach\": \"weight_only\"|passes.q.weight_only_config.group_size"
 "\"type\": \"IncQuantization\", \"approach\": \"weight_only\", \"weight_only_config\": {\"algorithm\": \"TEQ\"}|passes.q.weight_only_config.algorithm"
 "\"type\": \"IncQuantization\", \"approach\": \"weight_only\", \"weight_only_config\": {\"scheme\": \"fp4\"}|passes.q.weight_only_config.scheme"

@@ -80,6 +80,27 @@ def ort_default_reference(W, bits, bs, sym):
     return B, scale.reshape(-1), None if sym else Z.reshape(-1)
 
 
+def inc_rtn_sym_reference(W, bits, bs):
+    """INC's RTN, symmetric (quant_tensor): scale 2 absmax / (2^bits - 1) (1 for a zero
+    block), zero point 2^(bits-1), round half to even; short blocks padded with zero codes."""
+    K, N = W.shape
+    kb = (K + bs - 1) // bs
+    Q = 2 ** bits - 1
+    B = np.zeros((N, kb, bs * bits // 8), np.uint8)
+    S = np.zeros((N, kb), np.float32)
+    for j in range(kb):
+        v = W[j * bs:(j + 1) * bs].T.astype(np.float32)          # [N, <= bs]
+        am = np.abs(v).max(-1).astype(np.float64)
+        s = (2.0 * am / Q).astype(np.float32)
+        s[s == 0] = 1
+        q = np.clip(np.rint(v / s[:, None] + np.float32(2 ** (bits - 1))), 0, Q).astype(np.uint8)
+        qp = np.zeros((N, bs), np.uint8)
+        qp[:, :v.shape[1]] = q
+        B[:, j] = (qp[:, 0::2] | (qp[:, 1::2] << 4)) if bits == 4 else qp
+        S[:, j] = s
+    return B, S.reshape(-1), None
+
+
 def check_case(work, f):
     name, mdir, fmodel, held, min_cos, min_top1, max_ratio, n_nbits = f
     d = os.path.join(work, name)
@@ -124,7 +145,7 @@ def check_case(work, f):
     check(mc is not None and abs(mc - c) < 2e-3, "%s: metrics.json cosine %s matches ORT's %.5f" % (name, mc, c))
 
 
-def check_pack(work, name, fmodel, bits, bs, sym):
+def check_pack(work, name, fmodel, bits, bs, sym, alg="default"):
     d = os.path.join(work, name)
     if not os.path.exists(os.path.join(d, "model.onnx")):
         check(False, "%s: no artifact" % name)
@@ -156,7 +177,9 @@ def check_pack(work, name, fmodel, bits, bs, sym):
             continue
         src = fnodes[n.output[0]]
         W = nh.to_array(fi[src.input[1]])
-        B, S, Z = ort_default_reference(W, bits, bs, sym)
+        nbs = bs if bs > 0 else max(16, 1 << (W.shape[0] - 1).bit_length())   # -1: one block over K
+        B, S, Z = ort_default_reference(W, bits, nbs, sym) if alg == "default" else \
+            inc_rtn_sym_reference(W, bits, nbs)
         gotB = nh.to_array(qi[n.input[1]])
         gotS = nh.to_array(qi[n.input[2]])
         ok = gotB.shape == B.shape and np.array_equal(gotB, B) and np.array_equal(gotS.reshape(-1), S)
@@ -166,12 +189,13 @@ def check_pack(work, name, fmodel, bits, bs, sym):
             ok = ok and (len(n.input) < 4 or not n.input[3])
         a = {x.name: x.i for x in n.attribute}
         ok = ok and a.get("K") == W.shape[0] and a.get("N") == W.shape[1] and a.get("bits") == bits and \
-            a.get("block_size") == bs
+            a.get("block_size") == nbs
         n_checked += 1
         if not ok:
             bad.append(n.name)
-    check(n_checked > 0 and not bad, "%s: B, scales, zero points and attributes of %d nodes equal ORT's DEFAULT "
-          "packing (numpy re-implementation)%s" % (name, n_checked, "; differ: %s" % bad[:3] if bad else ""))
+    check(n_checked > 0 and not bad, "%s: B, scales, zero points and attributes of %d nodes equal %s "
+          "packing (numpy re-implementation)%s" % (name, n_checked, "ORT's DEFAULT" if alg == "default" else
+                                                   "INC RTN's", "; differ: %s" % bad[:3] if bad else ""))
 
 
 def main(argv):
@@ -182,8 +206,8 @@ def main(argv):
             check_case(work, f)
     for line in open(os.path.join(work, "packs")):
         f = line.split()
-        if len(f) == 5:
-            check_pack(work, f[0], f[1], int(f[2]), int(f[3]), f[4] == "sym")
+        if len(f) in (5, 6):
+            check_pack(work, f[0], f[1], int(f[2]), int(f[3]), f[4] == "sym", *f[5:])
     for line in open(os.path.join(work, "pairs")):
         better, worse, margin = line.split()
         if better in cos_of and worse in cos_of:

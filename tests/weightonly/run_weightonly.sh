@@ -24,12 +24,15 @@ if [ ! -x "$Q" ]; then
 fi
 if ! $PY tests/models/make_transformer.py "$work/m" >"$work/make.log" 2>&1 ||
    ! $PY tests/models/make_calib_data.py "$work/d" --only bert >>"$work/make.log" 2>&1 ||
-   ! $PY tests/weightonly/make_decoder.py "$work/m" >>"$work/make.log" 2>&1; then
+   ! $PY tests/weightonly/make_decoder.py "$work/m" >>"$work/make.log" 2>&1 ||
+   ! $PY tests/weightonly/make_oddk.py "$work/m" >>"$work/make.log" 2>&1; then
 	tail -n 5 "$work/make.log"; echo "weightonly: 0 passed, 1 failed"; exit 1
 fi
 BERT=$work/m/bert.onnx GPT=$work/m/gpt.onnx
 BCAL=$work/d/bert_calib.npz BHELD=$work/d/bert_held.npz
 GCAL=$work/m/gpt_calib.npz GHELD=$work/m/gpt_held.npz
+ODD=$work/m/oddk.onnx OCAL=$work/m/oddk_calib.npz OHELD=$work/m/oddk_held.npz
+WO='"type": "IncQuantization", "approach": "weight_only", "data_config": "calib", "weight_only_config": {"bits": 4, "group_size"'
 
 # name | model | held | calib | pass config | min cosine | min top-1 | max size ratio | MatMulNBits nodes
 # thresholds: measured (Debian 12, OpenBLAS) minus a small margin. bert_acc4 (accuracy_level 4:
@@ -53,6 +56,13 @@ cases=(
 "gpt_rtn8|$GPT|$GHELD|$GCAL|\"type\": \"OnnxBlockWiseRtnQuantization\", \"bits\": 8, \"block_size\": 32|0.9995|0.95|0.34|17"
 "gpt_gather|$GPT|$GHELD|$GCAL|\"type\": \"OnnxMatMul4Quantizer\", \"block_size\": 32, \"op_types_to_quantize\": [\"MatMul\", \"Gather\"]|0.920|0.39|0.17|17/2"
 "gpt_gather_asym|$GPT|$GHELD|$GCAL|\"type\": \"OnnxBlockWiseRtnQuantization\", \"block_size\": 64, \"is_symmetric\": false, \"op_types_to_quantize\": [\"Gather\"]|0.984|0.72|0.94|0/2"
+"odd_rtn_pc|$ODD|$OHELD|$OCAL|$WO: -1, \"scheme\": \"sym\", \"algorithm\": \"RTN\"}|0.957|-|0.21|3"
+"odd_rtn_asym_pc|$ODD|$OHELD|$OCAL|$WO: -1, \"scheme\": \"asym\", \"algorithm\": \"RTN\"}|0.968|-|0.21|3"
+"odd_gptq_pc|$ODD|$OHELD|$OCAL|$WO: -1, \"scheme\": \"sym\", \"algorithm\": \"GPTQ\"}|0.970|-|0.21|3"
+"odd_awq_pc|$ODD|$OHELD|$OCAL|$WO: -1, \"scheme\": \"sym\", \"algorithm\": \"AWQ\"}|0.974|-|0.22|3"
+"odd_hqq_pc|$ODD|$OHELD|$OCAL|$WO: -1, \"algorithm\": \"HQQ\"}|0.968|-|0.22|3"
+"bert_rtn_pc|$BERT|$BHELD|$BCAL|$WO: -1, \"scheme\": \"sym\", \"algorithm\": \"RTN\"}|0.982|-|0.49|21"
+"bert_gptq_pc|$BERT|$BHELD|$BCAL|$WO: -1, \"scheme\": \"sym\", \"algorithm\": \"GPTQ\"}|0.993|-|0.49|21"
 "gpt_gather8|$GPT|$GHELD|$GCAL|\"type\": \"OnnxMatMulNBits\", \"bits\": 8, \"block_size\": 32, \"op_types_to_quantize\": [\"MatMul\", \"Gather\"], \"is_symmetric\": false|0.9997|0.96|0.30|17/2"
 )
 : >"$work/cases"; : >"$work/ortlist"
@@ -75,7 +85,7 @@ JSON
 	echo "$work/$name/model.onnx $held $work/$name/ort.npz" >>"$work/ortlist"
 	echo "$name $work/$name $model $held $mincos $mintop1 $maxratio $nn" >>"$work/cases"
 done
-for f in "$BERT:$BHELD" "$GPT:$GHELD"; do
+for f in "$BERT:$BHELD" "$GPT:$GHELD" "$ODD:$OHELD"; do
 	echo "${f%%:*} ${f#*:} $work/f_$(basename "${f%%:*}").npz" >>"$work/ortlist"
 done
 node tests/qops/ort_infer.js --batch "$work/ortlist" 2>&1 | head -20
@@ -94,8 +104,10 @@ else
 fi
 
 printf '%s\n' "bert_rtn $BERT 4 32 sym" "bert_pack_asym $BERT 4 64 asym" "bert_rtn8 $BERT 8 32 sym" \
-	"gpt_gather $GPT 4 32 sym" "gpt_gather_asym $GPT 4 64 asym" "gpt_gather8 $GPT 8 32 asym" >"$work/packs"
-printf '%s\n' "bert_gptq bert_rtn 0.005" "gpt_gptq gpt_rtn 0.01" "bert_gptq_ao bert_rtn 0.005" "gpt_awq gpt_rtn 0.003" >"$work/pairs"
+	"gpt_gather $GPT 4 32 sym" "gpt_gather_asym $GPT 4 64 asym" "gpt_gather8 $GPT 8 32 asym" \
+	"odd_rtn_pc $ODD 4 -1 sym rtn" >"$work/packs"
+printf '%s\n' "bert_gptq bert_rtn 0.005" "gpt_gptq gpt_rtn 0.01" "bert_gptq_ao bert_rtn 0.005" "gpt_awq gpt_rtn 0.003" \
+	"bert_gptq_pc bert_rtn_pc 0.008" "odd_gptq_pc odd_rtn_pc 0.01" "odd_awq_pc odd_rtn_pc 0.015" >"$work/pairs"
 $PY tests/weightonly/check.py "$work" "$work/cases" | tee "$work/check.log" | grep -v '^weightonly-check:'
 read -r p f < <(sed -nE 's/^weightonly-check: ([0-9]+) passed, ([0-9]+) failed.*/\1 \2/p' "$work/check.log")
 pass=$((pass + ${p:-0})); fail=$((fail + ${f:-1}))
@@ -109,6 +121,15 @@ if "$Q" run --model "$BERT" --config "$work/k.json" --output "$work/k" >"$work/k
 	ok "block_size 512: the 4 MatMuls with K = 1024 quantized, the K = 256 ones left float and logged"
 else
 	bad "block_size 512: $(tail -n 3 "$work/k.log")"
+fi
+
+# group_size -1 (*_pc): one block over K (block_size the next power of two >= K; oddk's K 80,
+# 200, 48 -> 128, 256, 64 with zero padding codes); ORT's CPU MatMulNBits takes block_size <= 256,
+# so bert's FFN-down MatMuls (K = 1024) stay float, logged
+if [ "$(grep -c "group_size -1: one block over K = 1024 would be block_size 1024" "$work/bert_rtn_pc/run.log")" -ge 4 ]; then
+	ok "bert_rtn_pc: the 4 MatMuls with K = 1024 left float under group_size -1, logged"
+else
+	bad "bert_rtn_pc: no log of the K = 1024 MatMuls left float: $(grep -m1 'left in float' "$work/bert_rtn_pc/run.log")"
 fi
 
 # bad input: refused before any work, the message names the field
