@@ -244,7 +244,7 @@ struct qd_qgemm_packed {
 	int64_t K, N;
 	int16_t *data;
 	int64_t *ofs;      /* panel index -> offset into data */
-	int8_t *b8;        /* [16-column strip][k quad][16][4] s8, whole K per strip */
+	int8_t *b8;        /* [32-column strip][k quad][32][4] s8, whole K per strip */
 	int32_t *colsum;   /* per column: sum over k of the s8 values - K * zero point */
 	int32_t *bzp;      /* per column: zero point in the s8 domain */
 };
@@ -479,10 +479,11 @@ int qd_qgemm_avx2(const struct qd_qgemm_args *g)
  *                             = sum A'B' - az' (colsum(B') - K bz') - bz' rowsum(A')
  * which is exact modulo 2^32 like the reference (colsum - K bz' is kept per column). vpdpbusd adds four u8*s8 products into
  * an int32 lane without saturation (each group is at most 4*255*128). B is packed per
- * 16-column strip over the whole K; A per 8-row block as [k quad][8 rows] of 4 bytes.
- * Zero-padding (K to a multiple of 4, M to 8, N to 16) contributes nothing. */
+ * 32-column strip over the whole K ([k quad][32 columns] of 4 bytes: two 64-byte vectors);
+ * A per 8-row block as [k quad][8 rows] of 4 bytes. Zero-padding (K to a multiple of 4,
+ * M to 8, N to 32) contributes nothing. */
 #define B8_MR 8
-#define B8_NR 16
+#define B8_NR 32
 
 static bool use_b8(void)
 {
@@ -505,7 +506,7 @@ static int pack_b8(const struct qd_qgemm_args *g, struct qd_qgemm_packed **out)
 		qd_qgemm_packed_free(p);
 		return -QD_ENOMEM;
 	}
-	/* one k quad at a time: each 16-column strip gets one full 64-byte group per quad
+	/* one k quad at a time: each 32-column strip gets one full 128-byte group per quad
 	 * (signed <-> unsigned is a flip of the top bit: v - 128 == (int8_t)(v ^ 0x80)) */
 	int32_t shift = g->b_signed ? 0 : 128;
 	uint8_t flip = g->b_signed ? 0 : 0x80;
@@ -589,28 +590,25 @@ static void kernel_b8_generic(int64_t kq, const uint8_t *a, const int8_t *b, int
 __attribute__((target("avx512f,avx512vnni")))
 static void kernel_b8_vnni(int64_t kq, const uint8_t *a, const int8_t *b, int32_t tile[B8_MR][B8_NR])
 {
-	__m512i c0 = _mm512_setzero_si512(), c1 = c0, c2 = c0, c3 = c0;
-	__m512i c4 = c0, c5 = c0, c6 = c0, c7 = c0;
+	/* 8 rows x 32 columns: 16 accumulators, 2 B loads and 8 broadcasts per 16 vpdpbusd
+	 * (the 16-column tile had 9 loads per 8 and was load-bound) */
+	__m512i c00 = _mm512_setzero_si512(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+	__m512i c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+	__m512i c60 = c00, c61 = c00, c70 = c00, c71 = c00;
 	const int32_t *ap = (const int32_t *)(const void *)a;
 	for (int64_t q = 0; q < kq; q++, ap += B8_MR) {
-		const __m512i bv = _mm512_loadu_si512((const void *)(b + q * B8_NR * 4));
-		c0 = _mm512_dpbusd_epi32(c0, _mm512_set1_epi32(ap[0]), bv);
-		c1 = _mm512_dpbusd_epi32(c1, _mm512_set1_epi32(ap[1]), bv);
-		c2 = _mm512_dpbusd_epi32(c2, _mm512_set1_epi32(ap[2]), bv);
-		c3 = _mm512_dpbusd_epi32(c3, _mm512_set1_epi32(ap[3]), bv);
-		c4 = _mm512_dpbusd_epi32(c4, _mm512_set1_epi32(ap[4]), bv);
-		c5 = _mm512_dpbusd_epi32(c5, _mm512_set1_epi32(ap[5]), bv);
-		c6 = _mm512_dpbusd_epi32(c6, _mm512_set1_epi32(ap[6]), bv);
-		c7 = _mm512_dpbusd_epi32(c7, _mm512_set1_epi32(ap[7]), bv);
+		const __m512i b0 = _mm512_loadu_si512((const void *)(b + q * B8_NR * 4));
+		const __m512i b1 = _mm512_loadu_si512((const void *)(b + q * B8_NR * 4 + 64));
+		__m512i av;
+#define B8_ROW(r) av = _mm512_set1_epi32(ap[r]); \
+		c##r##0 = _mm512_dpbusd_epi32(c##r##0, av, b0); c##r##1 = _mm512_dpbusd_epi32(c##r##1, av, b1)
+		B8_ROW(0); B8_ROW(1); B8_ROW(2); B8_ROW(3); B8_ROW(4); B8_ROW(5); B8_ROW(6); B8_ROW(7);
+#undef B8_ROW
 	}
-	_mm512_storeu_si512((void *)tile[0], c0);
-	_mm512_storeu_si512((void *)tile[1], c1);
-	_mm512_storeu_si512((void *)tile[2], c2);
-	_mm512_storeu_si512((void *)tile[3], c3);
-	_mm512_storeu_si512((void *)tile[4], c4);
-	_mm512_storeu_si512((void *)tile[5], c5);
-	_mm512_storeu_si512((void *)tile[6], c6);
-	_mm512_storeu_si512((void *)tile[7], c7);
+#define B8_STORE(r) _mm512_storeu_si512((void *)tile[r], c##r##0); \
+	_mm512_storeu_si512((void *)(tile[r] + 16), c##r##1)
+	B8_STORE(0); B8_STORE(1); B8_STORE(2); B8_STORE(3); B8_STORE(4); B8_STORE(5); B8_STORE(6); B8_STORE(7);
+#undef B8_STORE
 }
 #endif
 
@@ -634,13 +632,16 @@ static void epi_b8_avx512(int32_t tile[B8_MR][B8_NR], const uint32_t *az, const 
 			  const uint32_t *colk, const uint32_t *bz, int32_t *C, int64_t ldc, int64_t mr,
 			  int64_t nr)
 {
-	__mmask16 k = (__mmask16)((1u << nr) - 1);
-	__m512i ck = _mm512_maskz_loadu_epi32(k, colk), bzv = _mm512_maskz_loadu_epi32(k, bz);
-	for (int64_t r = 0; r < mr; r++) {
-		__m512i t = _mm512_loadu_si512((const void *)tile[r]);
-		t = _mm512_sub_epi32(t, _mm512_mullo_epi32(_mm512_set1_epi32((int)az[r]), ck));
-		t = _mm512_sub_epi32(t, _mm512_mullo_epi32(_mm512_set1_epi32((int)rs[r]), bzv));
-		_mm512_mask_storeu_epi32(C + r * ldc, k, t);
+	for (int h = 0; h < B8_NR / 16 && 16 * h < nr; h++) {
+		int64_t w = QD_MIN((int64_t)16, nr - 16 * h);
+		__mmask16 k = (__mmask16)((1u << w) - 1);
+		__m512i ck = _mm512_maskz_loadu_epi32(k, colk + 16 * h), bzv = _mm512_maskz_loadu_epi32(k, bz + 16 * h);
+		for (int64_t r = 0; r < mr; r++) {
+			__m512i t = _mm512_loadu_si512((const void *)(tile[r] + 16 * h));
+			t = _mm512_sub_epi32(t, _mm512_mullo_epi32(_mm512_set1_epi32((int)az[r]), ck));
+			t = _mm512_sub_epi32(t, _mm512_mullo_epi32(_mm512_set1_epi32((int)rs[r]), bzv));
+			_mm512_mask_storeu_epi32(C + r * ldc + 16 * h, k, t);
+		}
 	}
 }
 #endif
