@@ -355,6 +355,10 @@ size_t qd_conv_work_bytes(const struct qd_conv_geom *g);
  * are 1), optimised and plain reference. Return 0 or -QD_ENOMEM. */
 int qd_conv_f32(const struct qd_conv_geom *g, const float *x, const float *w, const float *bias, float *y,
 		float *work /* qd_conv_work_bytes() or NULL */);
+/* The same with up to `threads` threads where it pays (today the depthwise path: output
+ * planes split over threads; results equal the single-threaded ones bit for bit). */
+int qd_conv_f32_mt(const struct qd_conv_geom *g, const float *x, const float *w, const float *bias, float *y,
+		   float *work, int threads);
 /* Fused GELU of an Erf node (ops_elementwise.c; s: its QD_EPI_GELU_* step) and _ref twin. */
 void qd_gelu_f32(const struct qd_epi_step *s, const float *X, float *O, int64_t n);
 void qd_gelu_f32_ref(const struct qd_epi_step *s, const float *X, float *O, int64_t n);

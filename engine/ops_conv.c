@@ -9,7 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
+#include <pthread.h>
 #include "engine/engine_internal.h"
+
+#define QD_CONV_MAX_THREADS 64
 
 static int epi_bn_params(struct qd_ctx *c, const struct qd_epilogue *ep, int64_t C, float *sc, float *sh);
 
@@ -202,8 +205,8 @@ static QD_VEC_CLONES void dw_row(float *yr, const float *xr, const float *wk, in
 
 /* Depthwise (C/group == 1 and M == C): direct loops per channel; per input row, all kernel
  * columns in one pass over the output row (interior), border columns tap by tap. */
-static void conv_depthwise(const struct qd_conv_geom *g, const float *x, const float *w,
-			   const float *bias, float *y)
+static void conv_depthwise_planes(const struct qd_conv_geom *g, const float *x, const float *w,
+				  const float *bias, float *y, int64_t p0, int64_t p1)
 {
 	int64_t ID = g->in[0], IH = g->in[1], IW = g->in[2];
 	int64_t OD = g->out[0], OH = g->out[1], OW = g->out[2];
@@ -222,40 +225,81 @@ static void conv_depthwise(const struct qd_conv_geom *g, const float *x, const f
 	}
 	if (ihi < ilo) ihi = ilo;
 	int64_t off0 = -g->pad_b[2];
-	for (int64_t n = 0; n < g->N; n++)
-		for (int64_t m = 0; m < g->M; m++) {
-			int64_t ch = m / mpg;
-			const float *xc = x + (n * g->C + ch) * ID * IH * IW;
-			const float *wm = w + m * ksz;
-			float *yc = y + (n * g->M + m) * OD * OH * OW;
-			float b = bias ? bias[m] : 0.0f;
-			for (int64_t od = 0; od < OD; od++)
-				for (int64_t oh = 0; oh < OH; oh++) {
-					float *yr = yc + (od * OH + oh) * OW;
-					for (int64_t ow = 0; ow < OW; ow++) yr[ow] = b;
-					for (int64_t kd = 0; kd < g->k[0]; kd++) {
-						int64_t id = od * g->stride[0] - g->pad_b[0] + kd * g->dil[0];
-						if (id < 0 || id >= ID) continue;
-						for (int64_t kh = 0; kh < g->k[1]; kh++) {
-							int64_t ih = oh * g->stride[1] - g->pad_b[1] + kh * g->dil[1];
-							if (ih < 0 || ih >= IH) continue;
-							const float *xr = xc + (id * IH + ih) * IW;
-							const float *wk = wm + (kd * g->k[1] + kh) * KW;
-							/* borders: taps in kw order, skipping those outside the row */
-							for (int64_t ow = 0; ow < OW; ow++) {
-								if (ow == ilo && ihi > ilo) { ow = ihi - 1; continue; }
-								float acc = yr[ow];
-								for (int64_t kw = 0; kw < KW; kw++) {
-									int64_t iw = ow * sw + off0 + kw * dil;
-									if (iw >= 0 && iw < IW) acc += wk[kw] * xr[iw];
-								}
-								yr[ow] = acc;
+	for (int64_t p = p0; p < p1; p++) {
+		int64_t n = p / g->M, m = p % g->M, ch = m / mpg;
+		const float *xc = x + (n * g->C + ch) * ID * IH * IW;
+		const float *wm = w + m * ksz;
+		float *yc = y + (n * g->M + m) * OD * OH * OW;
+		float b = bias ? bias[m] : 0.0f;
+		for (int64_t od = 0; od < OD; od++)
+			for (int64_t oh = 0; oh < OH; oh++) {
+				float *yr = yc + (od * OH + oh) * OW;
+				for (int64_t ow = 0; ow < OW; ow++) yr[ow] = b;
+				for (int64_t kd = 0; kd < g->k[0]; kd++) {
+					int64_t id = od * g->stride[0] - g->pad_b[0] + kd * g->dil[0];
+					if (id < 0 || id >= ID) continue;
+					for (int64_t kh = 0; kh < g->k[1]; kh++) {
+						int64_t ih = oh * g->stride[1] - g->pad_b[1] + kh * g->dil[1];
+						if (ih < 0 || ih >= IH) continue;
+						const float *xr = xc + (id * IH + ih) * IW;
+						const float *wk = wm + (kd * g->k[1] + kh) * KW;
+						/* borders: taps in kw order, skipping those outside the row */
+						for (int64_t ow = 0; ow < OW; ow++) {
+							if (ow == ilo && ihi > ilo) { ow = ihi - 1; continue; }
+							float acc = yr[ow];
+							for (int64_t kw = 0; kw < KW; kw++) {
+								int64_t iw = ow * sw + off0 + kw * dil;
+								if (iw >= 0 && iw < IW) acc += wk[kw] * xr[iw];
 							}
-							dw_row(yr, xr, wk, KW, sw, dil, off0, ilo, ihi);
+							yr[ow] = acc;
 						}
+						dw_row(yr, xr, wk, KW, sw, dil, off0, ilo, ihi);
 					}
 				}
-		}
+			}
+	}
+}
+
+struct dw_job {
+	const struct qd_conv_geom *g;
+	const float *x, *w, *bias;
+	float *y;
+	int64_t p0, p1;
+};
+
+static void *dw_thread(void *arg)
+{
+	struct dw_job *j = arg;
+	conv_depthwise_planes(j->g, j->x, j->w, j->bias, j->y, j->p0, j->p1);
+	return NULL;
+}
+
+/* Depthwise over all N*M output planes; with threads > 1 and enough work (>= 2^20
+ * multiply-adds) the planes are split into contiguous ranges, one per thread (each
+ * plane is computed exactly as single-threaded, so results do not depend on threads). */
+static void conv_depthwise(const struct qd_conv_geom *g, const float *x, const float *w,
+			   const float *bias, float *y, int threads)
+{
+	int64_t planes = g->N * g->M;
+	double macs = (double)planes * (double)(g->out[0] * g->out[1] * g->out[2]) *
+		      (double)(g->k[0] * g->k[1] * g->k[2]);
+	int nt = threads > 1 && macs >= (double)(1 << 20) ? (int)QD_MIN((int64_t)threads, planes) : 1;
+	if (nt > QD_CONV_MAX_THREADS)
+		nt = QD_CONV_MAX_THREADS;
+	struct dw_job jobs[QD_CONV_MAX_THREADS];
+	pthread_t tid[QD_CONV_MAX_THREADS];
+	bool started[QD_CONV_MAX_THREADS] = { false };
+	for (int t = 0; t < nt; t++)
+		jobs[t] = (struct dw_job){ g, x, w, bias, y, planes * t / nt, planes * (t + 1) / nt };
+	for (int t = 1; t < nt; t++)
+		started[t] = pthread_create(&tid[t], NULL, dw_thread, &jobs[t]) == 0;
+	for (int t = 1; t < nt; t++)
+		if (!started[t])
+			dw_thread(&jobs[t]);
+	dw_thread(&jobs[0]);
+	for (int t = 1; t < nt; t++)
+		if (started[t])
+			pthread_join(tid[t], NULL);
 }
 
 /* Plain reference: direct 7-deep loop. */
@@ -325,11 +369,17 @@ size_t qd_conv_work_bytes(const struct qd_conv_geom *g)
 int qd_conv_f32(const struct qd_conv_geom *g, const float *x, const float *w, const float *bias,
 		float *y, float *work)
 {
+	return qd_conv_f32_mt(g, x, w, bias, y, work, 1);
+}
+
+int qd_conv_f32_mt(const struct qd_conv_geom *g, const float *x, const float *w, const float *bias,
+		   float *y, float *work, int threads)
+{
 	int64_t cg = g->C / g->group, mg = g->M / g->group;
 	int64_t ksz = g->k[0] * g->k[1] * g->k[2];
 	int64_t isz = g->in[0] * g->in[1] * g->in[2], osz = g->out[0] * g->out[1] * g->out[2];
 	if (conv_is_depthwise(g)) {
-		conv_depthwise(g, x, w, bias, y);
+		conv_depthwise(g, x, w, bias, y, threads);
 		return 0;
 	}
 	bool direct = conv_is_direct(g);
@@ -428,7 +478,7 @@ int qd_op_conv(struct qd_ctx *c)
 	if (wb && !work) return -c->err->code;
 	/* with an epilogue the GEMM paths leave the bias to it (one pass less; same sums) */
 	const float *eb = c->n->epi.n && b && !conv_is_depthwise(&g) ? b->data : NULL;
-	if (qd_conv_f32(&g, x->data, w->data, b && !eb ? b->data : NULL, y->data, work))
+	if (qd_conv_f32_mt(&g, x->data, w->data, b && !eb ? b->data : NULL, y->data, work, c->e->opts.threads))
 		return qd_ctx_fail(c, QD_ENOMEM, "cannot allocate the im2col buffer");
 	return c->n->epi.n ? conv_epilogue(c, y, eb) : 0;
 }

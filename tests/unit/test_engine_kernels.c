@@ -535,6 +535,44 @@ static void test_depthwise(void)
 	}
 }
 
+/* Depthwise split over threads (planes large enough to pass the 2^20 multiply-add
+ * threshold): equal bit for bit to one thread, and within rounding of the reference. */
+static void test_depthwise_threads(void)
+{
+	for (int it = 0; it < 6; it++) {
+		struct qd_conv_geom g;
+		memset(&g, 0, sizeof(g));
+		g.nsp = 2;
+		g.N = 1 + it % 2;
+		g.C = g.group = 17 + it * 5;
+		g.M = g.C;
+		g.in[0] = g.k[0] = g.out[0] = g.stride[0] = g.dil[0] = 1;
+		for (int i = 1; i < 3; i++) {
+			g.k[i] = it % 3 == 2 ? 5 : 3;
+			g.stride[i] = 1 + it % 2;
+			g.dil[i] = 1;
+			g.pad_b[i] = g.pad_e[i] = g.k[i] / 2;
+			g.in[i] = 60 + it;
+			g.out[i] = (g.in[i] + 2 * g.pad_b[i] - g.k[i]) / g.stride[i] + 1;
+		}
+		int64_t isz = g.in[1] * g.in[2], osz = g.out[1] * g.out[2], ksz = g.k[1] * g.k[2], ny = g.N * g.M * osz;
+		float *x = rand_buf(g.N * g.C * isz), *w = rand_buf(g.M * ksz), *b = rand_buf(g.M);
+		float *y1 = malloc((size_t)ny * sizeof(float)), *y2 = malloc((size_t)ny * sizeof(float));
+		float *y3 = malloc((size_t)ny * sizeof(float));
+		CHECK_EQ_INT(qd_conv_f32(&g, x, w, b, y1, NULL), 0);
+		for (int t = 2; t <= 3; t++) {
+			memset(y2, 0xff, (size_t)ny * sizeof(float));
+			CHECK_EQ_INT(qd_conv_f32_mt(&g, x, w, b, y2, NULL, t), 0);
+			CHECKF(!memcmp(y1, y2, (size_t)ny * sizeof(float)), "depthwise %d threads C%lld s%lld differ from 1 thread",
+			       t, (long long)g.C, (long long)g.stride[2]);
+		}
+		qd_conv_f32_ref(&g, x, w, b, y3);
+		double e = rel_err(y2, y3, ny);
+		CHECKF(e < 1e-5, "depthwise threaded vs ref: err %g", e);
+		free(x); free(w); free(b); free(y1); free(y2); free(y3);
+	}
+}
+
 /* Softmax / LogSoftmax / LayerNormalization rows (lane sums) against their in-order _ref
  * twins on random lengths, including -inf entries and per-value / broadcast scale+bias. */
 static void test_softmax_layernorm_rows(void)
@@ -685,6 +723,7 @@ int main(void)
 	test_gelu_fusion();
 	test_softmax_layernorm_rows();
 	test_depthwise();
+	test_depthwise_threads();
 	test_conv_epilogue();
 	test_matmul();
 	test_unary_fast();
