@@ -135,6 +135,10 @@ void qd_epi_apply(const struct qd_epilogue *ep, float *y, int64_t N, int64_t C, 
 		  const float *bias, const float *bn_s, const float *bn_h);
 void qd_epi_apply_ref(const struct qd_epilogue *ep, float *y, int64_t N, int64_t C, int64_t sp,
 		      const float *bias, const float *bn_s, const float *bn_h);
+/* qd_epi_apply with the channel planes split over up to `threads` threads where it pays
+ * (same values as qd_epi_apply bit for bit). */
+void qd_epi_apply_mt(const struct qd_epilogue *ep, float *y, int64_t N, int64_t C, int64_t sp,
+		     const float *bias, const float *bn_s, const float *bn_h, int threads);
 
 struct qd_enode {
 	const Onnx__NodeProto *proto;

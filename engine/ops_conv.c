@@ -461,7 +461,8 @@ static int conv_epilogue(struct qd_ctx *c, struct qd_tensor *y, const float *bia
 			return rc;
 		}
 	}
-	qd_epi_apply(ep, y->data, N, M, qd_tensor_count(y) / QD_MAX(1, N * M), bias, sc, sc ? sc + M : NULL);
+	qd_epi_apply_mt(ep, y->data, N, M, qd_tensor_count(y) / QD_MAX(1, N * M), bias, sc, sc ? sc + M : NULL,
+			c->e->opts.threads);
 	free(sc);
 	return 0;
 }
@@ -665,16 +666,63 @@ static QD_VEC_CLONES void epi_chunk(const struct qd_epilogue *ep, float *Y, int6
 	}
 }
 
-/* Optimised: every step as its own loop over cache-sized chunks of each channel plane. */
-void qd_epi_apply(const struct qd_epilogue *ep, float *y, int64_t N, int64_t C, int64_t sp,
-		  const float *bias, const float *bn_s, const float *bn_h)
+/* Optimised: every step as its own loop over cache-sized chunks of each channel plane;
+ * planes [p0, p1) of the N*C. */
+static void epi_planes(const struct qd_epilogue *ep, float *y, int64_t C, int64_t sp, const float *bias,
+		       const float *bn_s, const float *bn_h, int64_t p0, int64_t p1)
 {
-	for (int64_t p = 0; p < N * C; p++) {
+	for (int64_t p = p0; p < p1; p++) {
 		int64_t ch = p % C;
 		float bs = bn_s ? bn_s[ch] : 0, bh = bn_h ? bn_h[ch] : 0;
 		for (int64_t i0 = 0; i0 < sp; i0 += 4096)
 			epi_chunk(ep, y + p * sp + i0, QD_MIN(4096, sp - i0), bias ? bias + ch : NULL, bs, bh);
 	}
+}
+
+void qd_epi_apply(const struct qd_epilogue *ep, float *y, int64_t N, int64_t C, int64_t sp,
+		  const float *bias, const float *bn_s, const float *bn_h)
+{
+	epi_planes(ep, y, C, sp, bias, bn_s, bn_h, 0, N * C);
+}
+
+struct epi_job {
+	const struct qd_epilogue *ep;
+	float *y;
+	int64_t C, sp;
+	const float *bias, *bn_s, *bn_h;
+	int64_t p0, p1;
+};
+
+static void *epi_thread(void *arg)
+{
+	struct epi_job *j = arg;
+	epi_planes(j->ep, j->y, j->C, j->sp, j->bias, j->bn_s, j->bn_h, j->p0, j->p1);
+	return NULL;
+}
+
+/* qd_epi_apply with the planes split over up to `threads` threads from 2^18 values (a
+ * memory-bound pass: below that a thread start costs more than it saves). */
+void qd_epi_apply_mt(const struct qd_epilogue *ep, float *y, int64_t N, int64_t C, int64_t sp,
+		     const float *bias, const float *bn_s, const float *bn_h, int threads)
+{
+	int64_t planes = N * C;
+	int nt = threads > 1 && planes * sp >= (1 << 18) ? (int)QD_MIN((int64_t)threads, planes) : 1;
+	if (nt > QD_CONV_MAX_THREADS)
+		nt = QD_CONV_MAX_THREADS;
+	struct epi_job jobs[QD_CONV_MAX_THREADS];
+	pthread_t tid[QD_CONV_MAX_THREADS];
+	bool started[QD_CONV_MAX_THREADS] = { false };
+	for (int t = 0; t < nt; t++)
+		jobs[t] = (struct epi_job){ ep, y, C, sp, bias, bn_s, bn_h, planes * t / nt, planes * (t + 1) / nt };
+	for (int t = 1; t < nt; t++)
+		started[t] = pthread_create(&tid[t], NULL, epi_thread, &jobs[t]) == 0;
+	for (int t = 1; t < nt; t++)
+		if (!started[t])
+			epi_thread(&jobs[t]);
+	epi_thread(&jobs[0]);
+	for (int t = 1; t < nt; t++)
+		if (started[t])
+			pthread_join(tid[t], NULL);
 }
 
 /* Per-channel BN scale/shift of a fused epilogue into sc/sh (C each), as the

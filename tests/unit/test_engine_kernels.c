@@ -410,6 +410,25 @@ static void test_conv_epilogue(void)
 		free(bs);
 		free(bh);
 	}
+	/* split over threads (large enough to pass the 2^18 threshold): equal bit for bit */
+	for (int it = 0; it < 4; it++) {
+		struct qd_epilogue ep = { 0 };
+		ep.n = 2 + it % 3;
+		for (int k = 0; k < ep.n; k++)
+			ep.s[k] = (struct qd_epi_step){ (int)ri(QD_EPI_MUL, QD_EPI_XHSIG), 0.5f + rf(), -1.0f + rf(), 1.5f + rf() };
+		ep.s[it % ep.n].kind = QD_EPI_BN;
+		int64_t N = 1 + it % 2, C = 37 + it, sp = 7001 + 13 * it, n = N * C * sp;
+		float *a = rand_buf(n), *b = malloc((size_t)n * sizeof(float)), *bs = rand_buf(C), *bh = rand_buf(C);
+		memcpy(b, a, (size_t)n * sizeof(float));
+		qd_epi_apply(&ep, a, N, C, sp, it % 2 ? bh : NULL, bs, bh);
+		qd_epi_apply_mt(&ep, b, N, C, sp, it % 2 ? bh : NULL, bs, bh, 2 + it % 2);
+		CHECKF(!memcmp(a, b, (size_t)n * sizeof(float)), "threaded epilogue of %d steps on %lld values differs",
+		       ep.n, (long long)n);
+		free(a);
+		free(b);
+		free(bs);
+		free(bh);
+	}
 	for (int a_out = 0; a_out < 2; a_out++) {
 		struct qd_model *m = epi_model(a_out);
 		int64_t xd[4] = { 2, 3, 9, 11 };
