@@ -1298,7 +1298,11 @@ size_t qd_calib_peak_bytes(const struct qd_calib *c)
 
 /* ---- run -------------------------------------------------------------------------- */
 
-static bool calib_wants(void *ud, const char *name)
+/* DESIGN: qd_engine_set_hook_want(e, calib_wants, c) would keep fusions on during
+ * calibration (rec MinMax 1.5x -> 1.16x plain inference), but the fused kernels round some
+ * calibrated values differently (11 of 758 rec scales by <= 3.4e-7), and that moved the
+ * search acceptance test's rec figure off its goal; off until the goals are re-measured. */
+__attribute__((unused)) static bool calib_wants(void *ud, const char *name)
 {
 	return lookup(ud, name) != NULL;
 }
@@ -1312,7 +1316,7 @@ int qd_calib_run(struct qd_calib *c, struct qd_engine *e, qd_calib_next_fn next,
 	if (c->background && !c->bg && bg_start(c) < 0)
 		c->background = false;   /* no thread: bin on the engine thread */
 	qd_engine_set_hook(e, qd_calib_hook, c);
-	qd_engine_set_hook_want(e, calib_wants, c);   /* fusions that hide no calibrated tensor stay on */
+	/* qd_engine_set_hook_want(e, calib_wants, c): off, see DESIGN note above calib_wants */
 	for (;;) {
 		if (cancel && *cancel) {
 			rc = qd_err_set(err, QD_ECANCELED, "", "calibration canceled after %lld batches",
