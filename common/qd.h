@@ -105,4 +105,9 @@ void qd_make_id(const char *prefix, char out[64]);
 #define QD_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define QD_MAX(a, b) ((a) > (b) ? (a) : (b))
 
+/* Run fn on jobs[0..n) (each job_size bytes): jobs 1..n-1 on threads of their own, job 0
+ * on the calling thread, a job whose thread cannot start on the calling thread too;
+ * returns when every job is done (common/common.c; the engine's threaded kernels). */
+void qd_run_jobs(void *(*fn)(void *), void *jobs, size_t job_size, int n);
+
 #endif

@@ -13,6 +13,7 @@
  *   freed right after the node. Outputs nobody reads are freed right after the hook saw
  *   them. Peak = constants + the high-water mark of everything else.
  * - Shapes are never taken from value_info: kernels compute them from the actual inputs. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>

@@ -287,19 +287,9 @@ static void conv_depthwise(const struct qd_conv_geom *g, const float *x, const f
 	if (nt > QD_CONV_MAX_THREADS)
 		nt = QD_CONV_MAX_THREADS;
 	struct dw_job jobs[QD_CONV_MAX_THREADS];
-	pthread_t tid[QD_CONV_MAX_THREADS];
-	bool started[QD_CONV_MAX_THREADS] = { false };
 	for (int t = 0; t < nt; t++)
 		jobs[t] = (struct dw_job){ g, x, w, bias, y, planes * t / nt, planes * (t + 1) / nt };
-	for (int t = 1; t < nt; t++)
-		started[t] = pthread_create(&tid[t], NULL, dw_thread, &jobs[t]) == 0;
-	for (int t = 1; t < nt; t++)
-		if (!started[t])
-			dw_thread(&jobs[t]);
-	dw_thread(&jobs[0]);
-	for (int t = 1; t < nt; t++)
-		if (started[t])
-			pthread_join(tid[t], NULL);
+	qd_run_jobs(dw_thread, jobs, sizeof jobs[0], nt);
 }
 
 /* Plain reference: direct 7-deep loop. */
@@ -710,19 +700,9 @@ void qd_epi_apply_mt(const struct qd_epilogue *ep, float *y, int64_t N, int64_t 
 	if (nt > QD_CONV_MAX_THREADS)
 		nt = QD_CONV_MAX_THREADS;
 	struct epi_job jobs[QD_CONV_MAX_THREADS];
-	pthread_t tid[QD_CONV_MAX_THREADS];
-	bool started[QD_CONV_MAX_THREADS] = { false };
 	for (int t = 0; t < nt; t++)
 		jobs[t] = (struct epi_job){ ep, y, C, sp, bias, bn_s, bn_h, planes * t / nt, planes * (t + 1) / nt };
-	for (int t = 1; t < nt; t++)
-		started[t] = pthread_create(&tid[t], NULL, epi_thread, &jobs[t]) == 0;
-	for (int t = 1; t < nt; t++)
-		if (!started[t])
-			epi_thread(&jobs[t]);
-	epi_thread(&jobs[0]);
-	for (int t = 1; t < nt; t++)
-		if (started[t])
-			pthread_join(tid[t], NULL);
+	qd_run_jobs(epi_thread, jobs, sizeof jobs[0], nt);
 }
 
 /* Per-channel BN scale/shift of a fused epilogue into sc/sh (C each), as the

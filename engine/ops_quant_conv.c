@@ -247,23 +247,13 @@ static int qconv_depthwise(struct qd_ctx *c, const struct qconv_geom *g, const s
 	int nt = c->e->opts.threads > 1 && ops >= (double)(1 << 21) ? (int)QD_MIN((int64_t)c->e->opts.threads, g->M) : 1;
 	nt = nt < 1 ? 1 : nt > 8 ? 8 : nt;
 	struct dw_job jobs[8];
-	pthread_t tid[8];
-	bool started[8] = { false };
 	for (int t = 0; t < nt; t++)
 		jobs[t] = (struct dw_job){ g, x, w, xz, wz, wz_per, acc, g->M * t / nt, g->M * (t + 1) / nt, 0 };
-	for (int t = 1; t < nt; t++)
-		started[t] = pthread_create(&tid[t], NULL, dw_run, &jobs[t]) == 0;
-	for (int t = 1; t < nt; t++)
-		if (!started[t])
-			dw_run(&jobs[t]);
-	dw_run(&jobs[0]);
+	qd_run_jobs(dw_run, jobs, sizeof jobs[0], nt);
 	int rc = 0;
-	for (int t = 0; t < nt; t++) {
-		if (t && started[t])
-			pthread_join(tid[t], NULL);
+	for (int t = 0; t < nt; t++)
 		if (jobs[t].rc && !rc)
 			rc = jobs[t].rc;
-	}
 	return rc ? qd_ctx_fail(c, -rc, "out of memory") : 0;
 }
 
@@ -560,23 +550,13 @@ static int qconv_pixmajor(struct qd_ctx *c, const struct qconv_geom *g, const st
 	if (nt > 8)
 		nt = 8;
 	struct qconv_job jobs[8];
-	pthread_t tid[8];
-	bool started[8] = { false };
 	for (int t = 0; t < nt; t++)
 		jobs[t] = (struct qconv_job){ g, x, xz, pk, ep, tp, tiles * t / nt, tiles * (t + 1) / nt, xt, tk, direct, 0 };
-	for (int t = 1; t < nt; t++)
-		started[t] = pthread_create(&tid[t], NULL, qconv_tiles, &jobs[t]) == 0;
-	for (int t = 1; t < nt; t++)
-		if (!started[t])
-			qconv_tiles(&jobs[t]);
-	qconv_tiles(&jobs[0]);
+	qd_run_jobs(qconv_tiles, jobs, sizeof jobs[0], nt);
 	int rc = 0;
-	for (int t = 0; t < nt; t++) {
-		if (t && started[t])
-			pthread_join(tid[t], NULL);
+	for (int t = 0; t < nt; t++)
 		if (jobs[t].rc && !rc)
 			rc = jobs[t].rc;
-	}
 	free(tk);
 	free(xt);
 	(void)Mg;

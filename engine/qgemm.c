@@ -397,19 +397,9 @@ static int qgemm_blocked(const struct qd_qgemm_args *g, const struct qd_qgemm_pa
 		return qgemm_range(g, pre, kern, 0, npan);
 	/* column panels split evenly; the calling thread takes the first share */
 	struct qgemm_job jobs[QD_QGEMM_MAX_THREADS];
-	pthread_t tid[QD_QGEMM_MAX_THREADS];
-	bool started[QD_QGEMM_MAX_THREADS] = { false };
 	for (int t = 0; t < nt; t++)
 		jobs[t] = (struct qgemm_job){ g, pre, kern, npan * t / nt, npan * (t + 1) / nt, 0 };
-	for (int t = 1; t < nt; t++)
-		started[t] = pthread_create(&tid[t], NULL, qgemm_thread, &jobs[t]) == 0;
-	for (int t = 1; t < nt; t++)     /* a thread that did not start: run its share here */
-		if (!started[t])
-			qgemm_thread(&jobs[t]);
-	qgemm_thread(&jobs[0]);
-	for (int t = 1; t < nt; t++)
-		if (started[t])
-			pthread_join(tid[t], NULL);
+	qd_run_jobs(qgemm_thread, jobs, sizeof jobs[0], nt);
 	for (int t = 0; t < nt; t++)
 		if (jobs[t].rc)
 			return jobs[t].rc;
@@ -711,19 +701,9 @@ static int qgemm_b8_with(const struct qd_qgemm_args *g, const struct qd_qgemm_pa
 	if (nt > QD_QGEMM_MAX_THREADS)
 		nt = QD_QGEMM_MAX_THREADS;
 	struct b8_job jobs[QD_QGEMM_MAX_THREADS];
-	pthread_t tid[QD_QGEMM_MAX_THREADS];
-	bool started[QD_QGEMM_MAX_THREADS] = { false };
 	for (int t = 0; t < nt; t++)
 		jobs[t] = (struct b8_job){ g, pb, ap, rsum, kern, epi, ns * t / nt, ns * (t + 1) / nt };
-	for (int t = 1; t < nt; t++)
-		started[t] = pthread_create(&tid[t], NULL, b8_run, &jobs[t]) == 0;
-	for (int t = 1; t < nt; t++)
-		if (!started[t])
-			b8_run(&jobs[t]);
-	b8_run(&jobs[0]);
-	for (int t = 1; t < nt; t++)
-		if (started[t])
-			pthread_join(tid[t], NULL);
+	qd_run_jobs(b8_run, jobs, sizeof jobs[0], nt);
 	free(ap);
 	free(rsum);
 	return 0;
