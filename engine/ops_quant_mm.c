@@ -74,11 +74,18 @@ static const struct qd_qgemm_packed *cached_b(struct qd_ctx *c, int bi, int bzi,
 	return mc->pb;
 }
 
+/* Optional float result of an integer matmul: y = acc * mul[n] (+ bias[n]). */
+struct imm_float {
+	float *y;
+	const float *mul, *bias;
+};
+
 /* acc[batch][M][N] = (A - a_zp)(B - b_zp). a_mats / b_mats: matrices in A / B.
- * pb: B packed ahead (only when b_mats == 1), or NULL. */
-static int imm_run(struct qd_ctx *c, const struct qd_mm_geom *g, const struct imm_operand *A,
-		   int64_t a_mats, const struct imm_operand *B, int64_t b_mats, int32_t *acc,
-		   const struct qd_qgemm_packed *pb)
+ * pb: B packed ahead (only when b_mats == 1), or NULL. With yf, the float result is
+ * written to yf->y instead (acc is then scratch the non-byte paths may use). */
+static int imm_run_f(struct qd_ctx *c, const struct qd_mm_geom *g, const struct imm_operand *A,
+		     int64_t a_mats, const struct imm_operand *B, int64_t b_mats, int32_t *acc,
+		     const struct qd_qgemm_packed *pb, const struct imm_float *yf)
 {
 	bool a_row = A->nzp == g->M && A->nzp > 1, a_all = A->nzp == a_mats * g->M && A->nzp > 1;
 	bool b_col = B->nzp == g->N && B->nzp > 1, b_all = B->nzp == b_mats * g->N && B->nzp > 1;
@@ -98,6 +105,8 @@ static int imm_run(struct qd_ctx *c, const struct qd_mm_geom *g, const struct im
 			.b_zp = B->zp + (b_all && !b_col ? bo * g->N : 0), .b_zp_per_col = B->nzp > 1,
 			.C = acc + b * g->M * g->N, .ldc = g->N,
 			.threads = c->e->opts.threads,
+			.Cf = yf ? yf->y + b * g->M * g->N : NULL,
+			.cmul = yf ? yf->mul : NULL, .cbias = yf ? yf->bias : NULL,
 		};
 		int rc = pb && b_mats == 1 ? qd_qgemm_prepacked(&q, pb) : qd_qgemm(&q);
 		if (rc)
@@ -106,6 +115,13 @@ static int imm_run(struct qd_ctx *c, const struct qd_mm_geom *g, const struct im
 			return qd_ctx_fail(c, QD_ECANCELED, "canceled");
 	}
 	return 0;
+}
+
+static int imm_run(struct qd_ctx *c, const struct qd_mm_geom *g, const struct imm_operand *A,
+		   int64_t a_mats, const struct imm_operand *B, int64_t b_mats, int32_t *acc,
+		   const struct qd_qgemm_packed *pb)
+{
+	return imm_run_f(c, g, A, a_mats, B, b_mats, acc, pb, NULL);
 }
 
 static int64_t mats_of(const struct qd_tensor *t)
@@ -236,13 +252,11 @@ static int bias_vec(struct qd_ctx *c, int i, int64_t N, const float **out)
 	return 0;
 }
 
-/* y = acc * (a_scale * b_scale[n]) (+ bias[n]); mul: N floats of scratch */
-static void scale_to_float(const struct qd_mm_geom *g, const int32_t *acc, float as,
-			   const float *bs, bool bper, const float *bias, float *mul, float *y)
+/* mul[n] = a_scale * b_scale[n] (mul: N floats of scratch) */
+static void float_mul(int64_t N, float as, const float *bs, bool bper, float *mul)
 {
-	for (int64_t n = 0; n < g->N; n++)
+	for (int64_t n = 0; n < N; n++)
 		mul[n] = as * bs[bper ? n : 0];
-	qd_q_dequant_rows(acc, g->batch * g->M, g->N, mul, bias, y);
 }
 
 int qd_op_matmul_integer_to_float(struct qd_ctx *c)
@@ -281,10 +295,10 @@ int qd_op_matmul_integer_to_float(struct qd_ctx *c)
 	}
 	struct imm_operand A = { a->data, a->dtype == QD_DT_INT8, azv, naz };
 	struct imm_operand B = { b->data, b->dtype == QD_DT_INT8, bzv, nbz };
-	if ((rc = imm_run(c, &g, &A, mats_of(a), &B, mats_of(b), acc,
-			  cached_b(c, 1, 5, &g, b->data, B.is_signed, bzv, nbz, mats_of(b)))))
-		goto out;
-	scale_to_float(&g, acc, as, bs, bper, bias, mul, y->data);
+	float_mul(g.N, as, bs, bper, mul);
+	struct imm_float yf = { y->data, mul, bias };
+	rc = imm_run_f(c, &g, &A, mats_of(a), &B, mats_of(b), acc,
+		       cached_b(c, 1, 5, &g, b->data, B.is_signed, bzv, nbz, mats_of(b)), &yf);
 out:
 	free(bs); free(azv); free(bzv);
 	qd_mm_geom_free(&g);
@@ -325,10 +339,10 @@ int qd_op_dynamic_quantize_matmul(struct qd_ctx *c)
 	qd_q_quantize_u8(a->data, na, as, az, 0, 255, aq);
 	struct imm_operand A = { aq, false, &az, 1 };
 	struct imm_operand B = { b->data, b->dtype == QD_DT_INT8, bzv, nbz };
-	if ((rc = imm_run(c, &g, &A, mats_of(a), &B, mats_of(b), acc,
-			  cached_b(c, 1, 3, &g, b->data, B.is_signed, bzv, nbz, mats_of(b)))))
-		goto out;
-	scale_to_float(&g, acc, as, bs, bper, bias, mul, y->data);
+	float_mul(g.N, as, bs, bper, mul);
+	struct imm_float yf = { y->data, mul, bias };
+	rc = imm_run_f(c, &g, &A, mats_of(a), &B, mats_of(b), acc,
+		       cached_b(c, 1, 3, &g, b->data, B.is_signed, bzv, nbz, mats_of(b)), &yf);
 out:
 	free(bs); free(bzv);
 	qd_mm_geom_free(&g);

@@ -406,6 +406,27 @@ static int qgemm_blocked(const struct qd_qgemm_args *g, const struct qd_qgemm_pa
 	return 0;
 }
 
+/* The paths without a float epilogue: Cf from the int32 C they wrote (see qgemm.h). */
+static void to_float(const struct qd_qgemm_args *g)
+{
+	if (!g->Cf)
+		return;
+	for (int64_t m = 0; m < g->M; m++)
+		for (int64_t n = 0; n < g->N; n++) {
+			float f = (float)g->C[m * g->ldc + n] * g->cmul[n];
+			g->Cf[m * g->ldc + n] = g->cbias ? f + g->cbias[n] : f;
+		}
+}
+
+static int blocked_then_float(const struct qd_qgemm_args *g, const struct qd_qgemm_packed *pre,
+			      qgemm_kernel kern)
+{
+	int rc = qgemm_blocked(g, pre, kern);
+	if (!rc)
+		to_float(g);
+	return rc;
+}
+
 static qgemm_kernel best_kernel(void)
 {
 #ifdef QD_QGEMM_X86
@@ -419,7 +440,7 @@ static qgemm_kernel best_kernel(void)
 
 int qd_qgemm_generic(const struct qd_qgemm_args *g)
 {
-	return qgemm_blocked(g, NULL, kernel_generic);
+	return blocked_then_float(g, NULL, kernel_generic);
 }
 
 static int qgemm_b8(const struct qd_qgemm_args *g, const struct qd_qgemm_packed *pb);
@@ -432,11 +453,11 @@ int qd_qgemm(const struct qd_qgemm_args *g)
 		if (!rc && g->M && g->N && g->K)
 			rc = pack_b8(g, &pb);
 		if (!rc)
-			rc = pb ? qgemm_b8(g, pb) : qgemm_blocked(g, NULL, kernel_generic);
+			rc = pb ? qgemm_b8(g, pb) : blocked_then_float(g, NULL, kernel_generic);
 		qd_qgemm_packed_free(pb);
 		return rc;
 	}
-	return qgemm_blocked(g, NULL, best_kernel());
+	return blocked_then_float(g, NULL, best_kernel());
 }
 
 int qd_qgemm_prepacked(const struct qd_qgemm_args *g, const struct qd_qgemm_packed *pb)
@@ -445,7 +466,7 @@ int qd_qgemm_prepacked(const struct qd_qgemm_args *g, const struct qd_qgemm_pack
 		return -QD_EINVAL;
 	if (pb->b8)
 		return qgemm_b8(g, pb);
-	return qgemm_blocked(g, pb, best_kernel());
+	return blocked_then_float(g, pb, best_kernel());
 }
 
 const char *qd_qgemm_kernel_name(void)
@@ -457,7 +478,7 @@ int qd_qgemm_avx2(const struct qd_qgemm_args *g)
 {
 #ifdef QD_QGEMM_X86
 	if (have_avx2())
-		return qgemm_blocked(g, NULL, kernel_avx2);
+		return blocked_then_float(g, NULL, kernel_avx2);
 #endif
 	return -QD_EUNSUPPORTED;
 }
@@ -602,35 +623,56 @@ static void kernel_b8_vnni(int64_t kq, const uint8_t *a, const int8_t *b, int32_
 }
 #endif
 
-/* C rows [0, mr) x columns [0, nr) = tile - az[r] * colk[n] - bz[n] * rs[r] (mod 2^32). */
+/* C rows [0, mr) x columns [0, nr) = tile - az[r] * colk[n] - bz[n] * rs[r] (mod 2^32);
+ * with cf set, cf[r][n] = (float)that * mul[n] (+ bias[n]) instead of C. */
 typedef void (*b8_epi)(int32_t tile[B8_MR][B8_NR], const uint32_t *az, const uint32_t *rs,
 		       const uint32_t *colk, const uint32_t *bz, int32_t *C, int64_t ldc, int64_t mr,
-		       int64_t nr);
+		       int64_t nr, float *cf, const float *mul, const float *bias);
 
 static void epi_b8_generic(int32_t tile[B8_MR][B8_NR], const uint32_t *az, const uint32_t *rs,
 			   const uint32_t *colk, const uint32_t *bz, int32_t *C, int64_t ldc, int64_t mr,
-			   int64_t nr)
+			   int64_t nr, float *cf, const float *mul, const float *bias)
 {
 	for (int64_t r = 0; r < mr; r++)
-		for (int64_t q = 0; q < nr; q++)
-			C[r * ldc + q] = (int32_t)((uint32_t)tile[r][q] - az[r] * colk[q] - bz[q] * rs[r]);
+		for (int64_t q = 0; q < nr; q++) {
+			int32_t v = (int32_t)((uint32_t)tile[r][q] - az[r] * colk[q] - bz[q] * rs[r]);
+			if (!cf) {
+				C[r * ldc + q] = v;
+				continue;
+			}
+			float f = (float)v * mul[q];
+			cf[r * ldc + q] = bias ? f + bias[q] : f;
+		}
 }
 
 #ifdef QD_QGEMM_X86
 __attribute__((target("avx512f")))
 static void epi_b8_avx512(int32_t tile[B8_MR][B8_NR], const uint32_t *az, const uint32_t *rs,
 			  const uint32_t *colk, const uint32_t *bz, int32_t *C, int64_t ldc, int64_t mr,
-			  int64_t nr)
+			  int64_t nr, float *cf, const float *mul, const float *bias)
 {
 	for (int h = 0; h < B8_NR / 16 && 16 * h < nr; h++) {
 		int64_t w = QD_MIN((int64_t)16, nr - 16 * h);
 		__mmask16 k = (__mmask16)((1u << w) - 1);
 		__m512i ck = _mm512_maskz_loadu_epi32(k, colk + 16 * h), bzv = _mm512_maskz_loadu_epi32(k, bz + 16 * h);
+		__m512 mv = _mm512_setzero_ps(), bv = mv;
+		if (cf) {
+			mv = _mm512_maskz_loadu_ps(k, mul + 16 * h);
+			if (bias)
+				bv = _mm512_maskz_loadu_ps(k, bias + 16 * h);
+		}
 		for (int64_t r = 0; r < mr; r++) {
 			__m512i t = _mm512_loadu_si512((const void *)(tile[r] + 16 * h));
 			t = _mm512_sub_epi32(t, _mm512_mullo_epi32(_mm512_set1_epi32((int)az[r]), ck));
 			t = _mm512_sub_epi32(t, _mm512_mullo_epi32(_mm512_set1_epi32((int)rs[r]), bzv));
-			_mm512_mask_storeu_epi32(C + r * ldc + 16 * h, k, t);
+			if (!cf) {
+				_mm512_mask_storeu_epi32(C + r * ldc + 16 * h, k, t);
+				continue;
+			}
+			__m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(t), mv);
+			if (bias)
+				f = _mm512_add_ps(f, bv);
+			_mm512_mask_storeu_ps(cf + r * ldc + 16 * h, k, f);
 		}
 	}
 }
@@ -664,8 +706,10 @@ static void *b8_run(void *arg)
 			uint32_t az[B8_MR];
 			for (int64_t r = 0; r < B8_MR; r++)
 				az[r] = r < mr ? (uint32_t)zp_at(g->a_zp, g->a_zp_per_row, m0 + r) + flip : 0;
-			j->epi(tile, az, (const uint32_t *)j->rsum + m0, cs, bz, g->C + m0 * g->ldc + n0,
-			       g->ldc, mr, nr);
+			j->epi(tile, az, (const uint32_t *)j->rsum + m0, cs, bz,
+			       g->Cf ? NULL : g->C + m0 * g->ldc + n0, g->ldc, mr, nr,
+			       g->Cf ? g->Cf + m0 * g->ldc + n0 : NULL, g->Cf ? g->cmul + n0 : NULL,
+			       g->cbias ? g->cbias + n0 : NULL);
 		}
 	}
 	return NULL;
@@ -684,6 +728,7 @@ static int qgemm_b8_with(const struct qd_qgemm_args *g, const struct qd_qgemm_pa
 	if (!g->K) {
 		for (int64_t m = 0; m < g->M; m++)
 			memset(g->C + m * g->ldc, 0, (size_t)g->N * sizeof(int32_t));
+		to_float(g);
 		return 0;
 	}
 	int64_t kq = (g->K + 3) / 4, mb = (g->M + B8_MR - 1) / B8_MR, ns = (g->N + B8_NR - 1) / B8_NR;

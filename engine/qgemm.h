@@ -19,6 +19,12 @@ struct qd_qgemm_args {
 	const int32_t *a_zp; bool a_zp_per_row;
 	const int32_t *b_zp; bool b_zp_per_col;
 	int32_t *C; int64_t ldc;
+	/* Optional float output (MatMulIntegerToFloat, DynamicQuantizeMatMul): when Cf is set,
+	 * Cf[m][n] = (float)C[m][n] * cmul[n] + cbias[n] (no bias when cbias is NULL; multiply
+	 * and add rounded separately, as qd_q_dequant_rows does), stride ldc. The byte path
+	 * writes it from each tile without storing C; the other paths write C (which must then
+	 * be M x ldc int32 scratch) and convert it. qd_qgemm_ref ignores these fields. */
+	float *Cf; const float *cmul, *cbias;
 	int threads;    /* qd_qgemm / qd_qgemm_prepacked: split column panels over this many
 	                   threads for large products (0 or 1: the calling thread only) */
 };

@@ -86,6 +86,35 @@ static int random_case(int it)
 	CHECK_EQ_INT(qd_qgemm_prepacked(&g3, pb), 0);
 	for (int64_t i = 0; i < M * ldc; i++)
 		if (C3[i] != C2[i]) bad++;
+	/* float output (Cf = C * cmul + cbias), fused in the byte path's tile epilogue or
+	 * converted after the others: equal to the int32 result converted here */
+	float *mul = malloc((size_t)N * 4), *bias = malloc((size_t)N * 4);
+	float *F = calloc((size_t)(M * ldc), 4);
+	for (int64_t n = 0; n < N; n++) {
+		mul[n] = (float)(rnd() % 1000 + 1) * 1.37e-5f;
+		bias[n] = (float)((int)(rnd() % 2001) - 1000) * 0.01f;
+	}
+	struct qd_qgemm_args gf = g3;
+	gf.Cf = F;
+	gf.cmul = mul;
+	gf.cbias = it % 3 ? bias : NULL;
+	for (int path = 0; path < 4; path++) {
+		memset(F, 0, (size_t)(M * ldc) * 4);
+		memset(C3, 0x77, (size_t)(M * ldc) * 4);
+		gf.B = path ? g.B : NULL;
+		gf.b_zp = path ? g.b_zp : NULL;
+		int rc = path == 0 ? qd_qgemm_prepacked(&gf, pb) : path == 1 ? qd_qgemm(&gf) :
+			 path == 2 ? qd_qgemm_generic(&gf) : qd_qgemm_bytes_generic(&gf);
+		CHECK_EQ_INT(rc, 0);
+		for (int64_t m = 0; m < M; m++)
+			for (int64_t n = 0; n < N; n++) {
+				volatile float f = (float)C0[m * ldc + n] * mul[n];
+				float want = gf.cbias ? f + bias[n] : f;
+				if (memcmp(&F[m * ldc + n], &want, 4))
+					bad++;
+			}
+	}
+	free(mul); free(bias); free(F);
 	qd_qgemm_packed_free(pb);
 	free(C3);
 	for (int64_t m = 0; m < M; m++)
