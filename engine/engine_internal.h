@@ -102,10 +102,13 @@ const struct qd_op *qd_op_find(const char *op_type, const char *domain, int64_t 
 /* ---- compiled graphs ---- */
 struct qd_egraph;
 
-/* Hot float loops get an AVX2 clone chosen at load where the CPU has it (GCC on x86-64).
- * AVX2 brings no FMA, so both clones compute the same values. */
+/* Hot float loops get AVX-512 and AVX2 clones chosen at load where the CPU has them (GCC
+ * on x86-64). AVX-512 brings FMA, so every file that uses this macro compiles with
+ * fp-contract=off (its #pragma GCC optimize; an optimize attribute here would stop the
+ * inlining of the element functions): every clone computes the same values as the
+ * baseline one. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define QD_VEC_CLONES __attribute__((target_clones("avx2", "default")))
+#define QD_VEC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define QD_VEC_CLONES
 #endif

@@ -4,7 +4,7 @@
 /* hot loops: let GCC vectorise with runtime alias checks (-O2 uses the "very cheap"
  * cost model that refuses them) */
 #if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("O3", "no-trapping-math", "no-math-errno")
+#pragma GCC optimize("O3", "no-trapping-math", "no-math-errno", "fp-contract=off")
 #endif
 #include <stdlib.h>
 #include <string.h>
