@@ -546,7 +546,11 @@ static int pack_b8(const struct qd_qgemm_args *g, struct qd_qgemm_packed **out)
 }
 
 /* A rows [m0, m0+8) into dst ([kq][8] 4-byte groups, made unsigned) and their sums. */
+#if defined(QD_QGEMM_X86) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("O3"), target_clones("avx512f", "avx2", "default")))
+#else
 __attribute__((optimize("O3")))
+#endif
 static void pack_a8(const struct qd_qgemm_args *g, int64_t m0, int64_t kq, uint8_t *dst, int32_t *rsum)
 {
 	uint8_t flip = g->a_signed ? 0x80 : 0;
@@ -661,10 +665,18 @@ static void epi_b8_avx512(int32_t tile[B8_MR][B8_NR], const uint32_t *az, const 
 			if (bias)
 				bv = _mm512_maskz_loadu_ps(k, bias + 16 * h);
 		}
+		/* per-tensor a zero point (the common case): az * colk once per half; B zero
+		 * points all 0 (symmetric int8 weights): no rowsum term */
+		bool az_one = true;
+		for (int64_t r = 1; r < mr; r++)
+			az_one = az_one && az[r] == az[0];
+		bool bz0 = _mm512_test_epi32_mask(bzv, bzv) == 0;
+		__m512i azck = _mm512_mullo_epi32(_mm512_set1_epi32((int)az[0]), ck);
 		for (int64_t r = 0; r < mr; r++) {
 			__m512i t = _mm512_loadu_si512((const void *)(tile[r] + 16 * h));
-			t = _mm512_sub_epi32(t, _mm512_mullo_epi32(_mm512_set1_epi32((int)az[r]), ck));
-			t = _mm512_sub_epi32(t, _mm512_mullo_epi32(_mm512_set1_epi32((int)rs[r]), bzv));
+			t = _mm512_sub_epi32(t, az_one ? azck : _mm512_mullo_epi32(_mm512_set1_epi32((int)az[r]), ck));
+			if (!bz0)
+				t = _mm512_sub_epi32(t, _mm512_mullo_epi32(_mm512_set1_epi32((int)rs[r]), bzv));
 			if (!cf) {
 				_mm512_mask_storeu_epi32(C + r * ldc + 16 * h, k, t);
 				continue;
