@@ -102,15 +102,19 @@ const struct qd_op *qd_op_find(const char *op_type, const char *domain, int64_t 
 /* ---- compiled graphs ---- */
 struct qd_egraph;
 
-/* Hot float loops get AVX-512 and AVX2 clones chosen at load where the CPU has them (GCC
- * on x86-64). AVX-512 brings FMA, so every file that uses this macro compiles with
- * fp-contract=off (its #pragma GCC optimize; an optimize attribute here would stop the
- * inlining of the element functions): every clone computes the same values as the
- * baseline one. */
+/* Hot float loops get an AVX2 clone chosen at load where the CPU has it (GCC on x86-64);
+ * loops over whole tensors (QD_VEC_CLONES_WIDE) an AVX-512 one too. Short rows keep to
+ * AVX2: their 16-wide loops spend more in the tail than they gain (PP-OCR cls, whose rows
+ * are 6-96 wide, ran 25 % slower with every loop widened). AVX-512 brings FMA, so every
+ * file that uses these macros compiles with fp-contract=off (its #pragma GCC optimize;
+ * an optimize attribute here would stop the inlining of the element functions): every
+ * clone computes the same values as the baseline one. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define QD_VEC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define QD_VEC_CLONES __attribute__((target_clones("avx2", "default")))
+#define QD_VEC_CLONES_WIDE __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define QD_VEC_CLONES
+#define QD_VEC_CLONES_WIDE
 #endif
 
 /* Float epilogue fused into a Conv at load (engine/fuse_float.c): steps applied in order

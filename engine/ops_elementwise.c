@@ -417,7 +417,7 @@ static inline double un_d(enum un_op op, double x, const struct un_par *p)
 
 /* Float unary loops; the hot ones vectorise (an AVX2 clone where the CPU has it: same
  * operations, no FMA contraction, so the same values as the baseline clone). */
-static QD_VEC_CLONES void unary_f32(enum un_op op, const float *X, float *O, int64_t n, struct un_par p)
+static QD_VEC_CLONES_WIDE void unary_f32(enum un_op op, const float *X, float *O, int64_t n, struct un_par p)
 {
 	switch (op) { /* hot ones get their own loops */
 	case U_RELU: for (int64_t i = 0; i < n; i++) O[i] = X[i] > 0 ? X[i] : 0; break;
@@ -437,7 +437,7 @@ static QD_VEC_CLONES void unary_f32(enum un_op op, const float *X, float *O, int
 
 /* GELU fused on an Erf node (engine/fuse_float.c): the chain's operations in its order,
  * so the values equal the unfused ones. */
-QD_VEC_CLONES void qd_gelu_f32(const struct qd_epi_step *s, const float *X, float *O, int64_t n)
+QD_VEC_CLONES_WIDE void qd_gelu_f32(const struct qd_epi_step *s, const float *X, float *O, int64_t n)
 {
 	float a = s->a, b = s->b, c = s->c;
 	if (s->kind == QD_EPI_GELU_DIV)

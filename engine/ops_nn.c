@@ -561,7 +561,7 @@ enum sm_kind { SM_SOFT, SM_LOG, SM_HARD };
 /* One Softmax (log_sm: LogSoftmax) row of n floats. The optimised one takes the max and
  * the double sum in 8 lanes so the loops vectorise; the _ref twin goes in order. NaN in the
  * row: a lane max ignores it as the in-order max does, and exp spreads it. */
-QD_VEC_CLONES void qd_softmax_row_f32(const float *X, float *Y, int64_t n, bool log_sm)
+QD_VEC_CLONES_WIDE void qd_softmax_row_f32(const float *X, float *Y, int64_t n, bool log_sm)
 {
 	float lm[8];
 	double ls[8] = { 0 }, s = 0;
