@@ -14,6 +14,8 @@ struct imm_operand {
 	bool is_signed;
 	const int32_t *zp;
 	int64_t nzp;
+	const float *f;   /* A only: float data quantized to uint8 by the GEMM (scale fs, zp[0]) */
+	float fs;
 };
 
 static int zp_values(struct qd_ctx *c, const struct qd_tensor *t, int dt, const char *what,
@@ -99,7 +101,10 @@ static int imm_run_f(struct qd_ctx *c, const struct qd_mm_geom *g, const struct 
 		int64_t ao = g->a_off[b], bo = g->b_off[b];
 		struct qd_qgemm_args q = {
 			.M = g->M, .N = g->N, .K = g->K,
-			.A = (const uint8_t *)A->data + ao * g->M * g->K, .lda = g->K, .a_signed = A->is_signed,
+			.A = A->f ? NULL : (const uint8_t *)A->data + ao * g->M * g->K, .lda = g->K,
+			.a_signed = A->is_signed,
+			.Af = A->f ? A->f + ao * g->M * g->K : NULL, .af_scale = A->fs,
+			.af_zp = A->f ? A->zp[0] : 0,
 			.B = (const uint8_t *)B->data + bo * g->K * g->N, .ldb = g->N, .b_signed = B->is_signed,
 			.a_zp = A->zp + (a_all && !a_row ? ao * g->M : 0), .a_zp_per_row = A->nzp > 1,
 			.b_zp = B->zp + (b_all && !b_col ? bo * g->N : 0), .b_zp_per_col = B->nzp > 1,
@@ -316,7 +321,6 @@ int qd_op_dynamic_quantize_matmul(struct qd_ctx *c)
 	const float *bias;
 	int64_t nbz, na = qd_tensor_count(a);
 	bool bper;
-	uint8_t *aq = NULL;
 	if (a->dtype != QD_DT_FLOAT || !qd_is_q8(b->dtype))
 		return qd_ctx_fail(c, QD_EUNSUPPORTED, "input dtypes %s x %s not supported (float32 x 8-bit)",
 				   qd_dtype_name(a->dtype), qd_dtype_name(b->dtype));
@@ -330,14 +334,14 @@ int qd_op_dynamic_quantize_matmul(struct qd_ctx *c)
 	/* A: DynamicQuantizeLinear over the whole tensor (uint8, asymmetric) */
 	qd_q_dynamic_params(a->data, na, &as, &az);
 	float *mul = NULL;
-	acc = mm_scratch(c, g.batch * g.M * g.N, g.N, na, &mul, &aq);
+	acc = mm_scratch(c, g.batch * g.M * g.N, g.N, 0, &mul, NULL);
 	struct qd_tensor *y = acc ? qd_ctx_out(c, 0, QD_DT_FLOAT, g.ndim, g.dims) : NULL;
 	if (!acc || !y) {
 		rc = -c->err->code;
 		goto out;
 	}
-	qd_q_quantize_u8(a->data, na, as, az, 0, 255, aq);
-	struct imm_operand A = { aq, false, &az, 1 };
+	/* A quantized to uint8 by the GEMM as it packs (qd_qgemm_args.Af) */
+	struct imm_operand A = { NULL, false, &az, 1, a->data, as };
 	struct imm_operand B = { b->data, b->dtype == QD_DT_INT8, bzv, nbz };
 	float_mul(g.N, as, bs, bper, mul);
 	struct imm_float yf = { y->data, mul, bias };

@@ -13,6 +13,7 @@
 #include <string.h>
 #include "qd.h"
 #include "engine/qgemm.h"
+#include "engine/ops_quant.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
@@ -39,7 +40,7 @@ static int check_args(const struct qd_qgemm_args *g, bool need_b)
 {
 	if (g->M < 0 || g->N < 0 || g->K < 0)
 		return -QD_EINVAL;
-	if ((g->M && g->N && g->K && (!g->A || (need_b && !g->B))) || (g->M && g->N && !g->C))
+	if ((g->M && g->N && g->K && ((!g->A && !g->Af) || (need_b && !g->B))) || (g->M && g->N && !g->C))
 		return -QD_EINVAL;
 	return 0;
 }
@@ -421,9 +422,23 @@ static void to_float(const struct qd_qgemm_args *g)
 static int blocked_then_float(const struct qd_qgemm_args *g, const struct qd_qgemm_packed *pre,
 			      qgemm_kernel kern)
 {
-	int rc = qgemm_blocked(g, pre, kern);
+	struct qd_qgemm_args q = *g;
+	uint8_t *a8 = NULL;
+	if (g->Af && g->M && g->K) {   /* float A: quantized into a buffer first */
+		a8 = malloc((size_t)(g->M * g->K));
+		if (!a8)
+			return -QD_ENOMEM;
+		for (int64_t m = 0; m < g->M; m++)
+			qd_q_quantize_u8(g->Af + m * g->lda, g->K, g->af_scale, g->af_zp, 0, 255, a8 + m * g->K);
+		q.A = a8;
+		q.lda = g->K;
+		q.a_signed = false;
+	}
+	q.Af = NULL;
+	int rc = qgemm_blocked(&q, pre, kern);
 	if (!rc)
-		to_float(g);
+		to_float(&q);
+	free(a8);
 	return rc;
 }
 
@@ -582,6 +597,72 @@ static void pack_a8(const struct qd_qgemm_args *g, int64_t m0, int64_t kq, uint8
 		}
 	}
 }
+
+/* pack_a8 for a float A (g->Af): each row quantized (qd_q_quantize_u8) into row, then
+ * packed as bytes. */
+static void pack_a8_float(const struct qd_qgemm_args *g, int64_t m0, int64_t kq, uint8_t *dst,
+			  int32_t *rsum, uint8_t *row)
+{
+	struct qd_qgemm_args rg = *g;
+	rg.M = QD_MIN((int64_t)B8_MR, g->M - m0);   /* rows m0.. as rows 0.. of row */
+	for (int64_t r = 0; r < rg.M; r++)
+		qd_q_quantize_u8(g->Af + (m0 + r) * g->lda, g->K, g->af_scale, g->af_zp, 0, 255, row + r * g->K);
+	rg.A = row;
+	rg.lda = g->K;
+	rg.a_signed = false;
+	pack_a8(&rg, 0, kq, dst, rsum);
+}
+
+#ifdef QD_QGEMM_X86
+/* The same with AVX-512: 16 floats at a time quantized (division, clamp, round half to
+ * even by the 1.5 * 2^23 trick, as qd_q_quantize_u8) straight into the packed groups. */
+__attribute__((target("avx512f")))
+static void pack_a8_float_avx512(const struct qd_qgemm_args *g, int64_t m0, int64_t kq, uint8_t *dst,
+				 int32_t *rsum, uint8_t *row)
+{
+	const __m512 sv = _mm512_set1_ps(g->af_scale), lo = _mm512_set1_ps((float)(0 - g->af_zp));
+	const __m512 hi = _mm512_set1_ps((float)(255 - g->af_zp)), mg = _mm512_set1_ps(12582912.0f);
+	const __m512i zp = _mm512_set1_epi32(g->af_zp);
+	int64_t k16 = g->K / 16 * 16;
+	for (int r = 0; r < B8_MR; r++) {
+		int64_t m = m0 + r;
+		if (m >= g->M) {
+			for (int64_t q = 0; q < kq; q++)
+				memset(dst + (q * B8_MR + r) * 4, 0, 4);
+			rsum[r] = 0;
+			continue;
+		}
+		const float *x = g->Af + m * g->lda;
+		__m512i sum = _mm512_setzero_si512();
+		for (int64_t k = 0; k < k16; k += 16) {
+			__m512 v = _mm512_div_ps(_mm512_loadu_ps(x + k), sv);
+			v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+			v = _mm512_sub_ps(_mm512_add_ps(v, mg), mg);
+			__m512i q = _mm512_add_epi32(_mm512_cvttps_epi32(v), zp);
+			sum = _mm512_add_epi32(sum, q);
+			__m128i b = _mm512_cvtepi32_epi8(q);
+			uint8_t *d = dst + (k / 4 * B8_MR + r) * 4;
+			uint32_t w[4];
+			_mm_storeu_si128((__m128i *)(void *)w, b);
+			memcpy(d, &w[0], 4);
+			memcpy(d + B8_MR * 4, &w[1], 4);
+			memcpy(d + 2 * B8_MR * 4, &w[2], 4);
+			memcpy(d + 3 * B8_MR * 4, &w[3], 4);
+		}
+		uint32_t s = (uint32_t)_mm512_reduce_add_epi32(sum);
+		if (k16 < g->K) {
+			/* the tail through the shared quantizer, zero-padded to whole groups */
+			memset(row, 0, 20);
+			qd_q_quantize_u8(x + k16, g->K - k16, g->af_scale, g->af_zp, 0, 255, row);
+			for (int64_t k = k16; k < g->K; k++)
+				s += row[k - k16];
+			for (int64_t q = k16 / 4; q < kq; q++)
+				memcpy(dst + (q * B8_MR + r) * 4, row + (q - k16 / 4) * 4, 4);
+		}
+		rsum[r] = (int32_t)s;
+	}
+}
+#endif
 
 typedef void (*b8_kernel)(int64_t kq, const uint8_t *a, const int8_t *b, int32_t tile[B8_MR][B8_NR]);
 
@@ -751,8 +832,27 @@ static int qgemm_b8_with(const struct qd_qgemm_args *g, const struct qd_qgemm_pa
 		free(rsum);
 		return -QD_ENOMEM;
 	}
-	for (int64_t b = 0; b < mb; b++)
-		pack_a8(g, b * B8_MR, kq, ap + b * kq * B8_MR * 4, rsum + b * B8_MR);
+	if (g->Af) {
+		uint8_t *row = malloc((size_t)(B8_MR * g->K) + 64);
+		if (!row) {
+			free(ap);
+			free(rsum);
+			return -QD_ENOMEM;
+		}
+		for (int64_t b = 0; b < mb; b++) {
+#ifdef QD_QGEMM_X86
+			if (kern == kernel_b8_vnni) {
+				pack_a8_float_avx512(g, b * B8_MR, kq, ap + b * kq * B8_MR * 4, rsum + b * B8_MR, row);
+				continue;
+			}
+#endif
+			pack_a8_float(g, b * B8_MR, kq, ap + b * kq * B8_MR * 4, rsum + b * B8_MR, row);
+		}
+		free(row);
+	} else {
+		for (int64_t b = 0; b < mb; b++)
+			pack_a8(g, b * B8_MR, kq, ap + b * kq * B8_MR * 4, rsum + b * B8_MR);
+	}
 	double ops = (double)g->M * (double)g->N * (double)g->K;
 	int nt = g->threads > 1 && ops >= (double)(1 << 22) ? (int)QD_MIN((int64_t)g->threads, ns) : 1;
 	if (nt > QD_QGEMM_MAX_THREADS)

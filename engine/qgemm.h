@@ -25,6 +25,12 @@ struct qd_qgemm_args {
 	 * writes it from each tile without storing C; the other paths write C (which must then
 	 * be M x ldc int32 scratch) and convert it. qd_qgemm_ref ignores these fields. */
 	float *Cf; const float *cmul, *cbias;
+	/* Optional float A (DynamicQuantizeMatMul): when Af is set, A is Af [M][lda] quantized
+	 * to uint8 as DynamicQuantizeLinear does (qd_q_quantize_u8 with af_scale, af_zp, 0..255);
+	 * A and a_signed are then unused and a_zp must point to af_zp. The byte path quantizes
+	 * while it packs; the others quantize into a buffer first. qd_qgemm and
+	 * qd_qgemm_prepacked only. */
+	const float *Af; float af_scale; int32_t af_zp;
 	int threads;    /* qd_qgemm / qd_qgemm_prepacked: split column panels over this many
 	                   threads for large products (0 or 1: the calling thread only) */
 };

@@ -4,6 +4,7 @@
 #include "qd_test.h"
 #include "qd.h"
 #include "engine/qgemm.h"
+#include "engine/ops_quant.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 static uint32_t rnd(void)
@@ -182,8 +183,59 @@ static void threaded(void)
 	free(A); free(B); free(C0); free(C1); free(bzp);
 }
 
+/* Float A quantized by the GEMM (Af, as DynamicQuantizeMatMul uses it): every path equals
+ * qd_q_quantize_u8 then qd_qgemm_ref, including K tails that are not whole 16-float
+ * vectors, rows past a multiple of 8, NaN / huge values and a row stride. */
+static void float_a(void)
+{
+	int bad = 0;
+	for (int it = 0; it < 60; it++) {
+		int64_t M = 1 + rnd() % 21, N = 1 + rnd() % 70, K = 1 + rnd() % 100, lda = K + rnd() % 5;
+		float *Af = malloc((size_t)(M * lda) * 4);
+		uint8_t *A8 = malloc((size_t)(M * K));
+		int8_t *B = malloc((size_t)(K * N));
+		int32_t *C0 = malloc((size_t)(M * N) * 4), *C1 = malloc((size_t)(M * N) * 4);
+		for (int64_t i = 0; i < M * lda; i++)
+			Af[i] = ((float)(rnd() % 20001) - 10000.0f) * 3.1e-4f;
+		if (it % 5 == 0) {
+			Af[0] = __builtin_nanf("");
+			Af[M * lda - 1] = 1e30f;
+		}
+		for (int64_t i = 0; i < K * N; i++) B[i] = (int8_t)rnd();
+		float s;
+		int32_t zp;
+		qd_q_dynamic_params(Af, M * lda, &s, &zp);
+		for (int64_t m = 0; m < M; m++)
+			qd_q_quantize_u8(Af + m * lda, K, s, zp, 0, 255, A8 + m * K);
+		struct qd_qgemm_args g = { .M = M, .N = N, .K = K, .A = A8, .lda = K, .B = B, .ldb = N,
+			.b_signed = true, .a_zp = &zp, .C = C0, .ldc = N };
+		CHECK_EQ_INT(qd_qgemm_ref(&g), 0);
+		struct qd_qgemm_args gf = g;
+		gf.A = NULL;
+		gf.lda = lda;
+		gf.Af = Af;
+		gf.af_scale = s;
+		gf.af_zp = zp;
+		gf.C = C1;
+		struct qd_qgemm_packed *pb = NULL;
+		CHECK_EQ_INT(qd_qgemm_pack_b(&g, &pb), 0);
+		for (int path = 0; path < 4; path++) {
+			memset(C1, 0x33, (size_t)(M * N) * 4);
+			int rc = path == 0 ? qd_qgemm(&gf) : path == 1 ? qd_qgemm_prepacked(&gf, pb) :
+				 path == 2 ? qd_qgemm_generic(&gf) : qd_qgemm_bytes_generic(&gf);
+			CHECK_EQ_INT(rc, 0);
+			if (memcmp(C0, C1, (size_t)(M * N) * 4))
+				bad++;
+		}
+		qd_qgemm_packed_free(pb);
+		free(Af); free(A8); free(B); free(C0); free(C1);
+	}
+	CHECKF(bad == 0, "float A: %d path results differ from quantize + ref", bad);
+}
+
 int main(void)
 {
+	float_a();
 	threaded();
 	hand_checked();
 	wraparound();
