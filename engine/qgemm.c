@@ -410,13 +410,8 @@ static int qgemm_blocked(const struct qd_qgemm_args *g, const struct qd_qgemm_pa
 /* The paths without a float epilogue: Cf from the int32 C they wrote (see qgemm.h). */
 static void to_float(const struct qd_qgemm_args *g)
 {
-	if (!g->Cf)
-		return;
-	for (int64_t m = 0; m < g->M; m++)
-		for (int64_t n = 0; n < g->N; n++) {
-			float f = (float)g->C[m * g->ldc + n] * g->cmul[n];
-			g->Cf[m * g->ldc + n] = g->cbias ? f + g->cbias[n] : f;
-		}
+	for (int64_t m = 0; g->Cf && m < g->M; m++)
+		qd_q_dequant_rows(g->C + m * g->ldc, 1, g->N, g->cmul, g->cbias, g->Cf + m * g->ldc);
 }
 
 static int blocked_then_float(const struct qd_qgemm_args *g, const struct qd_qgemm_packed *pre,
@@ -598,6 +593,10 @@ static void pack_a8(const struct qd_qgemm_args *g, int64_t m0, int64_t kq, uint8
 	}
 }
 
+/* Packs float A rows [m0, m0+8) (g->Af) like pack_a8; row: 8 x K bytes of scratch. */
+typedef void (*b8_packf)(const struct qd_qgemm_args *g, int64_t m0, int64_t kq, uint8_t *dst,
+			 int32_t *rsum, uint8_t *row);
+
 /* pack_a8 for a float A (g->Af): each row quantized (qd_q_quantize_u8) into row, then
  * packed as bytes. */
 static void pack_a8_float(const struct qd_qgemm_args *g, int64_t m0, int64_t kq, uint8_t *dst,
@@ -651,8 +650,9 @@ static void pack_a8_float_avx512(const struct qd_qgemm_args *g, int64_t m0, int6
 		}
 		uint32_t s = (uint32_t)_mm512_reduce_add_epi32(sum);
 		if (k16 < g->K) {
-			/* the tail through the shared quantizer, zero-padded to whole groups */
-			memset(row, 0, 20);
+			/* the tail (< 16 values, at most 4 groups) through the shared quantizer,
+			 * zero-padded to whole groups */
+			memset(row, 0, 16);
 			qd_q_quantize_u8(x + k16, g->K - k16, g->af_scale, g->af_zp, 0, 255, row);
 			for (int64_t k = k16; k < g->K; k++)
 				s += row[k - k16];
@@ -736,6 +736,11 @@ static void epi_b8_avx512(int32_t tile[B8_MR][B8_NR], const uint32_t *az, const 
 			  const uint32_t *colk, const uint32_t *bz, int32_t *C, int64_t ldc, int64_t mr,
 			  int64_t nr, float *cf, const float *mul, const float *bias)
 {
+	/* per-tensor a zero point (the common case): az * colk once per half; B zero points
+	 * all 0 (symmetric int8 weights): no rowsum term */
+	bool az_one = true;
+	for (int64_t r = 1; r < mr; r++)
+		az_one = az_one && az[r] == az[0];
 	for (int h = 0; h < B8_NR / 16 && 16 * h < nr; h++) {
 		int64_t w = QD_MIN((int64_t)16, nr - 16 * h);
 		__mmask16 k = (__mmask16)((1u << w) - 1);
@@ -746,11 +751,6 @@ static void epi_b8_avx512(int32_t tile[B8_MR][B8_NR], const uint32_t *az, const 
 			if (bias)
 				bv = _mm512_maskz_loadu_ps(k, bias + 16 * h);
 		}
-		/* per-tensor a zero point (the common case): az * colk once per half; B zero
-		 * points all 0 (symmetric int8 weights): no rowsum term */
-		bool az_one = true;
-		for (int64_t r = 1; r < mr; r++)
-			az_one = az_one && az[r] == az[0];
 		bool bz0 = _mm512_test_epi32_mask(bzv, bzv) == 0;
 		__m512i azck = _mm512_mullo_epi32(_mm512_set1_epi32((int)az[0]), ck);
 		for (int64_t r = 0; r < mr; r++) {
@@ -809,7 +809,7 @@ static void *b8_run(void *arg)
 }
 
 static int qgemm_b8_with(const struct qd_qgemm_args *g, const struct qd_qgemm_packed *pb, b8_kernel kern,
-			 b8_epi epi)
+			 b8_epi epi, b8_packf packf)
 {
 	int rc = check_args(g, false);
 	if (rc)
@@ -839,15 +839,8 @@ static int qgemm_b8_with(const struct qd_qgemm_args *g, const struct qd_qgemm_pa
 			free(rsum);
 			return -QD_ENOMEM;
 		}
-		for (int64_t b = 0; b < mb; b++) {
-#ifdef QD_QGEMM_X86
-			if (kern == kernel_b8_vnni) {
-				pack_a8_float_avx512(g, b * B8_MR, kq, ap + b * kq * B8_MR * 4, rsum + b * B8_MR, row);
-				continue;
-			}
-#endif
-			pack_a8_float(g, b * B8_MR, kq, ap + b * kq * B8_MR * 4, rsum + b * B8_MR, row);
-		}
+		for (int64_t b = 0; b < mb; b++)
+			packf(g, b * B8_MR, kq, ap + b * kq * B8_MR * 4, rsum + b * B8_MR, row);
 		free(row);
 	} else {
 		for (int64_t b = 0; b < mb; b++)
@@ -870,9 +863,9 @@ static int qgemm_b8(const struct qd_qgemm_args *g, const struct qd_qgemm_packed 
 {
 #ifdef QD_QGEMM_X86
 	if (have_vnni())
-		return qgemm_b8_with(g, pb, kernel_b8_vnni, epi_b8_avx512);
+		return qgemm_b8_with(g, pb, kernel_b8_vnni, epi_b8_avx512, pack_a8_float_avx512);
 #endif
-	return qgemm_b8_with(g, pb, kernel_b8_generic, epi_b8_generic);
+	return qgemm_b8_with(g, pb, kernel_b8_generic, epi_b8_generic, pack_a8_float);
 }
 
 int qd_qgemm_bytes_generic(const struct qd_qgemm_args *g)
@@ -882,7 +875,7 @@ int qd_qgemm_bytes_generic(const struct qd_qgemm_args *g)
 	if (!rc)
 		rc = pack_b8(g, &pb);
 	if (!rc)
-		rc = qgemm_b8_with(g, pb, kernel_b8_generic, epi_b8_generic);
+		rc = qgemm_b8_with(g, pb, kernel_b8_generic, epi_b8_generic, pack_a8_float);
 	qd_qgemm_packed_free(pb);
 	return rc;
 }
