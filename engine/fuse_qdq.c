@@ -56,16 +56,36 @@ static bool is_q8(int dt)
 	return dt == QD_DT_UINT8 || dt == QD_DT_INT8;
 }
 
+/* A DequantizeLinear / QuantizeLinear (a, b: the ai.onnx and com.microsoft ids) without
+ * block_size, whether or not a group has taken it (what the graph was before fusion). */
+static bool is_qdq_op(const struct qd_enode *n, enum qd_op_id a, enum qd_op_id b)
+{
+	return n && (n->op == &qd_ops[a] || n->op == &qd_ops[b]) && n->n_in >= 2 && n->n_out == 1 &&
+	       !qd_node_attr_int(n->proto, "block_size", 0);
+}
+
+/* ... and not yet taken by a group. */
 static bool is_dq_node(const struct qd_enode *n)
 {
-	return (qd_fuse_is_op(n, QD_OP_DequantizeLinear) || qd_fuse_is_op(n, QD_OP_MsDequantizeLinear)) &&
-	       n->n_in >= 2 && n->n_out == 1 && !qd_node_attr_int(n->proto, "block_size", 0);
+	return is_qdq_op(n, QD_OP_DequantizeLinear, QD_OP_MsDequantizeLinear) && !n->fused && !n->fuse_skip;
 }
 
 static bool is_q_node(const struct qd_enode *n)
 {
-	return (qd_fuse_is_op(n, QD_OP_QuantizeLinear) || qd_fuse_is_op(n, QD_OP_MsQuantizeLinear)) &&
-	       n->n_in >= 2 && n->n_out == 1 && !qd_node_attr_int(n->proto, "block_size", 0);
+	return is_qdq_op(n, QD_OP_QuantizeLinear, QD_OP_MsQuantizeLinear) && !n->fused && !n->fuse_skip;
+}
+
+/* The int8 -> uint8 conversion below is ORT's QDQS8ToU8Transformer, a pass over the whole
+ * graph before any group is fused: it looks at the Q and DQ nodes as they were, so a Q that
+ * an earlier group ended with (fused into the QLinearConv before) still counts as a Q. */
+static bool was_dq(const struct qd_enode *n)
+{
+	return is_qdq_op(n, QD_OP_DequantizeLinear, QD_OP_MsDequantizeLinear);
+}
+
+static bool was_q(const struct qd_enode *n)
+{
+	return is_qdq_op(n, QD_OP_QuantizeLinear, QD_OP_MsQuantizeLinear);
 }
 
 /* Constant with one element (absent counts when allow_absent). */
@@ -202,7 +222,7 @@ static int act_dt_in(struct qd_fuse_index *f, const struct dqi *d)
 		return QD_DT_INT8;
 	}
 	int p = f->prod[d->x];
-	return is_q_node(qd_fuse_node(f, p)) && s8_pair_converts(f, p, d->node) ? QD_DT_UINT8 : QD_DT_INT8;
+	return was_q(qd_fuse_node(f, p)) && s8_pair_converts(f, p, d->node) ? QD_DT_UINT8 : QD_DT_INT8;
 }
 
 /* Effective dtype of Q node qn's output. */
@@ -213,7 +233,7 @@ static int act_dt_out(struct qd_fuse_index *f, int qn)
 	if (dt != QD_DT_INT8)
 		return dt;
 	int r = qd_fuse_only_reader(f, q->out[0]);
-	return is_dq_node(qd_fuse_node(f, r)) && s8_pair_converts(f, qn, r) ? QD_DT_UINT8 : QD_DT_INT8;
+	return was_dq(qd_fuse_node(f, r)) && s8_pair_converts(f, qn, r) ? QD_DT_UINT8 : QD_DT_INT8;
 }
 
 /* Q output parameters: scalar constant scale and zero point of an 8-bit type. */

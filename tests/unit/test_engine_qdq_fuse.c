@@ -97,13 +97,15 @@ static void rand_f(float *v, int n, unsigned *seed, float scale)
 }
 
 /* ---- Conv: Q(x) -> DQ -> Conv(DQ(w) per channel, DQ(int32 b)) -> Q -> DQ ---- */
-enum { CONV_PLAIN, CONV_OUT_MID, CONV_TWO_READERS, CONV_EXPLICIT, CONV_S8, CONV_S8_QOUT };
+enum { CONV_PLAIN, CONV_OUT_MID, CONV_TWO_READERS, CONV_EXPLICIT, CONV_S8, CONV_S8_QOUT, CONV_CHAIN,
+       CONV_CHAIN_EXPLICIT };
 
 static struct qd_model *conv_model(int variant)
 {
 	struct qd_model *m = model_new();
 	unsigned seed = 7;
-	bool s8 = g_s8 || variant == CONV_S8 || variant == CONV_S8_QOUT;
+	bool s8 = g_s8 || variant == CONV_S8 || variant == CONV_S8_QOUT || variant == CONV_CHAIN ||
+		  variant == CONV_CHAIN_EXPLICIT;
 	float x[1 * 3 * 7 * 7], ws[4], bs[4], xs = 0.013f;
 	int8_t w[4 * 3 * 3 * 3], wz[4] = { 0 };
 	int32_t b[4], bz[4] = { 0 };
@@ -134,6 +136,36 @@ static struct qd_model *conv_model(int variant)
 	init("bz", QD_DT_INT32, 1, d4, bz, sizeof(bz));
 	int64_t pads[4] = { 1, 1, 1, 1 };
 	nd("QuantizeLinear", "", "xq", 3, "xf", "xs", "xz");
+	if (variant == CONV_CHAIN || variant == CONV_CHAIN_EXPLICIT) {
+		/* int8 Conv -> Q -> DQ -> 1x1 Conv -> Q: the second Conv's input pair converts to
+		 * uint8 whichever group the fusion takes first */
+		int8_t w2[4 * 4];
+		int64_t d2[4] = { 4, 4, 1, 1 };
+		for (int i = 0; i < 16; i++) w2[i] = (int8_t)(rand_r(&seed) % 255 - 127);
+		init("w2", QD_DT_INT8, 4, d2, w2, sizeof(w2));
+		scalar_f("ws2", 0.004f);
+		scalar_f("ys2", 0.017f);
+		int8_t z2 = -7;
+		init("yz2", QD_DT_INT8, 0, NULL, &z2, 1);
+		if (variant == CONV_CHAIN_EXPLICIT) {
+			Onnx__NodeProto *c = nd("QLinearConv", "", "yq", 9, "xq", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b");
+			qd_node_set_attr_ints(c, "pads", pads, 4);
+			nd("QLinearConv", "", "y2q", 8, "yq", "ys", "yz", "w2", "ws2", "wz", "ys2", "yz2");
+		} else {
+			nd("DequantizeLinear", "", "xd", 3, "xq", "xs", "xz");
+			qd_node_set_attr_int(nd("DequantizeLinear", "", "wd", 3, "w", "ws", "wz"), "axis", 0);
+			qd_node_set_attr_int(nd("DequantizeLinear", "", "bd", 3, "b", "bs", "bz"), "axis", 0);
+			qd_node_set_attr_ints(nd("Conv", "", "c", 3, "xd", "wd", "bd"), "pads", pads, 4);
+			nd("QuantizeLinear", "", "yq", 3, "c", "ys", "yz");
+			nd("DequantizeLinear", "", "yd", 3, "yq", "ys", "yz");
+			nd("DequantizeLinear", "", "w2d", 3, "w2", "ws2", "wz");
+			nd("Conv", "", "c2", 2, "yd", "w2d");
+			nd("QuantizeLinear", "", "y2q", 3, "c2", "ys2", "yz2");
+		}
+		nd("DequantizeLinear", "", "y", 3, "y2q", "ys2", "yz2");
+		outputs(1, "y");
+		return m;
+	}
 	if (variant == CONV_EXPLICIT) {
 		Onnx__NodeProto *c = nd("QLinearConv", "", "yq", 9, "xq", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b");
 		qd_node_set_attr_ints(c, "pads", pads, 4);
@@ -303,6 +335,14 @@ static void test_conv(void)
 	drop(y);
 	drop(ref);
 	drop(run(conv_model(CONV_S8_QOUT), 0, NULL));
+	/* two int8 Convs in a row: both fused (ORT converts every qualifying pair before it
+	 * fuses; the first group taking the middle Q must not hide that Q from the second) */
+	ref = run(conv_model(CONV_CHAIN_EXPLICIT), -1, NULL);
+	y = run(conv_model(CONV_CHAIN), 2, "QLinearConv");
+	CHECKF(same_tensor(y, ref), "fused int8 QDQ Conv chain differs from the QLinearConv chain");
+	CHECK(y && qd_tensor_count(y) == 4 * 49);
+	drop(y);
+	drop(ref);
 	/* the Conv output is a graph output / has a second reader: not fused */
 	drop(run(conv_model(CONV_OUT_MID), 0, NULL));
 	drop(run(conv_model(CONV_TWO_READERS), 0, NULL));
