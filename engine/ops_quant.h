@@ -103,10 +103,26 @@ void qd_q_requant_row(const int32_t *acc, int64_t N, const float *mul, int32_t z
 		      int32_t hi, bool is_signed, void *y);
 void qd_q_requant_row_ref(const int32_t *acc, int64_t N, const float *mul, int32_t zp, int32_t lo,
 			  int32_t hi, bool is_signed, void *y);
+/* The same over rows x N contiguous sums, bias[n] (int32, NULL = none) added to each row
+ * first with the int32 wrap-around of the sums. */
+void qd_q_requant_rows(const int32_t *acc, int64_t rows, int64_t N, const float *mul, const int32_t *bias,
+		       int32_t zp, int32_t lo, int32_t hi, bool is_signed, void *y);
+void qd_q_requant_rows_ref(const int32_t *acc, int64_t rows, int64_t N, const float *mul, const int32_t *bias,
+			   int32_t zp, int32_t lo, int32_t hi, bool is_signed, void *y);
+/* y[i] = (x[i] - zp) * s for n 8-bit codes (int8 when is_signed). */
+void qd_q_dequant_8(const void *x, int64_t n, bool is_signed, int32_t zp, float s, float *y);
+void qd_q_dequant_8_ref(const void *x, int64_t n, bool is_signed, int32_t zp, float s, float *y);
+/* dst[c * ldd + r] = src[r * lds + c] for rows x cols bytes. */
+void qd_transpose_u8(const uint8_t *src, int64_t rows, int64_t cols, int64_t lds, uint8_t *dst, int64_t ldd);
+void qd_transpose_u8_ref(const uint8_t *src, int64_t rows, int64_t cols, int64_t lds, uint8_t *dst,
+			 int64_t ldd);
 
 /* engine/ops_quant_conv.c: non-zero runs depthwise QLinearConv/ConvInteger through the
  * im2col + GEMM path (tests compare the two). */
 extern int qd_qconv_force_gemm;
+/* Non-zero runs depthwise QLinearConv on channel planes instead of channels last (tests
+ * compare the two). */
+extern int qd_qconv_dw_planes;
 /* Non-zero runs every QLinearConv / ConvInteger the weight-major way (the reference twin
  * of the pixel-major path; tests compare the two bit for bit). */
 extern int qd_qconv_ref_path;

@@ -259,6 +259,9 @@ static int qconv_depthwise(struct qd_ctx *c, const struct qconv_geom *g, const s
 
 /* Tests set this to run depthwise convolutions through the im2col + GEMM path. */
 int qd_qconv_force_gemm;
+/* Tests set this to run depthwise QLinearConv on channel planes (qconv_depthwise_range)
+ * instead of channels last (qconv_depthwise_cl). */
+int qd_qconv_dw_planes;
 
 /* acc[N][M][osize] = conv of (x - x_zp) with (w - w_zp[m]). */
 static int qconv_acc(struct qd_ctx *c, const struct qconv_geom *g, const struct qd_tensor *x,
@@ -483,17 +486,9 @@ static void *qconv_tiles(void *arg)
 						ep->acc[base + m * g->osize + p] = acct[p * Mg + m];
 				continue;
 			}
-			for (int64_t p = 0; p < np; p++) {
-				int32_t *r = acct + p * Mg;
-				if (ep->bias)
-					for (int64_t m = 0; m < Mg; m++)
-						r[m] = (int32_t)((uint32_t)r[m] + (uint32_t)ep->bias[m0 + m]);
-				qd_q_requant_row(r, Mg, ep->mul + m0, ep->yz, ep->lo, ep->hi, ep->y_signed, q8 + p * Mg);
-			}
-			uint8_t *y = (uint8_t *)ep->y + base;
-			for (int64_t m = 0; m < Mg; m++)
-				for (int64_t p = 0; p < np; p++)
-					y[m * g->osize + p] = q8[p * Mg + m];
+			qd_q_requant_rows(acct, np, Mg, ep->mul + m0, ep->bias ? ep->bias + m0 : NULL, ep->yz, ep->lo,
+					  ep->hi, ep->y_signed, q8);
+			qd_transpose_u8(q8, np, Mg, Mg, (uint8_t *)ep->y + base, g->osize);
 		}
 	}
 out:
@@ -503,18 +498,11 @@ out:
 	return NULL;
 }
 
-/* xt[n][p][c] = x[n][c][p], in 32 x 32 blocks. */
-QCONV_CLONES __attribute__((optimize("O3")))
+/* xt[n][p][c] = x[n][c][p]. */
 static void qconv_to_channels_last(const uint8_t *x, int64_t N, int64_t C, int64_t P, uint8_t *xt)
 {
 	for (int64_t n = 0; n < N; n++, x += C * P, xt += C * P)
-		for (int64_t c0 = 0; c0 < C; c0 += 32)
-			for (int64_t p0 = 0; p0 < P; p0 += 32) {
-				int64_t c1 = QD_MIN(C, c0 + 32), p1 = QD_MIN(P, p0 + 32);
-				for (int64_t c = c0; c < c1; c++)
-					for (int64_t p = p0; p < p1; p++)
-						xt[p * C + c] = x[c * P + p];
-			}
+		qd_transpose_u8(x, C, P, P, xt, C);
 }
 
 /* The pixel-major convolution of x with the packed weights pk into ep. */
@@ -561,6 +549,129 @@ static int qconv_pixmajor(struct qd_ctx *c, const struct qconv_geom *g, const st
 	free(xt);
 	(void)Mg;
 	return rc ? qd_ctx_fail(c, -rc, "integer convolution failed") : 0;
+}
+
+/* ---- channels-last depthwise (channel multiplier 1, QLinearConv) ----
+ * The input goes channels last once; each output pixel adds up its taps that fall inside
+ * the input (a tap in the padding holds x_zp and adds 0) with the channels as the vector
+ * lanes; a tile of pixels is then requantized and transposed back to channels first. The
+ * int32 sums are those of the other paths, so the codes are too. */
+struct dwl_job {
+	const struct qconv_geom *g;
+	const uint8_t *xt;          /* [N][isize][C] */
+	bool x_signed;
+	int32_t xz;
+	const int32_t *wk;          /* [ksize][C]: w - w_zp */
+	const int64_t *tk;          /* per tap: k0 * dil0, k1 * dil1, k2 * dil2 */
+	const struct qconv_epi *ep;
+	int64_t tp, t0, t1;         /* tile pixels; tiles [t0, t1) over all images */
+	int rc;
+};
+
+QCONV_CLONES __attribute__((optimize("O3")))
+static void dwl_tile(const struct dwl_job *j, int64_t img, int64_t p0, int64_t np, int32_t *acc)
+{
+	const struct qconv_geom *g = j->g;
+	int64_t C = g->C;
+	const uint8_t *xi = j->xt + img * g->isize * C;
+	int64_t o2 = p0 % g->out[2], o1 = (p0 / g->out[2]) % g->out[1], o0 = p0 / (g->out[2] * g->out[1]);
+	int32_t xz = j->xz;
+	for (int64_t p = 0; p < np; p++) {
+		int32_t *restrict a = acc + p * C;
+		memset(a, 0, (size_t)C * sizeof *a);
+		int64_t i0 = o0 * g->stride[0] - g->pad_b[0], i1 = o1 * g->stride[1] - g->pad_b[1];
+		int64_t i2 = o2 * g->stride[2] - g->pad_b[2];
+		for (int64_t t = 0; t < g->ksize; t++) {
+			int64_t u0 = i0 + j->tk[3 * t], u1 = i1 + j->tk[3 * t + 1], u2 = i2 + j->tk[3 * t + 2];
+			if (u0 < 0 || u0 >= g->in[0] || u1 < 0 || u1 >= g->in[1] || u2 < 0 || u2 >= g->in[2])
+				continue;
+			const uint8_t *restrict xr = xi + ((u0 * g->in[1] + u1) * g->in[2] + u2) * C;
+			const int32_t *restrict wr = j->wk + t * C;
+			if (j->x_signed)
+				for (int64_t c = 0; c < C; c++)
+					a[c] += ((int32_t)(int8_t)xr[c] - xz) * wr[c];
+			else
+				for (int64_t c = 0; c < C; c++)
+					a[c] += ((int32_t)xr[c] - xz) * wr[c];
+		}
+		if (++o2 == g->out[2]) {
+			o2 = 0;
+			if (++o1 == g->out[1]) {
+				o1 = 0;
+				o0++;
+			}
+		}
+	}
+}
+
+static void *dwl_run(void *arg)
+{
+	struct dwl_job *j = arg;
+	const struct qconv_geom *g = j->g;
+	const struct qconv_epi *ep = j->ep;
+	int64_t C = g->C, tp = j->tp, tiles = (g->osize + tp - 1) / tp;
+	int32_t *acc = malloc((size_t)(tp * C) * sizeof *acc + 1);
+	uint8_t *q8 = malloc((size_t)(tp * C) + 1);
+	if (!acc || !q8) {
+		j->rc = -QD_ENOMEM;
+		goto out;
+	}
+	for (int64_t t = j->t0; t < j->t1; t++) {
+		int64_t img = t / tiles, p0 = (t % tiles) * tp, np = QD_MIN(tp, g->osize - p0);
+		dwl_tile(j, img, p0, np, acc);
+		qd_q_requant_rows(acc, np, C, ep->mul, ep->bias, ep->yz, ep->lo, ep->hi, ep->y_signed, q8);
+		qd_transpose_u8(q8, np, C, C, (uint8_t *)ep->y + img * C * g->osize + p0, g->osize);
+	}
+out:
+	free(acc);
+	free(q8);
+	return NULL;
+}
+
+static int qconv_depthwise_cl(struct qd_ctx *c, const struct qconv_geom *g, const struct qd_tensor *x,
+			      int32_t xz, const struct qd_tensor *w, const int32_t *wz, bool wz_per,
+			      const struct qconv_epi *ep)
+{
+	int64_t C = g->C, ks = g->ksize;
+	if (!g->N || !g->osize || !C)
+		return 0;
+	uint8_t *xt = malloc((size_t)(g->N * C * g->isize) + 1);
+	int32_t *wk = malloc((size_t)(ks * C) * sizeof *wk + 1);
+	int64_t *tk = malloc((size_t)(3 * ks) * sizeof *tk + 1);
+	if (!xt || !wk || !tk) {
+		free(xt); free(wk); free(tk);
+		return qd_ctx_fail(c, QD_ENOMEM, "out of memory");
+	}
+	bool ws = w->dtype == QD_DT_INT8;
+	for (int64_t m = 0; m < C; m++)
+		for (int64_t t = 0; t < ks; t++)
+			wk[t * C + m] = (ws ? ((const int8_t *)w->data)[m * ks + t] : ((const uint8_t *)w->data)[m * ks + t]) -
+					wz[wz_per ? m : 0];
+	for (int64_t k0 = 0, t = 0; k0 < g->k[0]; k0++)
+		for (int64_t k1 = 0; k1 < g->k[1]; k1++)
+			for (int64_t k2 = 0; k2 < g->k[2]; k2++, t++) {
+				tk[3 * t] = k0 * g->dil[0];
+				tk[3 * t + 1] = k1 * g->dil[1];
+				tk[3 * t + 2] = k2 * g->dil[2];
+			}
+	qconv_to_channels_last(x->data, g->N, C, g->isize, xt);
+	/* tiles of about 32 KiB of int32 sums, 16 to 512 pixels */
+	int64_t tp = QD_MAX((int64_t)16, QD_MIN((int64_t)512, (8192 / C) & ~(int64_t)15));
+	int64_t tiles = g->N * ((g->osize + tp - 1) / tp);
+	double ops = (double)g->N * (double)g->osize * (double)C * (double)ks;
+	int nt = c->e->opts.threads > 1 && ops >= (double)(1 << 21) ? (int)QD_MIN((int64_t)c->e->opts.threads, tiles) : 1;
+	nt = nt > 8 ? 8 : nt;
+	struct dwl_job jobs[8];
+	for (int t = 0; t < nt; t++)
+		jobs[t] = (struct dwl_job){ g, xt, x->dtype == QD_DT_INT8, xz, wk, tk, ep, tp, tiles * t / nt,
+					    tiles * (t + 1) / nt, 0 };
+	qd_run_jobs(dwl_run, jobs, sizeof jobs[0], nt);
+	int rc = 0;
+	for (int t = 0; t < nt; t++)
+		if (jobs[t].rc && !rc)
+			rc = jobs[t].rc;
+	free(xt); free(wk); free(tk);
+	return rc ? qd_ctx_fail(c, -rc, "out of memory") : 0;
 }
 
 static void out_dims(const struct qconv_geom *g, int64_t *dims)
@@ -686,7 +797,8 @@ int qd_op_qlinear_conv(struct qd_ctx *c)
 	qd_q_range(x->dtype, &lo, &hi);
 	int64_t dims[5];
 	out_dims(&g, dims);
-	if (!qd_qconv_ref_path && !qconv_is_depthwise(g.C / g.group, g.group)) {
+	bool dw = qconv_is_depthwise(g.C / g.group, g.group);
+	if (!qd_qconv_ref_path && (!dw || (g.M == g.C && !qd_qconv_dw_planes))) {
 		struct qd_tensor *y = qd_ctx_out(c, 0, x->dtype, x->ndim, dims);
 		const struct qconv_pack *pk;
 		struct qconv_pack *tmp = NULL;
@@ -700,7 +812,9 @@ int qd_op_qlinear_conv(struct qd_ctx *c)
 			mul[m] = xs * ws[wsper ? m : 0] / ys;
 		struct qconv_epi ep = { .y = y->data, .mul = mul, .bias = bias ? bias->data : NULL,
 					.yz = yz, .lo = lo, .hi = hi, .y_signed = x->dtype == QD_DT_INT8 };
-		if (!(rc = qconv_get_pack(c, 3, 5, &g, w, wz, wzper, &pk, &tmp)))
+		if (dw)
+			rc = qconv_depthwise_cl(c, &g, x, xz, w, wz, wzper, &ep);
+		else if (!(rc = qconv_get_pack(c, 3, 5, &g, w, wz, wzper, &pk, &tmp)))
 			rc = qconv_pixmajor(c, &g, x, xz, pk, &ep);
 		qd_qconv_pack_free(tmp);
 		free(mul);

@@ -561,7 +561,7 @@ __attribute__((optimize("O3"), target_clones("avx512f", "avx2", "default")))
 #else
 __attribute__((optimize("O3")))
 #endif
-static void pack_a8(const struct qd_qgemm_args *g, int64_t m0, int64_t kq, uint8_t *dst, int32_t *rsum)
+static void pack_a8_scalar(const struct qd_qgemm_args *g, int64_t m0, int64_t kq, uint8_t *dst, int32_t *rsum)
 {
 	uint8_t flip = g->a_signed ? 0x80 : 0;
 	for (int r = 0; r < B8_MR; r++) {
@@ -592,6 +592,56 @@ static void pack_a8(const struct qd_qgemm_args *g, int64_t m0, int64_t kq, uint8
 		}
 	}
 }
+
+#ifdef QD_QGEMM_X86
+/* pack_a8 with SSE2: 16 bytes of each of the 8 rows at a time, the 8 x 4 groups of 4 bytes
+ * put in [group][row] order by two 4 x 4 dword transposes, row sums by SAD; the K % 16 tail
+ * as pack_a8_scalar does it. Rows past M are zeros with sum 0. */
+static void pack_a8(const struct qd_qgemm_args *g, int64_t m0, int64_t kq, uint8_t *dst, int32_t *rsum)
+{
+	int64_t mr = QD_MIN((int64_t)B8_MR, g->M - m0), k16 = g->K / 16;
+	const __m128i flip = _mm_set1_epi8(g->a_signed ? (char)0x80 : 0), zero = _mm_setzero_si128();
+	const uint8_t *src[B8_MR];
+	__m128i sum[B8_MR];
+	for (int r = 0; r < B8_MR; r++) {
+		src[r] = r < mr ? (const uint8_t *)g->A + (m0 + r) * g->lda : NULL;
+		sum[r] = zero;
+	}
+	for (int64_t b = 0; b < k16; b++) {
+		__m128i v[B8_MR];
+		for (int r = 0; r < B8_MR; r++) {
+			v[r] = src[r] ? _mm_xor_si128(_mm_loadu_si128((const __m128i *)(src[r] + 16 * b)), flip) : zero;
+			sum[r] = _mm_add_epi64(sum[r], _mm_sad_epu8(v[r], zero));
+		}
+		uint8_t *d = dst + b * 4 * B8_MR * 4;
+		for (int h = 0; h < 2; h++) {
+			__m128i *x = v + 4 * h;
+			__m128i t0 = _mm_unpacklo_epi32(x[0], x[1]), t1 = _mm_unpacklo_epi32(x[2], x[3]);
+			__m128i t2 = _mm_unpackhi_epi32(x[0], x[1]), t3 = _mm_unpackhi_epi32(x[2], x[3]);
+			_mm_storeu_si128((__m128i *)(d + 0 * 32 + 16 * h), _mm_unpacklo_epi64(t0, t1));
+			_mm_storeu_si128((__m128i *)(d + 1 * 32 + 16 * h), _mm_unpackhi_epi64(t0, t1));
+			_mm_storeu_si128((__m128i *)(d + 2 * 32 + 16 * h), _mm_unpacklo_epi64(t2, t3));
+			_mm_storeu_si128((__m128i *)(d + 3 * 32 + 16 * h), _mm_unpackhi_epi64(t2, t3));
+		}
+	}
+	/* the rest: groups from 4 * k16 on, through the scalar packer on a shifted view */
+	int32_t rs[B8_MR] = { 0 };
+	if (k16 * 16 < g->K) {
+		struct qd_qgemm_args t = *g;
+		t.A = (const uint8_t *)g->A + k16 * 16;
+		t.K = g->K - k16 * 16;
+		pack_a8_scalar(&t, m0, kq - 4 * k16, dst + k16 * 4 * B8_MR * 4, rs);
+	}
+	for (int r = 0; r < B8_MR; r++)
+		rsum[r] = (int32_t)((uint32_t)_mm_cvtsi128_si32(sum[r]) +
+				    (uint32_t)_mm_cvtsi128_si32(_mm_unpackhi_epi64(sum[r], sum[r])) + (uint32_t)rs[r]);
+}
+#else
+static void pack_a8(const struct qd_qgemm_args *g, int64_t m0, int64_t kq, uint8_t *dst, int32_t *rsum)
+{
+	pack_a8_scalar(g, m0, kq, dst, rsum);
+}
+#endif
 
 /* Packs float A rows [m0, m0+8) (g->Af) like pack_a8; row: 8 x K bytes of scratch. */
 typedef void (*b8_packf)(const struct qd_qgemm_args *g, int64_t m0, int64_t kq, uint8_t *dst,
@@ -665,6 +715,9 @@ static void pack_a8_float_avx512(const struct qd_qgemm_args *g, int64_t m0, int6
 #endif
 
 typedef void (*b8_kernel)(int64_t kq, const uint8_t *a, const int8_t *b, int32_t tile[B8_MR][B8_NR]);
+/* The same on uint8 A rows read in place: row r at a + r * lda, rows [mr, 8) not stored. */
+typedef void (*b8_kernel_rows)(int64_t kq, const uint8_t *a, int64_t lda, int64_t mr, const int8_t *b,
+			       int32_t tile[B8_MR][B8_NR]);
 
 /* Portable twin of kernel_b8_vnni (same packed layouts). */
 static void kernel_b8_generic(int64_t kq, const uint8_t *a, const int8_t *b, int32_t tile[B8_MR][B8_NR])
@@ -697,6 +750,35 @@ static void kernel_b8_vnni(int64_t kq, const uint8_t *a, const int8_t *b, int32_
 		const __m512i b1 = _mm512_loadu_si512((const void *)(b + q * B8_NR * 4 + 64));
 		__m512i av;
 #define B8_ROW(r) av = _mm512_set1_epi32(ap[r]); \
+		c##r##0 = _mm512_dpbusd_epi32(c##r##0, av, b0); c##r##1 = _mm512_dpbusd_epi32(c##r##1, av, b1)
+		B8_ROW(0); B8_ROW(1); B8_ROW(2); B8_ROW(3); B8_ROW(4); B8_ROW(5); B8_ROW(6); B8_ROW(7);
+#undef B8_ROW
+	}
+#define B8_STORE(r) _mm512_storeu_si512((void *)tile[r], c##r##0); \
+	_mm512_storeu_si512((void *)(tile[r] + 16), c##r##1)
+	B8_STORE(0); B8_STORE(1); B8_STORE(2); B8_STORE(3); B8_STORE(4); B8_STORE(5); B8_STORE(6); B8_STORE(7);
+#undef B8_STORE
+}
+
+/* kernel_b8_vnni reading uint8 A rows in place (row r at a + r * lda, K a multiple of 4:
+ * the broadcast takes any address, so the A pack only moved bytes); rows past mr repeat
+ * row 0 and are not stored. */
+__attribute__((target("avx512f,avx512vnni")))
+static void kernel_b8_vnni_rows(int64_t kq, const uint8_t *a, int64_t lda, int64_t mr, const int8_t *b,
+				int32_t tile[B8_MR][B8_NR])
+{
+	__m512i c00 = _mm512_setzero_si512(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+	__m512i c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+	__m512i c60 = c00, c61 = c00, c70 = c00, c71 = c00;
+	const uint8_t *p0 = a, *p1 = a + (mr > 1) * lda, *p2 = a + (mr > 2) * 2 * lda, *p3 = a + (mr > 3) * 3 * lda;
+	const uint8_t *p4 = a + (mr > 4) * 4 * lda, *p5 = a + (mr > 5) * 5 * lda, *p6 = a + (mr > 6) * 6 * lda;
+	const uint8_t *p7 = a + (mr > 7) * 7 * lda;
+	for (int64_t q = 0; q < kq; q++) {
+		const __m512i b0 = _mm512_loadu_si512((const void *)(b + q * B8_NR * 4));
+		const __m512i b1 = _mm512_loadu_si512((const void *)(b + q * B8_NR * 4 + 64));
+		__m512i av;
+		int32_t w;
+#define B8_ROW(r) memcpy(&w, p##r + 4 * q, 4); av = _mm512_set1_epi32(w); \
 		c##r##0 = _mm512_dpbusd_epi32(c##r##0, av, b0); c##r##1 = _mm512_dpbusd_epi32(c##r##1, av, b1)
 		B8_ROW(0); B8_ROW(1); B8_ROW(2); B8_ROW(3); B8_ROW(4); B8_ROW(5); B8_ROW(6); B8_ROW(7);
 #undef B8_ROW
@@ -777,6 +859,7 @@ struct b8_job {
 	const uint8_t *ap;       /* packed A, all row blocks */
 	const int32_t *rsum;     /* per padded row */
 	b8_kernel kern;
+	b8_kernel_rows kern_rows;   /* set: A read in place (ap unused) */
 	b8_epi epi;
 	int64_t s0, s1;          /* strips */
 };
@@ -794,8 +877,11 @@ static void *b8_run(void *arg)
 		int64_t n0 = s * B8_NR, nr = QD_MIN((int64_t)B8_NR, g->N - n0);
 		const uint32_t *cs = (const uint32_t *)pb->colsum + n0, *bz = (const uint32_t *)pb->bzp + n0;
 		for (int64_t m0 = 0; m0 < g->M; m0 += B8_MR) {
-			j->kern(kq, j->ap + m0 * kq * 4, bs, tile);
 			int64_t mr = QD_MIN((int64_t)B8_MR, g->M - m0);
+			if (j->kern_rows)
+				j->kern_rows(kq, (const uint8_t *)g->A + m0 * g->lda, g->lda, mr, bs, tile);
+			else
+				j->kern(kq, j->ap + m0 * kq * 4, bs, tile);
 			uint32_t az[B8_MR];
 			for (int64_t r = 0; r < B8_MR; r++)
 				az[r] = r < mr ? (uint32_t)zp_at(g->a_zp, g->a_zp_per_row, m0 + r) + flip : 0;
@@ -808,8 +894,20 @@ static void *b8_run(void *arg)
 	return NULL;
 }
 
+/* The row sums of uint8 A rows [0, M) (rsum: M values). */
+static void row_sums_u8(const struct qd_qgemm_args *g, int32_t *rsum)
+{
+	for (int64_t m = 0; m < g->M; m++) {
+		const uint8_t *src = (const uint8_t *)g->A + m * g->lda;
+		uint32_t sum = 0;
+		for (int64_t k = 0; k < g->K; k++)
+			sum += src[k];
+		rsum[m] = (int32_t)sum;
+	}
+}
+
 static int qgemm_b8_with(const struct qd_qgemm_args *g, const struct qd_qgemm_packed *pb, b8_kernel kern,
-			 b8_epi epi, b8_packf packf)
+			 b8_kernel_rows kern_rows, b8_epi epi, b8_packf packf)
 {
 	int rc = check_args(g, false);
 	if (rc)
@@ -825,14 +923,24 @@ static int qgemm_b8_with(const struct qd_qgemm_args *g, const struct qd_qgemm_pa
 		return 0;
 	}
 	int64_t kq = (g->K + 3) / 4, mb = (g->M + B8_MR - 1) / B8_MR, ns = (g->N + B8_NR - 1) / B8_NR;
-	uint8_t *ap = malloc((size_t)(mb * kq * B8_MR * 4) + 64);
-	int32_t *rsum = malloc((size_t)(mb * B8_MR) * sizeof(int32_t));
-	if (!ap || !rsum) {
+	/* uint8 A with whole 4-byte groups needs no pack: the kernel reads the rows (and the
+	 * row sums are only needed against non-zero B zero points) */
+	if (kern_rows && (g->Af || g->a_signed || g->K % 4))
+		kern_rows = NULL;
+	uint8_t *ap = kern_rows ? NULL : malloc((size_t)(mb * kq * B8_MR * 4) + 64);
+	int32_t *rsum = calloc((size_t)(mb * B8_MR), sizeof(int32_t));
+	if ((!kern_rows && !ap) || !rsum) {
 		free(ap);
 		free(rsum);
 		return -QD_ENOMEM;
 	}
-	if (g->Af) {
+	if (kern_rows) {
+		bool bz = false;
+		for (int64_t n = 0; n < g->N && !bz; n++)
+			bz = pb->bzp[n] != 0;
+		if (bz)
+			row_sums_u8(g, rsum);
+	} else if (g->Af) {
 		uint8_t *row = malloc((size_t)(B8_MR * g->K) + 64);
 		if (!row) {
 			free(ap);
@@ -852,7 +960,7 @@ static int qgemm_b8_with(const struct qd_qgemm_args *g, const struct qd_qgemm_pa
 		nt = QD_QGEMM_MAX_THREADS;
 	struct b8_job jobs[QD_QGEMM_MAX_THREADS];
 	for (int t = 0; t < nt; t++)
-		jobs[t] = (struct b8_job){ g, pb, ap, rsum, kern, epi, ns * t / nt, ns * (t + 1) / nt };
+		jobs[t] = (struct b8_job){ g, pb, ap, rsum, kern, kern_rows, epi, ns * t / nt, ns * (t + 1) / nt };
 	qd_run_jobs(b8_run, jobs, sizeof jobs[0], nt);
 	free(ap);
 	free(rsum);
@@ -863,9 +971,9 @@ static int qgemm_b8(const struct qd_qgemm_args *g, const struct qd_qgemm_packed 
 {
 #ifdef QD_QGEMM_X86
 	if (have_vnni())
-		return qgemm_b8_with(g, pb, kernel_b8_vnni, epi_b8_avx512, pack_a8_float_avx512);
+		return qgemm_b8_with(g, pb, kernel_b8_vnni, kernel_b8_vnni_rows, epi_b8_avx512, pack_a8_float_avx512);
 #endif
-	return qgemm_b8_with(g, pb, kernel_b8_generic, epi_b8_generic, pack_a8_float);
+	return qgemm_b8_with(g, pb, kernel_b8_generic, NULL, epi_b8_generic, pack_a8_float);
 }
 
 int qd_qgemm_bytes_generic(const struct qd_qgemm_args *g)
@@ -875,7 +983,7 @@ int qd_qgemm_bytes_generic(const struct qd_qgemm_args *g)
 	if (!rc)
 		rc = pack_b8(g, &pb);
 	if (!rc)
-		rc = qgemm_b8_with(g, pb, kernel_b8_generic, epi_b8_generic, pack_a8_float);
+		rc = qgemm_b8_with(g, pb, kernel_b8_generic, NULL, epi_b8_generic, pack_a8_float);
 	qd_qgemm_packed_free(pb);
 	return rc;
 }

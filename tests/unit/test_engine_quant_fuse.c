@@ -202,7 +202,48 @@ static void test_vec_twins(void)
 		qd_q_requant_row(acc, n, mul, zs, -128, 127, true, q1);
 		qd_q_requant_row_ref(acc, n, mul, zs, -128, 127, true, q2);
 		bad += memcmp(q1, q2, (size_t)n) != 0;
+		int32_t ib[L];
+		for (int i = 0; i < L; i++)
+			ib[i] = (int32_t)(rand_r(&seed) % 4001) - 2000;
+		ib[0] = INT32_MAX;   /* wraps with the sum, as the GEMM's int32 does */
+		acc[0] = 5;
+		qd_q_requant_rows(acc, rows, cols, mul, rep % 2 ? ib : NULL, zp, 0, 255, false, q1);
+		qd_q_requant_rows_ref(acc, rows, cols, mul, rep % 2 ? ib : NULL, zp, 0, 255, false, q2);
+		bad += memcmp(q1, q2, (size_t)(rows * cols)) != 0;
+		qd_q_requant_rows(acc, rows, cols, mul, rep % 2 ? ib : NULL, zs, -128, 127, true, q1);
+		qd_q_requant_rows_ref(acc, rows, cols, mul, rep % 2 ? ib : NULL, zs, -128, 127, true, q2);
+		bad += memcmp(q1, q2, (size_t)(rows * cols)) != 0;
+		float f1[L], f2[L];
+		qd_q_dequant_8(q1, n, false, zp, s, f1);
+		qd_q_dequant_8_ref(q1, n, false, zp, s, f2);
+		bad += memcmp(f1, f2, (size_t)n * sizeof(float)) != 0;
+		qd_q_dequant_8(q1, n, true, zs, s, f1);
+		qd_q_dequant_8_ref(q1, n, true, zs, s, f2);
+		bad += memcmp(f1, f2, (size_t)n * sizeof(float)) != 0;
 		CHECKF(bad == 0, "rep %d: %d vectorised loops differ from their _ref twins", rep, bad);
+	}
+}
+
+/* The byte transpose against its plain twin: whole 16 x 16 blocks, edges of every size,
+ * strides wider than the rows. */
+static void test_transpose(void)
+{
+	unsigned seed = 11;
+	int shapes[][2] = { { 16, 16 }, { 3, 409 }, { 409, 3 }, { 33, 47 }, { 1, 1 }, { 64, 160 }, { 17, 15 } };
+	for (size_t k = 0; k < sizeof(shapes) / sizeof(shapes[0]); k++) {
+		int64_t r = shapes[k][0], c = shapes[k][1], lds = c + (int64_t)(k % 3), ldd = r + (int64_t)(k % 2) * 5;
+		uint8_t *src = malloc((size_t)(r * lds)), *d1 = calloc((size_t)(c * ldd), 1),
+			*d2 = calloc((size_t)(c * ldd), 1);
+		for (int64_t i = 0; i < r * lds; i++)
+			src[i] = (uint8_t)rand_r(&seed);
+		qd_transpose_u8(src, r, c, lds, d1, ldd);
+		qd_transpose_u8_ref(src, r, c, lds, d2, ldd);
+		CHECKF(!memcmp(d1, d2, (size_t)(c * ldd)), "transpose %lldx%lld differs from the _ref twin",
+		       (long long)r, (long long)c);
+		CHECK(d1[0] == src[0] && d1[(c - 1) * ldd + r - 1] == src[(r - 1) * lds + c - 1]);
+		free(src);
+		free(d1);
+		free(d2);
 	}
 }
 
@@ -210,5 +251,6 @@ int main(void)
 {
 	test_fusion();
 	test_vec_twins();
+	test_transpose();
 	return qd_test_done("test_engine_quant_fuse");
 }

@@ -457,10 +457,11 @@ static void test_qconv_depthwise(void)
 				     { "ys", QD_DT_FLOAT, 0, {0}, &ys }, { "yz", dt, 0, {0}, &yz },
 				     { "bias", QD_DT_INT32, 1, {M}, bias } };
 		Onnx__NodeProto *nd;
-		struct qd_tensor *o1 = NULL, *o2 = NULL;
-		size_t n1 = 0, n2 = 0;
+		struct qd_tensor *o1 = NULL, *o2 = NULL, *o3 = NULL;
+		size_t n1 = 0, n2 = 0, n3 = 0;
 		struct qd_err err = {0};
-		for (int pass = 0; pass < 2; pass++) {
+		/* pass 0: channels last (multiplier 1) or planes, 1: im2col + GEMM, 2: planes */
+		for (int pass = 0; pass < 3; pass++) {
 			struct qd_model *m = one_node("QLinearConv", "", 10, in, 9, 1, &nd);
 			int64_t pads[4] = { cs[ci].pad, cs[ci].pad, cs[ci].pad, cs[ci].pad };
 			int64_t st[2] = { cs[ci].stride, cs[ci].stride }, dl[2] = { cs[ci].dil, cs[ci].dil };
@@ -468,16 +469,21 @@ static void test_qconv_depthwise(void)
 			qd_node_set_attr_ints(nd, "pads", pads, 4);
 			qd_node_set_attr_ints(nd, "strides", st, 2);
 			qd_node_set_attr_ints(nd, "dilations", dl, 2);
-			qd_qconv_force_gemm = pass;
-			int rc = run(m, pass ? &o2 : &o1, pass ? &n2 : &n1, &err);
+			qd_qconv_force_gemm = pass == 1;
+			qd_qconv_dw_planes = pass == 2;
+			int rc = run(m, pass == 0 ? &o1 : pass == 1 ? &o2 : &o3, pass == 0 ? &n1 : pass == 1 ? &n2 : &n3, &err);
 			CHECKF(rc == 0, "depthwise case %zu pass %d: %s", ci, pass, err.msg);
 			qd_model_free(m);
 		}
 		qd_qconv_force_gemm = 0;
+		qd_qconv_dw_planes = 0;
 		CHECKF(o1 && o2 && o1[0].nbytes == o2[0].nbytes && o1[0].nbytes > 0 &&
 		       !memcmp(o1[0].data, o2[0].data, o1[0].nbytes), "depthwise case %zu: direct != gemm", ci);
+		CHECKF(o1 && o3 && o1[0].nbytes == o3[0].nbytes &&
+		       !memcmp(o1[0].data, o3[0].data, o1[0].nbytes), "depthwise case %zu: channels last != planes", ci);
 		qd_tensors_release(o1, n1);
 		qd_tensors_release(o2, n2);
+		qd_tensors_release(o3, n3);
 	}
 }
 
