@@ -433,10 +433,15 @@ static void im2col_t_u8(const struct qconv_geom *g, const uint8_t *xg, int64_t C
 		int64_t i2 = o2 * g->stride[2] - g->pad_b[2];
 		for (int64_t t = 0; t < g->ksize; t++, row += Cg) {
 			int64_t a = i0 + tk[3 * t], b = i1 + tk[3 * t + 1], d = i2 + tk[3 * t + 2];
-			if (a < 0 || a >= g->in[0] || b < 0 || b >= g->in[1] || d < 0 || d >= g->in[2])
+			bool out = a < 0 || a >= g->in[0] || b < 0 || b >= g->in[1] || d < 0 || d >= g->in[2];
+			const uint8_t *src = out ? NULL : xg + ((a * g->in[1] + b) * g->in[2] + d) * C;
+			if (Cg < 16)   /* a few bytes: a call to memcpy / memset costs more */
+				for (int64_t k = 0; k < Cg; k++)
+					row[k] = out ? pad : src[k];
+			else if (out)
 				memset(row, pad, (size_t)Cg);
 			else
-				memcpy(row, xg + ((a * g->in[1] + b) * g->in[2] + d) * C, (size_t)Cg);
+				memcpy(row, src, (size_t)Cg);
 		}
 		if (++o2 == g->out[2]) {
 			o2 = 0;

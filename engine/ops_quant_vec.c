@@ -231,6 +231,14 @@ static inline void tr16(const uint8_t *src, int64_t lds, uint8_t *dst, int64_t l
 void qd_transpose_u8(const uint8_t *src, int64_t rows, int64_t cols, int64_t lds, uint8_t *dst, int64_t ldd)
 {
 	uint8_t ti[256], to[256];
+	if (rows < 16) {
+		/* a few planes interleaved (a 3-channel image): the padded block would move 16
+		 * times the bytes */
+		for (int64_t c = 0; c < cols; c++)
+			for (int64_t r = 0; r < rows; r++)
+				dst[c * ldd + r] = src[r * lds + c];
+		return;
+	}
 	for (int64_t r0 = 0; r0 < rows; r0 += 16) {
 		int64_t nr = QD_MIN((int64_t)16, rows - r0);
 		for (int64_t c0 = 0; c0 < cols; c0 += 16) {
