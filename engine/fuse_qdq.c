@@ -547,6 +547,223 @@ static const struct qdq_group {
 	{ QD_OP_ReduceMin, fuse_drop_positive, 0 },
 };
 
+/* ---- 8-bit lookup regions ----
+ * DQ(x) -> a chain of elementwise float ops -> Q, where every op input is either made from
+ * x in the region or a constant float scalar (the affine blocks and decomposed HardSwish of
+ * PP-LCNet: Mul, Add, Clip, Div, ...), is a function of the 8-bit code x alone: its 256
+ * values, evaluated here with the float kernels' own formulas and the Q's rounding, become
+ * one table lookup (op Lut8, table in priv). ORT runs these in float; the codes are those
+ * of running the nodes. Every region slot must be read only in the region (or by its Q)
+ * and not be a graph output. Off with QUANTD_NO_LUT=1 (tests compare). */
+#define LUT_MAX 48
+
+enum lut_kind { L_ADD, L_SUB, L_MUL, L_DIV, L_RELU, L_CLIP, L_HSIG, L_HSWISH, L_LEAKY };
+
+struct lut_step {
+	enum lut_kind k;
+	bool rank1;      /* the constant has shape [1] */
+	int a, b;        /* value indices (-1: the constant) */
+	float c;         /* the constant operand of a binary op */
+	float p, q;      /* Clip lo / hi, HardSigmoid alpha / beta, LeakyRelu alpha */
+};
+
+/* The float constant scalar in slot id (count 1, rank <= 1). */
+static bool lut_const(struct qd_fuse_index *f, int id, float *v)
+{
+	const struct qd_tensor *t = qd_fuse_const(f, id);
+	if (!t || t->dtype != QD_DT_FLOAT || qd_tensor_count(t) != 1 || t->ndim > 1)
+		return false;
+	*v = ((const float *)t->data)[0];
+	return true;
+}
+
+static bool lut_const_r(struct qd_fuse_index *f, int id, struct lut_step *st, float *v)
+{
+	if (!lut_const(f, id, v))
+		return false;
+	st->rank1 |= qd_fuse_const(f, id)->ndim == 1;
+	return true;
+}
+
+/* The region value index of slot id, or -1. */
+static int lut_val(const int *vs, int nv, int id)
+{
+	for (int k = 0; k < nv && id >= 0; k++)
+		if (vs[k] == id)
+			return k;
+	return -1;
+}
+
+/* Node n as a step on region values vs (its non-region inputs constants), or false. */
+static bool lut_step_of(struct qd_fuse_index *f, struct qd_enode *n, const int *vs, int nv, struct lut_step *st)
+{
+	static const struct { enum qd_op_id id; enum lut_kind k; } bin[] = {
+		{ QD_OP_Add, L_ADD }, { QD_OP_Sub, L_SUB }, { QD_OP_Mul, L_MUL }, { QD_OP_Div, L_DIV },
+	};
+	if (n->n_out != 1 || f->is_out[n->out[0]] || slot_dt(f, n->out[0]) != QD_DT_FLOAT)
+		return false;
+	memset(st, 0, sizeof(*st));
+	for (size_t k = 0; k < QD_ARRAY_LEN(bin); k++) {
+		if (!qd_fuse_is_op(n, bin[k].id))
+			continue;
+		if (n->n_in != 2)
+			return false;
+		st->k = bin[k].k;
+		st->a = lut_val(vs, nv, n->in[0]);
+		st->b = lut_val(vs, nv, n->in[1]);
+		if (st->a < 0 && st->b < 0)
+			return false;
+		if (st->a < 0)
+			return lut_const_r(f, n->in[0], st, &st->c);
+		if (st->b < 0)
+			return lut_const_r(f, n->in[1], st, &st->c);
+		return true;
+	}
+	st->a = n->n_in >= 1 ? lut_val(vs, nv, n->in[0]) : -1;
+	st->b = -1;
+	if (st->a < 0)
+		return false;
+	if (qd_fuse_is_op(n, QD_OP_Relu) && n->n_in == 1) {
+		st->k = L_RELU;
+	} else if (qd_fuse_is_op(n, QD_OP_HardSwish) && n->n_in == 1) {
+		st->k = L_HSWISH;
+	} else if (qd_fuse_is_op(n, QD_OP_HardSigmoid) && n->n_in == 1) {
+		st->k = L_HSIG;
+		st->p = qd_node_attr_float(n->proto, "alpha", 0.2f);
+		st->q = qd_node_attr_float(n->proto, "beta", 0.5f);
+	} else if (qd_fuse_is_op(n, QD_OP_LeakyRelu) && n->n_in == 1) {
+		st->k = L_LEAKY;
+		st->p = qd_node_attr_float(n->proto, "alpha", 0.01f);
+	} else if (qd_fuse_is_op(n, QD_OP_Clip_6) && n->n_in == 1) {
+		st->k = L_CLIP;
+		st->p = qd_node_attr_float(n->proto, "min", -INFINITY);
+		st->q = qd_node_attr_float(n->proto, "max", INFINITY);
+	} else if (qd_fuse_is_op(n, QD_OP_Clip_11)) {
+		st->k = L_CLIP;
+		st->p = -INFINITY;
+		st->q = INFINITY;
+		if ((qd_fuse_in(n, 1) >= 0 && !lut_const_r(f, n->in[1], st, &st->p)) ||
+		    (qd_fuse_in(n, 2) >= 0 && !lut_const_r(f, n->in[2], st, &st->q)))
+			return false;
+	} else {
+		return false;
+	}
+	return true;
+}
+
+/* The same values as the kernels (engine/ops_elementwise.c: binary_into, un_f). */
+static float lut_apply(const struct lut_step *st, float x, float y)
+{
+	switch (st->k) {
+	case L_ADD: return x + y;
+	case L_SUB: return x - y;
+	case L_MUL: return x * y;
+	case L_DIV: return x / y;
+	case L_RELU: return x > 0 ? x : 0;
+	case L_CLIP: return x < st->p ? st->p : x > st->q ? st->q : x;
+	case L_HSIG: return fmaxf(0.0f, fminf(1.0f, st->p * x + st->q));
+	case L_HSWISH: return x * fmaxf(0.0f, fminf(1.0f, x / 6.0f + 0.5f));
+	case L_LEAKY: return x >= 0 ? x : st->p * x;
+	}
+	return x;
+}
+
+static int fuse_lut(struct qd_fuse_index *f, int di, struct qd_err *err)
+{
+	struct qd_egraph *g = f->g;
+	struct dqi d;
+	struct qd_enode *dn = qd_fuse_node(f, di);
+	if (!dq_of(f, dn->out[0], &d) || !dq_act(f, &d) || qd_fuse_const(f, d.x) || f->is_out[dn->out[0]])
+		return 0;
+	int vs[LUT_MAX + 1], nv = 0, cover[LUT_MAX + 2], nc = 0, qi = -1;
+	struct lut_step steps[LUT_MAX];
+	vs[nv++] = dn->out[0];
+	cover[nc++] = di;
+	for (int j = di + 1; j < g->n_nodes; j++) {
+		struct qd_enode *n = qd_fuse_node(f, j);
+		bool reads = false;
+		for (int k = 0; k < n->n_in; k++)
+			reads |= lut_val(vs, nv, n->in[k]) >= 0;
+		if (!reads)
+			continue;
+		if (qi < 0 && is_q_node(n) && q_params_ok(f, n) && qd_fuse_in(n, 2) >= 0 && n->in[1] != n->in[0] &&
+		    lut_val(vs, nv, n->in[1]) < 0 && lut_val(vs, nv, n->in[2]) < 0) {
+			qi = j;
+			continue;
+		}
+		/* a reader the region cannot take (or anything reading it after its Q) */
+		if (qi >= 0 || nv > LUT_MAX || !lut_step_of(f, n, vs, nv, &steps[nv - 1]))
+			return 0;
+		vs[nv++] = n->out[0];
+		cover[nc++] = j;
+	}
+	if (qi < 0 || nv < 2 || lut_val(vs, nv, qd_fuse_node(f, qi)->in[0]) != nv - 1)
+		return 0;   /* no Q, no op between (a DQ -> Q pair), or the Q not on the last value */
+	struct qd_enode *q = qd_fuse_node(f, qi);
+	cover[nc++] = qi;
+	/* every read of a region value is in the region (none in a subgraph) */
+	for (int k = 0; k < nv; k++) {
+		int reads = 0;
+		for (int c = 0; c < nc; c++) {
+			struct qd_enode *n = qd_fuse_node(f, cover[c]);
+			for (int j = 0; j < n->n_in; j++)
+				reads += n->in[j] == vs[k];
+		}
+		if (reads != f->uses[vs[k]])
+			return 0;
+	}
+	float (*v)[256] = malloc((size_t)nv * sizeof(*v));
+	uint8_t *lut = malloc(257);
+	if (!v || !lut) {
+		free(v);
+		free(lut);
+		return qd_err_set(err, QD_ENOMEM, "", "out of memory");
+	}
+	float xs = (float)qd_tensor_get_f64(qd_fuse_const(f, d.s), 0);
+	int32_t xz = zp_val(f, d.z), yz = zp_val(f, q->in[2]), lo = 0, hi = 255;
+	float ys = (float)qd_tensor_get_f64(qd_fuse_const(f, q->in[1]), 0);
+	qd_q_range(slot_dt(f, q->out[0]), &lo, &hi);
+	for (int i = 0; i < 256; i++) {
+		int32_t code = d.dt == QD_DT_INT8 ? (int32_t)(int8_t)i : i;
+		v[0][i] = (float)(code - xz) * xs;
+	}
+	bool rank1 = false;
+	for (int k = 1; k < nv; k++) {
+		const struct lut_step *st = &steps[k - 1];
+		rank1 |= st->rank1;
+		for (int i = 0; i < 256; i++) {
+			float x = st->a >= 0 ? v[st->a][i] : st->c;
+			float y = st->b >= 0 ? v[st->b][i] : st->c;
+			v[k][i] = lut_apply(st, x, y);
+		}
+	}
+	for (int i = 0; i < 256; i++)
+		lut[i] = (uint8_t)qd_q_round_sat(v[nv - 1][i] / ys, yz, lo, hi);
+	lut[256] = rank1;   /* a [1] constant makes a rank-0 x's result [1] */
+	free(v);
+	int in[2] = { d.x, q->in[2] };
+	int rc = qd_fuse_attach_op(f, qi, QD_OP_Lut8, q->proto, in, 2, cover, nc, err);
+	if (rc) {
+		free(lut);
+		return rc;
+	}
+	struct qd_enode *fn = g->nodes[qi].fused;
+	fn->priv = lut;
+	fn->priv_free = free;
+	return 0;
+}
+
+static int fuse_luts(struct qd_fuse_index *f, struct qd_err *err)
+{
+	if (getenv("QUANTD_NO_LUT"))
+		return 0;
+	int rc = 0;
+	for (int i = 0; i < f->g->n_nodes && !rc; i++)
+		if (is_dq_node(qd_fuse_node(f, i)))
+			rc = fuse_lut(f, i, err);
+	return rc;
+}
+
 /* ---- after the groups: orphaned DQs, free lists ---- */
 
 static struct qd_enode *exec_node(struct qd_egraph *g, int i)
@@ -671,6 +888,8 @@ int qd_fuse_qdq_graph(struct qd_engine *e, struct qd_egraph *g, struct qd_err *e
 				rc = qdq_groups[k].fuse(&f, i, qdq_groups[k].qop, err);
 				break;
 			}
+	if (!rc)
+		rc = fuse_luts(&f, err);
 	if (!rc && f.n_fused)
 		rc = fix_plan(&f, err);
 	if (!rc)

@@ -112,6 +112,9 @@ void qd_q_requant_rows_ref(const int32_t *acc, int64_t rows, int64_t N, const fl
 /* y[i] = (x[i] - zp) * s for n 8-bit codes (int8 when is_signed). */
 void qd_q_dequant_8(const void *x, int64_t n, bool is_signed, int32_t zp, float s, float *y);
 void qd_q_dequant_8_ref(const void *x, int64_t n, bool is_signed, int32_t zp, float s, float *y);
+/* y[i] = lut[x[i]] for n bytes (AVX-512 VBMI where the CPU has it). */
+void qd_lut8(const uint8_t *x, int64_t n, const uint8_t *lut, uint8_t *y);
+void qd_lut8_ref(const uint8_t *x, int64_t n, const uint8_t *lut, uint8_t *y);
 /* dst[c * ldd + r] = src[r * lds + c] for rows x cols bytes. */
 void qd_transpose_u8(const uint8_t *src, int64_t rows, int64_t cols, int64_t lds, uint8_t *dst, int64_t ldd);
 void qd_transpose_u8_ref(const uint8_t *src, int64_t rows, int64_t cols, int64_t lds, uint8_t *dst,

@@ -135,6 +135,25 @@ int qd_op_qlinear_leaky_relu(struct qd_ctx *c)
 	return qlinear_lut(c, f_leaky, qd_node_attr_float(c->n->proto, "alpha", 0.01f));
 }
 
+/* ---- Lut8 (internal: a fused DQ -> elementwise -> Q region) ------------------------- */
+
+int qd_op_lut8(struct qd_ctx *c)
+{
+	const struct qd_tensor *x = qd_ctx_in(c, 0), *z = qd_ctx_in(c, 1);
+	const uint8_t *lut = c->n->priv;
+	if (!x || !z)
+		return -c->err->code;
+	if (!lut || !qd_is_q8(x->dtype))
+		return qd_ctx_fail(c, QD_EINVAL, "lookup table missing or input not 8-bit");
+	int64_t one = 1;
+	bool grow = lut[256] && x->ndim == 0;   /* a [1] constant in the region */
+	struct qd_tensor *y = qd_ctx_out(c, 0, z->dtype, grow ? 1 : x->ndim, grow ? &one : x->dims);
+	if (!y)
+		return -c->err->code;
+	qd_lut8(x->data, qd_tensor_count(x), lut, y->data);
+	return 0;
+}
+
 /* ---- QLinearAveragePool / QLinearGlobalAveragePool ---------------------------------- */
 
 struct pool_geom {

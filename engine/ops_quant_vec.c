@@ -6,7 +6,9 @@
  * (tests/unit/test_engine_quant_vec.c compares them). */
 #pragma GCC optimize("O3", "no-trapping-math", "no-math-errno", "fp-contract=off")
 #include <string.h>
-#ifdef __SSE2__
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#elif defined(__SSE2__)
 #include <emmintrin.h>
 #endif
 #include "engine/ops_quant.h"
@@ -284,3 +286,44 @@ void qd_q_dequant_8_ref(const void *x, int64_t n, bool is_signed, int32_t zp, fl
 		y[i] = (float)(v - zp) * s;
 	}
 }
+
+/* ---- 8-bit table lookup ----
+ * With AVX-512 VBMI, 64 codes per step: two vpermi2b over the table's halves (7 index bits
+ * each) and a blend on the top bit. */
+void qd_lut8_ref(const uint8_t *x, int64_t n, const uint8_t *lut, uint8_t *y)
+{
+	for (int64_t i = 0; i < n; i++)
+		y[i] = lut[x[i]];
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx512f,avx512bw,avx512vbmi")))
+static void lut8_vbmi(const uint8_t *x, int64_t n, const uint8_t *lut, uint8_t *y)
+{
+	const __m512i t0 = _mm512_loadu_si512((const void *)lut), t1 = _mm512_loadu_si512((const void *)(lut + 64));
+	const __m512i t2 = _mm512_loadu_si512((const void *)(lut + 128)), t3 = _mm512_loadu_si512((const void *)(lut + 192));
+	int64_t i = 0;
+	for (; i + 64 <= n; i += 64) {
+		__m512i v = _mm512_loadu_si512((const void *)(x + i));
+		__m512i lo = _mm512_permutex2var_epi8(t0, v, t1), hi = _mm512_permutex2var_epi8(t2, v, t3);
+		_mm512_storeu_si512((void *)(y + i), _mm512_mask_blend_epi8(_mm512_movepi8_mask(v), lo, hi));
+	}
+	qd_lut8_ref(x + i, n - i, lut, y + i);
+}
+
+void qd_lut8(const uint8_t *x, int64_t n, const uint8_t *lut, uint8_t *y)
+{
+	static int have = -1;
+	if (have < 0)
+		have = __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512bw");
+	if (have)
+		lut8_vbmi(x, n, lut, y);
+	else
+		qd_lut8_ref(x, n, lut, y);
+}
+#else
+void qd_lut8(const uint8_t *x, int64_t n, const uint8_t *lut, uint8_t *y)
+{
+	qd_lut8_ref(x, n, lut, y);
+}
+#endif

@@ -375,6 +375,67 @@ static void test_drop(void)
 	drop(run(drop_model(false), 0, NULL));   /* different scales: kept */
 }
 
+/* ---- DQ -> Mul, Add, decomposed HardSwish, Div -> Q: one Lut8 ---- */
+static struct qd_model *lut_model(bool s8, bool mid_out)
+{
+	struct qd_model *m = model_new();
+	unsigned seed = 9;
+	float x[2 * 3 * 5];
+	int64_t dx[3] = { 2, 3, 5 };
+	rand_f(x, 30, &seed, 4.0f);
+	init("xf", QD_DT_FLOAT, 3, dx, x, sizeof(x));
+	scalar_f("xs", 0.037f);
+	scalar_f("ys", 0.029f);
+	if (s8) {
+		int8_t z0 = 3, z1 = -11;
+		init("xz", QD_DT_INT8, 0, NULL, &z0, 1);
+		init("yz", QD_DT_INT8, 0, NULL, &z1, 1);
+	} else {
+		scalar_u8("xz", 130);
+		scalar_u8("yz", 90);
+	}
+	scalar_f("a", 1.3f);
+	scalar_f("b", -0.4f);
+	scalar_f("three", 3.0f);
+	scalar_f("zero", 0.0f);
+	scalar_f("six", 6.0f);
+	nd("QuantizeLinear", "", "xq", 3, "xf", "xs", "xz");
+	nd("DequantizeLinear", "", "xd", 3, "xq", "xs", "xz");
+	nd("Mul", "", "m1", 2, "a", "xd");
+	nd("Add", "", "a1", 2, "m1", "b");
+	nd("Add", "", "a3", 2, "a1", "three");
+	nd("Clip", "", "c", 3, "a3", "zero", "six");
+	nd("Mul", "", "hs", 2, "a1", "c");
+	nd("Div", "", "h", 2, "hs", "six");
+	nd("QuantizeLinear", "", "yq", 3, "h", "ys", "yz");
+	nd("DequantizeLinear", "", "y", 3, "yq", "ys", "yz");
+	if (mid_out)
+		outputs(2, "y", "a1");   /* a region value is a graph output: not fused */
+	else
+		outputs(1, "y");
+	return m;
+}
+
+static void test_lut(void)
+{
+	for (int s8 = 0; s8 < 2; s8++) {
+		setenv("QUANTD_NO_LUT", "1", 1);
+		struct qd_tensor *ref = run(lut_model(s8, false), 0, NULL);
+		unsetenv("QUANTD_NO_LUT");
+		struct qd_tensor *y = run(lut_model(s8, false), 1, "Lut8");
+		CHECKF(same_tensor(y, ref), "Lut8 (%s) differs from running the nodes", s8 ? "int8" : "uint8");
+		CHECK(y && y->ndim == 3 && qd_tensor_count(y) == 30);
+		/* the outputs are not all one code (the table has something to say) */
+		int distinct = 0;
+		for (int i = 1; y && ref && i < 30; i++)
+			distinct += ((const float *)y->data)[i] != ((const float *)y->data)[0];
+		CHECKF(distinct > 10, "%d of 29 outputs differ from the first", distinct);
+		drop(y);
+		drop(ref);
+	}
+	drop(run(lut_model(false, true), 0, NULL));
+}
+
 static void count_hook(void *ud, const Onnx__NodeProto *node, const struct qd_tensor *t)
 {
 	(*(int *)ud)++;
@@ -404,6 +465,7 @@ int main(void)
 	test_conv();
 	test_matmul_add_sigmoid();
 	test_drop();
+	test_lut();
 	test_hook();
 	return qd_test_done("test_engine_qdq_fuse");
 }

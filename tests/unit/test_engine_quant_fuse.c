@@ -226,6 +226,27 @@ static void test_vec_twins(void)
 
 /* The byte transpose against its plain twin: whole 16 x 16 blocks, edges of every size,
  * strides wider than the rows. */
+/* The table lookup against its plain twin (lengths around the 64-byte step). */
+static void test_lut8(void)
+{
+	unsigned seed = 5;
+	uint8_t lut[256], x[300], y1[300], y2[300];
+	for (int i = 0; i < 256; i++)
+		lut[i] = (uint8_t)rand_r(&seed);
+	for (int i = 0; i < 300; i++)
+		x[i] = (uint8_t)(i < 256 ? i : rand_r(&seed));
+	int lens[] = { 0, 1, 63, 64, 65, 256, 300 };
+	for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++) {
+		memset(y1, 0, sizeof(y1));
+		memset(y2, 0, sizeof(y2));
+		qd_lut8(x, lens[k], lut, y1);
+		qd_lut8_ref(x, lens[k], lut, y2);
+		CHECKF(!memcmp(y1, y2, sizeof(y1)), "lut8 of %d bytes differs from the _ref twin", lens[k]);
+	}
+	qd_lut8(x, 256, lut, y1);
+	CHECK(!memcmp(y1, lut, 256));   /* x = 0..255 reads the table back */
+}
+
 static void test_transpose(void)
 {
 	unsigned seed = 11;
@@ -252,5 +273,6 @@ int main(void)
 	test_fusion();
 	test_vec_twins();
 	test_transpose();
+	test_lut8();
 	return qd_test_done("test_engine_quant_fuse");
 }
