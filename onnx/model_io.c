@@ -191,6 +191,7 @@ struct ext_ctx {
 	const char *base_dir;
 	char *base_real;
 	bool keep;
+	bool skip_init;     /* leave graph initializers alone (save: they are passed through) */
 	struct qd_err *err;
 };
 
@@ -273,78 +274,141 @@ static void ext_clear(Onnx__TensorProto *t)
 	t->data_location = ONNX__TENSOR_PROTO__DATA_LOCATION__DEFAULT;
 }
 
-static int ext_load_tensor(struct ext_ctx *c, Onnx__TensorProto *t)
+static bool is_external(const Onnx__TensorProto *t)
 {
-	if (!t || !t->has_data_location ||
-	    t->data_location != ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)
-		return 0;
+	return t && t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
+}
+
+bool qd_tensor_is_external(const Onnx__TensorProto *t)
+{
+	return is_external(t);
+}
+
+/* Where an external tensor's bytes are: *full (new) the confined path, [*off, *off +
+ * *length) checked against the file's size and against dims x dtype. */
+static int ext_locate(struct ext_ctx *c, const Onnx__TensorProto *t, char **full, uint64_t *off,
+		      uint64_t *length)
+{
 	struct qd_err *err = c->err;
 	const char *tn = t->name && *t->name ? t->name : "(unnamed tensor)";
-	uint64_t off = 0, length = 0;
+	*full = NULL;
+	*off = *length = 0;
 	const char *so = ext_get(t, "offset"), *sl = ext_get(t, "length");
-	if (so && parse_u64(so, &off))
+	if (so && parse_u64(so, off))
 		return qd_err_set(err, QD_EMODEL, tn, "tensor '%s' has invalid external offset '%s'", tn, so);
-	if (sl && parse_u64(sl, &length))
+	if (sl && parse_u64(sl, length))
 		return qd_err_set(err, QD_EMODEL, tn, "tensor '%s' has invalid external length '%s'", tn, sl);
 	if (t->data_type == QD_DT_STRING)
 		return qd_err_set(err, QD_EMODEL, tn, "string tensor '%s' cannot use external data", tn);
 	int64_t want = qd_dtype_nbytes(t->data_type, qd_tensor_numel(t));
 	if (want < 0)
 		return qd_err_set(err, QD_EMODEL, tn, "tensor '%s' has invalid dims or type for external data", tn);
+	int rc = ext_resolve(c, tn, ext_get(t, "location"), full);
+	if (rc)
+		return rc;
+	struct stat st;
+	if (stat(*full, &st) < 0) {
+		rc = qd_err_set(err, QD_EIO, tn, "cannot open external data '%s' of tensor '%s': %s",
+				*full, tn, strerror(errno));
+		goto fail;
+	}
+	if (!sl)
+		*length = *off <= (uint64_t)st.st_size ? (uint64_t)st.st_size - *off : 0;
+	if (*off > (uint64_t)st.st_size || *length > (uint64_t)st.st_size - *off) {
+		rc = qd_err_set(err, QD_EMODEL, tn,
+				"external data of tensor '%s' (offset %llu, length %llu) is past the end "
+				"of '%s' (%lld bytes)", tn, (unsigned long long)*off,
+				(unsigned long long)*length, *full, (long long)st.st_size);
+		goto fail;
+	}
+	if (*length != (uint64_t)want) {
+		rc = qd_err_set(err, QD_EMODEL, tn,
+				"external data of tensor '%s' has %llu bytes, dims and type need %lld",
+				tn, (unsigned long long)*length, (long long)want);
+		goto fail;
+	}
+	return 0;
+fail:
+	free(*full);
+	*full = NULL;
+	return rc;
+}
+
+/* pread exactly len bytes at off into buf. */
+static int read_range(int fd, uint8_t *buf, uint64_t off, uint64_t len)
+{
+	for (uint64_t done = 0; done < len;) {
+		size_t want = (size_t)QD_MIN(len - done, (uint64_t)1 << 30);
+		ssize_t r = pread(fd, buf + done, want, (off_t)(off + done));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			if (r == 0)
+				errno = EIO;
+			return -1;
+		}
+		done += (uint64_t)r;
+	}
+	return 0;
+}
+
+/* Reads an external tensor's bytes into a new buffer *buf (length bytes). */
+static int ext_read(struct ext_ctx *c, const Onnx__TensorProto *t, uint8_t **buf, uint64_t *length)
+{
+	struct qd_err *err = c->err;
+	const char *tn = t->name && *t->name ? t->name : "(unnamed tensor)";
 	char *full = NULL;
-	int rc = ext_resolve(c, tn, ext_get(t, "location"), &full);
+	uint64_t off;
+	*buf = NULL;
+	int rc = ext_locate(c, t, &full, &off, length);
 	if (rc)
 		return rc;
 	int fd = open(full, O_RDONLY | O_CLOEXEC);
-	struct stat st;
-	if (fd < 0 || fstat(fd, &st) < 0) {
+	if (fd < 0) {
 		rc = qd_err_set(err, QD_EIO, tn, "cannot open external data '%s' of tensor '%s': %s",
 				full, tn, strerror(errno));
 		goto out;
 	}
-	if (!sl)
-		length = off <= (uint64_t)st.st_size ? (uint64_t)st.st_size - off : 0;
-	if (off > (uint64_t)st.st_size || length > (uint64_t)st.st_size - off) {
-		rc = qd_err_set(err, QD_EMODEL, tn,
-				"external data of tensor '%s' (offset %llu, length %llu) is past the end "
-				"of '%s' (%lld bytes)", tn, (unsigned long long)off,
-				(unsigned long long)length, full, (long long)st.st_size);
-		goto out;
-	}
-	if (length != (uint64_t)want) {
-		rc = qd_err_set(err, QD_EMODEL, tn,
-				"external data of tensor '%s' has %llu bytes, dims and type need %lld",
-				tn, (unsigned long long)length, (long long)want);
-		goto out;
-	}
-	if (c->keep)
-		goto out;
-	uint8_t *buf = malloc(length ? length : 1);
-	if (!buf) {
+	if (!(*buf = malloc(*length ? *length : 1))) {
 		rc = qd_err_set(err, QD_ENOMEM, tn, "cannot load external data of tensor '%s': out of memory", tn);
 		goto out;
 	}
-	for (uint64_t done = 0; done < length;) {
-		ssize_t r = pread(fd, buf + done, length - done, (off_t)(off + done));
-		if (r <= 0) {
-			free(buf);
-			rc = qd_err_set(err, QD_EIO, tn, "cannot read external data '%s' of tensor '%s': %s",
-					full, tn, r < 0 ? strerror(errno) : "short read");
-			goto out;
-		}
-		done += (uint64_t)r;
+	if (read_range(fd, *buf, off, *length) < 0) {
+		rc = qd_err_set(err, QD_EIO, tn, "cannot read external data '%s' of tensor '%s': %s",
+				full, tn, strerror(errno));
+		free(*buf);
+		*buf = NULL;
 	}
+out:
+	if (fd >= 0)
+		close(fd);
+	free(full);
+	return rc;
+}
+
+static int ext_load_tensor(struct ext_ctx *c, Onnx__TensorProto *t)
+{
+	if (!is_external(t))
+		return 0;
+	if (c->keep) {
+		char *full = NULL;
+		uint64_t off, length;
+		int rc = ext_locate(c, t, &full, &off, &length);
+		free(full);
+		return rc;
+	}
+	uint8_t *buf;
+	uint64_t length;
+	int rc = ext_read(c, t, &buf, &length);
+	if (rc)
+		return rc;
 	if (t->has_raw_data)
 		free(t->raw_data.data);
 	t->raw_data.data = buf;
 	t->raw_data.len = length;
 	t->has_raw_data = 1;
 	ext_clear(t);
-out:
-	if (fd >= 0)
-		close(fd);
-	free(full);
-	return rc;
+	return 0;
 }
 
 static int ext_load_attr_tensors(struct ext_ctx *c, Onnx__AttributeProto *a)
@@ -365,7 +429,7 @@ static int ext_load_graph(Onnx__GraphProto *g, int depth, void *ud)
 {
 	struct ext_ctx *c = ud;
 	int rc;
-	for (size_t i = 0; i < g->n_initializer; i++)
+	for (size_t i = 0; !c->skip_init && i < g->n_initializer; i++)
 		if ((rc = ext_load_tensor(c, g->initializer[i])))
 			return rc;
 	for (size_t i = 0; i < g->n_sparse_initializer; i++) {
@@ -414,7 +478,7 @@ int qd_model_load_buf(const void *buf, size_t len, const char *base_dir,
 		qd_model_free(m);
 		return qd_err_set(err, QD_ENOMEM, "model", "cannot load model: out of memory");
 	}
-	struct ext_ctx c = { base_dir, NULL, opts && opts->keep_external, err };
+	struct ext_ctx c = { base_dir, NULL, opts && opts->keep_external, false, err };
 	rc = qd_graph_walk(p->graph, ext_load_graph, &c);
 	free(c.base_real);
 	for (size_t i = 0; !rc && i < p->n_functions; i++)
@@ -488,6 +552,75 @@ out:
 		munmap(map, (size_t)st.st_size);
 	free(dir);
 	close(fd);
+	return rc;
+}
+
+int qd_model_load_external(struct qd_model *m, struct qd_err *err)
+{
+	struct qd_err tmp;
+	if (!err)
+		err = &tmp;
+	if (!m || !m->proto)
+		return 0;
+	struct ext_ctx c = { m->base_dir, NULL, false, false, err };
+	int rc = qd_graph_walk(m->proto->graph, ext_load_graph, &c);
+	free(c.base_real);
+	return rc;
+}
+
+static int count_external(Onnx__GraphProto *g, int depth, void *ud)
+{
+	uint64_t *bytes = ud;
+	for (size_t i = 0; i < g->n_initializer; i++)
+		if (is_external(g->initializer[i])) {
+			int64_t nb = qd_dtype_nbytes(g->initializer[i]->data_type, qd_tensor_numel(g->initializer[i]));
+			*bytes += nb > 0 ? (uint64_t)nb : 0;
+		}
+	return 0;
+}
+
+uint64_t qd_model_external_tensor_bytes(const struct qd_model *m)
+{
+	uint64_t bytes = 0;
+	if (m && m->proto)
+		qd_graph_walk(m->proto->graph, count_external, &bytes);
+	return bytes;
+}
+
+int qd_model_tensor_to_float(const struct qd_model *m, const Onnx__TensorProto *t, float **out, int64_t *n,
+			     struct qd_err *err)
+{
+	struct qd_err tmp;
+	if (!err)
+		err = &tmp;
+	if (!is_external(t))
+		return qd_tensor_to_float(t, out, n, err);
+	*out = NULL;
+	if (n)
+		*n = 0;
+	struct ext_ctx c = { m ? m->base_dir : NULL, NULL, false, false, err };
+	uint8_t *buf = NULL;
+	uint64_t length = 0;
+	int rc = ext_read(&c, t, &buf, &length);
+	free(c.base_real);
+	if (rc)
+		return rc;
+	if (t->data_type == QD_DT_FLOAT) {   /* the file's bytes are the values: no copy */
+		*out = (float *)buf;
+		if (n)
+			*n = (int64_t)(length / sizeof(float));
+		return 0;
+	}
+	/* other types: convert from a borrowed view with the bytes inline */
+	Onnx__TensorProto v = *t;
+	v.has_data_location = 0;
+	v.data_location = ONNX__TENSOR_PROTO__DATA_LOCATION__DEFAULT;
+	v.n_external_data = 0;
+	v.external_data = NULL;
+	v.has_raw_data = 1;
+	v.raw_data = (ProtobufCBinaryData){ (size_t)length, buf };
+	rc = qd_tensor_to_float(&v, out, n, err);
+	free(buf);
 	return rc;
 }
 
@@ -621,9 +754,17 @@ static int af_close(struct afile *f, bool commit, struct qd_err *err)
 }
 
 /* ---- external data: save ---- */
-struct ext_swap { Onnx__TensorProto *t; Onnx__TensorProto saved; uint8_t *owned_raw; };
+struct ext_swap {
+	Onnx__TensorProto *t;
+	Onnx__TensorProto saved;
+	uint8_t *owned_raw;
+	bool pass;          /* external in the source: its file range is copied */
+};
 struct ext_save {
 	size_t threshold;
+	struct ext_ctx *src;      /* resolves the references of tensors passed through */
+	bool dst_exists;
+	struct stat dst;          /* the data file being replaced, when it exists */
 	struct ext_swap *v;
 	size_t n, cap;
 };
@@ -668,34 +809,97 @@ static int tensor_raw_bytes(const Onnx__TensorProto *t, const uint8_t **p, size_
 	return 0;
 }
 
+/* true when an external tensor points into the data file this save replaces (its old
+ * bytes would be gone once the new file is renamed over it). */
+static bool ext_same_file(struct ext_save *s, const Onnx__TensorProto *t)
+{
+	if (!s->dst_exists)
+		return false;
+	char *full = NULL;
+	uint64_t off, len;
+	if (ext_locate(s->src, t, &full, &off, &len))
+		return false;   /* reported when it is copied */
+	struct stat st;
+	bool same = stat(full, &st) == 0 && st.st_dev == s->dst.st_dev && st.st_ino == s->dst.st_ino;
+	free(full);
+	return same;
+}
+
 static int ext_collect(Onnx__GraphProto *g, int depth, void *ud)
 {
 	struct ext_save *s = ud;
 	for (size_t i = 0; i < g->n_initializer; i++) {
 		Onnx__TensorProto *t = g->initializer[i];
-		if (t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)
-			continue;
 		int64_t nb = qd_dtype_nbytes(t->data_type, qd_tensor_numel(t));
-		if (!t->has_data_type || t->data_type == QD_DT_STRING || nb < 0 || (uint64_t)nb < s->threshold)
-			continue;
 		/* small int64 tensors are shape data (Reshape's shape, Slice's starts, axes,
 		 * pads): ONNX Runtime's shape inference reads them at load and refuses them
 		 * external ("Cannot parse data from external tensors"), so below the default
 		 * threshold they stay inline whatever size_threshold says */
-		if (t->data_type == QD_DT_INT64 && (uint64_t)nb < QD_EXT_DEFAULT_THRESHOLD)
+		bool inline_ = !t->has_data_type || t->data_type == QD_DT_STRING || nb < 0 ||
+			       (uint64_t)nb < s->threshold ||
+			       (t->data_type == QD_DT_INT64 && (uint64_t)nb < QD_EXT_DEFAULT_THRESHOLD);
+		bool pass = false;
+		if (is_external(t)) {
+			/* left external at load: copied range by range into the new file, unless
+			 * it goes inline or its source is the file being replaced (read in) */
+			if (inline_ || ext_same_file(s, t)) {
+				int rc = ext_load_tensor(s->src, t);
+				if (rc)
+					return rc;
+			} else {
+				pass = true;
+			}
+		}
+		if (inline_)
 			continue;
-		if (qd_tensor_check_data(t, NULL))
+		if (!pass && qd_tensor_check_data(t, NULL))
 			continue; /* inconsistent tensors stay inline; qd_model_check reports them */
 		if (s->n == s->cap) {
 			size_t nc = s->cap ? 2 * s->cap : 64;
 			struct ext_swap *nv = realloc(s->v, nc * sizeof *nv);
 			if (!nv)
-				return -QD_ENOMEM;
+				return qd_err_set(s->src->err, QD_ENOMEM, "model", "cannot save model: out of memory");
 			s->v = nv;
 			s->cap = nc;
 		}
-		s->v[s->n++] = (struct ext_swap){ .t = t };
+		s->v[s->n++] = (struct ext_swap){ .t = t, .pass = pass };
 	}
+	return 0;
+}
+
+/* Copies an external tensor's bytes from its source file into the data file in 1 MiB
+ * chunks (never the whole tensor in memory); *fd / *fd_path cache the open source. */
+static int ext_copy(struct ext_save *s, struct afile *df, const Onnx__TensorProto *t, int *fd, char **fd_path,
+		    uint8_t *chunk, size_t chunk_len, size_t *len)
+{
+	struct qd_err *err = s->src->err;
+	const char *tn = t->name && *t->name ? t->name : "(unnamed tensor)";
+	char *full = NULL;
+	uint64_t off, length;
+	int rc = ext_locate(s->src, t, &full, &off, &length);
+	if (rc)
+		return rc;
+	if (!*fd_path || strcmp(*fd_path, full)) {
+		if (*fd >= 0)
+			close(*fd);
+		free(*fd_path);
+		*fd_path = full;
+		full = NULL;
+		if ((*fd = open(*fd_path, O_RDONLY | O_CLOEXEC)) < 0)
+			return qd_err_set(err, QD_EIO, tn, "cannot open external data '%s' of tensor '%s': %s",
+					  *fd_path, tn, strerror(errno));
+		posix_fadvise(*fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	}
+	free(full);
+	for (uint64_t done = 0; done < length;) {
+		size_t n = (size_t)QD_MIN(length - done, (uint64_t)chunk_len);
+		if (read_range(*fd, chunk, off + done, n) < 0)
+			return qd_err_set(err, QD_EIO, tn, "cannot read external data '%s' of tensor '%s': %s",
+					  *fd_path, tn, strerror(errno));
+		af_write(df, chunk, n);
+		done += n;
+	}
+	*len = (size_t)length;
 	return 0;
 }
 
@@ -747,21 +951,34 @@ int qd_model_save_file(struct qd_model *m, const char *path, const struct qd_sav
 		err = &tmp;
 	if (!m || !m->proto)
 		return qd_err_set(err, QD_EINVAL, "model", "cannot save: no model");
-	/* tensors left external by keep_external are read in first: the new file may live
-	 * elsewhere or replace the very data file they point into */
-	struct ext_ctx rc_ctx = { m->base_dir, NULL, false, err };
-	int rc0 = qd_graph_walk(m->proto->graph, ext_load_graph, &rc_ctx);
-	free(rc_ctx.base_real);
-	if (rc0)
-		return qd_err_wrap(err, "cannot save model '%s'", path);
+	/* tensors left external by keep_external are passed through when the output has
+	 * external data (their file ranges copied in chunks, never read whole) and read in
+	 * when it has not */
+	struct ext_ctx src = { m->base_dir, NULL, false, false, err };
 	bool external = opts && opts->external_data;
+	uint64_t ext_bytes = qd_model_external_tensor_bytes(m);
 	uint64_t size = onnx__model_proto__get_packed_size(m->proto);
-	if (!external && size > auto_external_bytes(opts)) {
+	if (!external && size + ext_bytes > auto_external_bytes(opts)) {
 		qd_log(QD_LOG_INFO, NULL, "model '%s' is %llu bytes serialized: saving weights as external data",
-		       path, (unsigned long long)size);
+		       path, (unsigned long long)(size + ext_bytes));
 		external = true;
 	}
-	struct ext_save es = { .threshold = opts && opts->size_threshold ? opts->size_threshold : QD_EXT_DEFAULT_THRESHOLD };
+	/* external tensors outside the initializers (attributes, sparse) are always read in */
+	src.skip_init = external;
+	int rc0 = qd_graph_walk(m->proto->graph, ext_load_graph, &src);
+	src.skip_init = false;
+	if (rc0) {
+		free(src.base_real);
+		return qd_err_wrap(err, "cannot save model '%s'", path);
+	}
+	if (!external && ext_bytes)
+		size = onnx__model_proto__get_packed_size(m->proto);
+	struct ext_save es = { .threshold = opts && opts->size_threshold ? opts->size_threshold : QD_EXT_DEFAULT_THRESHOLD,
+			       .src = &src };
+	int src_fd = -1;
+	char *src_path = NULL;
+	uint8_t *chunk = NULL;
+	const size_t chunk_len = (size_t)1 << 20;
 	struct afile mf, df;
 	memset(&df, 0, sizeof df);
 	df.fd = -1;
@@ -793,29 +1010,37 @@ int qd_model_save_file(struct qd_model *m, const char *path, const struct qd_sav
 			rc = qd_err_set(err, QD_ENOMEM, path, "out of memory");
 			goto out;
 		}
+		es.dst_exists = stat(dpath, &es.dst) == 0;
 		rc = af_open(&df, dpath, err);
 		free(dpath);
 		if (rc)
 			goto out;
-		if (qd_graph_walk(m->proto->graph, ext_collect, &es)) {
-			rc = qd_err_set(err, QD_ENOMEM, path, "cannot save model '%s': out of memory", path);
+		if ((rc = qd_graph_walk(m->proto->graph, ext_collect, &es))) {
+			qd_err_wrap(err, "cannot save model '%s'", path);
 			goto out;
 		}
 		static const uint8_t zeros[64];
 		for (size_t i = 0; i < es.n; i++) {
 			struct ext_swap *w = &es.v[i];
 			Onnx__TensorProto *t = w->t;
-			const uint8_t *p;
-			size_t len;
-			if (tensor_raw_bytes(t, &p, &len, &w->owned_raw)) {
+			const uint8_t *p = NULL;
+			size_t len = 0;
+			if (!w->pass && tensor_raw_bytes(t, &p, &len, &w->owned_raw)) {
 				rc = qd_err_set(err, QD_ENOMEM, t->name, "cannot externalize tensor '%s'", t->name);
+				goto out;
+			}
+			if (w->pass && !chunk && !(chunk = malloc(chunk_len))) {
+				rc = qd_err_set(err, QD_ENOMEM, path, "cannot save model '%s': out of memory", path);
 				goto out;
 			}
 			uint64_t off = df.total;
 			if (off % 64)
 				af_write(&df, zeros, 64 - off % 64);
 			off = df.total;
-			af_write(&df, p, len);
+			if (!w->pass)
+				af_write(&df, p, len);
+			else if ((rc = ext_copy(&es, &df, t, &src_fd, &src_path, chunk, chunk_len, &len)))
+				goto out;
 			char so[32], sl[32];
 			snprintf(so, sizeof so, "%llu", (unsigned long long)off);
 			snprintf(sl, sizeof sl, "%zu", len);
@@ -863,6 +1088,11 @@ out:
 		af_close(&df, false, err);
 	if (mf.path)
 		af_close(&mf, false, err);
+	if (src_fd >= 0)
+		close(src_fd);
+	free(src_path);
+	free(chunk);
+	free(src.base_real);
 	free(ext_name);
 	return rc;
 }

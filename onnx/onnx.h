@@ -48,6 +48,18 @@ int qd_model_load_file(const char *path, const struct qd_load_opts *opts,
 int qd_model_load_buf(const void *buf, size_t len, const char *base_dir,
 		      const struct qd_load_opts *opts, struct qd_model **out, struct qd_err *err);
 void qd_model_free(struct qd_model *m);
+/* Read every tensor left external by keep_external into raw_data (the references are
+ * dropped); a no-op for a model without any. For passes and checks that need every weight
+ * in memory. */
+int qd_model_load_external(struct qd_model *m, struct qd_err *err);
+/* Bytes (dims x dtype) of the initializers still external (keep_external); 0 when none. */
+uint64_t qd_model_external_tensor_bytes(const struct qd_model *m);
+/* true when t's data is in an external file (loaded with keep_external, not read). */
+bool qd_tensor_is_external(const Onnx__TensorProto *t);
+/* qd_tensor_to_float that also reads an external tensor, alone, from m's directory
+ * (confined like the loader; a float32 tensor is read straight into *out). *out new. */
+int qd_model_tensor_to_float(const struct qd_model *m, const Onnx__TensorProto *t, float **out, int64_t *n,
+			     struct qd_err *err);
 /* Empty model (graph "main", producer "quantd") importing ai.onnx at opset. new. */
 struct qd_model *qd_model_new(int64_t ir_version, int64_t opset);
 
@@ -63,8 +75,12 @@ struct qd_save_opts {
 };
 /* Serialize. External data is switched on automatically when the message would exceed
  * protobuf's 2 GiB limit. The file is written atomically (tmp + fsync + rename), streamed
- * (no second copy of the model in memory). The in-memory model keeps its data inline;
- * tensors left external by keep_external are read in first. */
+ * (no second copy of the model in memory). The in-memory model keeps its data inline.
+ * Tensors left external by keep_external: with external data out they are passed through
+ * (their file ranges copied in 1 MiB chunks, never read whole; the bytes, offsets and
+ * message are those a fully loaded model would give) unless they fall under the
+ * threshold or point into the data file being replaced (then read in); without external
+ * data out they are read in first (the automatic switch counts their bytes). */
 int qd_model_save_file(struct qd_model *m, const char *path, const struct qd_save_opts *opts,
 		       struct qd_err *err);
 /* Serialize into memory (no external data). out->data is new (qd_buf_free). */

@@ -649,7 +649,7 @@ static int gemm_to_matmul(struct inc *s, struct qd_model *m, struct qd_err *err)
 			if (t && t->n_dims == 2 && t->data_type == QD_DT_FLOAT) {
 				float *w = NULL;
 				int64_t cnt = 0;
-				if ((rc = qd_tensor_to_float(t, &w, &cnt, err)) == 0) {
+				if ((rc = qd_model_tensor_to_float(m, t, &w, &cnt, err)) == 0) {
 					int64_t r = t->dims[0], c = t->dims[1], dims[2] = {c, r};
 					float *tw = malloc((size_t)(r * c) * sizeof *tw + 1);
 					for (int64_t y = 0; tw && y < r; y++)

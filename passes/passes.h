@@ -217,6 +217,12 @@ int qd_pass_run_hqq(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t *p
 int qd_pass_check_matmul4(const char *pass_name, const json_t *space, struct qd_err *err);
 int qd_pass_check_matmul_nbits(const char *pass_name, const json_t *space, struct qd_err *err);
 int qd_pass_run_matmul4(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t *params, struct qd_err *err);
+/* true when the pass run with cfg reads weights left external (qd_load_opts.keep_external)
+ * itself, one at a time (qd_model_tensor_to_float): the weight-only passes (GPTQ / AWQ read
+ * them all in before calibrating) and IncQuantization / IncStaticQuantization with approach
+ * weight_only and no metric. The workflow reads every external weight into memory before
+ * any other pass (qd_model_load_external). */
+bool qd_pass_reads_external(const struct qd_pass_vt *vt, const json_t *cfg);
 
 /* IncQuantization, IncDynamicQuantization, IncStaticQuantization (passes/inc.c): one pair
  * for the three rows, translated onto the static / dynamic / weight-only passes. */

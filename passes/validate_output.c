@@ -60,7 +60,7 @@ static int validate_graph(const struct qd_model *m, const Onnx__GraphProto *g, s
 		if (t->data_type != QD_DT_FLOAT)
 			continue;
 		float *v = NULL; int64_t n = 0;
-		int rc = qd_tensor_to_float(t, &v, &n, err);
+		int rc = qd_model_tensor_to_float(m, t, &v, &n, err);   /* an external one alone */
 		if (rc < 0)
 			return rc;
 		for (int64_t k = 0; k < n; k++)

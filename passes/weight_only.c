@@ -678,7 +678,7 @@ static int rewrite_one(struct wo *w, struct qd_graph_index *ix, const struct tar
 		Onnx__TensorProto *bt = qd_index_initializer(ix, t->b);
 		float *wf = NULL;
 		int64_t cnt = 0;
-		if ((rc = qd_tensor_to_float(bt, &wf, &cnt, w->err)) < 0)
+		if ((rc = qd_model_tensor_to_float(w->m, bt, &wf, &cnt, w->err)) < 0)
 			return rc;
 		struct qd_wo_q q;
 		float *inv_s = NULL;
@@ -772,7 +772,7 @@ static int rewrite_gather(struct wo *w, struct qd_graph_index *ix, const struct 
 		Onnx__TensorProto *dt = qd_index_initializer(ix, t->b);
 		float *df = NULL, *wt = NULL;
 		int64_t cnt = 0;
-		if ((rc = qd_tensor_to_float(dt, &df, &cnt, w->err)) < 0)
+		if ((rc = qd_model_tensor_to_float(w->m, dt, &df, &cnt, w->err)) < 0)
 			return rc;
 		int64_t V = t->N, H = t->K;
 		if (!(wt = malloc((size_t)(V * H) * sizeof(float) + 1))) {
@@ -854,8 +854,21 @@ static int run_cfg(struct qd_pass_ctx *ctx, struct qd_model *m, const struct wo_
 		    "Gather tables to quantize", algo_name(cfg->algo), cfg->bits, (long long)cfg->bs,
 		    cfg->algo == QD_WO_HQQ ? "asymmetric (float zero points)" : cfg->sym ? "symmetric" : "asymmetric",
 		    w.nt, w.ngt);
-	if (w.nt && (cfg->algo == QD_WO_GPTQ || cfg->algo == QD_WO_AWQ) && (rc = hessian_calibrate(&w)) < 0)
-		goto out;
+	if (w.nt && (cfg->algo == QD_WO_GPTQ || cfg->algo == QD_WO_AWQ)) {
+		/* the calibration runs the float model in the executor: every weight in memory */
+		uint64_t ext = qd_model_external_tensor_bytes(m);
+		if (ext) {
+			qd_pass_log(ctx, QD_LOG_INFO, "%s runs the float model for its Hessians: reading the %llu bytes "
+				    "of external weights into memory", algo_name(cfg->algo), (unsigned long long)ext);
+			if ((rc = qd_model_load_external(m, err)) < 0)
+				goto out;
+		}
+		if ((rc = hessian_calibrate(&w)) < 0)
+			goto out;
+	} else if (qd_model_external_tensor_bytes(m)) {
+		qd_pass_log(ctx, QD_LOG_INFO, "weights with external data are read one at a time (%llu bytes stay "
+			    "on disk until quantized)", (unsigned long long)qd_model_external_tensor_bytes(m));
+	}
 	pk = calloc(w.nt + 1, sizeof *pk);
 	if (!pk) {
 		rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
@@ -931,6 +944,19 @@ out:
 	free(w.h);
 	free(w.t);
 	return rc;
+}
+
+bool qd_pass_reads_external(const struct qd_pass_vt *vt, const json_t *cfg)
+{
+	if (!vt || !vt->run)
+		return false;
+	if (vt->run == qd_pass_run_blockwise_rtn || vt->run == qd_pass_run_hqq || vt->run == qd_pass_run_matmul4)
+		return true;
+	/* INC's weight_only without tuning runs OnnxMatMulNBits on the model as given (its
+	 * Gemm -> MatMul rewrite reads the Gemm weights alone); tuning reloads the float model */
+	const char *ap = json_string_value(json_object_get(cfg, "approach"));
+	return vt->run == qd_pass_run_inc && ap && !strcmp(ap, "weight_only") &&
+	       !json_is_object(json_object_get(cfg, "metric"));
 }
 
 /* ---- entry points: each pass type reads its own schema ---- */

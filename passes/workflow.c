@@ -72,18 +72,6 @@ static long long file_size(const char *path)
 	return stat(path, &st) == 0 ? (long long)st.st_size : -1;
 }
 
-static long long initializer_bytes(const Onnx__GraphProto *g)
-{
-	long long total = 0;
-	for (size_t i = 0; g && i < g->n_initializer; i++) {
-		const Onnx__TensorProto *t = g->initializer[i];
-		total += (long long)t->raw_data.len + (long long)t->n_float_data * 4 +
-			 (long long)t->n_int32_data * 4 + (long long)t->n_int64_data * 8 +
-			 (long long)t->n_double_data * 8 + (long long)t->n_uint64_data * 8;
-	}
-	return total;
-}
-
 long long qd_model_external_bytes(const struct qd_model *m)
 {
 	long long total = 0;
@@ -224,6 +212,47 @@ static int wf_save(struct qd_model *m, const char *dir, const json_t *save_param
 	return rc;
 }
 
+/* The model is loaded with its external weights left on disk (keep_external); a pass that
+ * does not read them one at a time (qd_pass_reads_external) gets them all in memory. */
+static int wf_external_in(struct wf *w, struct qd_model *m, const struct qd_pass_vt *vt, const json_t *cfg,
+			  const char *pname, struct qd_err *err)
+{
+	uint64_t ext = qd_model_external_tensor_bytes(m);
+	if (!ext || qd_pass_reads_external(vt, cfg))
+		return 0;
+	wf_log(w, QD_LOG_INFO, "pass '%s' (%s) needs every weight in memory: reading %llu bytes of external data",
+	       pname, vt->name, (unsigned long long)ext);
+	int rc = qd_model_load_external(m, err);
+	if (rc < 0)
+		qd_err_wrap(err, "pass '%s'", pname);
+	return rc;
+}
+
+/* Float models above this many bytes (model file + external data) skip quantd's default
+ * evaluation (fidelity on the executor loads the float and the quantized model whole);
+ * env QD_DEFAULT_EVAL_MAX_BYTES overrides it. An evaluator the workflow sets always runs. */
+#define QD_DEFAULT_EVAL_MAX_BYTES ((long long)1 << 30)
+static long long default_eval_max_bytes(void)
+{
+	const char *e = getenv("QD_DEFAULT_EVAL_MAX_BYTES");
+	char *end;
+	long long v = e && *e ? strtoll(e, &end, 10) : -1;
+	return e && *e && !*end && v > 0 ? v : QD_DEFAULT_EVAL_MAX_BYTES;
+}
+
+static bool has_evaluator(const json_t *wf, const char *last_pass)
+{
+	const json_t *p = json_object_get(json_object_get(wf, "passes"), last_pass ? last_pass : "");
+	if (json_is_array(p))
+		p = json_array_get(p, 0);
+	const json_t *v[3] = { json_object_get(p, "evaluator"), json_object_get(wf, "evaluator"),
+			       json_object_get(json_object_get(wf, "engine"), "evaluator") };
+	for (size_t i = 0; i < 3; i++)
+		if (v[i] && !json_is_null(v[i]))
+			return true;
+	return false;
+}
+
 /* One trial's pass chain: load the input model, run each named pass with its
  * configuration (cfgs: pass name -> parameters), save into dir. *passes_out gets the
  * per-pass records, *counts the quantized nodes per op type. */
@@ -233,7 +262,8 @@ static int wf_run_chain(struct wf *w, const char *model_path, const json_t *name
 	const struct qd_workflow_req *req = w->req;
 	struct qd_model *m = NULL;
 	const json_t *last = NULL;
-	int rc = qd_model_load_file(model_path, NULL, &m, err);
+	struct qd_load_opts lo = { .keep_external = true };
+	int rc = qd_model_load_file(model_path, &lo, &m, err);
 	size_t i; json_t *pn;
 	json_array_foreach(names, i, pn) {
 		if (rc < 0)
@@ -245,6 +275,8 @@ static int wf_run_chain(struct wf *w, const char *model_path, const json_t *name
 			rc = qd_err_set(err, QD_EINTERNAL, pname, "pass '%s' cannot run", pname);
 			break;
 		}
+		if ((rc = wf_external_in(w, m, vt, cfg, pname, err)) < 0)
+			break;
 		json_t *stats = json_object();
 		struct qd_pass_ctx ctx = { .job_id = req->job_id, .name = pname, .hooks = w->hooks, .stats = stats,
 					   .workflow = req->workflow, .data_paths = req->data_paths,
@@ -1570,7 +1602,8 @@ int qd_workflow_run(const struct qd_workflow_req *req, const struct qd_workflow_
 	}
 	double t0 = qd_now_mono();
 	wf_progress(&w, 0.0, "loading model");
-	if ((rc = qd_model_load_file(model_path, NULL, &m, err)) < 0) {
+	struct qd_load_opts lo = { .keep_external = true };   /* external weights stay on disk */
+	if ((rc = qd_model_load_file(model_path, &lo, &m, err)) < 0) {
 		qd_err_wrap(err, "cannot load model '%s'", model_path);
 		goto out;
 	}
@@ -1583,15 +1616,9 @@ int qd_workflow_run(const struct qd_workflow_req *req, const struct qd_workflow_
 					(json_int_t)(stat(model_path, &st) == 0 ? st.st_mtime : 0));
 		parent_id = model_id(NULL, "input", idc);
 		json_decref(idc);
-		/* external data of the input is resolved at load: when there was some, read the
-		 * references again (keep_external) and add the data files' sizes */
-		if (initializer_bytes(m->proto->graph) > float_bytes) {
-			struct qd_model *ext = NULL;
-			struct qd_load_opts lo = { .keep_external = true };
-			if (qd_model_load_file(model_path, &lo, &ext, NULL) == 0)
-				float_bytes += qd_model_external_bytes(ext);
-			qd_model_free(ext);
-		}
+		/* the data files of the external weights count too */
+		if (qd_model_external_tensor_bytes(m))
+			float_bytes += qd_model_external_bytes(m);
 	}
 	json_object_set_new(fp_nodes, parent_id ? parent_id : "input",
 			    json_pack("{s:s, s:n, s:n, s:n, s:{s:s, s:{s:s}}, s:I}", "model_id", parent_id ? parent_id : "input",
@@ -1640,6 +1667,10 @@ int qd_workflow_run(const struct qd_workflow_req *req, const struct qd_workflow_
 			}
 		json_t *cfg = qd_pass_space_first(space);
 		json_decref(space);
+		if ((rc = wf_external_in(&w, m, vt, cfg, pname, err)) < 0) {
+			json_decref(cfg);
+			goto out;
+		}
 		json_t *stats = json_object();
 		char msg[256];
 		snprintf(msg, sizeof msg, "pass %zu/%zu '%s' (%s)", ip + 1, npass, pname, vt->name);
@@ -1700,14 +1731,32 @@ int qd_workflow_run(const struct qd_workflow_req *req, const struct qd_workflow_
 	struct qd_eval_ctx ec = { .req = req, .hooks = hooks, .float_path = model_path };
 	const char *last_pass = json_string_value(json_array_get(order, json_array_size(order) - 1));
 	if ((rc = qd_eval_plan_parse(req->workflow, last_pass, qd_workflow_eval_flags(req->workflow), &plan, NULL,
-				     NULL, err)) < 0 ||
-	    (rc = qd_eval_run(plan, &ec, out_path, &values, &detail, err)) < 0)
+				     NULL, err)) < 0)
 		goto out;
+	long long eval_max = default_eval_max_bytes();
+	bool skip_eval = !has_evaluator(req->workflow, last_pass) && float_bytes > eval_max;
+	if (skip_eval) {
+		/* the default fidelity check would load the float and the quantized model whole
+		 * into the executor: for a large model only the size is reported */
+		wf_log(&w, QD_LOG_WARN, "default evaluation skipped: the float model is %lld bytes, over %lld "
+		       "(QD_DEFAULT_EVAL_MAX_BYTES); its fidelity check would load the float and the quantized model "
+		       "whole into memory. Set an evaluator to measure it anyway", float_bytes, eval_max);
+		values = json_object();
+		for (size_t i = 0; values && i < plan->n_obj; i++)
+			if (!strcmp(plan->obj[i].type, "size_on_disk"))
+				json_object_set_new(values, plan->obj[i].key, json_integer(q_bytes));
+		if (!values) {
+			rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+			goto out;
+		}
+	} else if ((rc = qd_eval_run(plan, &ec, out_path, &values, &detail, err)) < 0) {
+		goto out;
+	}
 	bool want_base = false;
 	for (size_t i = 0; i < plan->n_obj; i++)
 		want_base = want_base || plan->obj[i].goal_type || (strcmp(plan->obj[i].type, "fidelity") &&
 								    strcmp(plan->obj[i].type, "size_on_disk"));
-	if (want_base) {
+	if (want_base && !skip_eval) {
 		wf_progress(&w, 0.9, "evaluating the float model");
 		if ((rc = qd_eval_run(plan, &ec, model_path, &base_values, NULL, err)) < 0)
 			goto out;
@@ -1746,6 +1795,10 @@ int qd_workflow_run(const struct qd_workflow_req *req, const struct qd_workflow_
 	if (lowest)
 		json_object_set(metrics, "lowest_snr_activations", lowest);
 	json_object_set(metrics, "evaluation", evaluation);
+	if (skip_eval)
+		json_object_set_new(metrics, "evaluation_skipped",
+				    json_sprintf("the float model is %lld bytes, over QD_DEFAULT_EVAL_MAX_BYTES %lld: "
+						 "quantd's default fidelity check was not run", float_bytes, eval_max));
 	json_t *last = json_object_get(fp_nodes, parent_id ? parent_id : "");
 	if (last) {
 		json_object_set_new(last, "model_config", json_pack("{s:s, s:{s:s}}", "type", "ONNXModel", "config",
