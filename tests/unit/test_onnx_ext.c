@@ -152,6 +152,82 @@ static void test_external_roundtrip(void)
 	qd_model_free(m);
 }
 
+static bool same_file(const char *a, const char *b)
+{
+	struct qd_buf x = { 0 }, y = { 0 };
+	bool same = !qd_file_read(a, &x, NULL) && !qd_file_read(b, &y, NULL) && x.len == y.len &&
+		    !memcmp(x.data, y.data, x.len);
+	qd_buf_free(&x);
+	qd_buf_free(&y);
+	return same;
+}
+
+/* keep_external + external save: untouched tensors are copied range by range, and the
+ * files are byte for byte those of a fully loaded model saved the same way (also with a
+ * threshold that brings some of them inline); per-tensor reads give the loaded values. */
+static void test_external_pass_through(void)
+{
+	struct qd_err err = { 0 };
+	struct qd_model *m = NULL, *full = NULL, *k = NULL;
+	CHECK(!qd_model_load_file(OWW "hello_deepa.onnx", NULL, &m, &err));
+	struct qd_save_opts so = { .external_data = true, .external_name = "src.bin" };
+	CHECK(m && !qd_model_save_file(m, p("src.onnx"), &so, &err));
+	struct qd_load_opts ko = { .keep_external = true };
+	CHECKF(!qd_model_load_file(p("src.onnx"), &ko, &k, &err), "%s", err.msg);
+	CHECK(!qd_model_load_file(p("src.onnx"), NULL, &full, &err));
+	if (!k || !full)
+		goto out;
+	uint64_t ext = qd_model_external_tensor_bytes(k);
+	CHECK(ext > 250000 && qd_model_external_tensor_bytes(full) == 0);
+	/* per-tensor reads */
+	size_t n_float = 0, n_same = 0;
+	for (size_t i = 0; i < k->proto->graph->n_initializer; i++) {
+		const Onnx__TensorProto *t = k->proto->graph->initializer[i];
+		if (!qd_tensor_is_external(t) || t->data_type != QD_DT_FLOAT)
+			continue;
+		float *a = NULL, *b = NULL;
+		int64_t na = 0, nb = 0;
+		n_float++;
+		if (!qd_model_tensor_to_float(k, t, &a, &na, &err) &&
+		    !qd_tensor_to_float(full->proto->graph->initializer[i], &b, &nb, &err) && na == nb &&
+		    !memcmp(a, b, (size_t)na * sizeof *a))
+			n_same++;
+		free(a);
+		free(b);
+	}
+	CHECK(n_float > 0);
+	CHECK_EQ_INT(n_same, n_float);
+	mkdir(p("pt"), 0755);
+	mkdir(p("fl"), 0755);
+	size_t thr[2] = { 0, 40000 };
+	for (int r = 0; r < 2; r++) {
+		struct qd_save_opts o = { .external_data = true, .external_name = "w.data", .size_threshold = thr[r] };
+		struct qd_model *k2 = NULL;
+		CHECK(!qd_model_load_file(p("src.onnx"), &ko, &k2, &err));
+		CHECKF(k2 && !qd_model_save_file(k2, p("pt/m.onnx"), &o, &err), "%s", err.msg);
+		CHECKF(!qd_model_save_file(full, p("fl/m.onnx"), &o, &err), "%s", err.msg);
+		CHECKF(same_file(p("pt/m.onnx"), p("fl/m.onnx")), "threshold %zu: model files differ", thr[r]);
+		CHECKF(same_file(p("pt/w.data"), p("fl/w.data")), "threshold %zu: data files differ", thr[r]);
+		/* the in-memory model still points into src.bin: saving it again works */
+		if (r == 0)
+			CHECK(k2 && qd_model_external_tensor_bytes(k2) == ext);
+		else
+			CHECK(k2 && qd_model_external_tensor_bytes(k2) < ext);   /* the small ones read in */
+		qd_model_free(k2);
+	}
+	struct qd_model *back = NULL;
+	CHECK(!qd_model_load_file(p("pt/m.onnx"), NULL, &back, &err) && same_message(back, full));
+	qd_model_free(back);
+	/* no external data out: read in first (the whole model inline) */
+	CHECK(!qd_model_save_file(k, p("pt/inline.onnx"), NULL, &err));
+	CHECK(qd_model_external_tensor_bytes(k) == 0);
+	CHECK_EQ_INT(fsize(p("pt/inline.onnx")), fsize(OWW "hello_deepa.onnx"));
+out:
+	qd_model_free(k);
+	qd_model_free(full);
+	qd_model_free(m);
+}
+
 static void test_external_errors(void)
 {
 	struct qd_err err = { 0 };
@@ -253,6 +329,7 @@ int main(void)
 		return 1;
 	}
 	test_external_roundtrip();
+	test_external_pass_through();
 	test_external_errors();
 	bench_large();
 	char cmd[300];
