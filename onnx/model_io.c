@@ -624,6 +624,43 @@ int qd_model_tensor_to_float(const struct qd_model *m, const Onnx__TensorProto *
 	return rc;
 }
 
+int qd_model_tensor_rows(const struct qd_model *m, const Onnx__TensorProto *t, int64_t r0, int64_t r1, float *out,
+			 struct qd_err *err)
+{
+	struct qd_err tmp;
+	if (!err)
+		err = &tmp;
+	const char *tn = t->name && *t->name ? t->name : "(unnamed tensor)";
+	if (t->data_type != QD_DT_FLOAT || t->n_dims != 2 || t->dims[0] < 0 || t->dims[1] < 0 || r0 < 0 ||
+	    r1 < r0 || r1 > t->dims[0])
+		return qd_err_set(err, QD_EINVAL, tn, "cannot read rows %lld..%lld of tensor '%s': not a 2-D float "
+				  "tensor with those rows", (long long)r0, (long long)r1, tn);
+	uint64_t row = (uint64_t)t->dims[1] * sizeof(float), len = (uint64_t)(r1 - r0) * row;
+	if (!is_external(t)) {
+		int rc = qd_tensor_check_data(t, err);
+		if (rc)
+			return rc;
+		const uint8_t *src = t->has_raw_data ? t->raw_data.data : (const uint8_t *)t->float_data;
+		memcpy(out, src + (uint64_t)r0 * row, (size_t)len);
+		return 0;
+	}
+	struct ext_ctx c = { m ? m->base_dir : NULL, NULL, false, false, err };
+	char *full = NULL;
+	uint64_t off, length;
+	int rc = ext_locate(&c, t, &full, &off, &length);
+	free(c.base_real);
+	if (rc)
+		return rc;
+	int fd = open(full, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || read_range(fd, (uint8_t *)out, off + (uint64_t)r0 * row, len) < 0)
+		rc = qd_err_set(err, QD_EIO, tn, "cannot read external data '%s' of tensor '%s': %s", full, tn,
+				strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	free(full);
+	return rc;
+}
+
 void qd_model_free(struct qd_model *m)
 {
 	if (!m)

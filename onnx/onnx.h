@@ -60,6 +60,10 @@ bool qd_tensor_is_external(const Onnx__TensorProto *t);
  * (confined like the loader; a float32 tensor is read straight into *out). *out new. */
 int qd_model_tensor_to_float(const struct qd_model *m, const Onnx__TensorProto *t, float **out, int64_t *n,
 			     struct qd_err *err);
+/* Rows [r0, r1) of a 2-D float32 tensor, inline or external (one contiguous read), into
+ * out (caller's, (r1 - r0) x dims[1] floats). */
+int qd_model_tensor_rows(const struct qd_model *m, const Onnx__TensorProto *t, int64_t r0, int64_t r1, float *out,
+			 struct qd_err *err);
 /* Empty model (graph "main", producer "quantd") importing ai.onnx at opset. new. */
 struct qd_model *qd_model_new(int64_t ir_version, int64_t opset);
 

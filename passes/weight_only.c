@@ -324,6 +324,8 @@ struct wo {
 	int64_t samples;
 	struct target *gt;  /* Gather nodes: a = indices, b = data, K = row length, N = rows */
 	size_t ngt;
+	Onnx__NodeProto **old; /* replaced nodes, freed after the index that borrows their names */
+	size_t nold;
 };
 
 static bool name_matches(const json_t *list, const char *name)
@@ -380,7 +382,8 @@ static int collect_targets(struct wo *w, struct qd_graph_index *ix)
 	Onnx__GraphProto *g = w->m->proto->graph;
 	w->t = calloc(g->n_node + 1, sizeof *w->t);
 	w->gt = calloc(g->n_node + 1, sizeof *w->gt);
-	if (!w->t || !w->gt)
+	w->old = calloc(g->n_node + 1, sizeof *w->old);
+	if (!w->t || !w->gt || !w->old)
 		return qd_err_set(w->err, QD_ENOMEM, NULL, "out of memory");
 	size_t sub_matmuls = 0;
 	for (size_t i = 0; i < g->n_node; i++) {
@@ -617,6 +620,53 @@ static int quantize_one(struct wo *w, const struct target *t, const float *wf, s
 	return qd_err_set(w->err, QD_EINTERNAL, NULL, "unknown algorithm");
 }
 
+/* DEFAULT, RTN and HQQ quantize each block of bs values along K on its own: the weight is
+ * read a band of rows at a time (one contiguous read of about 4 MiB, whole blocks) and the
+ * band's blocks go straight into the weight's result, so the float weight is never whole
+ * in memory (nor its transposed copy) and the codes are those of one whole-weight call. */
+#define QD_WO_BAND_BYTES ((int64_t)4 << 20)
+static int quantize_banded(struct wo *w, const struct target *t, const Onnx__TensorProto *bt, struct qd_wo_q *q)
+{
+	int64_t K = t->K, N = t->N, bs = t->bs;
+	int64_t rows = bs >= K ? K : QD_MIN(K, QD_MAX((int64_t)1, QD_WO_BAND_BYTES / (bs * N * 4)) * bs);
+	int64_t kb = (K + bs - 1) / bs;
+	float *band = malloc((size_t)(rows * N) * sizeof(float) + 1);
+	memset(q, 0, sizeof *q);
+	*q = (struct qd_wo_q){ .K = K, .N = N, .bs = bs, .kb = kb, .bits = w->cfg.bits };
+	q->q = malloc((size_t)(N * K) + 1);
+	q->scale = malloc((size_t)(N * kb) * sizeof(float) + 1);
+	int rc = band && q->q && q->scale ? 0 : qd_err_set(w->err, QD_ENOMEM, NULL, "out of memory");
+	for (int64_t r0 = 0; rc == 0 && r0 < K; r0 += rows) {
+		int64_t r1 = QD_MIN(K, r0 + rows), j0 = r0 / bs;
+		if ((rc = qd_model_tensor_rows(w->m, bt, r0, r1, band, w->err)) < 0)
+			break;
+		struct target bt_ = *t;
+		bt_.K = r1 - r0;
+		struct qd_wo_q b;
+		float *inv_s = NULL;
+		if ((rc = quantize_one(w, &bt_, band, &b, &inv_s)) < 0)
+			break;
+		if (b.zp && !q->zp && !(q->zp = malloc((size_t)(N * kb) + 1)))
+			rc = qd_err_set(w->err, QD_ENOMEM, NULL, "out of memory");
+		if (b.zpf && !q->zpf && !(q->zpf = malloc((size_t)(N * kb) * sizeof(float) + 1)))
+			rc = qd_err_set(w->err, QD_ENOMEM, NULL, "out of memory");
+		for (int64_t n = 0; rc == 0 && n < N; n++) {
+			memcpy(q->q + n * K + r0, b.q + n * b.K, (size_t)b.K);
+			memcpy(q->scale + n * kb + j0, b.scale + n * b.kb, (size_t)b.kb * sizeof(float));
+			if (b.zp)
+				memcpy(q->zp + n * kb + j0, b.zp + n * b.kb, (size_t)b.kb);
+			if (b.zpf)
+				memcpy(q->zpf + n * kb + j0, b.zpf + n * b.kb, (size_t)b.kb * sizeof(float));
+		}
+		qd_wo_q_free(&b);
+		free(inv_s);
+	}
+	free(band);
+	if (rc < 0)
+		qd_wo_q_free(q);
+	return rc;
+}
+
 struct packed {
 	char *bq, *sc, *zp;   /* initializer names (new) */
 	char *inv;            /* AWQ: 1/s per input channel, or NULL */
@@ -676,14 +726,18 @@ static int rewrite_one(struct wo *w, struct qd_graph_index *ix, const struct tar
 		p = &pk[*prev];   /* B shared by several MatMuls: quantized once */
 	} else {
 		Onnx__TensorProto *bt = qd_index_initializer(ix, t->b);
-		float *wf = NULL;
-		int64_t cnt = 0;
-		if ((rc = qd_model_tensor_to_float(w->m, bt, &wf, &cnt, w->err)) < 0)
-			return rc;
 		struct qd_wo_q q;
 		float *inv_s = NULL;
-		rc = quantize_one(w, t, wf, &q, &inv_s);
-		free(wf);
+		if (c->algo == QD_WO_DEFAULT || c->algo == QD_WO_RTN || c->algo == QD_WO_HQQ) {
+			rc = quantize_banded(w, t, bt, &q);
+		} else {
+			float *wf = NULL;
+			int64_t cnt = 0;
+			if ((rc = qd_model_tensor_to_float(w->m, bt, &wf, &cnt, w->err)) < 0)
+				return rc;
+			rc = quantize_one(w, t, wf, &q, &inv_s);
+			free(wf);
+		}
 		if (rc < 0)
 			return rc;
 		p = &pk[*npk];
@@ -749,7 +803,7 @@ static int rewrite_one(struct wo *w, struct qd_graph_index *ix, const struct tar
 		qd_node_free(nn);
 		return qd_err_set(w->err, QD_ENOMEM, NULL, "out of memory");
 	}
-	qd_node_free(n);
+	w->old[w->nold++] = n;
 	g->node[t->node] = nn;
 	qd_pass_count(w->counts, "MatMul");
 	return 0;
@@ -816,7 +870,7 @@ static int rewrite_gather(struct wo *w, struct qd_graph_index *ix, const struct 
 		qd_node_free(nn);
 		return qd_err_set(w->err, QD_ENOMEM, NULL, "out of memory");
 	}
-	qd_node_free(n);
+	w->old[w->nold++] = n;
 	g->node[t->node] = nn;
 	qd_pass_count(w->counts, "Gather");
 	return 0;
@@ -925,6 +979,9 @@ out:
 				      "block_size", (json_int_t)cfg->bs, "symmetric", cfg->algo != QD_WO_HQQ && cfg->sym,
 				      "weights", (json_int_t)(npk + ngpk), "float_weight_bytes", (json_int_t)wbytes_f));
 	qd_index_free(ix);
+	for (size_t i = 0; i < w.nold; i++)
+		qd_node_free(w.old[i]);
+	free(w.old);
 	qd_namemap_free(&done);
 	qd_namemap_free(&w.hmap);
 	for (size_t i = 0; i < npk; i++) {
