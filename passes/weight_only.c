@@ -809,6 +809,48 @@ static int rewrite_one(struct wo *w, struct qd_graph_index *ix, const struct tar
 	return 0;
 }
 
+/* The DEFAULT quantization of an embedding table [V, H] as MatMulNBits' B [H, V] (row v of
+ * the table is column v of B; blocks run along H inside a row): the table is read a band
+ * of whole rows at a time (about 4 MiB), each band transposed and quantized into its rows
+ * of the result, never the whole float table in memory; the codes are those of one
+ * whole-table call. */
+static int quantize_table_banded(struct wo *w, const Onnx__TensorProto *dt, int64_t V, int64_t H, struct qd_wo_q *q)
+{
+	const struct wo_cfg *c = &w->cfg;
+	int64_t rows = QD_MIN(V, QD_MAX((int64_t)1, QD_WO_BAND_BYTES / (H * 4)));
+	int64_t kb = (H + c->bs - 1) / c->bs;
+	float *band = malloc((size_t)(rows * H) * sizeof(float) + 1);
+	float *bt = malloc((size_t)(rows * H) * sizeof(float) + 1);
+	*q = (struct qd_wo_q){ .K = H, .N = V, .bs = c->bs, .kb = kb, .bits = c->bits };
+	q->q = malloc((size_t)(V * H) + 1);
+	q->scale = malloc((size_t)(V * kb) * sizeof(float) + 1);
+	if (!c->sym)
+		q->zp = malloc((size_t)(V * kb) + 1);
+	int rc = band && bt && q->q && q->scale && (c->sym || q->zp) ? 0
+		 : qd_err_set(w->err, QD_ENOMEM, NULL, "out of memory");
+	for (int64_t v0 = 0; rc == 0 && v0 < V; v0 += rows) {
+		int64_t v1 = QD_MIN(V, v0 + rows), nv = v1 - v0;
+		if ((rc = qd_model_tensor_rows(w->m, dt, v0, v1, band, w->err)) < 0)
+			break;
+		for (int64_t v = 0; v < nv; v++)     /* row v of the band = column v of B [H, nv] */
+			for (int64_t h = 0; h < H; h++)
+				bt[h * nv + v] = band[v * H + h];
+		struct qd_wo_q b;
+		if ((rc = qd_wo_quant_default(bt, H, nv, c->bits, c->bs, c->sym, &b, w->err)) < 0)
+			break;
+		memcpy(q->q + v0 * H, b.q, (size_t)(nv * H));
+		memcpy(q->scale + v0 * kb, b.scale, (size_t)(nv * kb) * sizeof(float));
+		if (b.zp && q->zp)
+			memcpy(q->zp + v0 * kb, b.zp, (size_t)(nv * kb));
+		qd_wo_q_free(&b);
+	}
+	free(band);
+	free(bt);
+	if (rc < 0)
+		qd_wo_q_free(q);
+	return rc;
+}
+
 /* Gather → com.microsoft.GatherBlockQuantized in its uint8 form (MatMulNBits' packing:
  * each row of the table is a column of MatMulNBits' B, so the DEFAULT quantizer and the
  * packer serve both): data [V, H*bits/8] uint8, scales [V, H/bs], zero points packed
@@ -824,23 +866,9 @@ static int rewrite_gather(struct wo *w, struct qd_graph_index *ix, const struct 
 	int rc;
 	if (!prev) {
 		Onnx__TensorProto *dt = qd_index_initializer(ix, t->b);
-		float *df = NULL, *wt = NULL;
-		int64_t cnt = 0;
-		if ((rc = qd_model_tensor_to_float(w->m, dt, &df, &cnt, w->err)) < 0)
-			return rc;
 		int64_t V = t->N, H = t->K;
-		if (!(wt = malloc((size_t)(V * H) * sizeof(float) + 1))) {
-			free(df);
-			return qd_err_set(w->err, QD_ENOMEM, NULL, "out of memory");
-		}
-		for (int64_t v = 0; v < V; v++)     /* row v of the table = column v of B [H, V] */
-			for (int64_t h = 0; h < H; h++)
-				wt[h * V + v] = df[v * H + h];
-		free(df);
 		struct qd_wo_q q;
-		rc = qd_wo_quant_default(wt, H, V, c->bits, c->bs, c->sym, &q, w->err);
-		free(wt);
-		if (rc < 0)
+		if ((rc = quantize_table_banded(w, dt, V, H, &q)) < 0)
 			return rc;
 		uint8_t *B = NULL, *Z = NULL;
 		size_t nb = 0, nz = 0;
