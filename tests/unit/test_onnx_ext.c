@@ -197,6 +197,27 @@ static void test_external_pass_through(void)
 	}
 	CHECK(n_float > 0);
 	CHECK_EQ_INT(n_same, n_float);
+	/* row bands of 2-D float tensors, external and inline, equal the loaded rows */
+	size_t n_2d = 0, n_rows_same = 0;
+	for (size_t i = 0; i < k->proto->graph->n_initializer; i++) {
+		const Onnx__TensorProto *t = k->proto->graph->initializer[i], *f = full->proto->graph->initializer[i];
+		if (!qd_tensor_is_external(t) || t->data_type != QD_DT_FLOAT || t->n_dims != 2 || t->dims[0] < 3)
+			continue;
+		int64_t cols = t->dims[1];
+		float *a = malloc((size_t)(2 * cols) * sizeof *a), *b = malloc((size_t)(2 * cols) * sizeof *b), *v = NULL;
+		int64_t nv = 0;
+		n_2d++;
+		if (a && b && !qd_model_tensor_rows(k, t, 1, 3, a, &err) && !qd_model_tensor_rows(full, f, 1, 3, b, &err) &&
+		    !qd_tensor_to_float(f, &v, &nv, &err) && !memcmp(a, v + cols, (size_t)(2 * cols) * sizeof *a) &&
+		    !memcmp(a, b, (size_t)(2 * cols) * sizeof *a))
+			n_rows_same++;
+		CHECK(qd_model_tensor_rows(k, t, 2, t->dims[0] + 1, a, &err) == -QD_EINVAL);   /* past the end */
+		free(a);
+		free(b);
+		free(v);
+	}
+	CHECK(n_2d > 0);
+	CHECK_EQ_INT(n_rows_same, n_2d);
 	mkdir(p("pt"), 0755);
 	mkdir(p("fl"), 0755);
 	size_t thr[2] = { 0, 40000 };
