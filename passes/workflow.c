@@ -1532,9 +1532,10 @@ static json_t *eval_section(const struct qd_eval_plan *p, const json_t *values, 
 						      "higher_is_better", o->higher_is_better, "priority", o->priority,
 						      "goal", g));
 	}
-	json_t *e = json_pack("{s:o, s:O, s:O, s:b, s:O}", "objectives", objs, "output_model", values, "goals",
-			      goals ? goals : json_object(), "goals_met", met, "details",
-			      details ? details : json_object());
+	/* "o" steals: an empty default is not leaked, a given object gets one more reference */
+	json_t *e = json_pack("{s:o, s:O, s:o, s:b, s:o}", "objectives", objs, "output_model", values, "goals",
+			      goals ? json_incref((json_t *)goals) : json_object(), "goals_met", met, "details",
+			      details ? json_incref((json_t *)details) : json_object());
 	if (e && base)
 		json_object_set(e, "input_model", (json_t *)base);
 	return e;
