@@ -122,6 +122,13 @@ struct qd_job_limits {
 };
 enum qd_job_limit_hit { QD_JOB_LIMIT_NONE, QD_JOB_LIMIT_TIME, QD_JOB_LIMIT_MEMORY, QD_JOB_LIMIT_OUTPUT };
 
+/* Engine limits of every model run in the child (qd_workflow_req's; 0 = the defaults,
+ * SIZE_MAX = none). */
+struct qd_engine_limits {
+	size_t max_tensor_bytes, max_memory_bytes;
+	double max_seconds;
+};
+
 /* What a supervisor needs to run one job in a child process. */
 struct qd_job_sup {
 	const char *job_id;
@@ -136,6 +143,7 @@ struct qd_job_sup {
 	const json_t *resume;                /* trial records of earlier attempts (qd_workflow_req.resume) */
 	int parallel;                        /* search trials at once (qd_workflow_req.parallel) */
 	const json_t *trial;                 /* run only this search trial (qd_workflow_trial), or NULL */
+	struct qd_engine_limits engine;      /* engine limits of the child's model runs */
 	struct {                             /* the child's progress, log and trial lines */
 		void *ud;
 		void (*progress)(void *ud, double frac, const char *msg);
@@ -168,6 +176,24 @@ int qd_job_supervise(const struct qd_job_sup *s, struct qd_job_outcome *o, struc
 /* The outcome as the job's error (0 = succeeded): crash, limit, cancel, reported error. */
 int qd_job_outcome_error(const struct qd_job_sup *s, const struct qd_job_outcome *o, struct qd_err *err);
 void qd_job_outcome_free(struct qd_job_outcome *o);
+
+/* One search trial in a process of its own, as a job's process runs its parallel trials
+ * (the qd_workflow_hooks.run_trial of a job's process and of `quantd run --workers N`):
+ * a `quantd job-exec` child supervised by qd_job_supervise that runs qd_workflow_trial.
+ * The child's log lines go to log prefixed "trial N: "; a crash or limit fails the trial
+ * (the error says which). Thread-safe: called from one thread per running trial. */
+struct qd_trial_runner {
+	const char *job_id;                  /* NULL: "run" */
+	const char *model_path;
+	const json_t *workflow, *data_paths; /* borrow */
+	int threads, log_level;
+	struct qd_job_limits limits;         /* max_memory_mb, max_output_mb (max_seconds unused) */
+	struct qd_engine_limits engine;
+	void *ud;
+	void (*log)(void *ud, enum qd_log_level lvl, const char *line);
+};
+int qd_job_run_trial(const struct qd_trial_runner *r, const json_t *trial, const volatile int *stop,
+		     json_t **result, struct qd_err *err);
 /* The server's limits lowered by the workflow's "limits" object. */
 struct qd_job_limits qd_job_limits_of(const struct qd_config *cfg, const json_t *workflow);
 /* Submit time: "limits" has only known keys, positive integers, none above the server's. */

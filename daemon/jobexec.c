@@ -70,6 +70,7 @@ struct child {
 	const char *out_dir;
 	const char *fault;          /* QUANTD_FAULT_INJECT or NULL */
 	const json_t *req;          /* the job request (parallel trials copy from it) */
+	struct qd_engine_limits engine;   /* the request's engine_limits (quantd run's) */
 };
 
 static volatile int child_cancel;
@@ -188,39 +189,33 @@ static void child_trial(void *ud, const json_t *record, const json_t *search)
 	child_send(c, json_pack("{s:s, s:O?, s:O?}", "t", "trial", "record", record, "search", search));
 }
 
-/* a trial process's log line, into the job's log with its trial number */
-struct trial_fwd { struct child *c; long long n; };
+/* a trial process's log line, into the runner's log with its trial number */
+struct trial_fwd { const struct qd_trial_runner *r; long long n; };
 
 static void trial_log(void *ud, enum qd_log_level lvl, const char *line)
 {
 	struct trial_fwd *f = ud;
 	char buf[QD_JOB_LOG_LINE_MAX];
 	snprintf(buf, sizeof buf, "trial %lld: %s", f->n, line ? line : "");
-	child_log(f->c, lvl, buf);
+	if (f->r->log)
+		f->r->log(f->r->ud, lvl, buf);
 }
 
-/* The workflow's run_trial hook: the trial in a process of its own (see DESIGN). */
-static int child_run_trial(void *ud, const json_t *trial, const volatile int *stop, json_t **result,
-			   struct qd_err *err)
+int qd_job_run_trial(const struct qd_trial_runner *r, const json_t *trial, const volatile int *stop,
+		     json_t **result, struct qd_err *err)
 {
-	struct child *c = ud;
-	const json_t *req = c->req, *lim = json_object_get(req, "limits");
 	const char *dir = json_string_value(json_object_get(trial, "dir"));
-	struct trial_fwd fwd = { c, json_integer_value(json_object_get(trial, "n")) };
+	struct trial_fwd fwd = { r, json_integer_value(json_object_get(trial, "n")) };
 	struct qd_job_outcome o = { 0 };
 	*result = NULL;
 	int rc = dir ? qd_mkdir_p(dir, err) : qd_err_set(err, QD_EINVAL, "trial", "the trial has no directory");
 	if (rc)
 		return rc;
-	const json_t *dp = json_object_get(req, "data_paths");
-	struct qd_job_sup s = { .job_id = c->job_id, .model_path = json_string_value(json_object_get(req, "model_path")),
-				.work_dir = dir, .out_dir = dir, .workflow = json_object_get(req, "workflow"),
-				.data_paths = json_is_object(dp) ? dp : NULL,
-				.threads = (int)json_integer_value(json_object_get(req, "threads")),
-				.log_level = (int)json_integer_value(json_object_get(req, "log_level")),
-				.limits = { 0, json_integer_value(json_object_get(lim, "max_job_memory_mb")),
-					    json_integer_value(json_object_get(lim, "max_output_mb")) },
-				.kill_grace_seconds = 10, .stop = stop, .trial = trial,
+	struct qd_job_sup s = { .job_id = r->job_id ? r->job_id : "run", .model_path = r->model_path,
+				.work_dir = dir, .out_dir = dir, .workflow = r->workflow, .data_paths = r->data_paths,
+				.threads = r->threads, .log_level = r->log_level,
+				.limits = { 0, r->limits.max_memory_mb, r->limits.max_output_mb },
+				.engine = r->engine, .kill_grace_seconds = 10, .stop = stop, .trial = trial,
 				.hooks = { .ud = &fwd, .log = trial_log } };
 	if ((rc = qd_job_supervise(&s, &o, err)))
 		return rc;
@@ -228,6 +223,29 @@ static int child_run_trial(void *ud, const json_t *trial, const volatile int *st
 		*result = o.result ? json_incref(o.result) : NULL;
 	qd_job_outcome_free(&o);
 	return rc;
+}
+
+static void child_trial_log(void *ud, enum qd_log_level lvl, const char *line)
+{
+	child_log(ud, lvl, line);
+}
+
+/* The workflow's run_trial hook in a job's process: the trial in a process of its own
+ * (see DESIGN). */
+static int child_run_trial(void *ud, const json_t *trial, const volatile int *stop, json_t **result,
+			   struct qd_err *err)
+{
+	struct child *c = ud;
+	const json_t *req = c->req, *lim = json_object_get(req, "limits");
+	const json_t *dp = json_object_get(req, "data_paths");
+	struct qd_trial_runner r = { .job_id = c->job_id, .model_path = json_string_value(json_object_get(req, "model_path")),
+				     .workflow = json_object_get(req, "workflow"), .data_paths = json_is_object(dp) ? dp : NULL,
+				     .threads = (int)json_integer_value(json_object_get(req, "threads")),
+				     .log_level = (int)json_integer_value(json_object_get(req, "log_level")),
+				     .limits = { 0, json_integer_value(json_object_get(lim, "max_job_memory_mb")),
+						 json_integer_value(json_object_get(lim, "max_output_mb")) },
+				     .engine = c->engine, .ud = c, .log = child_trial_log };
+	return qd_job_run_trial(&r, trial, stop, result, err);
 }
 
 static int child_limits(const json_t *lim, struct child *c)
@@ -290,6 +308,19 @@ int qd_cmd_job_exec(int argc, char **argv)
 		.resume = json_is_array(json_object_get(req, "resume")) ? json_object_get(req, "resume") : NULL,
 		.parallel = (int)json_integer_value(json_object_get(req, "parallel")),
 	};
+	{   /* engine limits of every model run (quantd run --max-tensor-mb and friends) */
+		const json_t *el = json_object_get(req, "engine_limits");
+		c.engine.max_tensor_bytes = (size_t)json_integer_value(json_object_get(el, "max_tensor_bytes"));
+		c.engine.max_memory_bytes = (size_t)json_integer_value(json_object_get(el, "max_memory_bytes"));
+		c.engine.max_seconds = json_number_value(json_object_get(el, "max_seconds"));
+		if (json_integer_value(json_object_get(el, "max_tensor_bytes")) < 0)
+			c.engine.max_tensor_bytes = SIZE_MAX;
+		if (json_integer_value(json_object_get(el, "max_memory_bytes")) < 0)
+			c.engine.max_memory_bytes = SIZE_MAX;
+		wr.max_tensor_bytes = c.engine.max_tensor_bytes;
+		wr.max_memory_bytes = c.engine.max_memory_bytes;
+		wr.max_seconds = c.engine.max_seconds;
+	}
 	if (!wr.model_path || !wr.workflow || !wr.out_dir) {
 		rc = qd_err_set(&err, QD_EPARSE, "request", "the job request '%s' lacks model_path, workflow "
 				"or out_dir", req_path);
@@ -417,6 +448,13 @@ static int write_request(const struct qd_job_sup *s, const char *path, struct qd
 				"trial", s->trial);
 	if (!req)
 		return qd_err_set(err, QD_ENOMEM, "", "out of memory");
+	if (s->engine.max_tensor_bytes || s->engine.max_memory_bytes || s->engine.max_seconds > 0)
+		/* SIZE_MAX (no limit) as -1 */
+		json_object_set_new(req, "engine_limits", json_pack("{s:I, s:I, s:f}", "max_tensor_bytes",
+			s->engine.max_tensor_bytes == SIZE_MAX ? (json_int_t)-1 : (json_int_t)s->engine.max_tensor_bytes,
+			"max_memory_bytes",
+			s->engine.max_memory_bytes == SIZE_MAX ? (json_int_t)-1 : (json_int_t)s->engine.max_memory_bytes,
+			"max_seconds", s->engine.max_seconds));
 	int rc = 0;
 	if (json_dump_file(req, path, JSON_COMPACT))
 		rc = qd_err_set(err, QD_EIO, "", "cannot write the job request '%s': %s", path, strerror(errno));

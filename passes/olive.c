@@ -523,7 +523,7 @@ static void check_search_strategy(struct chk *c, const json_t *v, const char *fi
 	static const char *const keys[] = {
 		"execution_order", "search_algorithm", "sampler", "search_algorithm_config", "max_iter",
 		"max_time", "max_samples", "stop_when_goals_met", "include_pass_params", "output_model_num",
-		"seed", "sampler_config",
+		"seed", "sampler_config", "fallback",
 	};
 	if (json_is_boolean(v) || json_is_null(v))
 		return;

@@ -2,6 +2,7 @@
  * workflow JSON, runs its pass chain on a model and writes model.onnx, metrics.json and
  * footprint.json into the output directory. Progress on stderr (\r-updated on a tty). */
 #include "passes/passes.h"
+#include "daemon/daemon.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -28,6 +29,9 @@ static const char run_usage[] =
 	"                      workflow has input_model.model_path (or \"model\")\n"
 	"  -o, --output DIR    output directory (created if missing)\n"
 	"  -t, --threads N     engine threads for the evaluation (default 1)\n"
+	"  -w, --workers N     search trials run at once, each in a process of its own as in\n"
+	"                      the daemon (default QUANTD_MAX_WORKERS_PER_JOB when set, else 1);\n"
+	"                      the trials and the best model are those of a one-at-a-time run\n"
 	"  -s, --input-shape NAME=D,D,...\n"
 	"                      concrete shape of an input for the evaluation (repeatable; sets\n"
 	"                      input_model.io_config like Olive). Symbolic dims default to 1 for\n"
@@ -53,7 +57,23 @@ static const char run_usage[] =
 
 struct run_ui {
 	bool tty, quiet, line_open;
+	struct qd_trial_runner runner;   /* --workers > 1: the trials' processes */
 };
+
+/* a trial process's log line (already "trial N: ..."), through the log sink */
+static void run_trial_log(void *ud, enum qd_log_level lvl, const char *line)
+{
+	(void)ud;
+	qd_log(lvl, NULL, "%s", line);
+}
+
+/* The workflow's run_trial hook: the daemon's trial runner (a `quantd job-exec` child). */
+static int run_trial_proc(void *ud, const json_t *trial, const volatile int *stop, json_t **result,
+			  struct qd_err *err)
+{
+	struct run_ui *ui = ud;
+	return qd_job_run_trial(&ui->runner, trial, stop, result, err);
+}
 
 
 static void ui_clear(struct run_ui *ui)
@@ -237,7 +257,7 @@ int qd_cmd_run(int argc, char **argv)
 	const char *config = NULL, *model = NULL, *output = NULL;
 	const char *shapes[32];
 	int n_shapes = 0;
-	int threads = 1;
+	int threads = 1, workers = 0;
 	size_t max_tensor = 0, max_memory = 0;
 	double max_seconds = 0;
 	struct run_ui ui = { .tty = isatty(2) };
@@ -291,6 +311,16 @@ int qd_cmd_run(int argc, char **argv)
 				*(a[6] == 't' ? &max_tensor : &max_memory) = b;
 			}
 			continue;
+		} else if (!strcmp(a, "-w") || !strcmp(a, "--workers")) {
+			char *end;
+			long v = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : 0;
+			if (i + 1 >= argc || *end || v < 1 || v > 256) {
+				fprintf(stderr, "quantd run: bad value for '%s' (1 to 256)\n%s", a, run_usage);
+				return 2;
+			}
+			workers = (int)v;
+			i++;
+			continue;
 		} else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
 			if (i + 1 >= argc) {
 				fprintf(stderr, "quantd run: option '%s' needs a value\n%s", a, run_usage);
@@ -317,6 +347,16 @@ int qd_cmd_run(int argc, char **argv)
 	if (!config || !output) {
 		fprintf(stderr, "quantd run: --config and --output are required\n%s", run_usage);
 		return 2;
+	}
+	if (!workers) {
+		const char *e = getenv("QUANTD_MAX_WORKERS_PER_JOB");
+		char *end;
+		long v = e && *e ? strtol(e, &end, 10) : 1;
+		if (e && *e && (*end || v < 0 || v > 256)) {
+			fprintf(stderr, "quantd run: bad QUANTD_MAX_WORKERS_PER_JOB '%s' (0 to 256)\n", e);
+			return 2;
+		}
+		workers = v > 0 ? (int)v : 1;
 	}
 	qd_log_set_sink(run_log_sink, &ui);
 	if (ui.quiet)
@@ -361,8 +401,16 @@ int qd_cmd_run(int argc, char **argv)
 		run_limits_apply(json_object_get(wf, "limits"));
 		struct qd_workflow_req req = { .model_path = model, .workflow = wf, .out_dir = output,
 					       .threads = threads, .max_tensor_bytes = max_tensor,
-					       .max_memory_bytes = max_memory, .max_seconds = max_seconds };
-		struct qd_workflow_hooks hooks = { .ud = &ui, .progress = run_progress, .cancel = &run_timed_out };
+					       .max_memory_bytes = max_memory, .max_seconds = max_seconds,
+					       .parallel = workers };
+		const json_t *lim = json_object_get(wf, "limits");
+		ui.runner = (struct qd_trial_runner){ .model_path = model, .workflow = wf, .threads = threads,
+			.log_level = ui.quiet ? QD_LOG_WARN : QD_LOG_INFO,
+			.limits = { 0, json_integer_value(json_object_get(lim, "max_job_memory_mb")),
+				    json_integer_value(json_object_get(lim, "max_output_mb")) },
+			.engine = { max_tensor, max_memory, max_seconds }, .ud = &ui, .log = run_trial_log };
+		struct qd_workflow_hooks hooks = { .ud = &ui, .progress = run_progress, .cancel = &run_timed_out,
+						   .run_trial = workers > 1 ? run_trial_proc : NULL };
 		rc = qd_workflow_run(&req, &hooks, &metrics, &err);
 		alarm(0);
 		if (run_timed_out)

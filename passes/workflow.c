@@ -626,9 +626,6 @@ static void trial_end(struct sctx *c, struct trial *t, size_t of)
 	}
 }
 
-/* Run trial t in this process unless an identical earlier trial has its result or the
- * interrupted attempt finished it, and commit it; "of" is the planned trial count for the
- * messages. */
 /* Run trial t's chain and evaluation in this process. */
 static void trial_local(struct sctx *c, struct trial *t)
 {
@@ -642,13 +639,6 @@ static void trial_local(struct sctx *c, struct trial *t)
 	json_decref(res);
 	free(dir);
 	t->seconds = qd_now_mono() - ts;
-}
-
-static void trial_exec(struct sctx *c, struct trial *t, size_t of)
-{
-	if (trial_begin(c, t, of))
-		trial_local(c, t);
-	trial_end(c, t, of);
 }
 
 /* ---- parallel trials: each in a process of its own (hooks->run_trial), one thread
@@ -784,8 +774,6 @@ static void pool_stop(struct wf_pool *p, struct trial *tr)
 		}
 	pool_collect(p, tr);
 }
-
-#define QD_WF_FALLBACK_MAX 10   /* exclusions the fallback tries at most */
 
 /* The fallback's starting trial: keeping nodes in float can only raise accuracy and
  * fidelity (and costs size and time), so it starts from the best-ranked trial that
@@ -956,26 +944,394 @@ static json_t *fallback_bought(const struct qd_eval_plan *plan, const json_t *no
 	return bought;
 }
 
-static json_t *wf_fallback(struct wf *w, const struct qd_search_strategy *ss, double t0, struct trial **trp,
-			   size_t *n_trp, size_t src, const struct qd_eval_plan *plan, const struct qd_eval_ctx *ec,
-			   const json_t *base, const size_t *order, size_t n_ord, const char *mhash,
-			   const char *model_path, long long float_bytes, bool *canceled)
+/* ---- the accuracy-driven fallback (INC's basic strategy) ----
+ * DESIGN
+ * - Source: the best-ranked trial that meets every goal other than accuracy / fidelity
+ *   ones (fallback_source); its last pass's nodes_to_exclude grows.
+ * - Candidates: its quantized nodes ranked by the SNR each loses (fallback_candidates).
+ * - ranking "measured" (default): the top confirm_top_k candidates are confirmed by
+ *   excluding each alone from the source and measuring the goal metric (the
+ *   highest-priority accuracy / fidelity goal the source misses); a candidate whose
+ *   exclusion alone meets every goal ends the fallback. The others are ordered by the
+ *   gain they measured (ties: SNR order); those that gained nothing, or broke a goal the
+ *   source met (size), are dropped. Then they are kept in float cumulatively in that
+ *   order (the first one's confirm trial is the first step), an exclusion that brought no
+ *   missed goal closer going back, until the goals are met or the budget is used.
+ * - ranking "snr": the SNR order alone, one more exclusion at a time (same undo rule).
+ * - Budget: fallback.max_trials trials (confirm + accumulate), max_time, cancel. The
+ *   confirm trials are independent and run on the parallel-trial pool when there is one;
+ *   they are committed in order and the first goal-meeting one stops the rest, so the
+ *   trials do not depend on the worker count. */
+
+struct fbx {
+	struct wf *w;
+	const struct qd_search_strategy *ss;
+	double t0;
+	struct trial **trp;
+	size_t *n_trp;
+	struct wf_pool *pool;
+	const struct qd_eval_plan *plan;
+	const struct qd_eval_ctx *ec;
+	const json_t *base;
+	const size_t *order;
+	size_t n_ord;
+	const char *mhash, *model_path;
+	long long float_bytes;
+	bool *canceled;
+	size_t src;              /* the source trial's index */
+	const char *lp;          /* the pass whose nodes_to_exclude grows */
+	json_t *cfgs;            /* the source trial's configurations */
+	size_t used;             /* fallback trials run */
+};
+
+static struct sctx fb_sctx(const struct fbx *f)
 {
-	src = fallback_source(*trp, *n_trp, src, plan, n_ord);
-	const json_t *names = (*trp)[src].names;
+	struct sctx sc = { .w = f->w, .plan = f->plan, .ec = f->ec, .base = f->base, .order = f->order,
+			   .n_ord = f->n_ord, .mhash = f->mhash, .model_path = f->model_path,
+			   .float_bytes = f->float_bytes, .tr = *f->trp, .n_tr = *f->n_trp };
+	return sc;
+}
+
+static bool fb_budget_left(const struct fbx *f)
+{
+	return f->used < (size_t)f->ss->fallback_max_trials && !*f->canceled && !wf_canceled(f->w) &&
+	       !wf_over_time(f->w, f->ss, f->t0);
+}
+
+/* Run one fallback trial per exclusion list exs[0..n) (the source's configuration with
+ * nodes_to_exclude = exs[i]), up to the pool's width at once, committed in order; the
+ * first that meets every goal (or a cancel) stops the rest. Returns the count committed:
+ * trials *first .. *first + count - 1 of *f->trp. */
+static size_t fb_batch(struct fbx *f, json_t *const *exs, size_t n, size_t *first)
+{
+	struct wf *w = f->w;
+	size_t n_par = f->pool->n ? f->pool->n : 1, made = 0, next = *f->n_trp;
+	bool drop = false;
+	*first = next;
+	for (;;) {
+		while (made < n && *f->n_trp - next < n_par) {
+			if (!fb_budget_left(f)) {
+				n = made;
+				break;
+			}
+			struct trial *nt = realloc(*f->trp, (*f->n_trp + 1) * sizeof *nt);
+			if (!nt) {
+				n = made;
+				break;
+			}
+			*f->trp = nt;
+			struct trial *t = &nt[*f->n_trp];
+			memset(t, 0, sizeof *t);
+			t->n = ++*f->n_trp;
+			t->fallback = true;
+			t->cached_from = -1;
+			t->names = json_incref(nt[f->src].names);
+			t->cfgs = json_deep_copy(f->cfgs);
+			json_object_set_new(json_object_get(t->cfgs, f->lp), "nodes_to_exclude", json_deep_copy(exs[made]));
+			t->params = json_deep_copy(nt[f->src].params);
+			char *k = qd_asprintf("%s.nodes_to_exclude", f->lp);
+			if (k && t->params)
+				json_object_set_new(t->params, k, json_deep_copy(exs[made]));
+			free(k);
+			made++;
+			f->used++;
+			struct sctx sc = fb_sctx(f);
+			t->state = TRIAL_READY;
+			if (!trial_begin(&sc, t, *f->n_trp))
+				continue;
+			if (f->pool->n && pool_start(f->pool, *f->n_trp - 1, t, w->req->out_dir) == 0) {
+				t->state = TRIAL_RUNNING;
+				continue;
+			}
+			trial_local(&sc, t);
+			*f->canceled = *f->canceled || sc.canceled;
+		}
+		pool_collect(f->pool, *f->trp);
+		while (next < *f->n_trp && (*f->trp)[next].state == TRIAL_READY) {
+			struct trial *t = &(*f->trp)[next++];
+			struct sctx sc = fb_sctx(f);
+			if (t->res || t->rmsg)
+				trial_absorb(&sc, t, t->rc, t->res, t->rmsg);
+			trial_end(&sc, t, *f->n_trp);
+			*f->canceled = *f->canceled || sc.canceled;
+			if (t->met || *f->canceled) {
+				drop = true;
+				break;
+			}
+		}
+		if (drop || (made >= n && next == *f->n_trp))
+			break;
+		pool_wait(f->pool);
+		if (wf_canceled(w)) {
+			*f->canceled = true;
+			drop = true;
+			break;
+		}
+	}
+	if (drop && next < *f->n_trp) {
+		/* trials started after the stopping one are not part of the search */
+		pool_stop(f->pool, *f->trp);
+		for (size_t j = next; j < *f->n_trp; j++)
+			trial_free(&(*f->trp)[j]);
+		f->used -= *f->n_trp - next;
+		*f->n_trp = next;
+	}
+	return next - *first;
+}
+
+/* Every goal other than accuracy / fidelity ones that the source meets is met by t
+ * (keeping nodes float costs size and time). */
+static bool fb_feasible(const struct fbx *f, const struct trial *t)
+{
+	const struct trial *s = &(*f->trp)[f->src];
+	if (!t->values)
+		return false;
+	for (size_t k = 0; k < f->plan->n_obj; k++) {
+		const struct qd_objective *o = &f->plan->obj[k];
+		if (!o->goal_type || !strcmp(o->type, "accuracy") || !strcmp(o->type, "fidelity"))
+			continue;
+		bool was = json_is_true(json_object_get(json_object_get(s->goals, o->key), "met"));
+		bool is = json_is_true(json_object_get(json_object_get(t->goals, o->key), "met"));
+		if (was && !is)
+			return false;
+	}
+	return true;
+}
+
+/* The goal metric the measured ranking uses: the highest-priority accuracy / fidelity
+ * objective whose goal the source misses (else the first missed goal of any type). */
+static const struct qd_objective *fb_goal_metric(const struct fbx *f)
+{
+	const struct trial *s = &(*f->trp)[f->src];
+	const struct qd_objective *any = NULL;
+	for (size_t pass = 0; pass < 2; pass++)
+		for (size_t r = 0; r < f->plan->n_obj; r++) {
+			const struct qd_objective *o = &f->plan->obj[r < f->n_ord ? f->order[r] : r];
+			if (r >= f->n_ord && pass == 0)
+				continue;   /* unranked objectives after the ranked ones */
+			if (!o->goal_type || json_is_true(json_object_get(json_object_get(s->goals, o->key), "met")))
+				continue;
+			if (!strcmp(o->type, "accuracy") || !strcmp(o->type, "fidelity"))
+				return o;
+			any = any ? any : o;
+		}
+	return any;
+}
+
+/* what the goal metric gained from before to after (higher = better), or NAN */
+static double fb_gain(const struct qd_objective *o, const json_t *after, const json_t *before)
+{
+	const json_t *a = o ? json_object_get(after, o->key) : NULL, *b = o ? json_object_get(before, o->key) : NULL;
+	if (!json_is_number(a) || !json_is_number(b))
+		return NAN;
+	double d = json_number_value(a) - json_number_value(b);
+	return o->higher_is_better ? d : -d;
+}
+
+/* one step of the fallback: a node kept in float (or tried and put back), why, and what
+ * it bought (the objectives before and after, and their change). new. */
+static json_t *fb_step(const struct trial *t, const json_t *cand, const json_t *before, const json_t *before_goals,
+		       const struct qd_eval_plan *plan, bool feasible, bool *keep)
+{
+	bool helped;
+	json_t *bought = fallback_bought(plan, t->values, before, before_goals, &helped);
+	*keep = t->met || (helped && feasible);
+	json_t *st = json_pack("{s:I, s:O?, s:O?, s:O?, s:O?, s:O?, s:O?, s:O?, s:O?, s:b, s:o, s:b}", "trial",
+			       (json_int_t)t->n, "node", json_object_get(cand, "node"), "op_type",
+			       json_object_get(cand, "op_type"), "tensor", json_object_get(cand, "tensor"), "snr_db",
+			       json_object_get(cand, "snr_db"), "snr_lost_db", json_object_get(cand, "snr_lost_db"),
+			       "snr_rank", json_object_get(cand, "snr_rank"), "before", before, "after", t->values,
+			       "goals_met", t->met, "bought", bought, "kept", *keep);
+	if (st && json_object_get(cand, "measured_gain"))
+		json_object_set(st, "measured_gain", json_object_get(cand, "measured_gain"));
+	if (st && !feasible && t->values)
+		json_object_set_new(st, "why_not_kept", json_string("it breaks a goal the source trial meets"));
+	else if (st && !*keep)
+		json_object_set_new(st, "why_not_kept", json_string(t->values ? "it brought no missed goal closer"
+									    : "the trial failed"));
+	if (st)   /* the values were the same under "values" before */
+		json_object_set(st, "values", t->values ? t->values : json_null());
+	return st;
+}
+
+static int cmp_gain(const void *a, const void *b)
+{
+	const json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
+	double gx = json_number_value(json_object_get(x, "measured_gain"));
+	double gy = json_number_value(json_object_get(y, "measured_gain"));
+	if (gx != gy)
+		return gx > gy ? -1 : 1;
+	json_int_t rx = json_integer_value(json_object_get(x, "snr_rank"));
+	json_int_t ry = json_integer_value(json_object_get(y, "snr_rank"));
+	return rx < ry ? -1 : rx > ry;
+}
+
+/* ranking "measured": confirm the top candidates by excluding each alone, then keep them
+ * in float in the order of what they bought. Fills res (confirm, order, steps) and the
+ * nodes kept (added); true when the goals are met. */
+static bool fb_measured(struct fbx *f, const json_t *cands, json_t *ex, json_t *added, json_t *steps, json_t *res)
+{
+	const struct qd_objective *gm = fb_goal_metric(f);
+	size_t nc = json_array_size(cands), kw = QD_MAX((size_t)f->ss->fallback_top_k, 1), done = 0;
+	json_t **exs = calloc(kw + 1, sizeof *exs), *confirm = json_array(), *ranked = json_array();
+	bool met = false;
+	size_t first = 0;
+	if (!exs || !confirm || !ranked)
+		goto out;
+	/* confirm_top_k candidates at a time, the next ones only while none has gained */
+	while (!met && done < nc && !json_array_size(ranked) && fb_budget_left(f)) {
+		size_t k = QD_MIN(nc - done, kw), got;
+		for (size_t i = 0; i < k; i++) {
+			json_decref(exs[i]);
+			exs[i] = json_deep_copy(ex);
+			json_array_append(exs[i], json_object_get(json_array_get(cands, done + i), "node"));
+		}
+		got = fb_batch(f, exs, k, &first);
+		const struct trial *s = &(*f->trp)[f->src];
+		for (size_t i = 0; i < got; i++) {
+			const struct trial *t = &(*f->trp)[first + i];
+			json_t *c = json_deep_copy(json_array_get(cands, done + i));
+			bool feasible = fb_feasible(f, t);
+			double g = t->values ? fb_gain(gm, t->values, s->values) : NAN;
+			bool helped;
+			json_object_set_new(c, "trial", json_integer((json_int_t)t->n));
+			json_object_set(c, "values", t->values ? t->values : json_null());
+			json_object_set_new(c, "goals_met", json_boolean(t->met));
+			json_object_set_new(c, "bought", fallback_bought(f->plan, t->values, s->values, s->goals, &helped));
+			json_object_set_new(c, "measured_gain", isnan(g) ? json_null() : json_real(g));
+			if (!t->values)
+				json_object_set_new(c, "dropped", json_string("the trial failed"));
+			else if (!feasible)
+				json_object_set_new(c, "dropped", json_string("excluding it alone breaks a goal the source "
+									      "trial meets"));
+			else if (!(g > 0) && !t->met)
+				json_object_set_new(c, "dropped", json_string("excluding it alone did not improve the goal "
+									      "metric"));
+			else
+				json_array_append(ranked, c);
+			json_array_append_new(confirm, c);
+			if (t->met) {   /* the stopping trial: one node in float meets every goal */
+				bool keep;
+				json_array_append(ex, json_object_get(c, "node"));
+				json_array_append(added, json_object_get(c, "node"));
+				json_array_append_new(steps, fb_step(t, c, s->values, s->goals, f->plan, feasible, &keep));
+				met = true;
+			}
+		}
+		done += got;
+		if (got < k)
+			break;   /* budget, time or cancel */
+	}
+	wf_log(f->w, QD_LOG_INFO, "fallback: %zu of %zu candidates confirmed by excluding each alone (goal metric %s), "
+	       "%zu gained%s", done, nc, gm ? gm->key : "none", json_array_size(ranked),
+	       met ? ": one of them meets every goal" : "");
+	if (met)
+		goto out;
+	const struct trial *s = &(*f->trp)[f->src];
+	size_t nr = json_array_size(ranked);
+	json_t **v = nr ? malloc(nr * sizeof *v) : NULL;
+	for (size_t i = 0; v && i < nr; i++)
+		v[i] = json_array_get(ranked, i);
+	if (v)
+		qsort(v, nr, sizeof *v, cmp_gain);
+	json_t *order = json_array();
+	for (size_t i = 0; v && i < nr; i++)
+		json_array_append_new(order, json_pack("{s:O, s:O}", "node", json_object_get(v[i], "node"),
+						       "measured_gain", json_object_get(v[i], "measured_gain")));
+	json_object_set_new(res, "order", order);
+	/* accumulate: the first node's step is its confirm trial */
+	const json_t *prev = s->values, *prev_goals = s->goals;
+	for (size_t i = 0; v && i < nr && !met; i++) {
+		const struct trial *t;
+		json_t *tryex = json_deep_copy(ex);
+		json_array_append(tryex, json_object_get(v[i], "node"));
+		if (i == 0) {
+			t = &(*f->trp)[(size_t)json_integer_value(json_object_get(v[i], "trial")) - 1];
+		} else {
+			if (!fb_budget_left(f) || fb_batch(f, &tryex, 1, &first) != 1) {
+				json_decref(tryex);
+				break;
+			}
+			t = &(*f->trp)[first];
+		}
+		bool keep, feasible = fb_feasible(f, t);
+		json_array_append_new(steps, fb_step(t, v[i], prev, prev_goals, f->plan, feasible, &keep));
+		if (keep) {
+			json_array_clear(ex);
+			json_array_extend(ex, tryex);
+			json_array_append(added, json_object_get(v[i], "node"));
+			prev = t->values;
+			prev_goals = t->goals;
+		}
+		met = t->met;
+		json_decref(tryex);
+	}
+	free(v);
+out:
+	json_object_set_new(res, "goal_metric", gm ? json_string(gm->key) : json_null());
+	json_object_set_new(res, "confirm", confirm);
+	json_decref(ranked);
+	for (size_t i = 0; exs && i < kw; i++)
+		json_decref(exs[i]);
+	free(exs);
+	return met;
+}
+
+/* ranking "snr": one more node of the SNR order at a time. */
+static bool fb_snr(struct fbx *f, const json_t *cands, json_t *ex, json_t *added, json_t *steps)
+{
+	const struct trial *s = &(*f->trp)[f->src];
+	const json_t *prev = s->values, *prev_goals = s->goals;
+	bool met = false;
+	size_t i; json_t *c;
+	json_array_foreach(cands, i, c) {
+		size_t first;
+		json_t *tryex = json_deep_copy(ex);
+		json_array_append(tryex, json_object_get(c, "node"));
+		if (!fb_budget_left(f) || fb_batch(f, &tryex, 1, &first) != 1) {
+			json_decref(tryex);
+			break;
+		}
+		const struct trial *t = &(*f->trp)[first];
+		bool keep, feasible = fb_feasible(f, t);
+		json_array_append_new(steps, fb_step(t, c, prev, prev_goals, f->plan, feasible, &keep));
+		if (keep) {
+			json_array_clear(ex);
+			json_array_extend(ex, tryex);
+			json_array_append(added, json_object_get(c, "node"));
+			prev = t->values;
+			prev_goals = t->goals;
+		}
+		json_decref(tryex);
+		if (t->met) {
+			met = true;
+			break;
+		}
+	}
+	return met;
+}
+
+static json_t *wf_fallback(struct fbx *f)
+{
+	struct wf *w = f->w;
+	f->src = fallback_source(*f->trp, *f->n_trp, f->src, f->plan, f->n_ord);
+	const struct trial *s = &(*f->trp)[f->src];
+	const json_t *names = s->names;
 	const char *lp = json_string_value(json_array_get(names, json_array_size(names) - 1));
-	json_t *cfgs = json_deep_copy((*trp)[src].cfgs);
+	json_t *cfgs = json_deep_copy(s->cfgs);
 	json_t *pc = json_object_get(cfgs, lp ? lp : "");
-	json_t *res = json_pack("{s:I, s:s}", "from_trial", (json_int_t)(*trp)[src].n, "pass", lp ? lp : "");
+	json_t *res = json_pack("{s:I, s:s, s:s, s:I, s:I}", "from_trial", (json_int_t)s->n, "pass", lp ? lp : "",
+				"ranking", qd_fallback_ranking_name(f->ss->fallback_ranking), "confirm_top_k",
+				(json_int_t)f->ss->fallback_top_k, "max_trials", (json_int_t)f->ss->fallback_max_trials);
 	json_t *ex = pc && json_is_array(json_object_get(pc, "nodes_to_exclude")) ?
 		     json_deep_copy(json_object_get(pc, "nodes_to_exclude")) : json_array();
 	json_t *cands = NULL;
 	const char *why = NULL;
 	if (!pc || !json_object_get(pc, "nodes_to_exclude"))
 		why = "the last pass has no nodes_to_exclude parameter";
-	else if (!json_object_get((*trp)[src].metrics, "lowest_snr_activations"))
+	else if (!json_object_get(s->metrics, "lowest_snr_activations"))
 		why = "the per-activation SNR needs held-out data: add a data config that no pass calibrates with";
-	else if (!json_array_size(cands = fallback_candidates(w, &(*trp)[src], plan, ec, model_path, ex)))
+	else if (!json_array_size(cands = fallback_candidates(w, s, f->plan, f->ec, f->model_path, ex)))
 		why = "no quantized node that is not excluded already adds error";
 	if (why) {
 		wf_log(w, QD_LOG_WARN, "no trial meets every goal; accuracy-driven fallback unavailable: %s", why);
@@ -986,66 +1342,24 @@ static json_t *wf_fallback(struct wf *w, const struct qd_search_strategy *ss, do
 		json_decref(cfgs);
 		return res;
 	}
-	wf_log(w, QD_LOG_INFO, "no trial meets every goal: keeping the quantized nodes of trial %zu that add the most "
-	       "error in float, one at a time (%zu candidates)", (*trp)[src].n, json_array_size(cands));
+	size_t i; json_t *c;
+	json_array_foreach(cands, i, c)
+		json_object_set_new(c, "snr_rank", json_integer((json_int_t)i + 1));
+	f->lp = lp;
+	f->cfgs = cfgs;
+	bool measured = f->ss->fallback_ranking == QD_FALLBACK_MEASURED;
+	wf_log(w, QD_LOG_INFO, "no trial meets every goal: keeping quantized nodes of trial %zu in float (%zu candidates "
+	       "ranked by SNR lost%s; at most %lld trials)", s->n, json_array_size(cands),
+	       measured ? ", the first ones confirmed by excluding each alone" : "", (long long)f->ss->fallback_max_trials);
 	json_t *steps = json_array(), *added = json_array();
-	const json_t *prev = (*trp)[src].values, *prev_goals = (*trp)[src].goals;
-	bool met = false;
-	size_t i; json_t *e;
-	json_array_foreach(cands, i, e) {
-		const char *node = json_string_value(json_object_get(e, "node"));
-		if (json_array_size(steps) >= QD_WF_FALLBACK_MAX || *canceled || wf_canceled(w) ||
-		    wf_over_time(w, ss, t0))
-			break;
-		json_array_append_new(ex, json_string(node));
-		json_array_append_new(added, json_string(node));
-		json_object_set(pc, "nodes_to_exclude", ex);
-		struct trial *nt = realloc(*trp, (*n_trp + 1) * sizeof **trp);
-		if (!nt)
-			break;
-		*trp = nt;
-		struct trial *t = &nt[*n_trp];
-		memset(t, 0, sizeof *t);
-		t->n = ++*n_trp;
-		t->fallback = true;
-		t->names = json_incref((json_t *)names);
-		t->cfgs = json_deep_copy(cfgs);
-		t->params = json_deep_copy(nt[src].params);
-		char *k = qd_asprintf("%s.nodes_to_exclude", lp);
-		if (k && t->params)
-			json_object_set_new(t->params, k, json_deep_copy(ex));
-		free(k);
-		struct sctx sc = { .w = w, .plan = plan, .ec = ec, .base = base, .order = order, .n_ord = n_ord,
-				   .mhash = mhash, .model_path = model_path, .float_bytes = float_bytes, .tr = nt,
-				   .n_tr = *n_trp };
-		trial_exec(&sc, t, *n_trp);
-		*canceled = *canceled || sc.canceled;
-		/* confirm by excluding: a node whose exclusion brought no missed goal closer goes back */
-		bool helped;
-		json_t *bought = fallback_bought(plan, t->values, prev, prev_goals, &helped);
-		bool keep = t->met || helped;
-		json_array_append_new(steps, json_pack("{s:I, s:s, s:O?, s:O?, s:O?, s:O?, s:O?, s:b, s:o, s:b}", "trial",
-						       (json_int_t)t->n, "node", node, "op_type", json_object_get(e, "op_type"),
-						       "tensor", json_object_get(e, "tensor"), "snr_db",
-						       json_object_get(e, "snr_db"), "snr_lost_db", json_object_get(e, "snr_lost_db"),
-						       "values", t->values, "goals_met", t->met, "bought", bought, "kept", keep));
-		if (!keep) {
-			json_array_remove(ex, json_array_size(ex) - 1);
-			json_array_remove(added, json_array_size(added) - 1);
-		} else if (t->values) {
-			prev = t->values;
-			prev_goals = t->goals;
-		}
-		if (t->met) {
-			met = true;
-			break;
-		}
-	}
-	wf_log(w, met ? QD_LOG_INFO : QD_LOG_WARN, "fallback: %zu node(s) kept in float, goals %s", json_array_size(added),
-	       met ? "met" : "still missed");
+	bool met = measured ? fb_measured(f, cands, ex, added, steps, res) : fb_snr(f, cands, ex, added, steps);
+	wf_log(w, met ? QD_LOG_INFO : QD_LOG_WARN, "fallback: %zu node(s) kept in float after %zu trials, goals %s",
+	       json_array_size(added), f->used, met ? "met" : "still missed");
 	json_object_set_new(res, "status", json_string(met ? "goals_met" : "goals_missed"));
 	json_object_set_new(res, "kept_float", added);
 	json_object_set_new(res, "steps", steps);
+	json_object_set_new(res, "trials", json_integer((json_int_t)f->used));
+	f->cfgs = NULL;
 	json_decref(cands);
 	json_decref(ex);
 	json_decref(cfgs);
@@ -1261,10 +1575,9 @@ static int wf_search(struct wf *w, const struct qd_search_strategy *ss, const ch
 		if (n_tr >= budget || wf_over_time(w, ss, t0))
 			break;
 	}
-	/* Accuracy-driven fallback (INC's basic strategy): when no trial meets the goals, keep
-	 * the quantized nodes whose activations are furthest from the float model's (lowest
-	 * SNR on the held-out data) in float, one more at a time, from the best-ranked trial,
-	 * until the goals are met or QD_WF_FALLBACK_MAX exclusions (or max_time) are used. */
+	/* Accuracy-driven fallback (INC's basic strategy, see wf_fallback): when no trial meets
+	 * the goals, keep quantized nodes in float until the goals are met or the fallback's
+	 * budget is used. */
 	json_t *fallback = NULL;
 	{
 		long src = -1;
@@ -1277,9 +1590,16 @@ static int wf_search(struct wf *w, const struct qd_search_strategy *ss, const ch
 		}
 		for (size_t k = 0; k < plan->n_obj; k++)
 			has_goals = has_goals || plan->obj[k].goal_type;
-		if (src >= 0 && !any_met && has_goals && !canceled)
-			fallback = wf_fallback(w, ss, t0, &tr, &n_tr, (size_t)src, plan, &ec, base, order, n_ord, mhash,
-					       model_path, float_bytes, &canceled);
+		if (src >= 0 && !any_met && has_goals && !canceled && ss->fallback) {
+			struct fbx f = { .w = w, .ss = ss, .t0 = t0, .trp = &tr, .n_trp = &n_tr, .pool = &pool, .plan = plan,
+					 .ec = &ec, .base = base, .order = order, .n_ord = n_ord, .mhash = mhash,
+					 .model_path = model_path, .float_bytes = float_bytes, .canceled = &canceled,
+					 .src = (size_t)src };
+			fallback = wf_fallback(&f);
+		} else if (src >= 0 && !any_met && has_goals && !canceled) {
+			fallback = json_pack("{s:s, s:s}", "status", "disabled", "reason",
+					     "search_strategy.fallback is false");
+		}
 		if (canceled)
 			stopped = "canceled";
 	}

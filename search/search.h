@@ -45,6 +45,11 @@
 
 enum qd_search_order { QD_SEARCH_JOINT, QD_SEARCH_PASS_BY_PASS };
 enum qd_sampler_kind { QD_SAMPLER_SEQUENTIAL, QD_SAMPLER_RANDOM, QD_SAMPLER_TPE };
+/* how the fallback orders its candidates: by the goal metric each one's exclusion alone
+ * buys (confirmed by excluding, INC's basic strategy), or by the SNR ranking only */
+enum qd_fallback_ranking { QD_FALLBACK_MEASURED, QD_FALLBACK_SNR };
+#define QD_FALLBACK_TOP_K 8
+#define QD_FALLBACK_MAX_TRIALS 16
 
 /* The workflow's search_strategy (top level, else engine.search_strategy). */
 struct qd_search_strategy {
@@ -56,6 +61,12 @@ struct qd_search_strategy {
 	bool stop_when_goals_met;
 	uint64_t seed;                /* random / tpe (Olive's default 1) */
 	int64_t output_model_num;     /* pareto models kept as artifacts, best first (0: none) */
+	/* the accuracy-driven fallback when no trial meets the goals ("fallback": false turns
+	 * it off; an object sets these) */
+	bool fallback;
+	enum qd_fallback_ranking fallback_ranking;
+	int64_t fallback_top_k;       /* SNR-ranked candidates confirmed by excluding each alone */
+	int64_t fallback_max_trials;  /* trials the fallback runs at most (confirm + accumulate) */
 	/* field of the JSON object the strategy came from: "search_strategy" or
 	 * "engine.search_strategy" (borrow, static) */
 	const char *field;
@@ -64,6 +75,7 @@ struct qd_search_strategy {
 int qd_search_strategy_parse(const json_t *workflow, struct qd_search_strategy *s, struct qd_err *err);
 const char *qd_sampler_name(enum qd_sampler_kind k);
 const char *qd_search_order_name(enum qd_search_order o);
+const char *qd_fallback_ranking_name(enum qd_fallback_ranking r);
 
 /* ---- space (space.c) ---- */
 

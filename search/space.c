@@ -19,6 +19,11 @@ const char *qd_search_order_name(enum qd_search_order o)
 	return o == QD_SEARCH_PASS_BY_PASS ? "pass-by-pass" : "joint";
 }
 
+const char *qd_fallback_ranking_name(enum qd_fallback_ranking r)
+{
+	return r == QD_FALLBACK_SNR ? "snr" : "measured";
+}
+
 /* ---- search_strategy ---- */
 
 static int get_int(const json_t *o, const char *key, const char *field, int64_t *out, struct qd_err *err)
@@ -36,6 +41,9 @@ int qd_search_strategy_parse(const json_t *workflow, struct qd_search_strategy *
 {
 	memset(s, 0, sizeof *s);
 	s->seed = 1;
+	s->fallback = true;
+	s->fallback_top_k = QD_FALLBACK_TOP_K;
+	s->fallback_max_trials = QD_FALLBACK_MAX_TRIALS;
 	s->field = "search_strategy";
 	const json_t *v = json_object_get(workflow, "search_strategy");
 	if (!v) {
@@ -131,6 +139,41 @@ int qd_search_strategy_parse(const json_t *workflow, struct qd_search_strategy *
 	if (sw && !json_is_null(sw) && !json_is_boolean(sw))
 		return qd_err_set(err, QD_EINVAL, f, "'%s' must be true or false", f);
 	s->stop_when_goals_met = json_is_true(sw);
+	/* fallback: true / false / null or {ranking, confirm_top_k, max_trials} (ours) */
+	const json_t *fb = json_object_get(v, "fallback");
+	snprintf(f, sizeof f, "%s.fallback", s->field);
+	if (json_is_false(fb)) {
+		s->fallback = false;
+	} else if (json_is_object(fb)) {
+		const char *k; json_t *x;
+		json_object_foreach((json_t *)fb, k, x) {
+			char f2[160];
+			snprintf(f2, sizeof f2, "%s.%s", f, k);
+			if (!strcmp(k, "ranking")) {
+				const char *r = json_string_value(x);
+				if (r && !strcmp(r, "measured"))
+					s->fallback_ranking = QD_FALLBACK_MEASURED;
+				else if (r && !strcmp(r, "snr"))
+					s->fallback_ranking = QD_FALLBACK_SNR;
+				else if (!json_is_null(x))
+					return qd_err_set(err, QD_EINVAL, f2, "'%s' must be \"measured\" or \"snr\"", f2);
+			} else if (!strcmp(k, "confirm_top_k") || !strcmp(k, "max_trials")) {
+				if ((rc = get_int(fb, k, f2, &n, err)) < 0)
+					return rc;
+				if (rc > 0 && k[0] == 'c')
+					s->fallback_top_k = n;
+				else if (rc > 0 && n == 0)
+					s->fallback = false;
+				else if (rc > 0)
+					s->fallback_max_trials = n;
+			} else {
+				return qd_err_set(err, QD_EINVAL, f2, "unknown key '%s' (ranking, confirm_top_k, max_trials)", k);
+			}
+		}
+	} else if (fb && !json_is_null(fb) && !json_is_true(fb)) {
+		return qd_err_set(err, QD_EINVAL, f, "'%s' must be true, false or an object {ranking, confirm_top_k, "
+				  "max_trials}", f);
+	}
 	const json_t *ip = json_object_get(v, "include_pass_params");
 	snprintf(f, sizeof f, "%s.include_pass_params", s->field);
 	if (ip && !json_is_null(ip) && !json_is_true(ip))
