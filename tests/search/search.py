@@ -8,7 +8,7 @@ model's metrics.json figures must agree with the same figures measured in ORT on
 held-out samples; model.onnx must be the best trial's model byte for byte. Prints
 "search: N passed, N failed".
 """
-import hashlib, json, os, shutil, subprocess, sys, tempfile
+import hashlib, json, os, re, shutil, subprocess, sys, tempfile
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 B = os.environ.get("B", "build")
@@ -217,6 +217,101 @@ def main():
             check(p.returncode != 0 and needle in p.stderr and not os.path.exists(os.path.join(out, "model.onnx")),
                   "bad search input refused naming '%s' (exit %d: %s)" % (needle, p.returncode,
                                                                       p.stderr.strip().splitlines()[-1:]))
+
+        # 6. accuracy-driven fallback (measured ranking) on bert_small, and `quantd run
+        #    --workers 2` against one at a time: the same trials and the same best model
+        wf = {"data_configs": {"calib": {"dataset": calib["bert"]}, "held": {"dataset": held["bert"]}},
+              "passes": {"q": {"type": "OnnxStaticQuantization", "data_config": "calib", "disable_search": True,
+                               "per_channel": [False, True]}},
+              "evaluator": {"metrics": [{"name": "fid", "type": "fidelity", "sub_types": [
+                  {"name": "cosine_similarity", "priority": 1, "goal": {"type": "threshold", "value": 0.9999}}]}]},
+              "search_strategy": {"execution_order": "joint", "sampler": "sequential",
+                                  "fallback": {"confirm_top_k": 4, "max_trials": 10}}}
+        runs = {}
+        for nw in (1, 2):
+            out = os.path.join(T, "fb_w%d" % nw)
+            cfg = out + ".json"
+            with open(cfg, "w") as f:
+                json.dump(wf, f)
+            p = subprocess.run([QUANTD, "run", "--model", bert, "--config", cfg, "--output", out, "--workers", str(nw)],
+                               capture_output=True, text=True, timeout=900)
+            if check(p.returncode == 0, "fallback search, --workers %d ran (%s)" % (nw, p.stderr.strip().splitlines()[-1:])):
+                runs[nw] = (out, p.stderr)
+        if len(runs) == 2:
+            m1 = json.load(open(os.path.join(runs[1][0], "metrics.json")))
+            m2 = check_search("bert_small fallback --workers 2", bert, runs[2][0], held["bert"],
+                              len(m1["search"]["trials"]), 0.99)
+            strip = lambda m: [(t["n"], t["params"], t["values"], t["goals_met"], t.get("fallback", False))
+                               for t in m["search"]["trials"]]
+            check(strip(m1) == strip(m2), "--workers 2: the same %d trials (parameters, values) as one at a time"
+                  % len(m1["search"]["trials"]))
+            check(m1["search"]["best"] == m2["search"]["best"] and
+                  sha(os.path.join(runs[1][0], "model.onnx")) == sha(os.path.join(runs[2][0], "model.onnx")),
+                  "--workers 2: the same best trial (%d) and best model byte for byte" % m1["search"]["best"]["trial"])
+            check(re.search(r"trial \d+: ", runs[2][1]) is not None and not re.search(r"trial \d+: ", runs[1][1]),
+                  "--workers 2 ran the trials in processes of their own (their log lines say 'trial N: ')")
+            fb = m1["search"].get("fallback", {})
+            conf = fb.get("confirm", [])
+            gains = [c["measured_gain"] for c in conf if "dropped" not in c]
+            order = [o["measured_gain"] for o in fb.get("order", [])]
+            check(fb.get("ranking") == "measured" and len(conf) == 4 and
+                  [c["snr_rank"] for c in conf] == [1, 2, 3, 4] and
+                  all(c["trial"] == conf[0]["trial"] + i for i, c in enumerate(conf)) and
+                  order == sorted(gains, reverse=True) and all(g > 0 for g in order) and
+                  all(c.get("dropped") or c["measured_gain"] > 0 for c in conf),
+                  "fallback: the 4 top SNR candidates confirmed by excluding each alone, ordered by measured gain "
+                  "%s" % [(c["node"], c["measured_gain"]) for c in conf])
+            steps = fb.get("steps", [])
+            first_node = fb["order"][0]["node"] if fb.get("order") else None
+            check(steps and steps[0]["node"] == first_node and
+                  [st["node"] for st in steps] == [o["node"] for o in fb["order"]][:len(steps)] and
+                  [st["node"] for st in steps if st["kept"]] == fb.get("kept_float") and
+                  all("before" in st and "after" in st and "bought" in st and "measured_gain" in st for st in steps),
+                  "fallback: steps follow the measured order, say what each bought (before / after) and which "
+                  "stayed float: %s" % fb.get("kept_float"))
+            tv = {t["n"]: t["values"]["fid-cosine_similarity"] for t in m1["search"]["trials"]}
+            src = tv[fb["from_trial"]]
+            kept = [st for st in steps if st["kept"]]
+            check(kept and all(st["after"]["fid-cosine_similarity"] > st["before"]["fid-cosine_similarity"] for st in kept)
+                  and tv[m1["search"]["best"]["trial"]] > src,
+                  "fallback: every kept exclusion raised the cosine; best %.6f > source trial %.6f" %
+                  (tv[m1["search"]["best"]["trial"]], src))
+            # ranking "snr": the SNR order alone, no confirm phase
+            wfs = json.loads(json.dumps(wf))
+            wfs["search_strategy"]["fallback"] = {"ranking": "snr", "max_trials": 4}
+            out = os.path.join(T, "fb_snr")
+            p = run(bert, wfs, out)
+            if check(p.returncode == 0, "fallback ranking snr ran"):
+                fs = json.load(open(os.path.join(out, "metrics.json")))["search"]["fallback"]
+                check(fs["ranking"] == "snr" and "confirm" not in fs and fs["trials"] == 4 and
+                      [st["snr_rank"] for st in fs["steps"]] == [1, 2, 3, 4],
+                      "fallback ranking snr: 4 steps in SNR order %s" % [st["node"] for st in fs["steps"]])
+            wfo = json.loads(json.dumps(wf))
+            wfo["search_strategy"]["fallback"] = False
+            out = os.path.join(T, "fb_off")
+            p = run(bert, wfo, out)
+            if check(p.returncode == 0, "fallback false ran"):
+                ms = json.load(open(os.path.join(out, "metrics.json")))["search"]
+                check(len(ms["trials"]) == 2 and ms["fallback"]["status"] == "disabled",
+                      "fallback false: no fallback trials, reported disabled")
+        for extra, needle in ((["--workers", "0"], "--workers"), (["--workers", "x"], "--workers")):
+            out = os.path.join(T, "badw")
+            cfg = out + ".json"
+            with open(cfg, "w") as f:
+                json.dump(wf, f)
+            p = subprocess.run([QUANTD, "run", "--model", bert, "--config", cfg, "--output", out] + extra,
+                               capture_output=True, text=True, timeout=60)
+            check(p.returncode == 2 and needle in p.stderr, "%s refused (exit %d)" % (" ".join(extra), p.returncode))
+        for fbv, needle in (({"ranking": "best"}, "search_strategy.fallback.ranking"),
+                            ({"top_k": 3}, "search_strategy.fallback.top_k"),
+                            ({"confirm_top_k": -1}, "search_strategy.fallback.confirm_top_k"),
+                            ("yes", "search_strategy.fallback")):
+            wfb = json.loads(json.dumps(wf))
+            wfb["search_strategy"]["fallback"] = fbv
+            out = os.path.join(T, "badfb")
+            p = run(bert, wfb, out)
+            check(p.returncode != 0 and needle in p.stderr and not os.path.exists(os.path.join(out, "model.onnx")),
+                  "fallback %s refused naming '%s' (%s)" % (json.dumps(fbv), needle, p.stderr.strip().splitlines()[-1:]))
 
         # 5. without search_strategy: the defaults run once, no search section, no trials/
         wf = {"passes": {"q": {"type": "OnnxDynamicQuantization", "per_channel": [True, False]}}}
