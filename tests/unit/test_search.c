@@ -55,8 +55,29 @@ static void test_strategy(void)
 	w = J("{\"search_strategy\": {\"search_algorithm\": \"exhaustive\"}}");
 	CHECK_EQ_INT(qd_search_strategy_parse(w, &s, &err), 0);
 	CHECK(s.sampler == QD_SAMPLER_SEQUENTIAL);
+	CHECK(s.fallback && s.fallback_ranking == QD_FALLBACK_MEASURED);
+	CHECK_EQ_INT(s.fallback_top_k, QD_FALLBACK_TOP_K);
+	CHECK_EQ_INT(s.fallback_max_trials, QD_FALLBACK_MAX_TRIALS);
+	json_decref(w);
+	w = J("{\"search_strategy\": {\"fallback\": {\"ranking\": \"snr\", \"confirm_top_k\": 3, \"max_trials\": 5}}}");
+	CHECK_EQ_INT(qd_search_strategy_parse(w, &s, &err), 0);
+	CHECK(s.fallback && s.fallback_ranking == QD_FALLBACK_SNR);
+	CHECK_EQ_INT(s.fallback_top_k, 3);
+	CHECK_EQ_INT(s.fallback_max_trials, 5);
+	json_decref(w);
+	w = J("{\"search_strategy\": {\"fallback\": false}}");
+	CHECK_EQ_INT(qd_search_strategy_parse(w, &s, &err), 0);
+	CHECK(!s.fallback);
+	json_decref(w);
+	w = J("{\"search_strategy\": {\"fallback\": {\"max_trials\": 0}}}");
+	CHECK_EQ_INT(qd_search_strategy_parse(w, &s, &err), 0);
+	CHECK(!s.fallback);
 	json_decref(w);
 	static const char *const bad[][2] = {
+		{"{\"search_strategy\": {\"fallback\": {\"ranking\": \"mse\"}}}", "search_strategy.fallback.ranking"},
+		{"{\"search_strategy\": {\"fallback\": {\"max_trials\": -2}}}", "search_strategy.fallback.max_trials"},
+		{"{\"search_strategy\": {\"fallback\": {\"groups\": 2}}}", "search_strategy.fallback.groups"},
+		{"{\"search_strategy\": {\"fallback\": 1}}", "search_strategy.fallback"},
 		{"{\"search_strategy\": {\"sampler\": \"grid\"}}", "search_strategy.sampler"},
 		{"{\"search_strategy\": {\"execution_order\": \"both\"}}", "search_strategy.execution_order"},
 		{"{\"search_strategy\": {\"max_iter\": -1}}", "search_strategy.max_iter"},
