@@ -27,6 +27,7 @@
 #include "passes/op_rules.h"
 #include "search/eval.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -185,14 +186,45 @@ static int check_recipes(const char *pass, const json_t *r, const char *approach
 			const json_t *a = json_object_get(v, "alpha");
 			char fa[300];
 			snprintf(fa, sizeof fa, "%s.alpha", f);
-			if (a && !(json_is_number(a) && json_number_value(a) >= 0 && json_number_value(a) <= 1))
-				return qd_err_set(err, json_is_number(a) ? QD_EINVAL : QD_ENOT_IMPL, fa,
-						  json_is_number(a) ? "alpha must be in [0, 1]" : "alpha must be a number in "
-						  "[0, 1]: the alpha search (\"auto\" or a list) is not implemented");
+			bool isauto = json_is_string(a) && !strcmp(json_string_value(a), "auto");
+			if (json_is_array(a)) {
+				size_t j; json_t *o;
+				if (!json_array_size(a) || json_array_size(a) > 128)
+					return qd_err_set(err, QD_EINVAL, fa, "a list of alphas needs 1 to 128 values");
+				json_array_foreach(a, j, o)
+					if (!(json_is_number(o) && json_number_value(o) >= 0 && json_number_value(o) <= 1))
+						return qd_err_set(err, QD_EINVAL, fa, "each alpha of the list must be a number "
+								  "in [0, 1]");
+			} else if (a && !isauto && !(json_is_number(a) && json_number_value(a) >= 0 && json_number_value(a) <= 1)) {
+				return qd_err_set(err, QD_EINVAL, fa, "alpha must be a number in [0, 1], \"auto\" or a list "
+						  "of numbers in [0, 1]");
+			}
+			const json_t *aa = json_object_get(v, "auto_alpha_args");
 			snprintf(fa, sizeof fa, "%s.auto_alpha_args", f);
-			if (json_object_get(v, "auto_alpha_args"))
-				return qd_err_set(err, QD_ENOT_IMPL, fa, "the alpha search is not implemented: give alpha "
-						  "as a number");
+			if (aa && !isauto)
+				return qd_err_set(err, QD_EINVAL, fa, "auto_alpha_args applies to alpha \"auto\" only");
+			if (aa) {
+				static const struct sub_key ak[] = {
+					{"alpha_min", "number"}, {"alpha_max", "number"}, {"alpha_step", "number"},
+					{"attn_method", "string"},
+				};
+				if ((rc = check_keys(fa, aa, ak, QD_ARRAY_LEN(ak), err)) < 0)
+					return rc;
+				const json_t *x;
+				double lo = (x = json_object_get(aa, "alpha_min")) ? json_number_value(x) : 0.3;
+				double hi = (x = json_object_get(aa, "alpha_max")) ? json_number_value(x) : 0.7;
+				double st = (x = json_object_get(aa, "alpha_step")) ? json_number_value(x) : 0.05;
+				const char *am = json_string_value(json_object_get(aa, "attn_method"));
+				if (!(lo >= 0 && hi <= 1 && lo <= hi))
+					return qd_err_set(err, QD_EINVAL, fa, "alpha_min and alpha_max must satisfy 0 <= "
+							  "alpha_min <= alpha_max <= 1");
+				if (!(st > 0) || (hi - lo) / st > 127)
+					return qd_err_set(err, QD_EINVAL, fa, "alpha_step must be > 0 and give at most 128 "
+							  "candidates");
+				if (am && strcmp(am, "min") && strcmp(am, "max") && strcmp(am, "mean"))
+					return qd_err_set(err, QD_EINVAL, fa, "attn_method '%s' is not one of min, max, mean",
+							  am);
+			}
 			const json_t *ci = json_object_get(v, "calib_iter");
 			snprintf(fa, sizeof fa, "%s.calib_iter", f);
 			if (ci && json_integer_value(ci) < 1)
@@ -564,11 +596,6 @@ static void report_params(struct inc *s)
 	if (wo && !strcmp(s->algo, "GPTQ") && json_object_get(ga, "blocksize"))
 		no_effect(s, "recipes.gptq_args.blocksize", "it only sets how many rows GPTQ updates at once (the "
 			  "lazy batch), not the result; quantd uses 128");
-	const json_t *aa = recipe(s, "awq_args");
-	if (wo && !strcmp(s->algo, "AWQ") && qd_pass_opt_bool(aa, "enable_mse_search", true) &&
-	    qd_pass_opt_bool(aa, "enable_auto_scale", true))
-		qd_pass_log(s->pc, QD_LOG_INFO, "AWQ: activation-aware scale search; INC's clip search "
-			    "(enable_mse_search) is not run by quantd, the blocks keep their full range");
 }
 
 /* ---- pre-optimization ---- */
@@ -775,7 +802,17 @@ static json_t *recipe_exclusions(struct inc *s, const Onnx__GraphProto *g)
  * beta, or a Mul by a constant [K]) when every reader of the tensor is smoothed with the
  * same scales, else through a new Mul(x, 1/s) "<x>_smooth_mul". scales_per_op (INC's
  * default) gives each op its own s; false shares one s per tensor (max over its ops'
- * weights), which lets a tensor read by several ops (Q, K, V) fold into its LayerNorm. */
+ * weights), which lets a tensor read by several ops (Q, K, V) fold into its LayerNorm.
+ * alpha "auto" (INC's auto_alpha_args: alpha_min 0.3 .. alpha_max 0.7 step 0.05) picks the
+ * alpha of each op (each scale set) with the lowest quantize-dequantize loss of its output
+ * on a sample of the calibration rows: mean (XW - Q(X/s) Q(diag(s) W))^2, X/s uint8
+ * asymmetric per tensor, diag(s) W int8 symmetric per tensor (what the static pass then
+ * does); ops that share one scale set (scales_per_op false) combine their own best alphas
+ * by attn_method (min, max or mean). A list of alphas is swept over the whole model: each
+ * alpha's loss summed over the ops (each relative to its output's mean square), the
+ * lowest kept for every op. The calibration run is shared with the maxima. */
+
+#define SQ_ROWS 128              /* calibration rows kept per tensor for the alpha search */
 
 struct sq_op {
 	Onnx__NodeProto *n;
@@ -790,10 +827,20 @@ struct sq_x {
 	int64_t K;
 	float *amax;             /* [K] */
 	bool seen;
+	float *rows;             /* [SQ_ROWS, K] reservoir sample of the rows (alpha search), or NULL */
+	int64_t nrows, total;    /* rows kept, rows seen */
+	uint64_t rng;
 };
 
 struct sq {
-	struct inc *s;
+	struct qd_pass_ctx *pc;
+	const json_t *args;      /* smooth_quant_args (borrow) */
+	const json_t *dc;        /* the data config (borrow) */
+	bool keep_rows;
+	double grid[128];        /* alpha "auto": the candidates (ngrid 0: a fixed alpha) */
+	size_t ngrid;
+	long i05;                /* index of 0.5 in grid, or -1 */
+	const char *attn;        /* auto_alpha_args.attn_method */
 	struct sq_op *op;
 	size_t nop;
 	struct sq_x *x;
@@ -844,6 +891,18 @@ static void sq_observe(struct sq_x *x, const struct qd_tensor *t)
 				x->amax[j] = a;
 		}
 	x->seen = true;
+	for (int64_t r = 0; x->rows && r < rows; r++) {
+		/* reservoir sampling (Algorithm R) with a fixed-seed LCG: deterministic */
+		int64_t slot = x->nrows < SQ_ROWS ? x->nrows++ : -1;
+		x->total++;
+		if (slot < 0) {
+			x->rng = x->rng * 6364136223846793005ull + 1442695040888963407ull;
+			uint64_t j = (x->rng >> 33) % (uint64_t)x->total;
+			slot = j < SQ_ROWS ? (int64_t)j : -1;
+		}
+		if (slot >= 0)
+			memcpy(x->rows + slot * x->K, d + r * x->K, (size_t)x->K * sizeof(float));
+	}
 }
 
 static void sq_hook(void *ud, const Onnx__NodeProto *node, const struct qd_tensor *t)
@@ -894,6 +953,9 @@ static int sq_collect(struct sq *q, Onnx__GraphProto *g, const json_t *op_types,
 			x->K = o->K;
 			x->name = strdup(n->input[0]);
 			x->amax = calloc((size_t)o->K + 1, sizeof *x->amax);
+			x->rng = 0x9E3779B97F4A7C15ull;
+			if (q->keep_rows && !(x->rows = malloc((size_t)(SQ_ROWS * o->K) * sizeof(float) + 1)))
+				return qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
 			if (!x->name || !x->amax || qd_namemap_put(&q->map, n->input[0], (long)q->nx) < 0)
 				return qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
 			o->x = q->nx++;
@@ -903,7 +965,7 @@ static int sq_collect(struct sq *q, Onnx__GraphProto *g, const json_t *op_types,
 		q->nop++;
 	}
 	if (conv)
-		qd_pass_log(q->s->pc, QD_LOG_WARN, "smooth_quant: %zu Conv node(s) not smoothed (quantd smooths MatMul and "
+		qd_pass_log(q->pc, QD_LOG_WARN, "smooth_quant: %zu Conv node(s) not smoothed (quantd smooths MatMul and "
 			    "Gemm)", conv);
 	return 0;
 }
@@ -911,15 +973,15 @@ static int sq_collect(struct sq *q, Onnx__GraphProto *g, const json_t *op_types,
 /* Per-channel activation maxima over the calibration data. */
 static int sq_calibrate(struct sq *q, struct qd_model *m, int64_t limit, struct qd_err *err)
 {
-	struct qd_pass_ctx *pc = q->s->pc;
+	struct qd_pass_ctx *pc = q->pc;
 	struct qd_dataset *ds = NULL;
 	struct qd_engine *e = NULL;
 	struct qd_batches b = { 0 };
 	int64_t bs = 1;
-	int rc = qd_pass_open_data(pc, m, json_object_get(q->s->params, "data_config"), "data_config", &ds, &bs, err);
+	int rc = qd_pass_open_data(pc, m, q->dc, "data_config", &ds, &bs, err);
 	if (rc < 0)
 		return rc;
-	const json_t *ci = json_object_get(recipe(q->s, "smooth_quant_args"), "calib_iter");
+	const json_t *ci = json_object_get(q->args, "calib_iter");
 	if (json_is_integer(ci) && json_integer_value(ci) * bs < limit)
 		limit = json_integer_value(ci) * bs;
 	struct qd_engine_opts eo = { .threads = pc->threads,
@@ -996,6 +1058,107 @@ static bool sq_fold(Onnx__GraphProto *g, struct qd_graph_index *ix, const Onnx__
 	return true;
 }
 
+/* s_j = max(m_j^alpha / max(wmax_j^(1 - alpha), 1e-5), 1e-5); 1 for a dead channel */
+static void sq_scales(const struct sq_x *x, const float *wmax, double alpha, float *s)
+{
+	for (int64_t j = 0; j < x->K; j++) {
+		double v = x->amax[j] > 0 && wmax[j] > 0 ? pow(x->amax[j], alpha) / fmax(pow(wmax[j], 1.0 - alpha), 1e-5) : 1.0;
+		s[j] = (float)fmax(v, 1e-5);
+	}
+}
+
+/* The weights of ops[0..n) as float (w[i] new) and their per-input-channel max |W| */
+static int sq_weights(Onnx__GraphProto *g, struct sq_op **ops, size_t n, int64_t K, float **w, float *wmax,
+		      struct qd_err *err)
+{
+	for (size_t i = 0; i < n; i++) {
+		int64_t cnt = 0;
+		int rc = qd_tensor_to_float(find_init(g, ops[i]->w, NULL), &w[i], &cnt, err);
+		if (rc < 0)
+			return rc;
+		for (int64_t j = 0; j < K; j++)
+			for (int64_t c = 0; c < ops[i]->N; c++) {
+				float a = fabsf(w[i][ops[i]->trans ? c * K + j : j * ops[i]->N + c]);
+				wmax[j] = a > wmax[j] ? a : wmax[j];
+			}
+	}
+	return 0;
+}
+
+/* Quantize-dequantize v[0..n) in place: uint8 asymmetric (range with 0) or int8 symmetric,
+ * one scale for all */
+static void sq_qdq(float *v, int64_t n, bool sym)
+{
+	float mn = 0, mx = 0;
+	for (int64_t i = 0; i < n; i++) {
+		mn = v[i] < mn ? v[i] : mn;
+		mx = v[i] > mx ? v[i] : mx;
+	}
+	if (sym) {
+		float sc = fmaxf(fabsf(mn), fabsf(mx)) / 127.0f;
+		for (int64_t i = 0; sc > 0 && i < n; i++)
+			v[i] = fminf(fmaxf(nearbyintf(v[i] / sc), -127.0f), 127.0f) * sc;
+		return;
+	}
+	float sc = (mx - mn) / 255.0f;
+	if (!(sc > 0))
+		return;
+	float zp = nearbyintf(-mn / sc);
+	for (int64_t i = 0; i < n; i++)
+		v[i] = (fminf(fmaxf(nearbyintf(v[i] / sc) + zp, 0.0f), 255.0f) - zp) * sc;
+}
+
+/* loss[a * n + i]: op i's output loss at alpha grid[a] on x's sampled rows, relative to
+ * the output's mean square (scales from wmax, the group's). */
+static int sq_alpha_losses(const struct sq_x *x, struct sq_op **ops, size_t n, float **w, const float *wmax,
+			   const double *grid, size_t ng, double *loss, struct qd_err *err)
+{
+	const int64_t R = x->nrows, K = x->K;
+	int64_t Nmax = 0;
+	for (size_t i = 0; i < n; i++)
+		Nmax = QD_MAX(Nmax, ops[i]->N);
+	float *s = malloc((size_t)K * sizeof(float) + 1), *xs = malloc((size_t)(R * K) * sizeof(float) + 1);
+	float *ws = malloc((size_t)(K * Nmax) * sizeof(float) + 1), *wf = malloc((size_t)(K * Nmax) * sizeof(float) + 1);
+	float *y = malloc((size_t)(R * Nmax) * sizeof(float) + 1), *yq = malloc((size_t)(R * Nmax) * sizeof(float) + 1);
+	int rc = 0;
+	if (!s || !xs || !ws || !wf || !y || !yq) {
+		rc = qd_err_set(err, QD_ENOMEM, NULL, "smooth_quant: out of memory in the alpha search");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const int64_t N = ops[i]->N;
+		for (int64_t j = 0; j < K; j++)
+			for (int64_t c = 0; c < N; c++)
+				wf[j * N + c] = w[i][ops[i]->trans ? c * K + j : j * N + c];
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)R, (int)N, (int)K, 1.0f, x->rows, (int)K, wf,
+			    (int)N, 0.0f, y, (int)N);
+		double ref = 0;
+		for (int64_t r = 0; r < R * N; r++)
+			ref += (double)y[r] * y[r];
+		ref = ref > 0 ? ref : 1.0;
+		for (size_t a = 0; a < ng; a++) {
+			sq_scales(x, wmax, grid[a], s);
+			for (int64_t r = 0; r < R; r++)
+				for (int64_t j = 0; j < K; j++)
+					xs[r * K + j] = x->rows[r * K + j] / s[j];
+			for (int64_t j = 0; j < K; j++)
+				for (int64_t c = 0; c < N; c++)
+					ws[j * N + c] = wf[j * N + c] * s[j];
+			sq_qdq(xs, R * K, false);
+			sq_qdq(ws, K * N, true);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)R, (int)N, (int)K, 1.0f, xs, (int)K, ws,
+				    (int)N, 0.0f, yq, (int)N);
+			double e = 0;
+			for (int64_t r = 0; r < R * N; r++)
+				e += ((double)y[r] - yq[r]) * ((double)y[r] - yq[r]);
+			loss[a * n + i] = e / ref;
+		}
+	}
+out:
+	free(s); free(xs); free(ws); free(wf); free(y); free(yq);
+	return rc;
+}
+
 /* Smooth the ops ops[0..n) that read x with one set of scales. */
 static int sq_group(struct sq *q, Onnx__GraphProto *g, struct qd_graph_index *ix, struct sq_op **ops, size_t n,
 		    double alpha, bool folding, json_t *st, struct qd_err *err)
@@ -1006,20 +1169,33 @@ static int sq_group(struct sq *q, Onnx__GraphProto *g, struct qd_graph_index *ix
 	int rc = wmax && s ? 0 : -QD_ENOMEM;
 	float **w = calloc(n + 1, sizeof *w);
 	rc = rc == 0 && w ? 0 : -QD_ENOMEM;
-	for (size_t i = 0; i < n && rc == 0; i++) {
-		int64_t cnt = 0;
-		if ((rc = qd_tensor_to_float(find_init(g, ops[i]->w, NULL), &w[i], &cnt, err)) < 0)
-			break;
-		for (int64_t j = 0; j < K; j++)
-			for (int64_t c = 0; c < ops[i]->N; c++) {
-				float a = fabsf(w[i][ops[i]->trans ? c * K + j : j * ops[i]->N + c]);
-				wmax[j] = a > wmax[j] ? a : wmax[j];
-			}
+	if (rc == 0)
+		rc = sq_weights(g, ops, n, K, w, wmax, err);
+	json_t *tried = NULL;
+	if (rc == 0 && q->ngrid) {
+		/* alpha "auto": each op's best alpha; a shared scale set combines them */
+		double *loss = malloc(q->ngrid * n * sizeof(double) + 1), pick = 0;
+		tried = json_array();
+		rc = loss && tried ? sq_alpha_losses(x, ops, n, w, wmax, q->grid, q->ngrid, loss, err) : -QD_ENOMEM;
+		for (size_t i = 0; rc == 0 && i < n; i++) {
+			size_t b = 0;
+			for (size_t a = 1; a < q->ngrid; a++)
+				b = loss[a * n + i] < loss[b * n + i] ? a : b;
+			double v = q->grid[b];
+			pick = i == 0 ? v : !strcmp(q->attn, "min") ? fmin(pick, v) : !strcmp(q->attn, "max") ? fmax(pick, v)
+			       : pick + v;
+			json_array_append_new(tried, json_pack("{s:s, s:f, s:f, s:f}", "op", ops[i]->n->name, "alpha", v,
+								"loss", loss[b * n + i], "loss_at_0.5",
+								q->i05 >= 0 ? loss[(size_t)q->i05 * n + i] : -1.0));
+		}
+		if (rc == 0)
+			alpha = !strcmp(q->attn, "mean") ? pick / (double)n : pick;
+		free(loss);
 	}
 	double smax = 0, smin = INFINITY;
+	if (rc == 0)
+		sq_scales(x, wmax, alpha, s);
 	for (int64_t j = 0; j < K && rc == 0; j++) {
-		double v = x->amax[j] > 0 && wmax[j] > 0 ? pow(x->amax[j], alpha) / fmax(pow(wmax[j], 1.0 - alpha), 1e-5) : 1.0;
-		s[j] = (float)fmax(v, 1e-5);
 		smax = fmax(smax, s[j]);
 		smin = fmin(smin, s[j]);
 	}
@@ -1075,9 +1251,14 @@ static int sq_group(struct sq *q, Onnx__GraphProto *g, struct qd_graph_index *ix
 		}
 		free(sn); free(on); free(mn); free(inv);
 	}
-	if (rc == 0)
-		json_array_append_new(st, json_pack("{s:s, s:I, s:s, s:f, s:f}", "tensor", x->name, "ops", (json_int_t)n,
-						    "into", folded ? p->op_type : "Mul", "max_scale", smax, "min_scale", smin));
+	if (rc == 0) {
+		json_t *e = json_pack("{s:s, s:I, s:s, s:f, s:f, s:f}", "tensor", x->name, "ops", (json_int_t)n, "into",
+				      folded ? p->op_type : "Mul", "max_scale", smax, "min_scale", smin, "alpha", alpha);
+		if (e && tried)
+			json_object_set(e, "auto_alpha", tried);
+		json_array_append_new(st, e);
+	}
+	json_decref(tried);
 	for (size_t i = 0; w && i < n; i++)
 		free(w[i]);
 	free(w); free(wmax); free(s);
@@ -1086,35 +1267,109 @@ static int sq_group(struct sq *q, Onnx__GraphProto *g, struct qd_graph_index *ix
 	return rc;
 }
 
-static int smooth_quant(struct inc *s, struct qd_model *m, int64_t limit, struct qd_err *err)
+/* The ops of the seen tensor xi, in grp (n of them). */
+static size_t sq_readers(const struct sq *q, size_t xi, struct sq_op **grp)
 {
-	const json_t *a = recipe(s, "smooth_quant_args");
-	double alpha = json_is_number(json_object_get(a, "alpha")) ? json_number_value(json_object_get(a, "alpha")) : 0.5;
+	size_t n = 0;
+	for (size_t i = 0; i < q->nop; i++)
+		if (q->op[i].x == xi)
+			grp[n++] = &q->op[i];
+	return n;
+}
+
+/* A list of alphas: tot[a] = the ops' relative losses at list[a], summed over the model. */
+static int sq_sweep(struct sq *q, Onnx__GraphProto *g, struct sq_op **grp, bool per_op, const double *list, size_t nl,
+		    double *tot, struct qd_err *err)
+{
+	int rc = 0;
+	for (size_t xi = 0; rc == 0 && xi < q->nx; xi++) {
+		struct sq_x *x = &q->x[xi];
+		size_t n = x->seen && x->nrows ? sq_readers(q, xi, grp) : 0;
+		for (size_t i = 0; rc == 0 && i < n; i += per_op ? 1 : n) {
+			size_t m = per_op ? 1 : n;
+			float **w = calloc(m + 1, sizeof *w), *wmax = calloc((size_t)x->K + 1, sizeof *wmax);
+			double *loss = malloc(nl * m * sizeof(double) + 1);
+			rc = w && wmax && loss ? sq_weights(g, grp + i, m, x->K, w, wmax, err) : -QD_ENOMEM;
+			if (rc == 0)
+				rc = sq_alpha_losses(x, grp + i, m, w, wmax, list, nl, loss, err);
+			for (size_t a = 0; rc == 0 && a < nl; a++)
+				for (size_t k = 0; k < m; k++)
+					tot[a] += loss[a * m + k];
+			for (size_t k = 0; w && k < m; k++)
+				free(w[k]);
+			free(w); free(wmax); free(loss);
+		}
+	}
+	if (rc < 0 && !err->code)
+		qd_err_set(err, -rc, NULL, "smooth_quant: out of memory");
+	return rc;
+}
+
+int qd_smooth_quant(struct qd_pass_ctx *pc, struct qd_model *m, const json_t *data_config, const json_t *a,
+		    int64_t limit, json_t *log, struct qd_err *err)
+{
+	const json_t *av = json_object_get(a, "alpha");
+	double alpha = json_is_number(av) ? json_number_value(av) : 0.5;
+	bool autoa = json_is_string(av) && !strcmp(json_string_value(av), "auto");
+	size_t nl = json_is_array(av) ? json_array_size(av) : 0;
+	if (nl == 1)
+		alpha = json_number_value(json_array_get(av, 0));
 	bool folding = qd_pass_opt_bool(a, "folding", true), per_op = qd_pass_opt_bool(a, "scales_per_op", true);
 	Onnx__GraphProto *g = m->proto->graph;
-	struct sq q = { .s = s };
+	struct sq q = { .pc = pc, .args = a, .dc = data_config, .attn = "min", .i05 = -1, .keep_rows = autoa || nl > 1 };
+	double list[128], tot[128] = { 0 };
+	if (autoa) {
+		const json_t *aa = json_object_get(a, "auto_alpha_args");
+		double lo = 0.3, hi = 0.7, step = 0.05;
+		if (json_is_number(json_object_get(aa, "alpha_min")))
+			lo = json_number_value(json_object_get(aa, "alpha_min"));
+		if (json_is_number(json_object_get(aa, "alpha_max")))
+			hi = json_number_value(json_object_get(aa, "alpha_max"));
+		if (json_is_number(json_object_get(aa, "alpha_step")))
+			step = json_number_value(json_object_get(aa, "alpha_step"));
+		if (json_is_string(json_object_get(aa, "attn_method")))
+			q.attn = json_string_value(json_object_get(aa, "attn_method"));
+		/* INC's numpy.arange(min, max + step / 2, step), rounded to 1e-4; the checker caps it */
+		for (int i = 0; q.ngrid < QD_ARRAY_LEN(q.grid) && lo + step * i <= hi + step / 2; i++)
+			q.grid[q.ngrid++] = round((lo + step * i) * 1e4) / 1e4;
+		for (size_t i = 0; i < q.ngrid; i++)
+			if (fabs(q.grid[i] - 0.5) < 1e-9)
+				q.i05 = (long)i;
+	}
+	for (size_t i = 0; i < nl && i < QD_ARRAY_LEN(list); i++)
+		list[i] = json_number_value(json_array_get(av, i));
+	nl = QD_MIN(nl, QD_ARRAY_LEN(list));
 	struct qd_graph_index *ix = NULL;
 	struct sq_op **grp = NULL;
-	json_t *st = json_array();
+	json_t *st = json_array(), *swept = NULL;
 	int rc = sq_collect(&q, g, qd_pass_opt_list(a, "op_types"), err);
 	if (rc == 0 && q.nop == 0) {
-		qd_pass_log(s->pc, QD_LOG_WARN, "smooth_quant: no MatMul or Gemm with a constant 2-D weight to smooth");
+		qd_pass_log(pc, QD_LOG_WARN, "smooth_quant: no MatMul or Gemm with a constant 2-D weight to smooth");
 		goto out;
 	}
 	if (rc == 0)
 		rc = sq_calibrate(&q, m, limit, err);
 	if (rc == 0 && (rc = qd_index_build(g, NULL, &ix, err)) == 0 && !(grp = calloc(q.nop + 1, sizeof *grp)))
 		rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+	if (rc == 0 && nl > 1 && (rc = sq_sweep(&q, g, grp, per_op, list, nl, tot, err)) == 0) {
+		/* INC's strategy tries each alpha of the list; quantd ranks them by the summed loss */
+		size_t b = 0;
+		swept = json_array();
+		for (size_t i = 0; i < nl; i++) {
+			b = tot[i] < tot[b] ? i : b;
+			json_array_append_new(swept, json_pack("{s:f, s:f}", "alpha", list[i], "loss", tot[i]));
+		}
+		alpha = list[b];
+		qd_pass_log(pc, QD_LOG_INFO, "smooth_quant: alpha sweep over %zu values, %.3g kept (summed relative "
+			    "output loss %.4g; %.3g gave %.4g)", nl, alpha, tot[b], list[b ? 0 : nl - 1], tot[b ? 0 : nl - 1]);
+	}
 	for (size_t xi = 0; rc == 0 && xi < q.nx; xi++) {
 		if (!q.x[xi].seen) {
-			qd_pass_log(s->pc, QD_LOG_WARN, "smooth_quant: tensor '%s' was never computed on the calibration data; "
+			qd_pass_log(pc, QD_LOG_WARN, "smooth_quant: tensor '%s' was never computed on the calibration data; "
 				    "its readers are not smoothed", q.x[xi].name);
 			continue;
 		}
-		size_t n = 0;
-		for (size_t i = 0; i < q.nop; i++)
-			if (q.op[i].x == xi)
-				grp[n++] = &q.op[i];
+		size_t n = sq_readers(&q, xi, grp);
 		for (size_t i = 0; rc == 0 && i < n; i += per_op ? 1 : n)
 			rc = sq_group(&q, g, ix, grp + i, per_op ? 1 : n, alpha, folding, st, err);
 	}
@@ -1123,15 +1378,32 @@ static int smooth_quant(struct inc *s, struct qd_model *m, int64_t limit, struct
 	if (rc == 0 && (rc = qd_graph_toposort(g, err)) == 0) {
 		size_t folded = 0;
 		size_t i; json_t *e;
-		json_array_foreach(st, i, e)
+		double asum = 0;
+		json_array_foreach(st, i, e) {
 			folded += strcmp(json_string_value(json_object_get(e, "into")), "Mul") != 0;
-		qd_pass_log(s->pc, QD_LOG_INFO, "smooth_quant: alpha %.3g, %zu ops over %zu tensors smoothed (per-channel "
+			asum += json_number_value(json_object_get(e, "alpha"));
+		}
+		char al[64];
+		if (autoa)
+			snprintf(al, sizeof al, "auto (%zu candidates, mean %.3g)", q.ngrid,
+				 json_array_size(st) ? asum / (double)json_array_size(st) : 0.0);
+		else
+			snprintf(al, sizeof al, "%.3g", alpha);
+		qd_pass_log(pc, QD_LOG_INFO, "smooth_quant: alpha %s, %zu ops over %zu tensors smoothed (per-channel "
 			    "maximum; INC takes the 99.999th percentile), %zu scale sets folded into the producer, %zu Mul "
-			    "inserted", alpha, q.nop, q.nx, folded, json_array_size(st) - folded);
+			    "inserted", al, q.nop, q.nx, folded, json_array_size(st) - folded);
 	}
 out:
-	json_object_set_new(s->log, "smooth_quant", json_pack("{s:f, s:b, s:b, s:o}", "alpha", alpha, "folding", folding,
-							      "scales_per_op", per_op, "groups", st));
+	if (log) {
+		json_t *o = json_pack("{s:b, s:b, s:o}", "folding", folding, "scales_per_op", per_op, "groups", st);
+		json_object_set_new(o, "alpha", autoa ? json_string("auto") : json_real(alpha));
+		if (swept)
+			json_object_set(o, "alpha_sweep", swept);
+		json_object_set_new(log, "smooth_quant", o);
+	} else {
+		json_decref(st);
+	}
+	json_decref(swept);
 	qd_index_free(ix);
 	free(grp);
 	for (size_t i = 0; i < q.nop; i++)
@@ -1139,11 +1411,18 @@ out:
 	for (size_t i = 0; i < q.nx; i++) {
 		free(q.x[i].name);
 		free(q.x[i].amax);
+		free(q.x[i].rows);
 	}
 	free(q.op);
 	free(q.x);
 	qd_namemap_free(&q.map);
 	return rc;
+}
+
+static int smooth_quant(struct inc *s, struct qd_model *m, int64_t limit, struct qd_err *err)
+{
+	return qd_smooth_quant(s->pc, m, json_object_get(s->params, "data_config"), recipe(s, "smooth_quant_args"),
+			       limit, s->log, err);
 }
 
 /* ---- translation ---- */
@@ -1239,13 +1518,23 @@ static json_t *translate(struct inc *s, const json_t *exclude, const json_t *ex_
 			set_if(wq, keys[i], json_object_get(ga, keys[i]));
 		json_object_set_new(cfg, "weight_only_quant_configs", wq);
 	}
-	if (cfg && !strcmp(s->approach, "weight_only") && !strcmp(s->algo, "AWQ") &&
-	    (!qd_pass_opt_bool(recipe(s, "awq_args"), "enable_auto_scale", true) ||
-	     !qd_pass_opt_bool(recipe(s, "awq_args"), "enable_mse_search", true))) {
-		/* INC's body of AWQ sits under enable_mse_search; without the scale search it is RTN */
-		qd_pass_log(s->pc, QD_LOG_INFO, "awq_args: the scale search is off, so AWQ is INC's RTN");
-		json_object_set_new(cfg, "algorithm", json_string("RTN"));
-		json_object_set_new(cfg, "data_config", json_null());
+	if (cfg && !strcmp(s->approach, "weight_only") && !strcmp(s->algo, "AWQ")) {
+		const json_t *aa = recipe(s, "awq_args");
+		if (!qd_pass_opt_bool(aa, "enable_mse_search", true)) {
+			/* INC's body of AWQ sits under enable_mse_search: without it only RTN runs */
+			qd_pass_log(s->pc, QD_LOG_INFO, "awq_args: enable_mse_search is false, and INC runs its "
+				    "whole AWQ (scale and clip search) under it: RTN");
+			json_object_set_new(cfg, "algorithm", json_string("RTN"));
+			json_object_set_new(cfg, "data_config", json_null());
+		} else {
+			json_t *wq = json_object();
+			bool sc = qd_pass_opt_bool(aa, "enable_auto_scale", true);
+			json_object_set_new(wq, "enable_auto_scale", json_boolean(sc));
+			json_object_set_new(wq, "enable_mse_search", json_true());
+			json_object_set_new(cfg, "weight_only_quant_configs", wq);
+			qd_pass_log(s->pc, QD_LOG_INFO, "AWQ: %sclip search (per block and output column, range "
+				    "ratios 1.00 .. 0.91)", sc ? "activation-aware scale search, then " : "");
+		}
 	}
 	json_decref(u);
 	*vt_out = vt;

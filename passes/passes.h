@@ -228,6 +228,12 @@ bool qd_pass_reads_external(const struct qd_pass_vt *vt, const json_t *cfg);
  * for the three rows, translated onto the static / dynamic / weight-only passes. */
 int qd_pass_check_inc(const char *pass_name, const json_t *space, struct qd_err *err);
 int qd_pass_run_inc(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t *params, struct qd_err *err);
+/* SmoothQuant on m (passes/inc.c; INC's recipe, and OnnxStaticQuantization's SmoothQuant
+ * extra option): args is smooth_quant_args (alpha number / "auto" / list, folding,
+ * scales_per_op, op_types, calib_iter, auto_alpha_args; borrow), calibration from
+ * data_config (at most limit samples); log (may be NULL) gets "smooth_quant". */
+int qd_smooth_quant(struct qd_pass_ctx *pc, struct qd_model *m, const json_t *data_config, const json_t *args,
+		    int64_t limit, json_t *log, struct qd_err *err);
 
 /* VitisAIQuantization (passes/vitis.c): power-of-two scales on the static pass. */
 int qd_pass_check_vitis_ai(const char *pass_name, const json_t *space, struct qd_err *err);

@@ -105,6 +105,7 @@ struct st {
 	struct qd_model *m;
 	struct qd_err *err;
 	struct st_cfg cfg;
+	json_t *sq_ex;          /* SmoothQuant: nodes_to_exclude plus its Mul nodes (new), or NULL */
 	Onnx__GraphProto *g;
 	struct qd_graph_index *ix;
 	int64_t opset;
@@ -1702,9 +1703,6 @@ static const struct { const char *key, *why; } static_rejected[] = {
 	 "config's batch_size instead"},
 	{"CalibMaxIntermediateOutputs", "quantd's calibrators never keep intermediate outputs (memory is "
 	 "bounded by the histograms)"},
-	{"SmoothQuant", "SmoothQuant is not implemented"},
-	{"SmoothQuantAlpha", "SmoothQuant is not implemented"},
-	{"SmoothQuantFolding", "SmoothQuant is not implemented"},
 	{"DefaultTensorType", "quantd knows every tensor's type from the calibration run"},
 };
 
@@ -1846,6 +1844,10 @@ static int check_static_space(const char *pass_name, const json_t *space, struct
 						  static_rejected[k].key, static_rejected[k].why);
 			}
 		char f2[200];
+		const json_t *sqa = json_object_get(v, "SmoothQuantAlpha");
+		snprintf(f2, sizeof f2, "%s.SmoothQuantAlpha", field);
+		if (sqa && !(json_is_number(sqa) && json_number_value(sqa) >= 0 && json_number_value(sqa) <= 1))
+			return qd_err_set(err, QD_EINVAL, f2, "SmoothQuantAlpha must be a number in [0, 1]");
 		snprintf(f2, sizeof f2, "%s.TensorQuantOverrides", field);
 		if ((rc = check_overrides(f2, "TensorQuantOverrides", json_object_get(v, "TensorQuantOverrides"), fmts,
 					  err)) < 0)
@@ -2615,6 +2617,46 @@ int qd_static_run(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t *par
 			qd_pass_log(ctx, QD_LOG_INFO, "opset %lld kept (%s)", (long long)s.opset, ue.msg);
 		}
 	}
+	/* ORT's SmoothQuant extra options: INC's SmoothQuant (passes/inc.c) before calibration,
+	 * the Mul nodes it inserts left float (ORT adds them to nodes_to_exclude) */
+	const json_t *xo = json_object_get(params, "extra_options");
+	if (json_is_true(json_object_get(xo, "SmoothQuant"))) {
+		rc = 0;
+		const json_t *al = json_object_get(xo, "SmoothQuantAlpha");
+		json_t *args = json_pack("{s:f, s:b}", "alpha", json_is_number(al) ? json_number_value(al) : 0.5, "folding",
+					 qd_pass_opt_bool(xo, "SmoothQuantFolding", true));
+		struct qd_namemap had = { 0 };
+		Onnx__GraphProto *g0 = m->proto->graph;
+		for (size_t i = 0; rc >= 0 && i < g0->n_node; i++)
+			if (g0->node[i]->name && qd_namemap_put(&had, g0->node[i]->name, (long)i) < 0)
+				rc = -QD_ENOMEM;
+		const json_t *css = json_object_get(params, "calibration_sampling_size");
+		if (json_is_array(css))
+			css = json_array_get(css, 0);
+		if (!args || rc < 0)
+			rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+		else
+			rc = qd_smooth_quant(ctx, m, json_object_get(params, "data_config"), args,
+					     json_is_integer(css) ? json_integer_value(css) : 0, ctx->stats, err);
+		json_decref(args);
+		if (rc == 0 && !(s.sq_ex = json_array()))
+			rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory");
+		size_t k; json_t *x;
+		json_array_foreach(rc == 0 ? s.cfg.nodes_ex : NULL, k, x)
+			json_array_append(s.sq_ex, x);
+		for (size_t i = 0; rc == 0 && i < m->proto->graph->n_node; i++) {
+			const Onnx__NodeProto *n = m->proto->graph->node[i];
+			if (n->name && !qd_namemap_get(&had, n->name) && !strcmp(n->op_type, "Mul"))
+				json_array_append_new(s.sq_ex, json_string(n->name));
+		}
+		qd_namemap_free(&had);
+		if (rc < 0)
+			goto out;
+		s.cfg.nodes_ex = s.sq_ex;
+	} else if (json_object_get(xo, "SmoothQuantAlpha") || json_object_get(xo, "SmoothQuantFolding")) {
+		qd_pass_log(ctx, QD_LOG_INFO, "extra_options SmoothQuantAlpha / SmoothQuantFolding have no effect: "
+			    "SmoothQuant is not true");
+	}
 	s.g = m->proto->graph;
 	if (s.cfg.qnn && (rc = qnn_config(&s, params)) < 0)
 		goto out;
@@ -2711,6 +2753,7 @@ int qd_static_run(struct qd_pass_ctx *ctx, struct qd_model *m, const json_t *par
 		goto out;
 	rc = 0;
 out:
+	json_decref(s.sq_ex);
 	json_object_set_new(ctx->stats, "quantized_nodes", s.counts);
 	json_object_set_new(ctx->stats, "skipped_nodes", s.skipped);
 	json_object_set_new(ctx->stats, "quant_format", json_string(s.cfg.qdq ? "QDQ" : "QOperator"));

@@ -35,6 +35,7 @@ struct wo_cfg {
 	int64_t accuracy_level;
 	const json_t *nodes_ex, *nodes_in, *ratios;
 	struct qd_wo_gptq_opts g;
+	struct qd_wo_awq_opts awq;
 	const json_t *data_config;
 	int64_t calib_limit;
 	bool matmul, gather;    /* op_types_to_quantize (null: MatMul only) */
@@ -65,7 +66,8 @@ static const char *woq_keys(const char *algo)
 	if (!strcmp(algo, "GPTQ"))
 		return "percdamp|block_size|actorder|mse|perchannel|op_types_to_quantize|quant_axes";
 	if (!strcmp(algo, "AWQ"))
-		return "block_size|is_symmetric|accuracy_level|op_types_to_quantize|quant_axes";
+		return "block_size|is_symmetric|accuracy_level|enable_auto_scale|enable_mse_search|"
+		       "op_types_to_quantize|quant_axes";
 	return NULL;
 }
 
@@ -216,7 +218,8 @@ static int check_matmul4_one(const char *pass_name, const json_t *algo_v, const 
 		if (!strcmp(k, "percdamp") && !(json_is_number(x) && json_number_value(x) > 0 && json_number_value(x) < 10))
 			return qd_err_set(err, QD_EINVAL, field, "percdamp must be a number in (0, 10)");
 		if ((!strcmp(k, "actorder") || !strcmp(k, "mse") || !strcmp(k, "perchannel") ||
-		     !strcmp(k, "is_symmetric")) && !json_is_boolean(x))
+		     !strcmp(k, "is_symmetric") || !strcmp(k, "enable_auto_scale") || !strcmp(k, "enable_mse_search")) &&
+		    !json_is_boolean(x))
 			return qd_err_set(err, QD_EINVAL, field, "'%s' must be true or false", k);
 		if (!strcmp(k, "accuracy_level") && !(json_is_integer(x) && json_integer_value(x) >= 0 &&
 						      json_integer_value(x) <= 4))
@@ -603,17 +606,20 @@ static int quantize_one(struct wo *w, const struct target *t, const float *wf, s
 	}
 	case QD_WO_AWQ: {
 		const struct hess *h = &w->h[t->h];
-		double *H = malloc((size_t)(t->K * t->K) * sizeof(double) + 1), alpha = 0, ratio = 1;
+		double *H = malloc((size_t)(t->K * t->K) * sizeof(double) + 1);
 		if (!H)
 			return qd_err_set(w->err, QD_ENOMEM, NULL, "out of memory");
 		hess_full(h, H);
-		int rc = qd_wo_quant_awq(wf, H, h->rows, t->K, t->N, c->bits, t->bs, c->sym, q, inv_s, &alpha, &ratio,
+		struct qd_wo_awq_info ai;
+		int rc = qd_wo_quant_awq(wf, H, h->rows, t->K, t->N, c->bits, t->bs, c->sym, &c->awq, q, inv_s, &ai,
 					 w->err);
 		free(H);
 		if (rc < 0)
 			return rc;
-		json_array_append_new(w->awq, json_pack("{s:s, s:f, s:f}", "node", qd_node_label(n), "alpha", alpha,
-							"loss_vs_rtn", ratio));
+		json_array_append_new(w->awq, json_pack("{s:s, s:f, s:f, s:f, s:f, s:I}", "node", qd_node_label(n),
+							"alpha", ai.alpha, "loss_vs_rtn", ai.loss_ratio,
+							"scale_loss_vs_rtn", ai.scale_loss_ratio, "clip_mean",
+							ai.clip_mean, "clipped_blocks", (json_int_t)ai.clipped));
 		return 0;
 	}
 	}
@@ -1126,6 +1132,11 @@ int qd_pass_run_matmul4(struct qd_pass_ctx *ctx, struct qd_model *m, const json_
 	c.g.actorder = qd_pass_opt_bool(woq, "actorder", false);
 	c.g.mse = qd_pass_opt_bool(woq, "mse", false);
 	c.g.perchannel = qd_pass_opt_bool(woq, "perchannel", true);
+	c.awq.auto_scale = qd_pass_opt_bool(woq, "enable_auto_scale", true);
+	c.awq.mse_search = qd_pass_opt_bool(woq, "enable_mse_search", true);
+	if (c.algo == QD_WO_AWQ && !c.awq.auto_scale && !c.awq.mse_search)
+		qd_pass_log(ctx, QD_LOG_INFO, "AWQ with enable_auto_scale and enable_mse_search false: RTN on "
+			    "DEFAULT's grid (calibration still runs)");
 	if (c.algo == QD_WO_HQQ) {
 		if (c.sym)
 			qd_pass_log(ctx, QD_LOG_INFO, "HQQ is asymmetric (float zero points): is_symmetric does not "

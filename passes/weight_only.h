@@ -60,16 +60,36 @@ struct qd_wo_gptq_opts {
 int qd_wo_quant_gptq(float *w, double *H, int64_t K, int64_t N, const struct qd_wo_gptq_opts *o,
 		     struct qd_wo_q *out, double *damp_used, struct qd_err *err);
 
-/* AWQ (activation-aware scale search) on w [K, N] with H = sum XᵀX over `rows` rows: per
- * input channel s_k = rms_k^alpha (rms from diag(H), normalised by sqrt(max * min)); for
- * alpha in 0, 0.05 .. 0.95 the weight diag(s) W is quantized on DEFAULT's grid and the
- * output error tr(Dᵀ H D), D = W - diag(1/s) dequant(...), is measured; the best alpha
- * wins (alpha 0 is plain RTN, so the calibrated error is never above RTN's). *inv_s gets
- * 1/s (new, K floats; the caller scales the MatMul input by it) or NULL when alpha 0 won.
- * *alpha and *loss_ratio (best / RTN's error) report the choice. */
+/* DEFAULT's grid with the range of block j of column n shrunk by ratio[n * kb + j] (values
+ * beyond it clamp to the end codes); ratio NULL is qd_wo_quant_default. */
+int qd_wo_quant_default_ratio(const float *w, int64_t K, int64_t N, int bits, int64_t bs, bool sym,
+			      const float *ratio, struct qd_wo_q *out, struct qd_err *err);
+
+/* AWQ's two searches (INC awq_args' names). */
+struct qd_wo_awq_opts {
+	bool auto_scale;        /* enable_auto_scale: the activation-aware scale search */
+	bool mse_search;        /* enable_mse_search: the clip search */
+};
+struct qd_wo_awq_info {
+	double alpha;             /* the scale search's exponent (0: no scaling) */
+	double scale_loss_ratio;  /* calibrated output error after the scale search / RTN's */
+	double loss_ratio;        /* the same after the clip search (the final weight) */
+	double clip_mean;         /* mean range ratio over blocks (1: no clipping kept) */
+	int64_t clipped;          /* blocks (column x block) whose range was shrunk */
+};
+/* AWQ on w [K, N] with H = sum XᵀX over `rows` rows, on DEFAULT's grid.
+ * Scale search (o->auto_scale): per input channel s_k = rms_k^alpha (rms from diag(H),
+ * normalised by sqrt(max * min)); for alpha in 0, 0.05 .. 0.95 the weight diag(s) W is
+ * quantized and the output error tr(Dᵀ H D), D = W - diag(1/s) dequant(...), measured; the
+ * best alpha wins (alpha 0 is plain RTN, so the calibrated error is never above RTN's).
+ * Clip search (o->mse_search): then per output column and block the range shrink in 1.00,
+ * 0.99 .. 0.91 (INC's grid) with the lowest error of that block's share of the output
+ * (d_jᵀ H_jj d_j); kept when the whole output error goes down. *inv_s gets 1/s (new, K
+ * floats; the caller scales the MatMul input by it) or NULL when alpha 0 won; *info the
+ * choices. */
 int qd_wo_quant_awq(const float *w, const double *H, int64_t rows, int64_t K, int64_t N, int bits, int64_t bs,
-		    bool sym, struct qd_wo_q *out, float **inv_s, double *alpha, double *loss_ratio,
-		    struct qd_err *err);
+		    bool sym, const struct qd_wo_awq_opts *o, struct qd_wo_q *out, float **inv_s,
+		    struct qd_wo_awq_info *info, struct qd_err *err);
 
 /* Upper Cholesky factor U of inv(H + 0) with inv(H) = UᵀU (row-major K x K, in place; the
  * strict lower triangle is zeroed). LAPACK (dpotrf / dpotri); _ref is a plain scalar twin.

@@ -97,8 +97,8 @@ static inline float default_code(float v, float inv, float zp, float Q)
 	return clampf(roundf(v * inv + zp), 0, Q);
 }
 
-int qd_wo_quant_default(const float *w, int64_t K, int64_t N, int bits, int64_t bs, bool sym,
-			struct qd_wo_q *out, struct qd_err *err)
+int qd_wo_quant_default_ratio(const float *w, int64_t K, int64_t N, int bits, int64_t bs, bool sym,
+			      const float *ratio, struct qd_wo_q *out, struct qd_err *err)
 {
 	int rc = q_alloc(out, K, N, bits, bs, !sym, false, err);
 	if (rc < 0)
@@ -116,7 +116,7 @@ int qd_wo_quant_default(const float *w, int64_t K, int64_t N, int bits, int64_t 
 			float s, z;
 			/* ORT zero-pads a short last block: zeros are inside [min(v,0), max(v,0)]
 			 * and never change the signed absmax, so the real values give the same range */
-			default_params(v, k1 - k0, 1, bits, sym, 1.0f, &s, &z);
+			default_params(v, k1 - k0, 1, bits, sym, ratio ? ratio[n * out->kb + j] : 1.0f, &s, &z);
 			float inv = s != 0.0f ? 1.0f / s : 0.0f;
 			out->scale[n * out->kb + j] = s;
 			if (out->zp)
@@ -126,6 +126,12 @@ int qd_wo_quant_default(const float *w, int64_t K, int64_t N, int bits, int64_t 
 		}
 	free(wt);
 	return 0;
+}
+
+int qd_wo_quant_default(const float *w, int64_t K, int64_t N, int bits, int64_t bs, bool sym,
+			struct qd_wo_q *out, struct qd_err *err)
+{
+	return qd_wo_quant_default_ratio(w, K, N, bits, bs, sym, NULL, out, err);
 }
 
 int qd_wo_quant_rtn(const float *w, int64_t K, int64_t N, int bits, int64_t bs, bool sym, float ratio,
@@ -507,30 +513,110 @@ static double h_loss(const float *Hf, const float *D, float *HD, int64_t K, int6
 	return e;
 }
 
+/* The clip grid, INC's: range shrink ratios 1 - i/100, i = 0..9 (1.00 .. 0.91); quantd picks
+ * one per block and output column (INC one per weight). 1.00 .. 0.50 in steps of 0.025
+ * measured the same on tests/weightonly's decoder (logits cosine 0.95325, this grid 0.95298)
+ * at twice the cost */
+#define AWQ_CLIP_STEPS 10
+#define AWQ_CLIP_STEP 0.01f
+
+/* AWQ's clip search on ws = diag(s) W: for each block j and output column n the shrink r
+ * of the grid with the lowest calibrated error of that block's share of the output,
+ * d_jnᵀ H_jj d_jn with d = W - diag(1/s) dequant(ws; r). ratio [N, kb] gets the choice. */
+static int awq_clip(const float *w, const float *ws, const float *s, const float *Hf, int64_t K, int64_t N,
+		    int bits, int64_t bs, bool sym, float *ratio, struct qd_err *err)
+{
+	const int64_t kb = (K + bs - 1) / bs, L0 = QD_MIN(bs, K);
+	const float Q = (float)((1 << bits) - 1);
+	float *Hg = malloc((size_t)(L0 * L0) * sizeof(float) + 1);
+	float *D = malloc((size_t)(L0 * N) * sizeof(float) + 1);
+	float *HD = malloc((size_t)(L0 * N) * sizeof(float) + 1);
+	double *e = malloc((size_t)N * sizeof(double) + 1), *best = malloc((size_t)N * sizeof(double) + 1);
+	int rc = 0;
+	if (!Hg || !D || !HD || !e || !best) {
+		rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory in AWQ's clip search (K %lld, N %lld)",
+				(long long)K, (long long)N);
+		goto out;
+	}
+	for (int64_t j = 0; j < kb; j++) {
+		int64_t k0 = j * bs, L = QD_MIN(K, k0 + bs) - k0;
+		for (int64_t a = 0; a < L; a++)
+			memcpy(Hg + a * L, Hf + (k0 + a) * K + k0, (size_t)L * sizeof(float));
+		for (int64_t n = 0; n < N; n++) {
+			best[n] = INFINITY;
+			ratio[n * kb + j] = 1.0f;
+		}
+		for (int i = 0; i < AWQ_CLIP_STEPS; i++) {
+			float r = 1.0f - AWQ_CLIP_STEP * (float)i;
+			for (int64_t n = 0; n < N; n++) {
+				float sc, z;
+				default_params(ws + k0 * N + n, L, N, bits, sym, r, &sc, &z);
+				float inv = sc != 0.0f ? 1.0f / sc : 0.0f;
+				for (int64_t k = 0; k < L; k++) {
+					float x = ws[(k0 + k) * N + n];
+					D[k * N + n] = w[(k0 + k) * N + n] - (default_code(x, inv, z, Q) - z) * sc / s[k0 + k];
+				}
+			}
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)L, (int)N, (int)L, 1.0f, Hg, (int)L,
+				    D, (int)N, 0.0f, HD, (int)N);
+			memset(e, 0, (size_t)N * sizeof(double));
+			for (int64_t k = 0; k < L; k++)
+				for (int64_t n = 0; n < N; n++)
+					e[n] += (double)D[k * N + n] * HD[k * N + n];
+			for (int64_t n = 0; n < N; n++)
+				if (e[n] < best[n]) {
+					best[n] = e[n];
+					ratio[n * kb + j] = r;
+				}
+		}
+	}
+out:
+	free(Hg); free(D); free(HD); free(e); free(best);
+	return rc;
+}
+
+/* Output error tr(Dᵀ H D) of q (codes of diag(s) W; s NULL: 1) against w; D, HD scratch */
+static double awq_loss(const struct qd_wo_q *q, const float *w, const float *s, const float *Hf, float *D,
+		       float *HD, int64_t K, int64_t N)
+{
+	qd_wo_dequant(q, D);
+	for (int64_t k = 0; k < K; k++)
+		for (int64_t n = 0; n < N; n++)
+			D[k * N + n] = w[k * N + n] - (s ? D[k * N + n] / s[k] : D[k * N + n]);
+	return h_loss(Hf, D, HD, K, N);
+}
+
 int qd_wo_quant_awq(const float *w, const double *H, int64_t rows, int64_t K, int64_t N, int bits, int64_t bs,
-		    bool sym, struct qd_wo_q *out, float **inv_s, double *alpha, double *loss_ratio,
-		    struct qd_err *err)
+		    bool sym, const struct qd_wo_awq_opts *o, struct qd_wo_q *out, float **inv_s,
+		    struct qd_wo_awq_info *info, struct qd_err *err)
 {
 	*inv_s = NULL;
 	memset(out, 0, sizeof *out);
+	memset(info, 0, sizeof *info);
+	const int64_t kb = (K + bs - 1) / bs;
 	float *Hf = malloc((size_t)(K * K) * sizeof(float) + 1);
 	float *ws = malloc((size_t)(K * N) * sizeof(float) + 1);
 	float *D = malloc((size_t)(K * N) * sizeof(float) + 1);
 	float *HD = malloc((size_t)(K * N) * sizeof(float) + 1);
 	double *rms = malloc((size_t)K * sizeof(double) + 1);
 	float *s = malloc((size_t)K * sizeof(float) + 1), *best_s = malloc((size_t)K * sizeof(float) + 1);
+	float *ratio = malloc((size_t)(N * kb) * sizeof(float) + 1);
 	int rc = 0;
-	if (!Hf || !ws || !D || !HD || !rms || !s || !best_s) {
+	if (!Hf || !ws || !D || !HD || !rms || !s || !best_s || !ratio) {
 		rc = qd_err_set(err, QD_ENOMEM, NULL, "out of memory in AWQ (K %lld, N %lld)", (long long)K, (long long)N);
 		goto out;
 	}
 	for (int64_t i = 0; i < K * K; i++)
 		Hf[i] = (float)H[i];
-	for (int64_t k = 0; k < K; k++)
+	for (int64_t k = 0; k < K; k++) {
 		rms[k] = sqrt(fmax(H[k * K + k], 0) / (double)(rows > 0 ? rows : 1)) + 1e-8;
+		best_s[k] = 1.0f;
+	}
 	double best = INFINITY, rtn = INFINITY;
 	int best_a = 0;
-	for (int a = 0; a < 20; a++) {
+	/* alpha 0 (s = 1) is RTN on DEFAULT's grid: the baseline, and the only candidate when
+	 * the scale search is off */
+	for (int a = 0; a < (o->auto_scale ? 20 : 1); a++) {
 		double al = 0.05 * a, mx = 0, mn = INFINITY;
 		for (int64_t k = 0; k < K; k++) {
 			double v = pow(rms[k], al);
@@ -546,11 +632,7 @@ int qd_wo_quant_awq(const float *w, const double *H, int64_t rows, int64_t K, in
 		struct qd_wo_q q;
 		if ((rc = qd_wo_quant_default(ws, K, N, bits, bs, sym, &q, err)) < 0)
 			goto out;
-		qd_wo_dequant(&q, D);
-		for (int64_t k = 0; k < K; k++)
-			for (int64_t n = 0; n < N; n++)
-				D[k * N + n] = w[k * N + n] - D[k * N + n] / s[k];
-		double e = h_loss(Hf, D, HD, K, N);
+		double e = awq_loss(&q, w, s, Hf, D, HD, K, N);
 		if (a == 0)
 			rtn = e;
 		if (e < best) {
@@ -563,8 +645,36 @@ int qd_wo_quant_awq(const float *w, const double *H, int64_t rows, int64_t K, in
 			qd_wo_q_free(&q);
 		}
 	}
-	*alpha = 0.05 * best_a;
-	*loss_ratio = rtn > 0 ? best / rtn : 1.0;
+	info->alpha = 0.05 * best_a;
+	info->scale_loss_ratio = rtn > 0 ? best / rtn : 1.0;
+	info->clip_mean = 1.0;
+	if (o->mse_search) {
+		for (int64_t k = 0; k < K; k++)
+			for (int64_t n = 0; n < N; n++)
+				ws[k * N + n] = w[k * N + n] * best_s[k];
+		if ((rc = awq_clip(w, ws, best_s, Hf, K, N, bits, bs, sym, ratio, err)) < 0)
+			goto out;
+		struct qd_wo_q q;
+		if ((rc = qd_wo_quant_default_ratio(ws, K, N, bits, bs, sym, ratio, &q, err)) < 0)
+			goto out;
+		/* each block's choice ignores the cross terms with the other blocks: keep the
+		 * clipped weight only if the whole output error agrees */
+		double e = awq_loss(&q, w, best_s, Hf, D, HD, K, N);
+		if (e < best) {
+			best = e;
+			qd_wo_q_free(out);
+			*out = q;
+			double sum = 0;
+			for (int64_t i = 0; i < N * kb; i++) {
+				sum += ratio[i];
+				info->clipped += ratio[i] < 1.0f;
+			}
+			info->clip_mean = sum / (double)(N * kb);
+		} else {
+			qd_wo_q_free(&q);
+		}
+	}
+	info->loss_ratio = rtn > 0 ? best / rtn : 1.0;
 	if (best_a > 0) {
 		*inv_s = malloc((size_t)K * sizeof(float) + 1);
 		if (!*inv_s) {
@@ -578,7 +688,7 @@ int qd_wo_quant_awq(const float *w, const double *H, int64_t rows, int64_t K, in
 out:
 	if (rc < 0)
 		qd_wo_q_free(out);
-	free(Hf); free(ws); free(D); free(HD); free(rms); free(s); free(best_s);
+	free(Hf); free(ws); free(D); free(HD); free(rms); free(s); free(best_s); free(ratio);
 	return rc;
 }
 

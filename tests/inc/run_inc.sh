@@ -87,6 +87,9 @@ cases=(
 "out_nosq_qdq|out|\"type\": \"IncStaticQuantization\", \"data_config\": \"calib\", \"quant_format\": \"QDQ\"|cosine|0.916"
 "out_sq_qdq|out|\"type\": \"IncStaticQuantization\", \"data_config\": \"calib\", \"quant_format\": \"QDQ\", \"recipes\": {\"smooth_quant\": true, \"smooth_quant_args\": {\"alpha\": 0.5}}|cosine|0.969"
 "out_sq_fold|out|\"type\": \"IncStaticQuantization\", \"data_config\": \"calib\", \"quant_format\": \"QDQ\", \"recipes\": {\"smooth_quant\": true, \"smooth_quant_args\": {\"alpha\": 0.3, \"scales_per_op\": false}}|cosine|0.968"
+"out_sq_auto|out|\"type\": \"IncStaticQuantization\", \"data_config\": \"calib\", \"quant_format\": \"QDQ\", \"recipes\": {\"smooth_quant\": true, \"smooth_quant_args\": {\"alpha\": \"auto\"}}|cosine|0.9715"
+"out_sq_list|out|\"type\": \"IncStaticQuantization\", \"data_config\": \"calib\", \"quant_format\": \"QDQ\", \"recipes\": {\"smooth_quant\": true, \"smooth_quant_args\": {\"alpha\": [0.1, 0.5, 0.9]}}|cosine|0.9713"
+"out_sq_01|out|\"type\": \"IncStaticQuantization\", \"data_config\": \"calib\", \"quant_format\": \"QDQ\", \"recipes\": {\"smooth_quant\": true, \"smooth_quant_args\": {\"alpha\": 0.1}}|cosine|0.940"
 )
 SEED='"type": "IncStaticQuantization",
     "approach": "weight_only",
@@ -127,7 +130,8 @@ JSON
 done
 for mk in bert cls out; do echo "${MOD[$mk]} ${HELD[$mk]} $work/f_$mk.npz" >>"$work/ortlist"; done
 node tests/qops/ort_infer.js --batch "$work/ortlist" 2>&1 | head -20
-printf '%s\n' "out_sq_qop out_nosq_qop 0.045" "out_sq_qdq out_nosq_qdq 0.048" "seed wo_rtn 0.005" >"$work/pairs"
+printf '%s\n' "out_sq_qop out_nosq_qop 0.045" "out_sq_qdq out_nosq_qdq 0.048" "out_sq_auto out_sq_qdq 0.0001" \
+	"out_sq_list out_sq_01 0.028" "seed wo_rtn 0.005" >"$work/pairs"
 $PY $CHK quality "$work" "$work/cases" >"$work/q.log" 2>&1
 tally "$work/q.log"
 
@@ -164,6 +168,12 @@ graph st_first "$work/st_first/model.onnx" 'any(len(consumers[n.output[0]]) > 1 
 graph st_noout "$work/st_noout/model.onnx" 'ops["MatMul"] >= 24 and not any(c.op_type == "QuantizeLinear" for n in g.node if n.op_type == "MatMul" for c in consumers[n.output[0]])'
 graph st_first "$work/st_first/model.onnx" 'any(c.op_type == "QuantizeLinear" for n in g.node if n.op_type == "MatMul" for c in consumers[n.output[0]])'
 graph st_trt "$work/st_trt/model.onnx" 'ops["QLinearMatMul"] == 0 and all(inits[n.input[2]].data_type == 3 for n in g.node if n.op_type == "QuantizeLinear" and len(n.input) > 2) and sum(1 for n in g.node if n.op_type == "QuantizeLinear" and n.input[0] in inits) >= 25 and not any(c.op_type == "QuantizeLinear" for n in g.node if n.op_type in ("MatMul", "Add") for c in consumers[n.output[0]])'
+if $PY -c 'import json,sys; s=json.load(open(sys.argv[1]))["passes"][0]["stats"]["inc"]["smooth_quant"]; w=s["alpha_sweep"]; sys.exit(0 if s["alpha"] == 0.5 and [x["alpha"] for x in w] == [0.1, 0.5, 0.9] and min(w, key=lambda x: x["loss"])["alpha"] == 0.5 and all(g["alpha"] == 0.5 for g in s["groups"]) else 1)' "$work/out_sq_list/metrics.json" 2>/dev/null; then
+	ok "out_sq_list: the sweep over [0.1, 0.5, 0.9] keeps 0.5 (lowest summed loss) for every op"
+else bad "out_sq_list: smooth_quant stats $(grep -o '"alpha_sweep": [^]]*' "$work/out_sq_list/metrics.json" | head -c 300)"; fi
+if $PY -c 'import json,sys; s=json.load(open(sys.argv[1]))["passes"][0]["stats"]["inc"]["smooth_quant"]; a=[g["alpha"] for g in s["groups"]]; sys.exit(0 if s["alpha"] == "auto" and len(a) == 12 and len(set(a)) > 1 and all(0.3 - 1e-9 <= x <= 0.7 + 1e-9 for x in a) and all(len(g["auto_alpha"]) == 1 and g["auto_alpha"][0]["loss"] <= g["auto_alpha"][0]["loss_at_0.5"] for g in s["groups"]) else 1)' "$work/out_sq_auto/metrics.json" 2>/dev/null; then
+	ok "out_sq_auto: a per-op alpha in [0.3, 0.7] for the 12 ops, not all equal, each with a loss <= its loss at 0.5"
+else bad "out_sq_auto: smooth_quant stats $(grep -o '"smooth_quant": {[^]]*' "$work/out_sq_auto/metrics.json" | head -c 300)"; fi
 graph out_sq_fold "$work/out_sq_fold/model.onnx" 'sum(1 for n in g.node if n.op_type == "Mul" and "_smooth_mul" in n.name) == 4'
 graph out_sq_qdq "$work/out_sq_qdq/model.onnx" 'sum(1 for n in g.node if n.op_type == "Mul" and "_smooth_mul" in n.name) == 10'
 if $PY -c 'import json,sys; s=json.load(open(sys.argv[1]))["passes"][0]["stats"]["inc"]["smooth_quant"]; f=[x for x in s["groups"] if x["into"] == "LayerNormalization"]; sys.exit(0 if s["alpha"] == 0.3 and len(f) == 4 and all(x["ops"] in (1, 3) for x in f) and max(x["max_scale"] for x in f) > 5 else 1)' "$work/out_sq_fold/metrics.json" 2>/dev/null; then
@@ -280,7 +290,11 @@ bad_cases=(
 "\"type\": \"IncStaticQuantization\"|passes.q.data_config"
 "\"type\": \"IncStaticQuantization\", \"data_config\": \"calib\", \"recipes\": {\"smoothquant\": true}|passes.q.recipes.smoothquant"
 "\"type\": \"IncStaticQuantization\", \"data_config\": \"calib\", \"recipes\": {\"weight_correction\": true}|passes.q.recipes.weight_correction"
-"\"type\": \"IncStaticQuantization\", \"data_config\": \"calib\", \"recipes\": {\"smooth_quant\": true, \"smooth_quant_args\": {\"alpha\": \"auto\"}}|passes.q.recipes.smooth_quant_args.alpha"
+"\"type\": \"IncStaticQuantization\", \"data_config\": \"calib\", \"recipes\": {\"smooth_quant\": true, \"smooth_quant_args\": {\"alpha\": \"fast\"}}|passes.q.recipes.smooth_quant_args.alpha"
+"\"type\": \"IncStaticQuantization\", \"data_config\": \"calib\", \"recipes\": {\"smooth_quant\": true, \"smooth_quant_args\": {\"alpha\": [0.5, 2]}}|passes.q.recipes.smooth_quant_args.alpha"
+"\"type\": \"IncStaticQuantization\", \"data_config\": \"calib\", \"recipes\": {\"smooth_quant\": true, \"smooth_quant_args\": {\"alpha\": 0.5, \"auto_alpha_args\": {}}}|passes.q.recipes.smooth_quant_args.auto_alpha_args"
+"\"type\": \"IncStaticQuantization\", \"data_config\": \"calib\", \"recipes\": {\"smooth_quant\": true, \"smooth_quant_args\": {\"alpha\": \"auto\", \"auto_alpha_args\": {\"attn_method\": \"sum\"}}}|passes.q.recipes.smooth_quant_args.auto_alpha_args"
+"\"type\": \"IncStaticQuantization\", \"data_config\": \"calib\", \"recipes\": {\"smooth_quant\": true, \"smooth_quant_args\": {\"alpha\": \"auto\", \"auto_alpha_args\": {\"alpha_step\": 0}}}|passes.q.recipes.smooth_quant_args.auto_alpha_args"
 "\"type\": \"IncStaticQuantization\", \"data_config\": \"calib\", \"recipes\": {\"smooth_quant\": true, \"smooth_quant_args\": {\"alpha\": 1.5}}|passes.q.recipes.smooth_quant_args.alpha"
 "\"type\": \"IncStaticQuantization\", \"data_config\": \"calib\", \"recipes\": {\"smooth_quant_args\": {\"beta\": 1}}|passes.q.recipes.smooth_quant_args.beta"
 "\"type\": \"IncDynamicQuantization\", \"recipes\": {\"smooth_quant\": true}|passes.q.recipes.smooth_quant"

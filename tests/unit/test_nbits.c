@@ -162,24 +162,54 @@ static void test_gptq_beats_rtn(void)
 		qd_wo_q_free(&qg);
 	}
 	/* AWQ: the calibrated output error of its choice is at most RTN's (alpha 0 is RTN) and,
-	 * with channels of very different scale, lower */
+	 * with channels of very different scale, lower; the clip search lowers it further */
 	{
-		struct qd_wo_q qa2, qr;
-		float *inv = NULL;
-		double alpha = -1, ratio = 2;
+		struct qd_wo_q qr;
 		CHECK(qd_wo_quant_default(W, K, N, 4, 32, true, &qr, &err) == 0);
 		qd_wo_dequant(&qr, Dr);
-		CHECK(qd_wo_quant_awq(W, H, M, K, N, 4, 32, true, &qa2, &inv, &alpha, &ratio, &err) == 0);
-		qd_wo_dequant(&qa2, Dg);
-		if (inv)
-			for (int k = 0; k < K; k++)
-				for (int n = 0; n < N; n++)
-					Dg[k * N + n] *= inv[k];
-		double er = out_err(X, M, K, N, W, Dr), ea2 = out_err(X, M, K, N, W, Dg);
-		CHECKF(alpha > 0 && inv != NULL && ratio < 0.95, "alpha %g ratio %g", alpha, ratio);
-		CHECKF(fabs(ea2 / er - ratio) < 1e-3, "AWQ reported ratio %g, measured %g", ratio, ea2 / er);
-		free(inv);
-		qd_wo_q_free(&qa2);
+		double er = out_err(X, M, K, N, W, Dr), ea[3] = { 0 };
+		struct qd_wo_awq_opts opts[3] = { { true, false }, { true, true }, { false, true } };
+		for (int v = 0; v < 3; v++) {
+			struct qd_wo_q qa2;
+			struct qd_wo_awq_info ai;
+			float *inv = NULL;
+			CHECK(qd_wo_quant_awq(W, H, M, K, N, 4, 32, true, &opts[v], &qa2, &inv, &ai, &err) == 0);
+			qd_wo_dequant(&qa2, Dg);
+			if (inv)
+				for (int k = 0; k < K; k++)
+					for (int n = 0; n < N; n++)
+						Dg[k * N + n] *= inv[k];
+			ea[v] = out_err(X, M, K, N, W, Dg);
+			if (v < 2)
+				CHECKF(ai.alpha > 0 && inv != NULL && ai.loss_ratio < 0.95, "alpha %g ratio %g", ai.alpha,
+				       ai.loss_ratio);
+			else
+				CHECKF(ai.alpha == 0 && inv == NULL, "scale search off: alpha %g", ai.alpha);
+			CHECKF(fabs(ea[v] / er - ai.loss_ratio) < 1e-3, "AWQ reported ratio %g, measured %g",
+			       ai.loss_ratio, ea[v] / er);
+			if (opts[v].mse_search)
+				CHECKF(ai.clipped > 0 && ai.clip_mean < 1.0 && ai.loss_ratio < ai.scale_loss_ratio,
+				       "clip search: %lld blocks clipped, mean %g, loss %g vs %g", (long long)ai.clipped,
+				       ai.clip_mean, ai.loss_ratio, ai.scale_loss_ratio);
+			else
+				CHECKF(ai.clipped == 0 && ai.loss_ratio == ai.scale_loss_ratio, "no clip search: %lld "
+				       "blocks clipped", (long long)ai.clipped);
+			free(inv);
+			qd_wo_q_free(&qa2);
+		}
+		printf("AWQ output error / RTN's: scale search %.4f, scale + clip %.4f, clip alone %.4f\n", ea[0] / er,
+		       ea[1] / er, ea[2] / er);
+		CHECKF(ea[1] < 0.85 * ea[0], "clip search: output error %g vs %g without", ea[1], ea[0]);
+		CHECKF(ea[2] < 0.7 * er, "clip search alone: output error %g vs RTN %g", ea[2], er);
+		/* ratio 1 everywhere is DEFAULT */
+		struct qd_wo_q q1;
+		float *ones = malloc(sizeof(float) * N * (K / 32));
+		for (int i = 0; i < N * (K / 32); i++)
+			ones[i] = 1.0f;
+		CHECK(qd_wo_quant_default_ratio(W, K, N, 4, 32, true, ones, &q1, &err) == 0);
+		CHECK(memcmp(q1.q, qr.q, (size_t)(K * N)) == 0 && memcmp(q1.scale, qr.scale, sizeof(float) * N * (K / 32)) == 0);
+		free(ones);
+		qd_wo_q_free(&q1);
 		qd_wo_q_free(&qr);
 	}
 	/* HQQ: mean |w - dequant| no worse than min/max asymmetric RTN of the same grid */

@@ -42,7 +42,8 @@ cases=(
 "bert_rtn|$BERT|$BHELD|$BCAL|\"type\": \"OnnxBlockWiseRtnQuantization\", \"block_size\": 32|0.984|-|0.27|24"
 "bert_gptq|$BERT|$BHELD|$BCAL|\"type\": \"OnnxMatMul4Quantizer\", \"algorithm\": \"GPTQ\", \"block_size\": 32, \"data_config\": \"calib\"|0.9945|-|0.27|24"
 "bert_gptq_ao|$BERT|$BHELD|$BCAL|\"type\": \"OnnxMatMul4Quantizer\", \"algorithm\": \"GPTQ\", \"block_size\": 32, \"data_config\": \"calib\", \"weight_only_quant_configs\": {\"actorder\": true, \"mse\": true}|0.9945|-|0.27|24"
-"bert_awq|$BERT|$BHELD|$BCAL|\"type\": \"OnnxMatMulNBits\", \"algorithm\": \"AWQ\", \"block_size\": 32, \"data_config\": \"calib\"|0.984|-|0.27|24"
+"bert_awq|$BERT|$BHELD|$BCAL|\"type\": \"OnnxMatMulNBits\", \"algorithm\": \"AWQ\", \"block_size\": 32, \"data_config\": \"calib\"|0.989|-|0.27|24"
+"bert_awq_noclip|$BERT|$BHELD|$BCAL|\"type\": \"OnnxMatMulNBits\", \"algorithm\": \"AWQ\", \"block_size\": 32, \"data_config\": \"calib\", \"weight_only_quant_configs\": {\"enable_mse_search\": false}|0.984|-|0.27|24"
 "bert_hqq|$BERT|$BHELD|$BCAL|\"type\": \"OnnxHqqQuantization\", \"block_size\": 32|0.988|-|0.30|24"
 "bert_rtn_inc|$BERT|$BHELD|$BCAL|\"type\": \"OnnxMatMul4Quantizer\", \"algorithm\": \"RTN\", \"block_size\": 32, \"is_symmetric\": false|0.985|-|0.28|24"
 "bert_rtn8|$BERT|$BHELD|$BCAL|\"type\": \"OnnxBlockWiseRtnQuantization\", \"bits\": 8, \"block_size\": 32|0.99990|-|0.38|24"
@@ -51,7 +52,9 @@ cases=(
 "bert_acc4|$BERT|$BHELD|$BCAL|\"type\": \"OnnxBlockWiseRtnQuantization\", \"block_size\": 32, \"accuracy_level\": 4|0.98|-|0.27|24"
 "gpt_rtn|$GPT|$GHELD|$GCAL|\"type\": \"OnnxBlockWiseRtnQuantization\", \"block_size\": 32|0.930|0.42|0.23|17"
 "gpt_gptq|$GPT|$GHELD|$GCAL|\"type\": \"OnnxMatMul4Quantizer\", \"algorithm\": \"GPTQ\", \"block_size\": 32, \"data_config\": \"calib\"|0.960|0.54|0.23|17"
-"gpt_awq|$GPT|$GHELD|$GCAL|\"type\": \"OnnxMatMulNBits\", \"algorithm\": \"AWQ\", \"block_size\": 32, \"data_config\": \"calib\"|0.93|0.42|0.23|17"
+"gpt_awq|$GPT|$GHELD|$GCAL|\"type\": \"OnnxMatMulNBits\", \"algorithm\": \"AWQ\", \"block_size\": 32, \"data_config\": \"calib\"|0.951|0.52|0.23|17"
+"gpt_awq_noclip|$GPT|$GHELD|$GCAL|\"type\": \"OnnxMatMulNBits\", \"algorithm\": \"AWQ\", \"block_size\": 32, \"data_config\": \"calib\", \"weight_only_quant_configs\": {\"enable_mse_search\": false}|0.93|0.42|0.23|17"
+"gpt_awq_cliponly|$GPT|$GHELD|$GCAL|$WO: 32, \"scheme\": \"sym\", \"algorithm\": \"AWQ\"}, \"recipes\": {\"awq_args\": {\"enable_auto_scale\": false}}|0.946|0.45|0.23|17"
 "gpt_hqq|$GPT|$GHELD|$GCAL|\"type\": \"OnnxHqqQuantization\", \"block_size\": 32|0.940|0.45|0.26|17"
 "gpt_rtn8|$GPT|$GHELD|$GCAL|\"type\": \"OnnxBlockWiseRtnQuantization\", \"bits\": 8, \"block_size\": 32|0.9995|0.95|0.34|17"
 "gpt_gather|$GPT|$GHELD|$GCAL|\"type\": \"OnnxMatMul4Quantizer\", \"block_size\": 32, \"op_types_to_quantize\": [\"MatMul\", \"Gather\"]|0.920|0.39|0.17|17/2"
@@ -59,7 +62,7 @@ cases=(
 "odd_rtn_pc|$ODD|$OHELD|$OCAL|$WO: -1, \"scheme\": \"sym\", \"algorithm\": \"RTN\"}|0.957|-|0.21|3"
 "odd_rtn_asym_pc|$ODD|$OHELD|$OCAL|$WO: -1, \"scheme\": \"asym\", \"algorithm\": \"RTN\"}|0.968|-|0.21|3"
 "odd_gptq_pc|$ODD|$OHELD|$OCAL|$WO: -1, \"scheme\": \"sym\", \"algorithm\": \"GPTQ\"}|0.970|-|0.21|3"
-"odd_awq_pc|$ODD|$OHELD|$OCAL|$WO: -1, \"scheme\": \"sym\", \"algorithm\": \"AWQ\"}|0.974|-|0.22|3"
+"odd_awq_pc|$ODD|$OHELD|$OCAL|$WO: -1, \"scheme\": \"sym\", \"algorithm\": \"AWQ\"}|0.978|-|0.22|3"
 "odd_hqq_pc|$ODD|$OHELD|$OCAL|$WO: -1, \"algorithm\": \"HQQ\"}|0.968|-|0.22|3"
 "bert_rtn_pc|$BERT|$BHELD|$BCAL|$WO: -1, \"scheme\": \"sym\", \"algorithm\": \"RTN\"}|0.982|-|0.49|21"
 "bert_gptq_pc|$BERT|$BHELD|$BCAL|$WO: -1, \"scheme\": \"sym\", \"algorithm\": \"GPTQ\"}|0.993|-|0.49|21"
@@ -106,8 +109,9 @@ fi
 printf '%s\n' "bert_rtn $BERT 4 32 sym" "bert_pack_asym $BERT 4 64 asym" "bert_rtn8 $BERT 8 32 sym" \
 	"gpt_gather $GPT 4 32 sym" "gpt_gather_asym $GPT 4 64 asym" "gpt_gather8 $GPT 8 32 asym" \
 	"odd_rtn_pc $ODD 4 -1 sym rtn" >"$work/packs"
-printf '%s\n' "bert_gptq bert_rtn 0.005" "gpt_gptq gpt_rtn 0.01" "bert_gptq_ao bert_rtn 0.005" "gpt_awq gpt_rtn 0.003" \
-	"bert_gptq_pc bert_rtn_pc 0.008" "odd_gptq_pc odd_rtn_pc 0.01" "odd_awq_pc odd_rtn_pc 0.015" >"$work/pairs"
+printf '%s\n' "bert_gptq bert_rtn 0.005" "gpt_gptq gpt_rtn 0.01" "bert_gptq_ao bert_rtn 0.005" "gpt_awq gpt_rtn 0.015" "gpt_awq gpt_awq_noclip 0.010" "bert_awq bert_awq_noclip 0.004" "bert_awq bert_rtn 0.003" \
+	"gpt_awq_cliponly gpt_rtn 0.012" "gpt_awq_noclip gpt_rtn 0.003" \
+	"bert_gptq_pc bert_rtn_pc 0.008" "odd_gptq_pc odd_rtn_pc 0.01" "odd_awq_pc odd_rtn_pc 0.019" >"$work/pairs"
 $PY tests/weightonly/check.py "$work" "$work/cases" | tee "$work/check.log" | grep -v '^weightonly-check:'
 read -r p f < <(sed -nE 's/^weightonly-check: ([0-9]+) passed, ([0-9]+) failed.*/\1 \2/p' "$work/check.log")
 pass=$((pass + ${p:-0})); fail=$((fail + ${f:-1}))
