@@ -90,6 +90,9 @@ cases=(
 "out_sq_auto|out|\"type\": \"IncStaticQuantization\", \"data_config\": \"calib\", \"quant_format\": \"QDQ\", \"recipes\": {\"smooth_quant\": true, \"smooth_quant_args\": {\"alpha\": \"auto\"}}|cosine|0.9715"
 "out_sq_list|out|\"type\": \"IncStaticQuantization\", \"data_config\": \"calib\", \"quant_format\": \"QDQ\", \"recipes\": {\"smooth_quant\": true, \"smooth_quant_args\": {\"alpha\": [0.1, 0.5, 0.9]}}|cosine|0.9713"
 "out_sq_01|out|\"type\": \"IncStaticQuantization\", \"data_config\": \"calib\", \"quant_format\": \"QDQ\", \"recipes\": {\"smooth_quant\": true, \"smooth_quant_args\": {\"alpha\": 0.1}}|cosine|0.940"
+"ort_out_nosq|out|\"type\": \"OnnxStaticQuantization\", \"data_config\": \"calib\", \"quant_format\": \"QDQ\", \"activation_type\": \"uint8\", \"calibration_sampling_size\": 100|cosine|0.916"
+"ort_out_sq|out|\"type\": \"OnnxStaticQuantization\", \"data_config\": \"calib\", \"quant_format\": \"QDQ\", \"activation_type\": \"uint8\", \"calibration_sampling_size\": 100, \"extra_options\": {\"SmoothQuant\": true}|cosine|0.9713"
+"ort_out_sq_a3|out|\"type\": \"OnnxStaticQuantization\", \"data_config\": \"calib\", \"quant_format\": \"QDQ\", \"activation_type\": \"uint8\", \"calibration_sampling_size\": 100, \"extra_options\": {\"SmoothQuant\": true, \"SmoothQuantAlpha\": 0.3, \"SmoothQuantFolding\": false}|cosine|0.9705"
 )
 SEED='"type": "IncStaticQuantization",
     "approach": "weight_only",
@@ -131,7 +134,7 @@ done
 for mk in bert cls out; do echo "${MOD[$mk]} ${HELD[$mk]} $work/f_$mk.npz" >>"$work/ortlist"; done
 node tests/qops/ort_infer.js --batch "$work/ortlist" 2>&1 | head -20
 printf '%s\n' "out_sq_qop out_nosq_qop 0.045" "out_sq_qdq out_nosq_qdq 0.048" "out_sq_auto out_sq_qdq 0.0001" \
-	"out_sq_list out_sq_01 0.028" "seed wo_rtn 0.005" >"$work/pairs"
+	"out_sq_list out_sq_01 0.028" "ort_out_sq ort_out_nosq 0.05" "ort_out_sq_a3 ort_out_nosq 0.05" "seed wo_rtn 0.005" >"$work/pairs"
 $PY $CHK quality "$work" "$work/cases" >"$work/q.log" 2>&1
 tally "$work/q.log"
 
@@ -174,6 +177,14 @@ else bad "out_sq_list: smooth_quant stats $(grep -o '"alpha_sweep": [^]]*' "$wor
 if $PY -c 'import json,sys; s=json.load(open(sys.argv[1]))["passes"][0]["stats"]["inc"]["smooth_quant"]; a=[g["alpha"] for g in s["groups"]]; sys.exit(0 if s["alpha"] == "auto" and len(a) == 12 and len(set(a)) > 1 and all(0.3 - 1e-9 <= x <= 0.7 + 1e-9 for x in a) and all(len(g["auto_alpha"]) == 1 and g["auto_alpha"][0]["loss"] <= g["auto_alpha"][0]["loss_at_0.5"] for g in s["groups"]) else 1)' "$work/out_sq_auto/metrics.json" 2>/dev/null; then
 	ok "out_sq_auto: a per-op alpha in [0.3, 0.7] for the 12 ops, not all equal, each with a loss <= its loss at 0.5"
 else bad "out_sq_auto: smooth_quant stats $(grep -o '"smooth_quant": {[^]]*' "$work/out_sq_auto/metrics.json" | head -c 300)"; fi
+# OnnxStaticQuantization's SmoothQuant extra options run inc.c's SmoothQuant: its Mul nodes stay float
+# (their 1/s input is the float initializer itself; their output is quantized for the MatMul)
+graph ort_out_sq "$work/ort_out_sq/model.onnx" 'sum(1 for n in g.node if n.op_type == "Mul" and "_smooth_mul" in n.name) == 10 and all(c.op_type == "QuantizeLinear" for n in g.node if "_smooth_mul" in n.name for c in consumers[n.output[0]]) and all(n.input[1] in inits for n in g.node if "_smooth_mul" in n.name)'
+graph ort_out_sq_a3 "$work/ort_out_sq_a3/model.onnx" 'sum(1 for n in g.node if n.op_type == "Mul" and "_smooth_mul" in n.name) == 12 and ops["LayerNormalization"] == 4'
+graph ort_out_nosq "$work/ort_out_nosq/model.onnx" 'not any("_smooth" in n.name for n in g.node)'
+if $PY -c 'import json,sys; s=json.load(open(sys.argv[1]))["passes"][0]["stats"]["smooth_quant"]; t=json.load(open(sys.argv[2]))["passes"][0]["stats"]["smooth_quant"]; sys.exit(0 if s["alpha"] == 0.5 and s["folding"] and t["alpha"] == 0.3 and not t["folding"] and all(g["into"] == "Mul" for g in t["groups"]) else 1)' "$work/ort_out_sq/metrics.json" "$work/ort_out_sq_a3/metrics.json" 2>/dev/null; then
+	ok "ort_out_sq: ORT's defaults (alpha 0.5, folding true); SmoothQuantAlpha 0.3 / SmoothQuantFolding false reach it (no scale folded)"
+else bad "ort_out_sq: smooth_quant stats $(grep -o '"smooth_quant": {[^]]*' "$work/ort_out_sq_a3/metrics.json" | head -c 300)"; fi
 graph out_sq_fold "$work/out_sq_fold/model.onnx" 'sum(1 for n in g.node if n.op_type == "Mul" and "_smooth_mul" in n.name) == 4'
 graph out_sq_qdq "$work/out_sq_qdq/model.onnx" 'sum(1 for n in g.node if n.op_type == "Mul" and "_smooth_mul" in n.name) == 10'
 if $PY -c 'import json,sys; s=json.load(open(sys.argv[1]))["passes"][0]["stats"]["inc"]["smooth_quant"]; f=[x for x in s["groups"] if x["into"] == "LayerNormalization"]; sys.exit(0 if s["alpha"] == 0.3 and len(f) == 4 and all(x["ops"] in (1, 3) for x in f) and max(x["max_scale"] for x in f) > 5 else 1)' "$work/out_sq_fold/metrics.json" 2>/dev/null; then
@@ -321,6 +332,10 @@ bad_cases=(
 "\"type\": \"IncDynamicQuantization\", \"data_config\": \"calib\"|passes.q.data_config"
 "\"type\": \"IncStaticQuantization\", \"data_config\": \"calib\", \"all_tensors_to_one_file\": false|passes.q.all_tensors_to_one_file"
 "\"type\": \"IncQuantization\", \"approach\": \"weight_only\", \"weight_only_config\": {\"group_size\": 32}, \"op_type_dict\": {\"Conv\": {\"weight\": {\"bits\": 4}}}|passes.q.op_type_dict.Conv"
+"\"type\": \"OnnxStaticQuantization\", \"data_config\": \"calib\", \"extra_options\": {\"SmoothQuant\": true, \"SmoothQuantAlpha\": 1.5}|passes.q.extra_options.SmoothQuantAlpha"
+"\"type\": \"OnnxStaticQuantization\", \"data_config\": \"calib\", \"extra_options\": {\"SmoothQuant\": true, \"SmoothQuantAlpha\": \"auto\"}|passes.q.extra_options.SmoothQuantAlpha"
+"\"type\": \"OnnxStaticQuantization\", \"data_config\": \"calib\", \"extra_options\": {\"SmoothQuant\": \"yes\"}|passes.q.extra_options.SmoothQuant"
+"\"type\": \"OnnxStaticQuantization\", \"data_config\": \"calib\", \"extra_options\": {\"SmoothQuantFolding\": 1}|passes.q.extra_options.SmoothQuantFolding"
 )
 for c in "${bad_cases[@]}"; do
 	cfg=${c%|*} field=${c##*|}

@@ -40,8 +40,11 @@ static void test_validate(void)
 	CHECK_STR(err.field, "passes.q.activation_type");
 	CHECK_EQ_INT(validate("{\"data_configs\": {\"calib\": {\"dataset\": \"x.npz\"}}, \"passes\": {\"q\": "
 			      "{\"type\": \"OnnxStaticQuantization\", \"data_config\": \"calib\", "
-			      "\"extra_options\": {\"SmoothQuant\": true}}}}", &err), -QD_EUNSUPPORTED);
-	CHECK_STR(err.field, "passes.q.extra_options.SmoothQuant");
+			      "\"extra_options\": {\"SmoothQuant\": true}}}}", &err), 0);   /* implemented */
+	CHECK_EQ_INT(validate("{\"data_configs\": {\"calib\": {\"dataset\": \"x.npz\"}}, \"passes\": {\"q\": "
+			      "{\"type\": \"OnnxStaticQuantization\", \"data_config\": \"calib\", "
+			      "\"extra_options\": {\"SmoothQuant\": true, \"SmoothQuantAlpha\": 2}}}}", &err), -QD_EINVAL);
+	CHECK_STR(err.field, "passes.q.extra_options.SmoothQuantAlpha");
 	CHECK_EQ_INT(validate("{\"passes\": {\"q\": {\"type\": \"IncQuantization\"}}}", &err), -QD_EINVAL);
 	CHECK_STR(err.field, "passes.q.data_config");   /* approach static needs calibration data */
 	CHECK_EQ_INT(validate("{\"passes\": {\"q\": {\"type\": \"OnnxDynamicQuantization\", \"bogus\": 1}}}", &err),
