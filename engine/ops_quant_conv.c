@@ -419,6 +419,30 @@ struct qconv_job {
 	int rc;
 };
 
+/* tk[3 t .. 3 t + 2] = the input offsets k0 * dil0, k1 * dil1, k2 * dil2 of tap t. */
+static void qconv_tap_offsets(const struct qconv_geom *g, int64_t *tk)
+{
+	for (int64_t k0 = 0, t = 0; k0 < g->k[0]; k0++)
+		for (int64_t k1 = 0; k1 < g->k[1]; k1++)
+			for (int64_t k2 = 0; k2 < g->k[2]; k2++, t++) {
+				tk[3 * t] = k0 * g->dil[0];
+				tk[3 * t + 1] = k1 * g->dil[1];
+				tk[3 * t + 2] = k2 * g->dil[2];
+			}
+}
+
+/* The output pixel after (o0, o1, o2), in row-major order. */
+static inline void qconv_next_pixel(const struct qconv_geom *g, int64_t *o0, int64_t *o1, int64_t *o2)
+{
+	if (++*o2 == g->out[2]) {
+		*o2 = 0;
+		if (++*o1 == g->out[1]) {
+			*o1 = 0;
+			++*o0;
+		}
+	}
+}
+
 /* colT rows for pixels [p0, p0 + np) of one image / group: per tap, the Cg channel bytes
  * of the channels-last input xg (row stride C), or the pad byte outside the input. */
 QCONV_CLONES __attribute__((optimize("O3")))
@@ -443,13 +467,7 @@ static void im2col_t_u8(const struct qconv_geom *g, const uint8_t *xg, int64_t C
 			else
 				memcpy(row, src, (size_t)Cg);
 		}
-		if (++o2 == g->out[2]) {
-			o2 = 0;
-			if (++o1 == g->out[1]) {
-				o1 = 0;
-				o0++;
-			}
-		}
+		qconv_next_pixel(g, &o0, &o1, &o2);
 	}
 }
 
@@ -524,13 +542,7 @@ static int qconv_pixmajor(struct qd_ctx *c, const struct qconv_geom *g, const st
 		free(xt);
 		return qd_ctx_fail(c, QD_ENOMEM, "out of memory");
 	}
-	for (int64_t k0 = 0, t = 0; k0 < g->k[0]; k0++)
-		for (int64_t k1 = 0; k1 < g->k[1]; k1++)
-			for (int64_t k2 = 0; k2 < g->k[2]; k2++, t++) {
-				tk[3 * t] = k0 * g->dil[0];
-				tk[3 * t + 1] = k1 * g->dil[1];
-				tk[3 * t + 2] = k2 * g->dil[2];
-			}
+	qconv_tap_offsets(g, tk);
 	bool direct = g->ksize == 1;
 	for (int i = 0; i < 3; i++)
 		direct = direct && g->stride[i] == 1 && g->pad_b[i] == 0 && g->out[i] == g->in[i];
@@ -610,13 +622,7 @@ static void dwl_tile(const struct dwl_job *j, int64_t img, int64_t p0, int64_t n
 				for (int64_t c = 0; c < C; c++)
 					a[c] += ((int32_t)xr[c] - xz) * wr[c];
 		}
-		if (++o2 == g->out[2]) {
-			o2 = 0;
-			if (++o1 == g->out[1]) {
-				o1 = 0;
-				o0++;
-			}
-		}
+		qconv_next_pixel(g, &o0, &o1, &o2);
 	}
 }
 
@@ -666,13 +672,7 @@ static int qconv_depthwise_cl(struct qd_ctx *c, const struct qconv_geom *g, cons
 		for (int64_t t = 0; t < ks; t++)
 			wk[t * C + m] = (ws ? ((const int8_t *)w->data)[m * ks + t] : ((const uint8_t *)w->data)[m * ks + t]) -
 					wz[wz_per ? m : 0];
-	for (int64_t k0 = 0, t = 0; k0 < g->k[0]; k0++)
-		for (int64_t k1 = 0; k1 < g->k[1]; k1++)
-			for (int64_t k2 = 0; k2 < g->k[2]; k2++, t++) {
-				tk[3 * t] = k0 * g->dil[0];
-				tk[3 * t + 1] = k1 * g->dil[1];
-				tk[3 * t + 2] = k2 * g->dil[2];
-			}
+	qconv_tap_offsets(g, tk);
 	qconv_to_channels_last(x->data, g->N, C, g->isize, xt);
 	/* tiles of about 32 KiB of int32 sums, 16 to 512 pixels */
 	int64_t tp = QD_MAX((int64_t)16, QD_MIN((int64_t)512, (8192 / C) & ~(int64_t)15));
