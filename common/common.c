@@ -411,21 +411,3 @@ void qd_proc_limits(long long mem_mb, long long out_mb, bool no_core, char *why,
 	}
 #undef QD_WHY
 }
-
-void qd_run_jobs(void *(*fn)(void *), void *jobs, size_t job_size, int n)
-{
-	pthread_t tid[64];
-	bool started[64] = { false };
-	char *j = jobs;
-	if (n > 64) n = 64;
-	for (int t = 1; t < n; t++)
-		started[t] = pthread_create(&tid[t], NULL, fn, j + (size_t)t * job_size) == 0;
-	for (int t = 1; t < n; t++)
-		if (!started[t])
-			fn(j + (size_t)t * job_size);
-	if (n > 0)
-		fn(j);
-	for (int t = 1; t < n; t++)
-		if (started[t])
-			pthread_join(tid[t], NULL);
-}

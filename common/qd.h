@@ -105,9 +105,29 @@ void qd_make_id(const char *prefix, char out[64]);
 #define QD_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define QD_MAX(a, b) ((a) > (b) ? (a) : (b))
 
-/* Run fn on jobs[0..n) (each job_size bytes): jobs 1..n-1 on threads of their own, job 0
- * on the calling thread, a job whose thread cannot start on the calling thread too;
- * returns when every job is done (common/common.c; the engine's threaded kernels). */
+/* Persistent worker pool (common/tpool.c, DESIGN comment there): threads - 1 workers,
+ * started at the first dispatch, blocking (futex) when idle, joined by qd_tpool_free;
+ * safe across fork (a child starts new workers). */
+struct qd_tpool;
+struct qd_tpool *qd_tpool_new(int threads);   /* new (NULL: out of memory); caller included */
+void qd_tpool_free(struct qd_tpool *p);
+int qd_tpool_threads(const struct qd_tpool *p); /* 1 for NULL */
+/* Runs fn(ctx, i) for i in [0, n), tasks claimed one by one by the caller and the
+ * workers; returns when all are done. Called from inside a task (or while another
+ * dispatch of p is in progress) it runs the tasks on the calling thread, in order. */
+void qd_tpool_run(struct qd_tpool *p, void (*fn)(void *ctx, int64_t i), void *ctx, int64_t n);
+/* The calling thread's current pool (borrow), used by qd_run_jobs and qd_parallel_for;
+ * set returns the previous one (the engine sets its pool for the length of a run). */
+struct qd_tpool *qd_tpool_set_current(struct qd_tpool *p);
+struct qd_tpool *qd_tpool_current(void);
+
+/* Run fn on jobs[0..n) (each job_size bytes) and return when every job is done: on the
+ * current pool when there is one with more than one thread, else jobs 1..n-1 on threads
+ * started for the call (job 0, and a job whose thread cannot start, on the caller). */
 void qd_run_jobs(void *(*fn)(void *), void *jobs, size_t job_size, int n);
+/* fn(ctx, lo, hi) over [0, n) in chunks of at least `grain` items, on the current pool
+ * (one call fn(ctx, 0, n) without one, or when n < 2 * grain). For kernels whose every
+ * item is computed independently of the split, so results do not depend on threads. */
+void qd_parallel_for(int64_t n, int64_t grain, void (*fn)(void *ctx, int64_t lo, int64_t hi), void *ctx);
 
 #endif

@@ -869,6 +869,11 @@ int qd_engine_load(const struct qd_model *m, const struct qd_engine_opts *opts,
 	e->pool = calloc(POOL_MAX, sizeof(*e->pool));
 	if (!e->pool) { free(e); return qd_err_set(err, QD_ENOMEM, "", "out of memory"); }
 	qd_engine_opts_resolve(opts, &e->opts);
+	if (e->opts.threads > 1 && !(e->workers = qd_tpool_new(e->opts.threads))) {
+		free(e->pool);
+		free(e);
+		return qd_err_set(err, QD_ENOMEM, "", "out of memory");
+	}
 	struct loader L = { e, err };
 	int rc = compile_graph(&L, m->proto->graph, NULL, NULL, &e->main, NULL, NULL);
 	if (!rc) rc = index_inputs(e, err);
@@ -886,6 +891,7 @@ void qd_engine_free(struct qd_engine *e)
 	free(e->in_vi);
 	free(e->in_sorted);
 	egraph_free(e->main);
+	qd_tpool_free(e->workers);
 	pool_free(e);
 	free(e->pool);
 	free(e->scratch);
@@ -1141,6 +1147,7 @@ int qd_engine_run(struct qd_engine *e, const struct qd_tensor *inputs, size_t n_
 	e->t_start = qd_now_mono();
 	e->deadline = e->opts.max_seconds > 0 ? e->t_start + e->opts.max_seconds : 0;
 	qd_blas_threads_begin(e->opts.threads);
+	struct qd_tpool *prev_pool = qd_tpool_set_current(e->workers);
 	/* bind inputs */
 	for (size_t i = 0; i < n_in; i++) {
 		const char *nm = inputs[i].name ? inputs[i].name : "";
@@ -1195,6 +1202,7 @@ int qd_engine_run(struct qd_engine *e, const struct qd_tensor *inputs, size_t n_
 	*n_out = g->n_outputs;
 out:
 	clear_owned(e, g);
+	qd_tpool_set_current(prev_pool);
 	qd_blas_threads_end(e->opts.threads);
 	return rc;
 }

@@ -215,6 +215,7 @@ struct qd_engine {
 	size_t held_bytes;           /* held by kernels outside slots (Loop scan outputs) */
 	double prof_time[QD_OP__COUNT];
 	long prof_count[QD_OP__COUNT];
+	struct qd_tpool *workers;    /* opts.threads > 1: the run's thread pool (common/tpool.c) */
 };
 
 /* Kernel context for one node execution. */
@@ -339,6 +340,11 @@ typedef void (*qd_bcast_fn)(void *ud, int64_t oofs, const int64_t *iofs, const i
 			    int64_t count);
 void qd_broadcast_for(int nin, int ndim, const int64_t *odims, int64_t (*istrides)[QD_MAX_DIMS],
 		      qd_bcast_fn fn, void *ud);
+/* The same with the output split into ranges over the current thread pool (common/tpool.c)
+ * from 2^16 elements: for fns that only write their own output run (elementwise ops, not
+ * reductions). Each element gets the same operations, so results do not depend on threads. */
+void qd_broadcast_for_mt(int nin, int ndim, const int64_t *odims, int64_t (*istrides)[QD_MAX_DIMS],
+			 qd_bcast_fn fn, void *ud);
 
 /* ---- GEMM (row-major): C = alpha * op(A) op(B) + beta * C ---- */
 void qd_gemm_f32(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,

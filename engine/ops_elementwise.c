@@ -163,10 +163,10 @@ static int binary_into(struct qd_ctx *c, enum bin_op op, const struct qd_tensor 
 	qd_broadcast_strides(b->ndim, b->dims, nd, od, st[1]);
 	if (op == B_POW && (a->dtype != b->dtype || qd_dtype_is_int(a->dtype))) {
 		struct pow_run r = { a, b, o };
-		qd_broadcast_for(2, nd, od, st, pow_mixed_fn, &r);
+		qd_broadcast_for_mt(2, nd, od, st, pow_mixed_fn, &r);
 	} else {
 		struct bin_run r = { op, a, b, o };
-		qd_broadcast_for(2, nd, od, st, bin_run_fn, &r);
+		qd_broadcast_for_mt(2, nd, od, st, bin_run_fn, &r);
 	}
 	if (dst) { qd_tensor_release(dst); *dst = tmp; }
 	return 0;
@@ -286,7 +286,7 @@ int qd_op_where(struct qd_ctx *c)
 	qd_broadcast_strides(x->ndim, x->dims, nd, od, st[1]);
 	qd_broadcast_strides(y->ndim, y->dims, nd, od, st[2]);
 	struct where_run r = { cd, x, y, o, qd_dtype_size(x->dtype) };
-	qd_broadcast_for(3, nd, od, st, where_fn, &r);
+	qd_broadcast_for_mt(3, nd, od, st, where_fn, &r);
 	return 0;
 }
 
@@ -455,6 +455,17 @@ void qd_gelu_f32_ref(const struct qd_epi_step *s, const float *X, float *O, int6
 	}
 }
 
+/* The float unary loops over a range of elements (threads split the tensor, each element
+ * computed as in one call). */
+struct un_mt { enum un_op op; const float *X; float *O; struct un_par p; const struct qd_epi_step *gelu; };
+
+static void unary_f32_chunk(void *ctx, int64_t lo, int64_t hi)
+{
+	const struct un_mt *u = ctx;
+	if (u->gelu) qd_gelu_f32(u->gelu, u->X + lo, u->O + lo, hi - lo);
+	else unary_f32(u->op, u->X + lo, u->O + lo, hi - lo, u->p);
+}
+
 static int unary(struct qd_ctx *c, enum un_op op, struct un_par p)
 {
 	const struct qd_tensor *x = qd_ctx_in(c, 0);
@@ -463,12 +474,11 @@ static int unary(struct qd_ctx *c, enum un_op op, struct un_par p)
 	if (!o) return -c->err->code;
 	int64_t n = qd_tensor_count(x);
 	switch (x->dtype) {
-	case QD_DT_FLOAT:
-		if (op == U_ERF && c->n->epi.n)
-			qd_gelu_f32(&c->n->epi.s[0], x->data, o->data, n);
-		else
-			unary_f32(op, x->data, o->data, n, p);
+	case QD_DT_FLOAT: {
+		struct un_mt u = { op, x->data, o->data, p, op == U_ERF && c->n->epi.n ? &c->n->epi.s[0] : NULL };
+		qd_parallel_for(n, 1 << 15, unary_f32_chunk, &u);
 		break;
+	}
 	case QD_DT_DOUBLE: {
 		const double *X = x->data;
 		double *O = o->data;

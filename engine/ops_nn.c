@@ -507,6 +507,48 @@ void qd_layer_norm_row_f32_ref(const float *X, float *Y, int64_t n, const float 
 	*inv = fi;
 }
 
+/* LayerNormalization rows [lo, hi) (rows are split over threads; each row is computed
+ * as in one call, so results do not depend on threads). */
+struct ln_rows {
+	const struct qd_tensor *x, *s, *b;
+	struct qd_tensor *y, *mt, *it;
+	int64_t inner, ns, nb;
+	float eps;
+	bool f32;
+};
+
+static void ln_rows(void *ctx, int64_t lo, int64_t hi)
+{
+	const struct ln_rows *L = ctx;
+	const struct qd_tensor *x = L->x, *s = L->s, *b = L->b;
+	struct qd_tensor *y = L->y, *mt = L->mt, *it = L->it;
+	int64_t inner = L->inner, ns = L->ns, nb = L->nb;
+	float eps = L->eps;
+	bool f32 = L->f32;
+	for (int64_t r = lo; r < hi; r++) {
+		int64_t o = r * inner;
+		float fm, fi;
+		if (f32) {
+			qd_layer_norm_row_f32((const float *)x->data + o, (float *)y->data + o, inner, s->data, ns,
+					      b ? b->data : NULL, nb, eps, &fm, &fi);
+		} else {
+			double mu = 0, var = 0;
+			for (int64_t i = 0; i < inner; i++) mu += qd_tensor_get_f64(x, o + i);
+			mu /= inner;
+			for (int64_t i = 0; i < inner; i++) { double d = qd_tensor_get_f64(x, o + i) - mu; var += d * d; }
+			var /= inner;
+			double inv = 1.0 / sqrt(var + (double)eps);
+			for (int64_t i = 0; i < inner; i++)
+				qd_tensor_set_f64(y, o + i, (qd_tensor_get_f64(x, o + i) - mu) * inv *
+					qd_tensor_get_f64(s, ns == 1 ? 0 : i) + (b ? qd_tensor_get_f64(b, nb == 1 ? 0 : i) : 0));
+			fm = (float)mu;
+			fi = (float)inv;
+		}
+		if (mt) ((float *)mt->data)[r] = fm;
+		if (it) ((float *)it->data)[r] = fi;
+	}
+}
+
 int qd_op_layer_norm(struct qd_ctx *c)
 {
 	const struct qd_tensor *x = qd_ctx_in(c, 0), *s = qd_ctx_in(c, 1);
@@ -529,29 +571,9 @@ int qd_op_layer_norm(struct qd_ctx *c)
 	struct qd_tensor *mt = NULL, *it = NULL;
 	if (qd_ctx_wants(c, 1) && !(mt = qd_ctx_out(c, 1, QD_DT_FLOAT, x->ndim, md))) return -c->err->code;
 	if (qd_ctx_wants(c, 2) && !(it = qd_ctx_out(c, 2, QD_DT_FLOAT, x->ndim, md))) return -c->err->code;
-	bool f32 = x->dtype == QD_DT_FLOAT && s->dtype == QD_DT_FLOAT && (!b || b->dtype == QD_DT_FLOAT);
-	for (int64_t r = 0; r < outer; r++) {
-		int64_t o = r * inner;
-		float fm, fi;
-		if (f32) {
-			qd_layer_norm_row_f32((const float *)x->data + o, (float *)y->data + o, inner, s->data, ns,
-					      b ? b->data : NULL, nb, eps, &fm, &fi);
-		} else {
-			double mu = 0, var = 0;
-			for (int64_t i = 0; i < inner; i++) mu += qd_tensor_get_f64(x, o + i);
-			mu /= inner;
-			for (int64_t i = 0; i < inner; i++) { double d = qd_tensor_get_f64(x, o + i) - mu; var += d * d; }
-			var /= inner;
-			double inv = 1.0 / sqrt(var + (double)eps);
-			for (int64_t i = 0; i < inner; i++)
-				qd_tensor_set_f64(y, o + i, (qd_tensor_get_f64(x, o + i) - mu) * inv *
-					qd_tensor_get_f64(s, ns == 1 ? 0 : i) + (b ? qd_tensor_get_f64(b, nb == 1 ? 0 : i) : 0));
-			fm = (float)mu;
-			fi = (float)inv;
-		}
-		if (mt) ((float *)mt->data)[r] = fm;
-		if (it) ((float *)it->data)[r] = fi;
-	}
+	struct ln_rows L = { x, s, b, y, mt, it, inner, ns, nb, eps,
+			     x->dtype == QD_DT_FLOAT && s->dtype == QD_DT_FLOAT && (!b || b->dtype == QD_DT_FLOAT) };
+	qd_parallel_for(outer, QD_MAX((int64_t)1, (1 << 14) / QD_MAX(inner, (int64_t)1)), ln_rows, &L);
 	return 0;
 }
 
@@ -594,6 +616,49 @@ void qd_softmax_row_f32_ref(const float *X, float *Y, int64_t n, bool log_sm)
 
 /* Before opset 13: input coerced to 2-D [prod(dims[:axis]), prod(dims[axis:])] (default
  * axis 1). From 13: along one axis (default -1). */
+/* Softmax lanes [lo, hi) of outer * inner (split over threads; each lane computed as in
+ * one call, so results do not depend on threads). */
+struct sm_lanes { const struct qd_tensor *x; struct qd_tensor *y; enum sm_kind kind; int64_t len, inner; };
+
+static void sm_lanes(void *ctx, int64_t lo, int64_t hi)
+{
+	const struct sm_lanes *S = ctx;
+	const struct qd_tensor *x = S->x;
+	struct qd_tensor *y = S->y;
+	enum sm_kind kind = S->kind;
+	int64_t len = S->len, inner = S->inner;
+	for (int64_t lane = lo; lane < hi; lane++) {
+		int64_t o = lane / inner, in = lane % inner, base = o * len * inner + in;
+		if (x->dtype == QD_DT_FLOAT && inner == 1) {
+			const float *X = (const float *)x->data + base;
+			float *Y = (float *)y->data + base;
+			if (kind == SM_HARD) {
+				float mx = -INFINITY;
+				int64_t am = 0;
+				for (int64_t i = 0; i < len; i++) if (X[i] > mx) { mx = X[i]; am = i; }
+				for (int64_t i = 0; i < len; i++) Y[i] = i == am;
+				continue;
+			}
+			qd_softmax_row_f32(X, Y, len, kind == SM_LOG);
+			continue;
+		}
+		double mx = -INFINITY, s = 0;
+		int64_t am = 0;
+		for (int64_t i = 0; i < len; i++) {
+			double v = qd_tensor_get_f64(x, base + i * inner);
+			if (v > mx) { mx = v; am = i; }
+		}
+		for (int64_t i = 0; i < len; i++) s += exp(qd_tensor_get_f64(x, base + i * inner) - mx);
+		for (int64_t i = 0; i < len; i++) {
+			double v = qd_tensor_get_f64(x, base + i * inner), r;
+			if (kind == SM_HARD) r = i == am;
+			else if (kind == SM_SOFT) r = exp(v - mx) / s;
+			else r = v - mx - log(s);
+			qd_tensor_set_f64(y, base + i * inner, r);
+		}
+	}
+}
+
 static int softmax(struct qd_ctx *c, enum sm_kind kind)
 {
 	const struct qd_tensor *x = qd_ctx_in(c, 0);
@@ -615,37 +680,8 @@ static int softmax(struct qd_ctx *c, enum sm_kind kind)
 		inner = 1;
 	}
 	if (len == 0 || outer == 0 || inner == 0) return 0;
-	for (int64_t o = 0; o < outer; o++)
-		for (int64_t in = 0; in < inner; in++) {
-			int64_t base = o * len * inner + in;
-			if (x->dtype == QD_DT_FLOAT && inner == 1) {
-				const float *X = (const float *)x->data + base;
-				float *Y = (float *)y->data + base;
-				if (kind == SM_HARD) {
-					float mx = -INFINITY;
-					int64_t am = 0;
-					for (int64_t i = 0; i < len; i++) if (X[i] > mx) { mx = X[i]; am = i; }
-					for (int64_t i = 0; i < len; i++) Y[i] = i == am;
-					continue;
-				}
-				qd_softmax_row_f32(X, Y, len, kind == SM_LOG);
-				continue;
-			}
-			double mx = -INFINITY, s = 0;
-			int64_t am = 0;
-			for (int64_t i = 0; i < len; i++) {
-				double v = qd_tensor_get_f64(x, base + i * inner);
-				if (v > mx) { mx = v; am = i; }
-			}
-			for (int64_t i = 0; i < len; i++) s += exp(qd_tensor_get_f64(x, base + i * inner) - mx);
-			for (int64_t i = 0; i < len; i++) {
-				double v = qd_tensor_get_f64(x, base + i * inner), r;
-				if (kind == SM_HARD) r = i == am;
-				else if (kind == SM_SOFT) r = exp(v - mx) / s;
-				else r = v - mx - log(s);
-				qd_tensor_set_f64(y, base + i * inner, r);
-			}
-		}
+	struct sm_lanes S = { x, y, kind, len, inner };
+	qd_parallel_for(outer * inner, QD_MAX((int64_t)1, (1 << 13) / len), sm_lanes, &S);
 	return 0;
 }
 

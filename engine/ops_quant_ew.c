@@ -87,7 +87,7 @@ static int qlinear_binary(struct qd_ctx *c, bool mul)
 	q.ra = pa.s / py.s; q.rb = pb.s / py.s; q.m = pa.s * pb.s / py.s;
 	q.az = pa.z; q.bz = pb.z; q.yz = py.z;
 	qd_q_range(a->dtype, &q.lo, &q.hi);
-	qd_broadcast_for(2, nd, od, st, qbin_run, &q);
+	qd_broadcast_for_mt(2, nd, od, st, qbin_run, &q);
 	return 0;
 }
 

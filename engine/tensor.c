@@ -364,13 +364,14 @@ void qd_broadcast_strides(int n, const int64_t *dims, int nout, const int64_t *o
 
 /* Collapses adjacent axes where every input keeps contiguity, then walks all but the
  * innermost axis with a counter and hands innermost runs to fn. */
-void qd_broadcast_for(int nin, int ndim, const int64_t *odims, int64_t (*istrides)[QD_MAX_DIMS],
-		      qd_bcast_fn fn, void *ud)
+/* Merges the broadcast dims (size-1 dims dropped, contiguous runs joined); returns the
+ * merged rank, -1 when the output is empty. */
+static int bcast_merge(int nin, int ndim, const int64_t *odims, int64_t (*istrides)[QD_MAX_DIMS],
+		       int64_t *d, int64_t (*st)[QD_MAX_DIMS])
 {
-	int64_t d[QD_MAX_DIMS], st[QD_CTX_MAX_IO][QD_MAX_DIMS];
 	int nd = 0;
 	for (int i = 0; i < ndim; i++) {
-		if (odims[i] == 0) return;
+		if (odims[i] == 0) return -1;
 		if (odims[i] == 1) continue;
 		bool merge = nd > 0;
 		for (int k = 0; k < nin && merge; k++)
@@ -384,17 +385,32 @@ void qd_broadcast_for(int nin, int ndim, const int64_t *odims, int64_t (*istride
 			nd++;
 		}
 	}
-	int64_t ofs[QD_CTX_MAX_IO] = {0}, inner[QD_CTX_MAX_IO];
-	if (nd == 0) {
-		for (int k = 0; k < nin; k++) inner[k] = 0;
-		fn(ud, 0, ofs, inner, 1);
-		return;
-	}
+	return nd;
+}
+
+/* The runs of output elements [lo, hi) of a merged broadcast (nd >= 1). */
+static void bcast_range(int nin, int nd, const int64_t *d, int64_t (*st)[QD_MAX_DIMS],
+			int64_t lo, int64_t hi, qd_bcast_fn fn, void *ud)
+{
+	int64_t ofs[QD_CTX_MAX_IO] = {0}, inner[QD_CTX_MAX_IO], idx[QD_MAX_DIMS] = {0};
+	int64_t cnt = d[nd - 1], row = lo / cnt, col = lo % cnt, o = lo;
 	for (int k = 0; k < nin; k++) inner[k] = st[k][nd - 1];
-	int64_t cnt = d[nd - 1], idx[QD_MAX_DIMS] = {0}, o = 0;
-	for (;;) {
-		fn(ud, o, ofs, inner, cnt);
-		o += cnt;
+	for (int ax = nd - 2; ax >= 0; ax--) {
+		idx[ax] = row % d[ax];
+		row /= d[ax];
+		for (int k = 0; k < nin; k++) ofs[k] += idx[ax] * st[k][ax];
+	}
+	while (o < hi) {
+		int64_t n = QD_MIN(cnt - col, hi - o);
+		if (col) {
+			int64_t at[QD_CTX_MAX_IO];
+			for (int k = 0; k < nin; k++) at[k] = ofs[k] + col * inner[k];
+			fn(ud, o, at, inner, n);
+		} else {
+			fn(ud, o, ofs, inner, n);
+		}
+		o += n;
+		col = 0;
 		int ax = nd - 2;
 		for (; ax >= 0; ax--) {
 			idx[ax]++;
@@ -405,4 +421,47 @@ void qd_broadcast_for(int nin, int ndim, const int64_t *odims, int64_t (*istride
 		}
 		if (ax < 0) break;
 	}
+}
+
+void qd_broadcast_for(int nin, int ndim, const int64_t *odims, int64_t (*istrides)[QD_MAX_DIMS],
+		      qd_bcast_fn fn, void *ud)
+{
+	int64_t d[QD_MAX_DIMS], st[QD_CTX_MAX_IO][QD_MAX_DIMS];
+	int nd = bcast_merge(nin, ndim, odims, istrides, d, st);
+	if (nd < 0) return;
+	if (nd == 0) {
+		int64_t ofs[QD_CTX_MAX_IO] = {0}, inner[QD_CTX_MAX_IO] = {0};
+		fn(ud, 0, ofs, inner, 1);
+		return;
+	}
+	int64_t total = 1;
+	for (int i = 0; i < nd; i++) total *= d[i];
+	bcast_range(nin, nd, d, st, 0, total, fn, ud);
+}
+
+struct bcast_mt {
+	int nin, nd;
+	int64_t d[QD_MAX_DIMS], st[QD_CTX_MAX_IO][QD_MAX_DIMS];
+	qd_bcast_fn fn;
+	void *ud;
+};
+
+static void bcast_chunk(void *ctx, int64_t lo, int64_t hi)
+{
+	struct bcast_mt *b = ctx;
+	bcast_range(b->nin, b->nd, b->d, b->st, lo, hi, b->fn, b->ud);
+}
+
+void qd_broadcast_for_mt(int nin, int ndim, const int64_t *odims, int64_t (*istrides)[QD_MAX_DIMS],
+			 qd_bcast_fn fn, void *ud)
+{
+	struct bcast_mt b = { .nin = nin, .fn = fn, .ud = ud };
+	b.nd = bcast_merge(nin, ndim, odims, istrides, b.d, b.st);
+	int64_t total = 1;
+	for (int i = 0; i < b.nd; i++) total *= b.d[i];
+	if (b.nd <= 0 || total < (1 << 16) || qd_tpool_threads(qd_tpool_current()) <= 1) {
+		qd_broadcast_for(nin, ndim, odims, istrides, fn, ud);
+		return;
+	}
+	qd_parallel_for(total, 1 << 14, bcast_chunk, &b);
 }
