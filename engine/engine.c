@@ -857,6 +857,28 @@ static int find_input(const struct qd_engine *e, const char *nm)
 	return -1;
 }
 
+/* OpenBLAS's idle worker threads spin in sched_yield for 2^28 cycles (~0.1 s) after each
+ * call before they sleep. Between GEMMs our own pool works, and when another process
+ * holds a core a yielding thread loses the scheduler's wake-up preference a sleeping one
+ * gets: each threaded GEMM then waits a time slice for its worker (BERT b4 at 2 threads
+ * went from ~70 ms to ~1 s with one busy-looping process beside it). So, unless the user
+ * set OPENBLAS_THREAD_TIMEOUT, its workers park right after each call (2^10 cycles),
+ * woken by a condition variable at the next one; done once, before the first engine
+ * runs, by re-reading OpenBLAS's environment and restarting its thread server. Weak: a
+ * BLAS without these symbols is left alone. */
+extern void openblas_read_env(void) __attribute__((weak));
+extern int blas_thread_shutdown_(void) __attribute__((weak));
+static pthread_once_t blas_park_once = PTHREAD_ONCE_INIT;
+
+static void blas_park_workers(void)
+{
+	if (getenv("OPENBLAS_THREAD_TIMEOUT") || !openblas_read_env || !blas_thread_shutdown_) return;
+	setenv("OPENBLAS_THREAD_TIMEOUT", "10", 0);
+	openblas_read_env();
+	blas_thread_shutdown_();
+	unsetenv("OPENBLAS_THREAD_TIMEOUT");   /* not passed on to child processes */
+}
+
 int qd_engine_load(const struct qd_model *m, const struct qd_engine_opts *opts,
 		   struct qd_engine **out, struct qd_err *err)
 {
@@ -869,6 +891,7 @@ int qd_engine_load(const struct qd_model *m, const struct qd_engine_opts *opts,
 	e->pool = calloc(POOL_MAX, sizeof(*e->pool));
 	if (!e->pool) { free(e); return qd_err_set(err, QD_ENOMEM, "", "out of memory"); }
 	qd_engine_opts_resolve(opts, &e->opts);
+	pthread_once(&blas_park_once, blas_park_workers);
 	if (e->opts.threads > 1 && !(e->workers = qd_tpool_new(e->opts.threads))) {
 		free(e->pool);
 		free(e);
