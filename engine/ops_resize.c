@@ -93,6 +93,75 @@ static int64_t nearest_idx(enum nearest nm, double xo, double scale, int64_t in)
 	return i < 0 ? 0 : i >= in ? in - 1 : i;
 }
 
+/* The output loops over a range (rows or elements), so threads can split them; each
+ * output value is computed as in one call. */
+struct rs_run {
+	const struct qd_tensor *x;
+	struct qd_tensor *y;
+	int nd;
+	int64_t n, od[QD_MAX_DIMS], xs[QD_MAX_DIMS], *tix[QD_MAX_DIMS];
+	float *tw[QD_MAX_DIMS];
+	int ntap[QD_MAX_DIMS], lax[QD_MAX_DIMS], nl, combos;
+	bool f32;
+	size_t es;
+};
+
+/* nearest: gather along the last axis row by row; an output row whose source row equals
+ * the previous one's is a copy of it */
+static void rs_nearest_rows(void *ctx, int64_t lo, int64_t hi)
+{
+	const struct rs_run *R = ctx;
+	int nd = R->nd;
+	size_t es = R->es;
+	int64_t OW = R->od[nd - 1], prev = -1;
+	const int64_t *cx = R->tix[nd - 1];
+	for (int64_t r = lo; r < hi; r++) {
+		int64_t base = 0, rr = r;
+		for (int a = nd - 2; a >= 0; a--) { base += R->tix[a][(rr % R->od[a]) * 4] * R->xs[a]; rr /= R->od[a]; }
+		char *dst = (char *)R->y->data + r * OW * es;
+		if (base == prev) { memcpy(dst, dst - OW * es, OW * es); continue; }
+		prev = base;
+		if (es == 4) {
+			const uint32_t *src = (const uint32_t *)R->x->data + base;
+			for (int64_t j = 0; j < OW; j++) ((uint32_t *)dst)[j] = src[cx[j * 4]];
+		} else
+			for (int64_t j = 0; j < OW; j++)
+				memcpy(dst + j * es, (const char *)R->x->data + (base + cx[j * 4]) * es, es);
+	}
+}
+
+static void rs_interp(void *ctx, int64_t lo, int64_t hi)
+{
+	const struct rs_run *R = ctx;
+	const struct qd_tensor *x = R->x;
+	struct qd_tensor *y = R->y;
+	int nd = R->nd;
+	int64_t idx[QD_MAX_DIMS] = {0};
+	for (int64_t a = nd - 1, k = lo; a >= 0; a--) { idx[a] = k % R->od[a]; k /= R->od[a]; }
+	for (int64_t k = lo; k < hi; k++) {
+		int64_t base = 0;
+		for (int a = 0; a < nd; a++) if (R->ntap[a] == 1) base += R->tix[a][idx[a] * 4] * R->xs[a];
+		double acc = 0;
+		for (int m = 0; m < R->combos; m++) {
+			double w = 1;
+			int64_t off = base;
+			int mm = m;
+			for (int j = 0; j < R->nl; j++) {
+				int a = R->lax[j], q = mm % R->ntap[a];
+				mm /= R->ntap[a];
+				w *= R->tw[a][idx[a] * 4 + q];
+				off += R->tix[a][idx[a] * 4 + q] * R->xs[a];
+			}
+			if (w == 0) continue;
+			acc += w * (R->f32 ? ((const float *)x->data)[off] : qd_tensor_get_f64(x, off));
+		}
+		if (R->f32) ((float *)y->data)[k] = (float)acc;
+		else if (qd_dtype_is_int(x->dtype)) qd_tensor_set_i64(y, k, qd_f2i(nearbyint(acc)));
+		else qd_tensor_set_f64(y, k, acc);
+		for (int a = nd - 1; a >= 0; a--) { if (++idx[a] < R->od[a]) break; idx[a] = 0; }
+	}
+}
+
 int qd_op_resize(struct qd_ctx *c)
 {
 	const struct qd_tensor *x = qd_ctx_in(c, 0);
@@ -195,55 +264,19 @@ int qd_op_resize(struct qd_ctx *c)
 				ti[0] = ti[best];
 			}
 	}
-	int64_t xs[QD_MAX_DIMS], n = qd_tensor_count(y), idx[QD_MAX_DIMS] = {0};
-	qd_dims_strides(nd, x->dims, xs);
-	/* axes that actually interpolate */
-	int lax[QD_MAX_DIMS], nl = 0, combos = 1;
-	for (int a = 0; a < nd; a++)
-		if (ntap[a] > 1) { lax[nl++] = a; combos *= ntap[a]; }
-	bool f32 = x->dtype == QD_DT_FLOAT;
-	size_t es = qd_dtype_size(x->dtype);
-	if (nl == 0 && nd >= 1) {
-		/* nearest: gather along the last axis row by row; an output row whose source row
-		 * equals the previous one's is a copy of it */
-		int64_t OW = od[nd - 1], rows = n / (OW ? OW : 1), prev = -1;
-		const int64_t *cx = tix[nd - 1];
-		for (int64_t r = 0; r < rows; r++) {
-			int64_t base = 0, rr = r;
-			for (int a = nd - 2; a >= 0; a--) { base += tix[a][(rr % od[a]) * 4] * xs[a]; rr /= od[a]; }
-			char *dst = (char *)y->data + r * OW * es;
-			if (base == prev) { memcpy(dst, dst - OW * es, OW * es); continue; }
-			prev = base;
-			if (es == 4) {
-				const uint32_t *src = (const uint32_t *)x->data + base;
-				for (int64_t j = 0; j < OW; j++) ((uint32_t *)dst)[j] = src[cx[j * 4]];
-			} else
-				for (int64_t j = 0; j < OW; j++)
-					memcpy(dst + j * es, (const char *)x->data + (base + cx[j * 4]) * es, es);
-		}
-		goto out;
+	struct rs_run R = { x, y, nd, .n = qd_tensor_count(y), .combos = 1,
+			    .f32 = x->dtype == QD_DT_FLOAT, .es = qd_dtype_size(x->dtype) };
+	qd_dims_strides(nd, x->dims, R.xs);
+	for (int a = 0; a < nd; a++) {
+		R.od[a] = od[a]; R.tix[a] = tix[a]; R.tw[a] = tw[a]; R.ntap[a] = ntap[a];
+		if (ntap[a] > 1) { R.lax[R.nl++] = a; R.combos *= ntap[a]; }  /* axes that interpolate */
 	}
-	for (int64_t k = 0; k < n; k++) {
-		int64_t base = 0;
-		for (int a = 0; a < nd; a++) if (ntap[a] == 1) base += tix[a][idx[a] * 4] * xs[a];
-		double acc = 0;
-		for (int m = 0; m < combos; m++) {
-			double w = 1;
-			int64_t off = base;
-			int mm = m;
-			for (int j = 0; j < nl; j++) {
-				int a = lax[j], q = mm % ntap[a];
-				mm /= ntap[a];
-				w *= tw[a][idx[a] * 4 + q];
-				off += tix[a][idx[a] * 4 + q] * xs[a];
-			}
-			if (w == 0) continue;
-			acc += w * (f32 ? ((const float *)x->data)[off] : qd_tensor_get_f64(x, off));
-		}
-		if (f32) ((float *)y->data)[k] = (float)acc;
-		else if (qd_dtype_is_int(x->dtype)) qd_tensor_set_i64(y, k, qd_f2i(nearbyint(acc)));
-		else qd_tensor_set_f64(y, k, acc);
-		for (int a = nd - 1; a >= 0; a--) { if (++idx[a] < od[a]) break; idx[a] = 0; }
+	if (R.nl == 0 && nd >= 1) {
+		int64_t OW = od[nd - 1];
+		qd_parallel_for(R.n / (OW ? OW : 1), QD_MAX((int64_t)1, (1 << 14) / QD_MAX(OW, (int64_t)1)),
+				rs_nearest_rows, &R);
+	} else {
+		qd_parallel_for(R.n, 1 << 13, rs_interp, &R);
 	}
 out:
 	for (int a = 0; a < nd; a++) { free(tix[a]); free(tw[a]); }
