@@ -108,8 +108,9 @@ struct qd_egraph;
  * are 6-96 wide, ran 25 % slower with every loop widened). AVX-512 brings FMA, so every
  * file that uses these macros compiles with fp-contract=off (its #pragma GCC optimize;
  * an optimize attribute here would stop the inlining of the element functions): every
- * clone computes the same values as the baseline one. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+ * clone computes the same values as the baseline one. Not under ThreadSanitizer: the
+ * ifunc resolvers would run, instrumented, before its runtime starts. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
 #define QD_VEC_CLONES __attribute__((target_clones("avx2", "default")))
 #define QD_VEC_CLONES_WIDE __attribute__((target_clones("avx512f", "avx2", "default")))
 #else

@@ -107,8 +107,14 @@ static QD_VEC_CLONES void max_pool_row(float *yr, const float *xr, int64_t KW, i
 
 /* 2-D MaxPool without dilation or indices: the general loop's result (taps in the same
  * order, the first valid tap taken as is, then v > best), interior columns vectorised. */
-static void max_pool_2d(const struct pool_geom *g, const float *X, float *Y)
+struct mp2d { const struct pool_geom *g; const float *X; float *Y; };
+
+static void max_pool_2d_planes(void *ctx, int64_t nc_lo, int64_t nc_hi)
 {
+	const struct mp2d *M = ctx;
+	const struct pool_geom *g = M->g;
+	const float *X = M->X;
+	float *Y = M->Y;
 	int64_t IH = g->in[1], IW = g->in[2], OH = g->out[1], OW = g->out[2];
 	int64_t KH = g->k[1], KW = g->k[2], sh = g->stride[1], sw = g->stride[2], pb = g->pb[2];
 	/* interior: every column valid, 0 <= ow*sw - pb and ow*sw - pb + KW - 1 < IW */
@@ -116,7 +122,7 @@ static void max_pool_2d(const struct pool_geom *g, const float *X, float *Y)
 	if (hi > OW) hi = OW;
 	if (lo > OW) lo = OW;
 	if (hi < lo) hi = lo;
-	for (int64_t nc = 0; nc < g->N * g->C; nc++)
+	for (int64_t nc = nc_lo; nc < nc_hi; nc++)
 		for (int64_t oh = 0; oh < OH; oh++) {
 			const float *xc = X + nc * IH * IW;
 			float *yr = Y + (nc * OH + oh) * OW;
@@ -150,33 +156,33 @@ static void max_pool_2d(const struct pool_geom *g, const float *X, float *Y)
 		}
 }
 
-static int pool(struct qd_ctx *c, bool is_max)
+/* planes split over the engine's threads */
+static void max_pool_2d(const struct pool_geom *g, const float *X, float *Y)
 {
-	const struct qd_tensor *x = qd_ctx_in(c, 0);
-	if (!x) return -c->err->code;
-	if (x->dtype != QD_DT_FLOAT) return qd_ctx_fail(c, QD_EUNSUPPORTED, "only float32 is supported");
-	struct pool_geom g = {0};
-	int rc = pool_geom(c, x, &g);
-	if (rc) return rc;
-	int64_t od[5] = { g.N, g.C };
-	for (int i = 0; i < g.nsp; i++) od[2 + i] = g.out[3 - g.nsp + i];
-	struct qd_tensor *y = qd_ctx_out(c, 0, QD_DT_FLOAT, 2 + g.nsp, od);
-	if (!y) return -c->err->code;
-	int64_t *ind = NULL;
-	if (is_max && qd_ctx_wants(c, 1)) {
-		struct qd_tensor *it = qd_ctx_out(c, 1, QD_DT_INT64, 2 + g.nsp, od);
-		if (!it) return -c->err->code;
-		ind = it->data;
-	}
-	bool cip = qd_node_attr_int(c->n->proto, "count_include_pad", 0) != 0;
-	int64_t isz = g.in[0] * g.in[1] * g.in[2], osz = g.out[0] * g.out[1] * g.out[2];
-	const float *X = x->data;
-	float *Y = y->data;
-	if (is_max && !ind && g.k[0] == 1 && g.in[0] == 1 && g.out[0] == 1 && g.dil[1] == 1 && g.dil[2] == 1) {
-		max_pool_2d(&g, X, Y);
-		return 0;
-	}
-	for (int64_t nc = 0; nc < g.N * g.C; nc++) {
+	struct mp2d M = { g, X, Y };
+	int64_t osz = g->out[1] * g->out[2];
+	qd_parallel_for(g->N * g->C, QD_MAX((int64_t)1, (1 << 14) / QD_MAX(osz, (int64_t)1)), max_pool_2d_planes, &M);
+}
+
+/* The general pooling loop over channel planes [lo, hi_nc) (planes are split over
+ * threads; each output computed as in one call). */
+struct pool_run {
+	const struct pool_geom *g;
+	const float *X;
+	float *Y;
+	int64_t *ind, isz, osz;
+	bool is_max, cip;
+};
+
+static void pool_planes(void *ctx, int64_t lo, int64_t hi_nc)
+{
+	const struct pool_run *P = ctx;
+	const struct pool_geom g = *P->g;
+	const float *X = P->X;
+	float *Y = P->Y;
+	int64_t *ind = P->ind, isz = P->isz, osz = P->osz;
+	bool is_max = P->is_max, cip = P->cip;
+	for (int64_t nc = lo; nc < hi_nc; nc++) {
 		const float *xc = X + nc * isz;
 		for (int64_t od0 = 0; od0 < g.out[0]; od0++)
 			for (int64_t oh = 0; oh < g.out[1]; oh++)
@@ -221,6 +227,36 @@ static int pool(struct qd_ctx *c, bool is_max)
 					}
 				}
 	}
+}
+
+static int pool(struct qd_ctx *c, bool is_max)
+{
+	const struct qd_tensor *x = qd_ctx_in(c, 0);
+	if (!x) return -c->err->code;
+	if (x->dtype != QD_DT_FLOAT) return qd_ctx_fail(c, QD_EUNSUPPORTED, "only float32 is supported");
+	struct pool_geom g = {0};
+	int rc = pool_geom(c, x, &g);
+	if (rc) return rc;
+	int64_t od[5] = { g.N, g.C };
+	for (int i = 0; i < g.nsp; i++) od[2 + i] = g.out[3 - g.nsp + i];
+	struct qd_tensor *y = qd_ctx_out(c, 0, QD_DT_FLOAT, 2 + g.nsp, od);
+	if (!y) return -c->err->code;
+	int64_t *ind = NULL;
+	if (is_max && qd_ctx_wants(c, 1)) {
+		struct qd_tensor *it = qd_ctx_out(c, 1, QD_DT_INT64, 2 + g.nsp, od);
+		if (!it) return -c->err->code;
+		ind = it->data;
+	}
+	bool cip = qd_node_attr_int(c->n->proto, "count_include_pad", 0) != 0;
+	int64_t isz = g.in[0] * g.in[1] * g.in[2], osz = g.out[0] * g.out[1] * g.out[2];
+	const float *X = x->data;
+	float *Y = y->data;
+	if (is_max && !ind && g.k[0] == 1 && g.in[0] == 1 && g.out[0] == 1 && g.dil[1] == 1 && g.dil[2] == 1) {
+		max_pool_2d(&g, X, Y);
+		return 0;
+	}
+	struct pool_run P = { &g, X, Y, ind, isz, osz, is_max, cip };
+	qd_parallel_for(g.N * g.C, QD_MAX((int64_t)1, (1 << 14) / QD_MAX(osz, (int64_t)1)), pool_planes, &P);
 	return 0;
 }
 

@@ -126,7 +126,7 @@ static void im2col_u8(const struct qconv_geom *g, const uint8_t *x, int64_t Cg, 
  * (per-group GEMM calls of M = 1 cost far more than the arithmetic). Same integer sums as
  * the GEMM path: padded taps hold x_zp, so they add 0; exact in int32. */
 /* Integer arithmetic: every clone computes the same sums. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
 #define QCONV_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define QCONV_CLONES

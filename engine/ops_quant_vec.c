@@ -13,7 +13,7 @@
 #endif
 #include "engine/ops_quant.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
 #define QV_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define QV_CLONES

@@ -556,7 +556,7 @@ static int pack_b8(const struct qd_qgemm_args *g, struct qd_qgemm_packed **out)
 }
 
 /* A rows [m0, m0+8) into dst ([kq][8] 4-byte groups, made unsigned) and their sums. */
-#if defined(QD_QGEMM_X86) && defined(__GNUC__) && !defined(__clang__)
+#if defined(QD_QGEMM_X86) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
 __attribute__((optimize("O3"), target_clones("avx512f", "avx2", "default")))
 #else
 __attribute__((optimize("O3")))
