@@ -958,6 +958,8 @@ static json_t *fallback_bought(const struct qd_eval_plan *plan, const json_t *no
  *   order (the first one's confirm trial is the first step), an exclusion that brought no
  *   missed goal closer going back, until the goals are met or the budget is used.
  * - ranking "snr": the SNR order alone, one more exclusion at a time (same undo rule).
+ * - ranking "greedy": forward selection; after each node kept in float the remaining
+ *   candidates are measured again with it float (fb_greedy), scored per byte added.
  * - Budget: fallback.max_trials trials (confirm + accumulate), max_time, cancel. The
  *   confirm trials are independent and run on the parallel-trial pool when there is one;
  *   they are committed in order and the first goal-meeting one stops the rest, so the
@@ -1311,6 +1313,119 @@ static bool fb_snr(struct fbx *f, const json_t *cands, json_t *ex, json_t *added
 	return met;
 }
 
+/* the trial's size objective value, or NAN */
+static double fb_bytes(const struct qd_objective *sz, const struct trial *t)
+{
+	const json_t *v = sz && t->values ? json_object_get(t->values, sz->key) : NULL;
+	return json_is_number(v) ? json_number_value(v) : NAN;
+}
+
+/* ranking "greedy": forward selection with re-measurement. Round 1 excludes each of the
+ * first confirm_top_k SNR candidates alone; the one with the best score is kept in float,
+ * and the next round re-measures the remaining candidates with that node already float
+ * (their gains are conditional on the nodes kept so far), and so on. Score: the goal
+ * metric's gain per byte the model grew when the plan has a size objective (smaller models
+ * first among equal gains), else the gain; a candidate that gained nothing, broke a goal
+ * the source met or failed is not picked. Each round measures the best-scored half of the
+ * previous round's candidates (at least 2), so the budget reaches deeper combinations.
+ * Ends when a trial meets every goal, no candidate gains, or the budget is used. Fills
+ * res.rounds and the nodes kept (added); true when the goals are met. */
+static bool fb_greedy(struct fbx *f, const json_t *cands, json_t *ex, json_t *added, json_t *steps, json_t *res)
+{
+	const struct qd_objective *gm = fb_goal_metric(f), *sz = NULL;
+	for (size_t k = 0; k < f->plan->n_obj && !sz; k++)
+		if (!strcmp(f->plan->obj[k].type, "size_on_disk"))
+			sz = &f->plan->obj[k];
+	size_t nc = QD_MIN(json_array_size(cands), QD_MAX((size_t)f->ss->fallback_top_k, 1)), width = nc;
+	size_t cur = f->src;
+	json_t *pool = json_array(), *rounds = json_array();
+	bool met = false;
+	for (size_t i = 0; i < nc; i++)
+		json_array_append_new(pool, json_deep_copy(json_array_get(cands, i)));
+	while (!met && json_array_size(pool) && fb_budget_left(f)) {
+		size_t k = QD_MIN(width, json_array_size(pool)), first = 0, got;
+		json_t **exs = calloc(k, sizeof *exs);
+		if (!exs)
+			break;
+		for (size_t i = 0; i < k; i++) {
+			exs[i] = json_deep_copy(ex);
+			json_array_append(exs[i], json_object_get(json_array_get(pool, i), "node"));
+		}
+		got = fb_batch(f, exs, k, &first);
+		for (size_t i = 0; i < k; i++)
+			json_decref(exs[i]);
+		free(exs);
+		const struct trial *s = &(*f->trp)[cur];
+		long pick = -1;
+		double best = 0;
+		json_t *round = json_array(), *up = json_array(), *down = json_array();
+		for (size_t i = 0; i < got; i++) {
+			const struct trial *t = &(*f->trp)[first + i];
+			json_t *c = json_array_get(pool, i);
+			double g = t->values ? fb_gain(gm, t->values, s->values) : NAN;
+			double db = fb_bytes(sz, t) - fb_bytes(sz, s);
+			double score = t->met ? INFINITY : !isnan(db) && db > 0 ? g / db : g;
+			bool ok = t->values && fb_feasible(f, t) && (t->met || g > 0);
+			json_object_set_new(c, "trial", json_integer((json_int_t)t->n));
+			json_object_set_new(c, "measured_gain", isnan(g) ? json_null() : json_real(g));
+			json_array_append_new(round, json_pack("{s:O, s:I, s:o, s:o, s:b, s:b}", "node",
+							       json_object_get(c, "node"), "trial", (json_int_t)t->n,
+							       "measured_gain", isnan(g) ? json_null() : json_real(g),
+							       "added_bytes", isnan(db) ? json_null() : json_real(db),
+							       "goals_met", t->met, "eligible", ok));
+			json_object_set_new(c, "score", json_real(ok && isfinite(score) ? score : ok ? 1e300 : -1e300));
+			if (ok && (pick < 0 || score > best)) {
+				pick = (long)i;
+				best = score;
+			}
+		}
+		json_array_append_new(rounds, json_pack("{s:I, s:o}", "kept_before", (json_int_t)json_array_size(added),
+							"measured", round));
+		if (pick >= 0) {
+			const struct trial *t = &(*f->trp)[first + (size_t)pick];
+			json_t *c = json_array_get(pool, (size_t)pick);
+			bool keep;
+			json_array_append_new(steps, fb_step(t, c, s->values, s->goals, f->plan, true, &keep));
+			json_array_append(ex, json_object_get(c, "node"));
+			json_array_append(added, json_object_get(c, "node"));
+			met = t->met;
+			cur = first + (size_t)pick;
+		}
+		/* next pool: this round's gainers by score, the unmeasured ones, the others */
+		for (size_t i = 0; i < got; i++) {
+			json_t *c = json_array_get(pool, i);
+			if ((long)i == pick)
+				continue;
+			double sc = json_number_value(json_object_get(c, "score"));
+			if (sc <= -1e300) {
+				json_array_append(down, c);
+				continue;
+			}
+			size_t at = 0;
+			while (at < json_array_size(up) &&
+			       json_number_value(json_object_get(json_array_get(up, at), "score")) >= sc)
+				at++;
+			json_array_insert(up, at, c);
+		}
+		for (size_t i = got; i < json_array_size(pool); i++)
+			json_array_append(up, json_array_get(pool, i));
+		json_array_extend(up, down);
+		json_decref(down);
+		json_decref(pool);
+		pool = up;
+		width = QD_MAX((size_t)2, (width + 1) / 2);
+		if (pick < 0 || got < k)
+			break;   /* nothing gains any more; or budget, time, cancel */
+	}
+	wf_log(f->w, QD_LOG_INFO, "fallback (greedy): %zu round(s), %zu node(s) kept in float (goal metric %s%s)",
+	       json_array_size(rounds), json_array_size(added), gm ? gm->key : "none",
+	       sz ? ", scored per byte added" : "");
+	json_object_set_new(res, "goal_metric", gm ? json_string(gm->key) : json_null());
+	json_object_set_new(res, "rounds", rounds);
+	json_decref(pool);
+	return met;
+}
+
 static json_t *wf_fallback(struct fbx *f)
 {
 	struct wf *w = f->w;
@@ -1352,7 +1467,9 @@ static json_t *wf_fallback(struct fbx *f)
 	       "ranked by SNR lost%s; at most %lld trials)", s->n, json_array_size(cands),
 	       measured ? ", the first ones confirmed by excluding each alone" : "", (long long)f->ss->fallback_max_trials);
 	json_t *steps = json_array(), *added = json_array();
-	bool met = measured ? fb_measured(f, cands, ex, added, steps, res) : fb_snr(f, cands, ex, added, steps);
+	bool met = measured ? fb_measured(f, cands, ex, added, steps, res) :
+		   f->ss->fallback_ranking == QD_FALLBACK_GREEDY ? fb_greedy(f, cands, ex, added, steps, res) :
+		   fb_snr(f, cands, ex, added, steps);
 	wf_log(w, met ? QD_LOG_INFO : QD_LOG_WARN, "fallback: %zu node(s) kept in float after %zu trials, goals %s",
 	       json_array_size(added), f->used, met ? "met" : "still missed");
 	json_object_set_new(res, "status", json_string(met ? "goals_met" : "goals_missed"));

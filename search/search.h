@@ -46,8 +46,9 @@
 enum qd_search_order { QD_SEARCH_JOINT, QD_SEARCH_PASS_BY_PASS };
 enum qd_sampler_kind { QD_SAMPLER_SEQUENTIAL, QD_SAMPLER_RANDOM, QD_SAMPLER_TPE };
 /* how the fallback orders its candidates: by the goal metric each one's exclusion alone
- * buys (confirmed by excluding, INC's basic strategy), or by the SNR ranking only */
-enum qd_fallback_ranking { QD_FALLBACK_MEASURED, QD_FALLBACK_SNR };
+ * buys (confirmed by excluding, INC's basic strategy), by the SNR ranking only, or greedy
+ * forward selection that re-measures the candidates after each exclusion it keeps */
+enum qd_fallback_ranking { QD_FALLBACK_MEASURED, QD_FALLBACK_SNR, QD_FALLBACK_GREEDY };
 #define QD_FALLBACK_TOP_K 8
 #define QD_FALLBACK_MAX_TRIALS 16
 

@@ -21,7 +21,7 @@ const char *qd_search_order_name(enum qd_search_order o)
 
 const char *qd_fallback_ranking_name(enum qd_fallback_ranking r)
 {
-	return r == QD_FALLBACK_SNR ? "snr" : "measured";
+	return r == QD_FALLBACK_SNR ? "snr" : r == QD_FALLBACK_GREEDY ? "greedy" : "measured";
 }
 
 /* ---- search_strategy ---- */
@@ -155,8 +155,10 @@ int qd_search_strategy_parse(const json_t *workflow, struct qd_search_strategy *
 					s->fallback_ranking = QD_FALLBACK_MEASURED;
 				else if (r && !strcmp(r, "snr"))
 					s->fallback_ranking = QD_FALLBACK_SNR;
+				else if (r && !strcmp(r, "greedy"))
+					s->fallback_ranking = QD_FALLBACK_GREEDY;
 				else if (!json_is_null(x))
-					return qd_err_set(err, QD_EINVAL, f2, "'%s' must be \"measured\" or \"snr\"", f2);
+					return qd_err_set(err, QD_EINVAL, f2, "'%s' must be \"measured\", \"snr\" or \"greedy\"", f2);
 			} else if (!strcmp(k, "confirm_top_k") || !strcmp(k, "max_trials")) {
 				if ((rc = get_int(fb, k, f2, &n, err)) < 0)
 					return rc;

@@ -9,6 +9,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 static json_t *J(const char *text)
 {
@@ -64,6 +65,11 @@ static void test_strategy(void)
 	CHECK(s.fallback && s.fallback_ranking == QD_FALLBACK_SNR);
 	CHECK_EQ_INT(s.fallback_top_k, 3);
 	CHECK_EQ_INT(s.fallback_max_trials, 5);
+	json_decref(w);
+	w = J("{\"search_strategy\": {\"fallback\": {\"ranking\": \"greedy\"}}}");
+	CHECK_EQ_INT(qd_search_strategy_parse(w, &s, &err), 0);
+	CHECK(s.fallback && s.fallback_ranking == QD_FALLBACK_GREEDY);
+	CHECK(!strcmp(qd_fallback_ranking_name(s.fallback_ranking), "greedy"));
 	json_decref(w);
 	w = J("{\"search_strategy\": {\"fallback\": false}}");
 	CHECK_EQ_INT(qd_search_strategy_parse(w, &s, &err), 0);
