@@ -1322,12 +1322,13 @@ static double fb_bytes(const struct qd_objective *sz, const struct trial *t)
 
 /* ranking "greedy": forward selection with re-measurement. Round 1 excludes each of the
  * first confirm_top_k SNR candidates alone; the one with the best score is kept in float,
- * and the next round re-measures the remaining candidates with that node already float
- * (their gains are conditional on the nodes kept so far), and so on. Score: the goal
- * metric's gain per byte the model grew when the plan has a size objective (smaller models
- * first among equal gains), else the gain; a candidate that gained nothing, broke a goal
- * the source met or failed is not picked. Each round measures the best-scored half of the
- * previous round's candidates (at least 2), so the budget reaches deeper combinations.
+ * those that gained nothing alone (or failed, or broke a goal the source met) are dropped
+ * and the others ordered by their score alone. Each next round re-measures the first
+ * candidates of that order with the nodes kept so far already float (gains are
+ * conditional on the current set) and keeps the best-scored one that gains. Score: the
+ * goal metric's gain per byte the model grew when the plan has a size objective (smaller
+ * models first), else the gain. Each round measures half as many candidates as the one
+ * before (at least 2), so the budget reaches deeper combinations.
  * Ends when a trial meets every goal, no candidate gains, or the budget is used. Fills
  * res.rounds and the nodes kept (added); true when the goals are met. */
 static bool fb_greedy(struct fbx *f, const json_t *cands, json_t *ex, json_t *added, json_t *steps, json_t *res)
@@ -1358,7 +1359,7 @@ static bool fb_greedy(struct fbx *f, const json_t *cands, json_t *ex, json_t *ad
 		const struct trial *s = &(*f->trp)[cur];
 		long pick = -1;
 		double best = 0;
-		json_t *round = json_array(), *up = json_array(), *down = json_array();
+		json_t *round = json_array(), *up = json_array();
 		for (size_t i = 0; i < got; i++) {
 			const struct trial *t = &(*f->trp)[first + i];
 			json_t *c = json_array_get(pool, i);
@@ -1391,26 +1392,26 @@ static bool fb_greedy(struct fbx *f, const json_t *cands, json_t *ex, json_t *ad
 			met = t->met;
 			cur = first + (size_t)pick;
 		}
-		/* next pool: this round's gainers by score, the unmeasured ones, the others */
-		for (size_t i = 0; i < got; i++) {
+		/* the order after round 1: the candidates that gained alone, by their score alone
+		 * (the others are dropped); later rounds keep that order (a node that loses next to
+		 * the current set may gain next to a larger one) */
+		for (size_t i = 0; i < json_array_size(pool); i++) {
 			json_t *c = json_array_get(pool, i);
 			if ((long)i == pick)
 				continue;
-			double sc = json_number_value(json_object_get(c, "score"));
-			if (sc <= -1e300) {
-				json_array_append(down, c);
+			if (json_array_size(rounds) > 1) {
+				json_array_append(up, c);
 				continue;
 			}
+			double sc = json_number_value(json_object_get(c, "score"));
+			if (i >= got || sc <= -1e300)
+				continue;
 			size_t at = 0;
 			while (at < json_array_size(up) &&
 			       json_number_value(json_object_get(json_array_get(up, at), "score")) >= sc)
 				at++;
 			json_array_insert(up, at, c);
 		}
-		for (size_t i = got; i < json_array_size(pool); i++)
-			json_array_append(up, json_array_get(pool, i));
-		json_array_extend(up, down);
-		json_decref(down);
 		json_decref(pool);
 		pool = up;
 		width = QD_MAX((size_t)2, (width + 1) / 2);
