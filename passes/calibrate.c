@@ -64,6 +64,7 @@ struct cal_tensor {
 	float *edges;
 	int64_t nbins;
 	double th;                    /* collect_value threshold */
+	double bin_d;                 /* bin_cached's D of these edges, < 0 not known */
 	bool th_f64;                  /* threshold is a numpy float64 (after a widening) */
 	/* result */
 	bool has_range, has_avg;
@@ -332,7 +333,9 @@ bool qd_calib_bin_kernel(const char *which)
 #define CAL_SUB 4
 #define CAL_SUB_MAX_BINS 8192
 
-void qd_calib_bin(const float *x, size_t n, bool absval, const float *e, size_t nb, int64_t *hist)
+/* dcache (may be NULL): the edges' D, computed once per set of edges (< 0: not yet) */
+static void bin_cached(const float *x, size_t n, bool absval, const float *e, size_t nb, int64_t *hist,
+		       double *dcache)
 {
 	if (!bin_codes) bin_codes = bin_codes_pick(NULL);
 	const float lo = e[0], hi = e[nb];
@@ -340,12 +343,15 @@ void qd_calib_bin(const float *x, size_t n, bool absval, const float *e, size_t 
 	const float inv = (float)((double)nb / ((double)hi - (double)lo));
 	if (!(inv < INFINITY) || nb >= ((size_t)1 << 22)) { qd_calib_bin_ref(x, n, absval, e, nb, hist); return; }
 	double D = 0.5;
-	if (n >= nb) {
+	if (dcache && *dcache >= 0) {
+		D = *dcache;
+	} else if (n >= nb) {
 		D = 0;
 		for (size_t k = 0; k <= nb; k++) {
 			double d = fabs((double)((e[k] - lo) * inv) - (double)k);
 			if (d > D) D = d;
 		}
+		if (dcache) *dcache = D;
 	}
 	if (D < 0.25) {
 		float dlo = (float)(D * 1.001 + 1e-6), dhi = 1.0f - dlo;
@@ -387,6 +393,11 @@ void qd_calib_bin(const float *x, size_t n, bool absval, const float *e, size_t 
 		for (size_t i = 0; i < n; i++) { float v = fabsf(x[i]); CAL_BIN_BODY(float, v); }
 	else
 		for (size_t i = 0; i < n; i++) { float v = x[i]; CAL_BIN_BODY(float, v); }
+}
+
+void qd_calib_bin(const float *x, size_t n, bool absval, const float *e, size_t nb, int64_t *hist)
+{
+	bin_cached(x, n, absval, e, nb, hist, NULL);
 }
 
 /* Same with float64 edges: numpy compares float32 data with float64 edges in float64
@@ -577,6 +588,7 @@ static void hist_replace(struct qd_calib *c, struct cal_tensor *t, int64_t *h, f
 	t->hist = h;
 	t->edges = e;
 	t->nbins = nb;
+	t->bin_d = -1;
 }
 
 /* collect_value: histogram of x over [-th, th], widened with the old bin width when a
@@ -600,6 +612,7 @@ static int collect_value(struct qd_calib *c, struct cal_tensor *t, const float *
 		t->th = thn;
 		t->th_f64 = false;
 		gen_edges(-(double)thn, (double)thn, t->nbins, t->edges);
+		t->bin_d = -1;
 	} else if ((double)thn > t->th) {
 		int64_t nb = t->nbins;
 		/* numpy 1.x: 2 * old is float64; new - old is float32 while old still is one */
@@ -615,7 +628,7 @@ static int collect_value(struct qd_calib *c, struct cal_tensor *t, const float *
 		t->th = nth;
 		t->th_f64 = true;
 	}
-	qd_calib_bin(x, n, false, t->edges, (size_t)t->nbins, t->hist);
+	bin_cached(x, n, false, t->edges, (size_t)t->nbins, t->hist, &t->bin_d);
 	return 0;
 }
 
@@ -645,13 +658,13 @@ static int collect_abs(struct qd_calib *c, struct cal_tensor *t, const float *x,
 		double lo = amin, hi = amax;
 		if (lo == hi) { lo -= 0.5; hi += 0.5; }
 		gen_edges(lo, hi, t->nbins, t->edges);
-		qd_calib_bin(x, n, true, t->edges, (size_t)t->nbins, t->hist);
+		bin_cached(x, n, true, t->edges, (size_t)t->nbins, t->hist, &t->bin_d);
 		return 0;
 	}
 	int64_t nb = t->nbins;
 	float *oe = t->edges;
 	if (!(amax > oe[nb])) {
-		qd_calib_bin(x, n, true, oe, (size_t)nb, t->hist);
+		bin_cached(x, n, true, oe, (size_t)nb, t->hist, &t->bin_d);
 		return 0;
 	}
 	float width = oe[1] - oe[0];
@@ -690,7 +703,18 @@ static int collect_abs(struct qd_calib *c, struct cal_tensor *t, const float *x,
 struct cal_job {
 	struct cal_tensor *t;
 	float *x;
-	size_t n;
+	size_t n, cap;                /* floats used / allocated */
+};
+
+/* Copies are recycled: a fresh malloc of a large copy is a fresh mmap, and touching its
+ * pages cost more than the copy itself (page faults were 6 % of a rec Percentile run).
+ * Finished buffers wait in `spare` (at most CAL_BG_SPARE of them, CAL_BG_SPARE_BYTES in
+ * all) for the next copy they fit. */
+#define CAL_BG_SPARE 32
+#define CAL_BG_SPARE_BYTES ((size_t)32 << 20)
+struct cal_buf {
+	float *x;
+	size_t cap;                   /* floats */
 };
 
 struct cal_bg {
@@ -700,7 +724,48 @@ struct cal_bg {
 	struct cal_job *q;
 	size_t cap, head, len, bytes;
 	bool busy, stop;
+	struct cal_buf spare[CAL_BG_SPARE];
+	size_t n_spare, spare_bytes;
 };
+
+/* under b->mu: keep buffer x of cap floats for reuse, or free it */
+static void bg_recycle(struct cal_bg *b, float *x, size_t cap)
+{
+	size_t by = cap * sizeof(float);
+	if (b->n_spare == CAL_BG_SPARE || b->spare_bytes + by > CAL_BG_SPARE_BYTES) {
+		/* drop the smallest spare if x is larger, else x */
+		size_t k = 0;
+		for (size_t i = 1; i < b->n_spare; i++)
+			if (b->spare[i].cap < b->spare[k].cap) k = i;
+		if (!b->n_spare || b->spare[k].cap >= cap || by > CAL_BG_SPARE_BYTES) {
+			free(x);
+			return;
+		}
+		b->spare_bytes -= b->spare[k].cap * sizeof(float);
+		free(b->spare[k].x);
+		b->spare[k] = b->spare[--b->n_spare];
+		if (b->spare_bytes + by > CAL_BG_SPARE_BYTES) {
+			free(x);
+			return;
+		}
+	}
+	b->spare[b->n_spare++] = (struct cal_buf){ x, cap };
+	b->spare_bytes += by;
+}
+
+/* under b->mu: the smallest spare buffer of at least n floats, or NULL */
+static float *bg_take(struct cal_bg *b, size_t n, size_t *cap)
+{
+	size_t k = SIZE_MAX;
+	for (size_t i = 0; i < b->n_spare; i++)
+		if (b->spare[i].cap >= n && (k == SIZE_MAX || b->spare[i].cap < b->spare[k].cap)) k = i;
+	if (k == SIZE_MAX) return NULL;
+	float *x = b->spare[k].x;
+	*cap = b->spare[k].cap;
+	b->spare_bytes -= *cap * sizeof(float);
+	b->spare[k] = b->spare[--b->n_spare];
+	return x;
+}
 
 static int observe(struct qd_calib *c, struct cal_tensor *t, const float *x, size_t n);
 
@@ -720,8 +785,8 @@ static void *bg_main(void *arg)
 		b->busy = true;
 		pthread_mutex_unlock(&b->mu);
 		observe(c, j.t, j.x, j.n);
-		free(j.x);
 		pthread_mutex_lock(&b->mu);
+		bg_recycle(b, j.x, j.cap);
 		b->busy = false;
 		b->bytes -= j.n * sizeof(float);
 		pthread_cond_broadcast(&b->idle);
@@ -778,6 +843,8 @@ static void bg_stop(struct qd_calib *c)
 	pthread_join(b->th, NULL);
 	for (size_t i = 0; i < b->len; i++)
 		free(b->q[(b->head + i) % b->cap].x);
+	for (size_t i = 0; i < b->n_spare; i++)
+		free(b->spare[i].x);
 	pthread_mutex_destroy(&b->mu);
 	pthread_cond_destroy(&b->work);
 	pthread_cond_destroy(&b->idle);
@@ -790,7 +857,11 @@ static void bg_stop(struct qd_calib *c)
 static void bg_push(struct qd_calib *c, struct cal_tensor *t, const float *x, size_t n)
 {
 	struct cal_bg *b = c->bg;
-	float *copy = malloc(n * sizeof(float) + 1);
+	size_t cap = n;
+	pthread_mutex_lock(&b->mu);
+	float *copy = bg_take(b, n, &cap);
+	pthread_mutex_unlock(&b->mu);
+	if (!copy) copy = malloc(n * sizeof(float) + 1);
 	if (!copy) {
 		bg_drain(c);
 		observe(c, t, x, n);
@@ -800,7 +871,7 @@ static void bg_push(struct qd_calib *c, struct cal_tensor *t, const float *x, si
 	pthread_mutex_lock(&b->mu);
 	while ((b->len == b->cap || (b->bytes && b->bytes + n * sizeof(float) > QD_CALIB_BG_BYTES)))
 		pthread_cond_wait(&b->idle, &b->mu);
-	b->q[(b->head + b->len) % b->cap] = (struct cal_job){ t, copy, n };
+	b->q[(b->head + b->len) % b->cap] = (struct cal_job){ t, copy, n, cap };
 	b->len++;
 	b->bytes += n * sizeof(float);
 	pthread_cond_signal(&b->work);
