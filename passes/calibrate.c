@@ -711,7 +711,7 @@ struct cal_job {
  * Finished buffers wait in `spare` (at most CAL_BG_SPARE of them, CAL_BG_SPARE_BYTES in
  * all) for the next copy they fit. */
 #define CAL_BG_SPARE 32
-#define CAL_BG_SPARE_BYTES ((size_t)32 << 20)
+#define CAL_BG_SPARE_BYTES ((size_t)8 << 20)
 struct cal_buf {
 	float *x;
 	size_t cap;                   /* floats */
