@@ -714,6 +714,10 @@ static void send_timeout_raw(struct qd_req *r)
 	r->answered = true;
 	r->status = 408;
 	count_status(r->d, r->route, 408);
+	/* counted before the answer goes out: a client that reads /metrics right after its 408
+	 * sees its own upload counted */
+	if (qd_routes[r->route].flags & QD_RF_UPLOAD)
+		__atomic_fetch_add(&r->d->metrics.uploads[0], 1, __ATOMIC_RELAXED);
 	if (ci && js) {
 		char head[256];
 		int hn = snprintf(head, sizeof head, "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
@@ -724,8 +728,6 @@ static void send_timeout_raw(struct qd_req *r)
 			shutdown(ci->connect_fd, SHUT_WR);
 	}
 	free(js);
-	if (qd_routes[r->route].flags & QD_RF_UPLOAD)
-		__atomic_fetch_add(&r->d->metrics.uploads[0], 1, __ATOMIC_RELAXED);
 }
 
 /* Run the route's handler; r->resp holds the answer afterwards (an error if need be). */
