@@ -423,20 +423,32 @@ static void bcast_range(int nin, int nd, const int64_t *d, int64_t (*st)[QD_MAX_
 	}
 }
 
-void qd_broadcast_for(int nin, int ndim, const int64_t *odims, int64_t (*istrides)[QD_MAX_DIMS],
+/* All runs of a merged broadcast of rank nd (bcast_merge) on the calling thread. */
+static void bcast_all(int nin, int nd, const int64_t *d, int64_t (*st)[QD_MAX_DIMS], int64_t total,
 		      qd_bcast_fn fn, void *ud)
 {
-	int64_t d[QD_MAX_DIMS], st[QD_CTX_MAX_IO][QD_MAX_DIMS];
-	int nd = bcast_merge(nin, ndim, odims, istrides, d, st);
 	if (nd < 0) return;
 	if (nd == 0) {
 		int64_t ofs[QD_CTX_MAX_IO] = {0}, inner[QD_CTX_MAX_IO] = {0};
 		fn(ud, 0, ofs, inner, 1);
 		return;
 	}
+	bcast_range(nin, nd, d, st, 0, total, fn, ud);
+}
+
+static int64_t bcast_total(int nd, const int64_t *d)
+{
 	int64_t total = 1;
 	for (int i = 0; i < nd; i++) total *= d[i];
-	bcast_range(nin, nd, d, st, 0, total, fn, ud);
+	return total;
+}
+
+void qd_broadcast_for(int nin, int ndim, const int64_t *odims, int64_t (*istrides)[QD_MAX_DIMS],
+		      qd_bcast_fn fn, void *ud)
+{
+	int64_t d[QD_MAX_DIMS], st[QD_CTX_MAX_IO][QD_MAX_DIMS];
+	int nd = bcast_merge(nin, ndim, odims, istrides, d, st);
+	bcast_all(nin, nd, d, st, bcast_total(nd, d), fn, ud);
 }
 
 struct bcast_mt {
@@ -457,10 +469,9 @@ void qd_broadcast_for_mt(int nin, int ndim, const int64_t *odims, int64_t (*istr
 {
 	struct bcast_mt b = { .nin = nin, .fn = fn, .ud = ud };
 	b.nd = bcast_merge(nin, ndim, odims, istrides, b.d, b.st);
-	int64_t total = 1;
-	for (int i = 0; i < b.nd; i++) total *= b.d[i];
+	int64_t total = bcast_total(b.nd, b.d);
 	if (b.nd <= 0 || total < (1 << 16) || qd_tpool_threads(qd_tpool_current()) <= 1) {
-		qd_broadcast_for(nin, ndim, odims, istrides, fn, ud);
+		bcast_all(nin, b.nd, b.d, b.st, total, fn, ud);   /* merged once, run here */
 		return;
 	}
 	qd_parallel_for(total, 1 << 14, bcast_chunk, &b);
